@@ -1,0 +1,1 @@
+//! The catalog: streams and tables Eddy knows, with their columns, formats and topics.

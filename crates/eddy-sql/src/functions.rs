@@ -1,0 +1,1 @@
+//! ksqlDB's built-in functions on DataFusion.

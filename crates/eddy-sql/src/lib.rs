@@ -1,0 +1,18 @@
+//! ksqlDB-dialect SQL for Eddy: parsing on sqlparser, the type system, the catalog of sources and
+//! planning of queries onto DataFusion expressions.
+
+pub mod catalog;
+pub mod dialect;
+pub mod functions;
+pub mod normalize;
+pub mod parser;
+pub mod planner;
+pub mod statement;
+pub mod types;
+
+pub use parser::{ParsedStatement, parse};
+pub use statement::Statement;
+pub use types::SqlType;
+
+/// The sqlparser crate Eddy parses with (the same version DataFusion plans from).
+pub use sqlparser;

@@ -1,0 +1,1110 @@
+//! Parses ksqlDB's dialect: the tokens of a script are split into statements; ksqlDB-only statements and
+//! clauses are parsed here, and the standard SQL inside them (queries, expressions) by sqlparser.
+
+use sqlparser::ast::{Expr, Query};
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+
+use eddy_common::{Error, Position, Result};
+
+use crate::dialect::KsqlDialect;
+use crate::normalize;
+use crate::statement::*;
+use crate::types::SqlType;
+
+/// One statement of a script, with its own text (for `statementText` and the command log).
+#[derive(Debug, Clone)]
+pub struct ParsedStatement {
+    pub statement: Statement,
+    /// The statement as the user wrote it, ending with `;`.
+    pub text: String,
+    /// Where the statement starts in the script.
+    pub position: Position,
+}
+
+/// Parses a script of `;`-separated statements.
+pub fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
+    let tokens = Tokenizer::new(&KsqlDialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| syntax(e.message, Some(position(e.location))))?;
+    let tokens: Vec<TokenWithSpan> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let index = LineIndex::new(sql);
+    let mut out = Vec::new();
+    for chunk in split_statements(tokens) {
+        let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+            continue;
+        };
+        let start = index.offset(first.span.start);
+        let end = index.offset(last.span.end);
+        let mut text = sql[start..end.max(start)].trim_end().to_string();
+        if !text.ends_with(';') {
+            text.push(';');
+        }
+        let position = position(first.span.start);
+        let body: Vec<TokenWithSpan> = chunk
+            .into_iter()
+            .filter(|t| t.token != Token::SemiColon)
+            .collect();
+        let statement = StatementParser::new(body).statement()?;
+        out.push(ParsedStatement {
+            statement,
+            text,
+            position,
+        });
+    }
+    Ok(out)
+}
+
+/// Splits tokens at `;` outside parentheses; each chunk keeps its terminating `;`.
+fn split_statements(tokens: Vec<TokenWithSpan>) -> Vec<Vec<TokenWithSpan>> {
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut depth = 0i32;
+    for t in tokens {
+        match t.token {
+            Token::LParen | Token::LBracket => depth += 1,
+            Token::RParen | Token::RBracket => depth -= 1,
+            Token::EOF => continue,
+            _ => {}
+        }
+        let end = depth <= 0 && t.token == Token::SemiColon;
+        current.push(t);
+        if end {
+            chunks.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// Maps sqlparser's (line, column) locations to byte offsets of the script.
+struct LineIndex<'a> {
+    sql: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(sql: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { sql, line_starts }
+    }
+
+    fn offset(&self, loc: Location) -> usize {
+        let Some(&line_start) = self.line_starts.get((loc.line as usize).saturating_sub(1)) else {
+            return self.sql.len();
+        };
+        let line = &self.sql[line_start..];
+        let col = (loc.column as usize).saturating_sub(1);
+        line_start
+            + line
+                .char_indices()
+                .nth(col)
+                .map(|(i, _)| i)
+                .unwrap_or(line.len())
+    }
+}
+
+fn position(loc: Location) -> Position {
+    Position {
+        line: loc.line,
+        column: loc.column,
+    }
+}
+
+fn syntax(message: impl Into<String>, position: Option<Position>) -> Error {
+    Error::Syntax {
+        message: message.into(),
+        position,
+    }
+}
+
+/// Converts sqlparser's error (which ends in "at Line: l, Column: c") into ours.
+fn from_parser_error(e: ParserError, fallback: Position) -> Error {
+    let text = match e {
+        ParserError::TokenizerError(s) | ParserError::ParserError(s) => s,
+        ParserError::RecursionLimitExceeded => "the statement is nested too deeply".to_string(),
+    };
+    if let Some(idx) = text.rfind(" at Line: ") {
+        let tail = &text[idx + " at Line: ".len()..];
+        let mut parts = tail.split(", Column: ");
+        let line = parts.next().and_then(|l| l.trim().parse().ok());
+        let column = parts.next().and_then(|c| c.trim().parse().ok());
+        if let (Some(line), Some(column)) = (line, column) {
+            return syntax(text[..idx].to_string(), Some(Position { line, column }));
+        }
+    }
+    syntax(text, Some(fallback))
+}
+
+/// A recursive-descent parser over one statement's tokens (whitespace removed).
+struct StatementParser {
+    tokens: Vec<TokenWithSpan>,
+    pos: usize,
+}
+
+impl StatementParser {
+    fn new(tokens: Vec<TokenWithSpan>) -> Self {
+        StatementParser { tokens, pos: 0 }
+    }
+
+    fn peek(&self) -> Option<&TokenWithSpan> {
+        self.tokens.get(self.pos)
+    }
+
+    fn peek_at(&self, n: usize) -> Option<&Token> {
+        self.tokens.get(self.pos + n).map(|t| &t.token)
+    }
+
+    fn here(&self) -> Position {
+        match self.peek().or(self.tokens.last()) {
+            Some(t) if self.pos < self.tokens.len() => position(t.span.start),
+            Some(t) => position(t.span.end),
+            None => Position { line: 1, column: 1 },
+        }
+    }
+
+    fn error<T>(&self, message: impl Into<String>) -> Result<T> {
+        Err(syntax(message, Some(self.here())))
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.tokens.len()
+    }
+
+    /// True when the next token is the unquoted word `kw` (case-insensitive).
+    fn is_word(&self, kw: &str) -> bool {
+        self.is_word_at(0, kw)
+    }
+
+    fn is_word_at(&self, n: usize, kw: &str) -> bool {
+        matches!(self.peek_at(n), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw))
+    }
+
+    fn eat_word(&mut self, kw: &str) -> bool {
+        if self.is_word(kw) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_words(&mut self, kws: &[&str]) -> bool {
+        if kws.iter().enumerate().all(|(i, k)| self.is_word_at(i, k)) {
+            self.pos += kws.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_word(&mut self, kw: &str) -> Result<()> {
+        if self.eat_word(kw) {
+            Ok(())
+        } else {
+            self.error(format!("Expecting {kw}, found {}", self.describe_next()))
+        }
+    }
+
+    fn eat(&mut self, t: &Token) -> bool {
+        if self.peek_at(0) == Some(t) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, t: &Token) -> Result<()> {
+        if self.eat(t) {
+            Ok(())
+        } else {
+            self.error(format!("Expecting '{t}', found {}", self.describe_next()))
+        }
+    }
+
+    /// Expects `>`, splitting a `>>` that closes two nested type parameter lists.
+    fn expect_gt(&mut self) -> Result<()> {
+        if self.peek_at(0) == Some(&Token::ShiftRight) {
+            self.tokens[self.pos].token = Token::Gt;
+            return Ok(());
+        }
+        self.expect(&Token::Gt)
+    }
+
+    fn describe_next(&self) -> String {
+        match self.peek() {
+            Some(t) => format!("'{}'", t.token),
+            None => "the end of the statement".to_string(),
+        }
+    }
+
+    fn expect_end(&self) -> Result<()> {
+        if self.at_end() {
+            Ok(())
+        } else {
+            self.error(format!(
+                "Unexpected {} after the end of the statement",
+                self.describe_next()
+            ))
+        }
+    }
+
+    /// An identifier: unquoted ones are upper-cased, quoted ones kept as written.
+    fn identifier(&mut self) -> Result<String> {
+        match self.peek_at(0) {
+            Some(Token::Word(w)) => {
+                let name = normalize::ident_name(&w.value, w.quote_style);
+                self.pos += 1;
+                Ok(name)
+            }
+            _ => self.error(format!(
+                "Expecting an identifier, found {}",
+                self.describe_next()
+            )),
+        }
+    }
+
+    fn string_literal(&mut self) -> Result<String> {
+        match self.peek_at(0) {
+            Some(Token::SingleQuotedString(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                Ok(s)
+            }
+            _ => self.error(format!(
+                "Expecting a quoted string, found {}",
+                self.describe_next()
+            )),
+        }
+    }
+
+    fn number(&mut self) -> Result<u64> {
+        match self.peek_at(0) {
+            Some(Token::Number(n, _)) => match n.parse() {
+                Ok(v) => {
+                    self.pos += 1;
+                    Ok(v)
+                }
+                Err(_) => self.error(format!("Expecting a whole number, found '{n}'")),
+            },
+            _ => self.error(format!(
+                "Expecting a number, found {}",
+                self.describe_next()
+            )),
+        }
+    }
+
+    /// Runs sqlparser over the rest of the tokens and advances past what it consumed.
+    fn with_sqlparser<T>(
+        &mut self,
+        f: impl FnOnce(&mut Parser) -> Result<T, ParserError>,
+    ) -> Result<T> {
+        let rest = self.tokens[self.pos..].to_vec();
+        // sqlparser reports no location for errors at the end of input: point after the last token.
+        let fallback = self
+            .tokens
+            .last()
+            .map(|t| position(t.span.end))
+            .unwrap_or(Position { line: 1, column: 1 });
+        let mut parser = Parser::new(&KsqlDialect).with_tokens_with_locations(rest);
+        let value = f(&mut parser).map_err(|e| from_parser_error(e, fallback))?;
+        self.pos += parser.index();
+        Ok(value)
+    }
+
+    fn statement(&mut self) -> Result<Statement> {
+        let stmt = match self.peek_at(0) {
+            Some(Token::Word(w)) if w.quote_style.is_none() => {
+                match w.value.to_ascii_uppercase().as_str() {
+                    "CREATE" => self.create()?,
+                    "INSERT" => self.insert()?,
+                    "SELECT" => Statement::Select(self.query_statement()?),
+                    "SHOW" | "LIST" => self.show()?,
+                    "DESCRIBE" => self.describe()?,
+                    "DROP" => self.drop()?,
+                    "TERMINATE" => self.terminate()?,
+                    "SET" => self.set()?,
+                    "UNSET" => {
+                        self.pos += 1;
+                        Statement::Unset {
+                            name: self.string_literal()?,
+                        }
+                    }
+                    "PRINT" => self.print()?,
+                    "EXPLAIN" => {
+                        self.pos += 1;
+                        Statement::Explain {
+                            query_id: self.identifier_or_string()?,
+                        }
+                    }
+                    other => return self.error(format!("Unknown statement '{other}'")),
+                }
+            }
+            Some(t) => return self.error(format!("Unknown statement '{t}'")),
+            None => return self.error("Empty statement"),
+        };
+        self.expect_end()?;
+        Ok(stmt)
+    }
+
+    fn identifier_or_string(&mut self) -> Result<String> {
+        match self.peek_at(0) {
+            Some(Token::SingleQuotedString(_)) => self.string_literal(),
+            Some(Token::Word(w)) => {
+                let v = w.value.clone();
+                self.pos += 1;
+                Ok(v)
+            }
+            _ => self.error(format!("Expecting a name, found {}", self.describe_next())),
+        }
+    }
+
+    fn create(&mut self) -> Result<Statement> {
+        self.expect_word("CREATE")?;
+        let or_replace = self.eat_words(&["OR", "REPLACE"]);
+        let is_source = self.eat_word("SOURCE");
+        let kind = if self.eat_word("STREAM") {
+            SourceKind::Stream
+        } else if self.eat_word("TABLE") {
+            SourceKind::Table
+        } else {
+            return self.error(format!(
+                "Expecting STREAM or TABLE, found {}",
+                self.describe_next()
+            ));
+        };
+        let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
+        let name = self.identifier()?;
+        let columns = if self.peek_at(0) == Some(&Token::LParen) {
+            self.column_defs(kind)?
+        } else {
+            Vec::new()
+        };
+        let properties = self.with_properties()?;
+        let query = if self.eat_word("AS") {
+            Some(self.query_statement()?)
+        } else {
+            None
+        };
+        Ok(Statement::CreateSource(Box::new(CreateSource {
+            kind,
+            name,
+            or_replace,
+            if_not_exists,
+            is_source,
+            columns,
+            properties,
+            query,
+        })))
+    }
+
+    fn column_defs(&mut self, kind: SourceKind) -> Result<Vec<ColumnDef>> {
+        self.expect(&Token::LParen)?;
+        let mut cols = Vec::new();
+        loop {
+            let name = self.identifier()?;
+            let sql_type = self.sql_type()?;
+            let role = if self.eat_words(&["PRIMARY", "KEY"]) {
+                if kind == SourceKind::Stream {
+                    return self.error(format!(
+                        "Column `{name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints."
+                    ));
+                }
+                ColumnRole::Key
+            } else if self.eat_word("KEY") {
+                if kind == SourceKind::Table {
+                    return self.error(format!(
+                        "Column `{name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints."
+                    ));
+                }
+                ColumnRole::Key
+            } else if self.is_word("HEADERS") || self.is_word("HEADER") {
+                return Err(eddy_common::not_supported!(
+                    "header columns (`{name}`) are not supported yet"
+                ));
+            } else {
+                ColumnRole::Value
+            };
+            cols.push(ColumnDef {
+                name,
+                sql_type,
+                role,
+            });
+            if !self.eat(&Token::Comma) {
+                break;
+            }
+        }
+        self.expect(&Token::RParen)?;
+        Ok(cols)
+    }
+
+    /// A ksqlDB type: `INT`, `DECIMAL(p, s)`, `ARRAY<T>`, `MAP<K, V>`, `STRUCT<f T, ...>`.
+    fn sql_type(&mut self) -> Result<SqlType> {
+        let name = match self.peek_at(0) {
+            Some(Token::Word(w)) => w.value.to_ascii_uppercase(),
+            _ => return self.error(format!("Expecting a type, found {}", self.describe_next())),
+        };
+        self.pos += 1;
+        Ok(match name.as_str() {
+            "ARRAY" => {
+                self.expect(&Token::Lt)?;
+                let e = self.sql_type()?;
+                self.expect_gt()?;
+                SqlType::Array(Box::new(e))
+            }
+            "MAP" => {
+                self.expect(&Token::Lt)?;
+                let k = self.sql_type()?;
+                self.expect(&Token::Comma)?;
+                let v = self.sql_type()?;
+                self.expect_gt()?;
+                SqlType::Map(Box::new(k), Box::new(v))
+            }
+            "STRUCT" => {
+                self.expect(&Token::Lt)?;
+                let mut fields = Vec::new();
+                if !matches!(self.peek_at(0), Some(Token::Gt | Token::ShiftRight)) {
+                    loop {
+                        let f = self.identifier()?;
+                        let t = self.sql_type()?;
+                        fields.push((f, t));
+                        if !self.eat(&Token::Comma) {
+                            break;
+                        }
+                    }
+                }
+                self.expect_gt()?;
+                SqlType::Struct(fields)
+            }
+            "DECIMAL" => {
+                self.expect(&Token::LParen)?;
+                let precision = self.number()?;
+                self.expect(&Token::Comma)?;
+                let scale = self.number()?;
+                self.expect(&Token::RParen)?;
+                if precision == 0 || precision > 38 || scale > precision {
+                    return self.error(format!(
+                        "DECIMAL({precision}, {scale}) is invalid: precision must be 1..38 and scale at most the precision"
+                    ));
+                }
+                SqlType::Decimal {
+                    precision: precision as u8,
+                    scale: scale as i8,
+                }
+            }
+            other => match SqlType::simple(other) {
+                Some(t) => t,
+                None => {
+                    self.pos -= 1;
+                    return self.error(format!("Unknown type: {other}"));
+                }
+            },
+        })
+    }
+
+    fn with_properties(&mut self) -> Result<Properties> {
+        let mut props = Properties::new();
+        if !self.eat_word("WITH") {
+            return Ok(props);
+        }
+        self.expect(&Token::LParen)?;
+        loop {
+            let key = match self.peek_at(0) {
+                Some(Token::Word(w)) => w.value.to_ascii_uppercase(),
+                Some(Token::SingleQuotedString(s)) => s.to_ascii_uppercase(),
+                _ => {
+                    return self.error(format!(
+                        "Expecting a property name, found {}",
+                        self.describe_next()
+                    ));
+                }
+            };
+            self.pos += 1;
+            self.expect(&Token::Eq)?;
+            let value = match self.peek_at(0) {
+                Some(Token::SingleQuotedString(s)) => PropertyValue::String(s.clone()),
+                Some(Token::Number(n, _)) => PropertyValue::Number(n.clone()),
+                Some(Token::Minus) => match self.peek_at(1) {
+                    Some(Token::Number(n, _)) => {
+                        let v = PropertyValue::Number(format!("-{n}"));
+                        self.pos += 1;
+                        v
+                    }
+                    _ => return self.error("Expecting a number after '-'"),
+                },
+                Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("true") => {
+                    PropertyValue::Bool(true)
+                }
+                Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("false") => {
+                    PropertyValue::Bool(false)
+                }
+                _ => {
+                    return self.error(format!(
+                        "Expecting a quoted string, number or boolean for property {key}, found {}",
+                        self.describe_next()
+                    ));
+                }
+            };
+            self.pos += 1;
+            props.insert(key, value);
+            if !self.eat(&Token::Comma) {
+                break;
+            }
+        }
+        self.expect(&Token::RParen)?;
+        Ok(props)
+    }
+
+    fn insert(&mut self) -> Result<Statement> {
+        self.expect_word("INSERT")?;
+        self.expect_word("INTO")?;
+        let target = self.identifier()?;
+        let mut columns = Vec::new();
+        if self.eat(&Token::LParen) {
+            loop {
+                columns.push(self.identifier()?);
+                if !self.eat(&Token::Comma) {
+                    break;
+                }
+            }
+            self.expect(&Token::RParen)?;
+        }
+        if self.eat_word("VALUES") {
+            self.expect(&Token::LParen)?;
+            let mut values =
+                self.with_sqlparser(|p| p.parse_comma_separated(Parser::parse_expr))?;
+            self.expect(&Token::RParen)?;
+            values.iter_mut().for_each(normalize::expr);
+            return Ok(Statement::InsertValues {
+                target,
+                columns,
+                values,
+            });
+        }
+        if !columns.is_empty() {
+            return self.error(format!("Expecting VALUES, found {}", self.describe_next()));
+        }
+        let properties = self.with_properties()?;
+        let query = self.query_statement()?;
+        Ok(Statement::InsertSelect {
+            target,
+            properties,
+            query,
+        })
+    }
+
+    /// A `SELECT` with ksqlDB's `WINDOW`, `PARTITION BY` and `EMIT` clauses, up to the end of the statement.
+    fn query_statement(&mut self) -> Result<QueryStatement> {
+        if !self.is_word("SELECT") {
+            return self.error(format!("Expecting SELECT, found {}", self.describe_next()));
+        }
+        let mut window = None;
+        let mut emit = None;
+        let mut partition_by = None;
+        let mut depth = 0i32;
+        let mut i = self.pos;
+        while i < self.tokens.len() {
+            match &self.tokens[i].token {
+                Token::LParen | Token::LBracket => depth += 1,
+                Token::RParen | Token::RBracket => depth -= 1,
+                _ => {}
+            }
+            if depth != 0 {
+                i += 1;
+                continue;
+            }
+            let word = |j: usize| match self.tokens.get(j).map(|t| &t.token) {
+                Some(Token::Word(w)) if w.quote_style.is_none() => {
+                    Some(w.value.to_ascii_uppercase())
+                }
+                _ => None,
+            };
+            match word(i).as_deref() {
+                Some("EMIT") => {
+                    emit = Some(match word(i + 1).as_deref() {
+                        Some("CHANGES") => Emit::Changes,
+                        Some("FINAL") => Emit::Final,
+                        _ => {
+                            self.pos = i + 1;
+                            return self.error(format!(
+                                "Expecting CHANGES or FINAL, found {}",
+                                self.describe_next()
+                            ));
+                        }
+                    });
+                    self.tokens.drain(i..i + 2);
+                    continue;
+                }
+                Some("WINDOW")
+                    if matches!(
+                        word(i + 1).as_deref(),
+                        Some("TUMBLING" | "HOPPING" | "SESSION")
+                    ) =>
+                {
+                    let end = matching_paren(&self.tokens, i + 2).ok_or_else(|| {
+                        syntax(
+                            "Expecting '(' after the window type",
+                            Some(position(self.tokens[i + 1].span.end)),
+                        )
+                    })?;
+                    let sub: Vec<TokenWithSpan> = self.tokens.drain(i..=end).collect();
+                    window = Some(StatementParser::new(sub).window()?);
+                    continue;
+                }
+                Some("PARTITION") if word(i + 1).as_deref() == Some("BY") => {
+                    let mut end = i + 2;
+                    let mut d = 0;
+                    while end < self.tokens.len() {
+                        match &self.tokens[end].token {
+                            Token::LParen => d += 1,
+                            Token::RParen => d -= 1,
+                            _ => {}
+                        }
+                        if d == 0 && matches!(word(end).as_deref(), Some("EMIT" | "LIMIT")) {
+                            break;
+                        }
+                        end += 1;
+                    }
+                    let sub: Vec<TokenWithSpan> = self.tokens.drain(i..end).skip(2).collect();
+                    let mut p = StatementParser::new(sub);
+                    let mut exprs =
+                        p.with_sqlparser(|p| p.parse_comma_separated(Parser::parse_expr))?;
+                    p.expect_end()?;
+                    exprs.iter_mut().for_each(normalize::expr);
+                    partition_by = Some(exprs);
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        let mut query: Box<Query> = self.with_sqlparser(|p| p.parse_query())?;
+        normalize::query(&mut query);
+        Ok(QueryStatement {
+            query,
+            window,
+            partition_by,
+            emit,
+        })
+    }
+
+    /// `WINDOW TUMBLING|HOPPING|SESSION ( ... )`.
+    fn window(&mut self) -> Result<WindowSpec> {
+        self.expect_word("WINDOW")?;
+        let kind_word = match self.peek_at(0) {
+            Some(Token::Word(w)) => w.value.to_ascii_uppercase(),
+            _ => return self.error("Expecting TUMBLING, HOPPING or SESSION"),
+        };
+        self.pos += 1;
+        self.expect(&Token::LParen)?;
+        let kind = match kind_word.as_str() {
+            "TUMBLING" => {
+                self.expect_word("SIZE")?;
+                WindowKind::Tumbling {
+                    size_ms: self.duration()?,
+                }
+            }
+            "HOPPING" => {
+                self.expect_word("SIZE")?;
+                let size_ms = self.duration()?;
+                self.expect(&Token::Comma)?;
+                self.expect_word("ADVANCE")?;
+                self.expect_word("BY")?;
+                WindowKind::Hopping {
+                    size_ms,
+                    advance_ms: self.duration()?,
+                }
+            }
+            _ => WindowKind::Session {
+                gap_ms: self.duration()?,
+            },
+        };
+        let mut spec = WindowSpec {
+            kind,
+            grace_ms: None,
+            retention_ms: None,
+        };
+        while self.eat(&Token::Comma) {
+            if self.eat_word("RETENTION") {
+                spec.retention_ms = Some(self.duration()?);
+            } else if self.eat_words(&["GRACE", "PERIOD"]) {
+                spec.grace_ms = Some(self.duration()?);
+            } else {
+                return self.error(format!(
+                    "Expecting RETENTION or GRACE PERIOD, found {}",
+                    self.describe_next()
+                ));
+            }
+        }
+        self.expect(&Token::RParen)?;
+        self.expect_end()?;
+        Ok(spec)
+    }
+
+    /// `n UNIT` as milliseconds.
+    fn duration(&mut self) -> Result<i64> {
+        let n = self.number()? as i64;
+        let unit = match self.peek_at(0) {
+            Some(Token::Word(w)) => w.value.to_ascii_uppercase(),
+            _ => {
+                return self.error(format!(
+                    "Expecting a time unit, found {}",
+                    self.describe_next()
+                ));
+            }
+        };
+        let factor =
+            match unit.trim_end_matches('S') {
+                "MILLISECOND" => 1,
+                "SECOND" => 1_000,
+                "MINUTE" => 60_000,
+                "HOUR" => 3_600_000,
+                "DAY" => 86_400_000,
+                _ => return self.error(format!(
+                    "Unknown time unit '{unit}': use MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS"
+                )),
+            };
+        self.pos += 1;
+        Ok(n * factor)
+    }
+
+    fn show(&mut self) -> Result<Statement> {
+        self.pos += 1;
+        self.eat_word("ALL");
+        let kind = match self.peek_at(0) {
+            Some(Token::Word(w)) => match w.value.to_ascii_uppercase().as_str() {
+                "STREAMS" => ShowKind::Streams,
+                "TABLES" => ShowKind::Tables,
+                "TOPICS" => ShowKind::Topics,
+                "QUERIES" => ShowKind::Queries,
+                "PROPERTIES" => ShowKind::Properties,
+                "FUNCTIONS" => ShowKind::Functions,
+                "VARIABLES" => ShowKind::Variables,
+                "TYPES" => ShowKind::Types,
+                other => return self.error(format!("Cannot show '{other}': expecting STREAMS, TABLES, TOPICS, QUERIES, PROPERTIES or FUNCTIONS")),
+            },
+            _ => return self.error(format!("Expecting what to show, found {}", self.describe_next())),
+        };
+        self.pos += 1;
+        let extended = self.eat_word("EXTENDED");
+        Ok(Statement::Show { kind, extended })
+    }
+
+    fn describe(&mut self) -> Result<Statement> {
+        self.pos += 1;
+        let mut extended = self.eat_word("EXTENDED");
+        if self.eat_word("FUNCTION") {
+            return Ok(Statement::DescribeFunction {
+                name: self.identifier_or_string()?.to_ascii_uppercase(),
+            });
+        }
+        for (word, kind) in [
+            ("STREAMS", SourceKind::Stream),
+            ("TABLES", SourceKind::Table),
+        ] {
+            if self.is_word(word)
+                && self.peek_at(1).is_none_or(
+                    |t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case("EXTENDED")),
+                )
+            {
+                self.pos += 1;
+                extended |= self.eat_word("EXTENDED");
+                return Ok(Statement::DescribeAll { kind, extended });
+            }
+        }
+        let name = self.identifier()?;
+        extended |= self.eat_word("EXTENDED");
+        Ok(Statement::Describe { name, extended })
+    }
+
+    fn drop(&mut self) -> Result<Statement> {
+        self.pos += 1;
+        let kind = if self.eat_word("STREAM") {
+            SourceKind::Stream
+        } else if self.eat_word("TABLE") {
+            SourceKind::Table
+        } else {
+            return self.error(format!(
+                "Expecting STREAM or TABLE, found {}",
+                self.describe_next()
+            ));
+        };
+        let if_exists = self.eat_words(&["IF", "EXISTS"]);
+        let name = self.identifier()?;
+        let delete_topic = self.eat_words(&["DELETE", "TOPIC"]);
+        Ok(Statement::Drop {
+            kind,
+            name,
+            if_exists,
+            delete_topic,
+        })
+    }
+
+    fn terminate(&mut self) -> Result<Statement> {
+        self.pos += 1;
+        if self.eat_word("ALL") {
+            return Ok(Statement::Terminate { query_id: None });
+        }
+        Ok(Statement::Terminate {
+            query_id: Some(self.identifier_or_string()?),
+        })
+    }
+
+    fn set(&mut self) -> Result<Statement> {
+        self.pos += 1;
+        let name = self.string_literal()?;
+        self.expect(&Token::Eq)?;
+        let value = self.string_literal()?;
+        Ok(Statement::Set { name, value })
+    }
+
+    fn print(&mut self) -> Result<Statement> {
+        self.pos += 1;
+        let topic = self.identifier_or_string()?;
+        let from_beginning = self.eat_words(&["FROM", "BEGINNING"]);
+        let mut interval = None;
+        let mut limit = None;
+        loop {
+            if self.eat_word("INTERVAL") || self.eat_word("SAMPLE") {
+                interval = Some(self.number()?);
+            } else if self.eat_word("LIMIT") {
+                limit = Some(self.number()?);
+            } else {
+                break;
+            }
+        }
+        Ok(Statement::Print {
+            topic,
+            from_beginning,
+            interval,
+            limit,
+        })
+    }
+}
+
+/// Index of the `)` matching the `(` at `open`.
+fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
+    if tokens.get(open)?.token != Token::LParen {
+        return None;
+    }
+    let mut depth = 0;
+    for (i, t) in tokens.iter().enumerate().skip(open) {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Parses one expression (used by `INSERT VALUES` callers and tests).
+pub fn parse_expr(sql: &str) -> Result<Expr> {
+    let tokens = Tokenizer::new(&KsqlDialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| syntax(e.message, Some(position(e.location))))?;
+    let tokens: Vec<TokenWithSpan> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .collect();
+    let mut p = StatementParser::new(tokens);
+    let mut e = p.with_sqlparser(|p| p.parse_expr())?;
+    p.expect_end()?;
+    normalize::expr(&mut e);
+    Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> ParsedStatement {
+        let mut v = parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(v.len(), 1, "{sql}");
+        v.remove(0)
+    }
+
+    #[test]
+    fn create_stream_with_key_and_properties() {
+        let p = one(
+            "create stream readings (id STRING KEY, `temp` DOUBLE, tags ARRAY<MAP<STRING, STRUCT<a INT, b DECIMAL(4,2)>>>)\n  WITH (kafka_topic='r', value_format='JSON', partitions=4);",
+        );
+        let Statement::CreateSource(c) = p.statement else {
+            panic!()
+        };
+        assert_eq!(c.name, "READINGS");
+        assert_eq!(c.kind, SourceKind::Stream);
+        assert_eq!(c.columns[0].name, "ID");
+        assert_eq!(c.columns[0].role, ColumnRole::Key);
+        assert_eq!(c.columns[1].name, "temp");
+        assert_eq!(
+            c.columns[2].sql_type.to_string(),
+            "ARRAY<MAP<STRING, STRUCT<`A` INTEGER, `B` DECIMAL(4, 2)>>>"
+        );
+        assert_eq!(
+            c.properties["KAFKA_TOPIC"],
+            PropertyValue::String("r".into())
+        );
+        assert_eq!(
+            c.properties["PARTITIONS"],
+            PropertyValue::Number("4".into())
+        );
+        assert!(p.text.starts_with("create stream readings") && p.text.ends_with("partitions=4);"));
+    }
+
+    #[test]
+    fn csas_lifts_emit_window_and_partition_by() {
+        let p = one(
+            "CREATE TABLE t AS SELECT id, COUNT(*) FROM s WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 1 MINUTE) GROUP BY id EMIT CHANGES;",
+        );
+        let Statement::CreateSource(c) = p.statement else {
+            panic!()
+        };
+        let q = c.query.unwrap();
+        assert_eq!(q.emit, Some(Emit::Changes));
+        assert_eq!(
+            q.window,
+            Some(WindowSpec {
+                kind: WindowKind::Tumbling { size_ms: 10_000 },
+                grace_ms: Some(60_000),
+                retention_ms: None
+            })
+        );
+        assert_eq!(
+            q.query.to_string(),
+            r#"SELECT "ID", COUNT(*) FROM "S" GROUP BY "ID""#
+        );
+
+        let p = one("SELECT * FROM s PARTITION BY a->b EMIT CHANGES LIMIT 10;");
+        let Statement::Select(q) = p.statement else {
+            panic!()
+        };
+        assert_eq!(q.limit(), Some(10));
+        assert_eq!(
+            q.partition_by.unwrap()[0].to_string(),
+            r#"get_field("A", 'B')"#
+        );
+    }
+
+    #[test]
+    fn scripts_split_on_semicolons_outside_strings() {
+        let v = parse("SET 'auto.offset.reset' = 'earliest';\n-- a comment; still a comment\nSHOW STREAMS; insert into s (a) values ('x;y');").unwrap();
+        assert_eq!(v.len(), 3);
+        assert!(matches!(
+            v[1].statement,
+            Statement::Show {
+                kind: ShowKind::Streams,
+                extended: false
+            }
+        ));
+        assert_eq!(v[2].text, "insert into s (a) values ('x;y');");
+        assert_eq!(
+            v[2].position,
+            Position {
+                line: 3,
+                column: 15
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = parse("SELECT * FROM s WHERE;").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("line 1:22: Syntax Error"), "{text}");
+        let e = parse("RUN SCRIPT 'x';").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1:1: Syntax Error\nUnknown statement 'RUN'"
+        );
+        let e = parse("CREATE STREAM s (a FLOATY) WITH (kafka_topic='t');").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1:20: Syntax Error\nUnknown type: FLOATY"
+        );
+        let e = parse("CREATE STREAM s (a INT PRIMARY KEY) WITH (kafka_topic='t');").unwrap_err();
+        assert!(
+            e.to_string().contains("please use 'KEY' for streams"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_statements() {
+        let cases: Vec<(&str, fn(&Statement) -> bool)> = vec![
+            ("DROP STREAM IF EXISTS x DELETE TOPIC", |s| {
+                matches!(
+                    s,
+                    Statement::Drop {
+                        if_exists: true,
+                        delete_topic: true,
+                        ..
+                    }
+                )
+            }),
+            ("TERMINATE ALL", |s| {
+                matches!(s, Statement::Terminate { query_id: None })
+            }),
+            (
+                "terminate CSAS_X_1",
+                |s| matches!(s, Statement::Terminate { query_id: Some(q) } if q == "CSAS_X_1"),
+            ),
+            (
+                "DESCRIBE EXTENDED foo",
+                |s| matches!(s, Statement::Describe { name, extended: true } if name == "FOO"),
+            ),
+            ("DESCRIBE foo EXTENDED", |s| {
+                matches!(s, Statement::Describe { extended: true, .. })
+            }),
+            (
+                "DESCRIBE FUNCTION ucase",
+                |s| matches!(s, Statement::DescribeFunction { name } if name == "UCASE"),
+            ),
+            ("LIST QUERIES EXTENDED", |s| {
+                matches!(
+                    s,
+                    Statement::Show {
+                        kind: ShowKind::Queries,
+                        extended: true
+                    }
+                )
+            }),
+            ("PRINT 'my-topic' FROM BEGINNING LIMIT 3", |s| {
+                matches!(
+                    s,
+                    Statement::Print {
+                        from_beginning: true,
+                        limit: Some(3),
+                        ..
+                    }
+                )
+            }),
+            ("UNSET 'auto.offset.reset'", |s| {
+                matches!(s, Statement::Unset { .. })
+            }),
+            ("INSERT INTO s SELECT * FROM t", |s| {
+                matches!(s, Statement::InsertSelect { .. })
+            }),
+            (
+                "INSERT INTO s (ROWTIME, a) VALUES (1, 'x')",
+                |s| matches!(s, Statement::InsertValues { columns, values, .. } if columns.len() == 2 && values.len() == 2),
+            ),
+        ];
+        for (sql, check) in cases {
+            let p = one(sql);
+            assert!(check(&p.statement), "{sql}: {:?}", p.statement);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Plans queries onto DataFusion.

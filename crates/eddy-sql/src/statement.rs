@@ -1,0 +1,243 @@
+//! The statements of Eddy's SQL dialect, as parsed (names already case-normalized).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use sqlparser::ast::{Expr, Query};
+
+use crate::types::SqlType;
+
+/// Whether a source is an append-only stream or an upserting table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Stream,
+    Table,
+}
+
+impl SourceKind {
+    /// `STREAM` or `TABLE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Stream => "STREAM",
+            SourceKind::Table => "TABLE",
+        }
+    }
+}
+
+/// A literal value in a `WITH (...)` clause or a `SET` statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PropertyValue {
+    String(String),
+    Number(String),
+    Bool(bool),
+}
+
+impl fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PropertyValue::String(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            PropertyValue::Number(n) => f.write_str(n),
+            PropertyValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl PropertyValue {
+    /// The value as text, without quotes.
+    pub fn text(&self) -> String {
+        match self {
+            PropertyValue::String(s) | PropertyValue::Number(s) => s.clone(),
+            PropertyValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// `WITH (...)` properties, keyed by upper-cased name.
+pub type Properties = BTreeMap<String, PropertyValue>;
+
+/// How a declared column relates to the Kafka record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnRole {
+    Value,
+    /// `KEY` (streams) or `PRIMARY KEY` (tables).
+    Key,
+}
+
+/// A column in `CREATE STREAM|TABLE (...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub sql_type: SqlType,
+    pub role: ColumnRole,
+}
+
+/// `CREATE [OR REPLACE] [SOURCE] STREAM|TABLE [IF NOT EXISTS] name [(cols)] [WITH (...)] [AS query]`.
+#[derive(Debug, Clone)]
+pub struct CreateSource {
+    pub kind: SourceKind,
+    pub name: String,
+    pub or_replace: bool,
+    pub if_not_exists: bool,
+    pub is_source: bool,
+    pub columns: Vec<ColumnDef>,
+    pub properties: Properties,
+    pub query: Option<QueryStatement>,
+}
+
+/// Window kinds of `WINDOW TUMBLING|HOPPING|SESSION (...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WindowKind {
+    Tumbling { size_ms: i64 },
+    Hopping { size_ms: i64, advance_ms: i64 },
+    Session { gap_ms: i64 },
+}
+
+/// A `WINDOW` clause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowSpec {
+    pub kind: WindowKind,
+    pub grace_ms: Option<i64>,
+    pub retention_ms: Option<i64>,
+}
+
+/// `EMIT CHANGES` or `EMIT FINAL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    Changes,
+    Final,
+}
+
+/// A `SELECT` with the ksqlDB clauses that sqlparser does not know, lifted out of it.
+#[derive(Debug, Clone)]
+pub struct QueryStatement {
+    /// The standard part: `SELECT ... FROM ... WHERE ... GROUP BY ... HAVING ... LIMIT n`.
+    pub query: Box<Query>,
+    pub window: Option<WindowSpec>,
+    pub partition_by: Option<Vec<Expr>>,
+    pub emit: Option<Emit>,
+}
+
+impl QueryStatement {
+    /// The `LIMIT n`, if any.
+    pub fn limit(&self) -> Option<u64> {
+        use sqlparser::ast::{LimitClause, Value};
+        match &self.query.limit_clause {
+            Some(LimitClause::LimitOffset {
+                limit: Some(Expr::Value(v)),
+                ..
+            }) => match &v.value {
+                Value::Number(n, _) => n.parse().ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// What `SHOW`/`LIST` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShowKind {
+    Streams,
+    Tables,
+    Topics,
+    Queries,
+    Properties,
+    Functions,
+    Variables,
+    Types,
+}
+
+/// One statement of Eddy's dialect.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    CreateSource(Box<CreateSource>),
+    /// `INSERT INTO target [WITH (...)] SELECT ...`.
+    InsertSelect {
+        target: String,
+        properties: Properties,
+        query: QueryStatement,
+    },
+    /// `INSERT INTO target [(cols)] VALUES (...)`.
+    InsertValues {
+        target: String,
+        columns: Vec<String>,
+        values: Vec<Expr>,
+    },
+    /// A transient query: push (`EMIT CHANGES`) or pull.
+    Select(QueryStatement),
+    Show {
+        kind: ShowKind,
+        extended: bool,
+    },
+    Describe {
+        name: String,
+        extended: bool,
+    },
+    DescribeFunction {
+        name: String,
+    },
+    /// `DESCRIBE STREAMS|TABLES [EXTENDED]`.
+    DescribeAll {
+        kind: SourceKind,
+        extended: bool,
+    },
+    Drop {
+        kind: SourceKind,
+        name: String,
+        if_exists: bool,
+        delete_topic: bool,
+    },
+    /// `TERMINATE id` or `TERMINATE ALL` (`None`).
+    Terminate {
+        query_id: Option<String>,
+    },
+    Set {
+        name: String,
+        value: String,
+    },
+    Unset {
+        name: String,
+    },
+    Print {
+        topic: String,
+        from_beginning: bool,
+        interval: Option<u64>,
+        limit: Option<u64>,
+    },
+    Explain {
+        query_id: String,
+    },
+}
+
+impl Statement {
+    /// ksqlDB's name for the statement's type, used in error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Statement::CreateSource(c) => match (c.kind, c.query.is_some()) {
+                (SourceKind::Stream, false) => "CreateStream",
+                (SourceKind::Table, false) => "CreateTable",
+                (SourceKind::Stream, true) => "CreateStreamAsSelect",
+                (SourceKind::Table, true) => "CreateTableAsSelect",
+            },
+            Statement::InsertSelect { .. } => "InsertInto",
+            Statement::InsertValues { .. } => "InsertValues",
+            Statement::Select(_) => "Query",
+            Statement::Show { .. } => "Show",
+            Statement::Describe { .. } | Statement::DescribeAll { .. } => "ShowColumns",
+            Statement::DescribeFunction { .. } => "DescribeFunction",
+            Statement::Drop {
+                kind: SourceKind::Stream,
+                ..
+            } => "DropStream",
+            Statement::Drop {
+                kind: SourceKind::Table,
+                ..
+            } => "DropTable",
+            Statement::Terminate { .. } => "TerminateQuery",
+            Statement::Set { .. } => "SetProperty",
+            Statement::Unset { .. } => "UnsetProperty",
+            Statement::Print { .. } => "PrintTopic",
+            Statement::Explain { .. } => "Explain",
+        }
+    }
+}
