@@ -1,1 +1,16 @@
-//! placeholder
+//! Eddy's streaming runtime: formats, stateless pipelines over Arrow batches, the statement engine,
+//! and in-memory topics for deterministic tests.
+
+pub mod admin;
+pub mod engine;
+pub mod format;
+pub mod memory;
+pub mod partitioner;
+pub mod pipeline;
+pub mod record;
+
+pub use admin::{TopicAdmin, TopicInfo};
+pub use engine::{Engine, Outcome, PersistentQuery};
+pub use memory::MemoryTopics;
+pub use pipeline::{Pipeline, ProcessedBatch, SinkSpec};
+pub use record::{Record, RecordRef};

@@ -1,1 +1,487 @@
-//! The catalog: streams and tables Eddy knows, with their columns, formats and topics.
+//! The catalog: the streams and tables Eddy knows, with their columns, formats and topics.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use eddy_common::{Result, plan_err};
+
+use crate::statement::{
+    ColumnDef, ColumnRole, CreateSource, Properties, PropertyValue, SourceKind,
+};
+use crate::types::SqlType;
+
+/// Pseudo-column holding the record's timestamp (epoch ms).
+pub const ROWTIME: &str = "ROWTIME";
+/// Pseudo-column holding the record's source partition.
+pub const ROWPARTITION: &str = "ROWPARTITION";
+/// Pseudo-column holding the record's source offset.
+pub const ROWOFFSET: &str = "ROWOFFSET";
+/// Number of pseudo-columns that lead every source's input schema.
+pub const PSEUDO_COLUMNS: usize = 3;
+
+/// A serialization format of keys or values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatKind {
+    Json,
+    Delimited,
+    Kafka,
+    None,
+}
+
+impl FormatKind {
+    fn parse(name: &str) -> Result<FormatKind> {
+        Ok(match name.to_ascii_uppercase().as_str() {
+            "JSON" => FormatKind::Json,
+            "DELIMITED" => FormatKind::Delimited,
+            "KAFKA" => FormatKind::Kafka,
+            "NONE" => FormatKind::None,
+            "AVRO" | "PROTOBUF" | "JSON_SR" | "PROTOBUF_NOSR" => {
+                return Err(eddy_common::not_supported!(
+                    "The {name} format is not supported yet: use JSON, DELIMITED, KAFKA or NONE"
+                ));
+            }
+            other => return Err(plan_err!("Unknown format: {other}")),
+        })
+    }
+
+    /// The format's SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FormatKind::Json => "JSON",
+            FormatKind::Delimited => "DELIMITED",
+            FormatKind::Kafka => "KAFKA",
+            FormatKind::None => "NONE",
+        }
+    }
+}
+
+/// A format with its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub kind: FormatKind,
+    /// Field separator of DELIMITED.
+    pub delimiter: char,
+    /// Whether a single value column is wrapped in an object (JSON) — ksqlDB's `WRAP_SINGLE_VALUE`.
+    pub wrap_single_value: bool,
+}
+
+impl Format {
+    /// A format with default options.
+    pub fn new(kind: FormatKind) -> Self {
+        Format {
+            kind,
+            delimiter: ',',
+            wrap_single_value: true,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.name())
+    }
+}
+
+/// A column of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub sql_type: SqlType,
+    pub role: ColumnRole,
+}
+
+impl From<&ColumnDef> for Column {
+    fn from(c: &ColumnDef) -> Self {
+        Column {
+            name: c.name.clone(),
+            sql_type: c.sql_type.clone(),
+            role: c.role,
+        }
+    }
+}
+
+/// A stream or table over a Kafka topic.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    pub topic: String,
+    pub key_format: Format,
+    pub value_format: Format,
+    /// Key columns first, then value columns.
+    pub columns: Vec<Column>,
+    /// The column that gives event time (`TIMESTAMP='col'`), if not the record's timestamp.
+    pub timestamp_column: Option<String>,
+    pub timestamp_format: Option<String>,
+    pub partitions: i32,
+    pub replicas: i16,
+    /// The statement that created the source.
+    pub statement: String,
+    /// True for `CREATE SOURCE STREAM|TABLE` (read-only).
+    pub is_read_only: bool,
+}
+
+impl Source {
+    /// Key columns, in declaration order.
+    pub fn key_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| c.role == ColumnRole::Key)
+    }
+
+    /// Value columns, in declaration order.
+    pub fn value_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| c.role == ColumnRole::Value)
+    }
+
+    /// Looks a column up by name.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The schema of batches decoded from this source: pseudo-columns, then key columns, then value columns.
+    pub fn input_schema(&self) -> SchemaRef {
+        let mut fields = vec![
+            Field::new(ROWTIME, DataType::Int64, false),
+            Field::new(ROWPARTITION, DataType::Int32, false),
+            Field::new(ROWOFFSET, DataType::Int64, false),
+        ];
+        fields.extend(
+            self.key_columns()
+                .chain(self.value_columns())
+                .map(|c| Field::new(&c.name, c.sql_type.to_arrow(), true)),
+        );
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Builds a source from `CREATE STREAM|TABLE (...) WITH (...)`, checking its properties.
+    pub fn from_create(
+        create: &CreateSource,
+        columns: Vec<Column>,
+        defaults: &SourceDefaults,
+        statement: &str,
+    ) -> Result<Source> {
+        let props = &create.properties;
+        check_known_properties(props)?;
+        let kind_name = create.kind.as_str();
+        if columns.iter().all(|c| c.role == ColumnRole::Key) {
+            return Err(plan_err!(
+                "The statement does not define any columns: a {} needs at least one value column.",
+                kind_name.to_lowercase()
+            ));
+        }
+        let topic = match (props.get("KAFKA_TOPIC"), &defaults.topic) {
+            (Some(v), _) => v.text(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => {
+                return Err(plan_err!(
+                    "Missing required property \"KAFKA_TOPIC\" which has no default value."
+                ));
+            }
+        };
+        let format = props.get("FORMAT").map(|v| v.text());
+        if format.is_some()
+            && (props.contains_key("KEY_FORMAT") || props.contains_key("VALUE_FORMAT"))
+        {
+            return Err(plan_err!(
+                "Cannot supply both 'FORMAT' and 'KEY_FORMAT' or 'VALUE_FORMAT' properties, as 'FORMAT' sets both key and value formats.\nEither use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."
+            ));
+        }
+        let value_name = props
+            .get("VALUE_FORMAT")
+            .map(|v| v.text())
+            .or(format.clone())
+            .or(defaults.value_format.map(|f| f.name().to_string()));
+        let Some(value_name) = value_name else {
+            return Err(plan_err!(
+                "Statement is missing the 'VALUE_FORMAT' property from the WITH clause.\nEither provide one or set a default via the 'ksql.persistence.default.format.value' config."
+            ));
+        };
+        let mut value_format = Format::new(FormatKind::parse(&value_name)?);
+        let key_name = props
+            .get("KEY_FORMAT")
+            .map(|v| v.text())
+            .or(format)
+            .or(defaults.key_format.map(|f| f.name().to_string()));
+        let mut key_format = Format::new(
+            key_name
+                .map(|n| FormatKind::parse(&n))
+                .transpose()?
+                .unwrap_or(FormatKind::Kafka),
+        );
+        if let Some(d) = props.get("VALUE_DELIMITER") {
+            value_format.delimiter = parse_delimiter(&d.text())?;
+            if value_format.kind != FormatKind::Delimited {
+                return Err(plan_err!(
+                    "VALUE_DELIMITER can only be used with VALUE_FORMAT='DELIMITED'"
+                ));
+            }
+        }
+        if let Some(d) = props.get("KEY_DELIMITER") {
+            key_format.delimiter = parse_delimiter(&d.text())?;
+        }
+        if let Some(w) = props.get("WRAP_SINGLE_VALUE") {
+            value_format.wrap_single_value = parse_bool("WRAP_SINGLE_VALUE", w)?;
+        } else if let Some(w) = defaults.wrap_single_values {
+            value_format.wrap_single_value = w;
+        }
+        let keys: Vec<&Column> = columns
+            .iter()
+            .filter(|c| c.role == ColumnRole::Key)
+            .collect();
+        let values: Vec<&Column> = columns
+            .iter()
+            .filter(|c| c.role == ColumnRole::Value)
+            .collect();
+        if key_format.kind == FormatKind::None && !keys.is_empty() {
+            // ksqlDB switches the key format to KAFKA implicitly only when none was given.
+            if props.contains_key("KEY_FORMAT") || props.contains_key("FORMAT") {
+                return Err(plan_err!(
+                    "The 'NONE' format can only be used when no columns are defined. Got: [{}]",
+                    describe_columns(&keys)
+                ));
+            }
+        }
+        if keys.is_empty() && !props.contains_key("KEY_FORMAT") && !props.contains_key("FORMAT") {
+            key_format.kind = FormatKind::None;
+        }
+        check_format_columns(key_format, &keys, "key")?;
+        check_format_columns(value_format, &values, "value")?;
+        if props.contains_key("WRAP_SINGLE_VALUE")
+            && values.len() > 1
+            && !value_format.wrap_single_value
+        {
+            return Err(plan_err!(
+                "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas"
+            ));
+        }
+        let timestamp_column = match props.get("TIMESTAMP") {
+            Some(v) => {
+                let name = crate::normalize::ident_name(&v.text(), None);
+                let col = columns.iter().find(|c| c.name == name).ok_or_else(|| {
+                    plan_err!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'")
+                })?;
+                match col.sql_type {
+                    SqlType::Bigint | SqlType::Timestamp => {}
+                    SqlType::String if props.contains_key("TIMESTAMP_FORMAT") => {}
+                    SqlType::String => {
+                        return Err(plan_err!(
+                            "A String timestamp field has been specified without also specifying the TIMESTAMP_FORMAT property."
+                        ));
+                    }
+                    ref t => {
+                        return Err(plan_err!(
+                            "Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a TIMESTAMP_FORMAT specified. Got {t}"
+                        ));
+                    }
+                }
+                Some(name)
+            }
+            None => None,
+        };
+        let partitions = match props.get("PARTITIONS") {
+            Some(v) => v
+                .text()
+                .parse::<i32>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| plan_err!("Invalid value for PARTITIONS: {v}"))?,
+            None => defaults.partitions.unwrap_or(0),
+        };
+        let replicas = match props.get("REPLICAS") {
+            Some(v) => v
+                .text()
+                .parse::<i16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| plan_err!("Invalid value for REPLICAS: {v}"))?,
+            None => 1,
+        };
+        let mut ordered: Vec<Column> = columns
+            .iter()
+            .filter(|c| c.role == ColumnRole::Key)
+            .cloned()
+            .collect();
+        ordered.extend(
+            columns
+                .iter()
+                .filter(|c| c.role == ColumnRole::Value)
+                .cloned(),
+        );
+        let mut seen = std::collections::HashSet::new();
+        for c in &ordered {
+            if !seen.insert(c.name.as_str()) {
+                return Err(plan_err!("Duplicate column names: {}", c.name));
+            }
+            if [ROWTIME, ROWPARTITION, ROWOFFSET, "WINDOWSTART", "WINDOWEND"]
+                .contains(&c.name.as_str())
+            {
+                return Err(plan_err!(
+                    "`{}` is a reserved column name. You cannot use it as the name for a column.",
+                    c.name
+                ));
+            }
+        }
+        Ok(Source {
+            name: create.name.clone(),
+            kind: create.kind,
+            topic,
+            key_format,
+            value_format,
+            columns: ordered,
+            timestamp_column,
+            timestamp_format: props.get("TIMESTAMP_FORMAT").map(|v| v.text()),
+            partitions,
+            replicas,
+            statement: statement.to_string(),
+            is_read_only: create.is_source,
+        })
+    }
+}
+
+/// Defaults a `CREATE` statement falls back on (from the session, or the source of a `CREATE ... AS SELECT`).
+#[derive(Debug, Clone, Default)]
+pub struct SourceDefaults {
+    pub topic: Option<String>,
+    pub key_format: Option<FormatKind>,
+    pub value_format: Option<FormatKind>,
+    pub wrap_single_values: Option<bool>,
+    pub partitions: Option<i32>,
+}
+
+const KNOWN_PROPERTIES: &[&str] = &[
+    "KAFKA_TOPIC",
+    "VALUE_FORMAT",
+    "KEY_FORMAT",
+    "FORMAT",
+    "PARTITIONS",
+    "REPLICAS",
+    "TIMESTAMP",
+    "TIMESTAMP_FORMAT",
+    "VALUE_DELIMITER",
+    "KEY_DELIMITER",
+    "WRAP_SINGLE_VALUE",
+    "RETENTION_MS",
+];
+
+fn check_known_properties(props: &Properties) -> Result<()> {
+    for k in props.keys() {
+        if !KNOWN_PROPERTIES.contains(&k.as_str()) {
+            return Err(plan_err!(
+                "Invalid config variable(s) in the WITH clause: {k}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_bool(name: &str, v: &PropertyValue) -> Result<bool> {
+    match v {
+        PropertyValue::Bool(b) => Ok(*b),
+        other => match other.text().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(plan_err!(
+                "Property {name} must be true or false, got {other}"
+            )),
+        },
+    }
+}
+
+fn parse_delimiter(d: &str) -> Result<char> {
+    match d {
+        "TAB" | "\\t" => Ok('\t'),
+        "SPACE" => Ok(' '),
+        s if s.chars().count() == 1 => Ok(s.chars().next().unwrap_or(',')),
+        "" => Err(plan_err!(
+            "Error in WITH clause property 'VALUE_DELIMITER': Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please use the special values 'TAB' or 'SPACE'"
+        )),
+        s => Err(plan_err!(
+            "Invalid delimiter '{s}': use a single character, or TAB or SPACE"
+        )),
+    }
+}
+
+fn describe_columns(cols: &[&Column]) -> String {
+    cols.iter()
+        .map(|c| format!("`{}` {}", c.name, c.sql_type))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks that a format can carry the columns given to it.
+pub fn check_format_columns(format: Format, cols: &[&Column], what: &str) -> Result<()> {
+    match format.kind {
+        FormatKind::Kafka if cols.len() > 1 => Err(plan_err!(
+            "The 'KAFKA' format only supports a single field. Got: [{}]",
+            describe_columns(cols)
+        )),
+        FormatKind::Kafka => match cols.first().map(|c| &c.sql_type) {
+            None
+            | Some(
+                SqlType::Int | SqlType::Bigint | SqlType::Double | SqlType::String | SqlType::Bytes,
+            ) => Ok(()),
+            Some(t) => Err(plan_err!(
+                "The 'KAFKA' format does not support type '{}'",
+                t.kind_name()
+            )),
+        },
+        FormatKind::None if !cols.is_empty() => Err(plan_err!(
+            "The 'NONE' format can only be used when no columns are defined. Got: [{}]",
+            describe_columns(cols)
+        )),
+        FormatKind::Delimited => {
+            for c in cols {
+                if matches!(
+                    c.sql_type,
+                    SqlType::Array(_) | SqlType::Map(_, _) | SqlType::Struct(_)
+                ) {
+                    return Err(plan_err!(
+                        "The 'DELIMITED' format does not support type '{}', column: `{}`",
+                        c.sql_type.kind_name(),
+                        c.name
+                    ));
+                }
+            }
+            Ok(())
+        }
+        _ => {
+            let _ = what;
+            Ok(())
+        }
+    }
+}
+
+/// The sources Eddy knows, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    sources: BTreeMap<String, Arc<Source>>,
+}
+
+impl Catalog {
+    /// Looks a source up by its (normalized) name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Source>> {
+        self.sources.get(name)
+    }
+
+    /// Looks a source up, or fails with ksqlDB's message.
+    pub fn require(&self, name: &str) -> Result<&Arc<Source>> {
+        self.get(name)
+            .ok_or_else(|| plan_err!("{name} does not exist."))
+    }
+
+    /// Adds or replaces a source.
+    pub fn insert(&mut self, source: Source) {
+        self.sources.insert(source.name.clone(), Arc::new(source));
+    }
+
+    /// Removes a source.
+    pub fn remove(&mut self, name: &str) -> Option<Arc<Source>> {
+        self.sources.remove(name)
+    }
+
+    /// All sources, sorted by name.
+    pub fn sources(&self) -> impl Iterator<Item = &Arc<Source>> {
+        self.sources.values()
+    }
+}

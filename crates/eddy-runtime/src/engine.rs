@@ -1,0 +1,582 @@
+//! The statement engine: executes DDL and DML against the catalog and the cluster, and plans the
+//! pipelines of persistent and transient queries. Running queries is the host's job (the server over
+//! Kafka, the golden runner over in-memory topics).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{Field, Schema};
+
+use eddy_common::{Result, exec_err, not_supported, plan_err};
+use eddy_sql::ParsedStatement;
+use eddy_sql::catalog::{Catalog, Column, Format, ROWTIME, Source, SourceDefaults};
+use eddy_sql::planner::Planner;
+use eddy_sql::statement::{ColumnRole, CreateSource, QueryStatement, SourceKind, Statement};
+
+use crate::admin::TopicAdmin;
+use crate::format::SinkEncoder;
+use crate::partitioner::partition_for;
+use crate::pipeline::{Pipeline, SinkSpec};
+use crate::record::Record;
+
+/// Default partition count of topics created for `CREATE ... AS SELECT` when the source's is unknown.
+const DEFAULT_PARTITIONS: i32 = 1;
+
+/// Session properties that change how statements execute.
+pub type Properties = BTreeMap<String, String>;
+
+/// A persistent query (`CREATE ... AS SELECT`, `INSERT INTO ... SELECT`).
+#[derive(Debug, Clone)]
+pub struct PersistentQuery {
+    pub id: String,
+    /// The statement that started the query.
+    pub statement: String,
+    pub sink: String,
+    pub pipeline: Arc<Pipeline>,
+    pub sink_spec: SinkSpec,
+}
+
+impl PersistentQuery {
+    /// The sources the query reads.
+    pub fn source_names(&self) -> Vec<String> {
+        vec![self.pipeline.source().name.clone()]
+    }
+}
+
+/// What executing a statement did; hosts turn it into responses.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    SourceCreated {
+        kind: SourceKind,
+        name: String,
+    },
+    /// The source existed and the statement said `IF NOT EXISTS`.
+    SourceExists {
+        kind: SourceKind,
+        name: String,
+    },
+    QueryCreated {
+        query_id: String,
+        kind: Option<SourceKind>,
+        sink: String,
+    },
+    Dropped {
+        kind: SourceKind,
+        name: String,
+        topic: String,
+        terminated: Vec<String>,
+    },
+    DropSkipped {
+        kind: SourceKind,
+        name: String,
+    },
+    Terminated {
+        query_ids: Vec<String>,
+    },
+    Inserted,
+}
+
+/// Executes statements against a catalog; holds the persistent queries' plans.
+pub struct Engine {
+    catalog: Catalog,
+    planner: Planner,
+    admin: Arc<dyn TopicAdmin>,
+    queries: BTreeMap<String, PersistentQuery>,
+    next_query: u64,
+    /// Server-level properties (overridden per request).
+    pub properties: Properties,
+}
+
+impl Engine {
+    /// An engine with an empty catalog over the given cluster.
+    pub fn new(admin: Arc<dyn TopicAdmin>) -> Self {
+        Engine {
+            catalog: Catalog::default(),
+            planner: Planner::new(),
+            admin,
+            queries: BTreeMap::new(),
+            next_query: 0,
+            properties: Properties::new(),
+        }
+    }
+
+    /// The catalog of sources.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The planner (function registry).
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// The cluster's topic administration.
+    pub fn admin(&self) -> &Arc<dyn TopicAdmin> {
+        &self.admin
+    }
+
+    /// The persistent queries, by id.
+    pub fn queries(&self) -> &BTreeMap<String, PersistentQuery> {
+        &self.queries
+    }
+
+    /// Looks a persistent query up by id, ignoring case.
+    pub fn query(&self, id: &str) -> Option<&PersistentQuery> {
+        self.queries.get(id).or_else(|| {
+            self.queries
+                .values()
+                .find(|q| q.id.eq_ignore_ascii_case(id))
+        })
+    }
+
+    /// Plans a transient query (push or pull) into a pipeline.
+    pub fn plan_transient(&self, q: &QueryStatement) -> Result<Pipeline> {
+        Pipeline::new(self.planner.plan_query(&self.catalog, q)?)
+    }
+
+    /// Executes one DDL/DML statement. `SELECT`, `PRINT`, `SHOW`, `DESCRIBE` and `SET` are answered by
+    /// hosts, which read the catalog directly.
+    pub fn execute(&mut self, stmt: &ParsedStatement, props: &Properties) -> Result<Outcome> {
+        match &stmt.statement {
+            Statement::CreateSource(c) if c.query.is_none() => self.create_source(c, &stmt.text),
+            Statement::CreateSource(c) => self.create_as_select(c, &stmt.text, props),
+            Statement::InsertSelect { target, query, .. } => {
+                self.insert_select(target, query, &stmt.text)
+            }
+            Statement::InsertValues {
+                target,
+                columns,
+                values,
+            } => self.insert_values(target, columns, values),
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+                delete_topic,
+            } => self.drop_source(*kind, name, *if_exists, *delete_topic),
+            Statement::Terminate { query_id } => self.terminate(query_id.as_deref()),
+            other => Err(not_supported!(
+                "Statement type `{}' cannot be executed here",
+                other.type_name()
+            )),
+        }
+    }
+
+    fn check_new_name(&self, c: &CreateSource) -> Result<Option<Outcome>> {
+        if let Some(existing) = self.catalog.get(&c.name) {
+            if c.if_not_exists {
+                return Ok(Some(Outcome::SourceExists {
+                    kind: c.kind,
+                    name: c.name.clone(),
+                }));
+            }
+            if !c.or_replace {
+                return Err(plan_err!(
+                    "Cannot add {} '{}': A {} with the same name already exists",
+                    c.kind.as_str().to_lowercase(),
+                    c.name,
+                    existing.kind.as_str().to_lowercase()
+                ));
+            }
+            if existing.kind != c.kind {
+                return Err(plan_err!(
+                    "Cannot add {} '{}': A {} with the same name already exists",
+                    c.kind.as_str().to_lowercase(),
+                    c.name,
+                    existing.kind.as_str().to_lowercase()
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    fn create_source(&mut self, c: &CreateSource, text: &str) -> Result<Outcome> {
+        if c.kind == SourceKind::Table {
+            return Err(not_supported!(
+                "Tables are not supported yet: use CREATE STREAM"
+            ));
+        }
+        if let Some(done) = self.check_new_name(c)? {
+            return Ok(done);
+        }
+        if c.columns.is_empty() {
+            return Err(plan_err!(
+                "The statement does not define any columns: schema inference from a schema registry is not supported, list the columns"
+            ));
+        }
+        let columns: Vec<Column> = c.columns.iter().map(Column::from).collect();
+        let mut source = Source::from_create(c, columns, &SourceDefaults::default(), text)?;
+        match self.admin.partitions(&source.topic)? {
+            Some(existing) => {
+                if c.properties.contains_key("PARTITIONS") && existing != source.partitions {
+                    return Err(plan_err!(
+                        "A Kafka topic with the name '{}' already exists, with different partition/replica configuration than required. KSQL expects {} partitions (topic has {}), 1 replication factor (topic has 1).",
+                        source.topic,
+                        source.partitions,
+                        existing
+                    ));
+                }
+                source.partitions = existing;
+            }
+            None if source.partitions > 0 => {
+                self.admin
+                    .create_topic(&source.topic, source.partitions, source.replicas)?
+            }
+            None => {
+                return Err(plan_err!(
+                    "Topic '{}' does not exist. If you want to create a new topic for the {} please re-run the statement providing the required 'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS'). For example: CREATE {} {} (...) WITH (KAFKA_TOPIC='{}', PARTITIONS=2, REPLICAS=1, FORMAT='{}');",
+                    source.topic,
+                    c.kind.as_str().to_lowercase(),
+                    c.kind.as_str(),
+                    c.name,
+                    source.topic,
+                    source.value_format
+                ));
+            }
+        }
+        let (kind, name) = (source.kind, source.name.clone());
+        self.catalog.insert(source);
+        Ok(Outcome::SourceCreated { kind, name })
+    }
+
+    fn create_as_select(
+        &mut self,
+        c: &CreateSource,
+        text: &str,
+        props: &Properties,
+    ) -> Result<Outcome> {
+        if c.kind == SourceKind::Table {
+            return Err(not_supported!(
+                "CREATE TABLE AS SELECT needs aggregations, which are not supported yet"
+            ));
+        }
+        if let Some(done) = self.check_new_name(c)? {
+            return Ok(done);
+        }
+        let query = c.query.as_ref().ok_or_else(|| plan_err!("missing query"))?;
+        let plan = self.planner.plan_query(&self.catalog, query)?;
+        plan.check_persistent_projection(&c.name)?;
+        let input = plan.source.clone();
+        let prefix = props
+            .get("ksql.output.topic.name.prefix")
+            .cloned()
+            .unwrap_or_default();
+        let defaults = SourceDefaults {
+            topic: Some(format!("{prefix}{}", c.name)),
+            key_format: Some(input.key_format.kind),
+            value_format: Some(input.value_format.kind),
+            wrap_single_values: None,
+            partitions: Some(input.partitions.max(DEFAULT_PARTITIONS)),
+        };
+        let mut sink = Source::from_create(c, plan.columns.clone(), &defaults, text)?;
+        inherit_format_options(&mut sink, &input, c);
+        match self.admin.partitions(&sink.topic)? {
+            Some(existing) => sink.partitions = existing,
+            None => self
+                .admin
+                .create_topic(&sink.topic, sink.partitions, sink.replicas)?,
+        }
+        let replaced = self
+            .queries
+            .values()
+            .find(|q| q.sink == c.name)
+            .map(|q| q.id.clone());
+        let id = match replaced {
+            Some(id) => id,
+            None => self.next_id(&format!("CSAS_{}", c.name)),
+        };
+        let sink_spec = SinkSpec::new(
+            sink.topic.clone(),
+            sink.partitions,
+            &plan.columns,
+            sink.key_format,
+            sink.value_format,
+        );
+        let query = PersistentQuery {
+            id: id.clone(),
+            statement: text.to_string(),
+            sink: c.name.clone(),
+            pipeline: Arc::new(Pipeline::new(plan)?),
+            sink_spec,
+        };
+        self.catalog.insert(sink);
+        self.queries.insert(id.clone(), query);
+        Ok(Outcome::QueryCreated {
+            query_id: id,
+            kind: Some(c.kind),
+            sink: c.name.clone(),
+        })
+    }
+
+    fn insert_select(&mut self, target: &str, q: &QueryStatement, text: &str) -> Result<Outcome> {
+        let sink = self.catalog.require(target)?.clone();
+        if sink.kind != SourceKind::Stream {
+            return Err(plan_err!(
+                "INSERT INTO can only be used to insert into a stream. {target} is a table."
+            ));
+        }
+        let plan = self.planner.plan_query(&self.catalog, q)?;
+        let same = plan.columns.len() == sink.columns.len()
+            && plan.columns.iter().all(|c| {
+                sink.column(&c.name)
+                    .is_some_and(|s| s.sql_type == c.sql_type && s.role == c.role)
+            });
+        if !same {
+            return Err(plan_err!(
+                "Incompatible schema between results and sink.\nResult schema is {}\nSink schema is {}",
+                schema_text(&plan.columns),
+                schema_text(&sink.columns)
+            ));
+        }
+        let id = self.next_id("INSERTQUERY");
+        let sink_spec = SinkSpec::new(
+            sink.topic.clone(),
+            sink.partitions,
+            &plan.columns,
+            sink.key_format,
+            sink.value_format,
+        );
+        self.queries.insert(
+            id.clone(),
+            PersistentQuery {
+                id: id.clone(),
+                statement: text.to_string(),
+                sink: target.to_string(),
+                pipeline: Arc::new(Pipeline::new(plan)?),
+                sink_spec,
+            },
+        );
+        Ok(Outcome::QueryCreated {
+            query_id: id,
+            kind: None,
+            sink: target.to_string(),
+        })
+    }
+
+    fn next_id(&mut self, prefix: &str) -> String {
+        let id = format!("{prefix}_{}", self.next_query);
+        self.next_query += 1;
+        id
+    }
+
+    /// Encodes the row of an `INSERT INTO ... VALUES` into a record for the target's topic.
+    pub fn insert_record(
+        &self,
+        target: &str,
+        columns: &[String],
+        values: &[sqlparser_expr::Expr],
+    ) -> Result<(String, Record)> {
+        let source = self.catalog.require(target)?;
+        let names: Vec<String> = if columns.is_empty() {
+            source.columns.iter().map(|c| c.name.clone()).collect()
+        } else {
+            columns.to_vec()
+        };
+        if names.len() != values.len() {
+            return Err(plan_err!(
+                "Expected a value for each column. Expected Columns: [{}]. Got [{}]",
+                names.join(", "),
+                values
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let scalars = self.planner.evaluate_constants(values)?;
+        let mut timestamp = None;
+        let mut by_name = BTreeMap::new();
+        for (name, value) in names.iter().zip(scalars) {
+            if name == ROWTIME {
+                let v = value
+                    .cast_to(&datafusion::arrow::datatypes::DataType::Int64)
+                    .map_err(|e| plan_err!("ROWTIME must be a BIGINT: {e}"))?;
+                if let datafusion::common::ScalarValue::Int64(Some(t)) = v {
+                    timestamp = Some(t);
+                }
+                continue;
+            }
+            let col = source
+                .column(name)
+                .ok_or_else(|| plan_err!("Column name {name} does not exist."))?;
+            let v = value.cast_to(&col.sql_type.to_arrow()).map_err(|_| {
+                plan_err!(
+                    "Expected type {} for field {} but got {}",
+                    col.sql_type,
+                    name,
+                    value
+                )
+            })?;
+            by_name.insert(name.clone(), v);
+        }
+        let mut fields = Vec::new();
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        for c in &source.columns {
+            let v = by_name.remove(&c.name).unwrap_or(
+                datafusion::common::ScalarValue::try_from(c.sql_type.to_arrow())
+                    .map_err(|e| exec_err!("{e}"))?,
+            );
+            fields.push(Field::new(&c.name, c.sql_type.to_arrow(), true));
+            arrays.push(v.to_array().map_err(|e| exec_err!("{e}"))?);
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+            .map_err(|e| exec_err!("{e}"))?;
+        let encoder = SinkEncoder::new(&source.columns, source.key_format, source.value_format);
+        let (key, value) = encoder
+            .encode(&batch, None)?
+            .pop()
+            .ok_or_else(|| exec_err!("nothing encoded"))?;
+        let partition = key
+            .as_deref()
+            .map(|k| partition_for(k, source.partitions))
+            .unwrap_or(0);
+        let timestamp = timestamp.unwrap_or_else(now_ms);
+        Ok((
+            source.topic.clone(),
+            Record {
+                key,
+                value,
+                timestamp,
+                partition,
+                offset: -1,
+            },
+        ))
+    }
+
+    fn insert_values(
+        &mut self,
+        target: &str,
+        columns: &[String],
+        values: &[sqlparser_expr::Expr],
+    ) -> Result<Outcome> {
+        let source = self.catalog.require(target)?;
+        if source.is_read_only {
+            return Err(plan_err!(
+                "Cannot insert values into read-only {}: {}",
+                source.kind.as_str().to_lowercase(),
+                target
+            ));
+        }
+        let (topic, record) = self.insert_record(target, columns, values)?;
+        self.admin.produce(&topic, vec![record])?;
+        Ok(Outcome::Inserted)
+    }
+
+    fn drop_source(
+        &mut self,
+        kind: SourceKind,
+        name: &str,
+        if_exists: bool,
+        delete_topic: bool,
+    ) -> Result<Outcome> {
+        let Some(source) = self.catalog.get(name).cloned() else {
+            if if_exists {
+                return Ok(Outcome::DropSkipped {
+                    kind,
+                    name: name.to_string(),
+                });
+            }
+            return Err(plan_err!("Source {name} does not exist."));
+        };
+        if source.kind != kind {
+            return Err(plan_err!(
+                "Incompatible data source type is {}, but statement was DROP {}",
+                source.kind.as_str(),
+                kind.as_str()
+            ));
+        }
+        let readers: Vec<&str> = self
+            .queries
+            .values()
+            .filter(|q| q.source_names().iter().any(|s| s == name) && q.sink != name)
+            .map(|q| q.sink.as_str())
+            .collect();
+        if !readers.is_empty() {
+            return Err(plan_err!(
+                "Cannot drop {name}.\nThe following streams and/or tables read from this source: [{}].\nYou need to drop them before dropping {name}.",
+                readers.join(", ")
+            ));
+        }
+        let terminated: Vec<String> = self
+            .queries
+            .values()
+            .filter(|q| q.sink == name)
+            .map(|q| q.id.clone())
+            .collect();
+        for id in &terminated {
+            self.queries.remove(id);
+        }
+        self.catalog.remove(name);
+        if delete_topic {
+            self.admin.delete_topic(&source.topic)?;
+        }
+        Ok(Outcome::Dropped {
+            kind,
+            name: name.to_string(),
+            topic: source.topic.clone(),
+            terminated,
+        })
+    }
+
+    fn terminate(&mut self, id: Option<&str>) -> Result<Outcome> {
+        let ids: Vec<String> = match id {
+            None => self.queries.keys().cloned().collect(),
+            Some(id) => match self.query(id) {
+                Some(q) => vec![q.id.clone()],
+                None => return Err(plan_err!("Unknown queryId: {id}")),
+            },
+        };
+        for id in &ids {
+            self.queries.remove(id);
+        }
+        Ok(Outcome::Terminated { query_ids: ids })
+    }
+}
+
+/// A sink of `CREATE ... AS SELECT` keeps its source's delimiter and wrapping unless told otherwise.
+fn inherit_format_options(sink: &mut Source, input: &Source, c: &CreateSource) {
+    let props = &c.properties;
+    if !props.contains_key("VALUE_FORMAT") && !props.contains_key("FORMAT") {
+        if !props.contains_key("VALUE_DELIMITER") {
+            sink.value_format.delimiter = input.value_format.delimiter;
+        }
+    }
+    if !props.contains_key("KEY_FORMAT")
+        && !props.contains_key("FORMAT")
+        && sink.key_columns().count() > 0
+        && sink.key_format.kind == eddy_sql::catalog::FormatKind::None
+    {
+        sink.key_format = Format::new(eddy_sql::catalog::FormatKind::Kafka);
+    }
+}
+
+fn schema_text(cols: &[Column]) -> String {
+    cols.iter()
+        .map(|c| {
+            format!(
+                "`{}` {}{}",
+                c.name,
+                c.sql_type,
+                if c.role == ColumnRole::Key {
+                    " KEY"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// sqlparser's expression type, as used in parsed statements.
+pub mod sqlparser_expr {
+    pub use eddy_sql::sqlparser::ast::Expr;
+}

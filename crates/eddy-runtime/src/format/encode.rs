@@ -1,0 +1,216 @@
+//! Encoding the key or value columns of a batch into one payload per row (JSON, DELIMITED, KAFKA, NONE).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StructArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use eddy_common::{Result, exec_err};
+use eddy_sql::catalog::{Format, FormatKind};
+
+use super::column::format_double;
+
+/// Encodes the key or the value part of output rows.
+#[derive(Debug, Clone)]
+pub struct PartEncoder {
+    format: Format,
+    names: Vec<String>,
+}
+
+impl PartEncoder {
+    /// An encoder of the columns named `names` in `format`.
+    pub fn new(format: Format, names: Vec<String>) -> Self {
+        PartEncoder { format, names }
+    }
+
+    /// One payload per row (`None` when there is nothing to write, e.g. no key columns).
+    pub fn encode(&self, arrays: &[ArrayRef], rows: usize) -> Result<Vec<Option<Vec<u8>>>> {
+        if arrays.is_empty() || self.format.kind == FormatKind::None {
+            return Ok(vec![None; rows]);
+        }
+        match self.format.kind {
+            FormatKind::None => Ok(vec![None; rows]),
+            FormatKind::Kafka => kafka(&arrays[0]),
+            FormatKind::Delimited => self.delimited(arrays, rows),
+            FormatKind::Json => self.json(arrays, rows),
+        }
+    }
+
+    fn json(&self, arrays: &[ArrayRef], rows: usize) -> Result<Vec<Option<Vec<u8>>>> {
+        let arrays: Vec<ArrayRef> = arrays.iter().map(json_ready).collect::<Result<_>>()?;
+        let options = arrow_json::writer::EncoderOptions::default().with_explicit_nulls(true);
+        let (field, array): (Arc<Field>, ArrayRef) =
+            if arrays.len() == 1 && !self.format.wrap_single_value {
+                (
+                    Arc::new(Field::new("v", arrays[0].data_type().clone(), true)),
+                    arrays[0].clone(),
+                )
+            } else {
+                let fields: Vec<Field> = self
+                    .names
+                    .iter()
+                    .zip(&arrays)
+                    .map(|(n, a)| Field::new(n, a.data_type().clone(), true))
+                    .collect();
+                let s = StructArray::try_new(fields.into(), arrays, None)
+                    .map_err(|e| exec_err!("{e}"))?;
+                (
+                    Arc::new(Field::new("v", s.data_type().clone(), true)),
+                    Arc::new(s),
+                )
+            };
+        let mut encoder = arrow_json::writer::make_encoder(&field, array.as_ref(), &options)
+            .map_err(|e| exec_err!("{e}"))?;
+        let mut out = Vec::with_capacity(rows);
+        for i in 0..rows {
+            if array.is_null(i) {
+                out.push(Some(b"null".to_vec()));
+                continue;
+            }
+            let mut buf = Vec::with_capacity(64);
+            encoder.encode(i, &mut buf);
+            out.push(Some(buf));
+        }
+        Ok(out)
+    }
+
+    fn delimited(&self, arrays: &[ArrayRef], rows: usize) -> Result<Vec<Option<Vec<u8>>>> {
+        let options = FormatOptions::default();
+        let formatters: Vec<ArrayFormatter> = arrays
+            .iter()
+            .map(|a| ArrayFormatter::try_new(a.as_ref(), &options))
+            .collect::<Result<_, _>>()
+            .map_err(|e| exec_err!("{e}"))?;
+        let mut out = Vec::with_capacity(rows);
+        let mut delim = [0u8; 4];
+        let delim = self
+            .format
+            .delimiter
+            .encode_utf8(&mut delim)
+            .as_bytes()
+            .to_vec();
+        for i in 0..rows {
+            let mut line = Vec::with_capacity(32);
+            for (c, (a, f)) in arrays.iter().zip(&formatters).enumerate() {
+                if c > 0 {
+                    line.extend_from_slice(&delim);
+                }
+                if a.is_null(i) {
+                    continue;
+                }
+                let text = match a.data_type() {
+                    DataType::Float64 => format_double(a.as_primitive::<Float64Type>().value(i)),
+                    _ => f.value(i).to_string(),
+                };
+                if text.contains(self.format.delimiter) || text.contains('"') || text.contains('\n')
+                {
+                    line.push(b'"');
+                    line.extend_from_slice(text.replace('"', "\"\"").as_bytes());
+                    line.push(b'"');
+                } else {
+                    line.extend_from_slice(text.as_bytes());
+                }
+            }
+            out.push(Some(line));
+        }
+        Ok(out)
+    }
+}
+
+/// ksqlDB writes TIMESTAMP as epoch ms, DATE as epoch days and TIME as ms of day in JSON.
+fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
+    let target = match a.data_type() {
+        DataType::Timestamp(_, _) | DataType::Date64 => DataType::Int64,
+        DataType::Date32 | DataType::Time32(_) => DataType::Int32,
+        DataType::Time64(_) => DataType::Int64,
+        DataType::Utf8View => DataType::Utf8,
+        _ => return Ok(a.clone()),
+    };
+    let a = match a.data_type() {
+        DataType::Timestamp(_, _) => cast(
+            a,
+            &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None),
+        )
+        .map_err(|e| exec_err!("{e}"))?,
+        _ => a.clone(),
+    };
+    cast(&a, &target).map_err(|e| exec_err!("{e}"))
+}
+
+fn kafka(a: &ArrayRef) -> Result<Vec<Option<Vec<u8>>>> {
+    let rows = a.len();
+    let mut out = Vec::with_capacity(rows);
+    for i in 0..rows {
+        if a.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let bytes = match a.data_type() {
+            DataType::Int32 => a
+                .as_primitive::<Int32Type>()
+                .value(i)
+                .to_be_bytes()
+                .to_vec(),
+            DataType::Int64 => a
+                .as_primitive::<Int64Type>()
+                .value(i)
+                .to_be_bytes()
+                .to_vec(),
+            DataType::Float64 => a
+                .as_primitive::<Float64Type>()
+                .value(i)
+                .to_be_bytes()
+                .to_vec(),
+            DataType::Utf8 => a.as_string::<i32>().value(i).as_bytes().to_vec(),
+            DataType::LargeUtf8 => a.as_string::<i64>().value(i).as_bytes().to_vec(),
+            DataType::Utf8View => a.as_string_view().value(i).as_bytes().to_vec(),
+            DataType::Binary => a.as_binary::<i32>().value(i).to_vec(),
+            other => {
+                let casted = match other {
+                    DataType::Int8 | DataType::Int16 => cast(a, &DataType::Int32),
+                    DataType::Float32 => cast(a, &DataType::Float64),
+                    _ => {
+                        return Err(exec_err!(
+                            "The KAFKA format cannot write values of type {other}"
+                        ));
+                    }
+                }
+                .map_err(|e| exec_err!("{e}"))?;
+                return kafka(&casted);
+            }
+        };
+        out.push(Some(bytes));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+
+    #[test]
+    fn json_rows_carry_explicit_nulls() {
+        let e = PartEncoder::new(Format::new(FormatKind::Json), vec!["A".into(), "B".into()]);
+        let a: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None]));
+        let b: ArrayRef = Arc::new(StringArray::from(vec![Some("x"), Some("y")]));
+        let out = e.encode(&[a, b], 2).unwrap();
+        assert_eq!(out[0].as_deref(), Some(&br#"{"A":1,"B":"x"}"#[..]));
+        assert_eq!(out[1].as_deref(), Some(&br#"{"A":null,"B":"y"}"#[..]));
+    }
+
+    #[test]
+    fn delimited_rows_quote_when_needed() {
+        let e = PartEncoder::new(
+            Format::new(FormatKind::Delimited),
+            vec!["A".into(), "B".into()],
+        );
+        let a: ArrayRef = Arc::new(StringArray::from(vec![Some("a,b"), None]));
+        let b: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.5]));
+        let out = e.encode(&[a, b], 2).unwrap();
+        assert_eq!(out[0].as_deref(), Some(&b"\"a,b\",1.0"[..]));
+        assert_eq!(out[1].as_deref(), Some(&b",2.5"[..]));
+    }
+}

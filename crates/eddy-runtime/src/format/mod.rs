@@ -1,0 +1,221 @@
+//! Serialization formats: records of a source decoded into Arrow batches, and output batches encoded
+//! back into records.
+
+pub mod column;
+pub mod decode;
+pub mod encode;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Builder, Int64Builder, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+
+use eddy_common::{Result, exec_err};
+use eddy_sql::SqlType;
+use eddy_sql::catalog::{Column, Format, Source};
+use eddy_sql::statement::ColumnRole;
+
+use crate::record::RecordRef;
+use column::{Cell, ColumnBuilder};
+use decode::PartDecoder;
+use encode::PartEncoder;
+
+/// A record that could not be decoded, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub partition: i32,
+    pub offset: i64,
+    pub message: String,
+}
+
+/// Records decoded into a batch in the source's input schema.
+#[derive(Debug, Clone)]
+pub struct DecodedBatch {
+    pub batch: RecordBatch,
+    /// Rows whose record had a null value (a tombstone): they pass through without their value.
+    pub null_values: BooleanArray,
+    /// Records that were skipped because they could not be decoded.
+    pub errors: Vec<DecodeError>,
+}
+
+/// Decodes records of one source into Arrow batches (see [`Source::input_schema`]).
+#[derive(Debug, Clone)]
+pub struct SourceDecoder {
+    schema: SchemaRef,
+    key: PartDecoder,
+    value: PartDecoder,
+    types: Vec<SqlType>,
+    /// Index (among key + value columns) of the column that gives ROWTIME.
+    timestamp_column: Option<usize>,
+}
+
+fn part_columns(source: &Source, role: ColumnRole) -> Vec<(String, SqlType)> {
+    source
+        .columns
+        .iter()
+        .filter(|c| c.role == role)
+        .map(|c| (c.name.clone(), c.sql_type.clone()))
+        .collect()
+}
+
+impl SourceDecoder {
+    /// A decoder for `source`'s key and value formats.
+    pub fn new(source: &Source) -> Result<Self> {
+        let keys = part_columns(source, ColumnRole::Key);
+        let values = part_columns(source, ColumnRole::Value);
+        let names: Vec<&String> = keys.iter().chain(&values).map(|(n, _)| n).collect();
+        let types = keys.iter().chain(&values).map(|(_, t)| t.clone()).collect();
+        let timestamp_column = source
+            .timestamp_column
+            .as_ref()
+            .and_then(|t| names.iter().position(|n| *n == t));
+        if source.timestamp_format.is_some() {
+            return Err(eddy_common::not_supported!(
+                "TIMESTAMP_FORMAT is not supported yet"
+            ));
+        }
+        Ok(SourceDecoder {
+            schema: source.input_schema(),
+            key: PartDecoder::new(source.key_format, keys),
+            value: PartDecoder::new(source.value_format, values),
+            types,
+            timestamp_column,
+        })
+    }
+
+    /// Decodes a slice of records; undecodable ones are left out and reported.
+    pub fn decode<R: RecordRef>(&self, records: &[R]) -> Result<DecodedBatch> {
+        let n = records.len();
+        let mut rowtime = Int64Builder::with_capacity(n);
+        let mut partition = Int32Builder::with_capacity(n);
+        let mut offset = Int64Builder::with_capacity(n);
+        let mut builders: Vec<ColumnBuilder> = self
+            .types
+            .iter()
+            .map(|t| ColumnBuilder::new(t, n))
+            .collect();
+        let mut null_values = Vec::with_capacity(n);
+        let mut errors = Vec::new();
+        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(builders.len());
+        for r in records {
+            cells.clear();
+            let decoded = self
+                .key
+                .decode(r.key(), &mut cells)
+                .map_err(|e| format!("Error deserializing key: {e}"))
+                .and_then(|_| {
+                    self.value
+                        .decode(r.value(), &mut cells)
+                        .map_err(|e| format!("Error deserializing value: {e}"))
+                })
+                .and_then(|_| {
+                    for (i, cell) in cells.iter_mut().enumerate() {
+                        let c = std::mem::replace(cell, Cell::Null);
+                        *cell = builders[i].check(c).map_err(|e| {
+                            format!(
+                                "Error deserializing {}: {e}",
+                                if i < self.key.width() { "key" } else { "value" }
+                            )
+                        })?;
+                    }
+                    Ok(())
+                });
+            let ts =
+                match (&decoded, self.timestamp_column) {
+                    (Ok(()), Some(i)) if r.value().is_some() => match cells[i] {
+                        Cell::Int(t) => Ok(t),
+                        _ => Err("The TIMESTAMP column is null: the record has no event time"
+                            .to_string()),
+                    },
+                    _ => decoded.clone().map(|_| r.timestamp()),
+                };
+            match ts {
+                Ok(ts) => {
+                    for (b, c) in builders.iter_mut().zip(cells.drain(..)) {
+                        b.append(c);
+                    }
+                    rowtime.append_value(ts);
+                    partition.append_value(r.partition());
+                    offset.append_value(r.offset());
+                    null_values.push(r.value().is_none());
+                }
+                Err(message) => errors.push(DecodeError {
+                    partition: r.partition(),
+                    offset: r.offset(),
+                    message,
+                }),
+            }
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(rowtime.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(offset.finish()),
+        ];
+        for b in &mut builders {
+            columns.push(b.finish().map_err(|e| exec_err!("{e}"))?);
+        }
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| exec_err!("{e}"))?;
+        Ok(DecodedBatch {
+            batch,
+            null_values: BooleanArray::from(null_values),
+            errors,
+        })
+    }
+}
+
+/// Encodes output batches of a query into key and value payloads for a sink's formats.
+#[derive(Debug, Clone)]
+pub struct SinkEncoder {
+    key: PartEncoder,
+    value: PartEncoder,
+    key_indices: Vec<usize>,
+    value_indices: Vec<usize>,
+}
+
+impl SinkEncoder {
+    /// An encoder of rows whose columns are `columns` (key ones and value ones) into the given formats.
+    pub fn new(columns: &[Column], key_format: Format, value_format: Format) -> Self {
+        let idx = |role: ColumnRole| -> Vec<usize> {
+            columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.role == role)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let names = |ix: &[usize]| ix.iter().map(|i| columns[*i].name.clone()).collect();
+        let key_indices = idx(ColumnRole::Key);
+        let value_indices = idx(ColumnRole::Value);
+        SinkEncoder {
+            key: PartEncoder::new(key_format, names(&key_indices)),
+            value: PartEncoder::new(value_format, names(&value_indices)),
+            key_indices,
+            value_indices,
+        }
+    }
+
+    /// `(key, value)` payloads of every row; rows flagged in `null_values` get no value (a tombstone).
+    pub fn encode(
+        &self,
+        batch: &RecordBatch,
+        null_values: Option<&BooleanArray>,
+    ) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>> {
+        let rows = batch.num_rows();
+        let pick = |ix: &[usize]| {
+            ix.iter()
+                .map(|i| batch.column(*i).clone())
+                .collect::<Vec<_>>()
+        };
+        let keys = self.key.encode(&pick(&self.key_indices), rows)?;
+        let mut values = self.value.encode(&pick(&self.value_indices), rows)?;
+        if let Some(nulls) = null_values {
+            for (i, v) in values.iter_mut().enumerate() {
+                if nulls.value(i) {
+                    *v = None;
+                }
+            }
+        }
+        Ok(keys.into_iter().zip(values).collect())
+    }
+}

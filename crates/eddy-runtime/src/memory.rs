@@ -1,0 +1,104 @@
+//! In-memory topics behind the [`TopicAdmin`] trait: deterministic storage for golden tests and benchmarks.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use eddy_common::{Result, plan_err};
+
+use crate::admin::{TopicAdmin, TopicInfo};
+use crate::record::Record;
+
+/// Topics held in memory: partitions of records, offsets assigned on append.
+#[derive(Debug, Default)]
+pub struct MemoryTopics {
+    topics: Mutex<BTreeMap<String, Vec<Vec<Record>>>>,
+}
+
+impl MemoryTopics {
+    /// Empty storage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends records to the partitions they name (creating the topic with one partition if missing).
+    pub fn append(&self, topic: &str, records: impl IntoIterator<Item = Record>) {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        let parts = topics
+            .entry(topic.to_string())
+            .or_insert_with(|| vec![Vec::new()]);
+        for mut r in records {
+            let p = r.partition.clamp(0, parts.len() as i32 - 1) as usize;
+            r.partition = p as i32;
+            r.offset = parts[p].len() as i64;
+            parts[p].push(r);
+        }
+    }
+
+    /// All records of a topic, partition by partition.
+    pub fn records(&self, topic: &str) -> Vec<Record> {
+        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        topics
+            .get(topic)
+            .map(|p| p.iter().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a topic exists.
+    pub fn exists(&self, topic: &str) -> bool {
+        self.topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(topic)
+    }
+}
+
+impl TopicAdmin for MemoryTopics {
+    fn partitions(&self, topic: &str) -> Result<Option<i32>> {
+        Ok(self
+            .topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .map(|p| p.len() as i32))
+    }
+
+    fn create_topic(&self, topic: &str, partitions: i32, _replicas: i16) -> Result<()> {
+        if partitions < 1 {
+            return Err(plan_err!(
+                "Invalid partition count {partitions} for topic {topic}"
+            ));
+        }
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        topics
+            .entry(topic.to_string())
+            .or_insert_with(|| vec![Vec::new(); partitions as usize]);
+        Ok(())
+    }
+
+    fn delete_topic(&self, topic: &str) -> Result<()> {
+        self.topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(topic);
+        Ok(())
+    }
+
+    fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        Ok(self
+            .topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, p)| TopicInfo {
+                name: name.clone(),
+                partitions: p.len() as i32,
+                replicas: 1,
+            })
+            .collect())
+    }
+
+    fn produce(&self, topic: &str, records: Vec<Record>) -> Result<()> {
+        self.append(topic, records);
+        Ok(())
+    }
+}

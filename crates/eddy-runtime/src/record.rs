@@ -1,0 +1,58 @@
+//! Kafka records as the runtime sees them: borrowed views for decoding, owned records for producing.
+
+/// Read access to a consumed record, so decoders work on broker messages and in-memory records alike.
+pub trait RecordRef {
+    fn key(&self) -> Option<&[u8]>;
+    fn value(&self) -> Option<&[u8]>;
+    /// Record timestamp, epoch milliseconds.
+    fn timestamp(&self) -> i64;
+    fn partition(&self) -> i32;
+    fn offset(&self) -> i64;
+}
+
+/// An owned record: what in-memory topics hold and what sinks produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: i64,
+    /// The partition the record is in, or should go to (`-1`: let the producer choose).
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl RecordRef for Record {
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+    fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+}
+
+impl<T: RecordRef> RecordRef for &T {
+    fn key(&self) -> Option<&[u8]> {
+        (*self).key()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        (*self).value()
+    }
+    fn timestamp(&self) -> i64 {
+        (*self).timestamp()
+    }
+    fn partition(&self) -> i32 {
+        (*self).partition()
+    }
+    fn offset(&self) -> i64 {
+        (*self).offset()
+    }
+}
