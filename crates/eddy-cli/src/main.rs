@@ -1,1 +1,69 @@
-fn main() {}
+//! `eddy`: the SQL shell for an Eddy server, and `eddy test`, the golden test runner.
+
+mod shell;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Eddy's SQL shell. Without a subcommand it connects to a server and reads statements.
+#[derive(Debug, Parser)]
+#[command(name = "eddy", version, about)]
+struct Args {
+    /// The server to talk to.
+    #[arg(
+        long,
+        short = 's',
+        env = "EDDY_SERVER",
+        default_value = "http://localhost:8088"
+    )]
+    server: String,
+    /// Run these statements and exit.
+    #[arg(long, short = 'e')]
+    execute: Option<String>,
+    /// Run the statements of this file and exit.
+    #[arg(long, short = 'f')]
+    file: Option<PathBuf>,
+    /// How to show results.
+    #[arg(long, value_enum, ignore_case = true, default_value = "table")]
+    output: shell::OutputFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run ksqlDB QTT-format golden test files (or directories of them) in-process.
+    Test {
+        /// Files or directories of `*.json` test files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Also write a JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command {
+        Some(Command::Test { paths, report }) => {
+            let mut stdout = std::io::stdout();
+            match eddy_golden::run_paths(&paths, &mut stdout, report.as_deref()) {
+                Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("eddy test: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        None => shell::run(shell::Options {
+            server: args.server,
+            execute: args.execute,
+            file: args.file,
+            output: args.output,
+        }),
+    }
+}

@@ -1,1 +1,113 @@
-//! placeholder
+//! The golden test runner behind `eddy test`: ksqlDB QTT-format files run in-process over in-memory
+//! topics, one line per case, and an optional JSON report.
+
+pub mod codec;
+pub mod compare;
+pub mod qtt;
+pub mod runner;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+pub use runner::{Status, run_case};
+
+/// Counts over a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub disabled: usize,
+}
+
+/// Test files under the given paths (directories are searched for `*.json`, sorted).
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut inner: Vec<PathBuf> = std::fs::read_dir(p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            inner.sort();
+            files.extend(inner);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Runs every case of every file, printing one line per case to `out`, then `N passed, N failed`.
+pub fn run_paths(
+    paths: &[PathBuf],
+    out: &mut dyn Write,
+    report: Option<&Path>,
+) -> std::io::Result<Summary> {
+    let mut summary = Summary::default();
+    // A panic inside a case is reported as that case's ERROR line; keep stderr quiet meanwhile.
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = run_all(paths, out, report, &mut summary);
+    std::panic::set_hook(previous_hook);
+    result.map(|_| summary)
+}
+
+fn run_all(
+    paths: &[PathBuf],
+    out: &mut dyn Write,
+    report: Option<&Path>,
+    summary: &mut Summary,
+) -> std::io::Result<()> {
+    let mut files_report = Vec::new();
+    for file in collect_files(paths)? {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&file)?;
+        let mut cases_report = Vec::new();
+        let (mut passed, mut failed) = (0, 0);
+        match qtt::load(&stem, &text) {
+            Err(e) => {
+                writeln!(out, "ERROR {}: {e}", file.display())?;
+                failed += 1;
+                cases_report.push(json!({"name": stem, "status": "ERROR", "message": e}));
+            }
+            Ok(cases) => {
+                for case in cases {
+                    let status = run_case(&case);
+                    let (label, message) = match &status {
+                        Status::Pass => ("PASS", String::new()),
+                        Status::Fail(m) => ("FAIL", m.clone()),
+                        Status::Error(m) => ("ERROR", m.clone()),
+                        Status::Disabled => ("DISABLED", "disabled by the test file".to_string()),
+                    };
+                    match status {
+                        Status::Pass => passed += 1,
+                        Status::Disabled => summary.disabled += 1,
+                        _ => failed += 1,
+                    }
+                    let first_line = message.lines().next().unwrap_or_default();
+                    if message.is_empty() {
+                        writeln!(out, "{label} {}", case.name)?;
+                    } else {
+                        writeln!(out, "{label} {}: {first_line}", case.name)?;
+                    }
+                    cases_report
+                        .push(json!({"name": case.name, "status": label, "message": message}));
+                }
+            }
+        }
+        summary.passed += passed;
+        summary.failed += failed;
+        files_report.push(json!({"file": file.display().to_string(), "passed": passed, "failed": failed, "cases": cases_report}));
+    }
+    writeln!(out, "{} passed, {} failed", summary.passed, summary.failed)?;
+    if let Some(path) = report {
+        let doc = json!({"passed": summary.passed, "failed": summary.failed, "disabled": summary.disabled, "files": files_report});
+        std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap_or_default())?;
+    }
+    Ok(())
+}

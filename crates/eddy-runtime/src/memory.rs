@@ -11,7 +11,23 @@ use crate::record::Record;
 /// Topics held in memory: partitions of records, offsets assigned on append.
 #[derive(Debug, Default)]
 pub struct MemoryTopics {
-    topics: Mutex<BTreeMap<String, Vec<Vec<Record>>>>,
+    topics: Mutex<BTreeMap<String, Topic>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Topic {
+    partitions: Vec<Vec<Record>>,
+    /// `(partition, index)` of every record in append order.
+    appended: Vec<(usize, usize)>,
+}
+
+impl Topic {
+    fn with_partitions(n: usize) -> Self {
+        Topic {
+            partitions: vec![Vec::new(); n.max(1)],
+            appended: Vec::new(),
+        }
+    }
 }
 
 impl MemoryTopics {
@@ -23,23 +39,29 @@ impl MemoryTopics {
     /// Appends records to the partitions they name (creating the topic with one partition if missing).
     pub fn append(&self, topic: &str, records: impl IntoIterator<Item = Record>) {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        let parts = topics
+        let t = topics
             .entry(topic.to_string())
-            .or_insert_with(|| vec![Vec::new()]);
+            .or_insert_with(|| Topic::with_partitions(1));
         for mut r in records {
-            let p = r.partition.clamp(0, parts.len() as i32 - 1) as usize;
+            let p = r.partition.clamp(0, t.partitions.len() as i32 - 1) as usize;
             r.partition = p as i32;
-            r.offset = parts[p].len() as i64;
-            parts[p].push(r);
+            r.offset = t.partitions[p].len() as i64;
+            t.appended.push((p, t.partitions[p].len()));
+            t.partitions[p].push(r);
         }
     }
 
-    /// All records of a topic, partition by partition.
+    /// All records of a topic in the order they were appended.
     pub fn records(&self, topic: &str) -> Vec<Record> {
         let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         topics
             .get(topic)
-            .map(|p| p.iter().flatten().cloned().collect())
+            .map(|t| {
+                t.appended
+                    .iter()
+                    .map(|(p, i)| t.partitions[*p][*i].clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -59,7 +81,7 @@ impl TopicAdmin for MemoryTopics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(topic)
-            .map(|p| p.len() as i32))
+            .map(|t| t.partitions.len() as i32))
     }
 
     fn create_topic(&self, topic: &str, partitions: i32, _replicas: i16) -> Result<()> {
@@ -71,7 +93,7 @@ impl TopicAdmin for MemoryTopics {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         topics
             .entry(topic.to_string())
-            .or_insert_with(|| vec![Vec::new(); partitions as usize]);
+            .or_insert_with(|| Topic::with_partitions(partitions as usize));
         Ok(())
     }
 
@@ -89,9 +111,9 @@ impl TopicAdmin for MemoryTopics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(name, p)| TopicInfo {
+            .map(|(name, t)| TopicInfo {
                 name: name.clone(),
-                partitions: p.len() as i32,
+                partitions: t.partitions.len() as i32,
                 replicas: 1,
             })
             .collect())

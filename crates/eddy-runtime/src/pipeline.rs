@@ -82,7 +82,12 @@ impl Pipeline {
                 let mask = value
                     .into_array(batch.num_rows())
                     .map_err(|e| exec_err!("{e}"))?;
-                let mask = prep_null_mask_filter(mask.as_boolean());
+                let mask = mask.as_boolean();
+                let mask = if mask.null_count() > 0 {
+                    prep_null_mask_filter(mask)
+                } else {
+                    mask.clone()
+                };
                 Some(and_not(&mask, &null_values).map_err(|e| exec_err!("{e}"))?)
             }
             None => None,

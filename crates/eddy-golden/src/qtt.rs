@@ -1,0 +1,211 @@
+//! ksqlDB's query-validation test (QTT) file format: loading (comments allowed), and expansion of the
+//! `format` × `config` variants into test cases.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One record of `inputs` or `outputs`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TestRecord {
+    pub topic: String,
+    #[serde(default)]
+    pub key: Value,
+    #[serde(default)]
+    pub value: Value,
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+    #[serde(default)]
+    pub window: Option<Value>,
+    #[serde(default)]
+    pub headers: Option<Value>,
+}
+
+/// A pre-declared topic.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TestTopic {
+    pub name: String,
+    #[serde(default)]
+    pub partitions: Option<i32>,
+}
+
+/// `expectedException`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExpectedException {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A test case as written in the file, before expansion.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawCase {
+    name: String,
+    statements: Vec<String>,
+    #[serde(default)]
+    inputs: Vec<TestRecord>,
+    #[serde(default)]
+    outputs: Vec<TestRecord>,
+    #[serde(default)]
+    format: Vec<String>,
+    #[serde(default)]
+    config: Vec<String>,
+    #[serde(default)]
+    properties: Map<String, Value>,
+    #[serde(default)]
+    topics: Vec<TestTopic>,
+    #[serde(default)]
+    expected_exception: Option<ExpectedException>,
+    #[serde(default)]
+    post: Option<Value>,
+    #[serde(default = "enabled")]
+    enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+struct RawFile {
+    tests: Vec<RawCase>,
+}
+
+/// One runnable test case (a variant of a case in the file).
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    /// `<file stem> - <name>[ - <FORMAT>][ - <prop>=<config>]`, as ksqlDB names it.
+    pub name: String,
+    pub statements: Vec<String>,
+    pub inputs: Vec<TestRecord>,
+    pub outputs: Vec<TestRecord>,
+    pub properties: Map<String, Value>,
+    pub topics: Vec<TestTopic>,
+    pub expected_exception: Option<ExpectedException>,
+    pub post: Option<Value>,
+    pub enabled: bool,
+}
+
+/// Removes `//` line comments and `/* */` block comments outside of JSON strings.
+pub fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        out.push(n);
+                    }
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                let mut prev = ' ';
+                for n in chars.by_ref() {
+                    if prev == '*' && n == '/' {
+                        break;
+                    }
+                    prev = n;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Loads a QTT file and expands its cases.
+pub fn load(stem: &str, text: &str) -> Result<Vec<TestCase>, String> {
+    let file: RawFile = serde_json::from_str(&strip_comments(text))
+        .map_err(|e| format!("cannot read the test file: {e}"))?;
+    let mut cases = Vec::new();
+    for raw in file.tests {
+        let formats: Vec<Option<String>> = if raw.format.is_empty() {
+            vec![None]
+        } else {
+            raw.format.iter().cloned().map(Some).collect()
+        };
+        let configs: Vec<Option<String>> = if raw.config.is_empty() {
+            vec![None]
+        } else {
+            raw.config.iter().cloned().map(Some).collect()
+        };
+        for format in &formats {
+            for config in &configs {
+                let mut name = format!("{stem} - {}", raw.name);
+                let mut statements = raw.statements.clone();
+                if let Some(f) = format {
+                    name.push_str(&format!(" - {f}"));
+                    statements = statements
+                        .iter()
+                        .map(|s| s.replace("{FORMAT}", f))
+                        .collect();
+                }
+                let mut properties = raw.properties.clone();
+                if let Some(c) = config {
+                    for (k, v) in properties.iter_mut() {
+                        if v.as_str() == Some("{CONFIG}") {
+                            name.push_str(&format!(" - {k}={c}"));
+                            *v = Value::String(c.clone());
+                        }
+                    }
+                }
+                cases.push(TestCase {
+                    name,
+                    statements,
+                    inputs: raw.inputs.clone(),
+                    outputs: raw.outputs.clone(),
+                    properties,
+                    topics: raw.topics.clone(),
+                    expected_exception: raw.expected_exception.clone(),
+                    post: raw.post.clone(),
+                    enabled: raw.enabled,
+                });
+            }
+        }
+    }
+    Ok(cases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_are_stripped_outside_strings_only() {
+        let text = "{ // note\n \"a\": \"http://x\", /* block */ \"b\": 1 }";
+        let v: Value = serde_json::from_str(&strip_comments(text)).unwrap();
+        assert_eq!(v["a"], "http://x");
+        assert_eq!(v["b"], 1);
+    }
+
+    #[test]
+    fn formats_expand_into_named_variants() {
+        let text = r#"{"tests":[{"name":"n","format":["JSON","DELIMITED"],"statements":["CREATE STREAM X WITH (value_format='{FORMAT}');"]}]}"#;
+        let cases = load("f", text).unwrap();
+        assert_eq!(cases.len(), 2);
+        assert_eq!(cases[1].name, "f - n - DELIMITED");
+        assert!(cases[1].statements[0].contains("'DELIMITED'"));
+    }
+}

@@ -1,0 +1,353 @@
+//! Runs one QTT test case in-process: statements through the engine over in-memory topics, inputs
+//! serialized in their topic's formats, queries driven one after another in creation order, outputs
+//! compared with ksqlDB's rules.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use eddy_common::Error;
+use eddy_runtime::engine::Properties;
+use eddy_runtime::{Engine, MemoryTopics, Outcome, Record, TopicAdmin};
+use eddy_sql::catalog::Source;
+use eddy_sql::statement::{ColumnRole, Statement};
+
+use crate::codec::PartCodec;
+use crate::compare::difference;
+use crate::qtt::{TestCase, TestRecord};
+
+/// Partition count ksqlDB's runner gives topics declared by `CREATE` statements.
+const DEFAULT_TEST_PARTITIONS: i32 = 4;
+
+/// The verdict on one case.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    Pass,
+    /// The engine ran but the result differs; the first difference.
+    Fail(String),
+    /// A statement failed that should not have (often: a feature Eddy lacks).
+    Error(String),
+    /// `"enabled": false` in the file.
+    Disabled,
+}
+
+/// Runs one case.
+pub fn run_case(case: &TestCase) -> Status {
+    if !case.enabled {
+        return Status::Disabled;
+    }
+    match std::panic::catch_unwind(|| run(case)) {
+        Ok(s) => s,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Status::Error(format!("panic (a bug in Eddy): {msg}"))
+        }
+    }
+}
+
+fn run(case: &TestCase) -> Status {
+    let topics = Arc::new(MemoryTopics::new());
+    if let Err(e) = prepare_topics(case, &topics) {
+        return Status::Error(e.to_string());
+    }
+    let mut engine = Engine::new(topics.clone());
+    let props: Properties = case
+        .properties
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect();
+    let mut queries = Vec::new();
+    for text in &case.statements {
+        match execute(&mut engine, text, &props) {
+            Ok(ids) => queries.extend(ids),
+            Err(e) => {
+                return match &case.expected_exception {
+                    Some(expected) => match &expected.message {
+                        Some(m) if !e.to_string().contains(m.as_str()) => Status::Fail(format!(
+                            "expected an error containing {m:?} but got {:?}",
+                            e.to_string()
+                        )),
+                        _ => Status::Pass,
+                    },
+                    None => Status::Error(e.to_string()),
+                };
+            }
+        }
+    }
+    if let Some(expected) = &case.expected_exception {
+        return Status::Fail(format!(
+            "expected an error ({}) but every statement succeeded",
+            expected
+                .message
+                .as_deref()
+                .or(expected.kind.as_deref())
+                .unwrap_or("any")
+        ));
+    }
+    if queries.is_empty() {
+        return Status::Fail("the test did not generate any queries".to_string());
+    }
+    for id in &queries {
+        if let Err(e) = drive(&engine, id, case, &topics) {
+            return Status::Error(e.to_string());
+        }
+    }
+    if let Some(diff) = verify_outputs(&engine, case, &topics) {
+        return Status::Fail(diff);
+    }
+    match verify_post(&engine, case, &topics) {
+        Some(diff) => Status::Fail(diff),
+        None => Status::Pass,
+    }
+}
+
+/// Creates the topics ksqlDB's runner creates before any statement runs.
+fn prepare_topics(case: &TestCase, topics: &MemoryTopics) -> Result<(), Error> {
+    for t in &case.topics {
+        topics.create_topic(&t.name, t.partitions.unwrap_or(1), 1)?;
+    }
+    for text in &case.statements {
+        let Ok(parsed) = eddy_sql::parse(text) else {
+            continue;
+        };
+        for p in parsed {
+            if let Statement::CreateSource(c) = &p.statement
+                && c.query.is_none()
+                && !c.columns.is_empty()
+                && let Some(topic) = c.properties.get("KAFKA_TOPIC")
+            {
+                let partitions = c
+                    .properties
+                    .get("PARTITIONS")
+                    .and_then(|p| p.text().parse().ok())
+                    .unwrap_or(DEFAULT_TEST_PARTITIONS);
+                topics.create_topic(&topic.text(), partitions, 1)?;
+            }
+        }
+    }
+    for r in case.inputs.iter().chain(&case.outputs) {
+        topics.create_topic(&r.topic, 1, 1)?;
+    }
+    Ok(())
+}
+
+/// Executes one statement text; returns the ids of persistent queries it created.
+fn execute(engine: &mut Engine, text: &str, props: &Properties) -> Result<Vec<String>, Error> {
+    let mut ids = Vec::new();
+    for stmt in eddy_sql::parse(text)? {
+        match &stmt.statement {
+            Statement::Set { .. } | Statement::Unset { .. } => {}
+            Statement::Select(_) | Statement::Print { .. } => {
+                return Err(eddy_common::not_supported!(
+                    "transient queries in QTT statements"
+                ));
+            }
+            _ => {
+                if let Outcome::QueryCreated { query_id, .. } = engine.execute(&stmt, props)? {
+                    ids.push(query_id);
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Feeds a query its source topic: the test's inputs first, then what is already in the topic.
+fn drive(engine: &Engine, id: &str, case: &TestCase, topics: &MemoryTopics) -> Result<(), Error> {
+    let Some(query) = engine.query(id) else {
+        return Ok(());
+    };
+    let source = query.pipeline.source();
+    let key = PartCodec::of(source, ColumnRole::Key);
+    let value = PartCodec::of(source, ColumnRole::Value);
+    let mut records = Vec::new();
+    for (i, r) in case
+        .inputs
+        .iter()
+        .filter(|r| r.topic == source.topic)
+        .enumerate()
+    {
+        records.push(Record {
+            key: key
+                .to_bytes(&r.key)
+                .map_err(|e| Error::Execution(format!("input key: {e}")))?,
+            value: value
+                .to_bytes(&r.value)
+                .map_err(|e| Error::Execution(format!("input value: {e}")))?,
+            timestamp: r.timestamp.unwrap_or(0),
+            partition: 0,
+            offset: i as i64,
+        });
+    }
+    records.extend(topics.records(&source.topic));
+    // Per-record emission: each input is processed on its own, as ksqlDB's runner does.
+    for r in &records {
+        let processed = query.pipeline.process(std::slice::from_ref(r))?;
+        let out = query.sink_spec.records(&processed)?;
+        topics.append(&query.sink_spec.topic, out);
+    }
+    Ok(())
+}
+
+fn sink_for_topic<'a>(engine: &'a Engine, topic: &str) -> Option<&'a Arc<Source>> {
+    engine.catalog().sources().find(|s| s.topic == topic)
+}
+
+fn verify_outputs(engine: &Engine, case: &TestCase, topics: &MemoryTopics) -> Option<String> {
+    let mut by_topic: BTreeMap<&str, Vec<&TestRecord>> = BTreeMap::new();
+    for r in &case.outputs {
+        by_topic.entry(r.topic.as_str()).or_default().push(r);
+    }
+    for (topic, expected) in by_topic {
+        let actual = topics.records(topic);
+        let codecs = sink_for_topic(engine, topic).map(|s| {
+            (
+                PartCodec::of(s, ColumnRole::Key),
+                PartCodec::of(s, ColumnRole::Value),
+            )
+        });
+        let decode = |r: &Record| -> (Value, Value) {
+            match &codecs {
+                Some((k, v)) => (k.to_json(r.key.as_deref()), v.to_json(r.value.as_deref())),
+                None => (bytes_json(r.key.as_deref()), bytes_json(r.value.as_deref())),
+            }
+        };
+        for (i, e) in expected.iter().enumerate() {
+            let Some(a) = actual.get(i) else {
+                return Some(format!(
+                    "topic {topic}: expected {} records but got {}; record {i} is missing: {}",
+                    expected.len(),
+                    actual.len(),
+                    show(e)
+                ));
+            };
+            if e.window.is_some() {
+                return Some(format!(
+                    "topic {topic}: record {i} has a windowed key, which Eddy does not produce yet"
+                ));
+            }
+            let (key, value) = decode(a);
+            if let Some(d) = difference(&e.key, &key) {
+                return Some(format!("topic {topic}, record {i}, key: {d}"));
+            }
+            if let Some(d) = difference(&e.value, &value) {
+                return Some(format!("topic {topic}, record {i}, value: {d}"));
+            }
+            if let Some(ts) = e.timestamp
+                && !(case.inputs.is_empty() && ts == 0)
+                && ts != a.timestamp
+            {
+                return Some(format!(
+                    "topic {topic}, record {i}: expected timestamp {ts} but got {}",
+                    a.timestamp
+                ));
+            }
+        }
+        if actual.len() > expected.len() {
+            let (k, v) = decode(&actual[expected.len()]);
+            return Some(format!(
+                "topic {topic}: expected {} records but got {}; the first extra one is key={k} value={v}",
+                expected.len(),
+                actual.len()
+            ));
+        }
+    }
+    None
+}
+
+fn bytes_json(b: Option<&[u8]>) -> Value {
+    match b {
+        None => Value::Null,
+        Some(b) => serde_json::from_slice(b)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned())),
+    }
+}
+
+fn show(r: &TestRecord) -> String {
+    format!("key={} value={}", r.key, r.value)
+}
+
+/// Checks `post.sources` (existence, type, schema) and `post.topics.blacklist`.
+fn verify_post(engine: &Engine, case: &TestCase, topics: &MemoryTopics) -> Option<String> {
+    let post = case.post.as_ref()?;
+    if let Some(sources) = post.get("sources").and_then(Value::as_array) {
+        for s in sources {
+            let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
+            let Some(actual) = engine.catalog().get(name) else {
+                return Some(format!("post: source {name} does not exist"));
+            };
+            if let Some(t) = s.get("type").and_then(Value::as_str)
+                && !t.eq_ignore_ascii_case(actual.kind.as_str())
+            {
+                return Some(format!(
+                    "post: source {name} is a {} not a {t}",
+                    actual.kind.as_str()
+                ));
+            }
+            if let Some(schema) = s.get("schema").and_then(Value::as_str) {
+                let have = normalize_schema(&schema_of(actual));
+                let want = normalize_schema(schema);
+                if have != want {
+                    return Some(format!("post: source {name} has schema {have} not {want}"));
+                }
+            }
+        }
+    }
+    if let Some(pattern) = post.pointer("/topics/blacklist").and_then(Value::as_str) {
+        let re = match regex::Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(r) => r,
+            Err(e) => return Some(format!("post: bad blacklist pattern: {e}")),
+        };
+        if let Ok(list) = topics.list_topics()
+            && let Some(t) = list.iter().find(|t| re.is_match(&t.name))
+        {
+            return Some(format!(
+                "post: topic {} matches the blacklist {pattern}",
+                t.name
+            ));
+        }
+    }
+    None
+}
+
+fn schema_of(s: &Source) -> String {
+    s.columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}{}",
+                c.name,
+                c.sql_type,
+                if c.role == ColumnRole::Key {
+                    " KEY"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn normalize_schema(s: &str) -> String {
+    s.replace('`', "")
+        .replace("INTEGER", "INT")
+        .replace("VARCHAR", "STRING")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
+        .replace("PRIMARY KEY", "KEY")
+}
