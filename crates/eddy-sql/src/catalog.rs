@@ -221,6 +221,12 @@ impl Source {
             key_format.delimiter = parse_delimiter(&d.text())?;
         }
         if let Some(w) = props.get("WRAP_SINGLE_VALUE") {
+            if value_format.kind != FormatKind::Json && parse_bool("WRAP_SINGLE_VALUE", w)? {
+                return Err(plan_err!(
+                    "Format '{}' does not support 'WRAP_SINGLE_VALUE' set to 'true'.",
+                    value_format.kind.name()
+                ));
+            }
             value_format.wrap_single_value = parse_bool("WRAP_SINGLE_VALUE", w)?;
         } else if let Some(w) = defaults.wrap_single_values {
             value_format.wrap_single_value = w;

@@ -73,14 +73,41 @@ impl VisitorMut for Normalizer {
                 op: BinaryOperator::Arrow,
                 right,
             } => {
-                if let Expr::Identifier(field) = right.as_ref() {
-                    let base = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
-                    *e = get_field(base, &field.value);
-                }
+                let base = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
+                let right = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+                *e = attach_field(base, right);
             }
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Rebuilds `base -> right`. sqlparser binds `->` looser than other operators and to the right, so the
+/// field name is the left-most leaf of `right`: `a->b * 2` arrives as `a -> (b * 2)`.
+fn attach_field(base: Expr, right: Expr) -> Expr {
+    match right {
+        Expr::Identifier(field) => get_field(base, &field.value),
+        Expr::BinaryOp { left, op, right } => Expr::BinaryOp {
+            left: Box::new(attach_field(base, *left)),
+            op,
+            right,
+        },
+        Expr::Function(mut f) if f.name.to_string() == "get_field" => {
+            if let FunctionArguments::List(list) = &mut f.args
+                && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))) =
+                    list.args.first_mut()
+            {
+                let inner_expr = std::mem::replace(inner, Expr::value(Value::Null));
+                *inner = attach_field(base, inner_expr);
+            }
+            Expr::Function(f)
+        }
+        other => Expr::BinaryOp {
+            left: Box::new(base),
+            op: BinaryOperator::Arrow,
+            right: Box::new(other),
+        },
     }
 }
 

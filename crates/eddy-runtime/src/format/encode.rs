@@ -92,6 +92,10 @@ impl PartEncoder {
             .as_bytes()
             .to_vec();
         for i in 0..rows {
+            if arrays.iter().all(|a| a.is_null(i)) {
+                out.push(None);
+                continue;
+            }
             let mut line = Vec::with_capacity(32);
             for (c, (a, f)) in arrays.iter().zip(&formatters).enumerate() {
                 if c > 0 {
@@ -212,5 +216,11 @@ mod tests {
         let out = e.encode(&[a, b], 2).unwrap();
         assert_eq!(out[0].as_deref(), Some(&b"\"a,b\",1.0"[..]));
         assert_eq!(out[1].as_deref(), Some(&b",2.5"[..]));
+        let none: ArrayRef = Arc::new(StringArray::from(vec![None::<&str>]));
+        assert_eq!(
+            e.encode(&[none.clone(), none], 1).unwrap()[0],
+            None,
+            "an all-null row is a null payload"
+        );
     }
 }
