@@ -1,1 +1,10 @@
-//! placeholder
+//! Kafka for Eddy through rdkafka: cluster administration, and query tasks that consume, process and
+//! produce with at-least-once commits.
+
+pub mod cluster;
+pub mod command_log;
+pub mod task;
+
+pub use cluster::KafkaCluster;
+pub use command_log::CommandLog;
+pub use task::{PushEvent, QueryStats, QueryTask, start_persistent, start_push};

@@ -14,3 +14,6 @@ pub use engine::{Engine, Outcome, PersistentQuery};
 pub use memory::MemoryTopics;
 pub use pipeline::{Pipeline, ProcessedBatch, SinkSpec};
 pub use record::{Record, RecordRef};
+
+/// The Arrow crate the runtime's batches are made of.
+pub use datafusion::arrow;

@@ -1,1 +1,79 @@
-fn main() {}
+//! `eddy-server`: Eddy's streaming SQL server with a ksqlDB-compatible REST API.
+
+mod config;
+mod entity;
+mod local_broker;
+mod routes;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use eddy_kafka::KafkaCluster;
+
+use crate::config::Args;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = config::load(Args::parse())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let (bootstrap, broker) = match &args.bootstrap_servers {
+        Some(b) => (b.clone(), None),
+        None => {
+            let broker = local_broker::LocalBroker::start(&args.data_dir)
+                .context("cannot start the local broker")?;
+            tracing::info!(
+                "no --bootstrap-servers given: started a private local broker at {} (data in {})",
+                broker.bootstrap(),
+                args.data_dir.display()
+            );
+            (broker.bootstrap().to_string(), Some(broker))
+        }
+    };
+    let service_id = args.service_id.clone();
+    let local = broker.as_ref().map(|b| b.bootstrap().to_string());
+    let state = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let cluster = Arc::new(KafkaCluster::connect(&bootstrap)?);
+        cluster
+            .wait_ready(Duration::from_secs(30))
+            .with_context(|| format!("the Kafka cluster at {bootstrap} does not answer"))?;
+        Ok(state::AppState::start(cluster, service_id, local)?)
+    })
+    .await??;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(
+        "Eddy {} listening on http://{}",
+        eddy_common::VERSION,
+        listener.local_addr()?
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    axum::serve(listener, routes::app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    drop(broker);
+    Ok(())
+}

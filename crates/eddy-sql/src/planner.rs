@@ -195,8 +195,8 @@ impl Planner {
         let mut exprs = Vec::new();
         let mut columns = Vec::new();
         let mut fields = Vec::new();
-        for e in &projection.expr {
-            let name = e.schema_name().to_string();
+        for (i, e) in projection.expr.iter().enumerate() {
+            let name = projection.schema.field(i).name().clone();
             let (_, field) = e.to_field(input_schema).map_err(|e| plan_err!("{e}"))?;
             let (dt, nullable) = (field.data_type().clone(), field.is_nullable());
             let sql_type = SqlType::from_arrow(&dt)?;

@@ -123,6 +123,36 @@ impl PartEncoder {
     }
 }
 
+/// Each row of a batch as a JSON array of its values (the row format of ksqlDB's query endpoints).
+pub fn json_rows(batch: &datafusion::arrow::array::RecordBatch) -> Result<Vec<String>> {
+    let options = arrow_json::writer::EncoderOptions::default().with_explicit_nulls(true);
+    let fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+    let mut encoders = fields
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, a)| arrow_json::writer::make_encoder(f, a.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| exec_err!("{e}"))?;
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let mut buf = Vec::with_capacity(64);
+        buf.push(b'[');
+        for (c, e) in encoders.iter_mut().enumerate() {
+            if c > 0 {
+                buf.push(b',');
+            }
+            if e.is_null(i) {
+                buf.extend_from_slice(b"null");
+            } else {
+                e.encode(i, &mut buf);
+            }
+        }
+        buf.push(b']');
+        rows.push(String::from_utf8(buf).map_err(|e| exec_err!("{e}"))?);
+    }
+    Ok(rows)
+}
+
 /// ksqlDB writes TIMESTAMP as epoch ms, DATE as epoch days and TIME as ms of day in JSON.
 fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
     let target = match a.data_type() {

@@ -1,0 +1,203 @@
+//! A connection to a Kafka cluster: admin operations and a shared producer, implementing the runtime's
+//! [`TopicAdmin`].
+
+use std::time::Duration;
+
+use futures::executor::block_on;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+use eddy_common::{Result, external_err};
+use eddy_runtime::{Record, TopicAdmin, TopicInfo};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Admin client and producer for one cluster.
+pub struct KafkaCluster {
+    bootstrap: String,
+    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaCluster")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
+    }
+}
+
+/// rdkafka settings shared by every client Eddy creates.
+pub fn base_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("log_level", "3");
+    c
+}
+
+pub(crate) fn kafka_err(e: KafkaError) -> eddy_common::Error {
+    external_err!("Kafka: {e}")
+}
+
+impl KafkaCluster {
+    /// Connects to the cluster at `bootstrap` (`host:port[,host:port]`).
+    pub fn connect(bootstrap: &str) -> Result<Self> {
+        let admin = base_config(bootstrap).create().map_err(kafka_err)?;
+        let producer = base_config(bootstrap)
+            .set("linger.ms", "5")
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .create()
+            .map_err(kafka_err)?;
+        Ok(KafkaCluster {
+            bootstrap: bootstrap.to_string(),
+            admin,
+            producer,
+        })
+    }
+
+    /// The bootstrap servers.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The shared producer.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Waits until the cluster answers a metadata request.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        self.admin
+            .inner()
+            .fetch_metadata(None, Timeout::After(timeout))
+            .map(|_| ())
+            .map_err(kafka_err)
+    }
+
+    /// Produces records and waits until each one is acknowledged.
+    pub fn produce_and_wait(&self, topic: &str, records: &[Record]) -> Result<()> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            let mut rec: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).timestamp(r.timestamp);
+            if let Some(k) = &r.key {
+                rec = rec.key(k.as_slice());
+            }
+            if let Some(v) = &r.value {
+                rec = rec.payload(v.as_slice());
+            }
+            if r.partition >= 0 {
+                rec = rec.partition(r.partition);
+            }
+            loop {
+                match self.producer.send_result(rec) {
+                    Ok(f) => {
+                        pending.push(f);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        rec = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => return Err(kafka_err(e)),
+                }
+            }
+        }
+        for f in pending {
+            match block_on(f) {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(kafka_err(e)),
+                Err(_) => {
+                    return Err(external_err!(
+                        "Kafka: the producer shut down before delivering"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TopicAdmin for KafkaCluster {
+    fn partitions(&self, topic: &str) -> Result<Option<i32>> {
+        let md = self
+            .admin
+            .inner()
+            .fetch_metadata(Some(topic), Timeout::After(METADATA_TIMEOUT))
+            .map_err(kafka_err)?;
+        Ok(md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len() as i32))
+    }
+
+    fn create_topic(&self, topic: &str, partitions: i32, replicas: i16) -> Result<()> {
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas as i32));
+        let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let results = block_on(self.admin.create_topics([&new], &opts)).map_err(kafka_err)?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(external_err!("Kafka: cannot create topic {name}: {code}"));
+                }
+            }
+        }
+        // Wait until the new topic's metadata is visible, so consumers and producers find it.
+        for _ in 0..50 {
+            if self.partitions(topic)?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(external_err!(
+            "Kafka: topic {topic} was created but does not appear in the metadata"
+        ))
+    }
+
+    fn delete_topic(&self, topic: &str) -> Result<()> {
+        let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let results = block_on(self.admin.delete_topics(&[topic], &opts)).map_err(kafka_err)?;
+        for r in results {
+            if let Err((name, code)) = r
+                && code != RDKafkaErrorCode::UnknownTopicOrPartition
+            {
+                return Err(external_err!("Kafka: cannot delete topic {name}: {code}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        let md = self
+            .admin
+            .inner()
+            .fetch_metadata(None, Timeout::After(METADATA_TIMEOUT))
+            .map_err(kafka_err)?;
+        let mut topics: Vec<TopicInfo> = md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| TopicInfo {
+                name: t.name().to_string(),
+                partitions: t.partitions().len() as i32,
+                replicas: t
+                    .partitions()
+                    .first()
+                    .map(|p| p.replicas().len() as i16)
+                    .unwrap_or(1),
+            })
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    fn produce(&self, topic: &str, records: Vec<Record>) -> Result<()> {
+        self.produce_and_wait(topic, &records)
+    }
+}

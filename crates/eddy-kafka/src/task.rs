@@ -1,0 +1,279 @@
+//! Query tasks over Kafka: a consumer feeds micro-batches through a pipeline; persistent queries produce
+//! to their sink and commit offsets only after the sink acknowledged (at-least-once); push queries hand
+//! their rows to a channel.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use eddy_runtime::arrow::array::RecordBatch;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use eddy_common::Result;
+use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, RecordRef};
+
+use crate::cluster::{KafkaCluster, base_config, kafka_err};
+
+/// Records per micro-batch, and how long to wait to fill one.
+const MAX_BATCH: usize = 4096;
+const LINGER: Duration = Duration::from_millis(20);
+
+/// Counters of a running query, shown by `SHOW QUERIES EXTENDED` and `DESCRIBE EXTENDED`.
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    pub consumed: AtomicU64,
+    pub produced: AtomicU64,
+    /// Records skipped because they could not be decoded.
+    pub decode_errors: AtomicU64,
+    /// Expression failures (the expression yielded NULL).
+    pub expression_errors: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl QueryStats {
+    fn record_errors(&self, query: &str, topic: &str, processed: &ProcessedBatch) {
+        for e in &processed.decode_errors {
+            tracing::warn!(
+                query,
+                topic,
+                partition = e.partition,
+                offset = e.offset,
+                "skipped a record: {}",
+                e.message
+            );
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                "{topic}/{}@{}: {}",
+                e.partition, e.offset, e.message
+            ));
+        }
+        self.decode_errors
+            .fetch_add(processed.decode_errors.len() as u64, Ordering::Relaxed);
+        self.expression_errors
+            .fetch_add(processed.expression_errors.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A query running on its own thread.
+#[derive(Debug)]
+pub struct QueryTask {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<QueryStats>,
+}
+
+impl QueryTask {
+    /// Asks the task to stop and waits for it.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Whether the task's thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for QueryTask {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+struct Msg<'a>(BorrowedMessage<'a>);
+
+impl RecordRef for Msg<'_> {
+    fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        self.0.payload()
+    }
+    fn timestamp(&self) -> i64 {
+        self.0.timestamp().to_millis().unwrap_or(0)
+    }
+    fn partition(&self) -> i32 {
+        self.0.partition()
+    }
+    fn offset(&self) -> i64 {
+        self.0.offset()
+    }
+}
+
+/// Polls up to a micro-batch of messages.
+fn poll_batch(consumer: &BaseConsumer) -> Vec<Msg<'_>> {
+    let mut batch = Vec::new();
+    let deadline = Instant::now() + LINGER;
+    while batch.len() < MAX_BATCH {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match consumer.poll(left) {
+            Some(Ok(m)) => batch.push(Msg(m)),
+            Some(Err(e)) => {
+                tracing::warn!("consumer error: {e}");
+                break;
+            }
+            None => break,
+        }
+    }
+    batch
+}
+
+/// Starts a persistent query: consumer group `group_id`, output to the query's sink.
+pub fn start_persistent(
+    cluster: Arc<KafkaCluster>,
+    query: PersistentQuery,
+    group_id: String,
+    offset_reset: String,
+) -> Result<QueryTask> {
+    let consumer: BaseConsumer = base_config(cluster.bootstrap())
+        .set("group.id", &group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", &offset_reset)
+        .create()
+        .map_err(kafka_err)?;
+    let topic = query.pipeline.source().topic.clone();
+    consumer.subscribe(&[&topic]).map_err(kafka_err)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(QueryStats::default());
+    let (stop2, stats2) = (stop.clone(), stats.clone());
+    let thread = std::thread::Builder::new()
+        .name(format!("query-{}", query.id))
+        .spawn(move || persistent_loop(&cluster, &consumer, &query, &topic, &stop2, &stats2))
+        .map_err(|e| eddy_common::internal_err!("cannot start a query thread: {e}"))?;
+    Ok(QueryTask {
+        stop,
+        thread: Some(thread),
+        stats,
+    })
+}
+
+fn persistent_loop(
+    cluster: &KafkaCluster,
+    consumer: &BaseConsumer,
+    query: &PersistentQuery,
+    topic: &str,
+    stop: &AtomicBool,
+    stats: &QueryStats,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let batch = poll_batch(consumer);
+        if batch.is_empty() {
+            continue;
+        }
+        stats
+            .consumed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let records = match query.pipeline.process(&batch).and_then(|p| {
+            stats.record_errors(&query.id, topic, &p);
+            query.sink_spec.records(&p)
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                // A batch that cannot be processed at all is a bug or a broken plan: keep the query
+                // alive, report it, and do not commit so the batch is retried after a restart.
+                tracing::error!(query = %query.id, "processing failed: {e}");
+                *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                continue;
+            }
+        };
+        // At-least-once: the sink must acknowledge every record before the offsets are committed.
+        let mut attempt = 0;
+        while let Err(e) = cluster.produce_and_wait(&query.sink_spec.topic, &records) {
+            attempt += 1;
+            tracing::warn!(query = %query.id, attempt, "producing to {} failed: {e}", query.sink_spec.topic);
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200 * attempt.min(25)));
+        }
+        stats
+            .produced
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        let mut tpl = TopicPartitionList::new();
+        let mut next: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+        for m in &batch {
+            let e = next.entry(m.0.partition()).or_default();
+            *e = (*e).max(m.0.offset() + 1);
+        }
+        for (p, o) in next {
+            let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(query = %query.id, "offset commit failed (records may be processed again): {e}");
+        }
+    }
+}
+
+/// What a push query hands to its client.
+#[derive(Debug)]
+pub enum PushEvent {
+    /// Output rows, with which of them are tombstones.
+    Rows(RecordBatch, Vec<bool>),
+    Error(String),
+}
+
+/// Starts a transient push query reading from `offset_reset` (`earliest` or `latest`).
+pub fn start_push(
+    cluster: &KafkaCluster,
+    pipeline: Arc<Pipeline>,
+    offset_reset: &str,
+    group_id: String,
+) -> Result<(mpsc::Receiver<PushEvent>, QueryTask)> {
+    let consumer: BaseConsumer = base_config(cluster.bootstrap())
+        .set("group.id", &group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", offset_reset)
+        .create()
+        .map_err(kafka_err)?;
+    let topic = pipeline.source().topic.clone();
+    consumer.subscribe(&[&topic]).map_err(kafka_err)?;
+    let (tx, rx) = mpsc::channel(16);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(QueryStats::default());
+    let (stop2, stats2) = (stop.clone(), stats.clone());
+    let thread = std::thread::Builder::new()
+        .name(format!("push-{group_id}"))
+        .spawn(move || {
+            while !stop2.load(Ordering::SeqCst) && !tx.is_closed() {
+                let batch = poll_batch(&consumer);
+                if batch.is_empty() {
+                    continue;
+                }
+                stats2
+                    .consumed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let event = match pipeline.process(&batch) {
+                    Ok(p) => {
+                        stats2.record_errors(&group_id, &topic, &p);
+                        if p.batch.num_rows() == 0 {
+                            continue;
+                        }
+                        let nulls = p.null_values.iter().map(|v| v.unwrap_or(false)).collect();
+                        PushEvent::Rows(p.batch, nulls)
+                    }
+                    Err(e) => PushEvent::Error(e.to_string()),
+                };
+                if tx.blocking_send(event).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| eddy_common::internal_err!("cannot start a query thread: {e}"))?;
+    Ok((
+        rx,
+        QueryTask {
+            stop,
+            thread: Some(thread),
+            stats,
+        },
+    ))
+}

@@ -1,0 +1,120 @@
+//! Server configuration: command-line flags, `EDDY_*` environment variables and an optional
+//! properties or TOML file (flags and environment win over the file).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+/// Eddy's streaming SQL server.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "eddy-server", version, about)]
+pub struct Args {
+    /// Address to serve the REST API on.
+    #[arg(long, env = "EDDY_LISTEN", default_value = "0.0.0.0:8088")]
+    pub listen: String,
+    /// Kafka bootstrap servers. Without them the server starts and supervises a private local broker.
+    #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+    /// Directory for the server's own data (and the local broker's).
+    #[arg(long, env = "EDDY_DATA_DIR", default_value = "./eddy-data")]
+    pub data_dir: PathBuf,
+    /// Service id: servers with the same id share a catalog (command topic) and queries.
+    #[arg(long, env = "EDDY_SERVICE_ID", default_value = "default_")]
+    pub service_id: String,
+    /// A properties (`key=value`) or TOML file with the settings above (`listen`, `bootstrap.servers`,
+    /// `data.dir`, `service.id`; ksqlDB's `listeners` and `ksql.service.id` are understood too).
+    #[arg(long, env = "EDDY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Applies the config file under the flags and environment.
+pub fn load(mut args: Args) -> anyhow::Result<Args> {
+    let Some(path) = args.config.clone() else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let entries = parse(&text).with_context(|| format!("in {}", path.display()))?;
+    let from_flags = |name: &str| std::env::args().any(|a| a.starts_with(&format!("--{name}")));
+    for (key, value) in entries {
+        match key.replace(['_', '-'], ".").as_str() {
+            "listen" | "listeners"
+                if !from_flags("listen") && std::env::var("EDDY_LISTEN").is_err() =>
+            {
+                args.listen = value.trim_start_matches("http://").to_string()
+            }
+            "bootstrap.servers" | "ksql.streams.bootstrap.servers"
+                if args.bootstrap_servers.is_none() =>
+            {
+                args.bootstrap_servers = Some(value)
+            }
+            "data.dir" if !from_flags("data-dir") && std::env::var("EDDY_DATA_DIR").is_err() => {
+                args.data_dir = PathBuf::from(value)
+            }
+            "service.id" | "ksql.service.id"
+                if !from_flags("service-id") && std::env::var("EDDY_SERVICE_ID").is_err() =>
+            {
+                args.service_id = value
+            }
+            "listen"
+            | "listeners"
+            | "bootstrap.servers"
+            | "ksql.streams.bootstrap.servers"
+            | "data.dir"
+            | "service.id"
+            | "ksql.service.id" => {}
+            other => bail!(
+                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id)"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+/// Reads `key=value` lines, or TOML when the file has TOML syntax.
+fn parse(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    if let Ok(table) = text.parse::<toml::Table>() {
+        return Ok(table
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
+            .collect());
+    }
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once(['=', ':']) else {
+            bail!("line {}: expected key=value", n + 1);
+        };
+        out.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_and_toml_files_are_read() {
+        assert_eq!(
+            parse("# c\nlisteners=http://0.0.0.0:9000\nksql.service.id = x\n").unwrap()[1],
+            ("ksql.service.id".into(), "x".into())
+        );
+        assert_eq!(
+            parse("listen = \"127.0.0.1:1\"\n").unwrap()[0],
+            ("listen".into(), "127.0.0.1:1".into())
+        );
+        assert!(parse("nonsense").is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! The `/ksql` response entities, shaped as ksqlDB serializes them.
+
+use serde_json::{Value, json};
+
+use eddy_runtime::{Engine, Outcome, TopicInfo};
+use eddy_sql::SqlType;
+use eddy_sql::catalog::Source;
+use eddy_sql::statement::{ColumnRole, SourceKind};
+
+use crate::state::QueryView;
+
+/// `currentStatus` for an executed DDL/DML statement.
+pub fn current_status(text: &str, outcome: &Outcome, seq: i64) -> Value {
+    let (command_id, message, query_id) = match outcome {
+        Outcome::SourceCreated { kind, name } | Outcome::SourceExists { kind, name } => (
+            format!("{}/`{name}`/create", kind.as_str().to_lowercase()),
+            match (kind, matches!(outcome, Outcome::SourceExists { .. })) {
+                (SourceKind::Stream, false) => "Stream created".to_string(),
+                (SourceKind::Table, false) => "Table created".to_string(),
+                (k, true) => format!(
+                    "Cannot add {} {name}: it already exists.",
+                    k.as_str().to_lowercase()
+                ),
+            },
+            None,
+        ),
+        Outcome::QueryCreated {
+            query_id,
+            kind,
+            sink,
+        } => (
+            match kind {
+                Some(k) => format!("{}/`{sink}`/create", k.as_str().to_lowercase()),
+                None => format!("stream/`{sink}`/insert"),
+            },
+            format!("Created query with ID {query_id}"),
+            Some(query_id.clone()),
+        ),
+        Outcome::Dropped {
+            kind, name, topic, ..
+        } => (
+            format!("{}/{name}/drop", kind.as_str().to_lowercase()),
+            format!("Source `{name}` (topic: {topic}) was dropped."),
+            None,
+        ),
+        Outcome::DropSkipped { kind, name } => (
+            format!("{}/{name}/drop", kind.as_str().to_lowercase()),
+            format!("Source `{name}` does not exist."),
+            None,
+        ),
+        Outcome::Terminated { query_ids } => (
+            format!(
+                "terminate/{}/execute",
+                query_ids.first().cloned().unwrap_or_else(|| "ALL".into())
+            ),
+            "Query terminated.".to_string(),
+            None,
+        ),
+        Outcome::Inserted => ("insert/values".to_string(), "Inserted".to_string(), None),
+    };
+    let mut status = json!({"status": "SUCCESS", "message": message});
+    if let Some(q) = query_id {
+        status["queryId"] = Value::String(q);
+    }
+    json!({
+        "@type": "currentStatus",
+        "statementText": text,
+        "commandId": command_id,
+        "commandStatus": status,
+        "commandSequenceNumber": seq,
+        "warnings": []
+    })
+}
+
+fn source_summary(s: &Source) -> Value {
+    json!({
+        "type": s.kind.as_str(),
+        "name": s.name,
+        "topic": s.topic,
+        "keyFormat": s.key_format.kind.name(),
+        "valueFormat": s.value_format.kind.name(),
+        "isWindowed": false
+    })
+}
+
+/// `SHOW STREAMS` / `SHOW TABLES`.
+pub fn source_list(text: &str, engine: &Engine, kind: SourceKind) -> Value {
+    let items: Vec<Value> = engine
+        .catalog()
+        .sources()
+        .filter(|s| s.kind == kind)
+        .map(|s| source_summary(s))
+        .collect();
+    let (ty, field) = match kind {
+        SourceKind::Stream => ("streams", "streams"),
+        SourceKind::Table => ("tables", "tables"),
+    };
+    json!({"@type": ty, "statementText": text, field: items, "warnings": []})
+}
+
+/// ksqlDB's `SchemaInfo` of a type.
+pub fn schema_info(t: &SqlType) -> Value {
+    let mut v = json!({"type": t.kind_name(), "fields": null, "memberSchema": null});
+    match t {
+        SqlType::Array(e) => v["memberSchema"] = schema_info(e),
+        SqlType::Map(_, val) => v["memberSchema"] = schema_info(val),
+        SqlType::Struct(fields) => {
+            v["fields"] = Value::Array(
+                fields
+                    .iter()
+                    .map(|(n, ft)| json!({"name": n, "schema": schema_info(ft)}))
+                    .collect(),
+            );
+        }
+        SqlType::Decimal { precision, scale } => {
+            v["parameters"] = json!({"precision": precision, "scale": scale})
+        }
+        _ => {}
+    }
+    v
+}
+
+fn running_query(q: &QueryView) -> Value {
+    json!({
+        "queryString": q.statement,
+        "sinks": [q.sink],
+        "sinkKafkaTopics": [q.sink_topic],
+        "id": q.id,
+        "statusCount": {q.state.clone(): 1},
+        "queryType": "PERSISTENT",
+        "state": q.state,
+    })
+}
+
+/// `sourceDescription` of `DESCRIBE [EXTENDED]`.
+pub fn source_description(
+    s: &Source,
+    queries: &[QueryView],
+    extended: bool,
+    partitions: i32,
+) -> Value {
+    let fields: Vec<Value> = s
+        .columns
+        .iter()
+        .map(|c| {
+            let mut f = json!({"name": c.name, "schema": schema_info(&c.sql_type)});
+            if c.role == ColumnRole::Key {
+                f["type"] = json!("KEY");
+            }
+            f
+        })
+        .collect();
+    let read: Vec<Value> = queries
+        .iter()
+        .filter(|q| q.sources.contains(&s.name))
+        .map(running_query)
+        .collect();
+    let write: Vec<Value> = queries
+        .iter()
+        .filter(|q| q.sink == s.name)
+        .map(running_query)
+        .collect();
+    let (statistics, error_stats) = if extended {
+        let consumed: u64 = queries
+            .iter()
+            .filter(|q| q.sources.contains(&s.name))
+            .map(|q| q.consumed)
+            .sum();
+        let errors: u64 = queries
+            .iter()
+            .filter(|q| q.sources.contains(&s.name))
+            .map(|q| q.decode_errors)
+            .sum();
+        (
+            format!("messages-consumed-total: {consumed}"),
+            format!("consumer-failed-messages: {errors}"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    json!({
+        "name": s.name,
+        "windowType": null,
+        "readQueries": read,
+        "writeQueries": write,
+        "fields": fields,
+        "type": s.kind.as_str(),
+        "timestamp": s.timestamp_column.clone().unwrap_or_default(),
+        "statistics": statistics,
+        "errorStats": error_stats,
+        "extended": extended,
+        "keyFormat": s.key_format.kind.name(),
+        "valueFormat": s.value_format.kind.name(),
+        "topic": s.topic,
+        "partitions": if extended { partitions } else { 0 },
+        "replication": if extended { s.replicas as i32 } else { 0 },
+        "statement": s.statement,
+        "queryOffsetSummaries": [],
+        "sourceConstraints": [],
+        "clusterStatistics": [],
+        "clusterErrorStats": []
+    })
+}
+
+/// `SHOW QUERIES [EXTENDED]`.
+pub fn queries(text: &str, queries: &[QueryView], extended: bool) -> Value {
+    if !extended {
+        let list: Vec<Value> = queries.iter().map(running_query).collect();
+        return json!({"@type": "queries", "statementText": text, "queries": list, "warnings": []});
+    }
+    let list: Vec<Value> = queries
+        .iter()
+        .map(|q| {
+            json!({
+                "id": q.id,
+                "statementText": q.statement,
+                "windowType": null,
+                "fields": [],
+                "sources": q.sources,
+                "sinks": [q.sink],
+                "topology": "",
+                "executionPlan": "",
+                "overriddenProperties": {},
+                "ksqlHostQueryStatus": {},
+                "queryType": "PERSISTENT",
+                "queryErrors": q.last_error.iter().map(|e| json!({"errorMessage": e, "type": "USER"})).collect::<Vec<_>>(),
+                "state": q.state,
+                "statistics": {
+                    "consumed": q.consumed,
+                    "produced": q.produced,
+                    "skippedRecords": q.decode_errors,
+                    "expressionErrors": q.expression_errors
+                }
+            })
+        })
+        .collect();
+    json!({"@type": "query_descriptions", "statementText": text, "queryDescriptions": list, "warnings": []})
+}
+
+/// `SHOW TOPICS`.
+pub fn topics(text: &str, topics: &[TopicInfo]) -> Value {
+    let list: Vec<Value> = topics
+        .iter()
+        .filter(|t| !t.name.starts_with("_eddy-") && !t.name.starts_with("__"))
+        .map(|t| json!({"name": t.name, "replicaInfo": vec![t.replicas as i32; t.partitions.max(0) as usize]}))
+        .collect();
+    json!({"@type": "kafka_topics", "statementText": text, "topics": list, "warnings": []})
+}
+
+/// `SHOW PROPERTIES`.
+pub fn properties(text: &str, props: &[(String, String)]) -> Value {
+    let list: Vec<Value> = props
+        .iter()
+        .map(|(k, v)| json!({"name": k, "scope": if k.starts_with("ksql.streams.") { "STREAMS" } else { "KSQL" }, "value": v, "editable": true, "level": "SERVER"}))
+        .collect();
+    json!({"@type": "properties", "statementText": text, "properties": list, "overwrittenProperties": [], "defaultProperties": []})
+}
+
+/// `SHOW FUNCTIONS`.
+pub fn functions(text: &str, engine: &Engine) -> Value {
+    let state = engine.planner().state();
+    let mut list: Vec<(String, &str)> = state
+        .scalar_functions()
+        .keys()
+        .map(|n| (n.to_uppercase(), "SCALAR"))
+        .chain(
+            state
+                .aggregate_functions()
+                .keys()
+                .map(|n| (n.to_uppercase(), "AGGREGATE")),
+        )
+        .collect();
+    list.sort();
+    list.dedup();
+    let items: Vec<Value> = list
+        .into_iter()
+        .map(|(name, ty)| json!({"name": name, "type": ty, "category": "OTHER"}))
+        .collect();
+    json!({"@type": "function_names", "statementText": text, "functions": items, "warnings": []})
+}
+
+/// `DESCRIBE FUNCTION`.
+pub fn describe_function(text: &str, engine: &Engine, name: &str) -> Option<Value> {
+    let state = engine.planner().state();
+    let lower = name.to_lowercase();
+    let (ty, signature) = if let Some(f) = state.scalar_functions().get(&lower) {
+        ("SCALAR", format!("{:?}", f.signature().type_signature))
+    } else if let Some(f) = state.aggregate_functions().get(&lower) {
+        ("AGGREGATE", format!("{:?}", f.signature().type_signature))
+    } else {
+        return None;
+    };
+    Some(json!({
+        "@type": "describe_function",
+        "statementText": text,
+        "name": name,
+        "description": format!("Built-in function (DataFusion {lower})."),
+        "author": "Eddy",
+        "version": eddy_common::VERSION,
+        "path": "internal",
+        "type": ty,
+        "functions": [{"arguments": [], "argumentTypes": [signature], "returnType": "", "description": ""}],
+        "warnings": []
+    }))
+}

@@ -1,0 +1,99 @@
+//! The private local broker the server starts when it is given no Kafka cluster: a supervised nisshi
+//! child process on a free loopback port.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// A running broker child, restarted if it exits, stopped when dropped.
+pub struct LocalBroker {
+    bootstrap: String,
+    child: Arc<Mutex<Option<Child>>>,
+}
+
+impl LocalBroker {
+    /// Starts nisshi on a free port; keeps its data in `data_dir/broker` when it supports SQLite.
+    pub fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let bootstrap = format!("127.0.0.1:{port}");
+        let dir = data_dir.join("broker");
+        std::fs::create_dir_all(&dir)?;
+        let help = Command::new("nisshi")
+            .arg("--help")
+            .output()
+            .context("nisshi is not installed: run scripts/setup, or pass --bootstrap-servers")?;
+        let storage = if String::from_utf8_lossy(&help.stdout).contains("libsql") {
+            format!("sqlite://{}", dir.join("broker.db").display())
+        } else {
+            tracing::warn!(
+                "this nisshi has no SQLite engine: the local broker keeps topics in memory, so they do not survive a server restart"
+            );
+            "memory://nisshi/".to_string()
+        };
+        let spawn = {
+            let (bootstrap, dir, storage) = (bootstrap.clone(), dir.clone(), storage.clone());
+            move || -> std::io::Result<Child> {
+                let url = format!("tcp://{bootstrap}");
+                Command::new("nisshi")
+                    .args([
+                        "broker",
+                        "--listener-url",
+                        &url,
+                        "--advertised-listener-url",
+                        &url,
+                        "--storage-engine",
+                        &storage,
+                    ])
+                    .args(["--group-initial-rebalance-delay", "100ms"])
+                    .current_dir(&dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+            }
+        };
+        let child = Arc::new(Mutex::new(Some(spawn()?)));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&bootstrap).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if std::net::TcpStream::connect(&bootstrap).is_err() {
+            bail!("the local broker did not start listening on {bootstrap}");
+        }
+        let watched = child.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let mut guard = watched.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(c) = guard.as_mut() else { return };
+                if let Ok(Some(status)) = c.try_wait() {
+                    tracing::error!("the local broker exited ({status}); restarting it");
+                    match spawn() {
+                        Ok(new) => *guard = Some(new),
+                        Err(e) => tracing::error!("cannot restart the local broker: {e}"),
+                    }
+                }
+            }
+        });
+        Ok(LocalBroker { bootstrap, child })
+    }
+
+    /// The broker's bootstrap address.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+}
+
+impl Drop for LocalBroker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

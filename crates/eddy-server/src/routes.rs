@@ -1,0 +1,381 @@
+//! The ksqlDB-compatible REST API: `/ksql`, `/query`, `/query-stream`, `/close-query`, `/info`,
+//! `/healthcheck`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use eddy_common::Error;
+use eddy_common::rest::{CloseQueryArgs, ErrorMessage, KsqlRequest, QueryStreamArgs};
+use eddy_kafka::{PushEvent, start_push};
+use eddy_runtime::engine::Properties;
+use eddy_runtime::format::encode::json_rows;
+use eddy_sql::SqlType;
+use eddy_sql::statement::{Emit, Statement};
+
+use crate::state::{AppState, offset_reset, to_properties};
+
+/// The application's routes.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/info") }))
+        .route("/info", get(info))
+        .route("/healthcheck", get(healthcheck))
+        .route("/chc/live", get(|| async { axum::Json(json!({})) }))
+        .route("/chc/ready", get(|| async { axum::Json(json!({})) }))
+        .route("/ksql", post(ksql))
+        .route("/query", post(query))
+        .route("/query-stream", post(query_stream))
+        .route("/close-query", post(close_query))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
+        .with_state(state)
+}
+
+/// An error answered with ksqlDB's error body.
+struct ApiError(ErrorMessage);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.0)).into_response()
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(ErrorMessage::generic(40000, message))
+}
+
+/// Parses a JSON body whatever its Content-Type says, as ksqlDB does.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("Invalid JSON in request: {e}")))
+}
+
+async fn info(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(json!({"KsqlServerInfo": {
+        "version": eddy_common::VERSION,
+        "kafkaClusterId": "eddy",
+        "ksqlServiceId": state.service_id,
+        "serverStatus": "RUNNING",
+        "localBroker": state.local_broker,
+        "bootstrapServers": state.cluster.bootstrap(),
+    }}))
+}
+
+async fn healthcheck(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let cluster = state.cluster.clone();
+    let kafka = tokio::task::spawn_blocking(move || {
+        cluster
+            .wait_ready(std::time::Duration::from_secs(2))
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    axum::Json(json!({
+        "isHealthy": kafka,
+        "details": {"metastore": {"isHealthy": true}, "kafka": {"isHealthy": kafka}, "commandRunner": {"isHealthy": true}},
+        "serverState": "READY"
+    }))
+}
+
+async fn ksql(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: KsqlRequest = parse_body(&body)?;
+    if req.ksql.trim().is_empty() {
+        return Err(bad_request("\"ksql\" field must be populated"));
+    }
+    let props = to_properties(&req.streams_properties);
+    let result = tokio::task::spawn_blocking(move || state.execute_script(&req.ksql, &props))
+        .await
+        .map_err(|e| ApiError(ErrorMessage::generic(50000, format!("internal error: {e}"))))?;
+    match result {
+        Ok(entities) => Ok(axum::Json(Value::Array(entities)).into_response()),
+        Err(e) => Err(ApiError(e)),
+    }
+}
+
+async fn close_query(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let args: CloseQueryArgs = parse_body(&body)?;
+    let task = state
+        .push
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&args.query_id);
+    match task {
+        Some(t) => {
+            tokio::task::spawn_blocking(move || t.stop()).await.ok();
+            Ok(StatusCode::OK.into_response())
+        }
+        None => Err(bad_request(format!("No query with id {}", args.query_id))),
+    }
+}
+
+/// Response shapes of the query endpoints.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// `/query-stream` default: a metadata line, then one JSON array per row.
+    Delimited,
+    /// `/query-stream` with `Accept: application/json`: one JSON array.
+    JsonArray,
+    /// `/query`: ksqlDB's v1 `StreamedRow` array, one object per line.
+    V1,
+}
+
+async fn query(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: KsqlRequest = parse_body(&body)?;
+    if req.ksql.trim().is_empty() {
+        return Err(bad_request("\"ksql\" field must be populated"));
+    }
+    run_query(
+        state,
+        req.ksql,
+        to_properties(&req.streams_properties),
+        Shape::V1,
+    )
+    .await
+}
+
+async fn query_stream(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let args: QueryStreamArgs = parse_body(&body)?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    let shape = if accept.contains("application/vnd.ksql.v1+json") {
+        Shape::V1
+    } else if accept.contains("application/json") && !accept.contains("delimited") {
+        Shape::JsonArray
+    } else {
+        Shape::Delimited
+    };
+    run_query(state, args.sql, to_properties(&args.properties), shape).await
+}
+
+async fn run_query(
+    state: Arc<AppState>,
+    sql: String,
+    props: Properties,
+    shape: Shape,
+) -> Result<Response, ApiError> {
+    let mut statements =
+        eddy_sql::parse(&sql).map_err(|e| ApiError(ErrorMessage::statement(&e, &sql)))?;
+    if statements.len() != 1 {
+        return Err(bad_request("Expected exactly one SELECT statement"));
+    }
+    let stmt = statements.remove(0);
+    let Statement::Select(q) = &stmt.statement else {
+        return Err(bad_request(format!(
+            "Statement type `{}' not supported for this resource",
+            stmt.statement.type_name()
+        )));
+    };
+    if q.emit.is_none() {
+        return Err(ApiError(ErrorMessage::statement(
+            &Error::NotSupported(
+                "Pull queries are not supported yet: add EMIT CHANGES for a push query".into(),
+            ),
+            &stmt.text,
+        )));
+    }
+    if q.emit == Some(Emit::Final) {
+        return Err(ApiError(ErrorMessage::statement(
+            &Error::NotSupported("EMIT FINAL is not supported yet".into()),
+            &stmt.text,
+        )));
+    }
+    let pipeline = state
+        .engine()
+        .plan_transient(q)
+        .map_err(|e| ApiError(ErrorMessage::statement(&e, &stmt.text)))?;
+    let limit = pipeline.plan.limit;
+    let id = state.transient_id(&pipeline.source().name);
+    let names: Vec<String> = pipeline
+        .plan
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let types: Vec<SqlType> = pipeline
+        .plan
+        .columns
+        .iter()
+        .map(|c| c.sql_type.clone())
+        .collect();
+    let pipeline = Arc::new(pipeline);
+    let group = format!("_eddy-{}_{}", state.service_id, id);
+    let st = state.clone();
+    let reset = offset_reset(&props);
+    let (rx, task) =
+        tokio::task::spawn_blocking(move || start_push(&st.cluster, pipeline, &reset, group))
+            .await
+            .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
+            .map_err(|e| ApiError(ErrorMessage::statement(&e, &stmt.text)))?;
+    state
+        .push
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), task);
+
+    let header = match shape {
+        Shape::V1 => {
+            let schema: Vec<String> = names
+                .iter()
+                .zip(&types)
+                .map(|(n, t)| format!("`{n}` {t}"))
+                .collect();
+            format!(
+                "[{}",
+                json!({"header": {"queryId": id, "schema": schema.join(", ")}})
+            )
+        }
+        _ => {
+            let meta = json!({"queryId": id, "columnNames": names, "columnTypes": types.iter().map(|t| t.plain_name()).collect::<Vec<_>>()});
+            if shape == Shape::JsonArray {
+                format!("[{meta}")
+            } else {
+                format!("{meta}\n")
+            }
+        }
+    };
+    let guard = PushGuard {
+        state: state.clone(),
+        id,
+    };
+    let rows = rows_stream(rx, limit, shape, guard);
+    let body =
+        futures::stream::once(async move { Ok::<_, Infallible>(Bytes::from(header)) }).chain(rows);
+    let content_type = match shape {
+        Shape::Delimited => "application/vnd.ksqlapi.delimited.v1",
+        Shape::JsonArray => "application/json",
+        Shape::V1 => "application/vnd.ksql.v1+json",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Removes a push query from the registry (and so stops it) when its response ends.
+struct PushGuard {
+    state: Arc<AppState>,
+    id: String,
+}
+
+impl Drop for PushGuard {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .state
+            .push
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id)
+        {
+            std::thread::spawn(move || task.stop());
+        }
+    }
+}
+
+/// Streams rows until LIMIT, `/close-query` or the client leaves.
+fn rows_stream(
+    rx: tokio::sync::mpsc::Receiver<PushEvent>,
+    limit: Option<u64>,
+    shape: Shape,
+    guard: PushGuard,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+    struct S {
+        rx: tokio::sync::mpsc::Receiver<PushEvent>,
+        sent: u64,
+        done: bool,
+        _guard: PushGuard,
+    }
+    futures::stream::unfold(
+        S {
+            rx,
+            sent: 0,
+            done: false,
+            _guard: guard,
+        },
+        move |mut s| async move {
+            if s.done {
+                return None;
+            }
+            let Some(event) = s.rx.recv().await else {
+                s.done = true;
+                let end = match shape {
+                    Shape::Delimited => String::new(),
+                    Shape::JsonArray => "]".to_string(),
+                    Shape::V1 => "]\n".to_string(),
+                };
+                return Some((Ok(Bytes::from(end)), s));
+            };
+            let mut out = String::new();
+            match event {
+                PushEvent::Error(message) => {
+                    let err =
+                        json!({"@type": "generic_error", "error_code": 50000, "message": message});
+                    match shape {
+                        Shape::Delimited => out.push_str(&format!("{err}\n")),
+                        Shape::JsonArray => out.push_str(&format!(",{err}")),
+                        Shape::V1 => out.push_str(&format!(",\n{}", json!({"errorMessage": err}))),
+                    }
+                }
+                PushEvent::Rows(batch, tombstones) => {
+                    let rows = json_rows(&batch).unwrap_or_default();
+                    for (row, tomb) in rows.into_iter().zip(tombstones) {
+                        if limit.is_some_and(|l| s.sent >= l) {
+                            break;
+                        }
+                        if tomb && shape != Shape::V1 {
+                            continue;
+                        }
+                        s.sent += 1;
+                        match shape {
+                            Shape::Delimited => {
+                                out.push_str(&row);
+                                out.push('\n');
+                            }
+                            Shape::JsonArray => {
+                                out.push(',');
+                                out.push_str(&row);
+                            }
+                            Shape::V1 => {
+                                out.push_str(",\n");
+                                if tomb {
+                                    out.push_str(&format!(
+                                        "{{\"row\":{{\"columns\":{row}}},\"tombstone\":true}}"
+                                    ));
+                                } else {
+                                    out.push_str(&format!("{{\"row\":{{\"columns\":{row}}}}}"));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if limit.is_some_and(|l| s.sent >= l) {
+                s.done = true;
+                match shape {
+                    Shape::Delimited => {}
+                    Shape::JsonArray => out.push(']'),
+                    Shape::V1 => out.push_str(",\n{\"finalMessage\":\"Limit Reached\"}]\n"),
+                }
+            }
+            Some((Ok(Bytes::from(out)), s))
+        },
+    )
+}

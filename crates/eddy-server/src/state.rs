@@ -1,0 +1,371 @@
+//! The server's shared state: the engine, the Kafka cluster, the command log and the running query
+//! tasks; executing `/ksql` scripts and replaying the command log at start.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Map, Value, json};
+
+use eddy_common::Error;
+use eddy_common::rest::ErrorMessage;
+use eddy_kafka::{CommandLog, KafkaCluster, QueryTask, start_persistent};
+use eddy_runtime::engine::Properties;
+use eddy_runtime::{Engine, Outcome, TopicAdmin};
+use eddy_sql::statement::{ShowKind, SourceKind, Statement};
+
+use crate::entity;
+
+/// A persistent query as listings show it.
+#[derive(Debug, Clone)]
+pub struct QueryView {
+    pub id: String,
+    pub statement: String,
+    pub sink: String,
+    pub sink_topic: String,
+    pub sources: Vec<String>,
+    pub state: String,
+    pub consumed: u64,
+    pub produced: u64,
+    pub decode_errors: u64,
+    pub expression_errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    engine: Mutex<Engine>,
+    pub cluster: Arc<KafkaCluster>,
+    log: CommandLog,
+    tasks: Mutex<HashMap<String, QueryTask>>,
+    /// Transient push queries, by id, for `/close-query`.
+    pub push: Mutex<HashMap<String, QueryTask>>,
+    pub service_id: String,
+    /// The bootstrap address of the broker the server started itself, if it did.
+    pub local_broker: Option<String>,
+    seq: AtomicI64,
+    transient_seq: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads `auto.offset.reset` with or without ksqlDB's `ksql.streams.` prefix.
+pub fn offset_reset(props: &Properties) -> String {
+    props
+        .get("auto.offset.reset")
+        .or_else(|| props.get("ksql.streams.auto.offset.reset"))
+        .cloned()
+        .unwrap_or_else(|| "latest".to_string())
+}
+
+/// Request properties (JSON values) as the engine's string properties.
+pub fn to_properties(map: &Map<String, Value>) -> Properties {
+    map.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect()
+}
+
+impl AppState {
+    /// Connects the engine to the cluster and replays the command log.
+    pub fn start(
+        cluster: Arc<KafkaCluster>,
+        service_id: String,
+        local_broker: Option<String>,
+    ) -> Result<Arc<Self>, Error> {
+        let log = CommandLog::open(cluster.clone(), &service_id)?;
+        let admin: Arc<dyn TopicAdmin> = cluster.clone();
+        let state = Arc::new(AppState {
+            engine: Mutex::new(Engine::new(admin)),
+            cluster,
+            log,
+            tasks: Mutex::new(HashMap::new()),
+            push: Mutex::new(HashMap::new()),
+            service_id,
+            local_broker,
+            seq: AtomicI64::new(0),
+            transient_seq: AtomicU64::new(0),
+        });
+        state.replay()?;
+        Ok(state)
+    }
+
+    fn replay(&self) -> Result<(), Error> {
+        let entries = self.log.read_all()?;
+        let mut engine = lock(&self.engine);
+        for entry in &entries {
+            let text = entry
+                .get("statement")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let props = entry
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(to_properties)
+                .unwrap_or_default();
+            let result = eddy_sql::parse(text).and_then(|stmts| {
+                stmts
+                    .iter()
+                    .try_for_each(|s| engine.execute(s, &props).map(|_| ()))
+            });
+            if let Err(e) = result {
+                tracing::error!("replaying the command log: {text}: {e}");
+            }
+            self.seq.fetch_add(1, Ordering::SeqCst);
+        }
+        let queries: Vec<_> = engine.queries().values().cloned().collect();
+        drop(engine);
+        for q in queries {
+            let reset = entries
+                .iter()
+                .rev()
+                .find(|e| e.get("queryId").and_then(Value::as_str) == Some(q.id.as_str()))
+                .and_then(|e| e.get("properties").and_then(Value::as_object))
+                .map(|p| offset_reset(&to_properties(p)))
+                .unwrap_or_else(|| "latest".into());
+            self.start_task(q.id.clone(), &reset)?;
+        }
+        tracing::info!(
+            "replayed {} commands, {} queries running",
+            entries.len(),
+            lock(&self.tasks).len()
+        );
+        Ok(())
+    }
+
+    /// The engine, locked.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        lock(&self.engine)
+    }
+
+    /// A fresh id for a transient query over `source`.
+    pub fn transient_id(&self, source: &str) -> String {
+        let n = self.transient_seq.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("transient_{source}_{}{n}", nanos)
+    }
+
+    fn start_task(&self, id: String, reset: &str) -> Result<(), Error> {
+        let Some(query) = self.engine().query(&id).cloned() else {
+            return Ok(());
+        };
+        let group = format!("_eddy-{}_query_{}", self.service_id, id);
+        let task = start_persistent(self.cluster.clone(), query, group, reset.to_string())?;
+        if let Some(old) = lock(&self.tasks).insert(id, task) {
+            old.stop();
+        }
+        Ok(())
+    }
+
+    fn stop_tasks(&self, ids: &[String]) {
+        for id in ids {
+            if let Some(t) = lock(&self.tasks).remove(id) {
+                t.stop();
+            }
+        }
+    }
+
+    /// Listing views of the persistent queries with their counters.
+    pub fn query_views(&self) -> Vec<QueryView> {
+        let engine = self.engine();
+        let tasks = lock(&self.tasks);
+        engine
+            .queries()
+            .values()
+            .map(|q| {
+                let task = tasks.get(&q.id);
+                let stat = |f: fn(&eddy_kafka::QueryStats) -> &std::sync::atomic::AtomicU64| {
+                    task.map(|t| f(&t.stats).load(Ordering::Relaxed))
+                        .unwrap_or(0)
+                };
+                QueryView {
+                    id: q.id.clone(),
+                    statement: q.statement.clone(),
+                    sink: q.sink.clone(),
+                    sink_topic: q.sink_spec.topic.clone(),
+                    sources: q.source_names(),
+                    state: match task {
+                        Some(t) if !t.is_finished() => "RUNNING".into(),
+                        _ => "ERROR".into(),
+                    },
+                    consumed: stat(|s| &s.consumed),
+                    produced: stat(|s| &s.produced),
+                    decode_errors: stat(|s| &s.decode_errors),
+                    expression_errors: stat(|s| &s.expression_errors),
+                    last_error: task.and_then(|t| lock(&t.stats.last_error).clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Executes a `/ksql` script: statement by statement, returning the entities, or the error of the
+    /// first failing statement together with the entities of those before it.
+    pub fn execute_script(
+        &self,
+        sql: &str,
+        request_props: &Properties,
+    ) -> Result<Vec<Value>, ErrorMessage> {
+        let statements = eddy_sql::parse(sql).map_err(|e| ErrorMessage::statement(&e, sql))?;
+        let mut props = request_props.clone();
+        let mut entities = Vec::new();
+        for s in statements {
+            let fail = |e: Error, entities: &Vec<Value>| {
+                let mut m = ErrorMessage::statement(&e, &s.text);
+                m.entities = Some(entities.clone());
+                m
+            };
+            let entity = match &s.statement {
+                Statement::Set { name, value } => {
+                    props.insert(name.clone(), value.clone());
+                    continue;
+                }
+                Statement::Unset { name } => {
+                    props.remove(name);
+                    continue;
+                }
+                Statement::Select(_) | Statement::Print { .. } => {
+                    let mut m = ErrorMessage::statement(
+                        &Error::BadRequest("The following statement types should be issued to the websocket endpoint '/query': PRINT, SELECT".into()),
+                        &s.text,
+                    );
+                    m.error_code = 40002;
+                    m.entities = Some(entities);
+                    return Err(m);
+                }
+                Statement::Show { kind, extended } => self
+                    .show(&s.text, *kind, *extended, &props)
+                    .map_err(|e| fail(e, &entities))?,
+                Statement::Describe { name, extended } => {
+                    let engine = self.engine();
+                    let source = engine.catalog().get(name).cloned().ok_or_else(|| {
+                        fail(
+                            Error::Plan(format!(
+                                "Could not find STREAM/TABLE '{name}' in the Metastore"
+                            )),
+                            &entities,
+                        )
+                    })?;
+                    drop(engine);
+                    let partitions = if *extended {
+                        self.cluster
+                            .partitions(&source.topic)
+                            .ok()
+                            .flatten()
+                            .unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    let views = self.query_views();
+                    json!({"@type": "sourceDescription", "statementText": s.text, "sourceDescription": entity::source_description(&source, &views, *extended, partitions), "warnings": []})
+                }
+                Statement::DescribeAll { kind, extended } => {
+                    let sources: Vec<_> = self
+                        .engine()
+                        .catalog()
+                        .sources()
+                        .filter(|x| x.kind == *kind)
+                        .cloned()
+                        .collect();
+                    let views = self.query_views();
+                    let list: Vec<Value> = sources
+                        .iter()
+                        .map(|x| entity::source_description(x, &views, *extended, 0))
+                        .collect();
+                    json!({"@type": "source_descriptions", "statementText": s.text, "sourceDescriptions": list, "warnings": []})
+                }
+                Statement::DescribeFunction { name } => {
+                    entity::describe_function(&s.text, &self.engine(), name).ok_or_else(|| {
+                        fail(
+                            Error::Plan(format!("Can't find any functions with the name '{name}'")),
+                            &entities,
+                        )
+                    })?
+                }
+                Statement::Explain { .. } => {
+                    return Err(fail(
+                        Error::NotSupported("EXPLAIN is not supported yet".into()),
+                        &entities,
+                    ));
+                }
+                _ => {
+                    let outcome = self
+                        .engine()
+                        .execute(&s, &props)
+                        .map_err(|e| fail(e, &entities))?;
+                    let query_id = match &outcome {
+                        Outcome::QueryCreated { query_id, .. } => Some(query_id.clone()),
+                        _ => None,
+                    };
+                    if !matches!(
+                        outcome,
+                        Outcome::Inserted
+                            | Outcome::SourceExists { .. }
+                            | Outcome::DropSkipped { .. }
+                    ) {
+                        let entry =
+                            json!({"statement": s.text, "properties": props, "queryId": query_id});
+                        self.log.append(&entry).map_err(|e| fail(e, &entities))?;
+                    }
+                    let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+                    match &outcome {
+                        Outcome::QueryCreated { query_id, .. } => self
+                            .start_task(query_id.clone(), &offset_reset(&props))
+                            .map_err(|e| fail(e, &entities))?,
+                        Outcome::Dropped { terminated, .. } => self.stop_tasks(terminated),
+                        Outcome::Terminated { query_ids } => self.stop_tasks(query_ids),
+                        _ => {}
+                    }
+                    if matches!(outcome, Outcome::Inserted) {
+                        continue;
+                    }
+                    entity::current_status(&s.text, &outcome, seq)
+                }
+            };
+            entities.push(entity);
+        }
+        Ok(entities)
+    }
+
+    fn show(
+        &self,
+        text: &str,
+        kind: ShowKind,
+        extended: bool,
+        props: &Properties,
+    ) -> Result<Value, Error> {
+        Ok(match kind {
+            ShowKind::Streams => entity::source_list(text, &self.engine(), SourceKind::Stream),
+            ShowKind::Tables => entity::source_list(text, &self.engine(), SourceKind::Table),
+            ShowKind::Queries => entity::queries(text, &self.query_views(), extended),
+            ShowKind::Topics => entity::topics(text, &self.cluster.list_topics()?),
+            ShowKind::Functions => entity::functions(text, &self.engine()),
+            ShowKind::Properties => {
+                let mut all: BTreeMap<String, String> = BTreeMap::new();
+                all.insert("ksql.service.id".into(), self.service_id.clone());
+                all.insert(
+                    "ksql.streams.bootstrap.servers".into(),
+                    self.cluster.bootstrap().to_string(),
+                );
+                all.insert("ksql.streams.auto.offset.reset".into(), "latest".into());
+                all.extend(props.iter().map(|(k, v)| (k.clone(), v.clone())));
+                entity::properties(text, &all.into_iter().collect::<Vec<_>>())
+            }
+            ShowKind::Variables | ShowKind::Types => {
+                return Err(Error::NotSupported(format!(
+                    "SHOW {kind:?} is not supported yet"
+                )));
+            }
+        })
+    }
+}
