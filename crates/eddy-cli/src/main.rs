@@ -1,5 +1,7 @@
 //! `eddy`: the SQL shell for an Eddy server, and `eddy test`, the golden test runner.
 
+mod render;
+mod script;
 mod shell;
 
 use std::path::PathBuf;

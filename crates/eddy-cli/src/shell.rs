@@ -1,10 +1,22 @@
-//! The interactive SQL shell.
+//! The SQL shell: reads `;`-terminated statements (interactively with history, from `-e` or `-f`),
+//! sends them to the server and renders the answers.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use rustyline::error::ReadlineError;
+use serde_json::{Map, Value, json};
+
+use crate::render;
+use crate::script::{split_statements, statement_complete};
 
 /// Result rendering.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Table,
     Json,
@@ -19,8 +31,357 @@ pub struct Options {
     pub output: OutputFormat,
 }
 
+/// A connection to a server plus the session's client-side state.
+struct Session {
+    server: String,
+    http: reqwest::blocking::Client,
+    properties: Map<String, Value>,
+    output: OutputFormat,
+    interrupted: Arc<AtomicBool>,
+}
+
 /// Runs the shell.
-pub fn run(_opts: Options) -> ExitCode {
-    eprintln!("the shell is being written");
-    ExitCode::from(2)
+pub fn run(opts: Options) -> ExitCode {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let http = match reqwest::blocking::Client::builder().timeout(None).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot create an HTTP client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut session = Session {
+        server: opts.server.trim_end_matches('/').to_string(),
+        http,
+        properties: Map::new(),
+        output: opts.output,
+        interrupted,
+    };
+    let script = match (&opts.execute, &opts.file) {
+        (Some(sql), _) => Some(sql.clone()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => None,
+    };
+    match script {
+        Some(sql) => match session.run_script(&sql) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        None => session.interactive(),
+    }
+}
+
+impl Session {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    fn interactive(&mut self) -> ExitCode {
+        self.banner();
+        let mut editor = match rustyline::DefaultEditor::new() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("cannot start the line editor: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".eddy_history"));
+        if let Some(h) = &history {
+            let _ = editor.load_history(h);
+        }
+        let mut buffer = String::new();
+        loop {
+            let prompt = if buffer.is_empty() {
+                "eddy> "
+            } else {
+                "    > "
+            };
+            match editor.readline(prompt) {
+                Ok(line) => {
+                    if buffer.is_empty() && self.builtin(line.trim()) {
+                        if line.trim().eq_ignore_ascii_case("exit")
+                            || line.trim().eq_ignore_ascii_case("quit")
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                    buffer.push_str(&line);
+                    buffer.push('\n');
+                    if statement_complete(&buffer) {
+                        let _ = editor.add_history_entry(buffer.trim());
+                        if let Err(e) = self.run_script(&buffer) {
+                            eprintln!("{e}");
+                        }
+                        buffer.clear();
+                    }
+                }
+                Err(ReadlineError::Interrupted) => {
+                    buffer.clear();
+                    println!("^C");
+                }
+                Err(ReadlineError::Eof) => break,
+                Err(e) => {
+                    eprintln!("{e}");
+                    break;
+                }
+            }
+        }
+        if let Some(h) = &history {
+            let _ = editor.save_history(h);
+        }
+        println!("Exiting Eddy.");
+        ExitCode::SUCCESS
+    }
+
+    fn banner(&self) {
+        println!(
+            "Eddy — streaming SQL over Kafka (shell v{})",
+            env!("CARGO_PKG_VERSION")
+        );
+        match self
+            .http
+            .get(self.url("/info"))
+            .send()
+            .and_then(|r| r.json::<Value>())
+        {
+            Ok(info) => {
+                let i = &info["KsqlServerInfo"];
+                println!(
+                    "Server v{} at {}, status {}",
+                    i["version"].as_str().unwrap_or("?"),
+                    self.server,
+                    i["serverStatus"].as_str().unwrap_or("?")
+                );
+            }
+            Err(_) => println!(
+                "Remote server at {} does not appear to be a valid Eddy or ksqlDB server. Start one with `eddy-server`, or pass --server URL.",
+                self.server
+            ),
+        }
+        println!("Statements end with ';'. Type 'help' for help, 'exit' or Ctrl-D to leave.\n");
+    }
+
+    /// Handles a client-side command; false if the line is SQL.
+    fn builtin(&mut self, line: &str) -> bool {
+        let l = line.trim_end_matches(';').trim();
+        let lower = l.to_ascii_lowercase();
+        if lower.is_empty() {
+            return true;
+        }
+        match lower.as_str() {
+            "exit" | "quit" => true,
+            "help" => {
+                println!(
+                    "Type SQL statements ending with ';' (they may span lines).\n\
+                     SELECT ... EMIT CHANGES streams rows until LIMIT or Ctrl-C.\n\
+                     SET 'auto.offset.reset'='earliest'; applies to later statements of this session.\n\
+                     Shell commands: help, exit, output [TABLE|JSON], RUN SCRIPT '<file>';"
+                );
+                true
+            }
+            "output" => {
+                println!("Output format: {:?}", self.output);
+                true
+            }
+            _ if lower.starts_with("output ") => {
+                match lower["output ".len()..].trim() {
+                    "json" => self.output = OutputFormat::Json,
+                    "table" | "tabular" => self.output = OutputFormat::Table,
+                    other => {
+                        println!("Invalid output format: '{other}' (valid formats: TABLE, JSON)");
+                        return true;
+                    }
+                }
+                println!("Output format set to {:?}", self.output);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs every statement of a script, stopping at the first error.
+    fn run_script(&mut self, sql: &str) -> anyhow::Result<()> {
+        for stmt in split_statements(sql) {
+            self.run_statement(&stmt)?;
+        }
+        Ok(())
+    }
+
+    fn run_statement(&mut self, stmt: &str) -> anyhow::Result<()> {
+        let words: Vec<String> = stmt
+            .split_whitespace()
+            .take(2)
+            .map(|w| w.to_ascii_uppercase())
+            .collect();
+        match words.first().map(String::as_str) {
+            Some("SELECT") | Some("PRINT") => self.stream_query(stmt),
+            Some("RUN") if words.get(1).map(String::as_str) == Some("SCRIPT") => {
+                let path = stmt.split('\'').nth(1).ok_or_else(|| {
+                    anyhow!("RUN SCRIPT needs a quoted file name: RUN SCRIPT '/path/file.sql';")
+                })?;
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+                self.run_script(&text)
+            }
+            Some("SET") | Some("UNSET") => self.set_property(stmt),
+            _ => self.ksql(stmt),
+        }
+    }
+
+    /// `SET 'name'='value'` and `UNSET 'name'` are kept by the shell and sent with every request.
+    fn set_property(&mut self, stmt: &str) -> anyhow::Result<()> {
+        let quoted: Vec<&str> = stmt.split('\'').skip(1).step_by(2).collect();
+        if stmt.trim_start().to_ascii_uppercase().starts_with("UNSET") {
+            let name = quoted
+                .first()
+                .ok_or_else(|| anyhow!("usage: UNSET 'property';"))?;
+            match self.properties.remove(*name) {
+                Some(old) => println!(
+                    "Successfully unset local property '{name}' (value was '{}').",
+                    old.as_str().unwrap_or_default()
+                ),
+                None => return Err(anyhow!("Property '{name}' was not set")),
+            }
+            return Ok(());
+        }
+        let (Some(name), Some(value)) = (quoted.first(), quoted.get(1)) else {
+            return Err(anyhow!("usage: SET 'property'='value';"));
+        };
+        let old = self
+            .properties
+            .insert(name.to_string(), Value::String(value.to_string()));
+        match old {
+            Some(o) => println!(
+                "Successfully changed local property '{name}' from '{}' to '{value}'.",
+                o.as_str().unwrap_or_default()
+            ),
+            None => println!(
+                "Successfully changed local property '{name}' to '{value}'. Use the UNSET command to revert your change."
+            ),
+        }
+        Ok(())
+    }
+
+    fn ksql(&mut self, stmt: &str) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .post(self.url("/ksql"))
+            .header("Content-Type", "application/vnd.ksql.v1+json")
+            .json(&json!({"ksql": stmt, "streamsProperties": self.properties}))
+            .send()
+            .with_context(|| format!("cannot reach the server at {}", self.server))?;
+        let ok = resp.status().is_success();
+        let body: Value = resp
+            .json()
+            .context("the server sent an unreadable answer")?;
+        if !ok {
+            return Err(anyhow!(
+                "{}",
+                body["message"]
+                    .as_str()
+                    .unwrap_or("the server refused the statement")
+            ));
+        }
+        match self.output {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&body)?),
+            OutputFormat::Table => {
+                for entity in body.as_array().into_iter().flatten() {
+                    print!("{}", render::entity(entity));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams a query's rows as they arrive; Ctrl-C closes the query and returns to the prompt.
+    fn stream_query(&mut self, stmt: &str) -> anyhow::Result<()> {
+        self.interrupted.store(false, Ordering::SeqCst);
+        let resp = self
+            .http
+            .post(self.url("/query"))
+            .header("Accept", "application/vnd.ksql.v1+json")
+            .json(&json!({"ksql": stmt, "streamsProperties": self.properties}))
+            .send()
+            .with_context(|| format!("cannot reach the server at {}", self.server))?;
+        if !resp.status().is_success() {
+            let body: Value = resp.json().unwrap_or(Value::Null);
+            return Err(anyhow!(
+                "{}",
+                body["message"]
+                    .as_str()
+                    .unwrap_or("the server refused the query")
+            ));
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(resp).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut table = render::RowPrinter::new(self.output == OutputFormat::Json);
+        let mut query_id = None;
+        println!("Press CTRL-C to interrupt");
+        loop {
+            if self.interrupted.load(Ordering::SeqCst) {
+                if let Some(id) = &query_id {
+                    let _ = self
+                        .http
+                        .post(self.url("/close-query"))
+                        .json(&json!({"queryId": id}))
+                        .send();
+                }
+                println!("Query terminated");
+                return Ok(());
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    let trimmed = line
+                        .trim()
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .trim_end_matches(',');
+                    if trimmed.is_empty() {
+                        continue;
+                    }
+                    let Ok(v) = serde_json::from_str::<Value>(trimmed) else {
+                        continue;
+                    };
+                    if let Some(h) = v.get("header") {
+                        query_id = h["queryId"].as_str().map(str::to_string);
+                        table.header(h["schema"].as_str().unwrap_or_default());
+                    } else if let Some(r) = v.get("row") {
+                        table.row(
+                            &r["columns"],
+                            r.get("tombstone").and_then(Value::as_bool).unwrap_or(false),
+                        );
+                    } else if let Some(m) = v.get("finalMessage") {
+                        table.finish();
+                        println!("{}", m.as_str().unwrap_or_default());
+                    } else if let Some(e) = v.get("errorMessage") {
+                        println!("Error: {}", e["message"].as_str().unwrap_or_default());
+                    }
+                    std::io::stdout().flush().ok();
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        table.finish();
+        println!("Query terminated");
+        Ok(())
+    }
 }

@@ -371,19 +371,18 @@ fn strip_df(message: &str) -> String {
 fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {
     let msg = strip_df(&e.to_string());
     if let Some(rest) = msg.strip_prefix("No field named ") {
-        let field = rest
-            .split('.')
-            .next_back()
-            .unwrap_or(rest)
-            .trim_end_matches(|c: char| c == '.' || c.is_whitespace());
-        let field = field
-            .split(". Valid fields")
+        // The name comes first, e.g. `"NOPE". Valid fields are ...` or `S."NOPE"`.
+        let token = rest
+            .split_whitespace()
             .next()
-            .unwrap_or(field)
-            .trim_matches('"');
+            .unwrap_or(rest)
+            .trim_end_matches('.');
+        let field = match token.rfind('"') {
+            Some(end) => token[..end].rsplit('"').next().unwrap_or(token),
+            None => token.rsplit('.').next().unwrap_or(token),
+        };
         return plan_err!(
-            "Column '{}' cannot be resolved in {} {}.",
-            field.trim_matches('"'),
+            "Column '{field}' cannot be resolved in {} {}.",
             source.kind.as_str().to_lowercase(),
             source.name
         );
@@ -459,5 +458,66 @@ impl ContextProvider for Provider<'_> {
 
     fn udwf_names(&self) -> Vec<String> {
         self.state.window_functions().keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, Column, SourceDefaults};
+    use crate::statement::Statement;
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::default();
+        let parsed = crate::parse("CREATE STREAM S (K STRING KEY, A INT, B STRUCT<X DOUBLE>) WITH (kafka_topic='s', value_format='JSON');").unwrap();
+        let Statement::CreateSource(create) = &parsed[0].statement else {
+            unreachable!()
+        };
+        let cols = create.columns.iter().map(Column::from).collect();
+        c.insert(
+            Source::from_create(create, cols, &SourceDefaults::default(), &parsed[0].text).unwrap(),
+        );
+        c
+    }
+
+    fn plan(sql: &str) -> Result<QueryPlan> {
+        let parsed = crate::parse(sql)?;
+        let Statement::Select(q) = &parsed[0].statement else {
+            unreachable!()
+        };
+        Planner::new().plan_query(&catalog(), q)
+    }
+
+    #[test]
+    fn output_columns_are_named_like_ksqldb() {
+        let p = plan("SELECT K, A + 1, B->X, a AS renamed, LEN(K) FROM S EMIT CHANGES;").unwrap();
+        let names: Vec<&str> = p.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["K", "KSQL_COL_0", "X", "RENAMED", "KSQL_COL_1"]);
+        assert_eq!(p.columns[0].role, ColumnRole::Key);
+        assert_eq!(p.columns[2].sql_type, SqlType::Double);
+        let star = plan("SELECT * FROM S EMIT CHANGES;").unwrap();
+        assert_eq!(
+            star.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            ["K", "A", "B"]
+        );
+    }
+
+    #[test]
+    fn unknown_columns_and_sources_are_named_in_the_error() {
+        assert_eq!(
+            plan("SELECT nope FROM S EMIT CHANGES;")
+                .unwrap_err()
+                .to_string(),
+            "Column 'NOPE' cannot be resolved in stream S."
+        );
+        assert_eq!(
+            plan("SELECT * FROM T EMIT CHANGES;")
+                .unwrap_err()
+                .to_string(),
+            "T does not exist."
+        );
     }
 }

@@ -1,0 +1,312 @@
+//! Renders server entities and query rows as text tables.
+
+use serde_json::Value;
+
+/// A boxed text table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let rule: String = widths
+        .iter()
+        .map(|w| "-".repeat(w + 2))
+        .collect::<Vec<_>>()
+        .join("-");
+    let line = |cells: Vec<&str>| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!(" {c:<w$} "))
+            .collect::<Vec<_>>()
+            .join("|")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = String::new();
+    out.push_str(&line(headers.to_vec()));
+    out.push('\n');
+    out.push_str(&rule);
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out.push_str(&rule);
+    out.push('\n');
+    out
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Renders one `/ksql` entity.
+pub fn entity(e: &Value) -> String {
+    match e["@type"].as_str().unwrap_or_default() {
+        "currentStatus" => table(&["Message"], &[vec![s(&e["commandStatus"]["message"])]]),
+        "streams" | "tables" => {
+            let (key, title) = if e["@type"] == "streams" {
+                ("streams", "Stream Name")
+            } else {
+                ("tables", "Table Name")
+            };
+            let mut rows: Vec<Vec<String>> = e[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| {
+                    vec![
+                        s(&x["name"]),
+                        s(&x["topic"]),
+                        s(&x["keyFormat"]),
+                        s(&x["valueFormat"]),
+                        s(&x["isWindowed"]),
+                    ]
+                })
+                .collect();
+            rows.sort();
+            table(
+                &[
+                    title,
+                    "Kafka Topic",
+                    "Key Format",
+                    "Value Format",
+                    "Windowed",
+                ],
+                &rows,
+            )
+        }
+        "queries" => {
+            let rows: Vec<Vec<String>> = e["queries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|q| {
+                    vec![
+                        s(&q["id"]),
+                        s(&q["queryType"]),
+                        s(&q["state"]),
+                        s(&q["sinks"][0]),
+                        s(&q["sinkKafkaTopics"][0]),
+                        s(&q["queryString"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "Query ID",
+                    "Query Type",
+                    "Status",
+                    "Sink Name",
+                    "Sink Kafka Topic",
+                    "Query String",
+                ],
+                &rows,
+            ) + "For detailed information on a Query run: SHOW QUERIES EXTENDED;\n"
+        }
+        "query_descriptions" => {
+            let rows: Vec<Vec<String>> = e["queryDescriptions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|q| {
+                    let st = &q["statistics"];
+                    vec![
+                        s(&q["id"]),
+                        s(&q["state"]),
+                        s(&st["consumed"]),
+                        s(&st["produced"]),
+                        s(&st["skippedRecords"]),
+                        s(&q["queryErrors"][0]["errorMessage"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "Query ID",
+                    "Status",
+                    "Consumed",
+                    "Produced",
+                    "Skipped",
+                    "Last Error",
+                ],
+                &rows,
+            )
+        }
+        "kafka_topics" => {
+            let rows: Vec<Vec<String>> = e["topics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let parts = t["replicaInfo"].as_array().map(|a| a.len()).unwrap_or(0);
+                    vec![s(&t["name"]), parts.to_string(), s(&t["replicaInfo"][0])]
+                })
+                .collect();
+            table(&["Kafka Topic", "Partitions", "Partition Replicas"], &rows)
+        }
+        "properties" => {
+            let rows: Vec<Vec<String>> = e["properties"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| vec![s(&p["name"]), s(&p["scope"]), s(&p["value"])])
+                .collect();
+            table(&["Property", "Scope", "Effective Value"], &rows)
+        }
+        "function_names" => {
+            let rows: Vec<Vec<String>> = e["functions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| vec![s(&f["name"]), s(&f["type"])])
+                .collect();
+            table(&["Function Name", "Type"], &rows)
+        }
+        "sourceDescription" => {
+            let d = &e["sourceDescription"];
+            let mut out = format!("Name                 : {}\n", s(&d["name"]));
+            if d["extended"] == true {
+                out.push_str(&format!(
+                    "Type                 : {}\nKey format           : {}\nValue format         : {}\nKafka topic          : {} (partitions: {}, replication: {})\nStatistics           : {}\nErrors               : {}\n",
+                    s(&d["type"]), s(&d["keyFormat"]), s(&d["valueFormat"]), s(&d["topic"]), s(&d["partitions"]), s(&d["replication"]), s(&d["statistics"]), s(&d["errorStats"])
+                ));
+            }
+            let rows: Vec<Vec<String>> = d["fields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| {
+                    let key = if f["type"] == "KEY" { " (key)" } else { "" };
+                    vec![s(&f["name"]), format!("{}{key}", s(&f["schema"]["type"]))]
+                })
+                .collect();
+            out + &table(&["Field", "Type"], &rows)
+        }
+        _ => format!("{}\n", serde_json::to_string_pretty(e).unwrap_or_default()),
+    }
+}
+
+/// Prints push/pull query rows as they arrive.
+pub struct RowPrinter {
+    json: bool,
+    widths: Vec<usize>,
+    started: bool,
+}
+
+impl RowPrinter {
+    /// A printer for tables or JSON lines.
+    pub fn new(json: bool) -> Self {
+        RowPrinter {
+            json,
+            widths: Vec::new(),
+            started: false,
+        }
+    }
+
+    /// Prints the header from a schema string like `` `A` STRING, `B` INT ``.
+    pub fn header(&mut self, schema: &str) {
+        let names: Vec<String> = schema
+            .split(", `")
+            .map(|c| {
+                c.trim_start_matches('`')
+                    .split('`')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        if self.json {
+            println!("{}", serde_json::json!({"header": {"schema": schema}}));
+            return;
+        }
+        self.widths = names.iter().map(|n| n.len().max(18)).collect();
+        self.rule();
+        println!(
+            "|{}|",
+            names
+                .iter()
+                .zip(&self.widths)
+                .map(|(n, w)| format!("{n:<w$}"))
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+        self.rule();
+        self.started = true;
+    }
+
+    fn rule(&self) {
+        println!(
+            "+{}+",
+            self.widths
+                .iter()
+                .map(|w| "-".repeat(*w))
+                .collect::<Vec<_>>()
+                .join("+")
+        );
+    }
+
+    /// Prints one row.
+    pub fn row(&mut self, columns: &Value, tombstone: bool) {
+        if self.json {
+            println!("{}", serde_json::json!({"columns": columns}));
+            return;
+        }
+        let cells: Vec<String> = columns
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                if tombstone && v.is_null() {
+                    "<TOMBSTONE>".to_string()
+                } else {
+                    s(v)
+                }
+            })
+            .collect();
+        println!(
+            "|{}|",
+            cells
+                .iter()
+                .zip(&self.widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+    }
+
+    /// Closes the table.
+    pub fn finish(&mut self) {
+        if self.started && !self.json {
+            self.rule();
+            self.started = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn streams_render_as_a_sorted_table() {
+        let e = json!({"@type": "streams", "streams": [
+            {"name": "B", "topic": "b", "keyFormat": "KAFKA", "valueFormat": "JSON", "isWindowed": false},
+            {"name": "A", "topic": "a", "keyFormat": "KAFKA", "valueFormat": "JSON", "isWindowed": false}]});
+        let out = entity(&e);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with(" Stream Name | Kafka Topic"), "{out}");
+        assert!(lines[2].starts_with(" A "), "{out}");
+        assert!(lines[3].starts_with(" B "), "{out}");
+    }
+}
