@@ -66,6 +66,34 @@ impl VisitorMut for Normalizer {
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         match e {
+            // ksqlDB: a comparison involving NULL is false, not unknown.
+            Expr::BinaryOp {
+                op:
+                    BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq,
+                ..
+            } => {
+                let cmp = std::mem::replace(e, Expr::value(Value::Null));
+                *e = call(
+                    "coalesce",
+                    vec![
+                        Expr::Nested(Box::new(cmp)),
+                        Expr::value(Value::Boolean(false)),
+                    ],
+                );
+            }
+            Expr::Function(f)
+                if f.name.to_string().eq_ignore_ascii_case("struct")
+                    || f.name.to_string().eq_ignore_ascii_case("map") =>
+            {
+                if let Some(rewritten) = constructor(f) {
+                    *e = rewritten;
+                }
+            }
             Expr::Identifier(i) => ident(i),
             Expr::CompoundIdentifier(parts) => parts.iter_mut().for_each(ident),
             Expr::BinaryOp {
@@ -111,20 +139,52 @@ fn attach_field(base: Expr, right: Expr) -> Expr {
     }
 }
 
-/// `get_field(base, 'FIELD')`: DataFusion's struct field access.
-pub fn get_field(base: Expr, field: &str) -> Expr {
+/// `STRUCT(F := v, ...)` becomes `named_struct('F', v, ...)`; `MAP(k := v, ...)` becomes `make_map(k, v, ...)`.
+fn constructor(f: &Function) -> Option<Expr> {
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let is_struct = f.name.to_string().eq_ignore_ascii_case("struct");
+    let mut args = Vec::new();
+    for a in &list.args {
+        let FunctionArg::ExprNamed {
+            name,
+            arg: FunctionArgExpr::Expr(value),
+            ..
+        } = a
+        else {
+            return None;
+        };
+        let key = match (is_struct, name) {
+            (true, Expr::Identifier(i)) => Expr::value(Value::SingleQuotedString(i.value.clone())),
+            (true, _) => return None,
+            (false, k) => k.clone(),
+        };
+        args.push(key);
+        args.push(value.clone());
+    }
+    Some(call(
+        if is_struct {
+            "named_struct"
+        } else {
+            "make_map"
+        },
+        args,
+    ))
+}
+
+/// A call of a DataFusion function.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new("get_field")]),
+        name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList {
             duplicate_treatment: None,
-            args: vec![
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(base)),
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-                    Value::SingleQuotedString(field.to_string()),
-                ))),
-            ],
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
             clauses: vec![],
         }),
         filter: None,
@@ -132,6 +192,17 @@ pub fn get_field(base: Expr, field: &str) -> Expr {
         over: None,
         within_group: vec![],
     })
+}
+
+/// `get_field(base, 'FIELD')`: DataFusion's struct field access.
+pub fn get_field(base: Expr, field: &str) -> Expr {
+    call(
+        "get_field",
+        vec![
+            base,
+            Expr::value(Value::SingleQuotedString(field.to_string())),
+        ],
+    )
 }
 
 /// Normalizes every identifier of a query.

@@ -12,10 +12,12 @@ use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::builder::LogicalTableSource;
 use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, TypePlanner};
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{
     AggregateUDF, Expr as DfExpr, ExprSchemable, HigherOrderUDF, LogicalPlan, ScalarUDF,
     TableSource, WindowUDF,
 };
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::planner::PlannerContext;
@@ -224,10 +226,17 @@ impl Planner {
         })
     }
 
+    /// Coerces, simplifies (DataFusion rewrites functions such as `coalesce` here) and lowers an expression.
     fn physical(&self, e: DfExpr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-        self.state
-            .create_physical_expr(e, schema)
-            .map_err(|e| plan_err!("{}", strip_df(&e.to_string())))
+        let context = SimplifyContext::builder()
+            .with_schema(Arc::new(schema.clone()))
+            .with_config_options(Arc::clone(self.state.config_options()))
+            .build();
+        let simplifier = ExprSimplifier::new(context);
+        let df = |e: datafusion::error::DataFusionError| plan_err!("{}", strip_df(&e.to_string()));
+        let e = simplifier.coerce(e, schema).map_err(df)?;
+        let e = simplifier.simplify(e).map_err(df)?;
+        self.state.create_physical_expr(e, schema).map_err(df)
     }
 }
 
@@ -284,6 +293,22 @@ impl QueryPlan {
                 "The projection contains a key column (`{key}`) more than once, aliased as: {}.",
                 dupes.join(" and ")
             ));
+        }
+        for c in &self.columns {
+            if [
+                crate::catalog::ROWTIME,
+                crate::catalog::ROWPARTITION,
+                crate::catalog::ROWOFFSET,
+                "WINDOWSTART",
+                "WINDOWEND",
+            ]
+            .contains(&c.name.as_str())
+            {
+                return Err(plan_err!(
+                    "`{}` is a reserved column name. You cannot use it as an alias for a column.",
+                    c.name
+                ));
+            }
         }
         if self.columns.iter().all(|c| c.role == ColumnRole::Key) {
             return Err(plan_err!("The projection contains no value columns."));

@@ -126,10 +126,22 @@ impl PartEncoder {
 /// Each row of a batch as a JSON array of its values (the row format of ksqlDB's query endpoints).
 pub fn json_rows(batch: &datafusion::arrow::array::RecordBatch) -> Result<Vec<String>> {
     let options = arrow_json::writer::EncoderOptions::default().with_explicit_nulls(true);
-    let fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|a| match a.data_type() {
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => base64_strings(a),
+            _ => a.clone(),
+        })
+        .collect();
+    let fields: Vec<Arc<Field>> = columns
+        .iter()
+        .zip(batch.schema().fields())
+        .map(|(a, f)| Arc::new(Field::new(f.name(), a.data_type().clone(), true)))
+        .collect();
     let mut encoders = fields
         .iter()
-        .zip(batch.columns())
+        .zip(&columns)
         .map(|(f, a)| arrow_json::writer::make_encoder(f, a.as_ref(), &options))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| exec_err!("{e}"))?;
@@ -160,6 +172,9 @@ fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
         DataType::Date32 | DataType::Time32(_) => DataType::Int32,
         DataType::Time64(_) => DataType::Int64,
         DataType::Utf8View => DataType::Utf8,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            return Ok(base64_strings(a));
+        }
         _ => return Ok(a.clone()),
     };
     let a = match a.data_type() {
@@ -171,6 +186,18 @@ fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
         _ => a.clone(),
     };
     cast(&a, &target).map_err(|e| exec_err!("{e}"))
+}
+
+/// ksqlDB writes BYTES as base64 strings in JSON.
+fn base64_strings(a: &ArrayRef) -> ArrayRef {
+    use base64::Engine;
+    let bin = cast(a, &DataType::Binary).unwrap_or_else(|_| a.clone());
+    let bin = bin.as_binary::<i32>();
+    let strings: datafusion::arrow::array::StringArray = bin
+        .iter()
+        .map(|v| v.map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+        .collect();
+    Arc::new(strings)
 }
 
 fn kafka(a: &ArrayRef) -> Result<Vec<Option<Vec<u8>>>> {

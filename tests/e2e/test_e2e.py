@@ -1,0 +1,278 @@
+"""End-to-end tests of Eddy through a real Kafka-protocol broker (nisshi), the real server binary and
+unmodified PyPI clients (confluent-kafka for data, ksqldb for the REST API).
+
+Run by scripts/test:  python tests/e2e/test_e2e.py --server-bin target/release/eddy-server
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+import urllib.error
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from ksqldb import KSQLdbClient
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+N_RECORDS = 100_000
+PARTITIONS = 4
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    def __init__(self):
+        self.port = free_port()
+        out = subprocess.run([os.path.join(ROOT, "scripts/broker"), "start", "--port", str(self.port)],
+                             check=True, capture_output=True, text=True)
+        self.bootstrap = out.stdout.strip()
+
+    def stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts/broker"), "stop", "--port", str(self.port)], check=False)
+
+
+class Server:
+    def __init__(self, binary, bootstrap, data_dir, service_id):
+        self.binary, self.bootstrap, self.data_dir, self.service_id = binary, bootstrap, data_dir, service_id
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(os.path.join(self.data_dir, "server.log"), "a")
+        self.proc = subprocess.Popen(
+            [self.binary, "--listen", f"127.0.0.1:{self.port}", "--bootstrap-servers", self.bootstrap,
+             "--data-dir", self.data_dir, "--service-id", self.service_id],
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/info", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.2)
+            if self.proc.poll() is not None:
+                raise RuntimeError("eddy-server exited: see " + os.path.join(self.data_dir, "server.log"))
+        raise RuntimeError("eddy-server did not start")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+def post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def reading(i):
+    return {"sensor_id": f"s-{i % 1000}", "ts": 1700000000000 + i, "temp": 15.0 + (i % 20),
+            "rpm": 500 + (i % 9) * 250, "speed": 88.2}
+
+
+def expected_output(r):
+    if r["temp"] > 25.0 and r["rpm"] > 1000:
+        return {"SENSOR_ID": r["sensor_id"], "TS": r["ts"], "TEMP_F": r["temp"] * 1.8 + 32, "RPM": r["rpm"]}
+    return None
+
+
+def produce(bootstrap, topic, start, count, extra=None):
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for i in range(start, start + count):
+        p.produce(topic, json.dumps(reading(i)).encode(), partition=i % PARTITIONS)
+        if i % 5000 == 0:
+            p.poll(0)
+    for payload in extra or []:
+        p.produce(topic, payload, partition=0)
+    assert p.flush(60) == 0, "not every record was delivered"
+
+
+def consume_all(bootstrap, topic, expected_count, timeout=120):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    out = {}
+    n = 0
+    deadline = time.time() + timeout
+    while n < expected_count and time.time() < deadline:
+        for m in c.consume(num_messages=10000, timeout=1.0):
+            if m.error():
+                continue
+            out.setdefault(m.partition(), []).append(json.loads(m.value()))
+            n += 1
+    c.close()
+    return out, n
+
+
+def check_outputs(by_partition, inputs_by_partition, allow_duplicates):
+    """Every expected output arrived in its input's partition, in input order (duplicates allowed when asked)."""
+    for p, inputs in inputs_by_partition.items():
+        want = [o for o in (expected_output(r) for r in inputs) if o is not None]
+        got = by_partition.get(p, [])
+        if not allow_duplicates:
+            assert got == want, f"partition {p}: {len(got)} records, expected {len(want)}; first difference at " \
+                                f"{next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))}"
+        else:
+            seen = {json.dumps(g, sort_keys=True) for g in got}
+            missing = [w for w in want if json.dumps(w, sort_keys=True) not in seen]
+            assert not missing, f"partition {p}: {len(missing)} expected records are missing, e.g. {missing[:2]}"
+            # Order: the first occurrence of each record follows input order.
+            firsts, seen_order = [], set()
+            for g in got:
+                k = json.dumps(g, sort_keys=True)
+                if k not in seen_order:
+                    seen_order.add(k)
+                    firsts.append(g["TS"])
+            assert firsts == sorted(firsts), f"partition {p}: order not kept"
+
+
+def test_pipeline(ctx):
+    """CREATE STREAM over 4 partitions, a CSAS with WHERE and computed columns, 100k records, exact output."""
+    client = KSQLdbClient(ctx.server.url)
+    r = client.ksql("CREATE STREAM readings (sensor_id STRING, ts BIGINT, temp DOUBLE, rpm INT, speed DOUBLE) "
+                    "WITH (kafka_topic='readings', value_format='JSON', partitions=4);")
+    assert r[0]["commandStatus"]["status"] == "SUCCESS", r
+    streams = client.ksql("SHOW STREAMS;")[0]["streams"]
+    assert [s["name"] for s in streams] == ["READINGS"], streams
+    r = client.ksql("CREATE STREAM hot AS SELECT sensor_id, ts, temp*1.8+32 AS temp_f, rpm FROM readings "
+                    "WHERE temp > 25.0 AND rpm > 1000;", stream_properties={"auto.offset.reset": "earliest"})
+    assert r[0]["commandStatus"]["queryId"].startswith("CSAS_HOT"), r
+    produce(ctx.broker.bootstrap, "readings", 0, N_RECORDS, extra=[b"{not json"])
+    inputs = {}
+    for i in range(N_RECORDS):
+        inputs.setdefault(i % PARTITIONS, []).append(reading(i))
+    want = sum(1 for i in range(N_RECORDS) if expected_output(reading(i)))
+    started = time.time()
+    got, n = consume_all(ctx.broker.bootstrap, "HOT", want)
+    print(f"   {n} of {want} output records in {time.time() - started:.1f}s")
+    check_outputs(got, inputs, allow_duplicates=False)
+    # The malformed record was skipped and counted.
+    q = client.ksql("SHOW QUERIES EXTENDED;")[0]["queryDescriptions"][0]
+    assert q["statistics"]["skippedRecords"] == 1, q
+    assert "readings/0@" in q["queryErrors"][0]["errorMessage"], q
+
+
+def test_push_query_limit(ctx):
+    """A push query with LIMIT 10 on /query-stream through the ksqldb client returns 10 rows and ends."""
+    client = KSQLdbClient(ctx.server.url)
+
+    async def run():
+        rows = []
+        async for x in client.query_async("SELECT * FROM hot EMIT CHANGES LIMIT 10;",
+                                          stream_properties={"auto.offset.reset": "earliest"}, timeout=30):
+            rows.append(x)
+        return rows
+
+    rows = asyncio.run(run())
+    header, data = rows[0], rows[1:]
+    assert header["columnNames"] == ["SENSOR_ID", "TS", "TEMP_F", "RPM"], header
+    assert len(data) == 10 and all(len(r) == 4 for r in data), rows
+
+
+def test_bad_requests(ctx):
+    """Bad SQL gets ksqlDB's error shape naming the problem and its position; the server stays up."""
+    status, body = post(ctx.server.url + "/ksql", {"ksql": "SELEKT * FROM hot;"})
+    err = json.loads(body)
+    assert status == 400 and err["@type"] == "statement_error" and err["error_code"] == 40001, body
+    assert err["message"].startswith("line 1:1: Syntax Error"), err
+    status, body = post(ctx.server.url + "/ksql", {"ksql": "CREATE STREAM x AS SELECT nope FROM readings;"})
+    assert status == 400 and "NOPE" in json.loads(body)["message"], body
+    status, body = post(ctx.server.url + "/query-stream", {"sql": "SELECT * FROM missing EMIT CHANGES;"})
+    assert status == 400 and "MISSING does not exist" in body, body
+    for raw in [b"not json", b"{}", b"[]", b'{"ksql": 5}']:
+        req = urllib.request.Request(ctx.server.url + "/ksql", data=raw, method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            raise AssertionError(f"{raw!r} was accepted")
+        except urllib.error.HTTPError as e:
+            assert e.code == 400, (raw, e.code)
+    status, body = post(ctx.server.url + "/close-query", {"queryId": "nope"})
+    assert status == 400 and "No query with id nope" in body, body
+    with urllib.request.urlopen(ctx.server.url + "/healthcheck", timeout=5) as r:
+        assert json.loads(r.read())["isHealthy"] is True
+
+
+def test_restart(ctx):
+    """kill -9 in the middle of a 100k run; the restarted server resumes the query; nothing is lost."""
+    client = KSQLdbClient(ctx.server.url)
+    client.ksql("CREATE STREAM r2 (sensor_id STRING, ts BIGINT, temp DOUBLE, rpm INT, speed DOUBLE) "
+                "WITH (kafka_topic='r2', value_format='JSON', partitions=4);")
+    client.ksql("CREATE STREAM hot2 AS SELECT sensor_id, ts, temp*1.8+32 AS temp_f, rpm FROM r2 "
+                "WHERE temp > 25.0 AND rpm > 1000;", stream_properties={"auto.offset.reset": "earliest"})
+    half = N_RECORDS // 2
+    produce(ctx.broker.bootstrap, "r2", 0, half)
+    time.sleep(0.5)
+    ctx.server.kill9()
+    produce(ctx.broker.bootstrap, "r2", half, N_RECORDS - half)
+    ctx.server.start()
+    want = sum(1 for i in range(N_RECORDS) if expected_output(reading(i)))
+    got, n = consume_all(ctx.broker.bootstrap, "HOT2", want)
+    inputs = {}
+    for i in range(N_RECORDS):
+        inputs.setdefault(i % PARTITIONS, []).append(reading(i))
+    check_outputs(got, inputs, allow_duplicates=True)
+    print(f"   {n} output records for {want} expected ({n - want} duplicates after the kill)")
+    streams = {s["name"] for s in client.ksql("SHOW STREAMS;")[0]["streams"]}
+    assert {"READINGS", "HOT", "R2", "HOT2"} <= streams, streams
+
+
+class Ctx:
+    pass
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server-bin", required=True)
+    args = ap.parse_args()
+    ctx = Ctx()
+    ctx.broker = Broker()
+    data = tempfile.mkdtemp(prefix="eddy-e2e-")
+    failures = 0
+    try:
+        ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"e2e{os.getpid()}")
+        for test in [test_pipeline, test_push_query_limit, test_bad_requests, test_restart]:
+            started = time.time()
+            try:
+                test(ctx)
+                print(f"PASS {test.__name__} ({time.time() - started:.1f}s)")
+            except Exception:
+                failures += 1
+                print(f"FAIL {test.__name__}")
+                traceback.print_exc()
+    finally:
+        if getattr(ctx, "server", None):
+            ctx.server.stop()
+        ctx.broker.stop()
+    if failures:
+        print(f"{failures} end-to-end test(s) failed; server log in {data}/server.log")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
