@@ -66,26 +66,6 @@ impl VisitorMut for Normalizer {
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         match e {
-            // ksqlDB: a comparison involving NULL is false, not unknown.
-            Expr::BinaryOp {
-                op:
-                    BinaryOperator::Eq
-                    | BinaryOperator::NotEq
-                    | BinaryOperator::Lt
-                    | BinaryOperator::LtEq
-                    | BinaryOperator::Gt
-                    | BinaryOperator::GtEq,
-                ..
-            } => {
-                let cmp = std::mem::replace(e, Expr::value(Value::Null));
-                *e = call(
-                    "coalesce",
-                    vec![
-                        Expr::Nested(Box::new(cmp)),
-                        Expr::value(Value::Boolean(false)),
-                    ],
-                );
-            }
             Expr::Function(f)
                 if f.name.to_string().eq_ignore_ascii_case("struct")
                     || f.name.to_string().eq_ignore_ascii_case("map") =>
@@ -139,6 +119,26 @@ fn attach_field(base: Expr, right: Expr) -> Expr {
     }
 }
 
+/// Runs after [`Normalizer`] (whose `->` rewrite must see the original tree first): ksqlDB treats a
+/// comparison involving NULL as false, not unknown, so comparisons become `coalesce(cmp, false)`.
+struct NullComparisons;
+
+impl VisitorMut for NullComparisons {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Expr::BinaryOp {
+            op: BinaryOperator::Eq | BinaryOperator::NotEq | BinaryOperator::Lt | BinaryOperator::LtEq | BinaryOperator::Gt | BinaryOperator::GtEq,
+            ..
+        } = e
+        {
+            let cmp = std::mem::replace(e, Expr::value(Value::Null));
+            *e = call("coalesce", vec![Expr::Nested(Box::new(cmp)), Expr::value(Value::Boolean(false))]);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// `STRUCT(F := v, ...)` becomes `named_struct('F', v, ...)`; `MAP(k := v, ...)` becomes `make_map(k, v, ...)`.
 fn constructor(f: &Function) -> Option<Expr> {
     let FunctionArguments::List(list) = &f.args else {
@@ -147,13 +147,10 @@ fn constructor(f: &Function) -> Option<Expr> {
     let is_struct = f.name.to_string().eq_ignore_ascii_case("struct");
     let mut args = Vec::new();
     for a in &list.args {
-        let FunctionArg::ExprNamed {
-            name,
-            arg: FunctionArgExpr::Expr(value),
-            ..
-        } = a
-        else {
-            return None;
+        let (name, value) = match a {
+            FunctionArg::ExprNamed { name, arg: FunctionArgExpr::Expr(value), .. } => (name, value),
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::BinaryOp { left, op: BinaryOperator::Assignment, right })) => (left.as_ref(), right.as_ref()),
+            _ => return None,
         };
         let key = match (is_struct, name) {
             (true, Expr::Identifier(i)) => Expr::value(Value::SingleQuotedString(i.value.clone())),
@@ -208,9 +205,11 @@ pub fn get_field(base: Expr, field: &str) -> Expr {
 /// Normalizes every identifier of a query.
 pub fn query(q: &mut Query) {
     let _ = q.visit(&mut Normalizer);
+    let _ = q.visit(&mut NullComparisons);
 }
 
 /// Normalizes every identifier of an expression.
 pub fn expr(e: &mut Expr) {
     let _ = e.visit(&mut Normalizer);
+    let _ = e.visit(&mut NullComparisons);
 }
