@@ -225,12 +225,21 @@ def test_restart(ctx):
                 "WITH (kafka_topic='r2', value_format='JSON', partitions=4);")
     client.ksql("CREATE STREAM hot2 AS SELECT sensor_id, ts, temp*1.8+32 AS temp_f, rpm FROM r2 "
                 "WHERE temp > 25.0 AND rpm > 1000;", stream_properties={"auto.offset.reset": "earliest"})
-    half = N_RECORDS // 2
-    produce(ctx.broker.bootstrap, "r2", 0, half)
-    time.sleep(0.5)
+    # Produce in the background at a steady pace so the kill lands while records are flowing.
+    import threading
+
+    def paced():
+        step = 5_000
+        for start in range(0, N_RECORDS, step):
+            produce(ctx.broker.bootstrap, "r2", start, step)
+            time.sleep(0.1)
+
+    producer = threading.Thread(target=paced)
+    producer.start()
+    time.sleep(1.0)
     ctx.server.kill9()
-    produce(ctx.broker.bootstrap, "r2", half, N_RECORDS - half)
     ctx.server.start()
+    producer.join()
     want = sum(1 for i in range(N_RECORDS) if expected_output(reading(i)))
     got, n = consume_all(ctx.broker.bootstrap, "HOT2", want)
     inputs = {}

@@ -138,6 +138,8 @@ pub fn start_persistent(
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", &offset_reset)
+        // A restarted server rejoins its groups; a short session lets the old member expire quickly.
+        .set("session.timeout.ms", "10000")
         .create()
         .map_err(kafka_err)?;
     let topic = query.pipeline.source().topic.clone();

@@ -210,7 +210,7 @@ impl Source {
                 .unwrap_or(FormatKind::Kafka),
         );
         if let Some(d) = props.get("VALUE_DELIMITER") {
-            value_format.delimiter = parse_delimiter(&d.text())?;
+            value_format.delimiter = parse_delimiter("VALUE_DELIMITER", &d.text())?;
             if value_format.kind != FormatKind::Delimited {
                 return Err(plan_err!(
                     "VALUE_DELIMITER can only be used with VALUE_FORMAT='DELIMITED'"
@@ -218,7 +218,7 @@ impl Source {
             }
         }
         if let Some(d) = props.get("KEY_DELIMITER") {
-            key_format.delimiter = parse_delimiter(&d.text())?;
+            key_format.delimiter = parse_delimiter("KEY_DELIMITER", &d.text())?;
         }
         if let Some(w) = props.get("WRAP_SINGLE_VALUE") {
             if value_format.kind != FormatKind::Json && parse_bool("WRAP_SINGLE_VALUE", w)? {
@@ -250,6 +250,13 @@ impl Source {
         }
         if keys.is_empty() && !props.contains_key("KEY_FORMAT") && !props.contains_key("FORMAT") {
             key_format.kind = FormatKind::None;
+        }
+        if let Some(k) = keys.iter().find(|k| contains_map(&k.sql_type)) {
+            return Err(plan_err!(
+                "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{}`. Column type: {}. See https://github.com/confluentinc/ksql/issues/6621 for more.",
+                k.name,
+                k.sql_type
+            ));
         }
         check_format_columns(key_format, &keys, "key")?;
         check_format_columns(value_format, &values, "value")?;
@@ -394,25 +401,48 @@ fn parse_bool(name: &str, v: &PropertyValue) -> Result<bool> {
     }
 }
 
-fn parse_delimiter(d: &str) -> Result<char> {
+fn parse_delimiter(name: &str, d: &str) -> Result<char> {
+    let invalid = |why: String| {
+        plan_err!(
+            "Failed to prepare statement: Configuration {name} is invalid: {why}\nExample valid value: ';'"
+        )
+    };
     match d {
-        "TAB" | "\\t" => Ok('\t'),
+        "TAB" => Ok('\t'),
         "SPACE" => Ok(' '),
+        s if s.trim().is_empty() => Err(invalid(
+            "Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please use the special values 'TAB' or 'SPACE'".into(),
+        )),
         s if s.chars().count() == 1 => Ok(s.chars().next().unwrap_or(',')),
-        "" => Err(plan_err!(
-            "Error in WITH clause property 'VALUE_DELIMITER': Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please use the special values 'TAB' or 'SPACE'"
-        )),
-        s => Err(plan_err!(
-            "Invalid delimiter '{s}': use a single character, or TAB or SPACE"
-        )),
+        s => Err(invalid(format!("Invalid delimiter value: '{s}'. Delimiter must be a single character or TAB,SPACE"))),
     }
 }
 
 fn describe_columns(cols: &[&Column]) -> String {
     cols.iter()
-        .map(|c| format!("`{}` {}", c.name, c.sql_type))
+        .map(|c| {
+            format!(
+                "`{}` {}{}",
+                c.name,
+                c.sql_type,
+                if c.role == ColumnRole::Key {
+                    " KEY"
+                } else {
+                    ""
+                }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn contains_map(t: &SqlType) -> bool {
+    match t {
+        SqlType::Map(_, _) => true,
+        SqlType::Array(e) => contains_map(e),
+        SqlType::Struct(fields) => fields.iter().any(|(_, f)| contains_map(f)),
+        _ => false,
+    }
 }
 
 /// Checks that a format can carry the columns given to it.

@@ -128,12 +128,24 @@ impl VisitorMut for NullComparisons {
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         if let Expr::BinaryOp {
-            op: BinaryOperator::Eq | BinaryOperator::NotEq | BinaryOperator::Lt | BinaryOperator::LtEq | BinaryOperator::Gt | BinaryOperator::GtEq,
+            op:
+                BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq,
             ..
         } = e
         {
             let cmp = std::mem::replace(e, Expr::value(Value::Null));
-            *e = call("coalesce", vec![Expr::Nested(Box::new(cmp)), Expr::value(Value::Boolean(false))]);
+            *e = call(
+                "coalesce",
+                vec![
+                    Expr::Nested(Box::new(cmp)),
+                    Expr::value(Value::Boolean(false)),
+                ],
+            );
         }
         ControlFlow::Continue(())
     }
@@ -148,8 +160,16 @@ fn constructor(f: &Function) -> Option<Expr> {
     let mut args = Vec::new();
     for a in &list.args {
         let (name, value) = match a {
-            FunctionArg::ExprNamed { name, arg: FunctionArgExpr::Expr(value), .. } => (name, value),
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::BinaryOp { left, op: BinaryOperator::Assignment, right })) => (left.as_ref(), right.as_ref()),
+            FunctionArg::ExprNamed {
+                name,
+                arg: FunctionArgExpr::Expr(value),
+                ..
+            } => (name, value),
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Assignment,
+                right,
+            })) => (left.as_ref(), right.as_ref()),
             _ => return None,
         };
         let key = match (is_struct, name) {
