@@ -297,7 +297,7 @@ fn verify_post(engine: &Engine, case: &TestCase, topics: &MemoryTopics) -> Optio
                 ));
             }
             if let Some(schema) = s.get("schema").and_then(Value::as_str) {
-                let have = normalize_schema(&schema_of(actual));
+                let have = normalize_schema(&eddy_sql::catalog::schema_text(&actual.columns));
                 let want = normalize_schema(schema);
                 if have != want {
                     return Some(format!("post: source {name} has schema {have} not {want}"));
@@ -320,25 +320,6 @@ fn verify_post(engine: &Engine, case: &TestCase, topics: &MemoryTopics) -> Optio
         }
     }
     None
-}
-
-fn schema_of(s: &Source) -> String {
-    s.columns
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {}{}",
-                c.name,
-                c.sql_type,
-                if c.role == ColumnRole::Key {
-                    " KEY"
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn normalize_schema(s: &str) -> String {

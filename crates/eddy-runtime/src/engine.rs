@@ -10,9 +10,9 @@ use datafusion::arrow::datatypes::{Field, Schema};
 
 use eddy_common::{Result, exec_err, not_supported, plan_err};
 use eddy_sql::ParsedStatement;
-use eddy_sql::catalog::{Catalog, Column, Format, ROWTIME, Source, SourceDefaults};
+use eddy_sql::catalog::{Catalog, Column, Format, ROWTIME, Source, SourceDefaults, schema_text};
 use eddy_sql::planner::Planner;
-use eddy_sql::statement::{ColumnRole, CreateSource, QueryStatement, SourceKind, Statement};
+use eddy_sql::statement::{CreateSource, QueryStatement, SourceKind, Statement};
 
 use crate::admin::TopicAdmin;
 use crate::format::SinkEncoder;
@@ -549,24 +549,6 @@ fn inherit_format_options(sink: &mut Source, input: &Source, c: &CreateSource) {
     {
         sink.key_format = Format::new(eddy_sql::catalog::FormatKind::Kafka);
     }
-}
-
-fn schema_text(cols: &[Column]) -> String {
-    cols.iter()
-        .map(|c| {
-            format!(
-                "`{}` {}{}",
-                c.name,
-                c.sql_type,
-                if c.role == ColumnRole::Key {
-                    " KEY"
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn now_ms() -> i64 {

@@ -244,7 +244,7 @@ impl Source {
             if props.contains_key("KEY_FORMAT") || props.contains_key("FORMAT") {
                 return Err(plan_err!(
                     "The 'NONE' format can only be used when no columns are defined. Got: [{}]",
-                    describe_columns(&keys)
+                    schema_text(keys.iter().copied())
                 ));
             }
         }
@@ -418,8 +418,9 @@ fn parse_delimiter(name: &str, d: &str) -> Result<char> {
     }
 }
 
-fn describe_columns(cols: &[&Column]) -> String {
-    cols.iter()
+/// Columns as ksqlDB writes a schema: `` `ID` INTEGER KEY, `NAME` STRING ``.
+pub fn schema_text<'a>(cols: impl IntoIterator<Item = &'a Column>) -> String {
+    cols.into_iter()
         .map(|c| {
             format!(
                 "`{}` {}{}",
@@ -450,7 +451,7 @@ pub fn check_format_columns(format: Format, cols: &[&Column], what: &str) -> Res
     match format.kind {
         FormatKind::Kafka if cols.len() > 1 => Err(plan_err!(
             "The 'KAFKA' format only supports a single field. Got: [{}]",
-            describe_columns(cols)
+            schema_text(cols.iter().copied())
         )),
         FormatKind::Kafka => match cols.first().map(|c| &c.sql_type) {
             None
@@ -464,7 +465,7 @@ pub fn check_format_columns(format: Format, cols: &[&Column], what: &str) -> Res
         },
         FormatKind::None if !cols.is_empty() => Err(plan_err!(
             "The 'NONE' format can only be used when no columns are defined. Got: [{}]",
-            describe_columns(cols)
+            schema_text(cols.iter().copied())
         )),
         FormatKind::Delimited => {
             for c in cols {
