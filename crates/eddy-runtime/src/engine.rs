@@ -38,6 +38,29 @@ pub struct PersistentQuery {
 }
 
 impl PersistentQuery {
+    /// A query running `plan` into `sink`.
+    fn new(
+        id: String,
+        statement: &str,
+        sink: &Source,
+        plan: eddy_sql::planner::QueryPlan,
+    ) -> Result<Self> {
+        let sink_spec = SinkSpec::new(
+            sink.topic.clone(),
+            sink.partitions,
+            &plan.columns,
+            sink.key_format,
+            sink.value_format,
+        );
+        Ok(PersistentQuery {
+            id,
+            statement: statement.to_string(),
+            sink: sink.name.clone(),
+            pipeline: Arc::new(Pipeline::new(plan)?),
+            sink_spec,
+        })
+    }
+
     /// The sources the query reads.
     pub fn source_names(&self) -> Vec<String> {
         vec![self.pipeline.source().name.clone()]
@@ -286,20 +309,7 @@ impl Engine {
             Some(id) => id,
             None => self.next_id(&format!("CSAS_{}", c.name)),
         };
-        let sink_spec = SinkSpec::new(
-            sink.topic.clone(),
-            sink.partitions,
-            &plan.columns,
-            sink.key_format,
-            sink.value_format,
-        );
-        let query = PersistentQuery {
-            id: id.clone(),
-            statement: text.to_string(),
-            sink: c.name.clone(),
-            pipeline: Arc::new(Pipeline::new(plan)?),
-            sink_spec,
-        };
+        let query = PersistentQuery::new(id.clone(), text, &sink, plan)?;
         self.catalog.insert(sink);
         self.queries.insert(id.clone(), query);
         Ok(Outcome::QueryCreated {
@@ -330,23 +340,8 @@ impl Engine {
             ));
         }
         let id = self.next_id("INSERTQUERY");
-        let sink_spec = SinkSpec::new(
-            sink.topic.clone(),
-            sink.partitions,
-            &plan.columns,
-            sink.key_format,
-            sink.value_format,
-        );
-        self.queries.insert(
-            id.clone(),
-            PersistentQuery {
-                id: id.clone(),
-                statement: text.to_string(),
-                sink: target.to_string(),
-                pipeline: Arc::new(Pipeline::new(plan)?),
-                sink_spec,
-            },
-        );
+        let query = PersistentQuery::new(id.clone(), text, &sink, plan)?;
+        self.queries.insert(id.clone(), query);
         Ok(Outcome::QueryCreated {
             query_id: id,
             kind: None,
