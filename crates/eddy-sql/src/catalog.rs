@@ -292,24 +292,10 @@ impl Source {
             }
             None => None,
         };
-        let partitions = match props.get("PARTITIONS") {
-            Some(v) => v
-                .text()
-                .parse::<i32>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| plan_err!("Invalid value for PARTITIONS: {v}"))?,
-            None => defaults.partitions.unwrap_or(0),
-        };
-        let replicas = match props.get("REPLICAS") {
-            Some(v) => v
-                .text()
-                .parse::<i16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| plan_err!("Invalid value for REPLICAS: {v}"))?,
-            None => 1,
-        };
+        let partitions = positive::<i32>(props, "PARTITIONS")?
+            .or(defaults.partitions)
+            .unwrap_or(0);
+        let replicas = positive::<i16>(props, "REPLICAS")?.unwrap_or(1);
         let mut ordered: Vec<Column> = columns
             .iter()
             .filter(|c| c.role == ColumnRole::Key)
@@ -386,6 +372,23 @@ fn check_known_properties(props: &Properties) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A positive whole-number property (`PARTITIONS`, `REPLICAS`), if given.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    props: &Properties,
+    name: &str,
+) -> Result<Option<T>> {
+    props
+        .get(name)
+        .map(|v| {
+            v.text()
+                .parse::<T>()
+                .ok()
+                .filter(|n| *n > T::default())
+                .ok_or_else(|| plan_err!("Invalid value for {name}: {v}"))
+        })
+        .transpose()
 }
 
 fn parse_bool(name: &str, v: &PropertyValue) -> Result<bool> {
