@@ -10,7 +10,9 @@ use datafusion::arrow::datatypes::{Field, Schema};
 
 use eddy_common::{Result, exec_err, not_supported, plan_err};
 use eddy_sql::ParsedStatement;
-use eddy_sql::catalog::{Catalog, Column, Format, ROWTIME, Source, SourceDefaults, schema_text};
+use eddy_sql::catalog::{
+    Catalog, Column, FormatKind, ROWTIME, Source, SourceDefaults, schema_text,
+};
 use eddy_sql::planner::Planner;
 use eddy_sql::statement::{CreateSource, QueryStatement, SourceKind, Statement};
 
@@ -287,7 +289,15 @@ impl Engine {
             .unwrap_or_default();
         let defaults = SourceDefaults {
             topic: Some(format!("{prefix}{}", c.name)),
-            key_format: Some(input.key_format.kind),
+            // A source without a key gives its sink the default key format once the query adds one.
+            key_format: Some(match input.key_format.kind {
+                FormatKind::None => props
+                    .get("ksql.persistence.default.format.key")
+                    .map(|f| FormatKind::parse(f))
+                    .transpose()?
+                    .unwrap_or(FormatKind::Kafka),
+                kind => kind,
+            }),
             value_format: Some(input.value_format.kind),
             wrap_single_values: None,
             partitions: Some(input.partitions.max(DEFAULT_PARTITIONS)),
@@ -529,20 +539,14 @@ impl Engine {
     }
 }
 
-/// A sink of `CREATE ... AS SELECT` keeps its source's delimiter and wrapping unless told otherwise.
+/// A sink of `CREATE ... AS SELECT` keeps its source's delimiter unless told otherwise.
 fn inherit_format_options(sink: &mut Source, input: &Source, c: &CreateSource) {
     let props = &c.properties;
-    if !props.contains_key("VALUE_FORMAT") && !props.contains_key("FORMAT") {
-        if !props.contains_key("VALUE_DELIMITER") {
-            sink.value_format.delimiter = input.value_format.delimiter;
-        }
-    }
-    if !props.contains_key("KEY_FORMAT")
-        && !props.contains_key("FORMAT")
-        && sink.key_columns().count() > 0
-        && sink.key_format.kind == eddy_sql::catalog::FormatKind::None
+    if !["VALUE_FORMAT", "FORMAT", "VALUE_DELIMITER"]
+        .iter()
+        .any(|p| props.contains_key(*p))
     {
-        sink.key_format = Format::new(eddy_sql::catalog::FormatKind::Kafka);
+        sink.value_format.delimiter = input.value_format.delimiter;
     }
 }
 

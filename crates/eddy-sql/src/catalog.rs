@@ -31,7 +31,7 @@ pub enum FormatKind {
 }
 
 impl FormatKind {
-    fn parse(name: &str) -> Result<FormatKind> {
+    pub fn parse(name: &str) -> Result<FormatKind> {
         Ok(match name.to_ascii_uppercase().as_str() {
             "JSON" => FormatKind::Json,
             "DELIMITED" => FormatKind::Delimited,
@@ -74,6 +74,14 @@ impl Format {
             kind,
             delimiter: ',',
             wrap_single_value: true,
+        }
+    }
+
+    /// A key format: a single key column is never wrapped in an object or record.
+    pub fn key(kind: FormatKind) -> Self {
+        Format {
+            wrap_single_value: false,
+            ..Format::new(kind)
         }
     }
 }
@@ -203,7 +211,7 @@ impl Source {
             .map(|v| v.text())
             .or(format)
             .or(defaults.key_format.map(|f| f.name().to_string()));
-        let mut key_format = Format::new(
+        let mut key_format = Format::key(
             key_name
                 .map(|n| FormatKind::parse(&n))
                 .transpose()?
@@ -247,6 +255,7 @@ impl Source {
                     schema_text(keys.iter().copied())
                 ));
             }
+            key_format.kind = FormatKind::Kafka;
         }
         if keys.is_empty() && !props.contains_key("KEY_FORMAT") && !props.contains_key("FORMAT") {
             key_format.kind = FormatKind::None;
@@ -258,8 +267,25 @@ impl Source {
                 k.sql_type
             ));
         }
-        check_format_columns(key_format, &keys, "key")?;
-        check_format_columns(value_format, &values, "value")?;
+        if create.query.is_some()
+            && keys.is_empty()
+            && props
+                .get("KEY_FORMAT")
+                .is_some_and(|f| !f.text().eq_ignore_ascii_case("NONE"))
+        {
+            return Err(plan_err!(
+                "Key format specified for {} without key columns.",
+                kind_name.to_lowercase()
+            ));
+        }
+        check_format_columns(key_format, &keys).map_err(|reason| {
+            plan_err!(
+                "Key format does not support schema.\nformat: {}\nschema: Persistence{{columns=[{}], features=[]}}\nreason: {reason}",
+                key_format.kind.name(),
+                schema_text(keys.iter().copied())
+            )
+        })?;
+        check_format_columns(value_format, &values).map_err(|reason| plan_err!("{reason}"))?;
         if props.contains_key("WRAP_SINGLE_VALUE")
             && values.len() > 1
             && !value_format.wrap_single_value
@@ -312,8 +338,10 @@ impl Source {
             if !seen.insert(c.name.as_str()) {
                 return Err(plan_err!("Duplicate column names: {}", c.name));
             }
-            if [ROWTIME, ROWPARTITION, ROWOFFSET, "WINDOWSTART", "WINDOWEND"]
-                .contains(&c.name.as_str())
+            // A query's names were checked when it was planned (a PARTITION BY ROWTIME key is fine).
+            if create.query.is_none()
+                && [ROWTIME, ROWPARTITION, ROWOFFSET, "WINDOWSTART", "WINDOWEND"]
+                    .contains(&c.name.as_str())
             {
                 return Err(plan_err!(
                     "`{}` is a reserved column name. You cannot use it as the name for a column.",
@@ -449,10 +477,10 @@ fn contains_map(t: &SqlType) -> bool {
     }
 }
 
-/// Checks that a format can carry the columns given to it.
-pub fn check_format_columns(format: Format, cols: &[&Column], what: &str) -> Result<()> {
+/// Checks that a format can carry the columns given to it; the error is the reason why not.
+fn check_format_columns(format: Format, cols: &[&Column]) -> std::result::Result<(), String> {
     match format.kind {
-        FormatKind::Kafka if cols.len() > 1 => Err(plan_err!(
+        FormatKind::Kafka if cols.len() > 1 => Err(format!(
             "The 'KAFKA' format only supports a single field. Got: [{}]",
             schema_text(cols.iter().copied())
         )),
@@ -461,12 +489,12 @@ pub fn check_format_columns(format: Format, cols: &[&Column], what: &str) -> Res
             | Some(
                 SqlType::Int | SqlType::Bigint | SqlType::Double | SqlType::String | SqlType::Bytes,
             ) => Ok(()),
-            Some(t) => Err(plan_err!(
+            Some(t) => Err(format!(
                 "The 'KAFKA' format does not support type '{}'",
                 t.kind_name()
             )),
         },
-        FormatKind::None if !cols.is_empty() => Err(plan_err!(
+        FormatKind::None if !cols.is_empty() => Err(format!(
             "The 'NONE' format can only be used when no columns are defined. Got: [{}]",
             schema_text(cols.iter().copied())
         )),
@@ -476,7 +504,7 @@ pub fn check_format_columns(format: Format, cols: &[&Column], what: &str) -> Res
                     c.sql_type,
                     SqlType::Array(_) | SqlType::Map(_, _) | SqlType::Struct(_)
                 ) {
-                    return Err(plan_err!(
+                    return Err(format!(
                         "The 'DELIMITED' format does not support type '{}', column: `{}`",
                         c.sql_type.kind_name(),
                         c.name
@@ -485,10 +513,7 @@ pub fn check_format_columns(format: Format, cols: &[&Column], what: &str) -> Res
             }
             Ok(())
         }
-        _ => {
-            let _ = what;
-            Ok(())
-        }
+        _ => Ok(()),
     }
 }
 

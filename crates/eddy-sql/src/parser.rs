@@ -1,11 +1,11 @@
 //! Parses ksqlDB's dialect: the tokens of a script are split into statements; ksqlDB-only statements and
 //! clauses are parsed here, and the standard SQL inside them (queries, expressions) by sqlparser.
 
-use sqlparser::ast::{Expr, Query};
+use sqlparser::ast::{BinaryOperator, Expr, Query};
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
-use eddy_common::{Error, Position, Result};
+use eddy_common::{Error, Position, Result, plan_err};
 
 use crate::dialect::KsqlDialect;
 use crate::normalize;
@@ -673,10 +673,34 @@ impl StatementParser {
                         end += 1;
                     }
                     let sub: Vec<TokenWithSpan> = self.tokens.drain(i..end).skip(2).collect();
+                    let significant: Vec<&Token> = sub
+                        .iter()
+                        .map(|t| &t.token)
+                        .filter(|t| !matches!(t, Token::Whitespace(_)))
+                        .collect();
+                    if matches!(significant.as_slice(), [Token::LParen, Token::RParen]) {
+                        return Err(plan_err!("PARTITION BY requires at least one expression"));
+                    }
+                    let start = sub.first().map(|t| position(t.span.start));
                     let mut p = StatementParser::new(sub);
                     let mut exprs =
                         p.with_sqlparser(|p| p.parse_comma_separated(Parser::parse_expr))?;
                     p.expect_end()?;
+                    // ksqlDB's grammar takes value expressions here, not boolean combinations.
+                    if exprs.iter().any(|e| {
+                        matches!(
+                            e,
+                            Expr::BinaryOp {
+                                op: BinaryOperator::And | BinaryOperator::Or,
+                                ..
+                            }
+                        )
+                    }) {
+                        return Err(syntax(
+                            "PARTITION BY takes value expressions: put a condition in parentheses",
+                            start,
+                        ));
+                    }
                     exprs.iter_mut().for_each(normalize::expr);
                     partition_by = Some(exprs);
                     continue;

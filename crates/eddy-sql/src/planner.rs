@@ -24,7 +24,7 @@ use datafusion::sql::planner::PlannerContext;
 use datafusion::sql::planner::SqlToRel;
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectNamePart,
-    SelectItem, SetExpr, Statement as SqlStatement, TableFactor, Value,
+    Select, SelectItem, SetExpr, Statement as SqlStatement, TableFactor, Value,
 };
 
 use eddy_common::{Error, Result, internal_err, not_supported, plan_err};
@@ -71,9 +71,6 @@ impl Planner {
                 "Windowed aggregations are not supported yet"
             ));
         }
-        if stmt.partition_by.is_some() {
-            return Err(not_supported!("PARTITION BY is not supported yet"));
-        }
         let mut query = stmt.query.clone();
         let SetExpr::Select(select) = query.body.as_mut() else {
             return Err(not_supported!(
@@ -108,8 +105,17 @@ impl Planner {
             .as_ref()
             .map(|a| a.name.value.clone())
             .unwrap_or(source_name.clone());
-        select.projection =
-            expand_projection(std::mem::take(&mut select.projection), &source, &qualifier)?;
+        let partition = stmt
+            .partition_by
+            .as_deref()
+            .map(|exprs| partition_exprs(exprs, &qualifier))
+            .transpose()?;
+        select.projection = expand_projection(
+            std::mem::take(&mut select.projection),
+            &source,
+            &qualifier,
+            partition.as_deref(),
+        )?;
         let limit = stmt.limit();
         query.limit_clause = None;
 
@@ -117,6 +123,17 @@ impl Planner {
             state: &self.state,
             source: Some(&source),
         };
+        if let Some(partition) = &partition {
+            self.check_partition_columns(&provider, partition, &source, &qualifier, select)?;
+            // Planned with the projection so that both go through the same coercion; `lower` takes them
+            // off again and uses them to find the projected key columns.
+            for (i, p) in partition.iter().enumerate() {
+                select.projection.push(SelectItem::ExprWithAlias {
+                    expr: p.expr.clone(),
+                    alias: quoted(&format!("{HIDDEN_PARTITION}{i}")),
+                });
+            }
+        }
         let plan = SqlToRel::new(&provider)
             .sql_statement_to_plan(SqlStatement::Query(query))
             .map_err(|e| plan_error(e, &source))?;
@@ -125,7 +142,41 @@ impl Planner {
             .analyzer()
             .execute_and_check(plan, self.state.config_options(), |_, _| {})
             .map_err(|e| plan_error(e, &source))?;
-        self.lower(plan, source, limit)
+        self.lower(plan, source, limit, partition)
+    }
+
+    /// PARTITION BY is applied to the input: its columns must be the source's, not the projection's.
+    fn check_partition_columns(
+        &self,
+        provider: &Provider,
+        partition: &[PartitionKey],
+        source: &Source,
+        qualifier: &str,
+        select: &Select,
+    ) -> Result<()> {
+        let schema = DFSchema::try_from_qualified_schema(qualifier, &source.input_schema())
+            .map_err(|e| internal_err!("{e}"))?;
+        let planner = SqlToRel::new(provider);
+        for p in partition {
+            let Err(e) = planner.sql_to_expr(p.expr.clone(), &schema, &mut PlannerContext::new())
+            else {
+                continue;
+            };
+            let Some(column) = unresolved_field(&strip_df(&e.to_string())) else {
+                return Err(plan_err!("{}", strip_df(&e.to_string())));
+            };
+            let aliased = select.projection.iter().any(
+                |item| matches!(item, SelectItem::ExprWithAlias { alias, .. } if alias.value == column),
+            );
+            return Err(if aliased {
+                plan_err!(
+                    "PARTITION BY column '{column}' cannot be resolved. '{column}' must be a column in the source schema since PARTITION BY is applied on the input."
+                )
+            } else {
+                plan_err!("PARTITION BY column '{column}' cannot be resolved.")
+            });
+        }
+        Ok(())
     }
 
     /// Evaluates constant expressions (the values of `INSERT INTO ... VALUES`).
@@ -167,6 +218,7 @@ impl Planner {
         plan: LogicalPlan,
         source: Arc<Source>,
         limit: Option<u64>,
+        partition: Option<Vec<PartitionKey>>,
     ) -> Result<QueryPlan> {
         let LogicalPlan::Projection(projection) = plan else {
             return Err(internal_err!(
@@ -193,20 +245,55 @@ impl Planner {
             }
         }
         let input_schema = projection.input.schema();
-        let source_keys: Vec<&str> = source.key_columns().map(|c| c.name.as_str()).collect();
+        let hidden = partition.as_ref().map_or(0, Vec::len);
+        let visible = projection.expr.len() - hidden;
+        let partition_exprs: Vec<DfExpr> = projection.expr[visible..]
+            .iter()
+            .map(|e| e.clone().unalias())
+            .collect();
+        let mut keys: Vec<RequiredKey> = match &partition {
+            Some(p) => p
+                .iter()
+                .map(|k| RequiredKey {
+                    name: k.column.clone(),
+                    text: k.text.clone(),
+                    columns: Vec::new(),
+                })
+                .collect(),
+            None => source
+                .key_columns()
+                .map(|c| RequiredKey {
+                    name: Some(c.name.clone()),
+                    text: c.name.clone(),
+                    columns: Vec::new(),
+                })
+                .collect(),
+        };
         let mut exprs = Vec::new();
         let mut columns = Vec::new();
         let mut fields = Vec::new();
-        for (i, e) in projection.expr.iter().enumerate() {
+        let mut key_slots = Vec::new();
+        for (i, e) in projection.expr[..visible].iter().enumerate() {
             let name = projection.schema.field(i).name().clone();
             let (_, field) = e.to_field(input_schema).map_err(|e| plan_err!("{e}"))?;
             let (dt, nullable) = (field.data_type().clone(), field.is_nullable());
             let sql_type = SqlType::from_arrow(&dt)?;
-            let is_key = matches!(e.clone().unalias(), DfExpr::Column(c) if source_keys.contains(&c.name.as_str()));
+            let unaliased = e.clone().unalias();
+            let key = match (&partition, &unaliased) {
+                (Some(_), e) => partition_exprs.iter().position(|p| p == e),
+                (None, DfExpr::Column(c)) => keys
+                    .iter()
+                    .position(|k| k.name.as_deref() == Some(c.name.as_str())),
+                (None, _) => None,
+            };
+            if let Some(k) = key {
+                keys[k].columns.push(name.clone());
+                key_slots.push((columns.len(), k));
+            }
             columns.push(Column {
                 name: name.clone(),
                 sql_type,
-                role: if is_key {
+                role: if key.is_some() {
                     ColumnRole::Key
                 } else {
                     ColumnRole::Value
@@ -215,6 +302,18 @@ impl Planner {
             fields.push(Field::new(name, dt, nullable));
             exprs.push(self.physical(e.clone(), input_schema)?);
         }
+        if partition.is_some() {
+            // The key columns take PARTITION BY's order, in the places the projection gave them.
+            let mut by_key = key_slots.clone();
+            by_key.sort_by_key(|(_, k)| *k);
+            let mut order: Vec<usize> = (0..columns.len()).collect();
+            for ((slot, _), (from, _)) in key_slots.iter().zip(&by_key) {
+                order[*slot] = *from;
+            }
+            exprs = order.iter().map(|i| exprs[*i].clone()).collect();
+            columns = order.iter().map(|i| columns[*i].clone()).collect();
+            fields = order.iter().map(|i| fields[*i].clone()).collect();
+        }
         Ok(QueryPlan {
             input_schema: source.input_schema(),
             source,
@@ -222,6 +321,8 @@ impl Planner {
             projection: exprs,
             output_schema: Arc::new(Schema::new(fields)),
             columns,
+            keys,
+            partitioned: partition.is_some(),
             limit,
         })
     }
@@ -250,51 +351,74 @@ pub struct QueryPlan {
     pub projection: Vec<Arc<dyn PhysicalExpr>>,
     /// Schema of the projected batches.
     pub output_schema: SchemaRef,
-    /// The output columns with their roles: key columns pass a source key through unchanged.
+    /// The output columns with their roles: key columns carry a source key or a PARTITION BY expression.
     pub columns: Vec<Column>,
+    /// What the output's key must be made of, and which output columns carry it.
+    pub keys: Vec<RequiredKey>,
+    /// Whether the query re-keys its input with PARTITION BY.
+    pub partitioned: bool,
     pub limit: Option<u64>,
+}
+
+/// One part of an output key: a source key column, or a PARTITION BY expression.
+#[derive(Debug, Clone)]
+pub struct RequiredKey {
+    /// The column's name (for a PARTITION BY expression that is not a column, none).
+    pub name: Option<String>,
+    /// How ksqlDB's messages show it (`INPUT.ID` for a PARTITION BY column).
+    pub text: String,
+    /// The output columns that carry it.
+    pub columns: Vec<String>,
 }
 
 impl QueryPlan {
     /// Checks the projection against ksqlDB's rules for a persistent query writing into `sink`.
     pub fn check_persistent_projection(&self, sink: &str) -> Result<()> {
-        let source_keys: Vec<&Column> = self.source.key_columns().collect();
-        let projected: Vec<&Column> = self
-            .columns
-            .iter()
-            .filter(|c| c.role == ColumnRole::Key)
-            .collect();
-        if !source_keys.is_empty() && projected.is_empty() {
-            let names: Vec<&str> = source_keys.iter().map(|c| c.name.as_str()).collect();
-            let (noun, list) = if names.len() == 1 {
-                ("column", names[0].to_string())
+        if self.keys.iter().any(|k| k.columns.is_empty()) {
+            let (noun, shown) = if self.partitioned {
+                let missing: Vec<&str> = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.columns.is_empty())
+                    .map(|k| k.text.as_str())
+                    .collect();
+                ("partitioning expression", missing)
             } else {
                 (
-                    "columns",
-                    format!(
-                        "{} and {}",
-                        names[..names.len() - 1].join(", "),
-                        names[names.len() - 1]
-                    ),
+                    "key column",
+                    self.keys.iter().map(|k| k.text.as_str()).collect(),
                 )
             };
+            let (noun, list) = match shown.as_slice() {
+                [one] => (noun.to_string(), one.to_string()),
+                [init @ .., last] => (
+                    format!("{noun}s"),
+                    format!("{} and {last}", init.join(", ")),
+                ),
+                [] => unreachable!("at least one key is missing"),
+            };
+            let prefix = if self.partitioned {
+                ""
+            } else {
+                "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\n"
+            };
             return Err(plan_err!(
-                "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\nThe query used to build `{sink}` must include the key {noun} {list} in its projection (eg, SELECT {}...).",
-                names.join(", ")
+                "{prefix}The query used to build `{sink}` must include the {noun} {list} in its projection (eg, SELECT {}...).",
+                shown.join(", ")
             ));
         }
-        if projected.len() > source_keys.len() {
-            let dupes: Vec<&str> = projected.iter().map(|c| c.name.as_str()).collect();
-            let key = source_keys
-                .first()
-                .map(|c| c.name.as_str())
-                .unwrap_or_default();
+        if let Some(k) = self.keys.iter().find(|k| k.columns.len() > 1) {
             return Err(plan_err!(
-                "The projection contains a key column (`{key}`) more than once, aliased as: {}.",
-                dupes.join(" and ")
+                "The projection contains a key column (`{}`) more than once, aliased as: {}.",
+                k.name.as_deref().unwrap_or(&k.columns[0]),
+                k.columns.join(" and ")
             ));
         }
-        for c in &self.columns {
+        for c in self
+            .columns
+            .iter()
+            .filter(|c| !self.partitioned || c.role == ColumnRole::Value)
+        {
             if [
                 crate::catalog::ROWTIME,
                 crate::catalog::ROWPARTITION,
@@ -319,54 +443,126 @@ impl QueryPlan {
 
 /// Expands `*` into the source's key and value columns (not the pseudo-columns) and names every
 /// unaliased item as ksqlDB does: a column keeps its name, a struct field access takes the field's name,
-/// anything else becomes `KSQL_COL_<n>`.
+/// anything else becomes `KSQL_COL_<n>`. With PARTITION BY, `*` starts with the new key columns and the
+/// old key columns follow the values.
 fn expand_projection(
     items: Vec<SelectItem>,
     source: &Source,
     qualifier: &str,
+    partition: Option<&[PartitionKey]>,
 ) -> Result<Vec<SelectItem>> {
     let mut out = Vec::new();
     let mut generated = 0;
+    let mut named = |expr: Expr, out: &mut Vec<SelectItem>| {
+        let name = output_name(&expr).unwrap_or_else(|| next_generated(&mut generated));
+        out.push(SelectItem::ExprWithAlias {
+            expr,
+            alias: quoted(&name),
+        });
+    };
     for item in items {
         match item {
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _) => {
-                for c in source.key_columns().chain(source.value_columns()) {
-                    out.push(SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
-                        quoted(qualifier),
-                        quoted(&c.name),
-                    ])));
+                let column =
+                    |c: &Column| Expr::CompoundIdentifier(vec![quoted(qualifier), quoted(&c.name)]);
+                match partition {
+                    None => {
+                        for c in source.key_columns().chain(source.value_columns()) {
+                            named(column(c), &mut out);
+                        }
+                    }
+                    Some(keys) => {
+                        for k in keys {
+                            named(k.expr.clone(), &mut out);
+                        }
+                        let moved = |c: &&Column| {
+                            !keys
+                                .iter()
+                                .any(|k| k.column.as_deref() == Some(c.name.as_str()))
+                        };
+                        for c in source
+                            .value_columns()
+                            .chain(source.key_columns())
+                            .filter(moved)
+                        {
+                            named(column(c), &mut out);
+                        }
+                    }
                 }
             }
-            SelectItem::UnnamedExpr(expr) => {
-                let name = match &expr {
-                    Expr::Identifier(i) => i.value.clone(),
-                    Expr::CompoundIdentifier(parts) => {
-                        parts.last().map(|p| p.value.clone()).unwrap_or_default()
-                    }
-                    Expr::Function(f) if f.name.to_string() == "get_field" => match &f.args {
-                        FunctionArguments::List(l) => match l.args.get(1) {
-                            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => {
-                                match &v.value {
-                                    Value::SingleQuotedString(s) => s.clone(),
-                                    _ => next_generated(&mut generated),
-                                }
-                            }
-                            _ => next_generated(&mut generated),
-                        },
-                        _ => next_generated(&mut generated),
-                    },
-                    _ => next_generated(&mut generated),
-                };
-                out.push(SelectItem::ExprWithAlias {
-                    expr,
-                    alias: quoted(&name),
-                });
-            }
+            SelectItem::UnnamedExpr(expr) => named(expr, &mut out),
             other => out.push(other),
         }
     }
-    // ksqlDB numbers generated names by position in the projection.
     Ok(out)
+}
+
+/// The name ksqlDB gives an unaliased projection item, unless it is a generated `KSQL_COL_<n>`.
+fn output_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Identifier(i) => Some(i.value.clone()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()),
+        Expr::Function(f) if f.name.to_string() == "get_field" => match &f.args {
+            FunctionArguments::List(l) => match l.args.get(1) {
+                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => match &v.value
+                {
+                    Value::SingleQuotedString(s) => Some(s.clone()),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The alias prefix of the PARTITION BY expressions planned along with the projection.
+const HIDDEN_PARTITION: &str = "__EDDY_PARTITION_";
+
+/// One expression of `PARTITION BY`.
+#[derive(Debug, Clone)]
+struct PartitionKey {
+    expr: Expr,
+    /// The source column it names, if it is a plain column.
+    column: Option<String>,
+    /// How ksqlDB's messages show it.
+    text: String,
+}
+
+/// Checks PARTITION BY's expressions; `PARTITION BY NULL` gives no key columns at all.
+fn partition_exprs(exprs: &[Expr], qualifier: &str) -> Result<Vec<PartitionKey>> {
+    if exprs.is_empty() {
+        return Err(plan_err!("PARTITION BY requires at least one expression"));
+    }
+    let is_null = |e: &Expr| matches!(e, Expr::Value(v) if v.value == Value::Null);
+    if exprs.iter().any(is_null) {
+        if exprs.len() > 1 {
+            return Err(plan_err!(
+                "Cannot PARTITION BY multiple columns including NULL"
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    Ok(exprs
+        .iter()
+        .map(|e| {
+            let column = match e {
+                Expr::Identifier(i) => Some(i.value.clone()),
+                Expr::CompoundIdentifier(parts) if parts.len() == 2 => Some(parts[1].value.clone()),
+                _ => None,
+            };
+            let text = match &column {
+                Some(c) => format!("{qualifier}.{c}"),
+                None => e.to_string().replace('"', ""),
+            };
+            PartitionKey {
+                expr: e.clone(),
+                column,
+                text,
+            }
+        })
+        .collect())
 }
 
 fn next_generated(n: &mut usize) -> String {
@@ -393,19 +589,25 @@ fn strip_df(message: &str) -> String {
     m.to_string()
 }
 
+/// The column named by DataFusion's "No field named ..." message.
+fn unresolved_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("No field named ")?;
+    // The name comes first, e.g. `"NOPE". Valid fields are ...` or `S."NOPE"`.
+    let token = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or(rest)
+        .trim_end_matches('.');
+    let field = match token.rfind('"') {
+        Some(end) => token[..end].rsplit('"').next().unwrap_or(token),
+        None => token.rsplit('.').next().unwrap_or(token),
+    };
+    Some(field.to_string())
+}
+
 fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {
     let msg = strip_df(&e.to_string());
-    if let Some(rest) = msg.strip_prefix("No field named ") {
-        // The name comes first, e.g. `"NOPE". Valid fields are ...` or `S."NOPE"`.
-        let token = rest
-            .split_whitespace()
-            .next()
-            .unwrap_or(rest)
-            .trim_end_matches('.');
-        let field = match token.rfind('"') {
-            Some(end) => token[..end].rsplit('"').next().unwrap_or(token),
-            None => token.rsplit('.').next().unwrap_or(token),
-        };
+    if let Some(field) = unresolved_field(&msg) {
         return plan_err!(
             "Column '{field}' cannot be resolved in {} {}.",
             source.kind.as_str().to_lowercase(),
