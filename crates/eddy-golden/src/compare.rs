@@ -33,6 +33,8 @@ pub fn difference(expected: &Value, actual: &Value) -> Option<String> {
                             return Some(format!("field {k}: {d}"));
                         }
                     }
+                    // A missing field reads as null, as in ksqlDB's map lookup.
+                    None if v.is_null() => {}
                     None => return Some(format!("expected {expected} but got {actual}")),
                 }
             }

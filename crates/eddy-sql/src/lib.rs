@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod dialect;
 pub mod functions;
+pub mod java;
 pub mod normalize;
 pub mod parser;
 pub mod planner;

@@ -48,7 +48,7 @@ pub fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
             .into_iter()
             .filter(|t| t.token != Token::SemiColon)
             .collect();
-        let statement = StatementParser::new(body).statement()?;
+        let statement = StatementParser::new(rewrite_complex_casts(body)?).statement()?;
         out.push(ParsedStatement {
             statement,
             text,
@@ -934,16 +934,89 @@ fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
     None
 }
 
-/// Parses one expression (used by `INSERT VALUES` callers and tests).
-pub fn parse_expr(sql: &str) -> Result<Expr> {
-    let tokens = Tokenizer::new(&KsqlDialect, sql)
+/// Name of the function that casts to and from ARRAY, MAP and STRUCT (see `functions::cast`).
+pub const COMPLEX_CAST: &str = "ksql_cast";
+
+/// sqlparser cannot read ksqlDB's `MAP<K, V>` and `STRUCT<f T>` types inside `CAST`, so
+/// `CAST(e AS <ARRAY|MAP|STRUCT type>)` becomes `ksql_cast(e, '<type>')` before it gets there.
+fn rewrite_complex_casts(mut tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
+    let mut i = 0;
+    while i + 1 < tokens.len() {
+        let is_cast = matches!(&tokens[i].token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("CAST"));
+        let Some(end) = is_cast.then(|| matching_paren(&tokens, i + 1)).flatten() else {
+            i += 1;
+            continue;
+        };
+        let mut depth = 0;
+        let mut as_at = None;
+        for (j, t) in tokens.iter().enumerate().take(end).skip(i + 2) {
+            match &t.token {
+                Token::LParen | Token::LBracket => depth += 1,
+                Token::RParen | Token::RBracket => depth -= 1,
+                Token::Word(w)
+                    if depth == 0
+                        && w.quote_style.is_none()
+                        && w.value.eq_ignore_ascii_case("AS") =>
+                {
+                    as_at = Some(j)
+                }
+                _ => {}
+            }
+        }
+        let complex = as_at.and_then(|a| match &tokens.get(a + 1)?.token {
+            Token::Word(w) => Some(
+                ["ARRAY", "MAP", "STRUCT"]
+                    .iter()
+                    .any(|k| w.value.eq_ignore_ascii_case(k)),
+            ),
+            _ => None,
+        });
+        let (Some(as_at), Some(true)) = (as_at, complex) else {
+            i += 1;
+            continue;
+        };
+        let mut p = StatementParser::new(tokens[as_at + 1..end].to_vec());
+        let sql_type = p.sql_type()?;
+        p.expect_end()?;
+        let span = |k: usize| tokens[k].span;
+        let with = |token: Token, k: usize| TokenWithSpan::new(token, span(k));
+        let replacement = [
+            with(Token::make_word(COMPLEX_CAST, None), i),
+            with(Token::Comma, as_at),
+            with(Token::SingleQuotedString(sql_type.to_string()), as_at + 1),
+        ];
+        // `CAST ( e AS type )` → `ksql_cast ( e , 'type' )`
+        tokens.splice(as_at..end, replacement[1..].iter().cloned());
+        tokens[i] = replacement[0].clone();
+        i += 1;
+    }
+    Ok(tokens)
+}
+
+/// The tokens of a text, without whitespace and the end marker.
+fn significant_tokens(text: &str) -> Result<Vec<TokenWithSpan>> {
+    let tokens = Tokenizer::new(&KsqlDialect, text)
         .tokenize_with_location()
         .map_err(|e| syntax(e.message, Some(position(e.location))))?;
-    let tokens: Vec<TokenWithSpan> = tokens
+    Ok(tokens
         .into_iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
-        .collect();
+        .collect())
+}
+
+/// Parses a ksqlDB type such as `MAP<STRING, ARRAY<INT>>`.
+pub fn parse_type(text: &str) -> Result<SqlType> {
+    let tokens = significant_tokens(text)?;
     let mut p = StatementParser::new(tokens);
+    let t = p.sql_type()?;
+    p.expect_end()?;
+    Ok(t)
+}
+
+/// Parses one expression (used by `INSERT VALUES` callers and tests).
+pub fn parse_expr(sql: &str) -> Result<Expr> {
+    let tokens = significant_tokens(sql)?;
+    let mut p = StatementParser::new(rewrite_complex_casts(tokens)?);
     let mut e = p.with_sqlparser(|p| p.parse_expr())?;
     p.expect_end()?;
     normalize::expr(&mut e);

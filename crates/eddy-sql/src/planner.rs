@@ -7,10 +7,13 @@ use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, TableReference};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::builder::LogicalTableSource;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::lit;
 use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, TypePlanner};
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{
@@ -30,6 +33,7 @@ use sqlparser::ast::{
 use eddy_common::{Error, Result, internal_err, not_supported, plan_err};
 
 use crate::catalog::{Catalog, Column, Source};
+use crate::parser::COMPLEX_CAST;
 use crate::statement::{ColumnRole, QueryStatement};
 use crate::types::SqlType;
 
@@ -231,6 +235,7 @@ impl Planner {
         loop {
             match input {
                 LogicalPlan::Filter(f) => {
+                    check_casts(&f.predicate, f.input.schema(), "Predicate")?;
                     filter = Some(self.physical(f.predicate.clone(), f.input.schema())?);
                     input = f.input.as_ref();
                 }
@@ -300,6 +305,7 @@ impl Planner {
                 },
             });
             fields.push(Field::new(name, dt, nullable));
+            check_casts(e, input_schema, "Select")?;
             exprs.push(self.physical(e.clone(), input_schema)?);
         }
         if partition.is_some() {
@@ -336,8 +342,57 @@ impl Planner {
         let simplifier = ExprSimplifier::new(context);
         let df = |e: datafusion::error::DataFusionError| plan_err!("{}", strip_df(&e.to_string()));
         let e = simplifier.coerce(e, schema).map_err(df)?;
+        let e = self.ksql_casts(e, schema).map_err(df)?;
         let e = simplifier.simplify(e).map_err(df)?;
         self.state.create_physical_expr(e, schema).map_err(df)
+    }
+}
+
+impl Planner {
+    /// Casts that ksqlDB does differently from DataFusion (see `functions::cast::differs`) go through
+    /// `ksql_cast`.
+    fn ksql_casts(&self, e: DfExpr, schema: &DFSchema) -> datafusion::error::Result<DfExpr> {
+        let Some(udf) = self.state.scalar_functions().get(COMPLEX_CAST).cloned() else {
+            return Ok(e);
+        };
+        e.transform_up(|e| {
+            let DfExpr::Cast(c) = &e else {
+                return Ok(Transformed::no(e));
+            };
+            let from = c.expr.get_type(schema)?;
+            if !crate::functions::cast::differs(&from, c.field.data_type()) {
+                return Ok(Transformed::no(e));
+            }
+            let to = SqlType::from_arrow(c.field.data_type())
+                .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
+            let args = vec![c.expr.as_ref().clone(), lit(to.to_string())];
+            Ok(Transformed::yes(DfExpr::ScalarFunction(
+                ScalarFunction::new_udf(udf.clone(), args),
+            )))
+        })
+        .map(|t| t.data)
+    }
+}
+
+/// ksqlDB's check of the casts in an expression: `what` says where it is (`Select`, `Predicate`).
+fn check_casts(e: &DfExpr, schema: &DFSchema, what: &str) -> Result<()> {
+    let mut problem = None;
+    e.apply(|e| {
+        if let DfExpr::ScalarFunction(f) = e
+            && f.func.name() == COMPLEX_CAST
+            && let Ok((_, to)) = e.to_field(schema)
+            && let Ok(from) = f.args[0].get_type(schema)
+            && let Err(msg) = crate::functions::cast::check(&from, to.data_type())
+        {
+            problem = Some(msg);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| internal_err!("{e}"))?;
+    match problem {
+        Some(msg) => Err(plan_err!("Invalid {what}: {msg}")),
+        None => Ok(()),
     }
 }
 

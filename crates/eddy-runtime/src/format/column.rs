@@ -13,6 +13,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use serde_json::Value;
 
 use eddy_sql::SqlType;
+use eddy_sql::java::format_double;
 
 /// One field value as a decoder found it, before it is checked against the column type.
 #[derive(Debug, Clone)]
@@ -287,33 +288,6 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, Strin
     Ok(if neg { -value } else { value })
 }
 
-/// Java's `Double.toString` rendering, which ksqlDB uses for doubles turned into strings.
-pub fn format_double(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
-    }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-3..1e7).contains(&abs) {
-        let s = format!("{f:E}");
-        let (m, e) = s.split_once('E').unwrap_or((&s, "0"));
-        let m = if m.contains('.') {
-            m.to_string()
-        } else {
-            format!("{m}.0")
-        };
-        return format!("{m}E{e}");
-    }
-    let s = format!("{f}");
-    if s.contains('.') { s } else { format!("{s}.0") }
-}
-
 /// Normalizes a nested JSON value to a type: struct fields matched case-insensitively and renamed to the
 /// declared names, numbers checked.
 fn conform(v: Value, t: &SqlType) -> Result<Value, String> {
@@ -399,14 +373,6 @@ mod tests {
         assert_eq!(parse_decimal("1.5e1", 4, 1), Ok(150));
         assert!(parse_decimal("123.4", 4, 2).is_err());
         assert!(parse_decimal("abc", 4, 2).is_err());
-    }
-
-    #[test]
-    fn doubles_render_like_java() {
-        assert_eq!(format_double(1.0), "1.0");
-        assert_eq!(format_double(0.1), "0.1");
-        assert_eq!(format_double(1.0e10), "1.0E10");
-        assert_eq!(format_double(1.5e-5), "1.5E-5");
     }
 
     #[test]

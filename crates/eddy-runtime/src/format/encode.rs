@@ -10,7 +10,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy_common::{Result, exec_err};
 use eddy_sql::catalog::{Format, FormatKind};
 
-use super::column::format_double;
+use eddy_sql::java::format_double;
 
 /// Encodes the key or the value part of output rows.
 #[derive(Debug, Clone)]

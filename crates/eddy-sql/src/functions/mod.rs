@@ -1,6 +1,11 @@
-//! ksqlDB's names for DataFusion's built-in functions, registered as aliases.
+//! ksqlDB's functions: its names for DataFusion's built-ins (registered as aliases) and the functions
+//! DataFusion lacks or implements differently.
+
+pub mod cast;
 
 use std::sync::Arc;
+
+use datafusion::logical_expr::ScalarUDF;
 
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::session_state::SessionState;
@@ -13,8 +18,10 @@ const ALIASES: &[(&str, &str)] = &[
     ("array_contains", "array_has"),
 ];
 
-/// Registers ksqlDB's names on the session's function registry.
+/// Registers ksqlDB's functions and names on the session's function registry.
 pub fn register(state: &mut SessionState) {
+    // Registration only fails for invalid names; ours are constants.
+    let _ = state.register_udf(Arc::new(ScalarUDF::from(cast::KsqlCast::default())));
     for (alias, target) in ALIASES {
         if state.scalar_functions().contains_key(*alias) {
             continue;
@@ -23,7 +30,6 @@ pub fn register(state: &mut SessionState) {
             continue;
         };
         let aliased = Arc::new(udf.as_ref().clone().with_aliases([*alias]));
-        // Registration only fails for invalid names; ours are constants.
         let _ = state.register_udf(aliased);
     }
 }
