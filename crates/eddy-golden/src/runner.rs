@@ -331,4 +331,6 @@ fn normalize_schema(s: &str) -> String {
         .join(" ")
         .to_uppercase()
         .replace("PRIMARY KEY", "KEY")
+        .replace(", ", ",")
+        .replace(",", ", ")
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, new_null_array,
 };
-use datafusion::arrow::compute::{and_not, concat, filter_record_batch, prep_null_mask_filter};
+use datafusion::arrow::compute::{
+    and_not, concat, filter_record_batch, nullif, prep_null_mask_filter,
+};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -109,6 +111,22 @@ impl Pipeline {
             .zip(self.output_schema.fields())
             .map(|(e, f)| evaluate(e, &batch, f, &mut expression_errors))
             .collect::<Result<_>>()?;
+        let columns = if self.plan.value_dependent_keys.is_empty() || null_values.true_count() == 0
+        {
+            columns
+        } else {
+            columns
+                .into_iter()
+                .zip(self.output_schema.fields())
+                .map(|(c, f)| {
+                    if self.plan.value_dependent_keys.contains(f.name()) {
+                        nullif(&c, &null_values).map_err(|e| exec_err!("{e}"))
+                    } else {
+                        Ok(c)
+                    }
+                })
+                .collect::<Result<_>>()?
+        };
         let out = RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| exec_err!("{e}"))?;
         let rowtime = batch

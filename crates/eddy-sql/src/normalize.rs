@@ -1,12 +1,15 @@
 //! ksqlDB's identifier rules applied to sqlparser's AST: unquoted identifiers are upper-cased, quoted ones
-//! kept, and all are marked quoted so DataFusion keeps their case; `struct->field` becomes `get_field`.
+//! kept, and all are marked quoted so DataFusion keeps their case; `struct->field` becomes `get_field`;
+//! comparisons with NULL are false; numeric literals get ksqlDB's types.
 
 use std::ops::ControlFlow;
 
+use eddy_common::{Error, Result, plan_err};
 use sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, TableFactor, Value, VisitMut, VisitorMut,
+    BinaryOperator, CastKind, DataType, ExactNumberInfo, Expr, Function, FunctionArg,
+    FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart,
+    Query, Select, SelectItem, SelectItemQualifiedWildcardKind, TableFactor, UnaryOperator, Value,
+    VisitMut, VisitorMut,
 };
 
 /// The catalog name of an identifier: upper-cased unless it was quoted.
@@ -34,14 +37,14 @@ fn object_name(name: &mut ObjectName) {
 struct Normalizer;
 
 impl VisitorMut for Normalizer {
-    type Break = ();
+    type Break = Error;
 
-    fn pre_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<()> {
+    fn pre_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<Error> {
         object_name(relation);
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Error> {
         if let TableFactor::Table { alias: Some(a), .. }
         | TableFactor::Derived { alias: Some(a), .. } = factor
         {
@@ -50,7 +53,7 @@ impl VisitorMut for Normalizer {
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+    fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<Error> {
         for item in &mut select.projection {
             match item {
                 SelectItem::ExprWithAlias { alias, .. } => ident(alias),
@@ -64,13 +67,29 @@ impl VisitorMut for Normalizer {
         ControlFlow::Continue(())
     }
 
-    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
         match e {
+            Expr::Array(array) => {
+                const SEE: &str = "(see https://github.com/confluentinc/ksql/issues/4239)";
+                if array.elem.is_empty() {
+                    return ControlFlow::Break(plan_err!(
+                        "Array constructor cannot be empty. Please supply at least one element {SEE}."
+                    ));
+                }
+                if array.elem.iter().all(is_null) {
+                    return ControlFlow::Break(plan_err!(
+                        "Cannot construct an array with all NULL elements {SEE}. As a workaround, you may cast a NULL value to the desired type."
+                    ));
+                }
+            }
             Expr::Function(f)
                 if f.name.to_string().eq_ignore_ascii_case("struct")
                     || f.name.to_string().eq_ignore_ascii_case("map") =>
             {
                 if let Some(rewritten) = constructor(f) {
+                    if let Err(err) = check_map(f, &rewritten) {
+                        return ControlFlow::Break(err);
+                    }
                     *e = rewritten;
                 }
             }
@@ -124,9 +143,17 @@ fn attach_field(base: Expr, right: Expr) -> Expr {
 struct NullComparisons;
 
 impl VisitorMut for NullComparisons {
-    type Break = ();
+    type Break = Error;
 
-    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        if let Expr::BinaryOp { left, op, right } = e
+            && is_null(left)
+            && is_null(right)
+        {
+            return ControlFlow::Break(plan_err!(
+                "Comparison with NULL not supported: NULL {op} NULL"
+            ));
+        }
         if let Expr::BinaryOp {
             op:
                 BinaryOperator::Eq
@@ -190,6 +217,43 @@ fn constructor(f: &Function) -> Option<Expr> {
     ))
 }
 
+fn is_null(e: &Expr) -> bool {
+    matches!(e, Expr::Value(v) if v.value == Value::Null)
+}
+
+/// ksqlDB's checks of `MAP(k := v, ...)`, given the `make_map` call it became.
+fn check_map(f: &Function, rewritten: &Expr) -> Result<()> {
+    if !f.name.to_string().eq_ignore_ascii_case("map") {
+        return Ok(());
+    }
+    let Expr::Function(call) = rewritten else {
+        return Ok(());
+    };
+    let FunctionArguments::List(list) = &call.args else {
+        return Ok(());
+    };
+    let args: Vec<&Expr> = list
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    if args.is_empty() {
+        return Err(plan_err!(
+            "Map constructor cannot be empty. Please supply at least one key value pair (see https://github.com/confluentinc/ksql/issues/4239)."
+        ));
+    }
+    if args.iter().step_by(2).all(|k| is_null(k)) {
+        return Err(plan_err!("Cannot construct a map with all NULL keys"));
+    }
+    if args.iter().skip(1).step_by(2).all(|v| is_null(v)) {
+        return Err(plan_err!("Cannot construct a map with all NULL values"));
+    }
+    Ok(())
+}
+
 /// A call of a DataFusion function.
 fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
@@ -222,14 +286,99 @@ pub fn get_field(base: Expr, field: &str) -> Expr {
     )
 }
 
-/// Normalizes every identifier of a query.
-pub fn query(q: &mut Query) {
-    let _ = q.visit(&mut Normalizer);
-    let _ = q.visit(&mut NullComparisons);
+/// ksqlDB's numeric literals: an integer is an INT when it fits 32 bits and a BIGINT when it fits 64; a
+/// number with a decimal point is a DECIMAL of its digits; one with an exponent is a DOUBLE.
+struct Literals;
+
+impl VisitorMut for Literals {
+    type Break = Error;
+
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        // A negative literal is one number (so that -2147483648 is an INT and the overflow message
+        // shows the sign).
+        if let Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } = e
+            && let Expr::Value(v) = expr.as_ref()
+            && let Value::Number(n, long) = &v.value
+        {
+            *e = Expr::value(Value::Number(format!("-{n}"), *long));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        if let Expr::Value(v) = e
+            && let Value::Number(n, _) = &v.value
+        {
+            match typed_number(n) {
+                Ok(Some(typed)) => *e = typed,
+                Ok(None) => {}
+                Err(err) => return ControlFlow::Break(err),
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
-/// Normalizes every identifier of an expression.
-pub fn expr(e: &mut Expr) {
-    let _ = e.visit(&mut Normalizer);
-    let _ = e.visit(&mut NullComparisons);
+/// The literal with ksqlDB's type made explicit, if DataFusion would type it differently.
+fn typed_number(n: &str) -> Result<Option<Expr>> {
+    let cast = |value: Expr, data_type: DataType| Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(value),
+        data_type,
+        array: false,
+        format: None,
+    };
+    if n.contains(['e', 'E']) {
+        return match n.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(None),
+            _ => Err(plan_err!("Number overflows DOUBLE: {n}")),
+        };
+    }
+    if let Some((int, frac)) = n.split_once('.') {
+        let digits = int.trim_start_matches(['-', '+']).trim_start_matches('0');
+        let scale = frac.len() as u64;
+        let precision = (digits.len() as u64 + scale).max(scale).max(1);
+        if precision > 38 {
+            return Ok(None);
+        }
+        let decimal =
+            DataType::Decimal(ExactNumberInfo::PrecisionAndScale(precision, scale as i64));
+        let text = Expr::value(Value::SingleQuotedString(n.to_string()));
+        return Ok(Some(Expr::Nested(Box::new(cast(text, decimal)))));
+    }
+    match n.parse::<i128>() {
+        Ok(v) if i32::try_from(v).is_ok() => Ok(Some(Expr::Nested(Box::new(cast(
+            Expr::value(Value::Number(n.to_string(), false)),
+            DataType::Int(None),
+        ))))),
+        Ok(v) if i64::try_from(v).is_ok() => Ok(None),
+        _ => Err(plan_err!("Invalid numeric literal: {n}")),
+    }
+}
+
+/// Normalizes a query: identifiers, field access, NULL comparisons and literal types (not in `LIMIT`).
+pub fn query(q: &mut Query) -> Result<()> {
+    done(q.visit(&mut Normalizer))?;
+    done(q.visit(&mut NullComparisons))?;
+    let limit = q.limit_clause.take();
+    let typed = q.visit(&mut Literals);
+    q.limit_clause = limit;
+    done(typed)
+}
+
+fn done(flow: ControlFlow<Error>) -> Result<()> {
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Normalizes an expression like [`query`] does.
+pub fn expr(e: &mut Expr) -> Result<()> {
+    done(e.visit(&mut Normalizer))?;
+    done(e.visit(&mut NullComparisons))?;
+    done(e.visit(&mut Literals))
 }

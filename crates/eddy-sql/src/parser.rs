@@ -581,7 +581,7 @@ impl StatementParser {
             let mut values =
                 self.with_sqlparser(|p| p.parse_comma_separated(Parser::parse_expr))?;
             self.expect(&Token::RParen)?;
-            values.iter_mut().for_each(normalize::expr);
+            values.iter_mut().try_for_each(normalize::expr)?;
             return Ok(Statement::InsertValues {
                 target,
                 columns,
@@ -701,7 +701,7 @@ impl StatementParser {
                             start,
                         ));
                     }
-                    exprs.iter_mut().for_each(normalize::expr);
+                    exprs.iter_mut().try_for_each(normalize::expr)?;
                     partition_by = Some(exprs);
                     continue;
                 }
@@ -710,7 +710,7 @@ impl StatementParser {
             i += 1;
         }
         let mut query: Box<Query> = self.with_sqlparser(|p| p.parse_query())?;
-        normalize::query(&mut query);
+        normalize::query(&mut query)?;
         Ok(QueryStatement {
             query,
             window,
@@ -1019,7 +1019,7 @@ pub fn parse_expr(sql: &str) -> Result<Expr> {
     let mut p = StatementParser::new(rewrite_complex_casts(tokens)?);
     let mut e = p.with_sqlparser(|p| p.parse_expr())?;
     p.expect_end()?;
-    normalize::expr(&mut e);
+    normalize::expr(&mut e)?;
     Ok(e)
 }
 

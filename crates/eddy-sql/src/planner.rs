@@ -278,10 +278,17 @@ impl Planner {
         let mut columns = Vec::new();
         let mut fields = Vec::new();
         let mut key_slots = Vec::new();
+        let source_keys: Vec<&str> = source.key_columns().map(|c| c.name.as_str()).collect();
+        let mut value_dependent_keys = Vec::new();
         for (i, e) in projection.expr[..visible].iter().enumerate() {
             let name = projection.schema.field(i).name().clone();
             let (_, field) = e.to_field(input_schema).map_err(|e| plan_err!("{e}"))?;
             let (dt, nullable) = (field.data_type().clone(), field.is_nullable());
+            if dt == DataType::Null {
+                return Err(plan_err!(
+                    "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR)."
+                ));
+            }
             let sql_type = SqlType::from_arrow(&dt)?;
             let unaliased = e.clone().unalias();
             let key = match (&partition, &unaliased) {
@@ -291,6 +298,15 @@ impl Planner {
                     .position(|k| k.name.as_deref() == Some(c.name.as_str())),
                 (None, _) => None,
             };
+            if let Some(k) = key
+                && partition.is_some()
+                && partition_exprs[k]
+                    .column_refs()
+                    .iter()
+                    .any(|c| !source_keys.contains(&c.name.as_str()))
+            {
+                value_dependent_keys.push(name.clone());
+            }
             if let Some(k) = key {
                 keys[k].columns.push(name.clone());
                 key_slots.push((columns.len(), k));
@@ -329,6 +345,7 @@ impl Planner {
             columns,
             keys,
             partitioned: partition.is_some(),
+            value_dependent_keys,
             limit,
         })
     }
@@ -412,6 +429,9 @@ pub struct QueryPlan {
     pub keys: Vec<RequiredKey>,
     /// Whether the query re-keys its input with PARTITION BY.
     pub partitioned: bool,
+    /// Key columns computed from the value or pseudo-columns by PARTITION BY: a record without a value
+    /// (a tombstone) has none, so they are null for it, as in ksqlDB.
+    pub value_dependent_keys: Vec<String>,
     pub limit: Option<u64>,
 }
 
@@ -660,8 +680,36 @@ fn unresolved_field(message: &str) -> Option<String> {
     Some(field.to_string())
 }
 
+/// ksqlDB's message for a call whose arguments match no signature of the function.
+fn no_matching_signature(message: &str) -> Option<String> {
+    const MARKER: &str = "No function matches the given name and argument types '";
+    let call = &message[message.find(MARKER)? + MARKER.len()..];
+    let (name, rest) = call.split_once('(')?;
+    let args = &rest[..rest.find(")'")?];
+    let types: Vec<String> = args
+        .split(", ")
+        .filter(|a| !a.is_empty())
+        .map(|a| match a {
+            "Utf8" | "Utf8View" | "LargeUtf8" => "STRING".to_string(),
+            "Int32" => "INTEGER".to_string(),
+            "Int64" => "BIGINT".to_string(),
+            "Float64" => "DOUBLE".to_string(),
+            "Boolean" => "BOOLEAN".to_string(),
+            other => other.to_uppercase(),
+        })
+        .collect();
+    Some(format!(
+        "Function '{}' does not accept parameters ({}).",
+        name.to_uppercase(),
+        types.join(", ")
+    ))
+}
+
 fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {
     let msg = strip_df(&e.to_string());
+    if let Some(m) = no_matching_signature(&msg) {
+        return plan_err!("{m}");
+    }
     if let Some(field) = unresolved_field(&msg) {
         return plan_err!(
             "Column '{field}' cannot be resolved in {} {}.",

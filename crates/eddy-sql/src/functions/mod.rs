@@ -16,6 +16,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("lcase", "lower"),
     ("len", "character_length"),
     ("array_contains", "array_has"),
+    // DataFusion's `ifnull` (`nvl`) takes scalars only; ksqlDB's takes any type.
+    ("ifnull", "coalesce"),
 ];
 
 /// Registers ksqlDB's functions and names on the session's function registry.
@@ -23,9 +25,6 @@ pub fn register(state: &mut SessionState) {
     // Registration only fails for invalid names; ours are constants.
     let _ = state.register_udf(Arc::new(ScalarUDF::from(cast::KsqlCast::default())));
     for (alias, target) in ALIASES {
-        if state.scalar_functions().contains_key(*alias) {
-            continue;
-        }
         let Some(udf) = state.scalar_functions().get(*target).cloned() else {
             continue;
         };
