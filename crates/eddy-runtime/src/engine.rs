@@ -226,6 +226,8 @@ impl Engine {
             return Ok(done);
         }
         if c.columns.is_empty() {
+            // The properties are checked first, as ksqlDB does.
+            Source::formats(c, &SourceDefaults::default())?;
             return Err(plan_err!(
                 "The statement does not define any columns: schema inference from a schema registry is not supported, list the columns"
             ));

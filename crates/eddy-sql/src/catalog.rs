@@ -129,6 +129,8 @@ pub struct Source {
     pub statement: String,
     /// True for `CREATE SOURCE STREAM|TABLE` (read-only).
     pub is_read_only: bool,
+    /// `TUMBLING`, `HOPPING` or `SESSION` for a source whose keys are windowed (`WINDOW_TYPE`).
+    pub window_type: Option<String>,
 }
 
 impl Source {
@@ -162,31 +164,10 @@ impl Source {
         Arc::new(Schema::new(fields))
     }
 
-    /// Builds a source from `CREATE STREAM|TABLE (...) WITH (...)`, checking its properties.
-    pub fn from_create(
-        create: &CreateSource,
-        columns: Vec<Column>,
-        defaults: &SourceDefaults,
-        statement: &str,
-    ) -> Result<Source> {
+    /// The key and value formats a `CREATE` statement's properties give (checked before its columns).
+    pub fn formats(create: &CreateSource, defaults: &SourceDefaults) -> Result<(Format, Format)> {
         let props = &create.properties;
         check_known_properties(props)?;
-        let kind_name = create.kind.as_str();
-        if columns.iter().all(|c| c.role == ColumnRole::Key) {
-            return Err(plan_err!(
-                "The statement does not define any columns: a {} needs at least one value column.",
-                kind_name.to_lowercase()
-            ));
-        }
-        let topic = match (props.get("KAFKA_TOPIC"), &defaults.topic) {
-            (Some(v), _) => v.text(),
-            (None, Some(t)) => t.clone(),
-            (None, None) => {
-                return Err(plan_err!(
-                    "Missing required property \"KAFKA_TOPIC\" which has no default value."
-                ));
-            }
-        };
         let format = props.get("FORMAT").map(|v| v.text());
         if format.is_some()
             && (props.contains_key("KEY_FORMAT") || props.contains_key("VALUE_FORMAT"))
@@ -221,7 +202,8 @@ impl Source {
             value_format.delimiter = parse_delimiter("VALUE_DELIMITER", &d.text())?;
             if value_format.kind != FormatKind::Delimited {
                 return Err(plan_err!(
-                    "VALUE_DELIMITER can only be used with VALUE_FORMAT='DELIMITED'"
+                    "{} does not support the following configs: [delimiter]",
+                    value_format.kind.name()
                 ));
             }
         }
@@ -239,6 +221,34 @@ impl Source {
         } else if let Some(w) = defaults.wrap_single_values {
             value_format.wrap_single_value = w;
         }
+        Ok((key_format, value_format))
+    }
+
+    /// Builds a source from `CREATE STREAM|TABLE (...) WITH (...)`, checking its properties.
+    pub fn from_create(
+        create: &CreateSource,
+        columns: Vec<Column>,
+        defaults: &SourceDefaults,
+        statement: &str,
+    ) -> Result<Source> {
+        let props = &create.properties;
+        let (mut key_format, value_format) = Source::formats(create, defaults)?;
+        let kind_name = create.kind.as_str();
+        if columns.iter().all(|c| c.role == ColumnRole::Key) {
+            return Err(plan_err!(
+                "The statement does not define any columns: a {} needs at least one value column.",
+                kind_name.to_lowercase()
+            ));
+        }
+        let topic = match (props.get("KAFKA_TOPIC"), &defaults.topic) {
+            (Some(v), _) => v.text(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => {
+                return Err(plan_err!(
+                    "Missing required property \"KAFKA_TOPIC\" which has no default value."
+                ));
+            }
+        };
         let keys: Vec<&Column> = columns
             .iter()
             .filter(|c| c.role == ColumnRole::Key)
@@ -318,6 +328,18 @@ impl Source {
             }
             None => None,
         };
+        let window_type = props
+            .get("WINDOW_TYPE")
+            .map(|v| {
+                let t = v.text().to_uppercase();
+                match t.as_str() {
+                    "TUMBLING" | "HOPPING" | "SESSION" => Ok(t),
+                    _ => Err(plan_err!(
+                        "Invalid value for WINDOW_TYPE: {v}. Valid values are SESSION, HOPPING or TUMBLING"
+                    )),
+                }
+            })
+            .transpose()?;
         let partitions = positive::<i32>(props, "PARTITIONS")?
             .or(defaults.partitions)
             .unwrap_or(0);
@@ -362,6 +384,7 @@ impl Source {
             replicas,
             statement: statement.to_string(),
             is_read_only: create.is_source,
+            window_type,
         })
     }
 }
@@ -389,6 +412,8 @@ const KNOWN_PROPERTIES: &[&str] = &[
     "KEY_DELIMITER",
     "WRAP_SINGLE_VALUE",
     "RETENTION_MS",
+    "WINDOW_TYPE",
+    "WINDOW_SIZE",
 ];
 
 fn check_known_properties(props: &Properties) -> Result<()> {

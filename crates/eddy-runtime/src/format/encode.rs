@@ -92,10 +92,6 @@ impl PartEncoder {
             .as_bytes()
             .to_vec();
         for i in 0..rows {
-            if arrays.iter().all(|a| a.is_null(i)) {
-                out.push(None);
-                continue;
-            }
             let mut line = Vec::with_capacity(32);
             for (c, (a, f)) in arrays.iter().zip(&formatters).enumerate() {
                 if c > 0 {
@@ -108,8 +104,7 @@ impl PartEncoder {
                     DataType::Float64 => format_double(a.as_primitive::<Float64Type>().value(i)),
                     _ => f.value(i).to_string(),
                 };
-                if text.contains(self.format.delimiter) || text.contains('"') || text.contains('\n')
-                {
+                if needs_quotes(&text, c == 0, self.format.delimiter) {
                     line.push(b'"');
                     line.extend_from_slice(text.replace('"', "\"\"").as_bytes());
                     line.push(b'"');
@@ -121,6 +116,19 @@ impl PartEncoder {
         }
         Ok(out)
     }
+}
+
+/// Whether a DELIMITED field is quoted — the rules of the CSV library ksqlDB writes with: a first field
+/// that is empty or starts with anything but a letter or digit, a field starting with a character up to
+/// `#` or ending with one up to a space, and a field holding the delimiter, a quote or a line break.
+fn needs_quotes(text: &str, first: bool, delimiter: char) -> bool {
+    let (Some(head), Some(tail)) = (text.chars().next(), text.chars().last()) else {
+        return first;
+    };
+    (first && !head.is_ascii_alphanumeric())
+        || head <= '#'
+        || tail <= ' '
+        || text.contains([delimiter, '"', '\n', '\r'])
 }
 
 /// Each row of a batch as a JSON array of its values (the row format of ksqlDB's query endpoints).
@@ -275,9 +283,14 @@ mod tests {
         assert_eq!(out[1].as_deref(), Some(&b",2.5"[..]));
         let none: ArrayRef = Arc::new(StringArray::from(vec![None::<&str>]));
         assert_eq!(
-            e.encode(&[none.clone(), none], 1).unwrap()[0],
-            None,
-            "an all-null row is a null payload"
+            e.encode(&[none.clone(), none], 1).unwrap()[0].as_deref(),
+            Some(&b","[..]),
+            "nulls are empty fields"
         );
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["-1", " x"]));
+        let word: ArrayRef = Arc::new(StringArray::from(vec!["!", "y\t"]));
+        let out = e.encode(&[text, word], 2).unwrap();
+        assert_eq!(out[0].as_deref(), Some(&b"\"-1\",\"!\""[..]));
+        assert_eq!(out[1].as_deref(), Some(&b"\" x\",\"y\t\""[..]));
     }
 }

@@ -69,6 +69,11 @@ impl SourceDecoder {
             .timestamp_column
             .as_ref()
             .and_then(|t| names.iter().position(|n| *n == t));
+        if let Some(window) = &source.window_type {
+            return Err(eddy_common::not_supported!(
+                "Reading a source with {window} windowed keys is not supported yet"
+            ));
+        }
         if source.timestamp_format.is_some() {
             return Err(eddy_common::not_supported!(
                 "TIMESTAMP_FORMAT is not supported yet"
@@ -207,7 +212,14 @@ impl SinkEncoder {
                 .map(|i| batch.column(*i).clone())
                 .collect::<Vec<_>>()
         };
-        let keys = self.key.encode(&pick(&self.key_indices), rows)?;
+        let key_arrays = pick(&self.key_indices);
+        let mut keys = self.key.encode(&key_arrays, rows)?;
+        // A record whose key columns are all null has no key.
+        for (i, k) in keys.iter_mut().enumerate() {
+            if key_arrays.iter().all(|a| a.is_null(i)) {
+                *k = None;
+            }
+        }
         let mut values = self.value.encode(&pick(&self.value_indices), rows)?;
         if let Some(nulls) = null_values {
             for (i, v) in values.iter_mut().enumerate() {
