@@ -1,5 +1,5 @@
-//! Java's renderings of values as text, which ksqlDB's output follows (`Double.toString`, collections,
-//! Kafka Connect structs).
+//! Java's conventions that ksqlDB users write and read: `Double.toString` renderings and
+//! `DateTimeFormatter` patterns.
 
 /// Java's `Double.toString` rendering, which ksqlDB uses for doubles turned into strings.
 pub fn format_double(f: f64) -> String {
@@ -32,9 +32,106 @@ pub fn format_double(f: f64) -> String {
     if s.contains('.') { s } else { format!("{s}.0") }
 }
 
+/// A Java `DateTimeFormatter` pattern (`yyyy-MM-dd'T'HH:mm:ss.SSS`) as a chrono format string.
+pub fn chrono_format(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let mut n = 1;
+        while i + n < chars.len() && chars[i + n] == c {
+            n += 1;
+        }
+        if c == '\'' {
+            // 'literal' text; '' is a quote.
+            if n >= 2 {
+                out.push('\'');
+                i += 2;
+                continue;
+            }
+            let mut j = i + 1;
+            while j < chars.len() {
+                if chars[j] == '\'' {
+                    if chars.get(j + 1) == Some(&'\'') {
+                        out.push('\'');
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                push_literal(&mut out, chars[j]);
+                j += 1;
+            }
+            i = j + 1;
+            continue;
+        }
+        let spec = match (c, n) {
+            ('y' | 'u', 2) => "%y",
+            ('y' | 'u', _) => "%Y",
+            ('M', 1) => "%-m",
+            ('M', 2) => "%m",
+            ('M', 3) => "%b",
+            ('M', _) => "%B",
+            ('d', 1) => "%-d",
+            ('d', _) => "%d",
+            ('D', _) => "%j",
+            ('H', 1) => "%-H",
+            ('H', _) => "%H",
+            ('h', 1) => "%-I",
+            ('h', _) => "%I",
+            ('m', 1) => "%-M",
+            ('m', _) => "%M",
+            ('s', 1) => "%-S",
+            ('s', _) => "%S",
+            ('S', 1..=3) => "%3f",
+            ('S', 4..=6) => "%6f",
+            ('S', _) => "%9f",
+            ('a', _) => "%p",
+            ('E', 1..=3) => "%a",
+            ('E', _) => "%A",
+            ('z', _) => "%Z",
+            ('Z', _) | ('x', _) => "%z",
+            ('X', 1) => "%#z",
+            ('X', _) => "%:z",
+            _ => {
+                for _ in 0..n {
+                    push_literal(&mut out, c);
+                }
+                i += n;
+                continue;
+            }
+        };
+        out.push_str(spec);
+        i += n;
+    }
+    out
+}
+
+fn push_literal(out: &mut String, c: char) {
+    if c == '%' {
+        out.push_str("%%");
+    } else {
+        out.push(c);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn java_patterns_become_chrono_formats() {
+        assert_eq!(chrono_format("yyyy-MM-dd"), "%Y-%m-%d");
+        assert_eq!(
+            chrono_format("yyyy-MM-dd'T'HH:mm:ss.SSS"),
+            "%Y-%m-%dT%H:%M:%S.%3f"
+        );
+        assert_eq!(
+            chrono_format("dd/MM/yy HH 'o''clock' %"),
+            "%d/%m/%y %H o'clock %%"
+        );
+    }
 
     #[test]
     fn doubles_render_like_java() {

@@ -120,6 +120,49 @@ fn attach_field(base: Expr, right: Expr) -> Expr {
             op,
             right,
         },
+        Expr::CompoundFieldAccess { root, access_chain } => Expr::CompoundFieldAccess {
+            root: Box::new(attach_field(base, *root)),
+            access_chain,
+        },
+        Expr::Like {
+            negated,
+            any,
+            expr,
+            pattern,
+            escape_char,
+        } => Expr::Like {
+            negated,
+            any,
+            expr: Box::new(attach_field(base, *expr)),
+            pattern,
+            escape_char,
+        },
+        Expr::IsNull(e) => Expr::IsNull(Box::new(attach_field(base, *e))),
+        Expr::IsNotNull(e) => Expr::IsNotNull(Box::new(attach_field(base, *e))),
+        Expr::IsDistinctFrom(a, b) => Expr::IsDistinctFrom(Box::new(attach_field(base, *a)), b),
+        Expr::IsNotDistinctFrom(a, b) => {
+            Expr::IsNotDistinctFrom(Box::new(attach_field(base, *a)), b)
+        }
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => Expr::InList {
+            expr: Box::new(attach_field(base, *expr)),
+            list,
+            negated,
+        },
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => Expr::Between {
+            expr: Box::new(attach_field(base, *expr)),
+            negated,
+            low,
+            high,
+        },
         Expr::Function(mut f) if f.name.to_string() == "get_field" => {
             if let FunctionArguments::List(list) = &mut f.args
                 && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))) =

@@ -528,8 +528,31 @@ fn expand_projection(
 ) -> Result<Vec<SelectItem>> {
     let mut out = Vec::new();
     let mut generated = 0;
+    // A name taken from a struct field gets a `_<n>` suffix when a column or another item has it.
+    let mut taken: std::collections::HashSet<String> = source
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(items.iter().filter_map(|i| match i {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+            _ => None,
+        }))
+        .collect();
     let mut named = |expr: Expr, out: &mut Vec<SelectItem>| {
-        let name = output_name(&expr).unwrap_or_else(|| next_generated(&mut generated));
+        let name = match output_name(&expr) {
+            Some((name, false)) => name,
+            Some((field, true)) => {
+                let mut name = field.clone();
+                let mut n = 0;
+                while taken.contains(&name) {
+                    n += 1;
+                    name = format!("{field}_{n}");
+                }
+                name
+            }
+            None => next_generated(&mut generated),
+        };
+        taken.insert(name.clone());
         out.push(SelectItem::ExprWithAlias {
             expr,
             alias: quoted(&name),
@@ -572,16 +595,17 @@ fn expand_projection(
     Ok(out)
 }
 
-/// The name ksqlDB gives an unaliased projection item, unless it is a generated `KSQL_COL_<n>`.
-fn output_name(expr: &Expr) -> Option<String> {
+/// The name ksqlDB gives an unaliased projection item, unless it is a generated `KSQL_COL_<n>`, and
+/// whether it is a struct field's name.
+fn output_name(expr: &Expr) -> Option<(String, bool)> {
     match expr {
-        Expr::Identifier(i) => Some(i.value.clone()),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()),
+        Expr::Identifier(i) => Some((i.value.clone(), false)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|p| (p.value.clone(), false)),
         Expr::Function(f) if f.name.to_string() == "get_field" => match &f.args {
             FunctionArguments::List(l) => match l.args.get(1) {
                 Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => match &v.value
                 {
-                    Value::SingleQuotedString(s) => Some(s.clone()),
+                    Value::SingleQuotedString(s) => Some((s.clone(), true)),
                     _ => None,
                 },
                 _ => None,

@@ -2,10 +2,16 @@
 //! DataFusion lacks or implements differently.
 
 pub mod cast;
+pub mod datetime;
+pub mod identity;
+pub mod json;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::arrow::array::{AsArray, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::session_state::SessionState;
@@ -23,7 +29,17 @@ const ALIASES: &[(&str, &str)] = &[
 /// Registers ksqlDB's functions and names on the session's function registry.
 pub fn register(state: &mut SessionState) {
     // Registration only fails for invalid names; ours are constants.
-    let _ = state.register_udf(Arc::new(ScalarUDF::from(cast::KsqlCast::default())));
+    for udf in [
+        ScalarUDF::from(cast::KsqlCast::default()),
+        ScalarUDF::from(identity::Identity::new("as_value")),
+        json::extractjsonfield(),
+        datetime::parse_date(),
+        datetime::format_date(),
+        datetime::parse_timestamp(),
+        datetime::format_timestamp(),
+    ] {
+        let _ = state.register_udf(Arc::new(udf));
+    }
     for (alias, target) in ALIASES {
         let Some(udf) = state.scalar_functions().get(*target).cloned() else {
             continue;
@@ -31,4 +47,20 @@ pub fn register(state: &mut SessionState) {
         let aliased = Arc::new(udf.as_ref().clone().with_aliases([*alias]));
         let _ = state.register_udf(aliased);
     }
+}
+
+/// The number of rows a call is evaluated over (1 when every argument is a constant).
+fn rows_of(args: &[ColumnarValue]) -> usize {
+    args.iter()
+        .find_map(|a| match a {
+            ColumnarValue::Array(a) => Some(a.len()),
+            ColumnarValue::Scalar(_) => None,
+        })
+        .unwrap_or(1)
+}
+
+/// A string argument as `rows` strings (a constant repeated).
+fn strings_of(v: &ColumnarValue, rows: usize) -> datafusion::common::Result<StringArray> {
+    let a = cast(&v.to_array(rows)?, &DataType::Utf8)?;
+    Ok(a.as_string::<i32>().clone())
 }

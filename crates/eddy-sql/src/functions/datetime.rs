@@ -1,0 +1,149 @@
+//! ksqlDB's date and timestamp functions with Java `DateTimeFormatter` patterns: `PARSE_DATE`,
+//! `FORMAT_DATE`, `PARSE_TIMESTAMP`, `FORMAT_TIMESTAMP` (UTC). A value that does not parse gives NULL.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, Date32Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Date32Type, TimeUnit, TimestampMillisecondType};
+use datafusion::common::Result;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+
+use super::{rows_of, strings_of};
+use crate::java::chrono_format;
+
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+
+fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+/// A function of (value, pattern) evaluated row by row with the pattern converted once per row batch.
+fn with_pattern(
+    name: &str,
+    input: DataType,
+    output: DataType,
+    eval: fn(&ArrayRef, &datafusion::arrow::array::StringArray) -> Result<ArrayRef>,
+) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![input, DataType::Utf8],
+        output,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let rows = rows_of(args);
+            let values = args[0].to_array(rows)?;
+            let patterns = strings_of(&args[1], rows)?;
+            Ok(ColumnarValue::Array(eval(&values, &patterns)?))
+        }),
+    )
+}
+
+/// `PARSE_DATE(text, pattern) -> DATE`.
+pub fn parse_date() -> ScalarUDF {
+    with_pattern(
+        "parse_date",
+        DataType::Utf8,
+        DataType::Date32,
+        |values, patterns| {
+            let texts = cast(values, &DataType::Utf8)?;
+            let mut out = Date32Builder::new();
+            for (t, p) in texts.as_string::<i32>().iter().zip(patterns.iter()) {
+                out.append_option(t.zip(p).and_then(|(t, p)| {
+                    let date = NaiveDate::parse_from_str(t, &chrono_format(p)).ok()?;
+                    i32::try_from((date - EPOCH).num_days()).ok()
+                }));
+            }
+            Ok(Arc::new(out.finish()))
+        },
+    )
+}
+
+/// `FORMAT_DATE(date, pattern) -> STRING`.
+pub fn format_date() -> ScalarUDF {
+    with_pattern(
+        "format_date",
+        DataType::Date32,
+        DataType::Utf8,
+        |values, patterns| {
+            let mut out = StringBuilder::new();
+            let dates = values.as_primitive::<Date32Type>();
+            for (d, p) in dates.iter().zip(patterns.iter()) {
+                out.append_option(d.zip(p).and_then(|(d, p)| {
+                    let date = EPOCH.checked_add_signed(chrono::Duration::days(d.into()))?;
+                    Some(date.format(&chrono_format(p)).to_string())
+                }));
+            }
+            Ok(Arc::new(out.finish()))
+        },
+    )
+}
+
+/// `PARSE_TIMESTAMP(text, pattern) -> TIMESTAMP`; a pattern with a zone reads the offset, others are UTC.
+pub fn parse_timestamp() -> ScalarUDF {
+    with_pattern(
+        "parse_timestamp",
+        DataType::Utf8,
+        timestamp_type(),
+        |values, patterns| {
+            let texts = cast(values, &DataType::Utf8)?;
+            let mut out = TimestampMillisecondBuilder::new();
+            for (t, p) in texts.as_string::<i32>().iter().zip(patterns.iter()) {
+                out.append_option(
+                    t.zip(p)
+                        .and_then(|(t, p)| parse_millis(t, &chrono_format(p))),
+                );
+            }
+            Ok(Arc::new(out.finish()))
+        },
+    )
+}
+
+fn parse_millis(text: &str, format: &str) -> Option<i64> {
+    if let Ok(t) = DateTime::parse_from_str(text, format) {
+        return Some(t.timestamp_millis());
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+        return Some(t.and_utc().timestamp_millis());
+    }
+    NaiveDate::parse_from_str(text, format)
+        .ok()
+        .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp_millis())
+}
+
+/// `FORMAT_TIMESTAMP(timestamp, pattern) -> STRING` (UTC).
+pub fn format_timestamp() -> ScalarUDF {
+    with_pattern(
+        "format_timestamp",
+        timestamp_type(),
+        DataType::Utf8,
+        |values, patterns| {
+            let mut out = StringBuilder::new();
+            let times = values.as_primitive::<TimestampMillisecondType>();
+            for (t, p) in times.iter().zip(patterns.iter()) {
+                out.append_option(t.zip(p).and_then(|(t, p)| {
+                    let time = DateTime::from_timestamp_millis(t)?;
+                    Some(time.format(&chrono_format(p)).to_string())
+                }));
+            }
+            Ok(Arc::new(out.finish()))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_parse_with_and_without_zones() {
+        let f = chrono_format("yyyy-MM-dd'T'HH:mm:ss");
+        assert_eq!(parse_millis("1970-01-01T00:00:01", &f), Some(1000));
+        let z = chrono_format("yyyy-MM-dd HH:mm:ssXXX");
+        assert_eq!(parse_millis("1970-01-01 01:00:00+01:00", &z), Some(0));
+        assert_eq!(parse_millis("nope", &f), None);
+    }
+}
