@@ -234,12 +234,6 @@ impl Source {
         let props = &create.properties;
         let (mut key_format, value_format) = Source::formats(create, defaults)?;
         let kind_name = create.kind.as_str();
-        if columns.iter().all(|c| c.role == ColumnRole::Key) {
-            return Err(plan_err!(
-                "The statement does not define any columns: a {} needs at least one value column.",
-                kind_name.to_lowercase()
-            ));
-        }
         let topic = match (props.get("KAFKA_TOPIC"), &defaults.topic) {
             (Some(v), _) => v.text(),
             (None, Some(t)) => t.clone(),

@@ -95,6 +95,20 @@ impl VisitorMut for Normalizer {
             }
             Expr::Identifier(i) => ident(i),
             Expr::CompoundIdentifier(parts) => parts.iter_mut().for_each(ident),
+            // ksqlDB's TRIM is Java's: it strips every character up to the space, not only spaces.
+            Expr::Trim {
+                expr,
+                trim_where: None,
+                trim_what: None,
+                trim_characters: None,
+            } => {
+                let value = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
+                let blanks: String = ('\0'..=' ').collect();
+                *e = call(
+                    "btrim",
+                    vec![value, Expr::value(Value::SingleQuotedString(blanks))],
+                );
+            }
             Expr::BinaryOp {
                 left,
                 op: BinaryOperator::Arrow,

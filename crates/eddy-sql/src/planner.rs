@@ -11,10 +11,13 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, TableReference};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::ColumnarValue;
+use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::builder::LogicalTableSource;
-use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
 use datafusion::logical_expr::lit;
-use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, TypePlanner};
+use datafusion::logical_expr::planner::{
+    ContextProvider, ExprPlanner, PlannerResult, RawBinaryExpr, TypePlanner,
+};
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{
     AggregateUDF, Expr as DfExpr, ExprSchemable, HigherOrderUDF, LogicalPlan, ScalarUDF,
@@ -41,6 +44,8 @@ use crate::types::SqlType;
 #[derive(Debug, Clone)]
 pub struct Planner {
     state: SessionState,
+    /// Ours first, then DataFusion's.
+    expr_planners: Vec<Arc<dyn ExprPlanner>>,
 }
 
 impl Default for Planner {
@@ -60,7 +65,12 @@ impl Planner {
             .with_default_features()
             .build();
         crate::functions::register(&mut state);
-        Planner { state }
+        let mut expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![Arc::new(StringPlus)];
+        expr_planners.extend(state.expr_planners().iter().cloned());
+        Planner {
+            state,
+            expr_planners,
+        }
     }
 
     /// DataFusion's session state (function registry, configuration).
@@ -125,6 +135,7 @@ impl Planner {
 
         let provider = Provider {
             state: &self.state,
+            expr_planners: &self.expr_planners,
             source: Some(&source),
         };
         if let Some(partition) = &partition {
@@ -187,6 +198,7 @@ impl Planner {
     pub fn evaluate_constants(&self, exprs: &[Expr]) -> Result<Vec<ScalarValue>> {
         let provider = Provider {
             state: &self.state,
+            expr_planners: &self.expr_planners,
             source: None,
         };
         let planner = SqlToRel::new(&provider);
@@ -284,6 +296,7 @@ impl Planner {
             let name = projection.schema.field(i).name().clone();
             let (_, field) = e.to_field(input_schema).map_err(|e| plan_err!("{e}"))?;
             let (dt, nullable) = (field.data_type().clone(), field.is_nullable());
+            check_case_types(e)?;
             if dt == DataType::Null {
                 return Err(plan_err!(
                     "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR)."
@@ -411,6 +424,58 @@ fn check_casts(e: &DfExpr, schema: &DFSchema, what: &str) -> Result<()> {
         Some(msg) => Err(plan_err!("Invalid {what}: {msg}")),
         None => Ok(()),
     }
+}
+
+/// ksqlDB's `+` also joins strings: `'a' + s` is planned as `'a' || s`.
+#[derive(Debug)]
+struct StringPlus;
+
+impl ExprPlanner for StringPlus {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> datafusion::error::Result<PlannerResult<RawBinaryExpr>> {
+        let is_string = |e: &DfExpr| {
+            matches!(
+                e.get_type(schema),
+                Ok(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+            )
+        };
+        if expr.op == sqlparser::ast::BinaryOperator::Plus
+            && (is_string(&expr.left) || is_string(&expr.right))
+        {
+            return Ok(PlannerResult::Planned(DfExpr::BinaryExpr(BinaryExpr::new(
+                Box::new(expr.left),
+                Operator::StringConcat,
+                Box::new(expr.right),
+            ))));
+        }
+        Ok(PlannerResult::Original(expr))
+    }
+}
+
+/// ksqlDB rejects a CASE whose every branch is a bare NULL: its type cannot be known.
+fn check_case_types(e: &DfExpr) -> Result<()> {
+    let is_null = |e: &DfExpr| matches!(e, DfExpr::Literal(v, _) if v.is_null());
+    let mut all_null = false;
+    e.apply(|e| {
+        if let DfExpr::Case(c) = e
+            && c.when_then_expr.iter().all(|(_, then)| is_null(then))
+            && c.else_expr.as_deref().is_none_or(is_null)
+        {
+            all_null = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| internal_err!("{e}"))?;
+    if all_null {
+        return Err(plan_err!(
+            "Invalid Case expression. All case branches have NULL type"
+        ));
+    }
+    Ok(())
 }
 
 /// A stateless query over one source, ready to run over decoded batches.
@@ -747,6 +812,7 @@ fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {
 /// Resolves the one source of a query and DataFusion's functions.
 struct Provider<'a> {
     state: &'a SessionState,
+    expr_planners: &'a [Arc<dyn ExprPlanner>],
     source: Option<&'a Source>,
 }
 
@@ -763,7 +829,7 @@ impl ContextProvider for Provider<'_> {
     }
 
     fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
-        self.state.expr_planners()
+        self.expr_planners
     }
 
     fn get_type_planner(&self) -> Option<Arc<dyn TypePlanner>> {

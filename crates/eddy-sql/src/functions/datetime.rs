@@ -53,7 +53,8 @@ pub fn parse_date() -> ScalarUDF {
             let mut out = Date32Builder::new();
             for (t, p) in texts.as_string::<i32>().iter().zip(patterns.iter()) {
                 out.append_option(t.zip(p).and_then(|(t, p)| {
-                    let date = NaiveDate::parse_from_str(t, &chrono_format(p)).ok()?;
+                    // Like Java's formatter, text after the date is ignored.
+                    let (date, _) = NaiveDate::parse_and_remainder(t, &chrono_format(p)).ok()?;
                     i32::try_from((date - EPOCH).num_days()).ok()
                 }));
             }
