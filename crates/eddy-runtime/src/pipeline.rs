@@ -11,6 +11,7 @@ use datafusion::arrow::compute::{
 };
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::utils::collect_columns;
 
 use eddy_common::{Result, exec_err};
 use eddy_sql::catalog::{Format, PSEUDO_COLUMNS, Source};
@@ -48,7 +49,15 @@ pub struct Pipeline {
 impl Pipeline {
     /// Builds the pipeline of a plan.
     pub fn new(plan: QueryPlan) -> Result<Self> {
-        let decoder = SourceDecoder::new(&plan.source)?;
+        let mut decoder = SourceDecoder::new(&plan.source)?;
+        let used = plan
+            .filter
+            .iter()
+            .chain(&plan.projection)
+            .flat_map(collect_columns)
+            .map(|c| c.index())
+            .collect();
+        decoder.skip_unused(&used);
         let output_schema = Arc::new(Schema::new(
             plan.output_schema
                 .fields()

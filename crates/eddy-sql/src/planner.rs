@@ -14,7 +14,7 @@ use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::builder::LogicalTableSource;
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
-use datafusion::logical_expr::lit;
+use datafusion::logical_expr::{cast, lit};
 use datafusion::logical_expr::planner::{
     ContextProvider, ExprPlanner, PlannerResult, RawBinaryExpr, TypePlanner,
 };
@@ -65,7 +65,7 @@ impl Planner {
             .with_default_features()
             .build();
         crate::functions::register(&mut state);
-        let mut expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![Arc::new(StringPlus)];
+        let mut expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![Arc::new(KsqlOperators)];
         expr_planners.extend(state.expr_planners().iter().cloned());
         Planner {
             state,
@@ -426,30 +426,42 @@ fn check_casts(e: &DfExpr, schema: &DFSchema, what: &str) -> Result<()> {
     }
 }
 
-/// ksqlDB's `+` also joins strings: `'a' + s` is planned as `'a' || s`.
+/// ksqlDB's typing of binary operators where DataFusion's differs: `+` also joins strings (`'a' + s` is
+/// `'a' || s`), and a DOUBLE meeting a DECIMAL makes the DECIMAL a DOUBLE (DataFusion would go the
+/// other way, slower and with other results).
 #[derive(Debug)]
-struct StringPlus;
+struct KsqlOperators;
 
-impl ExprPlanner for StringPlus {
+impl ExprPlanner for KsqlOperators {
     fn plan_binary_op(
         &self,
-        expr: RawBinaryExpr,
+        mut expr: RawBinaryExpr,
         schema: &DFSchema,
     ) -> datafusion::error::Result<PlannerResult<RawBinaryExpr>> {
-        let is_string = |e: &DfExpr| {
+        let left = expr.left.get_type(schema).ok();
+        let right = expr.right.get_type(schema).ok();
+        let is_string = |t: &Option<DataType>| {
             matches!(
-                e.get_type(schema),
-                Ok(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+                t,
+                Some(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
             )
         };
         if expr.op == sqlparser::ast::BinaryOperator::Plus
-            && (is_string(&expr.left) || is_string(&expr.right))
+            && (is_string(&left) || is_string(&right))
         {
             return Ok(PlannerResult::Planned(DfExpr::BinaryExpr(BinaryExpr::new(
                 Box::new(expr.left),
                 Operator::StringConcat,
                 Box::new(expr.right),
             ))));
+        }
+        let is_float = |t: &Option<DataType>| matches!(t, Some(DataType::Float64 | DataType::Float32));
+        let is_decimal = |t: &Option<DataType>| matches!(t, Some(DataType::Decimal128(_, _)));
+        let to_double = |e: DfExpr| cast(e, DataType::Float64);
+        if is_float(&left) && is_decimal(&right) {
+            expr.right = to_double(expr.right);
+        } else if is_decimal(&left) && is_float(&right) {
+            expr.left = to_double(expr.left);
         }
         Ok(PlannerResult::Original(expr))
     }

@@ -26,8 +26,8 @@ pub enum Cell<'a> {
     Number(Cow<'a, str>),
     Str(Cow<'a, str>),
     Bytes(Cow<'a, [u8]>),
-    /// A nested JSON value (array, object).
-    Json(Value),
+    /// A nested JSON value (array, object), boxed to keep cells small.
+    Json(Box<Value>),
     /// An exact decimal, already scaled to the column's scale.
     Decimal(i128),
 }
@@ -143,12 +143,12 @@ impl ColumnBuilder {
             },
             ColumnBuilder::Nested(t, _) => {
                 let v = match cell {
-                    Cell::Json(v) => v,
+                    Cell::Json(v) => *v,
                     Cell::Str(s) => serde_json::from_str(&s)
                         .map_err(|_| format!("Can't convert '{s}' to {t}"))?,
                     other => return Err(mismatch(&other, t.kind_name())),
                 };
-                conform(v, t).map(Cell::Json)
+                conform(v, t).map(|v| Cell::Json(Box::new(v)))
             }
         }
     }
@@ -177,7 +177,7 @@ impl ColumnBuilder {
             (ColumnBuilder::Decimal(b, _, _), Cell::Decimal(v)) => b.append_value(v),
             (ColumnBuilder::Str(b), Cell::Str(v)) => b.append_value(v),
             (ColumnBuilder::Bytes(b), Cell::Bytes(v)) => b.append_value(v),
-            (ColumnBuilder::Nested(_, b), Cell::Json(v)) => b.push(v),
+            (ColumnBuilder::Nested(_, b), Cell::Json(v)) => b.push(*v),
             (_, cell) => unreachable!("append of an unchecked cell {cell:?}"),
         }
     }
@@ -212,8 +212,8 @@ fn mismatch(cell: &Cell<'_>, required: &str) -> String {
         Cell::Float(_) | Cell::Number(_) | Cell::Decimal(_) => "NUMBER",
         Cell::Str(_) => "STRING",
         Cell::Bytes(_) => "BYTES",
-        Cell::Json(Value::Array(_)) => "ARRAY",
-        Cell::Json(Value::Object(_)) => "OBJECT",
+        Cell::Json(v) if v.is_array() => "ARRAY",
+        Cell::Json(v) if v.is_object() => "OBJECT",
         Cell::Json(_) => "JSON",
     };
     format!("Can't convert type. sourceType: {found}, requiredType: {required}")

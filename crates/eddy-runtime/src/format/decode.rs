@@ -10,6 +10,7 @@ use eddy_sql::SqlType;
 use eddy_sql::catalog::{Format, FormatKind};
 
 use super::column::Cell;
+use super::json_fast::{KeyCache, flat_object};
 
 /// Decodes the key or the value part of records for a fixed list of columns.
 #[derive(Debug, Clone)]
@@ -17,17 +18,25 @@ pub struct PartDecoder {
     format: Format,
     names: Vec<String>,
     types: Vec<SqlType>,
+    /// Columns no query expression reads: JSON skips their values (they decode as NULL).
+    unused: Vec<bool>,
 }
 
 impl PartDecoder {
     /// A decoder for `columns` (name, type) in `format`.
     pub fn new(format: Format, columns: Vec<(String, SqlType)>) -> Self {
-        let (names, types) = columns.into_iter().unzip();
+        let (names, types): (Vec<String>, Vec<SqlType>) = columns.into_iter().unzip();
         PartDecoder {
             format,
+            unused: vec![false; names.len()],
             names,
             types,
         }
+    }
+
+    /// Marks the columns that need not be decoded (`used[i]` is false for column `i`).
+    pub fn skip_unused(&mut self, used: &[bool]) {
+        self.unused = used.iter().map(|u| !u).collect();
     }
 
     /// Number of columns this decoder fills.
@@ -40,6 +49,7 @@ impl PartDecoder {
         &self,
         bytes: Option<&'a [u8]>,
         out: &mut Vec<Cell<'a>>,
+        cache: &mut KeyCache,
     ) -> Result<(), String> {
         let start = out.len();
         let Some(bytes) = bytes else {
@@ -78,9 +88,15 @@ impl PartDecoder {
                     return Ok(());
                 }
                 out.extend(std::iter::repeat_n(Cell::Null, self.width()));
+                if flat_object(bytes, &self.names, &self.unused, &mut out[start..], cache).is_some()
+                {
+                    return Ok(());
+                }
+                out[start..].fill(Cell::Null);
                 let mut de = serde_json::Deserializer::from_slice(bytes);
                 let result = RowSeed {
                     names: &self.names,
+                    unused: &self.unused,
                     cells: &mut out[start..],
                 }
                 .deserialize(&mut de)
@@ -195,6 +211,7 @@ fn delimited_cell(s: &str) -> Cell<'_> {
 /// Deserializes one JSON object into the cells of the columns it names (matched case-insensitively).
 struct RowSeed<'s, 'a> {
     names: &'s [String],
+    unused: &'s [bool],
     cells: &'s mut [Cell<'a>],
 }
 
@@ -214,20 +231,45 @@ impl<'de, 's> Visitor<'de> for RowSeed<'s, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
             let idx = self
                 .names
                 .iter()
                 .position(|n| n.as_str() == key.as_ref())
                 .or_else(|| self.names.iter().position(|n| n.eq_ignore_ascii_case(&key)));
             match idx {
-                Some(i) => self.cells[i] = map.next_value_seed(CellSeed)?,
-                None => {
+                Some(i) if !self.unused[i] => self.cells[i] = map.next_value_seed(CellSeed)?,
+                _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// An object key, borrowed from the input unless it has escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_string()))
     }
 }
 
@@ -278,12 +320,12 @@ impl<'de> Visitor<'de> for CellSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Cell<'de>, A::Error> {
         let v: Value =
             serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(Cell::Json(v))
+        Ok(Cell::Json(Box::new(v)))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cell<'de>, A::Error> {
         let v: Value =
             serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(Cell::Json(v))
+        Ok(Cell::Json(Box::new(v)))
     }
 }
 
@@ -311,13 +353,14 @@ mod tests {
         d.decode(
             Some(br#"{"sensor_id":"s-17","temp":21.5,"extra":[1,2]}"#),
             &mut out,
+            &mut KeyCache::default(),
         )
         .unwrap();
         assert!(matches!(&out[0], Cell::Str(s) if s == "s-17"));
         assert!(matches!(out[1], Cell::Float(f) if f == 21.5));
         assert!(matches!(out[2], Cell::Null));
         let mut out = Vec::new();
-        assert!(d.decode(Some(b"{not json"), &mut out).is_err());
+        assert!(d.decode(Some(b"{not json"), &mut out, &mut KeyCache::default()).is_err());
         assert!(out.is_empty(), "a failed record leaves no cells behind");
     }
 
@@ -332,12 +375,12 @@ mod tests {
             ]),
         );
         let mut out = Vec::new();
-        d.decode(Some(br#""x,""y""",,3"#), &mut out).unwrap();
+        d.decode(Some(br#""x,""y""",,3"#), &mut out, &mut KeyCache::default()).unwrap();
         assert!(matches!(&out[0], Cell::Str(s) if s == "x,\"y\""));
         assert!(matches!(out[1], Cell::Null));
         let mut out = Vec::new();
         assert_eq!(
-            d.decode(Some(b"1,2"), &mut out).unwrap_err(),
+            d.decode(Some(b"1,2"), &mut out, &mut KeyCache::default()).unwrap_err(),
             "Unexpected field count, csvFields:2 schemaFields:3"
         );
     }
@@ -350,8 +393,8 @@ mod tests {
         );
         let bytes = 42i64.to_be_bytes();
         let mut out = Vec::new();
-        d.decode(Some(&bytes), &mut out).unwrap();
+        d.decode(Some(&bytes), &mut out, &mut KeyCache::default()).unwrap();
         assert!(matches!(out[0], Cell::Int(42)));
-        assert!(d.decode(Some(&[1, 2]), &mut Vec::new()).is_err());
+        assert!(d.decode(Some(&[1, 2]), &mut Vec::new(), &mut KeyCache::default()).is_err());
     }
 }

@@ -4,6 +4,7 @@
 pub mod column;
 pub mod decode;
 pub mod encode;
+pub mod json_fast;
 
 use std::sync::Arc;
 
@@ -12,12 +13,13 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use eddy_common::{Result, exec_err};
 use eddy_sql::SqlType;
-use eddy_sql::catalog::{Column, Format, Source};
+use eddy_sql::catalog::{Column, Format, PSEUDO_COLUMNS, Source};
 use eddy_sql::statement::ColumnRole;
 
 use crate::record::RecordRef;
 use column::{Cell, ColumnBuilder};
 use decode::PartDecoder;
+use json_fast::KeyCache;
 use encode::PartEncoder;
 
 /// A record that could not be decoded, with where it came from.
@@ -88,6 +90,18 @@ impl SourceDecoder {
         })
     }
 
+    /// Skips decoding the columns (indexes into the input schema) that nothing reads; they come out NULL.
+    pub fn skip_unused(&mut self, used_inputs: &std::collections::HashSet<usize>) {
+        let first = PSEUDO_COLUMNS;
+        let keys = self.key.width();
+        let mut used: Vec<bool> = (0..keys + self.value.width())
+            .map(|i| used_inputs.contains(&(first + i)) || self.timestamp_column == Some(i))
+            .collect();
+        let values = used.split_off(keys);
+        self.key.skip_unused(&used);
+        self.value.skip_unused(&values);
+    }
+
     /// Decodes a slice of records; undecodable ones are left out and reported.
     pub fn decode<R: RecordRef>(&self, records: &[R]) -> Result<DecodedBatch> {
         let n = records.len();
@@ -102,15 +116,16 @@ impl SourceDecoder {
         let mut null_values = Vec::with_capacity(n);
         let mut errors = Vec::new();
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(builders.len());
+        let (mut key_cache, mut value_cache) = (KeyCache::default(), KeyCache::default());
         for r in records {
             cells.clear();
             let decoded = self
                 .key
-                .decode(r.key(), &mut cells)
+                .decode(r.key(), &mut cells, &mut key_cache)
                 .map_err(|e| format!("Error deserializing key: {e}"))
                 .and_then(|_| {
                     self.value
-                        .decode(r.value(), &mut cells)
+                        .decode(r.value(), &mut cells, &mut value_cache)
                         .map_err(|e| format!("Error deserializing value: {e}"))
                 })
                 .and_then(|_| {

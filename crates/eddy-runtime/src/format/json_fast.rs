@@ -1,0 +1,226 @@
+//! A fast path for the common JSON value: one flat object whose strings have no escapes. It reads
+//! fields straight into cells and remembers where each key went; anything else (nesting, escapes,
+//! malformed input) makes it give up so that the full serde decoder handles the record.
+
+use std::borrow::Cow;
+
+use super::column::Cell;
+
+/// Which column each key spelling went to, by the key's position in the object: records of a topic
+/// usually spell and order their keys the same way.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    by_position: Vec<Option<(Box<[u8]>, Option<usize>)>>,
+}
+
+impl KeyCache {
+    fn column(&mut self, position: usize, key: &[u8], names: &[String]) -> Option<usize> {
+        if let Some(Some((spelling, column))) = self.by_position.get(position)
+            && spelling.as_ref() == key
+        {
+            return *column;
+        }
+        let key_str = std::str::from_utf8(key).ok()?;
+        let column = names
+            .iter()
+            .position(|n| n.as_str() == key_str)
+            .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(key_str)));
+        if self.by_position.len() <= position {
+            self.by_position.resize(position + 1, None);
+        }
+        self.by_position[position] = Some((key.into(), column));
+        column
+    }
+}
+
+/// Reads `bytes` as a flat JSON object into `cells` (one per name; unread and unused columns stay
+/// NULL). `None` means "not handled here": the caller resets the cells and uses the full decoder.
+pub fn flat_object<'a>(
+    bytes: &'a [u8],
+    names: &[String],
+    unused: &[bool],
+    cells: &mut [Cell<'a>],
+    cache: &mut KeyCache,
+) -> Option<()> {
+    let mut r = Reader { bytes, pos: 0 };
+    r.skip_ws();
+    r.expect(b'{')?;
+    r.skip_ws();
+    if r.peek()? == b'}' {
+        r.pos += 1;
+        return r.end();
+    }
+    let mut position = 0;
+    loop {
+        r.skip_ws();
+        let key = r.plain_string()?;
+        r.skip_ws();
+        r.expect(b':')?;
+        r.skip_ws();
+        let value = r.scalar()?;
+        match cache.column(position, key, names) {
+            Some(i) if !unused[i] => cells[i] = value,
+            _ => {}
+        }
+        position += 1;
+        r.skip_ws();
+        match r.next()? {
+            b',' => continue,
+            b'}' => return r.end(),
+            _ => return None,
+        }
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.next()? == b).then_some(())
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    fn end(&mut self) -> Option<()> {
+        self.skip_ws();
+        (self.pos == self.bytes.len()).then_some(())
+    }
+
+    /// A string without escapes or control characters, as bytes (checked to be UTF-8 by the caller
+    /// where it matters).
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let len = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.bytes[start + len] != b'"' {
+            return None;
+        }
+        self.pos = start + len + 1;
+        Some(&self.bytes[start..start + len])
+    }
+
+    /// A string, number, boolean or null.
+    fn scalar(&mut self) -> Option<Cell<'a>> {
+        match self.peek()? {
+            b'"' => {
+                let s = std::str::from_utf8(self.plain_string()?).ok()?;
+                Some(Cell::Str(Cow::Borrowed(s)))
+            }
+            b't' => self.word(b"true", Cell::Bool(true)),
+            b'f' => self.word(b"false", Cell::Bool(false)),
+            b'n' => self.word(b"null", Cell::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn word(&mut self, word: &[u8], cell: Cell<'a>) -> Option<Cell<'a>> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Some(cell)
+        } else {
+            None
+        }
+    }
+
+    /// A JSON number: an integer that fits 64 bits, or a double.
+    fn number(&mut self) -> Option<Cell<'a>> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        let digits = self.digits();
+        // JSON forbids leading zeros.
+        if digits == 0 || (digits > 1 && self.bytes[self.pos - digits] == b'0') {
+            return None;
+        }
+        let mut integral = true;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+            integral = false;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+            integral = false;
+        }
+        // The bytes are ASCII digits and signs only.
+        let text = std::str::from_utf8(&self.bytes[start..self.pos]).ok()?;
+        if integral && let Ok(i) = text.parse::<i64>() {
+            return Some(Cell::Int(i));
+        }
+        if integral {
+            // Too large for 64 bits: the full decoder keeps such numbers exactly.
+            return None;
+        }
+        text.parse::<f64>().ok().map(Cell::Float)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: &str) -> Option<Vec<String>> {
+        let names: Vec<String> = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
+        let mut cells = vec![Cell::Null, Cell::Null, Cell::Null];
+        let mut cache = KeyCache::default();
+        flat_object(json.as_bytes(), &names, &[true, true, false].map(|u| !u), &mut cells, &mut cache)?;
+        Some(cells.iter().map(|c| format!("{c:?}")).collect())
+    }
+
+    #[test]
+    fn flat_objects_are_read_and_the_rest_is_left_to_serde() {
+        assert_eq!(
+            read(r#" {"a": -1.5e1, "B":"x", "c": 3, "d": true} "#).unwrap(),
+            ["Float(-15.0)", "Str(\"x\")", "Null"]
+        );
+        assert_eq!(read(r#"{}"#).unwrap(), ["Null", "Null", "Null"]);
+        for other in [
+            r#"{"a": "x\"y"}"#,
+            r#"{"a": [1]}"#,
+            r#"{"a": 01}"#,
+            r#"{"a": 1,}"#,
+            r#"{"a": 1} x"#,
+            r#"{"a": 99999999999999999999}"#,
+            r#"[1]"#,
+        ] {
+            assert_eq!(read(other), None, "{other}");
+        }
+    }
+}
