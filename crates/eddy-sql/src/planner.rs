@@ -14,7 +14,6 @@ use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::builder::LogicalTableSource;
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
-use datafusion::logical_expr::{cast, lit};
 use datafusion::logical_expr::planner::{
     ContextProvider, ExprPlanner, PlannerResult, RawBinaryExpr, TypePlanner,
 };
@@ -23,6 +22,7 @@ use datafusion::logical_expr::{
     AggregateUDF, Expr as DfExpr, ExprSchemable, HigherOrderUDF, LogicalPlan, ScalarUDF,
     TableSource, WindowUDF,
 };
+use datafusion::logical_expr::{cast, lit};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionConfig;
@@ -455,7 +455,8 @@ impl ExprPlanner for KsqlOperators {
                 Box::new(expr.right),
             ))));
         }
-        let is_float = |t: &Option<DataType>| matches!(t, Some(DataType::Float64 | DataType::Float32));
+        let is_float =
+            |t: &Option<DataType>| matches!(t, Some(DataType::Float64 | DataType::Float32));
         let is_decimal = |t: &Option<DataType>| matches!(t, Some(DataType::Decimal128(_, _)));
         let to_double = |e: DfExpr| cast(e, DataType::Float64);
         if is_float(&left) && is_decimal(&right) {

@@ -53,7 +53,7 @@ impl PartDecoder {
     ) -> Result<(), String> {
         let start = out.len();
         let Some(bytes) = bytes else {
-            out.extend(std::iter::repeat_n(Cell::Null, self.width()));
+            out.resize_with(start + self.width(), || Cell::Null);
             return Ok(());
         };
         if self.names.is_empty() {
@@ -87,12 +87,12 @@ impl PartDecoder {
                     out.push(cell);
                     return Ok(());
                 }
-                out.extend(std::iter::repeat_n(Cell::Null, self.width()));
+                out.resize_with(start + self.width(), || Cell::Null);
                 if flat_object(bytes, &self.names, &self.unused, &mut out[start..], cache).is_some()
                 {
                     return Ok(());
                 }
-                out[start..].fill(Cell::Null);
+                out[start..].fill_with(|| Cell::Null);
                 let mut de = serde_json::Deserializer::from_slice(bytes);
                 let result = RowSeed {
                     names: &self.names,
@@ -360,7 +360,10 @@ mod tests {
         assert!(matches!(out[1], Cell::Float(f) if f == 21.5));
         assert!(matches!(out[2], Cell::Null));
         let mut out = Vec::new();
-        assert!(d.decode(Some(b"{not json"), &mut out, &mut KeyCache::default()).is_err());
+        assert!(
+            d.decode(Some(b"{not json"), &mut out, &mut KeyCache::default())
+                .is_err()
+        );
         assert!(out.is_empty(), "a failed record leaves no cells behind");
     }
 
@@ -375,12 +378,14 @@ mod tests {
             ]),
         );
         let mut out = Vec::new();
-        d.decode(Some(br#""x,""y""",,3"#), &mut out, &mut KeyCache::default()).unwrap();
+        d.decode(Some(br#""x,""y""",,3"#), &mut out, &mut KeyCache::default())
+            .unwrap();
         assert!(matches!(&out[0], Cell::Str(s) if s == "x,\"y\""));
         assert!(matches!(out[1], Cell::Null));
         let mut out = Vec::new();
         assert_eq!(
-            d.decode(Some(b"1,2"), &mut out, &mut KeyCache::default()).unwrap_err(),
+            d.decode(Some(b"1,2"), &mut out, &mut KeyCache::default())
+                .unwrap_err(),
             "Unexpected field count, csvFields:2 schemaFields:3"
         );
     }
@@ -393,8 +398,12 @@ mod tests {
         );
         let bytes = 42i64.to_be_bytes();
         let mut out = Vec::new();
-        d.decode(Some(&bytes), &mut out, &mut KeyCache::default()).unwrap();
+        d.decode(Some(&bytes), &mut out, &mut KeyCache::default())
+            .unwrap();
         assert!(matches!(out[0], Cell::Int(42)));
-        assert!(d.decode(Some(&[1, 2]), &mut Vec::new(), &mut KeyCache::default()).is_err());
+        assert!(
+            d.decode(Some(&[1, 2]), &mut Vec::new(), &mut KeyCache::default())
+                .is_err()
+        );
     }
 }

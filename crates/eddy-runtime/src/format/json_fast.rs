@@ -57,10 +57,9 @@ pub fn flat_object<'a>(
         r.skip_ws();
         r.expect(b':')?;
         r.skip_ws();
-        let value = r.scalar()?;
         match cache.column(position, key, names) {
-            Some(i) if !unused[i] => cells[i] = value,
-            _ => {}
+            Some(i) if !unused[i] => cells[i] = r.scalar()?,
+            _ => r.skip_scalar()?,
         }
         position += 1;
         r.skip_ws();
@@ -133,6 +132,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Checks a scalar without converting it (for fields no query reads).
+    fn skip_scalar(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.plain_string().map(|_| ()),
+            b'-' | b'0'..=b'9' => self.scan_number().map(|_| ()),
+            _ => self.scalar().map(|_| ()),
+        }
+    }
+
     fn word(&mut self, word: &[u8], cell: Cell<'a>) -> Option<Cell<'a>> {
         if self.bytes[self.pos..].starts_with(word) {
             self.pos += word.len();
@@ -144,6 +152,21 @@ impl<'a> Reader<'a> {
 
     /// A JSON number: an integer that fits 64 bits, or a double.
     fn number(&mut self) -> Option<Cell<'a>> {
+        let (text, integral) = self.scan_number()?;
+        if integral {
+            // Too large for 64 bits: the full decoder keeps such numbers exactly.
+            return integer(text).map(Cell::Int);
+        }
+        // The bytes are ASCII digits, signs, a point and an exponent only.
+        std::str::from_utf8(text)
+            .ok()?
+            .parse::<f64>()
+            .ok()
+            .map(Cell::Float)
+    }
+
+    /// The text of a JSON number and whether it is a whole number.
+    fn scan_number(&mut self) -> Option<(&'a [u8], bool)> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
@@ -171,16 +194,7 @@ impl<'a> Reader<'a> {
             }
             integral = false;
         }
-        // The bytes are ASCII digits and signs only.
-        let text = std::str::from_utf8(&self.bytes[start..self.pos]).ok()?;
-        if integral && let Ok(i) = text.parse::<i64>() {
-            return Some(Cell::Int(i));
-        }
-        if integral {
-            // Too large for 64 bits: the full decoder keeps such numbers exactly.
-            return None;
-        }
-        text.parse::<f64>().ok().map(Cell::Float)
+        Some((&self.bytes[start..self.pos], integral))
     }
 
     fn digits(&mut self) -> usize {
@@ -192,6 +206,22 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// An optionally negative run of digits as an i64, if it fits.
+fn integer(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let mut value: i64 = 0;
+    for &d in digits {
+        let d = i64::from(d - b'0');
+        value = value
+            .checked_mul(10)?
+            .checked_add(if negative { -d } else { d })?;
+    }
+    Some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +230,13 @@ mod tests {
         let names: Vec<String> = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
         let mut cells = vec![Cell::Null, Cell::Null, Cell::Null];
         let mut cache = KeyCache::default();
-        flat_object(json.as_bytes(), &names, &[true, true, false].map(|u| !u), &mut cells, &mut cache)?;
+        flat_object(
+            json.as_bytes(),
+            &names,
+            &[true, true, false].map(|u| !u),
+            &mut cells,
+            &mut cache,
+        )?;
         Some(cells.iter().map(|c| format!("{c:?}")).collect())
     }
 
@@ -209,6 +245,14 @@ mod tests {
         assert_eq!(
             read(r#" {"a": -1.5e1, "B":"x", "c": 3, "d": true} "#).unwrap(),
             ["Float(-15.0)", "Str(\"x\")", "Null"]
+        );
+        assert_eq!(
+            read(r#"{"a": -9223372036854775808, "b": 9223372036854775807}"#).unwrap(),
+            [
+                "Int(-9223372036854775808)",
+                "Int(9223372036854775807)",
+                "Null"
+            ]
         );
         assert_eq!(read(r#"{}"#).unwrap(), ["Null", "Null", "Null"]);
         for other in [

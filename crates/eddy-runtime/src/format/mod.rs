@@ -19,8 +19,8 @@ use eddy_sql::statement::ColumnRole;
 use crate::record::RecordRef;
 use column::{Cell, ColumnBuilder};
 use decode::PartDecoder;
-use json_fast::KeyCache;
 use encode::PartEncoder;
+use json_fast::KeyCache;
 
 /// A record that could not be decoded, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
