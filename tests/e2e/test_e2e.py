@@ -195,6 +195,20 @@ def test_push_query_limit(ctx):
     assert len(data) == 10 and all(len(r) == 4 for r in data), rows
 
 
+def test_print(ctx):
+    """PRINT shows raw records of a topic with format guesses, on /query-stream and /query, and stops at LIMIT."""
+    status, body = post(ctx.server.url + "/query-stream", {"sql": "PRINT 'HOT' FROM BEGINNING LIMIT 3;"})
+    lines = body.splitlines()
+    assert status == 200, body
+    assert lines[0] == "Key format: <null>", lines
+    assert lines[1] == "Value format: JSON or KAFKA_STRING", lines
+    assert len(lines) == 5 and all(l.startswith("rowtime: ") and ', value: {"SENSOR_ID":' in l for l in lines[2:]), lines
+    status, body = post(ctx.server.url + "/query", {"ksql": "PRINT readings FROM BEGINNING INTERVAL 2 LIMIT 2;"})
+    assert status == 200 and len(body.splitlines()) == 4, body
+    status, body = post(ctx.server.url + "/query", {"ksql": "PRINT no_such_topic;"})
+    assert status == 400 and "Could not find topic 'no_such_topic'" in body, body
+
+
 def test_bad_requests(ctx):
     """Bad SQL gets ksqlDB's error shape naming the problem and its position; the server stays up."""
     status, body = post(ctx.server.url + "/ksql", {"ksql": "SELEKT * FROM hot;"})
@@ -265,7 +279,7 @@ def main():
     failures = 0
     try:
         ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"e2e{os.getpid()}")
-        for test in [test_pipeline, test_push_query_limit, test_bad_requests, test_restart]:
+        for test in [test_pipeline, test_push_query_limit, test_print, test_bad_requests, test_restart]:
             started = time.time()
             try:
                 test(ctx)

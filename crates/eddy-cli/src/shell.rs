@@ -358,6 +358,8 @@ impl Session {
                         continue;
                     }
                     let Ok(v) = serde_json::from_str::<Value>(trimmed) else {
+                        // PRINT sends plain text lines.
+                        println!("{line}");
                         continue;
                     };
                     if let Some(h) = v.get("header") {

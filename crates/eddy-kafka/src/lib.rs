@@ -3,8 +3,10 @@
 
 pub mod cluster;
 pub mod command_log;
+pub mod print;
 pub mod task;
 
 pub use cluster::KafkaCluster;
 pub use command_log::CommandLog;
+pub use print::{PrintSpec, start_print};
 pub use task::{PushEvent, QueryStats, QueryTask, start_persistent, start_push};

@@ -74,6 +74,24 @@ impl QueryTask {
         }
     }
 
+    /// Runs `body` on a thread named `name`; `body` returns when the flag it gets is set.
+    pub(crate) fn spawn(
+        name: String,
+        body: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+    ) -> Result<QueryTask> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || body(flag))
+            .map_err(|e| eddy_common::internal_err!("cannot start a query thread: {e}"))?;
+        Ok(QueryTask {
+            stop,
+            thread: Some(thread),
+            stats: Arc::default(),
+        })
+    }
+
     /// Whether the task's thread has ended.
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())

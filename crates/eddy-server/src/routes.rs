@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use eddy_common::Error;
 use eddy_common::rest::{CloseQueryArgs, ErrorMessage, KsqlRequest, QueryStreamArgs};
-use eddy_kafka::{PushEvent, start_push};
+use eddy_kafka::{PrintSpec, PushEvent, start_print, start_push};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::format::encode::json_rows;
 use eddy_sql::SqlType;
@@ -177,6 +177,21 @@ async fn run_query(
         return Err(bad_request("Expected exactly one SELECT statement"));
     }
     let stmt = statements.remove(0);
+    if let Statement::Print {
+        topic,
+        from_beginning,
+        interval,
+        limit,
+    } = &stmt.statement
+    {
+        let spec = PrintSpec {
+            topic: topic.clone(),
+            from_beginning: *from_beginning,
+            interval: interval.unwrap_or(1),
+            limit: *limit,
+        };
+        return print(state, spec, &stmt.text, shape).await;
+    }
     let Statement::Select(q) = &stmt.statement else {
         return Err(bad_request(format!(
             "Statement type `{}' not supported for this resource",
@@ -266,6 +281,47 @@ async fn run_query(
     Ok((
         [(header::CONTENT_TYPE, content_type)],
         Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// `PRINT`: the topic's records as text lines, until LIMIT or the client leaves.
+async fn print(
+    state: Arc<AppState>,
+    spec: PrintSpec,
+    text: &str,
+    shape: Shape,
+) -> Result<Response, ApiError> {
+    if shape == Shape::JsonArray {
+        return Err(ApiError(ErrorMessage::generic(
+            40600,
+            "PRINT streams text: ask for application/vnd.ksqlapi.delimited.v1",
+        )));
+    }
+    let id = state.transient_id(&format!("PRINT_{}", spec.topic));
+    let group = format!("_eddy-{}_{}", state.service_id, id);
+    let st = state.clone();
+    let (rx, task) = tokio::task::spawn_blocking(move || start_print(&st.cluster, spec, group))
+        .await
+        .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
+        .map_err(|e| ApiError(ErrorMessage::statement(&e, text)))?;
+    state
+        .push
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), task);
+    let guard = PushGuard { state, id };
+    let lines = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        let line = rx.recv().await?;
+        Some((Ok::<_, Infallible>(Bytes::from(line)), (rx, guard)))
+    });
+    let content_type = match shape {
+        Shape::V1 => "application/json",
+        _ => "application/vnd.ksqlapi.delimited.v1",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(lines),
     )
         .into_response())
 }
