@@ -124,16 +124,12 @@ impl KafkaCluster {
 
 impl TopicAdmin for KafkaCluster {
     fn partitions(&self, topic: &str) -> Result<Option<i32>> {
-        let md = self
-            .admin
-            .inner()
-            .fetch_metadata(Some(topic), Timeout::After(METADATA_TIMEOUT))
-            .map_err(kafka_err)?;
-        Ok(md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            .map(|t| t.partitions().len() as i32))
+        // Metadata of all topics: asking for one by name may make a broker create it.
+        Ok(self
+            .list_topics()?
+            .into_iter()
+            .find(|t| t.name == topic && t.partitions > 0)
+            .map(|t| t.partitions))
     }
 
     fn create_topic(&self, topic: &str, partitions: i32, replicas: i16) -> Result<()> {
