@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use eddy_common::{Result, exec_err, not_supported, plan_err};
 use eddy_sql::ParsedStatement;
 use eddy_sql::catalog::{
-    Catalog, Column, FormatKind, ROWTIME, Source, SourceDefaults, schema_text,
+    Catalog, Column, FormatKind, ROWTIME, Source, SourceDefaults, schema_text, timestamp_column,
 };
 use eddy_sql::planner::Planner;
 use eddy_sql::statement::{CreateSource, QueryStatement, SourceKind, Statement};
@@ -47,13 +47,7 @@ impl PersistentQuery {
         sink: &Source,
         plan: eddy_sql::planner::QueryPlan,
     ) -> Result<Self> {
-        let sink_spec = SinkSpec::new(
-            sink.topic.clone(),
-            sink.partitions,
-            &plan.columns,
-            sink.key_format,
-            sink.value_format,
-        );
+        let sink_spec = SinkSpec::new(sink, &plan.columns);
         Ok(PersistentQuery {
             id,
             statement: statement.to_string(),
@@ -283,6 +277,8 @@ impl Engine {
         }
         let query = c.query.as_ref().ok_or_else(|| plan_err!("missing query"))?;
         let plan = self.planner.plan_query(&self.catalog, query)?;
+        // ksqlDB checks the sink's TIMESTAMP column first, then the projection, then the formats.
+        timestamp_column(&c.properties, &plan.columns)?;
         plan.check_persistent_projection(&c.name)?;
         let input = plan.source.clone();
         let prefix = props
@@ -431,7 +427,7 @@ impl Engine {
             .map_err(|e| exec_err!("{e}"))?;
         let encoder = SinkEncoder::new(&source.columns, source.key_format, source.value_format);
         let (key, value) = encoder
-            .encode(&batch, None)?
+            .encode(&batch, None, None)?
             .pop()
             .ok_or_else(|| exec_err!("nothing encoded"))?;
         let partition = key

@@ -14,7 +14,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
 
 use eddy_common::{Result, exec_err};
-use eddy_sql::catalog::{Format, PSEUDO_COLUMNS, Source};
+use eddy_sql::catalog::{PSEUDO_COLUMNS, Source};
+use eddy_sql::java::{chrono_format, parse_millis};
 use eddy_sql::planner::QueryPlan;
 
 use crate::format::{DecodeError, SinkEncoder, SourceDecoder};
@@ -32,6 +33,8 @@ pub struct ProcessedBatch {
     pub partition: Vec<i32>,
     /// Rows that carry a tombstone (their input record had a null value).
     pub null_values: BooleanArray,
+    /// Rows whose key passes through from an input record without a key (none under PARTITION BY).
+    pub null_keys: Option<BooleanArray>,
     /// Input records that were skipped because they could not be decoded.
     pub decode_errors: Vec<DecodeError>,
     /// Expression failures (the failing expression yields NULL for that row, as in ksqlDB).
@@ -87,6 +90,7 @@ impl Pipeline {
         let decoded = self.decoder.decode(records)?;
         let mut batch = decoded.batch;
         let mut null_values = decoded.null_values;
+        let mut null_keys = decoded.null_keys;
         let mask = match &self.plan.filter {
             Some(f) => {
                 let value = f.evaluate(&batch).map_err(|e| exec_err!("{e}"))?;
@@ -107,10 +111,14 @@ impl Pipeline {
             && mask.true_count() != batch.num_rows()
         {
             batch = filter_record_batch(&batch, mask).map_err(|e| exec_err!("{e}"))?;
-            null_values = datafusion::arrow::compute::filter(&null_values, mask)
-                .map_err(|e| exec_err!("{e}"))?
-                .as_boolean()
-                .clone();
+            let keep = |flags: &BooleanArray| -> Result<BooleanArray> {
+                Ok(datafusion::arrow::compute::filter(flags, mask)
+                    .map_err(|e| exec_err!("{e}"))?
+                    .as_boolean()
+                    .clone())
+            };
+            null_values = keep(&null_values)?;
+            null_keys = keep(&null_keys)?;
         }
         let mut expression_errors = Vec::new();
         let columns: Vec<ArrayRef> = self
@@ -154,6 +162,7 @@ impl Pipeline {
             rowtime,
             partition,
             null_values,
+            null_keys: (!self.plan.partitioned).then_some(null_keys),
             decode_errors: decoded.errors,
             expression_errors,
         })
@@ -201,46 +210,87 @@ pub struct SinkSpec {
     pub topic: String,
     pub partitions: i32,
     pub encoder: SinkEncoder,
+    /// The output column that gives each record's timestamp (`WITH (TIMESTAMP=...)` on the sink), with
+    /// its `TIMESTAMP_FORMAT` as a chrono format for a string column.
+    timestamp: Option<(usize, Option<String>)>,
 }
 
 impl SinkSpec {
-    /// A sink writing `columns` to `topic` in the given formats.
-    pub fn new(
-        topic: String,
-        partitions: i32,
-        columns: &[eddy_sql::catalog::Column],
-        key_format: Format,
-        value_format: Format,
-    ) -> Self {
+    /// A sink writing rows of `columns` (in output order) into `sink`.
+    pub fn new(sink: &Source, columns: &[eddy_sql::catalog::Column]) -> Self {
+        let timestamp = sink.timestamp_column.as_ref().and_then(|t| {
+            let i = columns.iter().position(|c| &c.name == t)?;
+            Some((i, sink.timestamp_format.as_deref().map(chrono_format)))
+        });
         SinkSpec {
-            topic,
-            partitions,
-            encoder: SinkEncoder::new(columns, key_format, value_format),
+            topic: sink.topic.clone(),
+            partitions: sink.partitions,
+            encoder: SinkEncoder::new(columns, sink.key_format, sink.value_format),
+            timestamp,
         }
     }
 
     /// The records to produce for a processed batch: keyed rows go where Kafka's default partitioner
-    /// sends their key; unkeyed rows stay in their source partition.
+    /// sends their key; unkeyed rows stay in their source partition. With a timestamp column, a row
+    /// whose timestamp is missing, unreadable or negative is dropped, as ksqlDB does.
     pub fn records(&self, processed: &ProcessedBatch) -> Result<Vec<Record>> {
-        let payloads = self
-            .encoder
-            .encode(&processed.batch, Some(&processed.null_values))?;
+        let payloads = self.encoder.encode(
+            &processed.batch,
+            Some(&processed.null_values),
+            processed.null_keys.as_ref(),
+        )?;
+        let timestamps = match &self.timestamp {
+            Some((i, format)) => Some(row_timestamps(
+                processed.batch.column(*i),
+                format.as_deref(),
+            )?),
+            None => None,
+        };
         Ok(payloads
             .into_iter()
             .enumerate()
-            .map(|(i, (key, value))| {
+            .filter_map(|(i, (key, value))| {
+                let timestamp = match &timestamps {
+                    Some(t) => t[i].filter(|t| *t >= 0)?,
+                    None => processed.rowtime[i],
+                };
                 let partition = match &key {
                     Some(k) => partition_for(k, self.partitions),
                     None => processed.partition[i].rem_euclid(self.partitions.max(1)),
                 };
-                Record {
+                Some(Record {
                     key,
                     value,
-                    timestamp: processed.rowtime[i],
+                    timestamp,
                     partition,
                     offset: -1,
-                }
+                })
             })
             .collect())
+    }
+}
+
+/// The timestamps (ms) a column holds: BIGINT and TIMESTAMP values, or strings in `format`.
+fn row_timestamps(column: &ArrayRef, format: Option<&str>) -> Result<Vec<Option<i64>>> {
+    use datafusion::arrow::datatypes::DataType;
+    let text = |format: &str| -> Result<Vec<Option<i64>>> {
+        let strings = datafusion::arrow::compute::cast(column, &DataType::Utf8)
+            .map_err(|e| exec_err!("{e}"))?;
+        Ok(strings
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.and_then(|s| parse_millis(s, format)))
+            .collect())
+    };
+    match (column.data_type(), format) {
+        (DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8, Some(f)) => text(f),
+        _ => {
+            let millis = datafusion::arrow::compute::cast(column, &DataType::Int64)
+                .map_err(|e| exec_err!("{e}"))?;
+            Ok(millis
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .iter()
+                .collect())
+        }
     }
 }

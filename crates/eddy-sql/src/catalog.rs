@@ -298,30 +298,7 @@ impl Source {
                 "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas"
             ));
         }
-        let timestamp_column = match props.get("TIMESTAMP") {
-            Some(v) => {
-                let name = crate::normalize::ident_name(&v.text(), None);
-                let col = columns.iter().find(|c| c.name == name).ok_or_else(|| {
-                    plan_err!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'")
-                })?;
-                match col.sql_type {
-                    SqlType::Bigint | SqlType::Timestamp => {}
-                    SqlType::String if props.contains_key("TIMESTAMP_FORMAT") => {}
-                    SqlType::String => {
-                        return Err(plan_err!(
-                            "A String timestamp field has been specified without also specifying the TIMESTAMP_FORMAT property."
-                        ));
-                    }
-                    ref t => {
-                        return Err(plan_err!(
-                            "Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a TIMESTAMP_FORMAT specified. Got {t}"
-                        ));
-                    }
-                }
-                Some(name)
-            }
-            None => None,
-        };
+        let timestamp_column = timestamp_column(props, &columns)?;
         let window_type = props
             .get("WINDOW_TYPE")
             .map(|v| {
@@ -494,6 +471,35 @@ fn contains_map(t: &SqlType) -> bool {
         SqlType::Struct(fields) => fields.iter().any(|(_, f)| contains_map(f)),
         _ => false,
     }
+}
+
+/// The sink or source column `WITH (TIMESTAMP=...)` names, checked: it must exist and be a BIGINT, a
+/// TIMESTAMP, or a STRING with a `TIMESTAMP_FORMAT`.
+pub fn timestamp_column(props: &Properties, columns: &[Column]) -> Result<Option<String>> {
+    Ok(match props.get("TIMESTAMP") {
+        Some(v) => {
+            let name = crate::normalize::ident_name(&v.text(), None);
+            let col = columns.iter().find(|c| c.name == name).ok_or_else(|| {
+                plan_err!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'")
+            })?;
+            match col.sql_type {
+                SqlType::Bigint | SqlType::Timestamp => {}
+                SqlType::String if props.contains_key("TIMESTAMP_FORMAT") => {}
+                SqlType::String => {
+                    return Err(plan_err!(
+                        "A String timestamp field has been specified without also specifying the TIMESTAMP_FORMAT property."
+                    ));
+                }
+                ref t => {
+                    return Err(plan_err!(
+                        "Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified. Got {t}"
+                    ));
+                }
+            }
+            Some(name)
+        }
+        None => None,
+    })
 }
 
 /// Checks that a format can carry the columns given to it; the error is the reason why not.

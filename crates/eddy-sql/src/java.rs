@@ -108,6 +108,21 @@ pub fn chrono_format(pattern: &str) -> String {
     out
 }
 
+/// Milliseconds since the epoch of a timestamp text in a chrono `format` (see [`chrono_format`]): with
+/// the format's zone if it has one, else UTC; a date alone is its midnight.
+pub fn parse_millis(text: &str, format: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+    if let Ok(t) = DateTime::parse_from_str(text, format) {
+        return Some(t.timestamp_millis());
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+        return Some(t.and_utc().timestamp_millis());
+    }
+    NaiveDate::parse_from_str(text, format)
+        .ok()
+        .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp_millis())
+}
+
 fn push_literal(out: &mut String, c: char) {
     if c == '%' {
         out.push_str("%%");

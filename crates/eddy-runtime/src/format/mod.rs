@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use eddy_common::{Result, exec_err};
 use eddy_sql::SqlType;
 use eddy_sql::catalog::{Column, Format, PSEUDO_COLUMNS, Source};
+use eddy_sql::java::{chrono_format, parse_millis};
 use eddy_sql::statement::ColumnRole;
 
 use crate::record::RecordRef;
@@ -36,6 +37,8 @@ pub struct DecodedBatch {
     pub batch: RecordBatch,
     /// Rows whose record had a null value (a tombstone): they pass through without their value.
     pub null_values: BooleanArray,
+    /// Rows whose record had no key.
+    pub null_keys: BooleanArray,
     /// Records that were skipped because they could not be decoded.
     pub errors: Vec<DecodeError>,
 }
@@ -49,6 +52,8 @@ pub struct SourceDecoder {
     types: Vec<SqlType>,
     /// Index (among key + value columns) of the column that gives ROWTIME.
     timestamp_column: Option<usize>,
+    /// `TIMESTAMP_FORMAT` of a string timestamp column, as a chrono format.
+    timestamp_format: Option<String>,
 }
 
 fn part_columns(source: &Source, role: ColumnRole) -> Vec<(String, SqlType)> {
@@ -76,17 +81,13 @@ impl SourceDecoder {
                 "Reading a source with {window} windowed keys is not supported yet"
             ));
         }
-        if source.timestamp_format.is_some() {
-            return Err(eddy_common::not_supported!(
-                "TIMESTAMP_FORMAT is not supported yet"
-            ));
-        }
         Ok(SourceDecoder {
             schema: source.input_schema(),
             key: PartDecoder::new(source.key_format, keys),
             value: PartDecoder::new(source.value_format, values),
             types,
             timestamp_column,
+            timestamp_format: source.timestamp_format.as_deref().map(chrono_format),
         })
     }
 
@@ -114,6 +115,7 @@ impl SourceDecoder {
             .map(|t| ColumnBuilder::new(t, n))
             .collect();
         let mut null_values = Vec::with_capacity(n);
+        let mut null_keys = Vec::with_capacity(n);
         let mut errors = Vec::new();
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(builders.len());
         let (mut key_cache, mut value_cache) = (KeyCache::default(), KeyCache::default());
@@ -142,8 +144,13 @@ impl SourceDecoder {
                 });
             let ts =
                 match (&decoded, self.timestamp_column) {
-                    (Ok(()), Some(i)) if r.value().is_some() => match cells[i] {
-                        Cell::Int(t) => Ok(t),
+                    (Ok(()), Some(i)) if r.value().is_some() => match &cells[i] {
+                        Cell::Int(t) => Ok(*t),
+                        Cell::Str(s) if let Some(format) = &self.timestamp_format => {
+                            parse_millis(s, format).ok_or_else(|| {
+                                format!("Failed to parse timestamp '{s}' with the TIMESTAMP_FORMAT")
+                            })
+                        }
                         _ => Err("The TIMESTAMP column is null: the record has no event time"
                             .to_string()),
                     },
@@ -158,6 +165,7 @@ impl SourceDecoder {
                     partition.append_value(r.partition());
                     offset.append_value(r.offset());
                     null_values.push(r.value().is_none());
+                    null_keys.push(r.key().is_none());
                 }
                 Err(message) => errors.push(DecodeError {
                     partition: r.partition(),
@@ -179,6 +187,7 @@ impl SourceDecoder {
         Ok(DecodedBatch {
             batch,
             null_values: BooleanArray::from(null_values),
+            null_keys: BooleanArray::from(null_keys),
             errors,
         })
     }
@@ -216,10 +225,13 @@ impl SinkEncoder {
     }
 
     /// `(key, value)` payloads of every row; rows flagged in `null_values` get no value (a tombstone).
+    /// A row has no key when its one key column is null, or when `null_keys` (rows whose key passes
+    /// through from an input record without one) flags it.
     pub fn encode(
         &self,
         batch: &RecordBatch,
         null_values: Option<&BooleanArray>,
+        null_keys: Option<&BooleanArray>,
     ) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>> {
         let rows = batch.num_rows();
         let pick = |ix: &[usize]| {
@@ -229,9 +241,9 @@ impl SinkEncoder {
         };
         let key_arrays = pick(&self.key_indices);
         let mut keys = self.key.encode(&key_arrays, rows)?;
-        // A record whose key columns are all null has no key.
         for (i, k) in keys.iter_mut().enumerate() {
-            if key_arrays.iter().all(|a| a.is_null(i)) {
+            let single_null = matches!(key_arrays.as_slice(), [one] if one.is_null(i));
+            if key_arrays.is_empty() || single_null || null_keys.is_some_and(|n| n.value(i)) {
                 *k = None;
             }
         }

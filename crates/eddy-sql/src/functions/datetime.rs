@@ -3,17 +3,19 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, NaiveDate};
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, Date32Builder, StringBuilder, TimestampMillisecondBuilder,
+    ArrayRef, AsArray, Date32Builder, Int64Array, StringBuilder, TimestampMillisecondBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Date32Type, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Int64Type, TimeUnit, TimestampMillisecondType,
+};
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 
 use super::{rows_of, strings_of};
-use crate::java::chrono_format;
+use crate::java::{chrono_format, parse_millis};
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
 
@@ -103,18 +105,6 @@ pub fn parse_timestamp() -> ScalarUDF {
     )
 }
 
-fn parse_millis(text: &str, format: &str) -> Option<i64> {
-    if let Ok(t) = DateTime::parse_from_str(text, format) {
-        return Some(t.timestamp_millis());
-    }
-    if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-        return Some(t.and_utc().timestamp_millis());
-    }
-    NaiveDate::parse_from_str(text, format)
-        .ok()
-        .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp_millis())
-}
-
 /// `FORMAT_TIMESTAMP(timestamp, pattern) -> STRING` (UTC).
 pub fn format_timestamp() -> ScalarUDF {
     with_pattern(
@@ -122,17 +112,58 @@ pub fn format_timestamp() -> ScalarUDF {
         timestamp_type(),
         DataType::Utf8,
         |values, patterns| {
-            let mut out = StringBuilder::new();
-            let times = values.as_primitive::<TimestampMillisecondType>();
-            for (t, p) in times.iter().zip(patterns.iter()) {
-                out.append_option(t.zip(p).and_then(|(t, p)| {
-                    let time = DateTime::from_timestamp_millis(t)?;
-                    Some(time.format(&chrono_format(p)).to_string())
-                }));
-            }
-            Ok(Arc::new(out.finish()))
+            format_millis(
+                values.as_primitive::<TimestampMillisecondType>().iter(),
+                patterns,
+            )
         },
     )
+}
+
+/// `STRINGTOTIMESTAMP(text, pattern) -> BIGINT`: ksqlDB's older PARSE_TIMESTAMP, in milliseconds.
+pub fn stringtotimestamp() -> ScalarUDF {
+    with_pattern(
+        "stringtotimestamp",
+        DataType::Utf8,
+        DataType::Int64,
+        |values, patterns| {
+            let texts = cast(values, &DataType::Utf8)?;
+            let millis: Int64Array = texts
+                .as_string::<i32>()
+                .iter()
+                .zip(patterns.iter())
+                .map(|(t, p)| {
+                    t.zip(p)
+                        .and_then(|(t, p)| parse_millis(t, &chrono_format(p)))
+                })
+                .collect();
+            Ok(Arc::new(millis))
+        },
+    )
+}
+
+/// `TIMESTAMPTOSTRING(millis, pattern) -> STRING`: ksqlDB's older FORMAT_TIMESTAMP over BIGINT (UTC).
+pub fn timestamptostring() -> ScalarUDF {
+    with_pattern(
+        "timestamptostring",
+        DataType::Int64,
+        DataType::Utf8,
+        |values, patterns| format_millis(values.as_primitive::<Int64Type>().iter(), patterns),
+    )
+}
+
+fn format_millis(
+    millis: impl Iterator<Item = Option<i64>>,
+    patterns: &datafusion::arrow::array::StringArray,
+) -> Result<ArrayRef> {
+    let mut out = StringBuilder::new();
+    for (t, p) in millis.zip(patterns.iter()) {
+        out.append_option(t.zip(p).and_then(|(t, p)| {
+            let time = DateTime::from_timestamp_millis(t)?;
+            Some(time.format(&chrono_format(p)).to_string())
+        }));
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ pub fn register(state: &mut SessionState) {
         datetime::format_date(),
         datetime::parse_timestamp(),
         datetime::format_timestamp(),
+        datetime::stringtotimestamp(),
+        datetime::timestamptostring(),
     ] {
         let _ = state.register_udf(Arc::new(udf));
     }
