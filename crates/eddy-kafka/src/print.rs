@@ -64,7 +64,7 @@ pub fn start_print(
                 continue;
             };
             seen += 1;
-            if (seen - 1) % spec.interval.max(1) != 0 {
+            if !(seen - 1).is_multiple_of(spec.interval.max(1)) {
                 continue;
             }
             let mut text = String::new();

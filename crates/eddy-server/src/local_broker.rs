@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use eddy_common::{Result, external_err};
 
 /// A running broker child, restarted if it exits, stopped when dropped.
 pub struct LocalBroker {
@@ -17,15 +17,18 @@ pub struct LocalBroker {
 
 impl LocalBroker {
     /// Starts nisshi on a free port; keeps its data in `data_dir/broker` when it supports SQLite.
-    pub fn start(data_dir: &Path) -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    pub fn start(data_dir: &Path) -> Result<Self> {
+        let io = |e: std::io::Error| external_err!("cannot start the local broker: {e}");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(io)?
+            .port();
         let bootstrap = format!("127.0.0.1:{port}");
         let dir = data_dir.join("broker");
-        std::fs::create_dir_all(&dir)?;
-        let help = Command::new("nisshi")
-            .arg("--help")
-            .output()
-            .context("nisshi is not installed: run scripts/setup, or pass --bootstrap-servers")?;
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let help = Command::new("nisshi").arg("--help").output().map_err(|_| {
+            external_err!("nisshi is not installed: run scripts/setup, or pass --bootstrap-servers")
+        })?;
         let storage = if String::from_utf8_lossy(&help.stdout).contains("libsql") {
             format!("sqlite://{}", dir.join("broker.db").display())
         } else {
@@ -55,7 +58,7 @@ impl LocalBroker {
                     .spawn()
             }
         };
-        let child = Arc::new(Mutex::new(Some(spawn()?)));
+        let child = Arc::new(Mutex::new(Some(spawn().map_err(io)?)));
         for _ in 0..100 {
             if std::net::TcpStream::connect(&bootstrap).is_ok() {
                 break;
@@ -63,7 +66,9 @@ impl LocalBroker {
             std::thread::sleep(Duration::from_millis(50));
         }
         if std::net::TcpStream::connect(&bootstrap).is_err() {
-            bail!("the local broker did not start listening on {bootstrap}");
+            return Err(external_err!(
+                "the local broker did not start listening on {bootstrap}"
+            ));
         }
         let watched = child.clone();
         std::thread::spawn(move || {

@@ -1,10 +1,6 @@
 //! `eddy-server`: Eddy's streaming SQL server with a ksqlDB-compatible REST API.
 
 mod config;
-mod entity;
-mod local_broker;
-mod routes;
-mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use eddy_kafka::KafkaCluster;
+use eddy_server::{local_broker, routes, state};
 
 use crate::config::Args;
 

@@ -1138,9 +1138,12 @@ mod tests {
         );
     }
 
+    /// A statement and a check of what it parses to.
+    type Case = (&'static str, fn(&Statement) -> bool);
+
     #[test]
     fn other_statements() {
-        let cases: Vec<(&str, fn(&Statement) -> bool)> = vec![
+        let cases: Vec<Case> = vec![
             ("DROP STREAM IF EXISTS x DELETE TOPIC", |s| {
                 matches!(
                     s,

@@ -10,8 +10,11 @@ use super::column::Cell;
 /// usually spell and order their keys the same way.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    by_position: Vec<Option<(Box<[u8]>, Option<usize>)>>,
+    by_position: Vec<Option<Spelling>>,
 }
+
+/// A key as it was spelled, and the column it names (if any).
+type Spelling = (Box<[u8]>, Option<usize>);
 
 impl KeyCache {
     fn column(&mut self, position: usize, key: &[u8], names: &[String]) -> Option<usize> {

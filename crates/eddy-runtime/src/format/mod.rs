@@ -193,6 +193,9 @@ impl SourceDecoder {
     }
 }
 
+/// The key and value bytes of one record (`None`: no key, or a tombstone).
+pub type Payload = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Encodes output batches of a query into key and value payloads for a sink's formats.
 #[derive(Debug, Clone)]
 pub struct SinkEncoder {
@@ -232,7 +235,7 @@ impl SinkEncoder {
         batch: &RecordBatch,
         null_values: Option<&BooleanArray>,
         null_keys: Option<&BooleanArray>,
-    ) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>> {
+    ) -> Result<Vec<Payload>> {
         let rows = batch.num_rows();
         let pick = |ix: &[usize]| {
             ix.iter()

@@ -1,0 +1,7 @@
+//! Eddy's server as a library: the application state over a Kafka cluster, the ksqlDB-compatible HTTP
+//! routes and the private local broker; the `eddy-server` binary adds configuration and serving.
+
+pub mod entity;
+pub mod local_broker;
+pub mod routes;
+pub mod state;

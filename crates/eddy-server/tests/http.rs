@@ -1,0 +1,236 @@
+//! The HTTP handlers in process (tower's `oneshot` on the router), over a real local broker (nisshi):
+//! response shapes, status codes and error bodies of the ksqlDB-compatible API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use eddy_kafka::KafkaCluster;
+use eddy_server::local_broker::LocalBroker;
+use eddy_server::{routes, state::AppState};
+
+/// A server (router and state) over its own local broker, which stops when the value is dropped.
+struct Server {
+    app: Router,
+    _broker: LocalBroker,
+    _dir: tempdir::Dir,
+}
+
+fn server() -> Server {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let dir = tempdir::Dir::new(n);
+    let broker = LocalBroker::start(dir.path()).expect("start nisshi (run scripts/setup)");
+    let cluster = Arc::new(KafkaCluster::connect(broker.bootstrap()).expect("connect"));
+    cluster
+        .wait_ready(Duration::from_secs(30))
+        .expect("broker ready");
+    let state = AppState::start(cluster, format!("http{n}"), None).expect("server state");
+    Server {
+        app: routes::app(state),
+        _broker: broker,
+        _dir: dir,
+    }
+}
+
+async fn start() -> Server {
+    tokio::task::spawn_blocking(server).await.expect("server")
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(match body {
+            Some(b) => Body::from(b.to_string()),
+            None => Body::empty(),
+        })
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn ksql(app: &Router, sql: &str) -> (StatusCode, Value) {
+    let (status, body) = call(app, "POST", "/ksql", Some(json!({"ksql": sql}))).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn info_and_health_describe_the_server() {
+    let server = start().await;
+    let app = &server.app;
+    let (status, body) = call(app, "GET", "/info", None).await;
+    let info: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["KsqlServerInfo"]["version"], eddy_common::VERSION);
+    assert_eq!(info["KsqlServerInfo"]["serverStatus"], "RUNNING");
+    let (status, body) = call(app, "GET", "/healthcheck", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["isHealthy"],
+        true
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statements_run_and_are_described() {
+    let server = start().await;
+    let app = &server.app;
+    let (status, body) = ksql(
+        app,
+        "CREATE STREAM cars (id STRING KEY, speed DOUBLE) WITH (kafka_topic='http_cars', value_format='JSON', partitions=2);",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body[0]["@type"], "currentStatus");
+    assert_eq!(body[0]["commandStatus"]["status"], "SUCCESS");
+    let (_, body) = ksql(app, "SHOW STREAMS;").await;
+    let names: Vec<&str> = body[0]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["CARS"]);
+    let (_, body) = ksql(app, "DESCRIBE cars;").await;
+    let fields: Vec<&str> = body[0]["sourceDescription"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["ID", "SPEED"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_ksqldb_error_bodies() {
+    let server = start().await;
+    let app = &server.app;
+    let (status, body) = ksql(app, "CREATE STREM x (a INT) WITH (kafka_topic='x');").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["@type"], "statement_error");
+    assert_eq!(body["error_code"], 40001);
+    assert!(
+        body["message"].as_str().unwrap().starts_with("line 1:8: "),
+        "{body}"
+    );
+    let (status, body) = ksql(app, "SELECT * FROM nowhere EMIT CHANGES;").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error_code"], 40002);
+    for raw in ["not json", "{}", r#"{"ksql": 5}"#] {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/ksql")
+            .body(Body::from(raw))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{raw}");
+    }
+    let (status, body) = call(
+        app,
+        "POST",
+        "/query-stream",
+        Some(json!({"sql": "SELECT * FROM nowhere EMIT CHANGES;"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("NOWHERE does not exist"), "{body}");
+    let (status, body) = call(
+        app,
+        "POST",
+        "/query",
+        Some(json!({"ksql": "PRINT 'no_such_topic_here';"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("Could not find topic 'no_such_topic_here'"),
+        "{body}"
+    );
+    let (status, _) = call(
+        app,
+        "POST",
+        "/close-query",
+        Some(json!({"queryId": "nope"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_query_streams_inserted_rows_until_its_limit() {
+    let server = start().await;
+    let app = &server.app;
+    ksql(
+        app,
+        "CREATE STREAM pings (id STRING KEY, n INT) WITH (kafka_topic='http_pings', value_format='JSON', partitions=1);",
+    )
+    .await;
+    let (status, body) = ksql(
+        app,
+        "INSERT INTO pings (id, n) VALUES ('a', 1); INSERT INTO pings (id, n) VALUES ('b', 2);",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        app,
+        "POST",
+        "/query-stream",
+        Some(json!({
+            "sql": "SELECT id, n * 10 AS tens FROM pings EMIT CHANGES LIMIT 2;",
+            "properties": {"auto.offset.reset": "earliest"}
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["columnNames"], json!(["ID", "TENS"]));
+    assert_eq!(lines[0]["columnTypes"], json!(["STRING", "INTEGER"]));
+    assert_eq!(&lines[1..], [json!(["a", 10]), json!(["b", 20])]);
+}
+
+/// A temporary directory removed when dropped.
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(n: usize) -> Self {
+            let path = std::env::temp_dir().join(format!("eddy-http-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
