@@ -19,7 +19,8 @@ type Spelling = (Box<[u8]>, Option<usize>);
 impl KeyCache {
     fn column(&mut self, position: usize, key: &[u8], names: &[String]) -> Option<usize> {
         if let Some(Some((spelling, column))) = self.by_position.get(position)
-            && spelling.as_ref() == key
+            && spelling.len() == key.len()
+            && spelling.iter().zip(key).all(|(a, b)| a == b)
         {
             return *column;
         }
@@ -80,20 +81,24 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
+    #[inline]
     fn next(&mut self) -> Option<u8> {
         let b = self.peek()?;
         self.pos += 1;
         Some(b)
     }
 
+    #[inline]
     fn expect(&mut self, b: u8) -> Option<()> {
         (self.next()? == b).then_some(())
     }
 
+    #[inline]
     fn skip_ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
             self.pos += 1;
@@ -107,6 +112,7 @@ impl<'a> Reader<'a> {
 
     /// A string without escapes or control characters, as bytes (checked to be UTF-8 by the caller
     /// where it matters).
+    #[inline]
     fn plain_string(&mut self) -> Option<&'a [u8]> {
         self.expect(b'"')?;
         let start = self.pos;
@@ -121,6 +127,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string, number, boolean or null.
+    #[inline]
     fn scalar(&mut self) -> Option<Cell<'a>> {
         match self.peek()? {
             b'"' => {
@@ -136,6 +143,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Checks a scalar without converting it (for fields no query reads).
+    #[inline]
     fn skip_scalar(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => self.plain_string().map(|_| ()),
@@ -154,6 +162,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A JSON number: an integer that fits 64 bits, or a double.
+    #[inline]
     fn number(&mut self) -> Option<Cell<'a>> {
         let (text, integral) = self.scan_number()?;
         if integral {
@@ -169,6 +178,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The text of a JSON number and whether it is a whole number.
+    #[inline]
     fn scan_number(&mut self) -> Option<(&'a [u8], bool)> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
@@ -200,6 +210,7 @@ impl<'a> Reader<'a> {
         Some((&self.bytes[start..self.pos], integral))
     }
 
+    #[inline]
     fn digits(&mut self) -> usize {
         let start = self.pos;
         while matches!(self.peek(), Some(b'0'..=b'9')) {
