@@ -14,7 +14,7 @@ use eddy_sql::catalog::{
     Catalog, Column, FormatKind, ROWTIME, Source, SourceDefaults, schema_text, timestamp_column,
 };
 use eddy_sql::planner::Planner;
-use eddy_sql::statement::{CreateSource, QueryStatement, SourceKind, Statement};
+use eddy_sql::statement::{ColumnRole, CreateSource, QueryStatement, SourceKind, Statement};
 
 use crate::admin::TopicAdmin;
 use crate::format::SinkEncoder;
@@ -211,13 +211,16 @@ impl Engine {
     }
 
     fn create_source(&mut self, c: &CreateSource, text: &str) -> Result<Outcome> {
-        if c.kind == SourceKind::Table {
-            return Err(not_supported!(
-                "Tables are not supported yet: use CREATE STREAM"
-            ));
-        }
         if let Some(done) = self.check_new_name(c)? {
             return Ok(done);
+        }
+        if c.kind == SourceKind::Table
+            && !c.columns.is_empty()
+            && c.columns.iter().all(|col| col.role != ColumnRole::Key)
+        {
+            return Err(plan_err!(
+                "Tables require a PRIMARY KEY. Please define the PRIMARY KEY."
+            ));
         }
         if c.columns.is_empty() {
             // The properties are checked first, as ksqlDB does.
@@ -267,16 +270,22 @@ impl Engine {
         text: &str,
         props: &Properties,
     ) -> Result<Outcome> {
-        if c.kind == SourceKind::Table {
-            return Err(not_supported!(
-                "CREATE TABLE AS SELECT needs aggregations, which are not supported yet"
-            ));
-        }
         if let Some(done) = self.check_new_name(c)? {
             return Ok(done);
         }
         let query = c.query.as_ref().ok_or_else(|| plan_err!("missing query"))?;
         let plan = self.planner.plan_query(&self.catalog, query)?;
+        // Without aggregation a query produces what it reads: a stream from a stream, a table from a table.
+        let produces = plan.source.kind;
+        if produces != c.kind {
+            let (kind, statement) = match produces {
+                SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
+                SourceKind::Table => ("TABLE", "CREATE TABLE AS SELECT"),
+            };
+            return Err(plan_err!(
+                "Invalid result type. Your SELECT query produces a {kind}. Please use {statement} statement instead."
+            ));
+        }
         // ksqlDB checks the sink's TIMESTAMP column first, then the projection, then the formats.
         timestamp_column(&c.properties, &plan.columns)?;
         plan.check_persistent_projection(&c.name)?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, new_null_array,
 };
+use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{
     and_not, concat, filter_record_batch, nullif, prep_null_mask_filter,
 };
@@ -17,6 +18,7 @@ use eddy_common::{Result, exec_err};
 use eddy_sql::catalog::{PSEUDO_COLUMNS, Source};
 use eddy_sql::java::{chrono_format, parse_millis};
 use eddy_sql::planner::QueryPlan;
+use eddy_sql::statement::SourceKind;
 
 use crate::format::{DecodeError, SinkEncoder, SourceDecoder};
 use crate::partitioner::partition_for;
@@ -91,6 +93,25 @@ impl Pipeline {
         let mut batch = decoded.batch;
         let mut null_values = decoded.null_values;
         let mut null_keys = decoded.null_keys;
+        let mut decode_errors = decoded.errors;
+        let table = self.plan.source.kind == SourceKind::Table;
+        if table && null_keys.true_count() > 0 {
+            // A table's rows are upserts by key: a record without a key has nowhere to go.
+            let keyed = not(&null_keys).map_err(|e| exec_err!("{e}"))?;
+            for i in (0..batch.num_rows()).filter(|i| null_keys.value(*i)) {
+                decode_errors.push(DecodeError {
+                    partition: partition_at(&batch, i),
+                    offset: offset_at(&batch, i),
+                    message: format!(
+                        "Skipped a record without a key: table {} is keyed by its PRIMARY KEY",
+                        self.plan.source.name
+                    ),
+                });
+            }
+            batch = filter_record_batch(&batch, &keyed).map_err(|e| exec_err!("{e}"))?;
+            null_values = filter_flags(&null_values, &keyed)?;
+            null_keys = filter_flags(&null_keys, &keyed)?;
+        }
         let mask = match &self.plan.filter {
             Some(f) => {
                 let value = f.evaluate(&batch).map_err(|e| exec_err!("{e}"))?;
@@ -107,18 +128,24 @@ impl Pipeline {
             }
             None => None,
         };
+        // On a table, a row that no longer passes the filter deletes its key: it becomes a tombstone.
+        let mask = match mask {
+            Some(m) if table => {
+                null_values = datafusion::arrow::compute::or(
+                    &null_values,
+                    &not(&m).map_err(|e| exec_err!("{e}"))?,
+                )
+                .map_err(|e| exec_err!("{e}"))?;
+                None
+            }
+            other => other,
+        };
         if let Some(mask) = &mask
             && mask.true_count() != batch.num_rows()
         {
             batch = filter_record_batch(&batch, mask).map_err(|e| exec_err!("{e}"))?;
-            let keep = |flags: &BooleanArray| -> Result<BooleanArray> {
-                Ok(datafusion::arrow::compute::filter(flags, mask)
-                    .map_err(|e| exec_err!("{e}"))?
-                    .as_boolean()
-                    .clone())
-            };
-            null_values = keep(&null_values)?;
-            null_keys = keep(&null_keys)?;
+            null_values = filter_flags(&null_values, mask)?;
+            null_keys = filter_flags(&null_keys, mask)?;
         }
         let mut expression_errors = Vec::new();
         let columns: Vec<ArrayRef> = self
@@ -163,10 +190,33 @@ impl Pipeline {
             partition,
             null_values,
             null_keys: (!self.plan.partitioned).then_some(null_keys),
-            decode_errors: decoded.errors,
+            decode_errors,
             expression_errors,
         })
     }
+}
+
+fn filter_flags(flags: &BooleanArray, mask: &BooleanArray) -> Result<BooleanArray> {
+    Ok(datafusion::arrow::compute::filter(flags, mask)
+        .map_err(|e| exec_err!("{e}"))?
+        .as_boolean()
+        .clone())
+}
+
+/// The source partition of a decoded row (`ROWPARTITION`).
+fn partition_at(batch: &RecordBatch, row: usize) -> i32 {
+    batch
+        .column(1)
+        .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+        .value(row)
+}
+
+/// The source offset of a decoded row (`ROWOFFSET`).
+fn offset_at(batch: &RecordBatch, row: usize) -> i64 {
+    batch
+        .column(2)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(row)
 }
 
 /// Evaluates an expression over a batch; if the batch fails, rows are evaluated one by one and the

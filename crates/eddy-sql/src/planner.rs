@@ -115,6 +115,11 @@ impl Planner {
             _ => return Err(plan_err!("Invalid source name {name}")),
         };
         let source = catalog.require(&source_name)?.clone();
+        if source.kind == crate::statement::SourceKind::Table && stmt.partition_by.is_some() {
+            return Err(plan_err!(
+                "PARTITION BY can only be used on a stream: {source_name} is a table. Use GROUP BY to re-key a table."
+            ));
+        }
         let qualifier = alias
             .as_ref()
             .map(|a| a.name.value.clone())
