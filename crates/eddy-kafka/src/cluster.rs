@@ -8,7 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
 use eddy_common::{Result, external_err};
@@ -80,6 +80,12 @@ impl KafkaCluster {
 
     /// Produces records and waits until each one is acknowledged.
     pub fn produce_and_wait(&self, topic: &str, records: &[Record]) -> Result<()> {
+        self.send(topic, records)?.wait()
+    }
+
+    /// Hands records to the producer without waiting; [`Deliveries::wait`] waits for the broker's
+    /// acknowledgements.
+    pub fn send(&self, topic: &str, records: &[Record]) -> Result<Deliveries> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let mut rec: FutureRecord<'_, [u8], [u8]> =
@@ -107,7 +113,17 @@ impl KafkaCluster {
                 }
             }
         }
-        for f in pending {
+        Ok(Deliveries(pending))
+    }
+}
+
+/// Records handed to the producer, not yet acknowledged.
+pub struct Deliveries(Vec<DeliveryFuture>);
+
+impl Deliveries {
+    /// Waits until the broker acknowledged every record; the first failure is the error.
+    pub fn wait(self) -> Result<()> {
+        for f in self.0 {
             match block_on(f) {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => return Err(kafka_err(e)),

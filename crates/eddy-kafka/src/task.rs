@@ -2,6 +2,7 @@
 //! to their sink and commit offsets only after the sink acknowledged (at-least-once); push queries hand
 //! their rows to a channel.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -14,9 +15,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use eddy_common::Result;
-use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, RecordRef};
+use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, Record, RecordRef};
 
-use crate::cluster::{KafkaCluster, base_config, kafka_err};
+use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
 
 /// Records per micro-batch, and how long to wait to fill one.
 const MAX_BATCH: usize = 4096;
@@ -176,6 +177,19 @@ pub fn start_persistent(
     })
 }
 
+/// Batches produced but not yet acknowledged, at most: the next batch is polled and processed while
+/// the sink acknowledges the previous ones.
+const IN_FLIGHT: usize = 4;
+
+/// A produced batch waiting for its acknowledgements, then for its offsets to be committed.
+struct InFlight {
+    records: Vec<Record>,
+    /// `None` if handing the records to the producer failed: they are produced again when settling.
+    deliveries: Option<Deliveries>,
+    /// Next offset to consume, per source partition.
+    offsets: BTreeMap<i32, i64>,
+}
+
 fn persistent_loop(
     cluster: &KafkaCluster,
     consumer: &BaseConsumer,
@@ -184,9 +198,14 @@ fn persistent_loop(
     stop: &AtomicBool,
     stats: &QueryStats,
 ) {
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     while !stop.load(Ordering::SeqCst) {
         let batch = poll_batch(consumer);
         if batch.is_empty() {
+            // Nothing new: settle what is in flight so its offsets get committed.
+            while let Some(done) = in_flight.pop_front() {
+                settle(cluster, consumer, query, topic, stop, stats, done);
+            }
             continue;
         }
         stats
@@ -205,31 +224,74 @@ fn persistent_loop(
                 continue;
             }
         };
-        // At-least-once: the sink must acknowledge every record before the offsets are committed.
-        let mut attempt = 0;
-        while let Err(e) = cluster.produce_and_wait(&query.sink_spec.topic, &records) {
-            attempt += 1;
-            tracing::warn!(query = %query.id, attempt, "producing to {} failed: {e}", query.sink_spec.topic);
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200 * attempt.min(25)));
-        }
-        stats
-            .produced
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let mut tpl = TopicPartitionList::new();
-        let mut next: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
         for m in &batch {
-            let e = next.entry(m.0.partition()).or_default();
+            let e = offsets.entry(m.0.partition()).or_default();
             *e = (*e).max(m.0.offset() + 1);
         }
-        for (p, o) in next {
-            let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+        drop(batch);
+        let deliveries = match cluster.send(&query.sink_spec.topic, &records) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(query = %query.id, "producing to {} failed: {e}", query.sink_spec.topic);
+                None
+            }
+        };
+        in_flight.push_back(InFlight {
+            records,
+            deliveries,
+            offsets,
+        });
+        if in_flight.len() >= IN_FLIGHT
+            && let Some(oldest) = in_flight.pop_front()
+        {
+            settle(cluster, consumer, query, topic, stop, stats, oldest);
         }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-            tracing::warn!(query = %query.id, "offset commit failed (records may be processed again): {e}");
+    }
+    // Stopping: what was produced is acknowledged and committed, so a restart repeats as little as
+    // possible.
+    while let Some(done) = in_flight.pop_front() {
+        settle(cluster, consumer, query, topic, stop, stats, done);
+    }
+}
+
+/// At-least-once: waits for a batch's acknowledgements (producing it again until the sink takes it),
+/// then commits the offsets it consumed.
+fn settle(
+    cluster: &KafkaCluster,
+    consumer: &BaseConsumer,
+    query: &PersistentQuery,
+    topic: &str,
+    stop: &AtomicBool,
+    stats: &QueryStats,
+    batch: InFlight,
+) {
+    let mut result = match batch.deliveries {
+        Some(d) => d.wait(),
+        None => Err(eddy_common::external_err!(
+            "the records were not handed to the producer"
+        )),
+    };
+    let mut attempt = 0;
+    while let Err(e) = result {
+        attempt += 1;
+        tracing::warn!(query = %query.id, attempt, "producing to {} failed: {e}", query.sink_spec.topic);
+        if stop.load(Ordering::SeqCst) && attempt > 3 {
+            // Not committed: the batch is processed again after a restart.
+            return;
         }
+        std::thread::sleep(Duration::from_millis(200 * attempt.min(25)));
+        result = cluster.produce_and_wait(&query.sink_spec.topic, &batch.records);
+    }
+    stats
+        .produced
+        .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in batch.offsets {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::warn!(query = %query.id, "offset commit failed (records may be processed again): {e}");
     }
 }
 
