@@ -1,19 +1,19 @@
-//! Column builders: decoded field values ([`Cell`]s) are checked against the column's SQL type, then
-//! appended to Arrow builders. Checking first keeps the builders of a batch aligned when a record fails.
+//! Column builders: decoded field values ([`Cell`]s) are checked against the column's SQL type and
+//! appended to growable buffers that become Arrow arrays; a failed record is cut back out.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder,
-    Int32Builder, Int64Builder, StringBuilder, Time32MillisecondBuilder,
-    TimestampMillisecondBuilder,
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array,
+    Int64Array, StringArray, Time32MillisecondArray, TimestampMillisecondArray,
 };
+use datafusion::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{Field, Schema};
 use serde_json::Value;
 
 use eddy_sql::SqlType;
-use eddy_sql::java::format_double;
+use eddy_sql::java::{format_double, parse_millis};
 
 /// One field value as a decoder found it, before it is checked against the column type.
 #[derive(Debug, Clone)]
@@ -32,50 +32,94 @@ pub enum Cell<'a> {
     Decimal(i128),
 }
 
-/// Builds one Arrow column from checked cells.
-pub enum ColumnBuilder {
-    Bool(BooleanBuilder),
-    Int(Int32Builder),
-    Bigint(Int64Builder),
-    Double(Float64Builder),
-    Decimal(Decimal128Builder, u8, i8),
-    Str(StringBuilder),
-    Bytes(BinaryBuilder),
-    Timestamp(TimestampMillisecondBuilder),
-    Date(Date32Builder),
-    Time(Time32MillisecondBuilder),
-    /// Arrays, maps and structs: JSON values converted at the end of the batch.
-    Nested(SqlType, Vec<Value>),
+/// Builds one Arrow column. Cells are checked against the column's type and converted on the way in;
+/// a builder can be cut back to an earlier length, so a record that fails half-way leaves nothing behind.
+pub struct ColumnBuilder {
+    sql_type: SqlType,
+    /// One entry per row: false for NULL.
+    valid: Vec<bool>,
+    values: Values,
+}
+
+/// The values of a column, in the layout its Arrow array takes.
+enum Values {
+    Bool(Vec<bool>),
+    /// INT, DATE (days), TIME (milliseconds).
+    I32(Vec<i32>),
+    /// BIGINT, TIMESTAMP (milliseconds).
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+    Decimal(Vec<i128>),
+    /// STRING and BYTES: offsets (one more than rows) into the bytes.
+    Var {
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+    },
+    /// ARRAY, MAP, STRUCT: JSON values converted when the batch is finished.
+    Nested(Vec<Value>),
 }
 
 impl ColumnBuilder {
     /// A builder for a column of `t`.
     pub fn new(t: &SqlType, capacity: usize) -> Self {
-        match t {
-            SqlType::Boolean => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
-            SqlType::Int => ColumnBuilder::Int(Int32Builder::with_capacity(capacity)),
-            SqlType::Bigint => ColumnBuilder::Bigint(Int64Builder::with_capacity(capacity)),
-            SqlType::Double => ColumnBuilder::Double(Float64Builder::with_capacity(capacity)),
-            SqlType::Decimal { precision, scale } => ColumnBuilder::Decimal(
-                Decimal128Builder::with_capacity(capacity)
-                    .with_precision_and_scale(*precision, *scale)
-                    .expect("precision and scale were validated by the parser"),
-                *precision,
-                *scale,
-            ),
-            SqlType::String => {
-                ColumnBuilder::Str(StringBuilder::with_capacity(capacity, capacity * 16))
+        let var = |bytes: usize| {
+            let mut offsets = Vec::with_capacity(capacity + 1);
+            offsets.push(0);
+            Values::Var {
+                offsets,
+                data: Vec::with_capacity(bytes),
             }
-            SqlType::Bytes => {
-                ColumnBuilder::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16))
+        };
+        let values = match t {
+            SqlType::Boolean => Values::Bool(Vec::with_capacity(capacity)),
+            SqlType::Int | SqlType::Date | SqlType::Time => {
+                Values::I32(Vec::with_capacity(capacity))
             }
-            SqlType::Timestamp => {
-                ColumnBuilder::Timestamp(TimestampMillisecondBuilder::with_capacity(capacity))
-            }
-            SqlType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
-            SqlType::Time => ColumnBuilder::Time(Time32MillisecondBuilder::with_capacity(capacity)),
-            nested => ColumnBuilder::Nested(nested.clone(), Vec::with_capacity(capacity)),
+            SqlType::Bigint | SqlType::Timestamp => Values::I64(Vec::with_capacity(capacity)),
+            SqlType::Double => Values::F64(Vec::with_capacity(capacity)),
+            SqlType::Decimal { .. } => Values::Decimal(Vec::with_capacity(capacity)),
+            SqlType::String | SqlType::Bytes => var(capacity * 16),
+            _ => Values::Nested(Vec::with_capacity(capacity)),
+        };
+        ColumnBuilder {
+            sql_type: t.clone(),
+            valid: Vec::with_capacity(capacity),
+            values,
         }
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// Whether no row was appended yet.
+    pub fn is_empty(&self) -> bool {
+        self.valid.is_empty()
+    }
+
+    /// Cuts the column back to its first `len` rows.
+    pub fn truncate(&mut self, len: usize) {
+        self.valid.truncate(len);
+        match &mut self.values {
+            Values::Bool(v) => v.truncate(len),
+            Values::I32(v) => v.truncate(len),
+            Values::I64(v) => v.truncate(len),
+            Values::F64(v) => v.truncate(len),
+            Values::Decimal(v) => v.truncate(len),
+            Values::Var { offsets, data } => {
+                offsets.truncate(len + 1);
+                data.truncate(offsets[len] as usize);
+            }
+            Values::Nested(v) => v.truncate(len),
+        }
+    }
+
+    /// Checks a cell, converts it to the column's type and appends it.
+    pub fn push(&mut self, cell: Cell<'_>) -> Result<(), String> {
+        let cell = self.check(cell)?;
+        self.append(cell);
+        Ok(())
     }
 
     /// Checks a cell against the column type and converts it to the form `append` takes.
@@ -83,23 +127,21 @@ impl ColumnBuilder {
         if matches!(cell, Cell::Null) {
             return Ok(Cell::Null);
         }
-        match self {
-            ColumnBuilder::Bool(_) => match cell {
+        match &self.sql_type {
+            SqlType::Boolean => match cell {
                 Cell::Bool(_) => Ok(cell),
                 Cell::Str(s) if s.eq_ignore_ascii_case("true") => Ok(Cell::Bool(true)),
                 Cell::Str(s) if s.eq_ignore_ascii_case("false") => Ok(Cell::Bool(false)),
                 other => Err(mismatch(&other, "BOOLEAN")),
             },
-            ColumnBuilder::Int(_) | ColumnBuilder::Date(_) | ColumnBuilder::Time(_) => {
+            SqlType::Int | SqlType::Date | SqlType::Time => {
                 let v = to_i64(cell, "INTEGER")?;
                 i32::try_from(v)
                     .map(|_| Cell::Int(v))
                     .map_err(|_| format!("Value {v} is out of range for INTEGER"))
             }
-            ColumnBuilder::Bigint(_) | ColumnBuilder::Timestamp(_) => {
-                Ok(Cell::Int(to_i64(cell, "BIGINT")?))
-            }
-            ColumnBuilder::Double(_) => match cell {
+            SqlType::Bigint | SqlType::Timestamp => Ok(Cell::Int(to_i64(cell, "BIGINT")?)),
+            SqlType::Double => match cell {
                 Cell::Float(_) => Ok(cell),
                 Cell::Int(i) => Ok(Cell::Float(i as f64)),
                 Cell::Number(s) | Cell::Str(s) => s
@@ -109,7 +151,7 @@ impl ColumnBuilder {
                     .map_err(|_| format!("Can't convert '{s}' to DOUBLE")),
                 other => Err(mismatch(&other, "DOUBLE")),
             },
-            ColumnBuilder::Decimal(_, precision, scale) => {
+            SqlType::Decimal { precision, scale } => {
                 let text: Cow<'_, str> = match cell {
                     Cell::Int(i) => i.to_string().into(),
                     Cell::Float(f) => f.to_string().into(),
@@ -119,7 +161,7 @@ impl ColumnBuilder {
                 };
                 parse_decimal(&text, *precision, *scale).map(Cell::Decimal)
             }
-            ColumnBuilder::Str(_) => Ok(match cell {
+            SqlType::String => Ok(match cell {
                 Cell::Str(_) => cell,
                 Cell::Bool(b) => Cell::Str(b.to_string().into()),
                 Cell::Int(i) => Cell::Str(i.to_string().into()),
@@ -130,7 +172,7 @@ impl ColumnBuilder {
                 Cell::Decimal(d) => Cell::Str(d.to_string().into()),
                 Cell::Null => Cell::Null,
             }),
-            ColumnBuilder::Bytes(_) => match cell {
+            SqlType::Bytes => match cell {
                 Cell::Bytes(_) => Ok(cell),
                 Cell::Str(s) => {
                     use base64::Engine;
@@ -141,7 +183,7 @@ impl ColumnBuilder {
                 }
                 other => Err(mismatch(&other, "BYTES")),
             },
-            ColumnBuilder::Nested(t, _) => {
+            t => {
                 let v = match cell {
                     Cell::Json(v) => *v,
                     Cell::Str(s) => serde_json::from_str(&s)
@@ -154,52 +196,97 @@ impl ColumnBuilder {
     }
 
     /// Appends a cell returned by [`check`](Self::check).
-    pub fn append(&mut self, cell: Cell<'_>) {
-        match (self, cell) {
-            (ColumnBuilder::Bool(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Int(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Bigint(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Double(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Decimal(b, _, _), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Str(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Bytes(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Timestamp(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Date(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Time(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Nested(_, v), Cell::Null) => v.push(Value::Null),
-            (ColumnBuilder::Bool(b), Cell::Bool(v)) => b.append_value(v),
-            (ColumnBuilder::Int(b), Cell::Int(v)) => b.append_value(v as i32),
-            (ColumnBuilder::Date(b), Cell::Int(v)) => b.append_value(v as i32),
-            (ColumnBuilder::Time(b), Cell::Int(v)) => b.append_value(v as i32),
-            (ColumnBuilder::Bigint(b), Cell::Int(v)) => b.append_value(v),
-            (ColumnBuilder::Timestamp(b), Cell::Int(v)) => b.append_value(v),
-            (ColumnBuilder::Double(b), Cell::Float(v)) => b.append_value(v),
-            (ColumnBuilder::Decimal(b, _, _), Cell::Decimal(v)) => b.append_value(v),
-            (ColumnBuilder::Str(b), Cell::Str(v)) => b.append_value(v),
-            (ColumnBuilder::Bytes(b), Cell::Bytes(v)) => b.append_value(v),
-            (ColumnBuilder::Nested(_, b), Cell::Json(v)) => b.push(*v),
+    fn append(&mut self, cell: Cell<'_>) {
+        self.valid.push(!matches!(cell, Cell::Null));
+        match (&mut self.values, cell) {
+            (Values::Bool(v), Cell::Bool(b)) => v.push(b),
+            (Values::I32(v), Cell::Int(i)) => v.push(i as i32),
+            (Values::I64(v), Cell::Int(i)) => v.push(i),
+            (Values::F64(v), Cell::Float(f)) => v.push(f),
+            (Values::Decimal(v), Cell::Decimal(d)) => v.push(d),
+            (Values::Var { offsets, data }, Cell::Str(s)) => {
+                data.extend_from_slice(s.as_bytes());
+                offsets.push(data.len() as i32);
+            }
+            (Values::Var { offsets, data }, Cell::Bytes(b)) => {
+                data.extend_from_slice(&b);
+                offsets.push(data.len() as i32);
+            }
+            (Values::Nested(v), Cell::Json(j)) => v.push(*j),
+            (values, Cell::Null) => match values {
+                Values::Bool(v) => v.push(false),
+                Values::I32(v) => v.push(0),
+                Values::I64(v) => v.push(0),
+                Values::F64(v) => v.push(0.0),
+                Values::Decimal(v) => v.push(0),
+                Values::Var { offsets, data } => offsets.push(data.len() as i32),
+                Values::Nested(v) => v.push(Value::Null),
+            },
             (_, cell) => unreachable!("append of an unchecked cell {cell:?}"),
         }
     }
 
-    /// Finishes the column.
+    /// The event time in the last row, for a `TIMESTAMP` column (strings read with `format`).
+    pub fn last_millis(&self, format: Option<&str>) -> Result<i64, String> {
+        let last = self.len().checked_sub(1).filter(|i| self.valid[*i]);
+        let missing = || "The TIMESTAMP column is null: the record has no event time".to_string();
+        let i = last.ok_or_else(missing)?;
+        match (&self.values, format) {
+            (Values::I64(v), _) => Ok(v[i]),
+            (Values::Var { offsets, data }, Some(format)) => {
+                let text =
+                    String::from_utf8_lossy(&data[offsets[i] as usize..offsets[i + 1] as usize]);
+                parse_millis(&text, format).ok_or_else(|| {
+                    format!("Failed to parse timestamp '{text}' with the TIMESTAMP_FORMAT")
+                })
+            }
+            _ => Err(missing()),
+        }
+    }
+
+    /// Finishes the column and empties the builder.
     pub fn finish(&mut self) -> Result<ArrayRef, String> {
-        Ok(match self {
-            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
-            ColumnBuilder::Int(b) => Arc::new(b.finish()),
-            ColumnBuilder::Bigint(b) => Arc::new(b.finish()),
-            ColumnBuilder::Double(b) => Arc::new(b.finish()),
-            ColumnBuilder::Decimal(b, p, s) => Arc::new(
-                b.finish()
-                    .with_precision_and_scale(*p, *s)
-                    .map_err(|e| e.to_string())?,
+        let valid = std::mem::take(&mut self.valid);
+        let nulls = if valid.iter().all(|v| *v) {
+            None
+        } else {
+            Some(NullBuffer::from(valid))
+        };
+        let err = |e: datafusion::arrow::error::ArrowError| e.to_string();
+        Ok(match (&mut self.values, &self.sql_type) {
+            (Values::Bool(v), _) => Arc::new(BooleanArray::new(
+                BooleanBuffer::from(std::mem::take(v)),
+                nulls,
+            )),
+            (Values::I32(v), SqlType::Date) => {
+                Arc::new(Date32Array::new(std::mem::take(v).into(), nulls))
+            }
+            (Values::I32(v), SqlType::Time) => {
+                Arc::new(Time32MillisecondArray::new(std::mem::take(v).into(), nulls))
+            }
+            (Values::I32(v), _) => Arc::new(Int32Array::new(std::mem::take(v).into(), nulls)),
+            (Values::I64(v), SqlType::Timestamp) => Arc::new(TimestampMillisecondArray::new(
+                std::mem::take(v).into(),
+                nulls,
+            )),
+            (Values::I64(v), _) => Arc::new(Int64Array::new(std::mem::take(v).into(), nulls)),
+            (Values::F64(v), _) => Arc::new(Float64Array::new(std::mem::take(v).into(), nulls)),
+            (Values::Decimal(v), SqlType::Decimal { precision, scale }) => Arc::new(
+                Decimal128Array::new(std::mem::take(v).into(), nulls)
+                    .with_precision_and_scale(*precision, *scale)
+                    .map_err(err)?,
             ),
-            ColumnBuilder::Str(b) => Arc::new(b.finish()),
-            ColumnBuilder::Bytes(b) => Arc::new(b.finish()),
-            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
-            ColumnBuilder::Date(b) => Arc::new(b.finish()),
-            ColumnBuilder::Time(b) => Arc::new(b.finish()),
-            ColumnBuilder::Nested(t, values) => nested_array(t, std::mem::take(values))?,
+            (Values::Var { offsets, data }, t) => {
+                let offsets = OffsetBuffer::new(std::mem::replace(offsets, vec![0]).into());
+                let data = Buffer::from_vec(std::mem::take(data));
+                if *t == SqlType::Bytes {
+                    Arc::new(BinaryArray::try_new(offsets, data, nulls).map_err(err)?)
+                } else {
+                    Arc::new(StringArray::try_new(offsets, data, nulls).map_err(err)?)
+                }
+            }
+            (Values::Nested(v), t) => nested_array(t, std::mem::take(v))?,
+            (Values::Decimal(_), t) => return Err(format!("decimal values for a {t} column")),
         })
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use eddy_sql::SqlType;
 use eddy_sql::catalog::{Format, FormatKind};
 
-use super::column::Cell;
+use super::column::{Cell, ColumnBuilder};
 use super::json_fast::{KeyCache, flat_object};
 
 /// Decodes the key or the value part of records for a fixed list of columns.
@@ -44,12 +44,40 @@ impl PartDecoder {
         self.names.len()
     }
 
+    /// Appends one value per column to `columns` (the columns of this part, all of the same length), or
+    /// says why the bytes are bad; then the caller cuts the columns back. A flat JSON object goes through
+    /// the fast path straight into the columns; anything else is decoded into `cells` first.
+    pub fn decode_into<'a>(
+        &self,
+        bytes: Option<&'a [u8]>,
+        columns: &mut [ColumnBuilder],
+        cells: &mut Vec<Cell<'a>>,
+        cache: &mut KeyCache,
+    ) -> Result<(), String> {
+        if let Some(b) = bytes
+            && self.format.kind == FormatKind::Json
+            && (self.width() > 1 || self.format.wrap_single_value)
+        {
+            let start = columns.first().map_or(0, ColumnBuilder::len);
+            if flat_object(b, &self.names, &self.unused, columns, cache).is_some() {
+                return Ok(());
+            }
+            // Not a plain flat object, or a value of the wrong type: the full decoder says which.
+            columns.iter_mut().for_each(|c| c.truncate(start));
+        }
+        cells.clear();
+        self.decode(bytes, cells)?;
+        for (column, cell) in columns.iter_mut().zip(cells.drain(..)) {
+            column.push(cell)?;
+        }
+        Ok(())
+    }
+
     /// Appends one cell per column to `out` (nulls for a missing payload), or says why the bytes are bad.
     pub fn decode<'a>(
         &self,
         bytes: Option<&'a [u8]>,
         out: &mut Vec<Cell<'a>>,
-        cache: &mut KeyCache,
     ) -> Result<(), String> {
         let start = out.len();
         let Some(bytes) = bytes else {
@@ -88,11 +116,6 @@ impl PartDecoder {
                     return Ok(());
                 }
                 out.resize_with(start + self.width(), || Cell::Null);
-                if flat_object(bytes, &self.names, &self.unused, &mut out[start..], cache).is_some()
-                {
-                    return Ok(());
-                }
-                out[start..].fill_with(|| Cell::Null);
                 let mut de = serde_json::Deserializer::from_slice(bytes);
                 let result = RowSeed {
                     names: &self.names,
@@ -353,17 +376,13 @@ mod tests {
         d.decode(
             Some(br#"{"sensor_id":"s-17","temp":21.5,"extra":[1,2]}"#),
             &mut out,
-            &mut KeyCache::default(),
         )
         .unwrap();
         assert!(matches!(&out[0], Cell::Str(s) if s == "s-17"));
         assert!(matches!(out[1], Cell::Float(f) if f == 21.5));
         assert!(matches!(out[2], Cell::Null));
         let mut out = Vec::new();
-        assert!(
-            d.decode(Some(b"{not json"), &mut out, &mut KeyCache::default())
-                .is_err()
-        );
+        assert!(d.decode(Some(b"{not json"), &mut out).is_err());
         assert!(out.is_empty(), "a failed record leaves no cells behind");
     }
 
@@ -378,14 +397,12 @@ mod tests {
             ]),
         );
         let mut out = Vec::new();
-        d.decode(Some(br#""x,""y""",,3"#), &mut out, &mut KeyCache::default())
-            .unwrap();
+        d.decode(Some(br#""x,""y""",,3"#), &mut out).unwrap();
         assert!(matches!(&out[0], Cell::Str(s) if s == "x,\"y\""));
         assert!(matches!(out[1], Cell::Null));
         let mut out = Vec::new();
         assert_eq!(
-            d.decode(Some(b"1,2"), &mut out, &mut KeyCache::default())
-                .unwrap_err(),
+            d.decode(Some(b"1,2"), &mut out).unwrap_err(),
             "Unexpected field count, csvFields:2 schemaFields:3"
         );
     }
@@ -398,12 +415,8 @@ mod tests {
         );
         let bytes = 42i64.to_be_bytes();
         let mut out = Vec::new();
-        d.decode(Some(&bytes), &mut out, &mut KeyCache::default())
-            .unwrap();
+        d.decode(Some(&bytes), &mut out).unwrap();
         assert!(matches!(out[0], Cell::Int(42)));
-        assert!(
-            d.decode(Some(&[1, 2]), &mut Vec::new(), &mut KeyCache::default())
-                .is_err()
-        );
+        assert!(d.decode(Some(&[1, 2]), &mut Vec::new()).is_err());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::column::Cell;
+use super::column::{Cell, ColumnBuilder};
 
 /// Which column each key spelling went to, by the key's position in the object: records of a topic
 /// usually spell and order their keys the same way.
@@ -37,42 +37,54 @@ impl KeyCache {
     }
 }
 
-/// Reads `bytes` as a flat JSON object into `cells` (one per name; unread and unused columns stay
-/// NULL). `None` means "not handled here": the caller resets the cells and uses the full decoder.
-pub fn flat_object<'a>(
-    bytes: &'a [u8],
+/// Reads `bytes` as a flat JSON object, appending one value to each of `columns` (NULL for absent and
+/// unused fields). `None` means "not handled here" (not a flat object, escapes, a repeated field, a value
+/// of the wrong type): the caller cuts the columns back and uses the full decoder.
+pub fn flat_object(
+    bytes: &[u8],
     names: &[String],
     unused: &[bool],
-    cells: &mut [Cell<'a>],
+    columns: &mut [ColumnBuilder],
     cache: &mut KeyCache,
 ) -> Option<()> {
+    let start = columns.first().map_or(0, ColumnBuilder::len);
     let mut r = Reader { bytes, pos: 0 };
     r.skip_ws();
     r.expect(b'{')?;
     r.skip_ws();
     if r.peek()? == b'}' {
         r.pos += 1;
-        return r.end();
-    }
-    let mut position = 0;
-    loop {
-        r.skip_ws();
-        let key = r.plain_string()?;
-        r.skip_ws();
-        r.expect(b':')?;
-        r.skip_ws();
-        match cache.column(position, key, names) {
-            Some(i) if !unused[i] => cells[i] = r.scalar()?,
-            _ => r.skip_scalar()?,
+    } else {
+        let mut position = 0;
+        loop {
+            r.skip_ws();
+            let key = r.plain_string()?;
+            r.skip_ws();
+            r.expect(b':')?;
+            r.skip_ws();
+            match cache.column(position, key, names) {
+                Some(i) if !unused[i] => {
+                    if columns[i].len() > start {
+                        return None;
+                    }
+                    columns[i].push(r.scalar()?).ok()?;
+                }
+                _ => r.skip_scalar()?,
+            }
+            position += 1;
+            r.skip_ws();
+            match r.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
         }
-        position += 1;
-        r.skip_ws();
-        match r.next()? {
-            b',' => continue,
-            b'}' => return r.end(),
-            _ => return None,
-        }
     }
+    r.end()?;
+    for c in columns.iter_mut().filter(|c| c.len() == start) {
+        c.push(Cell::Null).ok()?;
+    }
+    Some(())
 }
 
 struct Reader<'a> {
@@ -241,34 +253,41 @@ mod tests {
     use super::*;
 
     fn read(json: &str) -> Option<Vec<String>> {
+        use eddy_sql::SqlType;
         let names: Vec<String> = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
-        let mut cells = vec![Cell::Null, Cell::Null, Cell::Null];
+        let mut columns: Vec<ColumnBuilder> = [SqlType::Double, SqlType::String, SqlType::Bigint]
+            .iter()
+            .map(|t| ColumnBuilder::new(t, 1))
+            .collect();
         let mut cache = KeyCache::default();
         flat_object(
             json.as_bytes(),
             &names,
-            &[true, true, false].map(|u| !u),
-            &mut cells,
+            &[false, false, true],
+            &mut columns,
             &mut cache,
         )?;
-        Some(cells.iter().map(|c| format!("{c:?}")).collect())
+        let shown = columns
+            .iter_mut()
+            .map(|c| {
+                let a = c.finish().unwrap();
+                datafusion::arrow::util::display::array_value_to_string(&a, 0).unwrap()
+            })
+            .collect();
+        Some(shown)
     }
 
     #[test]
     fn flat_objects_are_read_and_the_rest_is_left_to_serde() {
         assert_eq!(
             read(r#" {"a": -1.5e1, "B":"x", "c": 3, "d": true} "#).unwrap(),
-            ["Float(-15.0)", "Str(\"x\")", "Null"]
+            ["-15.0", "x", ""]
         );
         assert_eq!(
-            read(r#"{"a": -9223372036854775808, "b": 9223372036854775807}"#).unwrap(),
-            [
-                "Int(-9223372036854775808)",
-                "Int(9223372036854775807)",
-                "Null"
-            ]
+            read(r#"{"a": -2, "b": -9223372036854775808}"#).unwrap(),
+            ["-2.0", "-9223372036854775808", ""]
         );
-        assert_eq!(read(r#"{}"#).unwrap(), ["Null", "Null", "Null"]);
+        assert_eq!(read(r#"{}"#).unwrap(), ["", "", ""]);
         for other in [
             r#"{"a": "x\"y"}"#,
             r#"{"a": [1]}"#,
@@ -277,6 +296,8 @@ mod tests {
             r#"{"a": 1} x"#,
             r#"{"a": 99999999999999999999}"#,
             r#"[1]"#,
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"a": "not a number"}"#,
         ] {
             assert_eq!(read(other), None, "{other}");
         }

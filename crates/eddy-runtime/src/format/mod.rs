@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use eddy_common::{Result, exec_err};
 use eddy_sql::SqlType;
 use eddy_sql::catalog::{Column, Format, PSEUDO_COLUMNS, Source};
-use eddy_sql::java::{chrono_format, parse_millis};
+use eddy_sql::java::chrono_format;
 use eddy_sql::statement::ColumnRole;
 
 use crate::record::RecordRef;
@@ -119,59 +119,42 @@ impl SourceDecoder {
         let mut errors = Vec::new();
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(builders.len());
         let (mut key_cache, mut value_cache) = (KeyCache::default(), KeyCache::default());
+        let key_width = self.key.width();
+        let mut rows = 0;
         for r in records {
-            cells.clear();
+            let (keys, values) = builders.split_at_mut(key_width);
             let decoded = self
                 .key
-                .decode(r.key(), &mut cells, &mut key_cache)
+                .decode_into(r.key(), keys, &mut cells, &mut key_cache)
                 .map_err(|e| format!("Error deserializing key: {e}"))
                 .and_then(|_| {
                     self.value
-                        .decode(r.value(), &mut cells, &mut value_cache)
+                        .decode_into(r.value(), values, &mut cells, &mut value_cache)
                         .map_err(|e| format!("Error deserializing value: {e}"))
                 })
-                .and_then(|_| {
-                    for (i, cell) in cells.iter_mut().enumerate() {
-                        let c = std::mem::replace(cell, Cell::Null);
-                        *cell = builders[i].check(c).map_err(|e| {
-                            format!(
-                                "Error deserializing {}: {e}",
-                                if i < self.key.width() { "key" } else { "value" }
-                            )
-                        })?;
+                .and_then(|_| match self.timestamp_column {
+                    Some(i) if r.value().is_some() => {
+                        builders[i].last_millis(self.timestamp_format.as_deref())
                     }
-                    Ok(())
+                    _ => Ok(r.timestamp()),
                 });
-            let ts =
-                match (&decoded, self.timestamp_column) {
-                    (Ok(()), Some(i)) if r.value().is_some() => match &cells[i] {
-                        Cell::Int(t) => Ok(*t),
-                        Cell::Str(s) if let Some(format) = &self.timestamp_format => {
-                            parse_millis(s, format).ok_or_else(|| {
-                                format!("Failed to parse timestamp '{s}' with the TIMESTAMP_FORMAT")
-                            })
-                        }
-                        _ => Err("The TIMESTAMP column is null: the record has no event time"
-                            .to_string()),
-                    },
-                    _ => decoded.clone().map(|_| r.timestamp()),
-                };
-            match ts {
+            match decoded {
                 Ok(ts) => {
-                    for (b, c) in builders.iter_mut().zip(cells.drain(..)) {
-                        b.append(c);
-                    }
                     rowtime.append_value(ts);
                     partition.append_value(r.partition());
                     offset.append_value(r.offset());
                     null_values.push(r.value().is_none());
                     null_keys.push(r.key().is_none());
+                    rows += 1;
                 }
-                Err(message) => errors.push(DecodeError {
-                    partition: r.partition(),
-                    offset: r.offset(),
-                    message,
-                }),
+                Err(message) => {
+                    builders.iter_mut().for_each(|b| b.truncate(rows));
+                    errors.push(DecodeError {
+                        partition: r.partition(),
+                        offset: r.offset(),
+                        message,
+                    });
+                }
             }
         }
         let mut columns: Vec<ArrayRef> = vec![
