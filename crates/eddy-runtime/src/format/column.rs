@@ -117,6 +117,38 @@ impl ColumnBuilder {
 
     /// Checks a cell, converts it to the column's type and appends it.
     pub fn push(&mut self, cell: Cell<'_>) -> Result<(), String> {
+        // The common cases first: a value already of the column's type.
+        let done = match (&mut self.values, &cell) {
+            (Values::F64(v), Cell::Float(f)) => {
+                v.push(*f);
+                true
+            }
+            (Values::I64(v), Cell::Int(i)) => {
+                v.push(*i);
+                true
+            }
+            (Values::I32(v), Cell::Int(i)) if matches!(self.sql_type, SqlType::Int) => {
+                match i32::try_from(*i) {
+                    Ok(i) => {
+                        v.push(i);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            (Values::Var { offsets, data }, Cell::Str(s))
+                if matches!(self.sql_type, SqlType::String) =>
+            {
+                data.extend_from_slice(s.as_bytes());
+                offsets.push(data.len() as i32);
+                true
+            }
+            _ => false,
+        };
+        if done {
+            self.valid.push(true);
+            return Ok(());
+        }
         let cell = self.check(cell)?;
         self.append(cell);
         Ok(())

@@ -54,6 +54,9 @@ impl PartDecoder {
         cells: &mut Vec<Cell<'a>>,
         cache: &mut KeyCache,
     ) -> Result<(), String> {
+        if columns.is_empty() {
+            return Ok(());
+        }
         if let Some(b) = bytes
             && self.format.kind == FormatKind::Json
             && (self.width() > 1 || self.format.wrap_single_value)

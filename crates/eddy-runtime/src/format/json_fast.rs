@@ -17,13 +17,25 @@ pub struct KeyCache {
 type Spelling = (Box<[u8]>, Option<usize>);
 
 impl KeyCache {
-    fn column(&mut self, position: usize, key: &[u8], names: &[String]) -> Option<usize> {
-        if let Some(Some((spelling, column))) = self.by_position.get(position)
-            && spelling.len() == key.len()
-            && spelling.iter().zip(key).all(|(a, b)| a == b)
+    /// If the key at `position` is spelled as last time, consumes it from the reader and gives its
+    /// column (the cached spelling is known to need no unescaping).
+    #[inline]
+    fn known(&self, position: usize, r: &mut Reader<'_>) -> Option<Option<usize>> {
+        let (spelling, column) = self.by_position.get(position)?.as_ref()?;
+        let rest = r.bytes.get(r.pos..)?;
+        let end = spelling.len() + 1;
+        if rest.first() == Some(&b'"')
+            && rest.get(1..end) == Some(spelling.as_ref())
+            && rest.get(end) == Some(&b'"')
         {
-            return *column;
+            r.pos += end + 1;
+            Some(*column)
+        } else {
+            None
         }
+    }
+
+    fn column(&mut self, position: usize, key: &[u8], names: &[String]) -> Option<usize> {
         let key_str = std::str::from_utf8(key).ok()?;
         let column = names
             .iter()
@@ -58,11 +70,17 @@ pub fn flat_object(
         let mut position = 0;
         loop {
             r.skip_ws();
-            let key = r.plain_string()?;
+            let column = match cache.known(position, &mut r) {
+                Some(column) => column,
+                None => {
+                    let key = r.plain_string()?;
+                    cache.column(position, key, names)
+                }
+            };
             r.skip_ws();
             r.expect(b':')?;
             r.skip_ws();
-            match cache.column(position, key, names) {
+            match column {
                 Some(i) if !unused[i] => {
                     if columns[i].len() > start {
                         return None;
@@ -112,7 +130,10 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn skip_ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                break;
+            }
             self.pos += 1;
         }
     }
@@ -224,11 +245,12 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn digits(&mut self) -> usize {
-        let start = self.pos;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.pos += 1;
-        }
-        self.pos - start
+        let n = self.bytes[self.pos..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        self.pos += n;
+        n
     }
 }
 
