@@ -202,6 +202,9 @@ impl<'a> Reader<'a> {
             // Too large for 64 bits: the full decoder keeps such numbers exactly.
             return integer(text).map(Cell::Int);
         }
+        if let Some(f) = simple_decimal(text) {
+            return Some(Cell::Float(f));
+        }
         // The bytes are ASCII digits, signs, a point and an exponent only.
         std::str::from_utf8(text)
             .ok()?
@@ -254,6 +257,33 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// `[-]digits.digits` with at most 15 digits in all, as a double: the digits form an integer that a
+/// double holds exactly, and dividing it by an exact power of ten rounds correctly (Clinger's fast
+/// path), so the result equals a full parse. Anything else is left to the full parser.
+fn simple_decimal(text: &[u8]) -> Option<f64> {
+    const POWERS: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (negative, body) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let point = body.iter().position(|b| *b == b'.')?;
+    let fraction = body.len() - point - 1;
+    if body.len() - 1 > 15 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    for &d in body.iter().filter(|b| **b != b'.') {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        mantissa = mantissa * 10 + u64::from(d - b'0');
+    }
+    let value = mantissa as f64 / POWERS[fraction];
+    Some(if negative { -value } else { value })
+}
+
 /// An optionally negative run of digits as an i64, if it fits.
 fn integer(text: &[u8]) -> Option<i64> {
     let (negative, digits) = match text.split_first() {
@@ -297,6 +327,29 @@ mod tests {
             })
             .collect();
         Some(shown)
+    }
+
+    #[test]
+    fn simple_decimals_parse_exactly_like_the_full_parser() {
+        for text in [
+            "0.1", "25.0", "-88.2", "3.14159", "123456789.012345", "0.000000000000001", "9.999999999999999",
+            "-0.0", "1.", "1.2e3", "1234567890.1234567",
+        ] {
+            let full: f64 = text.parse().unwrap_or(f64::NAN);
+            match simple_decimal(text.as_bytes()) {
+                Some(v) => assert_eq!(v.to_bits(), full.to_bits(), "{text}"),
+                None => assert!(text.contains('e') || text.len() > 16 || text.ends_with('.'), "{text}"),
+            }
+        }
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let text = format!("{}.{}", x % 100_000_000, (x >> 32) % 10_000_000);
+            let full: f64 = text.parse().unwrap();
+            assert_eq!(simple_decimal(text.as_bytes()).map(f64::to_bits), Some(full.to_bits()), "{text}");
+        }
     }
 
     #[test]
