@@ -197,43 +197,61 @@ impl<'a> Reader<'a> {
     /// A JSON number: an integer that fits 64 bits, or a double.
     #[inline]
     fn number(&mut self) -> Option<Cell<'a>> {
-        let (text, integral) = self.scan_number()?;
-        if integral {
-            // Too large for 64 bits: the full decoder keeps such numbers exactly.
-            return integer(text).map(Cell::Int);
+        let n = self.scan_number()?;
+        if !n.fraction && !n.exponent {
+            // Up to 18 digits cannot overflow; longer ones are checked (and beyond 64 bits the full
+            // decoder keeps them exactly).
+            return if n.digits <= 18 {
+                let v = n.mantissa as i64;
+                Some(Cell::Int(if n.negative { -v } else { v }))
+            } else {
+                integer(n.text).map(Cell::Int)
+            };
         }
-        if let Some(f) = simple_decimal(text) {
-            return Some(Cell::Float(f));
+        if !n.exponent && n.digits <= 15 {
+            // Clinger's fast path: an integer a double holds exactly over an exact power of ten
+            // rounds correctly, so this equals a full parse.
+            const POWERS: [f64; 16] = [
+                1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+                1e15,
+            ];
+            let v = n.mantissa as f64 / POWERS[n.fraction_digits];
+            return Some(Cell::Float(if n.negative { -v } else { v }));
         }
         // The bytes are ASCII digits, signs, a point and an exponent only.
-        std::str::from_utf8(text)
+        std::str::from_utf8(n.text)
             .ok()?
             .parse::<f64>()
             .ok()
             .map(Cell::Float)
     }
 
-    /// The text of a JSON number and whether it is a whole number.
+    /// Reads a JSON number, gathering its digits as it checks the grammar.
     #[inline]
-    fn scan_number(&mut self) -> Option<(&'a [u8], bool)> {
+    fn scan_number(&mut self) -> Option<Number<'a>> {
         let start = self.pos;
-        if self.peek() == Some(b'-') {
+        let negative = self.peek() == Some(b'-');
+        if negative {
             self.pos += 1;
         }
-        let digits = self.digits();
+        let mut mantissa: u64 = 0;
+        let int_start = self.pos;
+        let int_digits = self.gather(&mut mantissa);
         // JSON forbids leading zeros.
-        if digits == 0 || (digits > 1 && self.bytes[self.pos - digits] == b'0') {
+        if int_digits == 0 || (int_digits > 1 && self.bytes[int_start] == b'0') {
             return None;
         }
-        let mut integral = true;
-        if self.peek() == Some(b'.') {
+        let mut fraction_digits = 0;
+        let fraction = self.peek() == Some(b'.');
+        if fraction {
             self.pos += 1;
-            if self.digits() == 0 {
+            fraction_digits = self.gather(&mut mantissa);
+            if fraction_digits == 0 {
                 return None;
             }
-            integral = false;
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
             self.pos += 1;
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.pos += 1;
@@ -241,9 +259,30 @@ impl<'a> Reader<'a> {
             if self.digits() == 0 {
                 return None;
             }
-            integral = false;
         }
-        Some((&self.bytes[start..self.pos], integral))
+        Some(Number {
+            text: &self.bytes[start..self.pos],
+            negative,
+            mantissa,
+            digits: int_digits + fraction_digits,
+            fraction,
+            fraction_digits,
+            exponent,
+        })
+    }
+
+    /// Reads digits into `mantissa` (wrapping: only trusted when few enough were read).
+    #[inline]
+    fn gather(&mut self, mantissa: &mut u64) -> usize {
+        let start = self.pos;
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+            self.pos += 1;
+        }
+        self.pos - start
     }
 
     #[inline]
@@ -257,31 +296,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `[-]digits.digits` with at most 15 digits in all, as a double: the digits form an integer that a
-/// double holds exactly, and dividing it by an exact power of ten rounds correctly (Clinger's fast
-/// path), so the result equals a full parse. Anything else is left to the full parser.
-fn simple_decimal(text: &[u8]) -> Option<f64> {
-    const POWERS: [f64; 16] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-    ];
-    let (negative, body) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    let point = body.iter().position(|b| *b == b'.')?;
-    let fraction = body.len() - point - 1;
-    if body.len() - 1 > 15 {
-        return None;
-    }
-    let mut mantissa: u64 = 0;
-    for &d in body.iter().filter(|b| **b != b'.') {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        mantissa = mantissa * 10 + u64::from(d - b'0');
-    }
-    let value = mantissa as f64 / POWERS[fraction];
-    Some(if negative { -value } else { value })
+/// A JSON number as read: its text and its digits gathered into an integer.
+struct Number<'a> {
+    text: &'a [u8],
+    negative: bool,
+    mantissa: u64,
+    /// Digits before and after the point.
+    digits: usize,
+    fraction: bool,
+    fraction_digits: usize,
+    exponent: bool,
 }
 
 /// An optionally negative run of digits as an i64, if it fits.
@@ -329,18 +353,50 @@ mod tests {
         Some(shown)
     }
 
+    fn parsed(text: &str) -> Option<Cell<'_>> {
+        Reader {
+            bytes: text.as_bytes(),
+            pos: 0,
+        }
+        .number()
+    }
+
     #[test]
-    fn simple_decimals_parse_exactly_like_the_full_parser() {
+    fn numbers_parse_exactly_like_the_full_parser() {
         for text in [
-            "0.1", "25.0", "-88.2", "3.14159", "123456789.012345", "0.000000000000001", "9.999999999999999",
-            "-0.0", "1.", "1.2e3", "1234567890.1234567",
+            "0.1",
+            "25.0",
+            "-88.2",
+            "3.14159",
+            "123456789.012345",
+            "0.000000000000001",
+            "9.999999999999999",
+            "-0.0",
+            "1.2e3",
+            "1234567890.1234567",
+            "-1E-7",
         ] {
-            let full: f64 = text.parse().unwrap_or(f64::NAN);
-            match simple_decimal(text.as_bytes()) {
-                Some(v) => assert_eq!(v.to_bits(), full.to_bits(), "{text}"),
-                None => assert!(text.contains('e') || text.len() > 16 || text.ends_with('.'), "{text}"),
+            let full: f64 = text.parse().unwrap();
+            match parsed(text) {
+                Some(Cell::Float(v)) => assert_eq!(v.to_bits(), full.to_bits(), "{text}"),
+                other => panic!("{text}: {other:?}"),
             }
         }
+        for (text, want) in [
+            ("0", 0),
+            ("-17", -17),
+            ("999999999999999999", 999_999_999_999_999_999),
+        ] {
+            assert!(
+                matches!(parsed(text), Some(Cell::Int(v)) if v == want),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            parsed("-9223372036854775808"),
+            Some(Cell::Int(i64::MIN))
+        ));
+        assert!(parsed("9223372036854775808").is_none());
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         for _ in 0..100_000 {
             x ^= x << 13;
@@ -348,7 +404,10 @@ mod tests {
             x ^= x << 17;
             let text = format!("{}.{}", x % 100_000_000, (x >> 32) % 10_000_000);
             let full: f64 = text.parse().unwrap();
-            assert_eq!(simple_decimal(text.as_bytes()).map(f64::to_bits), Some(full.to_bits()), "{text}");
+            assert!(
+                matches!(parsed(&text), Some(Cell::Float(v)) if v.to_bits() == full.to_bits()),
+                "{text}"
+            );
         }
     }
 
