@@ -7,9 +7,10 @@ use std::ops::ControlFlow;
 use eddy_common::{Error, Result, plan_err};
 use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, ExactNumberInfo, Expr, Function, FunctionArg,
-    FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart,
-    Query, Select, SelectItem, SelectItemQualifiedWildcardKind, TableFactor, UnaryOperator, Value,
-    VisitMut, VisitorMut,
+    FunctionArgExpr, FunctionArgOperator, FunctionArgumentList, FunctionArguments, Ident,
+    LambdaFunction, LambdaFunctionParameter, LambdaSyntax, ObjectName, ObjectNamePart,
+    OneOrManyWithParens, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, TableFactor,
+    UnaryOperator, Value, VisitMut, VisitorMut,
 };
 
 /// The catalog name of an identifier: upper-cased unless it was quoted.
@@ -68,6 +69,11 @@ impl VisitorMut for Normalizer {
     }
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        if let Expr::Function(f) = e
+            && lambda_function(f)
+        {
+            return ControlFlow::Continue(());
+        }
         match e {
             Expr::Array(array) => {
                 const SEE: &str = "(see https://github.com/confluentinc/ksql/issues/4239)";
@@ -272,6 +278,44 @@ fn constructor(f: &Function) -> Option<Expr> {
         },
         args,
     ))
+}
+
+/// ksqlDB's lambdas over arrays, `TRANSFORM(a, x => x + 1)` and `FILTER(a, x => x > 0)`, arrive as a
+/// named argument `x => body`; they become DataFusion's `array_transform` / `array_filter` with a lambda.
+/// Returns whether `f` was such a call.
+fn lambda_function(f: &mut Function) -> bool {
+    let target = match f.name.to_string().to_ascii_uppercase().as_str() {
+        "TRANSFORM" => "array_transform",
+        "FILTER" => "array_filter",
+        _ => return false,
+    };
+    let FunctionArguments::List(list) = &mut f.args else {
+        return false;
+    };
+    let mut rewritten = false;
+    for arg in &mut list.args {
+        if let FunctionArg::ExprNamed {
+            name: Expr::Identifier(param),
+            arg: FunctionArgExpr::Expr(body),
+            operator: FunctionArgOperator::RightArrow,
+        } = arg
+        {
+            let lambda = Expr::Lambda(LambdaFunction {
+                params: OneOrManyWithParens::One(LambdaFunctionParameter {
+                    name: param.clone(),
+                    data_type: None,
+                }),
+                body: Box::new(std::mem::replace(body, Expr::value(Value::Null))),
+                syntax: LambdaSyntax::Arrow,
+            });
+            *arg = FunctionArg::Unnamed(FunctionArgExpr::Expr(lambda));
+            rewritten = true;
+        }
+    }
+    if rewritten {
+        f.name = ObjectName::from(vec![Ident::new(target)]);
+    }
+    rewritten
 }
 
 fn is_null(e: &Expr) -> bool {
