@@ -195,6 +195,18 @@ def test_push_query_limit(ctx):
     assert len(data) == 10 and all(len(r) == 4 for r in data), rows
 
 
+def test_inserts_stream(ctx):
+    """The PyPI ksqldb client's inserts_stream (HTTP/2) writes rows into a stream and gets one ack per row."""
+    client = KSQLdbClient(ctx.server.url)
+    client.ksql("CREATE STREAM pings (id STRING KEY, n INT) WITH (kafka_topic='pings', value_format='JSON', partitions=1);")
+    acks = client.inserts_stream("pings", [{"ID": "a", "N": 1}, {"id": "b", "n": 2}, {"ID": "c", "N": "x"}])
+    assert [a["status"] for a in acks] == ["ok", "ok", "error"], acks
+    assert [a["seq"] for a in acks] == [0, 1, 2], acks
+    status, body = post(ctx.server.url + "/query-stream", {"sql": "SELECT * FROM pings EMIT CHANGES LIMIT 2;",
+                                                          "properties": {"auto.offset.reset": "earliest"}})
+    assert status == 200 and body.splitlines()[1:] == ['["a",1]', '["b",2]'], body
+
+
 def test_print(ctx):
     """PRINT shows raw records of a topic with format guesses, on /query-stream and /query, and stops at LIMIT."""
     status, body = post(ctx.server.url + "/query-stream", {"sql": "PRINT 'HOT' FROM BEGINNING LIMIT 3;"})
@@ -279,7 +291,7 @@ def main():
     failures = 0
     try:
         ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"e2e{os.getpid()}")
-        for test in [test_pipeline, test_push_query_limit, test_print, test_bad_requests, test_restart]:
+        for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart]:
             started = time.time()
             try:
                 test(ctx)

@@ -18,6 +18,7 @@ use eddy_sql::statement::{ColumnRole, CreateSource, QueryStatement, SourceKind, 
 
 use crate::admin::TopicAdmin;
 use crate::format::SinkEncoder;
+use crate::format::column::{Cell, ColumnBuilder};
 use crate::partitioner::partition_for;
 use crate::pipeline::{Pipeline, SinkSpec};
 use crate::record::Record;
@@ -422,6 +423,60 @@ impl Engine {
             })?;
             by_name.insert(name.clone(), v);
         }
+        self.encode_row(source, by_name, timestamp)
+    }
+
+    /// The record one JSON row of `/inserts-stream` makes for `target`: keys are column names (case
+    /// does not matter), values are read as the JSON format reads them; `ROWTIME` sets the time.
+    pub fn insert_json_row(
+        &self,
+        target: &str,
+        row: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(String, Record)> {
+        let source = self.catalog.require(target)?;
+        let mut timestamp = None;
+        let mut by_name = BTreeMap::new();
+        for (key, value) in row {
+            if key.eq_ignore_ascii_case(ROWTIME) {
+                timestamp = Some(
+                    value
+                        .as_i64()
+                        .ok_or_else(|| plan_err!("ROWTIME must be a BIGINT, got {value}"))?,
+                );
+                continue;
+            }
+            let col = source
+                .column(key)
+                .or_else(|| {
+                    source
+                        .columns
+                        .iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(key))
+                })
+                .ok_or_else(|| plan_err!("Column name {key} does not exist."))?;
+            let mut builder = ColumnBuilder::new(&col.sql_type, 1);
+            builder.push(Cell::from(value)).map_err(|e| {
+                plan_err!(
+                    "Column `{}` is {} and cannot take {value}: {e}",
+                    col.name,
+                    col.sql_type
+                )
+            })?;
+            let array = builder.finish().map_err(|e| exec_err!("{e}"))?;
+            let scalar = datafusion::common::ScalarValue::try_from_array(&array, 0)
+                .map_err(|e| exec_err!("{e}"))?;
+            by_name.insert(col.name.clone(), scalar);
+        }
+        self.encode_row(source, by_name, timestamp)
+    }
+
+    /// Encodes one row (values by column name; missing ones NULL) into a record for `source`.
+    fn encode_row(
+        &self,
+        source: &Source,
+        mut by_name: BTreeMap<String, datafusion::common::ScalarValue>,
+        timestamp: Option<i64>,
+    ) -> Result<(String, Record)> {
         let mut fields = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
         for c in &source.columns {

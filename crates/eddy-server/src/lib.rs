@@ -2,6 +2,7 @@
 //! routes and the private local broker; the `eddy-server` binary adds configuration and serving.
 
 pub mod entity;
+mod inserts;
 pub mod local_broker;
 pub mod routes;
 pub mod state;

@@ -35,12 +35,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/query", post(query))
         .route("/query-stream", post(query_stream))
         .route("/close-query", post(close_query))
+        .route("/inserts-stream", post(crate::inserts::inserts_stream))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
         .with_state(state)
 }
 
 /// An error answered with ksqlDB's error body.
-struct ApiError(ErrorMessage);
+pub(crate) struct ApiError(pub(crate) ErrorMessage);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -210,6 +210,61 @@ async fn a_push_query_streams_inserted_rows_until_its_limit() {
     assert_eq!(&lines[1..], [json!(["a", 10]), json!(["b", 20])]);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_streamed_to_inserts_stream_are_acknowledged_and_land_in_the_stream() {
+    let server = start().await;
+    let app = &server.app;
+    ksql(
+        app,
+        "CREATE STREAM cars (id STRING KEY, speed INT) WITH (kafka_topic='http_cars_in', value_format='JSON', partitions=1);",
+    )
+    .await;
+    let body = "{\"target\": \"cars\"}\n{\"ID\": \"a\", \"speed\": 88}\n{\"id\": \"b\", \"SPEED\": \"fast\"}";
+    let request = |version| {
+        Request::builder()
+            .method("POST")
+            .uri("/inserts-stream")
+            .version(version)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let response = app
+        .clone()
+        .oneshot(request(axum::http::Version::HTTP_11))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = app
+        .clone()
+        .oneshot(request(axum::http::Version::HTTP_2))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let acks: Vec<Value> = String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(acks[0], json!({"status": "ok", "seq": 0}));
+    assert_eq!(acks[1]["status"], "error");
+    assert_eq!(acks[1]["seq"], 1);
+    assert!(
+        acks[1]["message"].as_str().unwrap().contains("SPEED"),
+        "{acks:?}"
+    );
+    let (_, rows) = call(
+        app,
+        "POST",
+        "/query-stream",
+        Some(json!({
+            "sql": "SELECT * FROM cars EMIT CHANGES LIMIT 1;",
+            "properties": {"auto.offset.reset": "earliest"}
+        })),
+    )
+    .await;
+    assert_eq!(rows.lines().nth(1), Some(r#"["a",88]"#), "{rows}");
+}
+
 /// A temporary directory removed when dropped.
 mod tempdir {
     use std::path::{Path, PathBuf};

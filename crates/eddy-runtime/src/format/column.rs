@@ -32,6 +32,23 @@ pub enum Cell<'a> {
     Decimal(i128),
 }
 
+impl<'a> From<&'a Value> for Cell<'a> {
+    /// A JSON value as the JSON format reads it.
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Null => Cell::Null,
+            Value::Bool(b) => Cell::Bool(*b),
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => Cell::Int(i),
+                (None, Some(f)) if !n.is_u64() => Cell::Float(f),
+                _ => Cell::Number(Cow::Owned(n.to_string())),
+            },
+            Value::String(s) => Cell::Str(Cow::Borrowed(s)),
+            other => Cell::Json(Box::new(other.clone())),
+        }
+    }
+}
+
 /// Builds one Arrow column. Cells are checked against the column's type and converted on the way in;
 /// a builder can be cut back to an earlier length, so a record that fails half-way leaves nothing behind.
 pub struct ColumnBuilder {
