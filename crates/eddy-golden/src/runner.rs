@@ -55,7 +55,8 @@ fn run(case: &TestCase) -> Status {
     if let Err(e) = prepare_topics(case, &topics) {
         return Status::Error(e.to_string());
     }
-    let mut engine = Engine::new(topics.clone());
+    // Each case runs once, in memory: its queries' state needs no changelog.
+    let mut engine = Engine::new(topics.clone()).with_volatile_state();
     let props: Properties = case
         .properties
         .iter()

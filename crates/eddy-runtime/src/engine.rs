@@ -106,6 +106,8 @@ pub struct Engine {
     next_query: u64,
     /// Server-level properties (overridden per request).
     pub properties: Properties,
+    /// Whether persistent queries may keep state in memory only (see [`Engine::with_volatile_state`]).
+    volatile_state: bool,
 }
 
 impl Engine {
@@ -118,7 +120,16 @@ impl Engine {
             queries: BTreeMap::new(),
             next_query: 0,
             properties: Properties::new(),
+            volatile_state: false,
         }
+    }
+
+    /// Lets persistent queries keep state (aggregations) in memory only. Right for hosts whose
+    /// queries do not outlive the process (the golden runner); a server must not, since its queries
+    /// resume after a restart and in-memory state would be lost.
+    pub fn with_volatile_state(mut self) -> Self {
+        self.volatile_state = true;
+        self
     }
 
     /// The catalog of sources.
@@ -276,8 +287,17 @@ impl Engine {
         }
         let query = c.query.as_ref().ok_or_else(|| plan_err!("missing query"))?;
         let plan = self.planner.plan_query(&self.catalog, query)?;
-        // Without aggregation a query produces what it reads: a stream from a stream, a table from a table.
-        let produces = plan.source.kind;
+        if plan.aggregate.is_some() && !self.volatile_state {
+            return Err(not_supported!(
+                "Persistent aggregations are not supported by this server yet: their state would not survive a restart. Push queries (SELECT ... GROUP BY ... EMIT CHANGES) work."
+            ));
+        }
+        // An aggregation produces a table; otherwise a query produces what it reads.
+        let produces = if plan.aggregate.is_some() {
+            SourceKind::Table
+        } else {
+            plan.source.kind
+        };
         if produces != c.kind {
             let (kind, statement) = match produces {
                 SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
@@ -345,6 +365,11 @@ impl Engine {
             ));
         }
         let plan = self.planner.plan_query(&self.catalog, q)?;
+        if plan.aggregate.is_some() {
+            return Err(plan_err!(
+                "INSERT INTO needs a query that produces a stream: an aggregation produces a TABLE."
+            ));
+        }
         let same = plan.columns.len() == sink.columns.len()
             && plan.columns.iter().all(|c| {
                 sink.column(&c.name)

@@ -1,7 +1,8 @@
-//! Eddy's streaming runtime: formats, stateless pipelines over Arrow batches, the statement engine,
-//! and in-memory topics for deterministic tests.
+//! Eddy's streaming runtime: formats, pipelines over Arrow batches (stateless, and aggregating), the
+//! statement engine, and in-memory topics for deterministic tests.
 
 pub mod admin;
+pub mod aggregate;
 pub mod engine;
 pub mod format;
 pub mod memory;

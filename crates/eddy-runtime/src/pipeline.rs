@@ -1,7 +1,7 @@
 //! A stateless query pipeline: decoded batch → filter → projection → encoded records, all over whole
 //! Arrow batches.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, new_null_array,
@@ -15,11 +15,13 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
 
 use eddy_common::{Result, exec_err};
+use eddy_sql::aggregate::AggregateSpec;
 use eddy_sql::catalog::{PSEUDO_COLUMNS, Source};
 use eddy_sql::java::{chrono_format, parse_millis};
 use eddy_sql::planner::QueryPlan;
 use eddy_sql::statement::SourceKind;
 
+use crate::aggregate::AggregateState;
 use crate::format::{DecodeError, SinkEncoder, SourceDecoder};
 use crate::partitioner::partition_for;
 use crate::record::{Record, RecordRef};
@@ -49,16 +51,28 @@ pub struct Pipeline {
     pub plan: QueryPlan,
     decoder: SourceDecoder,
     output_schema: SchemaRef,
+    /// The groups of an aggregating query.
+    aggregate_state: Option<Arc<Mutex<AggregateState>>>,
 }
 
 impl Pipeline {
     /// Builds the pipeline of a plan.
     pub fn new(plan: QueryPlan) -> Result<Self> {
         let mut decoder = SourceDecoder::new(&plan.source)?;
+        // The expressions over the input: with an aggregation, the projection reads aggregated rows.
+        let over_input: Vec<Arc<dyn PhysicalExpr>> = match &plan.aggregate {
+            Some(spec) => spec
+                .group_exprs
+                .iter()
+                .cloned()
+                .chain(spec.aggregates.iter().flat_map(|a| a.expressions()))
+                .collect(),
+            None => plan.projection.clone(),
+        };
         let used = plan
             .filter
             .iter()
-            .chain(&plan.projection)
+            .chain(&over_input)
             .flat_map(collect_columns)
             .map(|c| c.index())
             .collect();
@@ -70,10 +84,12 @@ impl Pipeline {
                 .map(|f| Field::new(f.name(), f.data_type().clone(), true))
                 .collect::<Vec<_>>(),
         ));
+        let aggregate_state = plan.aggregate.as_ref().map(|_| Arc::default());
         Ok(Pipeline {
             plan,
             decoder,
             output_schema,
+            aggregate_state,
         })
     }
 
@@ -118,12 +134,7 @@ impl Pipeline {
                 let mask = value
                     .into_array(batch.num_rows())
                     .map_err(|e| exec_err!("{e}"))?;
-                let mask = mask.as_boolean();
-                let mask = if mask.null_count() > 0 {
-                    prep_null_mask_filter(mask)
-                } else {
-                    mask.clone()
-                };
+                let mask = definitely_true(mask.as_boolean());
                 Some(and_not(&mask, &null_values).map_err(|e| exec_err!("{e}"))?)
             }
             None => None,
@@ -147,13 +158,31 @@ impl Pipeline {
             null_values = filter_flags(&null_values, mask)?;
             null_keys = filter_flags(&null_keys, mask)?;
         }
+        let mut projected = batch.clone();
+        if let (Some(spec), Some(state)) = (&self.plan.aggregate, &self.aggregate_state) {
+            let (input, aggregated) = aggregate(spec, state, batch, &null_values)?;
+            batch = input;
+            null_keys = BooleanArray::from(vec![false; batch.num_rows()]);
+            // A group that fails HAVING is deleted from the table: a tombstone for its key.
+            null_values = match &spec.having {
+                Some(h) => {
+                    let keep = h
+                        .evaluate(&aggregated)
+                        .and_then(|v| v.into_array(aggregated.num_rows()))
+                        .map_err(|e| exec_err!("{e}"))?;
+                    not(&definitely_true(keep.as_boolean())).map_err(|e| exec_err!("{e}"))?
+                }
+                None => BooleanArray::from(vec![false; batch.num_rows()]),
+            };
+            projected = aggregated;
+        }
         let mut expression_errors = Vec::new();
         let columns: Vec<ArrayRef> = self
             .plan
             .projection
             .iter()
             .zip(self.output_schema.fields())
-            .map(|(e, f)| evaluate(e, &batch, f, &mut expression_errors))
+            .map(|(e, f)| evaluate(e, &projected, f, &mut expression_errors))
             .collect::<Result<_>>()?;
         let columns = if self.plan.value_dependent_keys.is_empty() || null_values.true_count() == 0
         {
@@ -193,6 +222,56 @@ impl Pipeline {
             decode_errors,
             expression_errors,
         })
+    }
+}
+
+/// Folds the rows of a batch into their groups: rows without a value or with a NULL group value are
+/// left out (ksqlDB drops them). Returns the rows used and one aggregated row for each.
+fn aggregate(
+    spec: &AggregateSpec,
+    state: &Mutex<AggregateState>,
+    batch: RecordBatch,
+    null_values: &BooleanArray,
+) -> Result<(RecordBatch, RecordBatch)> {
+    let rows = batch.num_rows();
+    let mut groups: Vec<ArrayRef> = spec
+        .group_exprs
+        .iter()
+        .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
+        .collect::<datafusion::error::Result<_>>()
+        .map_err(|e| exec_err!("{e}"))?;
+    let mut keep = not(null_values).map_err(|e| exec_err!("{e}"))?;
+    for g in &groups {
+        if g.null_count() > 0 {
+            let present =
+                datafusion::arrow::compute::is_not_null(g).map_err(|e| exec_err!("{e}"))?;
+            keep =
+                datafusion::arrow::compute::and(&keep, &present).map_err(|e| exec_err!("{e}"))?;
+        }
+    }
+    let batch = if keep.true_count() == rows {
+        batch
+    } else {
+        groups = groups
+            .iter()
+            .map(|g| datafusion::arrow::compute::filter(g, &keep))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| exec_err!("{e}"))?;
+        filter_record_batch(&batch, &keep).map_err(|e| exec_err!("{e}"))?
+    };
+    let aggregated = state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .apply(spec, &batch, &groups)?;
+    Ok((batch, aggregated))
+}
+
+/// A condition's result with NULL read as false.
+fn definitely_true(condition: &BooleanArray) -> BooleanArray {
+    if condition.null_count() > 0 {
+        prep_null_mask_filter(condition)
+    } else {
+        condition.clone()
     }
 }
 

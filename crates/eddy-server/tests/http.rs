@@ -208,6 +208,38 @@ async fn a_push_query_streams_inserted_rows_until_its_limit() {
     assert_eq!(lines[0]["columnNames"], json!(["ID", "TENS"]));
     assert_eq!(lines[0]["columnTypes"], json!(["STRING", "INTEGER"]));
     assert_eq!(&lines[1..], [json!(["a", 10]), json!(["b", 20])]);
+    // Aggregating push queries keep their groups for as long as they run.
+    let (status, body) = call(
+        app,
+        "POST",
+        "/query-stream",
+        Some(json!({
+            "sql": "SELECT n > 1 AS big, COUNT(*) AS c FROM pings GROUP BY n > 1 EMIT CHANGES LIMIT 2;",
+            "properties": {"auto.offset.reset": "earliest"}
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows: Vec<Value> = body
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows, [json!([false, 1]), json!([true, 1])]);
+    // Persistent aggregations are refused until their state survives a restart.
+    let (status, body) = ksql(
+        app,
+        "CREATE TABLE counts AS SELECT id, COUNT(*) AS c FROM pings GROUP BY id;",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Persistent aggregations"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! ksqlDB-dialect SQL for Eddy: parsing on sqlparser, the type system, the catalog of sources and
 //! planning of queries onto DataFusion expressions.
 
+pub mod aggregate;
 pub mod catalog;
 pub mod dialect;
 pub mod functions;

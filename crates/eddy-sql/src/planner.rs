@@ -14,6 +14,7 @@ use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::builder::LogicalTableSource;
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::planner::{
     ContextProvider, ExprPlanner, PlannerResult, RawBinaryExpr, TypePlanner,
 };
@@ -25,6 +26,7 @@ use datafusion::logical_expr::{
 use datafusion::logical_expr::{cast, lit};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::planner::PlannerContext;
 use datafusion::sql::planner::SqlToRel;
@@ -35,6 +37,7 @@ use sqlparser::ast::{
 
 use eddy_common::{Error, Result, internal_err, not_supported, plan_err};
 
+use crate::aggregate::AggregateSpec;
 use crate::catalog::{Catalog, Column, Source};
 use crate::parser::COMPLEX_CAST;
 use crate::statement::{ColumnRole, QueryStatement};
@@ -95,11 +98,11 @@ impl Planner {
         if select.from.len() != 1 || !select.from[0].joins.is_empty() {
             return Err(not_supported!("Joins are not supported yet"));
         }
-        if !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
-            || select.having.is_some()
+        if stmt.window.is_none()
+            && !matches!(&select.group_by, GroupByExpr::Expressions(_, modifiers) if modifiers.is_empty())
         {
             return Err(not_supported!(
-                "GROUP BY and aggregations are not supported yet"
+                "GROUP BY ... WITH ROLLUP/CUBE is not supported"
             ));
         }
         if query.order_by.is_some() {
@@ -163,6 +166,58 @@ impl Planner {
             .execute_and_check(plan, self.state.config_options(), |_, _| {})
             .map_err(|e| plan_error(e, &source))?;
         self.lower(plan, source, limit, partition)
+    }
+
+    /// The GROUP BY and aggregate functions of an `Aggregate` node, as physical expressions over the
+    /// query's input, with the columns of its output that hold the GROUP BY values.
+    fn aggregate_spec(
+        &self,
+        a: &datafusion::logical_expr::Aggregate,
+        having: Option<Arc<dyn PhysicalExpr>>,
+    ) -> Result<(Arc<AggregateSpec>, Vec<DfExpr>)> {
+        let df = |e: datafusion::error::DataFusionError| plan_err!("{}", strip_df(&e.to_string()));
+        let input = a.input.schema();
+        let group_exprs = a
+            .group_expr
+            .iter()
+            .map(|e| self.physical(e.clone(), input))
+            .collect::<Result<Vec<_>>>()?;
+        let mut aggregates = Vec::new();
+        for e in &a.aggr_expr {
+            let context = PhysicalPlanningContext::default();
+            let lowered = LoweredAggregateBuilder::new(
+                e,
+                input,
+                input.as_arrow(),
+                self.state.execution_props(),
+                &context,
+            )
+            .with_name(e.schema_name().to_string())
+            .build()
+            .map_err(df)?;
+            if lowered.filter.is_some() || !lowered.order_bys.is_empty() {
+                return Err(not_supported!(
+                    "FILTER and ORDER BY inside aggregate functions are not supported"
+                ));
+            }
+            aggregates.push(lowered.aggregate);
+        }
+        let group_columns = (0..a.group_expr.len())
+            .map(|i| {
+                DfExpr::Column(datafusion::common::Column::from(
+                    a.schema.qualified_field(i),
+                ))
+            })
+            .collect();
+        Ok((
+            Arc::new(AggregateSpec {
+                group_exprs,
+                aggregates,
+                having,
+                schema: Arc::new(a.schema.as_arrow().clone()),
+            }),
+            group_columns,
+        ))
     }
 
     /// PARTITION BY is applied to the input: its columns must be the source's, not the projection's.
@@ -249,8 +304,19 @@ impl Planner {
         };
         let mut input = projection.input.as_ref();
         let mut filter = None;
+        let mut having = None;
+        let mut aggregate: Option<(Arc<AggregateSpec>, Vec<DfExpr>)> = None;
         loop {
             match input {
+                LogicalPlan::Filter(f) if matches!(f.input.as_ref(), LogicalPlan::Aggregate(_)) => {
+                    check_casts(&f.predicate, f.input.schema(), "Having")?;
+                    having = Some(self.physical(f.predicate.clone(), f.input.schema())?);
+                    input = f.input.as_ref();
+                }
+                LogicalPlan::Aggregate(a) => {
+                    aggregate = Some(self.aggregate_spec(a, having.take())?);
+                    input = a.input.as_ref();
+                }
                 LogicalPlan::Filter(f) => {
                     check_casts(&f.predicate, f.input.schema(), "Predicate")?;
                     filter = Some(self.physical(f.predicate.clone(), f.input.schema())?);
@@ -273,12 +339,27 @@ impl Planner {
             .iter()
             .map(|e| e.clone().unalias())
             .collect();
+        let group_columns: Vec<DfExpr> = aggregate
+            .as_ref()
+            .map(|(_, g)| g.clone())
+            .unwrap_or_default();
         let mut keys: Vec<RequiredKey> = match &partition {
             Some(p) => p
                 .iter()
                 .map(|k| RequiredKey {
                     name: k.column.clone(),
                     text: k.text.clone(),
+                    columns: Vec::new(),
+                })
+                .collect(),
+            None if aggregate.is_some() => group_columns
+                .iter()
+                .map(|g| RequiredKey {
+                    name: match g {
+                        DfExpr::Column(c) => Some(c.name.clone()),
+                        _ => None,
+                    },
+                    text: g.to_string(),
                     columns: Vec::new(),
                 })
                 .collect(),
@@ -311,6 +392,7 @@ impl Planner {
             let unaliased = e.clone().unalias();
             let key = match (&partition, &unaliased) {
                 (Some(_), e) => partition_exprs.iter().position(|p| p == e),
+                (None, e) if aggregate.is_some() => group_columns.iter().position(|g| g == e),
                 (None, DfExpr::Column(c)) => keys
                     .iter()
                     .position(|k| k.name.as_deref() == Some(c.name.as_str())),
@@ -364,6 +446,7 @@ impl Planner {
             keys,
             partitioned: partition.is_some(),
             value_dependent_keys,
+            aggregate: aggregate.map(|(spec, _)| spec),
             limit,
         })
     }
@@ -512,6 +595,9 @@ pub struct QueryPlan {
     pub keys: Vec<RequiredKey>,
     /// Whether the query re-keys its input with PARTITION BY.
     pub partitioned: bool,
+    /// For an aggregating query, its GROUP BY, aggregates and HAVING; `projection` is then over the
+    /// aggregated rows ([`AggregateSpec::schema`]) and `filter` is the WHERE over the input.
+    pub aggregate: Option<Arc<AggregateSpec>>,
     /// Key columns computed from the value or pseudo-columns by PARTITION BY: a record without a value
     /// (a tombstone) has none, so they are null for it, as in ksqlDB.
     pub value_dependent_keys: Vec<String>,

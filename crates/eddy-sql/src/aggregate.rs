@@ -1,0 +1,21 @@
+//! The stateful part of an aggregating query: its GROUP BY expressions, its aggregate functions (as
+//! DataFusion builds them) and HAVING, ready for an operator that keeps one set of accumulators per group.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+/// How a query aggregates its (filtered) input.
+#[derive(Debug)]
+pub struct AggregateSpec {
+    /// The GROUP BY expressions, over the query's input batches.
+    pub group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The aggregate functions; their arguments are over the query's input batches.
+    pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// HAVING, over `schema`.
+    pub having: Option<Arc<dyn PhysicalExpr>>,
+    /// The aggregated rows: the GROUP BY columns, then one column per aggregate function.
+    pub schema: SchemaRef,
+}
