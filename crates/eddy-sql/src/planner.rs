@@ -354,13 +354,17 @@ impl Planner {
                 .collect(),
             None if aggregate.is_some() => group_columns
                 .iter()
-                .map(|g| RequiredKey {
-                    name: match g {
-                        DfExpr::Column(c) => Some(c.name.clone()),
-                        _ => None,
+                .map(|g| match g {
+                    DfExpr::Column(c) => RequiredKey {
+                        name: Some(c.name.clone()),
+                        text: c.name.clone(),
+                        columns: Vec::new(),
                     },
-                    text: g.to_string(),
-                    columns: Vec::new(),
+                    other => RequiredKey {
+                        name: None,
+                        text: other.to_string(),
+                        columns: Vec::new(),
+                    },
                 })
                 .collect(),
             None => source
@@ -424,8 +428,8 @@ impl Planner {
             check_casts(e, input_schema, "Select")?;
             exprs.push(self.physical(e.clone(), input_schema)?);
         }
-        if partition.is_some() {
-            // The key columns take PARTITION BY's order, in the places the projection gave them.
+        if partition.is_some() || aggregate.is_some() {
+            // The key columns take PARTITION BY's (GROUP BY's) order, in the places the projection gave them.
             let mut by_key = key_slots.clone();
             by_key.sort_by_key(|(_, k)| *k);
             let mut order: Vec<usize> = (0..columns.len()).collect();
@@ -446,6 +450,7 @@ impl Planner {
             keys,
             partitioned: partition.is_some(),
             value_dependent_keys,
+            grouped: aggregate.is_some(),
             aggregate: aggregate.map(|(spec, _)| spec),
             limit,
         })
@@ -595,6 +600,8 @@ pub struct QueryPlan {
     pub keys: Vec<RequiredKey>,
     /// Whether the query re-keys its input with PARTITION BY.
     pub partitioned: bool,
+    /// Whether the query aggregates (its keys are the GROUP BY expressions).
+    pub grouped: bool,
     /// For an aggregating query, its GROUP BY, aggregates and HAVING; `projection` is then over the
     /// aggregated rows ([`AggregateSpec::schema`]) and `filter` is the WHERE over the input.
     pub aggregate: Option<Arc<AggregateSpec>>,
@@ -619,14 +626,22 @@ impl QueryPlan {
     /// Checks the projection against ksqlDB's rules for a persistent query writing into `sink`.
     pub fn check_persistent_projection(&self, sink: &str) -> Result<()> {
         if self.keys.iter().any(|k| k.columns.is_empty()) {
-            let (noun, shown) = if self.partitioned {
-                let missing: Vec<&str> = self
-                    .keys
-                    .iter()
-                    .filter(|k| k.columns.is_empty())
-                    .map(|k| k.text.as_str())
-                    .collect();
-                ("partitioning expression", missing)
+            let (noun, shown) = if self.partitioned || self.grouped {
+                let missing: Vec<&str> = if self.partitioned {
+                    self.keys
+                        .iter()
+                        .filter(|k| k.columns.is_empty())
+                        .map(|k| k.text.as_str())
+                        .collect()
+                } else {
+                    self.keys.iter().map(|k| k.text.as_str()).collect()
+                };
+                let noun = if self.partitioned {
+                    "partitioning expression"
+                } else {
+                    "grouping expression"
+                };
+                (noun, missing)
             } else {
                 (
                     "key column",
@@ -641,7 +656,7 @@ impl QueryPlan {
                 ),
                 [] => unreachable!("at least one key is missing"),
             };
-            let prefix = if self.partitioned {
+            let prefix = if self.partitioned || self.grouped {
                 ""
             } else {
                 "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\n"
@@ -902,6 +917,14 @@ fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {
     let msg = strip_df(&e.to_string());
     if let Some(m) = no_matching_signature(&msg) {
         return plan_err!("{m}");
+    }
+    if let Some(rest) = msg.strip_prefix("Invalid function '")
+        && let Some(name) = rest.split('\'').next()
+    {
+        return plan_err!(
+            "Can't find any functions with the name '{}'",
+            name.to_uppercase()
+        );
     }
     if let Some(field) = unresolved_field(&msg) {
         return plan_err!(
