@@ -17,18 +17,36 @@ use eddy_sql::aggregate::AggregateSpec;
 #[derive(Debug, Default)]
 pub struct AggregateState {
     converter: Option<RowConverter>,
-    groups: HashMap<OwnedRow, Vec<Box<dyn Accumulator>>>,
+    index: HashMap<OwnedRow, usize>,
+    groups: Vec<Group>,
+}
+
+#[derive(Debug)]
+struct Group {
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// Whether the group's last row was emitted (it passed HAVING), so that failing HAVING now deletes it.
+    emitted: bool,
+}
+
+/// What an aggregated row does to the output table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emission {
+    Row,
+    /// The group stopped passing HAVING: a tombstone for its key.
+    Delete,
+    /// The group does not pass HAVING and was not in the table: nothing to say.
+    Nothing,
 }
 
 impl AggregateState {
     /// Folds each row of `batch` (whose group values are `groups`, none of them null) into its group
-    /// and returns one aggregated row per input row, in `spec.schema`.
+    /// and returns one aggregated row per input row, in `spec.schema`, with the group of each row.
     pub fn apply(
         &mut self,
         spec: &AggregateSpec,
         batch: &RecordBatch,
         groups: &[ArrayRef],
-    ) -> Result<RecordBatch> {
+    ) -> Result<(RecordBatch, Vec<usize>)> {
         let err = |e: datafusion::error::DataFusionError| exec_err!("{e}");
         let rows = batch.num_rows();
         if self.converter.is_none() {
@@ -55,19 +73,28 @@ impl AggregateState {
             .map_err(err)?;
         let mut results: Vec<Vec<ScalarValue>> =
             vec![Vec::with_capacity(rows); spec.aggregates.len()];
+        let mut ids = Vec::with_capacity(rows);
         for i in 0..rows {
             let key = keys.row(i).owned();
-            if !self.groups.contains_key(&key) {
-                let accumulators = spec
-                    .aggregates
-                    .iter()
-                    .map(|a| a.create_accumulator())
-                    .collect::<datafusion::error::Result<Vec<_>>>()
-                    .map_err(err)?;
-                self.groups.insert(key.clone(), accumulators);
-            }
-            let accumulators = self.groups.get_mut(&key).expect("inserted above");
-            for (j, acc) in accumulators.iter_mut().enumerate() {
+            let id = match self.index.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let accumulators = spec
+                        .aggregates
+                        .iter()
+                        .map(|a| a.create_accumulator())
+                        .collect::<datafusion::error::Result<Vec<_>>>()
+                        .map_err(err)?;
+                    self.groups.push(Group {
+                        accumulators,
+                        emitted: false,
+                    });
+                    self.index.insert(key, self.groups.len() - 1);
+                    self.groups.len() - 1
+                }
+            };
+            ids.push(id);
+            for (j, acc) in self.groups[id].accumulators.iter_mut().enumerate() {
                 let row: Vec<ArrayRef> = args[j].iter().map(|a| a.slice(i, 1)).collect();
                 acc.update_batch(&row).map_err(err)?;
                 results[j].push(acc.evaluate().map_err(err)?);
@@ -96,6 +123,25 @@ impl AggregateState {
                 })
                 .collect::<Vec<_>>(),
         ));
-        RecordBatch::try_new(schema, columns).map_err(|e| exec_err!("{e}"))
+        let batch = RecordBatch::try_new(schema, columns).map_err(|e| exec_err!("{e}"))?;
+        Ok((batch, ids))
+    }
+
+    /// What each aggregated row (of group `ids[i]`) does to the table, given whether it passes HAVING:
+    /// a row that fails deletes its group only if the group's previous row was in the table.
+    pub fn emissions(&mut self, ids: &[usize], passes: &[bool]) -> Vec<Emission> {
+        ids.iter()
+            .zip(passes)
+            .map(|(id, pass)| {
+                let group = &mut self.groups[*id];
+                let emission = match (*pass, group.emitted) {
+                    (true, _) => Emission::Row,
+                    (false, true) => Emission::Delete,
+                    (false, false) => Emission::Nothing,
+                };
+                group.emitted = *pass;
+                emission
+            })
+            .collect()
     }
 }

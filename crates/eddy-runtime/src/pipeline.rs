@@ -21,7 +21,7 @@ use eddy_sql::java::{chrono_format, parse_millis};
 use eddy_sql::planner::QueryPlan;
 use eddy_sql::statement::SourceKind;
 
-use crate::aggregate::AggregateState;
+use crate::aggregate::{AggregateState, Emission};
 use crate::format::{DecodeError, SinkEncoder, SourceDecoder};
 use crate::partitioner::partition_for;
 use crate::record::{Record, RecordRef};
@@ -160,21 +160,40 @@ impl Pipeline {
         }
         let mut projected = batch.clone();
         if let (Some(spec), Some(state)) = (&self.plan.aggregate, &self.aggregate_state) {
-            let (input, aggregated) = aggregate(spec, state, batch, &null_values)?;
-            batch = input;
-            null_keys = BooleanArray::from(vec![false; batch.num_rows()]);
-            // A group that fails HAVING is deleted from the table: a tombstone for its key.
-            null_values = match &spec.having {
+            let (input, aggregated, ids) = aggregate(spec, state, batch, &null_values)?;
+            let passes: Vec<bool> = match &spec.having {
                 Some(h) => {
-                    let keep = h
+                    let pass = h
                         .evaluate(&aggregated)
                         .and_then(|v| v.into_array(aggregated.num_rows()))
                         .map_err(|e| exec_err!("{e}"))?;
-                    not(&definitely_true(keep.as_boolean())).map_err(|e| exec_err!("{e}"))?
+                    let pass = definitely_true(pass.as_boolean());
+                    pass.values().iter().collect()
                 }
-                None => BooleanArray::from(vec![false; batch.num_rows()]),
+                None => vec![true; ids.len()],
             };
-            projected = aggregated;
+            let emissions = state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .emissions(&ids, &passes);
+            // A group that stops passing HAVING is deleted from the table (a tombstone for its key).
+            let keep = BooleanArray::from(
+                emissions
+                    .iter()
+                    .map(|e| *e != Emission::Nothing)
+                    .collect::<Vec<_>>(),
+            );
+            let deletes = BooleanArray::from(
+                emissions
+                    .iter()
+                    .filter(|e| **e != Emission::Nothing)
+                    .map(|e| *e == Emission::Delete)
+                    .collect::<Vec<_>>(),
+            );
+            batch = filter_record_batch(&input, &keep).map_err(|e| exec_err!("{e}"))?;
+            projected = filter_record_batch(&aggregated, &keep).map_err(|e| exec_err!("{e}"))?;
+            null_keys = BooleanArray::from(vec![false; batch.num_rows()]);
+            null_values = deletes;
         }
         let mut expression_errors = Vec::new();
         let columns: Vec<ArrayRef> = self
@@ -226,13 +245,13 @@ impl Pipeline {
 }
 
 /// Folds the rows of a batch into their groups: rows without a value or with a NULL group value are
-/// left out (ksqlDB drops them). Returns the rows used and one aggregated row for each.
+/// left out (ksqlDB drops them). Returns the rows used, one aggregated row for each, and their groups.
 fn aggregate(
     spec: &AggregateSpec,
     state: &Mutex<AggregateState>,
     batch: RecordBatch,
     null_values: &BooleanArray,
-) -> Result<(RecordBatch, RecordBatch)> {
+) -> Result<(RecordBatch, RecordBatch, Vec<usize>)> {
     let rows = batch.num_rows();
     let mut groups: Vec<ArrayRef> = spec
         .group_exprs
@@ -259,11 +278,11 @@ fn aggregate(
             .map_err(|e| exec_err!("{e}"))?;
         filter_record_batch(&batch, &keep).map_err(|e| exec_err!("{e}"))?
     };
-    let aggregated = state
+    let (aggregated, ids) = state
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .apply(spec, &batch, &groups)?;
-    Ok((batch, aggregated))
+    Ok((batch, aggregated, ids))
 }
 
 /// A condition's result with NULL read as false.
