@@ -918,6 +918,27 @@ fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {
     if let Some(m) = no_matching_signature(&msg) {
         return plan_err!("{m}");
     }
+    for (clause, prefix) in [
+        ("SELECT", "Column in SELECT must be in GROUP BY"),
+        ("HAVING", "Column in HAVING must be in GROUP BY"),
+    ] {
+        // DataFusion names the first column that is neither grouped nor aggregated.
+        if msg.starts_with(prefix)
+            && let Some(column) = msg
+                .split("column \"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+        {
+            let column = column.rsplit('.').next().unwrap_or(column);
+            return if clause == "SELECT" {
+                plan_err!(
+                    "Non-aggregate SELECT expression(s) not part of GROUP BY: {column}\nEither add the column(s) to the GROUP BY or remove them from the SELECT."
+                )
+            } else {
+                plan_err!("Non-aggregate HAVING expression not part of GROUP BY: {column}")
+            };
+        }
+    }
     if let Some(rest) = msg.strip_prefix("Invalid function '")
         && let Some(name) = rest.split('\'').next()
     {
