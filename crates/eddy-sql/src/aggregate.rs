@@ -18,4 +18,6 @@ pub struct AggregateSpec {
     pub having: Option<Arc<dyn PhysicalExpr>>,
     /// The aggregated rows: the GROUP BY columns, then one column per aggregate function.
     pub schema: SchemaRef,
+    /// The rows aggregated (the query's filtered input).
+    pub input_schema: SchemaRef,
 }

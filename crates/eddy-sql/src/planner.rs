@@ -215,6 +215,7 @@ impl Planner {
                 aggregates,
                 having,
                 schema: Arc::new(a.schema.as_arrow().clone()),
+                input_schema: Arc::new(input.as_arrow().clone()),
             }),
             group_columns,
         ))
@@ -382,7 +383,12 @@ impl Planner {
         let mut key_slots = Vec::new();
         let source_keys: Vec<&str> = source.key_columns().map(|c| c.name.as_str()).collect();
         let mut value_dependent_keys = Vec::new();
+        let sum_types = aggregate
+            .as_ref()
+            .map(|(spec, _)| ksql_sum_types(spec))
+            .unwrap_or_default();
         for (i, e) in projection.expr[..visible].iter().enumerate() {
+            let e = &ksql_sums(e.clone(), &sum_types)?;
             let name = projection.schema.field(i).name().clone();
             let (_, field) = e.to_field(input_schema).map_err(|e| plan_err!("{e}"))?;
             let (dt, nullable) = (field.data_type().clone(), field.is_nullable());
@@ -559,6 +565,46 @@ impl ExprPlanner for KsqlOperators {
         }
         Ok(PlannerResult::Original(expr))
     }
+}
+
+/// The aggregate output columns whose type ksqlDB keeps narrower than DataFusion: `SUM` of an INT is an
+/// INT (wrapping like Java's), where DataFusion widens it to BIGINT.
+fn ksql_sum_types(spec: &AggregateSpec) -> Vec<(String, DataType)> {
+    let groups = spec.group_exprs.len();
+    spec.aggregates
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.fun().name().eq_ignore_ascii_case("sum"))
+        .filter_map(|(j, a)| {
+            let input = a
+                .expressions()
+                .first()?
+                .data_type(spec.input_schema.as_ref())
+                .ok()?;
+            (input == DataType::Int32).then(|| {
+                (
+                    spec.schema.field(groups + j).name().clone(),
+                    DataType::Int32,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Casts the aggregate columns listed by [`ksql_sum_types`] back to ksqlDB's types.
+fn ksql_sums(e: DfExpr, types: &[(String, DataType)]) -> Result<DfExpr> {
+    if types.is_empty() {
+        return Ok(e);
+    }
+    e.transform_up(|e| match &e {
+        DfExpr::Column(c) => match types.iter().find(|(name, _)| *name == c.name) {
+            Some((_, t)) => Ok(Transformed::yes(cast(e.clone(), t.clone()))),
+            None => Ok(Transformed::no(e)),
+        },
+        _ => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
+    .map_err(|e| internal_err!("{e}"))
 }
 
 /// ksqlDB rejects a CASE whose every branch is a bare NULL: its type cannot be known.
