@@ -27,6 +27,7 @@ use datafusion::logical_expr::{cast, lit};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::expressions::CastExpr;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::planner::PlannerContext;
 use datafusion::sql::planner::SqlToRel;
@@ -576,11 +577,13 @@ fn ksql_sum_types(spec: &AggregateSpec) -> Vec<(String, DataType)> {
         .enumerate()
         .filter(|(_, a)| a.fun().name().eq_ignore_ascii_case("sum"))
         .filter_map(|(j, a)| {
-            let input = a
-                .expressions()
-                .first()?
-                .data_type(spec.input_schema.as_ref())
-                .ok()?;
+            // DataFusion widens the argument with a cast: the type before it is the column's.
+            let arg = a.expressions().first()?.clone();
+            let arg = match arg.downcast_ref::<CastExpr>() {
+                Some(c) => c.expr().clone(),
+                None => arg,
+            };
+            let input = arg.data_type(spec.input_schema.as_ref()).ok()?;
             (input == DataType::Int32).then(|| {
                 (
                     spec.schema.field(groups + j).name().clone(),
