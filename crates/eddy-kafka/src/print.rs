@@ -56,7 +56,7 @@ pub fn start_print(
     }
     consumer.assign(&assignment).map_err(kafka_err)?;
     let (tx, rx) = mpsc::channel(64);
-    let task = QueryTask::spawn(format!("print-{group_id}"), move |stop| {
+    let task = QueryTask::spawn(format!("print-{group_id}"), move |stop, _| {
         let mut seen = 0u64;
         let mut printed = 0u64;
         while !stop.load(Ordering::SeqCst) && !tx.is_closed() {

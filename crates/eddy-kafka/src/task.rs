@@ -75,21 +75,23 @@ impl QueryTask {
         }
     }
 
-    /// Runs `body` on a thread named `name`; `body` returns when the flag it gets is set.
+    /// Runs `body` on a thread named `name` with the task's stop flag and counters; `body` returns
+    /// when the flag is set.
     pub(crate) fn spawn(
         name: String,
-        body: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+        body: impl FnOnce(Arc<AtomicBool>, Arc<QueryStats>) + Send + 'static,
     ) -> Result<QueryTask> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let stats = Arc::new(QueryStats::default());
+        let (flag, counters) = (stop.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || body(flag))
+            .spawn(move || body(flag, counters))
             .map_err(|e| eddy_common::internal_err!("cannot start a query thread: {e}"))?;
         Ok(QueryTask {
             stop,
             thread: Some(thread),
-            stats: Arc::default(),
+            stats,
         })
     }
 
@@ -163,18 +165,19 @@ pub fn start_persistent(
         .map_err(kafka_err)?;
     let topic = query.pipeline.source().topic.clone();
     consumer.subscribe(&[&topic]).map_err(kafka_err)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(QueryStats::default());
-    let (stop2, stats2) = (stop.clone(), stats.clone());
-    let thread = std::thread::Builder::new()
-        .name(format!("query-{}", query.id))
-        .spawn(move || persistent_loop(&cluster, &consumer, &query, &topic, &stop2, &stats2))
-        .map_err(|e| eddy_common::internal_err!("cannot start a query thread: {e}"))?;
-    Ok(QueryTask {
-        stop,
-        thread: Some(thread),
-        stats,
-    })
+    let name = format!("query-{}", query.id);
+    let task = QueryTask::spawn(name, move |stop, stats| {
+        PersistentLoop {
+            cluster: &cluster,
+            consumer: &consumer,
+            query: &query,
+            topic: &topic,
+            stop: &stop,
+            stats: &stats,
+        }
+        .run()
+    })?;
+    Ok(task)
 }
 
 /// Batches produced but not yet acknowledged, at most: the next batch is polled and processed while
@@ -190,108 +193,110 @@ struct InFlight {
     offsets: BTreeMap<i32, i64>,
 }
 
-fn persistent_loop(
-    cluster: &KafkaCluster,
-    consumer: &BaseConsumer,
-    query: &PersistentQuery,
-    topic: &str,
-    stop: &AtomicBool,
-    stats: &QueryStats,
-) {
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    while !stop.load(Ordering::SeqCst) {
-        let batch = poll_batch(consumer);
-        if batch.is_empty() {
-            // Nothing new: settle what is in flight so its offsets get committed.
-            while let Some(done) = in_flight.pop_front() {
-                settle(cluster, consumer, query, topic, stop, stats, done);
-            }
-            continue;
-        }
-        stats
-            .consumed
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let records = match query.pipeline.process(&batch).and_then(|p| {
-            stats.record_errors(&query.id, topic, &p);
-            query.sink_spec.records(&p)
-        }) {
-            Ok(r) => r,
-            Err(e) => {
-                // A batch that cannot be processed at all is a bug or a broken plan: keep the query
-                // alive, report it, and do not commit so the batch is retried after a restart.
-                tracing::error!(query = %query.id, "processing failed: {e}");
-                *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                continue;
-            }
-        };
-        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
-        for m in &batch {
-            let e = offsets.entry(m.0.partition()).or_default();
-            *e = (*e).max(m.0.offset() + 1);
-        }
-        drop(batch);
-        let deliveries = match cluster.send(&query.sink_spec.topic, &records) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::warn!(query = %query.id, "producing to {} failed: {e}", query.sink_spec.topic);
-                None
-            }
-        };
-        in_flight.push_back(InFlight {
-            records,
-            deliveries,
-            offsets,
-        });
-        if in_flight.len() >= IN_FLIGHT
-            && let Some(oldest) = in_flight.pop_front()
-        {
-            settle(cluster, consumer, query, topic, stop, stats, oldest);
-        }
-    }
-    // Stopping: what was produced is acknowledged and committed, so a restart repeats as little as
-    // possible.
-    while let Some(done) = in_flight.pop_front() {
-        settle(cluster, consumer, query, topic, stop, stats, done);
-    }
+/// The thread of a persistent query: what it reads and writes, and its counters.
+struct PersistentLoop<'a> {
+    cluster: &'a KafkaCluster,
+    consumer: &'a BaseConsumer,
+    query: &'a PersistentQuery,
+    topic: &'a str,
+    stop: &'a AtomicBool,
+    stats: &'a QueryStats,
 }
 
-/// At-least-once: waits for a batch's acknowledgements (producing it again until the sink takes it),
-/// then commits the offsets it consumed.
-fn settle(
-    cluster: &KafkaCluster,
-    consumer: &BaseConsumer,
-    query: &PersistentQuery,
-    topic: &str,
-    stop: &AtomicBool,
-    stats: &QueryStats,
-    batch: InFlight,
-) {
-    let mut result = match batch.deliveries {
-        Some(d) => d.wait(),
-        None => Err(eddy_common::external_err!(
-            "the records were not handed to the producer"
-        )),
-    };
-    let mut attempt = 0;
-    while let Err(e) = result {
-        attempt += 1;
-        tracing::warn!(query = %query.id, attempt, "producing to {} failed: {e}", query.sink_spec.topic);
-        if stop.load(Ordering::SeqCst) && attempt > 3 {
-            // Not committed: the batch is processed again after a restart.
-            return;
+impl PersistentLoop<'_> {
+    fn run(&self) {
+        let (query, stats) = (self.query, self.stats);
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        while !self.stop.load(Ordering::SeqCst) {
+            let batch = poll_batch(self.consumer);
+            if batch.is_empty() {
+                // Nothing new: settle what is in flight so its offsets get committed.
+                while let Some(done) = in_flight.pop_front() {
+                    self.settle(done);
+                }
+                continue;
+            }
+            stats
+                .consumed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let records = match query.pipeline.process(&batch).and_then(|p| {
+                stats.record_errors(&query.id, self.topic, &p);
+                query.sink_spec.records(&p)
+            }) {
+                Ok(r) => r,
+                Err(e) => {
+                    // A batch that cannot be processed at all is a bug or a broken plan: keep the
+                    // query alive, report it, and do not commit so it is retried after a restart.
+                    tracing::error!(query = %query.id, "processing failed: {e}");
+                    *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(e.to_string());
+                    continue;
+                }
+            };
+            let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+            for m in &batch {
+                let e = offsets.entry(m.0.partition()).or_default();
+                *e = (*e).max(m.0.offset() + 1);
+            }
+            drop(batch);
+            let deliveries = match self.cluster.send(&query.sink_spec.topic, &records) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(query = %query.id, "producing to {} failed: {e}", query.sink_spec.topic);
+                    None
+                }
+            };
+            in_flight.push_back(InFlight {
+                records,
+                deliveries,
+                offsets,
+            });
+            if in_flight.len() >= IN_FLIGHT
+                && let Some(oldest) = in_flight.pop_front()
+            {
+                self.settle(oldest);
+            }
         }
-        std::thread::sleep(Duration::from_millis(200 * attempt.min(25)));
-        result = cluster.produce_and_wait(&query.sink_spec.topic, &batch.records);
+        // Stopping: what was produced is acknowledged and committed, so a restart repeats as little
+        // as possible.
+        while let Some(done) = in_flight.pop_front() {
+            self.settle(done);
+        }
     }
-    stats
-        .produced
-        .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in batch.offsets {
-        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
-    }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-        tracing::warn!(query = %query.id, "offset commit failed (records may be processed again): {e}");
+
+    /// At-least-once: waits for a batch's acknowledgements (producing it again until the sink takes
+    /// it), then commits the offsets it consumed.
+    fn settle(&self, batch: InFlight) {
+        let query = self.query;
+        let mut result = match batch.deliveries {
+            Some(d) => d.wait(),
+            None => Err(eddy_common::external_err!(
+                "the records were not handed to the producer"
+            )),
+        };
+        let mut attempt = 0;
+        while let Err(e) = result {
+            attempt += 1;
+            tracing::warn!(query = %query.id, attempt, "producing to {} failed: {e}", query.sink_spec.topic);
+            if self.stop.load(Ordering::SeqCst) && attempt > 3 {
+                // Not committed: the batch is processed again after a restart.
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200 * attempt.min(25)));
+            result = self
+                .cluster
+                .produce_and_wait(&query.sink_spec.topic, &batch.records);
+        }
+        self.stats
+            .produced
+            .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in batch.offsets {
+            let _ = tpl.add_partition_offset(self.topic, p, Offset::Offset(o));
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(query = %query.id, "offset commit failed (records may be processed again): {e}");
+        }
     }
 }
 
@@ -319,43 +324,30 @@ pub fn start_push(
     let topic = pipeline.source().topic.clone();
     consumer.subscribe(&[&topic]).map_err(kafka_err)?;
     let (tx, rx) = mpsc::channel(16);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(QueryStats::default());
-    let (stop2, stats2) = (stop.clone(), stats.clone());
-    let thread = std::thread::Builder::new()
-        .name(format!("push-{group_id}"))
-        .spawn(move || {
-            while !stop2.load(Ordering::SeqCst) && !tx.is_closed() {
-                let batch = poll_batch(&consumer);
-                if batch.is_empty() {
-                    continue;
-                }
-                stats2
-                    .consumed
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                let event = match pipeline.process(&batch) {
-                    Ok(p) => {
-                        stats2.record_errors(&group_id, &topic, &p);
-                        if p.batch.num_rows() == 0 {
-                            continue;
-                        }
-                        let nulls = p.null_values.iter().map(|v| v.unwrap_or(false)).collect();
-                        PushEvent::Rows(p.batch, nulls)
-                    }
-                    Err(e) => PushEvent::Error(e.to_string()),
-                };
-                if tx.blocking_send(event).is_err() {
-                    break;
-                }
+    let task = QueryTask::spawn(format!("push-{group_id}"), move |stop, stats| {
+        while !stop.load(Ordering::SeqCst) && !tx.is_closed() {
+            let batch = poll_batch(&consumer);
+            if batch.is_empty() {
+                continue;
             }
-        })
-        .map_err(|e| eddy_common::internal_err!("cannot start a query thread: {e}"))?;
-    Ok((
-        rx,
-        QueryTask {
-            stop,
-            thread: Some(thread),
-            stats,
-        },
-    ))
+            stats
+                .consumed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let event = match pipeline.process(&batch) {
+                Ok(p) => {
+                    stats.record_errors(&group_id, &topic, &p);
+                    if p.batch.num_rows() == 0 {
+                        continue;
+                    }
+                    let nulls = p.null_values.iter().map(|v| v.unwrap_or(false)).collect();
+                    PushEvent::Rows(p.batch, nulls)
+                }
+                Err(e) => PushEvent::Error(e.to_string()),
+            };
+            if tx.blocking_send(event).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok((rx, task))
 }
