@@ -65,6 +65,21 @@ async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (St
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The lines of a push query on `/query-stream` read from the earliest offset (header first).
+async fn push_query(app: &Router, sql: &str) -> Vec<Value> {
+    let (status, body) = call(
+        app,
+        "POST",
+        "/query-stream",
+        Some(json!({"sql": sql, "properties": {"auto.offset.reset": "earliest"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 async fn ksql(app: &Router, sql: &str) -> (StatusCode, Value) {
     let (status, body) = call(app, "POST", "/ksql", Some(json!({"ksql": sql}))).await;
     (
@@ -190,42 +205,21 @@ async fn a_push_query_streams_inserted_rows_until_its_limit() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = call(
+    let lines = push_query(
         app,
-        "POST",
-        "/query-stream",
-        Some(json!({
-            "sql": "SELECT id, n * 10 AS tens FROM pings EMIT CHANGES LIMIT 2;",
-            "properties": {"auto.offset.reset": "earliest"}
-        })),
+        "SELECT id, n * 10 AS tens FROM pings EMIT CHANGES LIMIT 2;",
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let lines: Vec<Value> = body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(lines[0]["columnNames"], json!(["ID", "TENS"]));
     assert_eq!(lines[0]["columnTypes"], json!(["STRING", "INTEGER"]));
     assert_eq!(&lines[1..], [json!(["a", 10]), json!(["b", 20])]);
     // Aggregating push queries keep their groups for as long as they run.
-    let (status, body) = call(
+    let lines = push_query(
         app,
-        "POST",
-        "/query-stream",
-        Some(json!({
-            "sql": "SELECT n > 1 AS big, COUNT(*) AS c FROM pings GROUP BY n > 1 EMIT CHANGES LIMIT 2;",
-            "properties": {"auto.offset.reset": "earliest"}
-        })),
+        "SELECT n > 1 AS big, COUNT(*) AS c FROM pings GROUP BY n > 1 EMIT CHANGES LIMIT 2;",
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let rows: Vec<Value> = body
-        .lines()
-        .skip(1)
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows, [json!([false, 1]), json!([true, 1])]);
+    assert_eq!(&lines[1..], [json!([false, 1]), json!([true, 1])]);
     // Persistent aggregations are refused until their state survives a restart.
     let (status, body) = ksql(
         app,
@@ -284,17 +278,8 @@ async fn rows_streamed_to_inserts_stream_are_acknowledged_and_land_in_the_stream
         acks[1]["message"].as_str().unwrap().contains("SPEED"),
         "{acks:?}"
     );
-    let (_, rows) = call(
-        app,
-        "POST",
-        "/query-stream",
-        Some(json!({
-            "sql": "SELECT * FROM cars EMIT CHANGES LIMIT 1;",
-            "properties": {"auto.offset.reset": "earliest"}
-        })),
-    )
-    .await;
-    assert_eq!(rows.lines().nth(1), Some(r#"["a",88]"#), "{rows}");
+    let lines = push_query(app, "SELECT * FROM cars EMIT CHANGES LIMIT 1;").await;
+    assert_eq!(lines[1], json!(["a", 88]));
 }
 
 /// A temporary directory removed when dropped.
