@@ -316,6 +316,13 @@ impl Planner {
                     input = f.input.as_ref();
                 }
                 LogicalPlan::Aggregate(a) => {
+                    if source.kind == crate::statement::SourceKind::Table {
+                        // A changed table row must first be taken out of its old group; without that
+                        // the results would be wrong, so the query is refused.
+                        return Err(not_supported!(
+                            "Aggregating a table is not supported yet: it needs the old row of each key to be retracted from its group"
+                        ));
+                    }
                     aggregate = Some(self.aggregate_spec(a, having.take())?);
                     input = a.input.as_ref();
                 }
