@@ -119,12 +119,16 @@ def consume_all(bootstrap, topic, expected_count, timeout=120):
     c.subscribe([topic])
     out = {}
     n = 0
+    # Count distinct records: after a kill -9 the topic holds duplicates, and stopping at the raw count would
+    # stop before the last distinct records arrive.
+    distinct = set()
     deadline = time.time() + timeout
-    while n < expected_count and time.time() < deadline:
+    while len(distinct) < expected_count and time.time() < deadline:
         for m in c.consume(num_messages=10000, timeout=1.0):
             if m.error():
                 continue
             out.setdefault(m.partition(), []).append(json.loads(m.value()))
+            distinct.add((m.partition(), m.value()))
             n += 1
     c.close()
     return out, n
