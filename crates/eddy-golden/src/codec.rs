@@ -2,15 +2,19 @@
 
 use serde_json::Value;
 
+use eddy_runtime::format::window::{Bounds, append_window, split_windowed_key};
 use eddy_sql::SqlType;
 use eddy_sql::catalog::{Format, FormatKind, Source};
 use eddy_sql::statement::ColumnRole;
+use eddy_sql::window::{KeyWindow, WindowType};
 
 /// How one part (key or value) of a topic's records is serialized.
 #[derive(Debug, Clone)]
 pub struct PartCodec {
     pub format: Format,
     pub types: Vec<SqlType>,
+    /// How keys are windowed (key part only).
+    pub window: Option<KeyWindow>,
 }
 
 impl PartCodec {
@@ -23,12 +27,58 @@ impl PartCodec {
         };
         PartCodec {
             format,
+            window: source.window.filter(|_| role == ColumnRole::Key),
             types: source
                 .columns
                 .iter()
                 .filter(|c| c.role == role)
                 .map(|c| c.sql_type.clone())
                 .collect(),
+        }
+    }
+
+    /// Serializes a test-file key with its `window` (for windowed keys).
+    pub fn key_to_bytes(
+        &self,
+        key: &Value,
+        window: Option<&Value>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let inner = self.to_bytes(key)?;
+        let (Some(w), Some(window)) = (&self.window, window) else {
+            return Ok(inner);
+        };
+        let bound = |name: &str| {
+            window
+                .get(name)
+                .and_then(Value::as_i64)
+                .ok_or_else(|| format!("window {window} has no {name}"))
+        };
+        let mut bytes = inner.unwrap_or_default();
+        let bounds = Bounds {
+            start: bound("start")?,
+            end: bound("end")?,
+        };
+        append_window(&mut bytes, w.window_type, bounds);
+        Ok(Some(bytes))
+    }
+
+    /// Deserializes a key into the JSON of a test file, with its window as a test file shows it.
+    pub fn key_to_json(&self, bytes: Option<&[u8]>) -> (Value, Option<Value>) {
+        let (Some(w), Some(b)) = (&self.window, bytes) else {
+            return (self.to_json(bytes), None);
+        };
+        match split_windowed_key(b, w) {
+            Some((inner, bounds)) => {
+                let kind = if w.window_type == WindowType::Session {
+                    "session"
+                } else {
+                    "time"
+                };
+                let window =
+                    serde_json::json!({"start": bounds.start, "end": bounds.end, "type": kind});
+                (self.to_json(Some(inner)), Some(window))
+            }
+            None => (self.to_json(bytes), None),
         }
     }
 

@@ -182,7 +182,7 @@ fn drive(engine: &Engine, id: &str, case: &TestCase, topics: &MemoryTopics) -> R
     {
         records.push(Record {
             key: key
-                .to_bytes(&r.key)
+                .key_to_bytes(&r.key, r.window.as_ref())
                 .map_err(|e| Error::Execution(format!("input key: {e}")))?,
             value: value
                 .to_bytes(&r.value)
@@ -219,10 +219,17 @@ fn verify_outputs(engine: &Engine, case: &TestCase, topics: &MemoryTopics) -> Op
                 PartCodec::of(s, ColumnRole::Value),
             )
         });
-        let decode = |r: &Record| -> (Value, Value) {
+        let decode = |r: &Record| -> (Value, Value, Option<Value>) {
             match &codecs {
-                Some((k, v)) => (k.to_json(r.key.as_deref()), v.to_json(r.value.as_deref())),
-                None => (bytes_json(r.key.as_deref()), bytes_json(r.value.as_deref())),
+                Some((k, v)) => {
+                    let (key, window) = k.key_to_json(r.key.as_deref());
+                    (key, v.to_json(r.value.as_deref()), window)
+                }
+                None => (
+                    bytes_json(r.key.as_deref()),
+                    bytes_json(r.value.as_deref()),
+                    None,
+                ),
             }
         };
         for (i, e) in expected.iter().enumerate() {
@@ -234,12 +241,16 @@ fn verify_outputs(engine: &Engine, case: &TestCase, topics: &MemoryTopics) -> Op
                     show(e)
                 ));
             };
-            if e.window.is_some() {
+            let (key, value, window) = decode(a);
+            if e.window != window {
                 return Some(format!(
-                    "topic {topic}: record {i} has a windowed key, which Eddy does not produce yet"
+                    "topic {topic}, record {i}: expected window {} but got {}",
+                    e.window
+                        .as_ref()
+                        .map_or("none".to_string(), Value::to_string),
+                    window.as_ref().map_or("none".to_string(), Value::to_string),
                 ));
             }
-            let (key, value) = decode(a);
             if let Some(d) = difference(&e.key, &key) {
                 return Some(format!("topic {topic}, record {i}, key: {d}"));
             }
@@ -257,7 +268,7 @@ fn verify_outputs(engine: &Engine, case: &TestCase, topics: &MemoryTopics) -> Op
             }
         }
         if actual.len() > expected.len() {
-            let (k, v) = decode(&actual[expected.len()]);
+            let (k, v, _) = decode(&actual[expected.len()]);
             return Some(format!(
                 "topic {topic}: expected {} records but got {}; the first extra one is key={k} value={v}",
                 expected.len(),

@@ -1,65 +1,141 @@
-//! The aggregation operator: one set of DataFusion accumulators per group, updated record by record so
-//! that every input row emits its group's new aggregate row (ksqlDB's EMIT CHANGES with caching off).
-//! State is kept in memory.
+//! The aggregation operator: one set of DataFusion accumulators per group (a key, or a key and a
+//! window), updated record by record so that every input row emits its group's new row (ksqlDB's EMIT
+//! CHANGES with caching off), or only closed windows' final rows (EMIT FINAL). It assigns windows, keeps
+//! stream time, drops late records, merges sessions (a tombstone for each replaced session) and, over a
+//! table, takes a key's old row out of its group before adding the new one. State is kept in memory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{Int32Type, Int64Type, Schema};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 
 use eddy_common::{Result, exec_err};
 use eddy_sql::aggregate::AggregateSpec;
+use eddy_sql::statement::WindowKind;
 
-/// The accumulators of every group seen so far.
-#[derive(Debug, Default)]
-pub struct AggregateState {
-    converter: Option<RowConverter>,
-    index: HashMap<OwnedRow, usize>,
-    groups: Vec<Group>,
+use crate::format::window::Bounds;
+
+type DfResult<T> = datafusion::error::Result<T>;
+
+fn df(e: impl std::fmt::Display) -> eddy_common::Error {
+    exec_err!("{e}")
 }
+
+/// What the aggregation of one batch produced: rows in the aggregated schema (GROUP BY columns, window
+/// bounds, aggregates), HAVING applied.
+#[derive(Debug)]
+pub struct Aggregated {
+    pub batch: RecordBatch,
+    /// Rows that delete their key (tombstones): a group that stopped passing HAVING, a merged session.
+    pub deletes: BooleanArray,
+    pub rowtime: Vec<i64>,
+    /// Source partition of the input row behind each output row.
+    pub partition: Vec<i32>,
+    /// The window of each output row, for windowed aggregations.
+    pub windows: Option<Vec<Bounds>>,
+    /// Input records dropped because every window they fall in had closed (later than the grace period).
+    pub late_records: usize,
+}
+
+/// The state of one aggregating query.
+#[derive(Debug)]
+pub struct AggregateState {
+    spec: Arc<AggregateSpec>,
+    /// Emit only the final row of each window, when the window closes.
+    emit_final: bool,
+    /// Over a table: the input batch columns of its key, whose old row is retracted on every change.
+    table_keys: Option<Vec<usize>>,
+    converter: Option<RowConverter>,
+    table_converter: Option<RowConverter>,
+    /// Groups by key (with the window start appended for time windows).
+    index: HashMap<Box<[u8]>, usize>,
+    /// Session windows: the groups (sessions) of each key.
+    sessions: HashMap<Box<[u8]>, Vec<usize>>,
+    groups: Vec<Option<Group>>,
+    free: Vec<usize>,
+    /// Groups created so far (see [`Group::generation`]).
+    generations: u64,
+    /// Over a table: each key's current row, as the group it is in and its aggregate arguments.
+    table_rows: HashMap<Box<[u8]>, TableRow>,
+    /// The largest event time seen.
+    stream_time: i64,
+    /// Windows to close or evict, by the stream time at which that happens.
+    timers: BTreeMap<i64, Vec<Timer>>,
+}
+
+/// A table row's group and the arguments it gave each aggregate function.
+type TableRow = (usize, Vec<Vec<ScalarValue>>);
 
 #[derive(Debug)]
 struct Group {
+    /// The GROUP BY values, as a row of `converter`.
+    key: Box<[u8]>,
+    window: Option<Bounds>,
     accumulators: Vec<Box<dyn Accumulator>>,
-    /// Whether the group's last row was emitted (it passed HAVING), so that failing HAVING now deletes it.
+    /// Whether the group's last row is in the output table (it passed HAVING), so that failing HAVING
+    /// now deletes it.
     emitted: bool,
+    /// Tells a reused slot from the group a timer was set for.
+    generation: u64,
+    /// Event time of the last record folded in (the time of an EMIT FINAL row).
+    last_rowtime: i64,
 }
 
-/// What an aggregated row does to the output table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Emission {
-    Row,
-    /// The group stopped passing HAVING: a tombstone for its key.
-    Delete,
-    /// The group does not pass HAVING and was not in the table: nothing to say.
-    Nothing,
+#[derive(Debug, Clone, Copy)]
+struct Timer {
+    group: usize,
+    generation: u64,
+    /// The window end the timer was set for (a session may have grown since).
+    end: i64,
+    close: bool,
+}
+
+/// One output row before HAVING: a group's values at a point in time.
+struct Out {
+    group: usize,
+    window: Option<Bounds>,
+    values: Vec<ScalarValue>,
+    /// A tombstone for the group's key and window (a session replaced by a merge).
+    delete: bool,
+    rowtime: i64,
+    input_row: usize,
 }
 
 impl AggregateState {
-    /// Folds each row of `batch` (whose group values are `groups`, none of them null) into its group
-    /// and returns one aggregated row per input row, in `spec.schema`, with the group of each row.
-    pub fn apply(
-        &mut self,
-        spec: &AggregateSpec,
-        batch: &RecordBatch,
-        groups: &[ArrayRef],
-    ) -> Result<(RecordBatch, Vec<usize>)> {
-        let err = |e: datafusion::error::DataFusionError| exec_err!("{e}");
-        let rows = batch.num_rows();
-        if self.converter.is_none() {
-            let fields = groups
-                .iter()
-                .map(|g| SortField::new(g.data_type().clone()))
-                .collect();
-            self.converter = Some(RowConverter::new(fields).map_err(|e| exec_err!("{e}"))?);
+    /// State for `spec`; `table_keys` (input columns of the source's key) when aggregating a table.
+    pub fn new(spec: Arc<AggregateSpec>, table_keys: Option<Vec<usize>>, emit_final: bool) -> Self {
+        AggregateState {
+            spec,
+            emit_final,
+            table_keys,
+            converter: None,
+            table_converter: None,
+            index: HashMap::new(),
+            sessions: HashMap::new(),
+            groups: Vec::new(),
+            free: Vec::new(),
+            generations: 0,
+            table_rows: HashMap::new(),
+            stream_time: i64::MIN,
+            timers: BTreeMap::new(),
         }
-        let converter = self.converter.as_ref().expect("set above");
-        let keys = converter
-            .convert_columns(groups)
-            .map_err(|e| exec_err!("{e}"))?;
+    }
+
+    /// Folds the rows of `batch` (the query's filtered input; `null_values` marks rows without a value,
+    /// which delete their key from a table and are skipped on a stream) into their groups.
+    pub fn apply(&mut self, batch: &RecordBatch, null_values: &BooleanArray) -> Result<Aggregated> {
+        let spec = self.spec.clone();
+        let rows = batch.num_rows();
+        let groups: Vec<ArrayRef> = spec
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+            .collect::<DfResult<_>>()
+            .map_err(df)?;
         let args: Vec<Vec<ArrayRef>> = spec
             .aggregates
             .iter()
@@ -67,50 +143,425 @@ impl AggregateState {
                 a.expressions()
                     .iter()
                     .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
-                    .collect::<datafusion::error::Result<Vec<_>>>()
+                    .collect::<DfResult<Vec<_>>>()
             })
-            .collect::<datafusion::error::Result<_>>()
-            .map_err(err)?;
-        let mut results: Vec<Vec<ScalarValue>> =
-            vec![Vec::with_capacity(rows); spec.aggregates.len()];
-        let mut ids = Vec::with_capacity(rows);
+            .collect::<DfResult<_>>()
+            .map_err(df)?;
+        let converter = converter_for(&mut self.converter, &groups)?;
+        let keys = converter.convert_columns(&groups).map_err(df)?;
+        let table_keys = match &self.table_keys {
+            Some(columns) => {
+                let columns: Vec<ArrayRef> =
+                    columns.iter().map(|c| batch.column(*c).clone()).collect();
+                let converter = converter_for(&mut self.table_converter, &columns)?;
+                Some(converter.convert_columns(&columns).map_err(df)?)
+            }
+            None => None,
+        };
+        let rowtimes = batch.column(0).as_primitive::<Int64Type>();
+        let mut outs = Vec::new();
+        let mut late_records = 0;
+        let mut to_free = Vec::new();
+        let mut starts = Vec::new();
+        let mut lookup = Vec::new();
         for i in 0..rows {
-            let key = keys.row(i).owned();
-            let id = match self.index.get(&key) {
-                Some(id) => *id,
-                None => {
-                    let accumulators = spec
-                        .aggregates
-                        .iter()
-                        .map(|a| a.create_accumulator())
-                        .collect::<datafusion::error::Result<Vec<_>>>()
-                        .map_err(err)?;
-                    self.groups.push(Group {
-                        accumulators,
-                        emitted: false,
-                    });
-                    self.index.insert(key, self.groups.len() - 1);
-                    self.groups.len() - 1
+            let ts = rowtimes.value(i);
+            let grouped = groups.iter().all(|g| g.is_valid(i));
+            let key = keys.row(i);
+            if let Some(table_keys) = &table_keys {
+                let new = (!null_values.value(i) && grouped)
+                    .then(|| self.group(key.as_ref(), None, &mut lookup))
+                    .transpose()?;
+                let source_key = table_keys.row(i);
+                if let Some((old, old_args)) = self.table_rows.remove(source_key.as_ref()) {
+                    self.retract(old, &old_args)?;
+                    if Some(old) != new {
+                        outs.push(self.out(old, false, ts, i)?);
+                    }
                 }
-            };
-            ids.push(id);
-            for (j, acc) in self.groups[id].accumulators.iter_mut().enumerate() {
-                let row: Vec<ArrayRef> = args[j].iter().map(|a| a.slice(i, 1)).collect();
-                acc.update_batch(&row).map_err(err)?;
-                results[j].push(acc.evaluate().map_err(err)?);
+                if let Some(group) = new {
+                    self.update(group, &args, i, ts)?;
+                    outs.push(self.out(group, false, ts, i)?);
+                    let row_args = args
+                        .iter()
+                        .map(|a| {
+                            a.iter()
+                                .map(|c| ScalarValue::try_from_array(c, i))
+                                .collect::<DfResult<Vec<_>>>()
+                        })
+                        .collect::<DfResult<_>>()
+                        .map_err(df)?;
+                    self.table_rows
+                        .insert(source_key.as_ref().into(), (group, row_args));
+                }
+                continue;
+            }
+            if null_values.value(i) || !grouped {
+                continue;
+            }
+            self.stream_time = self.stream_time.max(ts);
+            match spec.window.as_ref().map(|w| (w, &w.kind)) {
+                None => {
+                    let group = self.group(key.as_ref(), None, &mut lookup)?;
+                    self.update(group, &args, i, ts)?;
+                    outs.push(self.out(group, false, ts, i)?);
+                }
+                Some((w, WindowKind::Session { gap_ms })) => {
+                    let close = self.stream_time - w.grace_ms() - gap_ms;
+                    let merged =
+                        self.session(key.as_ref(), ts, *gap_ms, close, &mut outs, &mut to_free, i)?;
+                    match merged {
+                        Some(group) => {
+                            self.update(group, &args, i, ts)?;
+                            if !self.emit_final {
+                                outs.push(self.out(group, false, ts, i)?);
+                            }
+                        }
+                        None => late_records += 1,
+                    }
+                }
+                Some((w, _)) => {
+                    starts.clear();
+                    w.time_windows(ts, &mut starts);
+                    let size = w.key_window().size_ms.unwrap_or(0);
+                    let mut dropped = false;
+                    for start in starts.iter().copied() {
+                        let bounds = Bounds {
+                            start,
+                            end: start + size,
+                        };
+                        if bounds.end + w.grace_ms() <= self.stream_time {
+                            dropped = true;
+                            continue;
+                        }
+                        let group = self.group(key.as_ref(), Some(bounds), &mut lookup)?;
+                        self.update(group, &args, i, ts)?;
+                        if !self.emit_final {
+                            outs.push(self.out(group, false, ts, i)?);
+                        }
+                    }
+                    late_records += usize::from(dropped);
+                }
+            }
+            self.fire_timers(&mut outs, &mut to_free, i)?;
+        }
+        let result = self.finish(outs, batch, late_records);
+        for group in to_free {
+            self.release(group);
+        }
+        result
+    }
+
+    /// The group of a key (and window), created when new.
+    fn group(&mut self, key: &[u8], window: Option<Bounds>, lookup: &mut Vec<u8>) -> Result<usize> {
+        lookup.clear();
+        lookup.extend_from_slice(key);
+        if let Some(w) = window {
+            lookup.extend_from_slice(&w.start.to_be_bytes());
+        }
+        if let Some(group) = self.index.get(lookup.as_slice()) {
+            return Ok(*group);
+        }
+        let group = self.create(key, window)?;
+        self.index.insert(lookup.as_slice().into(), group);
+        if let (Some(w), Some(spec)) = (window, &self.spec.window) {
+            self.set_timers(group, w, spec.grace_ms(), spec.retention_ms());
+        }
+        Ok(group)
+    }
+
+    fn create(&mut self, key: &[u8], window: Option<Bounds>) -> Result<usize> {
+        let accumulators = self
+            .spec
+            .aggregates
+            .iter()
+            .map(|a| {
+                // Over a table, values are retracted as well as added.
+                if self.table_keys.is_some() {
+                    a.create_sliding_accumulator()
+                } else {
+                    a.create_accumulator()
+                }
+            })
+            .collect::<DfResult<Vec<_>>>()
+            .map_err(df)?;
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.groups.push(None);
+            self.groups.len() - 1
+        });
+        self.generations += 1;
+        self.groups[slot] = Some(Group {
+            key: key.into(),
+            window,
+            accumulators,
+            emitted: false,
+            generation: self.generations,
+            last_rowtime: i64::MIN,
+        });
+        Ok(slot)
+    }
+
+    fn get(&mut self, group: usize) -> &mut Group {
+        self.groups[group].as_mut().expect("live group")
+    }
+
+    fn set_timers(&mut self, group: usize, window: Bounds, grace: i64, retention: i64) {
+        let generation = self.get(group).generation;
+        let timer = |close| Timer {
+            group,
+            generation,
+            end: window.end,
+            close,
+        };
+        if self.emit_final {
+            self.timers
+                .entry(window.end.saturating_add(grace))
+                .or_default()
+                .push(timer(true));
+        }
+        let evict = match self.spec.window.as_ref().map(|w| &w.kind) {
+            Some(WindowKind::Session { gap_ms }) => window.end.saturating_add(grace + gap_ms),
+            _ => window.start.saturating_add(retention),
+        };
+        self.timers.entry(evict).or_default().push(timer(false));
+    }
+
+    /// Emits the final rows of windows that closed (EMIT FINAL) and forgets windows past retention.
+    fn fire_timers(
+        &mut self,
+        outs: &mut Vec<Out>,
+        to_free: &mut Vec<usize>,
+        row: usize,
+    ) -> Result<()> {
+        while let Some(entry) = self.timers.first_entry() {
+            if *entry.key() > self.stream_time {
+                break;
+            }
+            let timers = entry.remove();
+            for t in timers {
+                let live = self.groups[t.group].as_ref().is_some_and(|g| {
+                    g.generation == t.generation && g.window.map(|w| w.end) == Some(t.end)
+                });
+                if !live || to_free.contains(&t.group) {
+                    continue;
+                }
+                if t.close {
+                    let rowtime = self.get(t.group).last_rowtime;
+                    outs.push(self.out(t.group, false, rowtime, row)?);
+                } else {
+                    self.forget(t.group);
+                    to_free.push(t.group);
+                }
             }
         }
-        let mut columns: Vec<ArrayRef> = groups.to_vec();
-        for (j, values) in results.into_iter().enumerate() {
-            let field = spec.schema.field(groups.len() + j);
-            let array = if values.is_empty() {
+        Ok(())
+    }
+
+    /// The session of `key` that a record at `ts` falls into, merging the sessions it bridges (each
+    /// replaced session gets a tombstone); `None` when the record is too late.
+    #[allow(clippy::too_many_arguments)]
+    fn session(
+        &mut self,
+        key: &[u8],
+        ts: i64,
+        gap: i64,
+        close: i64,
+        outs: &mut Vec<Out>,
+        to_free: &mut Vec<usize>,
+        row: usize,
+    ) -> Result<Option<usize>> {
+        let mut sessions = self.sessions.remove(key).unwrap_or_default();
+        // Sessions that ended before the close time have expired.
+        sessions.retain(|g| {
+            self.groups[*g]
+                .as_ref()
+                .is_some_and(|g| g.window.is_some_and(|w| w.end >= close))
+        });
+        let (mut overlapping, rest): (Vec<usize>, Vec<usize>) =
+            sessions.into_iter().partition(|g| {
+                let w = self.groups[*g]
+                    .as_ref()
+                    .and_then(|g| g.window)
+                    .expect("session window");
+                w.end >= ts - gap && w.start <= ts + gap
+            });
+        let mut merged = Bounds { start: ts, end: ts };
+        for g in &overlapping {
+            let w = self.groups[*g]
+                .as_ref()
+                .and_then(|g| g.window)
+                .expect("session window");
+            merged.start = merged.start.min(w.start);
+            merged.end = merged.end.max(w.end);
+        }
+        let mut sessions = rest;
+        if merged.end < close {
+            if !overlapping.is_empty() || !sessions.is_empty() {
+                sessions.append(&mut overlapping);
+                self.sessions.insert(key.into(), sessions);
+            }
+            return Ok(None);
+        }
+        overlapping.sort_by_key(|g| {
+            self.groups[*g]
+                .as_ref()
+                .and_then(|g| g.window)
+                .map(|w| w.start)
+        });
+        let same = overlapping
+            .iter()
+            .position(|g| self.groups[*g].as_ref().and_then(|g| g.window) == Some(merged));
+        let target = match same {
+            Some(p) => overlapping.remove(p),
+            None => self.create(key, Some(merged))?,
+        };
+        for g in overlapping {
+            let old = self.groups[g]
+                .as_ref()
+                .and_then(|g| g.window)
+                .expect("session window");
+            if !self.emit_final {
+                outs.push(self.out(g, true, old.end, row)?);
+            }
+            let states = {
+                let group = self.get(g);
+                group
+                    .accumulators
+                    .iter_mut()
+                    .map(|a| a.state())
+                    .collect::<DfResult<Vec<_>>>()
+                    .map_err(df)?
+            };
+            for (acc, state) in self.get(target).accumulators.iter_mut().zip(states) {
+                let arrays = state
+                    .iter()
+                    .map(|s| s.to_array())
+                    .collect::<DfResult<Vec<_>>>()
+                    .map_err(df)?;
+                acc.merge_batch(&arrays).map_err(df)?;
+            }
+            self.get(g).window = None;
+            to_free.push(g);
+        }
+        sessions.push(target);
+        self.sessions.insert(key.into(), sessions);
+        if same.is_none() {
+            let spec = self.spec.window.clone().expect("windowed");
+            self.set_timers(target, merged, spec.grace_ms(), spec.retention_ms());
+        }
+        Ok(Some(target))
+    }
+
+    fn update(
+        &mut self,
+        group: usize,
+        args: &[Vec<ArrayRef>],
+        row: usize,
+        rowtime: i64,
+    ) -> Result<()> {
+        let group = self.get(group);
+        group.last_rowtime = group.last_rowtime.max(rowtime);
+        for (acc, columns) in group.accumulators.iter_mut().zip(args) {
+            let one: Vec<ArrayRef> = columns.iter().map(|c| c.slice(row, 1)).collect();
+            acc.update_batch(&one).map_err(df)?;
+        }
+        Ok(())
+    }
+
+    /// Takes a table row's old arguments out of its group.
+    fn retract(&mut self, group: usize, args: &[Vec<ScalarValue>]) -> Result<()> {
+        for (acc, values) in self.get(group).accumulators.iter_mut().zip(args) {
+            let one = values
+                .iter()
+                .map(|v| v.to_array())
+                .collect::<DfResult<Vec<_>>>()
+                .map_err(df)?;
+            acc.retract_batch(&one).map_err(df)?;
+        }
+        Ok(())
+    }
+
+    fn out(&mut self, group: usize, delete: bool, rowtime: i64, input_row: usize) -> Result<Out> {
+        let g = self.get(group);
+        let values = g
+            .accumulators
+            .iter_mut()
+            .map(|a| a.evaluate())
+            .collect::<DfResult<_>>()
+            .map_err(df)?;
+        Ok(Out {
+            group,
+            window: g.window,
+            values,
+            delete,
+            rowtime,
+            input_row,
+        })
+    }
+
+    /// Removes a group from the indexes (its slot is released after the batch's rows are built).
+    fn forget(&mut self, group: usize) {
+        let Some(g) = self.groups[group].as_ref() else {
+            return;
+        };
+        let mut lookup = g.key.to_vec();
+        match (&self.spec.window, g.window) {
+            (Some(w), _) if matches!(w.kind, WindowKind::Session { .. }) => {
+                if let Some(list) = self.sessions.get_mut(&g.key) {
+                    list.retain(|s| *s != group);
+                    if list.is_empty() {
+                        self.sessions.remove(&g.key);
+                    }
+                }
+                return;
+            }
+            (_, Some(w)) => lookup.extend_from_slice(&w.start.to_be_bytes()),
+            _ => {}
+        }
+        self.index.remove(lookup.as_slice());
+    }
+
+    fn release(&mut self, group: usize) {
+        if self.groups[group].take().is_some() {
+            self.free.push(group);
+        }
+    }
+
+    /// Builds the output rows and applies HAVING: a row that fails it deletes its group's key, if the
+    /// group's previous row was in the table, and is left out otherwise.
+    fn finish(
+        &mut self,
+        outs: Vec<Out>,
+        input: &RecordBatch,
+        late_records: usize,
+    ) -> Result<Aggregated> {
+        let spec = self.spec.clone();
+        let converter = self.converter.as_ref().expect("made by apply");
+        let parser = converter.parser();
+        let keys = outs
+            .iter()
+            .map(|o| parser.parse(&self.groups[o.group].as_ref().expect("live group").key));
+        let mut columns: Vec<ArrayRef> = converter.convert_rows(keys).map_err(df)?;
+        let windowed = spec.window.is_some();
+        if windowed {
+            let bound = |f: fn(&Bounds) -> i64| -> ArrayRef {
+                Arc::new(Int64Array::from_iter_values(
+                    outs.iter().map(|o| f(&o.window.expect("windowed group"))),
+                ))
+            };
+            columns.push(bound(|w| w.start));
+            columns.push(bound(|w| w.end));
+        }
+        for j in 0..spec.aggregates.len() {
+            let field = spec.schema.field(columns.len());
+            let array = if outs.is_empty() {
                 datafusion::arrow::array::new_empty_array(field.data_type())
             } else {
-                ScalarValue::iter_to_array(values).map_err(err)?
+                ScalarValue::iter_to_array(outs.iter().map(|o| o.values[j].clone())).map_err(df)?
             };
             columns.push(array);
         }
-        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+        let schema = Arc::new(Schema::new(
             spec.schema
                 .fields()
                 .iter()
@@ -124,24 +575,68 @@ impl AggregateState {
                 .collect::<Vec<_>>(),
         ));
         let batch = RecordBatch::try_new(schema, columns).map_err(|e| exec_err!("{e}"))?;
-        Ok((batch, ids))
+        let passes: Vec<bool> = match &spec.having {
+            Some(h) => {
+                let pass = h
+                    .evaluate(&batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+                    .map_err(df)?;
+                let pass = pass.as_boolean();
+                (0..pass.len())
+                    .map(|i| pass.is_valid(i) && pass.value(i))
+                    .collect()
+            }
+            None => vec![true; outs.len()],
+        };
+        let mut keep = Vec::with_capacity(outs.len());
+        let mut deletes = Vec::with_capacity(outs.len());
+        for (o, pass) in outs.iter().zip(passes) {
+            let group = self.groups[o.group].as_mut().expect("live group");
+            let pass = pass && !o.delete;
+            let emit = pass || group.emitted;
+            group.emitted = pass;
+            keep.push(emit);
+            if emit {
+                deletes.push(!pass);
+            }
+        }
+        let keep = BooleanArray::from(keep);
+        let batch = datafusion::arrow::compute::filter_record_batch(&batch, &keep)
+            .map_err(|e| exec_err!("{e}"))?;
+        let partitions = input.column(1).as_primitive::<Int32Type>();
+        let kept = outs
+            .iter()
+            .zip(keep.values().iter())
+            .filter(|(_, k)| *k)
+            .map(|(o, _)| o);
+        let (mut rowtime, mut partition, mut windows) = (Vec::new(), Vec::new(), Vec::new());
+        for o in kept {
+            rowtime.push(o.rowtime);
+            partition.push(partitions.value(o.input_row));
+            windows.extend(o.window);
+        }
+        Ok(Aggregated {
+            batch,
+            deletes: BooleanArray::from(deletes),
+            rowtime,
+            partition,
+            windows: windowed.then_some(windows),
+            late_records,
+        })
     }
+}
 
-    /// What each aggregated row (of group `ids[i]`) does to the table, given whether it passes HAVING:
-    /// a row that fails deletes its group only if the group's previous row was in the table.
-    pub fn emissions(&mut self, ids: &[usize], passes: &[bool]) -> Vec<Emission> {
-        ids.iter()
-            .zip(passes)
-            .map(|(id, pass)| {
-                let group = &mut self.groups[*id];
-                let emission = match (*pass, group.emitted) {
-                    (true, _) => Emission::Row,
-                    (false, true) => Emission::Delete,
-                    (false, false) => Emission::Nothing,
-                };
-                group.emitted = *pass;
-                emission
-            })
-            .collect()
+/// The row converter of `columns`' types, made on first use.
+fn converter_for<'a>(
+    slot: &'a mut Option<RowConverter>,
+    columns: &[ArrayRef],
+) -> Result<&'a RowConverter> {
+    if slot.is_none() {
+        let fields = columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
+        *slot = Some(RowConverter::new(fields).map_err(|e| exec_err!("{e}"))?);
     }
+    Ok(slot.as_ref().expect("set above"))
 }

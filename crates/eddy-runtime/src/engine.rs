@@ -332,6 +332,7 @@ impl Engine {
         };
         let mut sink = Source::from_create(c, plan.columns.clone(), &defaults, text)?;
         inherit_format_options(&mut sink, &input, c);
+        sink.window = plan.window;
         match self.admin.partitions(&sink.topic)? {
             Some(existing) => sink.partitions = existing,
             None => self

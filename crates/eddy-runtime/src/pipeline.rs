@@ -10,18 +10,19 @@ use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{
     and_not, concat, filter_record_batch, nullif, prep_null_mask_filter,
 };
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Field, Int32Type, Int64Type, Schema, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
 
 use eddy_common::{Result, exec_err};
-use eddy_sql::aggregate::AggregateSpec;
 use eddy_sql::catalog::{PSEUDO_COLUMNS, Source};
 use eddy_sql::java::{chrono_format, parse_millis};
 use eddy_sql::planner::QueryPlan;
 use eddy_sql::statement::SourceKind;
+use eddy_sql::window::WindowType;
 
-use crate::aggregate::{AggregateState, Emission};
+use crate::aggregate::AggregateState;
+use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, SinkEncoder, SourceDecoder};
 use crate::partitioner::partition_for;
 use crate::record::{Record, RecordRef};
@@ -39,6 +40,10 @@ pub struct ProcessedBatch {
     pub null_values: BooleanArray,
     /// Rows whose key passes through from an input record without a key (none under PARTITION BY).
     pub null_keys: Option<BooleanArray>,
+    /// The window of every output row, when the output's keys are windowed.
+    pub windows: Option<Vec<Bounds>>,
+    /// Input records a windowed aggregation dropped because their windows had closed.
+    pub late_records: usize,
     /// Input records that were skipped because they could not be decoded.
     pub decode_errors: Vec<DecodeError>,
     /// Expression failures (the failing expression yields NULL for that row, as in ksqlDB).
@@ -84,7 +89,16 @@ impl Pipeline {
                 .map(|f| Field::new(f.name(), f.data_type().clone(), true))
                 .collect::<Vec<_>>(),
         ));
-        let aggregate_state = plan.aggregate.as_ref().map(|_| Arc::default());
+        let aggregate_state = plan.aggregate.as_ref().map(|spec| {
+            let table_keys = (plan.source.kind == SourceKind::Table).then(|| {
+                (PSEUDO_COLUMNS..PSEUDO_COLUMNS + plan.source.key_columns().count()).collect()
+            });
+            Arc::new(Mutex::new(AggregateState::new(
+                spec.clone(),
+                table_keys,
+                plan.emit_final,
+            )))
+        });
         Ok(Pipeline {
             plan,
             decoder,
@@ -159,41 +173,29 @@ impl Pipeline {
             null_keys = filter_flags(&null_keys, mask)?;
         }
         let mut projected = batch.clone();
-        if let (Some(spec), Some(state)) = (&self.plan.aggregate, &self.aggregate_state) {
-            let (input, aggregated, ids) = aggregate(spec, state, batch, &null_values)?;
-            let passes: Vec<bool> = match &spec.having {
-                Some(h) => {
-                    let pass = h
-                        .evaluate(&aggregated)
-                        .and_then(|v| v.into_array(aggregated.num_rows()))
-                        .map_err(|e| exec_err!("{e}"))?;
-                    let pass = definitely_true(pass.as_boolean());
-                    pass.values().iter().collect()
-                }
-                None => vec![true; ids.len()],
-            };
-            let emissions = state
+        let mut rowtime = column_values::<Int64Type>(&batch, 0);
+        let mut partition = column_values::<Int32Type>(&batch, 1);
+        let mut windows = self.plan.source.window.map(|_| {
+            let (starts, ends) = (batch.num_columns() - 2, batch.num_columns() - 1);
+            column_values::<Int64Type>(&batch, starts)
+                .into_iter()
+                .zip(column_values::<Int64Type>(&batch, ends))
+                .map(|(start, end)| Bounds { start, end })
+                .collect()
+        });
+        let mut late_records = 0;
+        if let Some(state) = &self.aggregate_state {
+            let aggregated = state
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .emissions(&ids, &passes);
-            // A group that stops passing HAVING is deleted from the table (a tombstone for its key).
-            let keep = BooleanArray::from(
-                emissions
-                    .iter()
-                    .map(|e| *e != Emission::Nothing)
-                    .collect::<Vec<_>>(),
-            );
-            let deletes = BooleanArray::from(
-                emissions
-                    .iter()
-                    .filter(|e| **e != Emission::Nothing)
-                    .map(|e| *e == Emission::Delete)
-                    .collect::<Vec<_>>(),
-            );
-            batch = filter_record_batch(&input, &keep).map_err(|e| exec_err!("{e}"))?;
-            projected = filter_record_batch(&aggregated, &keep).map_err(|e| exec_err!("{e}"))?;
-            null_keys = BooleanArray::from(vec![false; batch.num_rows()]);
-            null_values = deletes;
+                .apply(&batch, &null_values)?;
+            projected = aggregated.batch;
+            null_values = aggregated.deletes;
+            null_keys = BooleanArray::from(vec![false; projected.num_rows()]);
+            rowtime = aggregated.rowtime;
+            partition = aggregated.partition;
+            windows = aggregated.windows;
+            late_records = aggregated.late_records;
         }
         let mut expression_errors = Vec::new();
         let columns: Vec<ArrayRef> = self
@@ -221,68 +223,18 @@ impl Pipeline {
         };
         let out = RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| exec_err!("{e}"))?;
-        let rowtime = batch
-            .column(0)
-            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-            .values()
-            .to_vec();
-        let partition = batch
-            .column(1)
-            .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
-            .values()
-            .to_vec();
-        debug_assert_eq!(PSEUDO_COLUMNS, 3);
         Ok(ProcessedBatch {
             batch: out,
             rowtime,
             partition,
             null_values,
             null_keys: (!self.plan.partitioned).then_some(null_keys),
+            windows,
+            late_records,
             decode_errors,
             expression_errors,
         })
     }
-}
-
-/// Folds the rows of a batch into their groups: rows without a value or with a NULL group value are
-/// left out (ksqlDB drops them). Returns the rows used, one aggregated row for each, and their groups.
-fn aggregate(
-    spec: &AggregateSpec,
-    state: &Mutex<AggregateState>,
-    batch: RecordBatch,
-    null_values: &BooleanArray,
-) -> Result<(RecordBatch, RecordBatch, Vec<usize>)> {
-    let rows = batch.num_rows();
-    let mut groups: Vec<ArrayRef> = spec
-        .group_exprs
-        .iter()
-        .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
-        .collect::<datafusion::error::Result<_>>()
-        .map_err(|e| exec_err!("{e}"))?;
-    let mut keep = not(null_values).map_err(|e| exec_err!("{e}"))?;
-    for g in &groups {
-        if g.null_count() > 0 {
-            let present =
-                datafusion::arrow::compute::is_not_null(g).map_err(|e| exec_err!("{e}"))?;
-            keep =
-                datafusion::arrow::compute::and(&keep, &present).map_err(|e| exec_err!("{e}"))?;
-        }
-    }
-    let batch = if keep.true_count() == rows {
-        batch
-    } else {
-        groups = groups
-            .iter()
-            .map(|g| datafusion::arrow::compute::filter(g, &keep))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| exec_err!("{e}"))?;
-        filter_record_batch(&batch, &keep).map_err(|e| exec_err!("{e}"))?
-    };
-    let (aggregated, ids) = state
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .apply(spec, &batch, &groups)?;
-    Ok((batch, aggregated, ids))
 }
 
 /// A condition's result with NULL read as false.
@@ -299,6 +251,14 @@ fn filter_flags(flags: &BooleanArray, mask: &BooleanArray) -> Result<BooleanArra
         .map_err(|e| exec_err!("{e}"))?
         .as_boolean()
         .clone())
+}
+
+/// The values of a non-null primitive column.
+fn column_values<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+    batch: &RecordBatch,
+    column: usize,
+) -> Vec<T::Native> {
+    batch.column(column).as_primitive::<T>().values().to_vec()
 }
 
 /// The source partition of a decoded row (`ROWPARTITION`).
@@ -361,6 +321,8 @@ pub struct SinkSpec {
     /// The output column that gives each record's timestamp (`WITH (TIMESTAMP=...)` on the sink), with
     /// its `TIMESTAMP_FORMAT` as a chrono format for a string column.
     timestamp: Option<(usize, Option<String>)>,
+    /// How the sink's keys are windowed.
+    window: Option<WindowType>,
 }
 
 impl SinkSpec {
@@ -375,6 +337,7 @@ impl SinkSpec {
             partitions: sink.partitions,
             encoder: SinkEncoder::new(columns, sink.key_format, sink.value_format),
             timestamp,
+            window: sink.window.map(|w| w.window_type),
         }
     }
 
@@ -397,15 +360,21 @@ impl SinkSpec {
         Ok(payloads
             .into_iter()
             .enumerate()
-            .filter_map(|(i, (key, value))| {
+            .filter_map(|(i, (mut key, value))| {
                 let timestamp = match &timestamps {
                     Some(t) => t[i].filter(|t| *t >= 0)?,
                     None => processed.rowtime[i],
                 };
+                // A windowed key goes where its inner key goes (as Kafka Streams partitions them).
                 let partition = match &key {
                     Some(k) => partition_for(k, self.partitions),
                     None => processed.partition[i].rem_euclid(self.partitions.max(1)),
                 };
+                if let (Some(window_type), Some(windows), Some(k)) =
+                    (self.window, &processed.windows, key.as_mut())
+                {
+                    append_window(k, window_type, windows[i]);
+                }
                 Some(Record {
                     key,
                     value,

@@ -11,6 +11,7 @@ use crate::statement::{
     ColumnDef, ColumnRole, CreateSource, Properties, PropertyValue, SourceKind,
 };
 use crate::types::SqlType;
+use crate::window::KeyWindow;
 
 /// Pseudo-column holding the record's timestamp (epoch ms).
 pub const ROWTIME: &str = "ROWTIME";
@@ -18,6 +19,10 @@ pub const ROWTIME: &str = "ROWTIME";
 pub const ROWPARTITION: &str = "ROWPARTITION";
 /// Pseudo-column holding the record's source offset.
 pub const ROWOFFSET: &str = "ROWOFFSET";
+/// Pseudo-column holding the start of a windowed key's window (epoch ms).
+pub const WINDOWSTART: &str = "WINDOWSTART";
+/// Pseudo-column holding the end of a windowed key's window (epoch ms).
+pub const WINDOWEND: &str = "WINDOWEND";
 /// Number of pseudo-columns that lead every source's input schema.
 pub const PSEUDO_COLUMNS: usize = 3;
 
@@ -129,8 +134,8 @@ pub struct Source {
     pub statement: String,
     /// True for `CREATE SOURCE STREAM|TABLE` (read-only).
     pub is_read_only: bool,
-    /// `TUMBLING`, `HOPPING` or `SESSION` for a source whose keys are windowed (`WINDOW_TYPE`).
-    pub window_type: Option<String>,
+    /// How the source's keys are windowed (`WINDOW_TYPE`, `WINDOW_SIZE`; a windowed aggregation's sink).
+    pub window: Option<KeyWindow>,
 }
 
 impl Source {
@@ -149,7 +154,8 @@ impl Source {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// The schema of batches decoded from this source: pseudo-columns, then key columns, then value columns.
+    /// The schema of batches decoded from this source: pseudo-columns, then key columns, then value
+    /// columns, then (for windowed keys) the window bounds WINDOWSTART and WINDOWEND.
     pub fn input_schema(&self) -> SchemaRef {
         let mut fields = vec![
             Field::new(ROWTIME, DataType::Int64, false),
@@ -161,6 +167,9 @@ impl Source {
                 .chain(self.value_columns())
                 .map(|c| Field::new(&c.name, c.sql_type.to_arrow(), true)),
         );
+        if self.window.is_some() {
+            fields.extend(window_bound_fields());
+        }
         Arc::new(Schema::new(fields))
     }
 
@@ -299,18 +308,18 @@ impl Source {
             ));
         }
         let timestamp_column = timestamp_column(props, &columns)?;
-        let window_type = props
-            .get("WINDOW_TYPE")
-            .map(|v| {
-                let t = v.text().to_uppercase();
-                match t.as_str() {
-                    "TUMBLING" | "HOPPING" | "SESSION" => Ok(t),
-                    _ => Err(plan_err!(
-                        "Invalid value for WINDOW_TYPE: {v}. Valid values are SESSION, HOPPING or TUMBLING"
-                    )),
-                }
-            })
-            .transpose()?;
+        let window = match (props.get("WINDOW_TYPE"), props.get("WINDOW_SIZE")) {
+            (Some(t), size) => Some(KeyWindow::from_properties(
+                &t.text(),
+                size.map(|s| s.text()).as_deref(),
+            )?),
+            (None, Some(_)) => {
+                return Err(plan_err!(
+                    "'WINDOW_SIZE' can only be set together with 'WINDOW_TYPE'"
+                ));
+            }
+            (None, None) => None,
+        };
         let partitions = positive::<i32>(props, "PARTITIONS")?
             .or(defaults.partitions)
             .unwrap_or(0);
@@ -333,7 +342,7 @@ impl Source {
             }
             // A query's names were checked when it was planned (a PARTITION BY ROWTIME key is fine).
             if create.query.is_none()
-                && [ROWTIME, ROWPARTITION, ROWOFFSET, "WINDOWSTART", "WINDOWEND"]
+                && [ROWTIME, ROWPARTITION, ROWOFFSET, WINDOWSTART, WINDOWEND]
                     .contains(&c.name.as_str())
             {
                 return Err(plan_err!(
@@ -355,7 +364,7 @@ impl Source {
             replicas,
             statement: statement.to_string(),
             is_read_only: create.is_source,
-            window_type,
+            window,
         })
     }
 }
@@ -574,4 +583,12 @@ impl Catalog {
     pub fn sources(&self) -> impl Iterator<Item = &Arc<Source>> {
         self.sources.values()
     }
+}
+
+/// The window bound pseudo-columns, WINDOWSTART and WINDOWEND.
+pub fn window_bound_fields() -> [Field; 2] {
+    [
+        Field::new(WINDOWSTART, DataType::Int64, false),
+        Field::new(WINDOWEND, DataType::Int64, false),
+    ]
 }

@@ -11,6 +11,7 @@ pub mod parser;
 pub mod planner;
 pub mod statement;
 pub mod types;
+pub mod window;
 
 pub use parser::{ParsedStatement, parse};
 pub use statement::Statement;

@@ -784,17 +784,11 @@ impl StatementParser {
                 ));
             }
         };
-        let factor =
-            match unit.trim_end_matches('S') {
-                "MILLISECOND" => 1,
-                "SECOND" => 1_000,
-                "MINUTE" => 60_000,
-                "HOUR" => 3_600_000,
-                "DAY" => 86_400_000,
-                _ => return self.error(format!(
-                    "Unknown time unit '{unit}': use MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS"
-                )),
-            };
+        let Some(factor) = crate::window::unit_millis(&unit) else {
+            return self.error(format!(
+                "Unknown time unit '{unit}': use MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS"
+            ));
+        };
         self.pos += 1;
         Ok(n * factor)
     }

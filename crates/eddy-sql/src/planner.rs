@@ -39,10 +39,11 @@ use sqlparser::ast::{
 use eddy_common::{Error, Result, internal_err, not_supported, plan_err};
 
 use crate::aggregate::AggregateSpec;
-use crate::catalog::{Catalog, Column, Source};
+use crate::catalog::{Catalog, Column, Source, WINDOWEND, WINDOWSTART, window_bound_fields};
 use crate::parser::COMPLEX_CAST;
-use crate::statement::{ColumnRole, QueryStatement};
+use crate::statement::{ColumnRole, QueryStatement, WindowSpec};
 use crate::types::SqlType;
+use crate::window::KeyWindow;
 
 /// The planning context: DataFusion's function registry and configuration, tuned for ksqlDB's dialect.
 #[derive(Debug, Clone)]
@@ -84,11 +85,6 @@ impl Planner {
 
     /// Plans a stateless query over one source: filter and projection as physical expressions.
     pub fn plan_query(&self, catalog: &Catalog, stmt: &QueryStatement) -> Result<QueryPlan> {
-        if stmt.window.is_some() {
-            return Err(not_supported!(
-                "Windowed aggregations are not supported yet"
-            ));
-        }
         let mut query = stmt.query.clone();
         let SetExpr::Select(select) = query.body.as_mut() else {
             return Err(not_supported!(
@@ -124,6 +120,27 @@ impl Planner {
                 "PARTITION BY can only be used on a stream: {source_name} is a table. Use GROUP BY to re-key a table."
             ));
         }
+        if let Some(window) = &stmt.window {
+            window.check()?;
+            if source.window.is_some() {
+                return Err(not_supported!(
+                    "A windowed aggregation over {source_name}, whose keys are already windowed, is not supported yet"
+                ));
+            }
+            check_window_bounds_use(select, &self.state)?;
+            match &mut select.group_by {
+                GroupByExpr::Expressions(exprs, _) if !exprs.is_empty() => {
+                    // The window is part of every group: its bounds become the last grouping columns.
+                    exprs.push(Expr::Identifier(quoted(WINDOWSTART)));
+                    exprs.push(Expr::Identifier(quoted(WINDOWEND)));
+                }
+                _ => {
+                    return Err(plan_err!(
+                        "A WINDOW clause needs a GROUP BY: windows group the rows of each key (eg, GROUP BY id)."
+                    ));
+                }
+            }
+        }
         let qualifier = alias
             .as_ref()
             .map(|a| a.name.value.clone())
@@ -145,7 +162,7 @@ impl Planner {
         let provider = Provider {
             state: &self.state,
             expr_planners: &self.expr_planners,
-            source: Some(&source),
+            source: Some((&source, planning_schema(&source, stmt.window.is_some()))),
         };
         if let Some(partition) = &partition {
             self.check_partition_columns(&provider, partition, &source, &qualifier, select)?;
@@ -166,7 +183,16 @@ impl Planner {
             .analyzer()
             .execute_and_check(plan, self.state.config_options(), |_, _| {})
             .map_err(|e| plan_error(e, &source))?;
-        self.lower(plan, source, limit, partition)
+        let mut plan = self.lower(plan, source, limit, partition, stmt.window.clone())?;
+        if stmt.emit == Some(crate::statement::Emit::Final) {
+            if stmt.window.is_none() {
+                return Err(plan_err!(
+                    "EMIT FINAL is only supported for windowed aggregations: add a WINDOW clause or use EMIT CHANGES."
+                ));
+            }
+            plan.emit_final = true;
+        }
+        Ok(plan)
     }
 
     /// The GROUP BY and aggregate functions of an `Aggregate` node, as physical expressions over the
@@ -175,11 +201,13 @@ impl Planner {
         &self,
         a: &datafusion::logical_expr::Aggregate,
         having: Option<Arc<dyn PhysicalExpr>>,
+        window: Option<WindowSpec>,
     ) -> Result<(Arc<AggregateSpec>, Vec<DfExpr>)> {
         let df = |e: datafusion::error::DataFusionError| plan_err!("{}", strip_df(&e.to_string()));
         let input = a.input.schema();
-        let group_exprs = a
-            .group_expr
+        // The window bounds, the last two grouping columns, are filled in by the aggregation itself.
+        let keys = a.group_expr.len() - if window.is_some() { 2 } else { 0 };
+        let group_exprs = a.group_expr[..keys]
             .iter()
             .map(|e| self.physical(e.clone(), input))
             .collect::<Result<Vec<_>>>()?;
@@ -215,6 +243,7 @@ impl Planner {
                 group_exprs,
                 aggregates,
                 having,
+                window,
                 schema: Arc::new(a.schema.as_arrow().clone()),
                 input_schema: Arc::new(input.as_arrow().clone()),
             }),
@@ -297,6 +326,7 @@ impl Planner {
         source: Arc<Source>,
         limit: Option<u64>,
         partition: Option<Vec<PartitionKey>>,
+        window: Option<WindowSpec>,
     ) -> Result<QueryPlan> {
         let LogicalPlan::Projection(projection) = plan else {
             return Err(internal_err!(
@@ -316,14 +346,11 @@ impl Planner {
                     input = f.input.as_ref();
                 }
                 LogicalPlan::Aggregate(a) => {
+                    let spec = self.aggregate_spec(a, having.take(), window.clone())?;
                     if source.kind == crate::statement::SourceKind::Table {
-                        // A changed table row must first be taken out of its old group; without that
-                        // the results would be wrong, so the query is refused.
-                        return Err(not_supported!(
-                            "Aggregating a table is not supported yet: it needs the old row of each key to be retracted from its group"
-                        ));
+                        check_retractable(&spec.0)?;
                     }
-                    aggregate = Some(self.aggregate_spec(a, having.take())?);
+                    aggregate = Some(spec);
                     input = a.input.as_ref();
                 }
                 LogicalPlan::Filter(f) => {
@@ -348,9 +375,10 @@ impl Planner {
             .iter()
             .map(|e| e.clone().unalias())
             .collect();
+        // The grouping columns that make the output key (not the window bounds).
         let group_columns: Vec<DfExpr> = aggregate
             .as_ref()
-            .map(|(_, g)| g.clone())
+            .map(|(spec, g)| g[..spec.group_exprs.len()].to_vec())
             .unwrap_or_default();
         let mut keys: Vec<RequiredKey> = match &partition {
             Some(p) => p
@@ -454,7 +482,19 @@ impl Planner {
             columns = order.iter().map(|i| columns[*i].clone()).collect();
             fields = order.iter().map(|i| fields[*i].clone()).collect();
         }
+        let window = match (&aggregate, source.window) {
+            (Some((spec, _)), _) => spec.window.as_ref().map(WindowSpec::key_window),
+            (None, Some(_)) if partition.is_some() => {
+                return Err(not_supported!(
+                    "PARTITION BY on {}, whose keys are windowed, is not supported yet",
+                    source.name
+                ));
+            }
+            (None, w) => w,
+        };
         Ok(QueryPlan {
+            window,
+            emit_final: false,
             input_schema: source.input_schema(),
             source,
             filter,
@@ -575,15 +615,16 @@ impl ExprPlanner for KsqlOperators {
     }
 }
 
-/// The aggregate output columns whose type ksqlDB keeps narrower than DataFusion: `SUM` of an INT is an
-/// INT (wrapping like Java's), where DataFusion widens it to BIGINT.
+/// The SUM columns of an aggregation with the type ksqlDB gives them: `SUM` of an INT is an INT
+/// (wrapping like Java's), where DataFusion widens it to BIGINT; other sums keep DataFusion's type.
 fn ksql_sum_types(spec: &AggregateSpec) -> Vec<(String, DataType)> {
-    let groups = spec.group_exprs.len();
+    let first = spec.schema.fields().len() - spec.aggregates.len();
     spec.aggregates
         .iter()
         .enumerate()
         .filter(|(_, a)| a.fun().name().eq_ignore_ascii_case("sum"))
         .filter_map(|(j, a)| {
+            let field = spec.schema.field(first + j);
             // DataFusion widens the argument with a cast: the type before it is the column's.
             let arg = a.expressions().first()?.clone();
             let arg = match arg.downcast_ref::<CastExpr>() {
@@ -591,24 +632,31 @@ fn ksql_sum_types(spec: &AggregateSpec) -> Vec<(String, DataType)> {
                 None => arg,
             };
             let input = arg.data_type(spec.input_schema.as_ref()).ok()?;
-            (input == DataType::Int32).then(|| {
-                (
-                    spec.schema.field(groups + j).name().clone(),
-                    DataType::Int32,
-                )
-            })
+            let t = if input == DataType::Int32 {
+                DataType::Int32
+            } else {
+                field.data_type().clone()
+            };
+            Some((field.name().clone(), t))
         })
         .collect()
 }
 
-/// Casts the aggregate columns listed by [`ksql_sum_types`] back to ksqlDB's types.
+/// Gives the SUM columns listed by [`ksql_sum_types`] ksqlDB's types and its zero for a sum of nothing
+/// (a group whose rows were all retracted, or whose values are all NULL).
 fn ksql_sums(e: DfExpr, types: &[(String, DataType)]) -> Result<DfExpr> {
     if types.is_empty() {
         return Ok(e);
     }
     e.transform_up(|e| match &e {
         DfExpr::Column(c) => match types.iter().find(|(name, _)| *name == c.name) {
-            Some((_, t)) => Ok(Transformed::yes(cast(e.clone(), t.clone()))),
+            Some((_, t)) => {
+                let zero = ScalarValue::new_zero(t)
+                    .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
+                Ok(Transformed::yes(datafusion::functions::expr_fn::coalesce(
+                    vec![cast(e.clone(), t.clone()), lit(zero)],
+                )))
+            }
             None => Ok(Transformed::no(e)),
         },
         _ => Ok(Transformed::no(e)),
@@ -656,6 +704,11 @@ pub struct QueryPlan {
     pub keys: Vec<RequiredKey>,
     /// Whether the query re-keys its input with PARTITION BY.
     pub partitioned: bool,
+    /// How the output's keys are windowed: by a windowed aggregation, or passed on from a source
+    /// with windowed keys.
+    pub window: Option<KeyWindow>,
+    /// `EMIT FINAL`: a windowed aggregation emits one row per window, when the window closes.
+    pub emit_final: bool,
     /// Whether the query aggregates (its keys are the GROUP BY expressions).
     pub grouped: bool,
     /// For an aggregating query, its GROUP BY, aggregates and HAVING; `projection` is then over the
@@ -738,8 +791,8 @@ impl QueryPlan {
                 crate::catalog::ROWTIME,
                 crate::catalog::ROWPARTITION,
                 crate::catalog::ROWOFFSET,
-                "WINDOWSTART",
-                "WINDOWEND",
+                crate::catalog::WINDOWSTART,
+                crate::catalog::WINDOWEND,
             ]
             .contains(&c.name.as_str())
             {
@@ -928,6 +981,117 @@ fn strip_df(message: &str) -> String {
     m.to_string()
 }
 
+/// Over a table, a changed row is taken out of its old group before it is added to its new one: every
+/// aggregate function must be able to retract values.
+fn check_retractable(spec: &AggregateSpec) -> Result<()> {
+    let mut refused = Vec::new();
+    for a in &spec.aggregates {
+        let retracts = a
+            .create_sliding_accumulator()
+            .is_ok_and(|acc| acc.supports_retract_batch());
+        if !retracts {
+            refused.push(a.fun().name().to_uppercase());
+        }
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(plan_err!(
+        "The aggregation function(s) {} cannot be applied to a table source, only to a stream source: a table's changed rows must be taken out of their groups, which these functions cannot do.",
+        refused.join(", ")
+    ))
+}
+
+/// The schema a query's column references resolve against: the source's input schema, plus the
+/// window bounds when a windowed aggregation fills them in.
+fn planning_schema(source: &Source, windowed_query: bool) -> SchemaRef {
+    let schema = source.input_schema();
+    if !windowed_query {
+        return schema;
+    }
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(window_bound_fields());
+    Arc::new(Schema::new(fields))
+}
+
+/// The window bound (WINDOWSTART or WINDOWEND) an expression mentions first, if any.
+fn window_bound_in(e: &Expr) -> Option<&'static str> {
+    let mut found = None;
+    let _ = sqlparser::ast::visit_expressions(e, |e| {
+        let name = match e {
+            Expr::Identifier(i) => Some(&i.value),
+            Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
+            _ => None,
+        };
+        found = name.and_then(|n| {
+            [WINDOWSTART, WINDOWEND]
+                .into_iter()
+                .find(|b| n.eq_ignore_ascii_case(b))
+        });
+        if found.is_some() {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    found
+}
+
+/// In a windowed aggregation the window bounds are known only once rows are grouped, so they may be
+/// used in the SELECT clause but not in WHERE, GROUP BY, HAVING or aggregate function arguments.
+fn check_window_bounds_use(select: &Select, state: &SessionState) -> Result<()> {
+    if let Some(bound) = select.selection.as_ref().and_then(window_bound_in) {
+        return Err(plan_err!(
+            "Error in WHERE expression: Unknown column {bound}."
+        ));
+    }
+    let misplaced = |bound: &str| {
+        plan_err!(
+            "Window bounds column {bound} can only be used in the SELECT clause of windowed aggregations"
+        )
+    };
+    if let GroupByExpr::Expressions(exprs, _) = &select.group_by
+        && let Some(bound) = exprs.iter().find_map(window_bound_in)
+    {
+        return Err(misplaced(bound));
+    }
+    if let Some(bound) = select.having.as_ref().and_then(window_bound_in) {
+        return Err(misplaced(bound));
+    }
+    for item in &select.projection {
+        let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else {
+            continue;
+        };
+        let mut found = None;
+        let _ = sqlparser::ast::visit_expressions(e, |e| {
+            if let Expr::Function(f) = e
+                && state
+                    .aggregate_functions()
+                    .contains_key(&f.name.to_string().to_lowercase())
+                && let FunctionArguments::List(list) = &f.args
+            {
+                found = list.args.iter().find_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
+                    | FunctionArg::Named {
+                        arg: FunctionArgExpr::Expr(e),
+                        ..
+                    } => window_bound_in(e),
+                    _ => None,
+                });
+            }
+            if found.is_some() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        });
+        if let Some(bound) = found {
+            return Err(misplaced(bound));
+        }
+    }
+    Ok(())
+}
+
 /// The column named by DataFusion's "No field named ..." message.
 fn unresolved_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("No field named ")?;
@@ -1017,7 +1181,8 @@ fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {
 struct Provider<'a> {
     state: &'a SessionState,
     expr_planners: &'a [Arc<dyn ExprPlanner>],
-    source: Option<&'a Source>,
+    /// The query's source, with the schema its columns resolve against.
+    source: Option<(&'a Source, SchemaRef)>,
 }
 
 impl ContextProvider for Provider<'_> {
@@ -1025,8 +1190,8 @@ impl ContextProvider for Provider<'_> {
         &self,
         name: TableReference,
     ) -> datafusion::error::Result<Arc<dyn TableSource>> {
-        if let Some(source) = self.source.filter(|s| s.name == name.table()) {
-            Ok(Arc::new(LogicalTableSource::new(source.input_schema())))
+        if let Some((_, schema)) = self.source.as_ref().filter(|(s, _)| s.name == name.table()) {
+            Ok(Arc::new(LogicalTableSource::new(schema.clone())))
         } else {
             datafusion::common::plan_err!("{} does not exist.", name.table())
         }

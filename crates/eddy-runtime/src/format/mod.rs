@@ -5,10 +5,13 @@ pub mod column;
 pub mod decode;
 pub mod encode;
 pub mod json_fast;
+pub mod window;
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Builder, Int64Builder, RecordBatch};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int32Builder, Int64Array, Int64Builder, RecordBatch,
+};
 use datafusion::arrow::datatypes::SchemaRef;
 
 use eddy_common::{Result, exec_err};
@@ -16,12 +19,14 @@ use eddy_sql::SqlType;
 use eddy_sql::catalog::{Column, Format, PSEUDO_COLUMNS, Source};
 use eddy_sql::java::chrono_format;
 use eddy_sql::statement::ColumnRole;
+use eddy_sql::window::KeyWindow;
 
 use crate::record::RecordRef;
 use column::{Cell, ColumnBuilder};
 use decode::PartDecoder;
 use encode::PartEncoder;
 use json_fast::KeyCache;
+use window::{Bounds, split_windowed_key};
 
 /// A record that could not be decoded, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +59,8 @@ pub struct SourceDecoder {
     timestamp_column: Option<usize>,
     /// `TIMESTAMP_FORMAT` of a string timestamp column, as a chrono format.
     timestamp_format: Option<String>,
+    /// How the keys are windowed: the window bounds are split off and become WINDOWSTART/WINDOWEND.
+    window: Option<KeyWindow>,
 }
 
 fn part_columns(source: &Source, role: ColumnRole) -> Vec<(String, SqlType)> {
@@ -76,12 +83,8 @@ impl SourceDecoder {
             .timestamp_column
             .as_ref()
             .and_then(|t| names.iter().position(|n| *n == t));
-        if let Some(window) = &source.window_type {
-            return Err(eddy_common::not_supported!(
-                "Reading a source with {window} windowed keys is not supported yet"
-            ));
-        }
         Ok(SourceDecoder {
+            window: source.window,
             schema: source.input_schema(),
             key: PartDecoder::new(source.key_format, keys),
             value: PartDecoder::new(source.value_format, values),
@@ -121,12 +124,37 @@ impl SourceDecoder {
         let (mut key_cache, mut value_cache) = (KeyCache::default(), KeyCache::default());
         let key_width = self.key.width();
         let mut rows = 0;
+        let (mut window_starts, mut window_ends) = match self.window {
+            Some(_) => (Vec::with_capacity(n), Vec::with_capacity(n)),
+            None => (Vec::new(), Vec::new()),
+        };
         for r in records {
             let (keys, values) = builders.split_at_mut(key_width);
-            let decoded = self
-                .key
-                .decode_into(r.key(), keys, &mut cells, &mut key_cache)
-                .map_err(|e| format!("Error deserializing key: {e}"))
+            let key = match (&self.window, r.key()) {
+                (Some(w), Some(key)) => match split_windowed_key(key, w) {
+                    Some((inner, bounds)) => Ok((Some(inner), Some(bounds))),
+                    None => Err(format!(
+                        "Error deserializing key: {} bytes are too few for a {} windowed key",
+                        key.len(),
+                        w.window_type.as_str()
+                    )),
+                },
+                (_, key) => Ok((key, None)),
+            };
+            let decoded = key
+                .and_then(|(key, bounds)| {
+                    self.key
+                        .decode_into(key, keys, &mut cells, &mut key_cache)
+                        .map(|_| bounds)
+                        .map_err(|e| format!("Error deserializing key: {e}"))
+                })
+                .map(|bounds| {
+                    if self.window.is_some() {
+                        let b = bounds.unwrap_or(Bounds { start: 0, end: 0 });
+                        window_starts.push(b.start);
+                        window_ends.push(b.end);
+                    }
+                })
                 .and_then(|_| {
                     self.value
                         .decode_into(r.value(), values, &mut cells, &mut value_cache)
@@ -149,6 +177,8 @@ impl SourceDecoder {
                 }
                 Err(message) => {
                     builders.iter_mut().for_each(|b| b.truncate(rows));
+                    window_starts.truncate(rows);
+                    window_ends.truncate(rows);
                     errors.push(DecodeError {
                         partition: r.partition(),
                         offset: r.offset(),
@@ -164,6 +194,10 @@ impl SourceDecoder {
         ];
         for b in &mut builders {
             columns.push(b.finish().map_err(|e| exec_err!("{e}"))?);
+        }
+        if self.window.is_some() {
+            columns.push(Arc::new(Int64Array::from(window_starts)));
+            columns.push(Arc::new(Int64Array::from(window_ends)));
         }
         let batch =
             RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| exec_err!("{e}"))?;
