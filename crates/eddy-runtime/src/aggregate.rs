@@ -214,7 +214,9 @@ impl AggregateState {
                         Some(group) => {
                             self.update(group, &args, i, ts)?;
                             if !self.emit_final {
-                                outs.push(self.out(group, false, ts, i)?);
+                                // A session's row carries its latest event time, its end.
+                                let end = self.get(group).window.map_or(ts, |w| w.end);
+                                outs.push(self.out(group, false, end, i)?);
                             }
                         }
                         None => late_records += 1,

@@ -471,6 +471,16 @@ fn conform(v: Value, t: &SqlType) -> Result<Value, String> {
             "false" => Ok(Value::Bool(false)),
             _ => Err(format!("Can't convert '{s}' to BOOLEAN")),
         },
+        // BYTES are base64 in ksqlDB's JSON; Arrow's JSON reader takes hex.
+        (SqlType::Bytes, Value::String(s)) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&s)
+                .map_err(|e| format!("Can't convert '{s}' to BYTES: {e}"))?;
+            Ok(Value::String(
+                bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            ))
+        }
         (SqlType::Bytes | SqlType::Timestamp | SqlType::Date | SqlType::Time, v) => Ok(v),
         (t, v) => Err(format!("Can't convert {v} to {t}")),
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StructArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, MapArray, StructArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -173,9 +173,54 @@ pub fn json_rows(batch: &datafusion::arrow::array::RecordBatch) -> Result<Vec<St
     Ok(rows)
 }
 
-/// ksqlDB writes TIMESTAMP as epoch ms, DATE as epoch days and TIME as ms of day in JSON.
+/// ksqlDB writes TIMESTAMP as epoch ms, DATE as epoch days, TIME as ms of day and BYTES as base64 in
+/// JSON, nested ones too.
 fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
+    let err = |e: datafusion::arrow::error::ArrowError| exec_err!("{e}");
     let target = match a.data_type() {
+        DataType::List(_) => {
+            let list = a.as_list::<i32>();
+            let values = json_ready(list.values())?;
+            let field = Arc::new(Field::new("item", values.data_type().clone(), true));
+            let list =
+                ListArray::try_new(field, list.offsets().clone(), values, list.nulls().cloned())
+                    .map_err(err)?;
+            return Ok(Arc::new(list));
+        }
+        DataType::Map(entries, sorted) => {
+            let map = a.as_map();
+            let converted = json_ready(&(Arc::new(map.entries().clone()) as ArrayRef))?;
+            let entries = Arc::new(Field::new(
+                entries.name(),
+                converted.data_type().clone(),
+                false,
+            ));
+            let map = MapArray::try_new(
+                entries,
+                map.offsets().clone(),
+                converted.as_struct().clone(),
+                map.nulls().cloned(),
+                *sorted,
+            )
+            .map_err(err)?;
+            return Ok(Arc::new(map));
+        }
+        DataType::Struct(fields) => {
+            let s = a.as_struct();
+            let columns = s
+                .columns()
+                .iter()
+                .map(json_ready)
+                .collect::<Result<Vec<_>>>()?;
+            let fields: Vec<Field> = fields
+                .iter()
+                .zip(&columns)
+                .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+                .collect();
+            let s =
+                StructArray::try_new(fields.into(), columns, s.nulls().cloned()).map_err(err)?;
+            return Ok(Arc::new(s));
+        }
         DataType::Timestamp(_, _) | DataType::Date64 => DataType::Int64,
         DataType::Date32 | DataType::Time32(_) => DataType::Int32,
         DataType::Time64(_) => DataType::Int64,

@@ -2,9 +2,11 @@
 //! DataFusion lacks or implements differently.
 
 pub mod cast;
+pub mod collect;
 pub mod datetime;
 pub mod identity;
 pub mod json;
+pub mod moments;
 
 use std::sync::Arc;
 
@@ -41,6 +43,9 @@ pub fn register(state: &mut SessionState) {
         datetime::timestamptostring(),
     ] {
         let _ = state.register_udf(Arc::new(udf));
+    }
+    for udaf in collect::all().into_iter().chain(moments::all()) {
+        let _ = state.register_udaf(Arc::new(udaf));
     }
     for (alias, target) in ALIASES {
         let Some(udf) = state.scalar_functions().get(*target).cloned() else {
