@@ -7,7 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array,
+};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{Int32Type, Int64Type, Schema};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -65,6 +68,11 @@ pub struct AggregateState {
     stream_time: i64,
     /// Windows to close or evict, by the stream time at which that happens.
     timers: BTreeMap<i64, Vec<Timer>>,
+    /// Per-commit emission: rows are folded in batch by batch and [`AggregateState::flush`] emits
+    /// the groups that changed, once each. Otherwise every input row emits its group's row.
+    per_commit: bool,
+    /// Groups changed since the last flush (per-commit emission).
+    dirty: Vec<usize>,
 }
 
 /// A table row's group and the arguments it gave each aggregate function.
@@ -83,6 +91,10 @@ struct Group {
     generation: u64,
     /// Event time of the last record folded in (the time of an EMIT FINAL row).
     last_rowtime: i64,
+    /// Source partition of the last record folded in.
+    partition: i32,
+    /// Changed since its row was last emitted (per-commit emission).
+    dirty: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -102,7 +114,8 @@ struct Out {
     /// A tombstone for the group's key and window (a session replaced by a merge).
     delete: bool,
     rowtime: i64,
-    input_row: usize,
+    /// Source partition of the input behind the row.
+    partition: i32,
 }
 
 impl AggregateState {
@@ -122,7 +135,33 @@ impl AggregateState {
             table_rows: HashMap::new(),
             stream_time: i64::MIN,
             timers: BTreeMap::new(),
+            per_commit: false,
+            dirty: Vec::new(),
         }
+    }
+
+    /// Switches to per-commit emission: `apply` folds rows in (emitting only deletes and, with EMIT
+    /// FINAL, closed windows) and `flush` emits each changed group's row once.
+    pub fn per_commit(mut self) -> Self {
+        self.per_commit = true;
+        self
+    }
+
+    /// The current row of every group changed since the last flush (per-commit emission).
+    pub fn flush(&mut self) -> Result<Aggregated> {
+        let mut outs = Vec::new();
+        for group in std::mem::take(&mut self.dirty) {
+            let Some(g) = self.groups[group].as_mut() else {
+                continue;
+            };
+            if !g.dirty {
+                continue;
+            }
+            g.dirty = false;
+            let rowtime = g.last_rowtime;
+            outs.push(self.out(group, false, rowtime)?);
+        }
+        self.finish(outs, 0)
     }
 
     /// Folds the rows of `batch` (the query's filtered input; `null_values` marks rows without a value,
@@ -159,13 +198,16 @@ impl AggregateState {
             None => None,
         };
         let rowtimes = batch.column(0).as_primitive::<Int64Type>();
+        let partitions = batch.column(1).as_primitive::<Int32Type>();
         let mut outs = Vec::new();
         let mut late_records = 0;
         let mut to_free = Vec::new();
         let mut starts = Vec::new();
         let mut lookup = Vec::new();
+        // Per-commit emission folds stream rows in per group after the loop, a batch at a time.
+        let mut pending: Vec<(usize, usize)> = Vec::new();
         for i in 0..rows {
-            let ts = rowtimes.value(i);
+            let (ts, partition) = (rowtimes.value(i), partitions.value(i));
             let grouped = groups.iter().all(|g| g.is_valid(i));
             let key = keys.row(i);
             if let Some(table_keys) = &table_keys {
@@ -176,12 +218,14 @@ impl AggregateState {
                 if let Some((old, old_args)) = self.table_rows.remove(source_key.as_ref()) {
                     self.retract(old, &old_args)?;
                     if Some(old) != new {
-                        outs.push(self.out(old, false, ts, i)?);
+                        self.note(old, ts, partition);
+                        self.changed(old, ts, &mut outs)?;
                     }
                 }
                 if let Some(group) = new {
-                    self.update(group, &args, i, ts)?;
-                    outs.push(self.out(group, false, ts, i)?);
+                    self.note(group, ts, partition);
+                    self.update(group, &args, &[i])?;
+                    self.changed(group, ts, &mut outs)?;
                     let row_args = args
                         .iter()
                         .map(|a| {
@@ -201,57 +245,119 @@ impl AggregateState {
             }
             self.stream_time = self.stream_time.max(ts);
             match spec.window.as_ref().map(|w| (w, &w.kind)) {
-                None => {
-                    let group = self.group(key.as_ref(), None, &mut lookup)?;
-                    self.update(group, &args, i, ts)?;
-                    outs.push(self.out(group, false, ts, i)?);
-                }
                 Some((w, WindowKind::Session { gap_ms })) => {
                     let close = self.stream_time - w.grace_ms() - gap_ms;
                     let merged =
-                        self.session(key.as_ref(), ts, *gap_ms, close, &mut outs, &mut to_free, i)?;
+                        self.session(key.as_ref(), ts, *gap_ms, close, &mut outs, &mut to_free)?;
                     match merged {
                         Some(group) => {
-                            self.update(group, &args, i, ts)?;
+                            self.note(group, ts, partition);
+                            self.update(group, &args, &[i])?;
                             if !self.emit_final {
                                 // A session's row carries its latest event time, its end.
                                 let end = self.get(group).window.map_or(ts, |w| w.end);
-                                outs.push(self.out(group, false, end, i)?);
+                                self.changed(group, end, &mut outs)?;
                             }
                         }
                         None => late_records += 1,
                     }
                 }
-                Some((w, _)) => {
+                window => {
                     starts.clear();
-                    w.time_windows(ts, &mut starts);
-                    let size = w.key_window().size_ms.unwrap_or(0);
+                    let mut size = 0;
+                    match window {
+                        Some((w, _)) => {
+                            w.time_windows(ts, &mut starts);
+                            size = w.key_window().size_ms.unwrap_or(0);
+                        }
+                        None => starts.push(0),
+                    }
                     let mut dropped = false;
                     for start in starts.iter().copied() {
-                        let bounds = Bounds {
+                        let bounds = window.map(|_| Bounds {
                             start,
                             end: start + size,
-                        };
-                        if bounds.end + w.grace_ms() <= self.stream_time {
+                        });
+                        if let (Some(b), Some((w, _))) = (bounds, window)
+                            && b.end + w.grace_ms() <= self.stream_time
+                        {
                             dropped = true;
                             continue;
                         }
-                        let group = self.group(key.as_ref(), Some(bounds), &mut lookup)?;
-                        self.update(group, &args, i, ts)?;
+                        let group = self.group(key.as_ref(), bounds, &mut lookup)?;
+                        self.note(group, ts, partition);
+                        if self.per_commit {
+                            pending.push((group, i));
+                        } else {
+                            self.update(group, &args, &[i])?;
+                        }
                         if !self.emit_final {
-                            outs.push(self.out(group, false, ts, i)?);
+                            self.changed(group, ts, &mut outs)?;
                         }
                     }
                     late_records += usize::from(dropped);
                 }
             }
-            self.fire_timers(&mut outs, &mut to_free, i)?;
+            if self
+                .timers
+                .first_key_value()
+                .is_some_and(|(t, _)| *t <= self.stream_time)
+            {
+                self.fold_pending(&mut pending, &args)?;
+                self.fire_timers(&mut outs, &mut to_free)?;
+            }
         }
-        let result = self.finish(outs, batch, late_records);
+        self.fold_pending(&mut pending, &args)?;
+        let result = self.finish(outs, late_records);
         for group in to_free {
             self.release(group);
         }
         result
+    }
+
+    /// Records when and from where a group last got a row.
+    fn note(&mut self, group: usize, rowtime: i64, partition: i32) {
+        let g = self.get(group);
+        g.last_rowtime = g.last_rowtime.max(rowtime);
+        g.partition = partition;
+    }
+
+    /// A group's value changed: per record its row is emitted now; per commit it is marked for the
+    /// next flush.
+    fn changed(&mut self, group: usize, rowtime: i64, outs: &mut Vec<Out>) -> Result<()> {
+        if !self.per_commit {
+            outs.push(self.out(group, false, rowtime)?);
+            return Ok(());
+        }
+        let g = self.get(group);
+        if !g.dirty {
+            g.dirty = true;
+            self.dirty.push(group);
+        }
+        Ok(())
+    }
+
+    /// Folds the rows waiting for their groups in: one accumulator update per group with all of its
+    /// rows, in input order.
+    fn fold_pending(
+        &mut self,
+        pending: &mut Vec<(usize, usize)>,
+        args: &[Vec<ArrayRef>],
+    ) -> Result<()> {
+        pending.sort_unstable();
+        let mut rows: Vec<usize> = Vec::new();
+        let mut at = 0;
+        while at < pending.len() {
+            let group = pending[at].0;
+            rows.clear();
+            while at < pending.len() && pending[at].0 == group {
+                rows.push(pending[at].1);
+                at += 1;
+            }
+            self.update(group, args, &rows)?;
+        }
+        pending.clear();
+        Ok(())
     }
 
     /// The group of a key (and window), created when new.
@@ -299,6 +405,8 @@ impl AggregateState {
             emitted: false,
             generation: self.generations,
             last_rowtime: i64::MIN,
+            partition: 0,
+            dirty: false,
         });
         Ok(slot)
     }
@@ -329,12 +437,7 @@ impl AggregateState {
     }
 
     /// Emits the final rows of windows that closed (EMIT FINAL) and forgets windows past retention.
-    fn fire_timers(
-        &mut self,
-        outs: &mut Vec<Out>,
-        to_free: &mut Vec<usize>,
-        row: usize,
-    ) -> Result<()> {
+    fn fire_timers(&mut self, outs: &mut Vec<Out>, to_free: &mut Vec<usize>) -> Result<()> {
         while let Some(entry) = self.timers.first_entry() {
             if *entry.key() > self.stream_time {
                 break;
@@ -349,7 +452,7 @@ impl AggregateState {
                 }
                 if t.close {
                     let rowtime = self.get(t.group).last_rowtime;
-                    outs.push(self.out(t.group, false, rowtime, row)?);
+                    outs.push(self.out(t.group, false, rowtime)?);
                 } else {
                     self.forget(t.group);
                     to_free.push(t.group);
@@ -370,7 +473,6 @@ impl AggregateState {
         close: i64,
         outs: &mut Vec<Out>,
         to_free: &mut Vec<usize>,
-        row: usize,
     ) -> Result<Option<usize>> {
         let mut sessions = self.sessions.remove(key).unwrap_or_default();
         // Sessions that ended before the close time have expired.
@@ -423,7 +525,7 @@ impl AggregateState {
                 .and_then(|g| g.window)
                 .expect("session window");
             if !self.emit_final {
-                outs.push(self.out(g, true, old.end, row)?);
+                outs.push(self.out(g, true, old.end)?);
             }
             let states = {
                 let group = self.get(g);
@@ -454,18 +556,22 @@ impl AggregateState {
         Ok(Some(target))
     }
 
-    fn update(
-        &mut self,
-        group: usize,
-        args: &[Vec<ArrayRef>],
-        row: usize,
-        rowtime: i64,
-    ) -> Result<()> {
+    /// Folds rows of the batch (in order) into a group.
+    fn update(&mut self, group: usize, args: &[Vec<ArrayRef>], rows: &[usize]) -> Result<()> {
         let group = self.get(group);
-        group.last_rowtime = group.last_rowtime.max(rowtime);
         for (acc, columns) in group.accumulators.iter_mut().zip(args) {
-            let one: Vec<ArrayRef> = columns.iter().map(|c| c.slice(row, 1)).collect();
-            acc.update_batch(&one).map_err(df)?;
+            let taken: Vec<ArrayRef> = match rows {
+                [one] => columns.iter().map(|c| c.slice(*one, 1)).collect(),
+                _ => {
+                    let indices = UInt32Array::from_iter_values(rows.iter().map(|r| *r as u32));
+                    columns
+                        .iter()
+                        .map(|c| take(c.as_ref(), &indices, None))
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(df)?
+                }
+            };
+            acc.update_batch(&taken).map_err(df)?;
         }
         Ok(())
     }
@@ -483,8 +589,9 @@ impl AggregateState {
         Ok(())
     }
 
-    fn out(&mut self, group: usize, delete: bool, rowtime: i64, input_row: usize) -> Result<Out> {
+    fn out(&mut self, group: usize, delete: bool, rowtime: i64) -> Result<Out> {
         let g = self.get(group);
+        let partition = g.partition;
         let values = g
             .accumulators
             .iter_mut()
@@ -497,7 +604,7 @@ impl AggregateState {
             values,
             delete,
             rowtime,
-            input_row,
+            partition,
         })
     }
 
@@ -531,12 +638,7 @@ impl AggregateState {
 
     /// Builds the output rows and applies HAVING: a row that fails it deletes its group's key, if the
     /// group's previous row was in the table, and is left out otherwise.
-    fn finish(
-        &mut self,
-        outs: Vec<Out>,
-        input: &RecordBatch,
-        late_records: usize,
-    ) -> Result<Aggregated> {
+    fn finish(&mut self, outs: Vec<Out>, late_records: usize) -> Result<Aggregated> {
         let spec = self.spec.clone();
         let converter = self.converter.as_ref().expect("made by apply");
         let parser = converter.parser();
@@ -605,7 +707,6 @@ impl AggregateState {
         let keep = BooleanArray::from(keep);
         let batch = datafusion::arrow::compute::filter_record_batch(&batch, &keep)
             .map_err(|e| exec_err!("{e}"))?;
-        let partitions = input.column(1).as_primitive::<Int32Type>();
         let kept = outs
             .iter()
             .zip(keep.values().iter())
@@ -614,7 +715,7 @@ impl AggregateState {
         let (mut rowtime, mut partition, mut windows) = (Vec::new(), Vec::new(), Vec::new());
         for o in kept {
             rowtime.push(o.rowtime);
-            partition.push(partitions.value(o.input_row));
+            partition.push(o.partition);
             windows.extend(o.window);
         }
         Ok(Aggregated {

@@ -21,7 +21,7 @@ use eddy_sql::planner::QueryPlan;
 use eddy_sql::statement::SourceKind;
 use eddy_sql::window::WindowType;
 
-use crate::aggregate::AggregateState;
+use crate::aggregate::{AggregateState, Aggregated};
 use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, SinkEncoder, SourceDecoder};
 use crate::partitioner::partition_for;
@@ -89,22 +89,20 @@ impl Pipeline {
                 .map(|f| Field::new(f.name(), f.data_type().clone(), true))
                 .collect::<Vec<_>>(),
         ));
-        let aggregate_state = plan.aggregate.as_ref().map(|spec| {
-            let table_keys = (plan.source.kind == SourceKind::Table).then(|| {
-                (PSEUDO_COLUMNS..PSEUDO_COLUMNS + plan.source.key_columns().count()).collect()
-            });
-            Arc::new(Mutex::new(AggregateState::new(
-                spec.clone(),
-                table_keys,
-                plan.emit_final,
-            )))
-        });
+        let aggregate_state = aggregate_state(&plan, false);
         Ok(Pipeline {
             plan,
             decoder,
             output_schema,
             aggregate_state,
         })
+    }
+
+    /// Switches an aggregating pipeline to per-commit emission: `process` folds records in and
+    /// [`Pipeline::flush`] emits each changed group once (ksqlDB's default, with its cache on).
+    pub fn per_commit(mut self) -> Self {
+        self.aggregate_state = aggregate_state(&self.plan, true);
+        self
     }
 
     /// The source the pipeline reads.
@@ -172,10 +170,10 @@ impl Pipeline {
             null_values = filter_flags(&null_values, mask)?;
             null_keys = filter_flags(&null_keys, mask)?;
         }
-        let mut projected = batch.clone();
-        let mut rowtime = column_values::<Int64Type>(&batch, 0);
-        let mut partition = column_values::<Int32Type>(&batch, 1);
-        let mut windows = self.plan.source.window.map(|_| {
+        let projected = batch.clone();
+        let rowtime = column_values::<Int64Type>(&batch, 0);
+        let partition = column_values::<Int32Type>(&batch, 1);
+        let windows = self.plan.source.window.map(|_| {
             let (starts, ends) = (batch.num_columns() - 2, batch.num_columns() - 1);
             column_values::<Int64Type>(&batch, starts)
                 .into_iter()
@@ -183,27 +181,61 @@ impl Pipeline {
                 .map(|(start, end)| Bounds { start, end })
                 .collect()
         });
-        let mut late_records = 0;
         if let Some(state) = &self.aggregate_state {
             let aggregated = state
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .apply(&batch, &null_values)?;
-            projected = aggregated.batch;
-            null_values = aggregated.deletes;
-            null_keys = BooleanArray::from(vec![false; projected.num_rows()]);
-            rowtime = aggregated.rowtime;
-            partition = aggregated.partition;
-            windows = aggregated.windows;
-            late_records = aggregated.late_records;
+            let mut processed = self.project_aggregated(aggregated)?;
+            processed.decode_errors = decode_errors;
+            return Ok(processed);
         }
+        self.project(Projected {
+            rows: projected,
+            rowtime,
+            partition,
+            null_values,
+            null_keys,
+            windows,
+            late_records: 0,
+            decode_errors,
+        })
+    }
+
+    /// Per-commit emission: the current row of every group changed since the last flush (none for a
+    /// query that does not aggregate).
+    pub fn flush(&self) -> Result<Option<ProcessedBatch>> {
+        let Some(state) = &self.aggregate_state else {
+            return Ok(None);
+        };
+        let aggregated = state.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
+        self.project_aggregated(aggregated).map(Some)
+    }
+
+    fn project_aggregated(&self, aggregated: Aggregated) -> Result<ProcessedBatch> {
+        let rows = aggregated.batch.num_rows();
+        self.project(Projected {
+            rows: aggregated.batch,
+            rowtime: aggregated.rowtime,
+            partition: aggregated.partition,
+            null_values: aggregated.deletes,
+            null_keys: BooleanArray::from(vec![false; rows]),
+            windows: aggregated.windows,
+            late_records: aggregated.late_records,
+            decode_errors: Vec::new(),
+        })
+    }
+
+    /// Evaluates the projection over filtered input rows, or over aggregated rows.
+    fn project(&self, p: Projected) -> Result<ProcessedBatch> {
+        let null_values = p.null_values;
         let mut expression_errors = Vec::new();
         let columns: Vec<ArrayRef> = self
             .plan
             .projection
             .iter()
             .zip(self.output_schema.fields())
-            .map(|(e, f)| evaluate(e, &projected, f, &mut expression_errors))
+            .map(|(e, f)| evaluate(e, &p.rows, f, &mut expression_errors))
             .collect::<Result<_>>()?;
         let columns = if self.plan.value_dependent_keys.is_empty() || null_values.true_count() == 0
         {
@@ -225,16 +257,43 @@ impl Pipeline {
             .map_err(|e| exec_err!("{e}"))?;
         Ok(ProcessedBatch {
             batch: out,
-            rowtime,
-            partition,
+            rowtime: p.rowtime,
+            partition: p.partition,
             null_values,
-            null_keys: (!self.plan.partitioned).then_some(null_keys),
-            windows,
-            late_records,
-            decode_errors,
+            null_keys: (!self.plan.partitioned).then_some(p.null_keys),
+            windows: p.windows,
+            late_records: p.late_records,
+            decode_errors: p.decode_errors,
             expression_errors,
         })
     }
+}
+
+/// The state of an aggregating plan's groups (none for a plan that does not aggregate).
+fn aggregate_state(plan: &QueryPlan, per_commit: bool) -> Option<Arc<Mutex<AggregateState>>> {
+    let spec = plan.aggregate.as_ref()?;
+    // Over a table, the old row of a key is found by the key's input columns.
+    let table_keys = (plan.source.kind == SourceKind::Table)
+        .then(|| (PSEUDO_COLUMNS..PSEUDO_COLUMNS + plan.source.key_columns().count()).collect());
+    let state = AggregateState::new(spec.clone(), table_keys, plan.emit_final);
+    let state = if per_commit {
+        state.per_commit()
+    } else {
+        state
+    };
+    Some(Arc::new(Mutex::new(state)))
+}
+
+/// Rows ready for the projection, with what travels along with each.
+struct Projected {
+    rows: RecordBatch,
+    rowtime: Vec<i64>,
+    partition: Vec<i32>,
+    null_values: BooleanArray,
+    null_keys: BooleanArray,
+    windows: Option<Vec<Bounds>>,
+    late_records: usize,
+    decode_errors: Vec<DecodeError>,
 }
 
 /// A condition's result with NULL read as false.
