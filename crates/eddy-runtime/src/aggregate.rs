@@ -537,12 +537,7 @@ impl AggregateState {
                     .map_err(df)?
             };
             for (acc, state) in self.get(target).accumulators.iter_mut().zip(states) {
-                let arrays = state
-                    .iter()
-                    .map(|s| s.to_array())
-                    .collect::<DfResult<Vec<_>>>()
-                    .map_err(df)?;
-                acc.merge_batch(&arrays).map_err(df)?;
+                acc.merge_batch(&one_row(&state)?).map_err(df)?;
             }
             self.get(g).window = None;
             to_free.push(g);
@@ -558,18 +553,17 @@ impl AggregateState {
 
     /// Folds rows of the batch (in order) into a group.
     fn update(&mut self, group: usize, args: &[Vec<ArrayRef>], rows: &[usize]) -> Result<()> {
+        let indices =
+            (rows.len() > 1).then(|| UInt32Array::from_iter_values(rows.iter().map(|r| *r as u32)));
         let group = self.get(group);
         for (acc, columns) in group.accumulators.iter_mut().zip(args) {
-            let taken: Vec<ArrayRef> = match rows {
-                [one] => columns.iter().map(|c| c.slice(*one, 1)).collect(),
-                _ => {
-                    let indices = UInt32Array::from_iter_values(rows.iter().map(|r| *r as u32));
-                    columns
-                        .iter()
-                        .map(|c| take(c.as_ref(), &indices, None))
-                        .collect::<std::result::Result<_, _>>()
-                        .map_err(df)?
-                }
+            let taken: Vec<ArrayRef> = match &indices {
+                None => columns.iter().map(|c| c.slice(rows[0], 1)).collect(),
+                Some(indices) => columns
+                    .iter()
+                    .map(|c| take(c.as_ref(), indices, None))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(df)?,
             };
             acc.update_batch(&taken).map_err(df)?;
         }
@@ -579,12 +573,7 @@ impl AggregateState {
     /// Takes a table row's old arguments out of its group.
     fn retract(&mut self, group: usize, args: &[Vec<ScalarValue>]) -> Result<()> {
         for (acc, values) in self.get(group).accumulators.iter_mut().zip(args) {
-            let one = values
-                .iter()
-                .map(|v| v.to_array())
-                .collect::<DfResult<Vec<_>>>()
-                .map_err(df)?;
-            acc.retract_batch(&one).map_err(df)?;
+            acc.retract_batch(&one_row(values)?).map_err(df)?;
         }
         Ok(())
     }
@@ -727,6 +716,15 @@ impl AggregateState {
             late_records,
         })
     }
+}
+
+/// Values as the columns of a one-row batch (an accumulator's state, a table row's arguments).
+fn one_row(values: &[ScalarValue]) -> Result<Vec<ArrayRef>> {
+    values
+        .iter()
+        .map(|v| v.to_array())
+        .collect::<DfResult<Vec<_>>>()
+        .map_err(df)
 }
 
 /// The row converter of `columns`' types, made on first use.
