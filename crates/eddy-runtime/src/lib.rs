@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod aggregate;
+pub mod changelog;
 pub mod engine;
 pub mod format;
 pub mod memory;

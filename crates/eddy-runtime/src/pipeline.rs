@@ -22,6 +22,7 @@ use eddy_sql::statement::SourceKind;
 use eddy_sql::window::WindowType;
 
 use crate::aggregate::{AggregateState, Aggregated};
+use crate::changelog::{Positions, StateChange};
 use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, SinkEncoder, SourceDecoder};
 use crate::partitioner::partition_for;
@@ -105,6 +106,37 @@ impl Pipeline {
         self
     }
 
+    /// Keeps an aggregating pipeline's state changes for a changelog (see [`Pipeline::changes`]).
+    pub fn logged(self) -> Result<Self> {
+        if let Some(state) = &self.aggregate_state {
+            lock(state).log_changes()?;
+        }
+        Ok(self)
+    }
+
+    /// Whether the pipeline keeps state (it aggregates).
+    pub fn is_stateful(&self) -> bool {
+        self.aggregate_state.is_some()
+    }
+
+    /// The changelog records of the state changed since the last call; `positions` are the input
+    /// positions the state now includes (next offset per source partition).
+    pub fn changes(&self, positions: &[(i32, i64)]) -> Result<Vec<StateChange>> {
+        match &self.aggregate_state {
+            Some(state) => lock(state).changes(positions),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Restores the state from its changelog records; returns the input positions to resume from
+    /// (`None` without a complete write).
+    pub fn restore(&self, records: Vec<StateChange>) -> Result<Option<Positions>> {
+        match &self.aggregate_state {
+            Some(state) => lock(state).restore(records),
+            None => Ok(None),
+        }
+    }
+
     /// The source the pipeline reads.
     pub fn source(&self) -> &Arc<Source> {
         &self.plan.source
@@ -182,10 +214,7 @@ impl Pipeline {
                 .collect()
         });
         if let Some(state) = &self.aggregate_state {
-            let aggregated = state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .apply(&batch, &null_values)?;
+            let aggregated = lock(state).apply(&batch, &null_values)?;
             let mut processed = self.project_aggregated(aggregated)?;
             processed.decode_errors = decode_errors;
             return Ok(processed);
@@ -208,7 +237,7 @@ impl Pipeline {
         let Some(state) = &self.aggregate_state else {
             return Ok(None);
         };
-        let aggregated = state.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
+        let aggregated = lock(state).flush()?;
         self.project_aggregated(aggregated).map(Some)
     }
 
@@ -282,6 +311,10 @@ fn aggregate_state(plan: &QueryPlan, per_commit: bool) -> Option<Arc<Mutex<Aggre
         state
     };
     Some(Arc::new(Mutex::new(state)))
+}
+
+fn lock(state: &Mutex<AggregateState>) -> std::sync::MutexGuard<'_, AggregateState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Rows ready for the projection, with what travels along with each.

@@ -2,7 +2,10 @@
 //! window), updated record by record so that every input row emits its group's new row (ksqlDB's EMIT
 //! CHANGES with caching off), or only closed windows' final rows (EMIT FINAL). It assigns windows, keeps
 //! stream time, drops late records, merges sessions (a tombstone for each replaced session) and, over a
-//! table, takes a key's old row out of its group before adding the new one. State is kept in memory.
+//! table, takes a key's old row out of its group before adding the new one. State is kept in memory
+//! and, when logged, written to a changelog and restored from it (see [`persist`]).
+
+mod persist;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -73,6 +76,8 @@ pub struct AggregateState {
     per_commit: bool,
     /// Groups changed since the last flush (per-commit emission).
     dirty: Vec<usize>,
+    /// Changelog bookkeeping, when the state is persisted (see [`AggregateState::log_changes`]).
+    log: Option<Box<persist::StateLog>>,
 }
 
 /// A table row's group and the arguments it gave each aggregate function.
@@ -95,6 +100,10 @@ struct Group {
     partition: i32,
     /// Changed since its row was last emitted (per-commit emission).
     dirty: bool,
+    /// Changed since its changelog record was last written.
+    logged: bool,
+    /// Its window closed and its final row was emitted (EMIT FINAL).
+    closed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +146,7 @@ impl AggregateState {
             timers: BTreeMap::new(),
             per_commit: false,
             dirty: Vec::new(),
+            log: None,
         }
     }
 
@@ -199,6 +209,7 @@ impl AggregateState {
         };
         let rowtimes = batch.column(0).as_primitive::<Int64Type>();
         let partitions = batch.column(1).as_primitive::<Int32Type>();
+        let offsets = batch.column(2).as_primitive::<Int64Type>();
         let mut outs = Vec::new();
         let mut late_records = 0;
         let mut to_free = Vec::new();
@@ -207,7 +218,8 @@ impl AggregateState {
         // Per-commit emission folds stream rows in per group after the loop, a batch at a time.
         let mut pending: Vec<(usize, usize)> = Vec::new();
         for i in 0..rows {
-            let (ts, partition) = (rowtimes.value(i), partitions.value(i));
+            let (ts, partition, offset) =
+                (rowtimes.value(i), partitions.value(i), offsets.value(i));
             let grouped = groups.iter().all(|g| g.is_valid(i));
             let key = keys.row(i);
             if let Some(table_keys) = &table_keys {
@@ -215,8 +227,14 @@ impl AggregateState {
                     .then(|| self.group(key.as_ref(), None, &mut lookup))
                     .transpose()?;
                 let source_key = table_keys.row(i);
+                if self.row_covered(source_key.as_ref(), partition, offset) {
+                    continue;
+                }
+                self.log_row(source_key.as_ref());
                 if let Some((old, old_args)) = self.table_rows.remove(source_key.as_ref()) {
-                    self.retract(old, &old_args)?;
+                    if !self.covered(old, partition, offset) {
+                        self.retract(old, &old_args)?;
+                    }
                     if Some(old) != new {
                         self.note(old, ts, partition);
                         self.changed(old, ts, &mut outs)?;
@@ -224,7 +242,9 @@ impl AggregateState {
                 }
                 if let Some(group) = new {
                     self.note(group, ts, partition);
-                    self.update(group, &args, &[i])?;
+                    if !self.covered(group, partition, offset) {
+                        self.update(group, &args, &[i])?;
+                    }
                     self.changed(group, ts, &mut outs)?;
                     let row_args = args
                         .iter()
@@ -246,6 +266,9 @@ impl AggregateState {
             self.stream_time = self.stream_time.max(ts);
             match spec.window.as_ref().map(|w| (w, &w.kind)) {
                 Some((w, WindowKind::Session { gap_ms })) => {
+                    if self.session_covered(key.as_ref(), ts, partition, offset) {
+                        continue;
+                    }
                     let close = self.stream_time - w.grace_ms() - gap_ms;
                     let merged =
                         self.session(key.as_ref(), ts, *gap_ms, close, &mut outs, &mut to_free)?;
@@ -285,6 +308,9 @@ impl AggregateState {
                             continue;
                         }
                         let group = self.group(key.as_ref(), bounds, &mut lookup)?;
+                        if self.covered(group, partition, offset) {
+                            continue;
+                        }
                         self.note(group, ts, partition);
                         if self.per_commit {
                             pending.push((group, i));
@@ -308,6 +334,7 @@ impl AggregateState {
             }
         }
         self.fold_pending(&mut pending, &args)?;
+        self.recovered_to(partitions, offsets);
         let result = self.finish(outs, late_records);
         for group in to_free {
             self.release(group);
@@ -320,6 +347,7 @@ impl AggregateState {
         let g = self.get(group);
         g.last_rowtime = g.last_rowtime.max(rowtime);
         g.partition = partition;
+        self.log_group(group);
     }
 
     /// A group's value changed: per record its row is emitted now; per commit it is marked for the
@@ -378,9 +406,9 @@ impl AggregateState {
         Ok(group)
     }
 
-    fn create(&mut self, key: &[u8], window: Option<Bounds>) -> Result<usize> {
-        let accumulators = self
-            .spec
+    /// A fresh set of accumulators, one per aggregate function.
+    fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        self.spec
             .aggregates
             .iter()
             .map(|a| {
@@ -392,7 +420,11 @@ impl AggregateState {
                 }
             })
             .collect::<DfResult<Vec<_>>>()
-            .map_err(df)?;
+            .map_err(df)
+    }
+
+    fn create(&mut self, key: &[u8], window: Option<Bounds>) -> Result<usize> {
+        let accumulators = self.accumulators()?;
         let slot = self.free.pop().unwrap_or_else(|| {
             self.groups.push(None);
             self.groups.len() - 1
@@ -407,6 +439,8 @@ impl AggregateState {
             last_rowtime: i64::MIN,
             partition: 0,
             dirty: false,
+            logged: false,
+            closed: false,
         });
         Ok(slot)
     }
@@ -423,17 +457,24 @@ impl AggregateState {
             end: window.end,
             close,
         };
-        if self.emit_final {
+        if self.emit_final && !self.get(group).closed {
             self.timers
                 .entry(window.end.saturating_add(grace))
                 .or_default()
                 .push(timer(true));
         }
-        let evict = match self.spec.window.as_ref().map(|w| &w.kind) {
+        self.timers
+            .entry(self.evicted_at(window, grace, retention))
+            .or_default()
+            .push(timer(false));
+    }
+
+    /// The stream time at which a window is forgotten.
+    fn evicted_at(&self, window: Bounds, grace: i64, retention: i64) -> i64 {
+        match self.spec.window.as_ref().map(|w| &w.kind) {
             Some(WindowKind::Session { gap_ms }) => window.end.saturating_add(grace + gap_ms),
             _ => window.start.saturating_add(retention),
-        };
-        self.timers.entry(evict).or_default().push(timer(false));
+        }
     }
 
     /// Emits the final rows of windows that closed (EMIT FINAL) and forgets windows past retention.
@@ -453,6 +494,8 @@ impl AggregateState {
                 if t.close {
                     let rowtime = self.get(t.group).last_rowtime;
                     outs.push(self.out(t.group, false, rowtime)?);
+                    self.get(t.group).closed = true;
+                    self.log_group(t.group);
                 } else {
                     self.forget(t.group);
                     to_free.push(t.group);
@@ -539,6 +582,7 @@ impl AggregateState {
             for (acc, state) in self.get(target).accumulators.iter_mut().zip(states) {
                 acc.merge_batch(&one_row(&state)?).map_err(df)?;
             }
+            self.log_end(g);
             self.get(g).window = None;
             to_free.push(g);
         }
@@ -622,6 +666,7 @@ impl AggregateState {
     fn release(&mut self, group: usize) {
         if self.groups[group].take().is_some() {
             self.free.push(group);
+            self.forget_covered(group);
         }
     }
 

@@ -1,0 +1,301 @@
+//! The changelog records of an aggregation's state: one per group (its accumulators' states, its
+//! window, and the input offsets its state includes), over a table one per source row (its group and
+//! the arguments it gave the aggregates), and a checkpoint that ends every complete write (the input
+//! positions and the stream time the state is at). A record's key names what it describes, so a
+//! compacted topic keeps the latest of each; a tombstone ends a row or a merged-away session.
+//!
+//! Input is resumed from the checkpoint's positions, so the input positions live with the state
+//! rather than in the consumer group. Every record also carries the positions of the write that made
+//! it: after a crash in the middle of a write, replayed input before a record's positions is already
+//! in that record and is not applied again. That keeps state exact without transactions.
+
+use eddy_common::{Result, internal_err};
+
+use crate::format::window::Bounds;
+
+/// Next offset to read, per source partition.
+pub type Positions = Vec<(i32, i64)>;
+
+/// A change to write to the changelog: `value` is `None` for a tombstone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// The layout version of the values; a value of another version is refused on restore.
+const VERSION: u8 = 1;
+/// First byte of a group record's key.
+const GROUP: u8 = b'G';
+/// First byte of a table row record's key.
+const ROW: u8 = b'R';
+/// The checkpoint record's key.
+const CHECKPOINT: u8 = b'C';
+
+/// What a group's record holds besides its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub positions: Positions,
+    /// The stream time when the record was written.
+    pub stream_time: i64,
+    pub last_rowtime: i64,
+    pub partition: i32,
+    /// The group's last row is in the output table (it passed HAVING).
+    pub emitted: bool,
+    /// The group's window has closed and its final row was emitted (EMIT FINAL).
+    pub closed: bool,
+    /// The accumulators' states, as one row of the state's row converter.
+    pub states: Vec<u8>,
+}
+
+/// What a table row's record holds: the group it is in and the arguments it gave each aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowRecord {
+    pub positions: Positions,
+    /// The group's GROUP BY values, as a row of the aggregation's key converter.
+    pub group: Vec<u8>,
+    /// The aggregate arguments, as one row of the arguments' row converter.
+    pub args: Vec<u8>,
+}
+
+/// What a changelog key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateKey<'a> {
+    Group {
+        key: &'a [u8],
+        window: Option<Bounds>,
+    },
+    Row(&'a [u8]),
+    Checkpoint,
+}
+
+/// The record that ends a complete write: where the input is, and the stream time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub positions: Positions,
+    pub stream_time: i64,
+}
+
+impl StateKey<'_> {
+    /// The record key.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            StateKey::Group { key, window } => {
+                let mut out = Vec::with_capacity(1 + key.len() + 16);
+                out.push(GROUP);
+                out.extend_from_slice(key);
+                if let Some(w) = window {
+                    out.extend_from_slice(&w.start.to_be_bytes());
+                    out.extend_from_slice(&w.end.to_be_bytes());
+                }
+                out
+            }
+            StateKey::Row(key) => [&[ROW][..], key].concat(),
+            StateKey::Checkpoint => vec![CHECKPOINT],
+        }
+    }
+
+    /// Reads a record key; `windowed` says whether group keys end with a window.
+    pub fn decode(bytes: &[u8], windowed: bool) -> Result<StateKey<'_>> {
+        let long = |b: &[u8]| i64::from_be_bytes(b.try_into().expect("8 bytes"));
+        match bytes.split_first() {
+            Some((&GROUP, rest)) if !windowed => Ok(StateKey::Group {
+                key: rest,
+                window: None,
+            }),
+            Some((&GROUP, rest)) if rest.len() >= 16 => {
+                let at = rest.len() - 16;
+                Ok(StateKey::Group {
+                    key: &rest[..at],
+                    window: Some(Bounds {
+                        start: long(&rest[at..at + 8]),
+                        end: long(&rest[at + 8..]),
+                    }),
+                })
+            }
+            Some((&ROW, rest)) => Ok(StateKey::Row(rest)),
+            Some((&CHECKPOINT, [])) => Ok(StateKey::Checkpoint),
+            _ => Err(internal_err!(
+                "a changelog record has a key this version does not write"
+            )),
+        }
+    }
+}
+
+impl GroupRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + 12 * self.positions.len() + self.states.len());
+        out.push(VERSION);
+        out.push(u8::from(self.emitted) | (u8::from(self.closed) << 1));
+        out.extend_from_slice(&self.stream_time.to_be_bytes());
+        out.extend_from_slice(&self.last_rowtime.to_be_bytes());
+        out.extend_from_slice(&self.partition.to_be_bytes());
+        put_positions(&mut out, &self.positions);
+        out.extend_from_slice(&self.states);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes)?;
+        let flags = r.take(1)?[0];
+        Ok(GroupRecord {
+            emitted: flags & 1 != 0,
+            closed: flags & 2 != 0,
+            stream_time: r.i64()?,
+            last_rowtime: r.i64()?,
+            partition: r.i32()?,
+            positions: r.positions()?,
+            states: r.rest().to_vec(),
+        })
+    }
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(11 + 12 * self.positions.len());
+        out.push(VERSION);
+        out.extend_from_slice(&self.stream_time.to_be_bytes());
+        put_positions(&mut out, &self.positions);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes)?;
+        Ok(Checkpoint {
+            stream_time: r.i64()?,
+            positions: r.positions()?,
+        })
+    }
+}
+
+impl RowRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 12 * self.positions.len() + self.group.len());
+        out.push(VERSION);
+        put_positions(&mut out, &self.positions);
+        out.extend_from_slice(&(self.group.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.group);
+        out.extend_from_slice(&self.args);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes)?;
+        let positions = r.positions()?;
+        let len = r.i32()? as usize;
+        let group = r.take(len)?.to_vec();
+        Ok(RowRecord {
+            positions,
+            group,
+            args: r.rest().to_vec(),
+        })
+    }
+}
+
+/// Whether input at `offset` of `partition` is already included in state written at `positions`.
+pub fn covers(positions: &[(i32, i64)], partition: i32, offset: i64) -> bool {
+    positions
+        .iter()
+        .any(|(p, next)| *p == partition && offset < *next)
+}
+
+fn put_positions(out: &mut Vec<u8>, positions: &[(i32, i64)]) {
+    out.extend_from_slice(&(positions.len() as u16).to_be_bytes());
+    for (p, o) in positions {
+        out.extend_from_slice(&p.to_be_bytes());
+        out.extend_from_slice(&o.to_be_bytes());
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Result<Self> {
+        let mut r = Reader { bytes };
+        let version = r.take(1)?[0];
+        if version != VERSION {
+            return Err(internal_err!(
+                "a changelog record has layout version {version}; this version reads {VERSION}"
+            ));
+        }
+        Ok(r)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.bytes.len() < n {
+            return Err(internal_err!("a changelog record is truncated"));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+    }
+
+    fn i32(&mut self) -> Result<i32> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+
+    fn positions(&mut self) -> Result<Positions> {
+        let n = u16::from_be_bytes(self.take(2)?.try_into().expect("2"));
+        (0..n).map(|_| Ok((self.i32()?, self.i64()?))).collect()
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let g = GroupRecord {
+            positions: vec![(0, 17), (3, 4)],
+            stream_time: 1_000,
+            last_rowtime: 999,
+            partition: 3,
+            emitted: true,
+            closed: false,
+            states: vec![1, 2, 3],
+        };
+        assert_eq!(GroupRecord::decode(&g.encode()).unwrap(), g);
+        let r = RowRecord {
+            positions: vec![(1, 2)],
+            group: vec![9, 9],
+            args: vec![7],
+        };
+        assert_eq!(RowRecord::decode(&r.encode()).unwrap(), r);
+        let window = Some(Bounds { start: 10, end: 20 });
+        let key = StateKey::Group { key: b"k", window }.encode();
+        assert_eq!(
+            StateKey::decode(&key, true).unwrap(),
+            StateKey::Group { key: b"k", window }
+        );
+        let c = Checkpoint {
+            positions: vec![(0, 1)],
+            stream_time: -5,
+        };
+        assert_eq!(Checkpoint::decode(&c.encode()).unwrap(), c);
+        assert_eq!(
+            StateKey::decode(&StateKey::Checkpoint.encode(), true).unwrap(),
+            StateKey::Checkpoint
+        );
+        assert!(StateKey::decode(b"X", false).is_err());
+        assert!(GroupRecord::decode(&[2, 0]).is_err());
+    }
+
+    #[test]
+    fn positions_tell_what_state_includes() {
+        let at = [(0, 10), (1, 5)];
+        assert!(covers(&at, 0, 9));
+        assert!(!covers(&at, 0, 10));
+        assert!(!covers(&at, 2, 0));
+    }
+}
