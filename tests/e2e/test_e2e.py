@@ -281,6 +281,107 @@ def test_restart(ctx):
     assert {"READINGS", "HOT", "R2", "HOT2"} <= streams, streams
 
 
+AGG_EVENTS = 1_000_000
+AGG_KEYS = 1_000
+AGG_BASE_TS = 1_700_000_000_000
+
+
+def sensor_event(i):
+    """Event i of the aggregation run: key, value and timestamp (1 ms apart, so 10 s windows hold 10k events)."""
+    return f"s-{i % AGG_KEYS}", {"V": (i * 7919) % 1000}, AGG_BASE_TS + i
+
+
+def expected_windows():
+    """COUNT, SUM and MAX per (sensor, 10 s window), computed here from the input."""
+    want = {}
+    for i in range(AGG_EVENTS):
+        key, value, ts = sensor_event(i)
+        start = ts - ts % 10_000
+        n, total, top = want.get((key, start), (0, 0, None))
+        want[(key, start)] = (n + 1, total + value["V"], value["V"] if top is None else max(top, value["V"]))
+    return want
+
+
+def produce_sensor_events(bootstrap, start, count):
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000})
+    for i in range(start, start + count):
+        key, value, ts = sensor_event(i)
+        p.produce("sensors", json.dumps(value).encode(), key=key.encode(), timestamp=ts, partition=i % PARTITIONS)
+        if i % 10_000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0, "not every record was delivered"
+
+
+def output_started(bootstrap, topic):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"peek-{time.time()}", "auto.offset.reset": "earliest"})
+    try:
+        _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+        return high > 0
+    except Exception:
+        return False
+    finally:
+        c.close()
+
+
+def last_windowed_rows(bootstrap, topic, want, timeout):
+    """The last row per (key, window start) of a windowed table's topic, read until it equals `want` or time runs out."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    got, records = {}, 0
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        batch = c.consume(num_messages=10000, timeout=1.0)
+        for m in batch:
+            if m.error():
+                continue
+            k = m.key()
+            start = int.from_bytes(k[-8:], "big")
+            v = json.loads(m.value())
+            got[(k[:-8].decode(), start)] = (v["N"], v["TOTAL"], v["TOP"])
+            records += 1
+        if not batch and got == want:
+            break
+    c.close()
+    return got, records
+
+
+def test_windowed_aggregation_restart(ctx):
+    """CTAS with a 10 s tumbling window (COUNT, SUM, MAX per key) over 1 M events and 1,000 keys, with a kill -9 in the
+    middle: after the restart the last row per (key, window) equals the aggregate computed from the input — nothing
+    lost, nothing counted twice."""
+    client = KSQLdbClient(ctx.server.url)
+    client.ksql("CREATE STREAM sensors (sensor_id STRING KEY, v INT) "
+                "WITH (kafka_topic='sensors', value_format='JSON', partitions=4);")
+    client.ksql("CREATE TABLE sensor_windows AS SELECT sensor_id, COUNT(*) AS n, SUM(v) AS total, MAX(v) AS top "
+                "FROM sensors WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY sensor_id EMIT CHANGES;",
+                stream_properties={"auto.offset.reset": "earliest", "ksql.streams.commit.interval.ms": "500"})
+    import threading
+
+    def paced():
+        step = 50_000
+        for start in range(0, AGG_EVENTS, step):
+            produce_sensor_events(ctx.broker.bootstrap, start, step)
+            time.sleep(0.2)
+
+    producer = threading.Thread(target=paced)
+    producer.start()
+    want = expected_windows()
+    # Kill once the query has written output and while input is still arriving, so that state was restored.
+    deadline = time.time() + 60
+    while not output_started(ctx.broker.bootstrap, "SENSOR_WINDOWS") and time.time() < deadline:
+        time.sleep(0.5)
+    assert producer.is_alive(), "the input was complete before the kill; make the run longer"
+    ctx.server.kill9()
+    ctx.server.start()
+    producer.join()
+    got, records = last_windowed_rows(ctx.broker.bootstrap, "SENSOR_WINDOWS", want, timeout=300)
+    wrong = [(k, got.get(k), v) for k, v in want.items() if got.get(k) != v]
+    extra = [k for k in got if k not in want]
+    assert not wrong and not extra, f"{len(wrong)} windows differ (key, got, want), e.g. {wrong[:3]}; {len(extra)} extra"
+    print(f"   {len(want)} windows exact after kill -9; {records} output records")
+
+
 class Ctx:
     pass
 
@@ -288,6 +389,7 @@ class Ctx:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server-bin", required=True)
+    ap.add_argument("--only", help="run only the test with this name")
     args = ap.parse_args()
     ctx = Ctx()
     ctx.broker = Broker()
@@ -295,7 +397,10 @@ def main():
     failures = 0
     try:
         ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"e2e{os.getpid()}")
-        for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart]:
+        for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
+                     test_windowed_aggregation_restart]:
+            if args.only and test.__name__ != args.only:
+                continue
             started = time.time()
             try:
                 test(ctx)

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod command_log;
 pub mod print;
+mod stateful;
 pub mod task;
 
 pub use cluster::KafkaCluster;

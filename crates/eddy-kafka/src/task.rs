@@ -18,6 +18,7 @@ use eddy_common::Result;
 use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, Record, RecordRef};
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
+use crate::stateful::{StatefulLoop, changelog_topic};
 
 /// Records per micro-batch, and how long to wait to fill one.
 const MAX_BATCH: usize = 4096;
@@ -36,7 +37,7 @@ pub struct QueryStats {
 }
 
 impl QueryStats {
-    fn record_errors(&self, query: &str, topic: &str, processed: &ProcessedBatch) {
+    pub(crate) fn record_errors(&self, query: &str, topic: &str, processed: &ProcessedBatch) {
         for e in &processed.decode_errors {
             tracing::warn!(
                 query,
@@ -107,7 +108,7 @@ impl Drop for QueryTask {
     }
 }
 
-struct Msg<'a>(BorrowedMessage<'a>);
+pub(crate) struct Msg<'a>(pub(crate) BorrowedMessage<'a>);
 
 impl RecordRef for Msg<'_> {
     fn key(&self) -> Option<&[u8]> {
@@ -128,7 +129,7 @@ impl RecordRef for Msg<'_> {
 }
 
 /// Polls up to a micro-batch of messages.
-fn poll_batch(consumer: &BaseConsumer) -> Vec<Msg<'_>> {
+pub(crate) fn poll_batch(consumer: &BaseConsumer) -> Vec<Msg<'_>> {
     let mut batch = Vec::new();
     let deadline = Instant::now() + LINGER;
     while batch.len() < MAX_BATCH {
@@ -164,8 +165,24 @@ pub fn start_persistent(
         .create()
         .map_err(kafka_err)?;
     let topic = query.pipeline.source().topic.clone();
-    consumer.subscribe(&[&topic]).map_err(kafka_err)?;
     let name = format!("query-{}", query.id);
+    if query.pipeline.is_stateful() {
+        // Its input positions live in its changelog: it assigns itself the input's partitions.
+        return QueryTask::spawn(name, move |stop, stats| {
+            StatefulLoop {
+                cluster: &cluster,
+                consumer: &consumer,
+                query: &query,
+                topic: &topic,
+                changelog: changelog_topic(&group_id),
+                offset_reset: &offset_reset,
+                stop: &stop,
+                stats: &stats,
+            }
+            .run()
+        });
+    }
+    consumer.subscribe(&[&topic]).map_err(kafka_err)?;
     let task = QueryTask::spawn(name, move |stop, stats| {
         PersistentLoop {
             cluster: &cluster,
@@ -267,26 +284,19 @@ impl PersistentLoop<'_> {
     /// At-least-once: waits for a batch's acknowledgements (producing it again until the sink takes
     /// it), then commits the offsets it consumed.
     fn settle(&self, batch: InFlight) {
-        let query = self.query;
-        let mut result = match batch.deliveries {
-            Some(d) => d.wait(),
-            None => Err(eddy_common::external_err!(
-                "the records were not handed to the producer"
-            )),
-        };
-        let mut attempt = 0;
-        while let Err(e) = result {
-            attempt += 1;
-            tracing::warn!(query = %query.id, attempt, "producing to {} failed: {e}", query.sink_spec.topic);
-            if self.stop.load(Ordering::SeqCst) && attempt > 3 {
-                // Not committed: the batch is processed again after a restart.
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200 * attempt.min(25)));
-            result = self
-                .cluster
-                .produce_and_wait(&query.sink_spec.topic, &batch.records);
+        let delivered = deliver(
+            self.cluster,
+            &self.query.id,
+            &self.query.sink_spec.topic,
+            &batch.records,
+            batch.deliveries,
+            self.stop,
+        );
+        if !delivered {
+            // Not committed: the batch is processed again after a restart.
+            return;
         }
+        let query = self.query;
         self.stats
             .produced
             .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
@@ -298,6 +308,36 @@ impl PersistentLoop<'_> {
             tracing::warn!(query = %query.id, "offset commit failed (records may be processed again): {e}");
         }
     }
+}
+
+/// Waits for the acknowledgements of records handed to the producer (`deliveries`, `None` if handing
+/// them over failed), producing them again until `topic` takes them; gives up only when the task is
+/// stopping, and then returns false.
+pub(crate) fn deliver(
+    cluster: &KafkaCluster,
+    query: &str,
+    topic: &str,
+    records: &[Record],
+    deliveries: Option<Deliveries>,
+    stop: &AtomicBool,
+) -> bool {
+    let mut result = match deliveries {
+        Some(d) => d.wait(),
+        None => Err(eddy_common::external_err!(
+            "the records were not handed to the producer"
+        )),
+    };
+    let mut attempt = 0;
+    while let Err(e) = result {
+        attempt += 1;
+        tracing::warn!(query, attempt, "producing to {topic} failed: {e}");
+        if stop.load(Ordering::SeqCst) && attempt > 3 {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200 * attempt.min(25)));
+        result = cluster.produce_and_wait(topic, records);
+    }
+    true
 }
 
 /// What a push query hands to its client.

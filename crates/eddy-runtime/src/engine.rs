@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Schema};
@@ -38,23 +39,64 @@ pub struct PersistentQuery {
     pub sink: String,
     pub pipeline: Arc<Pipeline>,
     pub sink_spec: SinkSpec,
+    /// How often a stateful query writes its changelog, commits its input and (with per-commit
+    /// emission) emits its changed rows.
+    pub commit_interval: Duration,
 }
 
+/// ksqlDB's default commit interval.
+const DEFAULT_COMMIT_INTERVAL_MS: u64 = 2_000;
+
 impl PersistentQuery {
-    /// A query running `plan` into `sink`.
+    /// A query running `plan` into `sink`. With `durable` state, an aggregation logs its state
+    /// changes for a changelog and, unless the record cache is off
+    /// (`ksql.streams.cache.max.bytes.buffering=0`), emits once per commit interval.
     fn new(
         id: String,
         statement: &str,
         sink: &Source,
         plan: eddy_sql::planner::QueryPlan,
+        durable: bool,
+        props: &Properties,
     ) -> Result<Self> {
         let sink_spec = SinkSpec::new(sink, &plan.columns);
+        let setting = |names: [&str; 2]| names.iter().find_map(|n| props.get(*n));
+        let number = |names: [&str; 2], default: u64| -> Result<u64> {
+            match setting(names) {
+                Some(v) => v.trim().parse().map_err(|_| {
+                    plan_err!(
+                        "Invalid value {v} for property {}: it must be a number",
+                        names[0]
+                    )
+                }),
+                None => Ok(default),
+            }
+        };
+        let commit_interval = Duration::from_millis(number(
+            ["ksql.streams.commit.interval.ms", "commit.interval.ms"],
+            DEFAULT_COMMIT_INTERVAL_MS,
+        )?);
+        let cache = number(
+            [
+                "ksql.streams.cache.max.bytes.buffering",
+                "cache.max.bytes.buffering",
+            ],
+            1,
+        )?;
+        let mut pipeline = Pipeline::new(plan)?;
+        if durable && pipeline.is_stateful() {
+            if cache > 0 {
+                pipeline = pipeline.per_commit();
+            }
+            pipeline = pipeline.logged()?;
+        }
         Ok(PersistentQuery {
             id,
             statement: statement.to_string(),
             sink: sink.name.clone(),
-            pipeline: Arc::new(Pipeline::new(plan)?),
+            pipeline: Arc::new(pipeline),
             sink_spec,
+            commit_interval,
         })
     }
 
@@ -194,6 +236,13 @@ impl Engine {
         }
     }
 
+    /// The server's properties overridden by a request's.
+    fn effective(&self, props: &Properties) -> Properties {
+        let mut all = self.properties.clone();
+        all.extend(props.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all
+    }
+
     fn check_new_name(&self, c: &CreateSource) -> Result<Option<Outcome>> {
         if let Some(existing) = self.catalog.get(&c.name) {
             if c.if_not_exists {
@@ -287,11 +336,6 @@ impl Engine {
         }
         let query = c.query.as_ref().ok_or_else(|| plan_err!("missing query"))?;
         let plan = self.planner.plan_query(&self.catalog, query)?;
-        if plan.aggregate.is_some() && !self.volatile_state {
-            return Err(not_supported!(
-                "Persistent aggregations are not supported by this server yet: their state would not survive a restart. Push queries (SELECT ... GROUP BY ... EMIT CHANGES) work."
-            ));
-        }
         // An aggregation produces a table; otherwise a query produces what it reads.
         let produces = if plan.aggregate.is_some() {
             SourceKind::Table
@@ -346,9 +390,19 @@ impl Engine {
             .map(|q| q.id.clone());
         let id = match replaced {
             Some(id) => id,
-            None => self.next_id(&format!("CSAS_{}", c.name)),
+            None => self.next_id(&match c.kind {
+                SourceKind::Stream => format!("CSAS_{}", c.name),
+                SourceKind::Table => format!("CTAS_{}", c.name),
+            }),
         };
-        let query = PersistentQuery::new(id.clone(), text, &sink, plan)?;
+        let query = PersistentQuery::new(
+            id.clone(),
+            text,
+            &sink,
+            plan,
+            !self.volatile_state,
+            &self.effective(props),
+        )?;
         self.catalog.insert(sink);
         self.queries.insert(id.clone(), query);
         Ok(Outcome::QueryCreated {
@@ -384,7 +438,14 @@ impl Engine {
             ));
         }
         let id = self.next_id("INSERTQUERY");
-        let query = PersistentQuery::new(id.clone(), text, &sink, plan)?;
+        let query = PersistentQuery::new(
+            id.clone(),
+            text,
+            &sink,
+            plan,
+            !self.volatile_state,
+            &self.properties,
+        )?;
         self.queries.insert(id.clone(), query);
         Ok(Outcome::QueryCreated {
             query_id: id,

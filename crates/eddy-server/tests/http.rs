@@ -220,18 +220,15 @@ async fn a_push_query_streams_inserted_rows_until_its_limit() {
     )
     .await;
     assert_eq!(&lines[1..], [json!([false, 1]), json!([true, 1])]);
-    // Persistent aggregations are refused until their state survives a restart.
+    // A persistent aggregation runs with its state in a changelog topic.
     let (status, body) = ksql(
         app,
         "CREATE TABLE counts AS SELECT id, COUNT(*) AS c FROM pings GROUP BY id;",
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("Persistent aggregations"),
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body[0]["commandStatus"]["queryId"], "CTAS_COUNTS_0",
         "{body}"
     );
 }
