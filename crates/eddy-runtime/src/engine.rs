@@ -22,6 +22,7 @@ use crate::format::SinkEncoder;
 use crate::format::column::{Cell, ColumnBuilder};
 use crate::partitioner::partition_for;
 use crate::pipeline::{Pipeline, SinkSpec};
+use crate::pull::PullQuery;
 use crate::record::Record;
 
 /// Default partition count of topics created for `CREATE ... AS SELECT` when the source's is unknown.
@@ -205,7 +206,35 @@ impl Engine {
 
     /// Plans a transient query (push or pull) into a pipeline.
     pub fn plan_transient(&self, q: &QueryStatement) -> Result<Pipeline> {
-        Pipeline::new(self.planner.plan_query(&self.catalog, q)?)
+        Pipeline::new(self.planner.plan_transient(&self.catalog, q)?)
+    }
+
+    /// Plans a pull query (a `SELECT` without `EMIT`) over a table a persistent query materializes.
+    pub fn plan_pull(&self, q: &QueryStatement) -> Result<PullQuery> {
+        let pipeline = self.plan_transient(q)?;
+        if pipeline.plan.aggregate.is_some() {
+            return Err(plan_err!(
+                "Pull queries don't support GROUP BY clauses or aggregate functions: query the table an aggregation creates (CREATE TABLE ... AS SELECT ... GROUP BY ...), or add EMIT CHANGES for a push query."
+            ));
+        }
+        let source = pipeline.source().clone();
+        if source.kind == SourceKind::Stream {
+            return Err(not_supported!(
+                "Pull queries on streams are not supported yet: add EMIT CHANGES for a push query over {}.",
+                source.name
+            ));
+        }
+        let table = self
+            .queries
+            .values()
+            .find(|pq| pq.sink == source.name && pq.pipeline.is_stateful())
+            .ok_or_else(|| {
+                plan_err!(
+                    "The `{0}` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_{0} AS SELECT * FROM {0}'. See https://cnfl.io/queries for more info.",
+                    source.name
+                )
+            })?;
+        Ok(PullQuery::new(pipeline, table.pipeline.clone()))
     }
 
     /// Executes one DDL/DML statement. `SELECT`, `PRINT`, `SHOW`, `DESCRIBE` and `SET` are answered by

@@ -9,12 +9,14 @@ pub mod format;
 pub mod memory;
 pub mod partitioner;
 pub mod pipeline;
+pub mod pull;
 pub mod record;
 
 pub use admin::{TopicAdmin, TopicInfo};
 pub use engine::{Engine, Outcome, PersistentQuery};
 pub use memory::MemoryTopics;
 pub use pipeline::{Pipeline, ProcessedBatch, SinkSpec};
+pub use pull::PullQuery;
 pub use record::{Record, RecordRef};
 
 /// The Arrow crate the runtime's batches are made of.

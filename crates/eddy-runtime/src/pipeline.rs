@@ -24,7 +24,7 @@ use eddy_sql::window::WindowType;
 use crate::aggregate::{AggregateState, Aggregated};
 use crate::changelog::{Positions, StateChange};
 use crate::format::window::{Bounds, append_window};
-use crate::format::{DecodeError, SinkEncoder, SourceDecoder};
+use crate::format::{DecodeError, DecodedBatch, SinkEncoder, SourceDecoder};
 use crate::partitioner::partition_for;
 use crate::record::{Record, RecordRef};
 
@@ -149,7 +149,25 @@ impl Pipeline {
 
     /// Decodes, filters and projects a slice of records.
     pub fn process<R: RecordRef>(&self, records: &[R]) -> Result<ProcessedBatch> {
-        let decoded = self.decoder.decode(records)?;
+        self.process_decoded(self.decoder.decode(records)?)
+    }
+
+    /// Filters and projects rows already in the source's input schema (a table's current rows, for a
+    /// pull query): rows that fail the filter are left out.
+    pub fn process_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let none = BooleanArray::from(vec![false; batch.num_rows()]);
+        let processed = self.process_decoded(DecodedBatch {
+            batch,
+            null_values: none.clone(),
+            null_keys: none,
+            errors: Vec::new(),
+        })?;
+        // On a table a row failing the filter comes out as a tombstone.
+        let keep = not(&processed.null_values).map_err(|e| exec_err!("{e}"))?;
+        filter_record_batch(&processed.batch, &keep).map_err(|e| exec_err!("{e}"))
+    }
+
+    fn process_decoded(&self, decoded: DecodedBatch) -> Result<ProcessedBatch> {
         let mut batch = decoded.batch;
         let mut null_values = decoded.null_values;
         let mut null_keys = decoded.null_keys;
@@ -238,6 +256,16 @@ impl Pipeline {
             return Ok(None);
         };
         let aggregated = lock(state).flush()?;
+        self.project_aggregated(aggregated).map(Some)
+    }
+
+    /// The rows an aggregating pipeline's table holds now (for pull queries); `None` for a query
+    /// that does not aggregate.
+    pub fn snapshot(&self) -> Result<Option<ProcessedBatch>> {
+        let Some(state) = &self.aggregate_state else {
+            return Ok(None);
+        };
+        let aggregated = lock(state).snapshot()?;
         self.project_aggregated(aggregated).map(Some)
     }
 

@@ -19,7 +19,8 @@ use eddy_kafka::{PrintSpec, PushEvent, start_print, start_push};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::format::encode::json_rows;
 use eddy_sql::SqlType;
-use eddy_sql::statement::{Emit, Statement};
+use eddy_sql::catalog::{WINDOWEND, WINDOWSTART};
+use eddy_sql::statement::{ColumnRole, Emit, QueryStatement, Statement};
 
 use crate::state::{AppState, offset_reset, to_properties};
 
@@ -200,12 +201,7 @@ async fn run_query(
         )));
     };
     if q.emit.is_none() {
-        return Err(ApiError(ErrorMessage::statement(
-            &Error::NotSupported(
-                "Pull queries are not supported yet: add EMIT CHANGES for a push query".into(),
-            ),
-            &stmt.text,
-        )));
+        return pull(state, q, &stmt.text, shape).await;
     }
     if q.emit == Some(Emit::Final) {
         return Err(ApiError(ErrorMessage::statement(
@@ -246,12 +242,77 @@ async fn run_query(
         .unwrap_or_else(|p| p.into_inner())
         .insert(id.clone(), task);
 
-    let header = match shape {
+    let columns: Vec<(String, SqlType, bool)> = names
+        .into_iter()
+        .zip(types)
+        .map(|(n, t)| (n, t, false))
+        .collect();
+    let header = header(&id, &columns, shape);
+    let guard = PushGuard {
+        state: state.clone(),
+        id,
+    };
+    Ok(rows_response(header, rx, limit, shape, Some(guard)))
+}
+
+/// A pull query: the table's current rows, then the end of the response.
+async fn pull(
+    state: Arc<AppState>,
+    q: &QueryStatement,
+    text: &str,
+    shape: Shape,
+) -> Result<Response, ApiError> {
+    let query = state
+        .engine()
+        .plan_pull(q)
+        .map_err(|e| ApiError(ErrorMessage::statement(&e, text)))?;
+    let source = query.pipeline.source().clone();
+    let columns: Vec<(String, SqlType, bool)> = query
+        .pipeline
+        .plan
+        .columns
+        .iter()
+        .map(|c| {
+            let bound =
+                source.window.is_some() && [WINDOWSTART, WINDOWEND].contains(&c.name.as_str());
+            (
+                c.name.clone(),
+                c.sql_type.clone(),
+                c.role == ColumnRole::Key || bound,
+            )
+        })
+        .collect();
+    let limit = query.pipeline.plan.limit;
+    let batch = tokio::task::spawn_blocking(move || query.execute())
+        .await
+        .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
+        .map_err(|e| ApiError(ErrorMessage::statement(&e, text)))?;
+    let id = state.transient_id(&source.name);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let tombstones = vec![false; batch.num_rows()];
+    // The channel has room for the one event; the receiver ends the response after it.
+    let _ = tx.try_send(PushEvent::Rows(batch, tombstones));
+    drop(tx);
+    Ok(rows_response(
+        header(&id, &columns, shape),
+        rx,
+        limit,
+        shape,
+        None,
+    ))
+}
+
+/// The first element of a query's response: its id and columns (name, type, whether a key; keys are
+/// marked in the v1 schema of pull queries).
+fn header(id: &str, columns: &[(String, SqlType, bool)], shape: Shape) -> String {
+    match shape {
         Shape::V1 => {
-            let schema: Vec<String> = names
+            let schema: Vec<String> = columns
                 .iter()
-                .zip(&types)
-                .map(|(n, t)| format!("`{n}` {t}"))
+                .map(|(n, t, key)| {
+                    let marker = if *key { " KEY" } else { "" };
+                    format!("`{n}` {t}{marker}")
+                })
                 .collect();
             format!(
                 "[{}",
@@ -259,18 +320,26 @@ async fn run_query(
             )
         }
         _ => {
-            let meta = json!({"queryId": id, "columnNames": names, "columnTypes": types.iter().map(|t| t.plain_name()).collect::<Vec<_>>()});
+            let names: Vec<&str> = columns.iter().map(|c| c.0.as_str()).collect();
+            let types: Vec<String> = columns.iter().map(|c| c.1.plain_name()).collect();
+            let meta = json!({"queryId": id, "columnNames": names, "columnTypes": types});
             if shape == Shape::JsonArray {
                 format!("[{meta}")
             } else {
                 format!("{meta}\n")
             }
         }
-    };
-    let guard = PushGuard {
-        state: state.clone(),
-        id,
-    };
+    }
+}
+
+/// A query's response: the header, then its rows as they arrive.
+fn rows_response(
+    header: String,
+    rx: tokio::sync::mpsc::Receiver<PushEvent>,
+    limit: Option<u64>,
+    shape: Shape,
+    guard: Option<PushGuard>,
+) -> Response {
     let rows = rows_stream(rx, limit, shape, guard);
     let body =
         futures::stream::once(async move { Ok::<_, Infallible>(Bytes::from(header)) }).chain(rows);
@@ -279,11 +348,11 @@ async fn run_query(
         Shape::JsonArray => "application/json",
         Shape::V1 => "application/vnd.ksql.v1+json",
     };
-    Ok((
+    (
         [(header::CONTENT_TYPE, content_type)],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `PRINT`: the topic's records as text lines, until LIMIT or the client leaves.
@@ -352,13 +421,13 @@ fn rows_stream(
     rx: tokio::sync::mpsc::Receiver<PushEvent>,
     limit: Option<u64>,
     shape: Shape,
-    guard: PushGuard,
+    guard: Option<PushGuard>,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     struct S {
         rx: tokio::sync::mpsc::Receiver<PushEvent>,
         sent: u64,
         done: bool,
-        _guard: PushGuard,
+        _guard: Option<PushGuard>,
     }
     futures::stream::unfold(
         S {

@@ -220,17 +220,65 @@ async fn a_push_query_streams_inserted_rows_until_its_limit() {
     )
     .await;
     assert_eq!(&lines[1..], [json!([false, 1]), json!([true, 1])]);
-    // A persistent aggregation runs with its state in a changelog topic.
-    let (status, body) = ksql(
+    // A persistent aggregation runs with its state in a changelog topic, and its table answers pull
+    // queries once the rows are folded in.
+    let (status, body) = call(
         app,
-        "CREATE TABLE counts AS SELECT id, COUNT(*) AS c FROM pings GROUP BY id;",
+        "POST",
+        "/ksql",
+        Some(json!({
+            "ksql": "CREATE TABLE counts AS SELECT id, COUNT(*) AS c, SUM(n) AS total FROM pings GROUP BY id;",
+            "streamsProperties": {"auto.offset.reset": "earliest", "ksql.streams.commit.interval.ms": "100"},
+        })),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        body[0]["commandStatus"]["queryId"], "CTAS_COUNTS_0",
+    assert!(body.contains("CTAS_COUNTS_0"), "{body}");
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        let (status, body) = call(
+            app,
+            "POST",
+            "/query-stream",
+            Some(json!({"sql": "SELECT * FROM counts WHERE id IN ('a', 'b');"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        lines = body
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect();
+        if lines.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(lines[0]["columnNames"], json!(["ID", "C", "TOTAL"]));
+    let mut rows = lines[1..].to_vec();
+    rows.sort_by_key(|r| r[0].as_str().map(str::to_string));
+    assert_eq!(rows, [json!(["a", 1, 1]), json!(["b", 1, 2])]);
+    // The v1 format marks key columns in its schema.
+    let (status, body) = call(
+        app,
+        "POST",
+        "/query",
+        Some(json!({"ksql": "SELECT id, total FROM counts WHERE id = 'b';"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("\"schema\":\"`ID` STRING KEY, `TOTAL` INTEGER\""),
         "{body}"
     );
+    assert!(body.contains("{\"row\":{\"columns\":[\"b\",2]}}"), "{body}");
+    let (status, body) = call(
+        app,
+        "POST",
+        "/query-stream",
+        Some(json!({"sql": "SELECT * FROM pings;"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

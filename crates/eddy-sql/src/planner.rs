@@ -83,8 +83,19 @@ impl Planner {
         &self.state
     }
 
-    /// Plans a stateless query over one source: filter and projection as physical expressions.
+    /// Plans the query of a persistent query over one source: filter, projection and aggregation as
+    /// physical expressions.
     pub fn plan_query(&self, catalog: &Catalog, stmt: &QueryStatement) -> Result<QueryPlan> {
+        self.plan(catalog, stmt, false)
+    }
+
+    /// Plans a transient (push or pull) query: as [`Planner::plan_query`], and `*` over a windowed
+    /// source also gives the window bounds, after the key columns.
+    pub fn plan_transient(&self, catalog: &Catalog, stmt: &QueryStatement) -> Result<QueryPlan> {
+        self.plan(catalog, stmt, true)
+    }
+
+    fn plan(&self, catalog: &Catalog, stmt: &QueryStatement, transient: bool) -> Result<QueryPlan> {
         let mut query = stmt.query.clone();
         let SetExpr::Select(select) = query.body.as_mut() else {
             return Err(not_supported!(
@@ -155,6 +166,7 @@ impl Planner {
             &source,
             &qualifier,
             partition.as_deref(),
+            transient && source.window.is_some(),
         )?;
         let limit = stmt.limit();
         query.limit_clause = None;
@@ -812,12 +824,14 @@ impl QueryPlan {
 /// Expands `*` into the source's key and value columns (not the pseudo-columns) and names every
 /// unaliased item as ksqlDB does: a column keeps its name, a struct field access takes the field's name,
 /// anything else becomes `KSQL_COL_<n>`. With PARTITION BY, `*` starts with the new key columns and the
-/// old key columns follow the values.
+/// old key columns follow the values. With `window_bounds`, WINDOWSTART and WINDOWEND follow the key
+/// columns.
 fn expand_projection(
     items: Vec<SelectItem>,
     source: &Source,
     qualifier: &str,
     partition: Option<&[PartitionKey]>,
+    window_bounds: bool,
 ) -> Result<Vec<SelectItem>> {
     let mut out = Vec::new();
     let mut generated = 0;
@@ -858,7 +872,15 @@ fn expand_projection(
                     |c: &Column| Expr::CompoundIdentifier(vec![quoted(qualifier), quoted(&c.name)]);
                 match partition {
                     None => {
-                        for c in source.key_columns().chain(source.value_columns()) {
+                        for c in source.key_columns() {
+                            named(column(c), &mut out);
+                        }
+                        if window_bounds {
+                            for bound in [WINDOWSTART, WINDOWEND] {
+                                named(Expr::Identifier(quoted(bound)), &mut out);
+                            }
+                        }
+                        for c in source.value_columns() {
                             named(column(c), &mut out);
                         }
                     }

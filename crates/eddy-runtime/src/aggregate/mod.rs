@@ -174,6 +174,20 @@ impl AggregateState {
         self.finish(outs, 0)
     }
 
+    /// The current row of every group in the output table (passing HAVING), for pull queries; emits
+    /// nothing and changes nothing.
+    pub fn snapshot(&mut self) -> Result<Aggregated> {
+        let live: Vec<usize> = (0..self.groups.len())
+            .filter(|g| self.groups[*g].is_some())
+            .collect();
+        let mut outs = Vec::with_capacity(live.len());
+        for group in live {
+            let rowtime = self.get(group).last_rowtime;
+            outs.push(self.out(group, false, rowtime)?);
+        }
+        self.build(outs, 0, Having::Filter)
+    }
+
     /// Folds the rows of `batch` (the query's filtered input; `null_values` marks rows without a value,
     /// which delete their key from a table and are skipped on a stream) into their groups.
     pub fn apply(&mut self, batch: &RecordBatch, null_values: &BooleanArray) -> Result<Aggregated> {
@@ -673,8 +687,13 @@ impl AggregateState {
     /// Builds the output rows and applies HAVING: a row that fails it deletes its group's key, if the
     /// group's previous row was in the table, and is left out otherwise.
     fn finish(&mut self, outs: Vec<Out>, late_records: usize) -> Result<Aggregated> {
+        self.build(outs, late_records, Having::Emit)
+    }
+
+    fn build(&mut self, outs: Vec<Out>, late_records: usize, having: Having) -> Result<Aggregated> {
         let spec = self.spec.clone();
-        let converter = self.converter.as_ref().expect("made by apply");
+        self.ensure_key_converter()?;
+        let converter = self.converter.as_ref().expect("made above");
         let parser = converter.parser();
         let keys = outs
             .iter()
@@ -729,8 +748,15 @@ impl AggregateState {
         let mut keep = Vec::with_capacity(outs.len());
         let mut deletes = Vec::with_capacity(outs.len());
         for (o, pass) in outs.iter().zip(passes) {
-            let group = self.groups[o.group].as_mut().expect("live group");
             let pass = pass && !o.delete;
+            if having == Having::Filter {
+                keep.push(pass);
+                if pass {
+                    deletes.push(false);
+                }
+                continue;
+            }
+            let group = self.groups[o.group].as_mut().expect("live group");
             let emit = pass || group.emitted;
             group.emitted = pass;
             keep.push(emit);
@@ -761,6 +787,15 @@ impl AggregateState {
             late_records,
         })
     }
+}
+
+/// What HAVING does to a row that fails it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Having {
+    /// Emit a delete for a group whose previous row was in the table.
+    Emit,
+    /// Leave the row out (a snapshot of the table).
+    Filter,
 }
 
 /// Values as the columns of a one-row batch (an accumulator's state, a table row's arguments).

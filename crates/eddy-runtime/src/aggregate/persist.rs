@@ -356,7 +356,7 @@ impl AggregateState {
     }
 
     /// The GROUP BY row converter, made from the aggregated schema when no batch made it yet.
-    fn ensure_key_converter(&mut self) -> Result<()> {
+    pub(super) fn ensure_key_converter(&mut self) -> Result<()> {
         if self.converter.is_none() {
             let fields = self.spec.schema.fields()[..self.spec.group_exprs.len()]
                 .iter()

@@ -1,0 +1,128 @@
+//! Pull queries read the rows a materialized table holds now: key lookups, IN, ranges, window bounds,
+//! other predicates and LIMIT, over the state of the query that builds the table.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::array_value_to_string;
+use eddy_runtime::{Engine, MemoryTopics, Outcome, Record};
+
+fn engine(statements: &[&str]) -> (Engine, String) {
+    let mut engine = Engine::new(Arc::new(MemoryTopics::new())).with_volatile_state();
+    let mut id = String::new();
+    for text in statements {
+        for stmt in eddy_sql::parse(text).expect("parse") {
+            if let Outcome::QueryCreated { query_id, .. } =
+                engine.execute(&stmt, &Default::default()).expect("execute")
+            {
+                id = query_id;
+            }
+        }
+    }
+    (engine, id)
+}
+
+fn rows(batch: &RecordBatch) -> Vec<String> {
+    (0..batch.num_rows())
+        .map(|r| {
+            batch
+                .columns()
+                .iter()
+                .map(|c| array_value_to_string(c, r).unwrap())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+fn pull(engine: &Engine, sql: &str) -> eddy_common::Result<(Vec<String>, Vec<String>)> {
+    let stmt = eddy_sql::parse(sql).expect("parse").remove(0);
+    let eddy_sql::statement::Statement::Select(q) = &stmt.statement else {
+        panic!("a SELECT")
+    };
+    let query = engine.plan_pull(q)?;
+    let batch = query.execute()?;
+    let names = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    Ok((names, rows(&batch)))
+}
+
+/// Readings of sensors 0..4; sensor k gets k + 1 readings of value 10 * k in window [0, 10 s), and
+/// sensor 1 one more in [10 s, 20 s).
+fn feed(engine: &Engine, id: &str) {
+    let query = engine.query(id).expect("query");
+    let mut input = Vec::new();
+    for k in 0..4i64 {
+        for n in 0..=k {
+            input.push((k, 10 * k, 1_000 + n));
+        }
+    }
+    input.push((1, 5, 12_000));
+    let records: Vec<Record> = input
+        .into_iter()
+        .enumerate()
+        .map(|(i, (k, v, ts))| Record {
+            key: Some(k.to_string().into_bytes()),
+            value: Some(format!(r#"{{"V":{v}}}"#).into_bytes()),
+            timestamp: ts,
+            partition: 0,
+            offset: i as i64,
+        })
+        .collect();
+    query.pipeline.process(&records).expect("process");
+}
+
+#[test]
+fn pull_queries_read_a_windowed_table() {
+    let (engine, id) = engine(&[
+        "CREATE STREAM s (id INT KEY, v INT) WITH (kafka_topic='s', format='JSON', partitions=1);",
+        "CREATE TABLE t AS SELECT id, COUNT(*) AS n, SUM(v) AS total FROM s WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY id;",
+    ]);
+    feed(&engine, &id);
+    let (names, mut got) = pull(&engine, "SELECT * FROM t WHERE id = 1;").unwrap();
+    got.sort();
+    assert_eq!(names, ["ID", "WINDOWSTART", "WINDOWEND", "N", "TOTAL"]);
+    assert_eq!(got, ["1,0,10000,2,20", "1,10000,20000,1,5"]);
+    let (_, got) = pull(
+        &engine,
+        "SELECT id, n FROM t WHERE id = 1 AND WINDOWSTART >= 10000;",
+    )
+    .unwrap();
+    assert_eq!(got, ["1,1"]);
+    let (_, mut got) = pull(&engine, "SELECT id, total FROM t WHERE id IN (2, 3);").unwrap();
+    got.sort();
+    assert_eq!(got, ["2,60", "3,120"]);
+    let (_, mut got) = pull(&engine, "SELECT id FROM t WHERE id > 1 AND n > 2;").unwrap();
+    got.sort();
+    assert_eq!(got, ["2", "3"]);
+    let (_, got) = pull(&engine, "SELECT * FROM t LIMIT 2;").unwrap();
+    assert_eq!(got.len(), 2);
+    let (_, got) = pull(&engine, "SELECT * FROM t WHERE id = 42;").unwrap();
+    assert!(got.is_empty());
+}
+
+#[test]
+fn pull_queries_are_refused_where_nothing_is_materialized() {
+    let (engine, id) = engine(&[
+        "CREATE STREAM s (id INT KEY, v INT) WITH (kafka_topic='s', format='JSON', partitions=1);",
+        "CREATE TABLE plain (id INT PRIMARY KEY, v INT) WITH (kafka_topic='p', format='JSON', partitions=1);",
+        "CREATE TABLE t AS SELECT id, COUNT(*) AS n FROM s GROUP BY id;",
+    ]);
+    feed(&engine, &id);
+    let (_, got) = pull(&engine, "SELECT n FROM t WHERE id = 3;").unwrap();
+    assert_eq!(got, ["4"]);
+    let err = pull(&engine, "SELECT * FROM plain WHERE id = 1;").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("The `PLAIN` table isn't queryable"),
+        "{err}"
+    );
+    let err = pull(&engine, "SELECT * FROM s;").unwrap_err();
+    assert!(err.to_string().contains("EMIT CHANGES"), "{err}");
+    let err = pull(&engine, "SELECT id, COUNT(*) FROM t GROUP BY id;").unwrap_err();
+    assert!(err.to_string().contains("GROUP BY"), "{err}");
+}
