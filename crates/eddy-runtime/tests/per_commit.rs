@@ -2,26 +2,17 @@
 //! once per flush; its rows must equal the last row per-record emission gives each group.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use eddy_runtime::{Engine, MemoryTopics, Outcome, Record};
+use eddy_runtime::{Engine, Record};
+
+mod common;
+use common::engine_with;
 
 fn engine_with_query(sql: &str) -> (Engine, String) {
-    let mut engine = Engine::new(Arc::new(MemoryTopics::new())).with_volatile_state();
-    let mut id = String::new();
-    for text in [
+    engine_with(&[
         "CREATE STREAM s (id INT KEY, v INT) WITH (kafka_topic='s', format='JSON', partitions=1);",
         sql,
-    ] {
-        for stmt in eddy_sql::parse(text).expect("parse") {
-            if let Outcome::QueryCreated { query_id, .. } =
-                engine.execute(&stmt, &Default::default()).expect("execute")
-            {
-                id = query_id;
-            }
-        }
-    }
-    (engine, id)
+    ])
 }
 
 fn records(n: i64) -> Vec<Record> {

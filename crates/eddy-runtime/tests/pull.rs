@@ -1,26 +1,12 @@
 //! Pull queries read the rows a materialized table holds now: key lookups, IN, ranges, window bounds,
 //! other predicates and LIMIT, over the state of the query that builds the table.
 
-use std::sync::Arc;
-
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
-use eddy_runtime::{Engine, MemoryTopics, Outcome, Record};
+use eddy_runtime::{Engine, Record};
 
-fn engine(statements: &[&str]) -> (Engine, String) {
-    let mut engine = Engine::new(Arc::new(MemoryTopics::new())).with_volatile_state();
-    let mut id = String::new();
-    for text in statements {
-        for stmt in eddy_sql::parse(text).expect("parse") {
-            if let Outcome::QueryCreated { query_id, .. } =
-                engine.execute(&stmt, &Default::default()).expect("execute")
-            {
-                id = query_id;
-            }
-        }
-    }
-    (engine, id)
-}
+mod common;
+use common::engine_with as engine;
 
 fn rows(batch: &RecordBatch) -> Vec<String> {
     (0..batch.num_rows())

@@ -3,25 +3,17 @@
 //! interrupted changelog write reached the topic. Nothing is lost and nothing is counted twice.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use eddy_runtime::changelog::StateChange;
-use eddy_runtime::{Engine, MemoryTopics, Outcome, PersistentQuery, Pipeline, Record};
+use eddy_runtime::{PersistentQuery, Pipeline, Record};
+
+mod common;
+use common::engine_with;
 
 const CHUNK: usize = 250;
 
 fn query(statements: &[&str]) -> PersistentQuery {
-    let mut engine = Engine::new(Arc::new(MemoryTopics::new())).with_volatile_state();
-    let mut id = String::new();
-    for text in statements {
-        for stmt in eddy_sql::parse(text).expect("parse") {
-            if let Outcome::QueryCreated { query_id, .. } =
-                engine.execute(&stmt, &Default::default()).expect("execute")
-            {
-                id = query_id;
-            }
-        }
-    }
+    let (engine, id) = engine_with(statements);
     engine.query(&id).expect("query").clone()
 }
 
