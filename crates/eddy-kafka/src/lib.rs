@@ -10,4 +10,5 @@ pub mod task;
 pub use cluster::KafkaCluster;
 pub use command_log::CommandLog;
 pub use print::{PrintSpec, start_print};
+pub use stateful::changelog_topic;
 pub use task::{PushEvent, QueryStats, QueryTask, start_persistent, start_push};

@@ -23,7 +23,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The changelog topic of the query whose consumer group is `group_id` (named as Kafka Streams names a
 /// state store's changelog).
-pub(crate) fn changelog_topic(group_id: &str) -> String {
+pub fn changelog_topic(group_id: &str) -> String {
     format!("{group_id}-Aggregate-Aggregate-Materialize-changelog")
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
-use eddy_kafka::{CommandLog, KafkaCluster, QueryTask, start_persistent};
+use eddy_kafka::{CommandLog, KafkaCluster, QueryTask, changelog_topic, start_persistent};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::{Engine, Outcome, TopicAdmin};
 use eddy_sql::statement::{ShowKind, SourceKind, Statement};
@@ -160,7 +160,7 @@ impl AppState {
         let Some(query) = self.engine().query(&id).cloned() else {
             return Ok(());
         };
-        let group = format!("_eddy-{}_query_{}", self.service_id, id);
+        let group = self.group_id(&id);
         let task = start_persistent(self.cluster.clone(), query, group, reset.to_string())?;
         if let Some(old) = lock(&self.tasks).insert(id, task) {
             old.stop();
@@ -168,10 +168,20 @@ impl AppState {
         Ok(())
     }
 
+    /// The consumer group of a persistent query.
+    fn group_id(&self, query_id: &str) -> String {
+        format!("_eddy-{}_query_{}", self.service_id, query_id)
+    }
+
+    /// Stops terminated queries and deletes their internal topics (state changelogs).
     fn stop_tasks(&self, ids: &[String]) {
         for id in ids {
             if let Some(t) = lock(&self.tasks).remove(id) {
                 t.stop();
+            }
+            let changelog = changelog_topic(&self.group_id(id));
+            if let Err(e) = self.cluster.delete_topic(&changelog) {
+                tracing::warn!("could not delete {changelog}: {e}");
             }
         }
     }
