@@ -265,6 +265,22 @@ impl Engine {
         }
     }
 
+    /// Builds a persistent query writing `plan` into `sink` and keeps it.
+    fn add_query(
+        &mut self,
+        id: String,
+        text: &str,
+        sink: &Source,
+        plan: eddy_sql::planner::QueryPlan,
+        props: &Properties,
+    ) -> Result<()> {
+        let props = self.effective(props);
+        let query =
+            PersistentQuery::new(id.clone(), text, sink, plan, !self.volatile_state, &props)?;
+        self.queries.insert(id, query);
+        Ok(())
+    }
+
     /// The server's properties overridden by a request's.
     fn effective(&self, props: &Properties) -> Properties {
         let mut all = self.properties.clone();
@@ -424,16 +440,8 @@ impl Engine {
                 SourceKind::Table => format!("CTAS_{}", c.name),
             }),
         };
-        let query = PersistentQuery::new(
-            id.clone(),
-            text,
-            &sink,
-            plan,
-            !self.volatile_state,
-            &self.effective(props),
-        )?;
+        self.add_query(id.clone(), text, &sink, plan, props)?;
         self.catalog.insert(sink);
-        self.queries.insert(id.clone(), query);
         Ok(Outcome::QueryCreated {
             query_id: id,
             kind: Some(c.kind),
@@ -467,15 +475,7 @@ impl Engine {
             ));
         }
         let id = self.next_id("INSERTQUERY");
-        let query = PersistentQuery::new(
-            id.clone(),
-            text,
-            &sink,
-            plan,
-            !self.volatile_state,
-            &self.properties,
-        )?;
-        self.queries.insert(id.clone(), query);
+        self.add_query(id.clone(), text, &sink, plan, &Properties::new())?;
         Ok(Outcome::QueryCreated {
             query_id: id,
             kind: None,
