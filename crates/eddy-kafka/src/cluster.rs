@@ -1,15 +1,19 @@
 //! A connection to a Kafka cluster: admin operations and a shared producer, implementing the runtime's
 //! [`TopicAdmin`].
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::executor::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_common::{Result, external_err};
 use eddy_runtime::{Record, TopicAdmin, TopicInfo};
@@ -76,6 +80,50 @@ impl KafkaCluster {
             .fetch_metadata(None, Timeout::After(timeout))
             .map(|_| ())
             .map_err(kafka_err)
+    }
+
+    /// Reads partition 0 of `topic` from its first to its last record (as of the call), handing each
+    /// message to `each`; gives up after `timeout`, or when `stop` is set.
+    pub fn read_to_end(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        stop: Option<&AtomicBool>,
+        mut each: impl FnMut(&BorrowedMessage<'_>),
+    ) -> Result<()> {
+        let reader: BaseConsumer = base_config(&self.bootstrap)
+            .set("group.id", format!("{topic}-reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(kafka_err)?;
+        let (low, high) = reader
+            .fetch_watermarks(topic, 0, METADATA_TIMEOUT)
+            .map_err(kafka_err)?;
+        if high <= low {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Offset(low))
+            .map_err(kafka_err)?;
+        reader.assign(&tpl).map_err(kafka_err)?;
+        let deadline = Instant::now() + timeout;
+        let mut next = low;
+        while next < high {
+            if Instant::now() > deadline || stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return Err(external_err!(
+                    "Kafka: reading {topic} stopped at offset {next} of {high}"
+                ));
+            }
+            match reader.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    next = m.offset() + 1;
+                    each(&m);
+                }
+                Some(Err(e)) => return Err(kafka_err(e)),
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     /// Produces records and waits until each one is acknowledged.
@@ -212,4 +260,11 @@ impl TopicAdmin for KafkaCluster {
     fn produce(&self, topic: &str, records: Vec<Record>) -> Result<()> {
         self.produce_and_wait(topic, &records)
     }
+}
+
+/// Wall-clock time, epoch milliseconds (the timestamp of records Eddy writes for itself).
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -16,7 +16,7 @@ use eddy_common::{Result, external_err};
 use eddy_runtime::changelog::StateChange;
 use eddy_runtime::{PersistentQuery, Record, TopicAdmin};
 
-use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
+use crate::cluster::{Deliveries, KafkaCluster, kafka_err, now_millis};
 use crate::task::{QueryStats, deliver, poll_batch};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -161,47 +161,19 @@ impl StatefulLoop<'_> {
 
     /// Every record of the changelog topic, in order.
     fn read_changelog(&self) -> Result<Vec<StateChange>> {
-        let reader: BaseConsumer = base_config(self.cluster.bootstrap())
-            .set("enable.auto.commit", "false")
-            .set("group.id", format!("{}-restore", self.changelog))
-            .create()
-            .map_err(kafka_err)?;
-        let (low, high) = reader
-            .fetch_watermarks(&self.changelog, 0, METADATA_TIMEOUT)
-            .map_err(kafka_err)?;
         let mut records = Vec::new();
-        if high <= low {
-            return Ok(records);
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.changelog, 0, Offset::Offset(low))
-            .map_err(kafka_err)?;
-        reader.assign(&tpl).map_err(kafka_err)?;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            match reader.poll(Duration::from_millis(500)) {
-                Some(Ok(m)) => {
-                    let offset = m.offset();
-                    records.push(StateChange {
-                        key: m.key().unwrap_or_default().to_vec(),
-                        value: m.payload().map(<[u8]>::to_vec),
-                    });
-                    if offset + 1 >= high {
-                        return Ok(records);
-                    }
-                }
-                Some(Err(e)) => return Err(kafka_err(e)),
-                None if Instant::now() > deadline || self.stop.load(Ordering::SeqCst) => {
-                    return Err(external_err!(
-                        "Kafka: reading {} stopped at {} of {} records",
-                        self.changelog,
-                        records.len(),
-                        high - low
-                    ));
-                }
-                None => {}
-            }
-        }
+        self.cluster.read_to_end(
+            &self.changelog,
+            Duration::from_secs(300),
+            Some(self.stop),
+            |m| {
+                records.push(StateChange {
+                    key: m.key().unwrap_or_default().to_vec(),
+                    value: m.payload().map(<[u8]>::to_vec),
+                })
+            },
+        )?;
+        Ok(records)
     }
 
     fn send(&self, records: Vec<Record>, sent: &mut Vec<Sent>) {
@@ -261,9 +233,7 @@ impl StatefulLoop<'_> {
                 return false;
             }
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = now_millis();
         let records: Vec<Record> = changes
             .into_iter()
             .map(|c| Record {

@@ -93,12 +93,19 @@ impl AggregateState {
     /// of them restores to a state that replay finishes exactly. `positions` are the input positions
     /// the state now includes.
     pub fn changes(&mut self, positions: &[(i32, i64)]) -> Result<Vec<StateChange>> {
-        let Some(mut log) = self.log.take() else {
-            return Ok(Vec::new());
-        };
-        let result = self.write_changes(&mut log, positions);
+        self.with_log(|state, log| state.write_changes(log, positions))
+            .unwrap_or(Ok(Vec::new()))
+    }
+
+    /// Runs `f` with the changelog bookkeeping taken out of the state (`None` when not logged).
+    fn with_log<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self, &mut StateLog) -> Result<T>,
+    ) -> Option<Result<T>> {
+        let mut log = self.log.take()?;
+        let result = f(self, &mut log);
         self.log = Some(log);
-        result
+        Some(result)
     }
 
     fn write_changes(
@@ -200,12 +207,8 @@ impl AggregateState {
         &mut self,
         records: impl IntoIterator<Item = StateChange>,
     ) -> Result<Option<Positions>> {
-        let Some(mut log) = self.log.take() else {
-            return Err(internal_err!("restoring an aggregation that is not logged"));
-        };
-        let result = self.restore_logged(&mut log, records);
-        self.log = Some(log);
-        result
+        self.with_log(|state, log| state.restore_logged(log, records))
+            .unwrap_or_else(|| Err(internal_err!("restoring an aggregation that is not logged")))
     }
 
     fn restore_logged(
