@@ -36,7 +36,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run ksqlDB QTT-format golden test files (or directories of them) in-process.
+    /// Run ksqlDB QTT-format golden test files (or directories of them) in-process; REST-variant
+    /// (RQTT) files run against an in-process server over a private broker (needs nisshi).
     Test {
         /// Files or directories of `*.json` test files.
         #[arg(required = true)]
@@ -52,7 +53,20 @@ fn main() -> ExitCode {
     match args.command {
         Some(Command::Test { paths, report }) => {
             let mut stdout = std::io::stdout();
-            match eddy_golden::run_paths(&paths, &mut stdout, report.as_deref()) {
+            // REST cases each get a private broker and an in-process server; started on first use.
+            let mut runner: Option<eddy_rqtt::RestRunner> = None;
+            let mut rest = |case: &eddy_golden::qtt::TestCase| {
+                if runner.is_none() {
+                    match eddy_rqtt::RestRunner::new() {
+                        Ok(r) => runner = Some(r),
+                        Err(e) => return eddy_golden::Status::Error(e.to_string()),
+                    }
+                }
+                runner
+                    .as_ref()
+                    .map_or(eddy_golden::Status::Disabled, |r| r.run(case))
+            };
+            match eddy_golden::run_paths(&paths, &mut stdout, report.as_deref(), Some(&mut rest)) {
                 Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::from(1),
                 Err(e) => {

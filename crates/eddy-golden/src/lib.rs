@@ -1,5 +1,6 @@
 //! The golden test runner behind `eddy test`: ksqlDB QTT-format files run in-process over in-memory
-//! topics, one line per case, and an optional JSON report.
+//! topics, one line per case, and an optional JSON report. Cases of the REST variant (RQTT) go to the
+//! REST runner the caller hands in.
 
 pub mod codec;
 pub mod compare;
@@ -39,17 +40,22 @@ pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Runs a REST (RQTT) case against a server.
+pub type RestRunner<'a> = &'a mut dyn FnMut(&qtt::TestCase) -> Status;
+
 /// Runs every case of every file, printing one line per case to `out`, then `N passed, N failed`.
+/// REST cases run with `rest`; without one they are errors.
 pub fn run_paths(
     paths: &[PathBuf],
     out: &mut dyn Write,
     report: Option<&Path>,
+    mut rest: Option<RestRunner<'_>>,
 ) -> std::io::Result<Summary> {
     let mut summary = Summary::default();
     // A panic inside a case is reported as that case's ERROR line; keep stderr quiet meanwhile.
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let result = run_all(paths, out, report, &mut summary);
+    let result = run_all(paths, out, report, &mut rest, &mut summary);
     std::panic::set_hook(previous_hook);
     result.map(|_| summary)
 }
@@ -58,6 +64,7 @@ fn run_all(
     paths: &[PathBuf],
     out: &mut dyn Write,
     report: Option<&Path>,
+    rest: &mut Option<RestRunner<'_>>,
     summary: &mut Summary,
 ) -> std::io::Result<()> {
     let mut files_report = Vec::new();
@@ -77,7 +84,14 @@ fn run_all(
             }
             Ok(cases) => {
                 for case in cases {
-                    let status = run_case(&case);
+                    let status = match (&case.rest, rest.as_mut()) {
+                        (None, _) => run_case(&case),
+                        (Some(_), _) if !case.enabled => Status::Disabled,
+                        (Some(_), Some(run)) => run(&case),
+                        (Some(_), None) => {
+                            Status::Error("a REST (RQTT) case needs a server to run against".into())
+                        }
+                    };
                     let (label, message) = match &status {
                         Status::Pass => ("PASS", String::new()),
                         Status::Fail(m) => ("FAIL", m.clone()),

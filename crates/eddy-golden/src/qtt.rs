@@ -61,6 +61,10 @@ struct RawCase {
     post: Option<Value>,
     #[serde(default = "enabled")]
     enabled: bool,
+    #[serde(default)]
+    responses: Option<Vec<Value>>,
+    #[serde(default)]
+    expected_error: Option<Value>,
 }
 
 fn enabled() -> bool {
@@ -85,6 +89,18 @@ pub struct TestCase {
     pub expected_exception: Option<ExpectedException>,
     pub post: Option<Value>,
     pub enabled: bool,
+    /// Set for cases of the REST variant (RQTT), which run against a server.
+    pub rest: Option<RestExpectations>,
+}
+
+/// What a REST case (RQTT) expects from the server.
+#[derive(Debug, Clone, Default)]
+pub struct RestExpectations {
+    /// One per statement: `{"admin": entity}` for statements sent to `/ksql`, `{"query": [...]}` for
+    /// each `SELECT` sent to `/query`; compared partially.
+    pub responses: Vec<Value>,
+    /// `{type, message, status}`: the request that must fail, and how.
+    pub expected_error: Option<Value>,
 }
 
 /// Removes `//` line comments and `/* */` block comments outside of JSON strings.
@@ -181,6 +197,12 @@ pub fn load(stem: &str, text: &str) -> Result<Vec<TestCase>, String> {
                     expected_exception: raw.expected_exception.clone(),
                     post: raw.post.clone(),
                     enabled: raw.enabled,
+                    rest: (raw.responses.is_some() || raw.expected_error.is_some()).then(|| {
+                        RestExpectations {
+                            responses: raw.responses.clone().unwrap_or_default(),
+                            expected_error: raw.expected_error.clone(),
+                        }
+                    }),
                 });
             }
         }

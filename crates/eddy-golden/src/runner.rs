@@ -52,7 +52,7 @@ pub fn run_case(case: &TestCase) -> Status {
 
 fn run(case: &TestCase) -> Status {
     let topics = Arc::new(MemoryTopics::new());
-    if let Err(e) = prepare_topics(case, &topics) {
+    if let Err(e) = prepare_topics(case, topics.as_ref()) {
         return Status::Error(e.to_string());
     }
     // Each case runs once, in memory: its queries' state needs no changelog.
@@ -105,7 +105,8 @@ fn run(case: &TestCase) -> Status {
             return Status::Error(e.to_string());
         }
     }
-    if let Some(diff) = verify_outputs(&engine, case, &topics) {
+    let sink = |topic: &str| source_for_topic(&engine, topic);
+    if let Some(diff) = verify_outputs(case, &sink, &mut |topic| Ok(topics.records(topic))) {
         return Status::Fail(diff);
     }
     match verify_post(&engine, case, &topics) {
@@ -115,7 +116,7 @@ fn run(case: &TestCase) -> Status {
 }
 
 /// Creates the topics ksqlDB's runner creates before any statement runs.
-fn prepare_topics(case: &TestCase, topics: &MemoryTopics) -> Result<(), Error> {
+pub fn prepare_topics(case: &TestCase, topics: &dyn TopicAdmin) -> Result<(), Error> {
     for t in &case.topics {
         topics.create_topic(&t.name, t.partitions.unwrap_or(1), 1)?;
     }
@@ -171,8 +172,6 @@ fn drive(engine: &Engine, id: &str, case: &TestCase, topics: &MemoryTopics) -> R
         return Ok(());
     };
     let source = query.pipeline.source();
-    let key = PartCodec::of(source, ColumnRole::Key);
-    let value = PartCodec::of(source, ColumnRole::Value);
     let mut records = Vec::new();
     for (i, r) in case
         .inputs
@@ -181,15 +180,8 @@ fn drive(engine: &Engine, id: &str, case: &TestCase, topics: &MemoryTopics) -> R
         .enumerate()
     {
         records.push(Record {
-            key: key
-                .key_to_bytes(&r.key, r.window.as_ref())
-                .map_err(|e| Error::Execution(format!("input key: {e}")))?,
-            value: value
-                .to_bytes(&r.value)
-                .map_err(|e| Error::Execution(format!("input value: {e}")))?,
-            timestamp: r.timestamp.unwrap_or(0),
-            partition: 0,
             offset: i as i64,
+            ..encode_input(source, r)?
         });
     }
     records.extend(topics.records(&source.topic));
@@ -202,21 +194,52 @@ fn drive(engine: &Engine, id: &str, case: &TestCase, topics: &MemoryTopics) -> R
     Ok(())
 }
 
-fn sink_for_topic<'a>(engine: &'a Engine, topic: &str) -> Option<&'a Arc<Source>> {
-    engine.catalog().sources().find(|s| s.topic == topic)
+/// A test file's input record in the formats of `source`, the source over its topic (partition 0).
+pub fn encode_input(source: &Source, r: &TestRecord) -> Result<Record, Error> {
+    let key = PartCodec::of(source, ColumnRole::Key);
+    let value = PartCodec::of(source, ColumnRole::Value);
+    Ok(Record {
+        key: key
+            .key_to_bytes(&r.key, r.window.as_ref())
+            .map_err(|e| Error::Execution(format!("input key: {e}")))?,
+        value: value
+            .to_bytes(&r.value)
+            .map_err(|e| Error::Execution(format!("input value: {e}")))?,
+        timestamp: r.timestamp.unwrap_or(0),
+        partition: 0,
+        offset: 0,
+    })
 }
 
-fn verify_outputs(engine: &Engine, case: &TestCase, topics: &MemoryTopics) -> Option<String> {
+/// The source (stream or table) over `topic`, if any.
+pub fn source_for_topic(engine: &Engine, topic: &str) -> Option<Arc<Source>> {
+    engine
+        .catalog()
+        .sources()
+        .find(|s| s.topic == topic)
+        .cloned()
+}
+
+/// Compares the records of each topic named in `outputs` (`records` reads a topic, `sink` finds the
+/// source that gives its formats) with the expected ones; the first difference.
+pub fn verify_outputs(
+    case: &TestCase,
+    sink: &dyn Fn(&str) -> Option<Arc<Source>>,
+    records: &mut dyn FnMut(&str) -> Result<Vec<Record>, Error>,
+) -> Option<String> {
     let mut by_topic: BTreeMap<&str, Vec<&TestRecord>> = BTreeMap::new();
     for r in &case.outputs {
         by_topic.entry(r.topic.as_str()).or_default().push(r);
     }
     for (topic, expected) in by_topic {
-        let actual = topics.records(topic);
-        let codecs = sink_for_topic(engine, topic).map(|s| {
+        let actual = match records(topic) {
+            Ok(r) => r,
+            Err(e) => return Some(format!("topic {topic}: cannot read it: {e}")),
+        };
+        let codecs = sink(topic).map(|s| {
             (
-                PartCodec::of(s, ColumnRole::Key),
-                PartCodec::of(s, ColumnRole::Value),
+                PartCodec::of(&s, ColumnRole::Key),
+                PartCodec::of(&s, ColumnRole::Value),
             )
         });
         let decode = |r: &Record| -> (Value, Value, Option<Value>) {

@@ -82,8 +82,9 @@ impl KafkaCluster {
             .map_err(kafka_err)
     }
 
-    /// Reads partition 0 of `topic` from its first to its last record (as of the call), handing each
-    /// message to `each`; gives up after `timeout`, or when `stop` is set.
+    /// Reads every partition of `topic` from its first to its last record (as of the call), handing
+    /// each message to `each` (in order within a partition); gives up after `timeout`, or when `stop`
+    /// is set.
     pub fn read_to_end(
         &self,
         topic: &str,
@@ -96,34 +97,80 @@ impl KafkaCluster {
             .set("enable.auto.commit", "false")
             .create()
             .map_err(kafka_err)?;
-        let (low, high) = reader
-            .fetch_watermarks(topic, 0, METADATA_TIMEOUT)
-            .map_err(kafka_err)?;
-        if high <= low {
+        let partitions = self.partitions(topic)?.unwrap_or(0);
+        let mut tpl = TopicPartitionList::new();
+        // Per partition: the next offset to read and the end to read up to.
+        let mut left = std::collections::HashMap::new();
+        for p in 0..partitions {
+            let (low, high) = reader
+                .fetch_watermarks(topic, p, METADATA_TIMEOUT)
+                .map_err(kafka_err)?;
+            if high > low {
+                tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                    .map_err(kafka_err)?;
+                left.insert(p, high);
+            }
+        }
+        if left.is_empty() {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Offset(low))
-            .map_err(kafka_err)?;
         reader.assign(&tpl).map_err(kafka_err)?;
         let deadline = Instant::now() + timeout;
-        let mut next = low;
-        while next < high {
+        while !left.is_empty() {
             if Instant::now() > deadline || stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
                 return Err(external_err!(
-                    "Kafka: reading {topic} stopped at offset {next} of {high}"
+                    "Kafka: reading {topic} to its end stopped before the end"
                 ));
             }
             match reader.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => {
-                    next = m.offset() + 1;
-                    each(&m);
+                    if left
+                        .get(&m.partition())
+                        .is_some_and(|&high| m.offset() < high)
+                    {
+                        each(&m);
+                    }
+                    if left
+                        .get(&m.partition())
+                        .is_some_and(|&high| m.offset() + 1 >= high)
+                    {
+                        left.remove(&m.partition());
+                    }
                 }
                 Some(Err(e)) => return Err(kafka_err(e)),
                 None => {}
             }
         }
         Ok(())
+    }
+
+    /// Every record of `topic` as of the call (all partitions, in order within each).
+    pub fn read_records(&self, topic: &str, timeout: Duration) -> Result<Vec<Record>> {
+        let mut records = Vec::new();
+        self.read_to_end(topic, timeout, None, |m| {
+            records.push(Record {
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                timestamp: m.timestamp().to_millis().unwrap_or(0),
+                partition: m.partition(),
+                offset: m.offset(),
+            })
+        })?;
+        Ok(records)
+    }
+
+    /// The end offset (next offset to be written) of each partition of `topic`.
+    pub fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {
+        let partitions = self.partitions(topic)?.unwrap_or(0);
+        (0..partitions)
+            .map(|p| {
+                self.admin
+                    .inner()
+                    .fetch_watermarks(topic, p, METADATA_TIMEOUT)
+                    .map(|(_, high)| high)
+                    .map_err(kafka_err)
+            })
+            .collect()
     }
 
     /// Produces records and waits until each one is acknowledged.

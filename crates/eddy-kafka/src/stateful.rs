@@ -66,9 +66,6 @@ impl StatefulLoop<'_> {
         while !self.stop.load(Ordering::SeqCst) {
             let batch = poll_batch(self.consumer);
             if !batch.is_empty() {
-                self.stats
-                    .consumed
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let processed = self.query.pipeline.process(&batch).and_then(|p| {
                     self.stats.record_errors(&self.query.id, self.topic, &p);
                     self.query.sink_spec.records(&p)
@@ -84,6 +81,10 @@ impl StatefulLoop<'_> {
                         return;
                     }
                 }
+                // Counted once processed: a host that sees the count sees the state it led to.
+                self.stats
+                    .consumed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for m in &batch {
                     let next = positions.entry(m.0.partition()).or_default();
                     *next = (*next).max(m.0.offset() + 1);

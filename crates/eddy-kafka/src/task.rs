@@ -9,13 +9,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eddy_runtime::arrow::array::RecordBatch;
+use eddy_runtime::arrow::compute::{filter_record_batch, not};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use eddy_common::Result;
+use eddy_common::{Result, internal_err};
 use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, Record, RecordRef};
+use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
 use crate::stateful::{StatefulLoop, changelog_topic};
@@ -233,9 +235,6 @@ impl PersistentLoop<'_> {
                 }
                 continue;
             }
-            stats
-                .consumed
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             let records = match query.pipeline.process(&batch).and_then(|p| {
                 stats.record_errors(&query.id, self.topic, &p);
                 query.sink_spec.records(&p)
@@ -250,6 +249,10 @@ impl PersistentLoop<'_> {
                     continue;
                 }
             };
+            // Counted once processed and handed to the producer.
+            stats
+                .consumed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
             for m in &batch {
                 let e = offsets.entry(m.0.partition()).or_default();
@@ -349,6 +352,21 @@ pub enum PushEvent {
 }
 
 /// Starts a transient push query reading from `offset_reset` (`earliest` or `latest`).
+/// The rows a push query shows for a processed batch, with their tombstone flags: on a table a
+/// row without a value is a deletion (a tombstone); on a stream it is not an event and is skipped.
+fn push_rows(pipeline: &Pipeline, p: ProcessedBatch) -> Result<Option<(RecordBatch, Vec<bool>)>> {
+    let (batch, nulls) = if pipeline.source().kind == SourceKind::Stream {
+        let keep = not(&p.null_values).map_err(|e| internal_err!("{e}"))?;
+        let batch = filter_record_batch(&p.batch, &keep).map_err(|e| internal_err!("{e}"))?;
+        let n = batch.num_rows();
+        (batch, vec![false; n])
+    } else {
+        let nulls = p.null_values.iter().map(|v| v.unwrap_or(false)).collect();
+        (p.batch, nulls)
+    };
+    Ok((batch.num_rows() > 0).then_some((batch, nulls)))
+}
+
 pub fn start_push(
     cluster: &KafkaCluster,
     pipeline: Arc<Pipeline>,
@@ -376,11 +394,11 @@ pub fn start_push(
             let event = match pipeline.process(&batch) {
                 Ok(p) => {
                     stats.record_errors(&group_id, &topic, &p);
-                    if p.batch.num_rows() == 0 {
-                        continue;
+                    match push_rows(&pipeline, p) {
+                        Ok(Some((batch, nulls))) => PushEvent::Rows(batch, nulls),
+                        Ok(None) => continue,
+                        Err(e) => PushEvent::Error(e.to_string()),
                     }
-                    let nulls = p.null_values.iter().map(|v| v.unwrap_or(false)).collect();
-                    PushEvent::Rows(p.batch, nulls)
                 }
                 Err(e) => PushEvent::Error(e.to_string()),
             };

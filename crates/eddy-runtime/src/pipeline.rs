@@ -203,7 +203,7 @@ impl Pipeline {
         };
         // On a table, a row that no longer passes the filter deletes its key: it becomes a tombstone.
         let mask = match mask {
-            Some(m) if table => {
+            Some(m) if table && self.plan.filter_deletes => {
                 null_values = datafusion::arrow::compute::or(
                     &null_values,
                     &not(&m).map_err(|e| exec_err!("{e}"))?,

@@ -9,6 +9,13 @@ use std::time::Duration;
 
 use eddy_common::{Result, external_err};
 
+/// nisshi's storage engine that keeps topics in memory.
+const MEMORY: &str = "memory://nisshi/";
+
+fn not_installed() -> eddy_common::Error {
+    external_err!("nisshi is not installed: run scripts/setup, or pass --bootstrap-servers")
+}
+
 /// A running broker child, restarted if it exits, stopped when dropped.
 pub struct LocalBroker {
     bootstrap: String,
@@ -18,27 +25,37 @@ pub struct LocalBroker {
 impl LocalBroker {
     /// Starts nisshi on a free port; keeps its data in `data_dir/broker` when it supports SQLite.
     pub fn start(data_dir: &Path) -> Result<Self> {
-        let io = |e: std::io::Error| external_err!("cannot start the local broker: {e}");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(io)?
-            .port();
-        let bootstrap = format!("127.0.0.1:{port}");
         let dir = data_dir.join("broker");
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let help = Command::new("nisshi").arg("--help").output().map_err(|_| {
-            external_err!("nisshi is not installed: run scripts/setup, or pass --bootstrap-servers")
-        })?;
+        let help = Command::new("nisshi")
+            .arg("--help")
+            .output()
+            .map_err(|_| not_installed())?;
         let storage = if String::from_utf8_lossy(&help.stdout).contains("libsql") {
             format!("sqlite://{}", dir.join("broker.db").display())
         } else {
             tracing::warn!(
                 "this nisshi has no SQLite engine: the local broker keeps topics in memory, so they do not survive a server restart"
             );
-            "memory://nisshi/".to_string()
+            MEMORY.to_string()
         };
+        Self::launch(&dir, storage)
+    }
+
+    /// Starts nisshi on a free port with its topics in memory (for tests: fast, gone when dropped).
+    pub fn start_in_memory(data_dir: &Path) -> Result<Self> {
+        Self::launch(&data_dir.join("broker"), MEMORY.to_string())
+    }
+
+    fn launch(dir: &Path, storage: String) -> Result<Self> {
+        let io = |e: std::io::Error| external_err!("cannot start the local broker: {e}");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(io)?
+            .port();
+        let bootstrap = format!("127.0.0.1:{port}");
+        std::fs::create_dir_all(dir).map_err(io)?;
         let spawn = {
-            let (bootstrap, dir, storage) = (bootstrap.clone(), dir.clone(), storage.clone());
+            let (bootstrap, dir) = (bootstrap.clone(), dir.to_path_buf());
             move || -> std::io::Result<Child> {
                 let url = format!("tcp://{bootstrap}");
                 Command::new("nisshi")
@@ -58,7 +75,10 @@ impl LocalBroker {
                     .spawn()
             }
         };
-        let child = Arc::new(Mutex::new(Some(spawn().map_err(io)?)));
+        let child = Arc::new(Mutex::new(Some(spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => not_installed(),
+            _ => io(e),
+        })?)));
         for _ in 0..100 {
             if std::net::TcpStream::connect(&bootstrap).is_ok() {
                 break;

@@ -483,7 +483,7 @@ fn rows_stream(
                                 out.push_str(",\n");
                                 if tomb {
                                     out.push_str(&format!(
-                                        "{{\"row\":{{\"columns\":{row}}},\"tombstone\":true}}"
+                                        "{{\"row\":{{\"columns\":{row},\"tombstone\":true}}}}"
                                     ));
                                 } else {
                                     out.push_str(&format!("{{\"row\":{{\"columns\":{row}}}}}"));

@@ -141,6 +141,18 @@ impl AppState {
         Ok(())
     }
 
+    /// Stops every query task (persistent and push); the state is unusable afterwards.
+    pub fn shutdown(&self) {
+        let tasks: Vec<QueryTask> = lock(&self.tasks)
+            .drain()
+            .chain(lock(&self.push).drain())
+            .map(|(_, t)| t)
+            .collect();
+        for t in tasks {
+            t.stop();
+        }
+    }
+
     /// The engine, locked.
     pub fn engine(&self) -> MutexGuard<'_, Engine> {
         lock(&self.engine)

@@ -196,6 +196,7 @@ impl Planner {
             .execute_and_check(plan, self.state.config_options(), |_, _| {})
             .map_err(|e| plan_error(e, &source))?;
         let mut plan = self.lower(plan, source, limit, partition, stmt.window.clone())?;
+        plan.filter_deletes = !transient;
         if stmt.emit == Some(crate::statement::Emit::Final) {
             if stmt.window.is_none() {
                 return Err(plan_err!(
@@ -519,6 +520,7 @@ impl Planner {
             grouped: aggregate.is_some(),
             aggregate: aggregate.map(|(spec, _)| spec),
             limit,
+            filter_deletes: true,
         })
     }
 
@@ -730,6 +732,9 @@ pub struct QueryPlan {
     /// (a tombstone) has none, so they are null for it, as in ksqlDB.
     pub value_dependent_keys: Vec<String>,
     pub limit: Option<u64>,
+    /// On a table source, whether a row failing the WHERE deletes its key (comes out as a tombstone):
+    /// so for persistent queries, whose sink table must forget it; transient queries leave it out.
+    pub filter_deletes: bool,
 }
 
 /// One part of an output key: a source key column, or a PARTITION BY expression.
