@@ -210,8 +210,14 @@ impl Engine {
     }
 
     /// Plans a pull query (a `SELECT` without `EMIT`) over a table a persistent query materializes.
-    pub fn plan_pull(&self, q: &QueryStatement) -> Result<PullQuery> {
-        let pipeline = self.plan_transient(q)?;
+    pub fn plan_pull(&self, q: &QueryStatement, props: &Properties) -> Result<PullQuery> {
+        let limit_enabled = props
+            .get("ksql.query.pull.limit.clause.enabled")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+        eddy_sql::pull::check(q, &self.catalog, limit_enabled)?;
+        let mut q = q.clone();
+        eddy_sql::pull::window_bound_texts(&mut q)?;
+        let pipeline = self.plan_transient(&q)?;
         if pipeline.plan.aggregate.is_some() {
             return Err(plan_err!(
                 "Pull queries don't support GROUP BY clauses or aggregate functions: query the table an aggregation creates (CREATE TABLE ... AS SELECT ... GROUP BY ...), or add EMIT CHANGES for a push query."
@@ -380,6 +386,12 @@ impl Engine {
             return Ok(done);
         }
         let query = c.query.as_ref().ok_or_else(|| plan_err!("missing query"))?;
+        if query.query.limit_clause.is_some() {
+            return Err(plan_err!(
+                "CREATE {} AS SELECT statements don't support LIMIT clause.",
+                c.kind.as_str()
+            ));
+        }
         let plan = self.planner.plan_query(&self.catalog, query)?;
         // An aggregation produces a table; otherwise a query produces what it reads.
         let produces = if plan.aggregate.is_some() {

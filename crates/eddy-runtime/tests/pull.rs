@@ -26,7 +26,7 @@ fn pull(engine: &Engine, sql: &str) -> eddy_common::Result<(Vec<String>, Vec<Str
     let eddy_sql::statement::Statement::Select(q) = &stmt.statement else {
         panic!("a SELECT")
     };
-    let query = engine.plan_pull(q)?;
+    let query = engine.plan_pull(q, &Default::default())?;
     let batch = query.execute()?;
     let names = batch
         .schema()

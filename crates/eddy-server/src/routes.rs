@@ -201,7 +201,7 @@ async fn run_query(
         )));
     };
     if q.emit.is_none() {
-        return pull(state, q, &stmt.text, shape).await;
+        return pull(state, q, &stmt.text, &props, shape).await;
     }
     if q.emit == Some(Emit::Final) {
         return Err(ApiError(ErrorMessage::statement(
@@ -260,11 +260,12 @@ async fn pull(
     state: Arc<AppState>,
     q: &QueryStatement,
     text: &str,
+    props: &Properties,
     shape: Shape,
 ) -> Result<Response, ApiError> {
     let query = state
         .engine()
-        .plan_pull(q)
+        .plan_pull(q, props)
         .map_err(|e| ApiError(ErrorMessage::statement(&e, text)))?;
     let source = query.pipeline.source().clone();
     let columns: Vec<(String, SqlType, bool)> = query

@@ -9,6 +9,8 @@ pub mod java;
 pub mod normalize;
 pub mod parser;
 pub mod planner;
+pub mod pull;
+pub mod render;
 pub mod statement;
 pub mod types;
 pub mod window;

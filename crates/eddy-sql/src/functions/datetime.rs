@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate};
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, Date32Builder, Int64Array, StringBuilder, TimestampMillisecondBuilder,
+    Array, ArrayRef, AsArray, Date32Builder, Int64Array, StringBuilder, TimestampMillisecondBuilder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Int64Type, TimeUnit, TimestampMillisecondType,
 };
 use datafusion::common::Result;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility, create_udf,
+};
 
 use super::{rows_of, strings_of};
 use crate::java::{chrono_format, parse_millis};
@@ -142,14 +145,76 @@ pub fn stringtotimestamp() -> ScalarUDF {
     )
 }
 
-/// `TIMESTAMPTOSTRING(millis, pattern) -> STRING`: ksqlDB's older FORMAT_TIMESTAMP over BIGINT (UTC).
-pub fn timestamptostring() -> ScalarUDF {
-    with_pattern(
-        "timestamptostring",
-        DataType::Int64,
-        DataType::Utf8,
-        |values, patterns| format_millis(values.as_primitive::<Int64Type>().iter(), patterns),
-    )
+/// `TIMESTAMPTOSTRING(millis, pattern[, zone]) -> STRING`: ksqlDB's older FORMAT_TIMESTAMP over
+/// BIGINT, in UTC or the named time zone (`'America/Los_Angeles'`, `'+01:00'`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TimestampToString {
+    signature: Signature,
+}
+
+impl Default for TimestampToString {
+    fn default() -> Self {
+        let two = vec![DataType::Int64, DataType::Utf8];
+        let three = vec![DataType::Int64, DataType::Utf8, DataType::Utf8];
+        TimestampToString {
+            signature: Signature::one_of(
+                vec![TypeSignature::Exact(two), TypeSignature::Exact(three)],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TimestampToString {
+    fn name(&self) -> &str {
+        "timestamptostring"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let millis = args.args[0].to_array(rows)?;
+        let patterns = strings_of(&args.args[1], rows)?;
+        let zones = args.args.get(2).map(|z| strings_of(z, rows)).transpose()?;
+        let mut out = StringBuilder::new();
+        for (i, (t, p)) in millis
+            .as_primitive::<Int64Type>()
+            .iter()
+            .zip(patterns.iter())
+            .enumerate()
+        {
+            let zone = match &zones {
+                Some(z) if z.is_null(i) => None,
+                Some(z) => Some(Some(z.value(i))),
+                None => Some(None),
+            };
+            out.append_option(t.zip(p).zip(zone).and_then(|((t, p), zone)| {
+                let utc = DateTime::from_timestamp_millis(t)?;
+                let format = chrono_format(p);
+                match zone {
+                    None => Some(utc.format(&format).to_string()),
+                    Some(z) => in_zone(&utc, z, &format),
+                }
+            }));
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// A UTC time formatted in a zone given by name (`Europe/Paris`, `UTC`) or offset (`+01:00`).
+fn in_zone(utc: &DateTime<chrono::Utc>, zone: &str, format: &str) -> Option<String> {
+    if let Ok(tz) = zone.parse::<chrono_tz::Tz>() {
+        return Some(utc.with_timezone(&tz).format(format).to_string());
+    }
+    let offset = zone.parse::<chrono::FixedOffset>().ok()?;
+    Some(utc.with_timezone(&offset).format(format).to_string())
 }
 
 fn format_millis(

@@ -40,7 +40,7 @@ pub fn register(state: &mut SessionState) {
         datetime::parse_timestamp(),
         datetime::format_timestamp(),
         datetime::stringtotimestamp(),
-        datetime::timestamptostring(),
+        ScalarUDF::from(datetime::TimestampToString::default()),
     ] {
         let _ = state.register_udf(Arc::new(udf));
     }

@@ -1,0 +1,221 @@
+//! What a pull query (a `SELECT` without `EMIT`) may say, with ksqlDB's messages for what it may not.
+
+use std::ops::ControlFlow;
+
+use eddy_common::{Result, plan_err};
+use sqlparser::ast::{
+    Expr, GroupByExpr, LimitClause, ObjectNamePart, SetExpr, TableFactor, UnaryOperator, Value,
+    visit_expressions, visit_expressions_mut,
+};
+
+use crate::catalog::{Catalog, WINDOWEND, WINDOWSTART};
+use crate::normalize::ident_name;
+use crate::statement::QueryStatement;
+
+/// Rejects the clauses pull queries do not support, window bounds in the WHERE of a query over a
+/// table whose keys are not windowed, and a LIMIT that is not a non-negative integer (or any LIMIT
+/// when `limit_enabled` is false).
+pub fn check(stmt: &QueryStatement, catalog: &Catalog, limit_enabled: bool) -> Result<()> {
+    let SetExpr::Select(select) = stmt.query.body.as_ref() else {
+        return Ok(());
+    };
+    if select.from.iter().any(|f| !f.joins.is_empty()) || select.from.len() > 1 {
+        return Err(plan_err!("Pull queries don't support JOIN clauses."));
+    }
+    if stmt.window.is_some() {
+        return Err(plan_err!("Pull queries don't support WINDOW clauses."));
+    }
+    if matches!(&select.group_by, GroupByExpr::Expressions(e, _) if !e.is_empty()) {
+        return Err(plan_err!("Pull queries don't support GROUP BY clauses."));
+    }
+    let source = match select.from.first().map(|f| &f.relation) {
+        Some(TableFactor::Table { name, .. }) => name
+            .0
+            .last()
+            .and_then(ObjectNamePart::as_ident)
+            .and_then(|i| catalog.get(&ident_name(&i.value, i.quote_style))),
+        _ => None,
+    };
+    if source.is_some_and(|s| s.window.is_none())
+        && let Some(selection) = &select.selection
+        && let Some(bound) = window_bound(selection)
+    {
+        return Err(plan_err!("WHERE column '{bound}' cannot be resolved"));
+    }
+    check_limit(stmt, limit_enabled)
+}
+
+fn check_limit(stmt: &QueryStatement, enabled: bool) -> Result<()> {
+    let Some(LimitClause::LimitOffset {
+        limit: Some(limit), ..
+    }) = &stmt.query.limit_clause
+    else {
+        return Ok(());
+    };
+    if !enabled {
+        return Err(plan_err!(
+            "LIMIT clause in pull queries is currently disabled. You can enable them by setting ksql.query.pull.limit.clause.enabled=true. See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query."
+        ));
+    }
+    match limit {
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            ..
+        } => Err(plan_err!(
+            "Pull queries don't support negative integers in the LIMIT clause. See https://cnfl.io/queries for more info."
+        )),
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) if n.parse::<u64>().is_ok() => Ok(()),
+            _ => Err(plan_err!(
+                "Failed to prepare statement: Value must be integer for command: LIMIT"
+            )),
+        },
+        Expr::Identifier(i) => Err(plan_err!(
+            "line {}:{}: Syntax Error: LIMIT takes a non-negative integer, not {i}",
+            i.span.start.line,
+            i.span.start.column
+        )),
+        other => Err(plan_err!(
+            "Syntax Error: LIMIT takes a non-negative integer, not {other}"
+        )),
+    }
+}
+
+/// The first window bound (`WINDOWSTART`, `WINDOWEND`) an expression names.
+fn window_bound(e: &Expr) -> Option<String> {
+    let found = visit_expressions(e, |x: &Expr| match x {
+        Expr::Identifier(i) => {
+            let name = ident_name(&i.value, i.quote_style);
+            if name == WINDOWSTART || name == WINDOWEND {
+                ControlFlow::Break(name)
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    match found {
+        ControlFlow::Break(name) => Some(name),
+        ControlFlow::Continue(()) => None,
+    }
+}
+
+/// Window bounds compared with text (`WINDOWSTART >= '2020-02-23T23:45'`) compare with the
+/// instant the text names, as ksqlDB's pull queries allow: the text becomes epoch milliseconds.
+pub fn window_bound_texts(stmt: &mut QueryStatement) -> Result<()> {
+    let SetExpr::Select(select) = stmt.query.body.as_mut() else {
+        return Ok(());
+    };
+    let Some(selection) = select.selection.as_mut() else {
+        return Ok(());
+    };
+    let result = visit_expressions_mut(selection, |e: &mut Expr| {
+        let Expr::BinaryOp { left, right, .. } = e else {
+            return ControlFlow::Continue(());
+        };
+        let text = if is_window_bound(left) {
+            right
+        } else if is_window_bound(right) {
+            left
+        } else {
+            return ControlFlow::Continue(());
+        };
+        if let Expr::Value(v) = text.as_mut()
+            && let Value::SingleQuotedString(s) = &v.value
+        {
+            match partial_timestamp(s) {
+                Some(millis) => **text = Expr::value(Value::Number(millis.to_string(), false)),
+                None => {
+                    return ControlFlow::Break(plan_err!(
+                        "Failed to parse timestamp '{s}': expected yyyy-MM-dd'T'HH:mm:ss.SSS, optionally cut short and followed by a zone such as +0100"
+                    ));
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    match result {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn is_window_bound(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(i) if matches!(ident_name(&i.value, i.quote_style).as_str(), WINDOWSTART | WINDOWEND))
+}
+
+/// Epoch milliseconds of a possibly partial ISO-8601 timestamp (`2020-02-23`, `2020-02-23T23:45`,
+/// `2020-02-23T22:45:12.000-0100`); missing parts are their lowest value, hour 24 is the next day,
+/// and no zone means UTC.
+pub fn partial_timestamp(text: &str) -> Option<i64> {
+    let (date, time) = match text.split_once('T') {
+        Some((d, t)) => (d, t),
+        None => (text, ""),
+    };
+    let (time, offset_secs) = split_zone(time)?;
+    let mut d = date.split('-');
+    let year: i32 = d.next()?.parse().ok()?;
+    let month: u32 = d.next().map_or(Some(1), |m| m.parse().ok())?;
+    let day: u32 = d.next().map_or(Some(1), |x| x.parse().ok())?;
+    let (clock, fraction) = match time.split_once('.') {
+        Some((c, f)) => (c, f),
+        None => (time, ""),
+    };
+    let mut t = clock.split(':').filter(|p| !p.is_empty());
+    let hour: i64 = t.next().map_or(Some(0), |x| x.parse().ok())?;
+    let minute: i64 = t.next().map_or(Some(0), |x| x.parse().ok())?;
+    let second: i64 = t.next().map_or(Some(0), |x| x.parse().ok())?;
+    let millis: i64 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<3}").get(..3)?.parse().ok()?
+    };
+    let midnight = chrono::NaiveDate::from_ymd_opt(year, month, day)?
+        .and_hms_opt(0, 0, 0)?
+        .and_utc()
+        .timestamp_millis();
+    Some(midnight + ((hour * 60 + minute) * 60 + second) * 1000 + millis - offset_secs * 1000)
+}
+
+/// A time of day and the seconds east of UTC its zone suffix (`Z`, `+0100`, `-01:00`) gives.
+fn split_zone(time: &str) -> Option<(&str, i64)> {
+    if let Some(t) = time.strip_suffix('Z') {
+        return Some((t, 0));
+    }
+    let Some(at) = time.rfind(['+', '-']) else {
+        return Some((time, 0));
+    };
+    let (clock, zone) = time.split_at(at);
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+    let hours: i64 = digits.get(..2)?.parse().ok()?;
+    let minutes: i64 = digits
+        .get(2..)
+        .filter(|m| !m.is_empty())
+        .map_or(Some(0), |m| m.parse().ok())?;
+    Some((clock, sign * (hours * 3600 + minutes * 60)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_timestamps_fill_in_the_missing_parts() {
+        assert_eq!(partial_timestamp("1970-01-01T00:00:01.5"), Some(1500));
+        assert_eq!(
+            partial_timestamp("2020-02-23T23:45:12.000"),
+            Some(1582501512000)
+        );
+        assert_eq!(
+            partial_timestamp("2020-02-23T22:45:12.000-0100"),
+            Some(1582501512000)
+        );
+        assert_eq!(
+            partial_timestamp("2020-02-24T24"),
+            partial_timestamp("2020-02-25")
+        );
+        assert_eq!(partial_timestamp("2020-02-22T23:45"), Some(1582415100000));
+        assert_eq!(partial_timestamp("yesterday"), None);
+    }
+}
