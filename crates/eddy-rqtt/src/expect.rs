@@ -96,7 +96,11 @@ pub fn query_response(expected: &[Value], actual: &[Value]) -> Option<String> {
 fn rows_text(actual: &[Value]) -> String {
     let rows: Vec<String> = actual
         .iter()
-        .filter_map(|a| a.get("row").map(|r| r["columns"].to_string()))
+        .filter(|a| a.get("header").is_none())
+        .map(|a| match a.get("row") {
+            Some(r) => r["columns"].to_string(),
+            None => a.to_string(),
+        })
         .collect();
     format!("[{}]", rows.join(", "))
 }

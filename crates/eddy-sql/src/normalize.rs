@@ -460,8 +460,85 @@ fn typed_number(n: &str) -> Result<Option<Expr>> {
     }
 }
 
+/// ksqlDB refuses arithmetic on a NULL literal (its type is unknown): `1 + NULL` is an error naming
+/// both operand types, where the other operand's type shows from its literal form.
+struct NullArithmetic;
+
+impl VisitorMut for NullArithmetic {
+    type Break = Error;
+
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        if let Expr::BinaryOp {
+            left,
+            op:
+                BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply
+                | BinaryOperator::Divide
+                | BinaryOperator::Modulo,
+            right,
+        } = e
+            && (is_null(left) || is_null(right))
+            && let (Some(l), Some(r)) = (literal_type(left), literal_type(right))
+        {
+            return ControlFlow::Break(plan_err!(
+                "Error processing expression: {}. Arithmetic on types {l} and {r} are not supported.",
+                crate::render::ksql_text(e)
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The ksqlDB type of a literal (`null` for NULL), when the expression is one.
+fn literal_type(e: &Expr) -> Option<String> {
+    Some(match e {
+        Expr::Nested(x) => return literal_type(x),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => return literal_type(expr),
+        Expr::Value(v) => match &v.value {
+            Value::Null => "null".into(),
+            Value::Boolean(_) => "BOOLEAN".into(),
+            Value::SingleQuotedString(_) => "STRING".into(),
+            Value::Number(n, _) if n.contains(['e', 'E']) => "DOUBLE".into(),
+            Value::Number(n, _) => match n.split_once('.') {
+                Some((int, frac)) => {
+                    let digits = int.trim_start_matches(['-', '+']).trim_start_matches('0');
+                    let precision = (digits.len() + frac.len()).max(1);
+                    format!("DECIMAL({precision}, {})", frac.len())
+                }
+                None if n.parse::<i32>().is_ok() => "INTEGER".into(),
+                None => "BIGINT".into(),
+            },
+            _ => return None,
+        },
+        Expr::Array(a) => format!(
+            "ARRAY<{}>",
+            a.elem.iter().find(|x| !is_null(x)).and_then(literal_type)?
+        ),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("map") => {
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            let (k, v) = list.args.iter().find_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Assignment,
+                    right,
+                })) => Some((literal_type(left)?, literal_type(right)?)),
+                _ => None,
+            })?;
+            format!("MAP<{k}, {v}>")
+        }
+        _ => return None,
+    })
+}
+
 /// Normalizes a query: identifiers, field access, NULL comparisons and literal types (not in `LIMIT`).
 pub fn query(q: &mut Query) -> Result<()> {
+    done(q.visit(&mut NullArithmetic))?;
     done(q.visit(&mut Normalizer))?;
     done(q.visit(&mut NullComparisons))?;
     let limit = q.limit_clause.take();

@@ -210,8 +210,14 @@ impl AggregateState {
             })
             .collect::<DfResult<_>>()
             .map_err(df)?;
-        let converter = converter_for(&mut self.converter, &groups)?;
-        let keys = converter.convert_columns(&groups).map_err(df)?;
+        // Without GROUP BY every row is in the one group, whose key is empty.
+        let keys = match groups.is_empty() {
+            true => None,
+            false => {
+                let converter = converter_for(&mut self.converter, &groups)?;
+                Some(converter.convert_columns(&groups).map_err(df)?)
+            }
+        };
         let table_keys = match &self.table_keys {
             Some(columns) => {
                 let columns: Vec<ArrayRef> =
@@ -235,10 +241,10 @@ impl AggregateState {
             let (ts, partition, offset) =
                 (rowtimes.value(i), partitions.value(i), offsets.value(i));
             let grouped = groups.iter().all(|g| g.is_valid(i));
-            let key = keys.row(i);
+            let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
             if let Some(table_keys) = &table_keys {
                 let new = (!null_values.value(i) && grouped)
-                    .then(|| self.group(key.as_ref(), None, &mut lookup))
+                    .then(|| self.group(key, None, &mut lookup))
                     .transpose()?;
                 let source_key = table_keys.row(i);
                 if self.row_covered(source_key.as_ref(), partition, offset) {
@@ -280,12 +286,11 @@ impl AggregateState {
             self.stream_time = self.stream_time.max(ts);
             match spec.window.as_ref().map(|w| (w, &w.kind)) {
                 Some((w, WindowKind::Session { gap_ms })) => {
-                    if self.session_covered(key.as_ref(), ts, partition, offset) {
+                    if self.session_covered(key, ts, partition, offset) {
                         continue;
                     }
                     let close = self.stream_time - w.grace_ms() - gap_ms;
-                    let merged =
-                        self.session(key.as_ref(), ts, *gap_ms, close, &mut outs, &mut to_free)?;
+                    let merged = self.session(key, ts, *gap_ms, close, &mut outs, &mut to_free)?;
                     match merged {
                         Some(group) => {
                             self.note(group, ts, partition);
@@ -321,7 +326,7 @@ impl AggregateState {
                             dropped = true;
                             continue;
                         }
-                        let group = self.group(key.as_ref(), bounds, &mut lookup)?;
+                        let group = self.group(key, bounds, &mut lookup)?;
                         if self.covered(group, partition, offset) {
                             continue;
                         }
@@ -693,12 +698,16 @@ impl AggregateState {
     fn build(&mut self, outs: Vec<Out>, late_records: usize, having: Having) -> Result<Aggregated> {
         let spec = self.spec.clone();
         self.ensure_key_converter()?;
-        let converter = self.converter.as_ref().expect("made above");
-        let parser = converter.parser();
-        let keys = outs
-            .iter()
-            .map(|o| parser.parse(&self.groups[o.group].as_ref().expect("live group").key));
-        let mut columns: Vec<ArrayRef> = converter.convert_rows(keys).map_err(df)?;
+        let mut columns: Vec<ArrayRef> = if spec.group_exprs.is_empty() {
+            Vec::new()
+        } else {
+            let converter = self.converter.as_ref().expect("made above");
+            let parser = converter.parser();
+            let keys = outs
+                .iter()
+                .map(|o| parser.parse(&self.groups[o.group].as_ref().expect("live group").key));
+            converter.convert_rows(keys).map_err(df)?
+        };
         let windowed = spec.window.is_some();
         if windowed {
             let bound = |f: fn(&Bounds) -> i64| -> ArrayRef {
