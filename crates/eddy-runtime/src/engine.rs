@@ -224,23 +224,12 @@ impl Engine {
             ));
         }
         let source = pipeline.source().clone();
-        if source.kind == SourceKind::Stream {
-            return Err(not_supported!(
-                "Pull queries on streams are not supported yet: add EMIT CHANGES for a push query over {}.",
-                source.name
-            ));
-        }
         let table = self
             .queries
             .values()
             .find(|pq| pq.sink == source.name && pq.pipeline.is_stateful())
-            .ok_or_else(|| {
-                plan_err!(
-                    "The `{0}` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_{0} AS SELECT * FROM {0}'. See https://cnfl.io/queries for more info.",
-                    source.name
-                )
-            })?;
-        Ok(PullQuery::new(pipeline, table.pipeline.clone()))
+            .map(|pq| (pq.pipeline.clone(), pq.sink_spec.clone()));
+        Ok(PullQuery::new(pipeline, table))
     }
 
     /// Executes one DDL/DML statement. `SELECT`, `PRINT`, `SHOW`, `DESCRIBE` and `SET` are answered by

@@ -20,7 +20,7 @@ use eddy_runtime::engine::Properties;
 use eddy_runtime::format::encode::json_rows;
 use eddy_sql::SqlType;
 use eddy_sql::catalog::{WINDOWEND, WINDOWSTART};
-use eddy_sql::statement::{ColumnRole, Emit, QueryStatement, Statement};
+use eddy_sql::statement::{ColumnRole, Emit, QueryStatement, SourceKind, Statement};
 
 use crate::state::{AppState, offset_reset, to_properties};
 
@@ -252,10 +252,13 @@ async fn run_query(
         state: state.clone(),
         id,
     };
-    Ok(rows_response(header, rx, limit, shape, Some(guard)))
+    Ok(rows_response(header, rx, limit, shape, Some(guard), None))
 }
 
-/// A pull query: the table's current rows, then the end of the response.
+/// How long a pull query may take to read a source's topic.
+const SCAN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A pull query: the table's current rows (or the stream's records), then the end of the response.
 async fn pull(
     state: Arc<AppState>,
     q: &QueryStatement,
@@ -284,22 +287,32 @@ async fn pull(
         })
         .collect();
     let limit = query.pipeline.plan.limit;
-    let batch = tokio::task::spawn_blocking(move || query.execute())
-        .await
-        .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
-        .map_err(|e| ApiError(ErrorMessage::statement(&e, text)))?;
+    let cluster = state.cluster.clone();
+    let batch = tokio::task::spawn_blocking(move || match query.scan_topic() {
+        Some(topic) => {
+            let records = cluster.read_records(topic, SCAN_TIMEOUT)?;
+            query.execute_over(&records)
+        }
+        None => query.execute(),
+    })
+    .await
+    .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
+    .map_err(|e| ApiError(ErrorMessage::statement(&e, text)))?;
     let id = state.transient_id(&source.name);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let tombstones = vec![false; batch.num_rows()];
     // The channel has room for the one event; the receiver ends the response after it.
     let _ = tx.try_send(PushEvent::Rows(batch, tombstones));
     drop(tx);
+    // A pull query over a stream ends as ksqlDB's do: with a final message once its rows are out.
+    let completed = (source.kind == SourceKind::Stream).then_some("Query Completed");
     Ok(rows_response(
         header(&id, &columns, shape),
         rx,
         limit,
         shape,
         None,
+        completed,
     ))
 }
 
@@ -333,15 +346,17 @@ fn header(id: &str, columns: &[(String, SqlType, bool)], shape: Shape) -> String
     }
 }
 
-/// A query's response: the header, then its rows as they arrive.
+/// A query's response: the header, then its rows as they arrive, then (v1, when the rows end before
+/// the LIMIT) the `completed` final message.
 fn rows_response(
     header: String,
     rx: tokio::sync::mpsc::Receiver<PushEvent>,
     limit: Option<u64>,
     shape: Shape,
     guard: Option<PushGuard>,
+    completed: Option<&'static str>,
 ) -> Response {
-    let rows = rows_stream(rx, limit, shape, guard);
+    let rows = rows_stream(rx, limit, shape, guard, completed);
     let body =
         futures::stream::once(async move { Ok::<_, Infallible>(Bytes::from(header)) }).chain(rows);
     let content_type = match shape {
@@ -423,6 +438,7 @@ fn rows_stream(
     limit: Option<u64>,
     shape: Shape,
     guard: Option<PushGuard>,
+    completed: Option<&'static str>,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     struct S {
         rx: tokio::sync::mpsc::Receiver<PushEvent>,
@@ -443,10 +459,11 @@ fn rows_stream(
             }
             let Some(event) = s.rx.recv().await else {
                 s.done = true;
-                let end = match shape {
-                    Shape::Delimited => String::new(),
-                    Shape::JsonArray => "]".to_string(),
-                    Shape::V1 => "]\n".to_string(),
+                let end = match (shape, completed) {
+                    (Shape::Delimited, _) => String::new(),
+                    (Shape::JsonArray, _) => "]".to_string(),
+                    (Shape::V1, Some(m)) => format!(",\n{}]\n", json!({"finalMessage": m})),
+                    (Shape::V1, None) => "]\n".to_string(),
                 };
                 return Some((Ok(Bytes::from(end)), s));
             };

@@ -4,6 +4,7 @@
 pub mod cast;
 pub mod collect;
 pub mod datetime;
+pub mod geo;
 pub mod identity;
 pub mod json;
 pub mod moments;
@@ -41,6 +42,7 @@ pub fn register(state: &mut SessionState) {
         datetime::format_timestamp(),
         datetime::stringtotimestamp(),
         ScalarUDF::from(datetime::TimestampToString::default()),
+        ScalarUDF::from(geo::GeoDistance::default()),
     ] {
         let _ = state.register_udf(Arc::new(udf));
     }
