@@ -5,6 +5,7 @@
 //! table, takes a key's old row out of its group before adding the new one. State is kept in memory
 //! and, when logged, written to a changelog and restored from it (see [`persist`]).
 
+mod index;
 mod persist;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +25,7 @@ use eddy_sql::aggregate::AggregateSpec;
 use eddy_sql::statement::WindowKind;
 
 use crate::format::window::Bounds;
+use index::GroupIndex;
 
 type DfResult<T> = datafusion::error::Result<T>;
 
@@ -58,7 +60,7 @@ pub struct AggregateState {
     converter: Option<RowConverter>,
     table_converter: Option<RowConverter>,
     /// Groups by key (with the window start appended for time windows).
-    index: HashMap<Box<[u8]>, usize>,
+    index: GroupIndex,
     /// Session windows: the groups (sessions) of each key.
     sessions: HashMap<Box<[u8]>, Vec<usize>>,
     groups: Vec<Option<Group>>,
@@ -136,7 +138,7 @@ impl AggregateState {
             table_keys,
             converter: None,
             table_converter: None,
-            index: HashMap::new(),
+            index: GroupIndex::default(),
             sessions: HashMap::new(),
             groups: Vec::new(),
             free: Vec::new(),
@@ -234,7 +236,6 @@ impl AggregateState {
         let mut late_records = 0;
         let mut to_free = Vec::new();
         let mut starts = Vec::new();
-        let mut lookup = Vec::new();
         // Per-commit emission folds stream rows in per group after the loop, a batch at a time.
         let mut pending: Vec<(usize, usize)> = Vec::new();
         for i in 0..rows {
@@ -244,7 +245,7 @@ impl AggregateState {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
             if let Some(table_keys) = &table_keys {
                 let new = (!null_values.value(i) && grouped)
-                    .then(|| self.group(key, None, &mut lookup))
+                    .then(|| self.group(key, None))
                     .transpose()?;
                 let source_key = table_keys.row(i);
                 if self.row_covered(source_key.as_ref(), partition, offset) {
@@ -326,7 +327,7 @@ impl AggregateState {
                             dropped = true;
                             continue;
                         }
-                        let group = self.group(key, bounds, &mut lookup)?;
+                        let group = self.group(key, bounds)?;
                         if self.covered(group, partition, offset) {
                             continue;
                         }
@@ -408,17 +409,12 @@ impl AggregateState {
     }
 
     /// The group of a key (and window), created when new.
-    fn group(&mut self, key: &[u8], window: Option<Bounds>, lookup: &mut Vec<u8>) -> Result<usize> {
-        lookup.clear();
-        lookup.extend_from_slice(key);
-        if let Some(w) = window {
-            lookup.extend_from_slice(&w.start.to_be_bytes());
-        }
-        if let Some(group) = self.index.get(lookup.as_slice()) {
-            return Ok(*group);
+    fn group(&mut self, key: &[u8], window: Option<Bounds>) -> Result<usize> {
+        if let Some(group) = self.index.get(&self.groups, key, window.map(|w| w.start)) {
+            return Ok(group);
         }
         let group = self.create(key, window)?;
-        self.index.insert(lookup.as_slice().into(), group);
+        self.index.insert(&self.groups, group);
         if let (Some(w), Some(spec)) = (window, &self.spec.window) {
             self.set_timers(group, w, spec.grace_ms(), spec.retention_ms());
         }
@@ -665,21 +661,18 @@ impl AggregateState {
         let Some(g) = self.groups[group].as_ref() else {
             return;
         };
-        let mut lookup = g.key.to_vec();
-        match (&self.spec.window, g.window) {
-            (Some(w), _) if matches!(w.kind, WindowKind::Session { .. }) => {
-                if let Some(list) = self.sessions.get_mut(&g.key) {
-                    list.retain(|s| *s != group);
-                    if list.is_empty() {
-                        self.sessions.remove(&g.key);
-                    }
+        if let Some(w) = &self.spec.window
+            && matches!(w.kind, WindowKind::Session { .. })
+        {
+            if let Some(list) = self.sessions.get_mut(&g.key) {
+                list.retain(|s| *s != group);
+                if list.is_empty() {
+                    self.sessions.remove(&g.key);
                 }
-                return;
             }
-            (_, Some(w)) => lookup.extend_from_slice(&w.start.to_be_bytes()),
-            _ => {}
+            return;
         }
-        self.index.remove(lookup.as_slice());
+        self.index.remove(&self.groups, group);
     }
 
     fn release(&mut self, group: usize) {

@@ -274,7 +274,6 @@ impl AggregateState {
             .states
             .convert_rows(groups.iter().map(|g| parser.parse(&g.2.states)))
             .map_err(df)?;
-        let mut lookup = Vec::new();
         for (i, (key, window, record, _)) in groups.into_iter().enumerate() {
             let group = self.create(key, window)?;
             let mut column = 0;
@@ -291,7 +290,7 @@ impl AggregateState {
             g.partition = record.partition;
             g.emitted = record.emitted;
             g.closed = record.closed;
-            self.index_restored(group, key, window, &mut lookup);
+            self.index_restored(group, window);
             merge_positions(&mut log.recover_until, &record.positions);
             log.covered_groups.insert(group, record.positions);
         }
@@ -301,7 +300,7 @@ impl AggregateState {
                 .convert_rows(rows.iter().map(|r| parser.parse(&r.1.args)))
                 .map_err(df)?;
             for (i, (source, record)) in rows.into_iter().enumerate() {
-                let Some(group) = self.index.get(record.group.as_slice()).copied() else {
+                let Some(group) = self.index.get(&self.groups, &record.group, None) else {
                     return Err(internal_err!(
                         "the changelog holds a table row whose group it does not hold"
                     ));
@@ -335,25 +334,17 @@ impl AggregateState {
     }
 
     /// Puts a restored group in the indexes and sets its window's timers.
-    fn index_restored(
-        &mut self,
-        group: usize,
-        key: &[u8],
-        window: Option<Bounds>,
-        lookup: &mut Vec<u8>,
-    ) {
+    fn index_restored(&mut self, group: usize, window: Option<Bounds>) {
         let Some(spec) = self.spec.window.clone() else {
-            self.index.insert(key.into(), group);
+            self.index.insert(&self.groups, group);
             return;
         };
         let w = window.expect("a windowed group");
         if matches!(spec.kind, WindowKind::Session { .. }) {
-            self.sessions.entry(key.into()).or_default().push(group);
+            let key = self.get(group).key.clone();
+            self.sessions.entry(key).or_default().push(group);
         } else {
-            lookup.clear();
-            lookup.extend_from_slice(key);
-            lookup.extend_from_slice(&w.start.to_be_bytes());
-            self.index.insert(lookup.as_slice().into(), group);
+            self.index.insert(&self.groups, group);
         }
         self.set_timers(group, w, spec.grace_ms(), spec.retention_ms());
     }
