@@ -74,11 +74,12 @@ fn run(case: &TestCase) -> Status {
         match execute(&mut engine, text, &props) {
             Ok(ids) => queries.extend(ids),
             Err(e) => {
+                // ksqlDB's statement exceptions end with the statement.
+                let message = format!("{e}\nStatement: {text}");
                 return match &case.expected_exception {
                     Some(expected) => match &expected.message {
-                        Some(m) if !e.to_string().contains(m.as_str()) => Status::Fail(format!(
-                            "expected an error containing {m:?} but got {:?}",
-                            e.to_string()
+                        Some(m) if !message.contains(m.as_str()) => Status::Fail(format!(
+                            "expected an error containing {m:?} but got {message:?}"
                         )),
                         _ => Status::Pass,
                     },

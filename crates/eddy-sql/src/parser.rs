@@ -441,6 +441,9 @@ impl StatementParser {
                 break;
             }
         }
+        if self.peek_at(0) == Some(&Token::LParen) {
+            return self.error("Expecting {',', ')'}");
+        }
         self.expect(&Token::RParen)?;
         Ok(cols)
     }
@@ -500,13 +503,38 @@ impl StatementParser {
                 }
             }
             other => match SqlType::simple(other) {
-                Some(t) => t,
+                Some(t) => {
+                    self.type_parameters()?;
+                    t
+                }
                 None => {
                     self.pos -= 1;
                     return self.error(format!("Unknown type: {other}"));
                 }
             },
         })
+    }
+
+    /// ksqlDB's grammar lets a simple type take parameters, `VARCHAR(STRING)` or `INT(10)`, which
+    /// change nothing; anything else in the parentheses is a syntax error, as in ksqlDB.
+    fn type_parameters(&mut self) -> Result<()> {
+        if !self.eat(&Token::LParen) {
+            return Ok(());
+        }
+        loop {
+            match self.peek_at(0) {
+                Some(Token::Number(..)) => {}
+                Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("STRING") => {}
+                _ => return self.error("Expecting {'STRING', INTEGER_VALUE}"),
+            }
+            self.pos += 1;
+            if self.eat(&Token::RParen) {
+                return Ok(());
+            }
+            if !self.eat(&Token::Comma) {
+                return self.error("Expecting {',', ')'}");
+            }
+        }
     }
 
     fn with_properties(&mut self) -> Result<Properties> {
@@ -1086,6 +1114,25 @@ mod tests {
         assert_eq!(
             q.partition_by.unwrap()[0].to_string(),
             r#"get_field("A", 'B')"#
+        );
+    }
+
+    #[test]
+    fn simple_types_take_parameters_that_change_nothing() {
+        let p = one("CREATE STREAM s (k VARCHAR(STRING) KEY, v INT(10)) WITH (kafka_topic='t');");
+        let Statement::CreateSource(c) = &p.statement else {
+            panic!("a CREATE")
+        };
+        assert_eq!(c.columns[0].sql_type, SqlType::String);
+        assert_eq!(c.columns[1].sql_type, SqlType::Int);
+        let err = |sql: &str| parse(sql).unwrap_err().to_string();
+        assert_eq!(
+            err("CREATE STREAM s (k INT (KEY)) WITH (kafka_topic='t');"),
+            "line 1:25: Syntax Error\nExpecting {'STRING', INTEGER_VALUE}"
+        );
+        assert_eq!(
+            err("CREATE STREAM s (k VARCHAR(STRING) (KEY)) WITH (kafka_topic='t');"),
+            "line 1:36: Syntax Error\nExpecting {',', ')'}"
         );
     }
 
