@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod catalog;
 pub mod dialect;
 pub mod functions;
+pub mod grouping;
 pub mod java;
 pub mod normalize;
 pub mod parser;

@@ -101,6 +101,27 @@ impl VisitorMut for Normalizer {
             }
             Expr::Identifier(i) => ident(i),
             Expr::CompoundIdentifier(parts) => parts.iter_mut().for_each(ident),
+            // COUNT(*) counts rows as COUNT(1) does; one spelling lets the planner share them.
+            Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("count") => {
+                if let FunctionArguments::List(list) = &mut f.args
+                    && let [FunctionArg::Unnamed(arg @ FunctionArgExpr::Wildcard)] =
+                        list.args.as_mut_slice()
+                {
+                    *arg = FunctionArgExpr::Expr(Expr::value(Value::Number("1".into(), false)));
+                }
+            }
+            // ksqlDB's SUBSTRING counts positions its own way (functions/substring.rs).
+            Expr::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![std::mem::replace(expr.as_mut(), Expr::value(Value::Null))];
+                args.extend(substring_from.take().map(|b| *b));
+                args.extend(substring_for.take().map(|b| *b));
+                *e = call("substring", args);
+            }
             // ksqlDB's TRIM is Java's: it strips every character up to the space, not only spaces.
             Expr::Trim {
                 expr,

@@ -738,9 +738,11 @@ impl StatementParser {
             i += 1;
         }
         let mut query: Box<Query> = self.with_sqlparser(|p| p.parse_query())?;
+        let written = query.clone();
         normalize::query(&mut query)?;
         Ok(QueryStatement {
             query,
+            written,
             window,
             partition_by,
             emit,
@@ -1103,7 +1105,7 @@ mod tests {
         );
         assert_eq!(
             q.query.to_string(),
-            r#"SELECT "ID", COUNT(*) FROM "S" GROUP BY "ID""#
+            r#"SELECT "ID", COUNT((CAST(1 AS INT))) FROM "S" GROUP BY "ID""#
         );
 
         let p = one("SELECT * FROM s PARTITION BY a->b EMIT CHANGES LIMIT 10;");

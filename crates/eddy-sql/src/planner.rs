@@ -106,6 +106,16 @@ impl Planner {
         if select.from.len() != 1 || !select.from[0].joins.is_empty() {
             return Err(not_supported!("Joins are not supported yet"));
         }
+        // `GROUP BY (a, b)` (one grouping set) groups by a and b.
+        if let GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
+            *exprs = std::mem::take(exprs)
+                .into_iter()
+                .flat_map(|e| match e {
+                    Expr::Tuple(items) => items,
+                    other => vec![other],
+                })
+                .collect();
+        }
         if stmt.window.is_none()
             && !matches!(&select.group_by, GroupByExpr::Expressions(_, modifiers) if modifiers.is_empty())
         {
@@ -156,6 +166,22 @@ impl Planner {
             .as_ref()
             .map(|a| a.name.value.clone())
             .unwrap_or(source_name.clone());
+        if let SetExpr::Select(written) = stmt.written.body.as_ref() {
+            let is_aggregate = |name: &str| self.state.aggregate_functions().contains_key(name);
+            let is_function = |name: &str| {
+                is_aggregate(name)
+                    || self.state.scalar_functions().contains_key(name)
+                    || matches!(name, "struct" | "map" | "array")
+            };
+            crate::grouping::check(
+                written,
+                &qualifier,
+                stmt.window.is_some(),
+                !transient,
+                &is_aggregate,
+                &is_function,
+            )?;
+        }
         let partition = stmt
             .partition_by
             .as_deref()
@@ -793,6 +819,13 @@ impl QueryPlan {
             ));
         }
         if let Some(k) = self.keys.iter().find(|k| k.columns.len() > 1) {
+            if self.grouped {
+                let names: Vec<String> = k.columns.iter().map(|c| format!("`{c}`")).collect();
+                return Err(plan_err!(
+                    "The projection contains a key column more than once: {}.",
+                    names.join(" and ")
+                ));
+            }
             return Err(plan_err!(
                 "The projection contains a key column (`{}`) more than once, aliased as: {}.",
                 k.name.as_deref().unwrap_or(&k.columns[0]),

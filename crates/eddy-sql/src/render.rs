@@ -65,6 +65,19 @@ pub fn ksql_text(e: &Expr) -> String {
             expr, data_type, ..
         } => format!("CAST({} AS {data_type})", ksql_text(expr)),
         Expr::Array(a) => format!("ARRAY[{}]", list_text(&a.elem)),
+        Expr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            let args: Vec<String> = std::iter::once(expr)
+                .chain(substring_from)
+                .chain(substring_for)
+                .map(|x| ksql_text(x))
+                .collect();
+            format!("SUBSTRING({})", args.join(", "))
+        }
         Expr::Function(f) => {
             let name = f.name.to_string().to_uppercase();
             let FunctionArguments::List(list) = &f.args else {
@@ -75,7 +88,8 @@ pub fn ksql_text(e: &Expr) -> String {
                 .iter()
                 .map(|a| match a {
                     FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => ksql_text(x),
-                    FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => "*".to_string(),
+                    // ksqlDB prints COUNT(*) as COUNT().
+                    FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => String::new(),
                     FunctionArg::Named { name, arg, .. } => {
                         format!("{}:={}", name.value.to_uppercase(), arg_text(arg))
                     }
@@ -131,6 +145,7 @@ mod tests {
         assert_eq!(text("Array[1,2,3] + NULL"), "(ARRAY[1, 2, 3] + null)");
         assert_eq!(text("count != 100"), "(COUNT <> 100)");
         assert_eq!(text("concat(a, 'x')"), "CONCAT(A, 'x')");
+        assert_eq!(text("substring(region, 7, 1)"), "SUBSTRING(REGION, 7, 1)");
         assert_eq!(text("`Key` IN ('10', 8)"), "Key IN ('10', 8)");
         assert_eq!(text("MAP(1 := 'cat') + NULL"), "(MAP(1:='cat') + null)");
     }

@@ -112,6 +112,8 @@ pub enum Emit {
 pub struct QueryStatement {
     /// The standard part: `SELECT ... FROM ... WHERE ... GROUP BY ... HAVING ... LIMIT n`.
     pub query: Box<Query>,
+    /// The query as written, before normalization: what ksqlDB-style messages print.
+    pub written: Box<Query>,
     pub window: Option<WindowSpec>,
     pub partition_by: Option<Vec<Expr>>,
     pub emit: Option<Emit>,

@@ -8,6 +8,7 @@ pub mod geo;
 pub mod identity;
 pub mod json;
 pub mod moments;
+pub mod substring;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub fn register(state: &mut SessionState) {
         datetime::stringtotimestamp(),
         ScalarUDF::from(datetime::TimestampToString::default()),
         ScalarUDF::from(geo::GeoDistance::default()),
+        ScalarUDF::from(substring::Substring::default()),
     ] {
         let _ = state.register_udf(Arc::new(udf));
     }
