@@ -13,6 +13,7 @@ pub mod planner;
 pub mod pull;
 pub mod render;
 pub mod statement;
+pub mod typecheck;
 pub mod types;
 pub mod window;
 

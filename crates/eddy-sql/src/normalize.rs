@@ -512,7 +512,7 @@ impl VisitorMut for NullArithmetic {
 }
 
 /// The ksqlDB type of a literal (`null` for NULL), when the expression is one.
-fn literal_type(e: &Expr) -> Option<String> {
+pub(crate) fn literal_type(e: &Expr) -> Option<String> {
     Some(match e {
         Expr::Nested(x) => return literal_type(x),
         Expr::UnaryOp {

@@ -167,6 +167,9 @@ impl Planner {
             .map(|a| a.name.value.clone())
             .unwrap_or(source_name.clone());
         if let SetExpr::Select(written) = stmt.written.body.as_ref() {
+            if let Some(selection) = &written.selection {
+                crate::typecheck::check_where(selection, &source)?;
+            }
             let is_aggregate = |name: &str| self.state.aggregate_functions().contains_key(name);
             let is_function = |name: &str| {
                 is_aggregate(name)
