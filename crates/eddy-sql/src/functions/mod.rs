@@ -9,6 +9,7 @@ pub mod identity;
 pub mod json;
 pub mod moments;
 pub mod substring;
+pub mod sum_list;
 
 use std::sync::Arc;
 
@@ -48,7 +49,11 @@ pub fn register(state: &mut SessionState) {
     ] {
         let _ = state.register_udf(Arc::new(udf));
     }
-    for udaf in collect::all().into_iter().chain(moments::all()) {
+    for udaf in collect::all()
+        .into_iter()
+        .chain(moments::all())
+        .chain([sum_list::sum_list()])
+    {
         let _ = state.register_udaf(Arc::new(udaf));
     }
     for (alias, target) in ALIASES {
