@@ -5,7 +5,8 @@
 //! and of stateful queries over in-memory records, with per-commit emission (a flush every 8 batches):
 //!   (c) `COUNT(*), SUM(rpm), MAX(temp) ... WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY sensor_id`
 //!       over 1,000 sensors, one event per millisecond;
-//!   (d) the resident memory of a non-windowed COUNT table holding 1,000,000 distinct keys.
+//!   (d) the resident memory of a non-windowed COUNT table holding 1,000,000 distinct keys;
+//!   (e) pull queries over that table: by key (planning included) and one that reads every row.
 //! Prints events per second and per CPU-second of this process.
 //!
 //!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench throughput -- [--events N] [--repeat R]
@@ -229,8 +230,9 @@ fn count_table_memory() {
     const COUNTS: &str =
         "CREATE TABLE counts AS SELECT sensor_id, COUNT(*) AS n FROM readings GROUP BY sensor_id;";
     let (engine, id) = plan(Arc::new(MemoryTopics::new()), COUNTS);
-    let query = engine.query(&id).expect("query");
-    let pipeline = eddy_runtime::Pipeline::clone(&query.pipeline).per_commit();
+    // The engine's own pipeline (per-commit emission: no cache setting says otherwise), so that the
+    // pull queries of (e) read the state it fills.
+    let pipeline = engine.query(&id).expect("query").pipeline.clone();
     let before = resident_mb();
     let keys = 1_000_000u64;
     for (n, start) in (0..keys).step_by(BATCH).enumerate() {
@@ -258,6 +260,39 @@ fn count_table_memory() {
         "(d) COUNT table with 1,000,000 keys: process resident {:.0} MB, {:.0} MB more than before the table was filled",
         resident_mb(),
         resident_mb() - before
+    );
+    pull_queries(&engine);
+}
+
+/// (e): pull queries over the (d) table: key lookups, and a query that must read every row.
+fn pull_queries(engine: &Engine) {
+    let run = |sql: &str| {
+        let stmt = eddy_sql::parse(sql).expect("parse").remove(0);
+        let eddy_sql::statement::Statement::Select(q) = &stmt.statement else {
+            panic!("a SELECT")
+        };
+        let query = engine.plan_pull(q, &Default::default()).expect("plan");
+        query.execute().expect("execute").num_rows()
+    };
+    let lookups = 2_000u64;
+    let start = Instant::now();
+    let mut found = 0;
+    for i in 0..lookups {
+        let key = (i * 7_919) % 1_000_000;
+        found += run(&format!(
+            "SELECT * FROM counts WHERE sensor_id = 'vehicle-{key:07}';"
+        ));
+    }
+    let per = start.elapsed().as_secs_f64() / lookups as f64;
+    println!(
+        "(e) pull query by key over 1,000,000 keys: {:.0} µs per query, planning included ({found} rows found)",
+        per * 1e6
+    );
+    let start = Instant::now();
+    let rows = run("SELECT * FROM counts WHERE n > 1;");
+    println!(
+        "(e) pull query reading every row of the table: {:.0} ms ({rows} rows match)",
+        start.elapsed().as_secs_f64() * 1e3
     );
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::ScalarValue;
 
 use eddy_common::{Result, exec_err, not_supported, plan_err};
 use eddy_sql::ParsedStatement;
@@ -47,6 +48,9 @@ pub struct PersistentQuery {
 
 /// ksqlDB's default commit interval.
 const DEFAULT_COMMIT_INTERVAL_MS: u64 = 2_000;
+
+/// Most keys a pull query looks up one by one; beyond, it reads the whole table.
+const MAX_LOOKUPS: usize = 10_000;
 
 impl PersistentQuery {
     /// A query running `plan` into `sink`. With `durable` state, an aggregation logs its state
@@ -229,7 +233,45 @@ impl Engine {
             .values()
             .find(|pq| pq.sink == source.name && pq.pipeline.is_stateful())
             .map(|pq| (pq.pipeline.clone(), pq.sink_spec.clone()));
-        Ok(PullQuery::new(pipeline, table))
+        let lookup = match (&table, source.window) {
+            (Some(_), None) => self.key_lookup(&q, &source),
+            _ => None,
+        };
+        let query = PullQuery::new(pipeline, table);
+        Ok(match lookup {
+            Some(keys) => query.with_keys(keys),
+            None => query,
+        })
+    }
+
+    /// The key rows a pull query over `source` (a table an aggregation builds) looks up, when its
+    /// WHERE pins every key column to constants; at most [`MAX_LOOKUPS`] of them.
+    fn key_lookup(&self, q: &QueryStatement, source: &Source) -> Option<Vec<Vec<ScalarValue>>> {
+        let keys: Vec<String> = source
+            .columns
+            .iter()
+            .filter(|c| c.role == ColumnRole::Key)
+            .map(|c| c.name.clone())
+            .collect();
+        let pinned = eddy_sql::pull::key_values(q, &keys)?;
+        let mut rows: Vec<Vec<ScalarValue>> = vec![Vec::new()];
+        for exprs in pinned {
+            let values = self.planner.evaluate_constants(&exprs).ok()?;
+            if rows.len() * values.len() > MAX_LOOKUPS {
+                return None;
+            }
+            rows = rows
+                .iter()
+                .flat_map(|r| {
+                    values.iter().map(move |v| {
+                        let mut row = r.clone();
+                        row.push(v.clone());
+                        row
+                    })
+                })
+                .collect();
+        }
+        Some(rows)
     }
 
     /// Executes one DDL/DML statement. `SELECT`, `PRINT`, `SHOW`, `DESCRIBE` and `SET` are answered by

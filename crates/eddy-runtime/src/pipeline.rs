@@ -269,6 +269,18 @@ impl Pipeline {
         self.project_aggregated(aggregated).map(Some)
     }
 
+    /// As [`Pipeline::snapshot`], for the groups with these GROUP BY values only.
+    pub fn snapshot_keys(
+        &self,
+        keys: &[Vec<datafusion::common::ScalarValue>],
+    ) -> Result<Option<ProcessedBatch>> {
+        let Some(state) = &self.aggregate_state else {
+            return Ok(None);
+        };
+        let aggregated = lock(state).snapshot_keys(keys)?;
+        self.project_aggregated(aggregated).map(Some)
+    }
+
     fn project_aggregated(&self, aggregated: Aggregated) -> Result<ProcessedBatch> {
         let rows = aggregated.batch.num_rows();
         self.project(Projected {

@@ -12,6 +12,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{cast, take, take_record_batch};
 
+use datafusion::common::ScalarValue;
 use eddy_common::{Result, exec_err, internal_err};
 use eddy_sql::catalog::{ROWOFFSET, ROWPARTITION, ROWTIME, WINDOWEND, WINDOWSTART};
 
@@ -27,11 +28,28 @@ pub struct PullQuery {
     /// The pipeline of the query whose state holds the table, when an aggregation builds it, with the
     /// sink that gives the table's keys their bytes (rows come in key-bytes order, as from a store).
     table: Option<(Arc<Pipeline>, SinkSpec)>,
+    /// The GROUP BY values to look up, when the WHERE pins every key column (rows of values).
+    keys: Option<Vec<Vec<ScalarValue>>>,
 }
 
 impl PullQuery {
     pub fn new(pipeline: Pipeline, table: Option<(Arc<Pipeline>, SinkSpec)>) -> Self {
-        PullQuery { pipeline, table }
+        PullQuery {
+            pipeline,
+            table,
+            keys: None,
+        }
+    }
+
+    /// Looks these keys up instead of reading every row of the table.
+    pub fn with_keys(mut self, keys: Vec<Vec<ScalarValue>>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Whether the query looks keys up (rather than reading the whole table).
+    pub fn looks_up_keys(&self) -> bool {
+        self.keys.is_some()
     }
 
     /// The topic the host must read to the end and hand to [`PullQuery::execute_over`], when the
@@ -80,9 +98,11 @@ impl PullQuery {
         let (table, sink) = self.table.as_ref().ok_or_else(|| {
             internal_err!("a pull query over a topic runs with the topic's records")
         })?;
-        let snapshot = table
-            .snapshot()?
-            .ok_or_else(|| internal_err!("the table's query keeps no state"))?;
+        let snapshot = match &self.keys {
+            Some(keys) => table.snapshot_keys(keys)?,
+            None => table.snapshot()?,
+        }
+        .ok_or_else(|| internal_err!("the table's query keeps no state"))?;
         let snapshot = in_key_order(snapshot, sink)?;
         let schema = self.pipeline.source().input_schema();
         let rows = snapshot.batch.num_rows();

@@ -129,14 +129,39 @@ fn pull_queries_over_topics_read_their_records() {
 }
 
 #[test]
-fn pull_queries_refuse_grouping() {
+fn pull_queries_look_keys_up_and_refuse_grouping() {
     let (engine, id) = engine(&[
         "CREATE STREAM s (id INT KEY, v INT) WITH (kafka_topic='s', format='JSON', partitions=1);",
         "CREATE TABLE t AS SELECT id, COUNT(*) AS n FROM s GROUP BY id;",
     ]);
     feed(&engine, &id);
-    let (_, got) = pull(&engine, "SELECT n FROM t WHERE id = 3;").unwrap();
-    assert_eq!(got, ["4"]);
+    let planned = |sql: &str| {
+        let stmt = eddy_sql::parse(sql).expect("parse").remove(0);
+        let eddy_sql::statement::Statement::Select(q) = &stmt.statement else {
+            panic!("a SELECT")
+        };
+        engine.plan_pull(q, &Default::default()).unwrap()
+    };
+    for (sql, lookup, want) in [
+        ("SELECT n FROM t WHERE id = 3;", true, vec!["4"]),
+        ("SELECT n FROM t WHERE 1 + 2 = id;", true, vec!["4"]),
+        (
+            "SELECT id, n FROM t WHERE id IN (1, 3, 42);",
+            true,
+            vec!["1,3", "3,4"],
+        ),
+        ("SELECT n FROM t WHERE id = 3 AND n > 10;", true, vec![]),
+        ("SELECT n FROM t WHERE id > 2;", false, vec!["4"]),
+        (
+            "SELECT n FROM t WHERE id = 3 OR id = 0;",
+            false,
+            vec!["1", "4"],
+        ),
+    ] {
+        let query = planned(sql);
+        assert_eq!(query.looks_up_keys(), lookup, "{sql}");
+        assert_eq!(rows(&query.execute().unwrap()), want, "{sql}");
+    }
     let err = pull(&engine, "SELECT id, COUNT(*) FROM t GROUP BY id;").unwrap_err();
     assert!(err.to_string().contains("GROUP BY"), "{err}");
 }

@@ -4,8 +4,8 @@ use std::ops::ControlFlow;
 
 use eddy_common::{Result, plan_err};
 use sqlparser::ast::{
-    Expr, GroupByExpr, LimitClause, ObjectNamePart, SetExpr, TableFactor, UnaryOperator, Value,
-    visit_expressions, visit_expressions_mut,
+    BinaryOperator, Expr, GroupByExpr, LimitClause, ObjectNamePart, SetExpr, TableFactor,
+    UnaryOperator, Value, visit_expressions, visit_expressions_mut,
 };
 
 use crate::catalog::{Catalog, WINDOWEND, WINDOWSTART};
@@ -194,6 +194,83 @@ fn split_zone(time: &str) -> Option<(&str, i64)> {
         .filter(|m| !m.is_empty())
         .map_or(Some(0), |m| m.parse().ok())?;
     Some((clock, sign * (hours * 3600 + minutes * 60)))
+}
+
+/// The values a pull query's WHERE (as written) pins each of `key_columns` to, when every key column
+/// is pinned by `=` or `IN` in a top-level conjunct to constant expressions: then the query is a set of
+/// key lookups. Other conjuncts still filter the rows found.
+pub fn key_values(stmt: &QueryStatement, key_columns: &[String]) -> Option<Vec<Vec<Expr>>> {
+    let SetExpr::Select(select) = stmt.written.body.as_ref() else {
+        return None;
+    };
+    let mut conjuncts = Vec::new();
+    conjuncts_of(select.selection.as_ref()?, &mut conjuncts);
+    let mut pinned: Vec<Option<Vec<Expr>>> = vec![None; key_columns.len()];
+    for c in conjuncts {
+        let (column, values) = match c {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => match (column_name(left), column_name(right)) {
+                (Some(name), None) if constant(right) => (name, vec![(**right).clone()]),
+                (None, Some(name)) if constant(left) => (name, vec![(**left).clone()]),
+                _ => continue,
+            },
+            Expr::InList {
+                expr,
+                list,
+                negated: false,
+            } if list.iter().all(constant) => match column_name(expr) {
+                Some(name) => (name, list.clone()),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if let Some(i) = key_columns.iter().position(|k| *k == column) {
+            if pinned[i].is_some() {
+                // Pinned twice: leave it to the filter.
+                return None;
+            }
+            pinned[i] = Some(values);
+        }
+    }
+    pinned.into_iter().collect()
+}
+
+fn conjuncts_of<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::Nested(inner) => conjuncts_of(inner, out),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts_of(left, out);
+            conjuncts_of(right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+fn column_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(ident_name(&i.value, i.quote_style)),
+        Expr::CompoundIdentifier(parts) => {
+            parts.last().map(|i| ident_name(&i.value, i.quote_style))
+        }
+        Expr::Nested(inner) => column_name(inner),
+        _ => None,
+    }
+}
+
+/// Whether an expression names no column (so it has one value for the whole query).
+fn constant(e: &Expr) -> bool {
+    visit_expressions(e, |x| match x {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_continue()
 }
 
 #[cfg(test)]

@@ -190,6 +190,47 @@ impl AggregateState {
         self.build(outs, 0, Having::Filter)
     }
 
+    /// The current rows (passing HAVING) of the groups with these GROUP BY values (one row of values
+    /// per group, in GROUP BY order), for pull queries that look keys up; values that cannot be the
+    /// key's type find nothing. Only for aggregations without windows (whose index is by key alone).
+    pub fn snapshot_keys(&mut self, keys: &[Vec<ScalarValue>]) -> Result<Aggregated> {
+        self.ensure_key_converter()?;
+        let spec = self.spec.clone();
+        let width = spec.group_exprs.len();
+        let rows: Vec<Vec<ScalarValue>> = keys
+            .iter()
+            .filter_map(|row| {
+                (row.len() == width)
+                    .then(|| {
+                        row.iter()
+                            .enumerate()
+                            .map(|(i, v)| v.cast_to(spec.schema.field(i).data_type()).ok())
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .flatten()
+            })
+            .collect();
+        let mut outs = Vec::new();
+        if !rows.is_empty() && width > 0 {
+            let columns: Vec<ArrayRef> = (0..width)
+                .map(|i| ScalarValue::iter_to_array(rows.iter().map(|r| r[i].clone())))
+                .collect::<DfResult<_>>()
+                .map_err(df)?;
+            let converter = self.converter.as_ref().expect("made above");
+            let converted = converter.convert_columns(&columns).map_err(df)?;
+            let mut found: Vec<usize> = (0..rows.len())
+                .filter_map(|i| self.index.get(&self.groups, converted.row(i).data(), None))
+                .collect();
+            found.sort_unstable();
+            found.dedup();
+            for group in found {
+                let rowtime = self.get(group).last_rowtime;
+                outs.push(self.out(group, false, rowtime)?);
+            }
+        }
+        self.build(outs, 0, Having::Filter)
+    }
+
     /// Folds the rows of `batch` (the query's filtered input; `null_values` marks rows without a value,
     /// which delete their key from a table and are skipped on a stream) into their groups.
     pub fn apply(&mut self, batch: &RecordBatch, null_values: &BooleanArray) -> Result<Aggregated> {
