@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, MapArray, StructArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType,
+};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use eddy_common::{Result, exec_err};
@@ -102,6 +104,11 @@ impl PartEncoder {
                 }
                 let text = match a.data_type() {
                     DataType::Float64 => format_double(a.as_primitive::<Float64Type>().value(i)),
+                    // ksqlDB writes a TIMESTAMP as epoch milliseconds in DELIMITED values.
+                    DataType::Timestamp(TimeUnit::Millisecond, _) => a
+                        .as_primitive::<TimestampMillisecondType>()
+                        .value(i)
+                        .to_string(),
                     _ => f.value(i).to_string(),
                 };
                 if needs_quotes(&text, c == 0, self.format.delimiter) {

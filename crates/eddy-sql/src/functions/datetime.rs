@@ -1,5 +1,6 @@
 //! ksqlDB's date and timestamp functions with Java `DateTimeFormatter` patterns: `PARSE_DATE`,
-//! `FORMAT_DATE`, `PARSE_TIMESTAMP`, `FORMAT_TIMESTAMP` (UTC). A value that does not parse gives NULL.
+//! `FORMAT_DATE`, `PARSE_TIMESTAMP` (UTC), `FORMAT_TIMESTAMP` and `TIMESTAMPTOSTRING` (UTC or a given
+//! zone). A value that does not parse gives NULL.
 
 use std::sync::Arc;
 
@@ -8,9 +9,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Date32Builder, Int64Array, StringBuilder, TimestampMillisecondBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Int64Type, TimeUnit, TimestampMillisecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type, TimeUnit};
 use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
@@ -108,21 +107,6 @@ pub fn parse_timestamp() -> ScalarUDF {
     )
 }
 
-/// `FORMAT_TIMESTAMP(timestamp, pattern) -> STRING` (UTC).
-pub fn format_timestamp() -> ScalarUDF {
-    with_pattern(
-        "format_timestamp",
-        timestamp_type(),
-        DataType::Utf8,
-        |values, patterns| {
-            format_millis(
-                values.as_primitive::<TimestampMillisecondType>().iter(),
-                patterns,
-            )
-        },
-    )
-}
-
 /// `STRINGTOTIMESTAMP(text, pattern) -> BIGINT`: ksqlDB's older PARSE_TIMESTAMP, in milliseconds.
 pub fn stringtotimestamp() -> ScalarUDF {
     with_pattern(
@@ -145,18 +129,31 @@ pub fn stringtotimestamp() -> ScalarUDF {
     )
 }
 
-/// `TIMESTAMPTOSTRING(millis, pattern[, zone]) -> STRING`: ksqlDB's older FORMAT_TIMESTAMP over
-/// BIGINT, in UTC or the named time zone (`'America/Los_Angeles'`, `'+01:00'`).
+/// `FORMAT_TIMESTAMP(timestamp, pattern[, zone]) -> STRING` and ksqlDB's older
+/// `TIMESTAMPTOSTRING(millis, pattern[, zone])` over BIGINT: in UTC or the named time zone
+/// (`'America/Los_Angeles'`, `'+01:00'`).
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct TimestampToString {
+pub struct FormatTimestamp {
+    name: &'static str,
     signature: Signature,
 }
 
-impl Default for TimestampToString {
-    fn default() -> Self {
-        let two = vec![DataType::Int64, DataType::Utf8];
-        let three = vec![DataType::Int64, DataType::Utf8, DataType::Utf8];
-        TimestampToString {
+impl FormatTimestamp {
+    /// `FORMAT_TIMESTAMP`, over TIMESTAMP values.
+    pub fn over_timestamps() -> Self {
+        Self::over("format_timestamp", timestamp_type())
+    }
+
+    /// `TIMESTAMPTOSTRING`, over epoch milliseconds.
+    pub fn over_millis() -> Self {
+        Self::over("timestamptostring", DataType::Int64)
+    }
+
+    fn over(name: &'static str, input: DataType) -> Self {
+        let two = vec![input.clone(), DataType::Utf8];
+        let three = vec![input, DataType::Utf8, DataType::Utf8];
+        FormatTimestamp {
+            name,
             signature: Signature::one_of(
                 vec![TypeSignature::Exact(two), TypeSignature::Exact(three)],
                 Volatility::Immutable,
@@ -165,9 +162,9 @@ impl Default for TimestampToString {
     }
 }
 
-impl ScalarUDFImpl for TimestampToString {
+impl ScalarUDFImpl for FormatTimestamp {
     fn name(&self) -> &str {
-        "timestamptostring"
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -180,7 +177,7 @@ impl ScalarUDFImpl for TimestampToString {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let millis = args.args[0].to_array(rows)?;
+        let millis = cast(&args.args[0].to_array(rows)?, &DataType::Int64)?;
         let patterns = strings_of(&args.args[1], rows)?;
         let zones = args.args.get(2).map(|z| strings_of(z, rows)).transpose()?;
         let mut out = StringBuilder::new();
@@ -215,20 +212,6 @@ fn in_zone(utc: &DateTime<chrono::Utc>, zone: &str, format: &str) -> Option<Stri
     }
     let offset = zone.parse::<chrono::FixedOffset>().ok()?;
     Some(utc.with_timezone(&offset).format(format).to_string())
-}
-
-fn format_millis(
-    millis: impl Iterator<Item = Option<i64>>,
-    patterns: &datafusion::arrow::array::StringArray,
-) -> Result<ArrayRef> {
-    let mut out = StringBuilder::new();
-    for (t, p) in millis.zip(patterns.iter()) {
-        out.append_option(t.zip(p).and_then(|(t, p)| {
-            let time = DateTime::from_timestamp_millis(t)?;
-            Some(time.format(&chrono_format(p)).to_string())
-        }));
-    }
-    Ok(Arc::new(out.finish()))
 }
 
 #[cfg(test)]

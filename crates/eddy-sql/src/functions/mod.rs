@@ -41,9 +41,9 @@ pub fn register(state: &mut SessionState) {
         datetime::parse_date(),
         datetime::format_date(),
         datetime::parse_timestamp(),
-        datetime::format_timestamp(),
+        ScalarUDF::from(datetime::FormatTimestamp::over_timestamps()),
         datetime::stringtotimestamp(),
-        ScalarUDF::from(datetime::TimestampToString::default()),
+        ScalarUDF::from(datetime::FormatTimestamp::over_millis()),
         ScalarUDF::from(geo::GeoDistance::default()),
         ScalarUDF::from(substring::Substring::default()),
     ] {
