@@ -228,6 +228,19 @@ impl Engine {
             ));
         }
         let source = pipeline.source().clone();
+        let scans = props
+            .get("ksql.query.pull.table.scan.enabled")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+        let keys: Vec<(String, String)> = source
+            .columns
+            .iter()
+            .filter(|c| c.role == ColumnRole::Key)
+            .map(|c| (c.name.clone(), c.sql_type.to_string()))
+            .collect();
+        eddy_sql::pull::check_key_lists(&q, &keys)?;
+        if !scans && source.kind == SourceKind::Table {
+            eddy_sql::pull::check_lookups(&q, &keys)?;
+        }
         let table = self
             .queries
             .values()

@@ -568,7 +568,8 @@ pub fn query(q: &mut Query) -> Result<()> {
     done(typed)
 }
 
-fn done(flow: ControlFlow<Error>) -> Result<()> {
+/// The error a visitor broke off with, if it did.
+pub(crate) fn done(flow: ControlFlow<Error>) -> Result<()> {
     match flow {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),

@@ -134,10 +134,7 @@ pub fn window_bound_texts(stmt: &mut QueryStatement) -> Result<()> {
         }
         ControlFlow::Continue(())
     });
-    match result {
-        ControlFlow::Break(e) => Err(e),
-        ControlFlow::Continue(()) => Ok(()),
-    }
+    crate::normalize::done(result)
 }
 
 fn is_window_bound(e: &Expr) -> bool {
@@ -236,6 +233,176 @@ pub fn key_values(stmt: &QueryStatement, key_columns: &[String]) -> Option<Vec<V
         }
     }
     pinned.into_iter().collect()
+}
+
+/// With table scans turned off (`ksql.query.pull.table.scan.enabled=false`), a pull query over a table
+/// must be key lookups: every disjunct of its WHERE pins all `key_columns` (name, type) with `=` or `IN`
+/// to constants, once each; other conditions may filter what the lookups find. ksqlDB's messages.
+pub fn check_lookups(stmt: &QueryStatement, key_columns: &[(String, String)]) -> Result<()> {
+    let SetExpr::Select(select) = stmt.written.body.as_ref() else {
+        return Ok(());
+    };
+    let Some(selection) = &select.selection else {
+        return Err(plan_err!(
+            "Table scans are disabled (ksql.query.pull.table.scan.enabled=false): a pull query needs a WHERE clause on the key columns."
+        ));
+    };
+    let mut disjuncts = Vec::new();
+    disjuncts_of(selection, &mut disjuncts);
+    let is_key =
+        |e: &Expr| column_name(e).is_some_and(|n| key_columns.iter().any(|(k, _)| *k == n));
+    let names_key = |e: &Expr| {
+        visit_expressions(e, |x| {
+            if is_key(x) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .is_break()
+    };
+    for disjunct in disjuncts {
+        let mut conjuncts = Vec::new();
+        conjuncts_of(disjunct, &mut conjuncts);
+        let mut pinned: Vec<String> = Vec::new();
+        // Key columns bounded by a range rather than pinned.
+        let mut ranged: Vec<String> = Vec::new();
+        for c in conjuncts {
+            if !names_key(c) {
+                continue;
+            }
+            let column = match c {
+                Expr::BinaryOp { left, op, right } => {
+                    let (key, other) = match (is_key(left), is_key(right)) {
+                        (true, false) => (left, right),
+                        (false, true) => (right, left),
+                        (true, true) => {
+                            return Err(plan_err!(
+                                "A comparison must be between a key column and a resolvable expression."
+                            ));
+                        }
+                        (false, false) => {
+                            return Err(plan_err!(
+                                "A comparison must directly reference a key column."
+                            ));
+                        }
+                    };
+                    if !constant(other) {
+                        return Err(plan_err!(
+                            "A comparison must be between a key column and a resolvable expression."
+                        ));
+                    }
+                    let name = column_name(key).unwrap_or_default();
+                    match op {
+                        BinaryOperator::Eq => {}
+                        BinaryOperator::NotEq => return Err(not_equal_bound(&name, key_columns)),
+                        _ => ranged.push(name.clone()),
+                    }
+                    name
+                }
+                Expr::InList {
+                    expr,
+                    list,
+                    negated: false,
+                } if is_key(expr) => {
+                    if !list.iter().all(constant) {
+                        return Err(plan_err!(
+                            "A comparison must be between a key column and a resolvable expression."
+                        ));
+                    }
+                    column_name(expr).unwrap_or_default()
+                }
+                _ => {
+                    return Err(plan_err!(
+                        "A comparison must directly reference a key column."
+                    ));
+                }
+            };
+            if pinned.contains(&column) {
+                return Err(plan_err!(
+                    "A comparison condition on the key column cannot be combined with other comparisons such as an IN predicate"
+                ));
+            }
+            pinned.push(column);
+        }
+        if let Some(name) = ranged.first() {
+            return Err(not_equal_bound(name, key_columns));
+        }
+        if pinned.is_empty() {
+            return Err(plan_err!(
+                "WHERE clause missing key column for disjunct: {}",
+                crate::render::ksql_text(disjunct)
+            ));
+        }
+        if pinned.len() < key_columns.len() {
+            return Err(plan_err!(
+                "Multi-column sources must specify every key in the WHERE clause"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn not_equal_bound(name: &str, key_columns: &[(String, String)]) -> eddy_common::Error {
+    let t = key_columns
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, t)| t.as_str());
+    plan_err!("Bound on key columns '[`{name}` {t} KEY]' must currently be '='. ")
+}
+
+/// The values of an `IN` list on a key column must be of the key's type and not NULL (ksqlDB's
+/// messages). `key_columns`: (name, type as printed).
+pub fn check_key_lists(stmt: &QueryStatement, key_columns: &[(String, String)]) -> Result<()> {
+    let SetExpr::Select(select) = stmt.written.body.as_ref() else {
+        return Ok(());
+    };
+    let Some(selection) = &select.selection else {
+        return Ok(());
+    };
+    let found = visit_expressions(selection, |e| {
+        let Expr::InList { expr, list, .. } = e else {
+            return ControlFlow::Continue(());
+        };
+        let Some((name, key_type)) =
+            column_name(expr).and_then(|n| key_columns.iter().find(|(k, _)| *k == n))
+        else {
+            return ControlFlow::Continue(());
+        };
+        for value in list {
+            let Some(value_type) = crate::normalize::literal_type(value) else {
+                continue;
+            };
+            let text = crate::render::ksql_text(value);
+            if value_type == "null" {
+                return ControlFlow::Break(plan_err!(
+                    "Primary key columns can not be NULL: ({name} = {text})"
+                ));
+            }
+            if !crate::typecheck::comparable(key_type, &value_type) {
+                return ControlFlow::Break(plan_err!(
+                    "{text} can not be converted to the type of the key column: {name} {key_type} KEY"
+                ));
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    crate::normalize::done(found)
+}
+
+fn disjuncts_of<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::Nested(inner) => disjuncts_of(inner, out),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Or,
+            right,
+        } => {
+            disjuncts_of(left, out);
+            disjuncts_of(right, out);
+        }
+        other => out.push(other),
+    }
 }
 
 fn conjuncts_of<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {

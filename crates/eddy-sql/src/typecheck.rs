@@ -46,9 +46,16 @@ pub fn check_where(selection: &Expr, source: &Source) -> Result<()> {
             None => ControlFlow::Continue(()),
         }
     });
-    match found {
-        ControlFlow::Break(e) => Err(e),
-        ControlFlow::Continue(()) => Ok(()),
+    crate::normalize::done(found)
+}
+
+/// Whether values of two ksqlDB types (names as printed; `null` for the NULL literal) can be
+/// compared: numbers with numbers, text with text, booleans with booleans; other types are not
+/// checked here.
+pub fn comparable(a: &str, b: &str) -> bool {
+    match (kind(a), kind(b)) {
+        (Kind::Other, _) | (_, Kind::Other) => true,
+        (x, y) => x == y,
     }
 }
 
