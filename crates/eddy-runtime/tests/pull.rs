@@ -3,7 +3,7 @@
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
-use eddy_runtime::{Engine, Record};
+use eddy_runtime::{Engine, PullQuery, Record};
 
 mod common;
 use common::engine_with as engine;
@@ -21,13 +21,16 @@ fn rows(batch: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
-fn pull(engine: &Engine, sql: &str) -> eddy_common::Result<(Vec<String>, Vec<String>)> {
+fn plan(engine: &Engine, sql: &str) -> eddy_common::Result<PullQuery> {
     let stmt = eddy_sql::parse(sql).expect("parse").remove(0);
     let eddy_sql::statement::Statement::Select(q) = &stmt.statement else {
         panic!("a SELECT")
     };
-    let query = engine.plan_pull(q, &Default::default())?;
-    let batch = query.execute()?;
+    engine.plan_pull(q, &Default::default())
+}
+
+fn pull(engine: &Engine, sql: &str) -> eddy_common::Result<(Vec<String>, Vec<String>)> {
+    let batch = plan(engine, sql)?.execute()?;
     let names = batch
         .schema()
         .fields()
@@ -112,11 +115,7 @@ fn pull_queries_over_topics_read_their_records() {
         record(4, "3", None),
     ];
     let scan = |sql: &str| {
-        let stmt = eddy_sql::parse(sql).expect("parse").remove(0);
-        let eddy_sql::statement::Statement::Select(q) = &stmt.statement else {
-            panic!("a SELECT")
-        };
-        let query = engine.plan_pull(q, &Default::default()).unwrap();
+        let query = plan(&engine, sql).unwrap();
         assert!(query.scan_topic().is_some(), "{sql} reads its topic");
         rows(&query.execute_over(&records).unwrap())
     };
@@ -135,13 +134,6 @@ fn pull_queries_look_keys_up_and_refuse_grouping() {
         "CREATE TABLE t AS SELECT id, COUNT(*) AS n FROM s GROUP BY id;",
     ]);
     feed(&engine, &id);
-    let planned = |sql: &str| {
-        let stmt = eddy_sql::parse(sql).expect("parse").remove(0);
-        let eddy_sql::statement::Statement::Select(q) = &stmt.statement else {
-            panic!("a SELECT")
-        };
-        engine.plan_pull(q, &Default::default()).unwrap()
-    };
     for (sql, lookup, want) in [
         ("SELECT n FROM t WHERE id = 3;", true, vec!["4"]),
         ("SELECT n FROM t WHERE 1 + 2 = id;", true, vec!["4"]),
@@ -158,7 +150,7 @@ fn pull_queries_look_keys_up_and_refuse_grouping() {
             vec!["1", "4"],
         ),
     ] {
-        let query = planned(sql);
+        let query = plan(&engine, sql).unwrap();
         assert_eq!(query.looks_up_keys(), lookup, "{sql}");
         assert_eq!(rows(&query.execute().unwrap()), want, "{sql}");
     }
