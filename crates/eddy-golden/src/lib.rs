@@ -68,7 +68,10 @@ fn run_all(
     summary: &mut Summary,
 ) -> std::io::Result<()> {
     let mut files_report = Vec::new();
-    for file in collect_files(paths)? {
+    let files = collect_files(paths)?;
+    // With several files, each ends with its own counts (the conformance figures per file).
+    let several = files.len() > 1;
+    for file in files {
         let stem = file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -116,6 +119,9 @@ fn run_all(
         }
         summary.passed += passed;
         summary.failed += failed;
+        if several {
+            writeln!(out, "== {stem}: {passed} passed, {failed} failed")?;
+        }
         files_report.push(json!({"file": file.display().to_string(), "passed": passed, "failed": failed, "cases": cases_report}));
     }
     writeln!(out, "{} passed, {} failed", summary.passed, summary.failed)?;
