@@ -6,6 +6,7 @@
 
 pub mod expect;
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,8 +19,8 @@ use eddy_golden::Status;
 use eddy_golden::qtt::{RestExpectations, TestCase};
 use eddy_golden::runner::{encode_input, prepare_topics, source_for_topic, verify_outputs};
 use eddy_kafka::KafkaCluster;
-use eddy_runtime::Record;
 use eddy_runtime::partitioner::partition_for;
+use eddy_runtime::{Record, TopicAdmin};
 use eddy_server::local_broker::LocalBroker;
 use eddy_server::routes;
 use eddy_server::state::AppState;
@@ -65,15 +66,13 @@ impl RestRunner {
             Ok(s) => s,
             Err(e) => return Status::Error(format!("cannot start a server: {e}")),
         };
-        let status = Case {
+        Case {
             case,
             rest,
             server: &server,
             client: &self.client,
         }
-        .run();
-        drop(server);
-        status
+        .run()
     }
 }
 
@@ -218,7 +217,7 @@ impl Case<'_> {
         }
         let state = &self.server.state;
         let sink = |topic: &str| source_for_topic(&state.engine(), topic);
-        let mut read = |topic: &str| read_topic(&cluster, topic);
+        let mut read = |topic: &str| cluster.read_records(topic, PROCESS_TIMEOUT);
         match verify_outputs(self.case, &sink, &mut read) {
             Some(d) => Status::Fail(d),
             None => Status::Pass,
@@ -288,6 +287,7 @@ impl Case<'_> {
     /// default partitioner picks for the key.
     fn produce_inputs(&self) -> Result<()> {
         let state = &self.server.state;
+        let mut partitions: HashMap<String, i32> = HashMap::new();
         for input in &self.case.inputs {
             let source = source_for_topic(&state.engine(), &input.topic);
             let mut record = match &source {
@@ -300,7 +300,14 @@ impl Case<'_> {
                     offset: 0,
                 },
             };
-            let partitions = state.cluster.end_offsets(&input.topic)?.len().max(1) as i32;
+            let partitions = match partitions.get(&input.topic) {
+                Some(n) => *n,
+                None => {
+                    let n = state.cluster.partitions(&input.topic)?.unwrap_or(1);
+                    partitions.insert(input.topic.clone(), n);
+                    n
+                }
+            };
             record.partition = record
                 .key
                 .as_deref()
@@ -371,9 +378,4 @@ fn json_bytes(v: &Value) -> Option<Vec<u8>> {
         Value::String(s) => Some(s.as_bytes().to_vec()),
         other => Some(other.to_string().into_bytes()),
     }
-}
-
-/// Every record of a topic (all partitions).
-fn read_topic(cluster: &KafkaCluster, topic: &str) -> Result<Vec<Record>> {
-    cluster.read_records(topic, PROCESS_TIMEOUT)
 }

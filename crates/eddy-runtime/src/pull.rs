@@ -63,24 +63,16 @@ impl PullQuery {
     /// The query's result over a source's records (every record of its topic so far): a stream's
     /// records in order; a table's latest record per key, in key-bytes order, deleted keys left out.
     pub fn execute_over(&self, records: &[Record]) -> Result<RecordBatch> {
-        let input: Vec<Record> = if self.pipeline.source().kind == SourceKind::Table {
+        let input: Vec<&Record> = if self.pipeline.source().kind == SourceKind::Table {
             let mut by_key: BTreeMap<&[u8], &Record> = BTreeMap::new();
             for r in records {
                 if let Some(k) = r.key() {
                     by_key.insert(k, r);
                 }
             }
-            by_key
-                .into_values()
-                .filter(|r| r.value.is_some())
-                .cloned()
-                .collect()
+            by_key.into_values().filter(|r| r.value.is_some()).collect()
         } else {
-            records
-                .iter()
-                .filter(|r| r.value.is_some())
-                .cloned()
-                .collect()
+            records.iter().filter(|r| r.value.is_some()).collect()
         };
         let out = self.pipeline.process(&input)?.batch;
         Ok(self.limited(out))
