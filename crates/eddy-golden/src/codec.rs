@@ -1,8 +1,15 @@
 //! Converts the JSON keys and values of test files to record bytes in a topic's formats, and back.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
+use eddy_runtime::format::avro::read::{Reader, read_json};
+use eddy_runtime::format::avro::schema::AvroSchema;
+use eddy_runtime::format::avro::write::write_json;
+use eddy_runtime::format::framing::{frame_header, unframe};
 use eddy_runtime::format::window::{Bounds, append_window, split_windowed_key};
+use eddy_runtime::registry::{SchemaRegistry, subject};
 use eddy_sql::SqlType;
 use eddy_sql::catalog::{Format, FormatKind, Source};
 use eddy_sql::statement::ColumnRole;
@@ -15,11 +22,14 @@ pub struct PartCodec {
     pub types: Vec<SqlType>,
     /// How keys are windowed (key part only).
     pub window: Option<KeyWindow>,
+    /// Where schema-registry formats find their schemas, and the part's subject.
+    pub registry: Arc<dyn SchemaRegistry>,
+    pub subject: String,
 }
 
 impl PartCodec {
     /// The codec of a source's key or value part.
-    pub fn of(source: &Source, role: ColumnRole) -> Self {
+    pub fn of(source: &Source, role: ColumnRole, registry: &Arc<dyn SchemaRegistry>) -> Self {
         let format = if role == ColumnRole::Key {
             source.key_format
         } else {
@@ -27,6 +37,8 @@ impl PartCodec {
         };
         PartCodec {
             format,
+            registry: registry.clone(),
+            subject: subject(&source.topic, role == ColumnRole::Key),
             window: source.window.filter(|_| role == ColumnRole::Key),
             types: source
                 .columns
@@ -90,6 +102,21 @@ impl PartCodec {
         Ok(Some(match self.format.kind {
             FormatKind::None => return Ok(None),
             FormatKind::Json => serde_json::to_vec(v).map_err(|e| e.to_string())?,
+            FormatKind::JsonSr => {
+                let (id, _) = self.latest()?;
+                let mut out = frame_header(id);
+                out.extend(serde_json::to_vec(v).map_err(|e| e.to_string())?);
+                out
+            }
+            FormatKind::Avro => {
+                let (id, text) = self.latest()?;
+                let mut out = frame_header(id);
+                write_json(v, &AvroSchema::parse(&text)?, &mut out)?;
+                out
+            }
+            FormatKind::Protobuf | FormatKind::ProtobufNoSr => {
+                return Err(format!("{} is not supported yet", self.format.kind.name()));
+            }
             FormatKind::Delimited => match v {
                 Value::String(s) => s.as_bytes().to_vec(),
                 other => other.to_string().into_bytes(),
@@ -127,10 +154,18 @@ impl PartCodec {
         let Some(bytes) = bytes else {
             return Value::Null;
         };
+        let lossy = || Value::String(String::from_utf8_lossy(bytes).into_owned());
         match self.format.kind {
             FormatKind::None => Value::Null,
-            FormatKind::Json => serde_json::from_slice(bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())),
+            FormatKind::Json => serde_json::from_slice(bytes).unwrap_or_else(|_| lossy()),
+            FormatKind::JsonSr => unframe(bytes)
+                .ok()
+                .and_then(|(_, json)| serde_json::from_slice(json).ok())
+                .unwrap_or_else(lossy),
+            FormatKind::Avro => self
+                .avro_json(bytes)
+                .unwrap_or_else(|e| Value::String(format!("undecodable AVRO ({e}): {}", lossy()))),
+            FormatKind::Protobuf | FormatKind::ProtobufNoSr => lossy(),
             FormatKind::Delimited => Value::String(String::from_utf8_lossy(bytes).into_owned()),
             FormatKind::Kafka => match (self.types.first(), bytes.len()) {
                 (Some(SqlType::Int), 4) => {
@@ -149,5 +184,22 @@ impl PartCodec {
                 _ => Value::String(String::from_utf8_lossy(bytes).into_owned()),
             },
         }
+    }
+
+    /// The latest schema registered for this part, with its id.
+    fn latest(&self) -> Result<(u32, String), String> {
+        match self.registry.latest(&self.subject) {
+            Ok(Some((id, schema))) => Ok((id, schema.text)),
+            Ok(None) => Err(format!("no schema is registered under {}", self.subject)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// An AVRO payload as JSON, read with its writer's schema.
+    fn avro_json(&self, bytes: &[u8]) -> Result<Value, String> {
+        let (id, body) = unframe(bytes)?;
+        let schema = self.registry.by_id(id).map_err(|e| e.to_string())?;
+        let mut r = Reader::new(body);
+        read_json(&mut r, &AvroSchema::parse(&schema.text)?)
     }
 }

@@ -20,12 +20,21 @@ pub struct TestRecord {
     pub headers: Option<Value>,
 }
 
-/// A pre-declared topic.
+/// A pre-declared topic, with the schemas a schema registry holds for it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TestTopic {
     pub name: String,
     #[serde(default)]
     pub partitions: Option<i32>,
+    #[serde(default)]
+    pub key_format: Option<String>,
+    #[serde(default)]
+    pub value_format: Option<String>,
+    #[serde(default)]
+    pub key_schema: Option<Value>,
+    #[serde(default)]
+    pub value_schema: Option<Value>,
 }
 
 /// `expectedException`.

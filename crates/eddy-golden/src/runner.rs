@@ -9,13 +9,14 @@ use serde_json::Value;
 
 use eddy_common::Error;
 use eddy_runtime::engine::Properties;
+use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry, subject};
 use eddy_runtime::{Engine, MemoryTopics, Outcome, Record, TopicAdmin};
 use eddy_sql::catalog::Source;
 use eddy_sql::statement::{ColumnRole, Statement};
 
 use crate::codec::PartCodec;
 use crate::compare::difference;
-use crate::qtt::{TestCase, TestRecord};
+use crate::qtt::{TestCase, TestRecord, TestTopic};
 
 /// Partition count ksqlDB's runner gives topics declared by `CREATE` statements.
 const DEFAULT_TEST_PARTITIONS: i32 = 4;
@@ -52,11 +53,12 @@ pub fn run_case(case: &TestCase) -> Status {
 
 fn run(case: &TestCase) -> Status {
     let topics = Arc::new(MemoryTopics::new());
-    if let Err(e) = prepare_topics(case, topics.as_ref()) {
-        return Status::Error(e.to_string());
-    }
     // Each case runs once, in memory: its queries' state needs no changelog.
     let mut engine = Engine::new(topics.clone()).with_volatile_state();
+    let registry = engine.schema_registry().clone();
+    if let Err(e) = prepare_topics(case, topics.as_ref(), registry.as_ref()) {
+        return Status::Error(e.to_string());
+    }
     let props: Properties = case
         .properties
         .iter()
@@ -102,12 +104,13 @@ fn run(case: &TestCase) -> Status {
         return Status::Fail("the test did not generate any queries".to_string());
     }
     for id in &queries {
-        if let Err(e) = drive(&engine, id, case, &topics) {
+        if let Err(e) = drive(&engine, id, case, &topics, &registry) {
             return Status::Error(e.to_string());
         }
     }
     let sink = |topic: &str| source_for_topic(&engine, topic);
-    if let Some(diff) = verify_outputs(case, &sink, &mut |topic| Ok(topics.records(topic))) {
+    let mut read = |topic: &str| Ok(topics.records(topic));
+    if let Some(diff) = verify_outputs(case, &sink, &mut read, &registry) {
         return Status::Fail(diff);
     }
     match verify_post(&engine, case, &topics) {
@@ -116,10 +119,16 @@ fn run(case: &TestCase) -> Status {
     }
 }
 
-/// Creates the topics ksqlDB's runner creates before any statement runs.
-pub fn prepare_topics(case: &TestCase, topics: &dyn TopicAdmin) -> Result<(), Error> {
+/// Creates the topics ksqlDB's runner creates before any statement runs, and registers the schemas
+/// the test gives for them.
+pub fn prepare_topics(
+    case: &TestCase,
+    topics: &dyn TopicAdmin,
+    registry: &dyn SchemaRegistry,
+) -> Result<(), Error> {
     for t in &case.topics {
         topics.create_topic(&t.name, t.partitions.unwrap_or(1), 1)?;
+        register_test_schemas(t, registry)?;
     }
     for text in &case.statements {
         let Ok(parsed) = eddy_sql::parse(text) else {
@@ -146,6 +155,33 @@ pub fn prepare_topics(case: &TestCase, topics: &dyn TopicAdmin) -> Result<(), Er
     Ok(())
 }
 
+/// Registers a test topic's key and value schemas under its subjects.
+fn register_test_schemas(t: &TestTopic, registry: &dyn SchemaRegistry) -> Result<(), Error> {
+    let parts = [
+        (&t.key_schema, &t.key_format, true),
+        (&t.value_schema, &t.value_format, false),
+    ];
+    for (schema, format, key) in parts {
+        let Some(schema) = schema else { continue };
+        let kind = match format.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            Some("PROTOBUF") => SchemaKind::Protobuf,
+            Some("JSON_SR") => SchemaKind::Json,
+            Some(_) | None => match schema {
+                Value::String(s) if s.contains("syntax") || s.contains("message ") => {
+                    SchemaKind::Protobuf
+                }
+                _ => SchemaKind::Avro,
+            },
+        };
+        let text = match (schema, kind) {
+            (Value::String(s), SchemaKind::Protobuf) => s.clone(),
+            (other, _) => other.to_string(),
+        };
+        registry.register(&subject(&t.name, key), &RegisteredSchema { kind, text })?;
+    }
+    Ok(())
+}
+
 /// Executes one statement text; returns the ids of persistent queries it created.
 fn execute(engine: &mut Engine, text: &str, props: &Properties) -> Result<Vec<String>, Error> {
     let mut ids = Vec::new();
@@ -168,7 +204,13 @@ fn execute(engine: &mut Engine, text: &str, props: &Properties) -> Result<Vec<St
 }
 
 /// Feeds a query its source topic: the test's inputs first, then what is already in the topic.
-fn drive(engine: &Engine, id: &str, case: &TestCase, topics: &MemoryTopics) -> Result<(), Error> {
+fn drive(
+    engine: &Engine,
+    id: &str,
+    case: &TestCase,
+    topics: &MemoryTopics,
+    registry: &Arc<dyn SchemaRegistry>,
+) -> Result<(), Error> {
     let Some(query) = engine.query(id) else {
         return Ok(());
     };
@@ -182,7 +224,7 @@ fn drive(engine: &Engine, id: &str, case: &TestCase, topics: &MemoryTopics) -> R
     {
         records.push(Record {
             offset: i as i64,
-            ..encode_input(source, r)?
+            ..encode_input(source, r, registry)?
         });
     }
     records.extend(topics.records(&source.topic));
@@ -196,9 +238,13 @@ fn drive(engine: &Engine, id: &str, case: &TestCase, topics: &MemoryTopics) -> R
 }
 
 /// A test file's input record in the formats of `source`, the source over its topic (partition 0).
-pub fn encode_input(source: &Source, r: &TestRecord) -> Result<Record, Error> {
-    let key = PartCodec::of(source, ColumnRole::Key);
-    let value = PartCodec::of(source, ColumnRole::Value);
+pub fn encode_input(
+    source: &Source,
+    r: &TestRecord,
+    registry: &Arc<dyn SchemaRegistry>,
+) -> Result<Record, Error> {
+    let key = PartCodec::of(source, ColumnRole::Key, registry);
+    let value = PartCodec::of(source, ColumnRole::Value, registry);
     Ok(Record {
         key: key
             .key_to_bytes(&r.key, r.window.as_ref())
@@ -227,6 +273,7 @@ pub fn verify_outputs(
     case: &TestCase,
     sink: &dyn Fn(&str) -> Option<Arc<Source>>,
     records: &mut dyn FnMut(&str) -> Result<Vec<Record>, Error>,
+    registry: &Arc<dyn SchemaRegistry>,
 ) -> Option<String> {
     let mut by_topic: BTreeMap<&str, Vec<&TestRecord>> = BTreeMap::new();
     for r in &case.outputs {
@@ -239,8 +286,8 @@ pub fn verify_outputs(
         };
         let codecs = sink(topic).map(|s| {
             (
-                PartCodec::of(&s, ColumnRole::Key),
-                PartCodec::of(&s, ColumnRole::Value),
+                PartCodec::of(&s, ColumnRole::Key, registry),
+                PartCodec::of(&s, ColumnRole::Value, registry),
             )
         });
         let decode = |r: &Record| -> (Value, Value, Option<Value>) {

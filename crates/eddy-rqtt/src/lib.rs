@@ -148,7 +148,8 @@ struct Case<'a> {
 impl Case<'_> {
     fn run(&self) -> Status {
         let cluster = self.server.state.cluster.clone();
-        if let Err(e) = prepare_topics(self.case, cluster.as_ref()) {
+        let registry = self.server.state.engine().schema_registry().clone();
+        if let Err(e) = prepare_topics(self.case, cluster.as_ref(), registry.as_ref()) {
             return Status::Error(e.to_string());
         }
         let first_select = self
@@ -218,7 +219,7 @@ impl Case<'_> {
         let state = &self.server.state;
         let sink = |topic: &str| source_for_topic(&state.engine(), topic);
         let mut read = |topic: &str| cluster.read_records(topic, PROCESS_TIMEOUT);
-        match verify_outputs(self.case, &sink, &mut read) {
+        match verify_outputs(self.case, &sink, &mut read, &registry) {
             Some(d) => Status::Fail(d),
             None => Status::Pass,
         }
@@ -288,10 +289,11 @@ impl Case<'_> {
     fn produce_inputs(&self) -> Result<()> {
         let state = &self.server.state;
         let mut partitions: HashMap<String, i32> = HashMap::new();
+        let registry = state.engine().schema_registry().clone();
         for input in &self.case.inputs {
             let source = source_for_topic(&state.engine(), &input.topic);
             let mut record = match &source {
-                Some(s) => encode_input(s, input)?,
+                Some(s) => encode_input(s, input, &registry)?,
                 None => Record {
                     key: json_bytes(&input.key),
                     value: json_bytes(&input.value),

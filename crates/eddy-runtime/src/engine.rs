@@ -13,7 +13,8 @@ use datafusion::common::ScalarValue;
 use eddy_common::{Result, exec_err, not_supported, plan_err};
 use eddy_sql::ParsedStatement;
 use eddy_sql::catalog::{
-    Catalog, Column, FormatKind, ROWTIME, Source, SourceDefaults, schema_text, timestamp_column,
+    Catalog, Column, Format, FormatKind, ROWTIME, Source, SourceDefaults, schema_text,
+    timestamp_column,
 };
 use eddy_sql::planner::Planner;
 use eddy_sql::statement::{ColumnRole, CreateSource, QueryStatement, SourceKind, Statement};
@@ -21,10 +22,13 @@ use eddy_sql::statement::{ColumnRole, CreateSource, QueryStatement, SourceKind, 
 use crate::admin::TopicAdmin;
 use crate::format::SinkEncoder;
 use crate::format::column::{Cell, ColumnBuilder};
+use crate::format::encode::PartEncoder;
+use crate::infer::{Inferred, infer_part};
 use crate::partitioner::partition_for;
 use crate::pipeline::{Pipeline, SinkSpec};
 use crate::pull::PullQuery;
 use crate::record::Record;
+use crate::registry::{MemoryRegistry, SchemaRegistry, subject};
 
 /// Default partition count of topics created for `CREATE ... AS SELECT` when the source's is unknown.
 const DEFAULT_PARTITIONS: i32 = 1;
@@ -63,8 +67,9 @@ impl PersistentQuery {
         plan: eddy_sql::planner::QueryPlan,
         durable: bool,
         props: &Properties,
+        registry: &Arc<dyn SchemaRegistry>,
     ) -> Result<Self> {
-        let sink_spec = SinkSpec::new(sink, &plan.columns);
+        let sink_spec = SinkSpec::new(sink, &plan.columns, registry)?;
         let setting = |names: [&str; 2]| names.iter().find_map(|n| props.get(*n));
         let number = |names: [&str; 2], default: u64| -> Result<u64> {
             match setting(names) {
@@ -88,7 +93,7 @@ impl PersistentQuery {
             ],
             1,
         )?;
-        let mut pipeline = Pipeline::new(plan)?;
+        let mut pipeline = Pipeline::new(plan, registry)?;
         if durable && pipeline.is_stateful() {
             if cache > 0 {
                 pipeline = pipeline.per_commit();
@@ -155,6 +160,8 @@ pub struct Engine {
     pub properties: Properties,
     /// Whether persistent queries may keep state in memory only (see [`Engine::with_volatile_state`]).
     volatile_state: bool,
+    /// Where AVRO, PROTOBUF and JSON_SR schemas are registered and looked up.
+    registry: Arc<dyn SchemaRegistry>,
 }
 
 impl Engine {
@@ -168,7 +175,19 @@ impl Engine {
             next_query: 0,
             properties: Properties::new(),
             volatile_state: false,
+            registry: MemoryRegistry::shared(),
         }
+    }
+
+    /// Registers and looks up schemas in `registry` (by default one in memory).
+    pub fn with_schema_registry(mut self, registry: Arc<dyn SchemaRegistry>) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// The schema registry queries use.
+    pub fn schema_registry(&self) -> &Arc<dyn SchemaRegistry> {
+        &self.registry
     }
 
     /// Lets persistent queries keep state (aggregations) in memory only. Right for hosts whose
@@ -210,7 +229,10 @@ impl Engine {
 
     /// Plans a transient query (push or pull) into a pipeline.
     pub fn plan_transient(&self, q: &QueryStatement) -> Result<Pipeline> {
-        Pipeline::new(self.planner.plan_transient(&self.catalog, q)?)
+        Pipeline::new(
+            self.planner.plan_transient(&self.catalog, q)?,
+            &self.registry,
+        )
     }
 
     /// Plans a pull query (a `SELECT` without `EMIT`) over a table a persistent query materializes.
@@ -325,8 +347,15 @@ impl Engine {
         props: &Properties,
     ) -> Result<()> {
         let props = self.effective(props);
-        let query =
-            PersistentQuery::new(id.clone(), text, sink, plan, !self.volatile_state, &props)?;
+        let query = PersistentQuery::new(
+            id.clone(),
+            text,
+            sink,
+            plan,
+            !self.volatile_state,
+            &props,
+            &self.registry,
+        )?;
         self.queries.insert(id, query);
         Ok(())
     }
@@ -378,15 +407,14 @@ impl Engine {
                 "Tables require a PRIMARY KEY. Please define the PRIMARY KEY."
             ));
         }
-        if c.columns.is_empty() {
-            // The properties are checked first, as ksqlDB does.
-            Source::formats(c, &SourceDefaults::default())?;
-            return Err(plan_err!(
-                "The statement does not define any columns: schema inference from a schema registry is not supported, list the columns"
-            ));
-        }
-        let columns: Vec<Column> = c.columns.iter().map(Column::from).collect();
+        // The properties are checked first, as ksqlDB does.
+        let (key_format, value_format) = Source::formats(c, &SourceDefaults::default())?;
+        let (columns, unwrapped) = self.columns_of(c, key_format, value_format)?;
         let mut source = Source::from_create(c, columns, &SourceDefaults::default(), text)?;
+        if unwrapped {
+            source.value_format.wrap_single_value = false;
+        }
+        self.register_declared_schemas(c, &source)?;
         match self.admin.partitions(&source.topic)? {
             Some(existing) => {
                 if c.properties.contains_key("PARTITIONS") && existing != source.partitions {
@@ -418,6 +446,76 @@ impl Engine {
         let (kind, name) = (source.kind, source.name.clone());
         self.catalog.insert(source);
         Ok(Outcome::SourceCreated { kind, name })
+    }
+
+    /// The columns a `CREATE` declares, with those it leaves out inferred from the schemas registered
+    /// for its topic; and whether the inferred value is a single unwrapped column.
+    fn columns_of(
+        &self,
+        c: &CreateSource,
+        key_format: Format,
+        value_format: Format,
+    ) -> Result<(Vec<Column>, bool)> {
+        let declared: Vec<Column> = c.columns.iter().map(Column::from).collect();
+        let Some(topic) = c.properties.get("KAFKA_TOPIC").map(|t| t.text()) else {
+            return Ok((declared, false));
+        };
+        let infer = |role: ColumnRole, format: Format| -> Result<Option<Inferred>> {
+            if declared.iter().any(|col| col.role == role) {
+                return Ok(None);
+            }
+            infer_part(self.registry.as_ref(), c, &topic, format, role)
+        };
+        let keys = infer(ColumnRole::Key, key_format)?;
+        let values = infer(ColumnRole::Value, value_format)?;
+        if declared.is_empty() && values.is_none() {
+            if value_format.kind.uses_registry() {
+                return Err(plan_err!(
+                    "Schema for message values on topic '{topic}' does not exist in the Schema Registry.\nSubject: {}\nPossible causes include:\n- The topic itself does not exist\n\t-> Use SHOW TOPICS; to check\n- Messages on the topic are not serialized using a format Schema Registry supports\n\t-> Use PRINT '{topic}' FROM BEGINNING; to verify\n- Messages on the topic have not been serialized using a Confluent Schema Registry supported serializer\n\t-> See https://docs.confluent.io/current/schema-registry/docs/serializer-formatter.html\n- The schema is registered on a different instance of the Schema Registry\n\t-> Use the REST API to list available subjects\thttps://docs.confluent.io/current/schema-registry/docs/api.html#get--subjects",
+                    subject(&topic, false)
+                ));
+            }
+            return Err(plan_err!(
+                "The statement does not define any columns, and its value format {} has no schema to infer them from: list the columns",
+                value_format.kind.name()
+            ));
+        }
+        let unwrapped = values.as_ref().is_some_and(|v| v.unwrapped);
+        let mut columns: Vec<Column> = keys.map(|k| k.columns).unwrap_or_default();
+        columns.extend(declared);
+        columns.extend(values.map(|v| v.columns).unwrap_or_default());
+        Ok((columns, unwrapped))
+    }
+
+    /// Registers the schemas of a source's declared key and value columns under its topic's
+    /// subjects, where a schema-registry format has none there yet.
+    fn register_declared_schemas(&self, c: &CreateSource, source: &Source) -> Result<()> {
+        for (role, format) in [
+            (ColumnRole::Key, source.key_format),
+            (ColumnRole::Value, source.value_format),
+        ] {
+            let key = role == ColumnRole::Key;
+            let subject = subject(&source.topic, key);
+            let declared = c.columns.iter().any(|col| col.role == role);
+            if !format.kind.uses_registry()
+                || !declared
+                || self.registry.latest(&subject)?.is_some()
+            {
+                continue;
+            }
+            let columns = source
+                .columns
+                .iter()
+                .filter(|col| col.role == role)
+                .map(|col| (col.name.clone(), col.sql_type.clone()))
+                .collect();
+            PartEncoder::new(format, columns).with_registry(
+                self.registry.as_ref(),
+                &subject,
+                key,
+            )?;
+        }
+        Ok(())
     }
 
     fn create_as_select(
@@ -661,7 +759,13 @@ impl Engine {
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
             .map_err(|e| exec_err!("{e}"))?;
-        let encoder = SinkEncoder::new(&source.columns, source.key_format, source.value_format);
+        let encoder = SinkEncoder::new(
+            &source.columns,
+            source.key_format,
+            source.value_format,
+            self.registry.as_ref(),
+            &source.topic,
+        )?;
         let (key, value) = encoder
             .encode(&batch, None, None)?
             .pop()

@@ -6,11 +6,13 @@ pub mod aggregate;
 pub mod changelog;
 pub mod engine;
 pub mod format;
+pub mod infer;
 pub mod memory;
 pub mod partitioner;
 pub mod pipeline;
 pub mod pull;
 pub mod record;
+pub mod registry;
 
 pub use admin::{TopicAdmin, TopicInfo};
 pub use engine::{Engine, Outcome, PersistentQuery};

@@ -27,6 +27,7 @@ use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, DecodedBatch, SinkEncoder, SourceDecoder};
 use crate::partitioner::partition_for;
 use crate::record::{Record, RecordRef};
+use crate::registry::SchemaRegistry;
 
 /// The result of running one batch through a pipeline.
 #[derive(Debug, Clone)]
@@ -62,9 +63,9 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the pipeline of a plan.
-    pub fn new(plan: QueryPlan) -> Result<Self> {
-        let mut decoder = SourceDecoder::new(&plan.source)?;
+    /// Builds the pipeline of a plan; schema-registry formats find their schemas in `registry`.
+    pub fn new(plan: QueryPlan, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
+        let mut decoder = SourceDecoder::new(&plan.source, registry)?;
         // The expressions over the input: with an aggregation, the projection reads aggregated rows.
         let over_input: Vec<Arc<dyn PhysicalExpr>> = match &plan.aggregate {
             Some(spec) => spec
@@ -458,19 +459,30 @@ pub struct SinkSpec {
 }
 
 impl SinkSpec {
-    /// A sink writing rows of `columns` (in output order) into `sink`.
-    pub fn new(sink: &Source, columns: &[eddy_sql::catalog::Column]) -> Self {
+    /// A sink writing rows of `columns` (in output order) into `sink`, registering its schemas in
+    /// `registry` when its formats need one.
+    pub fn new(
+        sink: &Source,
+        columns: &[eddy_sql::catalog::Column],
+        registry: &Arc<dyn SchemaRegistry>,
+    ) -> Result<Self> {
         let timestamp = sink.timestamp_column.as_ref().and_then(|t| {
             let i = columns.iter().position(|c| &c.name == t)?;
             Some((i, sink.timestamp_format.as_deref().map(chrono_format)))
         });
-        SinkSpec {
+        Ok(SinkSpec {
             topic: sink.topic.clone(),
             partitions: sink.partitions,
-            encoder: SinkEncoder::new(columns, sink.key_format, sink.value_format),
+            encoder: SinkEncoder::new(
+                columns,
+                sink.key_format,
+                sink.value_format,
+                registry.as_ref(),
+                &sink.topic,
+            )?,
             timestamp,
             window: sink.window.map(|w| w.window_type),
-        }
+        })
     }
 
     /// The records to produce for a processed batch: keyed rows go where Kafka's default partitioner

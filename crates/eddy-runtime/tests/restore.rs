@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use eddy_runtime::changelog::StateChange;
+use eddy_runtime::registry::MemoryRegistry;
 use eddy_runtime::{PersistentQuery, Pipeline, Record};
 
 mod common;
@@ -39,7 +40,7 @@ fn records(n: i64, keys: i64, value: impl Fn(i64) -> String) -> Vec<Record> {
 }
 
 fn fresh(query: &PersistentQuery) -> Pipeline {
-    Pipeline::new(query.pipeline.plan.clone())
+    Pipeline::new(query.pipeline.plan.clone(), &MemoryRegistry::shared())
         .unwrap()
         .per_commit()
         .logged()

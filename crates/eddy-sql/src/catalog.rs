@@ -33,6 +33,14 @@ pub enum FormatKind {
     Delimited,
     Kafka,
     None,
+    /// Avro with Confluent Schema Registry framing.
+    Avro,
+    /// JSON with Confluent Schema Registry framing (`JSON_SR`).
+    JsonSr,
+    /// Protocol Buffers with Confluent Schema Registry framing.
+    Protobuf,
+    /// Protocol Buffers without a schema registry: the schema comes from the columns.
+    ProtobufNoSr,
 }
 
 impl FormatKind {
@@ -42,11 +50,10 @@ impl FormatKind {
             "DELIMITED" => FormatKind::Delimited,
             "KAFKA" => FormatKind::Kafka,
             "NONE" => FormatKind::None,
-            "AVRO" | "PROTOBUF" | "JSON_SR" | "PROTOBUF_NOSR" => {
-                return Err(eddy_common::not_supported!(
-                    "The {name} format is not supported yet: use JSON, DELIMITED, KAFKA or NONE"
-                ));
-            }
+            "AVRO" => FormatKind::Avro,
+            "JSON_SR" => FormatKind::JsonSr,
+            "PROTOBUF" => FormatKind::Protobuf,
+            "PROTOBUF_NOSR" => FormatKind::ProtobufNoSr,
             other => return Err(plan_err!("Unknown format: {other}")),
         })
     }
@@ -58,7 +65,19 @@ impl FormatKind {
             FormatKind::Delimited => "DELIMITED",
             FormatKind::Kafka => "KAFKA",
             FormatKind::None => "NONE",
+            FormatKind::Avro => "AVRO",
+            FormatKind::JsonSr => "JSON_SR",
+            FormatKind::Protobuf => "PROTOBUF",
+            FormatKind::ProtobufNoSr => "PROTOBUF_NOSR",
         }
+    }
+
+    /// Whether payloads carry a schema registry's framing (a magic byte and a schema id).
+    pub fn uses_registry(self) -> bool {
+        matches!(
+            self,
+            FormatKind::Avro | FormatKind::JsonSr | FormatKind::Protobuf
+        )
     }
 }
 
@@ -220,7 +239,8 @@ impl Source {
             key_format.delimiter = parse_delimiter("KEY_DELIMITER", &d.text())?;
         }
         if let Some(w) = props.get("WRAP_SINGLE_VALUE") {
-            if value_format.kind != FormatKind::Json && parse_bool("WRAP_SINGLE_VALUE", w)? {
+            let wraps = !matches!(value_format.kind, FormatKind::Delimited | FormatKind::Kafka);
+            if !wraps && parse_bool("WRAP_SINGLE_VALUE", w)? {
                 return Err(plan_err!(
                     "Format '{}' does not support 'WRAP_SINGLE_VALUE' set to 'true'.",
                     value_format.kind.name()
@@ -394,6 +414,11 @@ const KNOWN_PROPERTIES: &[&str] = &[
     "RETENTION_MS",
     "WINDOW_TYPE",
     "WINDOW_SIZE",
+    "KEY_SCHEMA_ID",
+    "VALUE_SCHEMA_ID",
+    "KEY_SCHEMA_FULL_NAME",
+    "VALUE_SCHEMA_FULL_NAME",
+    "VALUE_AVRO_SCHEMA_FULL_NAME",
 ];
 
 fn check_known_properties(props: &Properties) -> Result<()> {

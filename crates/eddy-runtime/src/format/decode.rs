@@ -1,7 +1,8 @@
-//! Decoding Kafka keys and values (JSON, DELIMITED, KAFKA, NONE) into the cells of a row.
+//! Decoding Kafka keys and values (JSON, JSON_SR, AVRO, DELIMITED, KAFKA, NONE) into the cells of a row.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -9,8 +10,11 @@ use serde_json::Value;
 use eddy_sql::SqlType;
 use eddy_sql::catalog::{Format, FormatKind};
 
+use super::avro::AvroDecoder;
 use super::column::{Cell, ColumnBuilder};
+use super::framing::unframe;
 use super::json_fast::{KeyCache, flat_object};
+use crate::registry::SchemaRegistry;
 
 /// Decodes the key or the value part of records for a fixed list of columns.
 #[derive(Debug, Clone)]
@@ -20,6 +24,8 @@ pub struct PartDecoder {
     types: Vec<SqlType>,
     /// Columns no query expression reads: JSON skips their values (they decode as NULL).
     unused: Vec<bool>,
+    /// How AVRO payloads are read (set by [`PartDecoder::with_registry`]).
+    avro: Option<AvroDecoder>,
 }
 
 impl PartDecoder {
@@ -31,7 +37,25 @@ impl PartDecoder {
             unused: vec![false; names.len()],
             names,
             types,
+            avro: None,
         }
+    }
+
+    /// Reads schema-registry formats with the writers' schemas from `registry`.
+    pub fn with_registry(mut self, registry: &Arc<dyn SchemaRegistry>) -> Self {
+        if self.format.kind == FormatKind::Avro {
+            self.avro = Some(AvroDecoder::new(
+                registry.clone(),
+                self.names.clone(),
+                self.wraps(),
+            ));
+        }
+        self
+    }
+
+    /// Whether the columns are fields of an object or record (rather than the whole payload).
+    fn wraps(&self) -> bool {
+        self.width() > 1 || self.format.wrap_single_value
     }
 
     /// Marks the columns that need not be decoded (`used[i]` is false for column `i`).
@@ -57,9 +81,13 @@ impl PartDecoder {
         if columns.is_empty() {
             return Ok(());
         }
+        let bytes = match (bytes, self.format.kind) {
+            (Some(b), FormatKind::JsonSr) => Some(unframe(b)?.1),
+            _ => bytes,
+        };
         if let Some(b) = bytes
-            && self.format.kind == FormatKind::Json
-            && (self.width() > 1 || self.format.wrap_single_value)
+            && matches!(self.format.kind, FormatKind::Json | FormatKind::JsonSr)
+            && self.wraps()
         {
             let start = columns.first().map_or(0, ColumnBuilder::len);
             if flat_object(b, &self.names, &self.unused, columns, cache).is_some() {
@@ -69,7 +97,7 @@ impl PartDecoder {
             columns.iter_mut().for_each(|c| c.truncate(start));
         }
         cells.clear();
-        self.decode(bytes, cells)?;
+        self.decode_unframed(bytes, cells)?;
         for (column, cell) in columns.iter_mut().zip(cells.drain(..)) {
             column.push(cell)?;
         }
@@ -78,6 +106,18 @@ impl PartDecoder {
 
     /// Appends one cell per column to `out` (nulls for a missing payload), or says why the bytes are bad.
     pub fn decode<'a>(
+        &self,
+        bytes: Option<&'a [u8]>,
+        out: &mut Vec<Cell<'a>>,
+    ) -> Result<(), String> {
+        match (bytes, self.format.kind) {
+            (Some(b), FormatKind::JsonSr) => self.decode_unframed(Some(unframe(b)?.1), out),
+            _ => self.decode_unframed(bytes, out),
+        }
+    }
+
+    /// [`decode`](Self::decode) after JSON_SR's framing is taken off.
+    fn decode_unframed<'a>(
         &self,
         bytes: Option<&'a [u8]>,
         out: &mut Vec<Cell<'a>>,
@@ -110,8 +150,20 @@ impl PartDecoder {
                 }
                 Ok(())
             }
-            FormatKind::Json => {
-                if self.width() == 1 && !self.format.wrap_single_value {
+            FormatKind::Avro => {
+                let avro = self.avro.as_ref().ok_or_else(|| {
+                    "AVRO needs a schema registry: set ksql.schema.registry.url".to_string()
+                })?;
+                out.resize_with(start + self.width(), || Cell::Null);
+                avro.decode(bytes, &self.unused, &mut out[start..])
+                    .inspect_err(|_| out.truncate(start))
+            }
+            FormatKind::Protobuf | FormatKind::ProtobufNoSr => Err(format!(
+                "The {} format cannot be read yet",
+                self.format.kind.name()
+            )),
+            FormatKind::Json | FormatKind::JsonSr => {
+                if !self.wraps() {
                     let mut de = serde_json::Deserializer::from_slice(bytes);
                     let cell = CellSeed.deserialize(&mut de).map_err(json_error)?;
                     de.end().map_err(json_error)?;

@@ -1,4 +1,5 @@
-//! Encoding the key or value columns of a batch into one payload per row (JSON, DELIMITED, KAFKA, NONE).
+//! Encoding the key or value columns of a batch into one payload per row (JSON, JSON_SR, AVRO,
+//! DELIMITED, KAFKA, NONE).
 
 use std::sync::Arc;
 
@@ -10,7 +11,13 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use eddy_common::{Result, exec_err};
+use eddy_sql::SqlType;
 use eddy_sql::catalog::{Format, FormatKind};
+
+use super::avro::AvroEncoder;
+use super::framing::frame_header;
+use super::json_schema;
+use crate::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 
 use eddy_sql::java::format_double;
 
@@ -18,13 +25,58 @@ use eddy_sql::java::format_double;
 #[derive(Debug, Clone)]
 pub struct PartEncoder {
     format: Format,
-    names: Vec<String>,
+    columns: Vec<(String, SqlType)>,
+    /// The schema of schema-registry formats (set by [`PartEncoder::with_registry`]).
+    schema: Option<SchemaEncoding>,
+}
+
+/// How a schema-registry format writes.
+#[derive(Debug, Clone)]
+enum SchemaEncoding {
+    Avro(AvroEncoder),
+    /// JSON framed with the id of its registered JSON schema.
+    JsonSr(u32),
 }
 
 impl PartEncoder {
-    /// An encoder of the columns named `names` in `format`.
-    pub fn new(format: Format, names: Vec<String>) -> Self {
-        PartEncoder { format, names }
+    /// An encoder of `columns` (name, type) in `format`.
+    pub fn new(format: Format, columns: Vec<(String, SqlType)>) -> Self {
+        PartEncoder {
+            format,
+            columns,
+            schema: None,
+        }
+    }
+
+    /// Registers the schema of a schema-registry format under `subject` (the key's when `key`).
+    pub fn with_registry(
+        mut self,
+        registry: &dyn SchemaRegistry,
+        subject: &str,
+        key: bool,
+    ) -> Result<Self> {
+        if self.columns.is_empty() {
+            return Ok(self);
+        }
+        let wrap = self.format.wrap_single_value;
+        self.schema = match self.format.kind {
+            FormatKind::Avro => Some(SchemaEncoding::Avro(AvroEncoder::new(
+                registry,
+                subject,
+                &self.columns,
+                wrap,
+                key,
+            )?)),
+            FormatKind::JsonSr => {
+                let schema = RegisteredSchema {
+                    kind: SchemaKind::Json,
+                    text: json_schema::for_columns(&self.columns, wrap).to_string(),
+                };
+                Some(SchemaEncoding::JsonSr(registry.register(subject, &schema)?))
+            }
+            _ => None,
+        };
+        Ok(self)
     }
 
     /// One payload per row (`None` when there is nothing to write, e.g. no key columns).
@@ -32,11 +84,39 @@ impl PartEncoder {
         if arrays.is_empty() || self.format.kind == FormatKind::None {
             return Ok(vec![None; rows]);
         }
+        let unregistered = || {
+            exec_err!(
+                "The {} format needs a schema registry: set ksql.schema.registry.url",
+                self.format.kind.name()
+            )
+        };
         match self.format.kind {
             FormatKind::None => Ok(vec![None; rows]),
             FormatKind::Kafka => kafka(&arrays[0]),
             FormatKind::Delimited => self.delimited(arrays, rows),
             FormatKind::Json => self.json(arrays, rows),
+            FormatKind::JsonSr => {
+                let Some(SchemaEncoding::JsonSr(id)) = &self.schema else {
+                    return Err(unregistered());
+                };
+                let mut out = self.json(arrays, rows)?;
+                for payload in out.iter_mut().flatten() {
+                    let mut framed = frame_header(*id);
+                    framed.append(payload);
+                    *payload = framed;
+                }
+                Ok(out)
+            }
+            FormatKind::Avro => match &self.schema {
+                Some(SchemaEncoding::Avro(avro)) => avro
+                    .encode(arrays, rows)
+                    .map_err(|e| exec_err!("Error serializing AVRO: {e}")),
+                _ => Err(unregistered()),
+            },
+            FormatKind::Protobuf | FormatKind::ProtobufNoSr => Err(exec_err!(
+                "The {} format cannot be written yet",
+                self.format.kind.name()
+            )),
         }
     }
 
@@ -51,10 +131,10 @@ impl PartEncoder {
                 )
             } else {
                 let fields: Vec<Field> = self
-                    .names
+                    .columns
                     .iter()
                     .zip(&arrays)
-                    .map(|(n, a)| Field::new(n, a.data_type().clone(), true))
+                    .map(|((n, _), a)| Field::new(n, a.data_type().clone(), true))
                     .collect();
                 let s = StructArray::try_new(fields.into(), arrays, None)
                     .map_err(|e| exec_err!("{e}"))?;
@@ -312,9 +392,16 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
 
+    fn columns(names: &[&str]) -> Vec<(String, SqlType)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), SqlType::String))
+            .collect()
+    }
+
     #[test]
     fn json_rows_carry_explicit_nulls() {
-        let e = PartEncoder::new(Format::new(FormatKind::Json), vec!["A".into(), "B".into()]);
+        let e = PartEncoder::new(Format::new(FormatKind::Json), columns(&["A", "B"]));
         let a: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None]));
         let b: ArrayRef = Arc::new(StringArray::from(vec![Some("x"), Some("y")]));
         let out = e.encode(&[a, b], 2).unwrap();
@@ -324,10 +411,7 @@ mod tests {
 
     #[test]
     fn delimited_rows_quote_when_needed() {
-        let e = PartEncoder::new(
-            Format::new(FormatKind::Delimited),
-            vec!["A".into(), "B".into()],
-        );
+        let e = PartEncoder::new(Format::new(FormatKind::Delimited), columns(&["A", "B"]));
         let a: ArrayRef = Arc::new(StringArray::from(vec![Some("a,b"), None]));
         let b: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.5]));
         let out = e.encode(&[a, b], 2).unwrap();

@@ -1,10 +1,13 @@
 //! Serialization formats: records of a source decoded into Arrow batches, and output batches encoded
 //! back into records.
 
+pub mod avro;
 pub mod column;
 pub mod decode;
 pub mod encode;
+pub mod framing;
 pub mod json_fast;
+pub mod json_schema;
 pub mod window;
 
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use eddy_sql::statement::ColumnRole;
 use eddy_sql::window::KeyWindow;
 
 use crate::record::RecordRef;
+use crate::registry::{SchemaRegistry, subject};
 use column::{Cell, ColumnBuilder};
 use decode::PartDecoder;
 use encode::PartEncoder;
@@ -73,8 +77,9 @@ fn part_columns(source: &Source, role: ColumnRole) -> Vec<(String, SqlType)> {
 }
 
 impl SourceDecoder {
-    /// A decoder for `source`'s key and value formats.
-    pub fn new(source: &Source) -> Result<Self> {
+    /// A decoder for `source`'s key and value formats; schema-registry formats find the writers'
+    /// schemas in `registry`.
+    pub fn new(source: &Source, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
         let keys = part_columns(source, ColumnRole::Key);
         let values = part_columns(source, ColumnRole::Value);
         let names: Vec<&String> = keys.iter().chain(&values).map(|(n, _)| n).collect();
@@ -86,8 +91,8 @@ impl SourceDecoder {
         Ok(SourceDecoder {
             window: source.window,
             schema: source.input_schema(),
-            key: PartDecoder::new(source.key_format, keys),
-            value: PartDecoder::new(source.value_format, values),
+            key: PartDecoder::new(source.key_format, keys).with_registry(registry),
+            value: PartDecoder::new(source.value_format, values).with_registry(registry),
             types,
             timestamp_column,
             timestamp_format: source.timestamp_format.as_deref().map(chrono_format),
@@ -224,7 +229,14 @@ pub struct SinkEncoder {
 
 impl SinkEncoder {
     /// An encoder of rows whose columns are `columns` (key ones and value ones) into the given formats.
-    pub fn new(columns: &[Column], key_format: Format, value_format: Format) -> Self {
+    /// Schema-registry formats register their schemas for `topic` in `registry`.
+    pub fn new(
+        columns: &[Column],
+        key_format: Format,
+        value_format: Format,
+        registry: &dyn SchemaRegistry,
+        topic: &str,
+    ) -> Result<Self> {
         let idx = |role: ColumnRole| -> Vec<usize> {
             columns
                 .iter()
@@ -233,15 +245,27 @@ impl SinkEncoder {
                 .map(|(i, _)| i)
                 .collect()
         };
-        let names = |ix: &[usize]| ix.iter().map(|i| columns[*i].name.clone()).collect();
+        let named = |ix: &[usize]| {
+            ix.iter()
+                .map(|i| (columns[*i].name.clone(), columns[*i].sql_type.clone()))
+                .collect()
+        };
         let key_indices = idx(ColumnRole::Key);
         let value_indices = idx(ColumnRole::Value);
-        SinkEncoder {
-            key: PartEncoder::new(key_format, names(&key_indices)),
-            value: PartEncoder::new(value_format, names(&value_indices)),
+        Ok(SinkEncoder {
+            key: PartEncoder::new(key_format, named(&key_indices)).with_registry(
+                registry,
+                &subject(topic, true),
+                true,
+            )?,
+            value: PartEncoder::new(value_format, named(&value_indices)).with_registry(
+                registry,
+                &subject(topic, false),
+                false,
+            )?,
             key_indices,
             value_indices,
-        }
+        })
     }
 
     /// `(key, value)` payloads of every row; rows flagged in `null_values` get no value (a tombstone).
