@@ -35,6 +35,10 @@ pub struct TestTopic {
     pub key_schema: Option<Value>,
     #[serde(default)]
     pub value_schema: Option<Value>,
+    #[serde(default)]
+    pub key_schema_id: Option<u32>,
+    #[serde(default)]
+    pub value_schema_id: Option<u32>,
 }
 
 /// `expectedException`.

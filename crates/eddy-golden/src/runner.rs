@@ -158,10 +158,10 @@ pub fn prepare_topics(
 /// Registers a test topic's key and value schemas under its subjects.
 fn register_test_schemas(t: &TestTopic, registry: &dyn SchemaRegistry) -> Result<(), Error> {
     let parts = [
-        (&t.key_schema, &t.key_format, true),
-        (&t.value_schema, &t.value_format, false),
+        (&t.key_schema, &t.key_format, t.key_schema_id, true),
+        (&t.value_schema, &t.value_format, t.value_schema_id, false),
     ];
-    for (schema, format, key) in parts {
+    for (schema, format, id, key) in parts {
         let Some(schema) = schema else { continue };
         let kind = match format.as_deref().map(str::to_ascii_uppercase).as_deref() {
             Some("PROTOBUF") => SchemaKind::Protobuf,
@@ -177,7 +177,13 @@ fn register_test_schemas(t: &TestTopic, registry: &dyn SchemaRegistry) -> Result
             (Value::String(s), SchemaKind::Protobuf) => s.clone(),
             (other, _) => other.to_string(),
         };
-        registry.register(&subject(&t.name, key), &RegisteredSchema { kind, text })?;
+        let (subject, schema) = (subject(&t.name, key), RegisteredSchema { kind, text });
+        match id {
+            Some(id) => registry.register_with_id(&subject, &schema, id)?,
+            None => {
+                registry.register(&subject, &schema)?;
+            }
+        }
     }
     Ok(())
 }

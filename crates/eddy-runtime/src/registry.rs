@@ -1,7 +1,7 @@
 //! Schema registries: where AVRO, PROTOBUF and JSON_SR schemas are registered under subjects
 //! (`<topic>-key`, `<topic>-value`) and found again by the id each record carries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +43,14 @@ pub trait SchemaRegistry: Send + Sync + fmt::Debug {
 
     /// The schema with id `id`.
     fn by_id(&self, id: u32) -> Result<RegisteredSchema>;
+
+    /// Registers `schema` under `subject` with a chosen id (a registry in import mode).
+    fn register_with_id(&self, subject: &str, schema: &RegisteredSchema, id: u32) -> Result<()> {
+        let _ = (subject, schema);
+        Err(Error::External(format!(
+            "This schema registry cannot register a schema with a chosen id ({id})"
+        )))
+    }
 }
 
 /// The subject a topic's key or value schemas are registered under (Confluent's topic-name strategy).
@@ -59,8 +67,7 @@ pub struct MemoryRegistry {
 
 #[derive(Debug, Default)]
 struct Registered {
-    /// Schemas by id - 1.
-    schemas: Vec<RegisteredSchema>,
+    schemas: BTreeMap<u32, RegisteredSchema>,
     ids: HashMap<RegisteredSchema, u32>,
     /// The ids registered under each subject, oldest first.
     subjects: HashMap<String, Vec<u32>>,
@@ -73,23 +80,39 @@ impl MemoryRegistry {
     }
 }
 
+impl Registered {
+    fn add(&mut self, subject: &str, schema: &RegisteredSchema, id: u32) {
+        self.schemas.insert(id, schema.clone());
+        self.ids.entry(schema.clone()).or_insert(id);
+        let versions = self.subjects.entry(subject.to_string()).or_default();
+        if versions.last() != Some(&id) {
+            versions.push(id);
+        }
+    }
+}
+
 impl SchemaRegistry for MemoryRegistry {
     fn register(&self, subject: &str, schema: &RegisteredSchema) -> Result<u32> {
         let mut r = self.inner.lock().map_err(|_| poisoned())?;
         let id = match r.ids.get(schema) {
             Some(id) => *id,
-            None => {
-                r.schemas.push(schema.clone());
-                let id = r.schemas.len() as u32;
-                r.ids.insert(schema.clone(), id);
-                id
-            }
+            None => r.schemas.keys().next_back().map_or(1, |last| last + 1),
         };
-        let versions = r.subjects.entry(subject.to_string()).or_default();
-        if versions.last() != Some(&id) {
-            versions.push(id);
-        }
+        r.add(subject, schema, id);
         Ok(id)
+    }
+
+    fn register_with_id(&self, subject: &str, schema: &RegisteredSchema, id: u32) -> Result<()> {
+        let mut r = self.inner.lock().map_err(|_| poisoned())?;
+        match r.schemas.get(&id) {
+            Some(existing) if existing != schema => Err(Error::External(format!(
+                "Schema id {id} is already taken by another schema"
+            ))),
+            _ => {
+                r.add(subject, schema, id);
+                Ok(())
+            }
+        }
     }
 
     fn latest(&self, subject: &str) -> Result<Option<(u32, RegisteredSchema)>> {
@@ -97,17 +120,14 @@ impl SchemaRegistry for MemoryRegistry {
         Ok(r.subjects
             .get(subject)
             .and_then(|v| v.last())
-            .map(|id| (*id, r.schemas[*id as usize - 1].clone())))
+            .and_then(|id| Some((*id, r.schemas.get(id)?.clone()))))
     }
 
     fn by_id(&self, id: u32) -> Result<RegisteredSchema> {
         let r = self.inner.lock().map_err(|_| poisoned())?;
-        id.checked_sub(1)
-            .and_then(|i| r.schemas.get(i as usize))
-            .cloned()
-            .ok_or_else(|| {
-                Error::Execution(format!("Schema {id} not found in the schema registry"))
-            })
+        r.schemas.get(&id).cloned().ok_or_else(|| {
+            Error::Execution(format!("Schema {id} not found in the schema registry"))
+        })
     }
 }
 
@@ -137,10 +157,22 @@ mod tests {
             "same schema, same id"
         );
         assert_eq!(r.register("t-value", &b).unwrap(), 2);
-        assert_eq!(r.latest("t-value").unwrap(), Some((2, b)));
+        assert_eq!(r.latest("t-value").unwrap(), Some((2, b.clone())));
         assert_eq!(r.latest("v-value").unwrap(), None);
         assert_eq!(r.by_id(1).unwrap(), a);
         assert!(r.by_id(9).is_err());
         assert!(r.by_id(0).is_err());
+        r.register_with_id("w-value", &a, 101).unwrap();
+        assert_eq!(r.latest("w-value").unwrap(), Some((101, a.clone())));
+        assert!(r.register_with_id("w-value", &b, 101).is_err(), "id taken");
+        let c = RegisteredSchema {
+            kind: SchemaKind::Avro,
+            text: "\"string\"".into(),
+        };
+        assert_eq!(
+            r.register("x-value", &c).unwrap(),
+            102,
+            "ids continue after the highest"
+        );
     }
 }

@@ -463,6 +463,50 @@ mod tests {
     }
 
     #[test]
+    fn avro_reads_with_the_writers_schema_and_rejects_unframed_payloads() {
+        use crate::format::avro::schema::AvroSchema;
+        use crate::format::avro::write::write_json;
+        use crate::format::framing::frame_header;
+        use crate::registry::{MemoryRegistry, RegisteredSchema, SchemaKind};
+
+        let registry = MemoryRegistry::shared();
+        // The writer has a field the reader lacks, and its fields in another order.
+        let writer = r#"{"type":"record","name":"W","fields":[
+            {"name":"EXTRA","type":"string"},{"name":"temp","type":"double"},{"name":"ID","type":"long"}]}"#;
+        let id = registry
+            .register(
+                "t-value",
+                &RegisteredSchema {
+                    kind: SchemaKind::Avro,
+                    text: writer.into(),
+                },
+            )
+            .unwrap();
+        let mut payload = frame_header(id);
+        write_json(
+            &serde_json::json!({"EXTRA": "x", "temp": 21.5, "ID": 7}),
+            &AvroSchema::parse(writer).unwrap(),
+            &mut payload,
+        )
+        .unwrap();
+        let d = PartDecoder::new(
+            Format::new(FormatKind::Avro),
+            cols(&[("ID", SqlType::Bigint), ("TEMP", SqlType::Double)]),
+        )
+        .with_registry(&registry);
+        let mut out = Vec::new();
+        d.decode(Some(&payload), &mut out).unwrap();
+        assert!(matches!(out[0], Cell::Int(7)));
+        assert!(matches!(out[1], Cell::Float(f) if f == 21.5));
+        let mut out = Vec::new();
+        let e = d.decode(Some(br#"{"ID":7}"#), &mut out).unwrap_err();
+        assert!(e.contains("Unknown magic byte"), "{e}");
+        assert!(out.is_empty());
+        let e = d.decode(Some(&frame_header(99)), &mut out).unwrap_err();
+        assert!(e.contains("Schema 99 not found"), "{e}");
+    }
+
+    #[test]
     fn kafka_primitives_are_big_endian() {
         let d = PartDecoder::new(
             Format::new(FormatKind::Kafka),

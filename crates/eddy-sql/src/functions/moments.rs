@@ -1,6 +1,8 @@
-//! ksqlDB's statistical aggregates: STDDEV_SAMP (also STDDEV_SAMPLE), STDDEV_POP and CORRELATION,
-//! computed with Welford's running moments, which stay accurate on large values, can be merged
-//! (sessions) and, for the deviations, retracted (aggregation over a table).
+//! ksqlDB's statistical aggregates: STDDEV_SAMPLE, STDDEV_SAMP (which in ksqlDB answers the sample
+//! *variance*; Eddy keeps that for compatibility), STDDEV_POP and CORRELATION, computed with running
+//! moments that stay accurate on large values, can be merged (sessions) and, for the deviations,
+//! retracted (aggregation over a table). The sum of squared deviations is updated from the running
+//! sum, `(n·x − Σx)² / (n(n−1))`, the form ksqlDB uses, so results agree with it to the last digit.
 
 use std::sync::Arc;
 
@@ -16,6 +18,8 @@ use datafusion::logical_expr::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     StddevSample,
+    /// ksqlDB's STDDEV_SAMP: the sample variance.
+    VarianceSample,
     StddevPopulation,
     Correlation,
 }
@@ -31,7 +35,8 @@ pub fn all() -> Vec<AggregateUDF> {
         .with_aliases(aliases.iter().copied())
     };
     vec![
-        make(Kind::StddevSample, "stddev_samp", &["stddev_sample"]),
+        make(Kind::StddevSample, "stddev_sample", &[]),
+        make(Kind::VarianceSample, "stddev_samp", &[]),
         make(Kind::StddevPopulation, "stddev_pop", &[]),
         make(Kind::Correlation, "correlation", &[]),
     ]
@@ -71,7 +76,7 @@ impl AggregateUDFImpl for Moments {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<Arc<Field>>> {
-        Ok(["n", "mean_x", "mean_y", "m2_x", "m2_y", "c_xy"]
+        Ok(["n", "sum_x", "mean_y", "m2_x", "m2_y", "c_xy"]
             .iter()
             .map(|part| {
                 Arc::new(Field::new(
@@ -100,11 +105,11 @@ impl AggregateUDFImpl for Moments {
     }
 }
 
-/// Count, means, sums of squared deviations and the co-moment of the values seen.
+/// Count, sum of x, mean of y, sums of squared deviations and the co-moment of the values seen.
 #[derive(Debug, Default, Clone, Copy)]
 struct Running {
     n: f64,
-    mean_x: f64,
+    sum_x: f64,
     mean_y: f64,
     m2_x: f64,
     m2_y: f64,
@@ -112,13 +117,30 @@ struct Running {
 }
 
 impl Running {
+    fn mean_x(&self) -> f64 {
+        if self.n == 0.0 {
+            0.0
+        } else {
+            self.sum_x / self.n
+        }
+    }
+
+    /// The change in the sum of squared deviations of x when `x` joins (or leaves) a set of `n`
+    /// values summing to `sum`, both counted with `x`.
+    fn deviation(x: f64, n: f64, sum: f64) -> f64 {
+        let d = x * n - sum;
+        d * d / (n * (n - 1.0))
+    }
+
     fn add(&mut self, x: f64, y: f64) {
+        let dx = x - self.mean_x();
         self.n += 1.0;
-        let dx = x - self.mean_x;
+        self.sum_x += x;
+        if self.n > 1.0 {
+            self.m2_x += Running::deviation(x, self.n, self.sum_x);
+        }
         let dy = y - self.mean_y;
-        self.mean_x += dx / self.n;
         self.mean_y += dy / self.n;
-        self.m2_x += dx * (x - self.mean_x);
         self.m2_y += dy * (y - self.mean_y);
         self.c_xy += dx * (y - self.mean_y);
     }
@@ -129,9 +151,8 @@ impl Running {
             *self = Running::default();
             return;
         }
-        let mean_before = (self.n * self.mean_x - x) / (self.n - 1.0);
-        self.m2_x -= (x - mean_before) * (x - self.mean_x);
-        self.mean_x = mean_before;
+        self.m2_x -= Running::deviation(x, self.n, self.sum_x);
+        self.sum_x -= x;
         self.n -= 1.0;
     }
 
@@ -141,12 +162,12 @@ impl Running {
             return;
         }
         let n = self.n + o.n;
-        let dx = o.mean_x - self.mean_x;
+        let dx = o.mean_x() - self.mean_x();
         let dy = o.mean_y - self.mean_y;
         self.m2_x += o.m2_x + dx * dx * self.n * o.n / n;
         self.m2_y += o.m2_y + dy * dy * self.n * o.n / n;
         self.c_xy += o.c_xy + dx * dy * self.n * o.n / n;
-        self.mean_x += dx * o.n / n;
+        self.sum_x += o.sum_x;
         self.mean_y += dy * o.n / n;
         self.n = n;
     }
@@ -201,8 +222,9 @@ impl Accumulator for MomentsAccumulator {
         let value = match self.kind {
             _ if m.n == 0.0 => None,
             // One value deviates by nothing: ksqlDB answers 0.0 for a sample of one.
-            Kind::StddevSample if m.n < 2.0 => Some(0.0),
+            Kind::StddevSample | Kind::VarianceSample if m.n < 2.0 => Some(0.0),
             Kind::StddevSample => Some((m.m2_x / (m.n - 1.0)).max(0.0).sqrt()),
+            Kind::VarianceSample => Some((m.m2_x / (m.n - 1.0)).max(0.0)),
             Kind::StddevPopulation => Some((m.m2_x / m.n).max(0.0).sqrt()),
             Kind::Correlation => {
                 let denominator = (m.m2_x * m.m2_y).sqrt();
@@ -218,7 +240,7 @@ impl Accumulator for MomentsAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let m = self.m;
-        Ok([m.n, m.mean_x, m.mean_y, m.m2_x, m.m2_y, m.c_xy]
+        Ok([m.n, m.sum_x, m.mean_y, m.m2_x, m.m2_y, m.c_xy]
             .into_iter()
             .map(|v| ScalarValue::Float64(Some(v)))
             .collect())
@@ -233,7 +255,7 @@ impl Accumulator for MomentsAccumulator {
             let v = |p: usize| parts[p].value(i);
             self.m.merge(&Running {
                 n: v(0),
-                mean_x: v(1),
+                sum_x: v(1),
                 mean_y: v(2),
                 m2_x: v(3),
                 m2_y: v(4),
