@@ -8,6 +8,9 @@ use eddy_runtime::format::avro::read::{Reader, read_json};
 use eddy_runtime::format::avro::schema::AvroSchema;
 use eddy_runtime::format::avro::write::write_json;
 use eddy_runtime::format::framing::{frame_header, unframe};
+use eddy_runtime::format::protobuf::schema::ProtoSchema;
+use eddy_runtime::format::protobuf::wire::{read_message_json, write_message_json};
+use eddy_runtime::format::protobuf::{read_message_indexes, write_message_indexes};
 use eddy_runtime::format::window::{Bounds, append_window, split_windowed_key};
 use eddy_runtime::registry::{SchemaRegistry, subject};
 use eddy_sql::SqlType;
@@ -19,7 +22,8 @@ use eddy_sql::window::{KeyWindow, WindowType};
 #[derive(Debug, Clone)]
 pub struct PartCodec {
     pub format: Format,
-    pub types: Vec<SqlType>,
+    /// The part's columns (name, type).
+    pub columns: Vec<(String, SqlType)>,
     /// How keys are windowed (key part only).
     pub window: Option<KeyWindow>,
     /// Where schema-registry formats find their schemas, and the part's subject.
@@ -40,11 +44,11 @@ impl PartCodec {
             registry: registry.clone(),
             subject: subject(&source.topic, role == ColumnRole::Key),
             window: source.window.filter(|_| role == ColumnRole::Key),
-            types: source
+            columns: source
                 .columns
                 .iter()
                 .filter(|c| c.role == role)
-                .map(|c| c.sql_type.clone())
+                .map(|c| (c.name.clone(), c.sql_type.clone()))
                 .collect(),
         }
     }
@@ -114,15 +118,26 @@ impl PartCodec {
                 write_json(v, &AvroSchema::parse(&text)?, &mut out)?;
                 out
             }
-            FormatKind::Protobuf | FormatKind::ProtobufNoSr => {
-                return Err(format!("{} is not supported yet", self.format.kind.name()));
+            FormatKind::Protobuf => {
+                let (id, text) = self.latest()?;
+                let schema = ProtoSchema::parse(&text)?;
+                let mut out = frame_header(id);
+                write_message_indexes(&[0], &mut out);
+                write_message_json(&schema, schema.top[0], v, &mut out)?;
+                out
+            }
+            FormatKind::ProtobufNoSr => {
+                let schema = ProtoSchema::for_columns(&self.columns);
+                let mut out = Vec::new();
+                write_message_json(&schema, schema.top[0], v, &mut out)?;
+                out
             }
             FormatKind::Delimited => match v {
                 Value::String(s) => s.as_bytes().to_vec(),
                 other => other.to_string().into_bytes(),
             },
             FormatKind::Kafka => {
-                let t = self.types.first().cloned().unwrap_or(SqlType::String);
+                let t = self.column_type().cloned().unwrap_or(SqlType::String);
                 match (t, v) {
                     (SqlType::Int, Value::Number(n)) => (n.as_i64().ok_or("not an INT")? as i32)
                         .to_be_bytes()
@@ -165,9 +180,13 @@ impl PartCodec {
             FormatKind::Avro => self
                 .avro_json(bytes)
                 .unwrap_or_else(|e| Value::String(format!("undecodable AVRO ({e}): {}", lossy()))),
-            FormatKind::Protobuf | FormatKind::ProtobufNoSr => lossy(),
+            FormatKind::Protobuf | FormatKind::ProtobufNoSr => {
+                self.protobuf_json(bytes).unwrap_or_else(|e| {
+                    Value::String(format!("undecodable PROTOBUF ({e}): {}", lossy()))
+                })
+            }
             FormatKind::Delimited => Value::String(String::from_utf8_lossy(bytes).into_owned()),
-            FormatKind::Kafka => match (self.types.first(), bytes.len()) {
+            FormatKind::Kafka => match (self.column_type(), bytes.len()) {
                 (Some(SqlType::Int), 4) => {
                     Value::from(i32::from_be_bytes(bytes.try_into().unwrap_or_default()))
                 }
@@ -201,5 +220,26 @@ impl PartCodec {
         let schema = self.registry.by_id(id).map_err(|e| e.to_string())?;
         let mut r = Reader::new(body);
         read_json(&mut r, &AvroSchema::parse(&schema.text)?)
+    }
+
+    /// A PROTOBUF payload as JSON, read with its writer's schema (PROTOBUF_NOSR: the columns').
+    fn protobuf_json(&self, bytes: &[u8]) -> Result<Value, String> {
+        if self.format.kind == FormatKind::ProtobufNoSr {
+            let schema = ProtoSchema::for_columns(&self.columns);
+            return read_message_json(&schema, schema.top[0], bytes);
+        }
+        let (id, rest) = unframe(bytes)?;
+        let (path, body) = read_message_indexes(rest)?;
+        let registered = self.registry.by_id(id).map_err(|e| e.to_string())?;
+        let schema = ProtoSchema::parse(&registered.text)?;
+        let message = schema
+            .message_at(&path)
+            .ok_or_else(|| format!("no message at {path:?}"))?;
+        read_message_json(&schema, message, body)
+    }
+
+    /// The type of the part's first column (KAFKA has only one).
+    fn column_type(&self) -> Option<&SqlType> {
+        self.columns.first().map(|(_, t)| t)
     }
 }

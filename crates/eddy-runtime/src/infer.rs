@@ -2,11 +2,13 @@
 //! registered for its topic, as ksqlDB infers them.
 
 use eddy_common::{Result, plan_err};
+use eddy_sql::SqlType;
 use eddy_sql::catalog::{Column, Format};
 use eddy_sql::statement::{ColumnRole, CreateSource};
 
 use crate::format::avro::schema::AvroSchema;
 use crate::format::json_schema;
+use crate::format::protobuf::schema::ProtoSchema;
 use crate::registry::{RegisteredSchema, SchemaKind, SchemaRegistry, subject};
 
 /// Columns read from a registered schema.
@@ -49,7 +51,15 @@ pub fn infer_part(
             None => return Ok(None),
         },
     };
-    let (unwrapped, fields) = fields_of(&schema).map_err(|e| {
+    let full_name = create
+        .properties
+        .get(if key {
+            "KEY_SCHEMA_FULL_NAME"
+        } else {
+            "VALUE_SCHEMA_FULL_NAME"
+        })
+        .map(|n| n.text());
+    let (unwrapped, fields) = fields_of(&schema, full_name.as_deref()).map_err(|e| {
         plan_err!(
             "Unable to infer the {} columns of '{}' from its registered schema: {e}",
             if key { "key" } else { "value" },
@@ -60,18 +70,37 @@ pub fn infer_part(
     let columns = fields
         .into_iter()
         .map(|(name, sql_type)| Column {
-            name: name.unwrap_or_else(|| single.to_string()),
-            sql_type,
+            name: name.map_or_else(|| single.to_string(), |n| n.to_uppercase()),
+            sql_type: upper_fields(sql_type),
             role,
         })
         .collect();
     Ok(Some(Inferred { columns, unwrapped }))
 }
 
-type Fields = Vec<(Option<String>, eddy_sql::SqlType)>;
+type Fields = Vec<(Option<String>, SqlType)>;
 
-/// The fields of a record schema, or the one unnamed field of any other.
-fn fields_of(schema: &RegisteredSchema) -> std::result::Result<(bool, Fields), String> {
+/// ksqlDB names inferred columns and struct fields in upper case.
+fn upper_fields(t: SqlType) -> SqlType {
+    match t {
+        SqlType::Struct(fields) => SqlType::Struct(
+            fields
+                .into_iter()
+                .map(|(n, t)| (n.to_uppercase(), upper_fields(t)))
+                .collect(),
+        ),
+        SqlType::Array(e) => SqlType::Array(Box::new(upper_fields(*e))),
+        SqlType::Map(k, v) => SqlType::Map(k, Box::new(upper_fields(*v))),
+        other => other,
+    }
+}
+
+/// The fields of a record schema, or the one unnamed field of any other; for PROTOBUF, of the message
+/// named `full_name` or else the first.
+fn fields_of(
+    schema: &RegisteredSchema,
+    full_name: Option<&str>,
+) -> std::result::Result<(bool, Fields), String> {
     match schema.kind {
         SchemaKind::Avro => match AvroSchema::parse(&schema.text)? {
             AvroSchema::Record { fields, .. } => Ok((
@@ -94,6 +123,22 @@ fn fields_of(schema: &RegisteredSchema) -> std::result::Result<(bool, Fields), S
                 None => Ok((true, vec![(None, json_schema::sql_type(&value)?)])),
             }
         }
-        SchemaKind::Protobuf => Err("PROTOBUF schemas cannot be read yet".to_string()),
+        SchemaKind::Protobuf => {
+            let proto = ProtoSchema::parse(&schema.text)?;
+            let message = match full_name {
+                Some(name) => proto
+                    .message_named(name)
+                    .ok_or_else(|| format!("the schema has no message named {name}"))?,
+                None => *proto.top.first().ok_or("the schema has no message")?,
+            };
+            Ok((
+                false,
+                proto
+                    .columns_of(message)?
+                    .into_iter()
+                    .map(|(n, t)| (Some(n), t))
+                    .collect(),
+            ))
+        }
     }
 }

@@ -32,6 +32,26 @@ pub enum Cell<'a> {
     Decimal(i128),
 }
 
+impl Cell<'_> {
+    /// The cell as JSON, the way ksqlDB shows values: bytes as base64, decimals as numbers.
+    pub fn into_json(self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Bool(b) => Value::Bool(b),
+            Cell::Int(i) => Value::from(i),
+            Cell::Float(f) => Value::from(f),
+            Cell::Number(n) => serde_json::from_str(&n).unwrap_or(Value::String(n.into_owned())),
+            Cell::Str(s) => Value::String(s.into_owned()),
+            Cell::Bytes(b) => {
+                use base64::Engine;
+                Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            Cell::Decimal(d) => Value::String(d.to_string()),
+            Cell::Json(v) => *v,
+        }
+    }
+}
+
 impl<'a> From<&'a Value> for Cell<'a> {
     /// A JSON value as the JSON format reads it.
     fn from(v: &'a Value) -> Self {

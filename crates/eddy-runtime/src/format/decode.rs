@@ -14,6 +14,7 @@ use super::avro::AvroDecoder;
 use super::column::{Cell, ColumnBuilder};
 use super::framing::unframe;
 use super::json_fast::{KeyCache, flat_object};
+use super::protobuf::ProtobufDecoder;
 use crate::registry::SchemaRegistry;
 
 /// Decodes the key or the value part of records for a fixed list of columns.
@@ -26,11 +27,15 @@ pub struct PartDecoder {
     unused: Vec<bool>,
     /// How AVRO payloads are read (set by [`PartDecoder::with_registry`]).
     avro: Option<AvroDecoder>,
+    /// How PROTOBUF (set by [`PartDecoder::with_registry`]) and PROTOBUF_NOSR payloads are read.
+    protobuf: Option<ProtobufDecoder>,
 }
 
 impl PartDecoder {
     /// A decoder for `columns` (name, type) in `format`.
     pub fn new(format: Format, columns: Vec<(String, SqlType)>) -> Self {
+        let protobuf =
+            (format.kind == FormatKind::ProtobufNoSr).then(|| ProtobufDecoder::new(None, &columns));
         let (names, types): (Vec<String>, Vec<SqlType>) = columns.into_iter().unzip();
         PartDecoder {
             format,
@@ -38,24 +43,42 @@ impl PartDecoder {
             names,
             types,
             avro: None,
+            protobuf,
         }
     }
 
     /// Reads schema-registry formats with the writers' schemas from `registry`.
     pub fn with_registry(mut self, registry: &Arc<dyn SchemaRegistry>) -> Self {
-        if self.format.kind == FormatKind::Avro {
-            self.avro = Some(AvroDecoder::new(
-                registry.clone(),
-                self.names.clone(),
-                self.wraps(),
-            ));
+        match self.format.kind {
+            FormatKind::Avro => {
+                self.avro = Some(AvroDecoder::new(
+                    registry.clone(),
+                    self.names.clone(),
+                    self.wraps(),
+                ))
+            }
+            FormatKind::Protobuf => {
+                let columns: Vec<(String, SqlType)> = self
+                    .names
+                    .iter()
+                    .cloned()
+                    .zip(self.types.iter().cloned())
+                    .collect();
+                self.protobuf = Some(ProtobufDecoder::new(Some(registry.clone()), &columns));
+            }
+            _ => {}
         }
         self
     }
 
-    /// Whether the columns are fields of an object or record (rather than the whole payload).
+    /// Whether the columns are fields of an object, record or message (rather than the whole payload).
     fn wraps(&self) -> bool {
-        self.width() > 1 || self.format.wrap_single_value
+        self.width() > 1
+            || self.format.wrap_single_value
+            || matches!(
+                self.format.kind,
+                FormatKind::Protobuf | FormatKind::ProtobufNoSr
+            )
     }
 
     /// Marks the columns that need not be decoded (`used[i]` is false for column `i`).
@@ -158,10 +181,15 @@ impl PartDecoder {
                 avro.decode(bytes, &self.unused, &mut out[start..])
                     .inspect_err(|_| out.truncate(start))
             }
-            FormatKind::Protobuf | FormatKind::ProtobufNoSr => Err(format!(
-                "The {} format cannot be read yet",
-                self.format.kind.name()
-            )),
+            FormatKind::Protobuf | FormatKind::ProtobufNoSr => {
+                let protobuf = self.protobuf.as_ref().ok_or_else(|| {
+                    "PROTOBUF needs a schema registry: set ksql.schema.registry.url".to_string()
+                })?;
+                out.resize_with(start + self.width(), || Cell::Null);
+                protobuf
+                    .decode(bytes, &mut out[start..])
+                    .inspect_err(|_| out.truncate(start))
+            }
             FormatKind::Json | FormatKind::JsonSr => {
                 if !self.wraps() {
                     let mut de = serde_json::Deserializer::from_slice(bytes);

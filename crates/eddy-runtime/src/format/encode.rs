@@ -17,6 +17,7 @@ use eddy_sql::catalog::{Format, FormatKind};
 use super::avro::AvroEncoder;
 use super::framing::frame_header;
 use super::json_schema;
+use super::protobuf::ProtobufEncoder;
 use crate::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 
 use eddy_sql::java::format_double;
@@ -34,6 +35,7 @@ pub struct PartEncoder {
 #[derive(Debug, Clone)]
 enum SchemaEncoding {
     Avro(AvroEncoder),
+    Protobuf(ProtobufEncoder),
     /// JSON framed with the id of its registered JSON schema.
     JsonSr(u32),
 }
@@ -74,6 +76,14 @@ impl PartEncoder {
                 };
                 Some(SchemaEncoding::JsonSr(registry.register(subject, &schema)?))
             }
+            FormatKind::Protobuf => Some(SchemaEncoding::Protobuf(ProtobufEncoder::new(
+                Some((registry, subject)),
+                &self.columns,
+            )?)),
+            FormatKind::ProtobufNoSr => Some(SchemaEncoding::Protobuf(ProtobufEncoder::new(
+                None,
+                &self.columns,
+            )?)),
             _ => None,
         };
         Ok(self)
@@ -113,10 +123,12 @@ impl PartEncoder {
                     .map_err(|e| exec_err!("Error serializing AVRO: {e}")),
                 _ => Err(unregistered()),
             },
-            FormatKind::Protobuf | FormatKind::ProtobufNoSr => Err(exec_err!(
-                "The {} format cannot be written yet",
-                self.format.kind.name()
-            )),
+            FormatKind::Protobuf | FormatKind::ProtobufNoSr => match &self.schema {
+                Some(SchemaEncoding::Protobuf(p)) => p
+                    .encode(arrays, rows)
+                    .map_err(|e| exec_err!("Error serializing PROTOBUF: {e}")),
+                _ => Err(unregistered()),
+            },
         }
     }
 

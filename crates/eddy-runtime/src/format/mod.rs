@@ -3,11 +3,14 @@
 
 pub mod avro;
 pub mod column;
+pub mod cursor;
 pub mod decode;
 pub mod encode;
 pub mod framing;
 pub mod json_fast;
 pub mod json_schema;
+pub mod protobuf;
+pub mod values;
 pub mod window;
 
 use std::sync::Arc;

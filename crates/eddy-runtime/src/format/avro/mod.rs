@@ -151,6 +151,11 @@ impl AvroEncoder {
     pub fn encode(&self, arrays: &[ArrayRef], rows: usize) -> Result<Vec<Option<Vec<u8>>>, String> {
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
+            if !self.wrapped && arrays[0].is_null(row) {
+                // A null key or unwrapped value has no payload.
+                out.push(None);
+                continue;
+            }
             let mut buf = frame_header(self.id);
             match &self.schema {
                 AvroSchema::Record { fields, .. } if self.wrapped => {

@@ -6,43 +6,33 @@ use serde_json::{Map, Value};
 
 use super::schema::AvroSchema;
 use crate::format::column::Cell;
+use crate::format::cursor::{Cursor, unzigzag};
 
 /// A cursor over Avro binary data.
 #[derive(Debug)]
 pub struct Reader<'a> {
-    buf: &'a [u8],
+    cursor: Cursor<'a>,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
+        Reader {
+            cursor: Cursor::new(buf, "Avro"),
+        }
     }
 
     /// Whether every byte was read.
     pub fn is_done(&self) -> bool {
-        self.buf.is_empty()
+        self.cursor.is_done()
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.buf.len() < n {
-            return Err("Avro data ends too early".to_string());
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
+        self.cursor.take(n)
     }
 
     /// A zig-zag varint (`int` and `long`).
     pub fn long(&mut self) -> Result<i64, String> {
-        let mut value: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = *self.take(1)?.first().unwrap_or(&0);
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
-            }
-        }
-        Err("Avro varint is too long".to_string())
+        self.cursor.varint().map(unzigzag)
     }
 
     fn int(&mut self) -> Result<i32, String> {
@@ -196,26 +186,8 @@ pub fn read_json(r: &mut Reader<'_>, s: &AvroSchema) -> Result<Value, String> {
             let b = r.branch(branches)?;
             read_json(r, b)?
         }
-        scalar => cell_json(read_cell(r, scalar)?),
+        scalar => read_cell(r, scalar)?.into_json(),
     })
-}
-
-/// A scalar cell as JSON.
-fn cell_json(c: Cell<'_>) -> Value {
-    match c {
-        Cell::Null => Value::Null,
-        Cell::Bool(b) => Value::Bool(b),
-        Cell::Int(i) => Value::from(i),
-        Cell::Float(f) => Value::from(f),
-        Cell::Number(n) => serde_json::from_str(&n).unwrap_or(Value::String(n.into_owned())),
-        Cell::Str(s) => Value::String(s.into_owned()),
-        Cell::Bytes(b) => {
-            use base64::Engine;
-            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
-        }
-        Cell::Decimal(d) => Value::String(d.to_string()),
-        Cell::Json(v) => *v,
-    }
 }
 
 /// Skips one datum.
@@ -277,17 +249,5 @@ mod tests {
         assert_eq!(decimal_text(1011, 2), "10.11");
         assert_eq!(decimal_text(-5, 3), "-0.005");
         assert_eq!(decimal_text(7, 0), "7");
-    }
-
-    #[test]
-    fn zig_zag_varints_decode() {
-        // 0 -> 0, -1 -> 1, 1 -> 2, 64 -> [0x80, 0x01]
-        let mut r = Reader::new(&[0x00, 0x01, 0x02, 0x80, 0x01]);
-        assert_eq!(
-            [r.long(), r.long(), r.long(), r.long()].map(Result::unwrap),
-            [0, -1, 1, 64]
-        );
-        assert!(r.is_done());
-        assert!(Reader::new(&[0x80]).long().is_err(), "cut short");
     }
 }

@@ -1,15 +1,14 @@
 //! Writing Avro binary data: a row of Arrow arrays, or a JSON value (what test files give), in a schema.
 
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    Time32MillisecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
-};
+use datafusion::arrow::datatypes::DataType;
 use serde_json::Value;
 
 use super::schema::AvroSchema;
 use crate::format::column::parse_decimal;
+use crate::format::values::{
+    binary_value, decimal_bytes, decimal_value, float_value, int_value, text_value,
+};
 
 /// Appends a zig-zag varint.
 pub fn write_long(v: i64, out: &mut Vec<u8>) {
@@ -24,30 +23,6 @@ pub fn write_long(v: i64, out: &mut Vec<u8>) {
 fn write_bytes(b: &[u8], out: &mut Vec<u8>) {
     write_long(b.len() as i64, out);
     out.extend_from_slice(b);
-}
-
-/// The minimal big-endian two's complement bytes of an unscaled decimal.
-fn decimal_bytes(v: i128, fixed: Option<usize>) -> Vec<u8> {
-    let all = v.to_be_bytes();
-    let mut start = 0;
-    while start < 15 {
-        let (b, next) = (all[start], all[start + 1]);
-        let redundant = (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0);
-        if !redundant {
-            break;
-        }
-        start += 1;
-    }
-    let minimal = &all[start..];
-    match fixed {
-        Some(n) if n > minimal.len() => {
-            let fill = if v < 0 { 0xff } else { 0 };
-            let mut out = vec![fill; n - minimal.len()];
-            out.extend_from_slice(minimal);
-            out
-        }
-        _ => minimal.to_vec(),
-    }
 }
 
 fn write_decimal(v: i128, fixed: Option<usize>, out: &mut Vec<u8>) {
@@ -74,53 +49,6 @@ fn branch_of(
                 "No branch of the Avro union fits the value".to_string()
             }
         })
-}
-
-/// An integer-like value of an Arrow array (dates in days, times and timestamps in milliseconds).
-fn int_value(a: &dyn Array, row: usize) -> Option<i64> {
-    Some(match a.data_type() {
-        DataType::Int8 => a.as_primitive::<Int8Type>().value(row).into(),
-        DataType::Int16 => a.as_primitive::<Int16Type>().value(row).into(),
-        DataType::Int32 => a.as_primitive::<Int32Type>().value(row).into(),
-        DataType::Int64 => a.as_primitive::<Int64Type>().value(row),
-        DataType::Date32 => a.as_primitive::<Date32Type>().value(row).into(),
-        DataType::Time32(TimeUnit::Millisecond) => {
-            a.as_primitive::<Time32MillisecondType>().value(row).into()
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            a.as_primitive::<TimestampMillisecondType>().value(row)
-        }
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            a.as_primitive::<TimestampSecondType>().value(row) * 1000
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => a
-            .as_primitive::<TimestampMicrosecondType>()
-            .value(row)
-            .div_euclid(1000),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => a
-            .as_primitive::<TimestampNanosecondType>()
-            .value(row)
-            .div_euclid(1_000_000),
-        _ => return None,
-    })
-}
-
-fn text_value(a: &dyn Array, row: usize) -> Option<&str> {
-    match a.data_type() {
-        DataType::Utf8 => Some(a.as_string::<i32>().value(row)),
-        DataType::LargeUtf8 => Some(a.as_string::<i64>().value(row)),
-        DataType::Utf8View => Some(a.as_string_view().value(row)),
-        _ => None,
-    }
-}
-
-fn binary_value(a: &dyn Array, row: usize) -> Option<&[u8]> {
-    match a.data_type() {
-        DataType::Binary => Some(a.as_binary::<i32>().value(row)),
-        DataType::LargeBinary => Some(a.as_binary::<i64>().value(row)),
-        DataType::BinaryView => Some(a.as_binary_view().value(row)),
-        _ => None,
-    }
 }
 
 fn cannot(a: &dyn Array, s: &AvroSchema) -> String {
@@ -169,11 +97,7 @@ pub fn write_array(
             write_long(int_value(a, row).ok_or_else(|| cannot(a, s))? * 1000, out)
         }
         AvroSchema::Float | AvroSchema::Double => {
-            let v = match a.data_type() {
-                DataType::Float64 => a.as_primitive::<Float64Type>().value(row),
-                DataType::Float32 => a.as_primitive::<Float32Type>().value(row).into(),
-                _ => int_value(a, row).ok_or_else(|| cannot(a, s))? as f64,
-            };
+            let v = float_value(a, row).ok_or_else(|| cannot(a, s))?;
             if *s == AvroSchema::Float {
                 out.extend_from_slice(&(v as f32).to_le_bytes());
             } else {
@@ -201,15 +125,7 @@ pub fn write_array(
             out.extend_from_slice(b);
         }
         AvroSchema::Decimal { scale, fixed, .. } => {
-            let DataType::Decimal128(_, from) = a.data_type() else {
-                return Err(cannot(a, s));
-            };
-            let v = rescale(
-                a.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
-                    .value(row),
-                *from,
-                *scale,
-            );
+            let v = decimal_value(a, row, *scale).ok_or_else(|| cannot(a, s))?;
             write_decimal(v, *fixed, out);
         }
         AvroSchema::Array(items) => {
@@ -264,20 +180,6 @@ pub fn write_array(
         AvroSchema::Union(_) => unreachable!("unions are handled above"),
     }
     Ok(())
-}
-
-/// An unscaled decimal moved from scale `from` to scale `to` (rounding half up when it shrinks).
-fn rescale(v: i128, from: i8, to: i8) -> i128 {
-    match to - from {
-        0 => v,
-        up if up > 0 => v.saturating_mul(10i128.pow(up as u32)),
-        down => {
-            let p = 10i128.pow((-down) as u32);
-            let q = v / p;
-            let r = v % p;
-            if r.abs() * 2 >= p { q + v.signum() } else { q }
-        }
-    }
 }
 
 /// Appends a JSON value (as test files give records) in schema `s`, converting where ksqlDB's test
@@ -444,18 +346,5 @@ mod tests {
             back,
             serde_json::json!({"ID": 300, "D": -12.5, "L": ["a", "1", null], "M": {"k": 2}})
         );
-    }
-
-    #[test]
-    fn decimals_take_the_fewest_bytes() {
-        assert_eq!(decimal_bytes(0, None), vec![0]);
-        assert_eq!(decimal_bytes(127, None), vec![0x7f]);
-        assert_eq!(decimal_bytes(128, None), vec![0x00, 0x80]);
-        assert_eq!(decimal_bytes(-1, None), vec![0xff]);
-        assert_eq!(decimal_bytes(-129, None), vec![0xff, 0x7f]);
-        assert_eq!(decimal_bytes(-1, Some(3)), vec![0xff, 0xff, 0xff]);
-        assert_eq!(rescale(1255, 3, 2), 126);
-        assert_eq!(rescale(-1255, 3, 2), -126);
-        assert_eq!(rescale(12, 0, 2), 1200);
     }
 }
