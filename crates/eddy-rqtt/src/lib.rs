@@ -100,6 +100,7 @@ impl Server {
             cluster,
             "rqtt".to_string(),
             Some(broker.bootstrap().to_string()),
+            None,
         )?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

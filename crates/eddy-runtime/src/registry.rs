@@ -16,6 +16,15 @@ pub enum SchemaKind {
 }
 
 impl SchemaKind {
+    /// The kind a registry's `schemaType` names; absent means AVRO.
+    pub fn from_name(name: Option<&str>) -> SchemaKind {
+        match name {
+            Some("PROTOBUF") => SchemaKind::Protobuf,
+            Some("JSON") => SchemaKind::Json,
+            _ => SchemaKind::Avro,
+        }
+    }
+
     /// The registry's name for it (`schemaType`).
     pub fn as_str(self) -> &'static str {
         match self {

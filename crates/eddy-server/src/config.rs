@@ -22,6 +22,10 @@ pub struct Args {
     /// Service id: servers with the same id share a catalog (command topic) and queries.
     #[arg(long, env = "EDDY_SERVICE_ID", default_value = "default_")]
     pub service_id: String,
+    /// URL of a Confluent-compatible Schema Registry for AVRO, PROTOBUF and JSON_SR. Without one the
+    /// server keeps schemas itself (in its command log) and serves the registry API on its own port.
+    #[arg(long, env = "EDDY_SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
     /// A properties (`key=value`) or TOML file with the settings above (`listen`, `bootstrap.servers`,
     /// `data.dir`, `service.id`; ksqlDB's `listeners` and `ksql.service.id` are understood too).
     #[arg(long, env = "EDDY_CONFIG")]
@@ -57,15 +61,22 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             {
                 args.service_id = value
             }
+            "schema.registry.url" | "ksql.schema.registry.url"
+                if args.schema_registry_url.is_none() =>
+            {
+                args.schema_registry_url = Some(value)
+            }
             "listen"
             | "listeners"
+            | "schema.registry.url"
+            | "ksql.schema.registry.url"
             | "bootstrap.servers"
             | "ksql.streams.bootstrap.servers"
             | "data.dir"
             | "service.id"
             | "ksql.service.id" => {}
             other => bail!(
-                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id)"
+                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url)"
             ),
         }
     }

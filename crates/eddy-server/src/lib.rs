@@ -4,5 +4,7 @@
 pub mod entity;
 mod inserts;
 pub mod local_broker;
+mod registry_api;
 pub mod routes;
+pub mod schema_registry;
 pub mod state;

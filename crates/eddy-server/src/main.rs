@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use eddy_kafka::KafkaCluster;
-use eddy_server::{local_broker, routes, state};
+use eddy_runtime::registry::SchemaRegistry;
+use eddy_server::{local_broker, routes, schema_registry, state};
 
 use crate::config::Args;
 
@@ -48,12 +49,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     let service_id = args.service_id.clone();
     let local = broker.as_ref().map(|b| b.bootstrap().to_string());
+    let registry = args.schema_registry_url.as_deref().map(|url| {
+        tracing::info!("schemas are kept in the Schema Registry at {url}");
+        Arc::new(schema_registry::HttpRegistry::new(url)) as Arc<dyn SchemaRegistry>
+    });
     let state = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let cluster = Arc::new(KafkaCluster::connect(&bootstrap)?);
         cluster
             .wait_ready(Duration::from_secs(30))
             .with_context(|| format!("the Kafka cluster at {bootstrap} does not answer"))?;
-        Ok(state::AppState::start(cluster, service_id, local)?)
+        Ok(state::AppState::start(
+            cluster, service_id, local, registry,
+        )?)
     })
     .await??;
     let listener = tokio::net::TcpListener::bind(&args.listen)

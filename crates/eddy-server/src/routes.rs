@@ -1,5 +1,5 @@
 //! The ksqlDB-compatible REST API: `/ksql`, `/query`, `/query-stream`, `/close-query`, `/info`,
-//! `/healthcheck`.
+//! `/healthcheck`; and the Schema Registry API (`/subjects`, `/schemas`, see `registry_api`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -37,6 +37,15 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/query-stream", post(query_stream))
         .route("/close-query", post(close_query))
         .route("/inserts-stream", post(crate::inserts::inserts_stream))
+        .route(
+            "/subjects/{subject}/versions",
+            post(crate::registry_api::register),
+        )
+        .route(
+            "/subjects/{subject}/versions/latest",
+            get(crate::registry_api::latest),
+        )
+        .route("/schemas/ids/{id}", get(crate::registry_api::by_id))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
         .with_state(state)
 }

@@ -11,6 +11,7 @@ use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
 use eddy_kafka::{CommandLog, KafkaCluster, QueryTask, changelog_topic, start_persistent};
 use eddy_runtime::engine::Properties;
+use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 use eddy_runtime::{Engine, Outcome, TopicAdmin};
 use eddy_sql::statement::{ShowKind, SourceKind, Statement};
 
@@ -45,6 +46,9 @@ pub struct AppState {
     pub local_broker: Option<String>,
     seq: AtomicI64,
     transient_seq: AtomicU64,
+    /// Whether schemas live in the server's own registry (no `ksql.schema.registry.url`): then the
+    /// schemas clients register through the server's Schema Registry API are kept in the command log.
+    embedded_registry: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,15 +80,23 @@ pub fn to_properties(map: &Map<String, Value>) -> Properties {
 
 impl AppState {
     /// Connects the engine to the cluster and replays the command log.
+    /// Schemas go to `registry` when one is given, else to a registry of the server's own.
     pub fn start(
         cluster: Arc<KafkaCluster>,
         service_id: String,
         local_broker: Option<String>,
+        registry: Option<Arc<dyn SchemaRegistry>>,
     ) -> Result<Arc<Self>, Error> {
         let log = CommandLog::open(cluster.clone(), &service_id)?;
         let admin: Arc<dyn TopicAdmin> = cluster.clone();
+        let embedded_registry = registry.is_none();
+        let mut engine = Engine::new(admin);
+        if let Some(registry) = registry {
+            engine = engine.with_schema_registry(registry);
+        }
         let state = Arc::new(AppState {
-            engine: Mutex::new(Engine::new(admin)),
+            engine: Mutex::new(engine),
+            embedded_registry,
             cluster,
             log,
             tasks: Mutex::new(HashMap::new()),
@@ -102,6 +114,12 @@ impl AppState {
         let entries = self.log.read_all()?;
         let mut engine = lock(&self.engine);
         for entry in &entries {
+            if let Some(schema) = entry.get("schema") {
+                if let Err(e) = restore_schema(engine.schema_registry().as_ref(), schema) {
+                    tracing::error!("replaying a registered schema {schema}: {e}");
+                }
+                continue;
+            }
             let text = entry
                 .get("statement")
                 .and_then(Value::as_str)
@@ -156,6 +174,24 @@ impl AppState {
     /// The engine, locked.
     pub fn engine(&self) -> MutexGuard<'_, Engine> {
         lock(&self.engine)
+    }
+
+    /// Registers a schema a client sent to the server's Schema Registry API; in the server's own
+    /// registry it is kept in the command log, so its id survives restarts.
+    pub fn register_schema(&self, subject: &str, schema: &RegisteredSchema) -> Result<u32, Error> {
+        let engine = self.engine();
+        let registry = engine.schema_registry().clone();
+        let known = registry.latest(subject)?.is_some_and(|(_, s)| s == *schema);
+        let id = registry.register(subject, schema)?;
+        if self.embedded_registry && !known {
+            self.log.append(&json!({"schema": {
+                "subject": subject,
+                "id": id,
+                "schemaType": schema.kind.as_str(),
+                "schema": schema.text,
+            }}))?;
+        }
+        Ok(id)
     }
 
     /// A fresh id for a transient query over `source`.
@@ -390,4 +426,19 @@ impl AppState {
             }
         })
     }
+}
+
+/// Registers a schema kept in the command log under its id again.
+fn restore_schema(registry: &dyn SchemaRegistry, entry: &Value) -> Result<(), Error> {
+    let text = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default();
+    let kind = SchemaKind::from_name(entry.get("schemaType").and_then(Value::as_str));
+    let id = entry.get("id").and_then(Value::as_u64).unwrap_or_default() as u32;
+    registry.register_with_id(
+        text("subject"),
+        &RegisteredSchema {
+            kind,
+            text: text("schema").to_string(),
+        },
+        id,
+    )
 }

@@ -1,5 +1,6 @@
 //! The HTTP handlers in process (tower's `oneshot` on the router), over a real local broker (nisshi):
-//! response shapes, status codes and error bodies of the ksqlDB-compatible API.
+//! response shapes, status codes and error bodies of the ksqlDB-compatible API and of the Schema
+//! Registry API; and the Schema Registry client against a served router.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,11 +15,14 @@ use tower::ServiceExt;
 
 use eddy_kafka::KafkaCluster;
 use eddy_server::local_broker::LocalBroker;
+use eddy_server::schema_registry::HttpRegistry;
 use eddy_server::{routes, state::AppState};
 
 /// A server (router and state) over its own local broker, which stops when the value is dropped.
 struct Server {
     app: Router,
+    state: Arc<AppState>,
+    cluster: Arc<KafkaCluster>,
     _broker: LocalBroker,
     _dir: tempdir::Dir,
 }
@@ -32,9 +36,12 @@ fn server() -> Server {
     cluster
         .wait_ready(Duration::from_secs(30))
         .expect("broker ready");
-    let state = AppState::start(cluster, format!("http{n}"), None).expect("server state");
+    let state =
+        AppState::start(cluster.clone(), format!("http{n}"), None, None).expect("server state");
     Server {
-        app: routes::app(state),
+        app: routes::app(state.clone()),
+        state,
+        cluster,
         _broker: broker,
         _dir: dir,
     }
@@ -335,6 +342,124 @@ async fn rows_streamed_to_inserts_stream_are_acknowledged_and_land_in_the_stream
 }
 
 /// A temporary directory removed when dropped.
+const AVRO: &str =
+    r#"{"type":"record","name":"Reading","fields":[{"name":"TEMP","type":"double"}]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_api_registers_and_serves_schemas() {
+    let server = start().await;
+    let app = &server.app;
+    let register = |body: Value| call(app, "POST", "/subjects/readings-value/versions", Some(body));
+    let (status, body) = register(json!({"schema": AVRO})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].clone();
+    assert!(id.as_u64().is_some(), "{body}");
+    let (_, again) = register(json!({"schema": AVRO})).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&again).unwrap()["id"],
+        id,
+        "same schema, same id"
+    );
+
+    let (status, body) = call(app, "GET", "/subjects/readings-value/versions/latest", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let latest: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (latest["id"].clone(), latest["schema"].as_str()),
+        (id.clone(), Some(AVRO))
+    );
+    assert_eq!(latest["subject"], "readings-value");
+    assert!(latest.get("schemaType").is_none(), "AVRO has no schemaType");
+
+    let (status, body) = call(app, "GET", &format!("/schemas/ids/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["schema"],
+        AVRO
+    );
+
+    let (status, body) = call(app, "GET", "/subjects/nothing-value/versions/latest", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error_code"],
+        40401
+    );
+    let (status, body) = call(app, "GET", "/schemas/ids/9999", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error_code"],
+        40403
+    );
+    let (status, body) = register(json!({"schema": "{\"type\":\"nope\"}"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error_code"],
+        42201
+    );
+    let (status, _) =
+        register(json!({"schema": "message M { int32 a = 1; }", "schemaType": "PROTOBUF"})).await;
+    assert_eq!(status, StatusCode::OK, "PROTOBUF schemas register too");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registered_schemas_keep_their_ids_across_a_restart() {
+    let server = start().await;
+    let (status, body) = call(
+        &server.app,
+        "POST",
+        "/subjects/kept-value/versions",
+        Some(json!({"schema": AVRO})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap() as u32;
+    let (cluster, service) = (server.cluster.clone(), server.state.service_id.clone());
+    let restarted =
+        tokio::task::spawn_blocking(move || AppState::start(cluster, service, None, None))
+            .await
+            .unwrap()
+            .expect("restart");
+    let registry = restarted.engine().schema_registry().clone();
+    assert_eq!(registry.by_id(id).expect("schema after restart").text, AVRO);
+    restarted.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_client_speaks_to_a_served_registry() {
+    let server = start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = server.app.clone();
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let checked = tokio::task::spawn_blocking(move || {
+        use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
+        let client = HttpRegistry::new(&url);
+        let schema = RegisteredSchema {
+            kind: SchemaKind::Protobuf,
+            text: "syntax = \"proto3\"; message M { int32 A = 1; }".into(),
+        };
+        let id = client.register("client-value", &schema).expect("register");
+        assert_eq!(
+            client.latest("client-value").unwrap(),
+            Some((id, schema.clone()))
+        );
+        assert_eq!(client.by_id(id).unwrap(), schema);
+        assert_eq!(client.latest("unknown-value").unwrap(), None);
+        let missing = client.by_id(4242).unwrap_err().to_string();
+        assert!(missing.contains("Schema 4242 not found"), "{missing}");
+        let down = HttpRegistry::new("http://127.0.0.1:9")
+            .by_id(1)
+            .unwrap_err()
+            .to_string();
+        assert!(down.contains("cannot be reached"), "{down}");
+    })
+    .await;
+    serving.abort();
+    checked.expect("client checks");
+}
+
 mod tempdir {
     use std::path::{Path, PathBuf};
 
