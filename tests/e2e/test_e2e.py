@@ -393,6 +393,93 @@ class Ctx:
     pass
 
 
+def avro_long(n):
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def read_avro_long(buf, pos):
+    shift, z = 0, 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        z |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return (z >> 1) ^ -(z & 1), pos
+
+
+def test_avro_through_schema_registry(ctx):
+    """A producer registers its Avro schema with Eddy's own Schema Registry API and writes framed records;
+    Eddy infers the stream's columns from the schema, and the CSAS output is Avro a consumer decodes with
+    the schema fetched by the id each record carries."""
+    import struct
+    url = ctx.server.url
+    schema = {"type": "record", "name": "Reading", "fields": [
+        {"name": "sensor", "type": "string"},
+        {"name": "temp", "type": "double"},
+        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["TEMP", "HUM"]}}]}
+    status, body = post(url + "/subjects/avro_readings-value/versions", {"schema": json.dumps(schema)})
+    assert status == 200, body
+    schema_id = json.loads(body)["id"]
+    status, body = post(url + "/ksql", {"ksql":
+        "CREATE STREAM avro_readings WITH (kafka_topic='avro_readings', value_format='AVRO', partitions=2);"
+        "CREATE STREAM avro_hot WITH (value_format='AVRO') AS "
+        "SELECT sensor, temp * 2 AS twice, kind FROM avro_readings WHERE temp > 30;",
+        "streamsProperties": {"auto.offset.reset": "earliest"}})
+    assert status == 200, body
+    p = Producer({"bootstrap.servers": ctx.broker.bootstrap})
+    expected = set()
+    for i in range(1000):
+        sensor, temp, kind = f"s-{i % 7}", 20.0 + (i % 20), i % 2
+        sensor_bytes = sensor.encode()
+        payload = (b"\x00" + schema_id.to_bytes(4, "big") + avro_long(len(sensor_bytes)) + sensor_bytes
+                   + struct.pack("<d", temp) + avro_long(kind))
+        p.produce("avro_readings", payload, partition=i % 2)
+        if temp > 30:
+            expected.add((i, sensor, temp * 2, ["TEMP", "HUM"][kind]))
+    p.produce("avro_readings", b'{"not": "avro"}', partition=0)
+    assert p.flush(30) == 0
+    c = Consumer({"bootstrap.servers": ctx.broker.bootstrap, "group.id": f"avro-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["AVRO_HOT"])
+    rows, schemas = [], {}
+    deadline = time.time() + 60
+    while len(rows) < len(expected) and time.time() < deadline:
+        for m in c.consume(num_messages=1000, timeout=1.0):
+            if m.error():
+                continue
+            v = m.value()
+            assert v[0] == 0, "output records carry the schema registry framing"
+            out_id = int.from_bytes(v[1:5], "big")
+            if out_id not in schemas:
+                with urllib.request.urlopen(f"{url}/schemas/ids/{out_id}", timeout=10) as r:
+                    schemas[out_id] = json.loads(json.loads(r.read())["schema"])
+            fields = [f["name"] for f in schemas[out_id]["fields"]]
+            assert fields == ["SENSOR", "TWICE", "KIND"], fields
+            pos, row = 5, []
+            for kind in ["string", "double", "string"]:
+                branch, pos = read_avro_long(v, pos)
+                assert branch == 1, "no nulls expected"
+                if kind == "double":
+                    row.append(struct.unpack("<d", v[pos:pos + 8])[0])
+                    pos += 8
+                else:
+                    n, pos = read_avro_long(v, pos)
+                    row.append(v[pos:pos + n].decode())
+                    pos += n
+            assert pos == len(v), "the whole record is read"
+            rows.append(tuple(row))
+    c.close()
+    assert sorted(rows) == sorted((s, t, k) for _, s, t, k in expected), \
+        f"{len(rows)} rows, {len(expected)} expected"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server-bin", required=True)
@@ -405,7 +492,7 @@ def main():
     try:
         ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"e2e{os.getpid()}")
         for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
-                     test_windowed_aggregation_restart]:
+                     test_windowed_aggregation_restart, test_avro_through_schema_registry]:
             if args.only and test.__name__ != args.only:
                 continue
             started = time.time()

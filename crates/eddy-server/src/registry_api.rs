@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -49,13 +50,14 @@ fn invalid(schema: &RegisteredSchema) -> Option<String> {
 pub async fn register(
     State(state): State<Arc<AppState>>,
     Path(subject): Path<String>,
-    body: Option<Json<Value>>,
+    body: Bytes,
 ) -> Response {
-    let Some(Json(body)) = body else {
+    // Any content type: registry clients send their own media type, simple ones none at all.
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
             400,
-            "The body must be JSON with a schema".into(),
+            "The body must be JSON with a \"schema\"".into(),
         );
     };
     let Some(text) = body.get("schema").and_then(Value::as_str) else {
