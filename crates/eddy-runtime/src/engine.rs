@@ -360,6 +360,31 @@ impl Engine {
         Ok(())
     }
 
+    /// The planner, with the function settings `props` give (collection limits).
+    fn planner_for(&self, props: &Properties) -> Result<std::borrow::Cow<'_, Planner>> {
+        let limit = |name: &str| -> Result<Option<usize>> {
+            props
+                .get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            plan_err!("Invalid value {v} for property {name}: it must be a positive number")
+                        })
+                })
+                .transpose()
+        };
+        let list = limit("ksql.functions.collect_list.limit")?;
+        let set = limit("ksql.functions.collect_set.limit")?;
+        Ok(if list.is_none() && set.is_none() {
+            std::borrow::Cow::Borrowed(&self.planner)
+        } else {
+            std::borrow::Cow::Owned(self.planner.with_collection_limits(list, set))
+        })
+    }
+
     /// The server's properties overridden by a request's.
     fn effective(&self, props: &Properties) -> Properties {
         let mut all = self.properties.clone();
@@ -534,7 +559,9 @@ impl Engine {
                 c.kind.as_str()
             ));
         }
-        let plan = self.planner.plan_query(&self.catalog, query)?;
+        let plan = self
+            .planner_for(&self.effective(props))?
+            .plan_query(&self.catalog, query)?;
         // An aggregation produces a table; otherwise a query produces what it reads.
         let produces = if plan.aggregate.is_some() {
             SourceKind::Table

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use datafusion::execution::FunctionRegistry;
+
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
@@ -81,6 +83,19 @@ impl Planner {
     /// DataFusion's session state (function registry, configuration).
     pub fn state(&self) -> &SessionState {
         &self.state
+    }
+
+    /// A planner whose COLLECT_LIST and COLLECT_SET keep at most the given numbers of values
+    /// (`ksql.functions.collect_list.limit`, `ksql.functions.collect_set.limit`).
+    pub fn with_collection_limits(&self, list: Option<usize>, set: Option<usize>) -> Planner {
+        let mut planner = self.clone();
+        for (is_set, limit) in [(false, list), (true, set)] {
+            if let Some(limit) = limit {
+                let udaf = crate::functions::collect::collection(is_set, limit);
+                let _ = FunctionRegistry::register_udaf(&mut planner.state, Arc::new(udaf));
+            }
+        }
+        planner
     }
 
     /// Plans the query of a persistent query over one source: filter, projection and aggregation as

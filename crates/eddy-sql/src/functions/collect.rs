@@ -22,7 +22,8 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
 
-/// Most values a collection keeps (ksqlDB's `ksql.functions.collect_list.limit` default).
+/// Most values COLLECT_LIST and COLLECT_SET keep unless configured otherwise (ksqlDB's default for
+/// `ksql.functions.collect_list.limit` and `ksql.functions.collect_set.limit`).
 pub const COLLECTION_LIMIT: usize = 1000;
 
 /// Which function an accumulator computes.
@@ -61,6 +62,19 @@ impl Kind {
     }
 }
 
+/// COLLECT_LIST (or with `set`, COLLECT_SET) keeping at most `limit` values.
+pub fn collection(set: bool, limit: usize) -> AggregateUDF {
+    AggregateUDF::from(Collect {
+        kind: if set {
+            Kind::CollectSet
+        } else {
+            Kind::CollectList
+        },
+        signature: Signature::variadic_any(Volatility::Immutable),
+        limit,
+    })
+}
+
 /// The aggregate functions of this module, ready to register.
 pub fn all() -> Vec<AggregateUDF> {
     [
@@ -78,6 +92,7 @@ pub fn all() -> Vec<AggregateUDF> {
         AggregateUDF::from(Collect {
             kind,
             signature: Signature::variadic_any(Volatility::Immutable),
+            limit: COLLECTION_LIMIT,
         })
     })
     .collect()
@@ -87,6 +102,8 @@ pub fn all() -> Vec<AggregateUDF> {
 struct Collect {
     kind: Kind,
     signature: Signature,
+    /// Most values COLLECT_LIST and COLLECT_SET keep.
+    limit: usize,
 }
 
 /// The constant arguments after the first: `(n, ignore_nulls)` of LATEST/EARLIEST_BY_OFFSET, `k` of TOPK.
@@ -244,6 +261,7 @@ impl AggregateUDFImpl for Collect {
         Ok(Box::new(CollectAccumulator::new(
             self.kind,
             options,
+            self.limit,
             args.expr_fields[0].data_type().clone(),
             args.return_field.data_type().clone(),
         )))
@@ -264,6 +282,8 @@ impl AggregateUDFImpl for Collect {
 struct CollectAccumulator {
     kind: Kind,
     options: Options,
+    /// Most values COLLECT_LIST and COLLECT_SET keep.
+    limit: usize,
     data_type: DataType,
     return_type: DataType,
     /// The values kept, in arrival order (lists, latest/earliest, top-k).
@@ -274,10 +294,17 @@ struct CollectAccumulator {
 }
 
 impl CollectAccumulator {
-    fn new(kind: Kind, options: Options, data_type: DataType, return_type: DataType) -> Self {
+    fn new(
+        kind: Kind,
+        options: Options,
+        limit: usize,
+        data_type: DataType,
+        return_type: DataType,
+    ) -> Self {
         CollectAccumulator {
             kind,
             options,
+            limit,
             data_type,
             return_type,
             values: Vec::new(),
@@ -300,9 +327,7 @@ impl CollectAccumulator {
         if self.counts_values() {
             match self.index.get(&v) {
                 Some(p) => self.counted[*p].1 += times,
-                None if self.kind == Kind::CountDistinct
-                    || self.counted.len() < COLLECTION_LIMIT =>
-                {
+                None if self.kind == Kind::CountDistinct || self.counted.len() < self.limit => {
                     self.index.insert(v.clone(), self.counted.len());
                     self.counted.push((v, times));
                 }
@@ -319,7 +344,7 @@ impl CollectAccumulator {
                     self.values.drain(..self.values.len() - keep);
                 }
             }
-            (Kind::CollectList, _) if self.values.len() >= COLLECTION_LIMIT => {}
+            (Kind::CollectList, _) if self.values.len() >= self.limit => {}
             _ => self.values.push(v),
         }
     }
