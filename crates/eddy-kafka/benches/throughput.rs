@@ -6,7 +6,8 @@
 //!   (c) `COUNT(*), SUM(rpm), MAX(temp) ... WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY sensor_id`
 //!       over 1,000 sensors, one event per millisecond;
 //!   (d) the resident memory of a non-windowed COUNT table holding 1,000,000 distinct keys;
-//!   (e) pull queries over that table: by key (planning included) and one that reads every row.
+//!   (e) pull queries over that table: by key (planning included) and one that reads every row;
+//!   (f) the same over the (c) table's windows (1,000 sensors, 100 windows each).
 //! Prints events per second and per CPU-second of this process.
 //!
 //!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench throughput -- [--events N] [--repeat R]
@@ -222,6 +223,7 @@ fn aggregations(events: u64, repeat: usize) {
         "(c) tumbling: median {:.0} events per CPU-second over {repeat} runs",
         rates[rates.len() / 2]
     );
+    windowed_pull_queries(TUMBLING, &records);
 }
 
 /// (d): one record per key, made batch by batch so that the process holds little but the table's state;
@@ -266,6 +268,48 @@ fn count_table_memory() {
 
 /// (e): pull queries over the (d) table: key lookups, and a query that must read every row.
 fn pull_queries(engine: &Engine) {
+    time_pulls(
+        engine,
+        "(e)",
+        "1,000,000 keys",
+        |i| {
+            let key = (i * 7_919) % 1_000_000;
+            format!("SELECT * FROM counts WHERE sensor_id = 'vehicle-{key:07}';")
+        },
+        "SELECT * FROM counts WHERE n > 1;",
+    );
+}
+
+/// (f): pull queries over the windows of the (c) table, filled with 1,000,000 events (1,000 sensors,
+/// 100 ten-second windows each): every window of a key, and a query that reads every window.
+fn windowed_pull_queries(query: &str, records: &[Record]) {
+    let (engine, id) = plan(Arc::new(MemoryTopics::new()), query);
+    let pipeline = engine.query(&id).expect("query").pipeline.clone();
+    for chunk in records[..records.len().min(1_000_000)].chunks(BATCH) {
+        pipeline.process(chunk).expect("process");
+    }
+    time_pulls(
+        &engine,
+        "(f)",
+        "100,000 windows",
+        |i| {
+            format!(
+                "SELECT * FROM per_sensor WHERE sensor_id = 's-{}';",
+                i % 1000
+            )
+        },
+        "SELECT * FROM per_sensor WHERE n > 100000;",
+    );
+}
+
+/// Times pull queries by key (`by_key(i)` for the i-th) and one query that reads every row.
+fn time_pulls(
+    engine: &Engine,
+    label: &str,
+    size: &str,
+    by_key: impl Fn(u64) -> String,
+    scan: &str,
+) {
     let run = |sql: &str| {
         let stmt = eddy_sql::parse(sql).expect("parse").remove(0);
         let eddy_sql::statement::Statement::Select(q) = &stmt.statement else {
@@ -276,22 +320,16 @@ fn pull_queries(engine: &Engine) {
     };
     let lookups = 2_000u64;
     let start = Instant::now();
-    let mut found = 0;
-    for i in 0..lookups {
-        let key = (i * 7_919) % 1_000_000;
-        found += run(&format!(
-            "SELECT * FROM counts WHERE sensor_id = 'vehicle-{key:07}';"
-        ));
-    }
+    let found: usize = (0..lookups).map(|i| run(&by_key(i))).sum();
     let per = start.elapsed().as_secs_f64() / lookups as f64;
     println!(
-        "(e) pull query by key over 1,000,000 keys: {:.0} µs per query, planning included ({found} rows found)",
+        "{label} pull query by key over {size}: {:.0} µs per query, planning included ({found} rows found)",
         per * 1e6
     );
     let start = Instant::now();
-    let rows = run("SELECT * FROM counts WHERE n > 1;");
+    let rows = run(scan);
     println!(
-        "(e) pull query reading every row of the table: {:.0} ms ({rows} rows match)",
+        "{label} pull query reading every row of the table: {:.0} ms ({rows} rows match)",
         start.elapsed().as_secs_f64() * 1e3
     );
 }

@@ -268,9 +268,9 @@ impl Engine {
             .values()
             .find(|pq| pq.sink == source.name && pq.pipeline.is_stateful())
             .map(|pq| (pq.pipeline.clone(), pq.sink_spec.clone()));
-        let lookup = match (&table, source.window) {
-            (Some(_), None) => self.key_lookup(&q, &source),
-            _ => None,
+        let lookup = match &table {
+            Some(_) => self.key_lookup(&q, &source),
+            None => None,
         };
         let query = PullQuery::new(pipeline, table);
         Ok(match lookup {

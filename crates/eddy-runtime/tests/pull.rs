@@ -72,6 +72,15 @@ fn pull_queries_read_a_windowed_table() {
         "CREATE TABLE t AS SELECT id, COUNT(*) AS n, SUM(v) AS total FROM s WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY id;",
     ]);
     feed(&engine, &id);
+    for keyed in [
+        "SELECT * FROM t WHERE id = 1;",
+        "SELECT * FROM t WHERE id IN (2, 3) AND WINDOWSTART >= 10000;",
+    ] {
+        assert!(
+            plan(&engine, keyed).unwrap().looks_up_keys(),
+            "{keyed}: every window of the key is looked up"
+        );
+    }
     let (names, mut got) = pull(&engine, "SELECT * FROM t WHERE id = 1;").unwrap();
     got.sort();
     assert_eq!(names, ["ID", "WINDOWSTART", "WINDOWEND", "N", "TOTAL"]);
@@ -92,6 +101,34 @@ fn pull_queries_read_a_windowed_table() {
     assert_eq!(got.len(), 2);
     let (_, got) = pull(&engine, "SELECT * FROM t WHERE id = 42;").unwrap();
     assert!(got.is_empty());
+}
+
+#[test]
+fn windows_past_their_retention_are_gone_from_key_lookups() {
+    let (engine, id) = engine(&[
+        "CREATE STREAM s (id INT KEY, v INT) WITH (kafka_topic='s', format='JSON', partitions=1);",
+        "CREATE TABLE t AS SELECT id, COUNT(*) AS n FROM s WINDOW TUMBLING (SIZE 10 SECONDS, RETENTION 20 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY id;",
+    ]);
+    let record = |offset: i64, key: i64, ts: i64| Record {
+        key: Some(key.to_string().into_bytes()),
+        value: Some(br#"{"V":1}"#.to_vec()),
+        timestamp: ts,
+        partition: 0,
+        offset,
+    };
+    let query = engine.query(&id).expect("query");
+    query
+        .pipeline
+        .process(&[record(0, 1, 1_000), record(1, 1, 11_000)])
+        .unwrap();
+    let (_, got) = pull(&engine, "SELECT WINDOWSTART, n FROM t WHERE id = 1;").unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    // Stream time moves far past both windows' retention.
+    query.pipeline.process(&[record(2, 2, 100_000)]).unwrap();
+    let (_, got) = pull(&engine, "SELECT WINDOWSTART, n FROM t WHERE id = 1;").unwrap();
+    assert!(got.is_empty(), "{got:?}");
+    let (_, got) = pull(&engine, "SELECT id FROM t;").unwrap();
+    assert_eq!(got, ["2"]);
 }
 
 #[test]

@@ -61,8 +61,9 @@ pub struct AggregateState {
     table_converter: Option<RowConverter>,
     /// Groups by key (with the window start appended for time windows).
     index: GroupIndex,
-    /// Session windows: the groups (sessions) of each key.
-    sessions: HashMap<Box<[u8]>, Vec<usize>>,
+    /// Windowed aggregations: the groups (windows) of each key. Sessions are found only through it;
+    /// time windows also through `index`, this serves pull queries that pin the key.
+    windows: HashMap<Box<[u8]>, Vec<usize>>,
     groups: Vec<Option<Group>>,
     free: Vec<usize>,
     /// Groups created so far (see [`Group::generation`]).
@@ -139,7 +140,7 @@ impl AggregateState {
             converter: None,
             table_converter: None,
             index: GroupIndex::default(),
-            sessions: HashMap::new(),
+            windows: HashMap::new(),
             groups: Vec::new(),
             free: Vec::new(),
             generations: 0,
@@ -191,8 +192,8 @@ impl AggregateState {
     }
 
     /// The current rows (passing HAVING) of the groups with these GROUP BY values (one row of values
-    /// per group, in GROUP BY order), for pull queries that look keys up; values that cannot be the
-    /// key's type find nothing. Only for aggregations without windows (whose index is by key alone).
+    /// per group, in GROUP BY order), for pull queries that look keys up: every window of a windowed
+    /// key. Values that cannot be the key's type find nothing.
     pub fn snapshot_keys(&mut self, keys: &[Vec<ScalarValue>]) -> Result<Aggregated> {
         self.ensure_key_converter()?;
         let spec = self.spec.clone();
@@ -218,9 +219,15 @@ impl AggregateState {
                 .map_err(df)?;
             let converter = self.converter.as_ref().expect("made above");
             let converted = converter.convert_columns(&columns).map_err(df)?;
-            let mut found: Vec<usize> = (0..rows.len())
-                .filter_map(|i| self.index.get(&self.groups, converted.row(i).data(), None))
-                .collect();
+            let mut found: Vec<usize> = Vec::new();
+            for i in 0..rows.len() {
+                let key = converted.row(i).data();
+                if spec.window.is_some() {
+                    found.extend(self.windows.get(key).into_iter().flatten());
+                } else {
+                    found.extend(self.index.get(&self.groups, key, None));
+                }
+            }
             found.sort_unstable();
             found.dedup();
             for group in found {
@@ -456,10 +463,23 @@ impl AggregateState {
         }
         let group = self.create(key, window)?;
         self.index.insert(&self.groups, group);
-        if let (Some(w), Some(spec)) = (window, &self.spec.window) {
+        if let (Some(w), Some(spec)) = (window, self.spec.window.clone()) {
+            self.add_window(group);
             self.set_timers(group, w, spec.grace_ms(), spec.retention_ms());
         }
         Ok(group)
+    }
+
+    /// Lists a time window's group among its key's windows.
+    fn add_window(&mut self, group: usize) {
+        let key = &self.groups[group].as_ref().expect("live group").key;
+        match self.windows.get_mut(key) {
+            Some(list) => list.push(group),
+            None => {
+                let key = key.clone();
+                self.windows.insert(key, vec![group]);
+            }
+        }
     }
 
     /// A fresh set of accumulators, one per aggregate function.
@@ -573,7 +593,7 @@ impl AggregateState {
         outs: &mut Vec<Out>,
         to_free: &mut Vec<usize>,
     ) -> Result<Option<usize>> {
-        let mut sessions = self.sessions.remove(key).unwrap_or_default();
+        let mut sessions = self.windows.remove(key).unwrap_or_default();
         // Sessions that ended before the close time have expired.
         sessions.retain(|g| {
             self.groups[*g]
@@ -601,7 +621,7 @@ impl AggregateState {
         if merged.end < close {
             if !overlapping.is_empty() || !sessions.is_empty() {
                 sessions.append(&mut overlapping);
-                self.sessions.insert(key.into(), sessions);
+                self.windows.insert(key.into(), sessions);
             }
             return Ok(None);
         }
@@ -643,7 +663,7 @@ impl AggregateState {
             to_free.push(g);
         }
         sessions.push(target);
-        self.sessions.insert(key.into(), sessions);
+        self.windows.insert(key.into(), sessions);
         if same.is_none() {
             let spec = self.spec.window.clone().expect("windowed");
             self.set_timers(target, merged, spec.grace_ms(), spec.retention_ms());
@@ -702,16 +722,16 @@ impl AggregateState {
         let Some(g) = self.groups[group].as_ref() else {
             return;
         };
-        if let Some(w) = &self.spec.window
-            && matches!(w.kind, WindowKind::Session { .. })
-        {
-            if let Some(list) = self.sessions.get_mut(&g.key) {
+        if let Some(w) = &self.spec.window {
+            if let Some(list) = self.windows.get_mut(&g.key) {
                 list.retain(|s| *s != group);
                 if list.is_empty() {
-                    self.sessions.remove(&g.key);
+                    self.windows.remove(&g.key);
                 }
             }
-            return;
+            if matches!(w.kind, WindowKind::Session { .. }) {
+                return;
+            }
         }
         self.index.remove(&self.groups, group);
     }

@@ -340,12 +340,10 @@ impl AggregateState {
             return;
         };
         let w = window.expect("a windowed group");
-        if matches!(spec.kind, WindowKind::Session { .. }) {
-            let key = self.get(group).key.clone();
-            self.sessions.entry(key).or_default().push(group);
-        } else {
+        if !matches!(spec.kind, WindowKind::Session { .. }) {
             self.index.insert(&self.groups, group);
         }
+        self.add_window(group);
         self.set_timers(group, w, spec.grace_ms(), spec.retention_ms());
     }
 
@@ -415,7 +413,7 @@ impl AggregateState {
         let Some(log) = self.log.as_ref().filter(|l| !l.covered_groups.is_empty()) else {
             return false;
         };
-        self.sessions.get(key).is_some_and(|sessions| {
+        self.windows.get(key).is_some_and(|sessions| {
             sessions.iter().any(|s| {
                 self.groups[*s]
                     .as_ref()
