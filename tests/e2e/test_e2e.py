@@ -302,11 +302,12 @@ def expected_windows():
     return want
 
 
-def produce_sensor_events(bootstrap, start, count):
+def produce_sensor_events(bootstrap, start, count, topic="sensors"):
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000})
     for i in range(start, start + count):
         key, value, ts = sensor_event(i)
-        p.produce("sensors", json.dumps(value).encode(), key=key.encode(), timestamp=ts, partition=i % PARTITIONS)
+        # Keyed records go where Kafka's partitioner puts their key, so each sensor lives in one partition.
+        p.produce(topic, json.dumps(value).encode(), key=key.encode(), timestamp=ts)
         if i % 10_000 == 0:
             p.poll(0)
     assert p.flush(60) == 0, "not every record was delivered"
@@ -346,22 +347,37 @@ def last_windowed_rows(bootstrap, topic, want, timeout):
     return got, records
 
 
-def test_windowed_aggregation_restart(ctx):
-    """CTAS with a 10 s tumbling window (COUNT, SUM, MAX per key) over 1 M events and 1,000 keys, with a kill -9 in the
-    middle: after the restart the last row per (key, window) equals the aggregate computed from the input — nothing
-    lost, nothing counted twice."""
+def create_windowed_table(ctx, stream):
+    """A stream `stream` keyed by sensor over 4 partitions, and `<stream>_windows`: COUNT, SUM and MAX per sensor and
+    10 s tumbling window, written every 500 ms."""
     client = KSQLdbClient(ctx.server.url)
-    client.ksql("CREATE STREAM sensors (sensor_id STRING KEY, v INT) "
-                "WITH (kafka_topic='sensors', value_format='JSON', partitions=4);")
-    client.ksql("CREATE TABLE sensor_windows AS SELECT sensor_id, COUNT(*) AS n, SUM(v) AS total, MAX(v) AS top "
-                "FROM sensors WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY sensor_id EMIT CHANGES;",
+    client.ksql(f"CREATE STREAM {stream} (sensor_id STRING KEY, v INT) "
+                f"WITH (kafka_topic='{stream}', value_format='JSON', partitions=4);")
+    client.ksql(f"CREATE TABLE {stream}_windows AS SELECT sensor_id, COUNT(*) AS n, SUM(v) AS total, MAX(v) AS top "
+                f"FROM {stream} WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY sensor_id EMIT CHANGES;",
                 stream_properties={"auto.offset.reset": "earliest", "ksql.streams.commit.interval.ms": "500"})
+
+
+def check_pulls(ctx, table, keys, want):
+    """A pull query for each key's last window returns the row computed from the input."""
+    for key in keys:
+        start = max(w for k, w in want if k == key)
+        sql = f"SELECT * FROM {table} WHERE sensor_id = '{key}' AND WINDOWSTART = {start};"
+        status, body = post(ctx.server.url + "/query-stream", {"sql": sql})
+        lines = [json.loads(l) for l in body.splitlines()]
+        assert status == 200 and lines[0]["columnNames"] == ["SENSOR_ID", "WINDOWSTART", "WINDOWEND", "N", "TOTAL", "TOP"], body
+        assert lines[1:] == [[key, start, start + 10_000, *want[(key, start)]]], (key, lines, want[(key, start)])
+
+
+def produce_with_kill(ctx, topic, output, kill):
+    """Produces the aggregation run's events into `topic` at a pace, calls `kill` once `output` has rows and while input
+    still arrives, then checks that the last row per (key, window) of `output` equals the aggregate computed from the
+    input. Returns the expected windows and how many output records there were."""
     import threading
 
     def paced():
-        step = 50_000
-        for start in range(0, AGG_EVENTS, step):
-            produce_sensor_events(ctx.broker.bootstrap, start, step)
+        for start in range(0, AGG_EVENTS, 50_000):
+            produce_sensor_events(ctx.broker.bootstrap, start, 50_000, topic=topic)
             time.sleep(0.2)
 
     producer = threading.Thread(target=paced)
@@ -369,24 +385,66 @@ def test_windowed_aggregation_restart(ctx):
     want = expected_windows()
     # Kill once the query has written output and while input is still arriving, so that state was restored.
     deadline = time.time() + 60
-    while not output_started(ctx.broker.bootstrap, "SENSOR_WINDOWS") and time.time() < deadline:
+    while not output_started(ctx.broker.bootstrap, output) and time.time() < deadline:
         time.sleep(0.5)
     assert producer.is_alive(), "the input was complete before the kill; make the run longer"
-    ctx.server.kill9()
-    ctx.server.start()
+    kill()
     producer.join()
-    got, records = last_windowed_rows(ctx.broker.bootstrap, "SENSOR_WINDOWS", want, timeout=300)
+    got, records = last_windowed_rows(ctx.broker.bootstrap, output, want, timeout=300)
     wrong = [(k, got.get(k), v) for k, v in want.items() if got.get(k) != v]
     extra = [k for k in got if k not in want]
     assert not wrong and not extra, f"{len(wrong)} windows differ (key, got, want), e.g. {wrong[:3]}; {len(extra)} extra"
+    return want, records
+
+
+def test_windowed_aggregation_restart(ctx):
+    """CTAS with a 10 s tumbling window (COUNT, SUM, MAX per key) over 1 M events and 1,000 keys, with a kill -9 in the
+    middle: after the restart the last row per (key, window) equals the aggregate computed from the input — nothing
+    lost, nothing counted twice."""
+    create_windowed_table(ctx, "sensors")
+    want, records = produce_with_kill(ctx, "sensors", "SENSORS_WINDOWS", lambda: (ctx.server.kill9(), ctx.server.start()))
     # A pull query for a key and window returns the same row.
-    for key, start in [("s-7", AGG_BASE_TS - AGG_BASE_TS % 10_000 + 500_000), ("s-999", max(w for _, w in want))]:
-        sql = f"SELECT * FROM sensor_windows WHERE sensor_id = '{key}' AND WINDOWSTART = {start};"
-        status, body = post(ctx.server.url + "/query-stream", {"sql": sql})
-        lines = [json.loads(l) for l in body.splitlines()]
-        assert status == 200 and lines[0]["columnNames"] == ["SENSOR_ID", "WINDOWSTART", "WINDOWEND", "N", "TOTAL", "TOP"], body
-        assert lines[1:] == [[key, start, start + 10_000, *want[(key, start)]]], (lines, want[(key, start)])
+    check_pulls(ctx, "sensors_windows", ["s-7", "s-999"], want)
     print(f"   {len(want)} windows exact after kill -9; {records} output records; pull queries agree")
+
+
+def assigned_partitions(log_path, query):
+    """The partitions a server's log says the query was last assigned."""
+    import re
+    last = None
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            if "partitions assigned" in line and query in line:
+                last = line.rsplit("partitions=", 1)[1].strip()
+    return json.loads(last) if last else None
+
+
+def test_scale_out_moves_state(ctx):
+    """Two servers with one service id share an aggregation grouped by its key: the consumer group splits the input's
+    partitions between them, each keeping its partitions' state; a kill -9 of one moves its partitions to the other,
+    which restores their state from the changelog and finishes exactly."""
+    create_windowed_table(ctx, "fleet")
+    data = tempfile.mkdtemp(prefix="eddy-e2e-second-")
+    second = Server(ctx.server.binary, ctx.broker.bootstrap, data, ctx.server.service_id)
+    first_log = os.path.join(ctx.server.data_dir, "server.log")
+    second_log = os.path.join(data, "server.log")
+    query = "CTAS_FLEET_WINDOWS_0"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            a, b = assigned_partitions(first_log, query), assigned_partitions(second_log, query)
+            if a and b and sorted(a + b) == [0, 1, 2, 3]:
+                break
+            time.sleep(0.5)
+        assert a and b and sorted(a + b) == [0, 1, 2, 3], f"partitions not split: first {a}, second {b}"
+        want, records = produce_with_kill(ctx, "fleet", "FLEET_WINDOWS", second.kill9)
+        assert sorted(assigned_partitions(first_log, query)) == [0, 1, 2, 3], "the survivor took every partition"
+        # The survivor answers pull queries for keys whose state it took over.
+        check_pulls(ctx, "fleet_windows", ["s-0", "s-1", "s-2", "s-3", "s-998", "s-999"], want)
+        print(f"   split {a} / {b}; {len(want)} windows exact after the second server's kill -9; {records} output records")
+    finally:
+        second.stop()
 
 
 class Ctx:
@@ -492,7 +550,8 @@ def main():
     try:
         ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"e2e{os.getpid()}")
         for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
-                     test_windowed_aggregation_restart, test_avro_through_schema_registry]:
+                     test_windowed_aggregation_restart, test_scale_out_moves_state,
+                     test_avro_through_schema_registry]:
             if args.only and test.__name__ != args.only:
                 continue
             started = time.time()

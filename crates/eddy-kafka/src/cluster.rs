@@ -82,12 +82,13 @@ impl KafkaCluster {
             .map_err(kafka_err)
     }
 
-    /// Reads every partition of `topic` from its first to its last record (as of the call), handing
-    /// each message to `each` (in order within a partition); gives up after `timeout`, or when `stop`
-    /// is set.
+    /// Reads every partition of `topic` (or only `partition`) from its first to its last record (as of
+    /// the call), handing each message to `each` (in order within a partition); gives up after
+    /// `timeout`, or when `stop` is set.
     pub fn read_to_end(
         &self,
         topic: &str,
+        partition: Option<i32>,
         timeout: Duration,
         stop: Option<&AtomicBool>,
         mut each: impl FnMut(&BorrowedMessage<'_>),
@@ -101,7 +102,7 @@ impl KafkaCluster {
         let mut tpl = TopicPartitionList::new();
         // Per partition: the next offset to read and the end to read up to.
         let mut left = std::collections::HashMap::new();
-        for p in 0..partitions {
+        for p in (0..partitions).filter(|p| partition.is_none_or(|only| only == *p)) {
             let (low, high) = reader
                 .fetch_watermarks(topic, p, METADATA_TIMEOUT)
                 .map_err(kafka_err)?;
@@ -147,7 +148,7 @@ impl KafkaCluster {
     /// Every record of `topic` as of the call (all partitions, in order within each).
     pub fn read_records(&self, topic: &str, timeout: Duration) -> Result<Vec<Record>> {
         let mut records = Vec::new();
-        self.read_to_end(topic, timeout, None, |m| {
+        self.read_to_end(topic, None, timeout, None, |m| {
             records.push(Record {
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),

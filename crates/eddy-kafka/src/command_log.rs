@@ -49,7 +49,7 @@ impl CommandLog {
     pub fn read_all(&self) -> Result<Vec<serde_json::Value>> {
         let mut out = Vec::new();
         self.cluster
-            .read_to_end(&self.topic, Duration::from_secs(60), None, |m| {
+            .read_to_end(&self.topic, None, Duration::from_secs(60), None, |m| {
                 if let Some(v) = m.payload() {
                     match serde_json::from_slice(v) {
                         Ok(entry) => out.push(entry),

@@ -1,43 +1,37 @@
-//! Stateful persistent queries (aggregations) over Kafka. The state is restored from the query's
-//! changelog topic, whose checkpoint says where to resume the input; every commit interval the task
-//! emits the changed rows, waits until the sink has them, writes the state changes and a checkpoint
-//! to the changelog, waits again, and only then commits. A crash at any point restores to a state
-//! that replay finishes exactly (see `eddy_runtime::changelog`): nothing lost, nothing counted twice.
+//! Stateful persistent queries (aggregations) over Kafka. The state lives in shards, each restored
+//! from its own partition of the query's changelog topic, whose checkpoint says where to resume the
+//! input; every commit interval a shard emits its changed rows, waits until the sink has them, writes
+//! its state changes and a checkpoint to the changelog, waits again, and only then commits. A crash at
+//! any point restores to a state that replay finishes exactly (see `eddy_runtime::changelog`): nothing
+//! lost, nothing counted twice.
+//!
+//! When the groups follow the input's partitions (the query groups by the source's key), there is a
+//! shard per input partition: the query's consumer group spreads the partitions over the servers that
+//! run it, a partition's shard is restored when the partition is assigned and written and dropped when
+//! it is revoked, so state moves with its partition. Otherwise one shard holds every group and the task
+//! reads every partition itself.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use eddy_common::{Result, external_err};
 use eddy_runtime::changelog::StateChange;
-use eddy_runtime::{PersistentQuery, Record, TopicAdmin};
+use eddy_runtime::{PersistentQuery, Pipeline, Record, TopicAdmin};
 
-use crate::cluster::{Deliveries, KafkaCluster, kafka_err, now_millis};
-use crate::task::{QueryStats, deliver, poll_batch};
-
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::cluster::{Deliveries, KafkaCluster, base_config, now_millis};
+use crate::task::{Msg, QueryStats, QueryTask, deliver, poll_batch};
 
 /// The changelog topic of the query whose consumer group is `group_id` (named as Kafka Streams names a
 /// state store's changelog).
 pub fn changelog_topic(group_id: &str) -> String {
     format!("{group_id}-Aggregate-Aggregate-Materialize-changelog")
-}
-
-/// The thread of a stateful persistent query.
-pub(crate) struct StatefulLoop<'a> {
-    pub cluster: &'a KafkaCluster,
-    pub consumer: &'a BaseConsumer,
-    pub query: &'a PersistentQuery,
-    pub topic: &'a str,
-    pub changelog: String,
-    /// Where to start reading the input when the changelog has no checkpoint yet.
-    pub offset_reset: &'a str,
-    pub stop: &'a AtomicBool,
-    pub stats: &'a QueryStats,
 }
 
 /// Output records handed to the producer, not yet acknowledged.
@@ -46,127 +40,280 @@ struct Sent {
     deliveries: Option<Deliveries>,
 }
 
-impl StatefulLoop<'_> {
-    pub fn run(&self) {
-        let mut positions = loop {
-            match self.restore() {
-                Ok(p) => break p,
-                Err(e) => {
-                    self.report(&format!("restoring the state failed, retrying: {e}"));
-                    std::thread::sleep(Duration::from_secs(1));
-                    if self.stop.load(Ordering::SeqCst) {
-                        return;
-                    }
+/// The state of one input partition, or of all of them.
+struct Shard {
+    pipeline: Arc<Pipeline>,
+    /// Next input offset per partition that the state includes.
+    positions: BTreeMap<i32, i64>,
+    /// The changelog partition its state changes and checkpoints go to.
+    changelog_partition: i32,
+    sent: Vec<Sent>,
+    /// Input was processed since the last write.
+    unwritten: bool,
+}
+
+/// A stateful query's task: what both its loop and its consumer's rebalance callbacks use.
+pub(crate) struct Stateful {
+    cluster: Arc<KafkaCluster>,
+    query: PersistentQuery,
+    topic: String,
+    changelog: String,
+    stop: Arc<AtomicBool>,
+    stats: Arc<QueryStats>,
+    /// A shard per input partition (`true`) or one for all of them, under id 0.
+    per_partition: bool,
+    shards: Mutex<BTreeMap<i32, Shard>>,
+}
+
+/// The consumer's context: partitions assigned and revoked by the group move their shards.
+struct Rebalance(Arc<Stateful>);
+
+impl ClientContext for Rebalance {}
+
+impl ConsumerContext for Rebalance {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let task = &self.0;
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                for p in &partitions {
+                    task.restore_until_done(*p, &[*p]);
+                    let _ = tpl.set_partition_offset(&task.topic, *p, task.resume_offset(*p, *p));
+                }
+                tracing::info!(query = %task.query.id, ?partitions, "partitions assigned");
+                if let Err(e) = consumer.assign(tpl) {
+                    task.report(&format!("taking the assigned partitions failed: {e}"));
                 }
             }
-        };
-        let mut sent: Vec<Sent> = Vec::new();
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Still ours until unassigned: write what they hold, so the next owner resumes there.
+                let mut shards = task.lock_shards();
+                for p in &partitions {
+                    if let Some(mut shard) = shards.remove(p)
+                        && shard.unwritten
+                    {
+                        task.write(consumer, &mut shard);
+                    }
+                    task.lock_published().remove(p);
+                }
+                drop(shards);
+                tracing::info!(query = %task.query.id, ?partitions, "partitions revoked");
+                if let Err(e) = consumer.unassign() {
+                    task.report(&format!("giving the revoked partitions up failed: {e}"));
+                }
+            }
+            other => task.report(&format!("rebalancing failed: {other:?}")),
+        }
+    }
+}
+
+/// Starts a stateful persistent query on its own thread.
+pub(crate) fn start(
+    cluster: Arc<KafkaCluster>,
+    query: PersistentQuery,
+    group_id: &str,
+    offset_reset: &str,
+    name: String,
+) -> Result<QueryTask> {
+    let topic = query.pipeline.source().topic.clone();
+    let changelog = changelog_topic(group_id);
+    let inputs = cluster
+        .partitions(&topic)?
+        .ok_or_else(|| external_err!("Kafka: the query's input topic {topic} does not exist"))?;
+    let follows = query.pipeline.groups_follow_partitions();
+    let per_partition = match cluster.partitions(&changelog)? {
+        Some(existing) => follows && existing == inputs,
+        None => {
+            cluster.create_topic(&changelog, if follows { inputs } else { 1 }, 1)?;
+            follows
+        }
+    };
+    let config = base_config(cluster.bootstrap())
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", offset_reset)
+        // A restarted server rejoins its groups; a short session lets the old member expire quickly.
+        .set("session.timeout.ms", "10000")
+        // Eager rebalancing: every assignment arrives whole, with its offsets chosen here.
+        .set("partition.assignment.strategy", "range")
+        .clone();
+    QueryTask::spawn(name, move |stop, stats| {
+        let task = Arc::new(Stateful {
+            cluster,
+            query,
+            topic,
+            changelog,
+            stop,
+            stats,
+            per_partition,
+            shards: Mutex::new(BTreeMap::new()),
+        });
+        let consumer: BaseConsumer<Rebalance> =
+            match config.create_with_context(Rebalance(task.clone())) {
+                Ok(c) => c,
+                Err(e) => return task.report(&format!("cannot create the consumer: {e}")),
+            };
+        task.run(&consumer, inputs);
+    })
+}
+
+impl Stateful {
+    fn lock_shards(&self) -> MutexGuard<'_, BTreeMap<i32, Shard>> {
+        self.shards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The shards pull queries read.
+    fn lock_published(&self) -> MutexGuard<'_, BTreeMap<i32, Arc<Pipeline>>> {
+        self.query.shards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(&self, consumer: &BaseConsumer<Rebalance>, inputs: i32) {
+        if self.per_partition {
+            if let Err(e) = consumer.subscribe(&[&self.topic]) {
+                return self.report(&format!("cannot subscribe to {}: {e}", self.topic));
+            }
+        } else {
+            let all: Vec<i32> = (0..inputs).collect();
+            self.restore_until_done(0, &all);
+            let mut assignment = TopicPartitionList::new();
+            for p in &all {
+                let _ = assignment.add_partition_offset(&self.topic, *p, self.resume_offset(0, *p));
+            }
+            if let Err(e) = consumer.assign(&assignment) {
+                return self.report(&format!("cannot read {}: {e}", self.topic));
+            }
+        }
         let mut last_write = Instant::now();
-        let mut unwritten = false;
         while !self.stop.load(Ordering::SeqCst) {
-            let batch = poll_batch(self.consumer);
-            if !batch.is_empty() {
-                let processed = self.query.pipeline.process(&batch).and_then(|p| {
-                    self.stats.record_errors(&self.query.id, self.topic, &p);
-                    self.query.sink_spec.records(&p)
-                });
-                match processed {
-                    Ok(records) => self.send(records, &mut sent),
-                    // The state cannot be trusted past a batch that failed half-way: stop, so that a
-                    // restart restores it and replays.
-                    Err(e) => {
-                        self.report(&format!(
-                            "processing failed; the query stops and resumes from its last checkpoint after a restart: {e}"
-                        ));
-                        return;
-                    }
-                }
-                // Counted once processed: a host that sees the count sees the state it led to.
-                self.stats
-                    .consumed
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for m in &batch {
-                    let next = positions.entry(m.0.partition()).or_default();
-                    *next = (*next).max(m.0.offset() + 1);
-                }
-                unwritten = true;
+            // Rebalance callbacks run inside the poll, never while a batch is being processed.
+            let batch = poll_batch(consumer);
+            if !batch.is_empty() && !self.process(batch) {
+                return;
             }
-            if unwritten && last_write.elapsed() >= self.query.commit_interval {
-                if !self.write(&mut sent, &positions) {
+            if last_write.elapsed() >= self.query.commit_interval {
+                if !self.write_all(consumer) {
                     return;
                 }
-                unwritten = false;
                 last_write = Instant::now();
             }
         }
-        if unwritten {
-            self.write(&mut sent, &positions);
-        }
+        self.write_all(consumer);
     }
 
-    /// Reads the changelog into the query's state and assigns the input's partitions from the
-    /// restored positions. Returns those positions.
-    fn restore(&self) -> Result<BTreeMap<i32, i64>> {
-        if self.cluster.partitions(&self.changelog)?.is_none() {
-            self.cluster.create_topic(&self.changelog, 1, 1)?;
-        }
-        let records = self.read_changelog()?;
-        let restored = records.len();
-        let resume = self.query.pipeline.restore(records)?.unwrap_or_default();
-        tracing::info!(
-            query = %self.query.id,
-            records = restored,
-            "restored the state from {}",
-            self.changelog
-        );
-        let partitions = self.cluster.partitions(self.topic)?.ok_or_else(|| {
-            external_err!(
-                "Kafka: the query's input topic {} does not exist",
-                self.topic
-            )
-        })?;
-        let mut all = TopicPartitionList::new();
-        for p in 0..partitions {
-            all.add_partition(self.topic, p);
-        }
-        let committed = self
-            .consumer
-            .committed_offsets(all, METADATA_TIMEOUT)
-            .map_err(kafka_err)?;
-        let mut assignment = TopicPartitionList::new();
-        let mut positions = BTreeMap::new();
-        for p in 0..partitions {
-            let from_checkpoint = resume.iter().find(|(rp, _)| *rp == p).map(|(_, o)| *o);
-            let from_group =
-                committed
-                    .find_partition(self.topic, p)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    });
-            let offset = match from_checkpoint.or(from_group) {
-                Some(o) => {
-                    positions.insert(p, o);
-                    Offset::Offset(o)
-                }
-                None if self.offset_reset == "earliest" => Offset::Beginning,
-                None => Offset::End,
+    /// Folds a batch into the shards of its partitions; records a shard already includes (read again
+    /// after a restore) are left out. Returns false when the query must stop.
+    fn process(&self, batch: Vec<Msg<'_>>) -> bool {
+        let consumed = batch.len() as u64;
+        let mut by_shard: BTreeMap<i32, Vec<Msg<'_>>> = BTreeMap::new();
+        for m in batch {
+            let id = if self.per_partition {
+                m.0.partition()
+            } else {
+                0
             };
-            assignment
-                .add_partition_offset(self.topic, p, offset)
-                .map_err(kafka_err)?;
+            by_shard.entry(id).or_default().push(m);
         }
-        self.consumer.assign(&assignment).map_err(kafka_err)?;
-        Ok(positions)
+        let mut shards = self.lock_shards();
+        for (id, mut msgs) in by_shard {
+            // A partition revoked in the same poll.
+            let Some(shard) = shards.get_mut(&id) else {
+                continue;
+            };
+            msgs.retain(|m| {
+                m.0.offset() >= shard.positions.get(&m.0.partition()).copied().unwrap_or(0)
+            });
+            if msgs.is_empty() {
+                continue;
+            }
+            let processed = shard.pipeline.process(&msgs).and_then(|p| {
+                self.stats.record_errors(&self.query.id, &self.topic, &p);
+                self.query.sink_spec.records(&p)
+            });
+            match processed {
+                Ok(records) => self.send(records, &mut shard.sent),
+                // The state cannot be trusted past a batch that failed half-way: stop, so that a
+                // restart restores it and replays.
+                Err(e) => {
+                    self.report(&format!(
+                        "processing failed; the query stops and resumes from its last checkpoint after a restart: {e}"
+                    ));
+                    return false;
+                }
+            }
+            for m in &msgs {
+                let next = shard.positions.entry(m.0.partition()).or_default();
+                *next = (*next).max(m.0.offset() + 1);
+            }
+            shard.unwritten = true;
+        }
+        // Counted once processed: a host that sees the count sees the state it led to.
+        self.stats.consumed.fetch_add(consumed, Ordering::Relaxed);
+        true
     }
 
-    /// Every record of the changelog topic, in order.
-    fn read_changelog(&self) -> Result<Vec<StateChange>> {
+    /// Writes every shard with unwritten input. Returns false when the task is stopping and could not
+    /// finish.
+    fn write_all(&self, consumer: &BaseConsumer<Rebalance>) -> bool {
+        let mut shards = self.lock_shards();
+        for shard in shards.values_mut().filter(|s| s.unwritten) {
+            if !self.write(consumer, shard) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Restores shard `id` (covering input `partitions`) unless it is here, retrying until it
+    /// succeeds or the task stops.
+    fn restore_until_done(&self, id: i32, partitions: &[i32]) {
+        if self.lock_shards().contains_key(&id) {
+            return;
+        }
+        while !self.stop.load(Ordering::SeqCst) {
+            match self.restore(id, partitions) {
+                Ok(shard) => {
+                    if self.per_partition {
+                        self.lock_published().insert(id, shard.pipeline.clone());
+                    }
+                    self.lock_shards().insert(id, shard);
+                    return;
+                }
+                Err(e) => {
+                    self.report(&format!("restoring the state failed, retrying: {e}"));
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Where shard `id` resumes reading `partition`: its checkpoint, or else the group's committed
+    /// offset (else `auto.offset.reset`).
+    fn resume_offset(&self, id: i32, partition: i32) -> Offset {
+        self.lock_shards()
+            .get(&id)
+            .and_then(|s| s.positions.get(&partition))
+            .map_or(Offset::Stored, |o| Offset::Offset(*o))
+    }
+
+    /// Reads a shard's changelog partition into fresh state (or, for the single shard, into the
+    /// query's pipeline).
+    fn restore(&self, id: i32, partitions: &[i32]) -> Result<Shard> {
+        let pipeline = if self.per_partition {
+            Arc::new(self.query.pipeline.fresh()?)
+        } else {
+            self.query.pipeline.clone()
+        };
         let mut records = Vec::new();
         self.cluster.read_to_end(
             &self.changelog,
+            Some(id),
             Duration::from_secs(300),
-            Some(self.stop),
+            Some(&self.stop),
             |m| {
                 records.push(StateChange {
                     key: m.key().unwrap_or_default().to_vec(),
@@ -174,7 +321,25 @@ impl StatefulLoop<'_> {
                 })
             },
         )?;
-        Ok(records)
+        let restored = records.len();
+        let resume = pipeline.restore(records)?.unwrap_or_default();
+        tracing::info!(
+            query = %self.query.id,
+            records = restored,
+            partition = id,
+            "restored the state from {}",
+            self.changelog
+        );
+        Ok(Shard {
+            pipeline,
+            positions: resume
+                .into_iter()
+                .filter(|(p, _)| partitions.contains(p))
+                .collect(),
+            changelog_partition: id,
+            sent: Vec::new(),
+            unwritten: false,
+        })
     }
 
     fn send(&self, records: Vec<Record>, sent: &mut Vec<Sent>) {
@@ -194,31 +359,31 @@ impl StatefulLoop<'_> {
         });
     }
 
-    /// Emits the changed rows, waits until the sink has every output so far, writes the state
+    /// Emits a shard's changed rows, waits until the sink has every output so far, writes the state
     /// changes and the checkpoint, then commits. Returns false when the task is stopping and could
     /// not finish (the next start replays from the last checkpoint).
-    fn write(&self, sent: &mut Vec<Sent>, positions: &BTreeMap<i32, i64>) -> bool {
-        let query = self.query;
-        let flushed = query
+    fn write(&self, consumer: &BaseConsumer<Rebalance>, shard: &mut Shard) -> bool {
+        let query = &self.query;
+        let flushed = shard
             .pipeline
             .flush()
             .and_then(|f| f.map(|p| query.sink_spec.records(&p)).transpose());
         match flushed {
-            Ok(records) => self.send(records.unwrap_or_default(), sent),
+            Ok(records) => self.send(records.unwrap_or_default(), &mut shard.sent),
             Err(e) => {
                 self.report(&format!("emitting failed: {e}"));
                 return false;
             }
         }
-        for s in sent.drain(..) {
+        for s in shard.sent.drain(..) {
             let topic = &query.sink_spec.topic;
             if !deliver(
-                self.cluster,
+                &self.cluster,
                 &query.id,
                 topic,
                 &s.records,
                 s.deliveries,
-                self.stop,
+                &self.stop,
             ) {
                 return false;
             }
@@ -226,8 +391,8 @@ impl StatefulLoop<'_> {
                 .produced
                 .fetch_add(s.records.len() as u64, Ordering::Relaxed);
         }
-        let positions: Vec<(i32, i64)> = positions.iter().map(|(p, o)| (*p, *o)).collect();
-        let changes = match query.pipeline.changes(&positions) {
+        let positions: Vec<(i32, i64)> = shard.positions.iter().map(|(p, o)| (*p, *o)).collect();
+        let changes = match shard.pipeline.changes(&positions) {
             Ok(c) => c,
             Err(e) => {
                 self.report(&format!("writing the state failed: {e}"));
@@ -241,27 +406,28 @@ impl StatefulLoop<'_> {
                 key: Some(c.key),
                 value: c.value,
                 timestamp: now,
-                partition: 0,
+                partition: shard.changelog_partition,
                 offset: 0,
             })
             .collect();
         let deliveries = self.cluster.send(&self.changelog, &records).ok();
         if !deliver(
-            self.cluster,
+            &self.cluster,
             &query.id,
             &self.changelog,
             &records,
             deliveries,
-            self.stop,
+            &self.stop,
         ) {
             return false;
         }
+        shard.unwritten = false;
         // The checkpoint is what restores read; the group's offsets are for tools that watch lag.
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &positions {
-            let _ = tpl.add_partition_offset(self.topic, *p, Offset::Offset(*o));
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
         }
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(query = %query.id, "offset commit failed: {e}");
         }
         true

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use eddy_runtime::arrow::array::RecordBatch;
 use eddy_runtime::arrow::compute::{filter_record_batch, not};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -20,7 +20,7 @@ use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, Record, RecordRef}
 use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
-use crate::stateful::{StatefulLoop, changelog_topic};
+use crate::stateful;
 
 /// Records per micro-batch, and how long to wait to fill one.
 const MAX_BATCH: usize = 4096;
@@ -131,7 +131,7 @@ impl RecordRef for Msg<'_> {
 }
 
 /// Polls up to a micro-batch of messages.
-pub(crate) fn poll_batch(consumer: &BaseConsumer) -> Vec<Msg<'_>> {
+pub(crate) fn poll_batch<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<Msg<'_>> {
     let mut batch = Vec::new();
     let deadline = Instant::now() + LINGER;
     while batch.len() < MAX_BATCH {
@@ -158,6 +158,10 @@ pub fn start_persistent(
     group_id: String,
     offset_reset: String,
 ) -> Result<QueryTask> {
+    let name = format!("query-{}", query.id);
+    if query.pipeline.is_stateful() {
+        return stateful::start(cluster, query, &group_id, &offset_reset, name);
+    }
     let consumer: BaseConsumer = base_config(cluster.bootstrap())
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
@@ -167,23 +171,6 @@ pub fn start_persistent(
         .create()
         .map_err(kafka_err)?;
     let topic = query.pipeline.source().topic.clone();
-    let name = format!("query-{}", query.id);
-    if query.pipeline.is_stateful() {
-        // Its input positions live in its changelog: it assigns itself the input's partitions.
-        return QueryTask::spawn(name, move |stop, stats| {
-            StatefulLoop {
-                cluster: &cluster,
-                consumer: &consumer,
-                query: &query,
-                topic: &topic,
-                changelog: changelog_topic(&group_id),
-                offset_reset: &offset_reset,
-                stop: &stop,
-                stats: &stats,
-            }
-            .run()
-        });
-    }
     consumer.subscribe(&[&topic]).map_err(kafka_err)?;
     let task = QueryTask::spawn(name, move |stop, stats| {
         PersistentLoop {

@@ -48,7 +48,13 @@ pub struct PersistentQuery {
     /// How often a stateful query writes its changelog, commits its input and (with per-commit
     /// emission) emits its changed rows.
     pub commit_interval: Duration,
+    /// When the host keeps an aggregation's state per input partition (its groups follow
+    /// partitions), the pipeline of each partition it owns; empty when `pipeline` holds the state.
+    pub shards: Shards,
 }
+
+/// The pipelines holding a query's state, by input partition.
+pub type Shards = Arc<std::sync::Mutex<BTreeMap<i32, Arc<Pipeline>>>>;
 
 /// ksqlDB's default commit interval.
 const DEFAULT_COMMIT_INTERVAL_MS: u64 = 2_000;
@@ -107,7 +113,18 @@ impl PersistentQuery {
             pipeline: Arc::new(pipeline),
             sink_spec,
             commit_interval,
+            shards: Shards::default(),
         })
+    }
+
+    /// The pipelines whose state holds the query's table now: each owned partition's, or the one.
+    pub fn tables(&self) -> Vec<Arc<Pipeline>> {
+        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        if shards.is_empty() {
+            vec![self.pipeline.clone()]
+        } else {
+            shards.values().cloned().collect()
+        }
     }
 
     /// The sources the query reads.
@@ -267,7 +284,7 @@ impl Engine {
             .queries
             .values()
             .find(|pq| pq.sink == source.name && pq.pipeline.is_stateful())
-            .map(|pq| (pq.pipeline.clone(), pq.sink_spec.clone()));
+            .map(|pq| (pq.tables(), pq.sink_spec.clone()));
         let lookup = match &table {
             Some(_) => self.key_lookup(&q, &source),
             None => None,

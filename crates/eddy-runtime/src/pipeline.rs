@@ -52,6 +52,51 @@ pub struct ProcessedBatch {
     pub expression_errors: Vec<String>,
 }
 
+impl ProcessedBatch {
+    /// The rows of several batches of the same schema, one after another.
+    pub fn concat(parts: Vec<ProcessedBatch>) -> Result<ProcessedBatch> {
+        let mut parts = parts.into_iter();
+        let Some(mut all) = parts.next() else {
+            return Err(eddy_common::internal_err!("nothing to concatenate"));
+        };
+        for p in parts {
+            let rows = all.batch.num_rows();
+            let err = |e: datafusion::arrow::error::ArrowError| exec_err!("{e}");
+            all.batch = datafusion::arrow::compute::concat_batches(
+                &all.batch.schema(),
+                [&all.batch, &p.batch],
+            )
+            .map_err(err)?;
+            all.rowtime.extend(p.rowtime);
+            all.partition.extend(p.partition);
+            all.null_values = concat_flags(&all.null_values, &p.null_values)?;
+            all.null_keys = match (all.null_keys, p.null_keys) {
+                (None, None) => None,
+                (a, b) => Some(concat_flags(
+                    &a.unwrap_or_else(|| BooleanArray::from(vec![false; rows])),
+                    &b.unwrap_or_else(|| BooleanArray::from(vec![false; p.batch.num_rows()])),
+                )?),
+            };
+            all.windows = match (all.windows, p.windows) {
+                (Some(mut a), Some(b)) => {
+                    a.extend(b);
+                    Some(a)
+                }
+                (a, _) => a,
+            };
+            all.late_records += p.late_records;
+            all.decode_errors.extend(p.decode_errors);
+            all.expression_errors.extend(p.expression_errors);
+        }
+        Ok(all)
+    }
+}
+
+fn concat_flags(a: &BooleanArray, b: &BooleanArray) -> Result<BooleanArray> {
+    let joined = datafusion::arrow::compute::concat(&[a, b]).map_err(|e| exec_err!("{e}"))?;
+    Ok(joined.as_boolean().clone())
+}
+
 /// A planned stateless query together with its source decoder.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -118,6 +163,40 @@ impl Pipeline {
     /// Whether the pipeline keeps state (it aggregates).
     pub fn is_stateful(&self) -> bool {
         self.aggregate_state.is_some()
+    }
+
+    /// A pipeline for the same query with empty state of the same kind (emission, logging): the
+    /// state of one input partition when groups follow partitions.
+    pub fn fresh(&self) -> Result<Pipeline> {
+        let Some(state) = &self.aggregate_state else {
+            return Ok(self.clone());
+        };
+        let (per_commit, logged) = {
+            let s = lock(state);
+            (s.is_per_commit(), s.is_logged())
+        };
+        let fresh = Pipeline {
+            aggregate_state: aggregate_state(&self.plan, per_commit),
+            ..self.clone()
+        };
+        if logged { fresh.logged() } else { Ok(fresh) }
+    }
+
+    /// Whether every group of the aggregation lives in one input partition: it groups by exactly the
+    /// source's key columns, which Kafka's partitioner placed (so each partition's state can be kept,
+    /// and moved, on its own).
+    pub fn groups_follow_partitions(&self) -> bool {
+        let Some(spec) = &self.plan.aggregate else {
+            return false;
+        };
+        let keys = self.plan.source.key_columns().count();
+        keys > 0
+            && spec.group_exprs.len() == keys
+            && spec.group_exprs.iter().enumerate().all(|(i, e)| {
+                let any: &dyn std::any::Any = e.as_ref();
+                any.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                    .is_some_and(|c| c.index() == PSEUDO_COLUMNS + i)
+            })
     }
 
     /// The changelog records of the state changed since the last call; `positions` are the input

@@ -25,15 +25,16 @@ use eddy_sql::statement::SourceKind;
 pub struct PullQuery {
     /// The query over the source's rows.
     pub pipeline: Pipeline,
-    /// The pipeline of the query whose state holds the table, when an aggregation builds it, with the
-    /// sink that gives the table's keys their bytes (rows come in key-bytes order, as from a store).
-    table: Option<(Arc<Pipeline>, SinkSpec)>,
+    /// The pipelines of the query whose state holds the table (one per owned partition when its state
+    /// is kept per partition), when an aggregation builds it, with the sink that gives the table's
+    /// keys their bytes (rows come in key-bytes order, as from a store).
+    table: Option<(Vec<Arc<Pipeline>>, SinkSpec)>,
     /// The GROUP BY values to look up, when the WHERE pins every key column (rows of values).
     keys: Option<Vec<Vec<ScalarValue>>>,
 }
 
 impl PullQuery {
-    pub fn new(pipeline: Pipeline, table: Option<(Arc<Pipeline>, SinkSpec)>) -> Self {
+    pub fn new(pipeline: Pipeline, table: Option<(Vec<Arc<Pipeline>>, SinkSpec)>) -> Self {
         PullQuery {
             pipeline,
             table,
@@ -87,15 +88,18 @@ impl PullQuery {
 
     /// The query's result now, from the state of the aggregation that builds the table.
     pub fn execute(&self) -> Result<RecordBatch> {
-        let (table, sink) = self.table.as_ref().ok_or_else(|| {
+        let (tables, sink) = self.table.as_ref().ok_or_else(|| {
             internal_err!("a pull query over a topic runs with the topic's records")
         })?;
-        let snapshot = match &self.keys {
-            Some(keys) => table.snapshot_keys(keys)?,
-            None => table.snapshot()?,
+        let mut parts = Vec::with_capacity(tables.len());
+        for table in tables {
+            let part = match &self.keys {
+                Some(keys) => table.snapshot_keys(keys)?,
+                None => table.snapshot()?,
+            };
+            parts.push(part.ok_or_else(|| internal_err!("the table's query keeps no state"))?);
         }
-        .ok_or_else(|| internal_err!("the table's query keeps no state"))?;
-        let snapshot = in_key_order(snapshot, sink)?;
+        let snapshot = in_key_order(ProcessedBatch::concat(parts)?, sink)?;
         let schema = self.pipeline.source().input_schema();
         let rows = snapshot.batch.num_rows();
         let bound = |f: fn(&crate::format::window::Bounds) -> i64| -> Result<ArrayRef> {

@@ -177,6 +177,16 @@ impl AggregateState {
         self.finish(outs, 0)
     }
 
+    /// Whether changed groups are emitted once per flush (rather than per input row).
+    pub fn is_per_commit(&self) -> bool {
+        self.per_commit
+    }
+
+    /// Whether state changes are kept for a changelog.
+    pub fn is_logged(&self) -> bool {
+        self.log.is_some()
+    }
+
     /// The current row of every group in the output table (passing HAVING), for pull queries; emits
     /// nothing and changes nothing.
     pub fn snapshot(&mut self) -> Result<Aggregated> {
