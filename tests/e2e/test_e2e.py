@@ -288,7 +288,8 @@ AGG_BASE_TS = 1_700_000_000_000
 
 def sensor_event(i):
     """Event i of the aggregation run: key, value and timestamp (1 ms apart, so 10 s windows hold 10k events)."""
-    return f"s-{i % AGG_KEYS}", {"V": (i * 7919) % 1000}, AGG_BASE_TS + i
+    key = f"s-{i % AGG_KEYS}"
+    return key, {"V": (i * 7919) % 1000, "SENSOR_ID": key}, AGG_BASE_TS + i
 
 
 def expected_windows():
@@ -347,11 +348,13 @@ def last_windowed_rows(bootstrap, topic, want, timeout):
     return got, records
 
 
-def create_windowed_table(ctx, stream):
+def create_windowed_table(ctx, stream, by_value=False):
     """A stream `stream` keyed by sensor over 4 partitions, and `<stream>_windows`: COUNT, SUM and MAX per sensor and
-    10 s tumbling window, written every 500 ms."""
+    10 s tumbling window, written every 500 ms. With `by_value` the sensor the table groups by is a value column, so
+    the aggregation goes through a repartition topic."""
     client = KSQLdbClient(ctx.server.url)
-    client.ksql(f"CREATE STREAM {stream} (sensor_id STRING KEY, v INT) "
+    columns = "sensor_key STRING KEY, v INT, sensor_id STRING" if by_value else "sensor_id STRING KEY, v INT"
+    client.ksql(f"CREATE STREAM {stream} ({columns}) "
                 f"WITH (kafka_topic='{stream}', value_format='JSON', partitions=4);")
     client.ksql(f"CREATE TABLE {stream}_windows AS SELECT sensor_id, COUNT(*) AS n, SUM(v) AS total, MAX(v) AS top "
                 f"FROM {stream} WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY sensor_id EMIT CHANGES;",
@@ -406,6 +409,52 @@ def test_windowed_aggregation_restart(ctx):
     # A pull query for a key and window returns the same row.
     check_pulls(ctx, "sensors_windows", ["s-7", "s-999"], want)
     print(f"   {len(want)} windows exact after kill -9; {records} output records; pull queries agree")
+
+
+def test_repartitioned_aggregation_restart(ctx):
+    """The windowed aggregation grouped by a value column: records go through the query's repartition topic (named as
+    ksqlDB names it), whose partitions the state follows; after a kill -9 the repartition stage writes some records
+    again, and the aggregation leaves those out — every window exact."""
+    create_windowed_table(ctx, "relay", by_value=True)
+    want, records = produce_with_kill(ctx, "relay", "RELAY_WINDOWS", lambda: (ctx.server.kill9(), ctx.server.start()))
+    check_pulls(ctx, "relay_windows", ["s-7", "s-999"], want)
+    from confluent_kafka.admin import AdminClient
+    topics = AdminClient({"bootstrap.servers": ctx.broker.bootstrap}).list_topics(timeout=10).topics
+    repartition = [t for t in topics if t.endswith("query_CTAS_RELAY_WINDOWS_0-Aggregate-GroupBy-repartition")]
+    assert len(repartition) == 1 and len(topics[repartition[0]].partitions) == 4, sorted(topics)
+    def repartitioned():
+        c = Consumer({"bootstrap.servers": ctx.broker.bootstrap, "group.id": f"count-{time.time()}"})
+        n = sum(c.get_watermark_offsets(TopicPartition(repartition[0], p), timeout=10)[1] for p in range(4))
+        c.close()
+        return n
+
+    written = repartitioned()
+    assert written >= AGG_EVENTS, f"{written} repartitioned records for {AGG_EVENTS} inputs"
+    # Make the repartition stage write the whole input again: stop the server, rewind its consumer group, restart.
+    ctx.server.stop()
+    group = f"_eddy-{ctx.server.service_id}_query_CTAS_RELAY_WINDOWS_0-GroupBy"
+    rewind = Consumer({"bootstrap.servers": ctx.broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    deadline = time.time() + 30
+    while True:
+        try:
+            # Accepted once the stopped server's member has left the group.
+            rewind.commit(offsets=[TopicPartition("relay", p, 0) for p in range(4)], asynchronous=False)
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+    rewind.close()
+    ctx.server.start()
+    deadline = time.time() + 120
+    while repartitioned() < written + AGG_EVENTS and time.time() < deadline:
+        time.sleep(0.5)
+    assert repartitioned() >= written + AGG_EVENTS, "the repartition stage did not write the input again"
+    time.sleep(3)
+    again, after = last_windowed_rows(ctx.broker.bootstrap, "RELAY_WINDOWS", want, timeout=60)
+    assert again == want and after == records, f"replayed input changed the table: {after} output records, was {records}"
+    print(f"   {len(want)} windows exact through {repartition[0]} after kill -9 ({written - AGG_EVENTS} records "
+          f"repartitioned twice); the whole input repartitioned again changed nothing; {records} output records")
 
 
 def assigned_partitions(log_path, query):
@@ -550,7 +599,8 @@ def main():
     try:
         ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"e2e{os.getpid()}")
         for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
-                     test_windowed_aggregation_restart, test_scale_out_moves_state,
+                     test_windowed_aggregation_restart, test_repartitioned_aggregation_restart,
+                     test_scale_out_moves_state,
                      test_avro_through_schema_registry]:
             if args.only and test.__name__ != args.only:
                 continue

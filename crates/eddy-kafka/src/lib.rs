@@ -4,11 +4,12 @@
 pub mod cluster;
 pub mod command_log;
 pub mod print;
+mod repartition;
 mod stateful;
 pub mod task;
 
 pub use cluster::KafkaCluster;
 pub use command_log::CommandLog;
 pub use print::{PrintSpec, start_print};
-pub use stateful::changelog_topic;
+pub use stateful::internal_topics;
 pub use task::{PushEvent, QueryStats, QueryTask, start_persistent, start_push};

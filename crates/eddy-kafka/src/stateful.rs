@@ -8,7 +8,9 @@
 //! When the groups follow the input's partitions (the query groups by the source's key), there is a
 //! shard per input partition: the query's consumer group spreads the partitions over the servers that
 //! run it, a partition's shard is restored when the partition is assigned and written and dropped when
-//! it is revoked, so state moves with its partition. Otherwise one shard holds every group and the task
+//! it is revoked, so state moves with its partition. When a stream is grouped by anything else, its
+//! records go through a repartition topic first (see `repartition`), whose partitions the groups then
+//! follow. Otherwise (a table grouped by other than its key) one shard holds every group and the task
 //! reads every partition itself.
 
 use std::collections::BTreeMap;
@@ -22,16 +24,23 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use eddy_common::{Result, external_err};
-use eddy_runtime::changelog::StateChange;
-use eddy_runtime::{PersistentQuery, Pipeline, Record, TopicAdmin};
+use eddy_runtime::changelog::{Positions, StateChange};
+use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
+use eddy_sql::statement::SourceKind;
 
-use crate::cluster::{Deliveries, KafkaCluster, base_config, now_millis};
+use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, now_millis};
+use crate::repartition::{Shuffle, repartition_topic, unwrap};
 use crate::task::{Msg, QueryStats, QueryTask, deliver, poll_batch};
 
 /// The changelog topic of the query whose consumer group is `group_id` (named as Kafka Streams names a
 /// state store's changelog).
 pub fn changelog_topic(group_id: &str) -> String {
     format!("{group_id}-Aggregate-Aggregate-Materialize-changelog")
+}
+
+/// The internal topics a stateful query whose consumer group is `group_id` may create.
+pub fn internal_topics(group_id: &str) -> [String; 2] {
+    [changelog_topic(group_id), repartition_topic(group_id)]
 }
 
 /// Output records handed to the producer, not yet acknowledged.
@@ -50,6 +59,9 @@ struct Shard {
     sent: Vec<Sent>,
     /// Input was processed since the last write.
     unwritten: bool,
+    /// Over a repartition topic: the next offset of each original input partition folded in, so that
+    /// records the repartition stage wrote again are left out.
+    sources: BTreeMap<i32, i64>,
 }
 
 /// A stateful query's task: what both its loop and its consumer's rebalance callbacks use.
@@ -62,6 +74,8 @@ pub(crate) struct Stateful {
     stats: Arc<QueryStats>,
     /// A shard per input partition (`true`) or one for all of them, under id 0.
     per_partition: bool,
+    /// `topic` is the query's repartition topic: its records are enveloped.
+    repartitioned: bool,
     shards: Mutex<BTreeMap<i32, Shard>>,
 }
 
@@ -120,28 +134,62 @@ pub(crate) fn start(
     offset_reset: &str,
     name: String,
 ) -> Result<QueryTask> {
-    let topic = query.pipeline.source().topic.clone();
-    let changelog = changelog_topic(group_id);
-    let inputs = cluster
-        .partitions(&topic)?
-        .ok_or_else(|| external_err!("Kafka: the query's input topic {topic} does not exist"))?;
+    let source = query.pipeline.source().clone();
+    let inputs = cluster.partitions(&source.topic)?.ok_or_else(|| {
+        external_err!(
+            "Kafka: the query's input topic {} does not exist",
+            source.topic
+        )
+    })?;
     let follows = query.pipeline.groups_follow_partitions();
+    let repartitioned = !follows && source.kind == SourceKind::Stream;
+    let topic = if repartitioned {
+        let topic = repartition_topic(group_id);
+        if cluster.partitions(&topic)?.is_none() {
+            cluster.create_topic(&topic, inputs, 1)?;
+        }
+        topic
+    } else {
+        source.topic.clone()
+    };
+    let changelog = changelog_topic(group_id);
+    let sharded = follows || repartitioned;
     let per_partition = match cluster.partitions(&changelog)? {
-        Some(existing) => follows && existing == inputs,
+        Some(existing) => sharded && existing == inputs,
         None => {
-            cluster.create_topic(&changelog, if follows { inputs } else { 1 }, 1)?;
-            follows
+            cluster.create_topic(&changelog, if sharded { inputs } else { 1 }, 1)?;
+            sharded
         }
     };
-    let config = base_config(cluster.bootstrap())
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", offset_reset)
-        // A restarted server rejoins its groups; a short session lets the old member expire quickly.
-        .set("session.timeout.ms", "10000")
-        // Eager rebalancing: every assignment arrives whole, with its offsets chosen here.
-        .set("partition.assignment.strategy", "range")
-        .clone();
+    let consumer_config = |group: &str, reset: &str| {
+        base_config(cluster.bootstrap())
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", reset)
+            // A restarted server rejoins its groups; a short session lets the old member expire.
+            .set("session.timeout.ms", "10000")
+            // Eager rebalancing: every assignment arrives whole, with its offsets chosen here.
+            .set("partition.assignment.strategy", "range")
+            .clone()
+    };
+    // The repartition topic holds only this query's input: it is always read from its start.
+    let config = consumer_config(
+        group_id,
+        if repartitioned {
+            "earliest"
+        } else {
+            offset_reset
+        },
+    );
+    let shuffle: Option<BaseConsumer> = if repartitioned {
+        let consumer: BaseConsumer = consumer_config(&format!("{group_id}-GroupBy"), offset_reset)
+            .create()
+            .map_err(kafka_err)?;
+        consumer.subscribe(&[&source.topic]).map_err(kafka_err)?;
+        Some(consumer)
+    } else {
+        None
+    };
     QueryTask::spawn(name, move |stop, stats| {
         let task = Arc::new(Stateful {
             cluster,
@@ -151,6 +199,7 @@ pub(crate) fn start(
             stop,
             stats,
             per_partition,
+            repartitioned,
             shards: Mutex::new(BTreeMap::new()),
         });
         let consumer: BaseConsumer<Rebalance> =
@@ -158,7 +207,15 @@ pub(crate) fn start(
                 Ok(c) => c,
                 Err(e) => return task.report(&format!("cannot create the consumer: {e}")),
             };
-        task.run(&consumer, inputs);
+        let shuffle = shuffle.as_ref().map(|consumer| Shuffle {
+            cluster: &task.cluster,
+            consumer,
+            query: &task.query,
+            topic: task.topic.clone(),
+            partitions: inputs,
+            stop: &task.stop,
+        });
+        task.run(&consumer, shuffle.as_ref(), inputs);
     })
 }
 
@@ -172,7 +229,7 @@ impl Stateful {
         self.query.shards.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn run(&self, consumer: &BaseConsumer<Rebalance>, inputs: i32) {
+    fn run(&self, consumer: &BaseConsumer<Rebalance>, shuffle: Option<&Shuffle<'_>>, inputs: i32) {
         if self.per_partition {
             if let Err(e) = consumer.subscribe(&[&self.topic]) {
                 return self.report(&format!("cannot subscribe to {}: {e}", self.topic));
@@ -190,6 +247,17 @@ impl Stateful {
         }
         let mut last_write = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
+            if let Some(shuffle) = shuffle {
+                match shuffle.step() {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        return self.report(&format!(
+                            "repartitioning failed; the query stops and resumes after a restart: {e}"
+                        ));
+                    }
+                }
+            }
             // Rebalance callbacks run inside the poll, never while a batch is being processed.
             let batch = poll_batch(consumer);
             if !batch.is_empty() && !self.process(batch) {
@@ -230,20 +298,25 @@ impl Stateful {
             if msgs.is_empty() {
                 continue;
             }
-            let processed = shard.pipeline.process(&msgs).and_then(|p| {
-                self.stats.record_errors(&self.query.id, &self.topic, &p);
-                self.query.sink_spec.records(&p)
-            });
-            match processed {
-                Ok(records) => self.send(records, &mut shard.sent),
-                // The state cannot be trusted past a batch that failed half-way: stop, so that a
-                // restart restores it and replays.
-                Err(e) => {
-                    self.report(&format!(
-                        "processing failed; the query stops and resumes from its last checkpoint after a restart: {e}"
-                    ));
-                    return false;
-                }
+            let folded = if self.repartitioned {
+                let sources = &mut shard.sources;
+                let fresh: Vec<Record> = msgs
+                    .iter()
+                    .filter_map(unwrap)
+                    .filter(|(_, (p, o))| {
+                        let next = sources.entry(*p).or_default();
+                        let new = *o >= *next;
+                        *next = (*next).max(o + 1);
+                        new
+                    })
+                    .map(|(record, _)| record)
+                    .collect();
+                self.fold(&shard.pipeline, &mut shard.sent, &fresh)
+            } else {
+                self.fold(&shard.pipeline, &mut shard.sent, &msgs)
+            };
+            if !folded {
+                return false;
             }
             for m in &msgs {
                 let next = shard.positions.entry(m.0.partition()).or_default();
@@ -254,6 +327,29 @@ impl Stateful {
         // Counted once processed: a host that sees the count sees the state it led to.
         self.stats.consumed.fetch_add(consumed, Ordering::Relaxed);
         true
+    }
+
+    /// Folds records into a shard's pipeline and sends what it emits. Returns false when the query
+    /// must stop.
+    fn fold<R: RecordRef>(&self, pipeline: &Pipeline, sent: &mut Vec<Sent>, records: &[R]) -> bool {
+        let processed = pipeline.process(records).and_then(|p| {
+            self.stats.record_errors(&self.query.id, &self.topic, &p);
+            self.query.sink_spec.records(&p)
+        });
+        match processed {
+            Ok(records) => {
+                self.send(records, sent);
+                true
+            }
+            // The state cannot be trusted past a batch that failed half-way: stop, so that a
+            // restart restores it and replays.
+            Err(e) => {
+                self.report(&format!(
+                    "processing failed; the query stops and resumes from its last checkpoint after a restart: {e}"
+                ));
+                false
+            }
+        }
     }
 
     /// Writes every shard with unwritten input. Returns false when the task is stopping and could not
@@ -330,15 +426,21 @@ impl Stateful {
             "restored the state from {}",
             self.changelog
         );
+        let (sources, positions): (Positions, Positions) =
+            resume.into_iter().partition(|(p, _)| *p < 0);
         Ok(Shard {
             pipeline,
-            positions: resume
+            positions: positions
                 .into_iter()
                 .filter(|(p, _)| partitions.contains(p))
                 .collect(),
             changelog_partition: id,
             sent: Vec::new(),
             unwritten: false,
+            sources: sources
+                .into_iter()
+                .map(|(p, o)| (source_of(p), o))
+                .collect(),
         })
     }
 
@@ -392,7 +494,10 @@ impl Stateful {
                 .fetch_add(s.records.len() as u64, Ordering::Relaxed);
         }
         let positions: Vec<(i32, i64)> = shard.positions.iter().map(|(p, o)| (*p, *o)).collect();
-        let changes = match shard.pipeline.changes(&positions) {
+        // The repartitioned records' origins are checkpointed with the positions, under negative ids.
+        let marks = shard.sources.iter().map(|(p, o)| (source_of(*p), *o));
+        let checkpointed: Vec<(i32, i64)> = positions.iter().copied().chain(marks).collect();
+        let changes = match shard.pipeline.changes(&checkpointed) {
             Ok(c) => c,
             Err(e) => {
                 self.report(&format!("writing the state failed: {e}"));
@@ -441,4 +546,10 @@ impl Stateful {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(message.to_string());
     }
+}
+
+/// The checkpoint id of an original input partition of a repartitioned aggregation (negative, apart
+/// from the repartition topic's own partitions), and back: the mapping is its own inverse.
+fn source_of(partition: i32) -> i32 {
+    -1 - partition
 }

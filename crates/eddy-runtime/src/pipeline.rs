@@ -232,6 +232,73 @@ impl Pipeline {
         self.process_decoded(self.decoder.decode(records)?)
     }
 
+    /// The partition (of `partitions`) each record's group goes to when an aggregation's input is
+    /// repartitioned by its GROUP BY values (Kafka's partitioner over the values' row bytes), in the
+    /// order of `records`. A record that cannot be decoded, or whose GROUP BY values cannot be computed,
+    /// goes to partition 0, where the aggregation reports or leaves it out as it would anyway.
+    pub fn group_partitions<R: RecordRef>(
+        &self,
+        records: &[R],
+        partitions: i32,
+    ) -> Result<Vec<i32>> {
+        let mut out = vec![0; records.len()];
+        let Some(spec) = &self.plan.aggregate else {
+            return Ok(out);
+        };
+        let decoded = self.decoder.decode(records)?;
+        let batch = &decoded.batch;
+        let err = |e: datafusion::common::DataFusionError| exec_err!("{e}");
+        let evaluate = |b: &RecordBatch| -> Result<Vec<ArrayRef>> {
+            spec.group_exprs
+                .iter()
+                .map(|e| {
+                    e.evaluate(b)
+                        .and_then(|v| v.into_array(b.num_rows()))
+                        .map_err(err)
+                })
+                .collect()
+        };
+        // Where each decoded row came from.
+        let at: std::collections::HashMap<(i32, i64), usize> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.partition(), r.offset()), i))
+            .collect();
+        let mut place = |row: usize, bytes: &[u8]| {
+            if let Some(i) = at.get(&(partition_at(batch, row), offset_at(batch, row))) {
+                out[*i] = partition_for(bytes, partitions);
+            }
+        };
+        let rows_of = |arrays: &[ArrayRef]| -> Result<datafusion::arrow::row::Rows> {
+            let fields = arrays
+                .iter()
+                .map(|a| datafusion::arrow::row::SortField::new(a.data_type().clone()))
+                .collect();
+            let converter =
+                datafusion::arrow::row::RowConverter::new(fields).map_err(|e| exec_err!("{e}"))?;
+            converter
+                .convert_columns(arrays)
+                .map_err(|e| exec_err!("{e}"))
+        };
+        match evaluate(batch) {
+            Ok(arrays) => {
+                let rows = rows_of(&arrays)?;
+                for row in 0..batch.num_rows() {
+                    place(row, rows.row(row).data());
+                }
+            }
+            // A row whose values fail stays in partition 0; the others are placed one by one.
+            Err(_) => {
+                for row in 0..batch.num_rows() {
+                    if let Ok(arrays) = evaluate(&batch.slice(row, 1)) {
+                        place(row, rows_of(&arrays)?.row(0).data());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Filters and projects rows already in the source's input schema (a table's current rows, for a
     /// pull query): rows that fail the filter are left out.
     pub fn process_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
-use eddy_kafka::{CommandLog, KafkaCluster, QueryTask, changelog_topic, start_persistent};
+use eddy_kafka::{CommandLog, KafkaCluster, QueryTask, internal_topics, start_persistent};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 use eddy_runtime::{Engine, Outcome, TopicAdmin};
@@ -221,15 +221,19 @@ impl AppState {
         format!("_eddy-{}_query_{}", self.service_id, query_id)
     }
 
-    /// Stops terminated queries and deletes their internal topics (state changelogs).
+    /// Stops terminated queries and deletes their internal topics (state changelogs, repartition
+    /// topics).
     fn stop_tasks(&self, ids: &[String]) {
         for id in ids {
             if let Some(t) = lock(&self.tasks).remove(id) {
                 t.stop();
             }
-            let changelog = changelog_topic(&self.group_id(id));
-            if let Err(e) = self.cluster.delete_topic(&changelog) {
-                tracing::warn!("could not delete {changelog}: {e}");
+            for topic in internal_topics(&self.group_id(id)) {
+                if matches!(self.cluster.partitions(&topic), Ok(Some(_)))
+                    && let Err(e) = self.cluster.delete_topic(&topic)
+                {
+                    tracing::warn!("could not delete {topic}: {e}");
+                }
             }
         }
     }
