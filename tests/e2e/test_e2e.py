@@ -496,6 +496,96 @@ def test_scale_out_moves_state(ctx):
         second.stop()
 
 
+def lease_holders(logs, query):
+    """Which of the server logs says it holds the query's lease now (took it last, not lost since)."""
+    import re
+    holders = []
+    for log in logs:
+        held = False
+        with open(log, errors="replace") as f:
+            for line in f:
+                line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+                if query in line and "took the query's lease" in line:
+                    held = True
+                elif query in line and "lost the query's lease" in line:
+                    held = False
+        holders.append(held)
+    return holders
+
+
+def last_counts(bootstrap, topic, want, timeout):
+    """The last value of N per key of a table's topic, read until it equals `want` or time runs out."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = {}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        batch = c.consume(num_messages=10000, timeout=1.0)
+        for m in batch:
+            if not m.error():
+                got[m.key().decode()] = json.loads(m.value())["N"] if m.value() else None
+        if not batch and got == want:
+            break
+    c.close()
+    return got
+
+
+def test_table_aggregation_fails_over(ctx):
+    """A table aggregated by a value column keeps one shard: of two servers with one service id only the lease holder
+    runs it; a kill -9 of the holder passes the lease, and the state, to the other, and the counts stay exact through
+    updates and deletes."""
+    client = KSQLdbClient(ctx.server.url)
+    client.ksql("CREATE TABLE users (id STRING PRIMARY KEY, region STRING) "
+                "WITH (kafka_topic='users', value_format='JSON', partitions=4);")
+    client.ksql("CREATE TABLE per_region AS SELECT region, COUNT(*) AS n FROM users GROUP BY region EMIT CHANGES;",
+                stream_properties={"auto.offset.reset": "earliest", "ksql.streams.commit.interval.ms": "500"})
+    data = tempfile.mkdtemp(prefix="eddy-e2e-second-")
+    second = Server(ctx.server.binary, ctx.broker.bootstrap, data, ctx.server.service_id)
+    servers = [ctx.server, second]
+    logs = [os.path.join(s.data_dir, "server.log") for s in servers]
+    query = "CTAS_PER_REGION_"
+    users = {}
+
+    def produce(changes):
+        p = Producer({"bootstrap.servers": ctx.broker.bootstrap, "linger.ms": 20})
+        for user, region in changes:
+            value = None if region is None else json.dumps({"REGION": region}).encode()
+            p.produce("users", value, key=user.encode())
+            if region is None:
+                users.pop(user, None)
+            else:
+                users[user] = region
+        assert p.flush(60) == 0
+
+    def expected():
+        want = {}
+        for region in users.values():
+            want[region] = want.get(region, 0) + 1
+        return want
+
+    try:
+        deadline = time.time() + 60
+        while sum(lease_holders(logs, query)) != 1 and time.time() < deadline:
+            time.sleep(0.5)
+        holders = lease_holders(logs, query)
+        assert sum(holders) == 1, f"lease holders: {holders}"
+        produce([(f"u-{i}", f"r-{i % 7}") for i in range(20_000)])
+        assert last_counts(ctx.broker.bootstrap, "PER_REGION", expected(), 120) == expected()
+        holder = servers[holders.index(True)]
+        holder.kill9()
+        produce([(f"u-{i}", f"r-{(i + 3) % 7}") for i in range(0, 20_000, 4)] + [(f"u-{i}", None) for i in range(1, 20_000, 9)])
+        got = last_counts(ctx.broker.bootstrap, "PER_REGION", expected(), 180)
+        assert got == expected(), f"counts after the failover {got}, want {expected()}"
+        survivor = 1 - holders.index(True)
+        assert lease_holders(logs, query)[survivor], "the survivor took the lease"
+        print(f"   the lease moved from server {holders.index(True)} to {survivor}; counts exact: {expected()}")
+    finally:
+        second.stop()
+        if ctx.server.proc.poll() is not None:
+            ctx.server.start()
+
+
 class Ctx:
     pass
 
@@ -600,7 +690,7 @@ def main():
         ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"e2e{os.getpid()}")
         for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
                      test_windowed_aggregation_restart, test_repartitioned_aggregation_restart,
-                     test_scale_out_moves_state,
+                     test_scale_out_moves_state, test_table_aggregation_fails_over,
                      test_avro_through_schema_registry]:
             if args.only and test.__name__ != args.only:
                 continue

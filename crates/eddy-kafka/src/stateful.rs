@@ -10,8 +10,8 @@
 //! run it, a partition's shard is restored when the partition is assigned and written and dropped when
 //! it is revoked, so state moves with its partition. When a stream is grouped by anything else, its
 //! records go through a repartition topic first (see `repartition`), whose partitions the groups then
-//! follow. Otherwise (a table grouped by other than its key) one shard holds every group and the task
-//! reads every partition itself.
+//! follow. Otherwise (a table grouped by other than its key) one shard holds every group and reads
+//! every partition, on one server at a time: the one holding the query's lease.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,9 +38,19 @@ pub fn changelog_topic(group_id: &str) -> String {
     format!("{group_id}-Aggregate-Aggregate-Materialize-changelog")
 }
 
+/// The topic whose only partition is the lease of a query whose state is not sharded: the server its
+/// lease group gives that partition to runs the query.
+fn lease_topic(group_id: &str) -> String {
+    format!("{group_id}-lease")
+}
+
 /// The internal topics a stateful query whose consumer group is `group_id` may create.
-pub fn internal_topics(group_id: &str) -> [String; 2] {
-    [changelog_topic(group_id), repartition_topic(group_id)]
+pub fn internal_topics(group_id: &str) -> [String; 3] {
+    [
+        changelog_topic(group_id),
+        repartition_topic(group_id),
+        lease_topic(group_id),
+    ]
 }
 
 /// Output records handed to the producer, not yet acknowledged.
@@ -190,6 +200,21 @@ pub(crate) fn start(
     } else {
         None
     };
+    // One shard is run by one server at a time: the one its lease group gives the lease topic's
+    // only partition to.
+    let lease: Option<BaseConsumer> = if per_partition {
+        None
+    } else {
+        let topic = lease_topic(group_id);
+        if cluster.partitions(&topic)?.is_none() {
+            cluster.create_topic(&topic, 1, 1)?;
+        }
+        let consumer: BaseConsumer = consumer_config(&format!("{group_id}-lease"), "latest")
+            .create()
+            .map_err(kafka_err)?;
+        consumer.subscribe(&[&topic]).map_err(kafka_err)?;
+        Some(consumer)
+    };
     QueryTask::spawn(name, move |stop, stats| {
         let task = Arc::new(Stateful {
             cluster,
@@ -215,7 +240,7 @@ pub(crate) fn start(
             partitions: inputs,
             stop: &task.stop,
         });
-        task.run(&consumer, shuffle.as_ref(), inputs);
+        task.run(&consumer, shuffle.as_ref(), lease.as_ref(), inputs);
     })
 }
 
@@ -229,24 +254,27 @@ impl Stateful {
         self.query.shards.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn run(&self, consumer: &BaseConsumer<Rebalance>, shuffle: Option<&Shuffle<'_>>, inputs: i32) {
-        if self.per_partition {
-            if let Err(e) = consumer.subscribe(&[&self.topic]) {
-                return self.report(&format!("cannot subscribe to {}: {e}", self.topic));
-            }
-        } else {
-            let all: Vec<i32> = (0..inputs).collect();
-            self.restore_until_done(0, &all);
-            let mut assignment = TopicPartitionList::new();
-            for p in &all {
-                let _ = assignment.add_partition_offset(&self.topic, *p, self.resume_offset(0, *p));
-            }
-            if let Err(e) = consumer.assign(&assignment) {
-                return self.report(&format!("cannot read {}: {e}", self.topic));
-            }
+    /// Runs the query: with a repartition stage (`shuffle`), or, for a single shard, only while this
+    /// server holds the query's `lease`.
+    fn run(
+        &self,
+        consumer: &BaseConsumer<Rebalance>,
+        shuffle: Option<&Shuffle<'_>>,
+        lease: Option<&BaseConsumer>,
+        inputs: i32,
+    ) {
+        if self.per_partition
+            && let Err(e) = consumer.subscribe(&[&self.topic])
+        {
+            return self.report(&format!("cannot subscribe to {}: {e}", self.topic));
         }
         let mut last_write = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
+            if let Some(lease) = lease
+                && !self.follow_lease(consumer, lease, inputs)
+            {
+                continue;
+            }
             if let Some(shuffle) = shuffle {
                 match shuffle.step() {
                     Ok(true) => {}
@@ -271,6 +299,50 @@ impl Stateful {
             }
         }
         self.write_all(consumer);
+    }
+
+    /// Takes the single shard, and every input partition, when this server holds the lease; drops
+    /// them (unwritten: the new holder resumes from the last checkpoint) when it lost it. Returns
+    /// whether the shard is here to process.
+    fn follow_lease(
+        &self,
+        consumer: &BaseConsumer<Rebalance>,
+        lease: &BaseConsumer,
+        inputs: i32,
+    ) -> bool {
+        let wait = if self.lock_shards().is_empty() {
+            200
+        } else {
+            0
+        };
+        // Polling keeps the lease's group membership; the lease topic holds no records.
+        let _ = lease.poll(Duration::from_millis(wait));
+        let held = lease.assignment().is_ok_and(|a| a.count() > 0);
+        let here = !self.lock_shards().is_empty();
+        match (held, here) {
+            (true, true) => true,
+            (true, false) => {
+                let all: Vec<i32> = (0..inputs).collect();
+                self.restore_until_done(0, &all);
+                let mut assignment = TopicPartitionList::new();
+                for p in &all {
+                    let _ =
+                        assignment.add_partition_offset(&self.topic, *p, self.resume_offset(0, *p));
+                }
+                if let Err(e) = consumer.assign(&assignment) {
+                    self.report(&format!("cannot read {}: {e}", self.topic));
+                }
+                tracing::info!(query = %self.query.id, "took the query's lease: this server runs it");
+                true
+            }
+            (false, true) => {
+                self.lock_shards().clear();
+                let _ = consumer.unassign();
+                tracing::info!(query = %self.query.id, "lost the query's lease: another server runs it");
+                false
+            }
+            (false, false) => false,
+        }
     }
 
     /// Folds a batch into the shards of its partitions; records a shard already includes (read again
