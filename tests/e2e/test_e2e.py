@@ -573,6 +573,14 @@ def test_table_aggregation_fails_over(ctx):
         assert sum(holders) == 1, f"lease holders: {holders}"
         produce([(f"u-{i}", f"r-{i % 7}") for i in range(20_000)])
         assert last_counts(ctx.broker.bootstrap, "PER_REGION", expected(), 120) == expected()
+        # Either server answers pull queries: the one without the state asks the lease holder for it.
+        for server in servers:
+            status, body = post(server.url + "/query-stream", {"sql": "SELECT * FROM per_region WHERE region = 'r-1';"})
+            lines = [json.loads(l) for l in body.splitlines()]
+            assert status == 200 and lines[1:] == [["r-1", expected()["r-1"]]], (server.url, body)
+            status, body = post(server.url + "/query-stream", {"sql": "SELECT * FROM per_region;"})
+            rows = {r[0]: r[1] for r in (json.loads(l) for l in body.splitlines()[1:])}
+            assert status == 200 and rows == expected(), (server.url, body)
         holder = servers[holders.index(True)]
         holder.kill9()
         produce([(f"u-{i}", f"r-{(i + 3) % 7}") for i in range(0, 20_000, 4)] + [(f"u-{i}", None) for i in range(1, 20_000, 9)])

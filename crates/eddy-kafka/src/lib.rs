@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod command_log;
+pub mod peers;
 pub mod print;
 mod repartition;
 mod stateful;
@@ -10,6 +11,7 @@ pub mod task;
 
 pub use cluster::KafkaCluster;
 pub use command_log::CommandLog;
+pub use peers::Peers;
 pub use print::{PrintSpec, start_print};
-pub use stateful::internal_topics;
+pub use stateful::{changelog_topic, internal_topics};
 pub use task::{PushEvent, QueryStats, QueryTask, start_persistent, start_push};

@@ -337,6 +337,7 @@ impl Stateful {
             }
             (false, true) => {
                 self.lock_shards().clear();
+                self.lock_published().clear();
                 let _ = consumer.unassign();
                 tracing::info!(query = %self.query.id, "lost the query's lease: another server runs it");
                 false
@@ -445,9 +446,7 @@ impl Stateful {
         while !self.stop.load(Ordering::SeqCst) {
             match self.restore(id, partitions) {
                 Ok(shard) => {
-                    if self.per_partition {
-                        self.lock_published().insert(id, shard.pipeline.clone());
-                    }
+                    self.lock_published().insert(id, shard.pipeline.clone());
                     self.lock_shards().insert(id, shard);
                     return;
                 }

@@ -22,6 +22,10 @@ pub struct Args {
     /// Service id: servers with the same id share a catalog (command topic) and queries.
     #[arg(long, env = "EDDY_SERVICE_ID", default_value = "default_")]
     pub service_id: String,
+    /// The URL other servers sharing the service id reach this one at (ksqlDB's
+    /// `ksql.advertised.listener`); by default the listen address (127.0.0.1 when it listens on all).
+    #[arg(long, env = "EDDY_ADVERTISED_URL")]
+    pub advertised_url: Option<String>,
     /// URL of a Confluent-compatible Schema Registry for AVRO, PROTOBUF and JSON_SR. Without one the
     /// server keeps schemas itself (in its command log) and serves the registry API on its own port.
     #[arg(long, env = "EDDY_SCHEMA_REGISTRY_URL")]
@@ -66,17 +70,22 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             {
                 args.schema_registry_url = Some(value)
             }
+            "advertised.url" | "ksql.advertised.listener" if args.advertised_url.is_none() => {
+                args.advertised_url = Some(value)
+            }
             "listen"
             | "listeners"
             | "schema.registry.url"
             | "ksql.schema.registry.url"
+            | "advertised.url"
+            | "ksql.advertised.listener"
             | "bootstrap.servers"
             | "ksql.streams.bootstrap.servers"
             | "data.dir"
             | "service.id"
             | "ksql.service.id" => {}
             other => bail!(
-                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url)"
+                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener)"
             ),
         }
     }

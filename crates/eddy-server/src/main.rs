@@ -66,11 +66,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
     tracing::info!(
-        "Eddy {} listening on http://{}",
-        eddy_common::VERSION,
-        listener.local_addr()?
+        "Eddy {} listening on http://{address}",
+        eddy_common::VERSION
     );
+    let advertised = args.advertised_url.clone().unwrap_or_else(|| {
+        let host = if address.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            address.ip().to_string()
+        };
+        format!("http://{host}:{}", address.port())
+    });
+    let announcing = state.clone();
+    tokio::task::spawn_blocking(move || announcing.announce(advertised)).await??;
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");

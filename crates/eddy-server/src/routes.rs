@@ -46,6 +46,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(crate::registry_api::latest),
         )
         .route("/schemas/ids/{id}", get(crate::registry_api::by_id))
+        .route("/internal/pull", post(internal_pull))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
         .with_state(state)
 }
@@ -297,7 +298,17 @@ async fn pull(
         .collect();
     let limit = query.pipeline.plan.limit;
     let cluster = state.cluster.clone();
-    let batch = tokio::task::spawn_blocking(move || match query.scan_topic() {
+    let blocking =
+        |e: tokio::task::JoinError| ApiError(ErrorMessage::generic(50000, e.to_string()));
+    let statement_error = |e: Error| ApiError(ErrorMessage::statement(&e, text));
+    let remote = {
+        let (state, table) = (state.clone(), source.name.clone());
+        tokio::task::spawn_blocking(move || state.remote_holders(&table))
+            .await
+            .map_err(blocking)?
+            .map_err(statement_error)?
+    };
+    let local = tokio::task::spawn_blocking(move || match query.scan_topic() {
         Some(topic) => {
             let records = cluster.read_records(topic, SCAN_TIMEOUT)?;
             query.execute_over(&records)
@@ -305,8 +316,18 @@ async fn pull(
         None => query.execute(),
     })
     .await
-    .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
-    .map_err(|e| ApiError(ErrorMessage::statement(&e, text)))?;
+    .map_err(blocking)?
+    .map_err(statement_error)?;
+    let mut batches = vec![local];
+    for url in remote {
+        batches.extend(
+            remote_pull(&url, text, props)
+                .await
+                .map_err(statement_error)?,
+        );
+    }
+    let batch = eddy_runtime::arrow::compute::concat_batches(&batches[0].schema(), &batches)
+        .map_err(|e| statement_error(Error::Execution(e.to_string())))?;
     let id = state.transient_id(&source.name);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let tombstones = vec![false; batch.num_rows()];
@@ -323,6 +344,82 @@ async fn pull(
         None,
         completed,
     ))
+}
+
+/// The rows of a pull query that the server at `url` holds the state of (`/internal/pull`).
+async fn remote_pull(
+    url: &str,
+    sql: &str,
+    props: &Properties,
+) -> Result<Vec<eddy_runtime::arrow::array::RecordBatch>, Error> {
+    let unreachable = |e: String| {
+        Error::External(format!(
+            "The server at {url}, which holds part of the table, cannot be asked: {e}"
+        ))
+    };
+    let body = json!({"sql": sql, "properties": props});
+    let response = reqwest::Client::new()
+        .post(format!("{url}/internal/pull"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !status.is_success() {
+        return Err(unreachable(String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    let reader =
+        eddy_runtime::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| unreachable(e.to_string()))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreachable(e.to_string()))
+}
+
+/// `POST /internal/pull` (servers asking each other): a pull query's rows from the state this server
+/// holds, as an Arrow IPC stream.
+async fn internal_pull(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: Value = serde_json::from_slice(&body).map_err(|e| bad_request(e.to_string()))?;
+    let sql = request["sql"].as_str().unwrap_or_default().to_string();
+    let props: Properties = request["properties"]
+        .as_object()
+        .map(to_properties)
+        .unwrap_or_default();
+    let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Error> {
+        let parsed = eddy_sql::parse(&sql)?;
+        let Some(Statement::Select(q)) = parsed.first().map(|p| &p.statement) else {
+            return Err(Error::BadRequest("expected a pull query".into()));
+        };
+        let batch = state.engine().plan_pull(q, &props)?.execute()?;
+        let mut out = Vec::new();
+        let mut writer =
+            eddy_runtime::arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        writer
+            .write(&batch)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        writer
+            .finish()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        drop(writer);
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
+    .map_err(|e| ApiError(ErrorMessage::generic(40000, e.to_string())))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],
+        bytes,
+    )
+        .into_response())
 }
 
 /// The first element of a query's response: its id and columns (name, type, whether a key; keys are

@@ -9,7 +9,9 @@ use serde_json::{Map, Value, json};
 
 use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
-use eddy_kafka::{CommandLog, KafkaCluster, QueryTask, internal_topics, start_persistent};
+use eddy_kafka::{
+    CommandLog, KafkaCluster, Peers, QueryTask, changelog_topic, internal_topics, start_persistent,
+};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 use eddy_runtime::{Engine, Outcome, TopicAdmin};
@@ -49,6 +51,8 @@ pub struct AppState {
     /// Whether schemas live in the server's own registry (no `ksql.schema.registry.url`): then the
     /// schemas clients register through the server's Schema Registry API are kept in the command log.
     embedded_registry: bool,
+    /// The other servers sharing the service id, once this one announces itself.
+    peers: std::sync::OnceLock<Arc<Peers>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,6 +101,7 @@ impl AppState {
         let state = Arc::new(AppState {
             engine: Mutex::new(engine),
             embedded_registry,
+            peers: std::sync::OnceLock::new(),
             cluster,
             log,
             tasks: Mutex::new(HashMap::new()),
@@ -159,8 +164,68 @@ impl AppState {
         Ok(())
     }
 
+    /// Announces this server, reachable at `url`, to the others sharing its service id, and learns of
+    /// them (so pull queries can ask them for the state they hold).
+    pub fn announce(self: &Arc<Self>, url: String) -> Result<(), Error> {
+        let me = Arc::downgrade(self);
+        let peers = Peers::start(self.cluster.clone(), &self.service_id, url, move || {
+            me.upgrade().map(|s| s.holdings()).unwrap_or_default()
+        })?;
+        let _ = self.peers.set(peers);
+        Ok(())
+    }
+
+    /// The shards of each stateful query's state this server holds.
+    fn holdings(&self) -> BTreeMap<String, Vec<i32>> {
+        self.engine()
+            .queries()
+            .values()
+            .filter(|q| q.pipeline.is_stateful())
+            .map(|q| {
+                let shards = q.shards.lock().unwrap_or_else(|p| p.into_inner());
+                (q.id.clone(), shards.keys().copied().collect())
+            })
+            .collect()
+    }
+
+    /// The servers a pull query over `table` must also ask, for the shards of its state that this
+    /// server does not hold; an error when no live server holds some of them.
+    pub fn remote_holders(&self, table: &str) -> Result<Vec<String>, Error> {
+        let Some(peers) = self.peers.get() else {
+            return Ok(Vec::new());
+        };
+        let Some((id, local)) = self.engine().queries().values().find_map(|q| {
+            (q.sink == table && q.pipeline.is_stateful()).then(|| {
+                let shards = q.shards.lock().unwrap_or_else(|p| p.into_inner());
+                (q.id.clone(), shards.keys().copied().collect::<Vec<i32>>())
+            })
+        }) else {
+            return Ok(Vec::new());
+        };
+        let Some(shards) = self
+            .cluster
+            .partitions(&changelog_topic(&self.group_id(&id)))?
+        else {
+            return Ok(Vec::new());
+        };
+        let missing: Vec<i32> = (0..shards).filter(|s| !local.contains(s)).collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (holders, unheld) = peers.holders(&id, &missing);
+        if !unheld.is_empty() {
+            return Err(Error::Execution(format!(
+                "The state of {table} (shards {unheld:?}) is on no server right now: it is being restored or moved. Retry in a few seconds."
+            )));
+        }
+        Ok(holders.into_iter().map(|(url, _)| url).collect())
+    }
+
     /// Stops every query task (persistent and push); the state is unusable afterwards.
     pub fn shutdown(&self) {
+        if let Some(peers) = self.peers.get() {
+            peers.stop();
+        }
         let tasks: Vec<QueryTask> = lock(&self.tasks)
             .drain()
             .chain(lock(&self.push).drain())
