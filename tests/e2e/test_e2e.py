@@ -408,6 +408,14 @@ def test_windowed_aggregation_restart(ctx):
     want, records = produce_with_kill(ctx, "sensors", "SENSORS_WINDOWS", lambda: (ctx.server.kill9(), ctx.server.start()))
     # A pull query for a key and window returns the same row.
     check_pulls(ctx, "sensors_windows", ["s-7", "s-999"], want)
+    # The state's changelog is compacted: it keeps the latest record of each group.
+    from confluent_kafka.admin import AdminClient, ConfigResource
+    admin = AdminClient({"bootstrap.servers": ctx.broker.bootstrap})
+    changelog = [t for t in admin.list_topics(timeout=10).topics
+                 if "query_CTAS_SENSORS_WINDOWS_" in t and t.endswith("-Materialize-changelog")]
+    assert len(changelog) == 1, changelog
+    config = list(admin.describe_configs([ConfigResource("topic", changelog[0])]).values())[0].result()
+    assert config["cleanup.policy"].value == "compact", config["cleanup.policy"]
     print(f"   {len(want)} windows exact after kill -9; {records} output records; pull queries agree")
 
 

@@ -47,6 +47,41 @@ pub(crate) fn kafka_err(e: KafkaError) -> eddy_common::Error {
 }
 
 impl KafkaCluster {
+    /// Creates a topic with topic-level settings (e.g. `cleanup.policy=compact`); an existing topic is
+    /// left as it is.
+    pub fn create_topic_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replicas: i16,
+        config: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas as i32));
+        for (k, v) in config {
+            new = new.set(k, v);
+        }
+        let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let results = block_on(self.admin.create_topics([&new], &opts)).map_err(kafka_err)?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(external_err!("Kafka: cannot create topic {name}: {code}"));
+                }
+            }
+        }
+        // Wait until the new topic's metadata is visible, so consumers and producers find it.
+        for _ in 0..50 {
+            if self.partitions(topic)?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(external_err!(
+            "Kafka: topic {topic} was created but does not appear in the metadata"
+        ))
+    }
+
     /// Connects to the cluster at `bootstrap` (`host:port[,host:port]`).
     pub fn connect(bootstrap: &str) -> Result<Self> {
         let admin = base_config(bootstrap).create().map_err(kafka_err)?;
@@ -245,27 +280,7 @@ impl TopicAdmin for KafkaCluster {
     }
 
     fn create_topic(&self, topic: &str, partitions: i32, replicas: i16) -> Result<()> {
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas as i32));
-        let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-        let results = block_on(self.admin.create_topics([&new], &opts)).map_err(kafka_err)?;
-        for r in results {
-            match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(external_err!("Kafka: cannot create topic {name}: {code}"));
-                }
-            }
-        }
-        // Wait until the new topic's metadata is visible, so consumers and producers find it.
-        for _ in 0..50 {
-            if self.partitions(topic)?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(external_err!(
-            "Kafka: topic {topic} was created but does not appear in the metadata"
-        ))
+        self.create_topic_with(topic, partitions, replicas, &[])
     }
 
     fn delete_topic(&self, topic: &str) -> Result<()> {

@@ -1,7 +1,8 @@
 //! The servers sharing a service id, and which shards of each query's state they hold: every server
-//! announces itself (its advertised URL and its shards) on the compacted `_eddy-<service>_hosts` topic
-//! every second and reads the others' announcements, so a pull query can ask the servers that hold the
-//! rest of a table's state.
+//! announces itself (its advertised URL and its shards) on the `_eddy-<service>_hosts` topic every
+//! second and reads the others' announcements from the end of the topic on (a live server is heard
+//! within a second; history is of no use), so a pull query can ask the servers that hold the rest of a
+//! table's state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,7 +69,7 @@ impl Peers {
             .create()
             .map_err(kafka_err)?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+        tpl.add_partition_offset(&topic, 0, Offset::End)
             .map_err(kafka_err)?;
         consumer.assign(&tpl).map_err(kafka_err)?;
         let peers = Arc::new(Peers {

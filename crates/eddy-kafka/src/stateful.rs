@@ -167,7 +167,9 @@ pub(crate) fn start(
     let per_partition = match cluster.partitions(&changelog)? {
         Some(existing) => sharded && existing == inputs,
         None => {
-            cluster.create_topic(&changelog, if sharded { inputs } else { 1 }, 1)?;
+            // A compacted topic keeps the latest record of each group, row and the checkpoint.
+            let shards = if sharded { inputs } else { 1 };
+            cluster.create_topic_with(&changelog, shards, 1, &[("cleanup.policy", "compact")])?;
             sharded
         }
     };

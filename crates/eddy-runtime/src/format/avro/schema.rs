@@ -75,16 +75,7 @@ impl AvroSchema {
                 let s = of_type(t, record);
                 if key { s } else { optional(s) }
             }
-            _ => AvroSchema::Record {
-                name: format!("{NAMESPACE}.{record}"),
-                fields: columns
-                    .iter()
-                    .map(|(n, t)| AvroField {
-                        name: n.clone(),
-                        schema: optional(of_type(t, &format!("{record}_{n}"))),
-                    })
-                    .collect(),
-            },
+            _ => record_of(record, columns),
         }
     }
 
@@ -237,16 +228,22 @@ fn of_type(t: &SqlType, name: &str) -> AvroSchema {
         SqlType::Timestamp => AvroSchema::TimestampMillis,
         SqlType::Array(e) => AvroSchema::Array(Box::new(optional(of_type(e, name)))),
         SqlType::Map(_, v) => AvroSchema::Map(Box::new(optional(of_type(v, name)))),
-        SqlType::Struct(fields) => AvroSchema::Record {
-            name: format!("{NAMESPACE}.{name}"),
-            fields: fields
-                .iter()
-                .map(|(n, ft)| AvroField {
-                    name: n.clone(),
-                    schema: optional(of_type(ft, &format!("{name}_{n}"))),
-                })
-                .collect(),
-        },
+        SqlType::Struct(fields) => record_of(name, fields),
+    }
+}
+
+/// A record named `name` (in ksqlDB's namespace) of optional fields; a struct field's record is named
+/// after the record and the field, as ksqlDB names it.
+fn record_of(name: &str, fields: &[(String, SqlType)]) -> AvroSchema {
+    AvroSchema::Record {
+        name: format!("{NAMESPACE}.{name}"),
+        fields: fields
+            .iter()
+            .map(|(n, t)| AvroField {
+                name: n.clone(),
+                schema: optional(of_type(t, &format!("{name}_{n}"))),
+            })
+            .collect(),
     }
 }
 
