@@ -226,6 +226,29 @@ impl Source {
                 .transpose()?
                 .unwrap_or(FormatKind::Kafka),
         );
+        for (name, format) in [
+            ("VALUE_AVRO_SCHEMA_FULL_NAME", value_format),
+            ("VALUE_SCHEMA_FULL_NAME", value_format),
+            ("KEY_SCHEMA_FULL_NAME", key_format),
+        ] {
+            let Some(full) = props.get(name) else {
+                continue;
+            };
+            if !matches!(
+                format.kind,
+                FormatKind::Avro | FormatKind::Protobuf | FormatKind::ProtobufNoSr
+            ) {
+                return Err(plan_err!(
+                    "{} does not support the following configs: [fullSchemaName]",
+                    format.kind.name()
+                ));
+            }
+            if full.text().trim().is_empty() {
+                return Err(plan_err!(
+                    "fullSchemaName cannot be empty. Format configuration: {{fullSchemaName=}}"
+                ));
+            }
+        }
         if let Some(d) = props.get("VALUE_DELIMITER") {
             value_format.delimiter = parse_delimiter("VALUE_DELIMITER", &d.text())?;
             if value_format.kind != FormatKind::Delimited {
@@ -536,6 +559,33 @@ pub fn timestamp_column(props: &Properties, columns: &[Column]) -> Result<Option
     })
 }
 
+/// Whether a column (name and type, nested fields included) can be written in Avro: names are
+/// letters, digits and underscores not starting with a digit, and maps are keyed by strings.
+fn avro_compatible(name: &str, t: &SqlType) -> std::result::Result<(), String> {
+    let mut chars = name.chars();
+    if !chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    {
+        return Err(format!(
+            "Schema is not compatible with Avro: Illegal initial character: {name}"
+        ));
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "Schema is not compatible with Avro: Illegal character in: {name}"
+        ));
+    }
+    match t {
+        SqlType::Map(k, _) if **k != SqlType::String => Err(format!(
+            "Avro only supports MAPs with STRING keys, but column `{name}` is {t}: use a MAP<STRING, ...>, or another format"
+        )),
+        SqlType::Map(_, v) | SqlType::Array(v) => avro_compatible(name, v),
+        SqlType::Struct(fields) => fields.iter().try_for_each(|(f, ft)| avro_compatible(f, ft)),
+        _ => Ok(()),
+    }
+}
+
 /// Checks that a format can carry the columns given to it; the error is the reason why not.
 fn check_format_columns(format: Format, cols: &[&Column]) -> std::result::Result<(), String> {
     match format.kind {
@@ -553,6 +603,9 @@ fn check_format_columns(format: Format, cols: &[&Column]) -> std::result::Result
                 t.kind_name()
             )),
         },
+        FormatKind::Avro => cols
+            .iter()
+            .try_for_each(|c| avro_compatible(&c.name, &c.sql_type)),
         FormatKind::None if !cols.is_empty() => Err(format!(
             "The 'NONE' format can only be used when no columns are defined. Got: [{}]",
             schema_text(cols.iter().copied())
