@@ -29,6 +29,8 @@ pub struct PartCodec {
     /// Where schema-registry formats find their schemas, and the part's subject.
     pub registry: Arc<dyn SchemaRegistry>,
     pub subject: String,
+    /// The PROTOBUF message the part's records are, when the source names it.
+    pub schema_name: Option<String>,
 }
 
 impl PartCodec {
@@ -43,6 +45,7 @@ impl PartCodec {
             format,
             registry: registry.clone(),
             subject: subject(&source.topic, role == ColumnRole::Key),
+            schema_name: source.schema_names[usize::from(role == ColumnRole::Value)].clone(),
             window: source.window.filter(|_| role == ColumnRole::Key),
             columns: source
                 .columns
@@ -121,9 +124,14 @@ impl PartCodec {
             FormatKind::Protobuf => {
                 let (id, text) = self.latest()?;
                 let schema = ProtoSchema::parse(&text)?;
+                let message = self
+                    .schema_name
+                    .as_deref()
+                    .and_then(|n| schema.message_named(n))
+                    .unwrap_or(schema.top[0]);
                 let mut out = frame_header(id);
-                write_message_indexes(&[0], &mut out);
-                write_message_json(&schema, schema.top[0], v, &mut out)?;
+                write_message_indexes(&schema.path_of(message), &mut out);
+                write_message_json(&schema, message, v, &mut out)?;
                 out
             }
             FormatKind::ProtobufNoSr => {

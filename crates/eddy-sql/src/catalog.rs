@@ -155,6 +155,9 @@ pub struct Source {
     pub is_read_only: bool,
     /// How the source's keys are windowed (`WINDOW_TYPE`, `WINDOW_SIZE`; a windowed aggregation's sink).
     pub window: Option<KeyWindow>,
+    /// The names of the key's and the value's schemas (`KEY_SCHEMA_FULL_NAME`,
+    /// `VALUE_SCHEMA_FULL_NAME`): which message of a PROTOBUF schema the records are.
+    pub schema_names: [Option<String>; 2],
 }
 
 impl Source {
@@ -408,6 +411,8 @@ impl Source {
             statement: statement.to_string(),
             is_read_only: create.is_source,
             window,
+            schema_names: ["KEY_SCHEMA_FULL_NAME", "VALUE_SCHEMA_FULL_NAME"]
+                .map(|name| props.get(name).map(|v| v.text())),
         })
     }
 }
