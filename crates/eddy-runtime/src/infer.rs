@@ -59,7 +59,8 @@ pub fn infer_part(
             "VALUE_SCHEMA_FULL_NAME"
         })
         .map(|n| n.text());
-    let (unwrapped, fields) = fields_of(&schema, full_name.as_deref()).map_err(|e| {
+    let whole = key || !format.wrap_single_value;
+    let (unwrapped, fields) = fields_of(&schema, full_name.as_deref(), whole).map_err(|e| {
         plan_err!(
             "Unable to infer the {} columns of '{}' from its registered schema: {e}",
             if key { "key" } else { "value" },
@@ -95,15 +96,18 @@ fn upper_fields(t: SqlType) -> SqlType {
     }
 }
 
-/// The fields of a record schema, or the one unnamed field of any other; for PROTOBUF, of the message
-/// named `full_name` or else the first.
+/// The fields of a record schema, or the one unnamed field of any other — or of a record too when
+/// `whole` (a key, or a value with `WRAP_SINGLE_VALUE=false`, is one column holding the whole
+/// payload); for PROTOBUF, whose payloads are always messages, the fields of the message named
+/// `full_name` or else the first.
 fn fields_of(
     schema: &RegisteredSchema,
     full_name: Option<&str>,
+    whole: bool,
 ) -> std::result::Result<(bool, Fields), String> {
     match schema.kind {
         SchemaKind::Avro => match AvroSchema::parse(&schema.text)? {
-            AvroSchema::Record { fields, .. } => Ok((
+            AvroSchema::Record { fields, .. } if !whole => Ok((
                 false,
                 fields
                     .iter()
@@ -115,7 +119,7 @@ fn fields_of(
         SchemaKind::Json => {
             let value: serde_json::Value =
                 serde_json::from_str(&schema.text).map_err(|e| e.to_string())?;
-            match json_schema::object_fields(&value)? {
+            match json_schema::object_fields(&value)?.filter(|_| !whole) {
                 Some(fields) => Ok((
                     false,
                     fields.into_iter().map(|(n, t)| (Some(n), t)).collect(),
