@@ -45,13 +45,27 @@ enum Command {
         /// Also write a JSON report here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Load the UDF plugins (shared libraries) in this directory first.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
-        Some(Command::Test { paths, report }) => {
+        Some(Command::Test {
+            paths,
+            report,
+            plugin_dir,
+        }) => {
+            let plugins = match plugin_dir.as_deref().map(load_plugins).transpose() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("eddy test: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let mut stdout = std::io::stdout();
             // REST cases each get a private broker and an in-process server; started on first use.
             let mut runner: Option<eddy_rqtt::RestRunner> = None;
@@ -66,7 +80,13 @@ fn main() -> ExitCode {
                     .as_ref()
                     .map_or(eddy_golden::Status::Disabled, |r| r.run(case))
             };
-            match eddy_golden::run_paths(&paths, &mut stdout, report.as_deref(), Some(&mut rest)) {
+            match eddy_golden::run_paths(
+                &paths,
+                &mut stdout,
+                report.as_deref(),
+                Some(&mut rest),
+                plugins.as_ref(),
+            ) {
                 Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::from(1),
                 Err(e) => {
@@ -82,4 +102,13 @@ fn main() -> ExitCode {
             output: args.output,
         }),
     }
+}
+
+/// Loads the plugins of a directory, reporting those that fail on stderr.
+fn load_plugins(dir: &std::path::Path) -> Result<std::sync::Arc<eddy_golden::PluginDir>, String> {
+    let plugins = eddy_golden::PluginDir::new(dir)?;
+    for (path, e) in plugins.reload().errors {
+        eprintln!("eddy test: plugin {} not loaded: {e}", path.display());
+    }
+    Ok(std::sync::Arc::new(plugins))
 }

@@ -9,6 +9,9 @@ pub mod runner;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use eddy_runtime::functions::PluginDir;
 
 use serde_json::json;
 
@@ -44,18 +47,20 @@ pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
 pub type RestRunner<'a> = &'a mut dyn FnMut(&qtt::TestCase) -> Status;
 
 /// Runs every case of every file, printing one line per case to `out`, then `N passed, N failed`.
-/// REST cases run with `rest`; without one they are errors.
+/// REST cases run with `rest`; without one they are errors. Each case's engine has the functions of
+/// `plugins`.
 pub fn run_paths(
     paths: &[PathBuf],
     out: &mut dyn Write,
     report: Option<&Path>,
     mut rest: Option<RestRunner<'_>>,
+    plugins: Option<&Arc<PluginDir>>,
 ) -> std::io::Result<Summary> {
     let mut summary = Summary::default();
     // A panic inside a case is reported as that case's ERROR line; keep stderr quiet meanwhile.
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let result = run_all(paths, out, report, &mut rest, &mut summary);
+    let result = run_all(paths, out, report, &mut rest, plugins, &mut summary);
     std::panic::set_hook(previous_hook);
     result.map(|_| summary)
 }
@@ -65,6 +70,7 @@ fn run_all(
     out: &mut dyn Write,
     report: Option<&Path>,
     rest: &mut Option<RestRunner<'_>>,
+    plugins: Option<&Arc<PluginDir>>,
     summary: &mut Summary,
 ) -> std::io::Result<()> {
     let mut files_report = Vec::new();
@@ -88,7 +94,7 @@ fn run_all(
             Ok(cases) => {
                 for case in cases {
                     let status = match (&case.rest, rest.as_mut()) {
-                        (None, _) => run_case(&case),
+                        (None, _) => run_case(&case, plugins),
                         (Some(_), _) if !case.enabled => Status::Disabled,
                         (Some(_), Some(run)) => run(&case),
                         (Some(_), None) => {

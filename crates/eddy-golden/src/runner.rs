@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use eddy_common::Error;
 use eddy_runtime::engine::Properties;
+use eddy_runtime::functions::PluginDir;
 use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry, subject};
 use eddy_runtime::{Engine, MemoryTopics, Outcome, Record, TopicAdmin};
 use eddy_sql::catalog::Source;
@@ -33,12 +34,12 @@ pub enum Status {
     Disabled,
 }
 
-/// Runs one case.
-pub fn run_case(case: &TestCase) -> Status {
+/// Runs one case, with the functions of `plugins`.
+pub fn run_case(case: &TestCase, plugins: Option<&Arc<PluginDir>>) -> Status {
     if !case.enabled {
         return Status::Disabled;
     }
-    match std::panic::catch_unwind(|| run(case)) {
+    match std::panic::catch_unwind(|| run(case, plugins)) {
         Ok(s) => s,
         Err(p) => {
             let msg = p
@@ -51,10 +52,13 @@ pub fn run_case(case: &TestCase) -> Status {
     }
 }
 
-fn run(case: &TestCase) -> Status {
+fn run(case: &TestCase, plugins: Option<&Arc<PluginDir>>) -> Status {
     let topics = Arc::new(MemoryTopics::new());
     // Each case runs once, in memory: its queries' state needs no changelog.
     let mut engine = Engine::new(topics.clone()).with_volatile_state();
+    if let Some(dir) = plugins {
+        engine.attach_plugins(dir.clone());
+    }
     let registry = engine.schema_registry().clone();
     if let Err(e) = prepare_topics(case, topics.as_ref(), registry.as_ref()) {
         return Status::Error(e.to_string());

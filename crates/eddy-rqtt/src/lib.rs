@@ -101,6 +101,7 @@ impl Server {
             "rqtt".to_string(),
             Some(broker.bootstrap().to_string()),
             None,
+            None,
         )?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -23,6 +23,7 @@ use crate::admin::TopicAdmin;
 use crate::format::SinkEncoder;
 use crate::format::column::{Cell, ColumnBuilder};
 use crate::format::encode::PartEncoder;
+use crate::functions::{FunctionsReport, PluginDir, PluginFunctions};
 use crate::infer::{Inferred, infer_part};
 use crate::partitioner::partition_for;
 use crate::pipeline::{Pipeline, SinkSpec};
@@ -164,6 +165,8 @@ pub enum Outcome {
         query_ids: Vec<String>,
     },
     Inserted,
+    /// `RELOAD FUNCTIONS`: what was loaded and what failed.
+    FunctionsReloaded(FunctionsReport),
 }
 
 /// Executes statements against a catalog; holds the persistent queries' plans.
@@ -179,6 +182,8 @@ pub struct Engine {
     volatile_state: bool,
     /// Where AVRO, PROTOBUF and JSON_SR schemas are registered and looked up.
     registry: Arc<dyn SchemaRegistry>,
+    /// Functions loaded from UDF plugins.
+    plugins: PluginFunctions,
 }
 
 impl Engine {
@@ -193,7 +198,20 @@ impl Engine {
             properties: Properties::new(),
             volatile_state: false,
             registry: MemoryRegistry::shared(),
+            plugins: PluginFunctions::default(),
         }
+    }
+
+    /// Registers the functions of the plugins `dir` has loaded (and loads from it on
+    /// `RELOAD FUNCTIONS`); returns what was registered and what was refused.
+    pub fn attach_plugins(&mut self, dir: Arc<PluginDir>) -> FunctionsReport {
+        self.plugins
+            .attach(dir, &mut self.planner, &self.properties)
+    }
+
+    /// The functions loaded from plugins.
+    pub fn plugin_functions(&self) -> &PluginFunctions {
+        &self.plugins
     }
 
     /// Registers and looks up schemas in `registry` (by default one in memory).
@@ -347,6 +365,17 @@ impl Engine {
                 delete_topic,
             } => self.drop_source(*kind, name, *if_exists, *delete_topic),
             Statement::Terminate { query_id } => self.terminate(query_id.as_deref()),
+            Statement::ReloadFunctions => {
+                let report = self
+                    .plugins
+                    .reload(&mut self.planner, &self.properties)
+                    .ok_or_else(|| {
+                        plan_err!(
+                            "This server has no plugin directory to load functions from: start it with --plugin-dir <directory>."
+                        )
+                    })?;
+                Ok(Outcome::FunctionsReloaded(report))
+            }
             other => Err(not_supported!(
                 "Statement type `{}' cannot be executed here",
                 other.type_name()

@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod changelog;
 pub mod engine;
 pub mod format;
+pub mod functions;
 pub mod infer;
 pub mod memory;
 pub mod partitioner;

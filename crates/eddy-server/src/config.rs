@@ -30,6 +30,9 @@ pub struct Args {
     /// server keeps schemas itself (in its command log) and serves the registry API on its own port.
     #[arg(long, env = "EDDY_SCHEMA_REGISTRY_URL")]
     pub schema_registry_url: Option<String>,
+    /// Directory of UDF plugins (shared libraries) loaded at start and by `RELOAD FUNCTIONS`.
+    #[arg(long, env = "EDDY_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
     /// A properties (`key=value`) or TOML file with the settings above (`listen`, `bootstrap.servers`,
     /// `data.dir`, `service.id`; ksqlDB's `listeners` and `ksql.service.id` are understood too).
     #[arg(long, env = "EDDY_CONFIG")]
@@ -73,19 +76,24 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             "advertised.url" | "ksql.advertised.listener" if args.advertised_url.is_none() => {
                 args.advertised_url = Some(value)
             }
+            "plugin.dir" | "ksql.extension.dir" if args.plugin_dir.is_none() => {
+                args.plugin_dir = Some(PathBuf::from(value))
+            }
             "listen"
             | "listeners"
             | "schema.registry.url"
             | "ksql.schema.registry.url"
             | "advertised.url"
             | "ksql.advertised.listener"
+            | "plugin.dir"
+            | "ksql.extension.dir"
             | "bootstrap.servers"
             | "ksql.streams.bootstrap.servers"
             | "data.dir"
             | "service.id"
             | "ksql.service.id" => {}
             other => bail!(
-                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener)"
+                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir)"
             ),
         }
     }

@@ -57,6 +57,9 @@ pub fn current_status(text: &str, outcome: &Outcome, seq: i64) -> Value {
             None,
         ),
         Outcome::Inserted => ("insert/values".to_string(), "Inserted".to_string(), None),
+        Outcome::FunctionsReloaded(report) => {
+            ("functions/reload".to_string(), report.message(), None)
+        }
     };
     let mut status = json!({"status": "SUCCESS", "message": message});
     if let Some(q) = query_id {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use eddy_kafka::KafkaCluster;
+use eddy_runtime::functions::PluginDir;
 use eddy_runtime::registry::SchemaRegistry;
 use eddy_server::{local_broker, routes, schema_registry, state};
 
@@ -53,13 +54,24 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tracing::info!("schemas are kept in the Schema Registry at {url}");
         Arc::new(schema_registry::HttpRegistry::new(url)) as Arc<dyn SchemaRegistry>
     });
+    let plugins = match &args.plugin_dir {
+        Some(dir) => {
+            let plugins = PluginDir::new(dir).map_err(anyhow::Error::msg)?;
+            // Plugins that fail to load are logged by the engine; the others are registered.
+            for (path, e) in plugins.reload().errors {
+                tracing::error!("UDF plugin {} not loaded: {e}", path.display());
+            }
+            Some(Arc::new(plugins))
+        }
+        None => None,
+    };
     let state = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let cluster = Arc::new(KafkaCluster::connect(&bootstrap)?);
         cluster
             .wait_ready(Duration::from_secs(30))
             .with_context(|| format!("the Kafka cluster at {bootstrap} does not answer"))?;
         Ok(state::AppState::start(
-            cluster, service_id, local, registry,
+            cluster, service_id, local, registry, plugins,
         )?)
     })
     .await??;

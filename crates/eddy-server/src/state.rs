@@ -13,6 +13,7 @@ use eddy_kafka::{
     CommandLog, KafkaCluster, Peers, QueryTask, changelog_topic, internal_topics, start_persistent,
 };
 use eddy_runtime::engine::Properties;
+use eddy_runtime::functions::PluginDir;
 use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 use eddy_runtime::{Engine, Outcome, TopicAdmin};
 use eddy_sql::statement::{ShowKind, SourceKind, Statement};
@@ -84,12 +85,14 @@ pub fn to_properties(map: &Map<String, Value>) -> Properties {
 
 impl AppState {
     /// Connects the engine to the cluster and replays the command log.
-    /// Schemas go to `registry` when one is given, else to a registry of the server's own.
+    /// Schemas go to `registry` when one is given, else to a registry of the server's own. The
+    /// functions of the plugins `plugins` has loaded are registered before the replay.
     pub fn start(
         cluster: Arc<KafkaCluster>,
         service_id: String,
         local_broker: Option<String>,
         registry: Option<Arc<dyn SchemaRegistry>>,
+        plugins: Option<Arc<PluginDir>>,
     ) -> Result<Arc<Self>, Error> {
         let log = CommandLog::open(cluster.clone(), &service_id)?;
         let admin: Arc<dyn TopicAdmin> = cluster.clone();
@@ -97,6 +100,15 @@ impl AppState {
         let mut engine = Engine::new(admin);
         if let Some(registry) = registry {
             engine = engine.with_schema_registry(registry);
+        }
+        if let Some(dir) = plugins {
+            let report = engine.attach_plugins(dir);
+            for e in &report.errors {
+                tracing::error!("UDF plugin not loaded: {e}");
+            }
+            for l in &report.loaded {
+                tracing::info!("UDF plugin {l}");
+            }
         }
         let state = Arc::new(AppState {
             engine: Mutex::new(engine),
@@ -439,6 +451,8 @@ impl AppState {
                         Outcome::Inserted
                             | Outcome::SourceExists { .. }
                             | Outcome::DropSkipped { .. }
+                            // Plugins are loaded from the plugin directory at every start.
+                            | Outcome::FunctionsReloaded(_)
                     ) {
                         let entry =
                             json!({"statement": s.text, "properties": props, "queryId": query_id});

@@ -36,8 +36,8 @@ fn server() -> Server {
     cluster
         .wait_ready(Duration::from_secs(30))
         .expect("broker ready");
-    let state =
-        AppState::start(cluster.clone(), format!("http{n}"), None, None).expect("server state");
+    let state = AppState::start(cluster.clone(), format!("http{n}"), None, None, None)
+        .expect("server state");
     Server {
         app: routes::app(state.clone()),
         state,
@@ -417,7 +417,7 @@ async fn registered_schemas_keep_their_ids_across_a_restart() {
         .unwrap() as u32;
     let (cluster, service) = (server.cluster.clone(), server.state.service_id.clone());
     let restarted =
-        tokio::task::spawn_blocking(move || AppState::start(cluster, service, None, None))
+        tokio::task::spawn_blocking(move || AppState::start(cluster, service, None, None, None))
             .await
             .unwrap()
             .expect("restart");

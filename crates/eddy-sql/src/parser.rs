@@ -330,6 +330,16 @@ impl StatementParser {
                     "DESCRIBE" => self.describe()?,
                     "DROP" => self.drop()?,
                     "TERMINATE" => self.terminate()?,
+                    "RELOAD" => {
+                        self.pos += 1;
+                        if !self.eat_word("FUNCTIONS") {
+                            return self.error(format!(
+                                "Expecting FUNCTIONS after RELOAD, found {}",
+                                self.describe_next()
+                            ));
+                        }
+                        Statement::ReloadFunctions
+                    }
                     "SET" => self.set()?,
                     "UNSET" => {
                         self.pos += 1;
@@ -1215,6 +1225,9 @@ mod tests {
                 "DESCRIBE FUNCTION ucase",
                 |s| matches!(s, Statement::DescribeFunction { name } if name == "UCASE"),
             ),
+            ("RELOAD FUNCTIONS", |s| {
+                matches!(s, Statement::ReloadFunctions)
+            }),
             ("LIST QUERIES EXTENDED", |s| {
                 matches!(
                     s,

@@ -85,6 +85,24 @@ impl Planner {
         &self.state
     }
 
+    /// Whether a scalar or aggregate function of this name (any case) exists.
+    pub fn has_function(&self, name: &str) -> bool {
+        let lower = name.to_lowercase();
+        self.state.scalar_functions().contains_key(&lower)
+            || self.state.aggregate_functions().contains_key(&lower)
+    }
+
+    /// Adds a scalar function, replacing one of the same name (queries already planned keep theirs).
+    pub fn register_udf(&mut self, udf: ScalarUDF) {
+        // Registration only fails for invalid names, which a function's manifest cannot have.
+        let _ = FunctionRegistry::register_udf(&mut self.state, Arc::new(udf));
+    }
+
+    /// Adds an aggregate function, replacing one of the same name.
+    pub fn register_udaf(&mut self, udaf: AggregateUDF) {
+        let _ = FunctionRegistry::register_udaf(&mut self.state, Arc::new(udaf));
+    }
+
     /// A planner whose COLLECT_LIST and COLLECT_SET keep at most the given numbers of values
     /// (`ksql.functions.collect_list.limit`, `ksql.functions.collect_set.limit`).
     pub fn with_collection_limits(&self, list: Option<usize>, set: Option<usize>) -> Planner {

@@ -178,6 +178,8 @@ pub enum Statement {
     DescribeFunction {
         name: String,
     },
+    /// `RELOAD FUNCTIONS`: load new and changed UDF plugins (Eddy's own statement).
+    ReloadFunctions,
     /// `DESCRIBE STREAMS|TABLES [EXTENDED]`.
     DescribeAll {
         kind: SourceKind,
@@ -227,6 +229,7 @@ impl Statement {
             Statement::Show { .. } => "Show",
             Statement::Describe { .. } | Statement::DescribeAll { .. } => "ShowColumns",
             Statement::DescribeFunction { .. } => "DescribeFunction",
+            Statement::ReloadFunctions => "ReloadFunctions",
             Statement::Drop {
                 kind: SourceKind::Stream,
                 ..

@@ -1,0 +1,95 @@
+//! One loaded plugin: its library (never unloaded), entry points, manifest and functions.
+
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use eddy_udf::{Kind, Manifest};
+use libloading::Library;
+use serde_json::Value;
+
+use crate::aggregate::PluginAggregate;
+use crate::api::Api;
+use crate::scalar::PluginScalar;
+use crate::signature::Overload;
+
+/// A plugin loaded from the plugin directory.
+#[derive(Debug)]
+pub struct Plugin {
+    /// The file in the plugin directory it was loaded from.
+    pub path: PathBuf,
+    /// The SHA-256 of the file's contents, hex.
+    pub sha256: String,
+    pub manifest: Manifest,
+    pub(crate) api: Api,
+    functions: Vec<Function>,
+}
+
+/// All the overloads of one function name in a plugin.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub name: String,
+    pub kind: Kind,
+    pub overloads: Vec<Overload>,
+}
+
+impl Plugin {
+    /// Loads the library at `copy` (a private copy of `path`, so the original can be replaced while
+    /// the copy stays mapped).
+    pub fn load(path: &Path, copy: &Path, sha256: String) -> Result<Arc<Plugin>, String> {
+        // Safety: loading runs the library's initialisers; the plugin directory is the operator's
+        // statement that its libraries are trusted. The library is leaked: plugins are never unloaded,
+        // so the function pointers taken from it stay valid.
+        let lib: &'static Library = Box::leak(Box::new(
+            unsafe { Library::new(copy) }.map_err(|e| format!("cannot load it: {e}"))?,
+        ));
+        let api = unsafe { Api::of(lib) }?;
+        let text = unsafe { CStr::from_ptr((api.manifest)()) }
+            .to_string_lossy()
+            .into_owned();
+        let manifest = Manifest::from_json(&text).map_err(|e| format!("bad manifest: {e}"))?;
+        let mut functions: Vec<Function> = Vec::new();
+        for (index, spec) in manifest.functions.iter().enumerate() {
+            let overload = Overload::new(index as u32, spec.clone())?;
+            match functions.iter_mut().find(|f| f.name == spec.name) {
+                Some(f) if f.kind != spec.kind => {
+                    return Err(format!(
+                        "function {} is declared both {} and {}",
+                        spec.name,
+                        f.kind.name(),
+                        spec.kind.name()
+                    ));
+                }
+                Some(f) => f.overloads.push(overload),
+                None => functions.push(Function {
+                    name: spec.name.clone(),
+                    kind: spec.kind,
+                    overloads: vec![overload],
+                }),
+            }
+        }
+        Ok(Arc::new(Plugin {
+            path: path.to_path_buf(),
+            sha256,
+            manifest,
+            api,
+            functions,
+        }))
+    }
+
+    pub fn functions(&self) -> &[Function] {
+        &self.functions
+    }
+
+    /// A scalar function of this plugin as a DataFusion UDF; `config` is what its instances are
+    /// created with.
+    pub fn scalar_udf(self: &Arc<Self>, function: &Function, config: Value) -> ScalarUDF {
+        ScalarUDF::new_from_impl(PluginScalar::new(self.clone(), function.clone(), config))
+    }
+
+    /// An aggregate function of this plugin as a DataFusion UDAF.
+    pub fn aggregate_udf(self: &Arc<Self>, function: &Function, config: Value) -> AggregateUDF {
+        AggregateUDF::new_from_impl(PluginAggregate::new(self.clone(), function.clone(), config))
+    }
+}

@@ -1,0 +1,176 @@
+//! Scalar and table functions of plugins as DataFusion `ScalarUDFImpl`s. Arguments are converted to
+//! the chosen overload's types and passed as one batch; the result is checked (length, type) before
+//! anyone reads it. A table function's result is a list per row, which the planner unnests.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_datafusion_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use eddy_sql::types::SqlType;
+use eddy_udf::Kind;
+use serde_json::Value;
+
+use crate::api::{CallError, export};
+use crate::instance::Pool;
+use crate::plugin::{Function, Plugin};
+use crate::signature::{Overload, resolve};
+
+#[derive(Debug)]
+pub struct PluginScalar {
+    name: String,
+    plugin: Arc<Plugin>,
+    function: Function,
+    signature: Signature,
+    pools: Vec<Pool>,
+}
+
+impl PluginScalar {
+    pub fn new(plugin: Arc<Plugin>, function: Function, config: Value) -> Self {
+        let pools = function
+            .overloads
+            .iter()
+            .map(|o| Pool::new(plugin.clone(), o.index, &config))
+            .collect();
+        PluginScalar {
+            name: function.name.to_lowercase(),
+            signature: signature(&function),
+            plugin,
+            function,
+            pools,
+        }
+    }
+
+    /// The result type of an overload: a list of its rows for a table function.
+    fn output_type(&self, overload: &Overload) -> DataType {
+        let t = overload.returns.to_arrow();
+        match self.function.kind {
+            Kind::Table => DataType::List(Arc::new(Field::new("item", t, true))),
+            _ => t,
+        }
+    }
+}
+
+/// Any arguments: the overload is picked (and the arguments converted) by [`resolve`], whose errors
+/// name the signatures.
+pub fn signature(function: &Function) -> Signature {
+    let deterministic = function.overloads.iter().all(|o| o.spec.deterministic);
+    Signature::variadic_any(if deterministic {
+        Volatility::Immutable
+    } else {
+        Volatility::Volatile
+    })
+}
+
+/// A failed call, as the error the query's error policy handles.
+pub fn call_error(name: &str, e: CallError) -> DataFusionError {
+    exec_datafusion_err!("{}: {}", name.to_uppercase(), e.message)
+}
+
+/// Converts `values` to `target`, if it is not already of that type.
+pub fn convert(values: ArrayRef, target: &DataType) -> Result<ArrayRef> {
+    if values.data_type() == target {
+        Ok(values)
+    } else {
+        Ok(cast(&values, target)?)
+    }
+}
+
+/// Checks a result's length and SQL type, giving it exactly the Arrow type expected.
+pub fn check_result(
+    name: &str,
+    result: ArrayRef,
+    rows: usize,
+    expected: &DataType,
+) -> Result<ArrayRef> {
+    if result.len() != rows {
+        return Err(exec_datafusion_err!(
+            "{}: the plugin returned {} rows for {rows}",
+            name.to_uppercase(),
+            result.len()
+        ));
+    }
+    if result.data_type() == expected {
+        return Ok(result);
+    }
+    let same = matches!(
+        (SqlType::from_arrow(result.data_type()), SqlType::from_arrow(expected)),
+        (Ok(a), Ok(b)) if a == b
+    );
+    if !same {
+        return Err(exec_datafusion_err!(
+            "{}: the plugin returned values of type {} where its manifest promises {}",
+            name.to_uppercase(),
+            result.data_type(),
+            expected
+        ));
+    }
+    Ok(cast(&result, expected)?)
+}
+
+impl PartialEq for PluginScalar {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.plugin.sha256 == other.plugin.sha256
+    }
+}
+
+impl Eq for PluginScalar {}
+
+impl Hash for PluginScalar {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.plugin.sha256.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for PluginScalar {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let r = resolve(&self.name, &self.function.overloads, arg_types)
+            .map_err(|e| plan_datafusion_err!("{e}"))?;
+        Ok(self.output_type(&self.function.overloads[r.overload]))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let r = resolve(&self.name, &self.function.overloads, &types)
+            .map_err(|e| plan_datafusion_err!("{e}"))?;
+        let rows = args.number_rows;
+        let columns = args
+            .args
+            .iter()
+            .zip(&r.targets)
+            .map(|(a, t)| convert(a.to_array(rows)?, t))
+            .collect::<Result<Vec<_>>>()?;
+        let api = &self.plugin.api;
+        let result = self.pools[r.overload]
+            .with(|instance| {
+                let (mut array, schema) =
+                    export(&columns, rows).map_err(|message| CallError { message })?;
+                api.output(|out, out_schema| unsafe {
+                    (api.invoke)(instance.ptr, &mut array, &schema, out, out_schema)
+                })
+            })
+            .map_err(|e| call_error(&self.name, e))?;
+        let expected = self.output_type(&self.function.overloads[r.overload]);
+        Ok(ColumnarValue::Array(check_result(
+            &self.name, result, rows, &expected,
+        )?))
+    }
+}

@@ -1,0 +1,64 @@
+//! The traits a plugin's functions implement. The macros implement them for plain Rust functions;
+//! functions that work on whole Arrow arrays (a model scoring a batch) implement them by hand.
+
+use arrow_array::ArrayRef;
+use serde_json::Value;
+
+use crate::Result;
+
+/// What an instance of a function is created with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The function's configuration: the server's `ksql.functions.<name>.<key>` properties (and
+    /// `ksql.functions._global_.<key>`) as a JSON object of `key: value` strings.
+    pub config: Value,
+    /// The constant arguments of an aggregate function (its initial arguments, literals in the
+    /// call), one single-row array each.
+    pub constants: Vec<ArrayRef>,
+}
+
+impl Options {
+    /// A configuration value, if set.
+    pub fn config(&self, key: &str) -> Option<&str> {
+        self.config.get(key).and_then(Value::as_str)
+    }
+}
+
+/// A scalar function (one result per row) or a table function (a list of results per row, each
+/// element becoming an output row) over whole arrays. The host keeps one instance per concurrent
+/// caller and reuses it, so expensive set-up (loading a model) belongs in [`BatchFunction::create`].
+pub trait BatchFunction: Send + 'static {
+    /// Creates an instance.
+    fn create(options: &Options) -> Result<Self>
+    where
+        Self: Sized;
+
+    /// Computes the results for `rows` rows; `args` are the argument columns, `rows` long each.
+    fn invoke(&mut self, args: &[ArrayRef], rows: usize) -> Result<ArrayRef>;
+}
+
+/// Makes the accumulators of an aggregate function, one per group. Shared by the tasks that run it.
+pub trait AccumulatorFactory: Send + Sync + 'static {
+    fn accumulator(&self) -> Result<Box<dyn Accumulator>>;
+}
+
+/// One group's running aggregate.
+pub trait Accumulator: Send + 'static {
+    /// Folds in `rows` rows of argument columns.
+    fn update(&mut self, args: &[ArrayRef], rows: usize) -> Result<()>;
+
+    /// Takes rows out again (aggregation over a table, where rows change); only called when the
+    /// manifest says the function can retract.
+    fn retract(&mut self, _args: &[ArrayRef], _rows: usize) -> Result<()> {
+        Err("this aggregate function cannot retract values".into())
+    }
+
+    /// Folds in states of other accumulators of the same function, one per row.
+    fn merge(&mut self, states: &[ArrayRef], rows: usize) -> Result<()>;
+
+    /// The state: one single-row array per state column.
+    fn state(&self) -> Result<Vec<ArrayRef>>;
+
+    /// The current result, as a single-row array.
+    fn evaluate(&self) -> Result<ArrayRef>;
+}
