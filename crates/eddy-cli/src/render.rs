@@ -168,9 +168,49 @@ pub fn entity(e: &Value) -> String {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|f| vec![s(&f["name"]), s(&f["type"])])
+                .map(|f| {
+                    vec![
+                        s(&f["name"]),
+                        s(&f["type"]),
+                        s(&f["category"]),
+                        s(&f["source"]),
+                    ]
+                })
                 .collect();
-            table(&["Function Name", "Type"], &rows)
+            table(&["Function Name", "Type", "Category", "Source"], &rows)
+        }
+        "describe_function" => {
+            let mut out = format!(
+                "Name        : {}\nAuthor      : {}\nVersion     : {}\nOverview    : {}\nType        : {}\nPath        : {}\n",
+                s(&e["name"]),
+                s(&e["author"]),
+                s(&e["version"]),
+                s(&e["description"]),
+                s(&e["type"]),
+                s(&e["path"])
+            );
+            if e["sha256"].is_string() {
+                out.push_str(&format!("SHA-256     : {}\n", s(&e["sha256"])));
+            }
+            for f in e["functions"].as_array().into_iter().flatten() {
+                let args: Vec<String> = f["arguments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        let dots = if a["isVariadic"] == true { "..." } else { "" };
+                        format!("{} {}{dots}", s(&a["name"]), s(&a["type"]))
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "\n\tVariation   : {}({})\n\tReturns     : {}\n\tDescription : {}\n",
+                    s(&e["name"]),
+                    args.join(", "),
+                    s(&f["returnType"]),
+                    s(&f["description"])
+                ));
+            }
+            out
         }
         "sourceDescription" => {
             let d = &e["sourceDescription"];

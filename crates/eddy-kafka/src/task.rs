@@ -56,6 +56,16 @@ impl QueryStats {
         }
         self.decode_errors
             .fetch_add(processed.decode_errors.len() as u64, Ordering::Relaxed);
+        if let Some(first) = processed.expression_errors.first() {
+            // One line per batch: a failing function can fail every record.
+            tracing::warn!(
+                query,
+                topic,
+                failures = processed.expression_errors.len(),
+                "expressions failed (their results are NULL, or the rows were left out of aggregates): {first}"
+            );
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(first.clone());
+        }
         self.expression_errors
             .fetch_add(processed.expression_errors.len() as u64, Ordering::Relaxed);
     }

@@ -118,7 +118,8 @@ impl PluginFunctions {
             let config = config(props, &f.name);
             match f.kind {
                 Kind::Aggregate => planner.register_udaf(plugin.aggregate_udf(f, config)),
-                Kind::Scalar | Kind::Table => planner.register_udf(plugin.scalar_udf(f, config)),
+                Kind::Scalar => planner.register_udf(plugin.scalar_udf(f, config)),
+                Kind::Table => planner.register_table_function(plugin.scalar_udf(f, config)),
             }
             self.functions
                 .insert(f.name.clone(), (plugin.clone(), f.clone()));

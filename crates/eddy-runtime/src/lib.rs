@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod pull;
 pub mod record;
 pub mod registry;
+mod unnest;
 
 pub use admin::{TopicAdmin, TopicInfo};
 pub use engine::{Engine, Outcome, PersistentQuery};

@@ -10,7 +10,7 @@ use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{
     and_not, concat, filter_record_batch, nullif, prep_null_mask_filter,
 };
-use datafusion::arrow::datatypes::{Field, Int32Type, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
 
@@ -125,6 +125,7 @@ impl Pipeline {
             .filter
             .iter()
             .chain(&over_input)
+            .chain(&plan.table_functions)
             .flat_map(collect_columns)
             .map(|c| c.index())
             .collect();
@@ -337,12 +338,11 @@ impl Pipeline {
             null_values = filter_flags(&null_values, &keyed)?;
             null_keys = filter_flags(&null_keys, &keyed)?;
         }
+        let mut expression_errors = Vec::new();
         let mask = match &self.plan.filter {
             Some(f) => {
-                let value = f.evaluate(&batch).map_err(|e| exec_err!("{e}"))?;
-                let mask = value
-                    .into_array(batch.num_rows())
-                    .map_err(|e| exec_err!("{e}"))?;
+                // A row whose condition fails is left out.
+                let mask = evaluate(f, &batch, &DataType::Boolean, &mut expression_errors)?;
                 let mask = definitely_true(mask.as_boolean());
                 Some(and_not(&mask, &null_values).map_err(|e| exec_err!("{e}"))?)
             }
@@ -367,6 +367,28 @@ impl Pipeline {
             null_values = filter_flags(&null_values, mask)?;
             null_keys = filter_flags(&null_keys, mask)?;
         }
+        if !self.plan.table_functions.is_empty() {
+            let schema = batch.schema();
+            let lists = self
+                .plan
+                .table_functions
+                .iter()
+                .map(|e| {
+                    let data_type = e.data_type(&schema).map_err(|e| exec_err!("{e}"))?;
+                    evaluate(e, &batch, &data_type, &mut expression_errors)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let (unnested, rows) = crate::unnest::unnest(&batch, &lists)?;
+            let repeat = |flags: &BooleanArray| -> Result<BooleanArray> {
+                Ok(datafusion::arrow::compute::take(flags, &rows, None)
+                    .map_err(|e| exec_err!("{e}"))?
+                    .as_boolean()
+                    .clone())
+            };
+            null_values = repeat(&null_values)?;
+            null_keys = repeat(&null_keys)?;
+            batch = unnested;
+        }
         let projected = batch.clone();
         let rowtime = column_values::<Int64Type>(&batch, 0);
         let partition = column_values::<Int32Type>(&batch, 1);
@@ -379,8 +401,11 @@ impl Pipeline {
                 .collect()
         });
         if let Some(state) = &self.aggregate_state {
-            let aggregated = lock(state).apply(&batch, &null_values)?;
-            let mut processed = self.project_aggregated(aggregated)?;
+            let mut state = lock(state);
+            let aggregated = state.apply(&batch, &null_values)?;
+            expression_errors.append(&mut state.take_errors());
+            drop(state);
+            let mut processed = self.project_aggregated(aggregated, expression_errors)?;
             processed.decode_errors = decode_errors;
             return Ok(processed);
         }
@@ -393,6 +418,7 @@ impl Pipeline {
             windows,
             late_records: 0,
             decode_errors,
+            expression_errors,
         })
     }
 
@@ -403,7 +429,7 @@ impl Pipeline {
             return Ok(None);
         };
         let aggregated = lock(state).flush()?;
-        self.project_aggregated(aggregated).map(Some)
+        self.project_aggregated(aggregated, Vec::new()).map(Some)
     }
 
     /// The rows an aggregating pipeline's table holds now (for pull queries); `None` for a query
@@ -413,7 +439,7 @@ impl Pipeline {
             return Ok(None);
         };
         let aggregated = lock(state).snapshot()?;
-        self.project_aggregated(aggregated).map(Some)
+        self.project_aggregated(aggregated, Vec::new()).map(Some)
     }
 
     /// As [`Pipeline::snapshot`], for the groups with these GROUP BY values only.
@@ -425,10 +451,14 @@ impl Pipeline {
             return Ok(None);
         };
         let aggregated = lock(state).snapshot_keys(keys)?;
-        self.project_aggregated(aggregated).map(Some)
+        self.project_aggregated(aggregated, Vec::new()).map(Some)
     }
 
-    fn project_aggregated(&self, aggregated: Aggregated) -> Result<ProcessedBatch> {
+    fn project_aggregated(
+        &self,
+        aggregated: Aggregated,
+        expression_errors: Vec<String>,
+    ) -> Result<ProcessedBatch> {
         let rows = aggregated.batch.num_rows();
         self.project(Projected {
             rows: aggregated.batch,
@@ -439,19 +469,20 @@ impl Pipeline {
             windows: aggregated.windows,
             late_records: aggregated.late_records,
             decode_errors: Vec::new(),
+            expression_errors,
         })
     }
 
     /// Evaluates the projection over filtered input rows, or over aggregated rows.
     fn project(&self, p: Projected) -> Result<ProcessedBatch> {
         let null_values = p.null_values;
-        let mut expression_errors = Vec::new();
+        let mut expression_errors = p.expression_errors;
         let columns: Vec<ArrayRef> = self
             .plan
             .projection
             .iter()
             .zip(self.output_schema.fields())
-            .map(|(e, f)| evaluate(e, &p.rows, f, &mut expression_errors))
+            .map(|(e, f)| evaluate(e, &p.rows, f.data_type(), &mut expression_errors))
             .collect::<Result<_>>()?;
         let columns = if self.plan.value_dependent_keys.is_empty() || null_values.true_count() == 0
         {
@@ -514,6 +545,8 @@ struct Projected {
     windows: Option<Vec<Bounds>>,
     late_records: usize,
     decode_errors: Vec<DecodeError>,
+    /// Expressions that failed before the projection (the filter's, the aggregation's).
+    expression_errors: Vec<String>,
 }
 
 /// A condition's result with NULL read as false.
@@ -557,11 +590,11 @@ fn offset_at(batch: &RecordBatch, row: usize) -> i64 {
 }
 
 /// Evaluates an expression over a batch; if the batch fails, rows are evaluated one by one and the
-/// failing ones become NULL (ksqlDB's behaviour for expression errors).
-fn evaluate(
+/// failing ones become NULL (ksqlDB's behaviour for expression errors), their errors collected.
+pub(crate) fn evaluate(
     e: &Arc<dyn PhysicalExpr>,
     batch: &RecordBatch,
-    field: &Field,
+    data_type: &DataType,
     errors: &mut Vec<String>,
 ) -> Result<ArrayRef> {
     let rows = batch.num_rows();
@@ -575,7 +608,7 @@ fn evaluate(
                     Ok(a) => parts.push(a),
                     Err(err) => {
                         errors.push(err.to_string());
-                        parts.push(new_null_array(field.data_type(), 1));
+                        parts.push(new_null_array(data_type, 1));
                     }
                 }
             }
@@ -584,9 +617,8 @@ fn evaluate(
         }
         Err(err) => return Err(exec_err!("{err}")),
     };
-    if array.data_type() != field.data_type() {
-        return datafusion::arrow::compute::cast(&array, field.data_type())
-            .map_err(|e| exec_err!("{e}"));
+    if array.data_type() != data_type {
+        return datafusion::arrow::compute::cast(&array, data_type).map_err(|e| exec_err!("{e}"));
     }
     Ok(array)
 }

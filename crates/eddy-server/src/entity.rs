@@ -259,31 +259,96 @@ pub fn properties(text: &str, props: &[(String, String)]) -> Value {
     json!({"@type": "properties", "statementText": text, "properties": list, "overwrittenProperties": [], "defaultProperties": []})
 }
 
-/// `SHOW FUNCTIONS`.
+/// `SHOW FUNCTIONS`: built-ins and plugin functions, with where each comes from (`source`).
 pub fn functions(text: &str, engine: &Engine) -> Value {
     let state = engine.planner().state();
-    let mut list: Vec<(String, &str)> = state
+    let plugins = engine.plugin_functions();
+    let mut list: Vec<(String, &str, String)> = state
         .scalar_functions()
         .keys()
-        .map(|n| (n.to_uppercase(), "SCALAR"))
-        .chain(
-            state
-                .aggregate_functions()
-                .keys()
-                .map(|n| (n.to_uppercase(), "AGGREGATE")),
-        )
+        .map(|n| (n, "SCALAR"))
+        .chain(state.aggregate_functions().keys().map(|n| (n, "AGGREGATE")))
+        .filter(|(n, _)| plugins.get(n).is_none())
+        .map(|(n, ty)| (n.to_uppercase(), ty, "built-in".to_string()))
+        .chain(plugins.iter().map(|(plugin, f)| {
+            (
+                f.name.clone(),
+                kind_name(f.kind),
+                plugin.path.display().to_string(),
+            )
+        }))
         .collect();
     list.sort();
     list.dedup();
     let items: Vec<Value> = list
         .into_iter()
-        .map(|(name, ty)| json!({"name": name, "type": ty, "category": "OTHER"}))
+        .map(|(name, ty, source)| {
+            let category = if source == "built-in" {
+                "OTHER"
+            } else {
+                "PLUGIN"
+            };
+            json!({"name": name, "type": ty, "category": category, "source": source})
+        })
         .collect();
     json!({"@type": "function_names", "statementText": text, "functions": items, "warnings": []})
 }
 
-/// `DESCRIBE FUNCTION`.
+fn kind_name(kind: eddy_udf::Kind) -> &'static str {
+    match kind {
+        eddy_udf::Kind::Scalar => "SCALAR",
+        eddy_udf::Kind::Aggregate => "AGGREGATE",
+        eddy_udf::Kind::Table => "TABLE",
+    }
+}
+
+/// `DESCRIBE FUNCTION`: a plugin function's signatures, description, author, version, plugin file and
+/// its SHA-256; or a built-in's DataFusion signature.
 pub fn describe_function(text: &str, engine: &Engine, name: &str) -> Option<Value> {
+    if let Some((plugin, f)) = engine.plugin_functions().get(name) {
+        let info = &plugin.manifest.plugin;
+        let variations: Vec<Value> = f
+            .overloads
+            .iter()
+            .map(|o| {
+                let arguments: Vec<Value> = o
+                    .spec
+                    .params
+                    .iter()
+                    .zip(&o.params)
+                    .map(|(p, t)| {
+                        json!({"name": p.name, "type": t.to_string(), "description": if p.constant { "constant" } else { "" }, "isVariadic": p.variadic})
+                    })
+                    .collect();
+                json!({
+                    "arguments": arguments,
+                    "argumentTypes": o.params.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                    "returnType": o.returns.to_string(),
+                    "description": o.spec.description,
+                })
+            })
+            .collect();
+        let description = f
+            .overloads
+            .iter()
+            .map(|o| o.spec.description.as_str())
+            .find(|d| !d.is_empty())
+            .unwrap_or(&info.description);
+        return Some(json!({
+            "@type": "describe_function",
+            "statementText": text,
+            "name": f.name,
+            "description": description,
+            "author": info.authors,
+            "version": info.version,
+            "path": plugin.path.display().to_string(),
+            "sha256": plugin.sha256,
+            "plugin": info.name,
+            "type": kind_name(f.kind),
+            "functions": variations,
+            "warnings": []
+        }));
+    }
     let state = engine.planner().state();
     let lower = name.to_lowercase();
     let (ty, signature) = if let Some(f) = state.scalar_functions().get(&lower) {

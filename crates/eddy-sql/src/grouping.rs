@@ -24,6 +24,7 @@ pub fn check(
     persistent: bool,
     is_aggregate: &dyn Fn(&str) -> bool,
     is_function: &dyn Fn(&str) -> bool,
+    is_table_function: &dyn Fn(&str) -> bool,
 ) -> Result<()> {
     // `GROUP BY (a, b)` groups by a and b.
     let group_by: Vec<&Expr> = match &select.group_by {
@@ -66,6 +67,20 @@ pub fn check(
         .chain(select.having.as_ref())
         .filter_map(&first_aggregate)
         .collect();
+    let table_function = items.iter().any(|e| {
+        visit_expressions(*e, |x| match x {
+            Expr::Function(f) if is_table_function(&f.name.to_string().to_lowercase()) => {
+                ControlFlow::Break(())
+            }
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break()
+    });
+    if table_function && (!aggregates.is_empty() || !group_by.is_empty()) {
+        return Err(plan_err!(
+            "Table functions cannot be used with aggregations."
+        ));
+    }
     for outer in &aggregates {
         if let Some(inner) = args(outer).find_map(first_aggregate) {
             return Err(plan_err!(

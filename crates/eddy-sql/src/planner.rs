@@ -1,6 +1,7 @@
 //! Plans a `SELECT` onto DataFusion: sqlparser's AST goes through DataFusion's `SqlToRel` and analyzer,
 //! and the resulting filter and projection become physical expressions evaluated over whole batches.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::execution::FunctionRegistry;
@@ -10,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, TableReference};
+use datafusion::common::{DFSchema, DFSchemaRef, TableReference};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::Operator;
@@ -27,9 +28,9 @@ use datafusion::logical_expr::{
 };
 use datafusion::logical_expr::{cast, lit};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::CastExpr;
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::planner::PlannerContext;
 use datafusion::sql::planner::SqlToRel;
@@ -51,6 +52,8 @@ use crate::window::KeyWindow;
 #[derive(Debug, Clone)]
 pub struct Planner {
     state: SessionState,
+    /// The names of table functions (lower case).
+    table_functions: BTreeSet<String>,
     /// Ours first, then DataFusion's.
     expr_planners: Vec<Arc<dyn ExprPlanner>>,
 }
@@ -74,10 +77,13 @@ impl Planner {
         crate::functions::register(&mut state);
         let mut expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![Arc::new(KsqlOperators)];
         expr_planners.extend(state.expr_planners().iter().cloned());
-        Planner {
+        let mut planner = Planner {
             state,
+            table_functions: BTreeSet::new(),
             expr_planners,
-        }
+        };
+        planner.register_table_function(crate::functions::explode());
+        planner
     }
 
     /// DataFusion's session state (function registry, configuration).
@@ -216,6 +222,7 @@ impl Planner {
                 !transient,
                 &is_aggregate,
                 &is_function,
+                &|name| self.table_functions.contains(name),
             )?;
         }
         let partition = stmt
@@ -443,10 +450,15 @@ impl Planner {
                 }
             }
         }
-        let input_schema = projection.input.schema();
+        let (projected, table_functions, input_schema) = self.table_functions(
+            &projection.expr,
+            projection.input.schema(),
+            aggregate.is_some(),
+        )?;
+        let input_schema = &input_schema;
         let hidden = partition.as_ref().map_or(0, Vec::len);
-        let visible = projection.expr.len() - hidden;
-        let partition_exprs: Vec<DfExpr> = projection.expr[visible..]
+        let visible = projected.len() - hidden;
+        let partition_exprs: Vec<DfExpr> = projected[visible..]
             .iter()
             .map(|e| e.clone().unalias())
             .collect();
@@ -498,7 +510,7 @@ impl Planner {
             .as_ref()
             .map(|(spec, _)| ksql_sum_types(spec))
             .unwrap_or_default();
-        for (i, e) in projection.expr[..visible].iter().enumerate() {
+        for (i, e) in projected[..visible].iter().enumerate() {
             let e = &ksql_sums(e.clone(), &sum_types)?;
             let name = projection.schema.field(i).name().clone();
             let (_, field) = e.to_field(input_schema).map_err(|e| plan_err!("{e}"))?;
@@ -581,9 +593,99 @@ impl Planner {
             value_dependent_keys,
             grouped: aggregate.is_some(),
             aggregate: aggregate.map(|(spec, _)| spec),
+            table_functions,
             limit,
             filter_deletes: true,
         })
+    }
+
+    /// Table functions (EXPLODE, plugin UDTFs) in the projection are computed first, over the filtered
+    /// input: each call gives a list per row, and each row becomes as many rows as its longest list
+    /// (shorter lists give NULLs). The projection then reads each call's element as a column appended
+    /// to the input. Returns the projection with the calls replaced by those columns, the calls, and
+    /// the schema the projection reads.
+    fn table_functions(
+        &self,
+        exprs: &[DfExpr],
+        input: &DFSchemaRef,
+        aggregated: bool,
+    ) -> Result<TableFunctions> {
+        let mut calls: Vec<DfExpr> = Vec::new();
+        let is_call = |e: &DfExpr| matches!(e, DfExpr::ScalarFunction(f) if self.table_functions.contains(f.name()));
+        let rewritten = exprs
+            .iter()
+            .map(|e| {
+                e.clone()
+                    .transform_up(|node| {
+                        if !is_call(&node) {
+                            return Ok(Transformed::no(node));
+                        }
+                        let column = DfExpr::Column(datafusion::common::Column::from_name(
+                            format!("KSQL_TABLE_FUNCTION_{}", calls.len()),
+                        ));
+                        calls.push(node);
+                        Ok(Transformed::yes(column))
+                    })
+                    .map(|t| t.data)
+                    .map_err(|e| plan_err!("{e}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if calls.is_empty() {
+            return Ok((rewritten, Vec::new(), input.clone()));
+        }
+        if aggregated {
+            return Err(plan_err!(
+                "Table functions cannot be used with aggregations."
+            ));
+        }
+        let mut fields = Vec::new();
+        let mut physical = Vec::new();
+        for (i, call) in calls.into_iter().enumerate() {
+            if call
+                .exists(|e| Ok(e != &call && is_call(e)))
+                .unwrap_or(false)
+            {
+                return Err(plan_err!("Table functions cannot be nested: {call}"));
+            }
+            // A table function's type is its elements'; the function returns a list of them per row.
+            let (_, field) = call
+                .to_field(input)
+                .map_err(|e| plan_err!("{}", strip_df(&e.to_string())))?;
+            let element = field.data_type().clone();
+            let DfExpr::ScalarFunction(f) = &call else {
+                unreachable!("table function calls are scalar function calls")
+            };
+            let args = f
+                .args
+                .iter()
+                .map(|a| self.physical(a.clone(), input))
+                .collect::<Result<Vec<_>>>()?;
+            let list = DataType::List(Arc::new(Field::new("item", element.clone(), true)));
+            physical.push(Arc::new(ScalarFunctionExpr::new(
+                f.name(),
+                f.func.clone(),
+                args,
+                Arc::new(Field::new(f.name(), list, true)),
+                Arc::clone(self.state.config_options()),
+            )) as Arc<dyn PhysicalExpr>);
+            fields.push(Field::new(
+                format!("KSQL_TABLE_FUNCTION_{i}"),
+                element,
+                true,
+            ));
+        }
+        let extra = DFSchema::from_unqualified_fields(fields.into(), Default::default())
+            .map_err(|e| plan_err!("{e}"))?;
+        let mut extended = input.as_ref().clone();
+        extended.merge(&extra);
+        Ok((rewritten, physical, Arc::new(extended)))
+    }
+
+    /// Adds a table function: a scalar function whose type is its elements' and which returns a list of
+    /// them per row; the elements become rows.
+    pub fn register_table_function(&mut self, udf: ScalarUDF) {
+        self.table_functions.insert(udf.name().to_string());
+        self.register_udf(udf);
     }
 
     /// Coerces, simplifies (DataFusion rewrites functions such as `coalesce` here) and lowers an expression.
@@ -790,6 +892,9 @@ pub struct QueryPlan {
     /// For an aggregating query, its GROUP BY, aggregates and HAVING; `projection` is then over the
     /// aggregated rows ([`AggregateSpec::schema`]) and `filter` is the WHERE over the input.
     pub aggregate: Option<Arc<AggregateSpec>>,
+    /// Table-function calls over the filtered input (each a list per row): the rows are unnested
+    /// and the elements appended as columns before `projection` runs (see `Planner::table_functions`).
+    pub table_functions: Vec<Arc<dyn PhysicalExpr>>,
     /// Key columns computed from the value or pseudo-columns by PARTITION BY: a record without a value
     /// (a tombstone) has none, so they are null for it, as in ksqlDB.
     pub value_dependent_keys: Vec<String>,
@@ -798,6 +903,10 @@ pub struct QueryPlan {
     /// so for persistent queries, whose sink table must forget it; transient queries leave it out.
     pub filter_deletes: bool,
 }
+
+/// A projection with its table-function calls taken out: the rewritten expressions, the calls, and
+/// the schema the projection then reads (see `Planner::table_functions`).
+type TableFunctions = (Vec<DfExpr>, Vec<Arc<dyn PhysicalExpr>>, DFSchemaRef);
 
 /// One part of an output key: a source key column, or a PARTITION BY expression.
 #[derive(Debug, Clone)]

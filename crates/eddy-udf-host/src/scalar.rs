@@ -137,10 +137,11 @@ impl ScalarUDFImpl for PluginScalar {
         &self.signature
     }
 
+    /// A table function is typed as its rows: the planner unnests the lists it returns.
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         let r = resolve(&self.name, &self.function.overloads, arg_types)
             .map_err(|e| plan_datafusion_err!("{e}"))?;
-        Ok(self.output_type(&self.function.overloads[r.overload]))
+        Ok(self.function.overloads[r.overload].returns.to_arrow())
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

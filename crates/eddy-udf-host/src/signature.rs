@@ -108,10 +108,10 @@ fn no_match(name: &str, overloads: &[Overload], args: &[DataType]) -> String {
         .collect();
     let alternatives: Vec<String> = overloads.iter().map(Overload::render).collect();
     format!(
-        "Function '{}' does not accept parameters ({}). Valid alternatives are: {}",
+        "Function '{}' does not accept parameters ({}).\nValid alternatives are:\n{}",
         name.to_uppercase(),
         given.join(", "),
-        alternatives.join("; ")
+        alternatives.join("\n")
     )
 }
 

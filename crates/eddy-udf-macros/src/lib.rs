@@ -464,11 +464,12 @@ fn aggregate(options: Options, item: ItemImpl) -> syn::Result<Tokens> {
         quote! {
             fn retract(&mut self, __args: &[::eddy_udf::arrow_array::ArrayRef], __rows: usize) -> ::eddy_udf::Result<()> {
                 #update_setup
+                let mut __failures = ::eddy_udf::export::RowFailures::default();
                 'rows: for __row in 0..__rows {
                     #update_gets
-                    self.0.retract(#(#update_values),*);
+                    __failures.row(|| self.0.retract(#(#update_values),*));
                 }
-                Ok(())
+                __failures.finish(__rows)
             }
         }
     });
@@ -548,11 +549,12 @@ fn aggregate(options: Options, item: ItemImpl) -> syn::Result<Tokens> {
                 impl ::eddy_udf::Accumulator for __Accumulator {
                     fn update(&mut self, __args: &[::eddy_udf::arrow_array::ArrayRef], __rows: usize) -> ::eddy_udf::Result<()> {
                         #update_setup
+                        let mut __failures = ::eddy_udf::export::RowFailures::default();
                         'rows: for __row in 0..__rows {
                             #update_gets
-                            self.0.update(#(#update_values),*);
+                            __failures.row(|| self.0.update(#(#update_values),*));
                         }
-                        Ok(())
+                        __failures.finish(__rows)
                     }
 
                     #retract

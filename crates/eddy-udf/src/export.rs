@@ -26,6 +26,9 @@ pub struct Plugin {
 
 impl Plugin {
     pub fn new(plugin: PluginInfo, defs: Vec<FunctionDef>) -> Self {
+        // A panic's message goes back to the host (which logs it and applies the query's error
+        // policy); the plugin's own copy of the standard library would also print it to stderr.
+        std::panic::set_hook(Box::new(|_| {}));
         let manifest = Manifest {
             abi_version: ABI_VERSION,
             plugin,
@@ -106,13 +109,51 @@ fn guard(f: impl FnOnce() -> Result<()>) -> i32 {
             ERROR
         }
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into());
-            set_last_error(&format!("the function panicked: {message}"));
+            set_last_error(&format!(
+                "the function panicked: {}",
+                panic_message(&*panic)
+            ));
             PANICKED
+        }
+    }
+}
+
+/// The message a panic was raised with.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Counts the rows an aggregate's update or retract left out because they panicked (for generated
+/// code): each row is applied whole or not at all, so the host never retries rows.
+#[derive(Debug, Default)]
+pub struct RowFailures {
+    count: usize,
+    first: Option<String>,
+}
+
+impl RowFailures {
+    /// Runs one row's update, catching a panic.
+    pub fn row(&mut self, f: impl FnOnce()) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
+            self.count += 1;
+            self.first.get_or_insert_with(|| {
+                format!("the function panicked: {}", panic_message(&*panic))
+            });
+        }
+    }
+
+    /// An error if any row failed; the other rows were applied.
+    pub fn finish(self, rows: usize) -> Result<()> {
+        match self.first {
+            None => Ok(()),
+            Some(first) => Err(Error(format!(
+                "{} of {rows} rows failed and were left out (the others were applied); the first: {first}",
+                self.count
+            ))),
         }
     }
 }

@@ -44,11 +44,13 @@ pub trait AccumulatorFactory: Send + Sync + 'static {
 
 /// One group's running aggregate.
 pub trait Accumulator: Send + 'static {
-    /// Folds in `rows` rows of argument columns.
+    /// Folds in `rows` rows of argument columns. Each row is applied whole or not at all: a row that
+    /// fails is left out and the others applied, and the error says so (the host counts it and does
+    /// not retry).
     fn update(&mut self, args: &[ArrayRef], rows: usize) -> Result<()>;
 
-    /// Takes rows out again (aggregation over a table, where rows change); only called when the
-    /// manifest says the function can retract.
+    /// Takes rows out again (aggregation over a table, where rows change), row by row as `update`;
+    /// only called when the manifest says the function can retract.
     fn retract(&mut self, _args: &[ArrayRef], _rows: usize) -> Result<()> {
         Err("this aggregate function cannot retract values".into())
     }

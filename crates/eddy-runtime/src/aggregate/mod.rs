@@ -19,6 +19,7 @@ use datafusion::arrow::datatypes::{Int32Type, Int64Type, Schema};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
 
 use eddy_common::{Result, exec_err};
 use eddy_sql::aggregate::AggregateSpec;
@@ -81,6 +82,9 @@ pub struct AggregateState {
     dirty: Vec<usize>,
     /// Changelog bookkeeping, when the state is persisted (see [`AggregateState::log_changes`]).
     log: Option<Box<persist::StateLog>>,
+    /// Failures of aggregate functions (rows they left out) and of argument expressions (which gave
+    /// NULL), since [`AggregateState::take_errors`].
+    errors: Vec<String>,
 }
 
 /// A table row's group and the arguments it gave each aggregate function.
@@ -150,6 +154,7 @@ impl AggregateState {
             per_commit: false,
             dirty: Vec::new(),
             log: None,
+            errors: Vec::new(),
         }
     }
 
@@ -253,23 +258,23 @@ impl AggregateState {
     pub fn apply(&mut self, batch: &RecordBatch, null_values: &BooleanArray) -> Result<Aggregated> {
         let spec = self.spec.clone();
         let rows = batch.num_rows();
+        let schema = batch.schema();
+        let mut errors = Vec::new();
+        let mut evaluate = |e: &Arc<dyn PhysicalExpr>| -> Result<ArrayRef> {
+            let data_type = e.data_type(&schema).map_err(df)?;
+            crate::pipeline::evaluate(e, batch, &data_type, &mut errors)
+        };
         let groups: Vec<ArrayRef> = spec
             .group_exprs
             .iter()
-            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
-            .collect::<DfResult<_>>()
-            .map_err(df)?;
+            .map(&mut evaluate)
+            .collect::<Result<_>>()?;
         let args: Vec<Vec<ArrayRef>> = spec
             .aggregates
             .iter()
-            .map(|a| {
-                a.expressions()
-                    .iter()
-                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
-                    .collect::<DfResult<Vec<_>>>()
-            })
-            .collect::<DfResult<_>>()
-            .map_err(df)?;
+            .map(|a| a.expressions().iter().map(&mut evaluate).collect())
+            .collect::<Result<_>>()?;
+        self.errors.append(&mut errors);
         // Without GROUP BY every row is in the one group, whose key is empty.
         let keys = match groups.is_empty() {
             true => None,
@@ -685,6 +690,7 @@ impl AggregateState {
     fn update(&mut self, group: usize, args: &[Vec<ArrayRef>], rows: &[usize]) -> Result<()> {
         let indices =
             (rows.len() > 1).then(|| UInt32Array::from_iter_values(rows.iter().map(|r| *r as u32)));
+        let mut errors = Vec::new();
         let group = self.get(group);
         for (acc, columns) in group.accumulators.iter_mut().zip(args) {
             let taken: Vec<ArrayRef> = match &indices {
@@ -695,17 +701,31 @@ impl AggregateState {
                     .collect::<std::result::Result<_, _>>()
                     .map_err(df)?,
             };
-            acc.update_batch(&taken).map_err(df)?;
+            // A function that fails leaves the failing rows out (see eddy_udf::Accumulator): the
+            // failure is counted and the query goes on.
+            if let Err(e) = acc.update_batch(&taken) {
+                errors.push(e.to_string());
+            }
         }
+        self.errors.append(&mut errors);
         Ok(())
     }
 
     /// Takes a table row's old arguments out of its group.
     fn retract(&mut self, group: usize, args: &[Vec<ScalarValue>]) -> Result<()> {
+        let mut errors = Vec::new();
         for (acc, values) in self.get(group).accumulators.iter_mut().zip(args) {
-            acc.retract_batch(&one_row(values)?).map_err(df)?;
+            if let Err(e) = acc.retract_batch(&one_row(values)?) {
+                errors.push(e.to_string());
+            }
         }
+        self.errors.append(&mut errors);
         Ok(())
+    }
+
+    /// The failures since the last call (counted as expression errors in the query's status).
+    pub fn take_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.errors)
     }
 
     fn out(&mut self, group: usize, delete: bool, rowtime: i64) -> Result<Out> {

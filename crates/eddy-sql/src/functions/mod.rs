@@ -4,6 +4,7 @@
 pub mod cast;
 pub mod collect;
 pub mod datetime;
+mod explode;
 pub mod geo;
 pub mod identity;
 pub mod json;
@@ -12,6 +13,8 @@ pub mod substring;
 pub mod sum_list;
 
 use std::sync::Arc;
+
+pub use explode::explode;
 
 use datafusion::arrow::array::{AsArray, StringArray};
 use datafusion::arrow::compute::cast;
