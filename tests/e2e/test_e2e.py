@@ -44,8 +44,9 @@ class Broker:
 
 
 class Server:
-    def __init__(self, binary, bootstrap, data_dir, service_id):
+    def __init__(self, binary, bootstrap, data_dir, service_id, extra_args=()):
         self.binary, self.bootstrap, self.data_dir, self.service_id = binary, bootstrap, data_dir, service_id
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -55,7 +56,7 @@ class Server:
         log = open(os.path.join(self.data_dir, "server.log"), "a")
         self.proc = subprocess.Popen(
             [self.binary, "--listen", f"127.0.0.1:{self.port}", "--bootstrap-servers", self.bootstrap,
-             "--data-dir", self.data_dir, "--service-id", self.service_id],
+             "--data-dir", self.data_dir, "--service-id", self.service_id] + self.extra_args,
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -603,6 +604,100 @@ def test_table_aggregation_fails_over(ctx):
             ctx.server.start()
 
 
+def haversine_km(lat1, lon1, lat2, lon2):
+    import math
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(a))
+
+
+def test_udf_plugins(ctx):
+    """A server started with an empty plugin directory: plugins copied in are usable after RELOAD FUNCTIONS
+    (no restart); a CSAS calling a plugin UDF, a CTAS calling a plugin UDAF and a CSAS whose UDF panics on
+    some records all run over 20,000 events; the panics are counted in the query's status while the server
+    and the other queries go on."""
+    import hashlib
+    import shutil
+    plugins = os.path.join(tempfile.mkdtemp(prefix="eddy-plugins-"))
+    data = tempfile.mkdtemp(prefix="eddy-e2e-plugins-")
+    server = Server(ctx.server.binary, ctx.broker.bootstrap, data, f"plugins{os.getpid()}",
+                    ["--plugin-dir", plugins])
+    try:
+        client = KSQLdbClient(server.url)
+        client.ksql("CREATE STREAM trips (car STRING KEY, seq BIGINT, lat1 DOUBLE, lon1 DOUBLE, lat2 DOUBLE, "
+                    "lon2 DOUBLE, speed DOUBLE, n BIGINT) WITH (kafka_topic='trips', value_format='JSON', partitions=4);")
+        status, body = post(server.url + "/ksql", {"ksql": "CREATE STREAM d AS SELECT HAVERSINE_KM(1.0, 2.0, 3.0, 4.0) FROM trips;"})
+        assert status == 400 and "HAVERSINE_KM" in body.upper(), body
+        built = os.path.join(ROOT, "target/plugins/dir")
+        for lib in ["libeddy_udf_geo.so", "libeddy_udf_stats.so", "libeddy_udf_testing.so"]:
+            shutil.copy(os.path.join(built, lib), plugins)
+        r = client.ksql("RELOAD FUNCTIONS;")
+        message = r[0]["commandStatus"]["message"]
+        assert "eddy-udf-geo" in message and "HAVERSINE_KM" in message and "Not loaded" not in message, message
+        names = {f["name"]: f for f in client.ksql("SHOW FUNCTIONS;")[0]["functions"]}
+        assert names["HAVERSINE_KM"]["type"] == "SCALAR" and names["STREAM_MEAN"]["type"] == "AGGREGATE", names
+        d = client.ksql("DESCRIBE FUNCTION HAVERSINE_KM;")[0]
+        lib = os.path.join(plugins, "libeddy_udf_geo.so")
+        assert d["sha256"] == hashlib.sha256(open(lib, "rb").read()).hexdigest(), d
+        assert d["functions"][0]["argumentTypes"] == ["DOUBLE"] * 4, d
+        earliest = {"auto.offset.reset": "earliest"}
+        client.ksql("CREATE STREAM dist AS SELECT car, seq, HAVERSINE_KM(lat1, lon1, lat2, lon2) AS km FROM trips;",
+                    stream_properties=earliest)
+        client.ksql("CREATE TABLE mean_speed AS SELECT car, STREAM_MEAN(speed) AS mean, COUNT(*) AS n FROM trips "
+                    "GROUP BY car;", stream_properties=earliest)
+        client.ksql("CREATE STREAM frag AS SELECT car, seq, n, FRAGILE(n) AS f FROM trips;",
+                    stream_properties=earliest)
+        total = 20_000
+        events = []
+        p = Producer({"bootstrap.servers": ctx.broker.bootstrap, "linger.ms": 20})
+        for i in range(total):
+            e = {"seq": i, "lat1": -60 + (i % 120), "lon1": (i * 7) % 360 - 180, "lat2": 45.5, "lon2": -73.5 + i % 10,
+                 "speed": float(i % 130), "n": i % 50}
+            car = f"c-{i % 100}"
+            events.append((car, e))
+            p.produce("trips", json.dumps(e).encode(), key=car.encode())
+            if i % 5000 == 0:
+                p.poll(0)
+        assert p.flush(60) == 0
+        got, _ = consume_all(ctx.broker.bootstrap, "DIST", total)
+        kms = {r["SEQ"]: r["KM"] for rows in got.values() for r in rows}
+        assert len(kms) == total, len(kms)
+        for i, (_, e) in enumerate(events):
+            want = haversine_km(e["lat1"], e["lon1"], e["lat2"], e["lon2"])
+            assert abs(kms[i] - want) <= 1e-9 * max(1.0, want), (i, kms[i], want)
+        got, _ = consume_all(ctx.broker.bootstrap, "FRAG", total)
+        frag = [r for rows in got.values() for r in rows]
+        assert len(frag) == total, len(frag)
+        assert all((r["F"] is None) == (r["N"] == 13) and (r["F"] in (None, r["N"])) for r in frag), \
+            [r for r in frag if (r["F"] is None) != (r["N"] == 13)][:3]
+        speeds = {}
+        for car, e in events:
+            speeds.setdefault(car, []).append(e["speed"])
+        counts = {car: len(v) for car, v in speeds.items()}
+        c = Consumer({"bootstrap.servers": ctx.broker.bootstrap, "group.id": f"means-{time.time()}",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe(["MEAN_SPEED"])
+        means = {}
+        deadline = time.time() + 60
+        while time.time() < deadline and {k: v["N"] for k, v in means.items()} != counts:
+            for m in c.consume(num_messages=10000, timeout=1.0):
+                if not m.error() and m.value():
+                    means[m.key().decode()] = json.loads(m.value())
+        c.close()
+        assert {k: v["N"] for k, v in means.items()} == counts, "the counts did not reach the input's"
+        for car, v in speeds.items():
+            assert abs(means[car]["MEAN"] - sum(v) / len(v)) < 1e-9, (car, means[car])
+        queries = {q["sinks"][0]: q for q in client.ksql("SHOW QUERIES EXTENDED;")[0]["queryDescriptions"]}
+        f = queries["FRAG"]
+        assert f["state"] == "RUNNING", f
+        assert f["statistics"]["expressionErrors"] == total // 50, f["statistics"]
+        assert "unlucky thirteen" in f["queryErrors"][0]["errorMessage"], f["queryErrors"]
+        assert queries["DIST"]["statistics"]["expressionErrors"] == 0, queries["DIST"]
+        assert queries["MEAN_SPEED"]["state"] == "RUNNING", queries["MEAN_SPEED"]
+    finally:
+        server.stop()
+
+
 class Ctx:
     pass
 
@@ -708,7 +803,7 @@ def main():
         for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
                      test_windowed_aggregation_restart, test_repartitioned_aggregation_restart,
                      test_scale_out_moves_state, test_table_aggregation_fails_over,
-                     test_avro_through_schema_registry]:
+                     test_avro_through_schema_registry, test_udf_plugins]:
             if args.only and test.__name__ != args.only:
                 continue
             started = time.time()
