@@ -2,7 +2,7 @@
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use eddy_udf::{Kind, Manifest};
@@ -13,6 +13,9 @@ use crate::aggregate::PluginAggregate;
 use crate::api::Api;
 use crate::scalar::PluginScalar;
 use crate::signature::Overload;
+
+/// Every library loaded: plugins are never unloaded.
+static LOADED: Mutex<Vec<Library>> = Mutex::new(Vec::new());
 
 /// A plugin loaded from the plugin directory.
 #[derive(Debug)]
@@ -39,12 +42,12 @@ impl Plugin {
     /// the copy stays mapped).
     pub fn load(path: &Path, copy: &Path, sha256: String) -> Result<Arc<Plugin>, String> {
         // Safety: loading runs the library's initialisers; the plugin directory is the operator's
-        // statement that its libraries are trusted. The library is leaked: plugins are never unloaded,
-        // so the function pointers taken from it stay valid.
-        let lib: &'static Library = Box::leak(Box::new(
-            unsafe { Library::new(copy) }.map_err(|e| format!("cannot load it: {e}"))?,
-        ));
-        let api = unsafe { Api::of(lib) }?;
+        // statement that its libraries are trusted.
+        let lib = unsafe { Library::new(copy) }.map_err(|e| format!("cannot load it: {e}"))?;
+        // Safety: the library is kept loaded for good (below), so the entry points stay valid, and so
+        // do arrays the plugin returned, whose release callbacks are its code.
+        let api = unsafe { Api::of(&lib) }?;
+        LOADED.lock().unwrap_or_else(|p| p.into_inner()).push(lib);
         let text = unsafe { CStr::from_ptr((api.manifest)()) }
             .to_string_lossy()
             .into_owned();
