@@ -35,13 +35,25 @@ pub fn udtf(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// values, stored as one column each), `fn result(&self) -> R`, optionally `fn retract(&mut self, ...)`
 /// (same parameters as `update`; needed to aggregate tables), and optionally `fn init(...) -> Self`,
 /// whose parameters are constant arguments given after the others (otherwise `Default`).
+///
+/// On a type implementing `Accumulator` and `Default` (whole arrays in and out) the SQL types are given:
+/// `#[udaf(args = ["STRUCT<A INT>"], returns = "STRUCT<A INT>", state = ["STRUCT<A INT>"], retract = true)]`.
 #[proc_macro_attribute]
 pub fn udaf(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = parse_macro_input!(attr as Options);
-    let item = parse_macro_input!(item as ItemImpl);
-    aggregate(options, item)
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    match parse_macro_input!(item as Item) {
+        Item::Impl(item) => aggregate(options, item),
+        Item::Struct(s) => {
+            let (ident, attrs) = (s.ident.clone(), s.attrs.clone());
+            batch_aggregate(options, quote!(#s), ident, &attrs)
+        }
+        other => Err(syn::Error::new_spanned(
+            other,
+            "#[udaf] goes on the impl block of an accumulator, or on a type implementing eddy_udf::Accumulator",
+        )),
+    }
+    .unwrap_or_else(syn::Error::into_compile_error)
+    .into()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -59,6 +71,8 @@ struct Options {
     args: Option<Vec<String>>,
     returns: Option<String>,
     variadic: bool,
+    state: Option<Vec<String>>,
+    retract: bool,
 }
 
 impl syn::parse::Parse for Options {
@@ -76,18 +90,13 @@ impl syn::parse::Parse for Options {
                 "returns" => options.returns = Some(string(&nv.value)?),
                 "deterministic" => options.deterministic = Some(boolean(&nv.value)?),
                 "variadic" => options.variadic = boolean(&nv.value)?,
-                "args" => match &nv.value {
-                    Expr::Array(a) => {
-                        options.args = Some(a.elems.iter().map(string).collect::<syn::Result<_>>()?)
-                    }
-                    other => {
-                        return Err(syn::Error::new_spanned(other, "expected [\"TYPE\", ...]"));
-                    }
-                },
+                "retract" => options.retract = boolean(&nv.value)?,
+                "args" => options.args = Some(strings(&nv.value)?),
+                "state" => options.state = Some(strings(&nv.value)?),
                 _ => {
                     return Err(syn::Error::new_spanned(
                         &nv.path,
-                        "unknown option: expected name, description, deterministic, args, returns or variadic",
+                        "unknown option: expected name, description, deterministic, args, returns, variadic, state or retract",
                     ));
                 }
             }
@@ -103,6 +112,13 @@ fn string(e: &Expr) -> syn::Result<String> {
             _ => Err(syn::Error::new_spanned(e, "expected a string")),
         },
         _ => Err(syn::Error::new_spanned(e, "expected a string")),
+    }
+}
+
+fn strings(e: &Expr) -> syn::Result<Vec<String>> {
+    match e {
+        Expr::Array(a) => a.elems.iter().map(string).collect(),
+        other => Err(syn::Error::new_spanned(other, "expected [\"TYPE\", ...]")),
     }
 }
 
@@ -375,16 +391,77 @@ fn batch_type(
     attrs: &[Attribute],
     kind: Kind,
 ) -> syn::Result<Tokens> {
-    let (Some(args), Some(returns)) = (&options.args, &options.returns) else {
+    if options.args.is_none() || options.returns.is_none() {
         return Err(syn::Error::new(
             Span::call_site(),
             "a batch function gives its SQL types: #[udf(args = [\"DOUBLE\", ...], returns = \"DOUBLE\")]",
         ));
-    };
+    }
+    Ok(typed_def(
+        &options,
+        Typed {
+            item,
+            attrs,
+            kind: kind_tokens(kind),
+            setup: quote!(),
+            create: quote!(::eddy_udf::Create::Batch(::eddy_udf::FunctionDef::batch::<#ident>)),
+        },
+        &ident,
+    ))
+}
+
+/// A type whose SQL types its attribute gives: the item, and what its definition adds.
+struct Typed<'a> {
+    item: Tokens,
+    attrs: &'a [Attribute],
+    kind: Tokens,
+    /// Code before the manifest entry (`spec`) is built, which may adjust it after.
+    setup: Tokens,
+    create: Tokens,
+}
+
+/// The item with its `__eddy_udf_def`: parameters from `args` (the last repeats with `variadic`).
+fn typed_def(options: &Options, typed: Typed, ident: &Ident) -> Tokens {
+    let args = options.args.clone().unwrap_or_default();
+    let returns = options.returns.clone().unwrap_or_default();
+    let params = batch_params(&args, options.variadic);
+    let spec = spec(
+        options,
+        &ident.to_string(),
+        typed.attrs,
+        typed.kind,
+        quote!(#returns),
+    );
+    let Typed {
+        item,
+        setup,
+        create,
+        ..
+    } = typed;
+    let state = options.state.clone().unwrap_or_default();
+    let retract = options.retract;
+    quote! {
+        #item
+
+        impl #ident {
+            #[doc(hidden)]
+            pub fn __eddy_udf_def() -> ::eddy_udf::FunctionDef {
+                #setup
+                #spec
+                spec.params = vec![#(#params),*];
+                spec.returns_nullable = true;
+                spec.state = vec![#(#state.to_string()),*];
+                spec.retract = #retract;
+                ::eddy_udf::FunctionDef { spec, create: #create }
+            }
+        }
+    }
+}
+
+/// The manifest's parameters of a batch function, from the SQL types in its attribute.
+fn batch_params(args: &[String], variadic: bool) -> Vec<Tokens> {
     let last = args.len().saturating_sub(1);
-    let variadic = options.variadic;
-    let params: Vec<Tokens> = args
-        .iter()
+    args.iter()
         .enumerate()
         .map(|(i, t)| {
             let name = format!("arg{i}");
@@ -396,30 +473,41 @@ fn batch_type(
                 p
             }}
         })
-        .collect();
-    let spec = spec(
-        &options,
-        &ident.to_string(),
-        attrs,
-        kind_tokens(kind),
-        quote!(#returns),
-    );
-    Ok(quote! {
-        #item
+        .collect()
+}
 
-        impl #ident {
-            #[doc(hidden)]
-            pub fn __eddy_udf_def() -> ::eddy_udf::FunctionDef {
-                #spec
-                spec.params = vec![#(#params),*];
-                spec.returns_nullable = true;
-                ::eddy_udf::FunctionDef {
-                    spec,
-                    create: ::eddy_udf::Create::Batch(::eddy_udf::FunctionDef::batch::<#ident>),
-                }
+/// `#[udaf]` on a type implementing `Accumulator` and `Default`, SQL types given in the attribute.
+fn batch_aggregate(
+    options: Options,
+    item: Tokens,
+    ident: Ident,
+    attrs: &[Attribute],
+) -> syn::Result<Tokens> {
+    if options.args.is_none() || options.returns.is_none() || options.state.is_none() {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "a batch aggregate gives its SQL types: #[udaf(args = [...], returns = \"...\", state = [...])]",
+        ));
+    }
+    let setup = quote! {
+        struct __Factory;
+        impl ::eddy_udf::AccumulatorFactory for __Factory {
+            fn accumulator(&self) -> ::eddy_udf::Result<Box<dyn ::eddy_udf::Accumulator>> {
+                Ok(Box::new(<#ident as ::std::default::Default>::default()))
             }
         }
-    })
+    };
+    Ok(typed_def(
+        &options,
+        Typed {
+            item,
+            attrs,
+            kind: quote!(::eddy_udf::Kind::Aggregate),
+            setup,
+            create: quote!(::eddy_udf::Create::Aggregate(|_| Ok(Box::new(__Factory)))),
+        },
+        &ident,
+    ))
 }
 
 fn method<'a>(item: &'a ItemImpl, name: &str) -> Option<&'a ImplItemFn> {

@@ -3,7 +3,11 @@
 //! that can retract), `MULTI_ARG`, `FOUR_ARG`, `FIVE_ARG` (aggregates with constant initial arguments)
 //! and `VAR_ARG` (a variadic aggregate). Their results are what the test files expect.
 
+use std::sync::Arc;
+
 use eddy_udf::arrow_array::cast::AsArray;
+use eddy_udf::arrow_array::{Int32Array, StructArray};
+use eddy_udf::arrow_schema::{DataType, Field};
 use eddy_udf::prelude::*;
 
 /// Names the overload it is: (BIGINT, STRING).
@@ -62,6 +66,70 @@ impl TestUdaf {
     }
     fn result(&self) -> i64 {
         self.0
+    }
+}
+
+/// Adds up the fields A and B of `STRUCT<A INT, B INT>` values (NULL fields count as 0).
+#[derive(Default)]
+#[udaf(
+    name = "test_udaf",
+    args = ["STRUCT<A INT, B INT>"],
+    returns = "STRUCT<A INT, B INT>",
+    state = ["STRUCT<A INT, B INT>"]
+)]
+struct StructSum {
+    a: i32,
+    b: i32,
+}
+
+impl StructSum {
+    fn add(&mut self, values: &ArrayRef) -> Result<()> {
+        let fields = values.as_struct_opt().ok_or("expected a struct")?;
+        let field = |name: &str| -> Result<&Int32Array> {
+            fields
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Int32Array>())
+                .ok_or_else(|| format!("expected an INT field {name}").into())
+        };
+        let (a, b) = (field("A")?, field("B")?);
+        let value = |c: &Int32Array, row: usize| if c.is_valid(row) { c.value(row) } else { 0 };
+        for row in (0..fields.len()).filter(|r| fields.is_valid(*r)) {
+            self.a = self.a.wrapping_add(value(a, row));
+            self.b = self.b.wrapping_add(value(b, row));
+        }
+        Ok(())
+    }
+
+    fn value(&self) -> ArrayRef {
+        let field = |name: &str| Arc::new(Field::new(name, DataType::Int32, true));
+        Arc::new(StructArray::from(vec![
+            (
+                field("A"),
+                Arc::new(Int32Array::from(vec![self.a])) as ArrayRef,
+            ),
+            (
+                field("B"),
+                Arc::new(Int32Array::from(vec![self.b])) as ArrayRef,
+            ),
+        ]))
+    }
+}
+
+impl Accumulator for StructSum {
+    fn update(&mut self, args: &[ArrayRef], _rows: usize) -> Result<()> {
+        self.add(&args[0])
+    }
+
+    fn merge(&mut self, states: &[ArrayRef], _rows: usize) -> Result<()> {
+        self.add(&states[0])
+    }
+
+    fn state(&self) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.value()])
+    }
+
+    fn evaluate(&self) -> Result<ArrayRef> {
+        Ok(self.value())
     }
 }
 
@@ -174,6 +242,7 @@ eddy_udf::plugin!(
     long_varargs,
     StructField,
     TestUdaf,
+    StructSum,
     MultiArg,
     FourArg,
     FiveArg,
