@@ -3,7 +3,6 @@
 //! passed as Arrow arrays.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
@@ -18,7 +17,7 @@ use serde_json::Value;
 use crate::api::{Handle, columns, export};
 use crate::instance::Pool;
 use crate::plugin::{Function, Plugin};
-use crate::scalar::{call_error, check_result, convert, signature};
+use crate::scalar::{call_error, check_result, convert, identified_by_name_and_library, signature};
 use crate::signature::{Overload, resolve};
 
 #[derive(Debug)]
@@ -72,20 +71,7 @@ impl PluginAggregate {
     }
 }
 
-impl PartialEq for PluginAggregate {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.plugin.sha256 == other.plugin.sha256
-    }
-}
-
-impl Eq for PluginAggregate {}
-
-impl Hash for PluginAggregate {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-        self.plugin.sha256.hash(state);
-    }
-}
+identified_by_name_and_library!(PluginAggregate);
 
 impl AggregateUDFImpl for PluginAggregate {
     fn name(&self) -> &str {

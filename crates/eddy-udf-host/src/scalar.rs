@@ -2,7 +2,6 @@
 //! the chosen overload's types and passed as one batch; the result is checked (length, type) before
 //! anyone reads it. A table function's result is a list per row, which the planner unnests.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
@@ -113,20 +112,29 @@ pub fn check_result(
     Ok(cast(&result, expected)?)
 }
 
-impl PartialEq for PluginScalar {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.plugin.sha256 == other.plugin.sha256
-    }
+/// A plugin function is the same function as another with its name from the same library.
+macro_rules! identified_by_name_and_library {
+    ($ty:ty) => {
+        impl PartialEq for $ty {
+            fn eq(&self, other: &Self) -> bool {
+                self.name == other.name && self.plugin.sha256 == other.plugin.sha256
+            }
+        }
+
+        impl Eq for $ty {}
+
+        impl std::hash::Hash for $ty {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.name.hash(state);
+                self.plugin.sha256.hash(state);
+            }
+        }
+    };
 }
 
-impl Eq for PluginScalar {}
+pub(crate) use identified_by_name_and_library;
 
-impl Hash for PluginScalar {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-        self.plugin.sha256.hash(state);
-    }
-}
+identified_by_name_and_library!(PluginScalar);
 
 impl ScalarUDFImpl for PluginScalar {
     fn name(&self) -> &str {

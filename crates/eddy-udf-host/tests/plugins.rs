@@ -45,8 +45,8 @@ fn build(package: &str) -> PathBuf {
 }
 
 /// A fresh plugin directory holding copies of the given libraries.
-fn plugin_dir(libraries: &[&Path]) -> (tempdir::Dir, PluginDir) {
-    let dir = tempdir::Dir::new();
+fn plugin_dir(libraries: &[&Path]) -> (tempfile::TempDir, PluginDir) {
+    let dir = tempfile::tempdir().unwrap();
     for lib in libraries {
         std::fs::copy(lib, dir.path().join(lib.file_name().unwrap())).unwrap();
     }
@@ -56,7 +56,7 @@ fn plugin_dir(libraries: &[&Path]) -> (tempdir::Dir, PluginDir) {
 
 /// The testing plugin, loaded once.
 fn testing() -> &'static Arc<Plugin> {
-    static PLUGIN: OnceLock<(tempdir::Dir, Arc<Plugin>)> = OnceLock::new();
+    static PLUGIN: OnceLock<(tempfile::TempDir, Arc<Plugin>)> = OnceLock::new();
     &PLUGIN
         .get_or_init(|| {
             let (dir, plugins) = plugin_dir(&[&build("eddy-udf-testing")]);
@@ -275,7 +275,7 @@ fn instances_get_their_configuration() {
 
 #[test]
 fn a_plugin_of_another_abi_version_is_refused_and_the_others_load() {
-    let dir = tempdir::Dir::new();
+    let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("v2.c");
     std::fs::write(
         &source,
@@ -341,36 +341,4 @@ fn a_changed_file_loads_as_a_new_version_and_an_unchanged_one_is_skipped() {
     );
     // The first version is still loaded and callable.
     assert!(first.loaded[0].functions().iter().any(|f| f.name == "ECHO"));
-}
-
-/// A temporary directory removed when dropped.
-mod tempdir {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[derive(Debug)]
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Dir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "eddy-udf-host-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }

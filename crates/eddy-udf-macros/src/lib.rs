@@ -263,6 +263,11 @@ impl Params {
 
 /// `T` if `ty` is `Variadic<T>`.
 fn variadic_inner(ty: &Type) -> Option<Type> {
+    let ty = match ty {
+        // A type passed through a `macro_rules!` fragment arrives wrapped in an invisible group.
+        Type::Group(g) => &*g.elem,
+        other => other,
+    };
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
     if last.ident != "Variadic" {

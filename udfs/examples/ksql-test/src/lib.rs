@@ -46,29 +46,6 @@ impl BatchFunction for StructField {
     }
 }
 
-/// Adds up BIGINTs; retracts, so it aggregates tables too.
-#[derive(Default)]
-struct TestUdaf(i64);
-
-#[udaf(name = "test_udaf")]
-impl TestUdaf {
-    fn update(&mut self, value: i64) {
-        self.0 += value;
-    }
-    fn retract(&mut self, value: i64) {
-        self.0 -= value;
-    }
-    fn merge(&mut self, state: i64) {
-        self.0 += state;
-    }
-    fn state(&self) -> i64 {
-        self.0
-    }
-    fn result(&self) -> i64 {
-        self.0
-    }
-}
-
 /// Adds up the fields A and B of `STRUCT<A INT, B INT>` values (NULL fields count as 0).
 #[derive(Default)]
 #[udaf(
@@ -142,99 +119,78 @@ fn length(s: Option<&str>) -> i64 {
     s.map_or(0, |s| s.len() as i64)
 }
 
-/// Adds each row's BIGINT and string lengths to a total started by constant arguments:
-/// `MULTI_ARG(col BIGINT, col STRING, initial INT, extra STRING...)`.
-struct MultiArg(i64);
+/// A running BIGINT total: each row adds `update`'s expression (`retract`, with the same parameters,
+/// takes it away again); constant initial arguments, if any, give the starting total.
+macro_rules! total {
+    ($(#[$doc:meta])* $ty:ident $name:tt,
+     $(init($($ip:ident: $it:ty),*) => $start:expr,)?
+     update($($p:ident: $t:ty),*) => $add:expr $(, retract($($rp:ident: $rt:ty),*))?) => {
+        $(#[$doc])*
+        #[derive(Default)]
+        struct $ty(i64);
 
-#[udaf(name = "multi_arg")]
-impl MultiArg {
-    fn init(initial: i32, extra: Variadic<&str>) -> Self {
-        MultiArg(start(initial, &extra))
-    }
-    fn update(&mut self, first: Option<i64>, second: Option<&str>) {
-        self.0 += first.unwrap_or(0) + length(second);
-    }
-    fn merge(&mut self, state: i64) {
-        self.0 += state;
-    }
-    fn state(&self) -> i64 {
-        self.0
-    }
-    fn result(&self) -> i64 {
-        self.0
-    }
+        #[udaf(name = $name)]
+        impl $ty {
+            $(fn init($($ip: $it),*) -> Self {
+                $ty($start)
+            })?
+            fn update(&mut self, $($p: $t),*) {
+                self.0 += $add;
+            }
+            $(fn retract(&mut self, $($rp: $rt),*) {
+                self.0 -= $add;
+            })?
+            fn merge(&mut self, state: i64) {
+                self.0 += state;
+            }
+            fn state(&self) -> i64 {
+                self.0
+            }
+            fn result(&self) -> i64 {
+                self.0
+            }
+        }
+    };
 }
 
-/// As `MULTI_ARG`, over four columns.
-struct FourArg(i64);
+total!(
+    /// Adds up BIGINTs; retracts, so it aggregates tables too.
+    TestUdaf "test_udaf",
+    update(value: i64) => value,
+    retract(value: i64)
+);
 
-#[udaf(name = "four_arg")]
-impl FourArg {
-    fn init(initial: i32, extra: Variadic<&str>) -> Self {
-        FourArg(start(initial, &extra))
-    }
-    fn update(&mut self, a: Option<i64>, b: Option<&str>, c: Option<&str>, d: Option<&str>) {
-        self.0 += a.unwrap_or(0) + length(b) + length(c) + length(d);
-    }
-    fn merge(&mut self, state: i64) {
-        self.0 += state;
-    }
-    fn state(&self) -> i64 {
-        self.0
-    }
-    fn result(&self) -> i64 {
-        self.0
-    }
-}
+total!(
+    /// Adds each row's BIGINT and string lengths to a total started by constant arguments:
+    /// `MULTI_ARG(col BIGINT, col STRING, initial INT, extra STRING...)`.
+    MultiArg "multi_arg",
+    init(initial: i32, extra: Variadic<&str>) => start(initial, &extra),
+    update(first: Option<i64>, second: Option<&str>) => first.unwrap_or(0) + length(second)
+);
 
-/// As `MULTI_ARG`, over five columns (the fifth an INT).
-struct FiveArg(i64);
+total!(
+    /// As `MULTI_ARG`, over four columns.
+    FourArg "four_arg",
+    init(initial: i32, extra: Variadic<&str>) => start(initial, &extra),
+    update(a: Option<i64>, b: Option<&str>, c: Option<&str>, d: Option<&str>) =>
+        a.unwrap_or(0) + length(b) + length(c) + length(d)
+);
 
-#[udaf(name = "five_arg")]
-impl FiveArg {
-    fn init(initial: i32, extra: Variadic<&str>) -> Self {
-        FiveArg(start(initial, &extra))
-    }
-    fn update(
-        &mut self,
-        a: Option<i64>,
-        b: Option<&str>,
-        c: Option<&str>,
-        d: Option<&str>,
-        e: Option<i32>,
-    ) {
-        self.0 += a.unwrap_or(0) + length(b) + length(c) + length(d) + i64::from(e.unwrap_or(0));
-    }
-    fn merge(&mut self, state: i64) {
-        self.0 += state;
-    }
-    fn state(&self) -> i64 {
-        self.0
-    }
-    fn result(&self) -> i64 {
-        self.0
-    }
-}
+total!(
+    /// As `MULTI_ARG`, over five columns (the fifth an INT).
+    FiveArg "five_arg",
+    init(initial: i32, extra: Variadic<&str>) => start(initial, &extra),
+    update(a: Option<i64>, b: Option<&str>, c: Option<&str>, d: Option<&str>, e: Option<i32>) =>
+        a.unwrap_or(0) + length(b) + length(c) + length(d) + i64::from(e.unwrap_or(0))
+);
 
-/// Adds each row's BIGINT and the lengths of any number of strings: `VAR_ARG(col BIGINT, STRING...)`.
-#[derive(Default)]
-struct VarArg(i64);
-
-#[udaf(name = "var_arg")]
-impl VarArg {
-    fn update(&mut self, first: Option<i64>, rest: Variadic<Option<&str>>) {
-        self.0 += first.unwrap_or(0) + rest.iter().map(|s| length(*s)).sum::<i64>();
-    }
-    fn merge(&mut self, state: i64) {
-        self.0 += state;
-    }
-    fn state(&self) -> i64 {
-        self.0
-    }
-    fn result(&self) -> i64 {
-        self.0
-    }
-}
+total!(
+    /// Adds each row's BIGINT and the lengths of any number of strings:
+    /// `VAR_ARG(col BIGINT, STRING...)`.
+    VarArg "var_arg",
+    update(first: Option<i64>, rest: Variadic<Option<&str>>) =>
+        first.unwrap_or(0) + rest.iter().map(|s| length(*s)).sum::<i64>()
+);
 
 eddy_udf::plugin!(
     long_string,

@@ -48,50 +48,43 @@ impl Welford {
     }
 }
 
-/// The mean of the values seen (NULLs skipped).
-#[derive(Default)]
-pub struct StreamMean(Welford);
+/// An aggregate over a [`Welford`] state whose result is `result`'s expression of it.
+macro_rules! moments {
+    ($(#[$doc:meta])* $ty:ident $name:tt, |$w:ident| $result:expr) => {
+        $(#[$doc])*
+        #[derive(Default)]
+        pub struct $ty(Welford);
 
-#[udaf(name = "stream_mean")]
-impl StreamMean {
-    fn update(&mut self, x: f64) {
-        self.0.add(x);
-    }
-    fn retract(&mut self, x: f64) {
-        self.0.remove(x);
-    }
-    fn merge(&mut self, state: (i64, f64, f64)) {
-        self.0.combine(state);
-    }
-    fn state(&self) -> (i64, f64, f64) {
-        self.0.parts()
-    }
-    fn result(&self) -> Option<f64> {
-        (self.0.n > 0).then_some(self.0.mean)
-    }
+        #[udaf(name = $name)]
+        impl $ty {
+            fn update(&mut self, x: f64) {
+                self.0.add(x);
+            }
+            fn retract(&mut self, x: f64) {
+                self.0.remove(x);
+            }
+            fn merge(&mut self, state: (i64, f64, f64)) {
+                self.0.combine(state);
+            }
+            fn state(&self) -> (i64, f64, f64) {
+                self.0.parts()
+            }
+            fn result(&self) -> Option<f64> {
+                let $w = &self.0;
+                $result
+            }
+        }
+    };
 }
 
-/// The sample variance of the values seen (NULLs skipped; NULL below two values).
-#[derive(Default)]
-pub struct StreamVariance(Welford);
+moments!(
+    /// The mean of the values seen (NULLs skipped).
+    StreamMean "stream_mean", |w| (w.n > 0).then_some(w.mean)
+);
 
-#[udaf(name = "stream_variance")]
-impl StreamVariance {
-    fn update(&mut self, x: f64) {
-        self.0.add(x);
-    }
-    fn retract(&mut self, x: f64) {
-        self.0.remove(x);
-    }
-    fn merge(&mut self, state: (i64, f64, f64)) {
-        self.0.combine(state);
-    }
-    fn state(&self) -> (i64, f64, f64) {
-        self.0.parts()
-    }
-    fn result(&self) -> Option<f64> {
-        (self.0.n > 1).then(|| self.0.m2 / (self.0.n - 1) as f64)
-    }
-}
+moments!(
+    /// The sample variance of the values seen (NULLs skipped; NULL below two values).
+    StreamVariance "stream_variance", |w| (w.n > 1).then(|| w.m2 / (w.n - 1) as f64)
+);
 
 eddy_udf::plugin!(StreamMean, StreamVariance);
