@@ -629,7 +629,9 @@ def test_udf_plugins(ctx):
         status, body = post(server.url + "/ksql", {"ksql": "CREATE STREAM d AS SELECT HAVERSINE_KM(1.0, 2.0, 3.0, 4.0) FROM trips;"})
         assert status == 400 and "HAVERSINE_KM" in body.upper(), body
         built = os.path.join(ROOT, "target/plugins/dir")
-        for lib in ["libeddy_udf_geo.so", "libeddy_udf_stats.so", "libeddy_udf_testing.so"]:
+        # The template (a 12-line crate against eddy-udf alone) among them.
+        for lib in ["libeddy_udf_geo.so", "libeddy_udf_stats.so", "libeddy_udf_testing.so",
+                    "libeddy_udf_template.so"]:
             shutil.copy(os.path.join(built, lib), plugins)
         r = client.ksql("RELOAD FUNCTIONS;")
         message = r[0]["commandStatus"]["message"]
@@ -687,6 +689,10 @@ def test_udf_plugins(ctx):
         assert {k: v["N"] for k, v in means.items()} == counts, "the counts did not reach the input's"
         for car, v in speeds.items():
             assert abs(means[car]["MEAN"] - sum(v) / len(v)) < 1e-9, (car, means[car])
+        status, body = post(server.url + "/query-stream",
+                            {"sql": "SELECT car, REPEAT_TEXT(car, 2) AS twice FROM trips WHERE seq = 7;"})
+        lines = [json.loads(line) for line in body.splitlines()]
+        assert status == 200 and lines[1:] == [["c-7", "c-7c-7"]], body
         queries = {q["sinks"][0]: q for q in client.ksql("SHOW QUERIES EXTENDED;")[0]["queryDescriptions"]}
         f = queries["FRAG"]
         assert f["state"] == "RUNNING", f

@@ -1,7 +1,8 @@
 //! Functions behaving as the test UDFs and UDAFs that ksqlDB's query-validation tests call, so that
 //! `eddy test --plugin-dir` can run those cases: `TEST_UDF` (overloads and varargs), `TEST_UDAF` (a sum
 //! that can retract), `MULTI_ARG`, `FOUR_ARG`, `FIVE_ARG` (aggregates with constant initial arguments)
-//! and `VAR_ARG` (a variadic aggregate). Their results are what the test files expect.
+//! and `VAR_ARG` (a variadic aggregate), `WHENCONDITION` and `WHENRESULT` (which fail when evaluated
+//! where they should not be). Their results are what the test files expect.
 
 use std::sync::Arc;
 
@@ -44,6 +45,27 @@ impl BatchFunction for StructField {
             .cloned()
             .ok_or_else(|| "the struct has no field A".into())
     }
+}
+
+/// Returns `value`, failing if it is evaluated when `should_be_evaluated` is false: tests that CASE
+/// evaluates its conditions lazily.
+#[udf]
+fn whencondition(
+    value: bool,
+    should_be_evaluated: bool,
+) -> std::result::Result<bool, &'static str> {
+    should_be_evaluated
+        .then_some(value)
+        .ok_or("WHENCONDITION was evaluated where it should not have been")
+}
+
+/// Returns `value`, failing if it is evaluated when `should_be_evaluated` is false: tests that CASE
+/// evaluates only the branch it takes.
+#[udf]
+fn whenresult(value: i32, should_be_evaluated: bool) -> std::result::Result<i32, &'static str> {
+    should_be_evaluated
+        .then_some(value)
+        .ok_or("WHENRESULT was evaluated where it should not have been")
 }
 
 /// Adds up the fields A and B of `STRUCT<A INT, B INT>` values (NULL fields count as 0).
@@ -197,6 +219,8 @@ eddy_udf::plugin!(
     long_long_string,
     long_varargs,
     StructField,
+    whencondition,
+    whenresult,
     TestUdaf,
     StructSum,
     MultiArg,
