@@ -1,0 +1,205 @@
+"""Connected-car telemetry: every car reports 14 sensors once a second. Normal driving is simulated with
+physically linked signals (speed drives gear and rpm, throttle and load drive fuel, the engine warms the
+coolant and the oil, the alternator holds the battery voltage, tyres warm up), each car with its own
+baselines; faults are injected as labelled episodes of six kinds.
+
+    python telemetry.py --cars 50 --hours 2 --seed 1 --out train.csv            # a file for training
+    python telemetry.py --cars 20 --hours 1 --seed 2 --faults 4 --out test.csv  # held-out, more faults
+    python telemetry.py --cars 100 --hours 1 --seed 3 --kafka HOST:PORT --topic telemetry --rate 20000
+
+Rows: car_id, ts (epoch ms), the FEATURES, then label (1 inside a fault episode), fault (its kind or
+empty) and episode (a number per episode, -1 outside). The same arguments give the same rows.
+"""
+
+import argparse
+import csv
+import json
+import sys
+import time
+
+import numpy as np
+
+FEATURES = [
+    "speed_kmh", "rpm", "throttle_pct", "engine_load_pct", "coolant_c", "oil_c", "intake_c",
+    "battery_v", "tire_fl_bar", "tire_fr_bar", "tire_rl_bar", "tire_rr_bar", "fuel_rate_lph", "ambient_c",
+]
+FAULTS = ["spike", "stuck", "drift", "cooling", "alternator", "tire_leak"]
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+TIRES = [FEATURES.index(t) for t in ("tire_fl_bar", "tire_fr_bar", "tire_rl_bar", "tire_rr_bar")]
+# Sensors a spike, a stuck reading or a drift can hit (not the ambient temperature, which the car
+# does not control).
+SENSORS = [i for i, f in enumerate(FEATURES) if f != "ambient_c"]
+# Gear upshift speeds (km/h) and engine revolutions per km/h in each gear.
+SHIFTS = np.array([0.0, 18.0, 32.0, 50.0, 68.0, 88.0])
+RATIOS = np.array([115.0, 68.0, 47.0, 35.0, 28.0, 23.0])
+
+
+def drive(rng, seconds):
+    """Speed (km/h) over a trip made of idle, city and highway segments."""
+    speed = np.empty(seconds)
+    v, t = 0.0, 0
+    while t < seconds:
+        mode = rng.choice(["idle", "city", "highway"], p=[0.15, 0.5, 0.35])
+        length = int(rng.exponential({"idle": 60, "city": 400, "highway": 600}[mode])) + 20
+        cruise = {"idle": 0.0, "city": rng.uniform(25, 50), "highway": rng.uniform(85, 125)}[mode]
+        period = rng.uniform(40, 90)
+        for k in range(min(length, seconds - t)):
+            target = cruise
+            if mode == "city":
+                # Traffic: stop and go.
+                target = cruise * max(0.0, np.sin(2 * np.pi * k / period) + 0.35) / 1.35
+            gap = target - v
+            v += np.clip(0.08 * gap, -3.5, 2.5) + rng.normal(0, 0.3)
+            v = max(v, 0.0)
+            speed[t + k] = v
+        t += length
+    return speed
+
+
+def car(rng, seconds):
+    """One car's normal readings, shape (seconds, len(FEATURES))."""
+    speed = drive(rng, seconds)
+    accel = np.diff(speed, prepend=speed[0])
+    gear = np.searchsorted(SHIFTS, speed, side="right") - 1
+    rpm = np.maximum(780 + rng.normal(0, 15, seconds), speed * RATIOS[gear] * rng.uniform(0.95, 1.05))
+    rpm += rng.normal(0, 25, seconds)
+    throttle = np.clip(4 + 0.28 * speed + 18 * np.maximum(accel, 0) + rng.normal(0, 1.5, seconds), 0, 100)
+    load = np.clip(12 + 0.55 * throttle + 0.004 * (rpm - 800) + rng.normal(0, 1.5, seconds), 0, 100)
+    ambient0 = rng.uniform(0, 30)
+    ambient = ambient0 + np.cumsum(rng.normal(0, 0.002, seconds))
+    thermostat = rng.uniform(87, 93)
+    coolant, oil = np.empty(seconds), np.empty(seconds)
+    c = o = ambient0 + rng.uniform(0, 5)
+    for i in range(seconds):
+        c += (thermostat + 0.04 * load[i] - c) * 0.004
+        o += (c + 4 + 0.09 * load[i] - o) * 0.0025
+        coolant[i], oil[i] = c, o
+    coolant += rng.normal(0, 0.15, seconds)
+    oil += rng.normal(0, 0.2, seconds)
+    intake = ambient + 6 + 18 * np.exp(-speed / 25) + rng.normal(0, 0.4, seconds)
+    battery = 14.1 + rng.normal(0, 0.08) - 0.15 * (rpm < 900) + rng.normal(0, 0.04, seconds)
+    warm = 1 - np.exp(-np.cumsum(speed > 5) / 1500)
+    tires = [
+        rng.uniform(2.25, 2.5) + 0.004 * (ambient - 20) + 0.14 * warm + rng.normal(0, 0.006, seconds)
+        for _ in range(4)
+    ]
+    fuel = 0.7 + 0.00055 * rpm * (0.3 + load / 100) + rng.normal(0, 0.08, seconds)
+    columns = [speed, rpm, throttle, load, coolant, oil, intake, battery, *tires, fuel, ambient]
+    return np.stack(columns, axis=1)
+
+
+def inject(rng, x, kind):
+    """Puts one fault episode of `kind` into a car's readings; returns (start, end) seconds."""
+    n = len(x)
+    std = x.std(axis=0) + 1e-6
+    length = {"spike": rng.integers(3, 11), "stuck": rng.integers(300, 900),
+              "drift": rng.integers(600, 1800), "cooling": rng.integers(600, 1500),
+              "alternator": rng.integers(600, 1500), "tire_leak": rng.integers(900, 2400)}[kind]
+    # Not in the first 20 minutes, while the engine warms up.
+    start = int(rng.integers(1200, max(1201, n - length)))
+    end = min(n, start + int(length))
+    span = np.arange(end - start)
+    if kind == "spike":
+        s = rng.choice(SENSORS)
+        x[start:end, s] += rng.choice([-1, 1]) * rng.uniform(6, 10) * std[s]
+    elif kind == "stuck":
+        s = rng.choice(SENSORS)
+        x[start:end, s] = x[start, s]
+    elif kind == "drift":
+        s = rng.choice(SENSORS)
+        x[start:end, s] += rng.choice([-1, 1]) * rng.uniform(4, 8) * std[s] * span / len(span)
+    elif kind == "cooling":
+        rise = rng.uniform(0.02, 0.05) * span
+        x[start:end, FEATURES.index("coolant_c")] += rise
+        x[start:end, FEATURES.index("oil_c")] += 0.6 * rise
+    elif kind == "alternator":
+        b = FEATURES.index("battery_v")
+        x[start:end, b] = 12.6 - 0.9 * (1 - np.exp(-span / 400)) + rng.normal(0, 0.04, len(span))
+    elif kind == "tire_leak":
+        t = rng.choice(TIRES)
+        x[start:end, t] -= rng.uniform(0.0002, 0.0006) * span
+    return start, end
+
+
+def generate(cars, hours, seed, faults):
+    """Rows of (car, second, readings, label, fault, episode), car by car."""
+    rng = np.random.default_rng(seed)
+    seconds = int(hours * 3600)
+    episode = 0
+    for c in range(cars):
+        x = car(rng, seconds)
+        label = np.zeros(seconds, dtype=np.int8)
+        kind = np.full(seconds, "", dtype=object)
+        ep = np.full(seconds, -1)
+        # Poisson number of episodes per car; they do not overlap.
+        for _ in range(rng.poisson(faults)):
+            f = FAULTS[rng.integers(len(FAULTS))]
+            saved = x.copy()
+            start, end = inject(rng, x, f)
+            if label[start:end].any():
+                x = saved
+                continue
+            label[start:end], kind[start:end], ep[start:end] = 1, f, episode
+            episode += 1
+        yield f"car-{c:04d}", x, label, kind, ep
+
+
+def rows(cars, hours, seed, faults):
+    for car_id, x, label, kind, ep in generate(cars, hours, seed, faults):
+        for i in range(len(x)):
+            yield car_id, START_MS + i * 1000, x[i], int(label[i]), kind[i], int(ep[i])
+
+
+def write_csv(path, cars, hours, seed, faults):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["car_id", "ts", *FEATURES, "label", "fault", "episode"])
+        for car_id, ts, x, label, kind, ep in rows(cars, hours, seed, faults):
+            w.writerow([car_id, ts, *(f"{v:.4f}" for v in x), label, kind, ep])
+
+
+def produce(bootstrap, topic, cars, hours, seed, faults, rate):
+    """Produces JSON events keyed by car, all cars' second i before second i+1, at about `rate`/s."""
+    from confluent_kafka import Producer
+    data = list(generate(cars, hours, seed, faults))
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    started, sent = time.time(), 0
+    for i in range(int(hours * 3600)):
+        for car_id, x, label, kind, ep in data:
+            event = {"car_id": car_id, "ts": START_MS + i * 1000,
+                     **{f: round(float(v), 4) for f, v in zip(FEATURES, x[i])},
+                     "label": int(label[i]), "fault": kind[i], "episode": int(ep[i])}
+            p.produce(topic, json.dumps(event).encode(), key=car_id.encode())
+            sent += 1
+            if sent % 10000 == 0:
+                p.poll(0)
+                ahead = sent / rate - (time.time() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    if p.flush(60) != 0:
+        sys.exit("not every event was delivered")
+    return sent
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cars", type=int, default=50)
+    ap.add_argument("--hours", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--faults", type=float, default=2.0, help="mean fault episodes per car")
+    ap.add_argument("--out", help="write a CSV file")
+    ap.add_argument("--kafka", help="bootstrap servers to produce to")
+    ap.add_argument("--topic", default="telemetry")
+    ap.add_argument("--rate", type=float, default=10000.0, help="events per second when producing")
+    a = ap.parse_args()
+    if a.out:
+        write_csv(a.out, a.cars, a.hours, a.seed, a.faults)
+    if a.kafka:
+        n = produce(a.kafka, a.topic, a.cars, a.hours, a.seed, a.faults, a.rate)
+        print(f"produced {n} events to {a.topic}")
+    if not a.out and not a.kafka:
+        ap.error("give --out or --kafka")
+
+
+if __name__ == "__main__":
+    main()
