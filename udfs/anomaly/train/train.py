@@ -3,7 +3,8 @@ into udfs/anomaly/models/<name>/<version>/:
 
 - autoencoder: a standard scaler and an MLP trained to reproduce its (scaled) input; the anomaly score
   is the mean squared reconstruction error, computed inside the ONNX graph.
-- gaussian: the squared Mahalanobis distance from the mean of normal driving (whitening as a MatMul).
+- gaussian: the squared Mahalanobis distance from the mean of normal driving (a MatMul with the inverse
+  covariance).
 
 Both graphs use standard ONNX ops only (the scaler as Sub/Div, skl2onnx's trailing Reshape removed) so
 tract runs them; both also output each sensor's share of the score ("contributions"). A threshold is
@@ -101,21 +102,22 @@ def autoencoder(x, seed):
 
 
 def gaussian(x):
+    """Squared Mahalanobis distance d = c P c^T with c = x - mean and P the inverse covariance; sensor i
+    contributes c_i (c P)_i, and the contributions add up to d."""
     mean = x.mean(axis=0)
     cov = np.cov((x - mean).T) + 1e-6 * np.eye(x.shape[1])
-    values, vectors = np.linalg.eigh(cov)
-    whiten = (vectors / np.sqrt(values)).astype(np.float32)  # columns scaled: z = (x - mean) @ whiten
+    precision = np.linalg.inv(cov).astype(np.float32)
     consts = [numpy_helper.from_array(mean.astype(np.float32), "mean"),
-              numpy_helper.from_array(whiten, "whiten"),
-              numpy_helper.from_array(np.zeros(x.shape[1], dtype=np.float32), "zero")]
+              numpy_helper.from_array(precision, "precision")]
     nodes = [
         helper.make_node("Sub", ["X", "mean"], ["centered"]),
-        helper.make_node("MatMul", ["centered", "whiten"], ["z"]),
+        helper.make_node("MatMul", ["centered", "precision"], ["weighted"]),
+        helper.make_node("Mul", ["centered", "weighted"], ["contributions"]),
+        helper.make_node("ReduceSum", ["contributions", "sum_axes"], ["score"], keepdims=0),
     ]
-    # Contributions: each whitened component's square; the score is their sum, so the mean times n.
-    extra, more = score_nodes("z", "zero")
+    consts.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "sum_axes"))
     inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", len(telemetry.FEATURES)])]
-    return finish(nodes + extra, inputs, consts + more, "gaussian")
+    return finish(nodes, inputs, consts, "gaussian")
 
 
 def scores(model, x):

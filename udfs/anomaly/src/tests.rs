@@ -1,0 +1,65 @@
+//! tract against onnxruntime: each committed model's reference inputs, scored by tract, match the
+//! scores and contributions onnxruntime computed at training time within 1e-4.
+
+use std::path::Path;
+
+use eddy_udf::serde_json::{self, Value};
+
+use crate::{Model, resolve};
+
+fn models() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    match v {
+        Value::Array(items) => items.iter().flat_map(floats).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+        other => panic!("not a number: {other}"),
+    }
+}
+
+#[test]
+fn tract_matches_onnxruntime_on_the_reference_inputs() {
+    for name in ["autoencoder", "gaussian"] {
+        let (name, version, folder) = resolve(&models(), name).unwrap();
+        let model = Model::load(&name, version, &folder).unwrap();
+        let reference: Value =
+            serde_json::from_str(&std::fs::read_to_string(folder.join("reference.json")).unwrap())
+                .unwrap();
+        let inputs = floats(&reference["inputs"]);
+        let rows = inputs.len() / model.features.len();
+        assert!(rows >= 32, "{name}: {rows} reference rows");
+        let scored = model.score(inputs, rows).unwrap();
+        for (what, got, want) in [
+            ("score", &scored.scores, floats(&reference["score"])),
+            (
+                "contributions",
+                &scored.contributions,
+                floats(&reference["contributions"]),
+            ),
+        ] {
+            assert_eq!(got.len(), want.len(), "{name} {what}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let tolerance = 1e-4 * w.abs().max(1.0);
+                assert!(
+                    (g - w).abs() <= tolerance,
+                    "{name} {what}[{i}]: tract {g}, onnxruntime {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn versions_resolve_to_the_highest_or_the_named_one() {
+    let (_, version, _) = resolve(&models(), "autoencoder").unwrap();
+    assert!(version >= 1);
+    assert_eq!(resolve(&models(), "autoencoder@1").unwrap().1, 1);
+    let e = resolve(&models(), "autoencoder@99")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no version 99"), "{e}");
+    let e = resolve(&models(), "../etc").unwrap_err().to_string();
+    assert!(e.contains("bad model name"), "{e}");
+}
