@@ -1,0 +1,34 @@
+"""onnxruntime's throughput on the committed models, single thread, at batch sizes 1, 64, 1,024 and
+8,192, on the same inputs as tract's benchmark (cargo bench -p eddy-udf-anomaly --bench inference)."""
+
+import os
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BASE = [90.0, 2400.0, 35.0, 38.0, 91.0, 96.0, 25.0, 14.1, 2.45, 2.45, 2.44, 2.46, 1.4, 20.0]
+
+
+def rows(n, width):
+    i = np.arange(n * width)
+    return (np.array(BASE, dtype=np.float32)[i % width] * (1 + ((i * 7919) % 100) * 1e-4)).astype(
+        np.float32).reshape(n, width)
+
+
+for name in ["autoencoder", "gaussian"]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(os.path.join(HERE, "..", "models", name, "1", "model.onnx"), options,
+                                   providers=["CPUExecutionProvider"])
+    for batch in [1, 64, 1024, 8192]:
+        x = rows(batch, len(BASE))
+        calls = max(200_000 // batch, 200)
+        best = min(
+            (lambda: (lambda t: [session.run(["score", "contributions"], {"X": x}) for _ in range(calls)]
+                      and time.perf_counter() - t)(time.perf_counter()))()
+            for _ in range(3))
+        per_row = best / (calls * batch)
+        print(f"onnxruntime {name}@1 batch {batch:>5}: {1 / per_row:>12.0f} rows/s, {per_row * 1e6:>8.3f} us/row")
