@@ -11,7 +11,6 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 import telemetry  # noqa: E402
@@ -19,15 +18,6 @@ from metrics import alarms  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.join(HERE, "..", "models")
-
-
-def held_out(cars, hours, seed, faults):
-    parts = list(telemetry.generate(cars, hours, seed, faults))
-    x = np.concatenate([p[1] for p in parts]).astype(np.float32)
-    label = np.concatenate([p[2] for p in parts])
-    kind = np.concatenate([p[3] for p in parts])
-    car = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
-    return x, label, kind, car
 
 
 def main():
@@ -39,7 +29,7 @@ def main():
     ap.add_argument("--version", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     a = ap.parse_args()
-    x, label, kind, car = held_out(a.cars, a.hours, a.seed, a.faults)
+    x, label, kind, car = telemetry.arrays(a.cars, a.hours, a.seed, a.faults)
     car_hours = a.cars * a.hours
     report = {}
     for name in sorted(os.listdir(MODELS)):

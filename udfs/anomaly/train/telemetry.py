@@ -144,6 +144,16 @@ def generate(cars, hours, seed, faults):
         yield f"car-{c:04d}", x, label, kind, ep
 
 
+def arrays(cars, hours, seed, faults):
+    """All cars' readings as float32 [rows, features], with label, fault kind and car index per row."""
+    parts = list(generate(cars, hours, seed, faults))
+    x = np.concatenate([p[1] for p in parts]).astype(np.float32)
+    label = np.concatenate([p[2] for p in parts])
+    kind = np.concatenate([p[3] for p in parts])
+    car_of = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
+    return x, label, kind, car_of
+
+
 def rows(cars, hours, seed, faults):
     for car_id, x, label, kind, ep in generate(cars, hours, seed, faults):
         for i in range(len(x)):

@@ -38,14 +38,6 @@ MODELS = os.path.join(HERE, "..", "models")
 OPSET = 17
 
 
-def dataset(cars, hours, seed, faults):
-    parts = list(telemetry.generate(cars, hours, seed, faults))
-    x = np.concatenate([p[1] for p in parts]).astype(np.float32)
-    label = np.concatenate([p[2] for p in parts])
-    cars_of = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
-    return x, label, cars_of
-
-
 def finish(graph_nodes, inputs, initializers, name):
     """A model whose outputs are `score` [N] and `contributions` [N, features]."""
     outputs = [
@@ -151,8 +143,8 @@ def main():
     ap.add_argument("--version", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    train_x, _, _ = dataset(cars=40, hours=2, seed=a.seed, faults=0)
-    val_x, val_label, val_cars = dataset(cars=20, hours=2, seed=a.seed + 100, faults=3)
+    train_x = telemetry.arrays(cars=40, hours=2, seed=a.seed, faults=0)[0]
+    val_x, val_label, _, val_cars = telemetry.arrays(cars=20, hours=2, seed=a.seed + 100, faults=3)
     car_hours = 20 * 2
     reference_x = val_x[:: len(val_x) // 64][:64].round(4)
     command = f"python train.py --version {a.version} --seed {a.seed}"
