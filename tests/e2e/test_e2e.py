@@ -18,6 +18,7 @@ import traceback
 import urllib.request
 import urllib.error
 
+import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
 from ksqldb import KSQLdbClient
 
@@ -704,6 +705,72 @@ def test_udf_plugins(ctx):
         server.stop()
 
 
+def test_anomaly_detection(ctx):
+    """1,000,800 generated car events (139 cars x 2 h, labelled faults) through a CSAS that keeps the events
+    IS_ANOMALY flags (the autoencoder, run by tract in the plugin): the alerts topic holds the same alerts
+    as the model scored offline by onnxruntime, so precision and recall from the topic equal the offline
+    figures."""
+    import onnxruntime as ort
+    sys.path.insert(0, os.path.join(ROOT, "udfs/anomaly/train"))
+    import telemetry
+    from metrics import alarms
+    models = os.path.join(ROOT, "udfs/anomaly/models")
+    os.environ["EDDY_MODEL_DIR"] = models
+    data = tempfile.mkdtemp(prefix="eddy-e2e-anomaly-")
+    server = Server(ctx.server.binary, ctx.broker.bootstrap, data, f"anomaly{os.getpid()}",
+                    ["--plugin-dir", os.path.join(ROOT, "target/plugins/dir")])
+    cars, hours, seed = 139, 2, 5
+    try:
+        client = KSQLdbClient(server.url)
+        columns = ", ".join(f"{f} DOUBLE" for f in telemetry.FEATURES)
+        features = ", ".join(telemetry.FEATURES)
+        client.ksql(f"CREATE STREAM telemetry (car_id STRING KEY, ts BIGINT, {columns}, label INT, fault STRING, "
+                    "episode INT) WITH (kafka_topic='telemetry', value_format='JSON', partitions=4);")
+        client.ksql(f"CREATE STREAM alerts AS SELECT car_id, ts, label, fault, ANOMALY_CAUSE('autoencoder@1', "
+                    f"{features}) AS cause FROM telemetry WHERE IS_ANOMALY('autoencoder@1', {features});",
+                    stream_properties={"auto.offset.reset": "earliest"})
+        started = time.time()
+        sent = telemetry.produce(ctx.broker.bootstrap, "telemetry", cars, hours, seed, 3.0, rate=1e9)
+        assert sent == cars * hours * 3600, sent
+        print(f"   produced {sent} events in {time.time() - started:.1f}s")
+        x, label, kind, car = telemetry.arrays(cars, hours, seed, 3.0, decimals=telemetry.DECIMALS)
+        card = json.load(open(os.path.join(models, "autoencoder/1/card.json")))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(os.path.join(models, "autoencoder/1/model.onnx"), options,
+                                       providers=["CPUExecutionProvider"])
+        score = session.run(["score"], {"X": x})[0]
+        offline = score >= card["threshold"]
+        # Events within a hair of the threshold may fall either way between two inference engines.
+        near = np.abs(score - card["threshold"]) <= 1e-4 * card["threshold"]
+        c = Consumer({"bootstrap.servers": ctx.broker.bootstrap, "group.id": f"alerts-{time.time()}",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe(["ALERTS"])
+        seen, idle, deadline = set(), 0, time.time() + 300
+        while time.time() < deadline and idle < 10:
+            batch = c.consume(num_messages=10000, timeout=1.0)
+            fresh = [m for m in batch if not m.error()]
+            idle = 0 if fresh or len(seen) < offline.sum() - near.sum() else idle + 1
+            for m in fresh:
+                v = json.loads(m.value())
+                seen.add((m.key().decode(), v["TS"]))
+        c.close()
+        online = np.zeros(len(x), dtype=bool)
+        for car_id, ts in seen:
+            online[int(car_id.split("-")[1]) * hours * 3600 + (ts - telemetry.START_MS) // 1000] = True
+        differ = online != offline
+        assert not (differ & ~near).any(), \
+            f"{int((differ & ~near & online).sum())} alerts only online, {int((differ & ~near & offline).sum())} only offline"
+        car_hours = cars * hours
+        got = alarms(online, label, car, car_hours)
+        want = alarms(offline, label, car, car_hours)
+        print(f"   {int(online.sum())} alerts; from the topic {got}")
+        for k in ["event_precision", "event_recall", "episode_recall", "false_alarms_per_car_hour"]:
+            assert abs(got[k] - want[k]) <= 1e-3, (k, got[k], want[k])
+    finally:
+        server.stop()
+
+
 class Ctx:
     pass
 
@@ -809,7 +876,7 @@ def main():
         for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
                      test_windowed_aggregation_restart, test_repartitioned_aggregation_restart,
                      test_scale_out_moves_state, test_table_aggregation_fails_over,
-                     test_avro_through_schema_registry, test_udf_plugins]:
+                     test_avro_through_schema_registry, test_udf_plugins, test_anomaly_detection]:
             if args.only and test.__name__ != args.only:
                 continue
             started = time.time()

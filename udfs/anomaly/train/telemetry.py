@@ -25,6 +25,8 @@ FEATURES = [
 ]
 FAULTS = ["spike", "stuck", "drift", "cooling", "alternator", "tire_leak"]
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+# Readings are written with this many decimals.
+DECIMALS = 4
 TIRES = [FEATURES.index(t) for t in ("tire_fl_bar", "tire_fr_bar", "tire_rl_bar", "tire_rr_bar")]
 # Sensors a spike, a stuck reading or a drift can hit (not the ambient temperature, which the car
 # does not control).
@@ -144,10 +146,12 @@ def generate(cars, hours, seed, faults):
         yield f"car-{c:04d}", x, label, kind, ep
 
 
-def arrays(cars, hours, seed, faults):
-    """All cars' readings as float32 [rows, features], with label, fault kind and car index per row."""
+def arrays(cars, hours, seed, faults, decimals=None):
+    """All cars' readings as float32 [rows, features] (rounded to `decimals` first, as `produce` writes
+    them, when given), with label, fault kind and car index per row."""
     parts = list(generate(cars, hours, seed, faults))
-    x = np.concatenate([p[1] for p in parts]).astype(np.float32)
+    x = np.concatenate([p[1] for p in parts])
+    x = (x if decimals is None else np.round(x, decimals)).astype(np.float32)
     label = np.concatenate([p[2] for p in parts])
     kind = np.concatenate([p[3] for p in parts])
     car_of = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
@@ -177,7 +181,7 @@ def produce(bootstrap, topic, cars, hours, seed, faults, rate):
     for i in range(int(hours * 3600)):
         for car_id, x, label, kind, ep in data:
             event = {"car_id": car_id, "ts": START_MS + i * 1000,
-                     **{f: round(float(v), 4) for f, v in zip(FEATURES, x[i])},
+                     **{f: round(float(v), DECIMALS) for f, v in zip(FEATURES, x[i])},
                      "label": int(label[i]), "fault": kind[i], "episode": int(ep[i])}
             p.produce(topic, json.dumps(event).encode(), key=car_id.encode())
             sent += 1
