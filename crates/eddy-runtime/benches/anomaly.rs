@@ -1,0 +1,153 @@
+//! The cost of scoring every event: a CSAS over telemetry-shaped JSON events that computes
+//! `IS_ANOMALY('autoencoder@1', <14 features>)` per event (the anomaly plugin, tract) next to the same
+//! CSAS computing a plain comparison instead, over in-memory records in batches of 4,096. Prints events
+//! per CPU-second of each and the cost per event of the model.
+//!
+//!   scripts/build-plugins
+//!   cargo bench -p eddy-runtime --bench anomaly -- [--events N]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use eddy_runtime::functions::PluginDir;
+use eddy_runtime::{Engine, MemoryTopics, Outcome, Record};
+
+const FEATURES: [&str; 14] = [
+    "speed_kmh",
+    "rpm",
+    "throttle_pct",
+    "engine_load_pct",
+    "coolant_c",
+    "oil_c",
+    "intake_c",
+    "battery_v",
+    "tire_fl_bar",
+    "tire_fr_bar",
+    "tire_rl_bar",
+    "tire_rr_bar",
+    "fuel_rate_lph",
+    "ambient_c",
+];
+const BASE: [f64; 14] = [
+    90.0, 2400.0, 35.0, 38.0, 91.0, 96.0, 25.0, 14.1, 2.45, 2.45, 2.44, 2.46, 1.4, 20.0,
+];
+
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage writes a complete rusage into the pointer on success.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return 0.0;
+        }
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn event(i: u64) -> Vec<u8> {
+    let values: Vec<String> = FEATURES
+        .iter()
+        .zip(BASE)
+        .enumerate()
+        .map(|(k, (f, b))| {
+            format!(
+                r#""{f}":{:.4}"#,
+                b * (1.0 + ((i as usize * 31 + k * 7) % 100) as f64 * 1e-3)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"ts":{},{}}}"#,
+        1_767_225_600_000u64 + i * 1000,
+        values.join(",")
+    )
+    .into_bytes()
+}
+
+/// Events per CPU-second of a CSAS selecting `column` over `records`.
+fn run(plugins: &Arc<PluginDir>, models: &Path, column: &str, records: &[Record]) -> f64 {
+    let mut engine = Engine::new(Arc::new(MemoryTopics::new())).with_volatile_state();
+    engine.properties.insert(
+        "ksql.functions._global_.model_dir".into(),
+        models.display().to_string(),
+    );
+    engine.attach_plugins(plugins.clone());
+    let columns: Vec<String> = FEATURES.iter().map(|f| format!("{f} DOUBLE")).collect();
+    let create = format!(
+        "CREATE STREAM telemetry (car_id STRING KEY, ts BIGINT, {}) WITH (kafka_topic='telemetry', value_format='JSON', partitions=4);",
+        columns.join(", ")
+    );
+    let csas =
+        format!("CREATE STREAM scored AS SELECT car_id, ts, {column} AS alert FROM telemetry;");
+    let mut id = String::new();
+    for sql in [create, csas] {
+        for s in eddy_sql::parse(&sql).expect("parse") {
+            if let Outcome::QueryCreated { query_id, .. } =
+                engine.execute(&s, &Default::default()).expect("execute")
+            {
+                id = query_id;
+            }
+        }
+    }
+    let query = engine.query(&id).expect("query").clone();
+    let (cpu0, wall) = (cpu_seconds(), Instant::now());
+    let mut alerts = 0usize;
+    for chunk in records.chunks(4096) {
+        let processed = query.pipeline.process(chunk).expect("process");
+        alerts += processed.batch.num_rows();
+        query.sink_spec.records(&processed).expect("encode");
+    }
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "  {column:.40}: {} events in {:.2} s wall, {cpu:.2} CPU-s: {:.0} events per CPU-second ({alerts} rows)",
+        records.len(),
+        wall.elapsed().as_secs_f64(),
+        records.len() as f64 / cpu
+    );
+    records.len() as f64 / cpu
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let events: u64 = args
+        .iter()
+        .position(|a| a == "--events")
+        .and_then(|i| args.get(i + 1))
+        .map_or(10_000_000, |n| n.parse().expect("--events N"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let plugins = Arc::new(
+        PluginDir::new(&root.join("target/plugins/dir"))
+            .unwrap_or_else(|e| panic!("{e}: run scripts/build-plugins first")),
+    );
+    let report = plugins.reload();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let models = root.join("udfs/anomaly/models");
+    let records: Vec<Record> = (0..events)
+        .map(|i| Record {
+            key: Some(format!("car-{:04}", i % 1000).into_bytes()),
+            value: Some(event(i)),
+            timestamp: i as i64,
+            partition: (i % 4) as i32,
+            offset: i as i64,
+        })
+        .collect();
+    println!(
+        "CSAS over {events} telemetry events (14 DOUBLEs as JSON), in memory, batches of 4,096:"
+    );
+    let features = FEATURES.join(", ");
+    let plain = run(&plugins, &models, "rpm > 3000", &records);
+    let scored = run(
+        &plugins,
+        &models,
+        &format!("IS_ANOMALY('autoencoder@1', {features})"),
+        &records,
+    );
+    println!(
+        "scoring costs {:.3} us per event ({:.0} vs {:.0} events per CPU-second)",
+        (1.0 / scored - 1.0 / plain) * 1e6,
+        scored,
+        plain
+    );
+}
