@@ -710,10 +710,10 @@ def test_anomaly_detection(ctx):
     IS_ANOMALY flags (the autoencoder, run by tract in the plugin): the alerts topic holds the same alerts
     as the model scored offline by onnxruntime, so precision and recall from the topic equal the offline
     figures."""
-    import onnxruntime as ort
     sys.path.insert(0, os.path.join(ROOT, "udfs/anomaly/train"))
     import telemetry
     from metrics import alarms
+    from onnx_session import session
     models = os.path.join(ROOT, "udfs/anomaly/models")
     os.environ["EDDY_MODEL_DIR"] = models
     data = tempfile.mkdtemp(prefix="eddy-e2e-anomaly-")
@@ -735,11 +735,7 @@ def test_anomaly_detection(ctx):
         print(f"   produced {sent} events in {time.time() - started:.1f}s")
         x, label, kind, car = telemetry.arrays(cars, hours, seed, 3.0, decimals=telemetry.DECIMALS)
         card = json.load(open(os.path.join(models, "autoencoder/1/card.json")))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(os.path.join(models, "autoencoder/1/model.onnx"), options,
-                                       providers=["CPUExecutionProvider"])
-        score = session.run(["score"], {"X": x})[0]
+        score = session(os.path.join(models, "autoencoder/1/model.onnx")).run(["score"], {"X": x})[0]
         offline = score >= card["threshold"]
         # Events within a hair of the threshold may fall either way between two inference engines.
         near = np.abs(score - card["threshold"]) <= 1e-4 * card["threshold"]

@@ -21,22 +21,12 @@ use std::time::{Duration, Instant};
 use eddy_kafka::KafkaCluster;
 use eddy_runtime::{Engine, MemoryTopics, Outcome, Record, TopicAdmin};
 
+mod cpu;
+use cpu::cpu_seconds;
+
 const CREATE: &str = "CREATE STREAM readings (sensor_id STRING, ts BIGINT, temp DOUBLE, rpm INT, speed DOUBLE) WITH (kafka_topic='readings', value_format='JSON', partitions=4);";
 const CSAS: &str = "CREATE STREAM hot AS SELECT sensor_id, ts, temp*1.8+32 AS temp_f, rpm FROM readings WHERE temp > 25.0 AND rpm > 1000;";
 const BATCH: usize = 4096;
-
-fn cpu_seconds() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage writes a complete rusage into the pointer on success.
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return 0.0;
-        }
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 fn event(i: u64) -> Vec<u8> {
     format!(

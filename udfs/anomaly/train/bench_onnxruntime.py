@@ -5,7 +5,8 @@ import os
 import time
 
 import numpy as np
-import onnxruntime as ort
+
+from onnx_session import session
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASE = [90.0, 2400.0, 35.0, 38.0, 91.0, 96.0, 25.0, 14.1, 2.45, 2.45, 2.44, 2.46, 1.4, 20.0]
@@ -17,18 +18,19 @@ def rows(n, width):
         np.float32).reshape(n, width)
 
 
+def timed(model, x, calls):
+    """Seconds for `calls` runs over `x`."""
+    started = time.perf_counter()
+    for _ in range(calls):
+        model.run(["score", "contributions"], {"X": x})
+    return time.perf_counter() - started
+
+
 for name in ["autoencoder", "gaussian"]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(os.path.join(HERE, "..", "models", name, "1", "model.onnx"), options,
-                                   providers=["CPUExecutionProvider"])
+    model = session(os.path.join(HERE, "..", "models", name, "1", "model.onnx"))
     for batch in [1, 64, 1024, 8192]:
         x = rows(batch, len(BASE))
         calls = max(200_000 // batch, 200)
-        best = min(
-            (lambda: (lambda t: [session.run(["score", "contributions"], {"X": x}) for _ in range(calls)]
-                      and time.perf_counter() - t)(time.perf_counter()))()
-            for _ in range(3))
+        best = min(timed(model, x, calls) for _ in range(3))
         per_row = best / (calls * batch)
         print(f"onnxruntime {name}@1 batch {batch:>5}: {1 / per_row:>12.0f} rows/s, {per_row * 1e6:>8.3f} us/row")

@@ -11,10 +11,9 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import onnxruntime as ort  # noqa: E402
-
 import telemetry  # noqa: E402
 from metrics import alarms  # noqa: E402
+from onnx_session import session  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.join(HERE, "..", "models")
@@ -37,11 +36,7 @@ def main():
         if not os.path.isdir(folder):
             continue
         card = json.load(open(os.path.join(folder, "card.json")))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(os.path.join(folder, "model.onnx"), options,
-                                       providers=["CPUExecutionProvider"])
-        score = session.run(["score"], {"X": x})[0]
+        score = session(os.path.join(folder, "model.onnx")).run(["score"], {"X": x})[0]
         alert = score >= card["threshold"]
         rows = {"all": alarms(alert, label, car, car_hours, score)}
         for fault in telemetry.FAULTS:

@@ -31,6 +31,7 @@ import onnx  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import telemetry  # noqa: E402
+from onnx_session import session  # noqa: E402
 from metrics import alarms, threshold_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,11 +114,7 @@ def gaussian(x):
 
 
 def scores(model, x):
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session.run(["score", "contributions"], {"X": x})
+    return session(model.SerializeToString()).run(["score", "contributions"], {"X": x})
 
 
 def write(model, name, version, card, reference_x):

@@ -4,7 +4,7 @@
 //! per CPU-second of each and the cost per event of the model.
 //!
 //!   scripts/build-plugins
-//!   cargo bench -p eddy-runtime --bench anomaly -- [--events N]
+//!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench anomaly -- [--events N]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +12,9 @@ use std::time::Instant;
 
 use eddy_runtime::functions::PluginDir;
 use eddy_runtime::{Engine, MemoryTopics, Outcome, Record};
+
+mod cpu;
+use cpu::cpu_seconds;
 
 const FEATURES: [&str; 14] = [
     "speed_kmh",
@@ -32,19 +35,6 @@ const FEATURES: [&str; 14] = [
 const BASE: [f64; 14] = [
     90.0, 2400.0, 35.0, 38.0, 91.0, 96.0, 25.0, 14.1, 2.45, 2.45, 2.44, 2.46, 1.4, 20.0,
 ];
-
-fn cpu_seconds() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage writes a complete rusage into the pointer on success.
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return 0.0;
-        }
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 fn event(i: u64) -> Vec<u8> {
     let values: Vec<String> = FEATURES
