@@ -119,12 +119,15 @@ impl PersistentQuery {
     }
 
     /// The pipelines whose state holds the query's table now: each owned partition's, or the one.
-    pub fn tables(&self) -> Vec<Arc<Pipeline>> {
+    pub fn tables(&self) -> (Vec<i32>, Vec<Arc<Pipeline>>) {
         let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
         if shards.is_empty() {
-            vec![self.pipeline.clone()]
+            (Vec::new(), vec![self.pipeline.clone()])
         } else {
-            shards.values().cloned().collect()
+            (
+                shards.keys().copied().collect(),
+                shards.values().cloned().collect(),
+            )
         }
     }
 
@@ -303,11 +306,18 @@ impl Engine {
             .values()
             .find(|pq| pq.sink == source.name && pq.pipeline.is_stateful())
             .map(|pq| (pq.tables(), pq.sink_spec.clone()));
+        // The shards read here, taken together with their pipelines: a pull query asks other servers
+        // for exactly the rest, even if shards move meanwhile.
+        let (held, table) = match table {
+            Some(((held, tables), sink)) => (held, Some((tables, sink))),
+            None => (Vec::new(), None),
+        };
         let lookup = match &table {
             Some(_) => self.key_lookup(&q, &source),
             None => None,
         };
-        let query = PullQuery::new(pipeline, table);
+        let mut query = PullQuery::new(pipeline, table);
+        query.held_shards = held;
         Ok(match lookup {
             Some(keys) => query.with_keys(keys),
             None => query,

@@ -31,6 +31,8 @@ pub struct PullQuery {
     table: Option<(Vec<Arc<Pipeline>>, SinkSpec)>,
     /// The GROUP BY values to look up, when the WHERE pins every key column (rows of values).
     keys: Option<Vec<Vec<ScalarValue>>>,
+    /// The shards (partitions) of the table's state whose pipelines `table` holds.
+    pub held_shards: Vec<i32>,
 }
 
 impl PullQuery {
@@ -39,6 +41,7 @@ impl PullQuery {
             pipeline,
             table,
             keys: None,
+            held_shards: Vec::new(),
         }
     }
 

@@ -303,7 +303,8 @@ async fn pull(
     let statement_error = |e: Error| ApiError(ErrorMessage::statement(&e, text));
     let remote = {
         let (state, table) = (state.clone(), source.name.clone());
-        tokio::task::spawn_blocking(move || state.remote_holders(&table))
+        let local = query.held_shards.clone();
+        tokio::task::spawn_blocking(move || state.remote_holders(&table, &local))
             .await
             .map_err(blocking)?
             .map_err(statement_error)?

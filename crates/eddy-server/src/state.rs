@@ -200,18 +200,18 @@ impl AppState {
             .collect()
     }
 
-    /// The servers a pull query over `table` must also ask, for the shards of its state that this
-    /// server does not hold; an error when no live server holds some of them.
-    pub fn remote_holders(&self, table: &str) -> Result<Vec<String>, Error> {
+    /// The servers a pull query over `table` must also ask, for the shards of its state other than
+    /// `local` (those the query reads here); an error when no live server holds some of them.
+    pub fn remote_holders(&self, table: &str, local: &[i32]) -> Result<Vec<String>, Error> {
         let Some(peers) = self.peers.get() else {
             return Ok(Vec::new());
         };
-        let Some((id, local)) = self.engine().queries().values().find_map(|q| {
-            (q.sink == table && q.pipeline.is_stateful()).then(|| {
-                let shards = q.shards.lock().unwrap_or_else(|p| p.into_inner());
-                (q.id.clone(), shards.keys().copied().collect::<Vec<i32>>())
-            })
-        }) else {
+        let Some(id) = self
+            .engine()
+            .queries()
+            .values()
+            .find_map(|q| (q.sink == table && q.pipeline.is_stateful()).then(|| q.id.clone()))
+        else {
             return Ok(Vec::new());
         };
         let Some(shards) = self
