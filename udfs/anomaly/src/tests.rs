@@ -21,7 +21,13 @@ fn floats(v: &Value) -> Vec<f32> {
 
 #[test]
 fn tract_matches_onnxruntime_on_the_reference_inputs() {
-    for name in ["autoencoder", "gaussian"] {
+    let mut names: Vec<String> = std::fs::read_dir(models())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in &names {
         let (name, version, folder) = resolve(&models(), name).unwrap();
         let model = Model::load(&name, version, &folder).unwrap();
         let reference: Value =

@@ -1,5 +1,5 @@
 """Detection quality of the committed models on a held-out labelled set generated with another seed:
-per model, overall and per fault kind, precision/recall/F1 per event and per episode, ROC-AUC, false
+per model (windowed models on its 30-second windows), overall and per fault kind, precision/recall/F1 per event and per episode, ROC-AUC, false
 alarms per car-hour and the median detection delay, at the threshold on each model's card.
 
     python evaluate.py [--cars 30] [--hours 2] [--seed 3] [--faults 3] [--version 1]
@@ -28,7 +28,8 @@ def main():
     ap.add_argument("--version", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     a = ap.parse_args()
-    x, label, kind, car = telemetry.arrays(a.cars, a.hours, a.seed, a.faults)
+    data = {"event": telemetry.arrays(a.cars, a.hours, a.seed, a.faults),
+            "window": telemetry.windows(a.cars, a.hours, a.seed, a.faults)}
     car_hours = a.cars * a.hours
     report = {}
     for name in sorted(os.listdir(MODELS)):
@@ -36,14 +37,16 @@ def main():
         if not os.path.isdir(folder):
             continue
         card = json.load(open(os.path.join(folder, "card.json")))
-        score = session(os.path.join(folder, "model.onnx")).run(["score"], {"X": x})[0]
+        x, label, kind, car = data["window" if "window" in card else "event"]
+        step = card["window"]["size_seconds"] if "window" in card else 1
+        score = session(os.path.join(folder, "model.onnx")).run(["score"], {"X": x.astype("float32")})[0]
         alert = score >= card["threshold"]
-        rows = {"all": alarms(alert, label, car, car_hours, score)}
+        rows = {"all": alarms(alert, label, car, car_hours, score, step)}
         for fault in telemetry.FAULTS:
             # One kind against normal driving: the other kinds' events are left out.
             keep = (kind == fault) | (label == 0)
             if (kind == fault).any():
-                rows[fault] = alarms(alert[keep], label[keep], car[keep], car_hours, score[keep])
+                rows[fault] = alarms(alert[keep], label[keep], car[keep], car_hours, score[keep], step)
         report[f"{name}@{a.version}"] = rows
     if a.json:
         print(json.dumps(report, indent=2))

@@ -1,9 +1,10 @@
 """Detection quality of an alert stream against labelled fault episodes.
 
 An alarm is a run of alerts of one car with gaps of at most MERGE_S seconds; a false alarm is an alarm
-that starts outside every fault episode. An episode is detected when at least one of its events alerts;
-its delay is the seconds from its start to its first alert. Rows are one car's seconds in order, cars
-one after another (as telemetry.generate gives them).
+that starts outside every fault episode. An episode is detected when at least one of its rows alerts;
+its delay is the seconds from its start to its first alert. Rows are one car's seconds (or windows of
+`step` seconds) in order, cars one after another (as telemetry.generate and telemetry.windows give them).
+A window's alert counts from the window's end.
 """
 
 import numpy as np
@@ -19,13 +20,13 @@ def episodes(label, cars):
     return [(s, e) for s, e in runs if cars[s] == cars[e - 1]]
 
 
-def false_alarms(alert, label, cars):
+def false_alarms(alert, label, cars, step=1):
     """The number of alarms that start outside fault episodes."""
     rows = np.flatnonzero(alert)
     if len(rows) == 0:
         return 0
     new_alarm = np.ones(len(rows), dtype=bool)
-    new_alarm[1:] = (np.diff(rows) > MERGE_S) | (cars[rows[1:]] != cars[rows[:-1]])
+    new_alarm[1:] = (np.diff(rows) * step > MERGE_S) | (cars[rows[1:]] != cars[rows[:-1]])
     starts = rows[new_alarm]
     return int((label[starts] == 0).sum())
 
@@ -41,15 +42,16 @@ def roc_auc(score, label):
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def alarms(alert, label, cars, car_hours, score=None):
+def alarms(alert, label, cars, car_hours, score=None, step=1):
     """Precision, recall and F1 per event and per episode, false alarms per car-hour, median delay."""
     tp = int((alert & (label == 1)).sum())
     fp = int((alert & (label == 0)).sum())
     fn = int((~alert & (label == 1)).sum())
     eps = episodes(label, cars)
     detected = [s for s, e in eps if alert[s:e].any()]
-    delays = [int(np.flatnonzero(alert[s:e])[0]) for s, e in eps if alert[s:e].any()]
-    fa = false_alarms(alert, label, cars)
+    # A second's alert comes at once; a window's at its end.
+    delays = [(int(np.flatnonzero(alert[s:e])[0]) + (step > 1)) * step for s, e in eps if alert[s:e].any()]
+    fa = false_alarms(alert, label, cars, step)
 
     def f1(p, r):
         return 2 * p * r / (p + r) if p + r else 0.0
@@ -73,7 +75,7 @@ def alarms(alert, label, cars, car_hours, score=None):
     return out
 
 
-def threshold_for(score, label, cars, car_hours, max_false_alarms):
+def threshold_for(score, label, cars, car_hours, max_false_alarms, step=1):
     """The lowest threshold (among the normal events' scores) with at most `max_false_alarms` false
     alarms per car-hour."""
     candidates = np.unique(score[label == 0])
@@ -81,7 +83,7 @@ def threshold_for(score, label, cars, car_hours, max_false_alarms):
     # False alarms fall as the threshold rises; find the first candidate that is low enough.
     while lo < hi:
         mid = (lo + hi) // 2
-        if false_alarms(score >= candidates[mid], label, cars) / car_hours <= max_false_alarms:
+        if false_alarms(score >= candidates[mid], label, cars, step) / car_hours <= max_false_alarms:
             hi = mid
         else:
             lo = mid + 1

@@ -146,16 +146,43 @@ def generate(cars, hours, seed, faults):
         yield f"car-{c:04d}", x, label, kind, ep
 
 
-def arrays(cars, hours, seed, faults, decimals=None):
-    """All cars' readings as float32 [rows, features] (rounded to `decimals` first, as `produce` writes
+def arrays(cars, hours, seed, faults, decimals=None, dtype=np.float32):
+    """All cars' readings as `dtype` [rows, features] (rounded to `decimals` first, as `produce` writes
     them, when given), with label, fault kind and car index per row."""
     parts = list(generate(cars, hours, seed, faults))
     x = np.concatenate([p[1] for p in parts])
-    x = (x if decimals is None else np.round(x, decimals)).astype(np.float32)
+    x = (x if decimals is None else np.round(x, decimals)).astype(dtype)
     label = np.concatenate([p[2] for p in parts])
     kind = np.concatenate([p[3] for p in parts])
     car_of = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
     return x, label, kind, car_of
+
+
+# Windowed models read per-car tumbling windows of this many seconds.
+WINDOW_S = 30
+# A windowed model's features: every sensor's mean over the window, then every sensor's population
+# standard deviation (SQL: AVG(x) and STDDEV_POP(x)).
+WINDOW_FEATURES = [f"{f}_avg" for f in FEATURES] + [f"{f}_sd" for f in FEATURES]
+
+
+def windows(cars, hours, seed, faults, window_s=WINDOW_S):
+    """Per-car tumbling windows of `window_s` seconds over the readings as `produce` writes them:
+    features float64 [windows, WINDOW_FEATURES] (as SQL computes them), a window's label (1 when any of
+    its events is in a fault episode), its fault kind and car index. Windows are in car order."""
+    x, label, kind, _ = arrays(cars, hours, seed, faults, decimals=DECIMALS, dtype=np.float64)
+    per_car = int(hours * 3600) // window_s
+    used = per_car * window_s
+    shaped = x.reshape(cars, -1, len(FEATURES))[:, :used]
+    shaped = shaped.reshape(cars, per_car, window_s, len(FEATURES))
+    # Not x.std(): the mean of each window first, in float64, as AVG and STDDEV_POP do.
+    mean = shaped.mean(axis=2)
+    sd = np.sqrt(((shaped - mean[:, :, None, :]) ** 2).mean(axis=2))
+    features = np.concatenate([mean, sd], axis=2).reshape(cars * per_car, -1)
+    label = label.reshape(cars, -1)[:, :used].reshape(cars, per_car, window_s)
+    kind = kind.reshape(cars, -1)[:, :used].reshape(cars, per_car, window_s)
+    window_label = label.max(axis=2).reshape(-1)
+    window_kind = np.array([max(k, key=bool) for k in kind.reshape(cars * per_car, window_s)], dtype=object)
+    return features, window_label, window_kind, np.repeat(np.arange(cars), per_car)
 
 
 def rows(cars, hours, seed, faults):

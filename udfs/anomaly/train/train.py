@@ -5,6 +5,9 @@ into udfs/anomaly/models/<name>/<version>/:
   is the mean squared reconstruction error, computed inside the ONNX graph.
 - gaussian: the squared Mahalanobis distance from the mean of normal driving (a MatMul with the inverse
   covariance).
+- autoencoder_30s, gaussian_30s: the same over 30-second windows of each car (every sensor's AVG and
+  STDDEV_POP, computed in SQL; the graph takes log(sd + 0.001) itself), which sees what single readings
+  cannot: a stuck sensor (sd 0), a short spike (a large sd), a slow drift (a moved mean, less noisy).
 
 Both graphs use standard ONNX ops only (the scaler as Sub/Div, skl2onnx's trailing Reshape removed) so
 tract runs them; both also output each sensor's share of the score ("contributions"). A threshold is
@@ -39,11 +42,12 @@ MODELS = os.path.join(HERE, "..", "models")
 OPSET = 17
 
 
-def finish(graph_nodes, inputs, initializers, name):
-    """A model whose outputs are `score` [N] and `contributions` [N, features]."""
+def finish(graph_nodes, initializers, name, width):
+    """A model with input `X` [N, width] and outputs `score` [N] and `contributions` [N, width]."""
+    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", width])]
     outputs = [
         helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
-        helper.make_tensor_value_info("contributions", TensorProto.FLOAT, ["N", len(telemetry.FEATURES)]),
+        helper.make_tensor_value_info("contributions", TensorProto.FLOAT, ["N", width]),
     ]
     graph = helper.make_graph(graph_nodes, name, inputs, outputs, initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
@@ -64,17 +68,53 @@ def score_nodes(scaled, reconstructed):
     return nodes, []
 
 
-def autoencoder(x, seed):
+SD_FLOOR = 1e-3
+
+
+def log_sd(x):
+    """What the windowed graphs do to their input first: the sds (second half) become log(sd + floor)."""
+    half = x.shape[1] // 2
+    return np.concatenate([x[:, :half], np.log(x[:, half:] + SD_FLOOR)], axis=1).astype(np.float32)
+
+
+def log_sd_nodes(width):
+    """Nodes computing `features` = log_sd(X), and their constants."""
+    half = width // 2
+    consts = [numpy_helper.from_array(np.array(v, dtype=np.int64), n) for n, v in
+              [("zero", [0]), ("half", [half]), ("width", [width]), ("columns", [1])]]
+    consts.append(numpy_helper.from_array(np.array(SD_FLOOR, dtype=np.float32), "sd_floor"))
+    nodes = [
+        helper.make_node("Slice", ["X", "zero", "half", "columns"], ["means"]),
+        helper.make_node("Slice", ["X", "half", "width", "columns"], ["sds"]),
+        helper.make_node("Add", ["sds", "sd_floor"], ["floored"]),
+        helper.make_node("Log", ["floored"], ["log_sds"]),
+        helper.make_node("Concat", ["means", "log_sds"], ["features"], axis=1),
+    ]
+    return nodes, consts
+
+
+def renamed_input(nodes, new):
+    """The nodes reading `X` read `new` instead."""
+    for n in nodes:
+        for i, name in enumerate(n.input):
+            if name == "X":
+                n.input[i] = new
+    return nodes
+
+
+def autoencoder(x, seed, hidden=(24, 6, 24), max_iter=60, batch_size=512, windowed=False):
     from skl2onnx import to_onnx
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if windowed:
+        x = log_sd(x)
     scaler = StandardScaler().fit(x)
     xs = scaler.transform(x)
-    mlp = MLPRegressor(hidden_layer_sizes=(24, 6, 24), activation="tanh", max_iter=60,
-                       batch_size=512, learning_rate_init=2e-3, random_state=seed, tol=1e-6)
+    mlp = MLPRegressor(hidden_layer_sizes=hidden, activation="tanh", max_iter=max_iter,
+                       batch_size=batch_size, learning_rate_init=2e-3, random_state=seed, tol=1e-6)
     with warnings.catch_warnings():
         # Training stops at max_iter on purpose (the same number of epochs every run).
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -88,36 +128,42 @@ def autoencoder(x, seed):
     nodes = nodes[:-1]
     scaled = next(n.output[0] for n in nodes if n.op_type == "Div")
     extra, consts = score_nodes(scaled, reconstructed)
-    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", len(telemetry.FEATURES)])]
+    if windowed:
+        prefix, prefix_consts = log_sd_nodes(x.shape[1])
+        nodes = prefix + renamed_input(nodes, "features")
+        consts += prefix_consts
     used = {i for n in nodes for i in n.input}
     initializers = [t for t in exported.graph.initializer if t.name in used]
-    return finish(nodes + extra, inputs, initializers + consts, "autoencoder")
+    name = "autoencoder_30s" if windowed else "autoencoder"
+    return finish(nodes + extra, initializers + consts, name, x.shape[1])
 
 
-def gaussian(x):
-    """Squared Mahalanobis distance d = c P c^T with c = x - mean and P the inverse covariance; sensor i
+def gaussian(x, windowed=False):
+    """Squared Mahalanobis distance d = c P c^T with c = x - mean and P the inverse covariance; feature i
     contributes c_i (c P)_i, and the contributions add up to d."""
+    prefix, consts = log_sd_nodes(x.shape[1]) if windowed else ([], [])
+    if windowed:
+        x = log_sd(x)
     mean = x.mean(axis=0)
     cov = np.cov((x - mean).T) + 1e-6 * np.eye(x.shape[1])
     precision = np.linalg.inv(cov).astype(np.float32)
-    consts = [numpy_helper.from_array(mean.astype(np.float32), "mean"),
-              numpy_helper.from_array(precision, "precision")]
-    nodes = [
-        helper.make_node("Sub", ["X", "mean"], ["centered"]),
+    consts += [numpy_helper.from_array(mean.astype(np.float32), "mean"),
+               numpy_helper.from_array(precision, "precision")]
+    nodes = prefix + [
+        helper.make_node("Sub", ["features" if windowed else "X", "mean"], ["centered"]),
         helper.make_node("MatMul", ["centered", "precision"], ["weighted"]),
         helper.make_node("Mul", ["centered", "weighted"], ["contributions"]),
         helper.make_node("ReduceSum", ["contributions", "sum_axes"], ["score"], keepdims=0),
     ]
     consts.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "sum_axes"))
-    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", len(telemetry.FEATURES)])]
-    return finish(nodes, inputs, consts, "gaussian")
+    return finish(nodes, consts, "gaussian_30s" if windowed else "gaussian", x.shape[1])
 
 
 def scores(model, x):
     return session(model.SerializeToString()).run(["score", "contributions"], {"X": x})
 
 
-def write(model, name, version, card, reference_x):
+def write(model, name, version, card, reference_x, decimals):
     folder = os.path.join(MODELS, name, str(version))
     os.makedirs(folder, exist_ok=True)
     data = model.SerializeToString()
@@ -129,7 +175,7 @@ def write(model, name, version, card, reference_x):
         f.write("\n")
     score, contributions = scores(model, reference_x)
     with open(os.path.join(folder, "reference.json"), "w") as f:
-        json.dump({"inputs": reference_x.round(4).tolist(), "score": score.tolist(),
+        json.dump({"inputs": reference_x.round(decimals).tolist(), "score": score.tolist(),
                    "contributions": contributions.tolist()}, f)
         f.write("\n")
     return folder
@@ -140,30 +186,53 @@ def main():
     ap.add_argument("--version", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    train_x = telemetry.arrays(cars=40, hours=2, seed=a.seed, faults=0)[0]
-    val_x, val_label, _, val_cars = telemetry.arrays(cars=20, hours=2, seed=a.seed + 100, faults=3)
     car_hours = 20 * 2
-    reference_x = val_x[:: len(val_x) // 64][:64].round(4)
+    train = {"event": telemetry.arrays(cars=40, hours=2, seed=a.seed, faults=0)[0],
+             "window": telemetry.windows(cars=40, hours=2, seed=a.seed, faults=0)[0]}
+    validation = {"event": telemetry.arrays(cars=20, hours=2, seed=a.seed + 100, faults=3),
+                  "window": telemetry.windows(cars=20, hours=2, seed=a.seed + 100, faults=3)}
     command = f"python train.py --version {a.version} --seed {a.seed}"
-    for name, model in [("autoencoder", autoencoder(train_x, a.seed)), ("gaussian", gaussian(train_x))]:
+    window_s = telemetry.WINDOW_S
+    models = [
+        ("event", autoencoder(train["event"], a.seed)),
+        ("event", gaussian(train["event"])),
+        ("window", autoencoder(train["window"], a.seed, hidden=(32, 8, 32), max_iter=200, batch_size=256,
+                               windowed=True)),
+        ("window", gaussian(train["window"], windowed=True)),
+    ]
+    for kind, model in models:
+        name = model.graph.name
+        windowed = kind == "window"
+        step, features, decimals = (window_s, telemetry.WINDOW_FEATURES, 6) if windowed else (1, telemetry.FEATURES, 4)
+        val_x, val_label, _, val_cars = validation[kind]
+        val_x = val_x.astype(np.float32)
+        reference_x = val_x[:: len(val_x) // 64][:64].round(decimals)
         val_score = scores(model, val_x)[0]
-        threshold = threshold_for(val_score, val_label, val_cars, car_hours, max_false_alarms=0.5)
-        found = alarms(val_score >= threshold, val_label, val_cars, car_hours)
+        threshold = threshold_for(val_score, val_label, val_cars, car_hours, max_false_alarms=0.5, step=step)
+        found = alarms(val_score >= threshold, val_label, val_cars, car_hours, step=step)
+        width = len(features)
         card = {
             "name": name,
             "version": a.version,
-            "features": telemetry.FEATURES,
-            "input": "X: float32 [N, 14], the features in this order, raw units",
+            "features": features,
+            "input": f"X: float32 [N, {width}], the features in this order, raw units",
             "outputs": {"score": "float32 [N], higher is more anomalous",
-                        "contributions": "float32 [N, 14], each sensor's share of the score"},
+                        "contributions": f"float32 [N, {width}], each feature's share of the score"
+                        if windowed else "float32 [N, 14], each sensor's share of the score"},
             "threshold": float(threshold),
             "threshold_rule": "the lowest score threshold with at most 0.5 false alarms per car-hour on the "
                               "validation set (20 cars x 2 h, seed + 100, 3 fault episodes per car on average)",
             "validation": found,
-            "training": {"data": f"telemetry.generate(cars=40, hours=2, seed={a.seed}, faults=0)",
+            "training": {"data": f"telemetry.{'windows' if windowed else 'generate'}(cars=40, hours=2, "
+                                 f"seed={a.seed}, faults=0)",
                          "command": command},
         }
-        folder = write(model, name, a.version, card, reference_x)
+        if windowed:
+            card["window"] = {
+                "type": "TUMBLING", "size_seconds": window_s,
+                "features": "per car and window: AVG(sensor) for each sensor, then STDDEV_POP(sensor) for each",
+            }
+        folder = write(model, name, a.version, card, reference_x, decimals)
         print(f"{name}: threshold {threshold:.4f}, validation {json.dumps(found)} -> {folder}")
 
 
