@@ -1,15 +1,19 @@
 //! Scalar and table functions of plugins as DataFusion `ScalarUDFImpl`s. Arguments are converted to
 //! the chosen overload's types and passed as one batch; the result is checked (length, type) before
-//! anyone reads it. A table function's result is a list per row, which the planner unnests.
+//! anyone reads it. A table function's result is a list per row, which the planner unnests. When a
+//! call is planned, an instance is created with the call's literal arguments and dropped, so what the
+//! plugin refuses (an unknown model, the wrong number of features) is a planning error.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{ArrayRef, new_null_array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_datafusion_err};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use eddy_sql::types::SqlType;
 use eddy_udf::Kind;
@@ -18,7 +22,7 @@ use serde_json::Value;
 use crate::api::{CallError, export};
 use crate::instance::Pool;
 use crate::plugin::{Function, Plugin};
-use crate::signature::{Overload, resolve};
+use crate::signature::{Overload, Resolved, resolve};
 
 #[derive(Debug)]
 pub struct PluginScalar {
@@ -27,6 +31,8 @@ pub struct PluginScalar {
     function: Function,
     signature: Signature,
     pools: Vec<Pool>,
+    /// Calls the plugin accepted when they were planned (overload and literal arguments).
+    checked: Mutex<HashSet<String>>,
 }
 
 impl PluginScalar {
@@ -42,7 +48,31 @@ impl PluginScalar {
             plugin,
             function,
             pools,
+            checked: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Creates (and drops) an instance with the call's literal arguments, one single-row array per
+    /// argument (NULL where the argument is not a literal): the plugin's refusal is a planning error.
+    /// Accepted calls are remembered; refused ones are asked again (a model may appear meanwhile).
+    fn check_call(&self, r: &Resolved, literals: &[Option<&ScalarValue>]) -> Result<()> {
+        let key = format!("{}:{literals:?}", r.overload);
+        if self.checked.lock().expect("checked lock").contains(&key) {
+            return Ok(());
+        }
+        let constants = literals
+            .iter()
+            .zip(&r.targets)
+            .map(|(literal, target)| match literal {
+                Some(v) => convert(v.to_array_of_size(1)?, target),
+                None => Ok(new_null_array(target, 1)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.pools[r.overload]
+            .create(&constants)
+            .map_err(|e| plan_datafusion_err!("{}: {}", self.name.to_uppercase(), e.message))?;
+        self.checked.lock().expect("checked lock").insert(key);
+        Ok(())
     }
 
     /// The result type of an overload: a list of its rows for a table function.
@@ -150,6 +180,20 @@ impl ScalarUDFImpl for PluginScalar {
         let r = resolve(&self.name, &self.function.overloads, arg_types)
             .map_err(|e| plan_datafusion_err!("{e}"))?;
         Ok(self.function.overloads[r.overload].returns.to_arrow())
+    }
+
+    /// The type, once the plugin has accepted the call's literal arguments.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let r = resolve(&self.name, &self.function.overloads, &types)
+            .map_err(|e| plan_datafusion_err!("{e}"))?;
+        self.check_call(&r, args.scalar_arguments)?;
+        let returns = self.function.overloads[r.overload].returns.to_arrow();
+        Ok(Arc::new(Field::new(self.name(), returns, true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

@@ -36,8 +36,9 @@ pub type ManifestFn = unsafe extern "C-unwind" fn() -> *const c_char;
 /// `eddy_udf_last_error`: the message of this thread's last failed call.
 pub type LastErrorFn = unsafe extern "C-unwind" fn() -> *const c_char;
 /// `eddy_udf_create(function, config_json, constants, constants_schema, out_instance)`: an instance of
-/// manifest entry `function`; `constants` is a one-row struct array of an aggregate's constant arguments
-/// (no children otherwise).
+/// manifest entry `function`; `constants` is a one-row struct array of an aggregate's constant arguments,
+/// or, for the instance a scalar or table function gets while a query is planned, of all the call's
+/// arguments (NULL where not a literal); no children otherwise.
 pub type CreateFn = unsafe extern "C-unwind" fn(
     u32,
     *const c_char,

@@ -12,8 +12,11 @@ pub struct Options {
     /// The function's configuration: the server's `ksql.functions.<name>.<key>` properties (and
     /// `ksql.functions._global_.<key>`) as a JSON object of `key: value` strings.
     pub config: Value,
-    /// The constant arguments of an aggregate function (its initial arguments, literals in the
-    /// call), one single-row array each.
+    /// One single-row array per constant argument. An aggregate function gets its initial arguments
+    /// (literals in the call). A scalar or table function's running instances get none; when a
+    /// query calling it is planned, the host creates an instance with every argument of the call
+    /// (NULL where the argument is not a literal) and drops it, so an error from `create` then
+    /// (an unknown model, a wrong number of arguments) refuses the query with that message.
     pub constants: Vec<ArrayRef>,
 }
 

@@ -8,22 +8,28 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use eddy_udf_anomaly::{Model, resolve};
+use eddy_udf_anomaly::{Model, Spec, resolve};
 
-/// Rows of plausible readings (a warm car at speed, with a little variation per row).
+/// Rows of plausible readings (a warm car at speed, with a little variation per row); for a windowed
+/// model, the readings as window means followed by small standard deviations.
 fn rows(n: usize, width: usize) -> Vec<f32> {
     let base = [
         90.0f32, 2400.0, 35.0, 38.0, 91.0, 96.0, 25.0, 14.1, 2.45, 2.45, 2.44, 2.46, 1.4, 20.0,
     ];
+    let value = |j: usize| match j.checked_sub(base.len()) {
+        None => base[j],
+        Some(sd) => 0.01 * base[sd],
+    };
     (0..n * width)
-        .map(|i| base[i % width] * (1.0 + ((i * 7919) % 100) as f32 * 1e-4))
+        .map(|i| value(i % width) * (1.0 + ((i * 7919) % 100) as f32 * 1e-4))
         .collect()
 }
 
 fn main() {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    for name in ["autoencoder", "gaussian"] {
-        let (name, version, folder) = resolve(&models, name).expect("model");
+    for name in ["autoencoder", "gaussian", "autoencoder_30s", "gaussian_30s"] {
+        let spec = Spec::parse(name).expect("spec");
+        let (name, version, folder) = resolve(&models, &spec).expect("model");
         let model = Model::load(&name, version, &folder).expect("loads");
         let width = model.features.len();
         for batch in [1usize, 64, 1024, 8192] {

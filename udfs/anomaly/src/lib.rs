@@ -1,13 +1,15 @@
 //! Anomaly detection in SQL: ONNX models from the model directory, run by tract on whole batches.
 //!
 //! - `ANOMALY_SCORE('model[@version]', x1, ..., xn)` → DOUBLE: the model's score (higher is stranger).
-//! - `IS_ANOMALY('model[@version]', x1, ..., xn)` → BOOLEAN: score ≥ the threshold on the model's card.
+//! - `IS_ANOMALY('model[@version][?threshold=t]', x1, ..., xn)` → BOOLEAN: score ≥ the threshold on the
+//!   model's card, or `t`.
 //! - `ANOMALY_CAUSE('model[@version]', x1, ..., xn)` → STRING: the feature contributing most.
 //!
-//! The features are DOUBLEs in the order the model's card lists them; a row with a NULL feature gets
-//! NULL. The model directory is `ksql.functions._global_.model_dir` (or `EDDY_MODEL_DIR`); a model is
-//! loaded once per instance, and a new version added to the directory is used by queries that name it
-//! (or, naming no version, by queries started after it appeared).
+//! The model is a literal; the features are DOUBLEs in the order the model's card lists them; a row
+//! with a NULL feature gets NULL. The model directory is `ksql.functions._global_.model_dir` (or
+//! `EDDY_MODEL_DIR`). A call is checked when its query is planned (the model loads, the number of
+//! features fits), and a model is loaded once per instance; a new version added to the directory is
+//! used by queries that name it (or, naming no version, by queries started after it appeared).
 
 mod model;
 
@@ -21,13 +23,20 @@ use eddy_udf::arrow_array::types::Float64Type;
 use eddy_udf::arrow_array::{Array, ArrayRef};
 use eddy_udf::prelude::*;
 
-pub use model::{Model, Scored, resolve};
+pub use model::{Model, Scored, Spec, resolve};
 
 /// Loads models by spec, once each.
 #[derive(Debug)]
 pub struct Models {
     dir: PathBuf,
-    loaded: HashMap<String, Arc<Model>>,
+    loaded: HashMap<String, Chosen>,
+}
+
+/// A model as a call names it: the model and the threshold its IS_ANOMALY uses.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub model: Arc<Model>,
+    pub threshold: f64,
 }
 
 impl Models {
@@ -45,19 +54,38 @@ impl Models {
         })
     }
 
-    pub fn get(&mut self, spec: &str) -> Result<Arc<Model>> {
+    pub fn get(&mut self, spec: &str) -> Result<Chosen> {
         if let Some(m) = self.loaded.get(spec) {
             return Ok(m.clone());
         }
-        let (name, version, folder) = resolve(&self.dir, spec)?;
+        let parsed = Spec::parse(spec)?;
+        let (name, version, folder) = resolve(&self.dir, &parsed)?;
         let model = Arc::new(Model::load(&name, version, &folder)?);
-        self.loaded.insert(spec.to_string(), model.clone());
-        Ok(model)
+        let threshold = parsed.threshold.unwrap_or(model.threshold);
+        let chosen = Chosen { model, threshold };
+        self.loaded.insert(spec.to_string(), chosen.clone());
+        Ok(chosen)
+    }
+
+    /// A planned call's literal arguments (NULL where not a literal): the model must be a literal
+    /// that loads, followed by as many features as its card lists.
+    fn check(&mut self, constants: &[ArrayRef]) -> Result<()> {
+        let Some(first) = constants.first() else {
+            return Ok(());
+        };
+        let spec = first
+            .as_string_opt::<i32>()
+            .filter(|s| s.is_valid(0))
+            .ok_or("the model must be a literal string, such as 'autoencoder@1'")?
+            .value(0)
+            .to_string();
+        let chosen = self.get(&spec)?;
+        arity(&chosen.model, constants.len() - 1)
     }
 
     /// Scores a batch: the model named by the first argument (the same on every row) over the
     /// others. Returns the model, the scores and a mask of rows with a NULL feature.
-    fn score(&mut self, args: &[ArrayRef], rows: usize) -> Result<(Arc<Model>, Scored, Vec<bool>)> {
+    fn score(&mut self, args: &[ArrayRef], rows: usize) -> Result<(Chosen, Scored, Vec<bool>)> {
         let specs = args[0]
             .as_string_opt::<i32>()
             .ok_or("the model name must be a STRING")?;
@@ -68,18 +96,9 @@ impl Models {
         if (0..rows).any(|r| specs.is_valid(r) && specs.value(r) != spec) {
             return Err("the model name must be the same for every row (a constant)".into());
         }
-        let model = self.get(spec)?;
+        let chosen = self.get(spec)?;
         let columns = &args[1..];
-        if columns.len() != model.features.len() {
-            return Err(Error(format!(
-                "model {}@{} takes {} features ({}), got {}",
-                model.name,
-                model.version,
-                model.features.len(),
-                model.features.join(", "),
-                columns.len()
-            )));
-        }
+        arity(&chosen.model, columns.len())?;
         let columns: Vec<_> = columns
             .iter()
             .map(|c| {
@@ -98,9 +117,23 @@ impl Models {
                 }
             }
         }
-        let scored = model.score(features, rows)?;
-        Ok((model, scored, null))
+        let scored = chosen.model.score(features, rows)?;
+        Ok((chosen, scored, null))
     }
+}
+
+/// The model takes `features` features.
+fn arity(model: &Model, features: usize) -> Result<()> {
+    if features == model.features.len() {
+        return Ok(());
+    }
+    Err(Error(format!(
+        "model {}@{} takes {} features, in this order: {}; the call gives {features}",
+        model.name,
+        model.version,
+        model.features.len(),
+        model.features.join(", ")
+    )))
 }
 
 macro_rules! anomaly_function {
@@ -111,7 +144,9 @@ macro_rules! anomaly_function {
 
         impl BatchFunction for $ty {
             fn create(options: &Options) -> Result<Self> {
-                Ok($ty(Models::new(options)?))
+                let mut models = Models::new(options)?;
+                models.check(&options.constants)?;
+                Ok($ty(models))
             }
 
             fn invoke(&mut self, args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
@@ -134,27 +169,28 @@ macro_rules! anomaly_function {
 anomaly_function!(
     /// The model's anomaly score for each row (higher is stranger).
     AnomalyScore "anomaly_score" "DOUBLE",
-    |model, scored, row| f64::from(scored.scores[row]),
+    |chosen, scored, row| f64::from(scored.scores()[row]),
     Float64Builder::with_capacity
 );
 
 anomaly_function!(
     /// Whether each row's score reaches the threshold on the model's card.
     IsAnomaly "is_anomaly" "BOOLEAN",
-    |model, scored, row| f64::from(scored.scores[row]) >= model.threshold,
+    |chosen, scored, row| f64::from(scored.scores()[row]) >= chosen.threshold,
     BooleanBuilder::with_capacity
 );
 
 anomaly_function!(
     /// The feature contributing most to each row's score.
     AnomalyCause "anomaly_cause" "STRING",
-    |model, scored, row| {
-        let width = model.features.len();
-        let shares = &scored.contributions[row * width..(row + 1) * width];
+    |chosen, scored, row| {
+        let features = &chosen.model.features;
+        let width = features.len();
+        let shares = &scored.contributions()[row * width..(row + 1) * width];
         let top = (0..width)
             .max_by(|a, b| shares[*a].total_cmp(&shares[*b]))
             .unwrap_or(0);
-        model.features[top].as_str()
+        features[top].as_str()
     },
     |rows| StringBuilder::with_capacity(rows, rows * 12)
 );

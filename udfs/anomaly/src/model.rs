@@ -1,8 +1,9 @@
 //! One model of the model directory: `<dir>/<name>/<version>/model.onnx` with its `card.json`, loaded
-//! and optimized by tract once, then run on whole batches.
+//! and optimized by tract once, then run on whole batches (reusing one execution state, and the
+//! caller's buffer as the input tensor).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use eddy_udf::serde_json::{self, Value};
 use eddy_udf::{Error, Result};
@@ -17,35 +18,105 @@ pub struct Model {
     pub features: Vec<String>,
     /// Scores at or above it are anomalies.
     pub threshold: f64,
-    plan: Arc<TypedRunnableModel>,
+    state: Mutex<TypedSimpleState>,
 }
 
-/// A model's scores and per-feature contributions for a batch (row-major, `features` per row).
+/// A model's outputs for a batch.
 #[derive(Debug)]
 pub struct Scored {
-    pub scores: Vec<f32>,
-    pub contributions: Vec<f32>,
+    outputs: TVec<TValue>,
 }
 
-/// `name` or `name@version` (the highest version when none is given).
-pub fn resolve(dir: &Path, spec: &str) -> Result<(String, u32, PathBuf)> {
-    let (name, version) = match spec.split_once('@') {
-        Some((n, v)) => {
-            let v: u32 = v.parse().map_err(|_| {
-                Error(format!(
-                    "bad model version in '{spec}': expected name@number"
-                ))
-            })?;
-            (n.trim(), Some(v))
-        }
-        None => (spec.trim(), None),
-    };
-    if name.is_empty() || name.contains(['/', '\\', '.']) {
-        return Err(Error(format!("bad model name '{spec}'")));
+impl Scored {
+    /// One score per row.
+    pub fn scores(&self) -> &[f32] {
+        self.output(0)
     }
+
+    /// Each feature's share of each row's score (row-major, one per feature).
+    pub fn contributions(&self) -> &[f32] {
+        self.output(1)
+    }
+
+    fn output(&self, i: usize) -> &[f32] {
+        floats(&self.outputs[i]).expect("checked when scored")
+    }
+}
+
+/// A tensor's values, if they are f32s in memory.
+fn floats(t: &Tensor) -> Option<&[f32]> {
+    t.as_plain_ram()?.as_slice::<f32>().ok()
+}
+
+/// How a call names a model: `name`, `name@version`, either followed by `?threshold=t`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    pub name: String,
+    /// The highest version when none is given.
+    pub version: Option<u32>,
+    /// Overrides the card's threshold (IS_ANOMALY).
+    pub threshold: Option<f64>,
+}
+
+impl Spec {
+    pub fn parse(spec: &str) -> Result<Spec> {
+        let (model, options) = spec.split_once('?').unwrap_or((spec, ""));
+        let (name, version) = match model.split_once('@') {
+            Some((n, v)) => {
+                let v: u32 = v.trim().parse().map_err(|_| {
+                    Error(format!(
+                        "bad model version in '{spec}': expected name@number"
+                    ))
+                })?;
+                (n.trim(), Some(v))
+            }
+            None => (model.trim(), None),
+        };
+        if name.is_empty() || name.contains(['/', '\\', '.']) {
+            return Err(Error(format!("bad model name '{spec}'")));
+        }
+        let mut threshold = None;
+        for option in options.split('&').filter(|o| !o.trim().is_empty()) {
+            match option.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                Some(("threshold", v)) => {
+                    threshold = Some(v.parse().map_err(|_| {
+                        Error(format!("bad threshold in '{spec}': expected a number"))
+                    })?)
+                }
+                _ => {
+                    return Err(Error(format!(
+                        "unknown model option '{option}' in '{spec}': the only one is threshold=<number>"
+                    )));
+                }
+            }
+        }
+        Ok(Spec {
+            name: name.to_string(),
+            version,
+            threshold,
+        })
+    }
+}
+
+/// The model's name, version and folder (the highest version when the spec names none).
+pub fn resolve(dir: &Path, spec: &Spec) -> Result<(String, u32, PathBuf)> {
+    let name = spec.name.as_str();
+    let version = spec.version;
     let folder = dir.join(name);
     let versions: Vec<u32> = std::fs::read_dir(&folder)
-        .map_err(|e| Error(format!("no model '{name}' in {}: {e}", dir.display())))?
+        .map_err(|_| {
+            let mut known: Vec<String> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+            known.sort();
+            Error(format!(
+                "no model '{name}' in {} (it has: {})",
+                dir.display(),
+                known.join(", ")
+            ))
+        })?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     let version = match version {
@@ -84,10 +155,11 @@ impl Model {
         let threshold = card["threshold"]
             .as_f64()
             .ok_or_else(|| Error(format!("model {name}@{version}: the card has no threshold")))?;
-        let plan = tract_onnx::onnx()
+        let state = tract_onnx::onnx()
             .model_for_path(folder.join("model.onnx"))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
+            .and_then(|plan| plan.spawn())
             .map_err(|e| {
                 Error(format!(
                     "model {name}@{version} cannot be loaded by tract: {e:#}"
@@ -98,30 +170,31 @@ impl Model {
             version,
             features,
             threshold,
-            plan,
+            state: Mutex::new(state),
         })
     }
 
     /// Scores `rows` rows of features (row-major).
     pub fn score(&self, features: Vec<f32>, rows: usize) -> Result<Scored> {
         let width = self.features.len();
-        let input = Tensor::from_shape(&[rows, width], &features)
-            .map_err(|e| Error(format!("model {}: {e}", self.name)))?;
-        let outputs = self
-            .plan
-            .run(tvec![input.into()])
-            .map_err(|e| Error(format!("model {}@{}: {e:#}", self.name, self.version)))?;
-        let take = |i: usize| -> Result<Vec<f32>> {
-            outputs
-                .get(i)
-                .ok_or_else(|| Error(format!("model {}: missing output {i}", self.name)))?
-                .to_plain_array_view::<f32>()
-                .map(|view| view.iter().copied().collect())
-                .map_err(|e| Error(format!("model {}: {e}", self.name)))
+        let fail = |e: &dyn std::fmt::Display| {
+            Error(format!("model {}@{}: {e:#}", self.name, self.version))
         };
-        Ok(Scored {
-            scores: take(0)?,
-            contributions: take(1)?,
-        })
+        let input = tract_ndarray::Array2::from_shape_vec((rows, width), features)
+            .map_err(|e| fail(&e))?;
+        let outputs = self
+            .state
+            .lock()
+            .map_err(|_| fail(&"an earlier run panicked"))?
+            .run(tvec![Tensor::from(input).into()])
+            .map_err(|e| fail(&e))?;
+        let sizes = [rows, rows * width];
+        for (i, size) in sizes.iter().enumerate() {
+            match outputs.get(i).and_then(|o| floats(o)) {
+                Some(values) if values.len() == *size => {}
+                _ => return Err(fail(&format!("output {i} is not {size} floats"))),
+            }
+        }
+        Ok(Scored { outputs })
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use eddy_udf::serde_json::{self, Value};
 
-use crate::{Model, resolve};
+use crate::{Model, Spec, resolve};
 
 fn models() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
@@ -28,7 +28,7 @@ fn tract_matches_onnxruntime_on_the_reference_inputs() {
     names.sort();
     assert!(names.len() >= 4, "{names:?}");
     for name in &names {
-        let (name, version, folder) = resolve(&models(), name).unwrap();
+        let (name, version, folder) = resolve(&models(), &Spec::parse(name).unwrap()).unwrap();
         let model = Model::load(&name, version, &folder).unwrap();
         let reference: Value =
             serde_json::from_str(&std::fs::read_to_string(folder.join("reference.json")).unwrap())
@@ -38,10 +38,10 @@ fn tract_matches_onnxruntime_on_the_reference_inputs() {
         assert!(rows >= 32, "{name}: {rows} reference rows");
         let scored = model.score(inputs, rows).unwrap();
         for (what, got, want) in [
-            ("score", &scored.scores, floats(&reference["score"])),
+            ("score", scored.scores(), floats(&reference["score"])),
             (
                 "contributions",
-                &scored.contributions,
+                scored.contributions(),
                 floats(&reference["contributions"]),
             ),
         ] {
@@ -57,15 +57,35 @@ fn tract_matches_onnxruntime_on_the_reference_inputs() {
     }
 }
 
+fn resolved(spec: &str) -> Result<u32, String> {
+    Spec::parse(spec)
+        .and_then(|s| resolve(&models(), &s))
+        .map(|(_, version, _)| version)
+        .map_err(|e| e.to_string())
+}
+
 #[test]
 fn versions_resolve_to_the_highest_or_the_named_one() {
-    let (_, version, _) = resolve(&models(), "autoencoder").unwrap();
-    assert!(version >= 1);
-    assert_eq!(resolve(&models(), "autoencoder@1").unwrap().1, 1);
-    let e = resolve(&models(), "autoencoder@99")
-        .unwrap_err()
-        .to_string();
+    assert!(resolved("autoencoder").unwrap() >= 1);
+    assert_eq!(resolved("autoencoder@1"), Ok(1));
+    let e = resolved("autoencoder@99").unwrap_err();
     assert!(e.contains("no version 99"), "{e}");
-    let e = resolve(&models(), "../etc").unwrap_err().to_string();
+    let e = resolved("../etc").unwrap_err();
     assert!(e.contains("bad model name"), "{e}");
+    let e = resolved("autoencodr").unwrap_err();
+    assert!(e.contains("no model 'autoencodr'") && e.contains("gaussian_30s"), "{e}");
+}
+
+#[test]
+fn a_spec_may_override_the_threshold() {
+    let s = Spec::parse("gaussian_30s@1?threshold=150").unwrap();
+    assert_eq!(
+        (s.name.as_str(), s.version, s.threshold),
+        ("gaussian_30s", Some(1), Some(150.0))
+    );
+    assert_eq!(Spec::parse("gaussian").unwrap().threshold, None);
+    let e = Spec::parse("gaussian?thresold=1").unwrap_err().to_string();
+    assert!(e.contains("unknown model option 'thresold=1'"), "{e}");
+    let e = Spec::parse("gaussian?threshold=high").unwrap_err().to_string();
+    assert!(e.contains("bad threshold"), "{e}");
 }
