@@ -732,8 +732,8 @@ def same_alerts(online, offline, score, threshold):
 def test_anomaly_detection(ctx):
     """1,000,800 generated car events (139 cars x 2 h, labelled faults) through the two pipelines of
     docs/anomaly-detection.md: a CSAS that keeps the events IS_ANOMALY flags (the per-event autoencoder),
-    and 30-second windows per car (a CTAS with AVG and STDDEV_POP, EMIT FINAL) scored by a CSAS with the
-    windowed Gaussian model. Both alert topics hold the same alerts as the models scored offline by
+    and udfs/anomaly/sql/car-alerts.sql (30-second windows per car, a CTAS with AVG and STDDEV_POP, EMIT
+    FINAL, scored by a CSAS with the windowed Gaussian model). Both alert topics hold the same alerts as the models scored offline by
     onnxruntime (on features computed by numpy), so precision and recall from the topics equal the offline
     figures."""
     sys.path.insert(0, os.path.join(ROOT, "udfs/anomaly/train"))
@@ -750,28 +750,17 @@ def test_anomaly_detection(ctx):
     earliest = {"auto.offset.reset": "earliest"}
     try:
         client = KSQLdbClient(server.url)
-        columns = ", ".join(f"{f} DOUBLE" for f in telemetry.FEATURES)
+        # The windowed pipeline exactly as scripts/demo runs it.
+        script = open(os.path.join(ROOT, "udfs/anomaly/sql/car-alerts.sql")).read()
+        script = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+        for statement in filter(str.strip, script.split(";")):
+            if not statement.strip().upper().startswith("SET "):
+                client.ksql(statement + ";", stream_properties=earliest)
         features = ", ".join(telemetry.FEATURES)
-        client.ksql(f"CREATE STREAM telemetry (car_id STRING KEY, ts BIGINT, {columns}, label INT, fault STRING, "
-                    "episode INT) WITH (kafka_topic='telemetry', value_format='JSON', partitions=4, timestamp='ts');")
         client.ksql(f"CREATE STREAM alerts AS SELECT car_id, ts, label, fault, ANOMALY_CAUSE('autoencoder@1', "
                     f"{features}) AS cause FROM telemetry WHERE IS_ANOMALY('autoencoder@1', {features});",
                     stream_properties=earliest)
-        aggregates = ", ".join([f"AVG({f}) AS {f}_avg" for f in telemetry.FEATURES]
-                               + [f"STDDEV_POP({f}) AS {f}_sd" for f in telemetry.FEATURES])
         window_s = telemetry.WINDOW_S
-        client.ksql(f"CREATE TABLE car_windows AS SELECT car_id, {aggregates} FROM telemetry WINDOW TUMBLING "
-                    f"(SIZE {window_s} SECONDS, GRACE PERIOD 10 SECONDS) GROUP BY car_id EMIT FINAL;",
-                    stream_properties=earliest)
-        window_columns = ", ".join(f"{f} DOUBLE" for f in telemetry.WINDOW_FEATURES)
-        window_features = ", ".join(telemetry.WINDOW_FEATURES)
-        client.ksql(f"CREATE STREAM car_window_features (car_id STRING KEY, {window_columns}) WITH "
-                    f"(kafka_topic='CAR_WINDOWS', value_format='JSON', window_type='TUMBLING', "
-                    f"window_size='{window_s} SECONDS');")
-        client.ksql(f"CREATE STREAM window_alerts AS SELECT car_id, AS_VALUE(car_id) AS car, WINDOWSTART AS "
-                    f"window_start, ANOMALY_CAUSE('gaussian_30s@1', {window_features}) AS cause FROM "
-                    f"car_window_features WHERE IS_ANOMALY('gaussian_30s@1', {window_features});",
-                    stream_properties=earliest)
         started = time.time()
         sent = telemetry.produce(ctx.broker.bootstrap, "telemetry", cars, hours, seed, 3.0, rate=1e9)
         assert sent == cars * hours * 3600, sent
@@ -800,7 +789,7 @@ def test_anomaly_detection(ctx):
             ["score"], {"X": wx.astype(np.float32)})[0]
         offline = (wscore >= card["threshold"]) & closed
         online = np.zeros(len(wx), dtype=bool)
-        for _, v in topic_records(ctx.broker.bootstrap, "WINDOW_ALERTS", offline.sum() * 0.99):
+        for _, v in topic_records(ctx.broker.bootstrap, "CAR_ALERTS", offline.sum() * 0.99):
             online[int(v["CAR"].split("-")[1]) * per_car + (v["WINDOW_START"] - telemetry.START_MS) // 1000 // window_s] = True
         same_alerts(online, offline, wscore, card["threshold"])
         got = alarms(online[closed], wlabel[closed], wcar[closed], car_hours, step=window_s)

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::{ArrayRef, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_datafusion_err};
 use datafusion::common::ScalarValue;
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_datafusion_err};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };

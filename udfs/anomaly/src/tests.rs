@@ -1,5 +1,6 @@
-//! tract against onnxruntime: each committed model's reference inputs, scored by tract, match the
-//! scores and contributions onnxruntime computed at training time within 1e-4.
+//! tract against onnxruntime: each committed model's reference inputs, scored by tract (with the plan
+//! for any batch size and with the one for exactly that size), match the scores and contributions
+//! onnxruntime computed at training time within 1e-4.
 
 use std::path::Path;
 
@@ -36,22 +37,25 @@ fn tract_matches_onnxruntime_on_the_reference_inputs() {
         let inputs = floats(&reference["inputs"]);
         let rows = inputs.len() / model.features.len();
         assert!(rows >= 32, "{name}: {rows} reference rows");
-        let scored = model.score(inputs, rows).unwrap();
-        for (what, got, want) in [
-            ("score", scored.scores(), floats(&reference["score"])),
-            (
-                "contributions",
-                scored.contributions(),
-                floats(&reference["contributions"]),
-            ),
-        ] {
-            assert_eq!(got.len(), want.len(), "{name} {what}");
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                let tolerance = 1e-4 * w.abs().max(1.0);
-                assert!(
-                    (g - w).abs() <= tolerance,
-                    "{name} {what}[{i}]: tract {g}, onnxruntime {w}"
-                );
+        // Enough times that the batch size gets its own plan: both plans must match.
+        for run in 0..10 {
+            let scored = model.score(inputs.clone(), rows).unwrap();
+            for (what, got, want) in [
+                ("score", scored.scores(), floats(&reference["score"])),
+                (
+                    "contributions",
+                    scored.contributions(),
+                    floats(&reference["contributions"]),
+                ),
+            ] {
+                assert_eq!(got.len(), want.len(), "{name} {what}");
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let tolerance = 1e-4 * w.abs().max(1.0);
+                    assert!(
+                        (g - w).abs() <= tolerance,
+                        "{name} {what}[{i}] (run {run}): tract {g}, onnxruntime {w}"
+                    );
+                }
             }
         }
     }
@@ -73,7 +77,10 @@ fn versions_resolve_to_the_highest_or_the_named_one() {
     let e = resolved("../etc").unwrap_err();
     assert!(e.contains("bad model name"), "{e}");
     let e = resolved("autoencodr").unwrap_err();
-    assert!(e.contains("no model 'autoencodr'") && e.contains("gaussian_30s"), "{e}");
+    assert!(
+        e.contains("no model 'autoencodr'") && e.contains("gaussian_30s"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -86,6 +93,8 @@ fn a_spec_may_override_the_threshold() {
     assert_eq!(Spec::parse("gaussian").unwrap().threshold, None);
     let e = Spec::parse("gaussian?thresold=1").unwrap_err().to_string();
     assert!(e.contains("unknown model option 'thresold=1'"), "{e}");
-    let e = Spec::parse("gaussian?threshold=high").unwrap_err().to_string();
+    let e = Spec::parse("gaussian?threshold=high")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bad threshold"), "{e}");
 }
