@@ -196,7 +196,7 @@ def main():
     models = [
         ("event", autoencoder(train["event"], a.seed)),
         ("event", gaussian(train["event"])),
-        ("window", autoencoder(train["window"], a.seed, hidden=(32, 8, 32), max_iter=200, batch_size=256,
+        ("window", autoencoder(train["window"], a.seed, hidden=(24, 6, 24), max_iter=200, batch_size=256,
                                windowed=True)),
         ("window", gaussian(train["window"], windowed=True)),
     ]
