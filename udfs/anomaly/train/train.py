@@ -57,15 +57,24 @@ def finish(graph_nodes, initializers, name, width):
     return model
 
 
-def score_nodes(scaled, reconstructed):
-    """Squared errors per sensor, and their mean as the score."""
+def row_sum(values, output, width, weight=1.0):
+    """`output` = each row of `values` summed, times `weight`: a MatMul with a constant vector, which
+    tract runs faster than ReduceSum/ReduceMean (0.342 -> 0.312 us per row for the autoencoder at batch
+    64)."""
+    name = f"{output}_weights"
+    const = numpy_helper.from_array(np.full((width,), weight, dtype=np.float32), name)
+    return helper.make_node("MatMul", [values, name], [output]), const
+
+
+def score_nodes(scaled, reconstructed, width):
+    """Squared errors per feature, and their mean as the score."""
+    mean, weights = row_sum("contributions", "score", width, 1.0 / width)
     nodes = [
         helper.make_node("Sub", [scaled, reconstructed], ["error"]),
         helper.make_node("Mul", ["error", "error"], ["contributions"]),
-        # Opset 17: axes as an attribute.
-        helper.make_node("ReduceMean", ["contributions"], ["score"], axes=[1], keepdims=0),
+        mean,
     ]
-    return nodes, []
+    return nodes, [weights]
 
 
 SD_FLOOR = 1e-3
@@ -127,7 +136,7 @@ def autoencoder(x, seed, hidden=(24, 6, 24), max_iter=60, batch_size=512, window
     reconstructed = nodes[-1].input[0]
     nodes = nodes[:-1]
     scaled = next(n.output[0] for n in nodes if n.op_type == "Div")
-    extra, consts = score_nodes(scaled, reconstructed)
+    extra, consts = score_nodes(scaled, reconstructed, x.shape[1])
     if windowed:
         prefix, prefix_consts = log_sd_nodes(x.shape[1])
         nodes = prefix + renamed_input(nodes, "features")
@@ -149,13 +158,14 @@ def gaussian(x, windowed=False):
     precision = np.linalg.inv(cov).astype(np.float32)
     consts += [numpy_helper.from_array(mean.astype(np.float32), "mean"),
                numpy_helper.from_array(precision, "precision")]
+    total, weights = row_sum("contributions", "score", x.shape[1])
     nodes = prefix + [
         helper.make_node("Sub", ["features" if windowed else "X", "mean"], ["centered"]),
         helper.make_node("MatMul", ["centered", "precision"], ["weighted"]),
         helper.make_node("Mul", ["centered", "weighted"], ["contributions"]),
-        helper.make_node("ReduceSum", ["contributions", "sum_axes"], ["score"], keepdims=0),
+        total,
     ]
-    consts.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "sum_axes"))
+    consts.append(weights)
     return finish(nodes, consts, "gaussian_30s" if windowed else "gaussian", x.shape[1])
 
 
