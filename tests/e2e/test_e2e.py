@@ -804,7 +804,8 @@ def test_anomaly_detection(ctx):
 
 def test_model_versions(ctx):
     """A model version added to the model directory of a running server is used by a query replaced with
-    CREATE OR REPLACE naming it, without a restart; before it exists, naming it is a planning error."""
+    CREATE OR REPLACE naming it, without a restart; before it exists, naming it is a planning error, and so
+    is naming a version tract cannot load."""
     import shutil
     sys.path.insert(0, os.path.join(ROOT, "udfs/anomaly/train"))
     import telemetry
@@ -852,6 +853,12 @@ def test_model_versions(ctx):
         after = {v["TS"]: v for _, v in topic_records(ctx.broker.bootstrap, "FLAGGED", 4)}
         assert [after[3]["ALERT"], after[4]["ALERT"]] == [False, False], after
         assert abs(after[4]["SCORE"] - before[2]["SCORE"]) < 1e-9, (after[4], before[2])
+        # A version tract cannot load is refused when planned, with tract's reason; version 2 keeps running.
+        os.makedirs(os.path.join(models, "gaussian/3"))
+        shutil.copy(card_path, os.path.join(models, "gaussian/3/card.json"))
+        open(os.path.join(models, "gaussian/3/model.onnx"), "wb").write(b"not a model")
+        status, body = post(server.url + "/ksql", {"ksql": query.format("gaussian@3", features)})
+        assert status == 400 and "model gaussian@3 cannot be loaded by tract" in body, body
         queries = client.ksql("SHOW QUERIES;")[0]["queries"]
         assert [q["state"] for q in queries if q["sinks"] == ["FLAGGED"]] == ["RUNNING"], queries
         assert server.proc.poll() is None and server.proc.pid == pid
