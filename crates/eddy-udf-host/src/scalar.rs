@@ -52,6 +52,13 @@ impl PluginScalar {
         }
     }
 
+    /// The overload the argument fields fit.
+    fn overload_for(&self, fields: &[FieldRef]) -> Result<Resolved> {
+        let types: Vec<DataType> = fields.iter().map(|f| f.data_type().clone()).collect();
+        resolve(&self.name, &self.function.overloads, &types)
+            .map_err(|e| plan_datafusion_err!("{e}"))
+    }
+
     /// Creates (and drops) an instance with the call's literal arguments, one single-row array per
     /// argument (NULL where the argument is not a literal): the plugin's refusal is a planning error.
     /// Accepted calls are remembered; refused ones are asked again (a model may appear meanwhile).
@@ -184,26 +191,14 @@ impl ScalarUDFImpl for PluginScalar {
 
     /// The type, once the plugin has accepted the call's literal arguments.
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        let r = resolve(&self.name, &self.function.overloads, &types)
-            .map_err(|e| plan_datafusion_err!("{e}"))?;
+        let r = self.overload_for(args.arg_fields)?;
         self.check_call(&r, args.scalar_arguments)?;
         let returns = self.function.overloads[r.overload].returns.to_arrow();
         Ok(Arc::new(Field::new(self.name(), returns, true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        let r = resolve(&self.name, &self.function.overloads, &types)
-            .map_err(|e| plan_datafusion_err!("{e}"))?;
+        let r = self.overload_for(&args.arg_fields)?;
         let rows = args.number_rows;
         let columns = args
             .args
