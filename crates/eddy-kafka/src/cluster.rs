@@ -18,6 +18,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use eddy_common::{Result, external_err};
 use eddy_runtime::{Record, TopicAdmin, TopicInfo};
 
+use crate::delivery::DeliveryError;
+
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Admin client and producer for one cluster.
@@ -211,12 +213,16 @@ impl KafkaCluster {
 
     /// Produces records and waits until each one is acknowledged.
     pub fn produce_and_wait(&self, topic: &str, records: &[Record]) -> Result<()> {
-        self.send(topic, records)?.wait()
+        Ok(self.send(topic, records)?.wait()?)
     }
 
     /// Hands records to the producer without waiting; [`Deliveries::wait`] waits for the broker's
     /// acknowledgements.
-    pub fn send(&self, topic: &str, records: &[Record]) -> Result<Deliveries> {
+    pub fn send(
+        &self,
+        topic: &str,
+        records: &[Record],
+    ) -> std::result::Result<Deliveries, DeliveryError> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let mut rec: FutureRecord<'_, [u8], [u8]> =
@@ -240,7 +246,7 @@ impl KafkaCluster {
                         rec = back;
                         self.producer.poll(Duration::from_millis(10));
                     }
-                    Err((e, _)) => return Err(kafka_err(e)),
+                    Err((e, _)) => return Err(DeliveryError::of(&e)),
                 }
             }
         }
@@ -253,14 +259,14 @@ pub struct Deliveries(Vec<DeliveryFuture>);
 
 impl Deliveries {
     /// Waits until the broker acknowledged every record; the first failure is the error.
-    pub fn wait(self) -> Result<()> {
+    pub fn wait(self) -> std::result::Result<(), DeliveryError> {
         for f in self.0 {
             match block_on(f) {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(kafka_err(e)),
+                Ok(Err((e, _))) => return Err(DeliveryError::of(&e)),
                 Err(_) => {
-                    return Err(external_err!(
-                        "Kafka: the producer shut down before delivering"
+                    return Err(DeliveryError::Retriable(
+                        "the producer shut down before delivering".to_string(),
                     ));
                 }
             }

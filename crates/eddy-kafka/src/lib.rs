@@ -3,10 +3,12 @@
 
 pub mod cluster;
 pub mod command_log;
+pub mod delivery;
 pub mod peers;
 pub mod print;
 mod repartition;
 mod stateful;
+pub mod supervisor;
 pub mod task;
 
 pub use cluster::KafkaCluster;
@@ -14,4 +16,5 @@ pub use command_log::CommandLog;
 pub use peers::Peers;
 pub use print::{PrintSpec, start_print};
 pub use stateful::{changelog_topic, internal_topics};
+pub use supervisor::Backoff;
 pub use task::{PushEvent, QueryStats, QueryTask, start_persistent, start_push};

@@ -21,7 +21,8 @@ use eddy_common::Result;
 use eddy_runtime::{PersistentQuery, Record, RecordRef};
 
 use crate::cluster::{KafkaCluster, kafka_err};
-use crate::task::{Msg, deliver, poll_batch};
+use crate::delivery::{Halt, deliver};
+use crate::task::{Msg, poll_batch};
 
 /// The repartition topic of the query whose consumer group is `group_id`.
 pub fn repartition_topic(group_id: &str) -> String {
@@ -93,17 +94,20 @@ pub(crate) struct Shuffle<'a> {
 }
 
 impl Shuffle<'_> {
-    /// Moves one batch of input to the repartition topic and commits it once acknowledged. Returns
-    /// false when the task is stopping and could not finish (the batch is read again after a restart).
-    pub(crate) fn step(&self) -> Result<bool> {
+    /// Moves one batch of input to the repartition topic and commits it once acknowledged. Halts
+    /// when the task is stopping and could not finish (the batch is read again after a restart), or
+    /// when the batch cannot be moved.
+    pub(crate) fn step(&self) -> Result<(), Halt> {
+        let failed = |e: eddy_common::Error| Halt::Failed(format!("repartitioning failed: {e}"));
         let batch = poll_batch(self.consumer);
         if batch.is_empty() {
-            return Ok(true);
+            return Ok(());
         }
         let targets = self
             .query
             .pipeline
-            .group_partitions(&batch, self.partitions)?;
+            .group_partitions(&batch, self.partitions)
+            .map_err(failed)?;
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         let records: Vec<Record> = batch
             .iter()
@@ -122,27 +126,25 @@ impl Shuffle<'_> {
             })
             .collect();
         drop(batch);
-        let deliveries = self.cluster.send(&self.topic, &records).ok();
-        if !deliver(
+        let sent = self.cluster.send(&self.topic, &records);
+        deliver(
             self.cluster,
             &self.query.id,
             &self.topic,
             &records,
-            deliveries,
+            sent,
             self.stop,
-        ) {
-            return Ok(false);
-        }
+        )?;
         let mut tpl = TopicPartitionList::new();
         let input = &self.query.pipeline.source().topic;
         for (p, o) in next {
             tpl.add_partition_offset(input, p, Offset::Offset(o))
-                .map_err(kafka_err)?;
+                .map_err(|e| failed(kafka_err(e)))?;
         }
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(query = %self.query.id, "offset commit failed: {e}");
         }
-        Ok(true)
+        Ok(())
     }
 }
 

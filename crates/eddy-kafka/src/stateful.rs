@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
@@ -29,8 +30,10 @@ use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, now_millis};
+use crate::delivery::{DeliveryError, Halt, deliver};
 use crate::repartition::{Shuffle, repartition_topic, unwrap};
-use crate::task::{Msg, QueryStats, QueryTask, deliver, poll_batch};
+use crate::supervisor::{Backoff, Failure, panic_message};
+use crate::task::{Msg, QueryStats, QueryTask, poll_batch};
 
 /// The changelog topic of the query whose consumer group is `group_id` (named as Kafka Streams names a
 /// state store's changelog).
@@ -56,7 +59,7 @@ pub fn internal_topics(group_id: &str) -> [String; 3] {
 /// Output records handed to the producer, not yet acknowledged.
 struct Sent {
     records: Vec<Record>,
-    deliveries: Option<Deliveries>,
+    deliveries: Result<Deliveries, DeliveryError>,
 }
 
 /// The state of one input partition, or of all of them.
@@ -87,6 +90,9 @@ pub(crate) struct Stateful {
     /// `topic` is the query's repartition topic: its records are enveloped.
     repartitioned: bool,
     shards: Mutex<BTreeMap<i32, Shard>>,
+    /// Set when a rebalance callback panicked (it runs inside the consumer's poll, under librdkafka,
+    /// where a panic cannot unwind): the attempt ends with it.
+    broken: Mutex<Option<String>>,
 }
 
 /// The consumer's context: partitions assigned and revoked by the group move their shards.
@@ -101,37 +107,16 @@ impl ConsumerContext for Rebalance {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let task = &self.0;
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                for p in &partitions {
-                    task.restore_until_done(*p, &[*p]);
-                    let _ = tpl.set_partition_offset(&task.topic, *p, task.resume_offset(*p, *p));
-                }
-                tracing::info!(query = %task.query.id, ?partitions, "partitions assigned");
-                if let Err(e) = consumer.assign(tpl) {
-                    task.report(&format!("taking the assigned partitions failed: {e}"));
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Still ours until unassigned: write what they hold, so the next owner resumes there.
-                let mut shards = task.lock_shards();
-                for p in &partitions {
-                    if let Some(mut shard) = shards.remove(p)
-                        && shard.unwritten
-                    {
-                        task.write(consumer, &mut shard);
-                    }
-                    task.lock_published().remove(p);
-                }
-                drop(shards);
-                tracing::info!(query = %task.query.id, ?partitions, "partitions revoked");
-                if let Err(e) = consumer.unassign() {
-                    task.report(&format!("giving the revoked partitions up failed: {e}"));
-                }
-            }
-            other => task.report(&format!("rebalancing failed: {other:?}")),
+        let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            task.rebalance(consumer, err, tpl)
+        }));
+        if let Err(panic) = moved {
+            let message = format!(
+                "the query panicked while its partitions moved: {}",
+                panic_message(panic.as_ref())
+            );
+            *task.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
         }
     }
 }
@@ -143,6 +128,7 @@ pub(crate) fn start(
     group_id: &str,
     offset_reset: &str,
     name: String,
+    backoff: Backoff,
 ) -> Result<QueryTask> {
     let source = query.pipeline.source().clone();
     let inputs = cluster.partitions(&source.topic)?.ok_or_else(|| {
@@ -193,48 +179,65 @@ pub(crate) fn start(
             offset_reset
         },
     );
-    let shuffle: Option<BaseConsumer> = if repartitioned {
-        let consumer: BaseConsumer = consumer_config(&format!("{group_id}-GroupBy"), offset_reset)
-            .create()
-            .map_err(kafka_err)?;
-        consumer.subscribe(&[&source.topic]).map_err(kafka_err)?;
-        Some(consumer)
-    } else {
-        None
-    };
+    let shuffle_config =
+        repartitioned.then(|| consumer_config(&format!("{group_id}-GroupBy"), offset_reset));
     // One shard is run by one server at a time: the one its lease group gives the lease topic's
     // only partition to.
-    let lease: Option<BaseConsumer> = if per_partition {
+    let lease_config = if per_partition {
         None
     } else {
         let topic = lease_topic(group_id);
         if cluster.partitions(&topic)?.is_none() {
             cluster.create_topic(&topic, 1, 1)?;
         }
-        let consumer: BaseConsumer = consumer_config(&format!("{group_id}-lease"), "latest")
-            .create()
-            .map_err(kafka_err)?;
-        consumer.subscribe(&[&topic]).map_err(kafka_err)?;
-        Some(consumer)
-    };
-    QueryTask::spawn(name, move |stop, stats| {
-        let task = Arc::new(Stateful {
-            cluster,
-            query,
+        Some((
+            consumer_config(&format!("{group_id}-lease"), "latest"),
             topic,
-            changelog,
-            stop,
-            stats,
+        ))
+    };
+    // A configuration the client refuses is the statement's error, not a query failing later.
+    let _: BaseConsumer = config.create().map_err(kafka_err)?;
+    let query_id = query.id.clone();
+    QueryTask::supervised(name, query_id, backoff, move |stop, stats| {
+        // Every attempt starts from the state's last checkpoint, in fresh pipelines.
+        let create = |config: &ClientConfig, topic: &str| -> Result<BaseConsumer, Failure> {
+            let consumer: BaseConsumer = config
+                .create()
+                .map_err(|e| format!("cannot create a consumer: {e}"))?;
+            consumer
+                .subscribe(&[topic])
+                .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
+            Ok(consumer)
+        };
+        let shuffle_consumer = match &shuffle_config {
+            Some(config) => Some(create(config, &source.topic)?),
+            None => None,
+        };
+        let lease = match &lease_config {
+            Some((config, topic)) => Some(create(config, topic)?),
+            None => None,
+        };
+        query
+            .shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let task = Arc::new(Stateful {
+            cluster: cluster.clone(),
+            query: query.clone(),
+            topic: topic.clone(),
+            changelog: changelog.clone(),
+            stop: stop.clone(),
+            stats: stats.clone(),
             per_partition,
             repartitioned,
             shards: Mutex::new(BTreeMap::new()),
+            broken: Mutex::new(None),
         });
-        let consumer: BaseConsumer<Rebalance> =
-            match config.create_with_context(Rebalance(task.clone())) {
-                Ok(c) => c,
-                Err(e) => return task.report(&format!("cannot create the consumer: {e}")),
-            };
-        let shuffle = shuffle.as_ref().map(|consumer| Shuffle {
+        let consumer: BaseConsumer<Rebalance> = config
+            .create_with_context(Rebalance(task.clone()))
+            .map_err(|e| format!("cannot create the consumer: {e}"))?;
+        let shuffle = shuffle_consumer.as_ref().map(|consumer| Shuffle {
             cluster: &task.cluster,
             consumer,
             query: &task.query,
@@ -242,11 +245,55 @@ pub(crate) fn start(
             partitions: inputs,
             stop: &task.stop,
         });
-        task.run(&consumer, shuffle.as_ref(), lease.as_ref(), inputs);
+        task.run(&consumer, shuffle.as_ref(), lease.as_ref(), inputs)
     })
 }
 
 impl Stateful {
+    /// Moves the shards of the partitions the group assigns or revokes.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Rebalance>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let task = self;
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                for p in &partitions {
+                    task.restore_until_done(*p, &[*p]);
+                    let _ = tpl.set_partition_offset(&task.topic, *p, task.resume_offset(*p, *p));
+                }
+                tracing::info!(query = %task.query.id, ?partitions, "partitions assigned");
+                if let Err(e) = consumer.assign(tpl) {
+                    task.report(&format!("taking the assigned partitions failed: {e}"));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Still ours until unassigned: write what they hold, so the next owner resumes there.
+                let mut shards = task.lock_shards();
+                for p in &partitions {
+                    if let Some(mut shard) = shards.remove(p)
+                        && shard.unwritten
+                        && let Err(Halt::Failed(e)) = task.write(consumer, &mut shard)
+                    {
+                        task.report(&format!(
+                            "writing the state of revoked partition {p} failed (its next owner resumes from the last checkpoint): {e}"
+                        ));
+                    }
+                    task.lock_published().remove(p);
+                }
+                drop(shards);
+                tracing::info!(query = %task.query.id, ?partitions, "partitions revoked");
+                if let Err(e) = consumer.unassign() {
+                    task.report(&format!("giving the revoked partitions up failed: {e}"));
+                }
+            }
+            other => task.report(&format!("rebalancing failed: {other:?}")),
+        }
+    }
+
     fn lock_shards(&self) -> MutexGuard<'_, BTreeMap<i32, Shard>> {
         self.shards.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -264,43 +311,47 @@ impl Stateful {
         shuffle: Option<&Shuffle<'_>>,
         lease: Option<&BaseConsumer>,
         inputs: i32,
-    ) {
-        if self.per_partition
-            && let Err(e) = consumer.subscribe(&[&self.topic])
-        {
-            return self.report(&format!("cannot subscribe to {}: {e}", self.topic));
+    ) -> Result<(), Failure> {
+        if self.per_partition {
+            consumer
+                .subscribe(&[&self.topic])
+                .map_err(|e| format!("cannot subscribe to {}: {e}", self.topic))?;
         }
+        self.steps(consumer, shuffle, lease, inputs)
+            .or_else(Halt::into_result)
+    }
+
+    fn steps(
+        &self,
+        consumer: &BaseConsumer<Rebalance>,
+        shuffle: Option<&Shuffle<'_>>,
+        lease: Option<&BaseConsumer>,
+        inputs: i32,
+    ) -> Result<(), Halt> {
         let mut last_write = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
+            if let Some(broken) = self.broken.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(Halt::Failed(broken));
+            }
             if let Some(lease) = lease
                 && !self.follow_lease(consumer, lease, inputs)
             {
                 continue;
             }
             if let Some(shuffle) = shuffle {
-                match shuffle.step() {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => {
-                        return self.report(&format!(
-                            "repartitioning failed; the query stops and resumes after a restart: {e}"
-                        ));
-                    }
-                }
+                shuffle.step()?;
             }
             // Rebalance callbacks run inside the poll, never while a batch is being processed.
             let batch = poll_batch(consumer);
-            if !batch.is_empty() && !self.process(batch) {
-                return;
+            if !batch.is_empty() {
+                self.process(batch)?;
             }
             if last_write.elapsed() >= self.query.commit_interval {
-                if !self.write_all(consumer) {
-                    return;
-                }
+                self.write_all(consumer)?;
                 last_write = Instant::now();
             }
         }
-        self.write_all(consumer);
+        self.write_all(consumer)
     }
 
     /// Takes the single shard, and every input partition, when this server holds the lease; drops
@@ -349,8 +400,8 @@ impl Stateful {
     }
 
     /// Folds a batch into the shards of its partitions; records a shard already includes (read again
-    /// after a restore) are left out. Returns false when the query must stop.
-    fn process(&self, batch: Vec<Msg<'_>>) -> bool {
+    /// after a restore) are left out.
+    fn process(&self, batch: Vec<Msg<'_>>) -> Result<(), Halt> {
         let consumed = batch.len() as u64;
         let mut by_shard: BTreeMap<i32, Vec<Msg<'_>>> = BTreeMap::new();
         for m in batch {
@@ -373,7 +424,7 @@ impl Stateful {
             if msgs.is_empty() {
                 continue;
             }
-            let folded = if self.repartitioned {
+            if self.repartitioned {
                 let sources = &mut shard.sources;
                 let fresh: Vec<Record> = msgs
                     .iter()
@@ -386,12 +437,9 @@ impl Stateful {
                     })
                     .map(|(record, _)| record)
                     .collect();
-                self.fold(&shard.pipeline, &mut shard.sent, &fresh)
+                self.fold(&shard.pipeline, &mut shard.sent, &fresh)?;
             } else {
-                self.fold(&shard.pipeline, &mut shard.sent, &msgs)
-            };
-            if !folded {
-                return false;
+                self.fold(&shard.pipeline, &mut shard.sent, &msgs)?;
             }
             for m in &msgs {
                 let next = shard.positions.entry(m.0.partition()).or_default();
@@ -401,12 +449,16 @@ impl Stateful {
         }
         // Counted once processed: a host that sees the count sees the state it led to.
         self.stats.consumed.fetch_add(consumed, Ordering::Relaxed);
-        true
+        Ok(())
     }
 
-    /// Folds records into a shard's pipeline and sends what it emits. Returns false when the query
-    /// must stop.
-    fn fold<R: RecordRef>(&self, pipeline: &Pipeline, sent: &mut Vec<Sent>, records: &[R]) -> bool {
+    /// Folds records into a shard's pipeline and sends what it emits.
+    fn fold<R: RecordRef>(
+        &self,
+        pipeline: &Pipeline,
+        sent: &mut Vec<Sent>,
+        records: &[R],
+    ) -> Result<(), Halt> {
         let processed = pipeline.process(records).and_then(|p| {
             self.stats.record_errors(&self.query.id, &self.topic, &p);
             self.query.sink_spec.records(&p)
@@ -414,29 +466,23 @@ impl Stateful {
         match processed {
             Ok(records) => {
                 self.send(records, sent);
-                true
+                Ok(())
             }
-            // The state cannot be trusted past a batch that failed half-way: stop, so that a
-            // restart restores it and replays.
-            Err(e) => {
-                self.report(&format!(
-                    "processing failed; the query stops and resumes from its last checkpoint after a restart: {e}"
-                ));
-                false
-            }
+            // The state cannot be trusted past a batch that failed half-way: the attempt ends, and
+            // the next restores the state from its last checkpoint and replays.
+            Err(e) => Err(Halt::Failed(format!(
+                "processing failed; the query resumes from its last checkpoint: {e}"
+            ))),
         }
     }
 
-    /// Writes every shard with unwritten input. Returns false when the task is stopping and could not
-    /// finish.
-    fn write_all(&self, consumer: &BaseConsumer<Rebalance>) -> bool {
+    /// Writes every shard with unwritten input.
+    fn write_all(&self, consumer: &BaseConsumer<Rebalance>) -> Result<(), Halt> {
         let mut shards = self.lock_shards();
         for shard in shards.values_mut().filter(|s| s.unwritten) {
-            if !self.write(consumer, shard) {
-                return false;
-            }
+            self.write(consumer, shard)?;
         }
-        true
+        Ok(())
     }
 
     /// Restores shard `id` (covering input `partitions`) unless it is here, retrying until it
@@ -469,14 +515,10 @@ impl Stateful {
             .map_or(Offset::Stored, |o| Offset::Offset(*o))
     }
 
-    /// Reads a shard's changelog partition into fresh state (or, for the single shard, into the
-    /// query's pipeline).
+    /// Reads a shard's changelog partition into fresh state (never into state an earlier attempt
+    /// may have left half-changed).
     fn restore(&self, id: i32, partitions: &[i32]) -> Result<Shard> {
-        let pipeline = if self.per_partition {
-            Arc::new(self.query.pipeline.fresh()?)
-        } else {
-            self.query.pipeline.clone()
-        };
+        let pipeline = Arc::new(self.query.pipeline.fresh()?);
         let mut records = Vec::new();
         self.cluster.read_to_end(
             &self.changelog,
@@ -521,13 +563,7 @@ impl Stateful {
         if records.is_empty() {
             return;
         }
-        let deliveries = match self.cluster.send(&self.query.sink_spec.topic, &records) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::warn!(query = %self.query.id, "producing to {} failed: {e}", self.query.sink_spec.topic);
-                None
-            }
-        };
+        let deliveries = self.cluster.send(&self.query.sink_spec.topic, &records);
         sent.push(Sent {
             records,
             deliveries,
@@ -535,9 +571,9 @@ impl Stateful {
     }
 
     /// Emits a shard's changed rows, waits until the sink has every output so far, writes the state
-    /// changes and the checkpoint, then commits. Returns false when the task is stopping and could
-    /// not finish (the next start replays from the last checkpoint).
-    fn write(&self, consumer: &BaseConsumer<Rebalance>, shard: &mut Shard) -> bool {
+    /// changes and the checkpoint, then commits. When it halts, the next start replays from the last
+    /// checkpoint.
+    fn write(&self, consumer: &BaseConsumer<Rebalance>, shard: &mut Shard) -> Result<(), Halt> {
         let query = &self.query;
         let flushed = shard
             .pipeline
@@ -545,23 +581,18 @@ impl Stateful {
             .and_then(|f| f.map(|p| query.sink_spec.records(&p)).transpose());
         match flushed {
             Ok(records) => self.send(records.unwrap_or_default(), &mut shard.sent),
-            Err(e) => {
-                self.report(&format!("emitting failed: {e}"));
-                return false;
-            }
+            Err(e) => return Err(Halt::Failed(format!("emitting failed: {e}"))),
         }
         for s in shard.sent.drain(..) {
             let topic = &query.sink_spec.topic;
-            if !deliver(
+            deliver(
                 &self.cluster,
                 &query.id,
                 topic,
                 &s.records,
                 s.deliveries,
                 &self.stop,
-            ) {
-                return false;
-            }
+            )?;
             self.stats
                 .produced
                 .fetch_add(s.records.len() as u64, Ordering::Relaxed);
@@ -570,13 +601,10 @@ impl Stateful {
         // The repartitioned records' origins are checkpointed with the positions, under negative ids.
         let marks = shard.sources.iter().map(|(p, o)| (source_of(*p), *o));
         let checkpointed: Vec<(i32, i64)> = positions.iter().copied().chain(marks).collect();
-        let changes = match shard.pipeline.changes(&checkpointed) {
-            Ok(c) => c,
-            Err(e) => {
-                self.report(&format!("writing the state failed: {e}"));
-                return false;
-            }
-        };
+        let changes = shard
+            .pipeline
+            .changes(&checkpointed)
+            .map_err(|e| Halt::Failed(format!("writing the state failed: {e}")))?;
         let now = now_millis();
         let records: Vec<Record> = changes
             .into_iter()
@@ -588,17 +616,15 @@ impl Stateful {
                 offset: 0,
             })
             .collect();
-        let deliveries = self.cluster.send(&self.changelog, &records).ok();
-        if !deliver(
+        let sent = self.cluster.send(&self.changelog, &records);
+        deliver(
             &self.cluster,
             &query.id,
             &self.changelog,
             &records,
-            deliveries,
+            sent,
             &self.stop,
-        ) {
-            return false;
-        }
+        )?;
         shard.unwritten = false;
         // The checkpoint is what restores read; the group's offsets are for tools that watch lag.
         let mut tpl = TopicPartitionList::new();
@@ -608,7 +634,8 @@ impl Stateful {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(query = %query.id, "offset commit failed: {e}");
         }
-        true
+        self.stats.progressed();
+        Ok(())
     }
 
     fn report(&self, message: &str) {

@@ -16,11 +16,15 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use eddy_common::{Result, internal_err};
+use eddy_runtime::format::DecodeError;
+use eddy_runtime::format::limits::cut;
 use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, Record, RecordRef};
 use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
+use crate::delivery::{DeliveryError, Halt, deliver};
 use crate::stateful;
+use crate::supervisor::{Backoff, Failure, panic_message, supervise};
 
 /// Records per micro-batch, and how long to wait to fill one.
 const MAX_BATCH: usize = 4096;
@@ -31,32 +35,25 @@ const LINGER: Duration = Duration::from_millis(20);
 pub struct QueryStats {
     pub consumed: AtomicU64,
     pub produced: AtomicU64,
-    /// Records skipped because they could not be decoded.
+    /// Records skipped because they could not be processed (decoded, placed in a window, ...).
     pub decode_errors: AtomicU64,
     /// Expression failures (the expression yielded NULL).
     pub expression_errors: AtomicU64,
     pub last_error: Mutex<Option<String>>,
+    /// How many times the query failed and was started again.
+    pub restarts: AtomicU64,
+    /// Why the query is failing, while it is (it waits to be tried again, or is being retried and
+    /// has not yet got past the failure).
+    failure: Mutex<Option<String>>,
 }
 
 impl QueryStats {
     pub(crate) fn record_errors(&self, query: &str, topic: &str, processed: &ProcessedBatch) {
         for e in &processed.decode_errors {
-            tracing::warn!(
-                query,
-                topic,
-                partition = e.partition,
-                offset = e.offset,
-                "skipped a record: {}",
-                e.message
-            );
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
-                "{topic}/{}@{}: {}",
-                e.partition, e.offset, e.message
-            ));
+            self.skipped(query, topic, e);
         }
-        self.decode_errors
-            .fetch_add(processed.decode_errors.len() as u64, Ordering::Relaxed);
         if let Some(first) = processed.expression_errors.first() {
+            let first = cut(first);
             // One line per batch: a failing function can fail every record.
             tracing::warn!(
                 query,
@@ -64,11 +61,53 @@ impl QueryStats {
                 failures = processed.expression_errors.len(),
                 "expressions failed (their results are NULL, or the rows were left out of aggregates): {first}"
             );
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(first.clone());
+            *lock(&self.last_error) = Some(first.into_owned());
         }
         self.expression_errors
             .fetch_add(processed.expression_errors.len() as u64, Ordering::Relaxed);
     }
+
+    /// Counts and logs one skipped record.
+    pub(crate) fn skipped(&self, query: &str, topic: &str, e: &DecodeError) {
+        tracing::warn!(
+            query,
+            topic,
+            partition = e.partition,
+            offset = e.offset,
+            "skipped a record: {}",
+            e.message
+        );
+        *lock(&self.last_error) = Some(format!(
+            "{topic}/{}@{}: {}",
+            e.partition, e.offset, e.message
+        ));
+        self.decode_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Why the query is failing, if it is.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
+    }
+
+    /// The query failed: it is in `ERROR` until an attempt gets past the failure.
+    pub(crate) fn fail(&self, reason: &str) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_error) = Some(reason.to_string());
+        *lock(&self.failure) = Some(reason.to_string());
+    }
+
+    /// The query made progress: it is running again.
+    pub(crate) fn progressed(&self) {
+        let mut failure = lock(&self.failure);
+        if failure.is_some() {
+            *failure = None;
+        }
+    }
+}
+
+/// Locks a mutex holding only counters or messages (nothing a panic can leave half-changed).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A query running on its own thread.
@@ -89,7 +128,7 @@ impl QueryTask {
     }
 
     /// Runs `body` on a thread named `name` with the task's stop flag and counters; `body` returns
-    /// when the flag is set.
+    /// when the flag is set. A panic in `body` ends the thread (and is its last error).
     pub(crate) fn spawn(
         name: String,
         body: impl FnOnce(Arc<AtomicBool>, Arc<QueryStats>) + Send + 'static,
@@ -99,12 +138,35 @@ impl QueryTask {
         let (flag, counters) = (stop.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || body(flag, counters))
+            .spawn(move || {
+                let failed = counters.clone();
+                let run = std::panic::AssertUnwindSafe(move || body(flag, counters));
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    let message = panic_message(panic.as_ref());
+                    tracing::error!("a query task panicked: {message}");
+                    failed.fail(&format!("the query panicked: {message}"));
+                }
+            })
             .map_err(|e| eddy_common::internal_err!("cannot start a query thread: {e}"))?;
         Ok(QueryTask {
             stop,
             thread: Some(thread),
             stats,
+        })
+    }
+
+    /// Runs a persistent query on a thread named `name`: `attempt` runs until the stop flag is set, and
+    /// is started again after a backoff when it fails or panics (see [`supervise`]).
+    pub(crate) fn supervised(
+        name: String,
+        query: String,
+        backoff: Backoff,
+        mut attempt: impl FnMut(&Arc<AtomicBool>, &Arc<QueryStats>) -> std::result::Result<(), Failure>
+        + Send
+        + 'static,
+    ) -> Result<QueryTask> {
+        QueryTask::spawn(name, move |stop, stats| {
+            supervise(&query, &stop, &stats, backoff, || attempt(&stop, &stats))
         })
     }
 
@@ -161,39 +223,47 @@ pub(crate) fn poll_batch<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<
     batch
 }
 
-/// Starts a persistent query: consumer group `group_id`, output to the query's sink.
+/// Starts a persistent query: consumer group `group_id`, output to the query's sink; retried after
+/// `backoff` when it fails.
 pub fn start_persistent(
     cluster: Arc<KafkaCluster>,
     query: PersistentQuery,
     group_id: String,
     offset_reset: String,
+    backoff: Backoff,
 ) -> Result<QueryTask> {
     let name = format!("query-{}", query.id);
     if query.pipeline.is_stateful() {
-        return stateful::start(cluster, query, &group_id, &offset_reset, name);
+        return stateful::start(cluster, query, &group_id, &offset_reset, name, backoff);
     }
-    let consumer: BaseConsumer = base_config(cluster.bootstrap())
+    let config = base_config(cluster.bootstrap())
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", &offset_reset)
         // A restarted server rejoins its groups; a short session lets the old member expire quickly.
         .set("session.timeout.ms", "10000")
-        .create()
-        .map_err(kafka_err)?;
+        .clone();
+    // A configuration the client refuses is the statement's error, not a query failing later.
+    let _: BaseConsumer = config.create().map_err(kafka_err)?;
     let topic = query.pipeline.source().topic.clone();
-    consumer.subscribe(&[&topic]).map_err(kafka_err)?;
-    let task = QueryTask::spawn(name, move |stop, stats| {
+    QueryTask::supervised(name, query.id.clone(), backoff, move |stop, stats| {
+        // Every attempt starts from the group's committed offsets.
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| format!("cannot create the query's consumer: {e}"))?;
+        consumer
+            .subscribe(&[&topic])
+            .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
         PersistentLoop {
             cluster: &cluster,
             consumer: &consumer,
             query: &query,
             topic: &topic,
-            stop: &stop,
-            stats: &stats,
+            stop,
+            stats,
         }
         .run()
-    })?;
-    Ok(task)
+    })
 }
 
 /// Batches produced but not yet acknowledged, at most: the next batch is polled and processed while
@@ -203,8 +273,8 @@ const IN_FLIGHT: usize = 4;
 /// A produced batch waiting for its acknowledgements, then for its offsets to be committed.
 struct InFlight {
     records: Vec<Record>,
-    /// `None` if handing the records to the producer failed: they are produced again when settling.
-    deliveries: Option<Deliveries>,
+    /// What handing the records to the producer gave.
+    sent: std::result::Result<Deliveries, DeliveryError>,
     /// Next offset to consume, per source partition.
     offsets: BTreeMap<i32, i64>,
 }
@@ -220,34 +290,23 @@ struct PersistentLoop<'a> {
 }
 
 impl PersistentLoop<'_> {
-    fn run(&self) {
-        let (query, stats) = (self.query, self.stats);
+    /// Runs until the stop flag is set (`Ok`), or until the output is refused for good: then what
+    /// was acknowledged is committed and nothing after it, so the next attempt starts there.
+    fn run(&self) -> std::result::Result<(), Failure> {
+        let query = self.query;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         while !self.stop.load(Ordering::SeqCst) {
             let batch = poll_batch(self.consumer);
             if batch.is_empty() {
                 // Nothing new: settle what is in flight so its offsets get committed.
                 while let Some(done) = in_flight.pop_front() {
-                    self.settle(done);
+                    self.settle(done)?;
                 }
                 continue;
             }
-            let records = match query.pipeline.process(&batch).and_then(|p| {
-                stats.record_errors(&query.id, self.topic, &p);
-                query.sink_spec.records(&p)
-            }) {
-                Ok(r) => r,
-                Err(e) => {
-                    // A batch that cannot be processed at all is a bug or a broken plan: keep the
-                    // query alive, report it, and do not commit so it is retried after a restart.
-                    tracing::error!(query = %query.id, "processing failed: {e}");
-                    *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(e.to_string());
-                    continue;
-                }
-            };
+            let records = self.records(&batch);
             // Counted once processed and handed to the producer.
-            stats
+            self.stats
                 .consumed
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
@@ -256,45 +315,72 @@ impl PersistentLoop<'_> {
                 *e = (*e).max(m.0.offset() + 1);
             }
             drop(batch);
-            let deliveries = match self.cluster.send(&query.sink_spec.topic, &records) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    tracing::warn!(query = %query.id, "producing to {} failed: {e}", query.sink_spec.topic);
-                    None
-                }
-            };
+            let sent = self.cluster.send(&query.sink_spec.topic, &records);
             in_flight.push_back(InFlight {
                 records,
-                deliveries,
+                sent,
                 offsets,
             });
             if in_flight.len() >= IN_FLIGHT
                 && let Some(oldest) = in_flight.pop_front()
             {
-                self.settle(oldest);
+                self.settle(oldest)?;
             }
         }
         // Stopping: what was produced is acknowledged and committed, so a restart repeats as little
         // as possible.
         while let Some(done) = in_flight.pop_front() {
-            self.settle(done);
+            self.settle(done)?;
+        }
+        Ok(())
+    }
+
+    /// The output records of a batch. When the batch fails as a whole, its records are processed
+    /// one at a time, and a record that fails by itself is skipped, counted and logged.
+    fn records(&self, batch: &[Msg<'_>]) -> Vec<Record> {
+        let (query, stats) = (self.query, self.stats);
+        let process = |records: &[Msg<'_>]| {
+            query.pipeline.process(records).and_then(|p| {
+                stats.record_errors(&query.id, self.topic, &p);
+                query.sink_spec.records(&p)
+            })
+        };
+        match process(batch) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(query = %query.id, "a batch failed ({e}); processing its records one by one");
+                let mut out = Vec::new();
+                for m in batch {
+                    match process(std::slice::from_ref(m)) {
+                        Ok(records) => out.extend(records),
+                        Err(e) => stats.skipped(
+                            &query.id,
+                            self.topic,
+                            &DecodeError::new(m.partition(), m.offset(), &e.to_string()),
+                        ),
+                    }
+                }
+                out
+            }
         }
     }
 
-    /// At-least-once: waits for a batch's acknowledgements (producing it again until the sink takes
-    /// it), then commits the offsets it consumed.
-    fn settle(&self, batch: InFlight) {
+    /// At-least-once: waits for a batch's acknowledgements (producing it again while that can
+    /// help), then commits the offsets it consumed. Fails when the sink refuses the batch for good.
+    fn settle(&self, batch: InFlight) -> std::result::Result<(), Failure> {
         let delivered = deliver(
             self.cluster,
             &self.query.id,
             &self.query.sink_spec.topic,
             &batch.records,
-            batch.deliveries,
+            batch.sent,
             self.stop,
         );
-        if !delivered {
+        match delivered {
+            Ok(()) => {}
             // Not committed: the batch is processed again after a restart.
-            return;
+            Err(Halt::Stopping) => return Ok(()),
+            Err(Halt::Failed(reason)) => return Err(reason),
         }
         let query = self.query;
         self.stats
@@ -307,37 +393,9 @@ impl PersistentLoop<'_> {
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::warn!(query = %query.id, "offset commit failed (records may be processed again): {e}");
         }
+        self.stats.progressed();
+        Ok(())
     }
-}
-
-/// Waits for the acknowledgements of records handed to the producer (`deliveries`, `None` if handing
-/// them over failed), producing them again until `topic` takes them; gives up only when the task is
-/// stopping, and then returns false.
-pub(crate) fn deliver(
-    cluster: &KafkaCluster,
-    query: &str,
-    topic: &str,
-    records: &[Record],
-    deliveries: Option<Deliveries>,
-    stop: &AtomicBool,
-) -> bool {
-    let mut result = match deliveries {
-        Some(d) => d.wait(),
-        None => Err(eddy_common::external_err!(
-            "the records were not handed to the producer"
-        )),
-    };
-    let mut attempt = 0;
-    while let Err(e) = result {
-        attempt += 1;
-        tracing::warn!(query, attempt, "producing to {topic} failed: {e}");
-        if stop.load(Ordering::SeqCst) && attempt > 3 {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200 * attempt.min(25)));
-        result = cluster.produce_and_wait(topic, records);
-    }
-    true
 }
 
 /// What a push query hands to its client.
@@ -388,7 +446,16 @@ pub fn start_push(
             stats
                 .consumed
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let event = match pipeline.process(&batch) {
+            // A panic ends the query with an error, not the server.
+            let processed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pipeline.process(&batch)))
+                    .unwrap_or_else(|panic| {
+                        Err(eddy_common::internal_err!(
+                            "the query panicked: {}",
+                            panic_message(panic.as_ref())
+                        ))
+                    });
+            let event = match processed {
                 Ok(p) => {
                     stats.record_errors(&group_id, &topic, &p);
                     match push_rows(&pipeline, p) {

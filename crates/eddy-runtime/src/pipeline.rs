@@ -404,6 +404,7 @@ impl Pipeline {
             let mut state = lock(state);
             let aggregated = state.apply(&batch, &null_values)?;
             expression_errors.append(&mut state.take_errors());
+            decode_errors.append(&mut state.take_skipped());
             drop(state);
             let mut processed = self.project_aggregated(aggregated, expression_errors)?;
             processed.decode_errors = decode_errors;

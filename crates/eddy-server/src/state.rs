@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
 use eddy_kafka::{
-    CommandLog, KafkaCluster, Peers, QueryTask, changelog_topic, internal_topics, start_persistent,
+    Backoff, CommandLog, KafkaCluster, Peers, QueryTask, changelog_topic, internal_topics,
+    start_persistent,
 };
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
@@ -159,14 +160,14 @@ impl AppState {
         let queries: Vec<_> = engine.queries().values().cloned().collect();
         drop(engine);
         for q in queries {
-            let reset = entries
+            let props = entries
                 .iter()
                 .rev()
                 .find(|e| e.get("queryId").and_then(Value::as_str) == Some(q.id.as_str()))
                 .and_then(|e| e.get("properties").and_then(Value::as_object))
-                .map(|p| offset_reset(&to_properties(p)))
-                .unwrap_or_else(|| "latest".into());
-            self.start_task(q.id.clone(), &reset)?;
+                .map(to_properties)
+                .unwrap_or_default();
+            self.start_task(q.id.clone(), &props)?;
         }
         tracing::info!(
             "replayed {} commands, {} queries running",
@@ -281,12 +282,20 @@ impl AppState {
         format!("transient_{source}_{}{n}", nanos)
     }
 
-    fn start_task(&self, id: String, reset: &str) -> Result<(), Error> {
+    /// Starts a persistent query's task with the properties it was created with (where to start
+    /// reading, how long to wait before retrying it when it fails).
+    fn start_task(&self, id: String, props: &Properties) -> Result<(), Error> {
         let Some(query) = self.engine().query(&id).cloned() else {
             return Ok(());
         };
         let group = self.group_id(&id);
-        let task = start_persistent(self.cluster.clone(), query, group, reset.to_string())?;
+        let task = start_persistent(
+            self.cluster.clone(),
+            query,
+            group,
+            offset_reset(props),
+            Backoff::from_properties(props),
+        )?;
         if let Some(old) = lock(&self.tasks).insert(id, task) {
             old.stop();
         }
@@ -335,7 +344,9 @@ impl AppState {
                     sink_topic: q.sink_spec.topic.clone(),
                     sources: q.source_names(),
                     state: match task {
-                        Some(t) if !t.is_finished() => "RUNNING".into(),
+                        Some(t) if !t.is_finished() && t.stats.failure().is_none() => {
+                            "RUNNING".into()
+                        }
                         _ => "ERROR".into(),
                     },
                     consumed: stat(|s| &s.consumed),
@@ -461,7 +472,7 @@ impl AppState {
                     let seq = self.seq.fetch_add(1, Ordering::SeqCst);
                     match &outcome {
                         Outcome::QueryCreated { query_id, .. } => self
-                            .start_task(query_id.clone(), &offset_reset(&props))
+                            .start_task(query_id.clone(), &props)
                             .map_err(|e| fail(e, &entities))?,
                         Outcome::Dropped { terminated, .. } => self.stop_tasks(terminated),
                         Outcome::Terminated { query_ids } => self.stop_tasks(query_ids),

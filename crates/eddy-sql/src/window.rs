@@ -8,6 +8,9 @@ use crate::statement::{WindowKind, WindowSpec};
 /// Grace period when a window says none: ksqlDB's (Kafka Streams') default of 24 hours.
 pub const DEFAULT_GRACE_MS: i64 = 24 * 3_600_000;
 
+/// Most hopping windows one record may fall in (SIZE / ADVANCE BY): every one is a group to update.
+pub const MAX_HOPS: i64 = 10_000;
+
 /// The kind of window a windowed key belongs to (`WINDOW_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowType {
@@ -124,27 +127,52 @@ impl WindowSpec {
             } if advance_ms <= 0 || advance_ms > size_ms => Err(plan_err!(
                 "Window advance must be positive and no larger than the window size: ADVANCE BY {advance_ms} ms with SIZE {size_ms} ms"
             )),
+            WindowKind::Hopping {
+                size_ms,
+                advance_ms,
+            } if size_ms / advance_ms > MAX_HOPS => Err(plan_err!(
+                "A hopping window of SIZE {size_ms} ms ADVANCE BY {advance_ms} ms puts every record in {} windows; at most {MAX_HOPS} are allowed: advance by at least {} ms",
+                size_ms / advance_ms,
+                (size_ms + MAX_HOPS - 1) / MAX_HOPS
+            )),
             _ => Ok(()),
         }
     }
 
     /// Appends the starts of the time windows (tumbling or hopping) that contain `ts`, earliest first.
-    /// Session windows are not fixed in advance; for them nothing is appended.
-    pub fn time_windows(&self, ts: i64, starts: &mut Vec<i64>) {
+    /// Session windows are not fixed in advance; for them nothing is appended. A time so close to the
+    /// end of `i64` that a window containing it would end past it is an error (for that record).
+    pub fn time_windows(&self, ts: i64, starts: &mut Vec<i64>) -> std::result::Result<(), String> {
         let (size, advance) = match self.kind {
             WindowKind::Tumbling { size_ms } => (size_ms, size_ms),
             WindowKind::Hopping {
                 size_ms,
                 advance_ms,
             } => (size_ms, advance_ms),
-            WindowKind::Session { .. } => return,
+            WindowKind::Session { .. } => return Ok(()),
         };
-        // Windows start at multiples of the advance, never before 0 (as in Kafka Streams).
-        let mut start = (ts - size + advance).max(0) / advance * advance;
-        while start <= ts {
-            starts.push(start);
-            start += advance;
+        if ts < 0 {
+            return Err(format!(
+                "The record's time {ts} is negative: windows start at 0"
+            ));
         }
+        let out_of_range =
+            || format!("The record's time {ts} is too late for a window of {size} ms to end");
+        // Windows start at multiples of the advance, never before 0 (as in Kafka Streams).
+        let first = ts
+            .checked_sub(size)
+            .and_then(|t| t.checked_add(advance))
+            .ok_or_else(out_of_range)?;
+        let mut start = first.max(0) / advance * advance;
+        while start <= ts {
+            start.checked_add(size).ok_or_else(out_of_range)?;
+            starts.push(start);
+            match start.checked_add(advance) {
+                Some(next) => start = next,
+                None => break,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -194,25 +222,58 @@ mod tests {
     #[test]
     fn time_windows_contain_the_timestamp() {
         let mut starts = Vec::new();
-        spec(WindowKind::Tumbling { size_ms: 30_000 }).time_windows(89_999, &mut starts);
+        spec(WindowKind::Tumbling { size_ms: 30_000 })
+            .time_windows(89_999, &mut starts)
+            .unwrap();
         assert_eq!(starts, [60_000]);
         starts.clear();
         let hopping = spec(WindowKind::Hopping {
             size_ms: 30_000,
             advance_ms: 5_000,
         });
-        hopping.time_windows(5_000, &mut starts);
+        hopping.time_windows(5_000, &mut starts).unwrap();
         assert_eq!(starts, [0, 5_000]);
         starts.clear();
-        hopping.time_windows(32_000, &mut starts);
+        hopping.time_windows(32_000, &mut starts).unwrap();
         assert_eq!(starts, [5_000, 10_000, 15_000, 20_000, 25_000, 30_000]);
         starts.clear();
         let uneven = spec(WindowKind::Hopping {
             size_ms: 10,
             advance_ms: 3,
         });
-        uneven.time_windows(11, &mut starts);
+        uneven.time_windows(11, &mut starts).unwrap();
         assert_eq!(starts, [3, 6, 9]);
+    }
+
+    #[test]
+    fn times_at_the_ends_of_i64_are_errors_or_no_windows_never_a_wrap() {
+        let tumbling = spec(WindowKind::Tumbling { size_ms: 30_000 });
+        let hopping = spec(WindowKind::Hopping {
+            size_ms: 30_000,
+            advance_ms: 7_000,
+        });
+        for w in [&tumbling, &hopping] {
+            let mut starts = Vec::new();
+            assert!(w.time_windows(i64::MAX, &mut starts).is_err());
+            assert!(w.time_windows(i64::MAX - 10_000, &mut starts).is_err());
+            assert!(w.time_windows(i64::MIN, &mut starts).is_err());
+            assert!(w.time_windows(-1, &mut starts).is_err());
+        }
+        let mut starts = Vec::new();
+        tumbling
+            .time_windows(i64::MAX - 30_000, &mut starts)
+            .unwrap();
+        assert!(starts.iter().all(|s| s.checked_add(30_000).is_some()));
+    }
+
+    #[test]
+    fn hopping_windows_that_put_a_record_in_too_many_windows_are_refused() {
+        let w = spec(WindowKind::Hopping {
+            size_ms: 100 * 86_400_000,
+            advance_ms: 1,
+        });
+        let e = w.check().unwrap_err().to_string();
+        assert!(e.contains("8640000000 windows"), "{e}");
     }
 
     #[test]

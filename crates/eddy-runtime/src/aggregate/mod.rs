@@ -25,6 +25,7 @@ use eddy_common::{Result, exec_err};
 use eddy_sql::aggregate::AggregateSpec;
 use eddy_sql::statement::WindowKind;
 
+use crate::format::DecodeError;
 use crate::format::window::Bounds;
 use index::GroupIndex;
 
@@ -85,6 +86,9 @@ pub struct AggregateState {
     /// Failures of aggregate functions (rows they left out) and of argument expressions (which gave
     /// NULL), since [`AggregateState::take_errors`].
     errors: Vec<String>,
+    /// Input records left out because their time cannot be placed in a window, since
+    /// [`AggregateState::take_skipped`].
+    skipped: Vec<DecodeError>,
 }
 
 /// A table row's group and the arguments it gave each aggregate function.
@@ -155,6 +159,7 @@ impl AggregateState {
             dirty: Vec::new(),
             log: None,
             errors: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 
@@ -353,7 +358,10 @@ impl AggregateState {
                     if self.session_covered(key, ts, partition, offset) {
                         continue;
                     }
-                    let close = self.stream_time - w.grace_ms() - gap_ms;
+                    let close = self
+                        .stream_time
+                        .saturating_sub(w.grace_ms())
+                        .saturating_sub(*gap_ms);
                     let merged = self.session(key, ts, *gap_ms, close, &mut outs, &mut to_free)?;
                     match merged {
                         Some(group) => {
@@ -373,7 +381,11 @@ impl AggregateState {
                     let mut size = 0;
                     match window {
                         Some((w, _)) => {
-                            w.time_windows(ts, &mut starts);
+                            if let Err(message) = w.time_windows(ts, &mut starts) {
+                                self.skipped
+                                    .push(DecodeError::new(partition, offset, &message));
+                                continue;
+                            }
                             size = w.key_window().size_ms.unwrap_or(0);
                         }
                         None => starts.push(0),
@@ -382,10 +394,10 @@ impl AggregateState {
                     for start in starts.iter().copied() {
                         let bounds = window.map(|_| Bounds {
                             start,
-                            end: start + size,
+                            end: start.saturating_add(size),
                         });
                         if let (Some(b), Some((w, _))) = (bounds, window)
-                            && b.end + w.grace_ms() <= self.stream_time
+                            && b.end.saturating_add(w.grace_ms()) <= self.stream_time
                         {
                             dropped = true;
                             continue;
@@ -563,7 +575,9 @@ impl AggregateState {
     /// The stream time at which a window is forgotten.
     fn evicted_at(&self, window: Bounds, grace: i64, retention: i64) -> i64 {
         match self.spec.window.as_ref().map(|w| &w.kind) {
-            Some(WindowKind::Session { gap_ms }) => window.end.saturating_add(grace + gap_ms),
+            Some(WindowKind::Session { gap_ms }) => {
+                window.end.saturating_add(grace.saturating_add(*gap_ms))
+            }
             _ => window.start.saturating_add(retention),
         }
     }
@@ -621,7 +635,7 @@ impl AggregateState {
                     .as_ref()
                     .and_then(|g| g.window)
                     .expect("session window");
-                w.end >= ts - gap && w.start <= ts + gap
+                w.end >= ts.saturating_sub(gap) && w.start <= ts.saturating_add(gap)
             });
         let mut merged = Bounds { start: ts, end: ts };
         for g in &overlapping {
@@ -721,6 +735,11 @@ impl AggregateState {
         }
         self.errors.append(&mut errors);
         Ok(())
+    }
+
+    /// The records left out since the last call (counted as skipped records in the query's status).
+    pub fn take_skipped(&mut self) -> Vec<DecodeError> {
+        std::mem::take(&mut self.skipped)
     }
 
     /// The failures since the last call (counted as expression errors in the query's status).

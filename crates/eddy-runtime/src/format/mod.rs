@@ -9,6 +9,7 @@ pub mod encode;
 pub mod framing;
 pub mod json_fast;
 pub mod json_schema;
+pub mod limits;
 pub mod protobuf;
 pub mod values;
 pub mod window;
@@ -35,12 +36,24 @@ use encode::PartEncoder;
 use json_fast::KeyCache;
 use window::{Bounds, split_windowed_key};
 
-/// A record that could not be decoded, with where it came from.
+/// A record that was skipped (it could not be decoded, or its time fits no window), with where it
+/// came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {
     pub partition: i32,
     pub offset: i64,
+    /// Why, cut to [`limits::MAX_MESSAGE`] bytes: messages may quote the record.
     pub message: String,
+}
+
+impl DecodeError {
+    pub fn new(partition: i32, offset: i64, message: &str) -> Self {
+        DecodeError {
+            partition,
+            offset,
+            message: limits::cut(message).into_owned(),
+        }
+    }
 }
 
 /// Records decoded into a batch in the source's input schema.
@@ -173,6 +186,13 @@ impl SourceDecoder {
                         builders[i].last_millis(self.timestamp_format.as_deref())
                     }
                     _ => Ok(r.timestamp()),
+                })
+                // As Kafka Streams does, a record whose time is negative is skipped.
+                .and_then(|ts| match ts {
+                    0.. => Ok(ts),
+                    _ => Err(format!(
+                        "Invalid timestamp {ts}: a record's time is milliseconds since 1970 and cannot be negative"
+                    )),
                 });
             match decoded {
                 Ok(ts) => {
@@ -187,11 +207,7 @@ impl SourceDecoder {
                     builders.iter_mut().for_each(|b| b.truncate(rows));
                     window_starts.truncate(rows);
                     window_ends.truncate(rows);
-                    errors.push(DecodeError {
-                        partition: r.partition(),
-                        offset: r.offset(),
-                        message,
-                    });
+                    errors.push(DecodeError::new(r.partition(), r.offset(), &message));
                 }
             }
         }

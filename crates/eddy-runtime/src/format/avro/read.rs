@@ -7,17 +7,20 @@ use serde_json::{Map, Value};
 use super::schema::AvroSchema;
 use crate::format::column::Cell;
 use crate::format::cursor::{Cursor, unzigzag};
+use crate::format::limits::Budget;
 
 /// A cursor over Avro binary data.
 #[derive(Debug)]
 pub struct Reader<'a> {
     cursor: Cursor<'a>,
+    budget: Budget,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
         Reader {
             cursor: Cursor::new(buf, "Avro"),
+            budget: Budget::new("Avro"),
         }
     }
 
@@ -60,20 +63,25 @@ impl<'a> Reader<'a> {
         Ok(f32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()) as f64)
     }
 
-    /// Reads the blocks of an array or map, calling `item` once per item.
+    /// Reads the blocks of an array or map, calling `item` once per item. Every block's count is
+    /// taken from the record's allowance before its items are read (items of zero-width types take no
+    /// bytes, so the bytes left cannot bound them).
     fn blocks(
         &mut self,
         mut item: impl FnMut(&mut Self) -> Result<(), String>,
     ) -> Result<(), String> {
+        self.budget.enter()?;
         loop {
-            let mut count = self.long()?;
+            let count = self.long()?;
             if count == 0 {
+                self.budget.leave();
                 return Ok(());
             }
             if count < 0 {
-                count = -count;
                 self.long()?; // the block's size in bytes
             }
+            let count = count.unsigned_abs();
+            self.budget.take_items(count)?;
             for _ in 0..count {
                 item(self)?;
             }
@@ -108,7 +116,11 @@ impl<'a> Reader<'a> {
 /// The text of an unscaled decimal at `scale`.
 pub fn decimal_text(unscaled: i128, scale: i8) -> String {
     if scale <= 0 {
-        return format!("{}{}", unscaled, "0".repeat((-scale) as usize));
+        return format!(
+            "{}{}",
+            unscaled,
+            "0".repeat(usize::from(scale.unsigned_abs()))
+        );
     }
     let digits = unscaled.unsigned_abs().to_string();
     let scale = scale as usize;
@@ -245,9 +257,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hostile_block_counts_are_refused_before_looping() {
+        let nulls = AvroSchema::Array(Box::new(AvroSchema::Null));
+        // 2^62 zero-width items; i64::MIN as a count (negative counts carry a byte size).
+        for bytes in [
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01][..],
+            &[
+                0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0x00,
+            ],
+        ] {
+            assert!(read_json(&mut Reader::new(bytes), &nulls).is_err());
+            assert!(skip(&mut Reader::new(bytes), &nulls).is_err());
+        }
+        // Small blocks again and again add up to the same allowance.
+        let mut many = Vec::new();
+        for _ in 0..20 {
+            many.extend_from_slice(&[0x80, 0x80, 0x40]); // 2^19 items
+        }
+        many.push(0);
+        assert!(read_json(&mut Reader::new(&many), &nulls).is_err());
+        // Within the allowance it reads.
+        assert_eq!(
+            read_json(&mut Reader::new(&[0x06, 0x00]), &nulls).unwrap(),
+            serde_json::json!([null, null, null])
+        );
+    }
+
+    #[test]
     fn decimals_print_at_their_scale() {
         assert_eq!(decimal_text(1011, 2), "10.11");
         assert_eq!(decimal_text(-5, 3), "-0.005");
         assert_eq!(decimal_text(7, 0), "7");
+        assert_eq!(decimal_text(7, -2), "700");
+        assert_eq!(decimal_text(-1, i8::MIN).len(), 130);
     }
 }

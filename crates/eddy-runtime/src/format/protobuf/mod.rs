@@ -15,19 +15,30 @@ use eddy_sql::SqlType;
 use super::column::Cell;
 use super::cursor::unzigzag;
 use super::framing::{frame_header, unframe};
+use super::limits::{Budget, MAX_DEPTH};
 use crate::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 use schema::ProtoSchema;
 use wire::{Wire, read_message_cells, write_message_arrays, write_varint};
 
 /// Reads the message indexes Confluent's framing puts after the schema id: a count, then the path
-/// (zig-zag varints); a count of 0 stands for `[0]`, the first message.
+/// (zig-zag varints); a count of 0 stands for `[0]`, the first message. The count is checked before
+/// anything is allocated: each index takes at least a byte, and a path is no deeper than messages nest.
 pub fn read_message_indexes(bytes: &[u8]) -> Result<(Vec<usize>, &[u8]), String> {
     let mut w = Wire::new(bytes);
-    let unzig = |v: u64| unzigzag(v) as usize;
-    let count = unzig(w.varint()?);
+    let index = |v: u64| {
+        usize::try_from(unzigzag(v))
+            .map_err(|_| format!("Protobuf message index {} is negative", unzigzag(v)))
+    };
+    let count = index(w.varint()?)?;
+    if count > w.remaining() || count > MAX_DEPTH {
+        return Err(format!(
+            "Protobuf framing announces {count} message indexes; at most {} fit",
+            w.remaining().min(MAX_DEPTH)
+        ));
+    }
     let mut path = Vec::with_capacity(count.max(1));
     for _ in 0..count {
-        path.push(unzig(w.varint()?));
+        path.push(index(w.varint()?)?);
     }
     if path.is_empty() {
         path.push(0);
@@ -135,7 +146,15 @@ impl ProtobufDecoder {
             }
             None => (self.derived.clone(), bytes),
         };
-        read_message_cells(&writer.schema, writer.message, body, &writer.targets, out)
+        let mut budget = Budget::new("Protobuf");
+        read_message_cells(
+            &writer.schema,
+            writer.message,
+            body,
+            &writer.targets,
+            out,
+            &mut budget,
+        )
     }
 }
 
@@ -200,6 +219,19 @@ mod tests {
             let (back, rest) = read_message_indexes(&b).unwrap();
             assert_eq!(back, path);
             assert_eq!(rest, &[0xAA]);
+        }
+    }
+
+    #[test]
+    fn hostile_message_index_counts_are_refused_before_allocating() {
+        // A count of -1, a count of 2^39, more indexes than bytes, a negative index.
+        for bytes in [
+            &[0x01][..],
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x20],
+            &[0x08, 0x02],
+            &[0x02, 0x03],
+        ] {
+            assert!(read_message_indexes(bytes).is_err(), "{bytes:?}");
         }
     }
 }

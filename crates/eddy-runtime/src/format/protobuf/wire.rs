@@ -11,6 +11,7 @@ use super::schema::{FieldType, ProtoField, ProtoSchema, Scalar};
 use crate::format::avro::read::decimal_text;
 use crate::format::column::{Cell, parse_decimal};
 use crate::format::cursor::{Cursor, unzigzag};
+use crate::format::limits::Budget;
 use crate::format::values::{
     binary_value, decimal_bytes, decimal_value, float_value, int_value, text_value,
 };
@@ -138,6 +139,7 @@ fn read_value<'a>(
     ty: &FieldType,
     wt: u8,
     w: &mut Wire<'a>,
+    budget: &mut Budget,
 ) -> Result<Cell<'a>, String> {
     if needs_length(ty) != (wt == LENGTH) {
         return Err(format!(
@@ -175,17 +177,44 @@ fn read_value<'a>(
                 name.map_or_else(|| n.to_string(), |(s, _)| s.clone()),
             ))
         }
-        FieldType::Message(m) => Cell::Json(Box::new(read_message_json(schema, *m, w.bytes()?)?)),
+        FieldType::Message(m) => {
+            budget.enter()?;
+            let value = message_json(schema, *m, w.bytes()?, budget)?;
+            budget.leave();
+            Cell::Json(Box::new(value))
+        }
         FieldType::Timestamp => {
             let [seconds, nanos, ..] = small_message(w.bytes()?)?;
-            Cell::Int(seconds * 1000 + nanos / 1_000_000)
+            Cell::Int(
+                seconds
+                    .checked_mul(1000)
+                    .and_then(|ms| ms.checked_add(nanos / 1_000_000))
+                    .ok_or_else(|| {
+                        format!("Protobuf Timestamp of {seconds} seconds is out of range")
+                    })?,
+            )
         }
         FieldType::Date => {
             let [y, m, d, _] = small_message(w.bytes()?)?;
+            if !(-5_000_000..=5_000_000).contains(&y)
+                || !(1..=12).contains(&m)
+                || !(1..=31).contains(&d)
+            {
+                return Err(format!("Protobuf Date {y}-{m}-{d} is not a date"));
+            }
             Cell::Int(days_from_civil(y, m, d))
         }
         FieldType::Time => {
             let [h, m, s, nanos] = small_message(w.bytes()?)?;
+            if !(0..24).contains(&h)
+                || !(0..60).contains(&m)
+                || !(0..60).contains(&s)
+                || !(0..1_000_000_000).contains(&nanos)
+            {
+                return Err(format!(
+                    "Protobuf TimeOfDay {h}:{m}:{s}.{nanos} is not a time"
+                ));
+            }
             Cell::Int(((h * 60 + m) * 60 + s) * 1000 + nanos / 1_000_000)
         }
         FieldType::Decimal { .. } => {
@@ -218,7 +247,9 @@ fn read_value<'a>(
             );
             while !inner.is_done() {
                 match inner.tag()? {
-                    (1, wt) => value = read_value(schema, &FieldType::Scalar(*s), wt, &mut inner)?,
+                    (1, wt) => {
+                        value = read_value(schema, &FieldType::Scalar(*s), wt, &mut inner, budget)?
+                    }
                     (_, wt) => inner.skip(wt)?,
                 }
             }
@@ -257,19 +288,21 @@ fn collect<'a>(
     wt: u8,
     w: &mut Wire<'a>,
     cell: &mut Cell<'a>,
+    budget: &mut Budget,
 ) -> Result<(), String> {
     let Cell::Json(collected) = cell else {
         *cell = default_cell(schema, f);
-        return collect(schema, f, wt, w, cell);
+        return collect(schema, f, wt, w, cell, budget);
     };
     match (&f.ty, collected.as_mut()) {
         (FieldType::Map(kt, vt), Value::Object(m)) => {
+            budget.take_items(1)?;
             let mut entry = Wire::new(w.bytes()?);
             let (mut key, mut value) = (Value::Null, Value::Null);
             while !entry.is_done() {
                 match entry.tag()? {
-                    (1, wt) => key = read_value(schema, kt, wt, &mut entry)?.into_json(),
-                    (2, wt) => value = read_value(schema, vt, wt, &mut entry)?.into_json(),
+                    (1, wt) => key = read_value(schema, kt, wt, &mut entry, budget)?.into_json(),
+                    (2, wt) => value = read_value(schema, vt, wt, &mut entry, budget)?.into_json(),
                     (_, wt) => entry.skip(wt)?,
                 }
             }
@@ -293,10 +326,12 @@ fn collect<'a>(
                     _ => VARINT,
                 };
                 while !packed.is_done() {
-                    items.push(read_value(schema, ty, item_wt, &mut packed)?.into_json());
+                    budget.take_items(1)?;
+                    items.push(read_value(schema, ty, item_wt, &mut packed, budget)?.into_json());
                 }
             } else {
-                items.push(read_value(schema, ty, wt, w)?.into_json());
+                budget.take_items(1)?;
+                items.push(read_value(schema, ty, wt, w, budget)?.into_json());
             }
         }
         _ => return Err(format!("field {} collects the wrong kind of value", f.name)),
@@ -304,13 +339,15 @@ fn collect<'a>(
     Ok(())
 }
 
-/// Reads a message into one cell per target column: `targets[i]` is the column of field `i`.
+/// Reads a message into one cell per target column: `targets[i]` is the column of field `i`; nested
+/// messages and repeated fields draw on `budget`.
 pub fn read_message_cells<'a>(
     schema: &ProtoSchema,
     message: usize,
     bytes: &'a [u8],
     targets: &[Option<usize>],
     out: &mut [Cell<'a>],
+    budget: &mut Budget,
 ) -> Result<(), String> {
     let fields = &schema.messages[message].fields;
     for (f, t) in fields.iter().zip(targets) {
@@ -328,9 +365,9 @@ pub fn read_message_cells<'a>(
         let f = &fields[i];
         match targets[i] {
             Some(t) if f.repeated || matches!(f.ty, FieldType::Map(_, _)) => {
-                collect(schema, f, wt, &mut w, &mut out[t])?
+                collect(schema, f, wt, &mut w, &mut out[t], budget)?
             }
-            Some(t) => out[t] = read_value(schema, &f.ty, wt, &mut w)?,
+            Some(t) => out[t] = read_value(schema, &f.ty, wt, &mut w, budget)?,
             None => w.skip(wt)?,
         }
     }
@@ -343,10 +380,19 @@ pub fn read_message_json(
     message: usize,
     bytes: &[u8],
 ) -> Result<Value, String> {
+    message_json(schema, message, bytes, &mut Budget::new("Protobuf"))
+}
+
+fn message_json(
+    schema: &ProtoSchema,
+    message: usize,
+    bytes: &[u8],
+    budget: &mut Budget,
+) -> Result<Value, String> {
     let fields = &schema.messages[message].fields;
     let targets: Vec<Option<usize>> = (0..fields.len()).map(Some).collect();
     let mut cells = vec![Cell::Null; fields.len()];
-    read_message_cells(schema, message, bytes, &targets, &mut cells)?;
+    read_message_cells(schema, message, bytes, &targets, &mut cells, budget)?;
     Ok(Value::Object(
         fields
             .iter()
