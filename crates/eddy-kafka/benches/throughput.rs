@@ -148,8 +148,7 @@ fn through_broker(events: u64, bootstrap: &str) {
     let task = eddy_kafka::start_persistent(
         cluster.clone(),
         query,
-        format!("bench_{suffix}"),
-        "earliest".into(),
+        &eddy_kafka::TaskConfig::new(format!("bench_{suffix}"), "earliest"),
     )
     .expect("start");
     while task.stats.consumed.load(Ordering::Relaxed) < events {

@@ -32,8 +32,8 @@ use eddy_sql::statement::SourceKind;
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, now_millis};
 use crate::delivery::{DeliveryError, Halt, deliver};
 use crate::repartition::{Shuffle, repartition_topic, unwrap};
-use crate::supervisor::{Backoff, Failure, panic_message};
-use crate::task::{Msg, QueryStats, QueryTask, poll_batch};
+use crate::supervisor::{Failure, panic_message};
+use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, poll_batch};
 
 /// The changelog topic of the query whose consumer group is `group_id` (named as Kafka Streams names a
 /// state store's changelog).
@@ -125,11 +125,10 @@ impl ConsumerContext for Rebalance {
 pub(crate) fn start(
     cluster: Arc<KafkaCluster>,
     query: PersistentQuery,
-    group_id: &str,
-    offset_reset: &str,
+    task: &TaskConfig,
     name: String,
-    backoff: Backoff,
 ) -> Result<QueryTask> {
+    let (group_id, offset_reset) = (task.group_id.as_str(), task.offset_reset.as_str());
     let source = query.pipeline.source().clone();
     let inputs = cluster.partitions(&source.topic)?.ok_or_else(|| {
         external_err!(
@@ -198,7 +197,7 @@ pub(crate) fn start(
     // A configuration the client refuses is the statement's error, not a query failing later.
     let _: BaseConsumer = config.create().map_err(kafka_err)?;
     let query_id = query.id.clone();
-    QueryTask::supervised(name, query_id, backoff, move |stop, stats| {
+    QueryTask::supervised(name, query_id, task, move |stop, stats| {
         // Every attempt starts from the state's last checkpoint, in fresh pipelines.
         let create = |config: &ClientConfig, topic: &str| -> Result<BaseConsumer, Failure> {
             let consumer: BaseConsumer = config

@@ -80,7 +80,7 @@ pub(crate) fn supervise(
             retry_in_ms = wait.as_millis() as u64,
             "the query failed and is retried: {failure}"
         );
-        stats.fail(&failure);
+        stats.fail(query, &failure);
         sleep_unless_stopped(stop, wait);
         wait = (wait * 2).min(backoff.max);
     }

@@ -23,8 +23,13 @@ use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
 use crate::delivery::{DeliveryError, Halt, deliver};
+use crate::processing_log::ProcessingLog;
 use crate::stateful;
 use crate::supervisor::{Backoff, Failure, panic_message, supervise};
+
+/// Stack of a query's thread: evaluating an expression recurses once per level of its nesting
+/// (at most `eddy_sql::limits`). Reserved address space; only what is used is memory.
+const STACK_BYTES: usize = 16 << 20;
 
 /// Records per micro-batch, and how long to wait to fill one.
 const MAX_BATCH: usize = 4096;
@@ -45,6 +50,8 @@ pub struct QueryStats {
     /// Why the query is failing, while it is (it waits to be tried again, or is being retried and
     /// has not yet got past the failure).
     failure: Mutex<Option<String>>,
+    /// Where skipped records and failures are logged besides the server log.
+    log: Option<Arc<ProcessingLog>>,
 }
 
 impl QueryStats {
@@ -82,6 +89,9 @@ impl QueryStats {
             e.partition, e.offset, e.message
         ));
         self.decode_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(log) = &self.log {
+            log.skipped(query, topic, e);
+        }
     }
 
     /// Why the query is failing, if it is.
@@ -90,7 +100,10 @@ impl QueryStats {
     }
 
     /// The query failed: it is in `ERROR` until an attempt gets past the failure.
-    pub(crate) fn fail(&self, reason: &str) {
+    pub(crate) fn fail(&self, query: &str, reason: &str) {
+        if let Some(log) = &self.log {
+            log.failed(query, reason);
+        }
         self.restarts.fetch_add(1, Ordering::Relaxed);
         *lock(&self.last_error) = Some(reason.to_string());
         *lock(&self.failure) = Some(reason.to_string());
@@ -133,18 +146,32 @@ impl QueryTask {
         name: String,
         body: impl FnOnce(Arc<AtomicBool>, Arc<QueryStats>) + Send + 'static,
     ) -> Result<QueryTask> {
+        QueryTask::spawn_with(name, QueryStats::default(), body)
+    }
+
+    /// [`QueryTask::spawn`] with counters made by the caller.
+    fn spawn_with(
+        name: String,
+        stats: QueryStats,
+        body: impl FnOnce(Arc<AtomicBool>, Arc<QueryStats>) + Send + 'static,
+    ) -> Result<QueryTask> {
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(QueryStats::default());
+        let stats = Arc::new(stats);
         let (flag, counters) = (stop.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name(name)
+            .stack_size(STACK_BYTES)
             .spawn(move || {
                 let failed = counters.clone();
                 let run = std::panic::AssertUnwindSafe(move || body(flag, counters));
                 if let Err(panic) = std::panic::catch_unwind(run) {
                     let message = panic_message(panic.as_ref());
                     tracing::error!("a query task panicked: {message}");
-                    failed.fail(&format!("the query panicked: {message}"));
+                    let name = std::thread::current()
+                        .name()
+                        .unwrap_or_default()
+                        .to_string();
+                    failed.fail(&name, &format!("the query panicked: {message}"));
                 }
             })
             .map_err(|e| eddy_common::internal_err!("cannot start a query thread: {e}"))?;
@@ -160,12 +187,17 @@ impl QueryTask {
     pub(crate) fn supervised(
         name: String,
         query: String,
-        backoff: Backoff,
+        config: &TaskConfig,
         mut attempt: impl FnMut(&Arc<AtomicBool>, &Arc<QueryStats>) -> std::result::Result<(), Failure>
         + Send
         + 'static,
     ) -> Result<QueryTask> {
-        QueryTask::spawn(name, move |stop, stats| {
+        let backoff = config.backoff;
+        let stats = QueryStats {
+            log: config.processing_log.clone(),
+            ..QueryStats::default()
+        };
+        QueryTask::spawn_with(name, stats, move |stop, stats| {
             supervise(&query, &stop, &stats, backoff, || attempt(&stop, &stats))
         })
     }
@@ -223,30 +255,52 @@ pub(crate) fn poll_batch<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<
     batch
 }
 
-/// Starts a persistent query: consumer group `group_id`, output to the query's sink; retried after
-/// `backoff` when it fails.
+/// How a persistent query's task runs.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    /// The query's consumer group.
+    pub group_id: String,
+    /// Where a group without committed offsets starts (`earliest` or `latest`).
+    pub offset_reset: String,
+    /// How long the query waits before it is tried again when it fails.
+    pub backoff: Backoff,
+    /// Where skipped records and failures are logged besides the server log.
+    pub processing_log: Option<Arc<ProcessingLog>>,
+}
+
+impl TaskConfig {
+    /// Group `group_id`, reading from `offset_reset` on, ksqlDB's backoff, no processing log.
+    pub fn new(group_id: String, offset_reset: &str) -> Self {
+        TaskConfig {
+            group_id,
+            offset_reset: offset_reset.to_string(),
+            backoff: Backoff::default(),
+            processing_log: None,
+        }
+    }
+}
+
+/// Starts a persistent query with its output to the query's sink.
 pub fn start_persistent(
     cluster: Arc<KafkaCluster>,
     query: PersistentQuery,
-    group_id: String,
-    offset_reset: String,
-    backoff: Backoff,
+    task: &TaskConfig,
 ) -> Result<QueryTask> {
     let name = format!("query-{}", query.id);
     if query.pipeline.is_stateful() {
-        return stateful::start(cluster, query, &group_id, &offset_reset, name, backoff);
+        return stateful::start(cluster, query, task, name);
     }
     let config = base_config(cluster.bootstrap())
-        .set("group.id", &group_id)
+        .set("group.id", &task.group_id)
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", &offset_reset)
+        .set("auto.offset.reset", &task.offset_reset)
         // A restarted server rejoins its groups; a short session lets the old member expire quickly.
         .set("session.timeout.ms", "10000")
         .clone();
     // A configuration the client refuses is the statement's error, not a query failing later.
     let _: BaseConsumer = config.create().map_err(kafka_err)?;
     let topic = query.pipeline.source().topic.clone();
-    QueryTask::supervised(name, query.id.clone(), backoff, move |stop, stats| {
+    QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Every attempt starts from the group's committed offsets.
         let consumer: BaseConsumer = config
             .create()
@@ -356,7 +410,7 @@ impl PersistentLoop<'_> {
                         Err(e) => stats.skipped(
                             &query.id,
                             self.topic,
-                            &DecodeError::new(m.partition(), m.offset(), &e.to_string()),
+                            &DecodeError::processing(m.partition(), m.offset(), &e.to_string()),
                         ),
                     }
                 }
@@ -436,7 +490,7 @@ pub fn start_push(
         .map_err(kafka_err)?;
     let topic = pipeline.source().topic.clone();
     consumer.subscribe(&[&topic]).map_err(kafka_err)?;
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(PUSH_BUFFER);
     let task = QueryTask::spawn(format!("push-{group_id}"), move |stop, stats| {
         while !stop.load(Ordering::SeqCst) && !tx.is_closed() {
             let batch = poll_batch(&consumer);
@@ -466,10 +520,59 @@ pub fn start_push(
                 }
                 Err(e) => PushEvent::Error(e.to_string()),
             };
-            if tx.blocking_send(event).is_err() {
-                break;
+            match hand_over(&tx, event, &stop) {
+                HandOver::Taken => {}
+                HandOver::Gone => break,
+                HandOver::TooSlow => {
+                    stats.fail(
+                        &group_id,
+                        &format!(
+                            "The client did not read the query's rows for {} s: the query was closed",
+                            SLOW_CLIENT.as_secs()
+                        ),
+                    );
+                    break;
+                }
             }
         }
     })?;
     Ok((rx, task))
+}
+
+/// Batches a push query keeps for a client that reads more slowly than rows come: past them the
+/// query waits for the client.
+const PUSH_BUFFER: usize = 16;
+
+/// How long a push query waits for a client that reads nothing before it closes the query.
+const SLOW_CLIENT: Duration = Duration::from_secs(60);
+
+/// What became of a push query's event.
+enum HandOver {
+    Taken,
+    /// The client left.
+    Gone,
+    /// The client's buffer stayed full for [`SLOW_CLIENT`].
+    TooSlow,
+}
+
+/// Puts an event in a push query's buffer, waiting while it is full, at most [`SLOW_CLIENT`].
+fn hand_over(tx: &mpsc::Sender<PushEvent>, event: PushEvent, stop: &AtomicBool) -> HandOver {
+    let deadline = Instant::now() + SLOW_CLIENT;
+    let mut event = event;
+    loop {
+        match tx.try_send(event) {
+            Ok(()) => return HandOver::Taken,
+            Err(mpsc::error::TrySendError::Closed(_)) => return HandOver::Gone,
+            Err(mpsc::error::TrySendError::Full(back)) => {
+                if Instant::now() >= deadline {
+                    return HandOver::TooSlow;
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return HandOver::Gone;
+                }
+                event = back;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }

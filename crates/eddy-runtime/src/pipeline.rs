@@ -325,14 +325,14 @@ impl Pipeline {
             // A table's rows are upserts by key: a record without a key has nowhere to go.
             let keyed = not(&null_keys).map_err(|e| exec_err!("{e}"))?;
             for i in (0..batch.num_rows()).filter(|i| null_keys.value(*i)) {
-                decode_errors.push(DecodeError {
-                    partition: partition_at(&batch, i),
-                    offset: offset_at(&batch, i),
-                    message: format!(
+                decode_errors.push(DecodeError::processing(
+                    partition_at(&batch, i),
+                    offset_at(&batch, i),
+                    &format!(
                         "Skipped a record without a key: table {} is keyed by its PRIMARY KEY",
                         self.plan.source.name
                     ),
-                });
+                ));
             }
             batch = filter_record_batch(&batch, &keyed).map_err(|e| exec_err!("{e}"))?;
             null_values = filter_flags(&null_values, &keyed)?;

@@ -33,6 +33,10 @@ pub struct Args {
     /// Directory of UDF plugins (shared libraries) loaded at start and by `RELOAD FUNCTIONS`.
     #[arg(long, env = "EDDY_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,
+    /// Most push queries (and PRINTs) running at once on this server (ksqlDB's
+    /// `ksql.max.push.queries`); more are refused with 429.
+    #[arg(long, env = "EDDY_MAX_PUSH_QUERIES", default_value_t = 100)]
+    pub max_push_queries: usize,
     /// A properties (`key=value`) or TOML file with the settings above (`listen`, `bootstrap.servers`,
     /// `data.dir`, `service.id`; ksqlDB's `listeners` and `ksql.service.id` are understood too).
     #[arg(long, env = "EDDY_CONFIG")]
@@ -79,6 +83,15 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             "plugin.dir" | "ksql.extension.dir" if args.plugin_dir.is_none() => {
                 args.plugin_dir = Some(PathBuf::from(value))
             }
+            "ksql.max.push.queries"
+                if !from_flags("max-push-queries")
+                    && std::env::var("EDDY_MAX_PUSH_QUERIES").is_err() =>
+            {
+                args.max_push_queries = value
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("ksql.max.push.queries: '{value}' is not a number"))?
+            }
             "listen"
             | "listeners"
             | "schema.registry.url"
@@ -91,9 +104,10 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             | "ksql.streams.bootstrap.servers"
             | "data.dir"
             | "service.id"
-            | "ksql.service.id" => {}
+            | "ksql.service.id"
+            | "ksql.max.push.queries" => {}
             other => bail!(
-                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir)"
+                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir, ksql.max.push.queries)"
             ),
         }
     }

@@ -16,25 +16,35 @@ use eddy_runtime::TopicAdmin;
 use eddy_sql::normalize::ident_name;
 use eddy_sql::statement::SourceKind;
 
-use crate::routes::ApiError;
+use crate::routes::{ApiError, MAX_BODY_BYTES};
 use crate::state::AppState;
 
-/// Reads lines from a request body as they arrive; the last line may lack its `\n`.
+/// Reads lines from a request body as they arrive; the last line may lack its `\n`. A line longer
+/// than [`MAX_BODY_BYTES`] ends the body with an error instead of being buffered.
 struct Lines {
     body: BodyDataStream,
     buffer: Vec<u8>,
     done: bool,
 }
 
+/// A line that is not one.
+#[derive(Debug)]
+struct TooLong;
+
 impl Lines {
-    async fn next(&mut self) -> Option<Vec<u8>> {
+    async fn next(&mut self) -> Option<Result<Vec<u8>, TooLong>> {
         loop {
             if let Some(i) = self.buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buffer.drain(..=i).collect();
-                return Some(line[..i].to_vec());
+                return Some(Ok(line[..i].to_vec()));
+            }
+            if self.buffer.len() > MAX_BODY_BYTES {
+                self.done = true;
+                self.buffer.clear();
+                return Some(Err(TooLong));
             }
             if self.done {
-                return (!self.buffer.is_empty()).then(|| std::mem::take(&mut self.buffer));
+                return (!self.buffer.is_empty()).then(|| Ok(std::mem::take(&mut self.buffer)));
             }
             match self.body.next().await {
                 Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
@@ -42,6 +52,10 @@ impl Lines {
             }
         }
     }
+}
+
+fn too_long() -> String {
+    format!("A line of the body is longer than {MAX_BODY_BYTES} bytes")
 }
 
 /// The name a `target` gives: case-insensitive unless quoted, as in SQL.
@@ -74,7 +88,8 @@ pub async fn inserts_stream(
     let first = lines
         .next()
         .await
-        .ok_or_else(|| bad("The body is empty: send {\"target\": \"STREAM\"} first".into()))?;
+        .ok_or_else(|| bad("The body is empty: send {\"target\": \"STREAM\"} first".into()))?
+        .map_err(|_| bad(too_long()))?;
     let header: Value = serde_json::from_slice(&first).map_err(|e| {
         bad(format!(
             "The first line must be {{\"target\": \"STREAM\"}}: {e}"
@@ -101,6 +116,15 @@ pub async fn inserts_stream(
     tokio::spawn(async move {
         let mut seq = 0u64;
         while let Some(line) = lines.next().await {
+            let line = match line {
+                Ok(line) => line,
+                Err(TooLong) => {
+                    let ack = json!({"@type": "InsertError", "error_code": 40000,
+                        "message": too_long(), "status": "error", "seq": seq});
+                    let _ = tx.send(Bytes::from(format!("{ack}\n"))).await;
+                    break;
+                }
+            };
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }

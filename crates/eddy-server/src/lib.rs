@@ -6,5 +6,6 @@ mod inserts;
 pub mod local_broker;
 mod registry_api;
 pub mod routes;
+pub mod runtime;
 pub mod schema_registry;
 pub mod state;

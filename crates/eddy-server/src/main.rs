@@ -22,10 +22,7 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = config::load(Args::parse())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(serve(args))
+    eddy_server::runtime::build()?.block_on(serve(args))
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -91,6 +88,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         };
         format!("http://{host}:{}", address.port())
     });
+    state
+        .max_push_queries
+        .store(args.max_push_queries, std::sync::atomic::Ordering::Relaxed);
     let announcing = state.clone();
     tokio::task::spawn_blocking(move || announcing.announce(advertised)).await??;
     let shutdown = async {

@@ -48,8 +48,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/schemas/ids/{id}", get(crate::registry_api::by_id))
         .route("/internal/pull", post(internal_pull))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
+
+/// Largest request body read whole (a script, a query, a schema): larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 2 << 20;
 
 /// An error answered with ksqlDB's error body.
 pub(crate) struct ApiError(pub(crate) ErrorMessage);
@@ -223,6 +227,7 @@ async fn run_query(
         .engine()
         .plan_transient(q)
         .map_err(|e| ApiError(ErrorMessage::statement(&e, &stmt.text)))?;
+    admit_push(&state)?;
     let limit = pipeline.plan.limit;
     let id = state.transient_id(&pipeline.source().name);
     let names: Vec<String> = pipeline
@@ -263,6 +268,23 @@ async fn run_query(
         id,
     };
     Ok(rows_response(header, rx, limit, shape, Some(guard), None))
+}
+
+/// Refuses a push query when the server runs as many as it allows.
+fn admit_push(state: &AppState) -> Result<(), ApiError> {
+    let max = state
+        .max_push_queries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let running = state.push.lock().unwrap_or_else(|p| p.into_inner()).len();
+    if running >= max {
+        return Err(ApiError(ErrorMessage::generic(
+            42900,
+            format!(
+                "This server runs {running} push queries, its limit (ksql.max.push.queries = {max}): close one or try later"
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// How long a pull query may take to read a source's topic.
@@ -491,6 +513,7 @@ async fn print(
             "PRINT streams text: ask for application/vnd.ksqlapi.delimited.v1",
         )));
     }
+    admit_push(&state)?;
     let id = state.transient_id(&format!("PRINT_{}", spec.topic));
     let group = format!("_eddy-{}_{}", state.service_id, id);
     let st = state.clone();
@@ -525,6 +548,18 @@ struct PushGuard {
     id: String,
 }
 
+impl PushGuard {
+    /// Why the push query ended early, if it failed (a client too slow to read its rows).
+    fn failure(&self) -> Option<String> {
+        self.state
+            .push
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.id)
+            .and_then(|t| t.stats.failure())
+    }
+}
+
 impl Drop for PushGuard {
     fn drop(&mut self) {
         if let Some(task) = self
@@ -536,6 +571,16 @@ impl Drop for PushGuard {
         {
             std::thread::spawn(move || task.stop());
         }
+    }
+}
+
+/// An error in a push query's response, in the response's shape.
+fn error_line(shape: Shape, message: &str) -> String {
+    let err = json!({"@type": "generic_error", "error_code": 50000, "message": message});
+    match shape {
+        Shape::Delimited => format!("{err}\n"),
+        Shape::JsonArray => format!(",{err}"),
+        Shape::V1 => format!(",\n{}", json!({"errorMessage": err})),
     }
 }
 
@@ -551,14 +596,14 @@ fn rows_stream(
         rx: tokio::sync::mpsc::Receiver<PushEvent>,
         sent: u64,
         done: bool,
-        _guard: Option<PushGuard>,
+        guard: Option<PushGuard>,
     }
     futures::stream::unfold(
         S {
             rx,
             sent: 0,
             done: false,
-            _guard: guard,
+            guard,
         },
         move |mut s| async move {
             if s.done {
@@ -566,25 +611,22 @@ fn rows_stream(
             }
             let Some(event) = s.rx.recv().await else {
                 s.done = true;
+                let failure = s.guard.as_ref().and_then(PushGuard::failure);
                 let end = match (shape, completed) {
                     (Shape::Delimited, _) => String::new(),
                     (Shape::JsonArray, _) => "]".to_string(),
                     (Shape::V1, Some(m)) => format!(",\n{}]\n", json!({"finalMessage": m})),
                     (Shape::V1, None) => "]\n".to_string(),
                 };
+                let end = match failure {
+                    Some(message) => format!("{}{end}", error_line(shape, &message)),
+                    None => end,
+                };
                 return Some((Ok(Bytes::from(end)), s));
             };
             let mut out = String::new();
             match event {
-                PushEvent::Error(message) => {
-                    let err =
-                        json!({"@type": "generic_error", "error_code": 50000, "message": message});
-                    match shape {
-                        Shape::Delimited => out.push_str(&format!("{err}\n")),
-                        Shape::JsonArray => out.push_str(&format!(",{err}")),
-                        Shape::V1 => out.push_str(&format!(",\n{}", json!({"errorMessage": err}))),
-                    }
-                }
+                PushEvent::Error(message) => out.push_str(&error_line(shape, &message)),
                 PushEvent::Rows(batch, tombstones) => {
                     let rows = json_rows(&batch).unwrap_or_default();
                     for (row, tomb) in rows.into_iter().zip(tombstones) {

@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
 use eddy_kafka::{
-    Backoff, CommandLog, KafkaCluster, Peers, QueryTask, changelog_topic, internal_topics,
-    start_persistent,
+    Backoff, CommandLog, KafkaCluster, Peers, ProcessingLog, QueryTask, TaskConfig,
+    changelog_topic, internal_topics, start_persistent,
 };
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
@@ -42,9 +42,13 @@ pub struct AppState {
     engine: Mutex<Engine>,
     pub cluster: Arc<KafkaCluster>,
     log: CommandLog,
+    /// Where queries log the records they skip and their failures.
+    pub processing_log: Arc<ProcessingLog>,
     tasks: Mutex<HashMap<String, QueryTask>>,
     /// Transient push queries, by id, for `/close-query`.
     pub push: Mutex<HashMap<String, QueryTask>>,
+    /// Most push queries running at once; more are refused.
+    pub max_push_queries: std::sync::atomic::AtomicUsize,
     pub service_id: String,
     /// The bootstrap address of the broker the server started itself, if it did.
     pub local_broker: Option<String>,
@@ -56,6 +60,9 @@ pub struct AppState {
     /// The other servers sharing the service id, once this one announces itself.
     peers: std::sync::OnceLock<Arc<Peers>>,
 }
+
+/// ksqlDB's default `ksql.max.push.queries`.
+pub const DEFAULT_MAX_PUSH_QUERIES: usize = 100;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -96,6 +103,7 @@ impl AppState {
         plugins: Option<Arc<PluginDir>>,
     ) -> Result<Arc<Self>, Error> {
         let log = CommandLog::open(cluster.clone(), &service_id)?;
+        let processing_log = Arc::new(ProcessingLog::open(cluster.clone(), &service_id)?);
         let admin: Arc<dyn TopicAdmin> = cluster.clone();
         let embedded_registry = registry.is_none();
         let mut engine = Engine::new(admin);
@@ -117,8 +125,10 @@ impl AppState {
             peers: std::sync::OnceLock::new(),
             cluster,
             log,
+            processing_log,
             tasks: Mutex::new(HashMap::new()),
             push: Mutex::new(HashMap::new()),
+            max_push_queries: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_PUSH_QUERIES),
             service_id,
             local_broker,
             seq: AtomicI64::new(0),
@@ -289,13 +299,12 @@ impl AppState {
             return Ok(());
         };
         let group = self.group_id(&id);
-        let task = start_persistent(
-            self.cluster.clone(),
-            query,
-            group,
-            offset_reset(props),
-            Backoff::from_properties(props),
-        )?;
+        let config = TaskConfig {
+            backoff: Backoff::from_properties(props),
+            processing_log: Some(self.processing_log.clone()),
+            ..TaskConfig::new(group, &offset_reset(props))
+        };
+        let task = start_persistent(self.cluster.clone(), query, &config)?;
         if let Some(old) = lock(&self.tasks).insert(id, task) {
             old.stop();
         }

@@ -197,6 +197,163 @@ async fn bad_requests_get_ksqldb_error_bodies() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// Sends raw bytes to `uri` (over HTTP/2 for `/inserts-stream`, which needs it) and returns the status.
+async fn send_raw(app: &Router, uri: &str, body: Vec<u8>) -> (StatusCode, String) {
+    let version = if uri == "/inserts-stream" {
+        axum::http::Version::HTTP_2
+    } else {
+        axum::http::Version::HTTP_11
+    };
+    let request = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .version(version)
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// On the server's own runtime, whose threads have the stacks deep statements need.
+#[test]
+fn hostile_requests_get_4xx_and_the_server_keeps_working() {
+    eddy_server::runtime::build()
+        .unwrap()
+        .block_on(hostile_requests());
+}
+
+async fn hostile_requests() {
+    let server = start().await;
+    let app = &server.app;
+    let (status, _) = ksql(
+        app,
+        "CREATE STREAM h (id STRING KEY, v INT) WITH (kafka_topic='http_hostile', value_format='JSON', partitions=1);",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let nested = |depth: usize| format!("{}1{}", "(".repeat(depth), ")".repeat(depth));
+    let deep_select = format!("SELECT {} AS x FROM h EMIT CHANGES;", nested(100_000));
+    let deep_struct = format!(
+        "CREATE STREAM deep (a {}INT{}) WITH (kafka_topic='deep', value_format='JSON', partitions=1);",
+        "STRUCT<b ".repeat(50_000),
+        ">".repeat(50_000)
+    );
+    let many_props: serde_json::Map<String, Value> = (0..100_000)
+        .map(|i| (format!("p{i}"), json!("x")))
+        .collect();
+    let endpoints = [
+        ("/ksql", "ksql"),
+        ("/query", "ksql"),
+        ("/query-stream", "sql"),
+        ("/close-query", "queryId"),
+        ("/inserts-stream", "target"),
+    ];
+    for (uri, field) in endpoints {
+        let mut bodies: Vec<(String, Vec<u8>)> = vec![
+            ("20 MB".into(), vec![b'{'; 20 << 20]),
+            ("not JSON".into(), b"\x00\xff not json".to_vec()),
+            ("an array".into(), b"[1, 2]".to_vec()),
+            (
+                "a number".into(),
+                json!({ field: 5 }).to_string().into_bytes(),
+            ),
+            ("nested JSON".into(), "[".repeat(200_000).into_bytes()),
+        ];
+        for sql in [
+            deep_select.as_str(),
+            deep_struct.as_str(),
+            "CREATE STREAM \"a\u{0}b\" (v INT) WITH (kafka_topic='nul', value_format='JSON', partitions=1);",
+            "SELECT * FROM \"h\u{0}\" EMIT CHANGES;",
+        ] {
+            bodies.push((
+                format!("{uri} with {}...", &sql[..sql.len().min(30)]),
+                json!({ field: sql }).to_string().into_bytes(),
+            ));
+        }
+        bodies.push((
+            "100,000 properties".into(),
+            json!({ field: "SELECT * FROM h EMIT CHANGES LIMIT 1;", "streamsProperties": many_props, "properties": many_props })
+                .to_string()
+                .into_bytes(),
+        ));
+        for (what, body) in bodies {
+            let (status, text) = send_raw(app, uri, body).await;
+            assert!(
+                status.is_client_error(),
+                "{uri}, {what}: {status} {}",
+                &text[..text.len().min(300)]
+            );
+        }
+    }
+    // Long operator chains nest one level per operator: up to the limit they plan, past it they are
+    // refused.
+    let chain = |n: usize| vec!["v"; n].join(" + ");
+    let (status, body) = call(
+        app,
+        "POST",
+        "/ksql",
+        Some(json!({
+            "ksql": format!("CREATE STREAM chained AS SELECT id, {} AS x FROM h;", chain(190)),
+            "streamsProperties": {"auto.offset.reset": "earliest"}
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = ksql(app, "INSERT INTO h (id, v) VALUES ('k', 2);").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows = push_query(app, "SELECT * FROM chained EMIT CHANGES LIMIT 1;").await;
+    assert_eq!(rows[1], json!(["k", 380]));
+    for sql in [
+        format!(
+            "CREATE STREAM c2 AS SELECT id, {} AS x FROM h;",
+            chain(20_000)
+        ),
+        format!(
+            "CREATE STREAM c3 AS SELECT * FROM h WHERE {};",
+            vec!["v = 1"; 20_000].join(" OR ")
+        ),
+    ] {
+        let (status, body) = ksql(app, &sql).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("at most"),
+            "{body}"
+        );
+    }
+    // Push queries past the server's limit are refused with 429 until one ends.
+    server
+        .state
+        .max_push_queries
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let open = |sql: &str| {
+        Request::builder()
+            .method("POST")
+            .uri("/query-stream")
+            .body(Body::from(json!({ "sql": sql }).to_string()))
+            .unwrap()
+    };
+    let first = app
+        .clone()
+        .oneshot(open("SELECT * FROM h EMIT CHANGES;"))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = app
+        .clone()
+        .oneshot(open("SELECT * FROM h EMIT CHANGES;"))
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop((first, second));
+    let rows = push_query(app, "SELECT * FROM chained EMIT CHANGES LIMIT 1;").await;
+    assert_eq!(rows[1], json!(["k", 380]));
+    // Still answering, and the stream still works.
+    let (status, _) = ksql(app, "SHOW STREAMS;").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_query_streams_inserted_rows_until_its_limit() {
     let server = start().await;

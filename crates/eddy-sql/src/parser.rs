@@ -8,6 +8,7 @@ use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use eddy_common::{Error, Position, Result, plan_err};
 
 use crate::dialect::KsqlDialect;
+use crate::limits;
 use crate::normalize;
 use crate::statement::*;
 use crate::types::SqlType;
@@ -48,6 +49,7 @@ pub fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
             .into_iter()
             .filter(|t| t.token != Token::SemiColon)
             .collect();
+        limits::check(&body)?;
         let statement = StatementParser::new(rewrite_complex_casts(body)?).statement()?;
         out.push(ParsedStatement {
             statement,
@@ -146,11 +148,17 @@ fn from_parser_error(e: ParserError, fallback: Position) -> Error {
 struct StatementParser {
     tokens: Vec<TokenWithSpan>,
     pos: usize,
+    /// How deep in type parameters the parser is.
+    type_depth: usize,
 }
 
 impl StatementParser {
     fn new(tokens: Vec<TokenWithSpan>) -> Self {
-        StatementParser { tokens, pos: 0 }
+        StatementParser {
+            tokens,
+            pos: 0,
+            type_depth: 0,
+        }
     }
 
     fn peek(&self) -> Option<&TokenWithSpan> {
@@ -460,6 +468,19 @@ impl StatementParser {
 
     /// A ksqlDB type: `INT`, `DECIMAL(p, s)`, `ARRAY<T>`, `MAP<K, V>`, `STRUCT<f T, ...>`.
     fn sql_type(&mut self) -> Result<SqlType> {
+        if self.type_depth >= limits::MAX_NESTING {
+            return self.error(format!(
+                "Types are nested more than {} levels deep",
+                limits::MAX_NESTING
+            ));
+        }
+        self.type_depth += 1;
+        let t = self.nested_type();
+        self.type_depth -= 1;
+        t
+    }
+
+    fn nested_type(&mut self) -> Result<SqlType> {
         let name = match self.peek_at(0) {
             Some(Token::Word(w)) => w.value.to_ascii_uppercase(),
             _ => return self.error(format!("Expecting a type, found {}", self.describe_next())),
@@ -1050,6 +1071,7 @@ pub fn parse_type(text: &str) -> Result<SqlType> {
 /// Parses one expression (used by `INSERT VALUES` callers and tests).
 pub fn parse_expr(sql: &str) -> Result<Expr> {
     let tokens = significant_tokens(sql)?;
+    limits::check(&tokens)?;
     let mut p = StatementParser::new(rewrite_complex_casts(tokens)?);
     let mut e = p.with_sqlparser(|p| p.parse_expr())?;
     p.expect_end()?;

@@ -352,9 +352,9 @@ impl AggregateState {
             if null_values.value(i) || !grouped {
                 continue;
             }
-            self.stream_time = self.stream_time.max(ts);
             match spec.window.as_ref().map(|w| (w, &w.kind)) {
                 Some((w, WindowKind::Session { gap_ms })) => {
+                    self.stream_time = self.stream_time.max(ts);
                     if self.session_covered(key, ts, partition, offset) {
                         continue;
                     }
@@ -381,15 +381,17 @@ impl AggregateState {
                     let mut size = 0;
                     match window {
                         Some((w, _)) => {
+                            // A record no window fits is skipped before it moves stream time.
                             if let Err(message) = w.time_windows(ts, &mut starts) {
                                 self.skipped
-                                    .push(DecodeError::new(partition, offset, &message));
+                                    .push(DecodeError::processing(partition, offset, &message));
                                 continue;
                             }
                             size = w.key_window().size_ms.unwrap_or(0);
                         }
                         None => starts.push(0),
                     }
+                    self.stream_time = self.stream_time.max(ts);
                     let mut dropped = false;
                     for start in starts.iter().copied() {
                         let bounds = window.map(|_| Bounds {

@@ -44,14 +44,34 @@ pub struct DecodeError {
     pub offset: i64,
     /// Why, cut to [`limits::MAX_MESSAGE`] bytes: messages may quote the record.
     pub message: String,
+    pub kind: SkipKind,
+}
+
+/// Where a skipped record failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipKind {
+    /// Its key or value could not be read.
+    Deserialization,
+    /// It was read but cannot be processed (no key for a table, a time no window fits, ...).
+    Processing,
 }
 
 impl DecodeError {
+    /// A record whose key or value could not be read.
     pub fn new(partition: i32, offset: i64, message: &str) -> Self {
         DecodeError {
             partition,
             offset,
             message: limits::cut(message).into_owned(),
+            kind: SkipKind::Deserialization,
+        }
+    }
+
+    /// A record that was read but cannot be processed.
+    pub fn processing(partition: i32, offset: i64, message: &str) -> Self {
+        DecodeError {
+            kind: SkipKind::Processing,
+            ..DecodeError::new(partition, offset, message)
         }
     }
 }

@@ -7,6 +7,8 @@ use std::fmt::Write;
 
 use eddy_sql::SqlType;
 
+use crate::format::limits::{MAX_DEPTH, too_deep};
+
 /// The scalar types of protobuf fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scalar {
@@ -328,13 +330,24 @@ impl ProtoSchema {
         }
     }
 
-    /// The SQL columns of a message's fields.
+    /// The SQL columns of a message's fields. A message that contains itself has no SQL type: it
+    /// is refused once nesting passes the decoders' depth limit.
     pub fn columns_of(&self, message: usize) -> Result<Vec<(String, SqlType)>, String> {
+        self.columns_at(message, 0)
+    }
+
+    fn columns_at(&self, message: usize, depth: usize) -> Result<Vec<(String, SqlType)>, String> {
+        if depth >= MAX_DEPTH {
+            return Err(format!(
+                "Protobuf message {} nests more than {MAX_DEPTH} levels deep (does it contain itself?)",
+                self.messages[message].name
+            ));
+        }
         self.messages[message]
             .fields
             .iter()
             .map(|f| {
-                let t = self.sql_type(&f.ty)?;
+                let t = self.sql_type(&f.ty, depth)?;
                 Ok((
                     f.name.clone(),
                     if f.repeated {
@@ -347,7 +360,7 @@ impl ProtoSchema {
             .collect()
     }
 
-    fn sql_type(&self, t: &FieldType) -> Result<SqlType, String> {
+    fn sql_type(&self, t: &FieldType, depth: usize) -> Result<SqlType, String> {
         Ok(match t {
             FieldType::Scalar(s) | FieldType::Wrapper(s) => match s {
                 Scalar::Double | Scalar::Float => SqlType::Double,
@@ -363,10 +376,11 @@ impl ProtoSchema {
                 Scalar::Bytes => SqlType::Bytes,
             },
             FieldType::Enum(_) => SqlType::String,
-            FieldType::Message(m) => SqlType::Struct(self.columns_of(*m)?),
-            FieldType::Map(k, v) => {
-                SqlType::Map(Box::new(self.sql_type(k)?), Box::new(self.sql_type(v)?))
-            }
+            FieldType::Message(m) => SqlType::Struct(self.columns_at(*m, depth + 1)?),
+            FieldType::Map(k, v) => SqlType::Map(
+                Box::new(self.sql_type(k, depth + 1)?),
+                Box::new(self.sql_type(v, depth + 1)?),
+            ),
             FieldType::Timestamp => SqlType::Timestamp,
             FieldType::Date => SqlType::Date,
             FieldType::Time => SqlType::Time,
@@ -386,6 +400,7 @@ impl ProtoSchema {
             schema: ProtoSchema::default(),
             pending: Vec::new(),
             package: String::new(),
+            depth: 0,
         };
         p.file()?;
         p.resolve()?;
@@ -493,6 +508,8 @@ struct ProtoParser<'t> {
     schema: ProtoSchema,
     pending: Vec<Pending>,
     package: String,
+    /// Messages declared inside each other around the current position.
+    depth: usize,
 }
 
 impl ProtoParser<'_> {
@@ -599,6 +616,16 @@ impl ProtoParser<'_> {
     }
 
     fn message(&mut self, scope: &str) -> Result<usize, String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(too_deep("The protobuf schema"));
+        }
+        self.depth += 1;
+        let index = self.message_body(scope);
+        self.depth -= 1;
+        index
+    }
+
+    fn message_body(&mut self, scope: &str) -> Result<usize, String> {
         self.expect("message")?;
         let name = Self::qualified(scope, self.next()?);
         self.expect("{")?;
@@ -824,5 +851,34 @@ mod tests {
         assert!(text.contains("repeated string TAGS = 2;"), "{text}");
         let back = ProtoSchema::parse(&text).unwrap();
         assert_eq!(back.columns_of(back.top[0]).unwrap(), cols);
+    }
+
+    #[test]
+    fn self_containing_and_deeply_nested_schemas_are_errors_not_overflows() {
+        let node =
+            ProtoSchema::parse("syntax = \"proto3\"; message Node { Node next = 1; int32 v = 2; }")
+                .unwrap();
+        let e = node.columns_of(0).unwrap_err();
+        assert!(e.contains("contain itself"), "{e}");
+        // Data nested as deep as the bytes allow is refused at the depth limit.
+        let mut data = vec![0x10, 0x01];
+        for _ in 0..10_000 {
+            let mut outer = vec![0x0a];
+            crate::format::protobuf::wire::write_varint(data.len() as u64, &mut outer);
+            outer.extend_from_slice(&data);
+            data = outer;
+        }
+        let e = crate::format::protobuf::wire::read_message_json(&node, 0, &data).unwrap_err();
+        assert!(e.contains("levels deep"), "{e}");
+        let deep = format!(
+            "syntax = \"proto3\"; {} {}",
+            "message M { ".repeat(100_000),
+            "}".repeat(100_000)
+        );
+        assert!(
+            ProtoSchema::parse(&deep)
+                .unwrap_err()
+                .contains("levels deep")
+        );
     }
 }
