@@ -218,11 +218,13 @@ impl<'a> Reader<'a> {
             let v = n.mantissa as f64 / POWERS[n.fraction_digits];
             return Some(Cell::Float(if n.negative { -v } else { v }));
         }
-        // The bytes are ASCII digits, signs, a point and an exponent only.
+        // The bytes are ASCII digits, signs, a point and an exponent only. A number too large for
+        // a double (`1e999`) is left to the full decoder, which refuses it as serde_json does.
         std::str::from_utf8(n.text)
             .ok()?
             .parse::<f64>()
             .ok()
+            .filter(|f| f.is_finite())
             .map(Cell::Float)
     }
 
@@ -397,6 +399,9 @@ mod tests {
             Some(Cell::Int(i64::MIN))
         ));
         assert!(parsed("9223372036854775808").is_none());
+        // Out of a double's range: left to serde_json, which refuses it.
+        assert!(parsed("1e999").is_none() && parsed("-1e999").is_none());
+        assert!(serde_json::from_str::<serde_json::Value>("1e999").is_err());
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         for _ in 0..100_000 {
             x ^= x << 13;
