@@ -195,7 +195,7 @@ pub(crate) fn start(
         ))
     };
     // A configuration the client refuses is the statement's error, not a query failing later.
-    let _: BaseConsumer = config.create().map_err(kafka_err)?;
+    config.create_native_config().map_err(kafka_err)?;
     let query_id = query.id.clone();
     QueryTask::supervised(name, query_id, task, move |stop, stats| {
         // Every attempt starts from the state's last checkpoint, in fresh pipelines.

@@ -298,7 +298,7 @@ pub fn start_persistent(
         .set("session.timeout.ms", "10000")
         .clone();
     // A configuration the client refuses is the statement's error, not a query failing later.
-    let _: BaseConsumer = config.create().map_err(kafka_err)?;
+    config.create_native_config().map_err(kafka_err)?;
     let topic = query.pipeline.source().topic.clone();
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Every attempt starts from the group's committed offsets.

@@ -10,6 +10,11 @@ use eddy_common::{Error, Position, Result};
 /// Deepest nesting of parentheses, brackets and type parameters (`STRUCT<a STRUCT<...>>`).
 pub const MAX_NESTING: usize = 64;
 
+/// Deepest nesting of function calls (`F(G(H(...)))`, `CAST(...)`, `ARRAY[...]`): sqlparser tries
+/// alternatives at every call, so its time doubles with each level (18 levels took 2 s in a debug
+/// build, 30 would take hours).
+pub const MAX_CALL_NESTING: usize = 12;
+
 /// Deepest an expression may be: every parenthesis and every binary operator of a chain
 /// (`a + b + c ...` is a tree as deep as it has operators) is a level.
 pub const MAX_DEPTH: usize = 200;
@@ -38,8 +43,11 @@ const CLAUSES: [&str; 17] = [
 /// Checks one statement's tokens against the limits, and that no identifier holds a control
 /// character.
 pub fn check(tokens: &[TokenWithSpan]) -> Result<()> {
-    // The operators of the chain at each open parenthesis, outermost first.
+    // The operators of the chain at each open parenthesis, outermost first, and whether the
+    // parenthesis opened a call.
     let mut chains: Vec<usize> = vec![0];
+    let mut calls: Vec<bool> = Vec::new();
+    let mut previous: Option<&Token> = None;
     for t in tokens {
         let here = || Position {
             line: t.span.start.line,
@@ -54,11 +62,21 @@ pub fn check(tokens: &[TokenWithSpan]) -> Result<()> {
                     ));
                 }
                 chains.push(0);
+                calls.push(matches!(previous, Some(Token::Word(_))));
+                if calls.iter().filter(|c| **c).count() > MAX_CALL_NESTING {
+                    return Err(too_complex(
+                        format!(
+                            "Function calls are nested more than {MAX_CALL_NESTING} levels deep"
+                        ),
+                        here(),
+                    ));
+                }
             }
             Token::RParen | Token::RBracket => {
                 if chains.len() > 1 {
                     chains.pop();
                 }
+                calls.pop();
             }
             Token::Comma => *chains.last_mut().expect("never empty") = 0,
             Token::Plus
@@ -90,6 +108,7 @@ pub fn check(tokens: &[TokenWithSpan]) -> Result<()> {
             }
             _ => {}
         }
+        previous = Some(&t.token);
         let depth: usize = chains.len() + chains.iter().sum::<usize>();
         if depth > MAX_DEPTH {
             return Err(too_complex(
@@ -138,5 +157,16 @@ mod tests {
         checked(&nested(60)).unwrap();
         assert!(checked(&nested(100_000)).is_err());
         assert!(checked("SELECT * FROM \"a\u{0}b\"").is_err());
+        // Calls nest up to their own, lower, limit (parsing them doubles in time per level).
+        let calls = |n: usize| format!("SELECT {}1{} FROM s", "F(".repeat(n), ")".repeat(n));
+        checked(&calls(MAX_CALL_NESTING)).unwrap();
+        assert!(checked(&calls(MAX_CALL_NESTING + 1)).is_err());
+        assert!(checked(&format!("SELECT {}*) FROM s", "COUNT(".repeat(60))).is_err());
+        checked(&format!(
+            "SELECT {}1{} FROM s",
+            "(".repeat(60),
+            ")".repeat(60)
+        ))
+        .unwrap();
     }
 }

@@ -1,0 +1,254 @@
+//! The targets, each a function of arbitrary bytes, and the seeds their runs start from.
+
+use std::sync::OnceLock;
+
+use eddy_common::rest::{CloseQueryArgs, KsqlRequest, QueryStreamArgs};
+use eddy_runtime::changelog::StateChange;
+use eddy_runtime::format::framing::unframe;
+use eddy_runtime::{Pipeline, Record, SinkSpec};
+use eddy_sql::statement::Statement;
+
+use crate::sources::Sources;
+
+/// A fuzz target: a name and what it does with an input.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub name: &'static str,
+    pub run: fn(&[u8]),
+    /// Inputs a run starts from when its corpus is empty.
+    pub seeds: fn() -> Vec<Vec<u8>>,
+}
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "sql",
+        run: sql,
+        seeds: sql_seeds,
+    },
+    Target {
+        name: "json",
+        run: |d| value("json", d),
+        seeds: json_seeds,
+    },
+    Target {
+        name: "json_sr",
+        run: |d| value("json_sr", d),
+        seeds: || encoded("JSON_SR"),
+    },
+    Target {
+        name: "delimited",
+        run: |d| value("delimited", d),
+        seeds: delimited_seeds,
+    },
+    Target {
+        name: "avro",
+        run: |d| value("avro", d),
+        seeds: || encoded("AVRO"),
+    },
+    Target {
+        name: "protobuf",
+        run: |d| value("protobuf", d),
+        seeds: || encoded("PROTOBUF"),
+    },
+    Target {
+        name: "protobuf_nosr",
+        run: |d| value("protobuf_nosr", d),
+        seeds: || encoded("PROTOBUF_NOSR"),
+    },
+    Target {
+        name: "timestamped",
+        run: |d| value("timestamped", d),
+        seeds: json_seeds,
+    },
+    Target {
+        name: "kafka",
+        run: kafka,
+        seeds: kafka_seeds,
+    },
+    Target {
+        name: "windowed_key",
+        run: windowed_key,
+        seeds: windowed_seeds,
+    },
+    Target {
+        name: "framing",
+        run: framing,
+        seeds: || encoded("AVRO"),
+    },
+    Target {
+        name: "changelog",
+        run: changelog,
+        seeds: changelog_seeds,
+    },
+    Target {
+        name: "rest",
+        run: rest,
+        seeds: rest_seeds,
+    },
+];
+
+/// The target named `name`.
+pub fn target(name: &str) -> Option<&'static Target> {
+    TARGETS.iter().find(|t| t.name == name)
+}
+
+fn sources() -> &'static Sources {
+    static SOURCES: OnceLock<Sources> = OnceLock::new();
+    SOURCES.get_or_init(Sources::new)
+}
+
+/// Decodes, processes and encodes one record through a planned query.
+fn through(pipeline: &Pipeline, sink: &SinkSpec, key: Option<&[u8]>, value: Option<&[u8]>) {
+    let record = Record {
+        key: key.map(<[u8]>::to_vec),
+        value: value.map(<[u8]>::to_vec),
+        timestamp: 1_700_000_000_000,
+        partition: 0,
+        offset: 0,
+    };
+    if let Ok(processed) = pipeline.process(&[record]) {
+        let _ = sink.records(&processed);
+    }
+}
+
+fn value(format: &str, data: &[u8]) {
+    let (pipeline, sink) = &sources().queries[format];
+    through(pipeline, sink, Some(b"k"), Some(data));
+}
+
+fn sql(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(statements) = eddy_sql::parse(&text) else {
+        return;
+    };
+    for s in statements {
+        if let Statement::Select(q) = &s.statement {
+            let _ = sources().engine.plan_transient(q);
+        }
+    }
+}
+
+/// The first byte picks the KAFKA stream's type; the rest is its key and value.
+fn kafka(data: &[u8]) {
+    let Some((pick, rest)) = data.split_first() else {
+        return;
+    };
+    let kafka = &sources().kafka;
+    let (pipeline, sink) = &kafka[usize::from(*pick) % kafka.len()];
+    let cut = rest.len() / 2;
+    through(pipeline, sink, Some(&rest[..cut]), Some(&rest[cut..]));
+}
+
+fn windowed_key(data: &[u8]) {
+    let (pipeline, sink) = &sources().queries["windowed"];
+    through(pipeline, sink, Some(data), Some(br#"{"I": 1, "S": "x"}"#));
+}
+
+fn framing(data: &[u8]) {
+    if let Ok((_, body)) = unframe(data) {
+        assert!(body.len() + 5 == data.len());
+    }
+}
+
+/// Changelog records: a key length byte, the key, the value (a missing value when empty).
+fn changelog(data: &[u8]) {
+    let Some((n, rest)) = data.split_first() else {
+        return;
+    };
+    let n = usize::from(*n).min(rest.len());
+    let change = StateChange {
+        key: rest[..n].to_vec(),
+        value: (rest.len() > n).then(|| rest[n..].to_vec()),
+    };
+    if let Ok(fresh) = sources().aggregation.fresh() {
+        let _ = fresh.restore(vec![change]);
+    }
+}
+
+fn rest(data: &[u8]) {
+    let _ = serde_json::from_slice::<KsqlRequest>(data);
+    let _ = serde_json::from_slice::<QueryStreamArgs>(data);
+    let _ = serde_json::from_slice::<CloseQueryArgs>(data);
+}
+
+const ROW: &str = r#"{"I": 7, "B": 9000000000, "D": 2.5, "F": true, "S": "text", "DEC": 12.34,
+    "BY": "AQI=", "TS": 1700000000000, "DT": 19000, "TM": 3600000, "A": [1, 2, null],
+    "M": {"a": 1.5}, "ST": {"X": 3, "Y": ["p", "q"]}}"#;
+
+fn json_seeds() -> Vec<Vec<u8>> {
+    vec![
+        ROW.as_bytes().to_vec(),
+        b"{}".to_vec(),
+        br#"{"i": "12", "ts": "x"}"#.to_vec(),
+    ]
+}
+
+/// The seed row written by Eddy's own encoder of `format`.
+fn encoded(format: &str) -> Vec<Vec<u8>> {
+    let Some((_, pipeline, sink)) = sources().seeds.iter().find(|(f, _, _)| *f == format) else {
+        return Vec::new();
+    };
+    let record = Record {
+        key: Some(b"k".to_vec()),
+        value: Some(ROW.as_bytes().to_vec()),
+        timestamp: 0,
+        partition: 0,
+        offset: 0,
+    };
+    pipeline
+        .process(&[record])
+        .and_then(|p| sink.records(&p))
+        .map(|records| records.into_iter().filter_map(|r| r.value).collect())
+        .unwrap_or_default()
+}
+
+fn sql_seeds() -> Vec<Vec<u8>> {
+    [
+        "SELECT I + 1 AS X, UCASE(S), A[1], M['a'], ST->X FROM fuzz_json WHERE D > 1.5 AND F EMIT CHANGES;",
+        "SELECT K, COUNT(*) FROM fuzz_json WINDOW TUMBLING (SIZE 30 SECONDS) GROUP BY K EMIT CHANGES;",
+        "CREATE STREAM x (a STRUCT<b ARRAY<INT>>) WITH (kafka_topic='x', value_format='JSON');",
+        "SELECT CAST(S AS INT), CASE WHEN I > 1 THEN 'a' ELSE 'b' END FROM fuzz_json EMIT CHANGES LIMIT 3;",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
+
+fn delimited_seeds() -> Vec<Vec<u8>> {
+    vec![b"7,9000000000,2.5,true,text,12.34,AQI=,1700000000000,19000,3600000".to_vec()]
+}
+
+fn kafka_seeds() -> Vec<Vec<u8>> {
+    vec![
+        [&[0u8][..], &7i32.to_be_bytes(), &8i32.to_be_bytes()].concat(),
+        [&[1u8][..], &7i64.to_be_bytes(), &8i64.to_be_bytes()].concat(),
+        [&[3u8][..], b"keyvalue"].concat(),
+    ]
+}
+
+fn windowed_seeds() -> Vec<Vec<u8>> {
+    vec![[&b"k"[..], &10_000i64.to_be_bytes()].concat()]
+}
+
+fn changelog_seeds() -> Vec<Vec<u8>> {
+    // A checkpoint: key "C", value version 1, stream time, one position.
+    let value = [
+        &[1u8][..],
+        &5i64.to_be_bytes(),
+        &1u16.to_be_bytes(),
+        &0i32.to_be_bytes(),
+        &9i64.to_be_bytes(),
+    ]
+    .concat();
+    vec![[&[1u8][..], b"C", &value].concat()]
+}
+
+fn rest_seeds() -> Vec<Vec<u8>> {
+    vec![
+        br#"{"ksql": "SHOW STREAMS;", "streamsProperties": {"auto.offset.reset": "earliest"}}"#
+            .to_vec(),
+        br#"{"sql": "SELECT * FROM s EMIT CHANGES;", "properties": {}}"#.to_vec(),
+        br#"{"queryId": "transient_1"}"#.to_vec(),
+    ]
+}
