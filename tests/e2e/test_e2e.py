@@ -884,14 +884,18 @@ class Ctx:
     pass
 
 
-def avro_long(n):
-    z = (n << 1) ^ (n >> 63)
+def varint(n):
+    """An unsigned base-128 varint (protobuf's, and Avro's after zig-zag)."""
     out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
     return bytes(out)
+
+
+def avro_long(n):
+    return varint((n << 1) ^ (n >> 63))
 
 
 def read_avro_long(buf, pos):

@@ -20,19 +20,10 @@ import traceback
 from confluent_kafka import Consumer, Producer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_e2e import Broker, Server, post, avro_long as zigzag  # noqa: E402
+from test_e2e import Broker, Server, post, varint, avro_long as zigzag  # noqa: E402
 
 VALID, HOSTILE = 5000, 1000
 I64_MAX, I64_MIN = 2**63 - 1, -2**63
-
-
-def varint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def valid_row(i):
