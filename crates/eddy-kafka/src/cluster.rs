@@ -1,6 +1,7 @@
 //! A connection to a Kafka cluster: admin operations and a shared producer, implementing the runtime's
 //! [`TopicAdmin`].
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -128,6 +129,24 @@ impl KafkaCluster {
         partition: Option<i32>,
         timeout: Duration,
         stop: Option<&AtomicBool>,
+        each: impl FnMut(&BorrowedMessage<'_>),
+    ) -> Result<()> {
+        let partitions = self.partitions(topic)?.unwrap_or(0);
+        let from: BTreeMap<i32, i64> = (0..partitions)
+            .filter(|p| partition.is_none_or(|only| only == *p))
+            .map(|p| (p, 0))
+            .collect();
+        self.read_from(topic, &from, timeout, stop, each)
+    }
+
+    /// As [`KafkaCluster::read_to_end`], for the partitions in `from` only, each from the offset
+    /// `from` gives (or its first record, if that is later).
+    pub fn read_from(
+        &self,
+        topic: &str,
+        from: &BTreeMap<i32, i64>,
+        timeout: Duration,
+        stop: Option<&AtomicBool>,
         mut each: impl FnMut(&BorrowedMessage<'_>),
     ) -> Result<()> {
         let reader: BaseConsumer = base_config(&self.bootstrap)
@@ -135,16 +154,16 @@ impl KafkaCluster {
             .set("enable.auto.commit", "false")
             .create()
             .map_err(kafka_err)?;
-        let partitions = self.partitions(topic)?.unwrap_or(0);
         let mut tpl = TopicPartitionList::new();
         // Per partition: the next offset to read and the end to read up to.
         let mut left = std::collections::HashMap::new();
-        for p in (0..partitions).filter(|p| partition.is_none_or(|only| only == *p)) {
+        for (&p, &start) in from {
             let (low, high) = reader
                 .fetch_watermarks(topic, p, METADATA_TIMEOUT)
                 .map_err(kafka_err)?;
-            if high > low {
-                tpl.add_partition_offset(topic, p, Offset::Offset(low))
+            let start = start.max(low);
+            if high > start {
+                tpl.add_partition_offset(topic, p, Offset::Offset(start))
                     .map_err(kafka_err)?;
                 left.insert(p, high);
             }
@@ -223,10 +242,27 @@ impl KafkaCluster {
         topic: &str,
         records: &[Record],
     ) -> std::result::Result<Deliveries, DeliveryError> {
+        self.send_with_origins(topic, records, &[])
+    }
+
+    /// [`KafkaCluster::send`], the `i`-th record with `origins[i]` as its origin header (see
+    /// `origin`), when there are origins.
+    pub fn send_with_origins(
+        &self,
+        topic: &str,
+        records: &[Record],
+        origins: &[Vec<u8>],
+    ) -> std::result::Result<Deliveries, DeliveryError> {
         let mut pending = Vec::with_capacity(records.len());
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
             let mut rec: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(topic).timestamp(r.timestamp);
+            if let Some(origin) = origins.get(i) {
+                rec = rec.headers(OwnedHeaders::new().insert(Header {
+                    key: crate::origin::HEADER,
+                    value: Some(origin.as_slice()),
+                }));
+            }
             if let Some(k) = &r.key {
                 rec = rec.key(k.as_slice());
             }
@@ -260,18 +296,32 @@ pub struct Deliveries(Vec<DeliveryFuture>);
 impl Deliveries {
     /// Waits until the broker acknowledged every record; the first failure is the error.
     pub fn wait(self) -> std::result::Result<(), DeliveryError> {
+        self.wait_ends().map(|_| ())
+    }
+
+    /// [`Deliveries::wait`], telling where the records went: per partition, the offset after the
+    /// last of them. After a failure it still waits for every other record, so that none of them
+    /// is in flight any more when it returns.
+    pub fn wait_ends(self) -> std::result::Result<BTreeMap<i32, i64>, DeliveryError> {
+        let mut ends = BTreeMap::new();
+        let mut failure = None;
         for f in self.0 {
             match block_on(f) {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(DeliveryError::of(&e)),
+                Ok(Ok(d)) => {
+                    let end = ends.entry(d.partition).or_insert(0);
+                    *end = (d.offset + 1).max(*end);
+                }
+                Ok(Err((e, _))) => {
+                    failure.get_or_insert(DeliveryError::of(&e));
+                }
                 Err(_) => {
-                    return Err(DeliveryError::Retriable(
+                    failure.get_or_insert(DeliveryError::Retriable(
                         "the producer shut down before delivering".to_string(),
                     ));
                 }
             }
         }
-        Ok(())
+        failure.map_or(Ok(ends), Err)
     }
 }
 

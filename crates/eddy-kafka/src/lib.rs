@@ -4,9 +4,14 @@
 pub mod cluster;
 pub mod command_log;
 pub mod delivery;
+mod exact_output;
+mod exactly_once;
+mod ledger;
+pub mod origin;
 pub mod peers;
 pub mod print;
 pub mod processing_log;
+mod rebalance;
 mod repartition;
 mod stateful;
 pub mod supervisor;
@@ -14,9 +19,13 @@ pub mod task;
 
 pub use cluster::KafkaCluster;
 pub use command_log::CommandLog;
+pub use exactly_once::checkpoint_topic;
 pub use peers::Peers;
 pub use print::{PrintSpec, start_print};
 pub use processing_log::{ProcessingLog, processing_log_topic};
 pub use stateful::{changelog_topic, internal_topics};
 pub use supervisor::Backoff;
-pub use task::{PushEvent, QueryStats, QueryTask, TaskConfig, start_persistent, start_push};
+pub use task::{
+    PushEvent, QueryStats, QueryTask, TaskConfig, exactly_once_guarantee, start_persistent,
+    start_push,
+};

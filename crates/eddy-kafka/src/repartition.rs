@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_common::Result;
@@ -22,7 +21,7 @@ use eddy_runtime::{PersistentQuery, Record, RecordRef};
 
 use crate::cluster::{KafkaCluster, kafka_err};
 use crate::delivery::{Halt, deliver};
-use crate::task::{Msg, poll_batch};
+use crate::task::poll_batch;
 
 /// The repartition topic of the query whose consumer group is `group_id`.
 pub fn repartition_topic(group_id: &str) -> String {
@@ -71,8 +70,8 @@ fn open_envelope(payload: &[u8]) -> Option<Opened<'_>> {
 
 /// A repartitioned message as the aggregation reads it: the original key and value with the message's
 /// time and position, and the input partition and offset it came from. `None` when it is not one.
-pub(crate) fn unwrap(m: &Msg<'_>) -> Option<(Record, (i32, i64))> {
-    let (key, value, partition, offset) = open_envelope(m.0.payload()?)?;
+pub(crate) fn unwrap<R: RecordRef>(m: &R) -> Option<(Record, (i32, i64))> {
+    let (key, value, partition, offset) = open_envelope(m.value()?)?;
     let record = Record {
         key: key.map(<[u8]>::to_vec),
         value: value.map(<[u8]>::to_vec),

@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_common::{Result, external_err};
 use eddy_runtime::changelog::{Positions, StateChange};
@@ -31,8 +31,13 @@ use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, now_millis};
 use crate::delivery::{DeliveryError, Halt, deliver};
+use crate::exact_output::ExactOutput;
+use crate::exactly_once::checkpoint_topic;
+use crate::ledger::settle_producer;
+use crate::origin::writer_id;
+use crate::rebalance::{Rebalance, Rebalancing};
 use crate::repartition::{Shuffle, repartition_topic, unwrap};
-use crate::supervisor::{Failure, panic_message};
+use crate::supervisor::Failure;
 use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, poll_batch};
 
 /// The changelog topic of the query whose consumer group is `group_id` (named as Kafka Streams names a
@@ -47,12 +52,13 @@ fn lease_topic(group_id: &str) -> String {
     format!("{group_id}-lease")
 }
 
-/// The internal topics a stateful query whose consumer group is `group_id` may create.
-pub fn internal_topics(group_id: &str) -> [String; 3] {
+/// The internal topics a persistent query whose consumer group is `group_id` may create.
+pub fn internal_topics(group_id: &str) -> [String; 4] {
     [
         changelog_topic(group_id),
         repartition_topic(group_id),
         lease_topic(group_id),
+        checkpoint_topic(group_id),
     ]
 }
 
@@ -75,6 +81,10 @@ struct Shard {
     /// Over a repartition topic: the next offset of each original input partition folded in, so that
     /// records the repartition stage wrote again are left out.
     sources: BTreeMap<i32, i64>,
+    /// Under exactly-once: what its output holds.
+    exact: Option<ExactOutput>,
+    /// Records read past the cut a replay stops at, while other partitions have not reached it.
+    held: Vec<Record>,
 }
 
 /// A stateful query's task: what both its loop and its consumer's rebalance callbacks use.
@@ -89,36 +99,12 @@ pub(crate) struct Stateful {
     per_partition: bool,
     /// `topic` is the query's repartition topic: its records are enveloped.
     repartitioned: bool,
+    /// `processing.guarantee=exactly_once_v2`: the query's writer id (see `origin`).
+    exactly_once: Option<u64>,
     shards: Mutex<BTreeMap<i32, Shard>>,
     /// Set when a rebalance callback panicked (it runs inside the consumer's poll, under librdkafka,
     /// where a panic cannot unwind): the attempt ends with it.
     broken: Mutex<Option<String>>,
-}
-
-/// The consumer's context: partitions assigned and revoked by the group move their shards.
-struct Rebalance(Arc<Stateful>);
-
-impl ClientContext for Rebalance {}
-
-impl ConsumerContext for Rebalance {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        let task = &self.0;
-        let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            task.rebalance(consumer, err, tpl)
-        }));
-        if let Err(panic) = moved {
-            let message = format!(
-                "the query panicked while its partitions moved: {}",
-                panic_message(panic.as_ref())
-            );
-            *task.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
-        }
-    }
 }
 
 /// Starts a stateful persistent query on its own thread.
@@ -129,6 +115,7 @@ pub(crate) fn start(
     name: String,
 ) -> Result<QueryTask> {
     let (group_id, offset_reset) = (task.group_id.as_str(), task.offset_reset.as_str());
+    let exactly_once = task.exactly_once.then(|| writer_id(group_id));
     let source = query.pipeline.source().clone();
     let inputs = cluster.partitions(&source.topic)?.ok_or_else(|| {
         external_err!(
@@ -198,7 +185,11 @@ pub(crate) fn start(
     config.create_native_config().map_err(kafka_err)?;
     let query_id = query.id.clone();
     QueryTask::supervised(name, query_id, task, move |stop, stats| {
-        // Every attempt starts from the state's last checkpoint, in fresh pipelines.
+        // Every attempt starts from the state's last checkpoint, in fresh pipelines; under
+        // exactly-once, once what an earlier attempt handed the producer is in the output.
+        if exactly_once.is_some() {
+            settle_producer(&cluster)?;
+        }
         let create = |config: &ClientConfig, topic: &str| -> Result<BaseConsumer, Failure> {
             let consumer: BaseConsumer = config
                 .create()
@@ -230,10 +221,11 @@ pub(crate) fn start(
             stats: stats.clone(),
             per_partition,
             repartitioned,
+            exactly_once,
             shards: Mutex::new(BTreeMap::new()),
             broken: Mutex::new(None),
         });
-        let consumer: BaseConsumer<Rebalance> = config
+        let consumer: BaseConsumer<Rebalance<Stateful>> = config
             .create_with_context(Rebalance(task.clone()))
             .map_err(|e| format!("cannot create the consumer: {e}"))?;
         let shuffle = shuffle_consumer.as_ref().map(|consumer| Shuffle {
@@ -248,11 +240,11 @@ pub(crate) fn start(
     })
 }
 
-impl Stateful {
+impl Rebalancing for Stateful {
     /// Moves the shards of the partitions the group assigns or revokes.
     fn rebalance(
         &self,
-        consumer: &BaseConsumer<Rebalance>,
+        consumer: &BaseConsumer<Rebalance<Self>>,
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
@@ -268,6 +260,18 @@ impl Stateful {
                 if let Err(e) = consumer.assign(tpl) {
                     task.report(&format!("taking the assigned partitions failed: {e}"));
                 }
+                // The group's offsets follow the checkpoints (a crash may have come between a
+                // checkpoint and its commit), so that lag is measured from where the state is.
+                let mut at = TopicPartitionList::new();
+                for e in tpl.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        let _ =
+                            at.add_partition_offset(&task.topic, e.partition(), Offset::Offset(o));
+                    }
+                }
+                if at.count() > 0 {
+                    let _ = consumer.commit(&at, CommitMode::Async);
+                }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // Still ours until unassigned: write what they hold, so the next owner resumes there.
@@ -275,11 +279,14 @@ impl Stateful {
                 for p in &partitions {
                     if let Some(mut shard) = shards.remove(p)
                         && shard.unwritten
-                        && let Err(Halt::Failed(e)) = task.write(consumer, &mut shard)
                     {
-                        task.report(&format!(
-                            "writing the state of revoked partition {p} failed (its next owner resumes from the last checkpoint): {e}"
-                        ));
+                        match task.write(&mut shard) {
+                            Ok(()) => task.commit(consumer, &shard),
+                            Err(Halt::Failed(e)) => task.report(&format!(
+                                "writing the state of revoked partition {p} failed (its next owner resumes from the last checkpoint): {e}"
+                            )),
+                            Err(Halt::Stopping) => {}
+                        }
                     }
                     task.lock_published().remove(p);
                 }
@@ -293,6 +300,12 @@ impl Stateful {
         }
     }
 
+    fn broken(&self) -> &Mutex<Option<String>> {
+        &self.broken
+    }
+}
+
+impl Stateful {
     fn lock_shards(&self) -> MutexGuard<'_, BTreeMap<i32, Shard>> {
         self.shards.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -306,7 +319,7 @@ impl Stateful {
     /// server holds the query's `lease`.
     fn run(
         &self,
-        consumer: &BaseConsumer<Rebalance>,
+        consumer: &BaseConsumer<Rebalance<Stateful>>,
         shuffle: Option<&Shuffle<'_>>,
         lease: Option<&BaseConsumer>,
         inputs: i32,
@@ -322,14 +335,14 @@ impl Stateful {
 
     fn steps(
         &self,
-        consumer: &BaseConsumer<Rebalance>,
+        consumer: &BaseConsumer<Rebalance<Stateful>>,
         shuffle: Option<&Shuffle<'_>>,
         lease: Option<&BaseConsumer>,
         inputs: i32,
     ) -> Result<(), Halt> {
         let mut last_write = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
-            if let Some(broken) = self.broken.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(broken) = self.take_broken() {
                 return Err(Halt::Failed(broken));
             }
             if let Some(lease) = lease
@@ -358,7 +371,7 @@ impl Stateful {
     /// whether the shard is here to process.
     fn follow_lease(
         &self,
-        consumer: &BaseConsumer<Rebalance>,
+        consumer: &BaseConsumer<Rebalance<Stateful>>,
         lease: &BaseConsumer,
         inputs: i32,
     ) -> bool {
@@ -423,48 +436,90 @@ impl Stateful {
             if msgs.is_empty() {
                 continue;
             }
-            if self.repartitioned {
-                let sources = &mut shard.sources;
-                let fresh: Vec<Record> = msgs
-                    .iter()
-                    .filter_map(unwrap)
-                    .filter(|(_, (p, o))| {
-                        let next = sources.entry(*p).or_default();
-                        let new = *o >= *next;
-                        *next = (*next).max(o + 1);
-                        new
-                    })
-                    .map(|(record, _)| record)
-                    .collect();
-                self.fold(&shard.pipeline, &mut shard.sent, &fresh)?;
-            } else {
-                self.fold(&shard.pipeline, &mut shard.sent, &msgs)?;
+            match shard.exact.as_ref().and_then(ExactOutput::cut).cloned() {
+                None => self.take(shard, &msgs)?,
+                Some(cut) => self.replay_to(shard, msgs, &cut)?,
             }
-            for m in &msgs {
-                let next = shard.positions.entry(m.0.partition()).or_default();
-                *next = (*next).max(m.0.offset() + 1);
-            }
-            shard.unwritten = true;
         }
         // Counted once processed: a host that sees the count sees the state it led to.
         self.stats.consumed.fetch_add(consumed, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Folds records into a shard's pipeline and sends what it emits.
-    fn fold<R: RecordRef>(
+    /// Exactly-once replay after a crash in the middle of a write: the input is folded in up to
+    /// exactly where that write emitted (`cut`), the write is done again (leaving out what it got
+    /// out), and then the rest follows.
+    fn replay_to(
         &self,
-        pipeline: &Pipeline,
-        sent: &mut Vec<Sent>,
-        records: &[R],
+        shard: &mut Shard,
+        msgs: Vec<Msg<'_>>,
+        cut: &BTreeMap<i32, i64>,
     ) -> Result<(), Halt> {
-        let processed = pipeline.process(records).and_then(|p| {
+        let (before, after): (Vec<_>, Vec<_>) = msgs
+            .into_iter()
+            .partition(|m| cut.get(&m.0.partition()).is_some_and(|c| m.0.offset() < *c));
+        self.take(shard, &before)?;
+        // Offsets are read in order: a partition with a record at or past its cut has nothing
+        // more before it.
+        for m in &after {
+            if let Some(c) = cut.get(&m.0.partition()) {
+                let next = shard.positions.entry(m.0.partition()).or_default();
+                *next = (*next).max(*c);
+            }
+        }
+        let reached = cut
+            .iter()
+            .all(|(p, c)| shard.positions.get(p).is_some_and(|next| next >= c));
+        if !reached {
+            // Another partition is still short of its cut: these wait for it.
+            shard.held.extend(after.iter().map(Record::copy_of));
+            return Ok(());
+        }
+        self.write(shard)?;
+        let held = std::mem::take(&mut shard.held);
+        self.take(shard, &held)?;
+        self.take(shard, &after)
+    }
+
+    /// Folds records read from the shard's partitions in, and moves its positions past them.
+    fn take<R: RecordRef>(&self, shard: &mut Shard, msgs: &[R]) -> Result<(), Halt> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        if self.repartitioned {
+            let sources = &mut shard.sources;
+            let fresh: Vec<Record> = msgs
+                .iter()
+                .filter_map(unwrap)
+                .filter(|(_, (p, o))| {
+                    let next = sources.entry(*p).or_default();
+                    let new = *o >= *next;
+                    *next = (*next).max(o + 1);
+                    new
+                })
+                .map(|(record, _)| record)
+                .collect();
+            self.fold(shard, &fresh)?;
+        } else {
+            self.fold(shard, msgs)?;
+        }
+        for m in msgs {
+            let next = shard.positions.entry(m.partition()).or_default();
+            *next = (*next).max(m.offset() + 1);
+        }
+        shard.unwritten = true;
+        Ok(())
+    }
+
+    /// Folds records into a shard's pipeline and sends what it emits.
+    fn fold<R: RecordRef>(&self, shard: &mut Shard, records: &[R]) -> Result<(), Halt> {
+        let processed = shard.pipeline.process(records).and_then(|p| {
             self.stats.record_errors(&self.query.id, &self.topic, &p);
             self.query.sink_spec.records(&p)
         });
         match processed {
             Ok(records) => {
-                self.send(records, sent);
+                self.send(shard, records, None);
                 Ok(())
             }
             // The state cannot be trusted past a batch that failed half-way: the attempt ends, and
@@ -475,11 +530,12 @@ impl Stateful {
         }
     }
 
-    /// Writes every shard with unwritten input.
-    fn write_all(&self, consumer: &BaseConsumer<Rebalance>) -> Result<(), Halt> {
+    /// Writes every shard with unwritten input, and commits.
+    fn write_all(&self, consumer: &BaseConsumer<Rebalance<Stateful>>) -> Result<(), Halt> {
         let mut shards = self.lock_shards();
         for shard in shards.values_mut().filter(|s| s.unwritten) {
-            self.write(consumer, shard)?;
+            self.write(shard)?;
+            self.commit(consumer, shard);
         }
         Ok(())
     }
@@ -532,7 +588,7 @@ impl Stateful {
             },
         )?;
         let restored = records.len();
-        let resume = pipeline.restore(records)?.unwrap_or_default();
+        let checkpoint = pipeline.restore(records)?;
         tracing::info!(
             query = %self.query.id,
             records = restored,
@@ -540,9 +596,22 @@ impl Stateful {
             "restored the state from {}",
             self.changelog
         );
+        let (resume, mark) = checkpoint.map_or((Vec::new(), None), |c| (c.positions, c.sink));
         let (sources, positions): (Positions, Positions) =
             resume.into_iter().partition(|(p, _)| *p < 0);
-        Ok(Shard {
+        let first_exact = self.exactly_once.is_some() && mark.is_none();
+        let exact = match self.exactly_once {
+            Some(writer) => Some(ExactOutput::restore(
+                &self.cluster,
+                &self.query.sink_spec.topic,
+                writer,
+                id,
+                mark,
+                &self.stop,
+            )?),
+            None => None,
+        };
+        let mut shard = Shard {
             pipeline,
             positions: positions
                 .into_iter()
@@ -555,54 +624,93 @@ impl Stateful {
                 .into_iter()
                 .map(|(p, o)| (source_of(p), o))
                 .collect(),
-        })
+            exact,
+            held: Vec::new(),
+        };
+        if first_exact {
+            // Before the shard writes anything: a checkpoint saying from where its output is to be
+            // read back after a crash.
+            self.write(&mut shard).map_err(|h| match h {
+                Halt::Failed(e) => external_err!("{e}"),
+                Halt::Stopping => external_err!("the query is stopping"),
+            })?;
+        }
+        Ok(shard)
     }
 
-    fn send(&self, records: Vec<Record>, sent: &mut Vec<Sent>) {
+    /// Hands records a shard emitted to the producer (under exactly-once with their origins;
+    /// `cut`: emitted by a write at these input positions).
+    fn send(&self, shard: &mut Shard, records: Vec<Record>, cut: Option<&Positions>) {
+        let (records, origins) = match &mut shard.exact {
+            Some(exact) => exact.mark(records, cut),
+            None => (records, Vec::new()),
+        };
         if records.is_empty() {
             return;
         }
-        let deliveries = self.cluster.send(&self.query.sink_spec.topic, &records);
-        sent.push(Sent {
+        let deliveries =
+            self.cluster
+                .send_with_origins(&self.query.sink_spec.topic, &records, &origins);
+        shard.sent.push(Sent {
             records,
             deliveries,
         });
     }
 
-    /// Emits a shard's changed rows, waits until the sink has every output so far, writes the state
-    /// changes and the checkpoint, then commits. When it halts, the next start replays from the last
+    /// Waits until the sink has everything the shard sent. At-least-once, records are produced again
+    /// while that can help; exactly-once, a failure ends the attempt once nothing is in flight (the
+    /// next one reads back what got through).
+    fn settle_sent(&self, shard: &mut Shard) -> Result<(), Halt> {
+        let topic = &self.query.sink_spec.topic;
+        let mut sent = std::mem::take(&mut shard.sent).into_iter();
+        while let Some(s) = sent.next() {
+            let count = s.records.len() as u64;
+            match &mut shard.exact {
+                None => deliver(
+                    &self.cluster,
+                    &self.query.id,
+                    topic,
+                    &s.records,
+                    s.deliveries,
+                    &self.stop,
+                )?,
+                Some(exact) => match s.deliveries.and_then(Deliveries::wait_ends) {
+                    Ok(ends) => exact.delivered(&ends),
+                    Err(e) => {
+                        for other in sent {
+                            let _ = other.deliveries.and_then(Deliveries::wait_ends);
+                        }
+                        return Err(Halt::Failed(format!("producing to {topic} failed: {e}")));
+                    }
+                },
+            }
+            self.stats.produced.fetch_add(count, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Emits a shard's changed rows, waits until the sink has every output so far, then writes the
+    /// state changes and the checkpoint. When it halts, the next start replays from the last
     /// checkpoint.
-    fn write(&self, consumer: &BaseConsumer<Rebalance>, shard: &mut Shard) -> Result<(), Halt> {
+    fn write(&self, shard: &mut Shard) -> Result<(), Halt> {
         let query = &self.query;
+        let positions: Positions = shard.positions.iter().map(|(p, o)| (*p, *o)).collect();
         let flushed = shard
             .pipeline
             .flush()
             .and_then(|f| f.map(|p| query.sink_spec.records(&p)).transpose());
         match flushed {
-            Ok(records) => self.send(records.unwrap_or_default(), &mut shard.sent),
+            Ok(records) => self.send(shard, records.unwrap_or_default(), Some(&positions)),
             Err(e) => return Err(Halt::Failed(format!("emitting failed: {e}"))),
         }
-        for s in shard.sent.drain(..) {
-            let topic = &query.sink_spec.topic;
-            deliver(
-                &self.cluster,
-                &query.id,
-                topic,
-                &s.records,
-                s.deliveries,
-                &self.stop,
-            )?;
-            self.stats
-                .produced
-                .fetch_add(s.records.len() as u64, Ordering::Relaxed);
-        }
-        let positions: Vec<(i32, i64)> = shard.positions.iter().map(|(p, o)| (*p, *o)).collect();
+        self.settle_sent(shard)?;
         // The repartitioned records' origins are checkpointed with the positions, under negative ids.
         let marks = shard.sources.iter().map(|(p, o)| (source_of(*p), *o));
         let checkpointed: Vec<(i32, i64)> = positions.iter().copied().chain(marks).collect();
+        let sink = shard.exact.as_ref().map(ExactOutput::mark_of_write);
         let changes = shard
             .pipeline
-            .changes(&checkpointed)
+            .changes(&checkpointed, sink.as_ref())
             .map_err(|e| Halt::Failed(format!("writing the state failed: {e}")))?;
         let now = now_millis();
         let records: Vec<Record> = changes
@@ -625,16 +733,23 @@ impl Stateful {
             &self.stop,
         )?;
         shard.unwritten = false;
-        // The checkpoint is what restores read; the group's offsets are for tools that watch lag.
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in &positions {
-            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(query = %query.id, "offset commit failed: {e}");
+        if let Some(exact) = &mut shard.exact {
+            exact.written();
         }
         self.stats.progressed();
         Ok(())
+    }
+
+    /// Commits a shard's positions to the consumer group. The checkpoint is what restores read;
+    /// the group's offsets are for tools that watch lag.
+    fn commit(&self, consumer: &BaseConsumer<Rebalance<Stateful>>, shard: &Shard) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &shard.positions {
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(query = %self.query.id, "offset commit failed: {e}");
+        }
     }
 
     fn report(&self, message: &str) {

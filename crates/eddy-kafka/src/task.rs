@@ -1,6 +1,6 @@
 //! Query tasks over Kafka: a consumer feeds micro-batches through a pipeline; persistent queries produce
-//! to their sink and commit offsets only after the sink acknowledged (at-least-once); push queries hand
-//! their rows to a channel.
+//! to their sink and commit offsets only after the sink acknowledged (at-least-once; exactly-once
+//! ones are in `exactly_once` and `stateful`); push queries hand their rows to a channel.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use eddy_common::{Result, internal_err};
+use eddy_runtime::engine::Properties;
 use eddy_runtime::format::DecodeError;
 use eddy_runtime::format::limits::cut;
 use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, Record, RecordRef};
@@ -24,8 +25,8 @@ use eddy_sql::statement::SourceKind;
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
 use crate::delivery::{DeliveryError, Halt, deliver};
 use crate::processing_log::ProcessingLog;
-use crate::stateful;
 use crate::supervisor::{Backoff, Failure, panic_message, supervise};
+use crate::{exactly_once, stateful};
 
 /// Stack of a query's thread: evaluating an expression recurses once per level of its nesting
 /// (at most `eddy_sql::limits`). Reserved address space; only what is used is memory.
@@ -255,6 +256,16 @@ pub(crate) fn poll_batch<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<
     batch
 }
 
+/// The next offset to consume of each partition a batch read from.
+pub(crate) fn next_offsets(batch: &[Msg<'_>]) -> BTreeMap<i32, i64> {
+    let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    for m in batch {
+        let e = offsets.entry(m.0.partition()).or_default();
+        *e = (*e).max(m.0.offset() + 1);
+    }
+    offsets
+}
+
 /// How a persistent query's task runs.
 #[derive(Debug, Clone)]
 pub struct TaskConfig {
@@ -266,6 +277,8 @@ pub struct TaskConfig {
     pub backoff: Backoff,
     /// Where skipped records and failures are logged besides the server log.
     pub processing_log: Option<Arc<ProcessingLog>>,
+    /// `processing.guarantee=exactly_once_v2`: nothing is written twice, even after a crash.
+    pub exactly_once: bool,
 }
 
 impl TaskConfig {
@@ -276,7 +289,25 @@ impl TaskConfig {
             offset_reset: offset_reset.to_string(),
             backoff: Backoff::default(),
             processing_log: None,
+            exactly_once: false,
         }
+    }
+}
+
+/// Reads `processing.guarantee` (ksqlDB's setting, also under `ksql.streams.`): whether a query's
+/// output is exactly-once (`exactly_once_v2`, or the deprecated `exactly_once`) or at-least-once;
+/// `default` when the properties do not say.
+pub fn exactly_once_guarantee(props: &Properties, default: bool) -> Result<bool> {
+    let value = props
+        .get("processing.guarantee")
+        .or_else(|| props.get("ksql.streams.processing.guarantee"));
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("at_least_once") => Ok(false),
+        Some("exactly_once_v2" | "exactly_once") => Ok(true),
+        Some(other) => Err(eddy_common::Error::Plan(format!(
+            "processing.guarantee must be at_least_once or exactly_once_v2, not '{other}'"
+        ))),
     }
 }
 
@@ -299,6 +330,9 @@ pub fn start_persistent(
         .clone();
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
+    if task.exactly_once {
+        return exactly_once::start(cluster, query, task, config, name);
+    }
     let topic = query.pipeline.source().topic.clone();
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Every attempt starts from the group's committed offsets.
@@ -363,11 +397,7 @@ impl PersistentLoop<'_> {
             self.stats
                 .consumed
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
-            for m in &batch {
-                let e = offsets.entry(m.0.partition()).or_default();
-                *e = (*e).max(m.0.offset() + 1);
-            }
+            let offsets = next_offsets(&batch);
             drop(batch);
             let sent = self.cluster.send(&query.sink_spec.topic, &records);
             in_flight.push_back(InFlight {
@@ -574,5 +604,33 @@ fn hand_over(tx: &mpsc::Sender<PushEvent>, event: PushEvent, stop: &AtomicBool) 
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_processing_guarantee_is_read_as_ksqldb_names_it() {
+        let props = |k: &str, v: &str| Properties::from([(k.to_string(), v.to_string())]);
+        assert!(!exactly_once_guarantee(&Properties::new(), false).unwrap());
+        assert!(exactly_once_guarantee(&Properties::new(), true).unwrap());
+        assert!(
+            exactly_once_guarantee(&props("processing.guarantee", "exactly_once_v2"), false)
+                .unwrap()
+        );
+        assert!(
+            exactly_once_guarantee(
+                &props("ksql.streams.processing.guarantee", "EXACTLY_ONCE"),
+                false
+            )
+            .unwrap()
+        );
+        assert!(
+            !exactly_once_guarantee(&props("processing.guarantee", "at_least_once"), true).unwrap()
+        );
+        let e = exactly_once_guarantee(&props("processing.guarantee", "twice"), false).unwrap_err();
+        assert!(e.to_string().contains("exactly_once_v2"), "{e}");
     }
 }

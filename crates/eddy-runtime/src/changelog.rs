@@ -12,6 +12,10 @@
 use eddy_common::{Result, internal_err};
 
 use crate::format::window::Bounds;
+use crate::layout::{Reader, put_positions};
+
+/// What the errors of this layout call it.
+const WHAT: &str = "a changelog record";
 
 /// Next offset to read, per source partition.
 pub type Positions = Vec<(i32, i64)>;
@@ -31,6 +35,8 @@ const GROUP: u8 = b'G';
 const ROW: u8 = b'R';
 /// The checkpoint record's key.
 const CHECKPOINT: u8 = b'C';
+/// Starts a checkpoint's exactly-once trailer.
+const SINK_MARK: u8 = b'S';
 
 /// What a group's record holds besides its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +80,17 @@ pub enum StateKey<'a> {
 pub struct Checkpoint {
     pub positions: Positions,
     pub stream_time: i64,
+    /// Where the output stands, for exactly-once output.
+    pub sink: Option<SinkMark>,
+}
+
+/// What an exactly-once writer keeps with its checkpoint: how many writes it completed, and where
+/// in each output partition its records after the checkpoint can be, at the earliest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SinkMark {
+    pub epoch: u64,
+    /// Output partition and offset: where to look for what was written after the checkpoint.
+    pub scan_from: Positions,
 }
 
 impl StateKey<'_> {
@@ -136,7 +153,7 @@ impl GroupRecord {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes)?;
+        let mut r = Reader::new(bytes, VERSION, WHAT)?;
         let flags = r.take(1)?[0];
         Ok(GroupRecord {
             emitted: flags & 1 != 0,
@@ -152,18 +169,39 @@ impl GroupRecord {
 
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(11 + 12 * self.positions.len());
+        let mut out = Vec::with_capacity(24 + 12 * self.positions.len());
         out.push(VERSION);
         out.extend_from_slice(&self.stream_time.to_be_bytes());
         put_positions(&mut out, &self.positions);
+        // An optional trailer: a record without it (written before exactly-once output) stays valid.
+        if let Some(sink) = &self.sink {
+            out.push(SINK_MARK);
+            out.extend_from_slice(&sink.epoch.to_be_bytes());
+            put_positions(&mut out, &sink.scan_from);
+        }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes)?;
+        let mut r = Reader::new(bytes, VERSION, WHAT)?;
+        let stream_time = r.i64()?;
+        let positions = r.positions()?;
+        let sink = match r.is_done() {
+            true => None,
+            false if r.u8()? == SINK_MARK => Some(SinkMark {
+                epoch: r.u64()?,
+                scan_from: r.positions()?,
+            }),
+            false => {
+                return Err(internal_err!(
+                    "{WHAT} has a trailer this version does not read"
+                ));
+            }
+        };
         Ok(Checkpoint {
-            stream_time: r.i64()?,
-            positions: r.positions()?,
+            stream_time,
+            positions,
+            sink,
         })
     }
 }
@@ -180,9 +218,9 @@ impl RowRecord {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes)?;
+        let mut r = Reader::new(bytes, VERSION, WHAT)?;
         let positions = r.positions()?;
-        let len = r.i32()? as usize;
+        let len = r.u32()? as usize;
         let group = r.take(len)?.to_vec();
         Ok(RowRecord {
             positions,
@@ -197,57 +235,6 @@ pub fn covers(positions: &[(i32, i64)], partition: i32, offset: i64) -> bool {
     positions
         .iter()
         .any(|(p, next)| *p == partition && offset < *next)
-}
-
-fn put_positions(out: &mut Vec<u8>, positions: &[(i32, i64)]) {
-    out.extend_from_slice(&(positions.len() as u16).to_be_bytes());
-    for (p, o) in positions {
-        out.extend_from_slice(&p.to_be_bytes());
-        out.extend_from_slice(&o.to_be_bytes());
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Result<Self> {
-        let mut r = Reader { bytes };
-        let version = r.take(1)?[0];
-        if version != VERSION {
-            return Err(internal_err!(
-                "a changelog record has layout version {version}; this version reads {VERSION}"
-            ));
-        }
-        Ok(r)
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.bytes.len() < n {
-            return Err(internal_err!("a changelog record is truncated"));
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(head)
-    }
-
-    fn i64(&mut self) -> Result<i64> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8")))
-    }
-
-    fn i32(&mut self) -> Result<i32> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4")))
-    }
-
-    fn positions(&mut self) -> Result<Positions> {
-        let n = u16::from_be_bytes(self.take(2)?.try_into().expect("2"));
-        (0..n).map(|_| Ok((self.i32()?, self.i64()?))).collect()
-    }
-
-    fn rest(&self) -> &'a [u8] {
-        self.bytes
-    }
 }
 
 #[cfg(test)]
@@ -278,10 +265,16 @@ mod tests {
             StateKey::decode(&key, true).unwrap(),
             StateKey::Group { key: b"k", window }
         );
-        let c = Checkpoint {
+        let mut c = Checkpoint {
             positions: vec![(0, 1)],
             stream_time: -5,
+            sink: None,
         };
+        assert_eq!(Checkpoint::decode(&c.encode()).unwrap(), c);
+        c.sink = Some(SinkMark {
+            epoch: 9,
+            scan_from: vec![(2, 40)],
+        });
         assert_eq!(Checkpoint::decode(&c.encode()).unwrap(), c);
         assert_eq!(
             StateKey::decode(&StateKey::Checkpoint.encode(), true).unwrap(),

@@ -22,7 +22,7 @@ use eddy_sql::statement::SourceKind;
 use eddy_sql::window::WindowType;
 
 use crate::aggregate::{AggregateState, Aggregated};
-use crate::changelog::{Positions, StateChange};
+use crate::changelog::{Checkpoint, SinkMark, StateChange};
 use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, DecodedBatch, SinkEncoder, SourceDecoder};
 use crate::partitioner::partition_for;
@@ -38,6 +38,8 @@ pub struct ProcessedBatch {
     pub rowtime: Vec<i64>,
     /// Source partition of every output row.
     pub partition: Vec<i32>,
+    /// Source offset of every output row (-1 for an aggregation's rows, which many records made).
+    pub offset: Vec<i64>,
     /// Rows that carry a tombstone (their input record had a null value).
     pub null_values: BooleanArray,
     /// Rows whose key passes through from an input record without a key (none under PARTITION BY).
@@ -69,6 +71,7 @@ impl ProcessedBatch {
             .map_err(err)?;
             all.rowtime.extend(p.rowtime);
             all.partition.extend(p.partition);
+            all.offset.extend(p.offset);
             all.null_values = concat_flags(&all.null_values, &p.null_values)?;
             all.null_keys = match (all.null_keys, p.null_keys) {
                 (None, None) => None,
@@ -201,17 +204,22 @@ impl Pipeline {
     }
 
     /// The changelog records of the state changed since the last call; `positions` are the input
-    /// positions the state now includes (next offset per source partition).
-    pub fn changes(&self, positions: &[(i32, i64)]) -> Result<Vec<StateChange>> {
+    /// positions the state now includes (next offset per source partition), `sink` where an
+    /// exactly-once output stands.
+    pub fn changes(
+        &self,
+        positions: &[(i32, i64)],
+        sink: Option<&SinkMark>,
+    ) -> Result<Vec<StateChange>> {
         match &self.aggregate_state {
-            Some(state) => lock(state).changes(positions),
+            Some(state) => lock(state).changes(positions, sink),
             None => Ok(Vec::new()),
         }
     }
 
-    /// Restores the state from its changelog records; returns the input positions to resume from
-    /// (`None` without a complete write).
-    pub fn restore(&self, records: Vec<StateChange>) -> Result<Option<Positions>> {
+    /// Restores the state from its changelog records; returns the checkpoint whose input positions
+    /// to resume from (`None` without a complete write).
+    pub fn restore(&self, records: Vec<StateChange>) -> Result<Option<Checkpoint>> {
         match &self.aggregate_state {
             Some(state) => lock(state).restore(records),
             None => Ok(None),
@@ -392,6 +400,7 @@ impl Pipeline {
         let projected = batch.clone();
         let rowtime = column_values::<Int64Type>(&batch, 0);
         let partition = column_values::<Int32Type>(&batch, 1);
+        let offset = column_values::<Int64Type>(&batch, 2);
         let windows = self.plan.source.window.map(|_| {
             let (starts, ends) = (batch.num_columns() - 2, batch.num_columns() - 1);
             column_values::<Int64Type>(&batch, starts)
@@ -414,6 +423,7 @@ impl Pipeline {
             rows: projected,
             rowtime,
             partition,
+            offset,
             null_values,
             null_keys,
             windows,
@@ -465,6 +475,7 @@ impl Pipeline {
             rows: aggregated.batch,
             rowtime: aggregated.rowtime,
             partition: aggregated.partition,
+            offset: vec![-1; rows],
             null_values: aggregated.deletes,
             null_keys: BooleanArray::from(vec![false; rows]),
             windows: aggregated.windows,
@@ -507,6 +518,7 @@ impl Pipeline {
             batch: out,
             rowtime: p.rowtime,
             partition: p.partition,
+            offset: p.offset,
             null_values,
             null_keys: (!self.plan.partitioned).then_some(p.null_keys),
             windows: p.windows,
@@ -541,6 +553,7 @@ struct Projected {
     rows: RecordBatch,
     rowtime: Vec<i64>,
     partition: Vec<i32>,
+    offset: Vec<i64>,
     null_values: BooleanArray,
     null_keys: BooleanArray,
     windows: Option<Vec<Bounds>>,
@@ -668,6 +681,15 @@ impl SinkSpec {
     /// sends their key; unkeyed rows stay in their source partition. With a timestamp column, a row
     /// whose timestamp is missing, unreadable or negative is dropped, as ksqlDB does.
     pub fn records(&self, processed: &ProcessedBatch) -> Result<Vec<Record>> {
+        Ok(self
+            .rows(processed)?
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect())
+    }
+
+    /// [`SinkSpec::records`], each with the batch row it was made from.
+    pub fn rows(&self, processed: &ProcessedBatch) -> Result<Vec<(usize, Record)>> {
         let payloads = self.encoder.encode(
             &processed.batch,
             Some(&processed.null_values),
@@ -698,13 +720,16 @@ impl SinkSpec {
                 {
                     append_window(k, window_type, windows[i]);
                 }
-                Some(Record {
-                    key,
-                    value,
-                    timestamp,
-                    partition,
-                    offset: -1,
-                })
+                Some((
+                    i,
+                    Record {
+                        key,
+                        value,
+                        timestamp,
+                        partition,
+                        offset: -1,
+                    },
+                ))
             })
             .collect())
     }

@@ -154,6 +154,7 @@ fn in_key_order(snapshot: ProcessedBatch, sink: &SinkSpec) -> Result<ProcessedBa
         batch: take_record_batch(&snapshot.batch, &indices).map_err(|e| exec_err!("{e}"))?,
         rowtime: order.iter().map(|i| snapshot.rowtime[pick(i)]).collect(),
         partition: order.iter().map(|i| snapshot.partition[pick(i)]).collect(),
+        offset: order.iter().map(|i| snapshot.offset[pick(i)]).collect(),
         windows: snapshot
             .windows
             .as_ref()

@@ -21,6 +21,19 @@ pub struct Record {
     pub offset: i64,
 }
 
+impl Record {
+    /// An owned copy of a record.
+    pub fn copy_of<R: RecordRef>(r: &R) -> Record {
+        Record {
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().map(<[u8]>::to_vec),
+            timestamp: r.timestamp(),
+            partition: r.partition(),
+            offset: r.offset(),
+        }
+    }
+}
+
 impl RecordRef for Record {
     fn key(&self) -> Option<&[u8]> {
         self.key.as_deref()

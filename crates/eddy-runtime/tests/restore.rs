@@ -80,7 +80,7 @@ fn run(
     for (n, chunk) in input.chunks(CHUNK).enumerate() {
         emit(&pipeline, chunk, &mut outputs);
         advance(&mut positions, chunk);
-        let changes = pipeline.changes(&positions).unwrap();
+        let changes = pipeline.changes(&positions, None).unwrap();
         if let Some((at, written)) = crash
             && at == n
         {
@@ -94,7 +94,7 @@ fn run(
         let restored = fresh(query);
         let resume = restored.restore(changelog).unwrap();
         // The checkpoint is written before the commit: it is never behind the committed positions.
-        let resume = resume.unwrap_or_default();
+        let resume = resume.map(|c| c.positions).unwrap_or_default();
         for (p, c) in &committed {
             assert!(resume.iter().any(|(rp, r)| rp == p && r >= c));
         }

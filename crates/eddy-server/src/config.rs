@@ -37,6 +37,14 @@ pub struct Args {
     /// `ksql.max.push.queries`); more are refused with 429.
     #[arg(long, env = "EDDY_MAX_PUSH_QUERIES", default_value_t = 100)]
     pub max_push_queries: usize,
+    /// `at_least_once` (the default) or `exactly_once_v2`: the delivery guarantee of persistent
+    /// queries that do not set `processing.guarantee` themselves (ksqlDB's setting).
+    #[arg(
+        long,
+        env = "EDDY_PROCESSING_GUARANTEE",
+        default_value = "at_least_once"
+    )]
+    pub processing_guarantee: String,
     /// A properties (`key=value`) or TOML file with the settings above (`listen`, `bootstrap.servers`,
     /// `data.dir`, `service.id`; ksqlDB's `listeners` and `ksql.service.id` are understood too).
     #[arg(long, env = "EDDY_CONFIG")]
@@ -92,6 +100,12 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
                     .parse()
                     .with_context(|| format!("ksql.max.push.queries: '{value}' is not a number"))?
             }
+            "processing.guarantee" | "ksql.streams.processing.guarantee"
+                if !from_flags("processing-guarantee")
+                    && std::env::var("EDDY_PROCESSING_GUARANTEE").is_err() =>
+            {
+                args.processing_guarantee = value
+            }
             "listen"
             | "listeners"
             | "schema.registry.url"
@@ -105,9 +119,11 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             | "data.dir"
             | "service.id"
             | "ksql.service.id"
-            | "ksql.max.push.queries" => {}
+            | "ksql.max.push.queries"
+            | "processing.guarantee"
+            | "ksql.streams.processing.guarantee" => {}
             other => bail!(
-                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir, ksql.max.push.queries)"
+                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir, ksql.max.push.queries, processing.guarantee)"
             ),
         }
     }

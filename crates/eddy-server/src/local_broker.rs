@@ -70,6 +70,8 @@ impl LocalBroker {
                     ])
                     .args(["--group-initial-rebalance-delay", "100ms"])
                     .current_dir(&dir)
+                    // The server's RUST_LOG is for Eddy: nisshi would log every request span.
+                    .env_remove("RUST_LOG")
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()

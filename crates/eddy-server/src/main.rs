@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use eddy_kafka::KafkaCluster;
+use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
 use eddy_runtime::registry::SchemaRegistry;
 use eddy_server::{local_broker, routes, schema_registry, state};
@@ -62,13 +63,23 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let guarantee = Properties::from([(
+        "processing.guarantee".to_string(),
+        args.processing_guarantee.clone(),
+    )]);
+    let exactly_once = eddy_kafka::exactly_once_guarantee(&guarantee, false)?;
     let state = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let cluster = Arc::new(KafkaCluster::connect(&bootstrap)?);
         cluster
             .wait_ready(Duration::from_secs(30))
             .with_context(|| format!("the Kafka cluster at {bootstrap} does not answer"))?;
         Ok(state::AppState::start(
-            cluster, service_id, local, registry, plugins,
+            cluster,
+            service_id,
+            local,
+            registry,
+            plugins,
+            exactly_once,
         )?)
     })
     .await??;

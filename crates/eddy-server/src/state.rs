@@ -11,7 +11,7 @@ use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
 use eddy_kafka::{
     Backoff, CommandLog, KafkaCluster, Peers, ProcessingLog, QueryTask, TaskConfig,
-    changelog_topic, internal_topics, start_persistent,
+    changelog_topic, exactly_once_guarantee, internal_topics, start_persistent,
 };
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
@@ -49,6 +49,9 @@ pub struct AppState {
     pub push: Mutex<HashMap<String, QueryTask>>,
     /// Most push queries running at once; more are refused.
     pub max_push_queries: std::sync::atomic::AtomicUsize,
+    /// Whether queries without a `processing.guarantee` of their own are exactly-once (the
+    /// server's `processing.guarantee`).
+    exactly_once: bool,
     pub service_id: String,
     /// The bootstrap address of the broker the server started itself, if it did.
     pub local_broker: Option<String>,
@@ -94,13 +97,15 @@ pub fn to_properties(map: &Map<String, Value>) -> Properties {
 impl AppState {
     /// Connects the engine to the cluster and replays the command log.
     /// Schemas go to `registry` when one is given, else to a registry of the server's own. The
-    /// functions of the plugins `plugins` has loaded are registered before the replay.
+    /// functions of the plugins `plugins` has loaded are registered before the replay. Queries
+    /// without a `processing.guarantee` of their own are exactly-once when `exactly_once` is set.
     pub fn start(
         cluster: Arc<KafkaCluster>,
         service_id: String,
         local_broker: Option<String>,
         registry: Option<Arc<dyn SchemaRegistry>>,
         plugins: Option<Arc<PluginDir>>,
+        exactly_once: bool,
     ) -> Result<Arc<Self>, Error> {
         let log = CommandLog::open(cluster.clone(), &service_id)?;
         let processing_log = Arc::new(ProcessingLog::open(cluster.clone(), &service_id)?);
@@ -129,6 +134,7 @@ impl AppState {
             tasks: Mutex::new(HashMap::new()),
             push: Mutex::new(HashMap::new()),
             max_push_queries: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_PUSH_QUERIES),
+            exactly_once,
             service_id,
             local_broker,
             seq: AtomicI64::new(0),
@@ -302,6 +308,7 @@ impl AppState {
         let config = TaskConfig {
             backoff: Backoff::from_properties(props),
             processing_log: Some(self.processing_log.clone()),
+            exactly_once: exactly_once_guarantee(props, self.exactly_once)?,
             ..TaskConfig::new(group, &offset_reset(props))
         };
         let task = start_persistent(self.cluster.clone(), query, &config)?;

@@ -36,7 +36,7 @@ fn server() -> Server {
     cluster
         .wait_ready(Duration::from_secs(30))
         .expect("broker ready");
-    let state = AppState::start(cluster.clone(), format!("http{n}"), None, None, None)
+    let state = AppState::start(cluster.clone(), format!("http{n}"), None, None, None, false)
         .expect("server state");
     Server {
         app: routes::app(state.clone()),
@@ -573,11 +573,12 @@ async fn registered_schemas_keep_their_ids_across_a_restart() {
         .as_u64()
         .unwrap() as u32;
     let (cluster, service) = (server.cluster.clone(), server.state.service_id.clone());
-    let restarted =
-        tokio::task::spawn_blocking(move || AppState::start(cluster, service, None, None, None))
-            .await
-            .unwrap()
-            .expect("restart");
+    let restarted = tokio::task::spawn_blocking(move || {
+        AppState::start(cluster, service, None, None, None, false)
+    })
+    .await
+    .unwrap()
+    .expect("restart");
     let registry = restarted.engine().schema_registry().clone();
     assert_eq!(registry.by_id(id).expect("schema after restart").text, AVRO);
     restarted.shutdown();

@@ -18,7 +18,7 @@ use eddy_sql::statement::WindowKind;
 
 use super::{AggregateState, DfResult, df};
 use crate::changelog::{
-    Checkpoint, GroupRecord, Positions, RowRecord, StateChange, StateKey, covers,
+    Checkpoint, GroupRecord, Positions, RowRecord, SinkMark, StateChange, StateKey, covers,
 };
 use crate::format::window::Bounds;
 
@@ -91,9 +91,13 @@ impl AggregateState {
     /// The changelog records of everything that changed since the last call: groups first, then
     /// merged-away sessions, then table rows, then the checkpoint — written in this order, any prefix
     /// of them restores to a state that replay finishes exactly. `positions` are the input positions
-    /// the state now includes.
-    pub fn changes(&mut self, positions: &[(i32, i64)]) -> Result<Vec<StateChange>> {
-        self.with_log(|state, log| state.write_changes(log, positions))
+    /// the state now includes, `sink` where an exactly-once output stands.
+    pub fn changes(
+        &mut self,
+        positions: &[(i32, i64)],
+        sink: Option<&SinkMark>,
+    ) -> Result<Vec<StateChange>> {
+        self.with_log(|state, log| state.write_changes(log, positions, sink))
             .unwrap_or(Ok(Vec::new()))
     }
 
@@ -112,6 +116,7 @@ impl AggregateState {
         &mut self,
         log: &mut StateLog,
         positions: &[(i32, i64)],
+        sink: Option<&SinkMark>,
     ) -> Result<Vec<StateChange>> {
         let mut groups = Vec::new();
         let mut states: Vec<Vec<ScalarValue>> = vec![Vec::new(); log.state_widths.iter().sum()];
@@ -193,6 +198,7 @@ impl AggregateState {
                 Checkpoint {
                     positions: positions.to_vec(),
                     stream_time: self.stream_time,
+                    sink: sink.cloned(),
                 }
                 .encode(),
             ),
@@ -201,12 +207,12 @@ impl AggregateState {
     }
 
     /// Rebuilds the state from changelog records (in the order they were written; the latest record
-    /// of a key wins). Returns the positions to resume the input from: those of the last complete
-    /// write (`None` when there was none, and the state is empty).
+    /// of a key wins). Returns the checkpoint of the last complete write, whose positions the input
+    /// resumes from (`None` when there was none, and the state is empty).
     pub fn restore(
         &mut self,
         records: impl IntoIterator<Item = StateChange>,
-    ) -> Result<Option<Positions>> {
+    ) -> Result<Option<Checkpoint>> {
         self.with_log(|state, log| state.restore_logged(log, records))
             .unwrap_or_else(|| Err(internal_err!("restoring an aggregation that is not logged")))
     }
@@ -215,7 +221,7 @@ impl AggregateState {
         &mut self,
         log: &mut StateLog,
         records: impl IntoIterator<Item = StateChange>,
-    ) -> Result<Option<Positions>> {
+    ) -> Result<Option<Checkpoint>> {
         let mut latest: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         for r in records {
             latest.insert(r.key, r.value);
@@ -330,7 +336,7 @@ impl AggregateState {
             log.covered_groups.clear();
             log.covered_rows.clear();
         }
-        Ok(Some(checkpoint.positions))
+        Ok(Some(checkpoint))
     }
 
     /// Puts a restored group in the indexes and sets its window's timers.

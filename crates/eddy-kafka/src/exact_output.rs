@@ -1,0 +1,166 @@
+//! The output of one aggregation shard under exactly-once, on a broker without transactions. The
+//! shard's writes are numbered (epochs): every record it emits carries its origin — the shard, the
+//! epoch of the write it belongs to, and the how-many-th record of its key in that epoch — and the
+//! rows a write emits at its checkpoint carry where the input stood (the cut). The checkpoint keeps
+//! the epoch and from where in each output partition later records can be.
+//!
+//! After a crash the state is restored from the last checkpoint (epoch k) and the output is read
+//! back from there: the records of epoch k + 1 found are what the crashed write got out. Replay
+//! processes the input up to exactly that write's cut, emits again, and leaves out what was found;
+//! the write's checkpoint then follows, and the shard goes on. Replaying the same input from the
+//! same state emits the same records, so nothing is lost and nothing is written twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+
+use eddy_common::Result;
+use eddy_runtime::Record;
+use eddy_runtime::changelog::{Positions, SinkMark};
+
+use crate::cluster::KafkaCluster;
+use crate::ledger::{Frontier, scan};
+use crate::origin::Origin;
+
+/// A record's identity within an epoch: its key and the how-many-th record of that key it is.
+type RecordId = (Option<Vec<u8>>, u32);
+
+/// What a crashed write got out, to be left out when replay emits it again.
+#[derive(Debug, Default)]
+struct Replay {
+    written: HashSet<RecordId>,
+    /// Where the crashed write's input stood when it emitted at its checkpoint, if it got that far.
+    cut: Option<BTreeMap<i32, i64>>,
+}
+
+/// A shard's exactly-once output.
+#[derive(Debug)]
+pub(crate) struct ExactOutput {
+    writer: u64,
+    shard: i32,
+    /// The epoch of the last completed write.
+    epoch: u64,
+    frontier: Frontier,
+    /// How many records of each key the current epoch emitted while folding records in.
+    occurrences: HashMap<Option<Vec<u8>>, u32>,
+    replay: Option<Replay>,
+}
+
+impl ExactOutput {
+    /// The output of `shard` restored at a checkpoint with `mark` (`None`: the shard never completed
+    /// an exactly-once write, and nothing of it can be in `topic` after its current ends).
+    pub(crate) fn restore(
+        cluster: &KafkaCluster,
+        topic: &str,
+        writer: u64,
+        shard: i32,
+        mark: Option<SinkMark>,
+        stop: &AtomicBool,
+    ) -> Result<ExactOutput> {
+        let Some(mark) = mark else {
+            return Ok(ExactOutput {
+                writer,
+                shard,
+                epoch: 0,
+                frontier: Frontier::at_end(cluster, topic)?,
+                occurrences: HashMap::new(),
+                replay: None,
+            });
+        };
+        let frontier = Frontier::from_positions(&mark.scan_from);
+        let mut replay = Replay::default();
+        scan(cluster, topic, &frontier, writer, stop, |origin, key, _| {
+            if let Origin::Write {
+                shard: s,
+                epoch,
+                occurrence,
+                cut,
+                ..
+            } = origin
+                && s == shard
+                && epoch == mark.epoch + 1
+            {
+                replay.written.insert((key.map(<[u8]>::to_vec), occurrence));
+                if let Some(cut) = cut {
+                    replay.cut = Some(cut.into_iter().collect());
+                }
+            }
+        })?;
+        if !replay.written.is_empty() {
+            tracing::info!(
+                shard,
+                records = replay.written.len(),
+                cut = ?replay.cut,
+                "the output holds records of an unfinished write: replay leaves them out"
+            );
+        }
+        Ok(ExactOutput {
+            writer,
+            shard,
+            epoch: mark.epoch,
+            frontier,
+            occurrences: HashMap::new(),
+            replay: (!replay.written.is_empty()).then_some(replay),
+        })
+    }
+
+    /// Where replay has to stop and write: the cut of the write a crash interrupted.
+    pub(crate) fn cut(&self) -> Option<&BTreeMap<i32, i64>> {
+        self.replay.as_ref()?.cut.as_ref()
+    }
+
+    /// Gives records of the current epoch their origins (`cut`: they are emitted by the write at
+    /// these input positions), leaving out those a crashed write already got out.
+    pub(crate) fn mark(
+        &mut self,
+        records: Vec<Record>,
+        cut: Option<&Positions>,
+    ) -> (Vec<Record>, Vec<Vec<u8>>) {
+        let mut kept = Vec::with_capacity(records.len());
+        let mut origins = Vec::with_capacity(records.len());
+        for record in records {
+            let occurrence = self.occurrences.get(&record.key).copied().unwrap_or(0);
+            // A write emits each key once, after everything folded in: only keys emitted while
+            // folding (deletes, closed windows) can come again in the same epoch.
+            if cut.is_none() {
+                self.occurrences.insert(record.key.clone(), occurrence + 1);
+            }
+            if let Some(replay) = &mut self.replay
+                && replay.written.remove(&(record.key.clone(), occurrence))
+            {
+                continue;
+            }
+            origins.push(
+                Origin::Write {
+                    writer: self.writer,
+                    shard: self.shard,
+                    epoch: self.epoch + 1,
+                    occurrence,
+                    cut: cut.cloned(),
+                }
+                .encode(),
+            );
+            kept.push(record);
+        }
+        (kept, origins)
+    }
+
+    /// The broker acknowledged records (`ends`: per partition, the offset after them).
+    pub(crate) fn delivered(&mut self, ends: &BTreeMap<i32, i64>) {
+        self.frontier.advance(ends);
+    }
+
+    /// What the checkpoint of the current write keeps.
+    pub(crate) fn mark_of_write(&self) -> SinkMark {
+        SinkMark {
+            epoch: self.epoch + 1,
+            scan_from: self.frontier.positions(),
+        }
+    }
+
+    /// The current write's checkpoint is in the changelog: the next epoch begins.
+    pub(crate) fn written(&mut self) {
+        self.epoch += 1;
+        self.occurrences.clear();
+        self.replay = None;
+    }
+}
