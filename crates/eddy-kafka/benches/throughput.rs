@@ -1,7 +1,8 @@
 //! Throughput of the demo query `SELECT sensor_id, ts, temp*1.8+32 AS temp_f, rpm FROM readings WHERE
 //! temp > 25.0 AND rpm > 1000` over events shaped like the demo's:
 //!   (a) from in-memory records (decode → filter → project → encode),
-//!   (b) through a Kafka broker (consume → process → produce → commit), when `--broker HOST:PORT` is given;
+//!   (b) through a Kafka broker (consume → process → produce → commit), when `--broker HOST:PORT` is given:
+//!       the demo query and the (c) aggregation, each at-least-once and exactly-once;
 //! and of stateful queries over in-memory records, with per-commit emission (a flush every 8 batches):
 //!   (c) `COUNT(*), SUM(rpm), MAX(temp) ... WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY sensor_id`
 //!       over 1,000 sensors, one event per millisecond;
@@ -26,6 +27,7 @@ use cpu::cpu_seconds;
 
 const CREATE: &str = "CREATE STREAM readings (sensor_id STRING, ts BIGINT, temp DOUBLE, rpm INT, speed DOUBLE) WITH (kafka_topic='readings', value_format='JSON', partitions=4);";
 const CSAS: &str = "CREATE STREAM hot AS SELECT sensor_id, ts, temp*1.8+32 AS temp_f, rpm FROM readings WHERE temp > 25.0 AND rpm > 1000;";
+const TUMBLING: &str = "CREATE TABLE per_sensor AS SELECT sensor_id, COUNT(*) AS n, SUM(rpm) AS rpm, MAX(temp) AS peak FROM readings WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY sensor_id;";
 const BATCH: usize = 4096;
 
 fn event(i: u64) -> Vec<u8> {
@@ -107,32 +109,19 @@ fn through_broker(events: u64, bootstrap: &str) {
     let cluster = Arc::new(KafkaCluster::connect(bootstrap).expect("connect"));
     cluster.wait_ready(Duration::from_secs(10)).expect("broker");
     let suffix = std::process::id();
-    let create = CREATE.replace(
-        "kafka_topic='readings'",
-        &format!("kafka_topic='bench_readings_{suffix}'"),
-    );
-    let mut engine = Engine::new(cluster.clone());
-    let mut id = String::new();
-    for sql in [
-        create.as_str(),
-        &CSAS.replace("hot AS", &format!("hot_{suffix} AS")),
-    ] {
-        for s in eddy_sql::parse(sql).expect("parse") {
-            if let Outcome::QueryCreated { query_id, .. } =
-                engine.execute(&s, &Default::default()).expect("execute")
-            {
-                id = query_id;
-            }
-        }
-    }
     let topic = format!("bench_readings_{suffix}");
+    let create = CREATE.replace("kafka_topic='readings'", &format!("kafka_topic='{topic}'"));
+    let mut engine = Engine::new(cluster.clone());
+    for s in eddy_sql::parse(&create).expect("parse") {
+        engine.execute(&s, &Default::default()).expect("execute");
+    }
     let t0 = Instant::now();
     for start in (0..events).step_by(100_000) {
         let batch: Vec<Record> = (start..(start + 100_000).min(events))
             .map(|i| Record {
                 key: None,
                 value: Some(event(i)),
-                timestamp: i as i64,
+                timestamp: 1_700_000_000_000 + i as i64,
                 partition: (i % 4) as i32,
                 offset: -1,
             })
@@ -143,22 +132,55 @@ fn through_broker(events: u64, bootstrap: &str) {
         "    produced {events} input events in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
-    let query = engine.query(&id).expect("query").clone();
-    let (start, cpu0) = (Instant::now(), cpu_seconds());
-    let task = eddy_kafka::start_persistent(
-        cluster.clone(),
-        query,
-        &eddy_kafka::TaskConfig::new(format!("bench_{suffix}"), "earliest"),
-    )
-    .expect("start");
-    while task.stats.consumed.load(Ordering::Relaxed) < events {
-        std::thread::sleep(Duration::from_millis(20));
+    // The same queries at-least-once and exactly-once, each over all of the input.
+    let queries = [
+        ("stateless", CSAS.to_string()),
+        ("tumbling", TUMBLING.to_string()),
+    ];
+    for (label, sql) in queries {
+        let mut rates = Vec::new();
+        for exactly_once in [false, true] {
+            let guarantee = if exactly_once { "eos" } else { "alos" };
+            let sql = sql.replacen(" AS SELECT", &format!("_{guarantee}_{suffix} AS SELECT"), 1);
+            let mut id = String::new();
+            for s in eddy_sql::parse(&sql).expect("parse") {
+                if let Outcome::QueryCreated { query_id, .. } =
+                    engine.execute(&s, &Default::default()).expect("execute")
+                {
+                    id = query_id;
+                }
+            }
+            let query = engine.query(&id).expect("query").clone();
+            let config = eddy_kafka::TaskConfig {
+                exactly_once,
+                ..eddy_kafka::TaskConfig::new(
+                    format!("bench_{guarantee}_{id}_{suffix}"),
+                    "earliest",
+                )
+            };
+            let (start, cpu0) = (Instant::now(), cpu_seconds());
+            let task =
+                eddy_kafka::start_persistent(cluster.clone(), query, &config).expect("start");
+            while task.stats.consumed.load(Ordering::Relaxed) < events {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (wall, cpu) = (start.elapsed(), cpu_seconds() - cpu0);
+            let produced = task.stats.produced.load(Ordering::Relaxed);
+            task.stop();
+            report(
+                &format!("(b) through the broker, {label}, {guarantee}"),
+                events,
+                wall,
+                cpu,
+            );
+            println!("    {produced} output records (the broker's own CPU is not counted)");
+            rates.push(events as f64 / wall.as_secs_f64());
+        }
+        println!(
+            "    exactly-once costs {:.0}% of the at-least-once rate ({label})",
+            100.0 * (1.0 - rates[1] / rates[0])
+        );
     }
-    let (wall, cpu) = (start.elapsed(), cpu_seconds() - cpu0);
-    let produced = task.stats.produced.load(Ordering::Relaxed);
-    task.stop();
-    report("(b) through the broker", events, wall, cpu);
-    println!("    {produced} output records (the broker's own CPU is not counted)");
 }
 
 /// Runs a stateful query with per-commit emission; returns events per CPU-second.
@@ -203,7 +225,6 @@ fn aggregations(events: u64, repeat: usize) {
             offset: i as i64,
         })
         .collect();
-    const TUMBLING: &str = "CREATE TABLE per_sensor AS SELECT sensor_id, COUNT(*) AS n, SUM(rpm) AS rpm, MAX(temp) AS peak FROM readings WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY sensor_id;";
     let mut rates: Vec<f64> = (1..=repeat)
         .map(|run| stateful(&format!("(c) tumbling, run {run}"), TUMBLING, &records))
         .collect();
