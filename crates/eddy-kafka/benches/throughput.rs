@@ -164,9 +164,11 @@ fn through_broker(events: u64, bootstrap: &str) {
             while task.stats.consumed.load(Ordering::Relaxed) < events {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let (wall, cpu) = (start.elapsed(), cpu_seconds() - cpu0);
-            let produced = task.stats.produced.load(Ordering::Relaxed);
+            // Stopping settles what is in flight (and writes the aggregation's state): counted.
+            let stats = task.stats.clone();
             task.stop();
+            let (wall, cpu) = (start.elapsed(), cpu_seconds() - cpu0);
+            let produced = stats.produced.load(Ordering::Relaxed);
             report(
                 &format!("(b) through the broker, {label}, {guarantee}"),
                 events,
