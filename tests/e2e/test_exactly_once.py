@@ -40,14 +40,25 @@ def event(i):
     return key, {"SEQ": i, "V": (i * 7919) % 1000}, BASE_TS + i
 
 
-def produce(bootstrap, topic, n):
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
+def produce(bootstrap, topic, n, seconds=0.0):
+    """Produces events 0..n, spread over about `seconds` (all at once without)."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000, "log_level": 3,
                   "partitioner": "murmur2_random"})
+    started = time.time()
     for i in range(n):
         key, value, ts = event(i)
-        p.produce(topic, json.dumps(value).encode(), key=key.encode(), timestamp=ts)
+        while True:
+            try:
+                p.produce(topic, json.dumps(value).encode(), key=key.encode(), timestamp=ts)
+                break
+            except BufferError:
+                # The client's queue is full (the broker is slow or unreachable): wait for room.
+                p.poll(0.1)
         if i % 10_000 == 0:
             p.poll(0)
+            ahead = started + seconds * i / n - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
     assert p.flush(120) == 0, "not every record was delivered"
 
 
@@ -143,7 +154,7 @@ def run(server_bin, records, kills, guarantee, seed):
             # Kill at a different point each time: once both queries have consumed a random amount again.
             at = rng.randrange(1, max(2, records // (2 * kills)))
             # A query that has caught up with its input has nothing left to consume.
-            deadline = time.time() + 120
+            deadline = time.time() + 20
             while not all(consumed(url).get(s, 0) >= at or caught_up(broker.bootstrap, url, s, "eo_in")
                           for s in sinks) and time.time() < deadline:
                 time.sleep(0.2)

@@ -1,0 +1,181 @@
+"""Faults around a running server: the broker unreachable for 30 s.
+
+The server reaches the broker only through a TCP proxy this test controls (the broker advertises the proxy's
+address, so every connection goes through it). A stateless CSAS and a windowed CTAS run exactly-once while
+input keeps arriving; the proxy then cuts every connection and refuses new ones for 30 s, and lets them through
+again (the test's producer waits out the outage too). Expected: the server stays up, the queries come back
+by themselves (their consumers rejoin, the producer delivers what waited), and the output is exactly what the
+input gives — nothing lost, nothing twice, every window exact — with both queries RUNNING at the end.
+
+    python tests/e2e/test_faults.py --server-bin target/release/eddy-server [--records 200000] [--outage 30]
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import Counter
+
+from test_e2e import Server, free_port
+from test_exactly_once import PARTITIONS, expected_windows, last_rows, produce, read_until_complete
+from test_hostile import ksql, query_stats
+
+
+class Proxy:
+    """A TCP proxy from a local port to `target`; `cut()` drops every connection and refuses new ones until
+    `heal()`."""
+
+    def __init__(self, target_port):
+        self.target = ("127.0.0.1", target_port)
+        self.port = free_port()
+        self.open = True
+        self.conns = []
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            client, _ = self.listener.accept()
+            if not self.open:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.open = False
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def heal(self):
+        self.open = True
+
+
+class ProxiedBroker:
+    """nisshi on a port of its own, advertising the proxy's address."""
+
+    def __init__(self, data):
+        self.port = free_port()
+        self.proxy = Proxy(self.port)
+        self.direct = f"127.0.0.1:{self.port}"
+        self.bootstrap = f"127.0.0.1:{self.proxy.port}"
+        env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+        self.proc = subprocess.Popen(
+            ["nisshi", "broker", "--listener-url", f"tcp://{self.direct}",
+             "--advertised-listener-url", f"tcp://{self.bootstrap}", "--storage-engine", "memory://nisshi/",
+             "--group-initial-rebalance-delay", "100ms"],
+            cwd=data, env=env, stdout=open(os.path.join(data, "broker.log"), "w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("nisshi did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def test_broker_unreachable(server_bin, records, outage):
+    data = tempfile.mkdtemp(prefix="eddy-faults-")
+    broker = ProxiedBroker(data)
+    server = None
+    try:
+        server = Server(os.path.abspath(server_bin), broker.bootstrap, data, f"faults{os.getpid()}_",
+                        ["--processing-guarantee", "exactly_once_v2"])
+        pid = server.proc.pid
+        url = server.url
+        ksql(url, "CREATE STREAM eo_in (k STRING KEY, seq BIGINT, v INT) "
+                  f"WITH (kafka_topic='eo_in', value_format='JSON', partitions={PARTITIONS});")
+        props = {"auto.offset.reset": "earliest"}
+        ksql(url, "CREATE STREAM eo_copy AS SELECT k, seq, v FROM eo_in;", props)
+        ksql(url, "CREATE TABLE eo_windows AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM eo_in "
+                  "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;",
+             dict(props, **{"ksql.streams.commit.interval.ms": "200"}))
+        # The input arrives before and after the outage.
+        producer = threading.Thread(target=produce, args=(broker.direct, "eo_in", records, 5.0 + outage + 10.0))
+        producer.start()
+        time.sleep(5)
+        broker.proxy.cut()
+        print(f"   the broker is unreachable for {outage} s")
+        time.sleep(outage)
+        assert server.proc.poll() is None, "the server stayed up while the broker was unreachable"
+        broker.proxy.heal()
+        producer.join()
+        started = time.time()
+        want = expected_windows(records)
+        copies, rows = read_until_complete(broker.direct, records, want)
+        print(f"   the output was complete {time.time() - started:.1f}s after the input")
+        seqs = Counter(json.loads(v)["SEQ"] for _, v in copies)
+        lost = [i for i in range(records) if i not in seqs]
+        stream_dups = sum(c - 1 for c in seqs.values() if c > 1)
+        table_dups = sum(c - 1 for c in Counter(rows).values() if c > 1)
+        last = last_rows(rows)
+        wrong = [(w, last.get(w), n) for w, n in want.items() if last.get(w) != n]
+        print(f"   stream {len(copies)} records for {records} inputs, {stream_dups} duplicates, {len(lost)} lost; "
+              f"table {len(rows)} records, {table_dups} duplicates, {len(want) - len(wrong)}/{len(want)} windows exact")
+        assert not lost and not stream_dups and not table_dups and not wrong
+        states = {s: d["state"] for s, d in query_stats(url).items()}
+        assert all(state == "RUNNING" for state in states.values()), states
+        assert server.proc.poll() is None and server.proc.pid == pid, "the server stayed up"
+    except Exception:
+        traceback.print_exc()
+        print(f"FAIL: logs in {data}")
+        return False
+    finally:
+        if server:
+            server.stop()
+        broker.stop()
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server-bin", required=True)
+    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--outage", type=float, default=30.0)
+    args = ap.parse_args()
+    started = time.time()
+    ok = test_broker_unreachable(args.server_bin, args.records, args.outage)
+    print(f"{'PASS' if ok else 'FAIL'} test_broker_unreachable ({time.time() - started:.1f}s)")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
