@@ -1,4 +1,4 @@
-"""Faults around a running server: the broker unreachable for 30 s.
+"""Faults around a running server: the broker unreachable for 30 s; a push-query client that reads nothing.
 
 The server reaches the broker only through a TCP proxy this test controls (the broker advertises the proxy's
 address, so every connection goes through it). A stateless CSAS and a windowed CTAS run exactly-once while
@@ -7,7 +7,12 @@ again (the test's producer waits out the outage too). Expected: the server stays
 by themselves (their consumers rejoin, the producer delivers what waited), and the output is exactly what the
 input gives — nothing lost, nothing twice, every window exact — with both queries RUNNING at the end.
 
+A push query whose client reads nothing: the server's buffer for it is bounded, and after 60 s without a read
+the query is closed with an error line the client sees when it reads again; the server's memory does not grow
+with the rows the client does not take, and other clients are served meanwhile.
+
     python tests/e2e/test_faults.py --server-bin target/release/eddy-server [--records 200000] [--outage 30]
+        [--only test_broker_unreachable|test_slow_push_client]
 """
 
 import argparse
@@ -113,6 +118,7 @@ class ProxiedBroker:
 
 
 def test_broker_unreachable(server_bin, records, outage):
+    """The broker unreachable for `outage` seconds under exactly-once queries."""
     data = tempfile.mkdtemp(prefix="eddy-faults-")
     broker = ProxiedBroker(data)
     server = None
@@ -165,16 +171,89 @@ def test_broker_unreachable(server_bin, records, outage):
     return True
 
 
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_slow_push_client(server_bin, records, _outage):
+    """A push-query client that reads nothing for over a minute."""
+    data = tempfile.mkdtemp(prefix="eddy-faults-")
+    broker = ProxiedBroker(data)
+    server = None
+    try:
+        server = Server(os.path.abspath(server_bin), broker.bootstrap, data, f"slow{os.getpid()}_")
+        url = server.url
+        ksql(url, "CREATE STREAM slow_in (k STRING KEY, seq BIGINT, v INT) "
+                  f"WITH (kafka_topic='slow_in', value_format='JSON', partitions={PARTITIONS});")
+        produce(broker.direct, "slow_in", records)
+        before = rss_mb(server.proc.pid)
+        # A client that asks for every row and never reads them.
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        body = json.dumps({"sql": "SELECT * FROM slow_in EMIT CHANGES;",
+                           "properties": {"auto.offset.reset": "earliest"}})
+        client.sendall((f"POST /query-stream HTTP/1.1\r\nHost: eddy\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+        # More rows keep coming while the client reads nothing; other clients are served meanwhile.
+        # (Enough of them for long enough that the buffers between fill and the client is late for 60 s.)
+        more = threading.Thread(target=produce, args=(broker.direct, "slow_in", 5 * records, 90.0))
+        more.start()
+        peak = before
+        deadline = time.time() + 100
+        while time.time() < deadline:
+            peak = max(peak, rss_mb(server.proc.pid))
+            assert ksql(url, "SHOW STREAMS;")[0]["streams"], "another client is served"
+            time.sleep(1)
+        more.join()
+        # The client reads again: its rows so far, then the error line, then the end of the response.
+        client.settimeout(10)
+        received = b""
+        while True:
+            try:
+                chunk = client.recv(1 << 20)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            received += chunk
+        client.close()
+        text = received.decode(errors="replace")
+        print(f"   the server's memory: {before:.0f} MB before, {peak:.0f} MB at most while the client read nothing; "
+              f"the client got {len(received)} bytes")
+        assert "did not read the query's rows for 60 s" in text, text[-500:]
+        assert peak - before < 200, f"memory grew by {peak - before:.0f} MB"
+        assert server.proc.poll() is None, "the server stayed up"
+    except Exception:
+        traceback.print_exc()
+        print(f"FAIL: logs in {data}")
+        return False
+    finally:
+        if server:
+            server.stop()
+        broker.stop()
+    return True
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server-bin", required=True)
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--outage", type=float, default=30.0)
+    ap.add_argument("--only", help="run only the test with this name")
     args = ap.parse_args()
-    started = time.time()
-    ok = test_broker_unreachable(args.server_bin, args.records, args.outage)
-    print(f"{'PASS' if ok else 'FAIL'} test_broker_unreachable ({time.time() - started:.1f}s)")
-    sys.exit(0 if ok else 1)
+    failed = 0
+    for test in (test_broker_unreachable, test_slow_push_client):
+        if args.only and test.__name__ != args.only:
+            continue
+        started = time.time()
+        ok = test(args.server_bin, args.records, args.outage)
+        failed += not ok
+        print(f"{'PASS' if ok else 'FAIL'} {test.__name__} ({time.time() - started:.1f}s)")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
