@@ -107,6 +107,28 @@ def read_until_complete(bootstrap, records, want, timeout=900, linger=5.0):
     return readers["EO_COPY"][1], readers["EO_WINDOWS"][1]
 
 
+def check_output(bootstrap, records, exactly_once):
+    """Reads EO_COPY and EO_WINDOWS until complete and checks them: every input record in the stream, every
+    window exact in the table, and (exactly-once) nothing twice in either."""
+    started = time.time()
+    want = expected_windows(records)
+    copies, rows = read_until_complete(bootstrap, records, want)
+    seqs = Counter(json.loads(v)["SEQ"] for _, v in copies)
+    lost = [i for i in range(records) if i not in seqs]
+    stream_dups = sum(c - 1 for c in seqs.values() if c > 1)
+    table_dups = sum(c - 1 for c in Counter(rows).values() if c > 1)
+    last = last_rows(rows)
+    wrong = [(w, last.get(w), n) for w, n in want.items() if last.get(w) != n]
+    print(f"   output complete after {time.time() - started:.1f}s: stream {len(copies)} records for {records} "
+          f"inputs, {stream_dups} duplicates, {len(lost)} lost; table {len(rows)} records, {table_dups} "
+          f"duplicates, {len(want) - len(wrong)}/{len(want)} windows exact")
+    assert not lost, f"{len(lost)} input records have no output, e.g. {lost[:5]}"
+    assert not wrong, f"{len(wrong)} windows differ (window, got, want), e.g. {wrong[:3]}"
+    if exactly_once:
+        assert stream_dups == 0, f"{stream_dups} duplicate records in the stream"
+        assert table_dups == 0, f"{table_dups} duplicate records in the table"
+
+
 def consumed(url):
     stats = query_stats(url)
     return {sink: s["statistics"]["consumed"] for sink, s in stats.items()}
@@ -149,7 +171,6 @@ def run(server_bin, records, kills, guarantee, seed):
                   "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;",
              dict(props, **{"ksql.streams.commit.interval.ms": "200"}))
         sinks = ("EO_COPY", "EO_WINDOWS")
-        started = time.time()
         for k in range(kills):
             # Kill at a different point each time: once both queries have consumed a random amount again.
             at = rng.randrange(1, max(2, records // (2 * kills)))
@@ -162,25 +183,8 @@ def run(server_bin, records, kills, guarantee, seed):
             server.kill9()
             print(f"   kill {k + 1}: consumed since the last start {moved}")
             server.start()
-        want = expected_windows(records)
-        copies, rows = read_until_complete(broker.bootstrap, records, want)
-        print(f"   {kills} kills with SIGKILL; the output was complete {time.time() - started:.1f}s after the first query")
-        seqs = Counter(json.loads(v)["SEQ"] for _, v in copies)
-        lost = [i for i in range(records) if i not in seqs]
-        stream_dups = sum(c - 1 for c in seqs.values() if c > 1)
-        writes = Counter(rows)
-        table_dups = sum(c - 1 for c in writes.values() if c > 1)
-        last = last_rows(rows)
-        wrong = [(w, last.get(w), n) for w, n in want.items() if last.get(w) != n]
-
-        print(f"   {guarantee}: stream {len(copies)} records for {records} inputs, {stream_dups} duplicates, "
-              f"{len(lost)} lost; table {len(rows)} records, {table_dups} duplicates, "
-              f"{len(want) - len(wrong)}/{len(want)} windows exact")
-        assert not lost, f"{len(lost)} input records have no output, e.g. {lost[:5]}"
-        assert not wrong, f"{len(wrong)} windows differ (window, got, want), e.g. {wrong[:3]}"
-        if guarantee == "exactly_once_v2":
-            assert stream_dups == 0, f"{stream_dups} duplicate records in the stream"
-            assert table_dups == 0, f"{table_dups} duplicate records in the table"
+        print(f"   {kills} kills with SIGKILL")
+        check_output(broker.bootstrap, records, exactly_once=guarantee == "exactly_once_v2")
         states = {s: d["state"] for s, d in query_stats(url).items()}
         assert all(state == "RUNNING" for state in states.values()), states
     except Exception:

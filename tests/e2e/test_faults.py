@@ -25,10 +25,9 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import Counter
 
 from test_e2e import Server, free_port
-from test_exactly_once import PARTITIONS, expected_windows, last_rows, produce, read_until_complete
+from test_exactly_once import PARTITIONS, check_output, produce
 from test_hostile import ksql, query_stats
 
 
@@ -117,58 +116,58 @@ class ProxiedBroker:
         self.proc.wait(timeout=10)
 
 
-def test_broker_unreachable(server_bin, records, outage):
+def scenario(test):
+    """A fault test with a proxied broker of its own, `test(server_bin, records, outage, data, broker, servers)`:
+    a failure prints where the logs are; the servers it appends to `servers` and the broker are stopped either
+    way. Returns whether it passed."""
+    def run(server_bin, records, outage):
+        data = tempfile.mkdtemp(prefix="eddy-faults-")
+        broker = ProxiedBroker(data)
+        servers = []
+        try:
+            test(server_bin, records, outage, data, broker, servers)
+            return True
+        except Exception:
+            traceback.print_exc()
+            print(f"FAIL: logs in {data}")
+            return False
+        finally:
+            for server in servers:
+                server.stop()
+            broker.stop()
+    run.__name__ = test.__name__
+    return run
+
+
+@scenario
+def test_broker_unreachable(server_bin, records, outage, data, broker, servers):
     """The broker unreachable for `outage` seconds under exactly-once queries."""
-    data = tempfile.mkdtemp(prefix="eddy-faults-")
-    broker = ProxiedBroker(data)
-    server = None
-    try:
-        server = Server(os.path.abspath(server_bin), broker.bootstrap, data, f"faults{os.getpid()}_",
-                        ["--processing-guarantee", "exactly_once_v2"])
-        pid = server.proc.pid
-        url = server.url
-        ksql(url, "CREATE STREAM eo_in (k STRING KEY, seq BIGINT, v INT) "
-                  f"WITH (kafka_topic='eo_in', value_format='JSON', partitions={PARTITIONS});")
-        props = {"auto.offset.reset": "earliest"}
-        ksql(url, "CREATE STREAM eo_copy AS SELECT k, seq, v FROM eo_in;", props)
-        ksql(url, "CREATE TABLE eo_windows AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM eo_in "
-                  "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;",
-             dict(props, **{"ksql.streams.commit.interval.ms": "200"}))
-        # The input arrives before and after the outage.
-        producer = threading.Thread(target=produce, args=(broker.direct, "eo_in", records, 5.0 + outage + 10.0))
-        producer.start()
-        time.sleep(5)
-        broker.proxy.cut()
-        print(f"   the broker is unreachable for {outage} s")
-        time.sleep(outage)
-        assert server.proc.poll() is None, "the server stayed up while the broker was unreachable"
-        broker.proxy.heal()
-        producer.join()
-        started = time.time()
-        want = expected_windows(records)
-        copies, rows = read_until_complete(broker.direct, records, want)
-        print(f"   the output was complete {time.time() - started:.1f}s after the input")
-        seqs = Counter(json.loads(v)["SEQ"] for _, v in copies)
-        lost = [i for i in range(records) if i not in seqs]
-        stream_dups = sum(c - 1 for c in seqs.values() if c > 1)
-        table_dups = sum(c - 1 for c in Counter(rows).values() if c > 1)
-        last = last_rows(rows)
-        wrong = [(w, last.get(w), n) for w, n in want.items() if last.get(w) != n]
-        print(f"   stream {len(copies)} records for {records} inputs, {stream_dups} duplicates, {len(lost)} lost; "
-              f"table {len(rows)} records, {table_dups} duplicates, {len(want) - len(wrong)}/{len(want)} windows exact")
-        assert not lost and not stream_dups and not table_dups and not wrong
-        states = {s: d["state"] for s, d in query_stats(url).items()}
-        assert all(state == "RUNNING" for state in states.values()), states
-        assert server.proc.poll() is None and server.proc.pid == pid, "the server stayed up"
-    except Exception:
-        traceback.print_exc()
-        print(f"FAIL: logs in {data}")
-        return False
-    finally:
-        if server:
-            server.stop()
-        broker.stop()
-    return True
+    server = Server(os.path.abspath(server_bin), broker.bootstrap, data, f"faults{os.getpid()}_",
+                    ["--processing-guarantee", "exactly_once_v2"])
+    servers.append(server)
+    pid = server.proc.pid
+    url = server.url
+    ksql(url, "CREATE STREAM eo_in (k STRING KEY, seq BIGINT, v INT) "
+              f"WITH (kafka_topic='eo_in', value_format='JSON', partitions={PARTITIONS});")
+    props = {"auto.offset.reset": "earliest"}
+    ksql(url, "CREATE STREAM eo_copy AS SELECT k, seq, v FROM eo_in;", props)
+    ksql(url, "CREATE TABLE eo_windows AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM eo_in "
+              "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;",
+         dict(props, **{"ksql.streams.commit.interval.ms": "200"}))
+    # The input arrives before and after the outage.
+    producer = threading.Thread(target=produce, args=(broker.direct, "eo_in", records, 5.0 + outage + 10.0))
+    producer.start()
+    time.sleep(5)
+    broker.proxy.cut()
+    print(f"   the broker is unreachable for {outage} s")
+    time.sleep(outage)
+    assert server.proc.poll() is None, "the server stayed up while the broker was unreachable"
+    broker.proxy.heal()
+    producer.join()
+    check_output(broker.direct, records, exactly_once=True)
+    states = {s: d["state"] for s, d in query_stats(url).items()}
+    assert all(state == "RUNNING" for state in states.values()), states
+    assert server.proc.poll() is None and server.proc.pid == pid, "the server stayed up"
 
 
 def rss_mb(pid):
@@ -179,63 +178,52 @@ def rss_mb(pid):
     return 0.0
 
 
-def test_slow_push_client(server_bin, records, _outage):
+@scenario
+def test_slow_push_client(server_bin, records, _outage, data, broker, servers):
     """A push-query client that reads nothing for over a minute."""
-    data = tempfile.mkdtemp(prefix="eddy-faults-")
-    broker = ProxiedBroker(data)
-    server = None
-    try:
-        server = Server(os.path.abspath(server_bin), broker.bootstrap, data, f"slow{os.getpid()}_")
-        url = server.url
-        ksql(url, "CREATE STREAM slow_in (k STRING KEY, seq BIGINT, v INT) "
-                  f"WITH (kafka_topic='slow_in', value_format='JSON', partitions={PARTITIONS});")
-        produce(broker.direct, "slow_in", records)
-        before = rss_mb(server.proc.pid)
-        # A client that asks for every row and never reads them.
-        client = socket.create_connection(("127.0.0.1", server.port))
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        body = json.dumps({"sql": "SELECT * FROM slow_in EMIT CHANGES;",
-                           "properties": {"auto.offset.reset": "earliest"}})
-        client.sendall((f"POST /query-stream HTTP/1.1\r\nHost: eddy\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
-        # More rows keep coming while the client reads nothing; other clients are served meanwhile.
-        # (Enough of them for long enough that the buffers between fill and the client is late for 60 s.)
-        more = threading.Thread(target=produce, args=(broker.direct, "slow_in", 5 * records, 90.0))
-        more.start()
-        peak = before
-        deadline = time.time() + 100
-        while time.time() < deadline:
-            peak = max(peak, rss_mb(server.proc.pid))
-            assert ksql(url, "SHOW STREAMS;")[0]["streams"], "another client is served"
-            time.sleep(1)
-        more.join()
-        # The client reads again: its rows so far, then the error line, then the end of the response.
-        client.settimeout(10)
-        received = b""
-        while True:
-            try:
-                chunk = client.recv(1 << 20)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            received += chunk
-        client.close()
-        text = received.decode(errors="replace")
-        print(f"   the server's memory: {before:.0f} MB before, {peak:.0f} MB at most while the client read nothing; "
-              f"the client got {len(received)} bytes")
-        assert "did not read the query's rows for 60 s" in text, text[-500:]
-        assert peak - before < 200, f"memory grew by {peak - before:.0f} MB"
-        assert server.proc.poll() is None, "the server stayed up"
-    except Exception:
-        traceback.print_exc()
-        print(f"FAIL: logs in {data}")
-        return False
-    finally:
-        if server:
-            server.stop()
-        broker.stop()
-    return True
+    server = Server(os.path.abspath(server_bin), broker.bootstrap, data, f"slow{os.getpid()}_")
+    servers.append(server)
+    url = server.url
+    ksql(url, "CREATE STREAM slow_in (k STRING KEY, seq BIGINT, v INT) "
+              f"WITH (kafka_topic='slow_in', value_format='JSON', partitions={PARTITIONS});")
+    produce(broker.direct, "slow_in", records)
+    before = rss_mb(server.proc.pid)
+    # A client that asks for every row and never reads them.
+    client = socket.create_connection(("127.0.0.1", server.port))
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    body = json.dumps({"sql": "SELECT * FROM slow_in EMIT CHANGES;",
+                       "properties": {"auto.offset.reset": "earliest"}})
+    client.sendall((f"POST /query-stream HTTP/1.1\r\nHost: eddy\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+    # More rows keep coming while the client reads nothing; other clients are served meanwhile.
+    # (Enough of them for long enough that the buffers between fill and the client is late for 60 s.)
+    more = threading.Thread(target=produce, args=(broker.direct, "slow_in", 5 * records, 90.0))
+    more.start()
+    peak = before
+    deadline = time.time() + 100
+    while time.time() < deadline:
+        peak = max(peak, rss_mb(server.proc.pid))
+        assert ksql(url, "SHOW STREAMS;")[0]["streams"], "another client is served"
+        time.sleep(1)
+    more.join()
+    # The client reads again: its rows so far, then the error line, then the end of the response.
+    client.settimeout(10)
+    received = b""
+    while True:
+        try:
+            chunk = client.recv(1 << 20)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        received += chunk
+    client.close()
+    text = received.decode(errors="replace")
+    print(f"   the server's memory: {before:.0f} MB before, {peak:.0f} MB at most while the client read nothing; "
+          f"the client got {len(received)} bytes")
+    assert "did not read the query's rows for 60 s" in text, text[-500:]
+    assert peak - before < 200, f"memory grew by {peak - before:.0f} MB"
+    assert server.proc.poll() is None, "the server stayed up"
 
 
 def main():
