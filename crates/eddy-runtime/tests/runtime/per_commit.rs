@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use eddy_runtime::{Engine, Record};
 
-mod common;
-use common::engine_with;
+use crate::common::engine_with;
 
 fn engine_with_query(sql: &str) -> (Engine, String) {
     engine_with(&[

@@ -8,8 +8,7 @@ use eddy_runtime::changelog::StateChange;
 use eddy_runtime::registry::MemoryRegistry;
 use eddy_runtime::{PersistentQuery, Pipeline, Record};
 
-mod common;
-use common::engine_with;
+use crate::common::engine_with;
 
 const CHUNK: usize = 250;
 

@@ -5,8 +5,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
 use eddy_runtime::{Engine, PullQuery, Record};
 
-mod common;
-use common::engine_with as engine;
+use crate::common::engine_with as engine;
 
 fn rows(batch: &RecordBatch) -> Vec<String> {
     (0..batch.num_rows())
