@@ -48,6 +48,8 @@ class Server:
     def __init__(self, binary, bootstrap, data_dir, service_id, extra_args=()):
         self.binary, self.bootstrap, self.data_dir, self.service_id = binary, bootstrap, data_dir, service_id
         self.extra_args = list(extra_args)
+        # Variables added to the server's environment at its next start.
+        self.env = {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -58,7 +60,7 @@ class Server:
         self.proc = subprocess.Popen(
             [self.binary, "--listen", f"127.0.0.1:{self.port}", "--bootstrap-servers", self.bootstrap,
              "--data-dir", self.data_dir, "--service-id", self.service_id] + self.extra_args,
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **self.env))
         deadline = time.time() + 60
         while time.time() < deadline:
             try:

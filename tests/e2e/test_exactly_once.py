@@ -1,8 +1,10 @@
 """Exactly-once output through the real broker, with the server killed by SIGKILL again and again.
 
 A stateless CSAS and a windowed CTAS (COUNT and SUM per key and 10 s tumbling window, grouped by the key) read
-N records already in their input topic; the server is killed with SIGKILL K times, each time once both queries'
-consumed counters have moved again since the restart, and restarted. Then the output must hold every expected
+N records from their input topic. The server first aborts three times at exact steps of the protocol (crash points,
+EDDY_CRASH_POINT: output acknowledged, checkpoint not written), with half the input there; then the rest comes, and
+the server is killed with SIGKILL K times, each time once both queries' consumed counters have moved again since
+the restart, and restarted. Then the output must hold every expected
 record exactly once: the stream one record per input record, the table the exact count and sum per window and
 no record twice (a window's count only grows, so a repeated (window, value) pair is a repeated write).
 
@@ -17,6 +19,8 @@ import argparse
 import json
 import os
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,12 +44,12 @@ def event(i):
     return key, {"SEQ": i, "V": (i * 7919) % 1000}, BASE_TS + i
 
 
-def produce(bootstrap, topic, n, seconds=0.0):
-    """Produces events 0..n, spread over about `seconds` (all at once without)."""
+def produce(bootstrap, topic, n, seconds=0.0, first=0):
+    """Produces events first..n, spread over about `seconds` (all at once without)."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000, "log_level": 3,
                   "partitioner": "murmur2_random"})
     started = time.time()
-    for i in range(n):
+    for i in range(first, n):
         key, value, ts = event(i)
         while True:
             try:
@@ -56,7 +60,7 @@ def produce(bootstrap, topic, n, seconds=0.0):
                 p.poll(0.1)
         if i % 10_000 == 0:
             p.poll(0)
-            ahead = started + seconds * i / n - time.time()
+            ahead = started + seconds * (i - first) / (n - first) - time.time()
             if ahead > 0:
                 time.sleep(ahead)
     assert p.flush(120) == 0, "not every record was delivered"
@@ -151,6 +155,23 @@ def caught_up(bootstrap, url, sink, topic):
     return all(tp.offset >= ends[tp.partition] for tp in committed)
 
 
+def crash_at(server, point, statements=()):
+    """Restarts the server armed to abort the `n`-th time it passes `point` (EDDY_CRASH_POINT, `point` being
+    "name:n"), runs `statements` (sql, properties), and waits for the abort."""
+    server.kill9()
+    server.env = {"EDDY_CRASH_POINT": point}
+    server.start()
+    server.env = {}
+    for sql, props in statements:
+        ksql(server.url, sql, props)
+    try:
+        code = server.proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the server never reached crash point {point}")
+    assert code == -signal.SIGABRT, f"the server exited with {code}, not at crash point {point}"
+    print(f"   crashed at {point}")
+
+
 def run(server_bin, records, kills, guarantee, seed):
     rng = random.Random(seed)
     broker = Broker()
@@ -163,13 +184,22 @@ def run(server_bin, records, kills, guarantee, seed):
         ksql(url, "CREATE STREAM eo_in (k STRING KEY, seq BIGINT, v INT) "
                   f"WITH (kafka_topic='eo_in', value_format='JSON', partitions={PARTITIONS});")
         started = time.time()
-        produce(broker.bootstrap, "eo_in", records)
-        print(f"   {records} records in the input ({time.time() - started:.1f}s)")
+        half = records // 2
+        produce(broker.bootstrap, "eo_in", half)
+        print(f"   {half} records in the input ({time.time() - started:.1f}s)")
         props = {"auto.offset.reset": "earliest"}
-        ksql(url, "CREATE STREAM eo_copy AS SELECT k, seq, v FROM eo_in;", props)
-        ksql(url, "CREATE TABLE eo_windows AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM eo_in "
-                  "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;",
-             dict(props, **{"ksql.streams.commit.interval.ms": "200"}))
+        # Crashes at the exact steps where one leaves output the next start must not write again: between a
+        # batch's acknowledged output and its checkpoints, between an aggregation write's acknowledged output
+        # and its state (the second time while that write is being made again).
+        crash_at(server, "rows-settled:5", [("CREATE STREAM eo_copy AS SELECT k, seq, v FROM eo_in;", props)])
+        crash_at(server, "output-settled:3", [(
+            "CREATE TABLE eo_windows AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM eo_in "
+            "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;",
+            dict(props, **{"ksql.streams.commit.interval.ms": "200"}))])
+        crash_at(server, "output-settled:1")
+        server.start()
+        produce(broker.bootstrap, "eo_in", records, first=half)
+        print(f"   {records} records in the input")
         sinks = ("EO_COPY", "EO_WINDOWS")
         for k in range(kills):
             # Kill at a different point each time: once both queries have consumed a random amount again.

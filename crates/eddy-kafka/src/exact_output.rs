@@ -57,14 +57,8 @@ impl ExactOutput {
         stop: &AtomicBool,
     ) -> Result<ExactOutput> {
         let Some(mark) = mark else {
-            return Ok(ExactOutput {
-                writer,
-                shard,
-                epoch: 0,
-                frontier: Frontier::at_end(cluster, topic)?,
-                occurrences: HashMap::new(),
-                replay: None,
-            });
+            let frontier = Frontier::at_end(cluster, topic)?;
+            return Ok(ExactOutput::new(writer, shard, 0, frontier, None));
         };
         let frontier = Frontier::from_positions(&mark.scan_from);
         let mut replay = Replay::default();
@@ -93,14 +87,34 @@ impl ExactOutput {
                 "the output holds records of an unfinished write: replay leaves them out"
             );
         }
-        Ok(ExactOutput {
+        let replay = (!replay.written.is_empty()).then_some(replay);
+        Ok(ExactOutput::new(
+            writer, shard, mark.epoch, frontier, replay,
+        ))
+    }
+
+    fn new(
+        writer: u64,
+        shard: i32,
+        epoch: u64,
+        frontier: Frontier,
+        replay: Option<Replay>,
+    ) -> ExactOutput {
+        ExactOutput {
             writer,
             shard,
-            epoch: mark.epoch,
+            epoch,
             frontier,
             occurrences: HashMap::new(),
-            replay: (!replay.written.is_empty()).then_some(replay),
-        })
+            replay,
+        }
+    }
+
+    /// A write a crash interrupted is being made again: until it is, the shard writes nothing else
+    /// (a write before the cut would end the epoch early, and records the crashed write got out
+    /// would come again under the next one).
+    pub(crate) fn replaying(&self) -> bool {
+        self.replay.is_some()
     }
 
     /// Where replay has to stop and write: the cut of the write a crash interrupted.
@@ -127,6 +141,11 @@ impl ExactOutput {
             if let Some(replay) = &mut self.replay
                 && replay.written.remove(&(record.key.clone(), occurrence))
             {
+                // A crashed write that emitted only while folding is made again once all of that
+                // is: any cut from there on is one it could have had.
+                if replay.cut.is_none() && replay.written.is_empty() {
+                    self.replay = None;
+                }
                 continue;
             }
             origins.push(
@@ -162,5 +181,86 @@ impl ExactOutput {
         self.epoch += 1;
         self.occurrences.clear();
         self.replay = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str) -> Record {
+        Record {
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(b"v".to_vec()),
+            timestamp: 0,
+            partition: -1,
+            offset: 0,
+        }
+    }
+
+    fn keys(records: &[Record]) -> Vec<&[u8]> {
+        records.iter().filter_map(|r| r.key.as_deref()).collect()
+    }
+
+    /// A shard restored at epoch 4 whose write 5 got `written` out before a crash.
+    fn replaying(written: &[(&str, u32)], cut: Option<BTreeMap<i32, i64>>) -> ExactOutput {
+        let replay = Replay {
+            written: written
+                .iter()
+                .map(|(k, n)| (Some(k.as_bytes().to_vec()), *n))
+                .collect(),
+            cut,
+        };
+        ExactOutput::new(7, 0, 4, Frontier::from_positions(&[(0, 10)]), Some(replay))
+    }
+
+    #[test]
+    fn a_crashed_write_is_made_again_only_at_its_cut() {
+        let cut = BTreeMap::from([(0, 100)]);
+        let mut out = replaying(&[("a", 0), ("b", 0)], Some(cut.clone()));
+        assert_eq!(out.cut(), Some(&cut));
+        // Rows folded in short of the cut: still replaying, whatever they match.
+        let (kept, _) = out.mark(vec![record("c")], None);
+        assert_eq!(keys(&kept), [b"c"]);
+        assert!(out.replaying());
+        // The write at the cut leaves out what the crashed one got out, under epoch 5.
+        let (kept, origins) = out.mark(
+            vec![record("a"), record("b"), record("d")],
+            Some(&vec![(0, 100)]),
+        );
+        assert_eq!(keys(&kept), [b"d"]);
+        match Origin::decode(&origins[0]).unwrap() {
+            Origin::Write {
+                epoch,
+                occurrence,
+                cut,
+                ..
+            } => {
+                assert_eq!((epoch, occurrence, cut), (5, 0, Some(vec![(0, 100)])));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            out.replaying(),
+            "replaying until the write's checkpoint is in"
+        );
+        out.written();
+        assert!(!out.replaying());
+        assert_eq!(out.mark_of_write().epoch, 6);
+    }
+
+    #[test]
+    fn a_crashed_write_without_a_cut_is_made_again_once_all_it_emitted_is() {
+        let mut out = replaying(&[("a", 0), ("a", 1)], None);
+        assert_eq!(out.cut(), None);
+        let (kept, _) = out.mark(vec![record("a"), record("b")], None);
+        assert_eq!(keys(&kept), [b"b"]);
+        assert!(
+            out.replaying(),
+            "the second record of a in that write is still to come"
+        );
+        let (kept, _) = out.mark(vec![record("a"), record("a")], None);
+        assert_eq!(keys(&kept), [b"a"], "the third record of a is new");
+        assert!(!out.replaying());
     }
 }

@@ -26,6 +26,7 @@ use eddy_runtime::format::DecodeError;
 use eddy_runtime::{PersistentQuery, ProcessedBatch, Record, TopicAdmin};
 
 use crate::cluster::{Deliveries, KafkaCluster, kafka_err};
+use crate::crash_point;
 use crate::delivery::DeliveryError;
 use crate::ledger::{Frontier, scan, settle_producer};
 use crate::origin::{Origin, writer_id};
@@ -505,6 +506,7 @@ impl ExactlyOnce {
                 ));
             }
         };
+        crash_point::pass("rows-settled");
         let frontier = {
             let mut progress = self.lock();
             progress.frontier.advance(&ends);

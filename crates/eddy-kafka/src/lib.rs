@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod command_log;
+mod crash_point;
 pub mod delivery;
 mod exact_output;
 mod exactly_once;

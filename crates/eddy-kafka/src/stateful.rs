@@ -30,6 +30,7 @@ use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, now_millis};
+use crate::crash_point;
 use crate::delivery::{DeliveryError, Halt, deliver};
 use crate::exact_output::ExactOutput;
 use crate::exactly_once::checkpoint_topic;
@@ -85,6 +86,14 @@ struct Shard {
     exact: Option<ExactOutput>,
     /// Records read past the cut a replay stops at, while other partitions have not reached it.
     held: Vec<Record>,
+}
+
+impl Shard {
+    /// Has input to write, and is not making a crashed write again (that one is written at its cut
+    /// only; stopped before, the next start replays it from the last checkpoint again).
+    fn writable(&self) -> bool {
+        self.unwritten && !self.exact.as_ref().is_some_and(ExactOutput::replaying)
+    }
 }
 
 /// A stateful query's task: what both its loop and its consumer's rebalance callbacks use.
@@ -278,7 +287,7 @@ impl Rebalancing for Stateful {
                 let mut shards = task.lock_shards();
                 for p in &partitions {
                     if let Some(mut shard) = shards.remove(p)
-                        && shard.unwritten
+                        && shard.writable()
                     {
                         match task.write(&mut shard) {
                             Ok(()) => task.commit(consumer, &shard),
@@ -533,7 +542,7 @@ impl Stateful {
     /// Writes every shard with unwritten input, and commits.
     fn write_all(&self, consumer: &BaseConsumer<Rebalance<Stateful>>) -> Result<(), Halt> {
         let mut shards = self.lock_shards();
-        for shard in shards.values_mut().filter(|s| s.unwritten) {
+        for shard in shards.values_mut().filter(|s| s.writable()) {
             self.write(shard)?;
             self.commit(consumer, shard);
         }
@@ -703,7 +712,11 @@ impl Stateful {
             Ok(records) => self.send(shard, records.unwrap_or_default(), Some(&positions)),
             Err(e) => return Err(Halt::Failed(format!("emitting failed: {e}"))),
         }
+        let emitted = !shard.sent.is_empty();
         self.settle_sent(shard)?;
+        if emitted && shard.exact.is_some() {
+            crash_point::pass("output-settled");
+        }
         // The repartitioned records' origins are checkpointed with the positions, under negative ids.
         let marks = shard.sources.iter().map(|(p, o)| (source_of(*p), *o));
         let checkpointed: Vec<(i32, i64)> = positions.iter().copied().chain(marks).collect();
