@@ -45,8 +45,9 @@ class Broker:
 
 
 class Server:
-    def __init__(self, binary, bootstrap, data_dir, service_id, extra_args=()):
+    def __init__(self, binary, bootstrap, data_dir, service_id, extra_args=(), log_dir=None):
         self.binary, self.bootstrap, self.data_dir, self.service_id = binary, bootstrap, data_dir, service_id
+        self.log_dir = log_dir or data_dir
         self.extra_args = list(extra_args)
         # Variables added to the server's environment at its next start.
         self.env = {}
@@ -56,7 +57,7 @@ class Server:
         self.start()
 
     def start(self):
-        log = open(os.path.join(self.data_dir, "server.log"), "a")
+        log = open(os.path.join(self.log_dir, "server.log"), "a")
         self.proc = subprocess.Popen(
             [self.binary, "--listen", f"127.0.0.1:{self.port}", "--bootstrap-servers", self.bootstrap,
              "--data-dir", self.data_dir, "--service-id", self.service_id] + self.extra_args,
@@ -70,7 +71,7 @@ class Server:
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.2)
             if self.proc.poll() is not None:
-                raise RuntimeError("eddy-server exited: see " + os.path.join(self.data_dir, "server.log"))
+                raise RuntimeError("eddy-server exited: see " + os.path.join(self.log_dir, "server.log"))
         raise RuntimeError("eddy-server did not start")
 
     def kill9(self):

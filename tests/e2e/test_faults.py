@@ -1,4 +1,5 @@
-"""Faults around a running server: the broker unreachable for 30 s; a push-query client that reads nothing.
+"""Faults around a running server: the broker unreachable for 30 s; a push-query client that reads nothing; a
+read-only data directory.
 
 The server reaches the broker only through a TCP proxy this test controls (the broker advertises the proxy's
 address, so every connection goes through it). A stateless CSAS and a windowed CTAS run exactly-once while
@@ -7,12 +8,16 @@ again (the test's producer waits out the outage too). Expected: the server stays
 by themselves (their consumers rejoin, the producer delivers what waited), and the output is exactly what the
 input gives — nothing lost, nothing twice, every window exact — with both queries RUNNING at the end.
 
+The data directory on a read-only filesystem: without a cluster (the local broker would keep its topics there)
+the server refuses to start and names the directory; with one, the server writes nothing locally and runs
+exactly-once queries as usual.
+
 A push query whose client reads nothing: the server's buffer for it is bounded, and after 60 s without a read
 the query is closed with an error line the client sees when it reads again; the server's memory does not grow
 with the rows the client does not take, and other clients are served meanwhile.
 
     python tests/e2e/test_faults.py --server-bin target/release/eddy-server [--records 200000] [--outage 30]
-        [--only test_broker_unreachable|test_slow_push_client]
+        [--only test_broker_unreachable|test_slow_push_client|test_read_only_data_dir ...]
 """
 
 import argparse
@@ -226,16 +231,54 @@ def test_slow_push_client(server_bin, records, _outage, data, broker, servers):
     assert server.proc.poll() is None, "the server stayed up"
 
 
+@scenario
+def test_read_only_data_dir(server_bin, records, _outage, data, broker, servers):
+    """The data directory on a read-only filesystem (mounting one needs root)."""
+    ro = os.path.join(data, "read-only")
+    os.makedirs(ro)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro], capture_output=True)
+    if mounted.returncode != 0:
+        print(f"   SKIP: cannot mount a read-only filesystem (needs root): {mounted.stderr.decode().strip()}")
+        return
+    try:
+        # Without a cluster the server would keep the local broker's topics there: it refuses to start, and
+        # says why and where.
+        alone = subprocess.run([os.path.abspath(server_bin), "--listen", f"127.0.0.1:{free_port()}",
+                                "--data-dir", ro], capture_output=True, timeout=60)
+        said = (alone.stdout + alone.stderr).decode(errors="replace")
+        assert alone.returncode != 0, f"the server started on a read-only data directory: {said}"
+        assert "is not writable" in said and ro in said, said
+        reason = next(line for line in said.splitlines() if "is not writable" in line)
+        print(f"   without a cluster: refused to start ({reason.strip()[:160]})")
+        # With a cluster given the server keeps nothing locally: it runs as usual.
+        server = Server(os.path.abspath(server_bin), broker.bootstrap, ro, f"ro{os.getpid()}_",
+                        ["--processing-guarantee", "exactly_once_v2"], log_dir=data)
+        servers.append(server)
+        ksql(server.url, "CREATE STREAM eo_in (k STRING KEY, seq BIGINT, v INT) "
+                         f"WITH (kafka_topic='eo_in', value_format='JSON', partitions={PARTITIONS});")
+        props = {"auto.offset.reset": "earliest"}
+        ksql(server.url, "CREATE STREAM eo_copy AS SELECT k, seq, v FROM eo_in;", props)
+        ksql(server.url, "CREATE TABLE eo_windows AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM eo_in "
+                         "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;", props)
+        produce(broker.direct, "eo_in", records)
+        check_output(broker.direct, records, exactly_once=True)
+        assert not os.listdir(ro)
+    finally:
+        for server in servers:
+            server.stop()
+        subprocess.run(["umount", ro])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server-bin", required=True)
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--outage", type=float, default=30.0)
-    ap.add_argument("--only", help="run only the test with this name")
+    ap.add_argument("--only", action="append", help="run only the tests with these names (repeatable)")
     args = ap.parse_args()
     failed = 0
-    for test in (test_broker_unreachable, test_slow_push_client):
-        if args.only and test.__name__ != args.only:
+    for test in (test_broker_unreachable, test_slow_push_client, test_read_only_data_dir):
+        if args.only and test.__name__ not in args.only:
             continue
         started = time.time()
         ok = test(args.server_bin, args.records, args.outage)

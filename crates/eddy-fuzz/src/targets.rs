@@ -3,9 +3,15 @@
 use std::sync::OnceLock;
 
 use eddy_common::rest::{CloseQueryArgs, KsqlRequest, QueryStreamArgs};
+use eddy_kafka::origin::Origin;
 use eddy_runtime::changelog::StateChange;
+use eddy_runtime::format::column::ColumnBuilder;
+use eddy_runtime::format::decode::PartDecoder;
 use eddy_runtime::format::framing::unframe;
+use eddy_runtime::format::json_fast::{KeyCache, flat_object};
 use eddy_runtime::{Pipeline, Record, SinkSpec};
+use eddy_sql::SqlType;
+use eddy_sql::catalog::{Format, FormatKind};
 use eddy_sql::statement::Statement;
 
 use crate::sources::Sources;
@@ -85,6 +91,21 @@ pub const TARGETS: &[Target] = &[
         name: "rest",
         run: rest,
         seeds: rest_seeds,
+    },
+    Target {
+        name: "json_fast",
+        run: json_fast,
+        seeds: json_fast_seeds,
+    },
+    Target {
+        name: "envelope",
+        run: envelope,
+        seeds: envelope_seeds,
+    },
+    Target {
+        name: "origin",
+        run: origin,
+        seeds: origin_seeds,
     },
 ];
 
@@ -170,6 +191,161 @@ fn rest(data: &[u8]) {
     let _ = serde_json::from_slice::<KsqlRequest>(data);
     let _ = serde_json::from_slice::<QueryStreamArgs>(data);
     let _ = serde_json::from_slice::<CloseQueryArgs>(data);
+}
+
+/// The columns the JSON fast path is checked on (the last one read by no query), and a decoder of
+/// them that takes the full path.
+struct FastColumns {
+    names: Vec<String>,
+    types: Vec<SqlType>,
+    unused: Vec<bool>,
+    full: PartDecoder,
+}
+
+fn fast_columns() -> &'static FastColumns {
+    static COLUMNS: OnceLock<FastColumns> = OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        let columns = vec![
+            ("I".to_string(), SqlType::Int),
+            ("B".to_string(), SqlType::Bigint),
+            ("D".to_string(), SqlType::Double),
+            ("F".to_string(), SqlType::Boolean),
+            ("S".to_string(), SqlType::String),
+            (
+                "DEC".to_string(),
+                SqlType::Decimal {
+                    precision: 6,
+                    scale: 2,
+                },
+            ),
+            ("TS".to_string(), SqlType::Timestamp),
+            ("UNREAD".to_string(), SqlType::String),
+        ];
+        let unused: Vec<bool> = (0..columns.len()).map(|i| i + 1 == columns.len()).collect();
+        let mut full = PartDecoder::new(Format::new(FormatKind::Json), columns.clone());
+        full.skip_unused(&unused.iter().map(|u| !u).collect::<Vec<_>>());
+        let (names, types) = columns.into_iter().unzip();
+        FastColumns {
+            names,
+            types,
+            unused,
+            full,
+        }
+    })
+}
+
+/// The columns' values as text, when every cell fits its column.
+fn finished(columns: &mut [ColumnBuilder]) -> Result<Vec<String>, String> {
+    columns
+        .iter_mut()
+        .map(|c| c.finish().map(|a| format!("{a:?}")))
+        .collect()
+}
+
+/// Differential: where the JSON fast path takes a value, the full (serde) decoder takes it too and
+/// fills the columns alike — also when the key spellings come from the fast path's cache.
+fn json_fast(data: &[u8]) {
+    let c = fast_columns();
+    let builders =
+        || -> Vec<ColumnBuilder> { c.types.iter().map(|t| ColumnBuilder::new(t, 1)).collect() };
+    let mut cache = KeyCache::default();
+    let (mut fast, mut cached) = (builders(), builders());
+    if flat_object(data, &c.names, &c.unused, &mut fast, &mut cache).is_none() {
+        return;
+    }
+    let shown = String::from_utf8_lossy(data);
+    assert!(
+        flat_object(data, &c.names, &c.unused, &mut cached, &mut cache).is_some(),
+        "the fast path refused with its cache what it took without: {shown}"
+    );
+    let mut cells = Vec::new();
+    let mut full = builders();
+    let decoded = c.full.decode(Some(data), &mut cells).and_then(|()| {
+        full.iter_mut()
+            .zip(cells)
+            .try_for_each(|(column, cell)| column.push(cell))
+    });
+    assert!(
+        decoded.is_ok(),
+        "the fast path took a value the full decoder refuses ({decoded:?}): {shown}"
+    );
+    let full = finished(&mut full);
+    assert_eq!(
+        finished(&mut fast),
+        full,
+        "fast path and full decoder differ on {shown}"
+    );
+    assert_eq!(
+        finished(&mut cached),
+        full,
+        "the cached fast path differs on {shown}"
+    );
+}
+
+fn json_fast_seeds() -> Vec<Vec<u8>> {
+    [
+        r#"{"I": 7, "B": 9000000000, "D": 2.5, "F": true, "S": "text", "DEC": 12.34, "TS": 1700000000000}"#,
+        r#"{"i":-1,"d":1e300,"s":"","UNREAD":"x","other":[1]}"#,
+        r#"{"D": 0.1, "B": -9223372036854775808, "DEC": "1.5", "TS": "2024-01-01T00:00:00"}"#,
+        r#" { "S" : null , "F" : false } "#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
+
+/// Repartition envelopes: what opens wraps again into the same bytes.
+fn envelope(data: &[u8]) {
+    if let Some((key, value, partition, offset)) = eddy_kafka::envelope::open(data) {
+        let again = eddy_kafka::envelope::wrap(key, value, partition, offset);
+        assert_eq!(
+            eddy_kafka::envelope::open(&again),
+            Some((key, value, partition, offset))
+        );
+    }
+}
+
+fn envelope_seeds() -> Vec<Vec<u8>> {
+    vec![
+        eddy_kafka::envelope::wrap(Some(b"k"), Some(ROW.as_bytes()), 3, 42),
+        eddy_kafka::envelope::wrap(None, None, 0, 0),
+    ]
+}
+
+/// Exactly-once origin headers: what decodes encodes into bytes that decode alike.
+fn origin(data: &[u8]) {
+    if let Ok(origin) = Origin::decode(data) {
+        let again = origin.encode();
+        assert_eq!(Origin::decode(&again).ok(), Some(origin));
+    }
+}
+
+fn origin_seeds() -> Vec<Vec<u8>> {
+    vec![
+        Origin::Write {
+            writer: 7,
+            shard: 1,
+            epoch: 3,
+            occurrence: 2,
+            cut: Some(vec![(0, 10), (1, 12)]),
+        }
+        .encode(),
+        Origin::Write {
+            writer: 7,
+            shard: 0,
+            epoch: 1,
+            occurrence: 0,
+            cut: None,
+        }
+        .encode(),
+        Origin::Row {
+            writer: 7,
+            partition: 2,
+            offset: 99,
+            index: 1,
+        }
+        .encode(),
+    ]
 }
 
 const ROW: &str = r#"{"I": 7, "B": 9000000000, "D": 2.5, "F": true, "S": "text", "DEC": 12.34,

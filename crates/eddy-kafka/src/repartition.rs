@@ -4,7 +4,7 @@
 //! names it) that its GROUP BY values hash to, so each group lives in one partition of that topic and
 //! the aggregation keeps its state per partition of it. Kafka is the shuffle.
 //!
-//! Each repartitioned record carries, in an envelope, the input partition and offset it came from.
+//! Each repartitioned record carries, in an envelope (`envelope`), the input partition and offset it came from.
 //! The stage is at-least-once (it commits input offsets once the records are acknowledged), so after a
 //! crash it may write some records again; the aggregation keeps, per input partition, the next input
 //! offset it has folded in (with its checkpoint) and leaves out anything older, which keeps its state
@@ -21,6 +21,7 @@ use eddy_runtime::{PersistentQuery, Record, RecordRef};
 
 use crate::cluster::{KafkaCluster, kafka_err};
 use crate::delivery::{Halt, deliver};
+use crate::envelope;
 use crate::task::poll_batch;
 
 /// The repartition topic of the query whose consumer group is `group_id`.
@@ -28,50 +29,10 @@ pub fn repartition_topic(group_id: &str) -> String {
     format!("{group_id}-Aggregate-GroupBy-repartition")
 }
 
-/// First byte of an envelope: the layout version.
-const ENVELOPE: u8 = 1;
-const HAS_KEY: u8 = 1;
-const HAS_VALUE: u8 = 2;
-
-/// Wraps a record's key and value with where it came from.
-fn envelope(key: Option<&[u8]>, value: Option<&[u8]>, partition: i32, offset: i64) -> Vec<u8> {
-    let (k, v) = (key.unwrap_or_default(), value.unwrap_or_default());
-    let mut out = Vec::with_capacity(22 + k.len() + v.len());
-    out.push(ENVELOPE);
-    out.push(if key.is_some() { HAS_KEY } else { 0 } | if value.is_some() { HAS_VALUE } else { 0 });
-    out.extend_from_slice(&partition.to_be_bytes());
-    out.extend_from_slice(&offset.to_be_bytes());
-    out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-    out.extend_from_slice(k);
-    out.extend_from_slice(v);
-    out
-}
-
-/// The parts of an envelope: key, value, input partition and offset; `None` when it is not one.
-type Opened<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i32, i64);
-
-fn open_envelope(payload: &[u8]) -> Option<Opened<'_>> {
-    let (&[version, flags], rest) = payload.split_first_chunk::<2>()?;
-    if version != ENVELOPE || rest.len() < 16 {
-        return None;
-    }
-    let partition = i32::from_be_bytes(rest[0..4].try_into().ok()?);
-    let offset = i64::from_be_bytes(rest[4..12].try_into().ok()?);
-    let key_len = u32::from_be_bytes(rest[12..16].try_into().ok()?) as usize;
-    let body = &rest[16..];
-    let (key, value) = (body.get(..key_len)?, body.get(key_len..)?);
-    Some((
-        (flags & HAS_KEY != 0).then_some(key),
-        (flags & HAS_VALUE != 0).then_some(value),
-        partition,
-        offset,
-    ))
-}
-
 /// A repartitioned message as the aggregation reads it: the original key and value with the message's
 /// time and position, and the input partition and offset it came from. `None` when it is not one.
 pub(crate) fn unwrap<R: RecordRef>(m: &R) -> Option<(Record, (i32, i64))> {
-    let (key, value, partition, offset) = open_envelope(m.value()?)?;
+    let (key, value, partition, offset) = envelope::open(m.value()?)?;
     let record = Record {
         key: key.map(<[u8]>::to_vec),
         value: value.map(<[u8]>::to_vec),
@@ -117,7 +78,7 @@ impl Shuffle<'_> {
                 *e = (*e).max(o + 1);
                 Record {
                     key: None,
-                    value: Some(envelope(m.key(), m.value(), p, o)),
+                    value: Some(envelope::wrap(m.key(), m.value(), p, o)),
                     timestamp: m.timestamp(),
                     partition: target,
                     offset: 0,
@@ -144,25 +105,5 @@ impl Shuffle<'_> {
             tracing::debug!(query = %self.query.id, "offset commit failed: {e}");
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn envelopes_round_trip_keeping_absent_and_empty_parts_apart() {
-        for (key, value) in [
-            (Some(&b"k"[..]), Some(&b"{}"[..])),
-            (None, Some(&b""[..])),
-            (Some(&b""[..]), None),
-            (None, None),
-        ] {
-            let e = envelope(key, value, 3, 42);
-            assert_eq!(open_envelope(&e), Some((key, value, 3, 42)));
-        }
-        assert_eq!(open_envelope(b"{\"not\": 1}"), None);
-        assert_eq!(open_envelope(&[ENVELOPE, 0, 1]), None, "cut short");
     }
 }

@@ -16,7 +16,8 @@ pub struct Args {
     /// Kafka bootstrap servers. Without them the server starts and supervises a private local broker.
     #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
-    /// Directory for the server's own data (and the local broker's).
+    /// Directory for the local broker's data (without `--bootstrap-servers`); the server's own state
+    /// is in Kafka, and with a cluster given nothing is written here.
     #[arg(long, env = "EDDY_DATA_DIR", default_value = "./eddy-data")]
     pub data_dir: PathBuf,
     /// Service id: servers with the same id share a catalog (command topic) and queries.

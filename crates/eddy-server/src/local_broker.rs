@@ -16,6 +16,22 @@ fn not_installed() -> eddy_common::Error {
     external_err!("nisshi is not installed: run scripts/setup, or pass --bootstrap-servers")
 }
 
+/// Creates `dir` if it is missing and checks that files can be written in it: the broker keeps its
+/// data there, and a directory it cannot write would otherwise show only as a broker that never
+/// starts listening.
+fn writable(dir: &Path) -> Result<()> {
+    let refused = |e: std::io::Error| {
+        external_err!(
+            "the data directory {} is not writable ({e}): the local broker keeps its topics there; give --data-dir a writable directory, or --bootstrap-servers",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(refused)?;
+    let probe = dir.join(".eddy-write-check");
+    std::fs::write(&probe, b"").map_err(refused)?;
+    std::fs::remove_file(&probe).map_err(refused)
+}
+
 /// A running broker child, restarted if it exits, stopped when dropped.
 pub struct LocalBroker {
     bootstrap: String,
@@ -53,7 +69,7 @@ impl LocalBroker {
             .map_err(io)?
             .port();
         let bootstrap = format!("127.0.0.1:{port}");
-        std::fs::create_dir_all(dir).map_err(io)?;
+        writable(dir)?;
         let spawn = {
             let (bootstrap, dir) = (bootstrap.clone(), dir.to_path_buf());
             move || -> std::io::Result<Child> {

@@ -27,12 +27,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            args.data_dir.display()
-        )
-    })?;
     let (bootstrap, broker) = match &args.bootstrap_servers {
         Some(b) => (b.clone(), None),
         None => {

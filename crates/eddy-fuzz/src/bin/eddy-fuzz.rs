@@ -2,7 +2,7 @@
 //! (`fuzz/corpus/<target>/`) or its seeds, then mutations of them for the given time; an input
 //! that panics is written to `fuzz/crashes/<target>/` and the run fails. Prints executions per target.
 //!
-//! eddy-fuzz [TARGET ...] [--seconds N] [--seed N] [--corpus DIR]
+//! eddy-fuzz [TARGET ...] [--seconds N] [--seed N] [--corpus DIR] | eddy-fuzz --list
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -29,6 +29,10 @@ fn run() -> anyhow::Result<()> {
             "--seconds" => seconds = value()?.parse()?,
             "--seed" => seed = value()?.parse()?,
             "--corpus" => corpus = PathBuf::from(value()?),
+            "--list" => {
+                TARGETS.iter().for_each(|t| println!("{}", t.name));
+                return Ok(());
+            }
             name => names.push(name.to_string()),
         }
     }

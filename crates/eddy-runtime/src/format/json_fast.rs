@@ -35,7 +35,9 @@ impl KeyCache {
         }
     }
 
-    fn column(&mut self, position: usize, key: &[u8], names: &[String]) -> Option<usize> {
+    /// The column `key` names (`Some(None)`: none), remembered for `position`; `None` when the key
+    /// is not UTF-8 (the full decoder refuses the record and says why).
+    fn column(&mut self, position: usize, key: &[u8], names: &[String]) -> Option<Option<usize>> {
         let key_str = std::str::from_utf8(key).ok()?;
         let column = names
             .iter()
@@ -45,7 +47,7 @@ impl KeyCache {
             self.by_position.resize(position + 1, None);
         }
         self.by_position[position] = Some((key.into(), column));
-        column
+        Some(column)
     }
 }
 
@@ -74,7 +76,7 @@ pub fn flat_object(
                 Some(column) => column,
                 None => {
                     let key = r.plain_string()?;
-                    cache.column(position, key, names)
+                    cache.column(position, key, names)?
                 }
             };
             r.skip_ws();
@@ -175,11 +177,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Checks a scalar without converting it (for fields no query reads).
+    /// Checks a scalar without converting it (for fields no query reads): what the full decoder
+    /// would refuse (a string that is not UTF-8) is refused here too.
     #[inline]
     fn skip_scalar(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.plain_string().map(|_| ()),
+            b'"' => std::str::from_utf8(self.plain_string()?).ok().map(|_| ()),
             b'-' | b'0'..=b'9' => self.scan_number().map(|_| ()),
             _ => self.scalar().map(|_| ()),
         }
@@ -353,6 +356,28 @@ mod tests {
             })
             .collect();
         Some(shown)
+    }
+
+    #[test]
+    fn what_the_full_decoder_refuses_is_refused_where_nothing_reads_it_too() {
+        let names = vec!["A".to_string(), "B".to_string()];
+        for json in [
+            &b"{\"A\": 1.5, \"\xff\": 1}"[..],
+            b"{\"A\": 1.5, \"X\": \"\xff\"}",
+            b"{\"A\": 1.5, \"B\": \"\xc3\"}",
+        ] {
+            let mut columns = vec![
+                ColumnBuilder::new(&eddy_sql::SqlType::Double, 1),
+                ColumnBuilder::new(&eddy_sql::SqlType::String, 1),
+            ];
+            let mut cache = KeyCache::default();
+            assert!(
+                flat_object(json, &names, &[false, true], &mut columns, &mut cache).is_none(),
+                "{}",
+                String::from_utf8_lossy(json)
+            );
+            assert!(serde_json::from_slice::<serde_json::Value>(json).is_err());
+        }
     }
 
     fn parsed(text: &str) -> Option<Cell<'_>> {
