@@ -835,7 +835,10 @@ impl StatementParser {
 
     /// `n UNIT` as milliseconds.
     fn duration(&mut self) -> Result<i64> {
-        let n = self.number()? as i64;
+        let n = self.number()?;
+        let Ok(n) = i64::try_from(n) else {
+            return self.error(format!("The duration {n} is out of range"));
+        };
         let unit = match self.peek_at(0) {
             Some(Token::Word(w)) => w.value.to_ascii_uppercase(),
             _ => {
@@ -851,7 +854,13 @@ impl StatementParser {
             ));
         };
         self.pos += 1;
-        Ok(n * factor)
+        match n.checked_mul(factor) {
+            Some(millis) => Ok(millis),
+            None => self.error(format!(
+                "The duration {n} {unit} is out of range (at most {} {unit})",
+                i64::MAX / factor
+            )),
+        }
     }
 
     fn show(&mut self) -> Result<Statement> {

@@ -204,7 +204,8 @@ pub fn parse_duration(text: &str) -> Result<i64> {
             "Invalid duration '{text}': unknown time unit '{unit}'; use MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS"
         )
     })?;
-    Ok(n * factor)
+    n.checked_mul(factor)
+        .ok_or_else(|| plan_err!("Invalid duration '{text}': out of range"))
 }
 
 #[cfg(test)]
