@@ -2,6 +2,7 @@
 //! [`TopicAdmin`].
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,10 @@ pub struct KafkaCluster {
     bootstrap: String,
     admin: AdminClient<DefaultClientContext>,
     producer: FutureProducer,
+    transactions: Transactions,
+    /// Under [`Transactions::Auto`], what the broker answered.
+    transactions_supported: Mutex<Option<bool>>,
+    instance: u64,
 }
 
 impl std::fmt::Debug for KafkaCluster {
@@ -85,8 +90,14 @@ impl KafkaCluster {
         ))
     }
 
-    /// Connects to the cluster at `bootstrap` (`host:port[,host:port]`).
+    /// Connects to the cluster at `bootstrap` (`host:port[,host:port]`); exactly-once output uses
+    /// transactions when the broker has them.
     pub fn connect(bootstrap: &str) -> Result<Self> {
+        KafkaCluster::connect_with(bootstrap, Transactions::Auto)
+    }
+
+    /// [`KafkaCluster::connect`], saying whether exactly-once output uses transactions.
+    pub fn connect_with(bootstrap: &str, transactions: Transactions) -> Result<Self> {
         let admin = base_config(bootstrap).create().map_err(kafka_err)?;
         let producer = base_config(bootstrap)
             .set("linger.ms", "5")
@@ -94,10 +105,17 @@ impl KafkaCluster {
             .set("enable.idempotence", "true")
             .create()
             .map_err(kafka_err)?;
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         Ok(KafkaCluster {
             bootstrap: bootstrap.to_string(),
             admin,
             producer,
+            transactions,
+            transactions_supported: Mutex::new(None),
+            instance: (u64::from(std::process::id()) << 32) ^ (started as u64),
         })
     }
 
@@ -195,7 +213,19 @@ impl KafkaCluster {
                     }
                 }
                 Some(Err(e)) => return Err(kafka_err(e)),
-                None => {}
+                // The last records of a partition may be transaction markers, which are never
+                // handed out: where the reader stands says whether it is past them.
+                None => {
+                    if let Ok(at) = reader.position() {
+                        for e in at.elements() {
+                            if let Offset::Offset(o) = e.offset()
+                                && left.get(&e.partition()).is_some_and(|&high| o >= high)
+                            {
+                                left.remove(&e.partition());
+                            }
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -253,40 +283,105 @@ impl KafkaCluster {
         records: &[Record],
         origins: &[Vec<u8>],
     ) -> std::result::Result<Deliveries, DeliveryError> {
-        let mut pending = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            let mut rec: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).timestamp(r.timestamp);
-            if let Some(origin) = origins.get(i) {
-                rec = rec.headers(OwnedHeaders::new().insert(Header {
-                    key: crate::origin::HEADER,
-                    value: Some(origin.as_slice()),
-                }));
-            }
-            if let Some(k) = &r.key {
-                rec = rec.key(k.as_slice());
-            }
-            if let Some(v) = &r.value {
-                rec = rec.payload(v.as_slice());
-            }
-            if r.partition >= 0 {
-                rec = rec.partition(r.partition);
-            }
-            loop {
-                match self.producer.send_result(rec) {
-                    Ok(f) => {
-                        pending.push(f);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        rec = back;
-                        self.producer.poll(Duration::from_millis(10));
-                    }
-                    Err((e, _)) => return Err(DeliveryError::of(&e)),
+        send_on(&self.producer, topic, records, origins)
+    }
+
+    /// How exactly-once output is made on this cluster: through Kafka transactions, or Eddy's own
+    /// sink (see `exactly_once`). Under [`Transactions::Auto`] the broker is asked once, the first
+    /// time an exactly-once query starts.
+    pub(crate) fn uses_transactions(&self) -> Result<bool> {
+        match self.transactions {
+            Transactions::On => Ok(true),
+            Transactions::Off => Ok(false),
+            Transactions::Auto => {
+                let mut known = self
+                    .transactions_supported
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if let Some(known) = *known {
+                    return Ok(known);
                 }
+                let supported = crate::transaction::supported(self)?;
+                *known = Some(supported);
+                Ok(supported)
             }
         }
-        Ok(Deliveries(pending))
+    }
+
+    /// A number telling this process's clients apart from those of other servers (and of this
+    /// server before a restart).
+    pub(crate) fn instance(&self) -> u64 {
+        self.instance
+    }
+}
+
+/// Hands records to `producer` without waiting, the `i`-th with `origins[i]` as its origin header
+/// when there are origins; a full queue is waited out.
+pub(crate) fn send_on(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[Record],
+    origins: &[Vec<u8>],
+) -> std::result::Result<Deliveries, DeliveryError> {
+    let mut pending = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).timestamp(r.timestamp);
+        if let Some(origin) = origins.get(i) {
+            rec = rec.headers(OwnedHeaders::new().insert(Header {
+                key: crate::origin::HEADER,
+                value: Some(origin.as_slice()),
+            }));
+        }
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v.as_slice());
+        }
+        if r.partition >= 0 {
+            rec = rec.partition(r.partition);
+        }
+        loop {
+            match producer.send_result(rec) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(DeliveryError::of(&e)),
+            }
+        }
+    }
+    Ok(Deliveries(pending))
+}
+
+/// Whether exactly-once output goes through Kafka transactions (`eddy.transactions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transactions {
+    /// When the broker has them (asked once); otherwise Eddy's own exactly-once sink.
+    #[default]
+    Auto,
+    /// Always: an exactly-once query fails when the broker refuses them.
+    On,
+    /// Never: Eddy's own exactly-once sink, also on brokers that have transactions.
+    Off,
+}
+
+impl std::str::FromStr for Transactions {
+    type Err = eddy_common::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Transactions::Auto),
+            "on" | "true" => Ok(Transactions::On),
+            "off" | "false" => Ok(Transactions::Off),
+            other => Err(eddy_common::Error::Plan(format!(
+                "eddy.transactions must be auto, on or off, not '{other}'"
+            ))),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use eddy_common::Result;
 use eddy_runtime::Record;
@@ -25,11 +26,12 @@ use crate::origin::Origin;
 type RecordId = (Option<Vec<u8>>, u32);
 
 /// What a crashed write got out, to be left out when replay emits it again.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Replay {
     written: HashSet<RecordId>,
     /// Where the crashed write's input stood when it emitted at its checkpoint, if it got that far.
     cut: Option<BTreeMap<i32, i64>>,
+    since: Instant,
 }
 
 /// A shard's exactly-once output.
@@ -61,7 +63,11 @@ impl ExactOutput {
             return Ok(ExactOutput::new(writer, shard, 0, frontier, None));
         };
         let frontier = Frontier::from_positions(&mark.scan_from);
-        let mut replay = Replay::default();
+        let mut replay = Replay {
+            written: HashSet::new(),
+            cut: None,
+            since: Instant::now(),
+        };
         scan(cluster, topic, &frontier, writer, stop, |origin, key, _| {
             if let Origin::Write {
                 shard: s,
@@ -115,6 +121,20 @@ impl ExactOutput {
     /// would come again under the next one).
     pub(crate) fn replaying(&self) -> bool {
         self.replay.is_some()
+    }
+
+    /// A crashed write has been being made again for `patience` or longer.
+    pub(crate) fn replaying_for(&self, patience: Duration) -> bool {
+        self.replay
+            .as_ref()
+            .is_some_and(|r| r.since.elapsed() >= patience)
+    }
+
+    /// Gives up making a crashed write again (its input is gone, or replay emits differently than
+    /// it did): the shard goes on as if it had been made. Returns how many records that write got
+    /// out which did not come again (they may come again later, a second time).
+    pub(crate) fn abandon_replay(&mut self) -> usize {
+        self.replay.take().map_or(0, |r| r.written.len())
     }
 
     /// Where replay has to stop and write: the cut of the write a crash interrupted.
@@ -210,6 +230,7 @@ mod tests {
                 .map(|(k, n)| (Some(k.as_bytes().to_vec()), *n))
                 .collect(),
             cut,
+            since: Instant::now(),
         };
         ExactOutput::new(7, 0, 4, Frontier::from_positions(&[(0, 10)]), Some(replay))
     }
@@ -262,5 +283,17 @@ mod tests {
         let (kept, _) = out.mark(vec![record("a"), record("a")], None);
         assert_eq!(keys(&kept), [b"a"], "the third record of a is new");
         assert!(!out.replaying());
+    }
+
+    #[test]
+    fn a_replay_that_cannot_finish_is_given_up() {
+        let mut out = replaying(&[("a", 0), ("b", 0)], Some(BTreeMap::from([(0, 100)])));
+        assert!(!out.replaying_for(Duration::from_secs(3600)));
+        assert!(out.replaying_for(Duration::ZERO));
+        assert_eq!(out.abandon_replay(), 2);
+        assert!(!out.replaying() && out.cut().is_none());
+        // From there on every record is written, under the next epoch.
+        let (kept, _) = out.mark(vec![record("a")], Some(&vec![(0, 90)]));
+        assert_eq!(keys(&kept), [b"a"]);
     }
 }

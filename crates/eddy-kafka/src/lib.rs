@@ -18,8 +18,10 @@ mod repartition;
 mod stateful;
 pub mod supervisor;
 pub mod task;
+mod transaction;
+mod transactional;
 
-pub use cluster::KafkaCluster;
+pub use cluster::{KafkaCluster, Transactions};
 pub use command_log::CommandLog;
 pub use exactly_once::checkpoint_topic;
 pub use peers::Peers;

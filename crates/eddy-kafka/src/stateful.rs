@@ -3,7 +3,8 @@
 //! input; every commit interval a shard emits its changed rows, waits until the sink has them, writes
 //! its state changes and a checkpoint to the changelog, waits again, and only then commits. A crash at
 //! any point restores to a state that replay finishes exactly (see `eddy_runtime::changelog`): nothing
-//! lost, nothing counted twice.
+//! lost, nothing counted twice. Under exactly-once on a broker with transactions, each write of all
+//! the shards, what they emitted since the last one and the input offsets are one transaction.
 //!
 //! When the groups follow the input's partitions (the query groups by the source's key), there is a
 //! shard per input partition: the query's consumer group spreads the partitions over the servers that
@@ -18,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
@@ -39,7 +39,11 @@ use crate::origin::writer_id;
 use crate::rebalance::{Rebalance, Rebalancing};
 use crate::repartition::{Shuffle, repartition_topic, unwrap};
 use crate::supervisor::Failure;
-use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, poll_batch};
+use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, poll_batch, subscribed};
+use crate::transaction::{Transaction, transactional_id};
+
+/// How long a shard may make a crashed write again, with no more input coming, before it gives up.
+const REPLAY_PATIENCE: Duration = Duration::from_secs(300);
 
 /// The changelog topic of the query whose consumer group is `group_id` (named as Kafka Streams names a
 /// state store's changelog).
@@ -108,8 +112,12 @@ pub(crate) struct Stateful {
     per_partition: bool,
     /// `topic` is the query's repartition topic: its records are enveloped.
     repartitioned: bool,
-    /// `processing.guarantee=exactly_once_v2`: the query's writer id (see `origin`).
+    /// `processing.guarantee=exactly_once_v2` through Eddy's own sink: the query's writer id (see
+    /// `origin`).
     exactly_once: Option<u64>,
+    /// `processing.guarantee=exactly_once_v2` through Kafka transactions: the task's producer. Each
+    /// write of every shard, with what the shards emitted since the last, is one transaction.
+    transaction: Option<Mutex<Transaction>>,
     shards: Mutex<BTreeMap<i32, Shard>>,
     /// Set when a rebalance callback panicked (it runs inside the consumer's poll, under librdkafka,
     /// where a panic cannot unwind): the attempt ends with it.
@@ -124,7 +132,9 @@ pub(crate) fn start(
     name: String,
 ) -> Result<QueryTask> {
     let (group_id, offset_reset) = (task.group_id.as_str(), task.offset_reset.as_str());
-    let exactly_once = task.exactly_once.then(|| writer_id(group_id));
+    let transactional = task.exactly_once && cluster.uses_transactions()?;
+    let exactly_once = (task.exactly_once && !transactional).then(|| writer_id(group_id));
+    let transactional_id = transactional.then(|| transactional_id(&cluster, group_id));
     let source = query.pipeline.source().clone();
     let inputs = cluster.partitions(&source.topic)?.ok_or_else(|| {
         external_err!(
@@ -199,21 +209,22 @@ pub(crate) fn start(
         if exactly_once.is_some() {
             settle_producer(&cluster)?;
         }
-        let create = |config: &ClientConfig, topic: &str| -> Result<BaseConsumer, Failure> {
-            let consumer: BaseConsumer = config
-                .create()
-                .map_err(|e| format!("cannot create a consumer: {e}"))?;
-            consumer
-                .subscribe(&[topic])
-                .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
-            Ok(consumer)
+        // Under transactions, the new producer fences the last attempt's and aborts what it left
+        // open; the state restored is what committed.
+        let transaction = match &transactional_id {
+            Some(id) => Some(Mutex::new(Transaction::start(
+                &cluster,
+                id,
+                query.commit_interval,
+            )?)),
+            None => None,
         };
         let shuffle_consumer = match &shuffle_config {
-            Some(config) => Some(create(config, &source.topic)?),
+            Some(config) => Some(subscribed(config, &source.topic)?),
             None => None,
         };
         let lease = match &lease_config {
-            Some((config, topic)) => Some(create(config, topic)?),
+            Some((config, topic)) => Some(subscribed(config, topic)?),
             None => None,
         };
         query
@@ -231,6 +242,7 @@ pub(crate) fn start(
             per_partition,
             repartitioned,
             exactly_once,
+            transaction,
             shards: Mutex::new(BTreeMap::new()),
             broken: Mutex::new(None),
         });
@@ -283,11 +295,21 @@ impl Rebalancing for Stateful {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Still ours until unassigned: write what they hold, so the next owner resumes there.
+                // Still ours until unassigned: write what they hold, so the next owner resumes there
+                // (under transactions, with every other shard: what they emitted is in the same
+                // transaction).
                 let mut shards = task.lock_shards();
+                if task.transaction.is_some()
+                    && let Err(Halt::Failed(e)) = task.write_shards(consumer, &mut shards)
+                {
+                    task.report(&format!(
+                        "writing the state failed (the next owner of the revoked partitions resumes from the last checkpoint): {e}"
+                    ));
+                }
                 for p in &partitions {
                     if let Some(mut shard) = shards.remove(p)
                         && shard.writable()
+                        && task.transaction.is_none()
                     {
                         match task.write(&mut shard) {
                             Ok(()) => task.commit(consumer, &shard),
@@ -364,7 +386,9 @@ impl Stateful {
             }
             // Rebalance callbacks run inside the poll, never while a batch is being processed.
             let batch = poll_batch(consumer);
-            if !batch.is_empty() {
+            if batch.is_empty() {
+                self.abandon_stalled_replays();
+            } else {
                 self.process(batch)?;
             }
             if last_write.elapsed() >= self.query.commit_interval {
@@ -373,6 +397,24 @@ impl Stateful {
             }
         }
         self.write_all(consumer)
+    }
+
+    /// Ends, with an error, the replay of a crashed write that is still short of its end after
+    /// [`REPLAY_PATIENCE`] while no input comes: it cannot finish (its input is gone, or replay
+    /// emits differently than the crashed write did), and the shard would write nothing ever.
+    fn abandon_stalled_replays(&self) {
+        for (id, shard) in self.lock_shards().iter_mut() {
+            let Some(exact) = shard.exact.as_mut() else {
+                continue;
+            };
+            if exact.replaying_for(REPLAY_PATIENCE) {
+                let left = exact.abandon_replay();
+                self.report(&format!(
+                    "shard {id} could not make a crashed write again within {} s (its input is gone, or it emits differently now) and goes on: {left} records that write got out may come again",
+                    REPLAY_PATIENCE.as_secs()
+                ));
+            }
+        }
     }
 
     /// Takes the single shard, and every input partition, when this server holds the lease; drops
@@ -410,6 +452,15 @@ impl Stateful {
                 true
             }
             (false, true) => {
+                // What the shard emitted since its last write is not committed without its state.
+                if let Some(transaction) = &self.transaction
+                    && let Err(e) = transaction
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .abort()
+                {
+                    self.report(&e.to_string());
+                }
                 self.lock_shards().clear();
                 self.lock_published().clear();
                 let _ = consumer.unassign();
@@ -541,10 +592,44 @@ impl Stateful {
 
     /// Writes every shard with unwritten input, and commits.
     fn write_all(&self, consumer: &BaseConsumer<Rebalance<Stateful>>) -> Result<(), Halt> {
-        let mut shards = self.lock_shards();
+        self.write_shards(consumer, &mut self.lock_shards())
+    }
+
+    /// [`Stateful::write_all`] with the shards locked. Under transactions, the writes and what the
+    /// shards emitted since the last are committed as one transaction, with the input offsets.
+    fn write_shards(
+        &self,
+        consumer: &BaseConsumer<Rebalance<Stateful>>,
+        shards: &mut BTreeMap<i32, Shard>,
+    ) -> Result<(), Halt> {
         for shard in shards.values_mut().filter(|s| s.writable()) {
             self.write(shard)?;
-            self.commit(consumer, shard);
+            if self.transaction.is_none() {
+                self.commit(consumer, shard);
+            }
+        }
+        if let Some(transaction) = &self.transaction {
+            let offsets: Vec<(&str, i32, i64)> = shards
+                .values()
+                .flat_map(|s| s.positions.iter())
+                .map(|(p, o)| (self.topic.as_str(), *p, *o))
+                .collect();
+            // The group's generation fences a server that lost its partitions and still writes;
+            // a single shard (held by lease) commits its offsets for lag only.
+            let group = if self.per_partition {
+                consumer.group_metadata()
+            } else {
+                None
+            };
+            let mut transaction = transaction.lock().unwrap_or_else(|p| p.into_inner());
+            if transaction.is_open() {
+                transaction.commit(&offsets, group.as_ref()).map_err(|e| {
+                    Halt::Failed(format!("{e}; the query resumes from its last checkpoint"))
+                })?;
+                if !self.per_partition {
+                    shards.values().for_each(|s| self.commit(consumer, s));
+                }
+            }
         }
         Ok(())
     }
@@ -657,25 +742,41 @@ impl Stateful {
         if records.is_empty() {
             return;
         }
-        let deliveries =
-            self.cluster
-                .send_with_origins(&self.query.sink_spec.topic, &records, &origins);
+        let deliveries = self.produce(&self.query.sink_spec.topic, &records, &origins);
         shard.sent.push(Sent {
             records,
             deliveries,
         });
     }
 
+    /// Hands records to the producer: the task's transaction when it has one, else the shared
+    /// producer (with the records' origins, under Eddy's own exactly-once sink).
+    fn produce(
+        &self,
+        topic: &str,
+        records: &[Record],
+        origins: &[Vec<u8>],
+    ) -> Result<Deliveries, DeliveryError> {
+        match &self.transaction {
+            Some(transaction) => transaction
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(topic, records)
+                .map_err(|e| DeliveryError::Permanent(e.to_string())),
+            None => self.cluster.send_with_origins(topic, records, origins),
+        }
+    }
+
     /// Waits until the sink has everything the shard sent. At-least-once, records are produced again
     /// while that can help; exactly-once, a failure ends the attempt once nothing is in flight (the
-    /// next one reads back what got through).
+    /// next one reads back what got through, or, under transactions, restores what committed).
     fn settle_sent(&self, shard: &mut Shard) -> Result<(), Halt> {
         let topic = &self.query.sink_spec.topic;
         let mut sent = std::mem::take(&mut shard.sent).into_iter();
         while let Some(s) = sent.next() {
             let count = s.records.len() as u64;
             match &mut shard.exact {
-                None => deliver(
+                None if self.transaction.is_none() => deliver(
                     &self.cluster,
                     &self.query.id,
                     topic,
@@ -683,8 +784,12 @@ impl Stateful {
                     s.deliveries,
                     &self.stop,
                 )?,
-                Some(exact) => match s.deliveries.and_then(Deliveries::wait_ends) {
-                    Ok(ends) => exact.delivered(&ends),
+                exact => match s.deliveries.and_then(Deliveries::wait_ends) {
+                    Ok(ends) => {
+                        if let Some(exact) = exact {
+                            exact.delivered(&ends);
+                        }
+                    }
                     Err(e) => {
                         for other in sent {
                             let _ = other.deliveries.and_then(Deliveries::wait_ends);
@@ -736,15 +841,21 @@ impl Stateful {
                 offset: 0,
             })
             .collect();
-        let sent = self.cluster.send(&self.changelog, &records);
-        deliver(
-            &self.cluster,
-            &query.id,
-            &self.changelog,
-            &records,
-            sent,
-            &self.stop,
-        )?;
+        let sent = self.produce(&self.changelog, &records, &[]);
+        if self.transaction.is_some() {
+            // Part of the transaction: a failure aborts it, and the next attempt restores.
+            sent.and_then(Deliveries::wait)
+                .map_err(|e| Halt::Failed(format!("writing to {} failed: {e}", self.changelog)))?;
+        } else {
+            deliver(
+                &self.cluster,
+                &query.id,
+                &self.changelog,
+                &records,
+                sent,
+                &self.stop,
+            )?;
+        }
         shard.unwritten = false;
         if let Some(exact) = &mut shard.exact {
             exact.written();
@@ -766,12 +877,7 @@ impl Stateful {
     }
 
     fn report(&self, message: &str) {
-        tracing::error!(query = %self.query.id, "{message}");
-        *self
-            .stats
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(message.to_string());
+        self.stats.recovered(&self.query.id, message);
     }
 }
 

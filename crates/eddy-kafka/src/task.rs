@@ -26,7 +26,7 @@ use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
 use crate::delivery::{DeliveryError, Halt, deliver};
 use crate::processing_log::ProcessingLog;
 use crate::supervisor::{Backoff, Failure, panic_message, supervise};
-use crate::{exactly_once, stateful};
+use crate::{exactly_once, stateful, transactional};
 
 /// Stack of a query's thread: evaluating an expression recurses once per level of its nesting
 /// (at most `eddy_sql::limits`). Reserved address space; only what is used is memory.
@@ -93,6 +93,12 @@ impl QueryStats {
         if let Some(log) = &self.log {
             log.skipped(query, topic, e);
         }
+    }
+
+    /// Logs an error the query recovers from by itself, and keeps it as its last error.
+    pub(crate) fn recovered(&self, query: &str, message: &str) {
+        tracing::error!(query, "{message}");
+        *lock(&self.last_error) = Some(message.to_string());
     }
 
     /// Why the query is failing, if it is.
@@ -331,17 +337,16 @@ pub fn start_persistent(
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
     if task.exactly_once {
-        return exactly_once::start(cluster, query, task, config, name);
+        return if cluster.uses_transactions()? {
+            transactional::start(cluster, query, task, config, name)
+        } else {
+            exactly_once::start(cluster, query, task, config, name)
+        };
     }
     let topic = query.pipeline.source().topic.clone();
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Every attempt starts from the group's committed offsets.
-        let consumer: BaseConsumer = config
-            .create()
-            .map_err(|e| format!("cannot create the query's consumer: {e}"))?;
-        consumer
-            .subscribe(&[&topic])
-            .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
+        let consumer = subscribed(&config, &topic)?;
         PersistentLoop {
             cluster: &cluster,
             consumer: &consumer,
@@ -352,6 +357,54 @@ pub fn start_persistent(
         }
         .run()
     })
+}
+
+/// A consumer created with `config`, subscribed to `topic`.
+pub(crate) fn subscribed(
+    config: &rdkafka::config::ClientConfig,
+    topic: &str,
+) -> std::result::Result<BaseConsumer, Failure> {
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(|e| format!("cannot create a consumer: {e}"))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
+    Ok(consumer)
+}
+
+/// The output records of a batch. When the batch fails as a whole, its records are processed one
+/// at a time, and a record that fails by itself is skipped, counted and logged.
+pub(crate) fn output_records(
+    query: &PersistentQuery,
+    stats: &QueryStats,
+    topic: &str,
+    batch: &[Msg<'_>],
+) -> Vec<Record> {
+    let process = |records: &[Msg<'_>]| {
+        query.pipeline.process(records).and_then(|p| {
+            stats.record_errors(&query.id, topic, &p);
+            query.sink_spec.records(&p)
+        })
+    };
+    match process(batch) {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::warn!(query = %query.id, "a batch failed ({e}); processing its records one by one");
+            let mut out = Vec::new();
+            for m in batch {
+                match process(std::slice::from_ref(m)) {
+                    Ok(records) => out.extend(records),
+                    Err(e) => stats.skipped(
+                        &query.id,
+                        topic,
+                        &DecodeError::processing(m.partition(), m.offset(), &e.to_string()),
+                    ),
+                }
+            }
+            out
+        }
+    }
 }
 
 /// Batches produced but not yet acknowledged, at most: the next batch is polled and processed while
@@ -392,7 +445,7 @@ impl PersistentLoop<'_> {
                 }
                 continue;
             }
-            let records = self.records(&batch);
+            let records = output_records(query, self.stats, self.topic, &batch);
             // Counted once processed and handed to the producer.
             self.stats
                 .consumed
@@ -417,36 +470,6 @@ impl PersistentLoop<'_> {
             self.settle(done)?;
         }
         Ok(())
-    }
-
-    /// The output records of a batch. When the batch fails as a whole, its records are processed
-    /// one at a time, and a record that fails by itself is skipped, counted and logged.
-    fn records(&self, batch: &[Msg<'_>]) -> Vec<Record> {
-        let (query, stats) = (self.query, self.stats);
-        let process = |records: &[Msg<'_>]| {
-            query.pipeline.process(records).and_then(|p| {
-                stats.record_errors(&query.id, self.topic, &p);
-                query.sink_spec.records(&p)
-            })
-        };
-        match process(batch) {
-            Ok(records) => records,
-            Err(e) => {
-                tracing::warn!(query = %query.id, "a batch failed ({e}); processing its records one by one");
-                let mut out = Vec::new();
-                for m in batch {
-                    match process(std::slice::from_ref(m)) {
-                        Ok(records) => out.extend(records),
-                        Err(e) => stats.skipped(
-                            &query.id,
-                            self.topic,
-                            &DecodeError::processing(m.partition(), m.offset(), &e.to_string()),
-                        ),
-                    }
-                }
-                out
-            }
-        }
     }
 
     /// At-least-once: waits for a batch's acknowledgements (producing it again while that can

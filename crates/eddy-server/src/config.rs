@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use eddy_kafka::Transactions;
 
 /// Eddy's streaming SQL server.
 #[derive(Debug, Clone, Parser)]
@@ -46,6 +47,11 @@ pub struct Args {
         default_value = "at_least_once"
     )]
     pub processing_guarantee: String,
+    /// How exactly-once output is made: `auto` (the default) uses Kafka transactions when the
+    /// broker has them and Eddy's own exactly-once sink otherwise; `on` requires transactions;
+    /// `off` always uses Eddy's own sink.
+    #[arg(long, env = "EDDY_TRANSACTIONS", default_value = "auto")]
+    pub transactions: Transactions,
     /// A properties (`key=value`) or TOML file with the settings above (`listen`, `bootstrap.servers`,
     /// `data.dir`, `service.id`; ksqlDB's `listeners` and `ksql.service.id` are understood too).
     #[arg(long, env = "EDDY_CONFIG")]
@@ -107,6 +113,11 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             {
                 args.processing_guarantee = value
             }
+            "eddy.transactions"
+                if !from_flags("transactions") && std::env::var("EDDY_TRANSACTIONS").is_err() =>
+            {
+                args.transactions = value.parse()?
+            }
             "listen"
             | "listeners"
             | "schema.registry.url"
@@ -122,9 +133,10 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             | "ksql.service.id"
             | "ksql.max.push.queries"
             | "processing.guarantee"
-            | "ksql.streams.processing.guarantee" => {}
+            | "ksql.streams.processing.guarantee"
+            | "eddy.transactions" => {}
             other => bail!(
-                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir, ksql.max.push.queries, processing.guarantee)"
+                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir, ksql.max.push.queries, processing.guarantee, eddy.transactions)"
             ),
         }
     }

@@ -62,8 +62,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         args.processing_guarantee.clone(),
     )]);
     let exactly_once = eddy_kafka::exactly_once_guarantee(&guarantee, false)?;
+    let transactions = args.transactions;
     let state = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let cluster = Arc::new(KafkaCluster::connect(&bootstrap)?);
+        let cluster = Arc::new(KafkaCluster::connect_with(&bootstrap, transactions)?);
         cluster
             .wait_ready(Duration::from_secs(30))
             .with_context(|| format!("the Kafka cluster at {bootstrap} does not answer"))?;

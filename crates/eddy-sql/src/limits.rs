@@ -10,9 +10,9 @@ use eddy_common::{Error, Position, Result};
 /// Deepest nesting of parentheses, brackets and type parameters (`STRUCT<a STRUCT<...>>`).
 pub const MAX_NESTING: usize = 64;
 
-/// Deepest nesting of function calls (`F(G(H(...)))`, `CAST(...)`, `ARRAY[...]`): sqlparser tries
-/// alternatives at every call, so its time doubles with each level (18 levels took 2 s in a debug
-/// build, 30 would take hours).
+/// Deepest nesting of function calls and subscripts (`F(G(H(...)))`, `CAST(...)`, `ARRAY[...]`,
+/// `A[B[...]]`, `F(x)[G(y)[...]]`): sqlparser tries alternatives at every call, so its time doubles
+/// with each level (18 levels took 2 s in a debug build, 30 would take hours).
 pub const MAX_CALL_NESTING: usize = 12;
 
 /// Deepest an expression may be: every parenthesis and every binary operator of a chain
@@ -44,7 +44,7 @@ const CLAUSES: [&str; 17] = [
 /// character.
 pub fn check(tokens: &[TokenWithSpan]) -> Result<()> {
     // The operators of the chain at each open parenthesis, outermost first, and whether the
-    // parenthesis opened a call.
+    // parenthesis opened a call or a subscript.
     let mut chains: Vec<usize> = vec![0];
     let mut calls: Vec<bool> = Vec::new();
     let mut previous: Option<&Token> = None;
@@ -62,7 +62,9 @@ pub fn check(tokens: &[TokenWithSpan]) -> Result<()> {
                     ));
                 }
                 chains.push(0);
-                calls.push(matches!(previous, Some(Token::Word(_))));
+                let subscript = t.token == Token::LBracket
+                    && matches!(previous, Some(Token::RParen | Token::RBracket));
+                calls.push(subscript || matches!(previous, Some(Token::Word(_))));
                 if calls.iter().filter(|c| **c).count() > MAX_CALL_NESTING {
                     return Err(too_complex(
                         format!(
@@ -162,6 +164,13 @@ mod tests {
         checked(&calls(MAX_CALL_NESTING)).unwrap();
         assert!(checked(&calls(MAX_CALL_NESTING + 1)).is_err());
         assert!(checked(&format!("SELECT {}*) FROM s", "COUNT(".repeat(60))).is_err());
+        // A subscript of a call's result is a level too (found by fuzzing: `F(x)[CASE(x)[...`
+        // took minutes to parse).
+        let subscripts =
+            |n: usize| format!("SELECT F(x){}1{} FROM s", "[G(x)".repeat(n), "]".repeat(n));
+        checked(&subscripts(MAX_CALL_NESTING / 2 - 1)).unwrap();
+        assert!(checked(&subscripts(MAX_CALL_NESTING)).is_err());
+        checked("SELECT A[1][2], F(x)[1], M['k'][1] FROM s").unwrap();
         checked(&format!(
             "SELECT {}1{} FROM s",
             "(".repeat(60),

@@ -1,0 +1,184 @@
+//! Stateless persistent queries with exactly-once output through Kafka transactions (on brokers that
+//! have them; see `transaction`). The output of every batch read within [`TRANSACTION_SPAN`] (or the
+//! commit interval, when shorter) and the input offsets after them are committed in one
+//! transaction; when a transaction is aborted, the input is read again from the offsets the last
+//! committed one left.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use eddy_common::Result;
+use eddy_runtime::PersistentQuery;
+
+use crate::cluster::KafkaCluster;
+use crate::supervisor::Failure;
+use crate::task::{
+    QueryStats, QueryTask, TaskConfig, next_offsets, output_records, poll_batch, subscribed,
+};
+use crate::transaction::{Transaction, TransactionError, transactional_id};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a transaction stays open at most: Kafka Streams' commit interval under exactly-once, the
+/// latency a read_committed reader of the output sees.
+const TRANSACTION_SPAN: Duration = Duration::from_millis(100);
+
+/// Starts an exactly-once stateless persistent query over transactions (consumer settings in
+/// `config`).
+pub(crate) fn start(
+    cluster: Arc<KafkaCluster>,
+    query: PersistentQuery,
+    task: &TaskConfig,
+    config: ClientConfig,
+    name: String,
+) -> Result<QueryTask> {
+    let topic = query.pipeline.source().topic.clone();
+    let id = transactional_id(&cluster, &task.group_id);
+    let offset_reset = task.offset_reset.clone();
+    let config = config
+        .clone()
+        .set("isolation.level", "read_committed")
+        .clone();
+    QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
+        // Every attempt starts from the offsets the last committed transaction left; its producer
+        // fences the last attempt's and aborts what that left open.
+        let span = query.commit_interval.min(TRANSACTION_SPAN);
+        let transaction = Transaction::start(&cluster, &id, span)?;
+        let consumer = subscribed(&config, &topic)?;
+        TransactionalLoop {
+            consumer: &consumer,
+            query: &query,
+            topic: &topic,
+            stop,
+            stats,
+            transaction,
+            offsets: BTreeMap::new(),
+            produced: 0,
+            latest: offset_reset == "latest",
+            span,
+        }
+        .run()
+    })
+}
+
+/// The thread of a transactional query, with its open transaction.
+struct TransactionalLoop<'a> {
+    consumer: &'a BaseConsumer,
+    query: &'a PersistentQuery,
+    topic: &'a str,
+    stop: &'a AtomicBool,
+    stats: &'a QueryStats,
+    transaction: Transaction,
+    /// Next input offset per partition after the records in the open transaction.
+    offsets: BTreeMap<i32, i64>,
+    /// Output records in the open transaction.
+    produced: u64,
+    /// A partition without committed offsets starts at its end (`auto.offset.reset=latest`).
+    latest: bool,
+    /// How long a transaction stays open.
+    span: Duration,
+}
+
+impl TransactionalLoop<'_> {
+    fn run(mut self) -> std::result::Result<(), Failure> {
+        let mut opened = Instant::now();
+        loop {
+            let stopping = self.stop.load(Ordering::SeqCst);
+            if !stopping {
+                let batch = poll_batch(self.consumer);
+                if !batch.is_empty() {
+                    let records = output_records(self.query, self.stats, self.topic, &batch);
+                    self.stats
+                        .consumed
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for (p, o) in next_offsets(&batch) {
+                        self.offsets.insert(p, o);
+                    }
+                    drop(batch);
+                    if !self.transaction.is_open() {
+                        opened = Instant::now();
+                    }
+                    match self.transaction.send(&self.query.sink_spec.topic, &records) {
+                        Ok(_) => self.produced += records.len() as u64,
+                        Err(e) => self.aborted(e)?,
+                    }
+                }
+            }
+            let due = stopping || opened.elapsed() >= self.span;
+            if due && self.transaction.is_open() {
+                self.commit()?;
+            }
+            if stopping {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Commits the open transaction with the input offsets after it.
+    fn commit(&mut self) -> std::result::Result<(), Failure> {
+        let offsets: Vec<(&str, i32, i64)> = self
+            .offsets
+            .iter()
+            .map(|(p, o)| (self.topic, *p, *o))
+            .collect();
+        let group = self.consumer.group_metadata();
+        match self.transaction.commit(&offsets, group.as_ref()) {
+            Ok(()) => {
+                self.stats
+                    .produced
+                    .fetch_add(self.produced, Ordering::Relaxed);
+                self.offsets.clear();
+                self.produced = 0;
+                self.stats.progressed();
+                Ok(())
+            }
+            Err(e) => self.aborted(e),
+        }
+    }
+
+    /// After a transaction was aborted, the input is read again from the committed offsets; a
+    /// fatal failure ends the attempt.
+    fn aborted(&mut self, e: TransactionError) -> std::result::Result<(), Failure> {
+        let TransactionError::Aborted(reason) = &e else {
+            return Err(e.to_string());
+        };
+        self.transaction.abort().map_err(|e| e.to_string())?;
+        self.stats.recovered(
+            &self.query.id,
+            &format!("a transaction was aborted ({reason}); its input is read again"),
+        );
+        self.offsets.clear();
+        self.produced = 0;
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(|e| format!("cannot read the assignment: {e}"))?;
+        if assigned.count() == 0 {
+            return Ok(());
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(assigned, METADATA_TIMEOUT)
+            .map_err(|e| format!("cannot read the committed offsets: {e}"))?;
+        let mut rewind = TopicPartitionList::new();
+        for e in committed.elements() {
+            let to = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                // Nothing committed yet: where the group starts.
+                _ if self.latest => Offset::End,
+                _ => Offset::Beginning,
+            };
+            let _ = rewind.add_partition_offset(e.topic(), e.partition(), to);
+        }
+        self.consumer
+            .seek_partitions(rewind, METADATA_TIMEOUT)
+            .map_err(|e| format!("cannot read the input again: {e}"))?;
+        Ok(())
+    }
+}
