@@ -1,5 +1,5 @@
-"""Faults around a running server: the broker unreachable for 30 s; a push-query client that reads nothing; a
-read-only data directory.
+"""Faults around a running server: the broker unreachable for 30 s; the broker restarted mid-stream; a
+push-query client that reads nothing; a read-only data directory.
 
 The server reaches the broker only through a TCP proxy this test controls (the broker advertises the proxy's
 address, so every connection goes through it). A stateless CSAS and a windowed CTAS run exactly-once while
@@ -7,6 +7,12 @@ input keeps arriving; the proxy then cuts every connection and refuses new ones 
 again (the test's producer waits out the outage too). Expected: the server stays up, the queries come back
 by themselves (their consumers rejoin, the producer delivers what waited), and the output is exactly what the
 input gives — nothing lost, nothing twice, every window exact — with both queries RUNNING at the end.
+
+The broker restarted (by hand; needs `pip install "moto[server]"`): nisshi keeps its topics and groups in an
+S3 bucket (its dynostore engine) that a moto server holds, so a restarted broker has everything it
+acknowledged. While exactly-once queries work through the first half of the input, the broker is stopped for
+`--outage` seconds and started again; the second half comes after. Expected: the server stays up, the
+queries come back by themselves and stay RUNNING, the output is exact.
 
 The data directory on a read-only filesystem: without a cluster (the local broker would keep its topics there)
 the server refuses to start and names the directory; with one, the server writes nothing locally and runs
@@ -17,7 +23,7 @@ the query is closed with an error line the client sees when it reads again; the 
 with the rows the client does not take, and other clients are served meanwhile.
 
     python tests/e2e/test_faults.py --server-bin target/release/eddy-server [--records 200000] [--outage 30]
-        [--only test_broker_unreachable|test_slow_push_client|test_read_only_data_dir ...]
+        [--only test_broker_unreachable|test_broker_restart|test_slow_push_client|test_read_only_data_dir ...]
 """
 
 import argparse
@@ -107,18 +113,121 @@ class ProxiedBroker:
              "--advertised-listener-url", f"tcp://{self.bootstrap}", "--storage-engine", "memory://nisshi/",
              "--group-initial-rebalance-delay", "100ms"],
             cwd=data, env=env, stdout=open(os.path.join(data, "broker.log"), "w"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("nisshi did not start")
+        wait_for_port(self.port)
 
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+class RestartableBroker:
+    """nisshi keeping its data in an S3 bucket of a moto server, so that it can be stopped and started again
+    with everything it acknowledged."""
+
+    def __init__(self, data):
+        import urllib.request
+        s3 = free_port()
+        self.moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(s3)], cwd=data,
+                                     stdout=open(os.path.join(data, "moto.log"), "w"), stderr=subprocess.STDOUT)
+        wait_for_port(s3)
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{s3}/nisshi", method="PUT"))
+        self.data = data
+        self.port = free_port()
+        self.bootstrap = self.direct = f"127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+        self.env.update(AWS_ENDPOINT=f"http://127.0.0.1:{s3}", AWS_ALLOW_HTTP="true", AWS_ACCESS_KEY_ID="test",
+                        AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
+        self.starts = 0
+        self.start()
+
+    def start(self):
+        self.starts += 1
+        self.proc = subprocess.Popen(
+            ["nisshi", "broker", "--listener-url", f"tcp://{self.direct}", "--advertised-listener-url",
+             f"tcp://{self.direct}", "--storage-engine", "s3://nisshi/", "--group-initial-rebalance-delay", "100ms"],
+            cwd=self.data, env=self.env, stdout=open(os.path.join(self.data, f"broker-{self.starts}.log"), "w"),
+            stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.stop()
+        self.moto.terminate()
+        self.moto.wait(timeout=10)
+
+
+def wait_for_port(port):
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def exactly_once_queries(url, commit_interval_ms=None):
+    """The input stream, an exactly-once copy and a windowed count and sum over it, reading from the start."""
+    ksql(url, "CREATE STREAM eo_in (k STRING KEY, seq BIGINT, v INT) "
+              f"WITH (kafka_topic='eo_in', value_format='JSON', partitions={PARTITIONS});")
+    props = {"auto.offset.reset": "earliest"}
+    ksql(url, "CREATE STREAM eo_copy AS SELECT k, seq, v FROM eo_in;", props)
+    window_props = dict(props)
+    if commit_interval_ms:
+        window_props["ksql.streams.commit.interval.ms"] = str(commit_interval_ms)
+    ksql(url, "CREATE TABLE eo_windows AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM eo_in "
+              "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;", window_props)
+
+
+def test_broker_restart(server_bin, records, outage):
+    """The broker stopped for `outage` seconds and started again with its data, under exactly-once queries."""
+    try:
+        import moto  # noqa: F401
+    except ImportError:
+        print('   SKIP: needs moto\'s S3 server (pip install "moto[server]")')
+        return True
+    data = tempfile.mkdtemp(prefix="eddy-faults-")
+    broker = RestartableBroker(data)
+    server = None
+    try:
+        server = Server(os.path.abspath(server_bin), broker.bootstrap, data, f"restart{os.getpid()}_",
+                        ["--processing-guarantee", "exactly_once_v2"])
+        pid = server.proc.pid
+        half = records // 2
+        produce(broker.bootstrap, "eo_in", half)
+        exactly_once_queries(server.url, commit_interval_ms=200)
+        # Mid-stream: once both queries have consumed some of the input.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            stats = query_stats(server.url)
+            if len(stats) == 2 and all(0 < d["statistics"]["consumed"] < half for d in stats.values()):
+                break
+            time.sleep(0.05)
+        moved = {s: d["statistics"]["consumed"] for s, d in query_stats(server.url).items()}
+        broker.stop()
+        print(f"   the broker is stopped for {outage} s (consumed so far: {moved})")
+        time.sleep(outage)
+        assert server.proc.poll() is None, "the server stayed up while the broker was down"
+        broker.start()
+        produce(broker.bootstrap, "eo_in", records, first=half)
+        check_output(broker.bootstrap, records, exactly_once=True)
+        states = {s: d["state"] for s, d in query_stats(server.url).items()}
+        assert all(state == "RUNNING" for state in states.values()), states
+        assert server.proc.poll() is None and server.proc.pid == pid, "the server stayed up"
+        return True
+    except Exception:
+        traceback.print_exc()
+        print(f"FAIL: logs in {data}")
+        return False
+    finally:
+        if server:
+            server.stop()
+        broker.close()
 
 
 def scenario(test):
@@ -152,13 +261,7 @@ def test_broker_unreachable(server_bin, records, outage, data, broker, servers):
     servers.append(server)
     pid = server.proc.pid
     url = server.url
-    ksql(url, "CREATE STREAM eo_in (k STRING KEY, seq BIGINT, v INT) "
-              f"WITH (kafka_topic='eo_in', value_format='JSON', partitions={PARTITIONS});")
-    props = {"auto.offset.reset": "earliest"}
-    ksql(url, "CREATE STREAM eo_copy AS SELECT k, seq, v FROM eo_in;", props)
-    ksql(url, "CREATE TABLE eo_windows AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM eo_in "
-              "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;",
-         dict(props, **{"ksql.streams.commit.interval.ms": "200"}))
+    exactly_once_queries(url, commit_interval_ms=200)
     # The input arrives before and after the outage.
     producer = threading.Thread(target=produce, args=(broker.direct, "eo_in", records, 5.0 + outage + 10.0))
     producer.start()
@@ -254,12 +357,7 @@ def test_read_only_data_dir(server_bin, records, _outage, data, broker, servers)
         server = Server(os.path.abspath(server_bin), broker.bootstrap, ro, f"ro{os.getpid()}_",
                         ["--processing-guarantee", "exactly_once_v2"], log_dir=data)
         servers.append(server)
-        ksql(server.url, "CREATE STREAM eo_in (k STRING KEY, seq BIGINT, v INT) "
-                         f"WITH (kafka_topic='eo_in', value_format='JSON', partitions={PARTITIONS});")
-        props = {"auto.offset.reset": "earliest"}
-        ksql(server.url, "CREATE STREAM eo_copy AS SELECT k, seq, v FROM eo_in;", props)
-        ksql(server.url, "CREATE TABLE eo_windows AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM eo_in "
-                         "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;", props)
+        exactly_once_queries(server.url)
         produce(broker.direct, "eo_in", records)
         check_output(broker.direct, records, exactly_once=True)
         assert not os.listdir(ro)
@@ -277,7 +375,7 @@ def main():
     ap.add_argument("--only", action="append", help="run only the tests with these names (repeatable)")
     args = ap.parse_args()
     failed = 0
-    for test in (test_broker_unreachable, test_slow_push_client, test_read_only_data_dir):
+    for test in (test_broker_unreachable, test_broker_restart, test_slow_push_client, test_read_only_data_dir):
         if args.only and test.__name__ not in args.only:
             continue
         started = time.time()
