@@ -2,15 +2,18 @@
 //! have them; see `transaction`). The output of every batch read within [`TRANSACTION_SPAN`] (or the
 //! commit interval, when shorter) and the input offsets after them are committed in one
 //! transaction; when a transaction is aborted, the input is read again from the offsets the last
-//! committed one left.
+//! committed one left. When partitions are revoked, the open transaction is aborted before anything
+//! else: committed after the rebalance, under the group's new generation, it would commit offsets of
+//! partitions another member already reads again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_common::Result;
@@ -18,9 +21,7 @@ use eddy_runtime::PersistentQuery;
 
 use crate::cluster::KafkaCluster;
 use crate::supervisor::Failure;
-use crate::task::{
-    QueryStats, QueryTask, TaskConfig, next_offsets, output_records, poll_batch, subscribed,
-};
+use crate::task::{QueryStats, QueryTask, TaskConfig, next_offsets, output_records, poll_batch};
 use crate::transaction::{Transaction, TransactionError, transactional_id};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,13 +45,21 @@ pub(crate) fn start(
     let config = config
         .clone()
         .set("isolation.level", "read_committed")
+        // Eager rebalancing: a revocation takes every partition, and each comes back at its
+        // committed offset.
+        .set("partition.assignment.strategy", "range")
         .clone();
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Every attempt starts from the offsets the last committed transaction left; its producer
         // fences the last attempt's and aborts what that left open.
         let span = query.commit_interval.min(TRANSACTION_SPAN);
         let transaction = Transaction::start(&cluster, &id, span)?;
-        let consumer = subscribed(&config, &topic)?;
+        let consumer: BaseConsumer<Revocations> = config
+            .create_with_context(Revocations::default())
+            .map_err(|e| format!("cannot create the query's consumer: {e}"))?;
+        consumer
+            .subscribe(&[&topic])
+            .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
         TransactionalLoop {
             consumer: &consumer,
             query: &query,
@@ -67,9 +76,23 @@ pub(crate) fn start(
     })
 }
 
+/// The consumer context of a transactional query: notes that partitions were revoked.
+#[derive(Default)]
+struct Revocations(AtomicBool);
+
+impl ClientContext for Revocations {}
+
+impl ConsumerContext for Revocations {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The thread of a transactional query, with its open transaction.
 struct TransactionalLoop<'a> {
-    consumer: &'a BaseConsumer,
+    consumer: &'a BaseConsumer<Revocations>,
     query: &'a PersistentQuery,
     topic: &'a str,
     stop: &'a AtomicBool,
@@ -92,6 +115,15 @@ impl TransactionalLoop<'_> {
             let stopping = self.stop.load(Ordering::SeqCst);
             if !stopping {
                 let batch = poll_batch(self.consumer);
+                if self.consumer.context().0.swap(false, Ordering::SeqCst) {
+                    // Records read after the new assignment are read again from the committed
+                    // offsets too.
+                    drop(batch);
+                    self.transaction.abort().map_err(|e| e.to_string())?;
+                    tracing::info!(query = %self.query.id, "partitions were revoked: the open transaction was aborted");
+                    self.rewind()?;
+                    continue;
+                }
                 if !batch.is_empty() {
                     let records = output_records(self.query, self.stats, self.topic, &batch);
                     self.stats
@@ -153,6 +185,11 @@ impl TransactionalLoop<'_> {
             &self.query.id,
             &format!("a transaction was aborted ({reason}); its input is read again"),
         );
+        self.rewind()
+    }
+
+    /// Moves the consumer back to the committed offsets of the partitions it has.
+    fn rewind(&mut self) -> std::result::Result<(), Failure> {
         self.offsets.clear();
         self.produced = 0;
         let assigned = self
