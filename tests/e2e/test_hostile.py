@@ -8,6 +8,7 @@ Run by scripts/test:  python tests/e2e/test_hostile.py --server-bin target/relea
 """
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -279,19 +280,24 @@ def test_hostile_timestamps(server, broker):
 
 
 def test_processing_log(broker, service_id, want):
-    """Every skipped record has its entry in the processing log, under its query's logger."""
+    """Every skipped record has its entry in the processing log, under its query's logger, with the record's
+    bytes (the server runs with --processing-log-rows), at most 16 KiB of them."""
     topic = f"{service_id}ksql_processing_log"
     total = sum(want.values())
     entries = [json.loads(v) for _, v in read_topic(broker.bootstrap, topic, total)]
     by_query = {}
+    logged = []
     for e in entries:
         query = e["logger"].split(".")[1]
         by_query[query] = by_query.get(query, 0) + 1
         assert e["level"] == "ERROR" and e["message"]["type"] in (0, 1), e
         err = e["message"]["deserializationError"] or e["message"]["recordProcessingError"]
         assert err["errorMessage"] and len(err["errorMessage"]) <= 1100, e
-        assert err["recordB64"] is None, "record bytes are not logged by default"
+        if err["recordB64"] is not None:
+            logged.append(base64.b64decode(err["recordB64"]))
     assert by_query == want, f"processing log entries per query: {by_query}, expected {want}"
+    assert len(logged) > total // 2, f"only {len(logged)} of {total} entries hold the record's bytes"
+    assert max(map(len, logged)) == 16 << 10, "the 900 KB string's record is cut to 16 KiB"
 
 
 def main():
@@ -303,7 +309,8 @@ def main():
     service_id = f"hostile{os.getpid()}_"
     server = None
     try:
-        server = Server(os.path.abspath(args.server_bin), broker.bootstrap, data, service_id)
+        server = Server(os.path.abspath(args.server_bin), broker.bootstrap, data, service_id,
+                        ["--processing-log-rows"])
         pid = server.proc.pid
         started = time.time()
         queries = test_hostile_records(server, broker)

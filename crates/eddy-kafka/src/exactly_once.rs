@@ -32,7 +32,7 @@ use crate::ledger::{Frontier, scan, settle_producer};
 use crate::origin::{Origin, writer_id};
 use crate::rebalance::{Rebalance, Rebalancing};
 use crate::supervisor::Failure;
-use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, next_offsets, poll_batch};
+use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, bytes_of, next_offsets, poll_batch};
 
 /// The topic holding an exactly-once query's checkpoints: a partition per input partition.
 pub fn checkpoint_topic(group_id: &str) -> String {
@@ -404,7 +404,7 @@ impl ExactlyOnce {
         let (query, stats) = (&self.query, &self.stats);
         let process = |records: &[Msg<'_>]| {
             query.pipeline.process(records).and_then(|p| {
-                stats.record_errors(&query.id, &self.topic, &p);
+                stats.record_errors(&query.id, &self.topic, &p, records);
                 Ok((query.sink_spec.rows(&p)?, p))
             })
         };
@@ -420,6 +420,7 @@ impl ExactlyOnce {
                             &query.id,
                             &self.topic,
                             &DecodeError::processing(m.0.partition(), m.0.offset(), &e.to_string()),
+                            bytes_of(m),
                         ),
                     }
                 }

@@ -3,11 +3,12 @@
 //! with a typed error struct), so users read it with SQL after
 //! `CREATE STREAM KSQL_PROCESSING_LOG (...) WITH (KAFKA_TOPIC='<topic>', VALUE_FORMAT='JSON')`.
 //! Eddy adds the record's partition and offset to deserialization and record-processing errors.
-//! The record's bytes are never written (ksqlDB's `ksql.logging.processing.rows.include` is off by
-//! default, since rows may hold personal data).
+//! The record's bytes (base64, at most [`MAX_RECORD_BYTES`] of them) are written only when asked for
+//! (ksqlDB's `ksql.logging.processing.rows.include`, off by default: rows may hold personal data).
 
 use std::sync::Arc;
 
+use base64::Engine;
 use serde::Serialize;
 
 use eddy_common::Result;
@@ -21,10 +22,16 @@ const DESERIALIZATION_ERROR: i32 = 0;
 const RECORD_PROCESSING_ERROR: i32 = 1;
 const KAFKA_STREAMS_THREAD_ERROR: i32 = 4;
 
+/// Most bytes of a skipped record an entry holds: an entry stays far below the broker's record size
+/// limit whatever the record.
+pub const MAX_RECORD_BYTES: usize = 16 << 10;
+
 /// Where a service's processing log goes.
 pub struct ProcessingLog {
     cluster: Arc<KafkaCluster>,
     topic: String,
+    /// Entries of skipped records hold the record's bytes.
+    rows: bool,
 }
 
 impl std::fmt::Debug for ProcessingLog {
@@ -95,18 +102,35 @@ impl ProcessingLog {
         if cluster.partitions(&topic)?.is_none() {
             cluster.create_topic(&topic, 1, 1)?;
         }
-        Ok(ProcessingLog { cluster, topic })
+        Ok(ProcessingLog {
+            cluster,
+            topic,
+            rows: false,
+        })
+    }
+
+    /// Whether entries of skipped records hold the record's bytes
+    /// (`ksql.logging.processing.rows.include`).
+    pub fn with_rows(mut self, rows: bool) -> Self {
+        self.rows = rows;
+        self
+    }
+
+    pub(crate) fn includes_rows(&self) -> bool {
+        self.rows
     }
 
     pub fn topic(&self) -> &str {
         &self.topic
     }
 
-    /// Logs a record query `query` skipped while reading `topic`.
-    pub(crate) fn skipped(&self, query: &str, topic: &str, e: &DecodeError) {
+    /// Logs a record query `query` skipped while reading `topic` (`record`: its bytes, when the
+    /// log holds them).
+    pub(crate) fn skipped(&self, query: &str, topic: &str, e: &DecodeError, record: Option<&[u8]>) {
+        let record_b64 = record.filter(|_| self.rows).map(record_b64);
         let skipped = Skipped {
             error_message: &e.message,
-            record_b64: None,
+            record_b64: record_b64.as_deref(),
             cause: [],
             topic,
             partition: e.partition,
@@ -171,9 +195,24 @@ impl ProcessingLog {
     }
 }
 
+/// A skipped record's bytes as an entry holds them: base64, at most [`MAX_RECORD_BYTES`] of them.
+fn record_b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(&bytes[..bytes.len().min(MAX_RECORD_BYTES)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_bytes_are_base64_and_cut() {
+        assert_eq!(record_b64(b"{\"a\":"), "eyJhIjo=");
+        let long = record_b64(&vec![b'x'; 900 << 10]);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(long)
+            .unwrap();
+        assert_eq!(decoded.len(), MAX_RECORD_BYTES);
+    }
 
     #[test]
     fn entries_have_ksqldbs_layout() {

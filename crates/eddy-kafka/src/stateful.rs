@@ -574,7 +574,8 @@ impl Stateful {
     /// Folds records into a shard's pipeline and sends what it emits.
     fn fold<R: RecordRef>(&self, shard: &mut Shard, records: &[R]) -> Result<(), Halt> {
         let processed = shard.pipeline.process(records).and_then(|p| {
-            self.stats.record_errors(&self.query.id, &self.topic, &p);
+            self.stats
+                .record_errors(&self.query.id, &self.topic, &p, records);
             self.query.sink_spec.records(&p)
         });
         match processed {

@@ -2,7 +2,7 @@
 //! to their sink and commit offsets only after the sink acknowledged (at-least-once; exactly-once
 //! ones are in `exactly_once` and `stateful`); push queries hand their rows to a channel.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -56,9 +56,31 @@ pub struct QueryStats {
 }
 
 impl QueryStats {
-    pub(crate) fn record_errors(&self, query: &str, topic: &str, processed: &ProcessedBatch) {
-        for e in &processed.decode_errors {
-            self.skipped(query, topic, e);
+    /// Counts and logs what went wrong processing `records`.
+    pub(crate) fn record_errors<R: RecordRef>(
+        &self,
+        query: &str,
+        topic: &str,
+        processed: &ProcessedBatch,
+        records: &[R],
+    ) {
+        if !processed.decode_errors.is_empty() {
+            // The skipped records' bytes, when the processing log holds them.
+            let index: HashMap<(i32, i64), &R> =
+                if self.log.as_ref().is_some_and(|l| l.includes_rows()) {
+                    records
+                        .iter()
+                        .map(|r| ((r.partition(), r.offset()), r))
+                        .collect()
+                } else {
+                    HashMap::new()
+                };
+            for e in &processed.decode_errors {
+                let record = index
+                    .get(&(e.partition, e.offset))
+                    .and_then(|r| bytes_of(*r));
+                self.skipped(query, topic, e, record);
+            }
         }
         if let Some(first) = processed.expression_errors.first() {
             let first = cut(first);
@@ -75,8 +97,8 @@ impl QueryStats {
             .fetch_add(processed.expression_errors.len() as u64, Ordering::Relaxed);
     }
 
-    /// Counts and logs one skipped record.
-    pub(crate) fn skipped(&self, query: &str, topic: &str, e: &DecodeError) {
+    /// Counts and logs one skipped record (`record`: its bytes, for the processing log).
+    pub(crate) fn skipped(&self, query: &str, topic: &str, e: &DecodeError, record: Option<&[u8]>) {
         tracing::warn!(
             query,
             topic,
@@ -91,7 +113,7 @@ impl QueryStats {
         ));
         self.decode_errors.fetch_add(1, Ordering::Relaxed);
         if let Some(log) = &self.log {
-            log.skipped(query, topic, e);
+            log.skipped(query, topic, e, record);
         }
     }
 
@@ -123,6 +145,11 @@ impl QueryStats {
             *failure = None;
         }
     }
+}
+
+/// The bytes of a record the processing log shows: its value, else its key.
+pub(crate) fn bytes_of<R: RecordRef>(record: &R) -> Option<&[u8]> {
+    record.value().or_else(|| record.key())
 }
 
 /// Locks a mutex holding only counters or messages (nothing a panic can leave half-changed).
@@ -383,7 +410,7 @@ pub(crate) fn output_records(
 ) -> Vec<Record> {
     let process = |records: &[Msg<'_>]| {
         query.pipeline.process(records).and_then(|p| {
-            stats.record_errors(&query.id, topic, &p);
+            stats.record_errors(&query.id, topic, &p, records);
             query.sink_spec.records(&p)
         })
     };
@@ -399,6 +426,7 @@ pub(crate) fn output_records(
                         &query.id,
                         topic,
                         &DecodeError::processing(m.partition(), m.offset(), &e.to_string()),
+                        bytes_of(m),
                     ),
                 }
             }
@@ -564,7 +592,7 @@ pub fn start_push(
                     });
             let event = match processed {
                 Ok(p) => {
-                    stats.record_errors(&group_id, &topic, &p);
+                    stats.record_errors(&group_id, &topic, &p, &batch);
                     match push_rows(&pipeline, p) {
                         Ok(Some((batch, nulls))) => PushEvent::Rows(batch, nulls),
                         Ok(None) => continue,

@@ -102,7 +102,7 @@ impl Server {
             Some(broker.bootstrap().to_string()),
             None,
             None,
-            false,
+            Default::default(),
         )?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -52,6 +52,10 @@ pub struct Args {
     /// `off` always uses Eddy's own sink.
     #[arg(long, env = "EDDY_TRANSACTIONS", default_value = "auto")]
     pub transactions: Transactions,
+    /// Processing-log entries of skipped records hold the record's bytes (ksqlDB's
+    /// `ksql.logging.processing.rows.include`; off by default: rows may hold personal data).
+    #[arg(long, env = "EDDY_PROCESSING_LOG_ROWS")]
+    pub processing_log_rows: bool,
     /// A properties (`key=value`) or TOML file with the settings above (`listen`, `bootstrap.servers`,
     /// `data.dir`, `service.id`; ksqlDB's `listeners` and `ksql.service.id` are understood too).
     #[arg(long, env = "EDDY_CONFIG")]
@@ -118,6 +122,14 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             {
                 args.transactions = value.parse()?
             }
+            "ksql.logging.processing.rows.include"
+                if !from_flags("processing-log-rows")
+                    && std::env::var("EDDY_PROCESSING_LOG_ROWS").is_err() =>
+            {
+                args.processing_log_rows = value.trim().parse().with_context(|| {
+                    format!("ksql.logging.processing.rows.include: '{value}' is not true or false")
+                })?
+            }
             "listen"
             | "listeners"
             | "schema.registry.url"
@@ -134,9 +146,10 @@ pub fn load(mut args: Args) -> anyhow::Result<Args> {
             | "ksql.max.push.queries"
             | "processing.guarantee"
             | "ksql.streams.processing.guarantee"
-            | "eddy.transactions" => {}
+            | "eddy.transactions"
+            | "ksql.logging.processing.rows.include" => {}
             other => bail!(
-                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir, ksql.max.push.queries, processing.guarantee, eddy.transactions)"
+                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir, ksql.max.push.queries, processing.guarantee, eddy.transactions, ksql.logging.processing.rows.include)"
             ),
         }
     }

@@ -74,7 +74,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             local,
             registry,
             plugins,
-            exactly_once,
+            state::QueryDefaults {
+                exactly_once,
+                log_rows: args.processing_log_rows,
+            },
         )?)
     })
     .await??;

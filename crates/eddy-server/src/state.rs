@@ -37,6 +37,17 @@ pub struct QueryView {
     pub last_error: Option<String>,
 }
 
+/// How the server runs persistent queries that do not say otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryDefaults {
+    /// Queries without a `processing.guarantee` of their own are exactly-once (the server's
+    /// `processing.guarantee`).
+    pub exactly_once: bool,
+    /// Processing-log entries of skipped records hold the record's bytes
+    /// (`ksql.logging.processing.rows.include`).
+    pub log_rows: bool,
+}
+
 /// Everything the handlers share.
 pub struct AppState {
     engine: Mutex<Engine>,
@@ -98,17 +109,19 @@ impl AppState {
     /// Connects the engine to the cluster and replays the command log.
     /// Schemas go to `registry` when one is given, else to a registry of the server's own. The
     /// functions of the plugins `plugins` has loaded are registered before the replay. Queries
-    /// without a `processing.guarantee` of their own are exactly-once when `exactly_once` is set.
+    /// are run as `defaults` say unless they say otherwise.
     pub fn start(
         cluster: Arc<KafkaCluster>,
         service_id: String,
         local_broker: Option<String>,
         registry: Option<Arc<dyn SchemaRegistry>>,
         plugins: Option<Arc<PluginDir>>,
-        exactly_once: bool,
+        defaults: QueryDefaults,
     ) -> Result<Arc<Self>, Error> {
         let log = CommandLog::open(cluster.clone(), &service_id)?;
-        let processing_log = Arc::new(ProcessingLog::open(cluster.clone(), &service_id)?);
+        let processing_log = Arc::new(
+            ProcessingLog::open(cluster.clone(), &service_id)?.with_rows(defaults.log_rows),
+        );
         let admin: Arc<dyn TopicAdmin> = cluster.clone();
         let embedded_registry = registry.is_none();
         let mut engine = Engine::new(admin);
@@ -134,7 +147,7 @@ impl AppState {
             tasks: Mutex::new(HashMap::new()),
             push: Mutex::new(HashMap::new()),
             max_push_queries: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_PUSH_QUERIES),
-            exactly_once,
+            exactly_once: defaults.exactly_once,
             service_id,
             local_broker,
             seq: AtomicI64::new(0),

@@ -36,8 +36,15 @@ fn server() -> Server {
     cluster
         .wait_ready(Duration::from_secs(30))
         .expect("broker ready");
-    let state = AppState::start(cluster.clone(), format!("http{n}"), None, None, None, false)
-        .expect("server state");
+    let state = AppState::start(
+        cluster.clone(),
+        format!("http{n}"),
+        None,
+        None,
+        None,
+        Default::default(),
+    )
+    .expect("server state");
     Server {
         app: routes::app(state.clone()),
         state,
@@ -574,7 +581,7 @@ async fn registered_schemas_keep_their_ids_across_a_restart() {
         .unwrap() as u32;
     let (cluster, service) = (server.cluster.clone(), server.state.service_id.clone());
     let restarted = tokio::task::spawn_blocking(move || {
-        AppState::start(cluster, service, None, None, None, false)
+        AppState::start(cluster, service, None, None, None, Default::default())
     })
     .await
     .unwrap()
