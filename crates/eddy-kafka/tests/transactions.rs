@@ -148,6 +148,50 @@ fn a_stateless_query_commits_its_output_and_reads_its_input_again_after_an_abort
 }
 
 #[test]
+fn a_rebalance_between_two_servers_loses_no_record() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let first = cluster_with_input(&mock);
+    mock.create_topic("TX_OUT", 2, 1).expect("topic");
+    let query = "CREATE STREAM tx_out AS SELECT K, N * 2 AS D FROM tx_in;";
+    let a = start(&first, query, "tx_moving");
+    wait_until("the first server committed some", || {
+        a.stats.produced.load(Ordering::Relaxed) > 0
+    });
+    // A second server (its own transactional id) joins the group: the partitions are revoked and
+    // assigned again, with transactions open.
+    let second = Arc::new(
+        KafkaCluster::connect_with(&mock.bootstrap_servers(), Transactions::On).expect("connect"),
+    );
+    let b = start(&second, query, "tx_moving");
+    // The mock cluster keeps no offsets a transaction commits: given a partition, the second server
+    // reads it from the start.
+    wait_until("the second server got partitions of its own", || {
+        b.stats.consumed.load(Ordering::Relaxed) > 0
+    });
+    first
+        .produce_and_wait("tx_in", &input(RECORDS..2 * RECORDS))
+        .expect("produce");
+    let all: BTreeSet<i64> = (0..2 * RECORDS as i64).map(|n| 2 * n).collect();
+    wait_until("every input record made its row", || {
+        let made: BTreeSet<i64> = values(&first, "TX_OUT")
+            .iter()
+            .map(|v| v["D"].as_i64().expect("D"))
+            .collect();
+        made == all
+    });
+    for task in [a, b] {
+        let stats = task.stats.clone();
+        task.stop();
+        assert_eq!(
+            stats.restarts.load(Ordering::Relaxed),
+            0,
+            "{:?}",
+            stats.failure()
+        );
+    }
+}
+
+#[test]
 fn an_aggregation_commits_its_writes_and_restores_what_committed() {
     let mock = MockCluster::new(1).expect("mock cluster");
     let cluster = cluster_with_input(&mock);
