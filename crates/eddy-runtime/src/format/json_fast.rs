@@ -204,7 +204,10 @@ impl<'a> Reader<'a> {
         if !n.fraction && !n.exponent {
             // Up to 18 digits cannot overflow; longer ones are checked (and beyond 64 bits the full
             // decoder keeps them exactly).
-            return if n.digits <= 18 {
+            return if n.negative && n.digits == 1 && n.mantissa == 0 {
+                // `-0` is a double, as serde_json reads it (found by the differential fuzz target).
+                Some(Cell::Float(-0.0))
+            } else if n.digits <= 18 {
                 let v = n.mantissa as i64;
                 Some(Cell::Int(if n.negative { -v } else { v }))
             } else {
@@ -409,6 +412,12 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+        assert!(
+            matches!(parsed("-0"), Some(Cell::Float(v)) if v.to_bits() == (-0.0f64).to_bits()),
+            "-0 is a negative zero double"
+        );
+        // Its digits gather to 0 modulo 2^64: too long for an integer, not a zero.
+        assert!(parsed("-92233720368547758080").is_none());
         for (text, want) in [
             ("0", 0),
             ("-17", -17),
