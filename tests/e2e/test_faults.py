@@ -115,7 +115,7 @@ class ProxiedBroker:
             cwd=data, env=env, stdout=open(os.path.join(data, "broker.log"), "w"), stderr=subprocess.STDOUT)
         wait_for_port(self.port)
 
-    def stop(self):
+    def close(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
 
@@ -191,52 +191,44 @@ def test_broker_restart(server_bin, records, outage):
     except ImportError:
         print('   SKIP: needs moto\'s S3 server (pip install "moto[server]")')
         return True
-    data = tempfile.mkdtemp(prefix="eddy-faults-")
-    broker = RestartableBroker(data)
-    server = None
-    try:
-        server = Server(os.path.abspath(server_bin), broker.bootstrap, data, f"restart{os.getpid()}_",
-                        ["--processing-guarantee", "exactly_once_v2"])
-        pid = server.proc.pid
-        half = records // 2
-        produce(broker.bootstrap, "eo_in", half)
-        exactly_once_queries(server.url, commit_interval_ms=200)
-        # Mid-stream: once both queries have consumed some of the input.
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            stats = query_stats(server.url)
-            if len(stats) == 2 and all(0 < d["statistics"]["consumed"] < half for d in stats.values()):
-                break
-            time.sleep(0.05)
-        moved = {s: d["statistics"]["consumed"] for s, d in query_stats(server.url).items()}
-        broker.stop()
-        print(f"   the broker is stopped for {outage} s (consumed so far: {moved})")
-        time.sleep(outage)
-        assert server.proc.poll() is None, "the server stayed up while the broker was down"
-        broker.start()
-        produce(broker.bootstrap, "eo_in", records, first=half)
-        check_output(broker.bootstrap, records, exactly_once=True)
-        states = {s: d["state"] for s, d in query_stats(server.url).items()}
-        assert all(state == "RUNNING" for state in states.values()), states
-        assert server.proc.poll() is None and server.proc.pid == pid, "the server stayed up"
-        return True
-    except Exception:
-        traceback.print_exc()
-        print(f"FAIL: logs in {data}")
-        return False
-    finally:
-        if server:
-            server.stop()
-        broker.close()
+    return scenario(broker_restart, RestartableBroker)(server_bin, records, outage)
 
 
-def scenario(test):
-    """A fault test with a proxied broker of its own, `test(server_bin, records, outage, data, broker, servers)`:
-    a failure prints where the logs are; the servers it appends to `servers` and the broker are stopped either
-    way. Returns whether it passed."""
+def broker_restart(server_bin, records, outage, data, broker, servers):
+    server = Server(os.path.abspath(server_bin), broker.bootstrap, data, f"restart{os.getpid()}_",
+                    ["--processing-guarantee", "exactly_once_v2"])
+    servers.append(server)
+    pid = server.proc.pid
+    half = records // 2
+    produce(broker.bootstrap, "eo_in", half)
+    exactly_once_queries(server.url, commit_interval_ms=200)
+    # Mid-stream: once both queries have consumed some of the input.
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        stats = query_stats(server.url)
+        if len(stats) == 2 and all(0 < d["statistics"]["consumed"] < half for d in stats.values()):
+            break
+        time.sleep(0.05)
+    moved = {s: d["statistics"]["consumed"] for s, d in query_stats(server.url).items()}
+    broker.stop()
+    print(f"   the broker is stopped for {outage} s (consumed so far: {moved})")
+    time.sleep(outage)
+    assert server.proc.poll() is None, "the server stayed up while the broker was down"
+    broker.start()
+    produce(broker.bootstrap, "eo_in", records, first=half)
+    check_output(broker.bootstrap, records, exactly_once=True)
+    states = {s: d["state"] for s, d in query_stats(server.url).items()}
+    assert all(state == "RUNNING" for state in states.values()), states
+    assert server.proc.poll() is None and server.proc.pid == pid, "the server stayed up"
+
+
+def scenario(test, make_broker=None):
+    """A fault test with a broker of its own (a proxied one unless `make_broker(data)` makes another),
+    `test(server_bin, records, outage, data, broker, servers)`: a failure prints where the logs are; the servers
+    it appends to `servers` and the broker are stopped either way. Returns whether it passed."""
     def run(server_bin, records, outage):
         data = tempfile.mkdtemp(prefix="eddy-faults-")
-        broker = ProxiedBroker(data)
+        broker = (make_broker or ProxiedBroker)(data)
         servers = []
         try:
             test(server_bin, records, outage, data, broker, servers)
@@ -248,7 +240,7 @@ def scenario(test):
         finally:
             for server in servers:
                 server.stop()
-            broker.stop()
+            broker.close()
     run.__name__ = test.__name__
     return run
 
