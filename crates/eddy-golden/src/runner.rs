@@ -213,7 +213,8 @@ fn execute(engine: &mut Engine, text: &str, props: &Properties) -> Result<Vec<St
     Ok(ids)
 }
 
-/// Feeds a query its source topic: the test's inputs first, then what is already in the topic.
+/// Feeds a query its source topics: the test's inputs first (in the file's order, across the sides of
+/// a join), then what is already in the topics (in time order across a join's sides).
 fn drive(
     engine: &Engine,
     id: &str,
@@ -224,23 +225,35 @@ fn drive(
     let Some(query) = engine.query(id) else {
         return Ok(());
     };
-    let source = query.pipeline.source();
-    let mut records = Vec::new();
-    for (i, r) in case
-        .inputs
-        .iter()
-        .filter(|r| r.topic == source.topic)
-        .enumerate()
-    {
-        records.push(Record {
-            offset: i as i64,
-            ..encode_input(source, r, registry)?
-        });
+    let inputs = query.pipeline.inputs();
+    let mut records: Vec<(usize, Record)> = Vec::new();
+    let mut offsets = vec![0i64; inputs.len()];
+    for r in &case.inputs {
+        for (i, source) in inputs.iter().enumerate() {
+            if r.topic == source.topic {
+                records.push((
+                    i,
+                    Record {
+                        offset: offsets[i],
+                        ..encode_input(source, r, registry)?
+                    },
+                ));
+                offsets[i] += 1;
+            }
+        }
     }
-    records.extend(topics.records(&source.topic));
+    let mut existing: Vec<(usize, Record)> = inputs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| topics.records(&s.topic).into_iter().map(move |r| (i, r)))
+        .collect();
+    if inputs.len() > 1 {
+        existing.sort_by_key(|(_, r)| r.timestamp);
+    }
+    records.extend(existing);
     // Per-record emission: each input is processed on its own, as ksqlDB's runner does.
-    for r in &records {
-        let processed = query.pipeline.process(std::slice::from_ref(r))?;
+    for (i, r) in &records {
+        let processed = query.pipeline.process_input(*i, std::slice::from_ref(r))?;
         let out = query.sink_spec.records(&processed)?;
         topics.append(&query.sink_spec.topic, out);
     }

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod format;
 pub mod functions;
 pub mod infer;
+pub mod join;
 pub mod layout;
 pub mod memory;
 pub mod partitioner;

@@ -25,6 +25,7 @@ use crate::aggregate::{AggregateState, Aggregated};
 use crate::changelog::{Checkpoint, SinkMark, StateChange};
 use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, DecodedBatch, SinkEncoder, SourceDecoder};
+use crate::join::{JoinInput, Side};
 use crate::partitioner::partition_for;
 use crate::record::{Record, RecordRef};
 use crate::registry::SchemaRegistry;
@@ -100,19 +101,37 @@ fn concat_flags(a: &BooleanArray, b: &BooleanArray) -> Result<BooleanArray> {
     Ok(joined.as_boolean().clone())
 }
 
-/// A planned stateless query together with its source decoder.
+/// A planned query together with what reads its input: the source's decoder, or a join's sides.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub plan: QueryPlan,
-    decoder: SourceDecoder,
+    input: Input,
     output_schema: SchemaRef,
     /// The groups of an aggregating query.
     aggregate_state: Option<Arc<Mutex<AggregateState>>>,
 }
 
+/// Where a pipeline's input rows come from.
+#[derive(Debug, Clone)]
+enum Input {
+    /// The records of the query's one source.
+    Source(SourceDecoder),
+    /// The rows a join makes of its two sides' records.
+    Join(Arc<JoinInput>),
+}
+
 impl Pipeline {
     /// Builds the pipeline of a plan; schema-registry formats find their schemas in `registry`.
     pub fn new(plan: QueryPlan, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
+        if let Some(join) = &plan.join {
+            let input = Input::Join(Arc::new(JoinInput::new(join.clone(), registry)?));
+            return Ok(Pipeline {
+                output_schema: output_schema(&plan),
+                aggregate_state: aggregate_state(&plan, false),
+                plan,
+                input,
+            });
+        }
         let mut decoder = SourceDecoder::new(&plan.source, registry)?;
         // The expressions over the input: with an aggregation, the projection reads aggregated rows.
         let over_input: Vec<Arc<dyn PhysicalExpr>> = match &plan.aggregate {
@@ -133,19 +152,11 @@ impl Pipeline {
             .map(|c| c.index())
             .collect();
         decoder.skip_unused(&used);
-        let output_schema = Arc::new(Schema::new(
-            plan.output_schema
-                .fields()
-                .iter()
-                .map(|f| Field::new(f.name(), f.data_type().clone(), true))
-                .collect::<Vec<_>>(),
-        ));
-        let aggregate_state = aggregate_state(&plan, false);
         Ok(Pipeline {
+            output_schema: output_schema(&plan),
+            aggregate_state: aggregate_state(&plan, false),
             plan,
-            decoder,
-            output_schema,
-            aggregate_state,
+            input: Input::Source(decoder),
         })
     }
 
@@ -172,8 +183,15 @@ impl Pipeline {
     /// A pipeline for the same query with empty state of the same kind (emission, logging): the
     /// state of one input partition when groups follow partitions.
     pub fn fresh(&self) -> Result<Pipeline> {
+        let input = match &self.input {
+            Input::Join(join) => Input::Join(Arc::new(join.fresh())),
+            source => source.clone(),
+        };
         let Some(state) = &self.aggregate_state else {
-            return Ok(self.clone());
+            return Ok(Pipeline {
+                input,
+                ..self.clone()
+            });
         };
         let (per_commit, logged) = {
             let s = lock(state);
@@ -181,6 +199,7 @@ impl Pipeline {
         };
         let fresh = Pipeline {
             aggregate_state: aggregate_state(&self.plan, per_commit),
+            input,
             ..self.clone()
         };
         if logged { fresh.logged() } else { Ok(fresh) }
@@ -236,9 +255,42 @@ impl Pipeline {
         &self.output_schema
     }
 
-    /// Decodes, filters and projects a slice of records.
+    /// The sources whose records the pipeline reads: its source, or a join's left and right sides
+    /// (records of `inputs()[i]` go to [`Pipeline::process_input`] with `i`).
+    pub fn inputs(&self) -> Vec<Arc<Source>> {
+        match &self.input {
+            Input::Source(_) => vec![self.plan.source.clone()],
+            Input::Join(join) => [Side::Left, Side::Right]
+                .map(|s| join.source(s).clone())
+                .to_vec(),
+        }
+    }
+
+    /// Decodes, filters and projects a slice of records of the query's source.
     pub fn process<R: RecordRef>(&self, records: &[R]) -> Result<ProcessedBatch> {
-        self.process_decoded(self.decoder.decode(records)?)
+        self.process_input(0, records)
+    }
+
+    /// Decodes, filters and projects a slice of records of input `input` (see [`Pipeline::inputs`]);
+    /// a join joins them with what it has seen of the other side first.
+    pub fn process_input<R: RecordRef>(
+        &self,
+        input: usize,
+        records: &[R],
+    ) -> Result<ProcessedBatch> {
+        match &self.input {
+            Input::Source(decoder) => self.process_decoded(decoder.decode(records)?),
+            Input::Join(join) => {
+                let side = if input == 0 { Side::Left } else { Side::Right };
+                let joined = join.process(side, records)?;
+                let mut processed = self.process_decoded(joined.decoded)?;
+                processed.late_records += joined.late_records;
+                processed
+                    .expression_errors
+                    .splice(0..0, joined.expression_errors);
+                Ok(processed)
+            }
+        }
     }
 
     /// The partition (of `partitions`) each record's group goes to when an aggregation's input is
@@ -254,7 +306,12 @@ impl Pipeline {
         let Some(spec) = &self.plan.aggregate else {
             return Ok(out);
         };
-        let decoded = self.decoder.decode(records)?;
+        let Input::Source(decoder) = &self.input else {
+            return Err(eddy_common::not_supported!(
+                "Repartitioning the rows of a join is not supported yet"
+            ));
+        };
+        let decoded = decoder.decode(records)?;
         let batch = &decoded.batch;
         let err = |e: datafusion::common::DataFusionError| exec_err!("{e}");
         let evaluate = |b: &RecordBatch| -> Result<Vec<ArrayRef>> {
@@ -527,6 +584,17 @@ impl Pipeline {
             expression_errors,
         })
     }
+}
+
+/// The schema of a plan's output batches: its output columns, all nullable.
+fn output_schema(plan: &QueryPlan) -> SchemaRef {
+    Arc::new(Schema::new(
+        plan.output_schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// The state of an aggregating plan's groups (none for a plan that does not aggregate).

@@ -7,6 +7,7 @@ pub mod dialect;
 pub mod functions;
 pub mod grouping;
 pub mod java;
+pub mod join;
 pub mod limits;
 pub mod normalize;
 pub mod parser;

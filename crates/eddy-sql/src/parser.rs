@@ -667,6 +667,8 @@ impl StatementParser {
         let mut window = None;
         let mut emit = None;
         let mut partition_by = None;
+        let mut within = Vec::new();
+        let mut joins = 0usize;
         let mut depth = 0i32;
         let mut i = self.pos;
         while i < self.tokens.len() {
@@ -686,6 +688,16 @@ impl StatementParser {
                 _ => None,
             };
             match word(i).as_deref() {
+                Some("JOIN") => joins += 1,
+                Some("WITHIN") if joins > 0 => {
+                    let mut end = i + 1;
+                    while end < self.tokens.len() && word(end).as_deref() != Some("ON") {
+                        end += 1;
+                    }
+                    let sub: Vec<TokenWithSpan> = self.tokens.drain(i..end).collect();
+                    within.push((joins - 1, StatementParser::new(sub).within()?));
+                    continue;
+                }
                 Some("EMIT") => {
                     emit = Some(match word(i + 1).as_deref() {
                         Some("CHANGES") => Emit::Changes,
@@ -777,6 +789,33 @@ impl StatementParser {
             window,
             partition_by,
             emit,
+            within,
+        })
+    }
+
+    /// `WITHIN n unit | WITHIN (n unit, n unit)`, then optionally `GRACE PERIOD n unit`.
+    fn within(&mut self) -> Result<JoinWithin> {
+        self.expect_word("WITHIN")?;
+        let (before_ms, after_ms) = if self.eat(&Token::LParen) {
+            let before = self.duration()?;
+            self.expect(&Token::Comma)?;
+            let after = self.duration()?;
+            self.expect(&Token::RParen)?;
+            (before, after)
+        } else {
+            let both = self.duration()?;
+            (both, both)
+        };
+        let grace_ms = if self.eat_words(&["GRACE", "PERIOD"]) {
+            Some(self.duration()?)
+        } else {
+            None
+        };
+        self.expect_end()?;
+        Ok(JoinWithin {
+            before_ms,
+            after_ms,
+            grace_ms,
         })
     }
 

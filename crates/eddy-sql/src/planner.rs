@@ -43,6 +43,7 @@ use eddy_common::{Error, Result, internal_err, not_supported, plan_err};
 
 use crate::aggregate::AggregateSpec;
 use crate::catalog::{Catalog, Column, Source, WINDOWEND, WINDOWSTART, window_bound_fields};
+use crate::join::JoinPlan;
 use crate::parser::COMPLEX_CAST;
 use crate::statement::{ColumnRole, QueryStatement, WindowSpec};
 use crate::types::SqlType;
@@ -135,6 +136,14 @@ impl Planner {
     }
 
     fn plan(&self, catalog: &Catalog, stmt: &QueryStatement, transient: bool) -> Result<QueryPlan> {
+        let rewritten = crate::join::rewrite(catalog, stmt)?;
+        let (stmt, join) = match &rewritten {
+            Some(r) => {
+                let (plan, source) = self.plan_join(r)?;
+                (&r.statement, Some((Arc::new(plan), Arc::new(source))))
+            }
+            None => (stmt, None),
+        };
         let mut query = stmt.query.clone();
         let SetExpr::Select(select) = query.body.as_mut() else {
             return Err(not_supported!(
@@ -143,7 +152,9 @@ impl Planner {
             ));
         };
         if select.from.len() != 1 || !select.from[0].joins.is_empty() {
-            return Err(not_supported!("Joins are not supported yet"));
+            return Err(not_supported!(
+                "FROM must name one stream or table, or join them with JOIN"
+            ));
         }
         // `GROUP BY (a, b)` (one grouping set) groups by a and b.
         if let GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
@@ -174,7 +185,10 @@ impl Planner {
             [ObjectNamePart::Identifier(i)] => i.value.clone(),
             _ => return Err(plan_err!("Invalid source name {name}")),
         };
-        let source = catalog.require(&source_name)?.clone();
+        let source = match &join {
+            Some((_, source)) => source.clone(),
+            None => catalog.require(&source_name)?.clone(),
+        };
         if source.kind == crate::statement::SourceKind::Table && stmt.partition_by.is_some() {
             return Err(plan_err!(
                 "PARTITION BY can only be used on a stream: {source_name} is a table. Use GROUP BY to re-key a table."
@@ -266,6 +280,7 @@ impl Planner {
             .map_err(|e| plan_error(e, &source))?;
         let mut plan = self.lower(plan, source, limit, partition, stmt.window.clone())?;
         plan.filter_deletes = !transient;
+        plan.join = join.map(|(plan, _)| plan);
         if stmt.emit == Some(crate::statement::Emit::Final) {
             if stmt.window.is_none() {
                 return Err(plan_err!(
@@ -275,6 +290,73 @@ impl Planner {
             plan.emit_final = true;
         }
         Ok(plan)
+    }
+
+    /// Plans the join expressions of a join query over each side's columns: they must have the
+    /// same type, which is the key's. Returns the join and the joined input as a source.
+    fn plan_join(&self, r: &crate::join::Rewritten) -> Result<(JoinPlan, Source)> {
+        let provider = Provider {
+            state: &self.state,
+            expr_planners: &self.expr_planners,
+            source: None,
+        };
+        let planner = SqlToRel::new(&provider);
+        let mut planned = Vec::new();
+        for side in &r.sides {
+            let fields: Vec<Field> = side
+                .joined_columns()
+                .into_iter()
+                .map(|(name, data_type)| Field::new(name, data_type, true))
+                .collect();
+            let schema = DFSchema::try_from(Schema::new(fields)).map_err(|e| internal_err!("{e}"))?;
+            let logical = planner
+                .sql_to_expr(side.on.clone(), &schema, &mut PlannerContext::new())
+                .map_err(|e| match unresolved_field(&strip_df(&e.to_string())) {
+                    Some(column) => plan_err!(
+                        "JOIN ON column '{}' cannot be resolved.",
+                        column.replacen('_', ".", 1)
+                    ),
+                    None => plan_err!("{}", strip_df(&e.to_string())),
+                })?;
+            let (_, field) = logical
+                .to_field(&schema)
+                .map_err(|e| plan_err!("{}", strip_df(&e.to_string())))?;
+            let physical = self.physical(logical, &schema)?;
+            planned.push((physical, field.data_type().clone()));
+        }
+        let [(left_key, left_type), (right_key, right_type)] =
+            <[_; 2]>::try_from(planned).map_err(|_| internal_err!("a join has two sides"))?;
+        let key_type = SqlType::from_arrow(&left_type)?;
+        if left_type != right_type {
+            return Err(plan_err!(
+                "Invalid join condition: types don't match. Got {}{{{}}} = {}{{{}}}.",
+                r.sides[0].on_text,
+                key_type,
+                r.sides[1].on_text,
+                SqlType::from_arrow(&right_type)?
+            ));
+        }
+        let source = r.joined_source(key_type)?;
+        let side = |i: usize, key| crate::join::JoinSide {
+            source: r.sides[i].source.clone(),
+            alias: r.sides[i].alias.clone(),
+            key,
+            key_text: r.sides[i].on_text.clone(),
+        };
+        let plan = JoinPlan {
+            kind: r.kind,
+            join_type: r.join_type,
+            left: side(0, left_key),
+            right: side(1, right_key),
+            schema: source.input_schema(),
+            key: crate::join::JoinKey {
+                column: r.key_column.clone(),
+                synthetic: r.synthetic_key,
+                viable: r.viable.iter().map(|(_, text)| text.clone()).collect(),
+                data_type: left_type,
+            },
+        };
+        Ok((plan, source))
     }
 
     /// The GROUP BY and aggregate functions of an `Aggregate` node, as physical expressions over the
@@ -596,6 +678,7 @@ impl Planner {
             table_functions,
             limit,
             filter_deletes: true,
+            join: None,
         })
     }
 
@@ -902,6 +985,8 @@ pub struct QueryPlan {
     /// On a table source, whether a row failing the WHERE deletes its key (comes out as a tombstone):
     /// so for persistent queries, whose sink table must forget it; transient queries leave it out.
     pub filter_deletes: bool,
+    /// For a join, the join: `source` is then the joined input ([`JoinPlan::schema`]).
+    pub join: Option<Arc<JoinPlan>>,
 }
 
 /// A projection with its table-function calls taken out: the rewritten expressions, the calls, and
@@ -922,6 +1007,13 @@ pub struct RequiredKey {
 impl QueryPlan {
     /// Checks the projection against ksqlDB's rules for a persistent query writing into `sink`.
     pub fn check_persistent_projection(&self, sink: &str) -> Result<()> {
+        if let Some(join) = &self.join
+            && !self.partitioned
+            && !self.grouped
+            && self.keys.iter().any(|k| k.columns.is_empty())
+        {
+            return Err(join.missing_key(sink));
+        }
         if self.keys.iter().any(|k| k.columns.is_empty()) {
             let (noun, shown) = if self.partitioned || self.grouped {
                 let missing: Vec<&str> = if self.partitioned {

@@ -100,6 +100,17 @@ pub struct WindowSpec {
     pub retention_ms: Option<i64>,
 }
 
+/// `WITHIN n unit [GRACE PERIOD n unit]` or `WITHIN (before, after) ...` of a stream-stream join: how
+/// far before and after a record of the left side a record of the right side may be to join it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinWithin {
+    pub before_ms: i64,
+    pub after_ms: i64,
+    /// `GRACE PERIOD`: when given, unmatched outer rows wait for the window to close (ksqlDB's
+    /// behaviour since 0.23); without it they are emitted at once, with a grace of 24 hours.
+    pub grace_ms: Option<i64>,
+}
+
 /// `EMIT CHANGES` or `EMIT FINAL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Emit {
@@ -117,6 +128,9 @@ pub struct QueryStatement {
     pub window: Option<WindowSpec>,
     pub partition_by: Option<Vec<Expr>>,
     pub emit: Option<Emit>,
+    /// The `WITHIN` clause of each join of the FROM clause that has one, by the join's position
+    /// (0 for the first `JOIN`).
+    pub within: Vec<(usize, JoinWithin)>,
 }
 
 impl QueryStatement {

@@ -1,0 +1,240 @@
+//! The input of a join query: decodes each side's records, keys them by the side's join expression,
+//! hands them to the join operator and lays the rows it joins out as the joined input
+//! ([`JoinPlan::schema`]): ROWTIME, ROWPARTITION, ROWOFFSET, the key, the left side's columns, the
+//! right side's.
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use eddy_common::{Result, exec_err};
+use eddy_sql::catalog::Source;
+use eddy_sql::join::{JoinKind, JoinPlan};
+
+use super::stream_stream::StreamStreamJoin;
+use super::stream_table::StreamTableJoin;
+use super::table_table::TableTableJoin;
+use super::{JoinOperator, Joined, Side, SideRow};
+use crate::format::{DecodeError, DecodedBatch, SourceDecoder};
+use crate::pipeline::evaluate;
+use crate::record::RecordRef;
+use crate::registry::SchemaRegistry;
+
+/// Decoding, keying and laying out of one side.
+#[derive(Debug, Clone)]
+struct SideInput {
+    source: Arc<Source>,
+    decoder: SourceDecoder,
+    key: Arc<dyn PhysicalExpr>,
+    key_text: String,
+    /// The side's rows as row bytes: how operators keep them.
+    rows: Arc<RowConverter>,
+    /// A row of NULLs, for the side of an unmatched row.
+    nulls: OwnedRow,
+}
+
+impl SideInput {
+    fn new(
+        source: &Arc<Source>,
+        key: &Arc<dyn PhysicalExpr>,
+        key_text: &str,
+        registry: &Arc<dyn SchemaRegistry>,
+    ) -> Result<Self> {
+        let schema = source.input_schema();
+        let rows = RowConverter::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )
+        .map_err(|e| exec_err!("{e}"))?;
+        let nulls: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1))
+            .collect();
+        let nulls = rows
+            .convert_columns(&nulls)
+            .map_err(|e| exec_err!("{e}"))?
+            .row(0)
+            .owned();
+        Ok(SideInput {
+            source: source.clone(),
+            decoder: SourceDecoder::new(source, registry)?,
+            key: key.clone(),
+            key_text: key_text.to_string(),
+            rows: Arc::new(rows),
+            nulls,
+        })
+    }
+}
+
+/// A join query's two inputs and its operator.
+#[derive(Debug)]
+pub struct JoinInput {
+    plan: Arc<JoinPlan>,
+    sides: [SideInput; 2],
+    keys: Arc<RowConverter>,
+    operator: Mutex<Box<dyn JoinOperator>>,
+}
+
+/// What a side's batch gave: the joined rows, and what was left out on the way.
+pub struct JoinedBatch {
+    pub decoded: DecodedBatch,
+    pub late_records: usize,
+    pub expression_errors: Vec<String>,
+}
+
+impl JoinInput {
+    pub fn new(plan: Arc<JoinPlan>, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
+        let sides = [
+            SideInput::new(
+                &plan.left.source,
+                &plan.left.key,
+                &plan.left.key_text,
+                registry,
+            )?,
+            SideInput::new(
+                &plan.right.source,
+                &plan.right.key,
+                &plan.right.key_text,
+                registry,
+            )?,
+        ];
+        let keys = RowConverter::new(vec![SortField::new(plan.key.data_type.clone())])
+            .map_err(|e| exec_err!("{e}"))?;
+        Ok(JoinInput {
+            operator: Mutex::new(operator(&plan)),
+            plan,
+            sides,
+            keys: Arc::new(keys),
+        })
+    }
+
+    /// The same join with nothing seen yet.
+    pub fn fresh(&self) -> JoinInput {
+        JoinInput {
+            plan: self.plan.clone(),
+            sides: self.sides.clone(),
+            keys: self.keys.clone(),
+            operator: Mutex::new(operator(&self.plan)),
+        }
+    }
+
+    /// The source each side reads.
+    pub fn source(&self, side: Side) -> &Arc<Source> {
+        &self.sides[side.index()].source
+    }
+
+    /// Decodes records of one side and joins them; the joined rows come out in the joined input's
+    /// layout.
+    pub fn process<R: RecordRef>(&self, side: Side, records: &[R]) -> Result<JoinedBatch> {
+        let input = &self.sides[side.index()];
+        let decoded = input.decoder.decode(records)?;
+        let batch = &decoded.batch;
+        let mut errors = decoded.errors;
+        let mut expression_errors = Vec::new();
+        let key = evaluate(
+            &input.key,
+            batch,
+            &self.plan.key.data_type,
+            &mut expression_errors,
+        )?;
+        let keys = self
+            .keys
+            .convert_columns(std::slice::from_ref(&key))
+            .map_err(|e| exec_err!("{e}"))?;
+        let rows = input
+            .rows
+            .convert_columns(batch.columns())
+            .map_err(|e| exec_err!("{e}"))?;
+        let times = batch.column(0).as_primitive::<Int64Type>();
+        let partitions = batch.column(1).as_primitive::<Int32Type>();
+        let offsets = batch.column(2).as_primitive::<Int64Type>();
+        let mut side_rows = Vec::with_capacity(batch.num_rows());
+        for at in 0..batch.num_rows() {
+            if key.is_null(at) {
+                errors.push(DecodeError::processing(
+                    partitions.value(at),
+                    offsets.value(at),
+                    &format!(
+                        "Skipped a record of {} whose join expression {} is NULL",
+                        input.source.name, input.key_text
+                    ),
+                ));
+                continue;
+            }
+            side_rows.push(SideRow {
+                key: keys.row(at).owned(),
+                row: (!decoded.null_values.value(at)).then(|| rows.row(at).owned()),
+                time: times.value(at),
+                at,
+            });
+        }
+        let output = self
+            .operator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .process(side, side_rows)?;
+        let joined = &output.rows;
+        let at = |j: &Joined| j.at;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(joined.iter().map(|j| j.time))),
+            Arc::new(Int32Array::from_iter_values(
+                joined.iter().map(|j| partitions.value(at(j))),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                joined.iter().map(|j| offsets.value(at(j))),
+            )),
+        ];
+        let key_column = self
+            .keys
+            .convert_rows(joined.iter().map(|j| j.key.row()))
+            .map_err(|e| exec_err!("{e}"))?
+            .remove(0);
+        columns.push(cast_to(key_column, self.plan.schema.field(3).data_type())?);
+        for (s, pick) in self.sides.iter().zip([
+            (|j: &Joined| j.left.as_ref()) as fn(&Joined) -> Option<&OwnedRow>,
+            |j: &Joined| j.right.as_ref(),
+        ]) {
+            let side_columns = s
+                .rows
+                .convert_rows(joined.iter().map(|j| pick(j).unwrap_or(&s.nulls).row()))
+                .map_err(|e| exec_err!("{e}"))?;
+            columns.extend(side_columns);
+        }
+        let batch = RecordBatch::try_new(self.plan.schema.clone(), columns)
+            .map_err(|e| exec_err!("joined rows: {e}"))?;
+        let tombstones = BooleanArray::from_iter(joined.iter().map(|j| Some(j.tombstone)));
+        Ok(JoinedBatch {
+            decoded: DecodedBatch {
+                batch,
+                null_values: tombstones,
+                null_keys: BooleanArray::from(vec![false; joined.len()]),
+                errors,
+            },
+            late_records: output.late_records,
+            expression_errors,
+        })
+    }
+}
+
+/// The operator of a join's kind, with nothing seen yet.
+fn operator(plan: &JoinPlan) -> Box<dyn JoinOperator> {
+    match plan.kind {
+        JoinKind::StreamStream(within) => Box::new(StreamStreamJoin::new(plan.join_type, within)),
+        JoinKind::StreamTable => Box::new(StreamTableJoin::new(plan.join_type.keeps_left())),
+        JoinKind::TableTable => Box::new(TableTableJoin::new(plan.join_type)),
+    }
+}
+
+fn cast_to(array: ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
+    if array.data_type() == data_type {
+        return Ok(array);
+    }
+    datafusion::arrow::compute::cast(&array, data_type).map_err(|e| exec_err!("{e}"))
+}

@@ -1,0 +1,79 @@
+//! Join operators: a join query reads two sides, and an operator per kind of join (stream-stream,
+//! stream-table, table-table) keeps what each side has shown it and pairs each new record with the
+//! other side's rows, as Kafka Streams' join processors do. [`JoinInput`] decodes the sides, keys
+//! their rows and lays the pairs out as the joined input the rest of the query reads.
+
+mod input;
+mod stream_stream;
+mod stream_table;
+mod table_table;
+
+pub use input::JoinInput;
+
+use datafusion::arrow::row::OwnedRow;
+
+use eddy_common::Result;
+
+/// Which side of a join a record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Left,
+    Right,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+
+    /// 0 for the left side, 1 for the right.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Left => 0,
+            Side::Right => 1,
+        }
+    }
+}
+
+/// One record of a side, keyed by its join expression.
+#[derive(Debug, Clone)]
+pub struct SideRow {
+    /// The join expression's value, as Arrow row bytes (the same for equal values of either side).
+    pub key: OwnedRow,
+    /// The record's columns (the side's decoded row); `None` for a record without a value.
+    pub row: Option<OwnedRow>,
+    /// Its event time.
+    pub time: i64,
+    /// Its position in the batch being processed.
+    pub at: usize,
+}
+
+/// One row of a join's output: the rows of each side (`None`: NULLs), or a tombstone for the key.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub key: OwnedRow,
+    pub left: Option<OwnedRow>,
+    pub right: Option<OwnedRow>,
+    pub time: i64,
+    /// The result row for the key is deleted (a table-table join whose result no longer exists).
+    pub tombstone: bool,
+    /// The batch row whose processing produced it.
+    pub at: usize,
+}
+
+/// What a join operator did with a batch of one side.
+#[derive(Debug, Default)]
+pub struct JoinOutput {
+    pub rows: Vec<Joined>,
+    /// Records dropped because the window they could join in had closed.
+    pub late_records: usize,
+}
+
+/// A join operator: takes one side's records, in order, and returns the joined rows they make.
+pub trait JoinOperator: Send + std::fmt::Debug {
+    fn process(&mut self, side: Side, rows: Vec<SideRow>) -> Result<JoinOutput>;
+}

@@ -1,0 +1,733 @@
+//! Joins in the FROM clause: the two sides, the join type and window, and the rewrite that lets the
+//! rest of the query read the joined rows as if they came from one source. Each side's columns are
+//! named `<ALIAS>_<COLUMN>` (`T_ID`; its pseudo-columns too: `T_ROWTIME`), the join key has a column of
+//! its own, and `ROWTIME`, `ROWPARTITION` and `ROWOFFSET` are the joined row's. References are rewritten
+//! to those names (`t.id` → `T_ID`, an unqualified `name` → `T_NAME` kept as `NAME` in the output), `*`
+//! and `t.*` are expanded to the sides' key and value columns, and the first projection item naming a
+//! column the key may be called by reads the key column.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::physical_expr::PhysicalExpr;
+use sqlparser::ast::{
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, JoinConstraint, JoinOperator, ObjectName,
+    ObjectNamePart, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor,
+    TableWithJoins, VisitMut, VisitorMut,
+};
+
+use eddy_common::{Error, Result, not_supported, plan_err};
+
+use crate::catalog::{Catalog, Column, ROWOFFSET, ROWPARTITION, ROWTIME, Source};
+use crate::statement::{ColumnRole, JoinWithin, QueryStatement, SourceKind};
+use crate::types::SqlType;
+
+/// The pseudo-columns every side has (and the joined rows too).
+const PSEUDO_COLUMN_NAMES: [&str; 3] = [ROWTIME, ROWPARTITION, ROWOFFSET];
+
+/// The name of the joined input in the rewritten query's FROM clause.
+pub const JOINED: &str = "__EDDY_JOINED";
+
+/// The key column of the joined input when the key is named after a source column (the projection
+/// selects it by that column's name).
+pub const JOIN_KEY: &str = "__EDDY_JOIN_KEY";
+
+/// `[INNER] JOIN`, `LEFT [OUTER] JOIN`, `RIGHT [OUTER] JOIN`, `FULL OUTER JOIN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinType {
+    Inner,
+    Left,
+    Right,
+    Outer,
+}
+
+impl JoinType {
+    /// Whether rows of the left side without a match are kept (with NULLs for the right).
+    pub fn keeps_left(self) -> bool {
+        matches!(self, JoinType::Left | JoinType::Outer)
+    }
+
+    /// Whether rows of the right side without a match are kept (with NULLs for the left).
+    pub fn keeps_right(self) -> bool {
+        matches!(self, JoinType::Right | JoinType::Outer)
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            JoinType::Inner => "inner",
+            JoinType::Left => "left",
+            JoinType::Right => "right",
+            JoinType::Outer => "full-outer",
+        }
+    }
+}
+
+/// What is joined to what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Two streams, within a time window of each other.
+    StreamStream(JoinWithin),
+    /// Each record of the (left) stream with the (right) table's current row for its key.
+    StreamTable,
+    /// Two tables on their primary keys: every change of either side updates the result.
+    TableTable,
+}
+
+/// One side of a join.
+#[derive(Debug, Clone)]
+pub struct JoinSide {
+    pub source: Arc<Source>,
+    /// The side's qualifier: its alias, or the source's name.
+    pub alias: String,
+    /// The join expression, over the side's decoded batches ([`Source::input_schema`]).
+    pub key: Arc<dyn PhysicalExpr>,
+    /// How ksqlDB prints the join expression (`T.ID`).
+    pub key_text: String,
+}
+
+/// A planned join: the runtime reads both sides, joins them and hands the joined rows, laid out as
+/// [`JoinPlan::schema`], to the rest of the query.
+#[derive(Debug, Clone)]
+pub struct JoinPlan {
+    pub kind: JoinKind,
+    pub join_type: JoinType,
+    pub left: JoinSide,
+    pub right: JoinSide,
+    /// The joined input: ROWTIME, ROWPARTITION, ROWOFFSET, the key, then each side's columns (its
+    /// pseudo-columns, keys and values) under its alias.
+    pub schema: SchemaRef,
+    pub key: JoinKey,
+}
+
+impl JoinPlan {
+    /// ksqlDB's error for a persistent query whose projection leaves out the join key.
+    pub fn missing_key(&self, sink: &str) -> Error {
+        let prefix = format!(
+            "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\nThe query used to build `{sink}` must include the"
+        );
+        if self.key.synthetic {
+            let k = &self.key.column;
+            return plan_err!(
+                "{prefix} join expression {k} in its projection (eg, SELECT {k}...).\n{k} was added as a synthetic key column because the join criteria did not match any source column. This expression must be included in the projection and may be aliased."
+            );
+        }
+        let (noun, list) = match self.key.viable.as_slice() {
+            [one] => ("expression", one.clone()),
+            many => ("expressions", many.join(" or ")),
+        };
+        plan_err!(
+            "{prefix} join {noun} {list} in its projection (eg, SELECT {}...).",
+            self.key.viable[0]
+        )
+    }
+}
+
+/// The key of the joined rows: the value both join expressions share.
+#[derive(Debug, Clone)]
+pub struct JoinKey {
+    /// Its column in the joined input.
+    pub column: String,
+    /// Whether the join criteria named no column the key could be called by (or the join is FULL
+    /// OUTER, where either side may be missing): the key is then the synthetic `ROWKEY` column.
+    pub synthetic: bool,
+    /// The columns (as ksqlDB prints them, `L.A`) a projection may select the key by.
+    pub viable: Vec<String>,
+    pub data_type: DataType,
+}
+
+/// A join query before its expressions are planned: the rewritten statement over [`JOINED`], the
+/// sides, and the join expressions (over each side's columns under their joined names).
+pub struct Rewritten {
+    pub statement: QueryStatement,
+    pub kind: JoinKind,
+    pub join_type: JoinType,
+    pub sides: [RewrittenSide; 2],
+    pub key_column: String,
+    pub synthetic_key: bool,
+    /// The joined names of the columns the key may be selected by, with how ksqlDB prints them.
+    pub viable: Vec<(String, String)>,
+}
+
+/// One side of a [`Rewritten`] join.
+pub struct RewrittenSide {
+    pub source: Arc<Source>,
+    pub alias: String,
+    /// The join expression, with the side's columns under their joined names.
+    pub on: Expr,
+    pub on_text: String,
+}
+
+impl RewrittenSide {
+    /// The side's columns as the joined input names them, in the order of its decoded batches.
+    pub fn joined_columns(&self) -> Vec<(String, DataType)> {
+        self.source
+            .input_schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                (
+                    format!("{}_{}", self.alias, f.name()),
+                    f.data_type().clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Rewrites a query whose FROM clause joins two sources; `None` when it has no join.
+pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewritten>> {
+    let SetExpr::Select(select) = stmt.query.body.as_ref() else {
+        return Ok(None);
+    };
+    let [from] = select.from.as_slice() else {
+        return Err(not_supported!(
+            "FROM must name one stream or table, or join them with JOIN"
+        ));
+    };
+    let [join] = from.joins.as_slice() else {
+        if from.joins.is_empty() {
+            return Ok(None);
+        }
+        return Err(not_supported!(
+            "Joins of more than two sources are not supported yet"
+        ));
+    };
+    let (left, left_alias) = relation(catalog, &from.relation)?;
+    let (right, right_alias) = relation(catalog, &join.relation)?;
+    if left.name == right.name {
+        return Err(plan_err!(
+            "Can not join '{}' to '{}': self joins are not yet supported.",
+            left.name,
+            right.name
+        ));
+    }
+    let kafka: Vec<&str> = [&left, &right]
+        .iter()
+        .filter(|s| s.value_format.kind == crate::catalog::FormatKind::Kafka)
+        .map(|s| s.name.as_str())
+        .collect();
+    if !kafka.is_empty() {
+        return Err(plan_err!(
+            "Source(s) {} are using the 'KAFKA' value format. This format does not yet support JOIN.",
+            kafka.join(", ")
+        ));
+    }
+    let (join_type, on) = match &join.join_operator {
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c),
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c),
+        JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinType::Right, c),
+        JoinOperator::FullOuter(c) => (JoinType::Outer, c),
+        other => return Err(not_supported!("{other:?} joins are not supported")),
+    };
+    let JoinConstraint::On(on) = on else {
+        return Err(plan_err!("A join needs an ON clause: JOIN ... ON a = b"));
+    };
+    let within = stmt
+        .within
+        .iter()
+        .find(|(i, _)| *i == 0)
+        .map(|(_, w)| *w);
+    let kind = match (left.kind, right.kind, within) {
+        (SourceKind::Stream, SourceKind::Stream, Some(within)) => JoinKind::StreamStream(within),
+        (SourceKind::Stream, SourceKind::Stream, None) => {
+            return Err(plan_err!(
+                "Stream-Stream joins must have a WITHIN clause specified. None was provided. To learn about how to specify a WITHIN clause with a stream-stream join, please visit: https://docs.confluent.io/current/ksql/docs/syntax-reference.html#create-stream-as-select"
+            ));
+        }
+        (_, _, Some(_)) => {
+            return Err(plan_err!(
+                "A window definition was provided for a Stream-Table join. These joins are not windowed. Please drop the window definition (ie. the WITHIN clause) and try to execute your join again."
+            ));
+        }
+        (SourceKind::Stream, SourceKind::Table, None) => JoinKind::StreamTable,
+        (SourceKind::Table, SourceKind::Table, None) => JoinKind::TableTable,
+        (SourceKind::Table, SourceKind::Stream, None) => {
+            return Err(plan_err!(
+                "Invalid join order: table-stream joins are not supported; only stream-table joins. Got {} {} JOIN {}.",
+                left.name,
+                join_type.text().to_uppercase(),
+                right.name
+            ));
+        }
+    };
+    if kind == JoinKind::StreamTable && matches!(join_type, JoinType::Right | JoinType::Outer) {
+        return Err(plan_err!(
+            "Invalid join type: {} join not supported for stream-table join. Got {} [{}] JOIN {}.",
+            join_type.text(),
+            left.name,
+            join_type.text().to_uppercase(),
+            right.name
+        ));
+    }
+    check_windows(&left, &right)?;
+    let names = Names::new([(&left, &left_alias), (&right, &right_alias)]);
+    // The ON clause: one expression over each side.
+    let Expr::BinaryOp {
+        left: a,
+        op: BinaryOperator::Eq,
+        right: b,
+    } = strip_nested(on)
+    else {
+        return Err(plan_err!(
+            "Unsupported join expression: {}. Joins must be on the equality of an expression over each side (a = b).",
+            crate::render::ksql_text(on)
+        ));
+    };
+    let whole = format!(
+        "({} = {})",
+        crate::render::ksql_text(a),
+        crate::render::ksql_text(b)
+    );
+    let sides_of = |e: &Expr| -> Result<(Expr, HashSet<usize>)> {
+        let mut e = e.clone();
+        let mut r = References::new(&names, None);
+        r.on = true;
+        crate::normalize::done(e.visit(&mut r))?;
+        Ok((e, r.sides))
+    };
+    let (mut a_expr, a_sides) = sides_of(a)?;
+    let (mut b_expr, b_sides) = sides_of(b)?;
+    let mut a_text = crate::render::ksql_text(a);
+    let mut b_text = crate::render::ksql_text(b);
+    for (sides, text) in [(&a_sides, &a_text), (&b_sides, &b_text)] {
+        if sides.len() != 1 {
+            return Err(plan_err!(
+                "Invalid comparison expression '{text}' in join '{whole}'. Each side of the join comparision must contain references from exactly one source."
+            ));
+        }
+    }
+    if a_sides == b_sides {
+        return Err(plan_err!(
+            "Invalid comparison expression in join '{whole}'. Each side of the join comparision must contain references from exactly one source, and the two sides must reference different sources."
+        ));
+    }
+    if a_sides.contains(&1) {
+        std::mem::swap(&mut a_expr, &mut b_expr);
+        std::mem::swap(&mut a_text, &mut b_text);
+    }
+    // The key is named after a join column, unless neither side is one or either side may be missing.
+    let column_of = |e: &Expr, text: &str| match e {
+        Expr::Identifier(i) => Some((i.value.clone(), text.to_string())),
+        _ => None,
+    };
+    let viable: Vec<(String, String)> = if join_type == JoinType::Outer {
+        Vec::new()
+    } else {
+        [column_of(&a_expr, &a_text), column_of(&b_expr, &b_text)]
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    let synthetic_key = viable.is_empty();
+    let key_column = if synthetic_key {
+        names.synthetic_key()
+    } else {
+        JOIN_KEY.to_string()
+    };
+    let sides = [
+        RewrittenSide {
+            source: left.clone(),
+            alias: left_alias.clone(),
+            on: a_expr,
+            on_text: a_text,
+        },
+        RewrittenSide {
+            source: right.clone(),
+            alias: right_alias.clone(),
+            on: b_expr,
+            on_text: b_text,
+        },
+    ];
+    let mut statement = stmt.clone();
+    let SetExpr::Select(select) = statement.query.body.as_mut() else {
+        unreachable!("checked above")
+    };
+    let keyed_by_join = stmt.partition_by.is_none()
+        && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+    rewrite_select(
+        select,
+        &names,
+        &sides,
+        keyed_by_join.then_some((&key_column, &viable)),
+    )?;
+    if let Some(exprs) = &mut statement.partition_by {
+        for e in exprs {
+            crate::normalize::done(e.visit(&mut References::new(&names, None)))?;
+        }
+    }
+    select.from = vec![TableWithJoins {
+        relation: TableFactor::Table {
+            name: ObjectName(vec![ObjectNamePart::Identifier(quoted(JOINED))]),
+            alias: None,
+            args: None,
+            with_hints: Vec::new(),
+            version: None,
+            with_ordinality: false,
+            partitions: Vec::new(),
+            json_path: None,
+            sample: None,
+            index_hints: Vec::new(),
+        },
+        joins: Vec::new(),
+    }];
+    // Messages quote the query as rewritten.
+    statement.written = statement.query.clone();
+    Ok(Some(Rewritten {
+        statement,
+        kind,
+        join_type,
+        sides,
+        key_column,
+        synthetic_key,
+        viable,
+    }))
+}
+
+/// The source a join's side names, and its qualifier.
+fn relation(catalog: &Catalog, factor: &TableFactor) -> Result<(Arc<Source>, String)> {
+    let TableFactor::Table { name, alias, .. } = factor else {
+        return Err(not_supported!("A join must name streams or tables"));
+    };
+    let name = match name.0.as_slice() {
+        [ObjectNamePart::Identifier(i)] => i.value.clone(),
+        _ => return Err(plan_err!("Invalid source name {name}")),
+    };
+    let source = catalog.require(&name)?.clone();
+    let alias = alias.as_ref().map_or(name, |a| a.name.value.clone());
+    Ok((source, alias))
+}
+
+/// ksqlDB's rules for sources with windowed keys: both or neither, of compatible kinds, joined on
+/// their keys.
+fn check_windows(left: &Source, right: &Source) -> Result<()> {
+    use crate::window::WindowType;
+    let shown = |s: &Source| match s.window {
+        Some(w) => format!("`{}` is {} windowed", s.name, w.window_type.as_str()),
+        None => format!("`{}` is not windowed", s.name),
+    };
+    match (left.window, right.window) {
+        (None, None) => Ok(()),
+        (Some(_), None) | (None, Some(_)) => Err(plan_err!(
+            "Can not join windowed source to non-windowed source.\n{}\n{}",
+            shown(left),
+            shown(right)
+        )),
+        (Some(l), Some(r)) => {
+            let session = |t: WindowType| t == WindowType::Session;
+            if session(l.window_type) != session(r.window_type) {
+                return Err(plan_err!(
+                    "Incompatible windowed sources.\nLeft source: {}\nRight source: {}\nSession windowed sources can only be joined to other session windowed sources, and may still not result in expected behaviour as session bounds must be an exact match for the join to work\nHopping and tumbling windowed sources can only be joined to other hopping and tumbling windowed sources",
+                    l.window_type.as_str(),
+                    r.window_type.as_str()
+                ));
+            }
+            Err(not_supported!(
+                "Joins of sources with windowed keys are not supported yet"
+            ))
+        }
+    }
+}
+
+impl Rewritten {
+    /// The joined input as a source: its key column (of the join expressions' type), then each
+    /// side's columns under their joined names.
+    pub fn joined_source(&self, key: SqlType) -> Result<Source> {
+        let mut columns = vec![Column {
+            name: self.key_column.clone(),
+            sql_type: key,
+            role: ColumnRole::Key,
+        }];
+        for side in &self.sides {
+            for (name, data_type) in side.joined_columns() {
+                columns.push(Column {
+                    name,
+                    sql_type: SqlType::from_arrow(&data_type)?,
+                    role: ColumnRole::Value,
+                });
+            }
+        }
+        let [left, right] = [&self.sides[0].source, &self.sides[1].source];
+        Ok(Source {
+            name: JOINED.to_string(),
+            kind: if self.kind == JoinKind::TableTable {
+                SourceKind::Table
+            } else {
+                SourceKind::Stream
+            },
+            topic: String::new(),
+            key_format: left.key_format.clone(),
+            value_format: left.value_format.clone(),
+            columns,
+            timestamp_column: None,
+            timestamp_format: None,
+            partitions: left.partitions.max(right.partitions),
+            replicas: left.replicas,
+            statement: String::new(),
+            is_read_only: true,
+            window: None,
+            schema_names: [None, None],
+        })
+    }
+}
+
+/// The names of both sides' columns.
+struct Names<'a> {
+    sides: [(&'a Source, &'a str); 2],
+}
+
+impl<'a> Names<'a> {
+    fn new(sides: [(&'a Arc<Source>, &'a String); 2]) -> Self {
+        Names {
+            sides: sides.map(|(s, a)| (s.as_ref(), a.as_str())),
+        }
+    }
+
+    /// The side a qualifier names.
+    fn side(&self, qualifier: &str) -> Option<usize> {
+        self.sides.iter().position(|(_, a)| *a == qualifier)
+    }
+
+    fn has(&self, side: usize, column: &str) -> bool {
+        let (source, _) = self.sides[side];
+        source.column(column).is_some() || PSEUDO_COLUMN_NAMES.contains(&column)
+    }
+
+    fn joined(&self, side: usize, column: &str) -> String {
+        format!("{}_{column}", self.sides[side].1)
+    }
+
+    /// `ROWKEY`, or `ROWKEY_<n>` for the first n whose name no column of either side has.
+    fn synthetic_key(&self) -> String {
+        let taken = |name: &str| self.sides.iter().any(|(s, _)| s.column(name).is_some());
+        let mut name = "ROWKEY".to_string();
+        let mut n = 0;
+        while taken(&name) {
+            n += 1;
+            name = format!("ROWKEY_{n}");
+        }
+        name
+    }
+}
+
+/// Rewrites column references to the joined input's names and records the sides they read.
+struct References<'a> {
+    names: &'a Names<'a>,
+    sides: HashSet<usize>,
+    /// Lambda parameters in scope (not columns).
+    lambda: Vec<String>,
+    /// In the ON clause, where an unknown column is ksqlDB's "JOIN ON column ... cannot be resolved".
+    on: bool,
+    /// The column an unqualified reference was resolved from, for naming projection items.
+    unqualified: Option<String>,
+    /// The key column, which unqualified references may name as such.
+    key: Option<&'a str>,
+}
+
+impl<'a> References<'a> {
+    fn new(names: &'a Names<'a>, key: Option<&'a str>) -> Self {
+        References {
+            names,
+            sides: HashSet::new(),
+            lambda: Vec::new(),
+            on: false,
+            unqualified: None,
+            key,
+        }
+    }
+}
+
+impl VisitorMut for References<'_> {
+    type Break = Error;
+
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        match e {
+            Expr::Lambda(l) => {
+                let params: Vec<String> = match &l.params {
+                    sqlparser::ast::OneOrManyWithParens::One(p) => vec![p.name.value.clone()],
+                    sqlparser::ast::OneOrManyWithParens::Many(ps) => {
+                        ps.iter().map(|p| p.name.value.clone()).collect()
+                    }
+                };
+                self.lambda.extend(params);
+            }
+            Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                let (qualifier, column) = (&parts[0].value, &parts[1].value);
+                let Some(side) = self.names.side(qualifier) else {
+                    return ControlFlow::Break(plan_err!(
+                        "Failed to prepare statement: '{qualifier}' is not a valid stream/table name or alias."
+                    ));
+                };
+                if self.on && !self.names.has(side, column) {
+                    return ControlFlow::Break(plan_err!(
+                        "JOIN ON column '{qualifier}.{column}' cannot be resolved."
+                    ));
+                }
+                self.sides.insert(side);
+                *e = Expr::Identifier(quoted(&self.names.joined(side, column)));
+            }
+            Expr::Identifier(i) if !self.lambda.contains(&i.value) => {
+                let column = i.value.clone();
+                if self.key == Some(column.as_str())
+                    || (!self.on && PSEUDO_COLUMN_NAMES.contains(&column.as_str()))
+                {
+                    return ControlFlow::Continue(());
+                }
+                let found: Vec<usize> = (0..2).filter(|s| self.names.has(*s, &column)).collect();
+                match found.as_slice() {
+                    [side] => {
+                        self.sides.insert(*side);
+                        self.unqualified = Some(column.clone());
+                        *e = Expr::Identifier(quoted(&self.names.joined(*side, &column)));
+                    }
+                    [] if self.on => {
+                        return ControlFlow::Break(plan_err!(
+                            "JOIN ON column '{column}' cannot be resolved."
+                        ));
+                    }
+                    [] => {}
+                    _ => {
+                        return ControlFlow::Break(plan_err!(
+                            "Column '{column}' is ambiguous. Could be {} or {}.",
+                            self.names.joined(0, &column).replacen('_', ".", 1),
+                            self.names.joined(1, &column).replacen('_', ".", 1)
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        if let Expr::Lambda(l) = e {
+            let n = match &l.params {
+                sqlparser::ast::OneOrManyWithParens::One(_) => 1,
+                sqlparser::ast::OneOrManyWithParens::Many(ps) => ps.len(),
+            };
+            self.lambda.truncate(self.lambda.len().saturating_sub(n));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Rewrites the SELECT's projection, WHERE, GROUP BY and HAVING to the joined input; `key` (the key
+/// column and the columns that may select it) when the output is keyed by the join.
+fn rewrite_select(
+    select: &mut Select,
+    names: &Names,
+    sides: &[RewrittenSide; 2],
+    key: Option<(&String, &Vec<(String, String)>)>,
+) -> Result<()> {
+    let key_column = key.map(|(k, _)| k.as_str());
+    let mut items = Vec::new();
+    let star = |side: &RewrittenSide| -> Vec<SelectItem> {
+        side.source
+            .key_columns()
+            .chain(side.source.value_columns())
+            .map(|c| {
+                SelectItem::UnnamedExpr(Expr::Identifier(quoted(&format!(
+                    "{}_{}",
+                    side.alias, c.name
+                ))))
+            })
+            .collect()
+    };
+    for item in std::mem::take(&mut select.projection) {
+        match item {
+            SelectItem::Wildcard(_) => {
+                for side in sides {
+                    items.extend(star(side));
+                }
+            }
+            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) => {
+                let qualifier = name.to_string().replace('"', "");
+                let Some(side) = names.side(&qualifier) else {
+                    return Err(plan_err!(
+                        "Failed to prepare statement: '{qualifier}' is not a valid stream/table name or alias."
+                    ));
+                };
+                items.extend(star(&sides[side]));
+            }
+            SelectItem::UnnamedExpr(mut e) => {
+                let mut r = References::new(names, key_column);
+                crate::normalize::done(e.visit(&mut r))?;
+                match (r.unqualified, &e) {
+                    (Some(name), Expr::Identifier(_)) => {
+                        items.push(SelectItem::ExprWithAlias {
+                            expr: e,
+                            alias: quoted(&name),
+                        })
+                    }
+                    _ => items.push(SelectItem::UnnamedExpr(e)),
+                }
+            }
+            SelectItem::ExprWithAlias { mut expr, alias } => {
+                crate::normalize::done(expr.visit(&mut References::new(names, key_column)))?;
+                items.push(SelectItem::ExprWithAlias { expr, alias });
+            }
+            other => items.push(other),
+        }
+    }
+    // The first item that names a column the key may be called by reads the key.
+    if let Some((column, viable)) = key
+        && !viable.is_empty()
+    {
+        let is_viable =
+            |e: &Expr| matches!(e, Expr::Identifier(i) if viable.iter().any(|(n, _)| *n == i.value));
+        let viable_alias = |i: &SelectItem| match i {
+            SelectItem::UnnamedExpr(e @ Expr::Identifier(name)) if is_viable(e) => {
+                Some(name.clone())
+            }
+            SelectItem::ExprWithAlias { expr, alias } if is_viable(expr) => Some(alias.clone()),
+            _ => None,
+        };
+        if let Some((at, alias)) = items
+            .iter()
+            .enumerate()
+            .find_map(|(at, i)| viable_alias(i).map(|a| (at, a)))
+        {
+            items[at] = SelectItem::ExprWithAlias {
+                expr: Expr::Identifier(quoted(column)),
+                alias,
+            };
+        }
+    }
+    select.projection = items;
+    let mut refs = References::new(names, key_column);
+    if let Some(w) = &mut select.selection {
+        crate::normalize::done(w.visit(&mut refs))?;
+    }
+    if let GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
+        for e in exprs {
+            crate::normalize::done(e.visit(&mut refs))?;
+        }
+    }
+    if let Some(h) = &mut select.having {
+        crate::normalize::done(h.visit(&mut refs))?;
+    }
+    Ok(())
+}
+
+/// The comparison inside parentheses and the `coalesce(cmp, false)` normalization wraps it in.
+fn strip_nested(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => strip_nested(inner),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("coalesce") => {
+            match &f.args {
+                FunctionArguments::List(list) => match list.args.as_slice() {
+                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(cmp)), _] => strip_nested(cmp),
+                    _ => e,
+                },
+                _ => e,
+            }
+        }
+        other => other,
+    }
+}
+
+fn quoted(name: &str) -> Ident {
+    Ident::with_quote('"', name)
+}
