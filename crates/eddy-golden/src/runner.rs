@@ -437,6 +437,7 @@ fn normalize_schema(s: &str) -> String {
         .join(" ")
         .to_uppercase()
         .replace("PRIMARY KEY", "KEY")
+        .replace(" ,", ",")
         .replace(", ", ",")
         .replace(",", ", ")
 }

@@ -421,7 +421,12 @@ impl Pipeline {
                     &not(&m).map_err(|e| exec_err!("{e}"))?,
                 )
                 .map_err(|e| exec_err!("{e}"))?;
-                None
+                match &self.input {
+                    // A joined table forgets a key only if its row had passed (Kafka Streams sends
+                    // the old value along and drops a change from nothing to nothing).
+                    Input::Join(join) => Some(join.settle(&batch, &null_values)?),
+                    Input::Source(_) => None,
+                }
             }
             other => other,
         };

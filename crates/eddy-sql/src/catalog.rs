@@ -195,7 +195,17 @@ impl Source {
         Arc::new(Schema::new(fields))
     }
 
-    /// The key and value formats a `CREATE` statement's properties give (checked before its columns).
+    /// Refuses a key column whose type contains a map (ksqlDB's rule: maps serialize inconsistently).
+pub fn check_key_type(name: &str, sql_type: &SqlType) -> Result<()> {
+    if contains_map(sql_type) {
+        return Err(plan_err!(
+            "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{name}`. Column type: {sql_type}. See https://github.com/confluentinc/ksql/issues/6621 for more."
+        ));
+    }
+    Ok(())
+}
+
+/// The key and value formats a `CREATE` statement's properties give (checked before its columns).
     pub fn formats(create: &CreateSource, defaults: &SourceDefaults) -> Result<(Format, Format)> {
         let props = &create.properties;
         check_known_properties(props)?;
@@ -319,12 +329,8 @@ impl Source {
         if keys.is_empty() && !props.contains_key("KEY_FORMAT") && !props.contains_key("FORMAT") {
             key_format.kind = FormatKind::None;
         }
-        if let Some(k) = keys.iter().find(|k| contains_map(&k.sql_type)) {
-            return Err(plan_err!(
-                "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{}`. Column type: {}. See https://github.com/confluentinc/ksql/issues/6621 for more.",
-                k.name,
-                k.sql_type
-            ));
+        for k in &keys {
+            check_key_type(&k.name, &k.sql_type)?;
         }
         if create.query.is_some()
             && keys.is_empty()
@@ -674,4 +680,14 @@ pub fn window_bound_fields() -> [Field; 2] {
         Field::new(WINDOWSTART, DataType::Int64, false),
         Field::new(WINDOWEND, DataType::Int64, false),
     ]
+}
+
+/// Refuses a key column whose type contains a map (ksqlDB's rule: maps serialize inconsistently).
+pub fn check_key_type(name: &str, sql_type: &SqlType) -> Result<()> {
+    if contains_map(sql_type) {
+        return Err(plan_err!(
+            "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{name}`. Column type: {sql_type}. See https://github.com/confluentinc/ksql/issues/6621 for more."
+        ));
+    }
+    Ok(())
 }

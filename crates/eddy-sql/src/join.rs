@@ -229,6 +229,77 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
         .iter()
         .find(|(i, _)| *i == 0)
         .map(|(_, w)| *w);
+    check_windows(&left, &right)?;
+    let names = Names::new([(&left, &left_alias), (&right, &right_alias)]);
+    // The ON clause: one expression over each side.
+    let Expr::BinaryOp {
+        left: a,
+        op: BinaryOperator::Eq,
+        right: b,
+    } = strip_nested(on)
+    else {
+        return Err(plan_err!(
+            "Unsupported join expression: {}. Joins must be on the equality of an expression over each side (a = b).",
+            crate::render::ksql_text(on)
+        ));
+    };
+    // Messages show the ON clause as written (literals untyped), with names upper-cased.
+    let [a_text, b_text] = written_on(&stmt.written)
+        .and_then(|on| match strip_nested(&on) {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => Some([
+                crate::render::ksql_text(left),
+                crate::render::ksql_text(right),
+            ]),
+            _ => None,
+        })
+        .unwrap_or_else(|| [a, b].map(|e| crate::render::ksql_text(e)));
+    let whole = format!("({a_text} = {b_text})");
+    // An unknown qualifier is reported before anything else about the ON clause.
+    let mut qualifiers = Ok(());
+    let _ = sqlparser::ast::visit_expressions(on, |e| {
+        if let Expr::CompoundIdentifier(parts) = e
+            && let [q, _] = parts.as_slice()
+            && names.side(&q.value).is_none()
+        {
+            qualifiers = Err(plan_err!(
+                "Failed to prepare statement: '{}' is not a valid stream/table name or alias.",
+                q.value
+            ));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    qualifiers?;
+    let sides_of = |e: &Expr| -> Result<(Expr, HashSet<usize>)> {
+        let mut e = e.clone();
+        let mut r = References::new(&names, None);
+        r.on = true;
+        crate::normalize::done(e.visit(&mut r))?;
+        Ok((e, r.sides))
+    };
+    let (mut a_expr, a_sides) = sides_of(a)?;
+    let (mut b_expr, b_sides) = sides_of(b)?;
+    let (mut a_text, mut b_text) = (a_text, b_text);
+    for (sides, text) in [(&a_sides, &a_text), (&b_sides, &b_text)] {
+        if sides.len() != 1 {
+            return Err(plan_err!(
+                "Invalid comparison expression '{text}' in join '{whole}'. Each side of the join comparision must contain references from exactly one source."
+            ));
+        }
+    }
+    if a_sides == b_sides {
+        return Err(plan_err!(
+            "Invalid comparison expression in join '{whole}'. Each side of the join comparision must contain references from exactly one source, and the two sides must reference different sources."
+        ));
+    }
+    if a_sides.contains(&1) {
+        std::mem::swap(&mut a_expr, &mut b_expr);
+        std::mem::swap(&mut a_text, &mut b_text);
+    }
     let kind = match (left.kind, right.kind, within) {
         (SourceKind::Stream, SourceKind::Stream, Some(within)) => JoinKind::StreamStream(within),
         (SourceKind::Stream, SourceKind::Stream, None) => {
@@ -260,52 +331,6 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
             join_type.text().to_uppercase(),
             right.name
         ));
-    }
-    check_windows(&left, &right)?;
-    let names = Names::new([(&left, &left_alias), (&right, &right_alias)]);
-    // The ON clause: one expression over each side.
-    let Expr::BinaryOp {
-        left: a,
-        op: BinaryOperator::Eq,
-        right: b,
-    } = strip_nested(on)
-    else {
-        return Err(plan_err!(
-            "Unsupported join expression: {}. Joins must be on the equality of an expression over each side (a = b).",
-            crate::render::ksql_text(on)
-        ));
-    };
-    let whole = format!(
-        "({} = {})",
-        crate::render::ksql_text(a),
-        crate::render::ksql_text(b)
-    );
-    let sides_of = |e: &Expr| -> Result<(Expr, HashSet<usize>)> {
-        let mut e = e.clone();
-        let mut r = References::new(&names, None);
-        r.on = true;
-        crate::normalize::done(e.visit(&mut r))?;
-        Ok((e, r.sides))
-    };
-    let (mut a_expr, a_sides) = sides_of(a)?;
-    let (mut b_expr, b_sides) = sides_of(b)?;
-    let mut a_text = crate::render::ksql_text(a);
-    let mut b_text = crate::render::ksql_text(b);
-    for (sides, text) in [(&a_sides, &a_text), (&b_sides, &b_text)] {
-        if sides.len() != 1 {
-            return Err(plan_err!(
-                "Invalid comparison expression '{text}' in join '{whole}'. Each side of the join comparision must contain references from exactly one source."
-            ));
-        }
-    }
-    if a_sides == b_sides {
-        return Err(plan_err!(
-            "Invalid comparison expression in join '{whole}'. Each side of the join comparision must contain references from exactly one source, and the two sides must reference different sources."
-        ));
-    }
-    if a_sides.contains(&1) {
-        std::mem::swap(&mut a_expr, &mut b_expr);
-        std::mem::swap(&mut a_text, &mut b_text);
     }
     // The key is named after a join column, unless neither side is one or either side may be missing.
     let column_of = |e: &Expr, text: &str| match e {
@@ -385,6 +410,39 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
     }))
 }
 
+/// The first join's ON clause as written, unquoted names upper-cased.
+fn written_on(query: &sqlparser::ast::Query) -> Option<Expr> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let join = select.from.first()?.joins.first()?;
+    let (JoinOperator::Join(JoinConstraint::On(on))
+    | JoinOperator::Inner(JoinConstraint::On(on))
+    | JoinOperator::Left(JoinConstraint::On(on))
+    | JoinOperator::LeftOuter(JoinConstraint::On(on))
+    | JoinOperator::Right(JoinConstraint::On(on))
+    | JoinOperator::RightOuter(JoinConstraint::On(on))
+    | JoinOperator::FullOuter(JoinConstraint::On(on))) = &join.join_operator
+    else {
+        return None;
+    };
+    let mut on = on.clone();
+    let _ = sqlparser::ast::visit_expressions_mut(&mut on, |e| {
+        let upper = |i: &mut Ident| {
+            if i.quote_style.is_none() {
+                i.value = i.value.to_uppercase();
+            }
+        };
+        match e {
+            Expr::Identifier(i) => upper(i),
+            Expr::CompoundIdentifier(parts) => parts.iter_mut().for_each(upper),
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Some(on)
+}
+
 /// The source a join's side names, and its qualifier.
 fn relation(catalog: &Catalog, factor: &TableFactor) -> Result<(Arc<Source>, String)> {
     let TableFactor::Table { name, alias, .. } = factor else {
@@ -421,6 +479,11 @@ fn check_windows(left: &Source, right: &Source) -> Result<()> {
                     "Incompatible windowed sources.\nLeft source: {}\nRight source: {}\nSession windowed sources can only be joined to other session windowed sources, and may still not result in expected behaviour as session bounds must be an exact match for the join to work\nHopping and tumbling windowed sources can only be joined to other hopping and tumbling windowed sources",
                     l.window_type.as_str(),
                     r.window_type.as_str()
+                ));
+            }
+            if l != r {
+                return Err(plan_err!(
+                    "Implicit repartitioning of windowed sources is not supported. See https://github.com/confluentinc/ksql/issues/4385."
                 ));
             }
             Err(not_supported!(
@@ -519,8 +582,6 @@ struct References<'a> {
     lambda: Vec<String>,
     /// In the ON clause, where an unknown column is ksqlDB's "JOIN ON column ... cannot be resolved".
     on: bool,
-    /// The column an unqualified reference was resolved from, for naming projection items.
-    unqualified: Option<String>,
     /// The key column, which unqualified references may name as such.
     key: Option<&'a str>,
 }
@@ -532,7 +593,6 @@ impl<'a> References<'a> {
             sides: HashSet::new(),
             lambda: Vec::new(),
             on: false,
-            unqualified: None,
             key,
         }
     }
@@ -578,7 +638,6 @@ impl VisitorMut for References<'_> {
                 match found.as_slice() {
                     [side] => {
                         self.sides.insert(*side);
-                        self.unqualified = Some(column.clone());
                         *e = Expr::Identifier(quoted(&self.names.joined(*side, &column)));
                     }
                     [] if self.on => {
@@ -652,10 +711,23 @@ fn rewrite_select(
                 items.extend(star(&sides[side]));
             }
             SelectItem::UnnamedExpr(mut e) => {
-                let mut r = References::new(names, key_column);
-                crate::normalize::done(e.visit(&mut r))?;
-                match (r.unqualified, &e) {
-                    (Some(name), Expr::Identifier(_)) => {
+                // A column keeps its name unless both sides have it: then it is `<ALIAS>_<NAME>`.
+                let name = match &e {
+                    Expr::Identifier(i) => Some(i.value.clone()),
+                    Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                        [q, c] => match names.side(&q.value) {
+                            Some(side) if names.has(1 - side, &c.value) => {
+                                Some(names.joined(side, &c.value))
+                            }
+                            _ => Some(c.value.clone()),
+                        },
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                crate::normalize::done(e.visit(&mut References::new(names, key_column)))?;
+                match (name, &e) {
+                    (Some(name), Expr::Identifier(i)) if i.value != name => {
                         items.push(SelectItem::ExprWithAlias {
                             expr: e,
                             alias: quoted(&name),
@@ -675,20 +747,23 @@ fn rewrite_select(
     if let Some((column, viable)) = key
         && !viable.is_empty()
     {
-        let is_viable =
-            |e: &Expr| matches!(e, Expr::Identifier(i) if viable.iter().any(|(n, _)| *n == i.value));
-        let viable_alias = |i: &SelectItem| match i {
-            SelectItem::UnnamedExpr(e @ Expr::Identifier(name)) if is_viable(e) => {
+        // The left side's join column if the projection has it, else the right side's.
+        let names_column = |i: &SelectItem, column: &str| match i {
+            SelectItem::UnnamedExpr(Expr::Identifier(name)) if name.value == column => {
                 Some(name.clone())
             }
-            SelectItem::ExprWithAlias { expr, alias } if is_viable(expr) => Some(alias.clone()),
+            SelectItem::ExprWithAlias {
+                expr: Expr::Identifier(name),
+                alias,
+            } if name.value == column => Some(alias.clone()),
             _ => None,
         };
-        if let Some((at, alias)) = items
-            .iter()
-            .enumerate()
-            .find_map(|(at, i)| viable_alias(i).map(|a| (at, a)))
-        {
+        if let Some((at, alias)) = viable.iter().find_map(|(column, _)| {
+            items
+                .iter()
+                .enumerate()
+                .find_map(|(at, i)| names_column(i, column).map(|a| (at, a)))
+        }) {
             items[at] = SelectItem::ExprWithAlias {
                 expr: Expr::Identifier(quoted(column)),
                 alias,

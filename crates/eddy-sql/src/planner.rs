@@ -336,6 +336,11 @@ impl Planner {
                 SqlType::from_arrow(&right_type)?
             ));
         }
+        let key_name = match r.viable.first() {
+            Some((column, _)) if !r.synthetic_key => column,
+            _ => &r.key_column,
+        };
+        crate::catalog::check_key_type(key_name, &key_type)?;
         let source = r.joined_source(key_type)?;
         let side = |i: usize, key| crate::join::JoinSide {
             source: r.sides[i].source.clone(),

@@ -3,6 +3,7 @@
 //! ([`JoinPlan::schema`]): ROWTIME, ROWPARTITION, ROWOFFSET, the key, the left side's columns, the
 //! right side's.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch};
@@ -80,6 +81,8 @@ pub struct JoinInput {
     sides: [SideInput; 2],
     keys: Arc<RowConverter>,
     operator: Mutex<Box<dyn JoinOperator>>,
+    /// The keys a filtered table-table join's output holds a row for.
+    present: Mutex<HashSet<OwnedRow>>,
 }
 
 /// What a side's batch gave: the joined rows, and what was left out on the way.
@@ -109,6 +112,7 @@ impl JoinInput {
             .map_err(|e| exec_err!("{e}"))?;
         Ok(JoinInput {
             operator: Mutex::new(operator(&plan)),
+            present: Mutex::default(),
             plan,
             sides,
             keys: Arc::new(keys),
@@ -122,7 +126,29 @@ impl JoinInput {
             sides: self.sides.clone(),
             keys: self.keys.clone(),
             operator: Mutex::new(operator(&self.plan)),
+            present: Mutex::default(),
         }
+    }
+
+    /// Which rows of a filtered table-table join's output to keep (`deletes`: the rows that delete
+    /// their key): a deletion of a key whose last row was not emitted is dropped.
+    pub fn settle(&self, batch: &RecordBatch, deletes: &BooleanArray) -> Result<BooleanArray> {
+        let keys = self
+            .keys
+            .convert_columns(std::slice::from_ref(batch.column(3)))
+            .map_err(|e| exec_err!("{e}"))?;
+        let mut present = self.present.lock().unwrap_or_else(|p| p.into_inner());
+        Ok((0..batch.num_rows())
+            .map(|i| {
+                let key = keys.row(i).owned();
+                Some(if deletes.value(i) {
+                    present.remove(&key)
+                } else {
+                    present.insert(key);
+                    true
+                })
+            })
+            .collect())
     }
 
     /// The source each side reads.
