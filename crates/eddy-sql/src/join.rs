@@ -73,6 +73,9 @@ pub enum JoinKind {
     StreamTable,
     /// Two tables on their primary keys: every change of either side updates the result.
     TableTable,
+    /// A table's rows with the rows of another table whose primary key an expression over them
+    /// gives (a foreign key); the result is keyed by the left table's primary key.
+    ForeignKey,
 }
 
 /// One side of a join.
@@ -102,13 +105,31 @@ pub struct JoinPlan {
 }
 
 impl JoinPlan {
-    /// ksqlDB's error for a persistent query whose projection leaves out the join key.
-    pub fn missing_key(&self, sink: &str) -> Error {
+    /// ksqlDB's error for a persistent query whose projection leaves out the join key (`missing`:
+    /// the key columns left out).
+    pub fn missing_key(&self, sink: &str, missing: &[&str]) -> Error {
+        if self.kind == JoinKind::ForeignKey {
+            let prefix = format!("{}_", self.left.alias);
+            let names: Vec<String> = missing
+                .iter()
+                .map(|m| format!("`{}`", m.strip_prefix(&prefix).unwrap_or(m)))
+                .collect();
+            let (noun, plural) = if names.len() == 1 {
+                ("column", "")
+            } else {
+                ("columns", "s")
+            };
+            return plan_err!(
+                "Primary key {noun} missing in projection. For foreign-key table-table joins, the projection must include all primary key columns from the left input table (`{}`). Missing column{plural}: {}.",
+                self.left.source.name,
+                names.join(", ")
+            );
+        }
         let prefix = format!(
             "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\nThe query used to build `{sink}` must include the"
         );
         if self.key.synthetic {
-            let k = &self.key.column;
+            let k = &self.key.columns[0];
             return plan_err!(
                 "{prefix} join expression {k} in its projection (eg, SELECT {k}...).\n{k} was added as a synthetic key column because the join criteria did not match any source column. This expression must be included in the projection and may be aliased."
             );
@@ -124,16 +145,18 @@ impl JoinPlan {
     }
 }
 
-/// The key of the joined rows: the value both join expressions share.
+/// The key of the joined rows: the value both join expressions share, or for a foreign-key join
+/// the left table's primary key.
 #[derive(Debug, Clone)]
 pub struct JoinKey {
-    /// Its column in the joined input.
-    pub column: String,
+    /// Its columns in the joined input.
+    pub columns: Vec<String>,
     /// Whether the join criteria named no column the key could be called by (or the join is FULL
     /// OUTER, where either side may be missing): the key is then the synthetic `ROWKEY` column.
     pub synthetic: bool,
     /// The columns (as ksqlDB prints them, `L.A`) a projection may select the key by.
     pub viable: Vec<String>,
+    /// The join expressions' type.
     pub data_type: DataType,
 }
 
@@ -144,7 +167,8 @@ pub struct Rewritten {
     pub kind: JoinKind,
     pub join_type: JoinType,
     pub sides: [RewrittenSide; 2],
-    pub key_column: String,
+    /// The key columns of the joined input (see [`JoinKey::columns`]).
+    pub key_columns: Vec<String>,
     pub synthetic_key: bool,
     /// The joined names of the columns the key may be selected by, with how ksqlDB prints them.
     pub viable: Vec<(String, String)>,
@@ -244,7 +268,7 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
         ));
     };
     // Messages show the ON clause as written (literals untyped), with names upper-cased.
-    let [a_text, b_text] = written_on(&stmt.written)
+    let [a_text, b_text] = written_on(&stmt.written, &names)
         .and_then(|on| match strip_nested(&on) {
             Expr::BinaryOp {
                 left,
@@ -332,12 +356,43 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
             right.name
         ));
     }
+    let joined_keys = |side: usize, source: &Source| -> Vec<String> {
+        source
+            .key_columns()
+            .map(|c| names.joined(side, &c.name))
+            .collect()
+    };
+    let is_column =
+        |e: &Expr, columns: &[String]| matches!((e, columns), (Expr::Identifier(i), [c]) if i.value == *c);
+    let kind = match kind {
+        JoinKind::TableTable if !is_column(&b_expr, &joined_keys(1, &right)) => {
+            return Err(plan_err!(
+                "Invalid join condition: table-table joins require to join on the primary key of the right input table. Got {a_text} = {b_text}."
+            ));
+        }
+        JoinKind::TableTable if !is_column(&a_expr, &joined_keys(0, &left)) => {
+            match join_type {
+                JoinType::Right => {
+                    return Err(not_supported!(
+                        "RIGHT OUTER JOIN on a foreign key is not supported"
+                    ));
+                }
+                JoinType::Outer => {
+                    return Err(not_supported!(
+                        "FULL OUTER JOIN on a foreign key is not supported"
+                    ));
+                }
+                _ => JoinKind::ForeignKey,
+            }
+        }
+        other => other,
+    };
     // The key is named after a join column, unless neither side is one or either side may be missing.
     let column_of = |e: &Expr, text: &str| match e {
         Expr::Identifier(i) => Some((i.value.clone(), text.to_string())),
         _ => None,
     };
-    let viable: Vec<(String, String)> = if join_type == JoinType::Outer {
+    let viable: Vec<(String, String)> = if join_type == JoinType::Outer || kind == JoinKind::ForeignKey {
         Vec::new()
     } else {
         [column_of(&a_expr, &a_text), column_of(&b_expr, &b_text)]
@@ -345,11 +400,13 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
             .flatten()
             .collect()
     };
-    let synthetic_key = viable.is_empty();
-    let key_column = if synthetic_key {
-        names.synthetic_key()
+    let synthetic_key = viable.is_empty() && kind != JoinKind::ForeignKey;
+    let key_columns = if kind == JoinKind::ForeignKey {
+        joined_keys(0, &left)
+    } else if synthetic_key {
+        vec![names.synthetic_key()]
     } else {
-        JOIN_KEY.to_string()
+        vec![JOIN_KEY.to_string()]
     };
     let sides = [
         RewrittenSide {
@@ -369,13 +426,14 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
     let SetExpr::Select(select) = statement.query.body.as_mut() else {
         unreachable!("checked above")
     };
-    let keyed_by_join = stmt.partition_by.is_none()
+    let keyed_by_join = kind != JoinKind::ForeignKey
+        && stmt.partition_by.is_none()
         && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
     rewrite_select(
         select,
         &names,
         &sides,
-        keyed_by_join.then_some((&key_column, &viable)),
+        keyed_by_join.then_some((&key_columns[0], &viable)),
     )?;
     if let Some(exprs) = &mut statement.partition_by {
         for e in exprs {
@@ -404,14 +462,15 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
         kind,
         join_type,
         sides,
-        key_column,
+        key_columns,
         synthetic_key,
         viable,
     }))
 }
 
-/// The first join's ON clause as written, unquoted names upper-cased.
-fn written_on(query: &sqlparser::ast::Query) -> Option<Expr> {
+/// The first join's ON clause as written, unquoted names upper-cased and columns qualified by
+/// their side (as ksqlDB's messages show it).
+fn written_on(query: &sqlparser::ast::Query, names: &Names) -> Option<Expr> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
@@ -434,7 +493,16 @@ fn written_on(query: &sqlparser::ast::Query) -> Option<Expr> {
             }
         };
         match e {
-            Expr::Identifier(i) => upper(i),
+            Expr::Identifier(i) => {
+                upper(i);
+                let sides: Vec<usize> = (0..2).filter(|s| names.has(*s, &i.value)).collect();
+                if let [side] = sides.as_slice() {
+                    *e = Expr::CompoundIdentifier(vec![
+                        Ident::new(names.sides[*side].1),
+                        Ident::new(i.value.clone()),
+                    ]);
+                }
+            }
             Expr::CompoundIdentifier(parts) => parts.iter_mut().for_each(upper),
             _ => {}
         }
@@ -494,16 +562,35 @@ fn check_windows(left: &Source, right: &Source) -> Result<()> {
 }
 
 impl Rewritten {
-    /// The joined input as a source: its key column (of the join expressions' type), then each
-    /// side's columns under their joined names.
+    /// The joined input as a source: its key columns (the join expressions' type, `key`, or the left
+    /// table's primary key for a foreign-key join), then each side's columns under their joined
+    /// names (a foreign-key join's left key columns, which are the key, under hidden names).
     pub fn joined_source(&self, key: SqlType) -> Result<Source> {
-        let mut columns = vec![Column {
-            name: self.key_column.clone(),
-            sql_type: key,
-            role: ColumnRole::Key,
-        }];
+        let left_keys: Vec<&Column> = self.sides[0].source.key_columns().collect();
+        let mut columns: Vec<Column> = match self.kind {
+            JoinKind::ForeignKey => self
+                .key_columns
+                .iter()
+                .zip(&left_keys)
+                .map(|(name, c)| Column {
+                    name: name.clone(),
+                    sql_type: c.sql_type.clone(),
+                    role: ColumnRole::Key,
+                })
+                .collect(),
+            _ => vec![Column {
+                name: self.key_columns[0].clone(),
+                sql_type: key,
+                role: ColumnRole::Key,
+            }],
+        };
         for side in &self.sides {
             for (name, data_type) in side.joined_columns() {
+                let name = if self.kind == JoinKind::ForeignKey && self.key_columns.contains(&name) {
+                    format!("__EDDY_{name}")
+                } else {
+                    name
+                };
                 columns.push(Column {
                     name,
                     sql_type: SqlType::from_arrow(&data_type)?,
@@ -514,7 +601,7 @@ impl Rewritten {
         let [left, right] = [&self.sides[0].source, &self.sides[1].source];
         Ok(Source {
             name: JOINED.to_string(),
-            kind: if self.kind == JoinKind::TableTable {
+            kind: if matches!(self.kind, JoinKind::TableTable | JoinKind::ForeignKey) {
                 SourceKind::Table
             } else {
                 SourceKind::Stream

@@ -338,7 +338,7 @@ impl Planner {
         }
         let key_name = match r.viable.first() {
             Some((column, _)) if !r.synthetic_key => column,
-            _ => &r.key_column,
+            _ => &r.key_columns[0],
         };
         crate::catalog::check_key_type(key_name, &key_type)?;
         let source = r.joined_source(key_type)?;
@@ -355,7 +355,7 @@ impl Planner {
             right: side(1, right_key),
             schema: source.input_schema(),
             key: crate::join::JoinKey {
-                column: r.key_column.clone(),
+                columns: r.key_columns.clone(),
                 synthetic: r.synthetic_key,
                 viable: r.viable.iter().map(|(_, text)| text.clone()).collect(),
                 data_type: left_type,
@@ -1017,7 +1017,13 @@ impl QueryPlan {
             && !self.grouped
             && self.keys.iter().any(|k| k.columns.is_empty())
         {
-            return Err(join.missing_key(sink));
+            let missing: Vec<&str> = self
+                .keys
+                .iter()
+                .filter(|k| k.columns.is_empty())
+                .filter_map(|k| k.name.as_deref())
+                .collect();
+            return Err(join.missing_key(sink, &missing));
         }
         if self.keys.iter().any(|k| k.columns.is_empty()) {
             let (noun, shown) = if self.partitioned || self.grouped {

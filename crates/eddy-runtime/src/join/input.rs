@@ -15,6 +15,7 @@ use eddy_common::{Result, exec_err};
 use eddy_sql::catalog::Source;
 use eddy_sql::join::{JoinKind, JoinPlan};
 
+use super::foreign_key::ForeignKeyJoin;
 use super::stream_stream::StreamStreamJoin;
 use super::stream_table::StreamTableJoin;
 use super::table_table::TableTableJoin;
@@ -23,6 +24,9 @@ use crate::format::{DecodeError, DecodedBatch, SourceDecoder};
 use crate::pipeline::evaluate;
 use crate::record::RecordRef;
 use crate::registry::SchemaRegistry;
+
+/// Where the key columns start in a decoded batch and in the joined input (after the pseudo-columns).
+const KEYS: usize = eddy_sql::catalog::PSEUDO_COLUMNS;
 
 /// Decoding, keying and laying out of one side.
 #[derive(Debug, Clone)]
@@ -79,6 +83,9 @@ impl SideInput {
 pub struct JoinInput {
     plan: Arc<JoinPlan>,
     sides: [SideInput; 2],
+    /// The join expressions' values as row bytes.
+    join_keys: Arc<RowConverter>,
+    /// The joined rows' keys (the left table's primary key for a foreign-key join) as row bytes.
     keys: Arc<RowConverter>,
     operator: Mutex<Box<dyn JoinOperator>>,
     /// The keys a filtered table-table join's output holds a row for.
@@ -108,9 +115,15 @@ impl JoinInput {
                 registry,
             )?,
         ];
-        let keys = RowConverter::new(vec![SortField::new(plan.key.data_type.clone())])
+        let join_keys = RowConverter::new(vec![SortField::new(plan.key.data_type.clone())])
             .map_err(|e| exec_err!("{e}"))?;
+        let key_fields = plan.schema.fields()[KEYS..KEYS + plan.key.columns.len()]
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let keys = RowConverter::new(key_fields).map_err(|e| exec_err!("{e}"))?;
         Ok(JoinInput {
+            join_keys: Arc::new(join_keys),
             operator: Mutex::new(operator(&plan)),
             present: Mutex::default(),
             plan,
@@ -124,6 +137,7 @@ impl JoinInput {
         JoinInput {
             plan: self.plan.clone(),
             sides: self.sides.clone(),
+            join_keys: self.join_keys.clone(),
             keys: self.keys.clone(),
             operator: Mutex::new(operator(&self.plan)),
             present: Mutex::default(),
@@ -135,7 +149,7 @@ impl JoinInput {
     pub fn settle(&self, batch: &RecordBatch, deletes: &BooleanArray) -> Result<BooleanArray> {
         let keys = self
             .keys
-            .convert_columns(std::slice::from_ref(batch.column(3)))
+            .convert_columns(&batch.columns()[KEYS..KEYS + self.plan.key.columns.len()])
             .map_err(|e| exec_err!("{e}"))?;
         let mut present = self.present.lock().unwrap_or_else(|p| p.into_inner());
         Ok((0..batch.num_rows())
@@ -170,10 +184,22 @@ impl JoinInput {
             &self.plan.key.data_type,
             &mut expression_errors,
         )?;
-        let keys = self
-            .keys
+        let join_keys = self
+            .join_keys
             .convert_columns(std::slice::from_ref(&key))
             .map_err(|e| exec_err!("{e}"))?;
+        // The left side of a foreign-key join is keyed by its primary key.
+        let foreign = self.plan.kind == JoinKind::ForeignKey && side == Side::Left;
+        let primary = if foreign {
+            let n = self.plan.key.columns.len();
+            Some(
+                self.keys
+                    .convert_columns(&batch.columns()[KEYS..KEYS + n])
+                    .map_err(|e| exec_err!("{e}"))?,
+            )
+        } else {
+            None
+        };
         let rows = input
             .rows
             .convert_columns(batch.columns())
@@ -183,6 +209,16 @@ impl JoinInput {
         let offsets = batch.column(2).as_primitive::<Int64Type>();
         let mut side_rows = Vec::with_capacity(batch.num_rows());
         for at in 0..batch.num_rows() {
+            if let Some(primary) = &primary {
+                side_rows.push(SideRow {
+                    key: primary.row(at).owned(),
+                    foreign: (!key.is_null(at)).then(|| join_keys.row(at).owned()),
+                    row: (!decoded.null_values.value(at)).then(|| rows.row(at).owned()),
+                    time: times.value(at),
+                    at,
+                });
+                continue;
+            }
             if key.is_null(at) {
                 errors.push(DecodeError::processing(
                     partitions.value(at),
@@ -195,7 +231,8 @@ impl JoinInput {
                 continue;
             }
             side_rows.push(SideRow {
-                key: keys.row(at).owned(),
+                key: join_keys.row(at).owned(),
+                foreign: None,
                 row: (!decoded.null_values.value(at)).then(|| rows.row(at).owned()),
                 time: times.value(at),
                 at,
@@ -217,12 +254,17 @@ impl JoinInput {
                 joined.iter().map(|j| offsets.value(at(j))),
             )),
         ];
-        let key_column = self
-            .keys
+        let out_keys = if self.plan.kind == JoinKind::ForeignKey {
+            &self.keys
+        } else {
+            &self.join_keys
+        };
+        let key_columns = out_keys
             .convert_rows(joined.iter().map(|j| j.key.row()))
-            .map_err(|e| exec_err!("{e}"))?
-            .remove(0);
-        columns.push(cast_to(key_column, self.plan.schema.field(3).data_type())?);
+            .map_err(|e| exec_err!("{e}"))?;
+        for (i, k) in key_columns.into_iter().enumerate() {
+            columns.push(cast_to(k, self.plan.schema.field(KEYS + i).data_type())?);
+        }
         for (s, pick) in self.sides.iter().zip([
             (|j: &Joined| j.left.as_ref()) as fn(&Joined) -> Option<&OwnedRow>,
             |j: &Joined| j.right.as_ref(),
@@ -255,6 +297,7 @@ fn operator(plan: &JoinPlan) -> Box<dyn JoinOperator> {
         JoinKind::StreamStream(within) => Box::new(StreamStreamJoin::new(plan.join_type, within)),
         JoinKind::StreamTable => Box::new(StreamTableJoin::new(plan.join_type.keeps_left())),
         JoinKind::TableTable => Box::new(TableTableJoin::new(plan.join_type)),
+        JoinKind::ForeignKey => Box::new(ForeignKeyJoin::new(plan.join_type.keeps_left())),
     }
 }
 

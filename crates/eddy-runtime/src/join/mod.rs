@@ -3,6 +3,7 @@
 //! other side's rows, as Kafka Streams' join processors do. [`JoinInput`] decodes the sides, keys
 //! their rows and lays the pairs out as the joined input the rest of the query reads.
 
+mod foreign_key;
 mod input;
 mod stream_stream;
 mod stream_table;
@@ -42,8 +43,12 @@ impl Side {
 /// One record of a side, keyed by its join expression.
 #[derive(Debug, Clone)]
 pub struct SideRow {
-    /// The join expression's value, as Arrow row bytes (the same for equal values of either side).
+    /// The join expression's value, as Arrow row bytes (the same for equal values of either side);
+    /// for the left side of a foreign-key join, the row's primary key.
     pub key: OwnedRow,
+    /// For the left side of a foreign-key join, the join expression's value (the foreign key),
+    /// `None` when it is NULL.
+    pub foreign: Option<OwnedRow>,
     /// The record's columns (the side's decoded row); `None` for a record without a value.
     pub row: Option<OwnedRow>,
     /// Its event time.
@@ -55,6 +60,7 @@ pub struct SideRow {
 /// One row of a join's output: the rows of each side (`None`: NULLs), or a tombstone for the key.
 #[derive(Debug, Clone)]
 pub struct Joined {
+    /// The joined row's key (a foreign-key join's: the left row's primary key).
     pub key: OwnedRow,
     pub left: Option<OwnedRow>,
     pub right: Option<OwnedRow>,
