@@ -130,10 +130,8 @@ pub fn prepare_topics(
     topics: &dyn TopicAdmin,
     registry: &dyn SchemaRegistry,
 ) -> Result<(), Error> {
-    for t in &case.topics {
-        topics.create_topic(&t.name, t.partitions.unwrap_or(1), 1)?;
-        register_test_schemas(t, registry)?;
-    }
+    // The topics `CREATE` statements declare, with their partition counts.
+    let mut declared: Vec<(String, Option<i32>, bool)> = Vec::new();
     for text in &case.statements {
         let Ok(parsed) = eddy_sql::parse(text) else {
             continue;
@@ -141,16 +139,30 @@ pub fn prepare_topics(
         for p in parsed {
             if let Statement::CreateSource(c) = &p.statement
                 && c.query.is_none()
-                && !c.columns.is_empty()
                 && let Some(topic) = c.properties.get("KAFKA_TOPIC")
             {
                 let partitions = c
                     .properties
                     .get("PARTITIONS")
-                    .and_then(|p| p.text().parse().ok())
-                    .unwrap_or(DEFAULT_TEST_PARTITIONS);
-                topics.create_topic(&topic.text(), partitions, 1)?;
+                    .and_then(|p| p.text().parse().ok());
+                declared.push((topic.text(), partitions, !c.columns.is_empty()));
             }
+        }
+    }
+    let partitions_of = |topic: &str| {
+        declared
+            .iter()
+            .find(|(t, p, _)| t == topic && p.is_some())
+            .and_then(|(_, p, _)| *p)
+    };
+    for t in &case.topics {
+        let partitions = t.partitions.or_else(|| partitions_of(&t.name)).unwrap_or(1);
+        topics.create_topic(&t.name, partitions, 1)?;
+        register_test_schemas(t, registry)?;
+    }
+    for (topic, partitions, with_columns) in &declared {
+        if *with_columns {
+            topics.create_topic(topic, partitions.unwrap_or(DEFAULT_TEST_PARTITIONS), 1)?;
         }
     }
     for r in case.inputs.iter().chain(&case.outputs) {

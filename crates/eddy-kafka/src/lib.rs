@@ -18,6 +18,7 @@ mod repartition;
 mod stateful;
 pub mod supervisor;
 pub mod task;
+mod time_order;
 mod transaction;
 mod transactional;
 

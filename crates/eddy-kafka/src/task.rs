@@ -26,6 +26,7 @@ use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
 use crate::delivery::{DeliveryError, Halt, deliver};
 use crate::processing_log::ProcessingLog;
 use crate::supervisor::{Backoff, Failure, panic_message, supervise};
+use crate::time_order::TimeOrder;
 use crate::{exactly_once, stateful, transactional};
 
 /// Stack of a query's thread: evaluating an expression recurses once per level of its nesting
@@ -290,11 +291,11 @@ pub(crate) fn poll_batch<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<
 }
 
 /// The next offset to consume of each partition a batch read from.
-pub(crate) fn next_offsets(batch: &[Msg<'_>]) -> BTreeMap<i32, i64> {
+pub(crate) fn next_offsets<R: RecordRef>(batch: &[R]) -> BTreeMap<i32, i64> {
     let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
     for m in batch {
-        let e = offsets.entry(m.0.partition()).or_default();
-        *e = (*e).max(m.0.offset() + 1);
+        let e = offsets.entry(m.partition()).or_default();
+        *e = (*e).max(m.offset() + 1);
     }
     offsets
 }
@@ -351,6 +352,18 @@ pub fn start_persistent(
     task: &TaskConfig,
 ) -> Result<QueryTask> {
     let name = format!("query-{}", query.id);
+    let topics: Vec<String> = query
+        .pipeline
+        .inputs()
+        .iter()
+        .map(|s| s.topic.clone())
+        .collect();
+    let joins = topics.len() > 1;
+    if joins && query.pipeline.is_stateful() {
+        return Err(eddy_common::not_supported!(
+            "Aggregations over joins are not supported by the server yet"
+        ));
+    }
     if query.pipeline.is_stateful() {
         return stateful::start(cluster, query, task, name);
     }
@@ -363,22 +376,29 @@ pub fn start_persistent(
         .clone();
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
-    if task.exactly_once {
+    if joins && task.exactly_once {
+        tracing::warn!(query = %query.id, "joins run at-least-once for now: processing.guarantee=exactly_once_v2 is not applied to this query");
+    }
+    if task.exactly_once && !joins {
         return if cluster.uses_transactions()? {
             transactional::start(cluster, query, task, config, name)
         } else {
             exactly_once::start(cluster, query, task, config, name)
         };
     }
-    let topic = query.pipeline.source().topic.clone();
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
-        // Every attempt starts from the group's committed offsets.
-        let consumer = subscribed(&config, &topic)?;
+        // Every attempt starts from the group's committed offsets, with a join's state empty.
+        let query = PersistentQuery {
+            pipeline: Arc::new(query.pipeline.fresh().map_err(|e| e.to_string())?),
+            ..query.clone()
+        };
+        let consumer = subscribed_to(&config, &topics)?;
         PersistentLoop {
             cluster: &cluster,
             consumer: &consumer,
             query: &query,
-            topic: &topic,
+            topics: &topics,
+            order: joins.then(|| std::cell::RefCell::new(TimeOrder::new(topics.clone()))),
             stop,
             stats,
         }
@@ -391,25 +411,35 @@ pub(crate) fn subscribed(
     config: &rdkafka::config::ClientConfig,
     topic: &str,
 ) -> std::result::Result<BaseConsumer, Failure> {
+    subscribed_to(config, &[topic.to_string()])
+}
+
+/// A consumer created with `config`, subscribed to `topics`.
+fn subscribed_to(
+    config: &rdkafka::config::ClientConfig,
+    topics: &[String],
+) -> std::result::Result<BaseConsumer, Failure> {
     let consumer: BaseConsumer = config
         .create()
         .map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
-        .subscribe(&[topic])
-        .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
+        .subscribe(&names)
+        .map_err(|e| format!("cannot subscribe to {}: {e}", names.join(", ")))?;
     Ok(consumer)
 }
 
-/// The output records of a batch. When the batch fails as a whole, its records are processed one
-/// at a time, and a record that fails by itself is skipped, counted and logged.
-pub(crate) fn output_records(
+/// The output records of a batch of input `input` (see `Pipeline::inputs`), read from `topic`. When
+/// the batch fails as a whole, its records are processed one at a time, and a record that fails by
+/// itself is skipped, counted and logged.
+pub(crate) fn output_records<R: RecordRef>(
     query: &PersistentQuery,
     stats: &QueryStats,
-    topic: &str,
-    batch: &[Msg<'_>],
+    (input, topic): (usize, &str),
+    batch: &[R],
 ) -> Vec<Record> {
-    let process = |records: &[Msg<'_>]| {
-        query.pipeline.process(records).and_then(|p| {
+    let process = |records: &[R]| {
+        query.pipeline.process_input(input, records).and_then(|p| {
             stats.record_errors(&query.id, topic, &p, records);
             query.sink_spec.records(&p)
         })
@@ -444,8 +474,8 @@ struct InFlight {
     records: Vec<Record>,
     /// What handing the records to the producer gave.
     sent: std::result::Result<Deliveries, DeliveryError>,
-    /// Next offset to consume, per source partition.
-    offsets: BTreeMap<i32, i64>,
+    /// Next offset to consume, per input and source partition.
+    offsets: Vec<(usize, BTreeMap<i32, i64>)>,
 }
 
 /// The thread of a persistent query: what it reads and writes, and its counters.
@@ -453,7 +483,10 @@ struct PersistentLoop<'a> {
     cluster: &'a KafkaCluster,
     consumer: &'a BaseConsumer,
     query: &'a PersistentQuery,
-    topic: &'a str,
+    /// The topic of each input (a join has two).
+    topics: &'a [String],
+    /// For a join, its inputs' records waiting to be processed in time order.
+    order: Option<std::cell::RefCell<TimeOrder>>,
     stop: &'a AtomicBool,
     stats: &'a QueryStats,
 }
@@ -466,30 +499,53 @@ impl PersistentLoop<'_> {
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         while !self.stop.load(Ordering::SeqCst) {
             let batch = poll_batch(self.consumer);
-            if batch.is_empty() {
+            let mut work: Vec<(Vec<Record>, Vec<(usize, BTreeMap<i32, i64>)>, usize)> = Vec::new();
+            match &self.order {
+                None if !batch.is_empty() => {
+                    let records = output_records(query, self.stats, (0, &self.topics[0]), &batch);
+                    work.push((records, vec![(0, next_offsets(&batch))], batch.len()));
+                }
+                None => {}
+                Some(order) => {
+                    let mut order = order.borrow_mut();
+                    for m in &batch {
+                        order.push(m.0.topic(), std::slice::from_ref(m));
+                    }
+                    drop(batch);
+                    for (input, records) in order.ready(self.consumer) {
+                        let out = output_records(
+                            query,
+                            self.stats,
+                            (input, &self.topics[input]),
+                            &records,
+                        );
+                        work.push((out, vec![(input, next_offsets(&records))], records.len()));
+                    }
+                }
+            }
+            if work.is_empty() {
                 // Nothing new: settle what is in flight so its offsets get committed.
                 while let Some(done) = in_flight.pop_front() {
                     self.settle(done)?;
                 }
                 continue;
             }
-            let records = output_records(query, self.stats, self.topic, &batch);
-            // Counted once processed and handed to the producer.
-            self.stats
-                .consumed
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let offsets = next_offsets(&batch);
-            drop(batch);
-            let sent = self.cluster.send(&query.sink_spec.topic, &records);
-            in_flight.push_back(InFlight {
-                records,
-                sent,
-                offsets,
-            });
-            if in_flight.len() >= IN_FLIGHT
-                && let Some(oldest) = in_flight.pop_front()
-            {
-                self.settle(oldest)?;
+            for (records, offsets, consumed) in work {
+                // Counted once processed and handed to the producer.
+                self.stats
+                    .consumed
+                    .fetch_add(consumed as u64, Ordering::Relaxed);
+                let sent = self.cluster.send(&query.sink_spec.topic, &records);
+                in_flight.push_back(InFlight {
+                    records,
+                    sent,
+                    offsets,
+                });
+                if in_flight.len() >= IN_FLIGHT
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    self.settle(oldest)?;
+                }
             }
         }
         // Stopping: what was produced is acknowledged and committed, so a restart repeats as little
@@ -522,8 +578,10 @@ impl PersistentLoop<'_> {
             .produced
             .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in batch.offsets {
-            let _ = tpl.add_partition_offset(self.topic, p, Offset::Offset(o));
+        for (input, offsets) in batch.offsets {
+            for (p, o) in offsets {
+                let _ = tpl.add_partition_offset(&self.topics[input], p, Offset::Offset(o));
+            }
         }
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::warn!(query = %query.id, "offset commit failed (records may be processed again): {e}");
@@ -569,55 +627,96 @@ pub fn start_push(
         .set("auto.offset.reset", offset_reset)
         .create()
         .map_err(kafka_err)?;
-    let topic = pipeline.source().topic.clone();
-    consumer.subscribe(&[&topic]).map_err(kafka_err)?;
+    let topics: Vec<String> = pipeline.inputs().iter().map(|s| s.topic.clone()).collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).map_err(kafka_err)?;
+    // A join's inputs are processed in time order across its sides.
+    let mut order = (topics.len() > 1).then(|| TimeOrder::new(topics.clone()));
     let (tx, rx) = mpsc::channel(PUSH_BUFFER);
     let task = QueryTask::spawn(format!("push-{group_id}"), move |stop, stats| {
+        let push = Push {
+            pipeline: &pipeline,
+            stats: &stats,
+            group_id: &group_id,
+            tx: &tx,
+            stop: &stop,
+        };
         while !stop.load(Ordering::SeqCst) && !tx.is_closed() {
             let batch = poll_batch(&consumer);
-            if batch.is_empty() {
-                continue;
-            }
-            stats
-                .consumed
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            // A panic ends the query with an error, not the server.
-            let processed =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pipeline.process(&batch)))
-                    .unwrap_or_else(|panic| {
-                        Err(eddy_common::internal_err!(
-                            "the query panicked: {}",
-                            panic_message(panic.as_ref())
-                        ))
-                    });
-            let event = match processed {
-                Ok(p) => {
-                    stats.record_errors(&group_id, &topic, &p, &batch);
-                    match push_rows(&pipeline, p) {
-                        Ok(Some((batch, nulls))) => PushEvent::Rows(batch, nulls),
-                        Ok(None) => continue,
-                        Err(e) => PushEvent::Error(e.to_string()),
+            let going = match &mut order {
+                None if batch.is_empty() => true,
+                None => push.run((0, &topics[0]), &batch),
+                Some(order) => {
+                    for m in &batch {
+                        order.push(m.0.topic(), std::slice::from_ref(m));
                     }
+                    drop(batch);
+                    order
+                        .ready(&consumer)
+                        .into_iter()
+                        .all(|(input, records)| push.run((input, &topics[input]), &records))
                 }
-                Err(e) => PushEvent::Error(e.to_string()),
             };
-            match hand_over(&tx, event, &stop) {
-                HandOver::Taken => {}
-                HandOver::Gone => break,
-                HandOver::TooSlow => {
-                    stats.fail(
-                        &group_id,
-                        &format!(
-                            "The client did not read the query's rows for {} s: the query was closed",
-                            SLOW_CLIENT.as_secs()
-                        ),
-                    );
-                    break;
-                }
+            if !going {
+                return;
             }
         }
     })?;
     Ok((rx, task))
+}
+
+/// A push query's thread: its pipeline, counters and client.
+struct Push<'a> {
+    pipeline: &'a Pipeline,
+    stats: &'a QueryStats,
+    group_id: &'a str,
+    tx: &'a mpsc::Sender<PushEvent>,
+    stop: &'a AtomicBool,
+}
+
+impl Push<'_> {
+    /// Processes records of input `input` (read from `topic`) and hands the rows to the client;
+    /// false when the query ends (the client left or stopped reading).
+    fn run<R: RecordRef>(&self, (input, topic): (usize, &str), records: &[R]) -> bool {
+        self.stats
+            .consumed
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        // A panic ends the query with an error, not the server.
+        let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.pipeline.process_input(input, records)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(eddy_common::internal_err!(
+                "the query panicked: {}",
+                panic_message(panic.as_ref())
+            ))
+        });
+        let event = match processed {
+            Ok(p) => {
+                self.stats.record_errors(self.group_id, topic, &p, records);
+                match push_rows(self.pipeline, p) {
+                    Ok(Some((batch, nulls))) => PushEvent::Rows(batch, nulls),
+                    Ok(None) => return true,
+                    Err(e) => PushEvent::Error(e.to_string()),
+                }
+            }
+            Err(e) => PushEvent::Error(e.to_string()),
+        };
+        match hand_over(self.tx, event, self.stop) {
+            HandOver::Taken => true,
+            HandOver::Gone => false,
+            HandOver::TooSlow => {
+                self.stats.fail(
+                    self.group_id,
+                    &format!(
+                        "The client did not read the query's rows for {} s: the query was closed",
+                        SLOW_CLIENT.as_secs()
+                    ),
+                );
+                false
+            }
+        }
+    }
 }
 
 /// Batches a push query keeps for a client that reads more slowly than rows come: past them the

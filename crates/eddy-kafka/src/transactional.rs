@@ -125,7 +125,7 @@ impl TransactionalLoop<'_> {
                     continue;
                 }
                 if !batch.is_empty() {
-                    let records = output_records(self.query, self.stats, self.topic, &batch);
+                    let records = output_records(self.query, self.stats, (0, self.topic), &batch);
                     self.stats
                         .consumed
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -196,16 +196,16 @@ impl Source {
     }
 
     /// Refuses a key column whose type contains a map (ksqlDB's rule: maps serialize inconsistently).
-pub fn check_key_type(name: &str, sql_type: &SqlType) -> Result<()> {
-    if contains_map(sql_type) {
-        return Err(plan_err!(
-            "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{name}`. Column type: {sql_type}. See https://github.com/confluentinc/ksql/issues/6621 for more."
-        ));
+    pub fn check_key_type(name: &str, sql_type: &SqlType) -> Result<()> {
+        if contains_map(sql_type) {
+            return Err(plan_err!(
+                "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{name}`. Column type: {sql_type}. See https://github.com/confluentinc/ksql/issues/6621 for more."
+            ));
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// The key and value formats a `CREATE` statement's properties give (checked before its columns).
+    /// The key and value formats a `CREATE` statement's properties give (checked before its columns).
     pub fn formats(create: &CreateSource, defaults: &SourceDefaults) -> Result<(Format, Format)> {
         let props = &create.properties;
         check_known_properties(props)?;

@@ -13,14 +13,16 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 use sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, JoinConstraint, JoinOperator, ObjectName,
-    ObjectNamePart, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor,
-    TableWithJoins, VisitMut, VisitorMut,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
+    JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins, VisitMut, VisitorMut,
 };
 
 use eddy_common::{Error, Result, not_supported, plan_err};
 
-use crate::catalog::{Catalog, Column, ROWOFFSET, ROWPARTITION, ROWTIME, Source};
+use crate::catalog::{
+    Catalog, Column, ROWOFFSET, ROWPARTITION, ROWTIME, Source, WINDOWEND, WINDOWSTART,
+};
 use crate::statement::{ColumnRole, JoinWithin, QueryStatement, SourceKind};
 use crate::types::SqlType;
 
@@ -99,7 +101,8 @@ pub struct JoinPlan {
     pub left: JoinSide,
     pub right: JoinSide,
     /// The joined input: ROWTIME, ROWPARTITION, ROWOFFSET, the key, then each side's columns (its
-    /// pseudo-columns, keys and values) under its alias.
+    /// pseudo-columns, keys and values, window bounds) under its alias; for sources with windowed
+    /// keys, last the joined row's window (WINDOWSTART, WINDOWEND).
     pub schema: SchemaRef,
     pub key: JoinKey,
 }
@@ -248,12 +251,7 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
     let JoinConstraint::On(on) = on else {
         return Err(plan_err!("A join needs an ON clause: JOIN ... ON a = b"));
     };
-    let within = stmt
-        .within
-        .iter()
-        .find(|(i, _)| *i == 0)
-        .map(|(_, w)| *w);
-    check_windows(&left, &right)?;
+    let within = stmt.within.iter().find(|(i, _)| *i == 0).map(|(_, w)| *w);
     let names = Names::new([(&left, &left_alias), (&right, &right_alias)]);
     // The ON clause: one expression over each side.
     let Expr::BinaryOp {
@@ -362,44 +360,50 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
             .map(|c| names.joined(side, &c.name))
             .collect()
     };
-    let is_column =
-        |e: &Expr, columns: &[String]| matches!((e, columns), (Expr::Identifier(i), [c]) if i.value == *c);
+    let is_column = |e: &Expr, columns: &[String]| matches!((e, columns), (Expr::Identifier(i), [c]) if i.value == *c);
     let kind = match kind {
         JoinKind::TableTable if !is_column(&b_expr, &joined_keys(1, &right)) => {
             return Err(plan_err!(
                 "Invalid join condition: table-table joins require to join on the primary key of the right input table. Got {a_text} = {b_text}."
             ));
         }
-        JoinKind::TableTable if !is_column(&a_expr, &joined_keys(0, &left)) => {
-            match join_type {
-                JoinType::Right => {
-                    return Err(not_supported!(
-                        "RIGHT OUTER JOIN on a foreign key is not supported"
-                    ));
-                }
-                JoinType::Outer => {
-                    return Err(not_supported!(
-                        "FULL OUTER JOIN on a foreign key is not supported"
-                    ));
-                }
-                _ => JoinKind::ForeignKey,
+        JoinKind::TableTable if !is_column(&a_expr, &joined_keys(0, &left)) => match join_type {
+            JoinType::Right => {
+                return Err(not_supported!(
+                    "RIGHT OUTER JOIN on a foreign key is not supported"
+                ));
             }
-        }
+            JoinType::Outer => {
+                return Err(not_supported!(
+                    "FULL OUTER JOIN on a foreign key is not supported"
+                ));
+            }
+            _ => JoinKind::ForeignKey,
+        },
         other => other,
     };
+    if kind == JoinKind::ForeignKey && (left.window.is_some() || right.window.is_some()) {
+        return Err(plan_err!(
+            "Foreign-key table-table joins are not supported on windowed tables."
+        ));
+    }
+    let on_keys =
+        is_column(&a_expr, &joined_keys(0, &left)) && is_column(&b_expr, &joined_keys(1, &right));
+    check_windows(&left, &right, on_keys)?;
     // The key is named after a join column, unless neither side is one or either side may be missing.
     let column_of = |e: &Expr, text: &str| match e {
         Expr::Identifier(i) => Some((i.value.clone(), text.to_string())),
         _ => None,
     };
-    let viable: Vec<(String, String)> = if join_type == JoinType::Outer || kind == JoinKind::ForeignKey {
-        Vec::new()
-    } else {
-        [column_of(&a_expr, &a_text), column_of(&b_expr, &b_text)]
-            .into_iter()
-            .flatten()
-            .collect()
-    };
+    let viable: Vec<(String, String)> =
+        if join_type == JoinType::Outer || kind == JoinKind::ForeignKey {
+            Vec::new()
+        } else {
+            [column_of(&a_expr, &a_text), column_of(&b_expr, &b_text)]
+                .into_iter()
+                .flatten()
+                .collect()
+        };
     let synthetic_key = viable.is_empty() && kind != JoinKind::ForeignKey;
     let key_columns = if kind == JoinKind::ForeignKey {
         joined_keys(0, &left)
@@ -526,8 +530,8 @@ fn relation(catalog: &Catalog, factor: &TableFactor) -> Result<(Arc<Source>, Str
 }
 
 /// ksqlDB's rules for sources with windowed keys: both or neither, of compatible kinds, joined on
-/// their keys.
-fn check_windows(left: &Source, right: &Source) -> Result<()> {
+/// their keys (`on_keys`: each side's join expression is its key column).
+fn check_windows(left: &Source, right: &Source, on_keys: bool) -> Result<()> {
     use crate::window::WindowType;
     let shown = |s: &Source| match s.window {
         Some(w) => format!("`{}` is {} windowed", s.name, w.window_type.as_str()),
@@ -549,14 +553,12 @@ fn check_windows(left: &Source, right: &Source) -> Result<()> {
                     r.window_type.as_str()
                 ));
             }
-            if l != r {
+            if l != r || !on_keys {
                 return Err(plan_err!(
                     "Implicit repartitioning of windowed sources is not supported. See https://github.com/confluentinc/ksql/issues/4385."
                 ));
             }
-            Err(not_supported!(
-                "Joins of sources with windowed keys are not supported yet"
-            ))
+            Ok(())
         }
     }
 }
@@ -586,7 +588,8 @@ impl Rewritten {
         };
         for side in &self.sides {
             for (name, data_type) in side.joined_columns() {
-                let name = if self.kind == JoinKind::ForeignKey && self.key_columns.contains(&name) {
+                let name = if self.kind == JoinKind::ForeignKey && self.key_columns.contains(&name)
+                {
                     format!("__EDDY_{name}")
                 } else {
                     name
@@ -616,7 +619,8 @@ impl Rewritten {
             replicas: left.replicas,
             statement: String::new(),
             is_read_only: true,
-            window: None,
+            // Windowed sources join window by window: the result has the left side's windows.
+            window: left.window,
             schema_names: [None, None],
         })
     }
@@ -769,15 +773,18 @@ fn rewrite_select(
 ) -> Result<()> {
     let key_column = key.map(|(k, _)| k.as_str());
     let mut items = Vec::new();
+    // A side's key columns, its window bounds if its keys are windowed, then its value columns.
     let star = |side: &RewrittenSide| -> Vec<SelectItem> {
-        side.source
-            .key_columns()
-            .chain(side.source.value_columns())
+        let bounds = side
+            .source
+            .window
+            .map_or(&[][..], |_| &[WINDOWSTART, WINDOWEND][..]);
+        let keys = side.source.key_columns().map(|c| c.name.as_str());
+        let values = side.source.value_columns().map(|c| c.name.as_str());
+        keys.chain(bounds.iter().copied())
+            .chain(values)
             .map(|c| {
-                SelectItem::UnnamedExpr(Expr::Identifier(quoted(&format!(
-                    "{}_{}",
-                    side.alias, c.name
-                ))))
+                SelectItem::UnnamedExpr(Expr::Identifier(quoted(&format!("{}_{c}", side.alias))))
             })
             .collect()
     };
@@ -877,15 +884,13 @@ fn rewrite_select(
 fn strip_nested(e: &Expr) -> &Expr {
     match e {
         Expr::Nested(inner) => strip_nested(inner),
-        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("coalesce") => {
-            match &f.args {
-                FunctionArguments::List(list) => match list.args.as_slice() {
-                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(cmp)), _] => strip_nested(cmp),
-                    _ => e,
-                },
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("coalesce") => match &f.args {
+            FunctionArguments::List(list) => match list.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(cmp)), _] => strip_nested(cmp),
                 _ => e,
-            }
-        }
+            },
+            _ => e,
+        },
         other => other,
     }
 }

@@ -308,7 +308,8 @@ impl Planner {
                 .into_iter()
                 .map(|(name, data_type)| Field::new(name, data_type, true))
                 .collect();
-            let schema = DFSchema::try_from(Schema::new(fields)).map_err(|e| internal_err!("{e}"))?;
+            let schema =
+                DFSchema::try_from(Schema::new(fields)).map_err(|e| internal_err!("{e}"))?;
             let logical = planner
                 .sql_to_expr(side.on.clone(), &schema, &mut PlannerContext::new())
                 .map_err(|e| match unresolved_field(&strip_df(&e.to_string())) {

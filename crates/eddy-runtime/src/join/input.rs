@@ -6,7 +6,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch,
+};
 use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
@@ -115,8 +117,12 @@ impl JoinInput {
                 registry,
             )?,
         ];
-        let join_keys = RowConverter::new(vec![SortField::new(plan.key.data_type.clone())])
-            .map_err(|e| exec_err!("{e}"))?;
+        // Sources with windowed keys join window by window: the window's start is part of the key.
+        let mut join_fields = vec![SortField::new(plan.key.data_type.clone())];
+        if plan.left.source.window.is_some() {
+            join_fields.push(SortField::new(DataType::Int64));
+        }
+        let join_keys = RowConverter::new(join_fields).map_err(|e| exec_err!("{e}"))?;
         let key_fields = plan.schema.fields()[KEYS..KEYS + plan.key.columns.len()]
             .iter()
             .map(|f| SortField::new(f.data_type().clone()))
@@ -184,9 +190,13 @@ impl JoinInput {
             &self.plan.key.data_type,
             &mut expression_errors,
         )?;
+        let mut key_parts = vec![key.clone()];
+        if input.source.window.is_some() {
+            key_parts.push(batch.column(batch.num_columns() - 2).clone());
+        }
         let join_keys = self
             .join_keys
-            .convert_columns(std::slice::from_ref(&key))
+            .convert_columns(&key_parts)
             .map_err(|e| exec_err!("{e}"))?;
         // The left side of a foreign-key join is keyed by its primary key.
         let foreign = self.plan.kind == JoinKind::ForeignKey && side == Side::Left;
@@ -262,7 +272,8 @@ impl JoinInput {
         let key_columns = out_keys
             .convert_rows(joined.iter().map(|j| j.key.row()))
             .map_err(|e| exec_err!("{e}"))?;
-        for (i, k) in key_columns.into_iter().enumerate() {
+        let key_count = self.plan.key.columns.len();
+        for (i, k) in key_columns.into_iter().take(key_count).enumerate() {
             columns.push(cast_to(k, self.plan.schema.field(KEYS + i).data_type())?);
         }
         for (s, pick) in self.sides.iter().zip([
@@ -274,6 +285,21 @@ impl JoinInput {
                 .convert_rows(joined.iter().map(|j| pick(j).unwrap_or(&s.nulls).row()))
                 .map_err(|e| exec_err!("{e}"))?;
             columns.extend(side_columns);
+        }
+        if self.plan.left.source.window.is_some() {
+            // The joined row's window: the left side's, or the right's where the left is missing.
+            let width = |side: usize| self.sides[side].source.input_schema().fields().len();
+            let (left_end, all) = (KEYS + key_count + width(0), columns.len());
+            for (left, right) in [(left_end - 2, all - 2), (left_end - 1, all - 1)] {
+                let bound = datafusion::arrow::compute::kernels::zip::zip(
+                    &datafusion::arrow::compute::is_not_null(&columns[left])
+                        .map_err(|e| exec_err!("{e}"))?,
+                    &columns[left],
+                    &columns[right],
+                )
+                .map_err(|e| exec_err!("{e}"))?;
+                columns.push(bound);
+            }
         }
         let batch = RecordBatch::try_new(self.plan.schema.clone(), columns)
             .map_err(|e| exec_err!("joined rows: {e}"))?;

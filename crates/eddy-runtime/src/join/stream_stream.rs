@@ -137,7 +137,11 @@ impl StreamStreamJoin {
         for (k, _) in self.outer.iter() {
             let (time, side_byte, _, _) = k;
             self.min_time = *time;
-            let waiting = if *side_byte == 1 { Side::Left } else { Side::Right };
+            let waiting = if *side_byte == 1 {
+                Side::Left
+            } else {
+                Side::Right
+            };
             if closes(*time, self.reach_after(waiting), self.grace) >= self.stream_time {
                 open[waiting.index()] = true;
                 if open == [true, true] {
@@ -210,7 +214,12 @@ impl JoinOperator for StreamStreamJoin {
                     if self.wait_for_close {
                         // The other record has its match: it no longer waits as an unmatched one.
                         let lo = (*other_time, side_byte(side.other()), r.key.clone(), 0);
-                        let hi = (*other_time, side_byte(side.other()), r.key.clone(), u64::MAX);
+                        let hi = (
+                            *other_time,
+                            side_byte(side.other()),
+                            r.key.clone(),
+                            u64::MAX,
+                        );
                         let waiting: Vec<OuterKey> =
                             self.outer.range(lo..=hi).map(|(k, _)| k.clone()).collect();
                         for k in waiting {
