@@ -478,6 +478,14 @@ struct InFlight {
     offsets: Vec<(usize, BTreeMap<i32, i64>)>,
 }
 
+/// The output of a run of input records, with the offsets to commit once it is acknowledged and how
+/// many records it consumed.
+struct Processed {
+    records: Vec<Record>,
+    offsets: Vec<(usize, BTreeMap<i32, i64>)>,
+    consumed: usize,
+}
+
 /// The thread of a persistent query: what it reads and writes, and its counters.
 struct PersistentLoop<'a> {
     cluster: &'a KafkaCluster,
@@ -499,11 +507,15 @@ impl PersistentLoop<'_> {
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         while !self.stop.load(Ordering::SeqCst) {
             let batch = poll_batch(self.consumer);
-            let mut work: Vec<(Vec<Record>, Vec<(usize, BTreeMap<i32, i64>)>, usize)> = Vec::new();
+            let mut work: Vec<Processed> = Vec::new();
             match &self.order {
                 None if !batch.is_empty() => {
                     let records = output_records(query, self.stats, (0, &self.topics[0]), &batch);
-                    work.push((records, vec![(0, next_offsets(&batch))], batch.len()));
+                    work.push(Processed {
+                        records,
+                        offsets: vec![(0, next_offsets(&batch))],
+                        consumed: batch.len(),
+                    });
                 }
                 None => {}
                 Some(order) => {
@@ -519,7 +531,11 @@ impl PersistentLoop<'_> {
                             (input, &self.topics[input]),
                             &records,
                         );
-                        work.push((out, vec![(input, next_offsets(&records))], records.len()));
+                        work.push(Processed {
+                            records: out,
+                            offsets: vec![(input, next_offsets(&records))],
+                            consumed: records.len(),
+                        });
                     }
                 }
             }
@@ -530,7 +546,12 @@ impl PersistentLoop<'_> {
                 }
                 continue;
             }
-            for (records, offsets, consumed) in work {
+            for Processed {
+                records,
+                offsets,
+                consumed,
+            } in work
+            {
                 // Counted once processed and handed to the producer.
                 self.stats
                     .consumed

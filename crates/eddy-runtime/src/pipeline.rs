@@ -115,7 +115,7 @@ pub struct Pipeline {
 #[derive(Debug, Clone)]
 enum Input {
     /// The records of the query's one source.
-    Source(SourceDecoder),
+    Source(Box<SourceDecoder>),
     /// The rows a join makes of its two sides' records.
     Join(Arc<JoinInput>),
 }
@@ -156,7 +156,7 @@ impl Pipeline {
             output_schema: output_schema(&plan),
             aggregate_state: aggregate_state(&plan, false),
             plan,
-            input: Input::Source(decoder),
+            input: Input::Source(Box::new(decoder)),
         })
     }
 

@@ -610,8 +610,8 @@ impl Rewritten {
                 SourceKind::Stream
             },
             topic: String::new(),
-            key_format: left.key_format.clone(),
-            value_format: left.value_format.clone(),
+            key_format: left.key_format,
+            value_format: left.value_format,
             columns,
             timestamp_column: None,
             timestamp_format: None,
