@@ -978,22 +978,20 @@ def test_avro_through_schema_registry(ctx):
         f"{len(rows)} rows, {len(expected)} expected"
 
 
-def main():
+def run(tests, name):
+    """Runs `tests` (functions of a context with a broker and a server) against a fresh broker and
+    server, or the one `--only` names; exits non-zero if any failed."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--server-bin", required=True)
     ap.add_argument("--only", help="run only the test with this name")
     args = ap.parse_args()
     ctx = Ctx()
     ctx.broker = Broker()
-    data = tempfile.mkdtemp(prefix="eddy-e2e-")
+    data = tempfile.mkdtemp(prefix=f"eddy-{name}-")
     failures = 0
     try:
-        ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"e2e{os.getpid()}")
-        for test in [test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
-                     test_windowed_aggregation_restart, test_repartitioned_aggregation_restart,
-                     test_scale_out_moves_state, test_table_aggregation_fails_over,
-                     test_avro_through_schema_registry, test_udf_plugins, test_anomaly_detection,
-                     test_model_versions]:
+        ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"{name}{os.getpid()}")
+        for test in tests:
             if args.only and test.__name__ != args.only:
                 continue
             started = time.time()
@@ -1009,8 +1007,16 @@ def main():
             ctx.server.stop()
         ctx.broker.stop()
     if failures:
-        print(f"{failures} end-to-end test(s) failed; server log in {data}/server.log")
+        print(f"{failures} test(s) failed; server log in {data}/server.log")
         sys.exit(1)
+
+
+def main():
+    run([test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
+         test_windowed_aggregation_restart, test_repartitioned_aggregation_restart,
+         test_scale_out_moves_state, test_table_aggregation_fails_over,
+         test_avro_through_schema_registry, test_udf_plugins, test_anomaly_detection,
+         test_model_versions], "e2e")
 
 
 if __name__ == "__main__":

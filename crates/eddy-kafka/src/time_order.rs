@@ -2,7 +2,8 @@
 //! oldest first, and only while every assigned partition either has records buffered or has none
 //! left to fetch (its position is at its end), as Kafka Streams' tasks do — so what a join gives does
 //! not depend on which topic the consumer happened to fetch first. A partition that has records to
-//! fetch but none buffered holds the others back for at most [`MAX_IDLE`].
+//! fetch but none buffered holds back the others' records newer than the latest it gave, for at most
+//! [`MAX_IDLE`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use eddy_runtime::{Record, RecordRef};
 
 /// How long records wait for a partition that is behind but has nothing buffered.
-const MAX_IDLE: Duration = Duration::from_millis(1000);
+const MAX_IDLE: Duration = Duration::from_secs(5);
 
 /// Records of several topics waiting to be processed in time order.
 pub(crate) struct TimeOrder {
@@ -22,6 +23,8 @@ pub(crate) struct TimeOrder {
     queues: BTreeMap<(usize, i32), VecDeque<Record>>,
     /// Since when a partition behind has held the others back.
     held_since: Option<Instant>,
+    /// The latest record time each partition gave.
+    latest: BTreeMap<(usize, i32), i64>,
 }
 
 impl TimeOrder {
@@ -30,6 +33,7 @@ impl TimeOrder {
             topics,
             queues: BTreeMap::new(),
             held_since: None,
+            latest: BTreeMap::new(),
         }
     }
 
@@ -39,6 +43,11 @@ impl TimeOrder {
             return;
         };
         for r in records {
+            let latest = self
+                .latest
+                .entry((input, r.partition()))
+                .or_insert(i64::MIN);
+            *latest = (*latest).max(r.timestamp());
             self.queues
                 .entry((input, r.partition()))
                 .or_default()
@@ -58,20 +67,25 @@ impl TimeOrder {
         consumer: &BaseConsumer<C>,
     ) -> Vec<(usize, Vec<Record>)> {
         let behind = self.behind(consumer);
-        let blocked = |queues: &BTreeMap<(usize, i32), VecDeque<Record>>| {
+        // A partition behind with nothing buffered may still give records as old as the latest it
+        // gave (a partition's records come in time order, mostly): older ones can go.
+        let horizon_of = |queues: &BTreeMap<(usize, i32), VecDeque<Record>>,
+                          latest: &BTreeMap<(usize, i32), i64>| {
             behind
                 .iter()
-                .any(|k| queues.get(k).is_none_or(VecDeque::is_empty))
+                .filter(|k| queues.get(k).is_none_or(VecDeque::is_empty))
+                .map(|k| latest.get(k).copied().unwrap_or(i64::MIN))
+                .min()
         };
-        if blocked(&self.queues) {
-            let since = *self.held_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < MAX_IDLE {
-                return Vec::new();
+        let mut horizon = horizon_of(&self.queues, &self.latest);
+        let waited = match horizon {
+            None => {
+                self.held_since = None;
+                false
             }
-        } else {
-            self.held_since = None;
-        }
-        let forced = blocked(&self.queues);
+            // Waited long enough: what is buffered goes, oldest first.
+            Some(_) => self.held_since.get_or_insert_with(Instant::now).elapsed() >= MAX_IDLE,
+        };
         let mut runs: Vec<(usize, Vec<Record>)> = Vec::new();
         loop {
             let oldest = self
@@ -79,7 +93,10 @@ impl TimeOrder {
                 .iter()
                 .filter_map(|(k, q)| q.front().map(|r| (r.timestamp, *k)))
                 .min();
-            let Some((_, key)) = oldest else { break };
+            let Some((time, key)) = oldest else { break };
+            if !waited && horizon.is_some_and(|h| time > h) {
+                break;
+            }
             let Some(record) = self.queues.get_mut(&key).and_then(VecDeque::pop_front) else {
                 break;
             };
@@ -87,9 +104,10 @@ impl TimeOrder {
                 Some((input, records)) if *input == key.0 => records.push(record),
                 _ => runs.push((key.0, vec![record])),
             }
-            // A partition that ran dry while more of it is to come stops the others again.
-            if !forced && blocked(&self.queues) {
-                break;
+            // A partition that ran dry while more of it is to come holds the others back too.
+            horizon = horizon_of(&self.queues, &self.latest);
+            if horizon.is_some() {
+                self.held_since.get_or_insert_with(Instant::now);
             }
         }
         runs
@@ -106,9 +124,6 @@ impl TimeOrder {
                 continue;
             };
             let key = (input, e.partition());
-            if self.queues.get(&key).is_some_and(|q| !q.is_empty()) {
-                continue;
-            }
             let ends = cached_watermarks(consumer, e.topic(), e.partition());
             let at_end = match (e.offset(), ends) {
                 (Offset::Offset(o), Some((_, high))) => o >= high,
