@@ -57,37 +57,40 @@ def create_topics(bootstrap, names):
         f.result(30)
 
 
-def test_stream_table_join(ctx):
-    """A LEFT JOIN CSAS started over full topics gives every reading the model its car had at the
-    reading's time: the table's changes and the readings are processed in time order across the sides."""
-    bootstrap = ctx.broker.bootstrap
-    create_topics(bootstrap, ["jcars", "jreadings"])
+def produce_cars_and_readings(bootstrap, suffix, readings):
+    """Every model change into jcars<suffix>, and readings `readings` (a range) into jreadings<suffix>."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for car, t, model in model_changes():
-        p.produce("jcars", json.dumps({"MODEL": model}).encode(), key=car.encode(), timestamp=t)
-    for j in range(READINGS):
-        p.produce("jreadings", json.dumps({"SEQ": j, "SPEED": j % 130}).encode(), key=reading_car(j).encode(),
-                  timestamp=reading_time(j))
+    if readings.start == 0:
+        for car, t, model in model_changes():
+            p.produce(f"jcars{suffix}", json.dumps({"MODEL": model}).encode(), key=car.encode(), timestamp=t)
+    for j in readings:
+        p.produce(f"jreadings{suffix}", json.dumps({"SEQ": j, "SPEED": j % 130}).encode(),
+                  key=reading_car(j).encode(), timestamp=reading_time(j))
         if j % 10_000 == 0:
             p.poll(0)
     assert p.flush(60) == 0, "not every record was delivered"
+
+
+def create_join(ctx, suffix):
     status, body = post(ctx.server.url + "/ksql", {"ksql": (
-        "CREATE TABLE jcars (id STRING PRIMARY KEY, model STRING) "
-        "WITH (kafka_topic='jcars', key_format='KAFKA', value_format='JSON');"
-        "CREATE STREAM jreadings (car STRING KEY, seq INT, speed INT) "
-        "WITH (kafka_topic='jreadings', key_format='KAFKA', value_format='JSON');"
-        "CREATE STREAM jenriched AS SELECT r.car AS car, seq, speed, model "
-        "FROM jreadings r LEFT JOIN jcars c ON r.car = c.id;"),
+        f"CREATE TABLE jcars{suffix} (id STRING PRIMARY KEY, model STRING) "
+        f"WITH (kafka_topic='jcars{suffix}', key_format='KAFKA', value_format='JSON');"
+        f"CREATE STREAM jreadings{suffix} (car STRING KEY, seq INT, speed INT) "
+        f"WITH (kafka_topic='jreadings{suffix}', key_format='KAFKA', value_format='JSON');"
+        f"CREATE STREAM jenriched{suffix} AS SELECT r.car AS car, seq, speed, model "
+        f"FROM jreadings{suffix} r LEFT JOIN jcars{suffix} c ON r.car = c.id;"),
         "streamsProperties": {"auto.offset.reset": "earliest"}})
     assert status == 200, body
-    want = expected_models()
-    started = time.time()
+
+
+def joined_models(bootstrap, topic, until=READINGS, timeout=180):
+    """The model each reading got (the first time it was written), and how many records were read."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe(["JENRICHED"])
+    c.subscribe([topic])
     got, records = {}, 0
-    deadline = time.time() + 180
-    while len(got) < READINGS and time.time() < deadline:
+    deadline = time.time() + timeout
+    while len(got) < until and time.time() < deadline:
         for m in c.consume(num_messages=10_000, timeout=1.0):
             if m.error():
                 continue
@@ -96,17 +99,48 @@ def test_stream_table_join(ctx):
             got.setdefault(v["SEQ"], v["MODEL"])
             assert m.key().decode() == reading_car(v["SEQ"]), f"reading {v['SEQ']} has key {m.key()}"
     c.close()
+    return got, records
+
+
+def check_models(got):
+    want = expected_models()
     missing = [j for j in range(READINGS) if j not in got]
     assert not missing, f"{len(missing)} readings are missing, e.g. {missing[:5]}"
     wrong = [(j, got[j], want[j]) for j in range(READINGS) if got[j] != want[j]]
     assert not wrong, f"{len(wrong)} readings have the wrong model, e.g. (seq, got, want) {wrong[:5]}"
-    unknown = sum(1 for m in want.values() if m is None)
+    return sum(1 for m in want.values() if m is None)
+
+
+def test_stream_table_join(ctx):
+    """A LEFT JOIN CSAS started over full topics gives every reading the model its car had at the
+    reading's time: the table's changes and the readings are processed in time order across the sides."""
+    create_topics(ctx.broker.bootstrap, ["jcars", "jreadings"])
+    produce_cars_and_readings(ctx.broker.bootstrap, "", range(READINGS))
+    create_join(ctx, "")
+    started = time.time()
+    got, records = joined_models(ctx.broker.bootstrap, "JENRICHED")
+    unknown = check_models(got)
     print(f"   {READINGS} readings joined in {time.time() - started:.1f}s ({records - READINGS} duplicates; "
           f"{unknown} of unknown cars with NULL; {len(model_changes())} table rows)")
 
 
+def test_stream_table_join_restart(ctx):
+    """kill -9 half-way: the restarted query reads its table back from the table's topic, so the
+    readings after the restart still meet the model current at their time."""
+    create_topics(ctx.broker.bootstrap, ["jcars2", "jreadings2"])
+    produce_cars_and_readings(ctx.broker.bootstrap, "2", range(READINGS // 2))
+    create_join(ctx, "2")
+    joined_models(ctx.broker.bootstrap, "JENRICHED2", until=READINGS // 4, timeout=60)
+    ctx.server.kill9()
+    ctx.server.start()
+    produce_cars_and_readings(ctx.broker.bootstrap, "2", range(READINGS // 2, READINGS))
+    got, records = joined_models(ctx.broker.bootstrap, "JENRICHED2")
+    check_models(got)
+    print(f"   {READINGS} readings joined across a kill -9 ({records - READINGS} written twice)")
+
+
 def main():
-    run([test_stream_table_join], "joins")
+    run([test_stream_table_join, test_stream_table_join_restart], "joins")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ mod rebalance;
 mod repartition;
 mod stateful;
 pub mod supervisor;
+mod table_restore;
 pub mod task;
 mod time_order;
 mod transaction;

@@ -15,7 +15,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use eddy_common::{Result, internal_err};
+use eddy_common::{Result, external_err, internal_err};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::format::DecodeError;
 use eddy_runtime::format::limits::cut;
@@ -26,6 +26,7 @@ use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
 use crate::delivery::{DeliveryError, Halt, deliver};
 use crate::processing_log::ProcessingLog;
 use crate::supervisor::{Backoff, Failure, panic_message, supervise};
+use crate::table_restore::restore_tables;
 use crate::time_order::TimeOrder;
 use crate::{exactly_once, stateful, transactional};
 
@@ -386,12 +387,17 @@ pub fn start_persistent(
             exactly_once::start(cluster, query, task, config, name)
         };
     }
+    let offset_reset = task.offset_reset.clone();
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
-        // Every attempt starts from the group's committed offsets, with a join's state empty.
+        // Every attempt starts from the group's committed offsets, with a join's tables read back.
         let query = PersistentQuery {
             pipeline: Arc::new(query.pipeline.fresh().map_err(|e| e.to_string())?),
             ..query.clone()
         };
+        let restored = restore_tables(&cluster, &query.pipeline, &config, &offset_reset)?;
+        if restored > 0 {
+            tracing::info!(query = %query.id, "restored the join's tables from their topics ({restored} records)");
+        }
         let consumer = subscribed_to(&config, &topics)?;
         PersistentLoop {
             cluster: &cluster,
@@ -642,12 +648,14 @@ pub fn start_push(
     offset_reset: &str,
     group_id: String,
 ) -> Result<(mpsc::Receiver<PushEvent>, QueryTask)> {
-    let consumer: BaseConsumer = base_config(cluster.bootstrap())
+    let config = base_config(cluster.bootstrap())
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", offset_reset)
-        .create()
-        .map_err(kafka_err)?;
+        .clone();
+    // A join's tables are read back first: the query's first records meet their current rows.
+    restore_tables(cluster, &pipeline, &config, offset_reset).map_err(|e| external_err!("{e}"))?;
+    let consumer: BaseConsumer = config.create().map_err(kafka_err)?;
     let topics: Vec<String> = pipeline.inputs().iter().map(|s| s.topic.clone()).collect();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names).map_err(kafka_err)?;

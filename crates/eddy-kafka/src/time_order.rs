@@ -51,13 +51,7 @@ impl TimeOrder {
             self.queues
                 .entry((input, r.partition()))
                 .or_default()
-                .push_back(Record {
-                    key: r.key().map(<[u8]>::to_vec),
-                    value: r.value().map(<[u8]>::to_vec),
-                    timestamp: r.timestamp(),
-                    partition: r.partition(),
-                    offset: r.offset(),
-                });
+                .push_back(Record::copy_of(r));
         }
     }
 
