@@ -1,7 +1,7 @@
 //! The cost of scoring every event: a CSAS over telemetry-shaped JSON events that computes
 //! `IS_ANOMALY('autoencoder@1', <14 features>)` per event (the anomaly plugin, tract) next to the same
 //! CSAS computing a plain comparison instead, over in-memory records in batches of 4,096. Prints events
-//! per CPU-second of each and the cost per event of the model.
+//! per CPU-second of each, the cost per event of the model and the process's resident memory.
 //!
 //!   scripts/build-plugins
 //!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench anomaly -- [--events N]
@@ -14,7 +14,9 @@ use eddy_runtime::functions::PluginDir;
 use eddy_runtime::{Engine, MemoryTopics, Outcome, Record};
 
 mod cpu;
-use cpu::cpu_seconds;
+mod flags;
+use cpu::{cpu_seconds, resident_mb};
+use flags::flag;
 
 const FEATURES: [&str; 14] = [
     "speed_kmh",
@@ -100,12 +102,7 @@ fn run(plugins: &Arc<PluginDir>, models: &Path, column: &str, records: &[Record]
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let events: u64 = args
-        .iter()
-        .position(|a| a == "--events")
-        .and_then(|i| args.get(i + 1))
-        .map_or(10_000_000, |n| n.parse().expect("--events N"));
+    let events: u64 = flag("--events").unwrap_or(10_000_000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let plugins = Arc::new(
         PluginDir::new(&root.join("target/plugins/dir"))
@@ -139,5 +136,9 @@ fn main() {
         (1.0 / scored - 1.0 / plain) * 1e6,
         scored,
         plain
+    );
+    println!(
+        "resident memory with the model loaded: {:.0} MB",
+        resident_mb()
     );
 }

@@ -1,4 +1,5 @@
-//! CPU time of this process, for the benchmarks' events per CPU-second.
+//! CPU time and resident memory of this process, for the benchmarks' events per CPU-second and
+//! memory figures.
 
 /// User plus system CPU seconds used so far.
 pub fn cpu_seconds() -> f64 {
@@ -12,4 +13,15 @@ pub fn cpu_seconds() -> f64 {
     };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Resident memory in MB.
+pub fn resident_mb() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / 1e6
 }

@@ -23,7 +23,9 @@ use eddy_kafka::KafkaCluster;
 use eddy_runtime::{Engine, MemoryTopics, Outcome, Record, TopicAdmin};
 
 mod cpu;
-use cpu::cpu_seconds;
+mod flags;
+use cpu::{cpu_seconds, resident_mb};
+use flags::flag;
 
 const CREATE: &str = "CREATE STREAM readings (sensor_id STRING, ts BIGINT, temp DOUBLE, rpm INT, speed DOUBLE) WITH (kafka_topic='readings', value_format='JSON', partitions=4);";
 const CSAS: &str = "CREATE STREAM hot AS SELECT sensor_id, ts, temp*1.8+32 AS temp_f, rpm FROM readings WHERE temp > 25.0 AND rpm > 1000;";
@@ -207,16 +209,6 @@ fn stateful(label: &str, query: &str, records: &[Record]) -> f64 {
     records.len() as f64 / cpu
 }
 
-fn resident_mb() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0.0);
-    pages * 4096.0 / 1e6
-}
-
 fn aggregations(events: u64, repeat: usize) {
     let records: Vec<Record> = (0..events)
         .map(|i| Record {
@@ -347,31 +339,12 @@ fn time_pulls(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let events: u64 = value("--events")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
-    let repeat = value("--repeat")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
-        .max(1);
+    let events: u64 = flag("--events").unwrap_or(10_000_000);
+    let repeat = flag("--repeat").unwrap_or(5).max(1);
     count_table_memory();
     in_memory(events, repeat);
     aggregations(events, repeat.min(3));
-    if let Some(b) = value("--broker") {
-        through_broker(
-            events.min(
-                value("--broker-events")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(2_000_000),
-            ),
-            &b,
-        );
+    if let Some(b) = flag::<String>("--broker") {
+        through_broker(events.min(flag("--broker-events").unwrap_or(2_000_000)), &b);
     }
 }

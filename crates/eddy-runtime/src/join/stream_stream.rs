@@ -19,12 +19,16 @@ use eddy_sql::window::DEFAULT_GRACE_MS;
 
 use super::{JoinOperator, JoinOutput, Joined, Side, SideRow};
 
+/// A buffered record: its time and arrival number, and its row.
+type Buffered = ((i64, u64), OwnedRow);
+
 /// One side's buffered records.
 #[derive(Debug, Default)]
 struct Buffer {
     /// The latest time put in.
     observed: Option<i64>,
-    by_key: HashMap<OwnedRow, BTreeMap<(i64, u64), OwnedRow>>,
+    /// Each key's records in (time, arrival) order: most keys have few, so a sorted vector.
+    by_key: HashMap<OwnedRow, Vec<Buffered>>,
     /// Every record by time, to purge the expired.
     by_time: BTreeMap<(i64, u64), OwnedRow>,
 }
@@ -45,9 +49,11 @@ impl Buffer {
             if entry.key().0 >= horizon {
                 break;
             }
-            let ((t, s), k) = entry.remove_entry();
+            let (at, k) = entry.remove_entry();
             if let Some(rows) = self.by_key.get_mut(&k) {
-                rows.remove(&(t, s));
+                if let Ok(i) = rows.binary_search_by_key(&at, |(a, _)| *a) {
+                    rows.remove(i);
+                }
                 if rows.is_empty() {
                     self.by_key.remove(&k);
                 }
@@ -57,8 +63,20 @@ impl Buffer {
             return false;
         }
         self.by_time.insert((time, seq), key.clone());
-        self.by_key.entry(key).or_default().insert((time, seq), row);
+        let rows = self.by_key.entry(key).or_default();
+        let at = rows.partition_point(|(a, _)| *a < (time, seq));
+        rows.insert(at, ((time, seq), row));
         true
+    }
+
+    /// A key's records with times in `from..=to`, oldest first.
+    fn range(&self, key: &OwnedRow, from: i64, to: i64) -> &[Buffered] {
+        let Some(rows) = self.by_key.get(key) else {
+            return &[];
+        };
+        let start = rows.partition_point(|((t, _), _)| *t < from);
+        let end = rows.partition_point(|((t, _), _)| *t <= to);
+        &rows[start..end.max(start)]
     }
 }
 
@@ -206,10 +224,8 @@ impl JoinOperator for StreamStreamJoin {
             let other = &self.buffers[side.other().index()];
             let from = from.max(other.horizon(self.retention));
             let mut matched = false;
-            if from <= to
-                && let Some(rows) = other.by_key.get(&r.key)
-            {
-                for ((other_time, _), other_row) in rows.range((from, 0)..=(to, u64::MAX)) {
+            if from <= to {
+                for ((other_time, _), other_row) in other.range(&r.key, from, to) {
                     matched = true;
                     if self.wait_for_close {
                         // The other record has its match: it no longer waits as an unmatched one.
