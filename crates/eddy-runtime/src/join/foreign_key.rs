@@ -3,9 +3,10 @@
 //! (Kafka Streams' foreign-key `KTable#join`). A left change emits its key's row at its time; a
 //! right change emits the row of every left key that refers to it (in key order) at its time.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use datafusion::arrow::row::OwnedRow;
+use hashbrown::{HashMap, HashSet};
 
 use eddy_common::Result;
 

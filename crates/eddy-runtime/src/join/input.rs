@@ -3,7 +3,6 @@
 //! ([`JoinPlan::schema`]): ROWTIME, ROWPARTITION, ROWOFFSET, the key, the left side's columns, the
 //! right side's.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{
@@ -12,6 +11,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
+use hashbrown::HashSet;
 
 use eddy_common::{Result, exec_err};
 use eddy_sql::catalog::Source;

@@ -8,9 +8,10 @@
 //!   comes first; a record whose window already closed when it arrives is emitted at once;
 //! - stream time is the latest record time of either side.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use datafusion::arrow::row::OwnedRow;
+use hashbrown::HashMap;
 
 use eddy_common::Result;
 use eddy_sql::join::JoinType;

@@ -1,9 +1,8 @@
 //! Stream-table join: each stream record meets the row its key has in the table at that point; a
 //! change of the table updates the table and emits nothing (Kafka Streams' `KStream#join(KTable)`).
 
-use std::collections::HashMap;
-
 use datafusion::arrow::row::OwnedRow;
+use hashbrown::HashMap;
 
 use eddy_common::Result;
 

@@ -2,9 +2,8 @@
 //! updates (or deletes) the joined row, as Kafka Streams' `KTable#join` family does; the joined row
 //! takes the later of the two rows' times.
 
-use std::collections::HashMap;
-
 use datafusion::arrow::row::OwnedRow;
+use hashbrown::HashMap;
 
 use eddy_common::Result;
 use eddy_sql::join::JoinType;
