@@ -100,6 +100,11 @@ impl PersistentQuery {
             ],
             1,
         )?;
+        if durable && plan.join.is_some() && plan.aggregate.is_some() {
+            return Err(eddy_common::not_supported!(
+                "Aggregations over joins are not supported yet: their state cannot yet be kept across restarts. Write the join into a stream or table with one query and aggregate it with another."
+            ));
+        }
         let mut pipeline = Pipeline::new(plan, registry)?;
         if durable && pipeline.is_stateful() {
             if cache > 0 {
