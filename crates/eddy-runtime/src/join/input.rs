@@ -254,14 +254,13 @@ impl JoinInput {
             .unwrap_or_else(|p| p.into_inner())
             .process(side, side_rows)?;
         let joined = &output.rows;
-        let at = |j: &Joined| j.at;
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(joined.iter().map(|j| j.time))),
             Arc::new(Int32Array::from_iter_values(
-                joined.iter().map(|j| partitions.value(at(j))),
+                joined.iter().map(|j| partitions.value(j.at)),
             )),
             Arc::new(Int64Array::from_iter_values(
-                joined.iter().map(|j| offsets.value(at(j))),
+                joined.iter().map(|j| offsets.value(j.at)),
             )),
         ];
         let out_keys = if self.plan.kind == JoinKind::ForeignKey {
