@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod pull;
 pub mod record;
 pub mod registry;
+pub mod state_row;
 mod unnest;
 
 pub use admin::{TopicAdmin, TopicInfo};
