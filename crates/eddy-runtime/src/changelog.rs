@@ -230,6 +230,21 @@ impl RowRecord {
     }
 }
 
+/// How positions name partition `partition` of input `input` of a query with several inputs (a
+/// join): the first input's partitions by their number, the next input's [`INPUT_STRIDE`] above.
+pub fn input_position(input: usize, partition: i32) -> i32 {
+    partition.saturating_add(INPUT_STRIDE.saturating_mul(input as i32))
+}
+
+/// The input and partition a position id names (see [`input_position`]).
+pub fn position_input(id: i32) -> (usize, i32) {
+    ((id / INPUT_STRIDE) as usize, id % INPUT_STRIDE)
+}
+
+/// Apart from each other the position ids of a query's inputs are (more than any topic's
+/// partitions).
+const INPUT_STRIDE: i32 = 1 << 24;
+
 /// Whether input at `offset` of `partition` is already included in state written at `positions`.
 pub fn covers(positions: &[(i32, i64)], partition: i32, offset: i64) -> bool {
     positions
@@ -282,6 +297,13 @@ mod tests {
         );
         assert!(StateKey::decode(b"X", false).is_err());
         assert!(GroupRecord::decode(&[2, 0]).is_err());
+    }
+
+    #[test]
+    fn inputs_have_their_own_position_ids() {
+        assert_eq!(input_position(0, 5), 5);
+        assert_eq!(position_input(input_position(1, 5)), (1, 5));
+        assert_eq!(position_input(input_position(0, 0)), (0, 0));
     }
 
     #[test]

@@ -64,9 +64,9 @@ const DEFAULT_COMMIT_INTERVAL_MS: u64 = 2_000;
 const MAX_LOOKUPS: usize = 10_000;
 
 impl PersistentQuery {
-    /// A query running `plan` into `sink`. With `durable` state, an aggregation logs its state
-    /// changes for a changelog and, unless the record cache is off
-    /// (`ksql.streams.cache.max.bytes.buffering=0`), emits once per commit interval.
+    /// A query running `plan` into `sink`. With `durable` state, an aggregation or a stream-stream
+    /// join logs its state changes for a changelog, and an aggregation, unless the record cache is
+    /// off (`ksql.streams.cache.max.bytes.buffering=0`), emits once per commit interval.
     fn new(
         id: String,
         statement: &str,
@@ -106,10 +106,10 @@ impl PersistentQuery {
             ));
         }
         let mut pipeline = Pipeline::new(plan, registry)?;
-        if durable && pipeline.is_stateful() {
-            if cache > 0 {
-                pipeline = pipeline.per_commit();
-            }
+        if durable && pipeline.is_stateful() && cache > 0 {
+            pipeline = pipeline.per_commit();
+        }
+        if durable && pipeline.persists_state() {
             pipeline = pipeline.logged()?;
         }
         Ok(PersistentQuery {

@@ -167,10 +167,15 @@ impl Pipeline {
         self
     }
 
-    /// Keeps an aggregating pipeline's state changes for a changelog (see [`Pipeline::changes`]).
+    /// Keeps the state changes of an aggregation, or of a join that keeps state, for a changelog
+    /// (see [`Pipeline::changes`]).
     pub fn logged(self) -> Result<Self> {
         if let Some(state) = &self.aggregate_state {
             lock(state).log_changes()?;
+        } else if let Input::Join(join) = &self.input
+            && join.keeps_state()
+        {
+            join.log_changes();
         }
         Ok(self)
     }
@@ -178,6 +183,12 @@ impl Pipeline {
     /// Whether the pipeline keeps state (it aggregates).
     pub fn is_stateful(&self) -> bool {
         self.aggregate_state.is_some()
+    }
+
+    /// Whether the pipeline keeps state that a changelog has to keep across restarts: it
+    /// aggregates, or it joins streams (whose buffers its topics cannot give back).
+    pub fn persists_state(&self) -> bool {
+        self.is_stateful() || matches!(&self.input, Input::Join(join) if join.keeps_state())
     }
 
     /// A pipeline for the same query with empty state of the same kind (emission, logging): the
@@ -230,18 +241,20 @@ impl Pipeline {
         positions: &[(i32, i64)],
         sink: Option<&SinkMark>,
     ) -> Result<Vec<StateChange>> {
-        match &self.aggregate_state {
-            Some(state) => lock(state).changes(positions, sink),
-            None => Ok(Vec::new()),
+        match (&self.aggregate_state, &self.input) {
+            (Some(state), _) => lock(state).changes(positions, sink),
+            (None, Input::Join(join)) if join.keeps_state() => join.changes(positions, sink),
+            _ => Ok(Vec::new()),
         }
     }
 
     /// Restores the state from its changelog records; returns the checkpoint whose input positions
     /// to resume from (`None` without a complete write).
     pub fn restore(&self, records: Vec<StateChange>) -> Result<Option<Checkpoint>> {
-        match &self.aggregate_state {
-            Some(state) => lock(state).restore(records),
-            None => Ok(None),
+        match (&self.aggregate_state, &self.input) {
+            (Some(state), _) => lock(state).restore(records),
+            (None, Input::Join(join)) if join.keeps_state() => join.restore(records),
+            _ => Ok(None),
         }
     }
 

@@ -3,7 +3,8 @@
 //! ([`JoinPlan::schema`]): ROWTIME, ROWPARTITION, ROWOFFSET, the key, the left side's columns, the
 //! right side's.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use datafusion::arrow::array::{
     ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch,
@@ -11,17 +12,19 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 
 use eddy_common::{Result, exec_err};
 use eddy_sql::catalog::Source;
 use eddy_sql::join::{JoinKind, JoinPlan};
 
 use super::foreign_key::ForeignKeyJoin;
+use super::state::{EntryValue, entry_key, parse_key};
 use super::stream_stream::StreamStreamJoin;
 use super::stream_table::StreamTableJoin;
 use super::table_table::TableTableJoin;
-use super::{JoinOperator, Joined, Side, SideRow};
+use super::{Change, Entry, EntryId, EntryKind, JoinOperator, Joined, Side, SideRow};
+use crate::changelog::{Checkpoint, SinkMark, StateChange, StateKey, covers, input_position};
 use crate::format::{DecodeError, DecodedBatch, SourceDecoder};
 use crate::pipeline::evaluate;
 use crate::record::RecordRef;
@@ -92,6 +95,12 @@ pub struct JoinInput {
     operator: Mutex<Box<dyn JoinOperator>>,
     /// The keys a filtered table-table join's output holds a row for.
     present: Mutex<HashSet<OwnedRow>>,
+    /// The operator lists its state changes for a changelog.
+    logged: AtomicBool,
+    /// After a restore, per side and partition: the last offset past the checkpoint that a write cut
+    /// short already processed (its output went out before the write). Records up to it are left
+    /// out when read again: the state restored includes them, and what came after them.
+    replayed: Mutex<HashMap<(Side, i32), i64>>,
 }
 
 /// What a side's batch gave: the joined rows, and what was left out on the way.
@@ -117,12 +126,13 @@ impl JoinInput {
                 registry,
             )?,
         ];
-        // Sources with windowed keys join window by window: the window's start is part of the key.
-        let mut join_fields = vec![SortField::new(plan.key.data_type.clone())];
-        if plan.left.source.window.is_some() {
-            join_fields.push(SortField::new(DataType::Int64));
-        }
-        let join_keys = RowConverter::new(join_fields).map_err(|e| exec_err!("{e}"))?;
+        let join_keys = RowConverter::new(
+            join_key_types(&plan)
+                .into_iter()
+                .map(SortField::new)
+                .collect(),
+        )
+        .map_err(|e| exec_err!("{e}"))?;
         let key_fields = plan.schema.fields()[KEYS..KEYS + plan.key.columns.len()]
             .iter()
             .map(|f| SortField::new(f.data_type().clone()))
@@ -132,22 +142,201 @@ impl JoinInput {
             join_keys: Arc::new(join_keys),
             operator: Mutex::new(operator(&plan)),
             present: Mutex::default(),
+            logged: AtomicBool::new(false),
+            replayed: Mutex::default(),
             plan,
             sides,
             keys: Arc::new(keys),
         })
     }
 
-    /// The same join with nothing seen yet.
+    /// The same join with nothing seen yet (listing its state changes if this one does).
     pub fn fresh(&self) -> JoinInput {
-        JoinInput {
+        let fresh = JoinInput {
             plan: self.plan.clone(),
             sides: self.sides.clone(),
             join_keys: self.join_keys.clone(),
             keys: self.keys.clone(),
             operator: Mutex::new(operator(&self.plan)),
             present: Mutex::default(),
+            logged: AtomicBool::new(false),
+            replayed: Mutex::default(),
+        };
+        if self.logged.load(Ordering::Relaxed) {
+            fresh.log_changes();
         }
+        fresh
+    }
+
+    fn operator(&self) -> MutexGuard<'_, Box<dyn JoinOperator>> {
+        self.operator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the join keeps state that its inputs' topics cannot give back, which a changelog
+    /// keeps instead: a stream-stream join's buffers. (Tables are read back from their topics.)
+    pub fn keeps_state(&self) -> bool {
+        matches!(self.plan.kind, JoinKind::StreamStream(_))
+    }
+
+    /// Lists the state changes, for [`JoinInput::changes`].
+    pub fn log_changes(&self) {
+        self.logged.store(true, Ordering::Relaxed);
+        self.operator().log_changes();
+    }
+
+    /// The changelog records of the state changed since the last call, in the order the changes
+    /// happened, then a checkpoint: `positions` are the input positions the state now includes
+    /// (see [`input_position`]), `sink` where an exactly-once output stands.
+    pub fn changes(
+        &self,
+        positions: &[(i32, i64)],
+        sink: Option<&SinkMark>,
+    ) -> Result<Vec<StateChange>> {
+        let (changes, stream_time) = self.operator().changes();
+        // Each side's rows and keys are converted in one go.
+        let mut values: HashMap<EntryId, Vec<u8>> = HashMap::new();
+        for side in [Side::Left, Side::Right] {
+            let puts: Vec<&Entry> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Put(e) if e.id.side == side => Some(e),
+                    _ => None,
+                })
+                .collect();
+            if puts.is_empty() {
+                continue;
+            }
+            let rows = self.sides[side.index()]
+                .rows
+                .convert_rows(puts.iter().map(|e| e.row.row()))
+                .map_err(|e| exec_err!("{e}"))?;
+            let keys = self
+                .join_keys
+                .convert_rows(puts.iter().map(|e| e.key.row()))
+                .map_err(|e| exec_err!("{e}"))?;
+            for (i, e) in puts.iter().enumerate() {
+                let (mut key, mut row) = (Vec::new(), Vec::new());
+                crate::state_row::encode(&keys, i, &mut key)?;
+                crate::state_row::encode(&rows, i, &mut row)?;
+                let value = EntryValue {
+                    time: e.time,
+                    seq: e.seq,
+                    key: &key,
+                    row: &row,
+                };
+                values.insert(e.id, value.encode()?);
+            }
+        }
+        let mut out: Vec<StateChange> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Put(e) => StateChange {
+                    key: entry_key(&e.id),
+                    value: values.get(&e.id).cloned(),
+                },
+                Change::Delete(id) => StateChange {
+                    key: entry_key(id),
+                    value: None,
+                },
+            })
+            .collect();
+        out.push(StateChange {
+            key: StateKey::Checkpoint.encode(),
+            value: Some(
+                Checkpoint {
+                    positions: positions.to_vec(),
+                    stream_time,
+                    sink: sink.cloned(),
+                }
+                .encode(),
+            ),
+        });
+        Ok(out)
+    }
+
+    /// Restores the state from its changelog records (the latest of each key counts); returns the
+    /// checkpoint whose input positions to resume from (`None` without a complete write).
+    pub fn restore(&self, records: Vec<StateChange>) -> Result<Option<Checkpoint>> {
+        let checkpoint_key = StateKey::Checkpoint.encode();
+        let mut checkpoint = None;
+        let mut latest: HashMap<EntryId, Option<Vec<u8>>> = HashMap::new();
+        for r in records {
+            if r.key == checkpoint_key {
+                checkpoint = r.value.as_deref().map(Checkpoint::decode).transpose()?;
+            } else if let Some(id) = parse_key(&r.key)? {
+                latest.insert(id, r.value);
+            } else {
+                return Err(exec_err!(
+                    "the join's changelog holds a record this version does not write"
+                ));
+            }
+        }
+        let positions = checkpoint
+            .as_ref()
+            .map(|c| c.positions.clone())
+            .unwrap_or_default();
+        // A write's changes come in the order of the records that made them, each record's own
+        // entry after everything it changed: whatever part of a write reached the changelog is
+        // the state after the records it names (kept since, or already forgotten again).
+        let mut replayed: HashMap<(Side, i32), i64> = HashMap::new();
+        for id in latest.keys().filter(|id| id.kind == EntryKind::Buffered) {
+            let (partition, offset) = id.origin;
+            if !covers(
+                &positions,
+                input_position(id.side.index(), partition),
+                offset,
+            ) {
+                let last = replayed.entry((id.side, partition)).or_insert(offset);
+                *last = (*last).max(offset);
+            }
+        }
+        let mut entries = Vec::with_capacity(latest.len());
+        for side in [Side::Left, Side::Right] {
+            let kept: Vec<(EntryId, EntryValue<'_>)> = latest
+                .iter()
+                .filter(|(id, _)| id.side == side)
+                .filter_map(|(id, v)| Some((*id, v.as_deref()?)))
+                .map(|(id, v)| Ok((id, EntryValue::decode(v)?)))
+                .collect::<Result<_>>()?;
+            if kept.is_empty() {
+                continue;
+            }
+            let input = &self.sides[side.index()];
+            let row_types: Vec<DataType> = input
+                .source
+                .input_schema()
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect();
+            let row_columns = crate::state_row::decode(
+                &row_types,
+                &kept.iter().map(|(_, v)| v.row).collect::<Vec<_>>(),
+            )?;
+            let rows = input
+                .rows
+                .convert_columns(&row_columns)
+                .map_err(|e| exec_err!("{e}"))?;
+            let key_columns = crate::state_row::decode(
+                &join_key_types(&self.plan),
+                &kept.iter().map(|(_, v)| v.key).collect::<Vec<_>>(),
+            )?;
+            let keys = self
+                .join_keys
+                .convert_columns(&key_columns)
+                .map_err(|e| exec_err!("{e}"))?;
+            entries.extend(kept.iter().enumerate().map(|(i, (id, v))| Entry {
+                id: *id,
+                key: keys.row(i).owned(),
+                row: rows.row(i).owned(),
+                time: v.time,
+                seq: v.seq,
+            }));
+        }
+        *self.replayed.lock().unwrap_or_else(|p| p.into_inner()) = replayed;
+        let stream_time = checkpoint.as_ref().map_or(i64::MIN, |c| c.stream_time);
+        self.operator().restore(entries, stream_time);
+        Ok(checkpoint)
     }
 
     /// Which rows of a filtered table-table join's output to keep (`deletes`: the rows that delete
@@ -218,7 +407,17 @@ impl JoinInput {
         let partitions = batch.column(1).as_primitive::<Int32Type>();
         let offsets = batch.column(2).as_primitive::<Int64Type>();
         let mut side_rows = Vec::with_capacity(batch.num_rows());
+        let mut replayed = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
         for at in 0..batch.num_rows() {
+            let origin = (partitions.value(at), offsets.value(at));
+            if !replayed.is_empty()
+                && let Some(last) = replayed.get(&(side, origin.0)).copied()
+            {
+                if origin.1 <= last {
+                    continue;
+                }
+                replayed.remove(&(side, origin.0));
+            }
             if let Some(primary) = &primary {
                 side_rows.push(SideRow {
                     key: primary.row(at).owned(),
@@ -226,6 +425,7 @@ impl JoinInput {
                     row: (!decoded.null_values.value(at)).then(|| rows.row(at).owned()),
                     time: times.value(at),
                     at,
+                    origin,
                 });
                 continue;
             }
@@ -246,13 +446,11 @@ impl JoinInput {
                 row: (!decoded.null_values.value(at)).then(|| rows.row(at).owned()),
                 time: times.value(at),
                 at,
+                origin,
             });
         }
-        let output = self
-            .operator
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .process(side, side_rows)?;
+        drop(replayed);
+        let output = self.operator().process(side, side_rows)?;
         let joined = &output.rows;
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(joined.iter().map(|j| j.time))),
@@ -314,6 +512,16 @@ impl JoinInput {
             expression_errors,
         })
     }
+}
+
+/// The types of a join's keys: the join expression's, and for sources with windowed keys, which
+/// join window by window, the window's start.
+fn join_key_types(plan: &JoinPlan) -> Vec<DataType> {
+    let mut types = vec![plan.key.data_type.clone()];
+    if plan.left.source.window.is_some() {
+        types.push(DataType::Int64);
+    }
+    types
 }
 
 /// The operator of a join's kind, with nothing seen yet.

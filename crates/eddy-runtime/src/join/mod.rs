@@ -1,10 +1,13 @@
 //! Join operators: a join query reads two sides, and an operator per kind of join (stream-stream,
 //! stream-table, table-table) keeps what each side has shown it and pairs each new record with the
 //! other side's rows, as Kafka Streams' join processors do. [`JoinInput`] decodes the sides, keys
-//! their rows and lays the pairs out as the joined input the rest of the query reads.
+//! their rows and lays the pairs out as the joined input the rest of the query reads. What an
+//! operator keeps that a restart must not lose (a stream-stream join's buffers) it lists as
+//! [`Change`]s of [`Entry`]s, which `state` lays out for the query's changelog.
 
 mod foreign_key;
 mod input;
+mod state;
 mod stream_stream;
 mod stream_table;
 mod table_table;
@@ -40,6 +43,9 @@ impl Side {
     }
 }
 
+/// A record's place in its input: its partition and offset.
+pub type Origin = (i32, i64);
+
 /// One record of a side, keyed by its join expression.
 #[derive(Debug, Clone)]
 pub struct SideRow {
@@ -55,6 +61,41 @@ pub struct SideRow {
     pub time: i64,
     /// Its position in the batch being processed.
     pub at: usize,
+    pub origin: Origin,
+}
+
+/// What an operator keeps of a record: it is buffered to join the other side's, or, unmatched, it
+/// waits for its window to close to be emitted with NULLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    Buffered,
+    Waiting,
+}
+
+/// Names a kept record by where it came from: an operator keeps a record at most once of each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntryId {
+    pub kind: EntryKind,
+    pub side: Side,
+    pub origin: Origin,
+}
+
+/// A kept record: its join key, its row, its time and its arrival number (which orders records of
+/// the same time).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: EntryId,
+    pub key: OwnedRow,
+    pub row: OwnedRow,
+    pub time: i64,
+    pub seq: u64,
+}
+
+/// A change to what an operator keeps.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Put(Entry),
+    Delete(EntryId),
 }
 
 /// One row of a join's output: the rows of each side (`None`: NULLs), or a tombstone for the key.
@@ -82,4 +123,17 @@ pub struct JoinOutput {
 /// A join operator: takes one side's records, in order, and returns the joined rows they make.
 pub trait JoinOperator: Send + std::fmt::Debug {
     fn process(&mut self, side: Side, rows: Vec<SideRow>) -> Result<JoinOutput>;
+
+    /// Starts listing the changes to what it keeps, for [`JoinOperator::changes`]. An operator
+    /// whose state is read back from its inputs' topics instead (a table's rows) keeps no list.
+    fn log_changes(&mut self) {}
+
+    /// The changes since the last call, in the order they happened, and its stream time.
+    fn changes(&mut self) -> (Vec<Change>, i64) {
+        (Vec::new(), i64::MIN)
+    }
+
+    /// Takes back what it kept (the entries a changelog holds) and its stream time, before any
+    /// record is processed.
+    fn restore(&mut self, _entries: Vec<Entry>, _stream_time: i64) {}
 }

@@ -18,10 +18,16 @@ use eddy_sql::join::JoinType;
 use eddy_sql::statement::JoinWithin;
 use eddy_sql::window::DEFAULT_GRACE_MS;
 
-use super::{JoinOperator, JoinOutput, Joined, Side, SideRow};
+use super::{
+    Change, Entry, EntryId, EntryKind, JoinOperator, JoinOutput, Joined, Origin, Side, SideRow,
+};
 
 /// A buffered record: its time and arrival number, and its row.
-type Buffered = ((i64, u64), OwnedRow);
+#[derive(Debug)]
+struct Buffered {
+    at: (i64, u64),
+    row: OwnedRow,
+}
 
 /// One side's buffered records.
 #[derive(Debug, Default)]
@@ -30,8 +36,8 @@ struct Buffer {
     observed: Option<i64>,
     /// Each key's records in (time, arrival) order: most keys have few, so a sorted vector.
     by_key: HashMap<OwnedRow, Vec<Buffered>>,
-    /// Every record by time, to purge the expired.
-    by_time: BTreeMap<(i64, u64), OwnedRow>,
+    /// Every record by time, to purge the expired, with where it came from.
+    by_time: BTreeMap<(i64, u64), (OwnedRow, Origin)>,
 }
 
 impl Buffer {
@@ -41,18 +47,20 @@ impl Buffer {
             .map_or(i64::MIN, |t| t.saturating_sub(retention).saturating_add(1))
     }
 
-    /// Buffers a record; false if it is already older than what the buffer shows.
-    fn put(&mut self, key: OwnedRow, time: i64, seq: u64, row: OwnedRow, retention: i64) -> bool {
+    /// Forgets what can no longer be seen once `time` is observed; returns where each forgotten
+    /// record came from.
+    fn advance(&mut self, time: i64, retention: i64) -> Vec<Origin> {
         self.observed = Some(self.observed.map_or(time, |t| t.max(time)));
         let horizon = self.horizon(retention);
-        // Forget what can no longer be seen.
+        let mut forgotten = Vec::new();
         while let Some(entry) = self.by_time.first_entry() {
             if entry.key().0 >= horizon {
                 break;
             }
-            let (at, k) = entry.remove_entry();
+            let (at, (k, origin)) = entry.remove_entry();
+            forgotten.push(origin);
             if let Some(rows) = self.by_key.get_mut(&k) {
-                if let Ok(i) = rows.binary_search_by_key(&at, |(a, _)| *a) {
+                if let Ok(i) = rows.binary_search_by_key(&at, |b| b.at) {
                     rows.remove(i);
                 }
                 if rows.is_empty() {
@@ -60,14 +68,16 @@ impl Buffer {
                 }
             }
         }
-        if time < horizon {
-            return false;
-        }
-        self.by_time.insert((time, seq), key.clone());
+        forgotten
+    }
+
+    /// Buffers a record (no older than what the buffer shows).
+    fn insert(&mut self, key: OwnedRow, at: (i64, u64), row: OwnedRow, origin: Origin) {
+        self.observed = Some(self.observed.map_or(at.0, |t| t.max(at.0)));
+        self.by_time.insert(at, (key.clone(), origin));
         let rows = self.by_key.entry(key).or_default();
-        let at = rows.partition_point(|(a, _)| *a < (time, seq));
-        rows.insert(at, ((time, seq), row));
-        true
+        let i = rows.partition_point(|b| b.at < at);
+        rows.insert(i, Buffered { at, row });
     }
 
     /// A key's records with times in `from..=to`, oldest first.
@@ -75,14 +85,17 @@ impl Buffer {
         let Some(rows) = self.by_key.get(key) else {
             return &[];
         };
-        let start = rows.partition_point(|((t, _), _)| *t < from);
-        let end = rows.partition_point(|((t, _), _)| *t <= to);
+        let start = rows.partition_point(|b| b.at.0 < from);
+        let end = rows.partition_point(|b| b.at.0 <= to);
         &rows[start..end.max(start)]
     }
 }
 
 /// An unmatched record waiting for its window to close: by time, side (right first), key.
 type OuterKey = (i64, u8, OwnedRow, u64);
+
+/// What a waiting record holds: its row and where it came from.
+type Waiting = (OwnedRow, Origin);
 
 #[derive(Debug)]
 pub struct StreamStreamJoin {
@@ -95,11 +108,13 @@ pub struct StreamStreamJoin {
     /// Whether unmatched records wait for their window to close (`GRACE PERIOD` given).
     wait_for_close: bool,
     buffers: [Buffer; 2],
-    outer: BTreeMap<OuterKey, OwnedRow>,
+    outer: BTreeMap<OuterKey, Waiting>,
     stream_time: i64,
     /// The oldest time in the outer buffer, as Kafka Streams tracks it.
     min_time: i64,
     seq: u64,
+    /// The changes since the last [`JoinOperator::changes`], when they are listed.
+    log: Option<Vec<Change>>,
 }
 
 impl StreamStreamJoin {
@@ -120,7 +135,74 @@ impl StreamStreamJoin {
             stream_time: i64::MIN,
             min_time: i64::MAX,
             seq: 0,
+            log: None,
         }
+    }
+
+    /// Lists a change, when changes are listed.
+    fn logged(&mut self, change: impl FnOnce() -> Change) {
+        if let Some(log) = &mut self.log {
+            log.push(change());
+        }
+    }
+
+    /// Removes a waiting record.
+    fn stop_waiting(&mut self, k: &OuterKey) -> Option<Waiting> {
+        let waiting = self.outer.remove(k)?;
+        let side = if k.1 == 1 { Side::Left } else { Side::Right };
+        self.logged(|| {
+            Change::Delete(EntryId {
+                kind: EntryKind::Waiting,
+                side,
+                origin: waiting.1,
+            })
+        });
+        Some(waiting)
+    }
+
+    /// A record of a side the join keeps found no match (`reach`: its time and the latest time
+    /// that joins it): it is emitted with NULLs, or waits for its window to close.
+    fn unmatched(
+        &mut self,
+        side: Side,
+        key: OwnedRow,
+        row: OwnedRow,
+        (time, to): (i64, i64),
+        (at, origin): (usize, Origin),
+        out: &mut JoinOutput,
+    ) {
+        if !self.wait_for_close || to < self.stream_time {
+            let (left, right) = match side {
+                Side::Left => (Some(row), None),
+                Side::Right => (None, Some(row)),
+            };
+            out.rows.push(Joined {
+                key,
+                left,
+                right,
+                time,
+                tombstone: false,
+                at,
+            });
+            return;
+        }
+        self.min_time = self.min_time.min(time);
+        let seq = self.seq;
+        self.logged(|| {
+            Change::Put(Entry {
+                id: EntryId {
+                    kind: EntryKind::Waiting,
+                    side,
+                    origin,
+                },
+                key: key.clone(),
+                row: row.clone(),
+                time,
+                seq,
+            })
+        });
+        self.outer
+            .insert((time, side_byte(side), key, seq), (row, origin));
     }
 
     fn keeps(&self, side: Side) -> bool {
@@ -171,7 +253,7 @@ impl StreamStreamJoin {
             done.push(k.clone());
         }
         for k in done {
-            let Some(row) = self.outer.remove(&k) else {
+            let Some((row, _)) = self.stop_waiting(&k) else {
                 continue;
             };
             let (time, side_byte, key, _) = k;
@@ -210,14 +292,38 @@ impl JoinOperator for StreamStreamJoin {
             let to = time.saturating_add(self.reach_after(side)).max(0);
             self.stream_time = self.stream_time.max(time);
             self.seq += 1;
-            if !self.buffers[side.index()].put(
-                r.key.clone(),
-                time,
-                self.seq,
-                row.clone(),
-                self.retention,
-            ) {
+            let buffer = &mut self.buffers[side.index()];
+            let forgotten = buffer.advance(time, self.retention);
+            let kept = time >= buffer.horizon(self.retention);
+            if kept {
+                buffer.insert(r.key.clone(), (time, self.seq), row.clone(), r.origin);
+            } else {
                 out.late_records += 1;
+            }
+            // The record's own entry is listed after everything its processing changed: a
+            // changelog write cut short that holds it holds all of that, so replay may skip it.
+            let mut own = None;
+            if let Some(log) = &mut self.log {
+                log.extend(forgotten.into_iter().map(|origin| {
+                    Change::Delete(EntryId {
+                        kind: EntryKind::Buffered,
+                        side,
+                        origin,
+                    })
+                }));
+                own = kept.then(|| {
+                    Change::Put(Entry {
+                        id: EntryId {
+                            kind: EntryKind::Buffered,
+                            side,
+                            origin: r.origin,
+                        },
+                        key: r.key.clone(),
+                        row: row.clone(),
+                        time,
+                        seq: self.seq,
+                    })
+                });
             }
             if self.wait_for_close && time == self.stream_time {
                 self.emit_closed(side, r.at, &mut out);
@@ -225,8 +331,14 @@ impl JoinOperator for StreamStreamJoin {
             let other = &self.buffers[side.other().index()];
             let from = from.max(other.horizon(self.retention));
             let mut matched = false;
+            let mut matched_waiting = Vec::new();
             if from <= to {
-                for ((other_time, _), other_row) in other.range(&r.key, from, to) {
+                for Buffered {
+                    at: (other_time, _),
+                    row: other_row,
+                    ..
+                } in other.range(&r.key, from, to)
+                {
                     matched = true;
                     if self.wait_for_close {
                         // The other record has its match: it no longer waits as an unmatched one.
@@ -237,11 +349,7 @@ impl JoinOperator for StreamStreamJoin {
                             r.key.clone(),
                             u64::MAX,
                         );
-                        let waiting: Vec<OuterKey> =
-                            self.outer.range(lo..=hi).map(|(k, _)| k.clone()).collect();
-                        for k in waiting {
-                            self.outer.remove(&k);
-                        }
+                        matched_waiting.extend(self.outer.range(lo..=hi).map(|(k, _)| k.clone()));
                     }
                     let (left, right) = match side {
                         Side::Left => (Some(row.clone()), Some(other_row.clone())),
@@ -257,28 +365,49 @@ impl JoinOperator for StreamStreamJoin {
                     });
                 }
             }
-            if matched || !self.keeps(side) {
-                continue;
+            for k in &matched_waiting {
+                self.stop_waiting(k);
             }
-            if !self.wait_for_close || to < self.stream_time {
-                let (left, right) = match side {
-                    Side::Left => (Some(row), None),
-                    Side::Right => (None, Some(row)),
-                };
-                out.rows.push(Joined {
-                    key: r.key,
-                    left,
-                    right,
-                    time,
-                    tombstone: false,
-                    at: r.at,
-                });
-            } else {
-                self.min_time = self.min_time.min(time);
-                self.outer
-                    .insert((time, side_byte(side), r.key, self.seq), row);
+            if !matched && self.keeps(side) {
+                self.unmatched(side, r.key, row, (time, to), (r.at, r.origin), &mut out);
+            }
+            if let (Some(log), Some(own)) = (&mut self.log, own) {
+                log.push(own);
             }
         }
         Ok(out)
+    }
+
+    fn log_changes(&mut self) {
+        self.log.get_or_insert_with(Vec::new);
+    }
+
+    fn changes(&mut self) -> (Vec<Change>, i64) {
+        let changes = self.log.as_mut().map(std::mem::take).unwrap_or_default();
+        (changes, self.stream_time)
+    }
+
+    /// Puts the entries back where they were; the buffers' latest times and the arrival count
+    /// follow from them.
+    fn restore(&mut self, entries: Vec<Entry>, stream_time: i64) {
+        self.stream_time = self.stream_time.max(stream_time);
+        for e in entries {
+            self.seq = self.seq.max(e.seq);
+            match e.id.kind {
+                EntryKind::Buffered => self.buffers[e.id.side.index()].insert(
+                    e.key,
+                    (e.time, e.seq),
+                    e.row,
+                    e.id.origin,
+                ),
+                EntryKind::Waiting => {
+                    self.min_time = self.min_time.min(e.time);
+                    self.outer.insert(
+                        (e.time, side_byte(e.id.side), e.key, e.seq),
+                        (e.row, e.id.origin),
+                    );
+                }
+            }
+        }
     }
 }
