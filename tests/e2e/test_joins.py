@@ -139,8 +139,104 @@ def test_stream_table_join_restart(ctx):
     print(f"   {READINGS} readings joined across a kill -9 ({records - READINGS} written twice)")
 
 
+ORDERS = 20_000
+ORDER_GAP_MS = 30_000
+HOUR_MS = 3_600_000
+RATE = 4_000
+
+
+def shipment_offset(i):
+    """When order i's shipment comes, relative to the order (None: never): most within the hour after it,
+    some before the order (still inside the window), some outside the window on either side."""
+    kind = (i * 7919) % 20
+    if kind < 2:
+        return None
+    if kind < 4:
+        return -((i * 31) % 50 + 1) * 60_000          # up to 50 minutes before the order
+    if kind == 4:
+        return HOUR_MS + ((i * 17) % 60 + 1) * 60_000  # more than an hour after: outside
+    if kind == 5:
+        return -HOUR_MS - ((i * 13) % 60 + 1) * 60_000  # more than an hour before: outside
+    return ((i * 37) % 3_540 + 1) * 1_000              # within the hour after
+
+
+def order_events():
+    """(time, topic, key, value) of every order and shipment, in event-time order."""
+    events = []
+    for i in range(ORDERS):
+        t = T0 + i * ORDER_GAP_MS
+        events.append((t, "orders", f"o-{i}", {"AMOUNT": i % 500}))
+        offset = shipment_offset(i)
+        if offset is not None:
+            events.append((t + offset, "shipments", f"o-{i}", {"CARRIER": f"c{i % 7}"}))
+    return sorted(events, key=lambda e: (e[0], e[1]))
+
+
+def produce_events(bootstrap, events):
+    """Produces events at about RATE records a second."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    started = time.time()
+    for n, (t, topic, key, value) in enumerate(events):
+        p.produce(topic, json.dumps(value).encode(), key=key.encode(), timestamp=t)
+        if n % 500 == 0:
+            p.poll(0)
+            ahead = n / RATE - (time.time() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    assert p.flush(60) == 0, "not every record was delivered"
+
+
+def test_stream_stream_join_restart(ctx):
+    """Orders and shipments produced in event-time order at a capped rate into a JOIN ... WITHIN 1 HOURS
+    GRACE PERIOD 10 MINUTES, the server killed with SIGKILL half-way and restarted: the join's buffers
+    come back from its changelog, so the set of joined orders is exactly the orders with a shipment
+    within the hour either side; duplicates (at-least-once) are counted and reported."""
+    create_topics(ctx.broker.bootstrap, ["orders", "shipments"])
+    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+        "CREATE STREAM orders (id STRING KEY, amount INT) "
+        "WITH (kafka_topic='orders', key_format='KAFKA', value_format='JSON');"
+        "CREATE STREAM shipments (id STRING KEY, carrier STRING) "
+        "WITH (kafka_topic='shipments', key_format='KAFKA', value_format='JSON');"
+        "CREATE STREAM shipped AS SELECT o.id AS id, amount, carrier FROM orders o "
+        "JOIN shipments s WITHIN 1 HOURS GRACE PERIOD 10 MINUTES ON o.id = s.id;"),
+        "streamsProperties": {"auto.offset.reset": "earliest"}})
+    assert status == 200, body
+    events = order_events()
+    want = {f"o-{i}" for i in range(ORDERS)
+            if shipment_offset(i) is not None and abs(shipment_offset(i)) <= HOUR_MS}
+    half = len(events) // 2
+    produce_events(ctx.broker.bootstrap, events[:half])
+    ctx.server.kill9()
+    ctx.server.start()
+    produce_events(ctx.broker.bootstrap, events[half:])
+    c = Consumer({"bootstrap.servers": ctx.broker.bootstrap, "group.id": f"check-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["SHIPPED"])
+    got, records = set(), 0
+    deadline = time.time() + 120
+    # Reads until every expected order came, then a little longer for anything unexpected.
+    quiet_until = None
+    while time.time() < deadline and (quiet_until is None or time.time() < quiet_until):
+        for m in c.consume(num_messages=10_000, timeout=1.0):
+            if m.error():
+                continue
+            v = json.loads(m.value())
+            records += 1
+            key = m.key().decode()
+            assert v["CARRIER"] == f"c{int(key[2:]) % 7}", f"{key} joined with {v}"
+            got.add(key)
+        if quiet_until is None and want <= got:
+            quiet_until = time.time() + 5
+    c.close()
+    missing, extra = sorted(want - got), sorted(got - want)
+    assert not missing, f"{len(missing)} joined orders are missing, e.g. {missing[:5]}"
+    assert not extra, f"{len(extra)} orders joined that should not have, e.g. {extra[:5]}"
+    print(f"   {len(want)} of {ORDERS} orders joined with their shipment across a kill -9 "
+          f"({records - len(want)} duplicates)")
+
+
 def main():
-    run([test_stream_table_join, test_stream_table_join_restart], "joins")
+    run([test_stream_table_join, test_stream_table_join_restart, test_stream_stream_join_restart], "joins")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_common::{Result, external_err};
-use eddy_runtime::changelog::{Positions, StateChange};
+use eddy_runtime::changelog::{Positions, StateChange, input_position, position_input};
 use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
+use eddy_sql::catalog::Source;
 use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, now_millis};
@@ -39,7 +40,8 @@ use crate::origin::writer_id;
 use crate::rebalance::{Rebalance, Rebalancing};
 use crate::repartition::{Shuffle, repartition_topic, unwrap};
 use crate::supervisor::Failure;
-use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, poll_batch, subscribed};
+use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, lock, poll_batch, subscribed};
+use crate::time_order::TimeOrder;
 use crate::transaction::{Transaction, transactional_id};
 
 /// How long a shard may make a crashed write again, with no more input coming, before it gives up.
@@ -51,6 +53,12 @@ pub fn changelog_topic(group_id: &str) -> String {
     format!("{group_id}-Aggregate-Aggregate-Materialize-changelog")
 }
 
+/// The changelog topic of a stream-stream join whose consumer group is `group_id`: both sides'
+/// buffers (Kafka Streams keeps one per side, `-Join-this-` and `-Join-other-`).
+fn join_changelog_topic(group_id: &str) -> String {
+    format!("{group_id}-Join-windowed-changelog")
+}
+
 /// The topic whose only partition is the lease of a query whose state is not sharded: the server its
 /// lease group gives that partition to runs the query.
 fn lease_topic(group_id: &str) -> String {
@@ -58,9 +66,10 @@ fn lease_topic(group_id: &str) -> String {
 }
 
 /// The internal topics a persistent query whose consumer group is `group_id` may create.
-pub fn internal_topics(group_id: &str) -> [String; 4] {
+pub fn internal_topics(group_id: &str) -> [String; 5] {
     [
         changelog_topic(group_id),
+        join_changelog_topic(group_id),
         repartition_topic(group_id),
         lease_topic(group_id),
         checkpoint_topic(group_id),
@@ -104,13 +113,16 @@ impl Shard {
 pub(crate) struct Stateful {
     cluster: Arc<KafkaCluster>,
     query: PersistentQuery,
-    topic: String,
+    /// The topic of each input: the query's source (or its repartition topic), or a join's sides.
+    topics: Vec<String>,
+    /// For a join, its inputs' records waiting to be processed in time order.
+    order: Option<Mutex<TimeOrder>>,
     changelog: String,
     stop: Arc<AtomicBool>,
     stats: Arc<QueryStats>,
     /// A shard per input partition (`true`) or one for all of them, under id 0.
     per_partition: bool,
-    /// `topic` is the query's repartition topic: its records are enveloped.
+    /// `topics[0]` is the query's repartition topic: its records are enveloped.
     repartitioned: bool,
     /// `processing.guarantee=exactly_once_v2` through Eddy's own sink: the query's writer id (see
     /// `origin`).
@@ -136,24 +148,26 @@ pub(crate) fn start(
     let exactly_once = (task.exactly_once && !transactional).then(|| writer_id(group_id));
     let transactional_id = transactional.then(|| transactional_id(&cluster, group_id));
     let source = query.pipeline.source().clone();
-    let inputs = cluster.partitions(&source.topic)?.ok_or_else(|| {
-        external_err!(
-            "Kafka: the query's input topic {} does not exist",
-            source.topic
-        )
-    })?;
-    let follows = query.pipeline.groups_follow_partitions();
+    let sources = query.pipeline.inputs();
+    let inputs = co_partitioned(&cluster, &sources)?;
+    // A join's sides are keyed alike: each partition's records of both join each other only.
+    let joins = sources.len() > 1;
+    let follows = joins || query.pipeline.groups_follow_partitions();
     let repartitioned = !follows && source.kind == SourceKind::Stream;
-    let topic = if repartitioned {
+    let topics = if repartitioned {
         let topic = repartition_topic(group_id);
         if cluster.partitions(&topic)?.is_none() {
             cluster.create_topic(&topic, inputs, 1)?;
         }
-        topic
+        vec![topic]
     } else {
-        source.topic.clone()
+        sources.iter().map(|s| s.topic.clone()).collect()
     };
-    let changelog = changelog_topic(group_id);
+    let changelog = if joins {
+        join_changelog_topic(group_id)
+    } else {
+        changelog_topic(group_id)
+    };
     let sharded = follows || repartitioned;
     let per_partition = match cluster.partitions(&changelog)? {
         Some(existing) => sharded && existing == inputs,
@@ -235,7 +249,8 @@ pub(crate) fn start(
         let task = Arc::new(Stateful {
             cluster: cluster.clone(),
             query: query.clone(),
-            topic: topic.clone(),
+            topics: topics.clone(),
+            order: joins.then(|| Mutex::new(TimeOrder::new(topics.clone()))),
             changelog: changelog.clone(),
             stop: stop.clone(),
             stats: stats.clone(),
@@ -253,7 +268,7 @@ pub(crate) fn start(
             cluster: &task.cluster,
             consumer,
             query: &task.query,
-            topic: task.topic.clone(),
+            topic: task.topics[0].clone(),
             partitions: inputs,
             stop: &task.stop,
         });
@@ -269,13 +284,27 @@ impl Rebalancing for Stateful {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let mut partitions: Vec<i32> = assigned.iter().map(|(_, p)| *p).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
         let task = self;
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // A shard per partition number: a join's shard holds that partition of each side.
                 for p in &partitions {
-                    task.restore_until_done(*p, &[*p]);
-                    let _ = tpl.set_partition_offset(&task.topic, *p, task.resume_offset(*p, *p));
+                    let ids: Vec<i32> = (0..task.topics.len())
+                        .map(|input| input_position(input, *p))
+                        .collect();
+                    task.restore_until_done(*p, &ids);
+                }
+                for (topic, p) in &assigned {
+                    let id = input_position(task.input_of(topic), *p);
+                    let _ = tpl.set_partition_offset(topic, *p, task.resume_offset(*p, id));
                 }
                 tracing::info!(query = %task.query.id, ?partitions, "partitions assigned");
                 if let Err(e) = consumer.assign(tpl) {
@@ -287,7 +316,7 @@ impl Rebalancing for Stateful {
                 for e in tpl.elements() {
                     if let Offset::Offset(o) = e.offset() {
                         let _ =
-                            at.add_partition_offset(&task.topic, e.partition(), Offset::Offset(o));
+                            at.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
                     }
                 }
                 if at.count() > 0 {
@@ -322,6 +351,10 @@ impl Rebalancing for Stateful {
                     task.lock_published().remove(p);
                 }
                 drop(shards);
+                // What was fetched of them and waits for its turn is the next owner's to read.
+                if let Some(order) = &task.order {
+                    lock(order).forget(&partitions);
+                }
                 tracing::info!(query = %task.query.id, ?partitions, "partitions revoked");
                 if let Err(e) = consumer.unassign() {
                     task.report(&format!("giving the revoked partitions up failed: {e}"));
@@ -338,7 +371,12 @@ impl Rebalancing for Stateful {
 
 impl Stateful {
     fn lock_shards(&self) -> MutexGuard<'_, BTreeMap<i32, Shard>> {
-        self.shards.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.shards)
+    }
+
+    /// Which input a topic is.
+    fn input_of(&self, topic: &str) -> usize {
+        self.topics.iter().position(|t| t == topic).unwrap_or(0)
     }
 
     /// The shards pull queries read.
@@ -356,9 +394,10 @@ impl Stateful {
         inputs: i32,
     ) -> Result<(), Failure> {
         if self.per_partition {
+            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
             consumer
-                .subscribe(&[&self.topic])
-                .map_err(|e| format!("cannot subscribe to {}: {e}", self.topic))?;
+                .subscribe(&topics)
+                .map_err(|e| format!("cannot subscribe to {}: {e}", topics.join(", ")))?;
         }
         self.steps(consumer, shuffle, lease, inputs)
             .or_else(Halt::into_result)
@@ -388,8 +427,10 @@ impl Stateful {
             let batch = poll_batch(consumer);
             if batch.is_empty() {
                 self.abandon_stalled_replays();
-            } else {
-                self.process(batch)?;
+            }
+            // A join's buffered records may be due even when nothing new came.
+            if !batch.is_empty() || self.order.is_some() {
+                self.process(consumer, batch)?;
             }
             if last_write.elapsed() >= self.query.commit_interval {
                 self.write_all(consumer)?;
@@ -442,11 +483,14 @@ impl Stateful {
                 self.restore_until_done(0, &all);
                 let mut assignment = TopicPartitionList::new();
                 for p in &all {
-                    let _ =
-                        assignment.add_partition_offset(&self.topic, *p, self.resume_offset(0, *p));
+                    let _ = assignment.add_partition_offset(
+                        &self.topics[0],
+                        *p,
+                        self.resume_offset(0, *p),
+                    );
                 }
                 if let Err(e) = consumer.assign(&assignment) {
-                    self.report(&format!("cannot read {}: {e}", self.topic));
+                    self.report(&format!("cannot read {}: {e}", self.topics[0]));
                 }
                 tracing::info!(query = %self.query.id, "took the query's lease: this server runs it");
                 true
@@ -471,17 +515,36 @@ impl Stateful {
         }
     }
 
-    /// Folds a batch into the shards of its partitions; records a shard already includes (read again
-    /// after a restore) are left out.
-    fn process(&self, batch: Vec<Msg<'_>>) -> Result<(), Halt> {
+    /// Folds a batch into the shards of its partitions: a join's records once it is their turn in
+    /// time order (see `time_order`).
+    fn process(
+        &self,
+        consumer: &BaseConsumer<Rebalance<Stateful>>,
+        batch: Vec<Msg<'_>>,
+    ) -> Result<(), Halt> {
+        let Some(order) = &self.order else {
+            return self.process_input(0, batch);
+        };
+        let mut order = lock(order);
+        for m in &batch {
+            order.push(m.0.topic(), std::slice::from_ref(m));
+        }
+        drop(batch);
+        let runs = order.ready(consumer);
+        drop(order);
+        for (input, records) in runs {
+            self.process_input(input, records)?;
+        }
+        Ok(())
+    }
+
+    /// Folds records of input `input` into the shards of their partitions; records a shard already
+    /// includes (read again after a restore) are left out.
+    fn process_input<R: RecordRef>(&self, input: usize, batch: Vec<R>) -> Result<(), Halt> {
         let consumed = batch.len() as u64;
-        let mut by_shard: BTreeMap<i32, Vec<Msg<'_>>> = BTreeMap::new();
+        let mut by_shard: BTreeMap<i32, Vec<R>> = BTreeMap::new();
         for m in batch {
-            let id = if self.per_partition {
-                m.0.partition()
-            } else {
-                0
-            };
+            let id = if self.per_partition { m.partition() } else { 0 };
             by_shard.entry(id).or_default().push(m);
         }
         let mut shards = self.lock_shards();
@@ -491,13 +554,14 @@ impl Stateful {
                 continue;
             };
             msgs.retain(|m| {
-                m.0.offset() >= shard.positions.get(&m.0.partition()).copied().unwrap_or(0)
+                let at = input_position(input, m.partition());
+                m.offset() >= shard.positions.get(&at).copied().unwrap_or(0)
             });
             if msgs.is_empty() {
                 continue;
             }
             match shard.exact.as_ref().and_then(ExactOutput::cut).cloned() {
-                None => self.take(shard, &msgs)?,
+                None => self.take(shard, input, &msgs)?,
                 Some(cut) => self.replay_to(shard, msgs, &cut)?,
             }
         }
@@ -508,22 +572,22 @@ impl Stateful {
 
     /// Exactly-once replay after a crash in the middle of a write: the input is folded in up to
     /// exactly where that write emitted (`cut`), the write is done again (leaving out what it got
-    /// out), and then the rest follows.
-    fn replay_to(
+    /// out), and then the rest follows. (Joins, whose input is two topics, run at-least-once.)
+    fn replay_to<R: RecordRef>(
         &self,
         shard: &mut Shard,
-        msgs: Vec<Msg<'_>>,
+        msgs: Vec<R>,
         cut: &BTreeMap<i32, i64>,
     ) -> Result<(), Halt> {
         let (before, after): (Vec<_>, Vec<_>) = msgs
             .into_iter()
-            .partition(|m| cut.get(&m.0.partition()).is_some_and(|c| m.0.offset() < *c));
-        self.take(shard, &before)?;
+            .partition(|m| cut.get(&m.partition()).is_some_and(|c| m.offset() < *c));
+        self.take(shard, 0, &before)?;
         // Offsets are read in order: a partition with a record at or past its cut has nothing
         // more before it.
         for m in &after {
-            if let Some(c) = cut.get(&m.0.partition()) {
-                let next = shard.positions.entry(m.0.partition()).or_default();
+            if let Some(c) = cut.get(&m.partition()) {
+                let next = shard.positions.entry(m.partition()).or_default();
                 *next = (*next).max(*c);
             }
         }
@@ -537,12 +601,13 @@ impl Stateful {
         }
         self.write(shard)?;
         let held = std::mem::take(&mut shard.held);
-        self.take(shard, &held)?;
-        self.take(shard, &after)
+        self.take(shard, 0, &held)?;
+        self.take(shard, 0, &after)
     }
 
-    /// Folds records read from the shard's partitions in, and moves its positions past them.
-    fn take<R: RecordRef>(&self, shard: &mut Shard, msgs: &[R]) -> Result<(), Halt> {
+    /// Folds records of input `input` read from the shard's partitions in, and moves its positions
+    /// past them.
+    fn take<R: RecordRef>(&self, shard: &mut Shard, input: usize, msgs: &[R]) -> Result<(), Halt> {
         if msgs.is_empty() {
             return Ok(());
         }
@@ -559,23 +624,31 @@ impl Stateful {
                 })
                 .map(|(record, _)| record)
                 .collect();
-            self.fold(shard, &fresh)?;
+            self.fold(shard, 0, &fresh)?;
         } else {
-            self.fold(shard, msgs)?;
+            self.fold(shard, input, msgs)?;
         }
         for m in msgs {
-            let next = shard.positions.entry(m.partition()).or_default();
+            let next = shard
+                .positions
+                .entry(input_position(input, m.partition()))
+                .or_default();
             *next = (*next).max(m.offset() + 1);
         }
         shard.unwritten = true;
         Ok(())
     }
 
-    /// Folds records into a shard's pipeline and sends what it emits.
-    fn fold<R: RecordRef>(&self, shard: &mut Shard, records: &[R]) -> Result<(), Halt> {
-        let processed = shard.pipeline.process(records).and_then(|p| {
+    /// Folds records of input `input` into a shard's pipeline and sends what it emits.
+    fn fold<R: RecordRef>(
+        &self,
+        shard: &mut Shard,
+        input: usize,
+        records: &[R],
+    ) -> Result<(), Halt> {
+        let processed = shard.pipeline.process_input(input, records).and_then(|p| {
             self.stats
-                .record_errors(&self.query.id, &self.topic, &p, records);
+                .record_errors(&self.query.id, &self.topics[input], &p, records);
             self.query.sink_spec.records(&p)
         });
         match processed {
@@ -613,7 +686,10 @@ impl Stateful {
             let offsets: Vec<(&str, i32, i64)> = shards
                 .values()
                 .flat_map(|s| s.positions.iter())
-                .map(|(p, o)| (self.topic.as_str(), *p, *o))
+                .map(|(id, o)| {
+                    let (input, p) = position_input(*id);
+                    (self.topics[input].as_str(), p, *o)
+                })
                 .collect();
             // The group's generation fences a server that lost its partitions and still writes;
             // a single shard (held by lease) commits its offsets for lag only.
@@ -656,8 +732,8 @@ impl Stateful {
         }
     }
 
-    /// Where shard `id` resumes reading `partition`: its checkpoint, or else the group's committed
-    /// offset (else `auto.offset.reset`).
+    /// Where shard `id` resumes reading `partition` (a position id: see `input_position`): its
+    /// checkpoint, or else the group's committed offset (else `auto.offset.reset`).
     fn resume_offset(&self, id: i32, partition: i32) -> Offset {
         self.lock_shards()
             .get(&id)
@@ -869,8 +945,9 @@ impl Stateful {
     /// the group's offsets are for tools that watch lag.
     fn commit(&self, consumer: &BaseConsumer<Rebalance<Stateful>>, shard: &Shard) {
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in &shard.positions {
-            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+        for (id, o) in &shard.positions {
+            let (input, p) = position_input(*id);
+            let _ = tpl.add_partition_offset(&self.topics[input], p, Offset::Offset(*o));
         }
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(query = %self.query.id, "offset commit failed: {e}");
@@ -880,6 +957,25 @@ impl Stateful {
     fn report(&self, message: &str) {
         self.stats.recovered(&self.query.id, message);
     }
+}
+
+/// The partition count of a query's inputs; a join's sides must have the same (ksqlDB's message).
+fn co_partitioned(cluster: &KafkaCluster, sources: &[Arc<Source>]) -> Result<i32> {
+    let mut counts = Vec::with_capacity(sources.len());
+    for s in sources {
+        counts.push(cluster.partitions(&s.topic)?.ok_or_else(|| {
+            external_err!("Kafka: the query's input topic {} does not exist", s.topic)
+        })?);
+    }
+    if let ([left, right], [l, r]) = (sources, counts.as_slice())
+        && l != r
+    {
+        return Err(eddy_common::Error::Plan(format!(
+            "Can't join `{}` with `{}` since the number of partitions don't match. `{}` partitions = {l}; `{}` partitions = {r}. Please repartition either one so that the number of partitions match.",
+            left.name, right.name, left.name, right.name
+        )));
+    }
+    Ok(counts[0])
 }
 
 /// The checkpoint id of an original input partition of a repartitioned aggregation (negative, apart

@@ -155,7 +155,7 @@ pub(crate) fn bytes_of<R: RecordRef>(record: &R) -> Option<&[u8]> {
 }
 
 /// Locks a mutex holding only counters or messages (nothing a panic can leave half-changed).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -365,8 +365,16 @@ pub fn start_persistent(
             "Aggregations over joins are not supported by the server yet"
         ));
     }
-    if query.pipeline.is_stateful() {
-        return stateful::start(cluster, query, task, name);
+    if joins && task.exactly_once {
+        tracing::warn!(query = %query.id, "joins run at-least-once for now: processing.guarantee=exactly_once_v2 is not applied to this query");
+    }
+    // A stream-stream join keeps its buffers in a changelog, as an aggregation keeps its groups.
+    if query.pipeline.persists_state() {
+        let task = TaskConfig {
+            exactly_once: task.exactly_once && !joins,
+            ..task.clone()
+        };
+        return stateful::start(cluster, query, &task, name);
     }
     let config = base_config(cluster.bootstrap())
         .set("group.id", &task.group_id)
@@ -377,9 +385,6 @@ pub fn start_persistent(
         .clone();
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
-    if joins && task.exactly_once {
-        tracing::warn!(query = %query.id, "joins run at-least-once for now: processing.guarantee=exactly_once_v2 is not applied to this query");
-    }
     if task.exactly_once && !joins {
         return if cluster.uses_transactions()? {
             transactional::start(cluster, query, task, config, name)

@@ -55,6 +55,12 @@ impl TimeOrder {
         }
     }
 
+    /// Drops what is buffered of `partitions` (of every input): they were revoked.
+    pub(crate) fn forget(&mut self, partitions: &[i32]) {
+        self.queues.retain(|(_, p), _| !partitions.contains(p));
+        self.latest.retain(|(_, p), _| !partitions.contains(p));
+    }
+
     /// The records that can be processed now, oldest first, as runs of one input each.
     pub(crate) fn ready<C: ConsumerContext>(
         &mut self,
