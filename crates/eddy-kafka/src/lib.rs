@@ -17,6 +17,7 @@ mod rebalance;
 mod repartition;
 mod stateful;
 pub mod supervisor;
+pub mod table_feed;
 mod table_restore;
 pub mod task;
 mod time_order;
@@ -31,6 +32,7 @@ pub use print::{PrintSpec, start_print};
 pub use processing_log::{ProcessingLog, processing_log_topic};
 pub use stateful::{changelog_topic, internal_topics};
 pub use supervisor::Backoff;
+pub use table_feed::TableFeed;
 pub use task::{
     PushEvent, QueryStats, QueryTask, TaskConfig, exactly_once_guarantee, start_persistent,
     start_push,

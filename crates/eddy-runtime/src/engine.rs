@@ -317,8 +317,11 @@ impl Engine {
             Some(((held, tables), sink)) => (held, Some((tables, sink))),
             None => (Vec::new(), None),
         };
+        // Keys are looked up in an aggregation's state, or in the store of a table over a topic.
+        let stored = source.kind == SourceKind::Table && source.window.is_none();
         let lookup = match &table {
             Some(_) => self.key_lookup(&q, &source),
+            None if stored => self.key_lookup(&q, &source),
             None => None,
         };
         let mut query = PullQuery::new(pipeline, table);
@@ -329,8 +332,8 @@ impl Engine {
         })
     }
 
-    /// The key rows a pull query over `source` (a table an aggregation builds) looks up, when its
-    /// WHERE pins every key column to constants; at most [`MAX_LOOKUPS`] of them.
+    /// The key rows a pull query over `source` (a table) looks up, when its WHERE pins every key
+    /// column to constants; at most [`MAX_LOOKUPS`] of them.
     fn key_lookup(&self, q: &QueryStatement, source: &Source) -> Option<Vec<Vec<ScalarValue>>> {
         let keys: Vec<String> = source
             .columns

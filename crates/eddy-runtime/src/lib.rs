@@ -17,6 +17,7 @@ pub mod pull;
 pub mod record;
 pub mod registry;
 pub mod state_row;
+pub mod table_store;
 mod unnest;
 
 pub use admin::{TopicAdmin, TopicInfo};

@@ -1,8 +1,8 @@
 //! Pull queries: the rows a table holds now, or a stream's records so far, filtered and projected by a
 //! query over them (key equality and IN, key ranges, window bounds and any other predicate), then
 //! limited. A table an aggregation builds is read from the aggregation's state; any other source is
-//! read from its topic by the host ([`PullQuery::scan_topic`]), a table keeping the last record of
-//! each key.
+//! read by the host ([`PullQuery::scan_topic`]): a table from its store (see `table_store`) or its
+//! topic, keeping the last record of each key, a stream from its topic.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub struct PullQuery {
     /// is kept per partition), when an aggregation builds it, with the sink that gives the table's
     /// keys their bytes (rows come in key-bytes order, as from a store).
     table: Option<(Vec<Arc<Pipeline>>, SinkSpec)>,
-    /// The GROUP BY values to look up, when the WHERE pins every key column (rows of values).
+    /// The key values to look up, when the WHERE pins every key column of a table (rows of values).
     keys: Option<Vec<Vec<ScalarValue>>>,
     /// The shards (partitions) of the table's state whose pipelines `table` holds.
     pub held_shards: Vec<i32>,
@@ -54,6 +54,12 @@ impl PullQuery {
     /// Whether the query looks keys up (rather than reading the whole table).
     pub fn looks_up_keys(&self) -> bool {
         self.keys.is_some()
+    }
+
+    /// The keys to look up (a value per key column), when the WHERE pins every key column of a
+    /// table: a host holding the table in a store hands [`PullQuery::execute_over`] their rows only.
+    pub fn lookup_keys(&self) -> Option<&[Vec<ScalarValue>]> {
+        self.keys.as_deref()
     }
 
     /// The topic the host must read to the end and hand to [`PullQuery::execute_over`], when the

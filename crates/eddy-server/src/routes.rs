@@ -331,13 +331,27 @@ async fn pull(
             .map_err(blocking)?
             .map_err(statement_error)?
     };
-    let local = tokio::task::spawn_blocking(move || match query.scan_topic() {
-        Some(topic) => {
-            let records = cluster.read_records(topic, SCAN_TIMEOUT)?;
-            query.execute_over(&records)
-        }
-        None => query.execute(),
-    })
+    let local = {
+        let (state, source) = (state.clone(), source.clone());
+        tokio::task::spawn_blocking(move || match query.scan_topic() {
+            // A table over a topic is read from its store, once the store has caught up with the
+            // topic; a stream from its topic.
+            Some(topic) => {
+                let records = match state.table_store(&source)? {
+                    Some(feed) => {
+                        let store = feed.caught_up(SCAN_TIMEOUT)?;
+                        match query.lookup_keys() {
+                            Some(keys) => store.lookup(keys)?,
+                            None => store.records(),
+                        }
+                    }
+                    None => cluster.read_records(topic, SCAN_TIMEOUT)?,
+                };
+                query.execute_over(&records)
+            }
+            None => query.execute(),
+        })
+    }
     .await
     .map_err(blocking)?
     .map_err(statement_error)?;

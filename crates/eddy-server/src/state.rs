@@ -10,13 +10,14 @@ use serde_json::{Map, Value, json};
 use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
 use eddy_kafka::{
-    Backoff, CommandLog, KafkaCluster, Peers, ProcessingLog, QueryTask, TaskConfig,
+    Backoff, CommandLog, KafkaCluster, Peers, ProcessingLog, QueryTask, TableFeed, TaskConfig,
     changelog_topic, exactly_once_guarantee, internal_topics, start_persistent,
 };
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
 use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 use eddy_runtime::{Engine, Outcome, TopicAdmin};
+use eddy_sql::catalog::Source;
 use eddy_sql::statement::{ShowKind, SourceKind, Statement};
 
 use crate::entity;
@@ -73,6 +74,8 @@ pub struct AppState {
     embedded_registry: bool,
     /// The other servers sharing the service id, once this one announces itself.
     peers: std::sync::OnceLock<Arc<Peers>>,
+    /// The stores of tables over topics that pull queries read, by table name.
+    table_feeds: Mutex<HashMap<String, Arc<TableFeed>>>,
 }
 
 /// ksqlDB's default `ksql.max.push.queries`.
@@ -140,6 +143,7 @@ impl AppState {
         let state = Arc::new(AppState {
             engine: Mutex::new(engine),
             embedded_registry,
+            table_feeds: Mutex::default(),
             peers: std::sync::OnceLock::new(),
             cluster,
             log,
@@ -279,6 +283,35 @@ impl AppState {
     }
 
     /// The engine, locked.
+    /// The store of `source` when it is a table over a topic (with keys that are not windowed),
+    /// started by its first pull query and kept current from then on; `None` for other sources.
+    /// Stores of tables dropped or replaced since are stopped.
+    pub fn table_store(&self, source: &Arc<Source>) -> Result<Option<Arc<TableFeed>>, Error> {
+        if source.kind != SourceKind::Table || source.window.is_some() {
+            return Ok(None);
+        }
+        let (live, registry): (Vec<Arc<Source>>, _) = {
+            let engine = self.engine();
+            (
+                engine.catalog().sources().cloned().collect(),
+                engine.schema_registry().clone(),
+            )
+        };
+        let mut feeds = lock(&self.table_feeds);
+        feeds.retain(|_, feed| {
+            let held = feed.source();
+            live.iter().any(|s| Arc::ptr_eq(s, &held))
+        });
+        if let Some(feed) = feeds.get(&source.name)
+            && Arc::ptr_eq(&feed.source(), source)
+        {
+            return Ok(Some(feed.clone()));
+        }
+        let feed = Arc::new(TableFeed::start(&self.cluster, source, &registry)?);
+        feeds.insert(source.name.clone(), feed.clone());
+        Ok(Some(feed))
+    }
+
     pub fn engine(&self) -> MutexGuard<'_, Engine> {
         lock(&self.engine)
     }
