@@ -27,10 +27,18 @@ pub struct StateChange {
     pub value: Option<Vec<u8>>,
 }
 
-/// The layout version of the values; a value of another version is refused on restore.
+/// The layout version of checkpoints; a value of another version is refused on restore.
 const VERSION: u8 = 1;
-/// First byte of a group record's key.
-const GROUP: u8 = b'G';
+/// The layout version of group and table-row values this version writes: their rows in Eddy's own
+/// encoding ([`crate::state_row`]).
+const ROWS_VERSION: u8 = 2;
+/// The version before, whose rows are in Arrow's row format (of arrow 59): still read, so that a
+/// query's state outlives the upgrade; a restore writes what it read of it again in the new layout.
+const ARROW_ROWS_VERSION: u8 = 1;
+/// First byte of a group record's key, its GROUP BY values in Eddy's own encoding.
+const GROUP: u8 = b'K';
+/// First byte of a group record's key written before, its GROUP BY values in Arrow's row format.
+const ARROW_GROUP: u8 = b'G';
 /// First byte of a table row record's key.
 const ROW: u8 = b'R';
 /// The checkpoint record's key.
@@ -38,9 +46,20 @@ const CHECKPOINT: u8 = b'C';
 /// Starts a checkpoint's exactly-once trailer.
 const SINK_MARK: u8 = b'S';
 
+/// How the rows of a record are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Eddy's own encoding ([`crate::state_row`]): what this version writes.
+    Eddy,
+    /// Arrow's row format, as versions before wrote them: read only.
+    Arrow,
+}
+
 /// What a group's record holds besides its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRecord {
+    /// How `states` is laid out.
+    pub rows: Rows,
     pub positions: Positions,
     /// The stream time when the record was written.
     pub stream_time: i64,
@@ -50,26 +69,30 @@ pub struct GroupRecord {
     pub emitted: bool,
     /// The group's window has closed and its final row was emitted (EMIT FINAL).
     pub closed: bool,
-    /// The accumulators' states, as one row of the state's row converter.
+    /// The accumulators' states, as one row.
     pub states: Vec<u8>,
 }
 
 /// What a table row's record holds: the group it is in and the arguments it gave each aggregate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowRecord {
+    /// How `group` and `args` are laid out.
+    pub rows: Rows,
     pub positions: Positions,
-    /// The group's GROUP BY values, as a row of the aggregation's key converter.
+    /// The group's GROUP BY values, as one row.
     pub group: Vec<u8>,
-    /// The aggregate arguments, as one row of the arguments' row converter.
+    /// The aggregate arguments, as one row.
     pub args: Vec<u8>,
 }
 
 /// What a changelog key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateKey<'a> {
+    /// A group: its GROUP BY values as one row (laid out as `rows` says) and its window.
     Group {
         key: &'a [u8],
         window: Option<Bounds>,
+        rows: Rows,
     },
     Row(&'a [u8]),
     Checkpoint,
@@ -97,9 +120,12 @@ impl StateKey<'_> {
     /// The record key.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            StateKey::Group { key, window } => {
+            StateKey::Group { key, window, rows } => {
                 let mut out = Vec::with_capacity(1 + key.len() + 16);
-                out.push(GROUP);
+                out.push(match rows {
+                    Rows::Eddy => GROUP,
+                    Rows::Arrow => ARROW_GROUP,
+                });
                 out.extend_from_slice(key);
                 if let Some(w) = window {
                     out.extend_from_slice(&w.start.to_be_bytes());
@@ -114,35 +140,61 @@ impl StateKey<'_> {
 
     /// Reads a record key; `windowed` says whether group keys end with a window.
     pub fn decode(bytes: &[u8], windowed: bool) -> Result<StateKey<'_>> {
-        let long = |b: &[u8]| i64::from_be_bytes(b.try_into().expect("8 bytes"));
-        match bytes.split_first() {
-            Some((&GROUP, rest)) if !windowed => Ok(StateKey::Group {
-                key: rest,
-                window: None,
-            }),
-            Some((&GROUP, rest)) if rest.len() >= 16 => {
-                let at = rest.len() - 16;
-                Ok(StateKey::Group {
-                    key: &rest[..at],
-                    window: Some(Bounds {
-                        start: long(&rest[at..at + 8]),
-                        end: long(&rest[at + 8..]),
-                    }),
-                })
+        fn group(rows: Rows, rest: &[u8], windowed: bool) -> Option<StateKey<'_>> {
+            if !windowed {
+                return Some(StateKey::Group {
+                    key: rest,
+                    window: None,
+                    rows,
+                });
             }
-            Some((&ROW, rest)) => Ok(StateKey::Row(rest)),
-            Some((&CHECKPOINT, [])) => Ok(StateKey::Checkpoint),
-            _ => Err(internal_err!(
-                "a changelog record has a key this version does not write"
-            )),
+            let at = rest.len().checked_sub(16)?;
+            let long = |b: &[u8]| i64::from_be_bytes(b.try_into().expect("8 bytes"));
+            Some(StateKey::Group {
+                key: &rest[..at],
+                window: Some(Bounds {
+                    start: long(&rest[at..at + 8]),
+                    end: long(&rest[at + 8..]),
+                }),
+                rows,
+            })
         }
+        let decoded = match bytes.split_first() {
+            Some((&GROUP, rest)) => group(Rows::Eddy, rest, windowed),
+            Some((&ARROW_GROUP, rest)) => group(Rows::Arrow, rest, windowed),
+            Some((&ROW, rest)) => Some(StateKey::Row(rest)),
+            Some((&CHECKPOINT, [])) => Some(StateKey::Checkpoint),
+            _ => None,
+        };
+        decoded.ok_or_else(|| {
+            internal_err!("a changelog record has a key this version does not write")
+        })
+    }
+}
+
+/// Reads the version of a group or table-row value: how its rows are laid out.
+fn rows_reader(bytes: &[u8]) -> Result<(Rows, Reader<'_>)> {
+    let (version, r) = Reader::of_versions(bytes, &[ROWS_VERSION, ARROW_ROWS_VERSION], WHAT)?;
+    let rows = if version == ROWS_VERSION {
+        Rows::Eddy
+    } else {
+        Rows::Arrow
+    };
+    Ok((rows, r))
+}
+
+/// The version byte a value with rows laid out as `rows` starts with.
+fn rows_version(rows: Rows) -> u8 {
+    match rows {
+        Rows::Eddy => ROWS_VERSION,
+        Rows::Arrow => ARROW_ROWS_VERSION,
     }
 }
 
 impl GroupRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + 12 * self.positions.len() + self.states.len());
-        out.push(VERSION);
+        out.push(rows_version(self.rows));
         out.push(u8::from(self.emitted) | (u8::from(self.closed) << 1));
         out.extend_from_slice(&self.stream_time.to_be_bytes());
         out.extend_from_slice(&self.last_rowtime.to_be_bytes());
@@ -153,9 +205,10 @@ impl GroupRecord {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes, VERSION, WHAT)?;
+        let (rows, mut r) = rows_reader(bytes)?;
         let flags = r.take(1)?[0];
         Ok(GroupRecord {
+            rows,
             emitted: flags & 1 != 0,
             closed: flags & 2 != 0,
             stream_time: r.i64()?,
@@ -209,7 +262,7 @@ impl Checkpoint {
 impl RowRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + 12 * self.positions.len() + self.group.len());
-        out.push(VERSION);
+        out.push(rows_version(self.rows));
         put_positions(&mut out, &self.positions);
         out.extend_from_slice(&(self.group.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.group);
@@ -218,11 +271,12 @@ impl RowRecord {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes, VERSION, WHAT)?;
+        let (rows, mut r) = rows_reader(bytes)?;
         let positions = r.positions()?;
         let len = r.u32()? as usize;
         let group = r.take(len)?.to_vec();
         Ok(RowRecord {
+            rows,
             positions,
             group,
             args: r.rest().to_vec(),
@@ -258,28 +312,41 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let g = GroupRecord {
-            positions: vec![(0, 17), (3, 4)],
-            stream_time: 1_000,
-            last_rowtime: 999,
-            partition: 3,
-            emitted: true,
-            closed: false,
-            states: vec![1, 2, 3],
-        };
-        assert_eq!(GroupRecord::decode(&g.encode()).unwrap(), g);
-        let r = RowRecord {
-            positions: vec![(1, 2)],
-            group: vec![9, 9],
-            args: vec![7],
-        };
-        assert_eq!(RowRecord::decode(&r.encode()).unwrap(), r);
-        let window = Some(Bounds { start: 10, end: 20 });
-        let key = StateKey::Group { key: b"k", window }.encode();
-        assert_eq!(
-            StateKey::decode(&key, true).unwrap(),
-            StateKey::Group { key: b"k", window }
-        );
+        for rows in [Rows::Eddy, Rows::Arrow] {
+            let g = GroupRecord {
+                rows,
+                positions: vec![(0, 17), (3, 4)],
+                stream_time: 1_000,
+                last_rowtime: 999,
+                partition: 3,
+                emitted: true,
+                closed: false,
+                states: vec![1, 2, 3],
+            };
+            assert_eq!(GroupRecord::decode(&g.encode()).unwrap(), g);
+            let r = RowRecord {
+                rows,
+                positions: vec![(1, 2)],
+                group: vec![9, 9],
+                args: vec![7],
+            };
+            assert_eq!(RowRecord::decode(&r.encode()).unwrap(), r);
+            let window = Some(Bounds { start: 10, end: 20 });
+            let key = StateKey::Group {
+                key: b"k",
+                window,
+                rows,
+            }
+            .encode();
+            assert_eq!(
+                StateKey::decode(&key, true).unwrap(),
+                StateKey::Group {
+                    key: b"k",
+                    window,
+                    rows
+                }
+            );
+        }
         let mut c = Checkpoint {
             positions: vec![(0, 1)],
             stream_time: -5,
@@ -296,7 +363,69 @@ mod tests {
             StateKey::Checkpoint
         );
         assert!(StateKey::decode(b"X", false).is_err());
-        assert!(GroupRecord::decode(&[2, 0]).is_err());
+        assert!(
+            StateKey::decode(b"Kshort", true).is_err(),
+            "no room for a window"
+        );
+        assert!(GroupRecord::decode(&[3, 0]).is_err());
+    }
+
+    /// A group record written by this version, byte by byte: later versions must keep reading it.
+    #[test]
+    fn reads_a_group_record_written_as_fixed_bytes() {
+        // Key: a group of one BIGINT 7 in Eddy's row encoding, window [1000, 2000).
+        let key = [
+            b'K', 1, 1, 0, 0, 0, 0, 0, 0, 0, 7, // version, present, 7
+            0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 0, 0, 0, 0x07, 0xd0, // the window
+        ];
+        let StateKey::Group {
+            key: group,
+            window,
+            rows: Rows::Eddy,
+        } = StateKey::decode(&key, true).unwrap()
+        else {
+            panic!("a group key")
+        };
+        assert_eq!(
+            window,
+            Some(Bounds {
+                start: 1000,
+                end: 2000
+            })
+        );
+        let values =
+            crate::state_row::decode(&[datafusion::arrow::datatypes::DataType::Int64], &[group])
+                .unwrap();
+        use datafusion::arrow::array::AsArray;
+        assert_eq!(
+            values[0]
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .value(0),
+            7
+        );
+        let value = [
+            2,    // layout version
+            0b01, // emitted, not closed
+            0, 0, 0, 0, 0, 0, 0x07, 0xd0, // stream time 2000
+            0, 0, 0, 0, 0, 0, 0x05, 0xdc, // last rowtime 1500
+            0, 0, 0, 1, // partition 1
+            0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, // positions: partition 1 at 9
+            1, 1, 0, 0, 0, 0, 0, 0, 0, 3, // states: one BIGINT 3
+        ];
+        let g = GroupRecord::decode(&value).unwrap();
+        assert_eq!(
+            (
+                g.rows,
+                g.emitted,
+                g.closed,
+                g.stream_time,
+                g.last_rowtime,
+                g.partition
+            ),
+            (Rows::Eddy, true, false, 2000, 1500, 1)
+        );
+        assert_eq!(g.positions, vec![(1, 9)]);
+        assert_eq!(g.states, [1, 1, 0, 0, 0, 0, 0, 0, 0, 3]);
     }
 
     #[test]

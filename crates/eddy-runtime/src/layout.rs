@@ -35,6 +35,18 @@ impl<'a> Reader<'a> {
         Ok(r)
     }
 
+    /// Starts reading `bytes` whose first byte is one of `versions`; returns the version too.
+    pub fn of_versions(bytes: &'a [u8], versions: &[u8], what: &'static str) -> Result<(u8, Self)> {
+        let mut r = Reader { bytes, what };
+        let found = r.u8()?;
+        if !versions.contains(&found) {
+            return Err(internal_err!(
+                "{what} has layout version {found}; this version reads {versions:?}"
+            ));
+        }
+        Ok((found, r))
+    }
+
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.bytes.len() < n {
             return Err(internal_err!("{} is truncated", self.what));

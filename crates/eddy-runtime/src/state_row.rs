@@ -1,7 +1,8 @@
-//! Eddy's own encoding of a row of SQL values for state it persists (join buffers in changelogs):
-//! a version byte, then each column's value in the order of the row's schema. A value is a presence
-//! byte (0: NULL) and, when present, its bytes: booleans one byte, integers, floats, dates, times and
-//! timestamps big-endian at their width, decimals as a 16-byte big-endian unscaled integer, strings
+//! Eddy's own encoding of a row of values for state it persists (join buffers, aggregation groups
+//! and their accumulators' states in changelogs): a version byte, then each column's value in the
+//! order of the row's schema. A value is a presence byte (0: NULL) and, when present, its bytes:
+//! booleans one byte, integers (signed or not), floats, dates, times and timestamps big-endian at
+//! their width, decimals as a 16-byte big-endian unscaled integer, strings
 //! and bytes a u32 length and the bytes, an array or map a u32 count and then its elements (a map's
 //! keys, then its values), a struct its fields in order. Nested columns are written field by field
 //! (all the elements' first field, then all their second), which is how they are read back.
@@ -20,7 +21,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
-    Int64Type, Time32MillisecondType, TimeUnit, TimestampMillisecondType,
+    Int64Type, Time32MillisecondType, TimeUnit, TimestampMillisecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
 };
 
 use eddy_common::{Result, internal_err};
@@ -93,6 +95,10 @@ fn put(array: &dyn Array, rows: &[usize], out: &mut Vec<u8>) -> Result<()> {
             put_primitive::<Time32MillisecondType, 4>(array, rows, out, i32::to_be_bytes)
         }
         DataType::Int64 => put_primitive::<Int64Type, 8>(array, rows, out, i64::to_be_bytes),
+        DataType::UInt8 => put_primitive::<UInt8Type, 1>(array, rows, out, u8::to_be_bytes),
+        DataType::UInt16 => put_primitive::<UInt16Type, 2>(array, rows, out, u16::to_be_bytes),
+        DataType::UInt32 => put_primitive::<UInt32Type, 4>(array, rows, out, u32::to_be_bytes),
+        DataType::UInt64 => put_primitive::<UInt64Type, 8>(array, rows, out, u64::to_be_bytes),
         DataType::Timestamp(TimeUnit::Millisecond, _) => {
             put_primitive::<TimestampMillisecondType, 8>(array, rows, out, i64::to_be_bytes)
         }
@@ -222,6 +228,10 @@ fn read(t: &DataType, n: usize, r: &mut Reader<'_>) -> Result<ArrayRef> {
             read_primitive::<Time32MillisecondType, 4>(t, n, r, i32::from_be_bytes)?
         }
         DataType::Int64 => read_primitive::<Int64Type, 8>(t, n, r, i64::from_be_bytes)?,
+        DataType::UInt8 => read_primitive::<UInt8Type, 1>(t, n, r, u8::from_be_bytes)?,
+        DataType::UInt16 => read_primitive::<UInt16Type, 2>(t, n, r, u16::from_be_bytes)?,
+        DataType::UInt32 => read_primitive::<UInt32Type, 4>(t, n, r, u32::from_be_bytes)?,
+        DataType::UInt64 => read_primitive::<UInt64Type, 8>(t, n, r, u64::from_be_bytes)?,
         DataType::Timestamp(TimeUnit::Millisecond, _) => {
             read_primitive::<TimestampMillisecondType, 8>(t, n, r, i64::from_be_bytes)?
         }

@@ -1,6 +1,8 @@
 //! Writing an aggregation's state to its changelog and restoring it: which groups and table rows
-//! changed since the last write, their records (see [`crate::changelog`]), and, after a restore, which
-//! replayed input the restored state already includes.
+//! changed since the last write, their records (see [`crate::changelog`]; GROUP BY values, states and
+//! arguments in Eddy's own row encoding, [`crate::state_row`]), and, after a restore, which replayed
+//! input the restored state already includes. Records of versions before, in Arrow's row format, are
+//! read too, and the next write rewrites them in the current layout.
 //!
 //! Windows that pass their retention are not deleted from the changelog (a tombstone written in a
 //! write that a crash cuts short would let replay rebuild the window from part of its input); the
@@ -10,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use datafusion::arrow::array::{Array, ArrayRef, Int32Array, Int64Array};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 
@@ -18,25 +21,28 @@ use eddy_sql::statement::WindowKind;
 
 use super::{AggregateState, DfResult, df};
 use crate::changelog::{
-    Checkpoint, GroupRecord, Positions, RowRecord, SinkMark, StateChange, StateKey, covers,
+    Checkpoint, GroupRecord, Positions, RowRecord, Rows, SinkMark, StateChange, StateKey, covers,
 };
 use crate::format::window::Bounds;
+use crate::state_row;
 
 /// What a logged aggregation tracks for its changelog.
 #[derive(Debug)]
 pub(super) struct StateLog {
     /// Groups changed since the last write (a group's `logged` flag says whether it is listed).
     groups: Vec<usize>,
-    /// Keys of records to delete: groups that ended.
-    ended: Vec<Vec<u8>>,
+    /// Records to delete: groups that ended.
+    ended: Vec<Ended>,
     /// Table rows (by source key) changed since the last write.
     rows: HashSet<Box<[u8]>>,
-    /// The accumulators' states of a group, as one row.
-    states: RowConverter,
+    /// The types of the accumulators' state columns.
+    state_types: Vec<DataType>,
+    /// Reads states written in Arrow's row format by versions before.
+    arrow_states: RowConverter,
     /// How many state columns each accumulator has.
     state_widths: Vec<usize>,
-    /// A table row's aggregate arguments, as one row.
-    args: Option<RowConverter>,
+    /// The types of a table row's aggregate arguments, and how versions before wrote them.
+    args: Option<(Vec<DataType>, RowConverter)>,
     /// After a restore: where each restored group's and table row's record was written; replayed input
     /// before those positions is already in them.
     covered_groups: HashMap<usize, Positions>,
@@ -45,40 +51,73 @@ pub(super) struct StateLog {
     recover_until: Positions,
 }
 
+/// A group read back: its GROUP BY values as the key converter's row, its window, its record and
+/// its record's key.
+type Restored<'a> = (Vec<u8>, Option<Bounds>, GroupRecord, &'a Vec<u8>);
+
+/// A group by its GROUP BY values and window bounds.
+type GroupId = (Vec<u8>, Option<(i64, i64)>);
+
+/// A record to delete at the next write.
+#[derive(Debug)]
+pub(super) enum Ended {
+    /// An ended group: its GROUP BY values (as the key converter's row) and window.
+    Group(Vec<u8>, Option<Bounds>),
+    /// A record by its key as written (a leftover found on restore, or one a restore rewrote).
+    Record(Vec<u8>),
+}
+
+/// Each of the first `n` rows of `columns` in Eddy's row encoding.
+fn eddy_rows(columns: &[ArrayRef], n: usize) -> Result<Vec<Vec<u8>>> {
+    (0..n)
+        .map(|i| {
+            let mut out = Vec::new();
+            state_row::encode(columns, i, &mut out)?;
+            Ok(out)
+        })
+        .collect()
+}
+
 impl AggregateState {
     /// Tracks changes so that [`AggregateState::changes`] can write them to a changelog.
     pub fn log_changes(&mut self) -> Result<()> {
         let fresh = self.accumulators()?;
-        let mut fields = Vec::new();
+        let mut state_types = Vec::new();
         let mut state_widths = Vec::new();
         for mut acc in fresh {
             let state = acc.state().map_err(df)?;
             state_widths.push(state.len());
-            fields.extend(state.iter().map(|v| SortField::new(v.data_type())));
+            state_types.extend(state.iter().map(ScalarValue::data_type));
         }
-        let states = RowConverter::new(fields).map_err(|e| {
-            internal_err!("the aggregation's state cannot be written to a changelog: {e}")
-        })?;
+        let arrow_states = RowConverter::new(
+            state_types
+                .iter()
+                .map(|t| SortField::new(t.clone()))
+                .collect(),
+        )
+        .map_err(|e| internal_err!("the aggregation's state cannot be kept in a changelog: {e}"))?;
         let args = match self.table_keys {
-            Some(_) => Some(
-                RowConverter::new(
-                    self.spec
-                        .aggregates
-                        .iter()
-                        .flat_map(|a| a.expressions())
-                        .map(|e| e.data_type(&self.spec.input_schema).map(SortField::new))
-                        .collect::<DfResult<Vec<_>>>()
-                        .map_err(df)?,
-                )
-                .map_err(df)?,
-            ),
+            Some(_) => {
+                let types = self
+                    .spec
+                    .aggregates
+                    .iter()
+                    .flat_map(|a| a.expressions())
+                    .map(|e| e.data_type(&self.spec.input_schema))
+                    .collect::<DfResult<Vec<_>>>()
+                    .map_err(df)?;
+                let arrow = RowConverter::new(types.iter().cloned().map(SortField::new).collect())
+                    .map_err(df)?;
+                Some((types, arrow))
+            }
             None => None,
         };
         self.log = Some(Box::new(StateLog {
             groups: Vec::new(),
             ended: Vec::new(),
             rows: HashSet::new(),
-            states,
+            state_types,
+            arrow_states,
             state_widths,
             args,
             covered_groups: HashMap::new(),
@@ -140,50 +179,79 @@ impl AggregateState {
                 .into_iter()
                 .map(|c| ScalarValue::iter_to_array(c).map_err(df))
                 .collect::<Result<Vec<ArrayRef>>>()?;
-            let rows = log.states.convert_columns(&columns).map_err(df)?;
-            for (i, group) in groups.into_iter().enumerate() {
+            let states = eddy_rows(&columns, groups.len())?;
+            let keys: Vec<Vec<u8>> = groups
+                .iter()
+                .map(|g| self.groups[*g].as_ref().expect("live group").key.to_vec())
+                .collect();
+            let stored = self.stored_keys(&keys)?;
+            for ((group, states), key) in groups.into_iter().zip(states).zip(&stored) {
                 let g = self.groups[group].as_ref().expect("live group");
                 let record = GroupRecord {
+                    rows: Rows::Eddy,
                     positions: positions.to_vec(),
                     stream_time: self.stream_time,
                     last_rowtime: g.last_rowtime,
                     partition: g.partition,
                     emitted: g.emitted,
                     closed: g.closed,
-                    states: rows.row(i).as_ref().to_vec(),
+                    states,
                 };
                 out.push(StateChange {
                     key: StateKey::Group {
-                        key: &g.key,
+                        key,
                         window: g.window,
+                        rows: Rows::Eddy,
                     }
                     .encode(),
                     value: Some(record.encode()),
                 });
             }
         }
-        out.extend(
-            log.ended
-                .drain(..)
-                .map(|key| StateChange { key, value: None }),
-        );
+        let ended = std::mem::take(&mut log.ended);
+        let ended_keys: Vec<Vec<u8>> = ended
+            .iter()
+            .filter_map(|e| match e {
+                Ended::Group(key, _) => Some(key.clone()),
+                Ended::Record(_) => None,
+            })
+            .collect();
+        let mut stored = self.stored_keys(&ended_keys)?.into_iter();
+        for e in ended {
+            let key = match e {
+                Ended::Group(_, window) => StateKey::Group {
+                    key: &stored.next().expect("one per ended group"),
+                    window,
+                    rows: Rows::Eddy,
+                }
+                .encode(),
+                Ended::Record(key) => key,
+            };
+            out.push(StateChange { key, value: None });
+        }
         for source_key in std::mem::take(&mut log.rows) {
             let key = StateKey::Row(&source_key).encode();
             let value = match self.table_rows.get(&source_key) {
                 Some((group, args)) => {
-                    let converter = log.args.as_ref().expect("a table aggregation");
                     let columns = args
                         .iter()
                         .flatten()
                         .map(|v| v.to_array().map_err(df))
                         .collect::<Result<Vec<_>>>()?;
-                    let row = converter.convert_columns(&columns).map_err(df)?;
-                    let g = self.groups[*group].as_ref().expect("live group");
+                    let mut row = Vec::new();
+                    state_row::encode(&columns, 0, &mut row)?;
+                    let key = self.groups[*group]
+                        .as_ref()
+                        .expect("live group")
+                        .key
+                        .to_vec();
+                    let group = self.stored_keys(&[key])?.remove(0);
                     Some(
                         RowRecord {
+                            rows: Rows::Eddy,
                             positions: positions.to_vec(),
-                            group: g.key.to_vec(),
-                            args: row.row(0).as_ref().to_vec(),
+                            group,
+                            args: row,
                         }
                         .encode(),
                     )
@@ -227,28 +295,54 @@ impl AggregateState {
             latest.insert(r.key, r.value);
         }
         let windowed = self.spec.window.is_some();
-        let mut groups = Vec::new();
+        let mut found = Vec::new();
         let mut rows = Vec::new();
         let mut checkpoint = None;
         for (key, value) in &latest {
             let Some(value) = value else { continue };
             match StateKey::decode(key, windowed)? {
                 StateKey::Checkpoint => checkpoint = Some(Checkpoint::decode(value)?),
-                StateKey::Group { key: k, window } => {
-                    groups.push((k, window, GroupRecord::decode(value)?, key))
-                }
+                StateKey::Group {
+                    key: k,
+                    window,
+                    rows,
+                } => found.push((k, rows, window, GroupRecord::decode(value)?, key)),
                 StateKey::Row(source) => rows.push((source, RowRecord::decode(value)?)),
             }
         }
+        let Some(checkpoint) = checkpoint else {
+            // Nothing was written completely: there is no state yet.
+            return Ok(None);
+        };
+        let keys = self.loaded_keys(&found.iter().map(|g| (g.0, g.1)).collect::<Vec<_>>())?;
+        let mut groups: Vec<Restored<'_>> = found
+            .into_iter()
+            .zip(keys)
+            .map(|((_, _, window, record, record_key), key)| (key, window, record, record_key))
+            .collect();
+        // A group in both layouts (a rewrite a crash cut short): its record in this one counts.
+        let current: HashSet<GroupId> = groups
+            .iter()
+            .filter(|g| g.2.rows == Rows::Eddy)
+            .map(|g| (g.0.clone(), g.1.map(|w| (w.start, w.end))))
+            .collect();
+        groups.retain(|(key, window, record, record_key)| {
+            let stale = record.rows == Rows::Arrow
+                && current.contains(&(key.clone(), window.map(|w| (w.start, w.end))));
+            if stale {
+                log.ended.push(Ended::Record(record_key.to_vec()));
+            }
+            !stale
+        });
         if matches!(
             self.spec.window.as_ref().map(|w| &w.kind),
             Some(WindowKind::Session { .. })
         ) {
             // A crash between writing a merged session and deleting the sessions it replaced leaves
             // both: a session inside another of its key is such a leftover.
-            let all: Vec<(&[u8], Bounds)> = groups
+            let all: Vec<(Vec<u8>, Bounds)> = groups
                 .iter()
-                .map(|(k, w, _, _)| (*k, w.expect("session")))
+                .map(|(k, w, _, _)| (k.clone(), w.expect("session")))
                 .collect();
             groups.retain(|(k, w, _, record_key)| {
                 let w = w.expect("session");
@@ -256,15 +350,11 @@ impl AggregateState {
                     other_key == k && *o != w && o.start <= w.start && w.end <= o.end
                 });
                 if inside {
-                    log.ended.push(record_key.to_vec());
+                    log.ended.push(Ended::Record(record_key.to_vec()));
                 }
                 !inside
             });
         }
-        let Some(checkpoint) = checkpoint else {
-            // Nothing was written completely: there is no state yet.
-            return Ok(None);
-        };
         self.stream_time = checkpoint.stream_time;
         // Windows evicted before the checkpoint stay evicted (their records may be older than their
         // last changes, which were not written once they were gone).
@@ -274,20 +364,23 @@ impl AggregateState {
                 w.is_some_and(|w| self.evicted_at(w, grace, retention) > self.stream_time)
             });
         }
-        self.ensure_key_converter()?;
-        let parser = log.states.parser();
-        let states = log
-            .states
-            .convert_rows(groups.iter().map(|g| parser.parse(&g.2.states)))
-            .map_err(df)?;
-        for (i, (key, window, record, _)) in groups.into_iter().enumerate() {
-            let group = self.create(key, window)?;
+        let states = Loaded::new(
+            &groups
+                .iter()
+                .map(|g| (g.2.states.as_slice(), g.2.rows))
+                .collect::<Vec<_>>(),
+            &log.state_types,
+            &log.arrow_states,
+        )?;
+        for (i, (key, window, record, record_key)) in groups.into_iter().enumerate() {
+            let group = self.create(&key, window)?;
+            let (columns, at) = states.row(i);
             let mut column = 0;
             let g = self.get(group);
             for (acc, width) in g.accumulators.iter_mut().zip(&log.state_widths) {
-                let state: Vec<ArrayRef> = states[column..column + width]
+                let state: Vec<ArrayRef> = columns[column..column + width]
                     .iter()
-                    .map(|c| c.slice(i, 1))
+                    .map(|c| c.slice(at, 1))
                     .collect();
                 acc.merge_batch(&state).map_err(df)?;
                 column += width;
@@ -296,33 +389,53 @@ impl AggregateState {
             g.partition = record.partition;
             g.emitted = record.emitted;
             g.closed = record.closed;
+            if record.rows == Rows::Arrow {
+                // Written again in this version's layout at the next write, the old record deleted.
+                g.logged = true;
+                log.groups.push(group);
+                log.ended.push(Ended::Record(record_key.to_vec()));
+            }
             self.index_restored(group, window);
             merge_positions(&mut log.recover_until, &record.positions);
             log.covered_groups.insert(group, record.positions);
         }
-        if let Some(converter) = &log.args {
-            let parser = converter.parser();
-            let args = converter
-                .convert_rows(rows.iter().map(|r| parser.parse(&r.1.args)))
-                .map_err(df)?;
-            for (i, (source, record)) in rows.into_iter().enumerate() {
-                let Some(group) = self.index.get(&self.groups, &record.group, None) else {
+        if let Some((arg_types, arrow_args)) = &log.args {
+            let group_keys = self.loaded_keys(
+                &rows
+                    .iter()
+                    .map(|r| (r.1.group.as_slice(), r.1.rows))
+                    .collect::<Vec<_>>(),
+            )?;
+            let args = Loaded::new(
+                &rows
+                    .iter()
+                    .map(|r| (r.1.args.as_slice(), r.1.rows))
+                    .collect::<Vec<_>>(),
+                arg_types,
+                arrow_args,
+            )?;
+            for (i, ((source, record), group_key)) in rows.into_iter().zip(group_keys).enumerate() {
+                let Some(group) = self.index.get(&self.groups, &group_key, None) else {
                     return Err(internal_err!(
                         "the changelog holds a table row whose group it does not hold"
                     ));
                 };
+                let (columns, at) = args.row(i);
                 let mut column = 0;
                 let mut row_args = Vec::new();
                 for a in &self.spec.aggregates {
                     let n = a.expressions().len();
                     row_args.push(
-                        args[column..column + n]
+                        columns[column..column + n]
                             .iter()
-                            .map(|c| ScalarValue::try_from_array(c, i))
+                            .map(|c| ScalarValue::try_from_array(c, at))
                             .collect::<DfResult<Vec<_>>>()
                             .map_err(df)?,
                     );
                     column += n;
+                }
+                if record.rows == Rows::Arrow {
+                    log.rows.insert(source.into());
                 }
                 self.table_rows.insert(source.into(), (group, row_args));
                 merge_positions(&mut log.recover_until, &record.positions);
@@ -380,13 +493,51 @@ impl AggregateState {
         let (Some(log), Some(g)) = (self.log.as_mut(), self.groups[group].as_ref()) else {
             return;
         };
-        log.ended.push(
-            StateKey::Group {
-                key: &g.key,
-                window: g.window,
-            }
-            .encode(),
-        );
+        log.ended.push(Ended::Group(g.key.to_vec(), g.window));
+    }
+
+    /// GROUP BY values as the key converter's rows, in Eddy's row encoding (how record keys hold
+    /// them).
+    fn stored_keys(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ensure_key_converter()?;
+        let converter = self.converter.as_ref().expect("made above");
+        let parser = converter.parser();
+        let columns = converter
+            .convert_rows(keys.iter().map(|k| parser.parse(k)))
+            .map_err(df)?;
+        eddy_rows(&columns, keys.len())
+    }
+
+    /// Record keys' GROUP BY values (each laid out as its record says) as the key converter's rows.
+    fn loaded_keys(&mut self, keys: &[(&[u8], Rows)]) -> Result<Vec<Vec<u8>>> {
+        self.ensure_key_converter()?;
+        let types: Vec<DataType> = self.spec.schema.fields()[..self.spec.group_exprs.len()]
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let eddy: Vec<&[u8]> = keys
+            .iter()
+            .filter(|(_, rows)| *rows == Rows::Eddy)
+            .map(|(k, _)| *k)
+            .collect();
+        let converter = self.converter.as_ref().expect("made above");
+        let converted = converter
+            .convert_columns(&state_row::decode(&types, &eddy)?)
+            .map_err(df)?;
+        let mut next = 0;
+        Ok(keys
+            .iter()
+            .map(|(k, rows)| match rows {
+                Rows::Arrow => k.to_vec(),
+                Rows::Eddy => {
+                    next += 1;
+                    converted.row(next - 1).as_ref().to_vec()
+                }
+            })
+            .collect())
     }
 
     /// Lists a changed table row for the next changelog write.
@@ -453,6 +604,56 @@ impl AggregateState {
             log.covered_groups.clear();
             log.covered_rows.clear();
         }
+    }
+}
+
+/// Rows read back from records, whichever layout each was written in: a record's row is at
+/// [`Loaded::row`] of its position.
+struct Loaded {
+    eddy: Vec<ArrayRef>,
+    arrow: Vec<ArrayRef>,
+    /// Per record: in which columns (`true`: `eddy`) and at which row.
+    at: Vec<(bool, usize)>,
+}
+
+impl Loaded {
+    fn new(rows: &[(&[u8], Rows)], types: &[DataType], arrow: &RowConverter) -> Result<Self> {
+        let eddy_rows: Vec<&[u8]> = rows
+            .iter()
+            .filter(|(_, r)| *r == Rows::Eddy)
+            .map(|(b, _)| *b)
+            .collect();
+        let parser = arrow.parser();
+        let arrow_columns = arrow
+            .convert_rows(
+                rows.iter()
+                    .filter(|(_, r)| *r == Rows::Arrow)
+                    .map(|(b, _)| parser.parse(b)),
+            )
+            .map_err(df)?;
+        let (mut e, mut a) = (0, 0);
+        let at = rows
+            .iter()
+            .map(|(_, r)| {
+                let (counter, eddy) = match r {
+                    Rows::Eddy => (&mut e, true),
+                    Rows::Arrow => (&mut a, false),
+                };
+                *counter += 1;
+                (eddy, *counter - 1)
+            })
+            .collect();
+        Ok(Loaded {
+            eddy: state_row::decode(types, &eddy_rows)?,
+            arrow: arrow_columns,
+            at,
+        })
+    }
+
+    /// The columns a record's row is in, and its index there.
+    fn row(&self, record: usize) -> (&[ArrayRef], usize) {
+        let (eddy, at) = self.at[record];
+        (if eddy { &self.eddy } else { &self.arrow }, at)
     }
 }
 

@@ -191,3 +191,111 @@ fn table_aggregations_restore_exactly() {
     });
     assert_exact_after_crashes(&q, &input);
 }
+
+/// State written by a version before (GROUP BY values and accumulator states in Arrow's row format)
+/// is restored, and the first write after rewrites every group in Eddy's own row encoding and
+/// deletes the old records: restoring from all of it gives the same state again.
+#[test]
+fn state_in_the_layout_before_is_read_and_rewritten() {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::arrow::row::{RowConverter, SortField};
+    use eddy_runtime::changelog::{GroupRecord, Rows, StateKey};
+
+    let q = stream_query("CREATE TABLE t AS SELECT id, COUNT(*) AS n FROM s GROUP BY id;");
+    let input = records(1_000, 7, |i| format!(r#"{{"v":{i}}}"#));
+    let (first, second) = input.split_at(600);
+    let last_per_key =
+        |pipeline: &Pipeline, chunk: &[Record], out: &mut HashMap<Vec<u8>, Option<Vec<u8>>>| {
+            pipeline.process(chunk).unwrap();
+            let flushed = pipeline.flush().unwrap().expect("an aggregation");
+            for r in q.sink_spec.records(&flushed).unwrap() {
+                out.insert(r.key.unwrap_or_default(), r.value);
+            }
+        };
+    let mut expected = HashMap::new();
+    let whole = fresh(&q);
+    last_per_key(&whole, first, &mut expected);
+    last_per_key(&whole, second, &mut expected);
+
+    let before = fresh(&q);
+    last_per_key(&before, first, &mut HashMap::new());
+    let mut positions = Vec::new();
+    advance(&mut positions, first);
+    // What a version before would have written: the same records with Arrow's rows.
+    let arrow = |t: DataType, bytes: &[u8]| {
+        let columns = eddy_runtime::state_row::decode(std::slice::from_ref(&t), &[bytes]).unwrap();
+        let converter = RowConverter::new(vec![SortField::new(t)]).unwrap();
+        converter
+            .convert_columns(&columns)
+            .unwrap()
+            .row(0)
+            .as_ref()
+            .to_vec()
+    };
+    let old: Vec<StateChange> = before
+        .changes(&positions, None)
+        .unwrap()
+        .into_iter()
+        .map(|c| match StateKey::decode(&c.key, false).unwrap() {
+            StateKey::Group {
+                key,
+                window,
+                rows: Rows::Eddy,
+            } => {
+                let mut record = GroupRecord::decode(c.value.as_deref().unwrap()).unwrap();
+                record.rows = Rows::Arrow;
+                record.states = arrow(DataType::Int64, &record.states);
+                StateChange {
+                    key: StateKey::Group {
+                        key: &arrow(DataType::Int32, key),
+                        window,
+                        rows: Rows::Arrow,
+                    }
+                    .encode(),
+                    value: Some(record.encode()),
+                }
+            }
+            _ => c,
+        })
+        .collect();
+    assert!(
+        old.iter().filter(|c| c.key[0] == b'G').count() == 7,
+        "a record per group"
+    );
+
+    let after = fresh(&q);
+    after.restore(old.clone()).unwrap().expect("a checkpoint");
+    let mut got = HashMap::new();
+    last_per_key(&after, second, &mut got);
+    for (k, v) in &expected {
+        assert_eq!(got.get(k), Some(v), "key {k:?}");
+    }
+    advance(&mut positions, second);
+    let rewrite = after.changes(&positions, None).unwrap();
+    let rewritten = rewrite
+        .iter()
+        .filter(|c| c.key[0] == b'K' && c.value.is_some())
+        .count();
+    let deleted = rewrite
+        .iter()
+        .filter(|c| c.key[0] == b'G' && c.value.is_none())
+        .count();
+    assert_eq!(
+        (rewritten, deleted),
+        (7, 7),
+        "every group rewritten, every old record deleted"
+    );
+
+    // Old and new records together restore the state once.
+    let again = fresh(&q);
+    again
+        .restore(old.into_iter().chain(rewrite).collect())
+        .unwrap()
+        .expect("a checkpoint");
+    let more = records(1_070, 7, |i| format!(r#"{{"v":{i}}}"#));
+    let third: Vec<Record> = more[1_000..].to_vec();
+    let (mut want, mut got) = (HashMap::new(), HashMap::new());
+    last_per_key(&whole, &third, &mut want);
+    last_per_key(&again, &third, &mut got);
+    assert_eq!(got, want);
+}
