@@ -292,9 +292,26 @@ def test_table_store_pull(ctx):
           f"{whole:.0f} ms); a scan of the same topic: p50 {scans[2]:.0f} ms")
 
 
+def test_partition_counts_must_match(ctx):
+    """A join of sides with different partition counts is refused with ksqlDB's message, and nothing is
+    left running."""
+    admin = AdminClient({"bootstrap.servers": ctx.broker.bootstrap})
+    for f in admin.create_topics([NewTopic("pleft", 2, 1), NewTopic("pright", 4, 1)]).values():
+        f.result(30)
+    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+        "CREATE STREAM pleft (id STRING KEY, v INT) WITH (kafka_topic='pleft', value_format='JSON');"
+        "CREATE TABLE pright (id STRING PRIMARY KEY, w INT) WITH (kafka_topic='pright', value_format='JSON');")})
+    assert status == 200, body
+    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+        "CREATE STREAM pjoined AS SELECT l.id AS id, v, w FROM pleft l JOIN pright r ON l.id = r.id;")})
+    assert status == 400 and "number of partitions don't match" in body and "`PLEFT` partitions = 2" in body, body
+    status, body = post(ctx.server.url + "/ksql", {"ksql": "SHOW QUERIES;"})
+    assert status == 200 and "PJOINED" not in body, body
+
+
 def main():
     run([test_stream_table_join, test_stream_table_join_restart, test_stream_stream_join_restart,
-         test_table_store_pull], "joins")
+         test_table_store_pull, test_partition_counts_must_match], "joins")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use eddy_common::{Result, external_err};
 use eddy_runtime::changelog::{Positions, StateChange, input_position, position_input};
 use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
-use eddy_sql::catalog::Source;
 use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, now_millis};
@@ -40,7 +39,9 @@ use crate::origin::writer_id;
 use crate::rebalance::{Rebalance, Rebalancing};
 use crate::repartition::{Shuffle, repartition_topic, unwrap};
 use crate::supervisor::Failure;
-use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, lock, poll_batch, subscribed};
+use crate::task::{
+    Msg, QueryStats, QueryTask, TaskConfig, input_partitions, lock, poll_batch, subscribed,
+};
 use crate::time_order::TimeOrder;
 use crate::transaction::{Transaction, transactional_id};
 
@@ -149,7 +150,7 @@ pub(crate) fn start(
     let transactional_id = transactional.then(|| transactional_id(&cluster, group_id));
     let source = query.pipeline.source().clone();
     let sources = query.pipeline.inputs();
-    let inputs = co_partitioned(&cluster, &sources)?;
+    let inputs = input_partitions(&cluster, &query.pipeline)?;
     // A join's sides are keyed alike: each partition's records of both join each other only.
     let joins = sources.len() > 1;
     let follows = joins || query.pipeline.groups_follow_partitions();
@@ -957,25 +958,6 @@ impl Stateful {
     fn report(&self, message: &str) {
         self.stats.recovered(&self.query.id, message);
     }
-}
-
-/// The partition count of a query's inputs; a join's sides must have the same (ksqlDB's message).
-fn co_partitioned(cluster: &KafkaCluster, sources: &[Arc<Source>]) -> Result<i32> {
-    let mut counts = Vec::with_capacity(sources.len());
-    for s in sources {
-        counts.push(cluster.partitions(&s.topic)?.ok_or_else(|| {
-            external_err!("Kafka: the query's input topic {} does not exist", s.topic)
-        })?);
-    }
-    if let ([left, right], [l, r]) = (sources, counts.as_slice())
-        && l != r
-    {
-        return Err(eddy_common::Error::Plan(format!(
-            "Can't join `{}` with `{}` since the number of partitions don't match. `{}` partitions = {l}; `{}` partitions = {r}. Please repartition either one so that the number of partitions match.",
-            left.name, right.name, left.name, right.name
-        )));
-    }
-    Ok(counts[0])
 }
 
 /// The checkpoint id of an original input partition of a repartitioned aggregation (negative, apart

@@ -19,7 +19,7 @@ use eddy_common::{Result, external_err, internal_err};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::format::DecodeError;
 use eddy_runtime::format::limits::cut;
-use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, Record, RecordRef};
+use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, Record, RecordRef, TopicAdmin};
 use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
@@ -346,6 +346,18 @@ pub fn exactly_once_guarantee(props: &Properties, default: bool) -> Result<bool>
     }
 }
 
+/// The partition count of a query's inputs (a join's sides checked again: their topics may have
+/// changed since the query was created).
+pub(crate) fn input_partitions(cluster: &KafkaCluster, pipeline: &Pipeline) -> Result<i32> {
+    if let Some(join) = &pipeline.plan.join {
+        eddy_runtime::join::check_partitions(join, cluster)?;
+    }
+    let topic = &pipeline.inputs()[0].topic;
+    cluster
+        .partitions(topic)?
+        .ok_or_else(|| external_err!("Kafka: the query's input topic {topic} does not exist"))
+}
+
 /// Starts a persistent query with its output to the query's sink.
 pub fn start_persistent(
     cluster: Arc<KafkaCluster>,
@@ -360,6 +372,9 @@ pub fn start_persistent(
         .map(|s| s.topic.clone())
         .collect();
     let joins = topics.len() > 1;
+    if joins {
+        input_partitions(&cluster, &query.pipeline)?;
+    }
     if joins && query.pipeline.is_stateful() {
         return Err(eddy_common::not_supported!(
             "Aggregations over joins are not supported by the server yet"

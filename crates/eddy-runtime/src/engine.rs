@@ -644,6 +644,9 @@ impl Engine {
         // ksqlDB checks the sink's TIMESTAMP column first, then the projection, then the formats.
         timestamp_column(&c.properties, &plan.columns)?;
         plan.check_persistent_projection(&c.name)?;
+        if let Some(join) = &plan.join {
+            crate::join::check_partitions(join, self.admin.as_ref())?;
+        }
         let input = plan.source.clone();
         let prefix = props
             .get("ksql.output.topic.name.prefix")

@@ -16,7 +16,33 @@ pub use input::JoinInput;
 
 use datafusion::arrow::row::OwnedRow;
 
-use eddy_common::Result;
+use eddy_common::{Result, external_err};
+use eddy_sql::join::{JoinKind, JoinPlan};
+
+use crate::admin::TopicAdmin;
+
+/// Refuses a join whose sides' topics have different partition counts (ksqlDB's message): it joins
+/// partition by partition, so a key must be in the same partition on both sides. A foreign-key join
+/// joins across partitions and is not checked.
+pub fn check_partitions(plan: &JoinPlan, admin: &dyn TopicAdmin) -> Result<()> {
+    if plan.kind == JoinKind::ForeignKey {
+        return Ok(());
+    }
+    let count = |s: &eddy_sql::catalog::Source| -> Result<i32> {
+        admin.partitions(&s.topic)?.ok_or_else(|| {
+            external_err!("Kafka: the join's input topic {} does not exist", s.topic)
+        })
+    };
+    let (left, right) = (&plan.left.source, &plan.right.source);
+    let (l, r) = (count(left)?, count(right)?);
+    if l != r {
+        return Err(eddy_common::Error::Plan(format!(
+            "Can't join `{}` with `{}` since the number of partitions don't match. `{}` partitions = {l}; `{}` partitions = {r}. Please repartition either one so that the number of partitions match.",
+            left.name, right.name, left.name, right.name
+        )));
+    }
+    Ok(())
+}
 
 /// Which side of a join a record comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
