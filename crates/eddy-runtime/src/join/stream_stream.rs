@@ -340,7 +340,7 @@ impl JoinOperator for StreamStreamJoin {
                 } in other.range(&r.key, from, to)
                 {
                     matched = true;
-                    if self.wait_for_close {
+                    if !self.outer.is_empty() {
                         // The other record has its match: it no longer waits as an unmatched one.
                         let lo = (*other_time, side_byte(side.other()), r.key.clone(), 0);
                         let hi = (
