@@ -352,10 +352,6 @@ impl Rebalancing for Stateful {
                     task.lock_published().remove(p);
                 }
                 drop(shards);
-                // What was fetched of them and waits for its turn is the next owner's to read.
-                if let Some(order) = &task.order {
-                    lock(order).forget(&partitions);
-                }
                 tracing::info!(query = %task.query.id, ?partitions, "partitions revoked");
                 if let Err(e) = consumer.unassign() {
                     task.report(&format!("giving the revoked partitions up failed: {e}"));

@@ -3,7 +3,7 @@
 //! left to fetch (its position is at its end), as Kafka Streams' tasks do — so what a join gives does
 //! not depend on which topic the consumer happened to fetch first. A partition that has records to
 //! fetch but none buffered holds back the others' records newer than the latest it gave, for at most
-//! [`MAX_IDLE`].
+//! [`MAX_IDLE`]. What is buffered of a partition the consumer no longer has (revoked) is dropped.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -55,18 +55,12 @@ impl TimeOrder {
         }
     }
 
-    /// Drops what is buffered of `partitions` (of every input): they were revoked.
-    pub(crate) fn forget(&mut self, partitions: &[i32]) {
-        self.queues.retain(|(_, p), _| !partitions.contains(p));
-        self.latest.retain(|(_, p), _| !partitions.contains(p));
-    }
-
     /// The records that can be processed now, oldest first, as runs of one input each.
     pub(crate) fn ready<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Vec<(usize, Vec<Record>)> {
-        let behind = self.behind(consumer);
+        let behind = self.behind_keeping_assigned(consumer);
         // A partition behind with nothing buffered may still give records as old as the latest it
         // gave (a partition's records come in time order, mostly): older ones can go.
         let horizon_of = |queues: &BTreeMap<(usize, i32), VecDeque<Record>>,
@@ -113,17 +107,23 @@ impl TimeOrder {
         runs
     }
 
-    /// The assigned partitions with records left to fetch.
-    fn behind<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Vec<(usize, i32)> {
+    /// The assigned partitions with records left to fetch. What is buffered of partitions no longer
+    /// assigned (revoked since it was fetched) is dropped: their next owner reads them.
+    fn behind_keeping_assigned<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Vec<(usize, i32)> {
         let Ok(positions) = consumer.position() else {
             return Vec::new();
         };
+        let mut assigned = Vec::new();
         let mut behind = Vec::new();
         for e in positions.elements() {
             let Some(input) = self.topics.iter().position(|t| t == e.topic()) else {
                 continue;
             };
             let key = (input, e.partition());
+            assigned.push(key);
             let ends = cached_watermarks(consumer, e.topic(), e.partition());
             let at_end = match (e.offset(), ends) {
                 (Offset::Offset(o), Some((_, high))) => o >= high,
@@ -134,6 +134,8 @@ impl TimeOrder {
                 behind.push(key);
             }
         }
+        self.queues.retain(|k, _| assigned.contains(k));
+        self.latest.retain(|k, _| assigned.contains(k));
         behind
     }
 }
