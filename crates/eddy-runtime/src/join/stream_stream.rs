@@ -8,7 +8,7 @@
 //!   comes first; a record whose window already closed when it arrives is emitted at once;
 //! - stream time is the latest record time of either side.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use datafusion::arrow::row::OwnedRow;
 use hashbrown::HashMap;
@@ -37,7 +37,39 @@ struct Buffer {
     /// Each key's records in (time, arrival) order: most keys have few, so a sorted vector.
     by_key: HashMap<OwnedRow, Vec<Buffered>>,
     /// Every record by time, to purge the expired, with where it came from.
-    by_time: BTreeMap<(i64, u64), (OwnedRow, Origin)>,
+    by_time: TimeIndex,
+}
+
+/// A buffered record's key and origin, by (time, arrival).
+type Timed = ((i64, u64), (OwnedRow, Origin));
+
+/// A buffer's records by time. Most records come in time order: those go to the back of a queue;
+/// the rest into an ordered map. The oldest is the older of the two fronts.
+#[derive(Debug, Default)]
+struct TimeIndex {
+    in_order: VecDeque<Timed>,
+    out_of_order: BTreeMap<(i64, u64), (OwnedRow, Origin)>,
+}
+
+impl TimeIndex {
+    fn insert(&mut self, at: (i64, u64), entry: (OwnedRow, Origin)) {
+        if self.in_order.back().is_none_or(|(last, _)| *last <= at) {
+            self.in_order.push_back((at, entry));
+        } else {
+            self.out_of_order.insert(at, entry);
+        }
+    }
+
+    /// Takes the oldest record if it is older than `horizon`.
+    fn pop_older_than(&mut self, horizon: i64) -> Option<Timed> {
+        let queued = self.in_order.front().map(|(at, _)| *at);
+        let mapped = self.out_of_order.first_key_value().map(|(at, _)| *at);
+        match (queued, mapped) {
+            (Some(q), m) if q.0 < horizon && m.is_none_or(|m| q < m) => self.in_order.pop_front(),
+            (_, Some(m)) if m.0 < horizon => self.out_of_order.pop_first(),
+            _ => None,
+        }
+    }
 }
 
 impl Buffer {
@@ -53,11 +85,7 @@ impl Buffer {
         self.observed = Some(self.observed.map_or(time, |t| t.max(time)));
         let horizon = self.horizon(retention);
         let mut forgotten = Vec::new();
-        while let Some(entry) = self.by_time.first_entry() {
-            if entry.key().0 >= horizon {
-                break;
-            }
-            let (at, (k, origin)) = entry.remove_entry();
+        while let Some((at, (k, origin))) = self.by_time.pop_older_than(horizon) {
             forgotten.push(origin);
             if let Some(rows) = self.by_key.get_mut(&k) {
                 if let Ok(i) = rows.binary_search_by_key(&at, |b| b.at) {
@@ -409,5 +437,43 @@ impl JoinOperator for StreamStreamJoin {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int32Array;
+    use datafusion::arrow::row::{RowConverter, SortField};
+
+    #[test]
+    fn the_time_index_gives_records_oldest_first_whatever_order_they_came_in() {
+        let converter = RowConverter::new(vec![SortField::new(
+            datafusion::arrow::datatypes::DataType::Int32,
+        )])
+        .unwrap();
+        let rows = converter
+            .convert_columns(&[std::sync::Arc::new(Int32Array::from(vec![1]))])
+            .unwrap();
+        let mut index = TimeIndex::default();
+        for (seq, time) in [10, 20, 15, 30, 5, 30, 25].into_iter().enumerate() {
+            index.insert((time, seq as u64), (rows.row(0).owned(), (0, seq as i64)));
+        }
+        let mut popped = Vec::new();
+        while let Some((at, _)) = index.pop_older_than(26) {
+            popped.push(at);
+        }
+        assert_eq!(popped, [(5, 4), (10, 0), (15, 2), (20, 1), (25, 6)]);
+        assert!(
+            index
+                .pop_older_than(31)
+                .is_some_and(|(at, _)| at == (30, 3))
+        );
+        assert!(
+            index
+                .pop_older_than(31)
+                .is_some_and(|(at, _)| at == (30, 5))
+        );
+        assert!(index.pop_older_than(i64::MAX).is_none());
     }
 }
