@@ -9,11 +9,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: join buffers and aggregation groups allocate and free many small rows, where glibc's
-/// allocator spends a third of a stream-stream join's time (`cargo bench ... --bench joins`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Eddy's SQL shell. Without a subcommand it connects to a server and reads statements.
 #[derive(Debug, Parser)]
 #[command(name = "eddy", version, about)]

@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use eddy_runtime::{Engine, MemoryTopics, Outcome, PersistentQuery, Record};
 
-mod allocator;
 mod cpu;
 mod flags;
 use cpu::{cpu_seconds, resident_mb};

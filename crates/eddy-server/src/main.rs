@@ -16,11 +16,6 @@ use eddy_server::{local_broker, routes, schema_registry, state};
 
 use crate::config::Args;
 
-/// mimalloc: join buffers and aggregation groups allocate and free many small rows, where glibc's
-/// allocator spends a third of a stream-stream join's time (`cargo bench ... --bench joins`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
