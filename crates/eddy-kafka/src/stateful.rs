@@ -371,6 +371,12 @@ impl Stateful {
         lock(&self.shards)
     }
 
+    /// The topic and partition a position id names (see `input_position`).
+    fn topic_partition(&self, id: i32) -> Option<(&str, i32)> {
+        let (input, p) = position_input(id);
+        Some((self.topics.get(input)?.as_str(), p))
+    }
+
     /// Which input a topic is.
     fn input_of(&self, topic: &str) -> usize {
         self.topics.iter().position(|t| t == topic).unwrap_or(0)
@@ -683,9 +689,9 @@ impl Stateful {
             let offsets: Vec<(&str, i32, i64)> = shards
                 .values()
                 .flat_map(|s| s.positions.iter())
-                .map(|(id, o)| {
-                    let (input, p) = position_input(*id);
-                    (self.topics[input].as_str(), p, *o)
+                .filter_map(|(id, o)| {
+                    let (topic, p) = self.topic_partition(*id)?;
+                    Some((topic, p, *o))
                 })
                 .collect();
             // The group's generation fences a server that lost its partitions and still writes;
@@ -943,8 +949,9 @@ impl Stateful {
     fn commit(&self, consumer: &BaseConsumer<Rebalance<Stateful>>, shard: &Shard) {
         let mut tpl = TopicPartitionList::new();
         for (id, o) in &shard.positions {
-            let (input, p) = position_input(*id);
-            let _ = tpl.add_partition_offset(&self.topics[input], p, Offset::Offset(*o));
+            if let Some((topic, p)) = self.topic_partition(*id) {
+                let _ = tpl.add_partition_offset(topic, p, Offset::Offset(*o));
+            }
         }
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(query = %self.query.id, "offset commit failed: {e}");

@@ -290,9 +290,13 @@ pub fn input_position(input: usize, partition: i32) -> i32 {
     partition.saturating_add(INPUT_STRIDE.saturating_mul(input as i32))
 }
 
-/// The input and partition a position id names (see [`input_position`]).
+/// The input and partition a position id names (see [`input_position`]); a negative id (a
+/// repartitioned source's, see `stateful`) names no input: `usize::MAX`.
 pub fn position_input(id: i32) -> (usize, i32) {
-    ((id / INPUT_STRIDE) as usize, id % INPUT_STRIDE)
+    match usize::try_from(id / INPUT_STRIDE) {
+        Ok(input) if id >= 0 => (input, id % INPUT_STRIDE),
+        _ => (usize::MAX, id),
+    }
 }
 
 /// Apart from each other the position ids of a query's inputs are (more than any topic's

@@ -177,7 +177,7 @@ impl StreamStreamJoin {
     /// Removes a waiting record.
     fn stop_waiting(&mut self, k: &OuterKey) -> Option<Waiting> {
         let waiting = self.outer.remove(k)?;
-        let side = if k.1 == 1 { Side::Left } else { Side::Right };
+        let side = side_of(k.1);
         self.logged(|| {
             Change::Delete(EntryId {
                 kind: EntryKind::Waiting,
@@ -200,18 +200,7 @@ impl StreamStreamJoin {
         out: &mut JoinOutput,
     ) {
         if !self.wait_for_close || to < self.stream_time {
-            let (left, right) = match side {
-                Side::Left => (Some(row), None),
-                Side::Right => (None, Some(row)),
-            };
-            out.rows.push(Joined {
-                key,
-                left,
-                right,
-                time,
-                tombstone: false,
-                at,
-            });
+            out.rows.push(alone(side, key, row, time, at));
             return;
         }
         self.min_time = self.min_time.min(time);
@@ -266,11 +255,7 @@ impl StreamStreamJoin {
         for (k, _) in self.outer.iter() {
             let (time, side_byte, _, _) = k;
             self.min_time = *time;
-            let waiting = if *side_byte == 1 {
-                Side::Left
-            } else {
-                Side::Right
-            };
+            let waiting = side_of(*side_byte);
             if closes(*time, self.reach_after(waiting), self.grace) >= self.stream_time {
                 open[waiting.index()] = true;
                 if open == [true, true] {
@@ -285,23 +270,34 @@ impl StreamStreamJoin {
                 continue;
             };
             let (time, side_byte, key, _) = k;
-            let (left, right) = if side_byte == 1 {
-                (Some(row), None)
-            } else {
-                (None, Some(row))
-            };
-            out.rows.push(Joined {
-                key,
-                left,
-                right,
-                time,
-                tombstone: false,
-                at,
-            });
+            out.rows.push(alone(side_of(side_byte), key, row, time, at));
         }
     }
 }
 
+/// A row of one side with NULLs for the other.
+fn alone(side: Side, key: OwnedRow, row: OwnedRow, time: i64, at: usize) -> Joined {
+    let (left, right) = match side {
+        Side::Left => (Some(row), None),
+        Side::Right => (None, Some(row)),
+    };
+    Joined {
+        key,
+        left,
+        right,
+        time,
+        tombstone: false,
+        at,
+    }
+}
+
+/// The side a waiting record's side byte names (see [`side_byte`]).
+fn side_of(byte: u8) -> Side {
+    if byte == 1 { Side::Left } else { Side::Right }
+}
+
+/// How a waiting record's key names its side: right first, so that at the same time a right
+/// record's NULL row comes first.
 fn side_byte(side: Side) -> u8 {
     match side {
         Side::Left => 1,
