@@ -309,22 +309,12 @@ impl JoinInput {
                 .iter()
                 .map(|f| f.data_type().clone())
                 .collect();
-            let row_columns = crate::state_row::decode(
-                &row_types,
-                &kept.iter().map(|(_, v)| v.row).collect::<Vec<_>>(),
-            )?;
-            let rows = input
-                .rows
-                .convert_columns(&row_columns)
-                .map_err(|e| exec_err!("{e}"))?;
-            let key_columns = crate::state_row::decode(
+            let rows = decoded_rows(&input.rows, &row_types, kept.iter().map(|(_, v)| v.row))?;
+            let keys = decoded_rows(
+                &self.join_keys,
                 &join_key_types(&self.plan),
-                &kept.iter().map(|(_, v)| v.key).collect::<Vec<_>>(),
+                kept.iter().map(|(_, v)| v.key),
             )?;
-            let keys = self
-                .join_keys
-                .convert_columns(&key_columns)
-                .map_err(|e| exec_err!("{e}"))?;
             entries.extend(kept.iter().enumerate().map(|(i, (id, v))| Entry {
                 id: *id,
                 key: keys.row(i).owned(),
@@ -512,6 +502,18 @@ impl JoinInput {
             expression_errors,
         })
     }
+}
+
+/// Rows in Eddy's row encoding ([`crate::state_row`]) of columns of `types`, as `converter`'s rows.
+fn decoded_rows<'a>(
+    converter: &RowConverter,
+    types: &[DataType],
+    encoded: impl Iterator<Item = &'a [u8]>,
+) -> Result<datafusion::arrow::row::Rows> {
+    let columns = crate::state_row::decode(types, &encoded.collect::<Vec<_>>())?;
+    converter
+        .convert_columns(&columns)
+        .map_err(|e| exec_err!("{e}"))
 }
 
 /// The types of a join's keys: the join expression's, and for sources with windowed keys, which
