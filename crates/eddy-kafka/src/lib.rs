@@ -34,6 +34,6 @@ pub use stateful::{changelog_topic, internal_topics};
 pub use supervisor::Backoff;
 pub use table_feed::TableFeed;
 pub use task::{
-    PushEvent, QueryStats, QueryTask, TaskConfig, exactly_once_guarantee, start_persistent,
-    start_push,
+    PushEvent, QueryStats, QueryTask, TaskConfig, exactly_once_guarantee, max_task_idle,
+    start_persistent, start_push,
 };

@@ -218,6 +218,7 @@ pub(crate) fn start(
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
     let query_id = query.id.clone();
+    let idle = task.max_task_idle;
     QueryTask::supervised(name, query_id, task, move |stop, stats| {
         // Every attempt starts from the state's last checkpoint, in fresh pipelines; under
         // exactly-once, once what an earlier attempt handed the producer is in the output.
@@ -251,7 +252,7 @@ pub(crate) fn start(
             cluster: cluster.clone(),
             query: query.clone(),
             topics: topics.clone(),
-            order: joins.then(|| Mutex::new(TimeOrder::new(topics.clone()))),
+            order: TimeOrder::of(&query.pipeline, &topics, idle).map(Mutex::new),
             changelog: changelog.clone(),
             stop: stop.clone(),
             stats: stats.clone(),

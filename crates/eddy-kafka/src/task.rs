@@ -47,6 +47,8 @@ pub struct QueryStats {
     pub decode_errors: AtomicU64,
     /// Expression failures (the expression yielded NULL).
     pub expression_errors: AtomicU64,
+    /// Records dropped because they came after their window closed (window and grace period).
+    pub late_records: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     /// How many times the query failed and was started again.
     pub restarts: AtomicU64,
@@ -97,6 +99,17 @@ impl QueryStats {
         }
         self.expression_errors
             .fetch_add(processed.expression_errors.len() as u64, Ordering::Relaxed);
+        if processed.late_records > 0 {
+            // One line per batch, as Kafka Streams counts them in its dropped-records metric.
+            tracing::warn!(
+                query,
+                topic,
+                records = processed.late_records,
+                "dropped records that came after their window closed (its size and grace period)"
+            );
+            self.late_records
+                .fetch_add(processed.late_records as u64, Ordering::Relaxed);
+        }
     }
 
     /// Counts and logs one skipped record (`record`: its bytes, for the processing log).
@@ -314,6 +327,9 @@ pub struct TaskConfig {
     pub processing_log: Option<Arc<ProcessingLog>>,
     /// `processing.guarantee=exactly_once_v2`: nothing is written twice, even after a crash.
     pub exactly_once: bool,
+    /// `max.task.idle.ms`: how long a join's input partition that ran dry holds the other sides'
+    /// newer records back (see `time_order`).
+    pub max_task_idle: Duration,
 }
 
 impl TaskConfig {
@@ -325,7 +341,25 @@ impl TaskConfig {
             backoff: Backoff::default(),
             processing_log: None,
             exactly_once: false,
+            max_task_idle: Duration::ZERO,
         }
+    }
+}
+
+/// Reads `max.task.idle.ms` (Kafka Streams' setting, also under `ksql.streams.`): how long a join
+/// waits for a side that ran dry before it goes on with the other side's newer records; 0, Kafka
+/// Streams' default, when the properties do not say.
+pub fn max_task_idle(props: &Properties) -> Result<Duration> {
+    let value = props
+        .get("max.task.idle.ms")
+        .or_else(|| props.get("ksql.streams.max.task.idle.ms"));
+    match value.map(|v| v.trim()) {
+        None => Ok(Duration::ZERO),
+        Some(v) => v.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+            eddy_common::Error::Plan(format!(
+                "max.task.idle.ms must be a whole number of milliseconds (0 or more), not '{v}'"
+            ))
+        }),
     }
 }
 
@@ -407,7 +441,7 @@ pub fn start_persistent(
             exactly_once::start(cluster, query, task, config, name)
         };
     }
-    let offset_reset = task.offset_reset.clone();
+    let (offset_reset, idle) = (task.offset_reset.clone(), task.max_task_idle);
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Every attempt starts from the group's committed offsets, with a join's tables read back.
         let query = PersistentQuery {
@@ -424,7 +458,7 @@ pub fn start_persistent(
             consumer: &consumer,
             query: &query,
             topics: &topics,
-            order: joins.then(|| std::cell::RefCell::new(TimeOrder::new(topics.clone()))),
+            order: TimeOrder::of(&query.pipeline, &topics, idle).map(std::cell::RefCell::new),
             stop,
             stats,
         }
@@ -666,6 +700,7 @@ pub fn start_push(
     cluster: &KafkaCluster,
     pipeline: Arc<Pipeline>,
     offset_reset: &str,
+    max_task_idle: Duration,
     group_id: String,
 ) -> Result<(mpsc::Receiver<PushEvent>, QueryTask)> {
     let config = base_config(cluster.bootstrap())
@@ -680,7 +715,7 @@ pub fn start_push(
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names).map_err(kafka_err)?;
     // A join's inputs are processed in time order across its sides.
-    let mut order = (topics.len() > 1).then(|| TimeOrder::new(topics.clone()));
+    let mut order = TimeOrder::of(&pipeline, &topics, max_task_idle);
     let (tx, rx) = mpsc::channel(PUSH_BUFFER);
     let task = QueryTask::spawn(format!("push-{group_id}"), move |stop, stats| {
         let push = Push {
@@ -831,5 +866,23 @@ mod tests {
         );
         let e = exactly_once_guarantee(&props("processing.guarantee", "twice"), false).unwrap_err();
         assert!(e.to_string().contains("exactly_once_v2"), "{e}");
+    }
+
+    #[test]
+    fn max_task_idle_is_read_with_or_without_the_streams_prefix() {
+        let props = |k: &str, v: &str| Properties::from([(k.to_string(), v.to_string())]);
+        assert_eq!(max_task_idle(&Properties::new()).unwrap(), Duration::ZERO);
+        assert_eq!(
+            max_task_idle(&props("max.task.idle.ms", "250")).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            max_task_idle(&props("ksql.streams.max.task.idle.ms", " 2000 ")).unwrap(),
+            Duration::from_secs(2)
+        );
+        for bad in ["-1", "soon", "1.5"] {
+            let e = max_task_idle(&props("max.task.idle.ms", bad)).unwrap_err();
+            assert!(e.to_string().contains("max.task.idle.ms"), "{e}");
+        }
     }
 }

@@ -1,40 +1,74 @@
-//! Timestamp order across a join's inputs: records are buffered per input partition and handed out
-//! oldest first, and only while every assigned partition either has records buffered or has none
-//! left to fetch (its position is at its end), as Kafka Streams' tasks do — so what a join gives does
-//! not depend on which topic the consumer happened to fetch first. A partition that has records to
-//! fetch but none buffered holds back the others' records newer than the latest it gave, for at most
-//! [`MAX_IDLE`]. What is buffered of a partition the consumer no longer has (revoked) is dropped.
+//! Timestamp order across a join's inputs, per task as Kafka Streams orders them: records are
+//! buffered per input partition and handed out oldest first within their task — the partitions of
+//! one number across the inputs, for a join that joins partition by partition; every partition, for
+//! a foreign-key join — and only while every assigned partition of the task either has records
+//! buffered or has none left to fetch (its position is at its end), so what a join gives does not
+//! depend on which topic the consumer happened to fetch first. A partition that has records to fetch
+//! but none buffered holds back its task's records newer than the latest it gave, for at most
+//! [`MAX_LAGGING`]. A partition at its end with nothing buffered holds them back for the query's
+//! `max.task.idle.ms` since it ran dry (Kafka Streams' setting; 0, its default, does not wait): records
+//! its producer is writing at that moment may be older than the others'. What is buffered of a
+//! partition the consumer no longer has (revoked) is dropped.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
-use eddy_runtime::{Record, RecordRef};
+use eddy_runtime::{Pipeline, Record, RecordRef};
+use eddy_sql::join::JoinKind;
 
 /// How long records wait for a partition that is behind but has nothing buffered.
-const MAX_IDLE: Duration = Duration::from_secs(5);
+const MAX_LAGGING: Duration = Duration::from_secs(5);
+
+/// An input (index into the topics) and a partition of it.
+type Key = (usize, i32);
 
 /// Records of several topics waiting to be processed in time order.
 pub(crate) struct TimeOrder {
     topics: Vec<String>,
-    /// Buffered records by input (index into `topics`) and partition.
-    queues: BTreeMap<(usize, i32), VecDeque<Record>>,
-    /// Since when a partition behind has held the others back.
-    held_since: Option<Instant>,
+    /// Whether the partitions of one number form a task (a join partition by partition), or all
+    /// partitions one task (a foreign-key join).
+    by_partition: bool,
+    /// Buffered records by input and partition.
+    queues: BTreeMap<Key, VecDeque<Record>>,
+    /// Since when a partition has held the rest of its task back, by task.
+    held_since: BTreeMap<i32, Instant>,
     /// The latest record time each partition gave.
-    latest: BTreeMap<(usize, i32), i64>,
+    latest: BTreeMap<Key, i64>,
+    /// How long a partition at its end with nothing buffered holds the others back.
+    idle: Duration,
+    /// Since when each partition at its end has had nothing buffered.
+    dry_since: BTreeMap<Key, Instant>,
 }
 
 impl TimeOrder {
-    pub(crate) fn new(topics: Vec<String>) -> Self {
+    /// Records of `topics`, ordered per partition number when `by_partition` (else all together), a
+    /// partition that ran dry holding the others back for `idle`.
+    pub(crate) fn new(topics: Vec<String>, by_partition: bool, idle: Duration) -> Self {
         TimeOrder {
             topics,
+            by_partition,
             queues: BTreeMap::new(),
-            held_since: None,
+            held_since: BTreeMap::new(),
             latest: BTreeMap::new(),
+            idle,
+            dry_since: BTreeMap::new(),
         }
+    }
+
+    /// The time order of a pipeline's inputs (`topics`) when it has several, a join's: a foreign-key
+    /// join's partitions all together, another join's partition by partition.
+    pub(crate) fn of(pipeline: &Pipeline, topics: &[String], idle: Duration) -> Option<Self> {
+        let join = pipeline.plan.join.as_ref().filter(|_| topics.len() > 1)?;
+        let by_partition = join.kind != JoinKind::ForeignKey;
+        Some(TimeOrder::new(topics.to_vec(), by_partition, idle))
+    }
+
+    /// The task a partition belongs to.
+    fn task(&self, (_, partition): Key) -> i32 {
+        if self.by_partition { partition } else { 0 }
     }
 
     /// Buffers records read from `topic`.
@@ -48,6 +82,7 @@ impl TimeOrder {
                 .entry((input, r.partition()))
                 .or_insert(i64::MIN);
             *latest = (*latest).max(r.timestamp());
+            self.dry_since.remove(&(input, r.partition()));
             self.queues
                 .entry((input, r.partition()))
                 .or_default()
@@ -55,42 +90,48 @@ impl TimeOrder {
         }
     }
 
-    /// The records that can be processed now, oldest first, as runs of one input each.
+    /// The records that can be processed now, oldest first within each task, as runs of one input
+    /// each.
     pub(crate) fn ready<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Vec<(usize, Vec<Record>)> {
-        let behind = self.behind_keeping_assigned(consumer);
-        // A partition behind with nothing buffered may still give records as old as the latest it
-        // gave (a partition's records come in time order, mostly): older ones can go.
-        let horizon_of = |queues: &BTreeMap<(usize, i32), VecDeque<Record>>,
-                          latest: &BTreeMap<(usize, i32), i64>| {
-            behind
-                .iter()
-                .filter(|k| queues.get(k).is_none_or(VecDeque::is_empty))
-                .map(|k| latest.get(k).copied().unwrap_or(i64::MIN))
-                .min()
-        };
-        let mut horizon = horizon_of(&self.queues, &self.latest);
-        let waited = match horizon {
-            None => {
-                self.held_since = None;
-                false
+        let assigned = self.assigned_keeping_theirs(consumer);
+        let tasks: BTreeSet<i32> = assigned.iter().map(|(k, _)| self.task(*k)).collect();
+        // Per task: how far its records can go (`None`: no partition holds them back), and the
+        // tasks that waited long enough: all they have goes.
+        let mut horizons: BTreeMap<i32, Option<i64>> = BTreeMap::new();
+        let mut released = BTreeSet::new();
+        for task in tasks {
+            let horizon = self.horizon(task, &assigned);
+            match horizon {
+                None => {
+                    self.held_since.remove(&task);
+                }
+                Some(_) => {
+                    let since = self.held_since.entry(task).or_insert_with(Instant::now);
+                    if since.elapsed() >= MAX_LAGGING.max(self.idle) {
+                        released.insert(task);
+                    }
+                }
             }
-            // Waited long enough: what is buffered goes, oldest first.
-            Some(_) => self.held_since.get_or_insert_with(Instant::now).elapsed() >= MAX_IDLE,
-        };
+            horizons.insert(task, horizon);
+        }
         let mut runs: Vec<(usize, Vec<Record>)> = Vec::new();
         loop {
             let oldest = self
                 .queues
                 .iter()
                 .filter_map(|(k, q)| q.front().map(|r| (r.timestamp, *k)))
+                .filter(|(time, k)| {
+                    let task = self.task(*k);
+                    released.contains(&task)
+                        || horizons
+                            .get(&task)
+                            .is_none_or(|h| h.is_none_or(|h| *time <= h))
+                })
                 .min();
-            let Some((time, key)) = oldest else { break };
-            if !waited && horizon.is_some_and(|h| time > h) {
-                break;
-            }
+            let Some((_, key)) = oldest else { break };
             let Some(record) = self.queues.get_mut(&key).and_then(VecDeque::pop_front) else {
                 break;
             };
@@ -98,45 +139,70 @@ impl TimeOrder {
                 Some((input, records)) if *input == key.0 => records.push(record),
                 _ => runs.push((key.0, vec![record])),
             }
-            // A partition that ran dry while more of it is to come holds the others back too.
-            horizon = horizon_of(&self.queues, &self.latest);
-            if horizon.is_some() {
-                self.held_since.get_or_insert_with(Instant::now);
+            // A partition that ran dry holds the rest of its task back too.
+            let task = self.task(key);
+            if !released.contains(&task) {
+                let horizon = self.horizon(task, &assigned);
+                if horizon.is_some() {
+                    self.held_since.entry(task).or_insert_with(Instant::now);
+                }
+                horizons.insert(task, horizon);
             }
         }
         runs
     }
 
-    /// The assigned partitions with records left to fetch. What is buffered of partitions no longer
-    /// assigned (revoked since it was fetched) is dropped: their next owner reads them.
-    fn behind_keeping_assigned<C: ConsumerContext>(
+    /// The latest time up to which `task`'s records can go while a partition of it with nothing
+    /// buffered may still give records as old as the latest it gave (a partition's records come in
+    /// time order, mostly): one with records left to fetch, or one at its end that ran dry less than
+    /// `idle` ago. `None` when none holds the others back.
+    fn horizon(&mut self, task: i32, assigned: &[(Key, bool)]) -> Option<i64> {
+        let now = Instant::now();
+        let mut horizon = None;
+        for &(key, at_end) in assigned {
+            if self.task(key) != task || self.queues.get(&key).is_some_and(|q| !q.is_empty()) {
+                continue;
+            }
+            let holds = !at_end || {
+                let dry = *self.dry_since.entry(key).or_insert(now);
+                now.duration_since(dry) < self.idle
+            };
+            if holds {
+                let latest = self.latest.get(&key).copied().unwrap_or(i64::MIN);
+                horizon = Some(horizon.map_or(latest, |h: i64| h.min(latest)));
+            }
+        }
+        horizon
+    }
+
+    /// The assigned partitions, each with whether it is at its end (nothing left to fetch). What is
+    /// buffered of partitions no longer assigned (revoked since it was fetched) is dropped: their
+    /// next owner reads them.
+    fn assigned_keeping_theirs<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-    ) -> Vec<(usize, i32)> {
+    ) -> Vec<(Key, bool)> {
         let Ok(positions) = consumer.position() else {
             return Vec::new();
         };
         let mut assigned = Vec::new();
-        let mut behind = Vec::new();
         for e in positions.elements() {
             let Some(input) = self.topics.iter().position(|t| t == e.topic()) else {
                 continue;
             };
-            let key = (input, e.partition());
-            assigned.push(key);
             let ends = cached_watermarks(consumer, e.topic(), e.partition());
             let at_end = match (e.offset(), ends) {
                 (Offset::Offset(o), Some((_, high))) => o >= high,
                 (_, Some((low, high))) => high <= low,
                 (_, None) => false,
             };
-            if !at_end {
-                behind.push(key);
-            }
+            assigned.push(((input, e.partition()), at_end));
         }
-        self.queues.retain(|k, _| assigned.contains(k));
-        self.latest.retain(|k, _| assigned.contains(k));
-        behind
+        let mine = |k: &Key| assigned.iter().any(|(a, _)| a == k);
+        self.queues.retain(|k, _| mine(k));
+        self.latest.retain(|k, _| mine(k));
+        self.dry_since.retain(|k, _| mine(k));
+        assigned
     }
 }
 
@@ -162,4 +228,104 @@ fn cached_watermarks<C: ConsumerContext>(
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some((low, high))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::TopicPartitionList;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::mocking::MockCluster;
+
+    fn record(partition: i32, timestamp: i64) -> Record {
+        Record {
+            key: None,
+            value: None,
+            timestamp,
+            partition,
+            offset: 0,
+        }
+    }
+
+    /// (input, partition, time) of what `ready` gives.
+    fn given(runs: Vec<(usize, Vec<Record>)>) -> Vec<(usize, i32, i64)> {
+        runs.into_iter()
+            .flat_map(|(i, rs)| rs.into_iter().map(move |r| (i, r.partition, r.timestamp)))
+            .collect()
+    }
+
+    /// A consumer assigned the two partitions of the mock cluster's empty topics `a` and `b`, once
+    /// it knows they are at their end.
+    fn consumer_at_ends(
+        mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    ) -> BaseConsumer {
+        let mut tpl = TopicPartitionList::new();
+        for t in ["a", "b"] {
+            mock.create_topic(t, 2, 1).expect("topic");
+            for p in 0..2 {
+                tpl.add_partition_offset(t, p, Offset::Beginning)
+                    .expect("offset");
+            }
+        }
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", "time-order")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        consumer.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tpl
+            .elements()
+            .iter()
+            .any(|e| cached_watermarks(&consumer, e.topic(), e.partition()).is_none())
+        {
+            assert!(Instant::now() < deadline, "no fetch of every partition");
+            let _ = consumer.poll(Duration::from_millis(50));
+        }
+        consumer
+    }
+
+    #[test]
+    fn a_partition_that_ran_dry_holds_its_task_back_for_max_task_idle() {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        let consumer = consumer_at_ends(&mock);
+        let topics = vec!["a".to_string(), "b".to_string()];
+
+        // 0 (Kafka Streams' default): a side at its end holds nothing back.
+        let mut order = TimeOrder::new(topics.clone(), true, Duration::ZERO);
+        order.push("a", &[record(0, 100)]);
+        assert_eq!(given(order.ready(&consumer)), [(0, 0, 100)]);
+
+        // Waiting: `b`, dry, holds `a`'s newer record back, and a record of `b` that comes
+        // meanwhile goes first; `b` dry again holds `a` back again.
+        let mut order = TimeOrder::new(topics.clone(), true, Duration::from_secs(60));
+        order.push("a", &[record(0, 100)]);
+        assert_eq!(given(order.ready(&consumer)), []);
+        order.push("b", &[record(0, 50)]);
+        assert_eq!(given(order.ready(&consumer)), [(1, 0, 50)]);
+        assert_eq!(given(order.ready(&consumer)), []);
+        // `b` gives a newer record: `a`'s goes, and `a`, dry now, holds `b`'s back. Partition 1
+        // of either, dry too, is another task: it holds nothing of partition 0 back.
+        order.push("b", &[record(0, 150)]);
+        assert_eq!(given(order.ready(&consumer)), [(0, 0, 100)]);
+
+        // A foreign-key join's partitions are one task: partition 1, dry, holds partition 0 back.
+        let mut order = TimeOrder::new(topics.clone(), false, Duration::from_secs(60));
+        order.push("a", &[record(0, 100)]);
+        order.push("b", &[record(0, 150)]);
+        assert_eq!(given(order.ready(&consumer)), []);
+
+        // Once the wait is over, what is buffered goes.
+        let mut order = TimeOrder::new(topics, true, Duration::from_millis(20));
+        order.push("a", &[record(0, 100)]);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut ready = given(order.ready(&consumer));
+        if ready.is_empty() {
+            // `b` ran dry at the first call above (the wait starts there).
+            std::thread::sleep(Duration::from_millis(50));
+            ready = given(order.ready(&consumer));
+        }
+        assert_eq!(ready, [(0, 0, 100)]);
+    }
 }

@@ -232,7 +232,8 @@ pub fn queries(text: &str, queries: &[QueryView], extended: bool) -> Value {
                     "consumed": q.consumed,
                     "produced": q.produced,
                     "skippedRecords": q.decode_errors,
-                    "expressionErrors": q.expression_errors
+                    "expressionErrors": q.expression_errors,
+                    "lateRecords": q.late_records
                 }
             })
         })

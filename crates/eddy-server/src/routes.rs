@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use eddy_common::Error;
 use eddy_common::rest::{CloseQueryArgs, ErrorMessage, KsqlRequest, QueryStreamArgs};
-use eddy_kafka::{PrintSpec, PushEvent, start_print, start_push};
+use eddy_kafka::{PrintSpec, PushEvent, max_task_idle, start_print, start_push};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::format::encode::json_rows;
 use eddy_sql::SqlType;
@@ -246,8 +246,10 @@ async fn run_query(
     let group = format!("_eddy-{}_{}", state.service_id, id);
     let st = state.clone();
     let reset = offset_reset(&props);
+    let idle =
+        max_task_idle(&props).map_err(|e| ApiError(ErrorMessage::statement(&e, &stmt.text)))?;
     let (rx, task) =
-        tokio::task::spawn_blocking(move || start_push(&st.cluster, pipeline, &reset, group))
+        tokio::task::spawn_blocking(move || start_push(&st.cluster, pipeline, &reset, idle, group))
             .await
             .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
             .map_err(|e| ApiError(ErrorMessage::statement(&e, &stmt.text)))?;

@@ -11,7 +11,7 @@ use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
 use eddy_kafka::{
     Backoff, CommandLog, KafkaCluster, Peers, ProcessingLog, QueryTask, TableFeed, TaskConfig,
-    changelog_topic, exactly_once_guarantee, internal_topics, start_persistent,
+    changelog_topic, exactly_once_guarantee, internal_topics, max_task_idle, start_persistent,
 };
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
@@ -35,6 +35,7 @@ pub struct QueryView {
     pub produced: u64,
     pub decode_errors: u64,
     pub expression_errors: u64,
+    pub late_records: u64,
     pub last_error: Option<String>,
 }
 
@@ -355,6 +356,7 @@ impl AppState {
             backoff: Backoff::from_properties(props),
             processing_log: Some(self.processing_log.clone()),
             exactly_once: exactly_once_guarantee(props, self.exactly_once)?,
+            max_task_idle: max_task_idle(props)?,
             ..TaskConfig::new(group, &offset_reset(props))
         };
         let task = start_persistent(self.cluster.clone(), query, &config)?;
@@ -415,6 +417,7 @@ impl AppState {
                     produced: stat(|s| &s.produced),
                     decode_errors: stat(|s| &s.decode_errors),
                     expression_errors: stat(|s| &s.expression_errors),
+                    late_records: stat(|s| &s.late_records),
                     last_error: task.and_then(|t| lock(&t.stats.last_error).clone()),
                 }
             })
