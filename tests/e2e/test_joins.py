@@ -58,15 +58,18 @@ def create_topics(bootstrap, names):
 
 
 def produce_cars_and_readings(bootstrap, suffix, readings):
-    """Every model change into jcars<suffix>, and readings `readings` (a range) into jreadings<suffix>."""
+    """Readings `readings` (a range) into jreadings<suffix> and the model changes of their time span
+    into jcars<suffix>, in time order, as they would come from cars and a fleet system (the first
+    models with the first readings, the changes after the last reading with it)."""
+    start = reading_time(readings.start) if readings.start else float("-inf")
+    end = reading_time(readings.stop) if readings.stop < READINGS else float("inf")
+    events = [(t, "jcars", car, {"MODEL": model}) for car, t, model in model_changes() if start <= t < end]
+    events += [(reading_time(j), "jreadings", reading_car(j), {"SEQ": j, "SPEED": j % 130}) for j in readings]
+    events.sort(key=lambda e: e[0])
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    if readings.start == 0:
-        for car, t, model in model_changes():
-            p.produce(f"jcars{suffix}", json.dumps({"MODEL": model}).encode(), key=car.encode(), timestamp=t)
-    for j in readings:
-        p.produce(f"jreadings{suffix}", json.dumps({"SEQ": j, "SPEED": j % 130}).encode(),
-                  key=reading_car(j).encode(), timestamp=reading_time(j))
-        if j % 10_000 == 0:
+    for n, (t, topic, key, value) in enumerate(events):
+        p.produce(f"{topic}{suffix}", json.dumps(value).encode(), key=key.encode(), timestamp=t)
+        if n % 10_000 == 0:
             p.poll(0)
     assert p.flush(60) == 0, "not every record was delivered"
 
@@ -79,7 +82,9 @@ def create_join(ctx, suffix):
         f"WITH (kafka_topic='jreadings{suffix}', key_format='KAFKA', value_format='JSON');"
         f"CREATE STREAM jenriched{suffix} AS SELECT r.car AS car, seq, speed, model "
         f"FROM jreadings{suffix} r LEFT JOIN jcars{suffix} c ON r.car = c.id;"),
-        "streamsProperties": {"auto.offset.reset": "earliest"}})
+        # A side that ran dry holds the other back a while: the topics are written in time order,
+        # but a fetch may bring one topic's newest records before the other's.
+        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 2000}})
     assert status == 200, body
 
 
@@ -251,6 +256,91 @@ def query_statistics(ctx, sink):
     raise AssertionError(f"no query writes {sink}: {body}")
 
 
+def murmur2_producer(bootstrap):
+    """A producer that places keys as Java clients (and Eddy's repartitioning) do: Kafka's murmur2."""
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random"})
+
+
+def read_all(bootstrap, topic, until, timeout=120):
+    """(key, value) of the records of `topic`, read until `until` distinct keys came (then 2 s more)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got, deadline, quiet_until = [], time.time() + timeout, None
+    while time.time() < deadline and (quiet_until is None or time.time() < quiet_until):
+        for m in c.consume(num_messages=10_000, timeout=1.0):
+            if not m.error():
+                got.append((m.key().decode(), json.loads(m.value())))
+        if quiet_until is None and len({k for k, _ in got}) >= until:
+            quiet_until = time.time() + 2
+    c.close()
+    return got
+
+
+def internal_topics(bootstrap, query, suffix):
+    """The topics of the query writing `query` (its id holds the sink's name) that end in `suffix`."""
+    return [t for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+            if f"_query_CSAS_{query}_" in t and t.endswith(suffix)]
+
+
+def test_join_repartition(ctx):
+    """Sides not keyed by their join expression go through a repartition topic (ksqlDB's names), placed
+    where Kafka's partitioner puts the join value as the other side's key: payments keyed by their own
+    id meet their orders in a stream-stream join over 4 partitions (each partition's shard joins only
+    what is in that partition), and readings keyed by their own id meet their car's row."""
+    orders, cars, readings = 4_000, 50, 5_000
+    create_topics(ctx.broker.bootstrap, ["porders", "payments", "pcars", "preadings"])
+    keyed = murmur2_producer(ctx.broker.bootstrap)
+    for i in range(orders):
+        keyed.produce("porders", json.dumps({"AMOUNT": i}).encode(), key=f"o-{i}".encode(), timestamp=T0 + i * 1000)
+    for k in range(cars):
+        keyed.produce("pcars", json.dumps({"MODEL": f"m-{k}"}).encode(), key=f"car-{k}".encode(), timestamp=T0 - 1)
+    assert keyed.flush(60) == 0
+    other = Producer({"bootstrap.servers": ctx.broker.bootstrap, "linger.ms": 20})
+    for i in range(orders):
+        if i % 5:
+            other.produce("payments", json.dumps({"ORDER_ID": f"o-{i}", "PAID": i}).encode(),
+                          key=f"p-{i}".encode(), timestamp=T0 + i * 1000 + 500)
+    for j in range(readings):
+        other.produce("preadings", json.dumps({"CAR": f"car-{j % 60}", "SEQ": j}).encode(),
+                      key=f"r-{j}".encode(), timestamp=T0 + j)
+    assert other.flush(60) == 0
+    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+        "CREATE STREAM porders (id STRING KEY, amount INT) WITH (kafka_topic='porders', value_format='JSON');"
+        "CREATE STREAM payments (pid STRING KEY, order_id STRING, paid INT) "
+        "WITH (kafka_topic='payments', value_format='JSON');"
+        "CREATE STREAM paid AS SELECT o.id AS id, amount, paid FROM porders o "
+        "JOIN payments p WITHIN 1 MINUTE ON o.id = p.order_id;"
+        "CREATE TABLE pcars (id STRING PRIMARY KEY, model STRING) WITH (kafka_topic='pcars', value_format='JSON');"
+        "CREATE STREAM preadings (rid STRING KEY, car STRING, seq INT) "
+        "WITH (kafka_topic='preadings', value_format='JSON');"
+        "CREATE STREAM penriched AS SELECT r.car AS car, seq, model FROM preadings r "
+        "LEFT JOIN pcars c ON r.car = c.id;"),
+        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 1000}})
+    assert status == 200, body
+
+    paid = read_all(ctx.broker.bootstrap, "PAID", orders - orders // 5)
+    want = {f"o-{i}": i for i in range(orders) if i % 5}
+    got = {k: v["PAID"] for k, v in paid}
+    missing = sorted(set(want) - set(got))
+    assert not missing, f"{len(missing)} orders did not meet their payment, e.g. {missing[:5]}"
+    assert got == want, [(k, v, want.get(k)) for k, v in got.items() if want.get(k) != v][:5]
+
+    enriched = read_all(ctx.broker.bootstrap, "PENRICHED", 60)
+    by_seq = {v["SEQ"]: (k, v["MODEL"]) for k, v in enriched}
+    missing = [j for j in range(readings) if j not in by_seq]
+    assert not missing, f"{len(missing)} readings are missing, e.g. {missing[:5]}"
+    wrong = [(j, by_seq[j]) for j in range(readings)
+             if by_seq[j] != (f"car-{j % 60}", f"m-{j % 60}" if j % 60 < cars else None)]
+    assert not wrong, f"{len(wrong)} readings got the wrong car or model, e.g. {wrong[:5]}"
+
+    right = internal_topics(ctx.broker.bootstrap, "PAID", "-Join-right-repartition")
+    stream = internal_topics(ctx.broker.bootstrap, "PENRICHED", "-Join-repartition")
+    assert right and stream, "no join repartition topics"
+    print(f"   {len(want)} orders met their payment through {right[0]}; {readings} readings their car "
+          f"through {stream[0]}")
+
+
 def pull(ctx, sql):
     """A pull query's rows and how long it took, in milliseconds."""
     started = time.perf_counter()
@@ -327,7 +417,7 @@ def test_partition_counts_must_match(ctx):
 
 def main():
     run([test_stream_table_join, test_stream_table_join_restart, test_stream_stream_join_restart,
-         test_table_store_pull, test_partition_counts_must_match], "joins")
+         test_join_repartition, test_table_store_pull, test_partition_counts_must_match], "joins")
 
 
 if __name__ == "__main__":

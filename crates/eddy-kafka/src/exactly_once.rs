@@ -30,9 +30,10 @@ use crate::crash_point;
 use crate::delivery::DeliveryError;
 use crate::ledger::{Frontier, scan, settle_producer};
 use crate::origin::{Origin, writer_id};
+use crate::poll::{Msg, next_offsets, poll_batch};
 use crate::rebalance::{Rebalance, Rebalancing};
 use crate::supervisor::Failure;
-use crate::task::{Msg, QueryStats, QueryTask, TaskConfig, bytes_of, next_offsets, poll_batch};
+use crate::task::{QueryStats, QueryTask, TaskConfig, bytes_of};
 
 /// The topic holding an exactly-once query's checkpoints: a partition per input partition.
 pub fn checkpoint_topic(group_id: &str) -> String {

@@ -11,6 +11,7 @@ mod exactly_once;
 mod ledger;
 pub mod origin;
 pub mod peers;
+mod poll;
 pub mod print;
 pub mod processing_log;
 mod rebalance;

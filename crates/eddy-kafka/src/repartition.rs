@@ -1,8 +1,11 @@
 //! The repartition stage of an aggregation whose groups do not follow its input's partitions (a
-//! GROUP BY on anything but a stream's key): a consumer group reads the input and writes every record,
-//! unchanged, to the partition of an internal `…-Aggregate-GroupBy-repartition` topic (named as ksqlDB
-//! names it) that its GROUP BY values hash to, so each group lives in one partition of that topic and
-//! the aggregation keeps its state per partition of it. Kafka is the shuffle.
+//! GROUP BY on anything but a stream's key), and of a join side not keyed by its join expression (or
+//! keyed in another format than the other side): a consumer group reads the input and writes every
+//! record, unchanged, to the partition of an internal topic (named as ksqlDB names it:
+//! `…-Aggregate-GroupBy-repartition`, `…-Join-repartition`, `…-Join-left-repartition`,
+//! `…-Join-right-repartition`) that its GROUP BY values, or its join value, hash to (see
+//! `Pipeline::placements`), so each group, or each join value, lives in one partition of that topic
+//! and the query keeps its state per partition of it. Kafka is the shuffle.
 //!
 //! Each repartitioned record carries, in an envelope (`envelope`), the input partition and offset it came from.
 //! The stage is at-least-once (it commits input offsets once the records are acknowledged), so after a
@@ -17,16 +20,90 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_common::Result;
-use eddy_runtime::{PersistentQuery, Record, RecordRef};
+use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
+use eddy_sql::join::JoinKind;
 
 use crate::cluster::{KafkaCluster, kafka_err};
 use crate::delivery::{Halt, deliver};
 use crate::envelope;
-use crate::task::poll_batch;
+use crate::poll::poll_batch;
 
-/// The repartition topic of the query whose consumer group is `group_id`.
+/// The repartition topic of the aggregation whose consumer group is `group_id`.
 pub fn repartition_topic(group_id: &str) -> String {
     format!("{group_id}-Aggregate-GroupBy-repartition")
+}
+
+/// The repartition topic of a join side (`Join-left`, `Join-right`: a stream-stream join's;
+/// `Join`: a stream-table join's stream) of the query whose consumer group is `group_id`.
+fn join_repartition_topic(group_id: &str, side: &str) -> String {
+    format!("{group_id}-{side}-repartition")
+}
+
+/// The join repartition topics a query whose consumer group is `group_id` may create.
+pub(crate) fn join_repartition_topics(group_id: &str) -> [String; 3] {
+    ["Join", "Join-left", "Join-right"].map(|side| join_repartition_topic(group_id, side))
+}
+
+/// An input of a query read through a repartition topic.
+#[derive(Debug, Clone)]
+pub(crate) struct Repartitioned {
+    /// Which input of the query (a join's side: 0 left, 1 right).
+    pub input: usize,
+    /// The topic the input is read from.
+    pub source: String,
+    /// The repartition topic it is written to, and the query reads.
+    pub topic: String,
+    /// The consumer group of the stage that moves it.
+    pub group: String,
+}
+
+impl Repartitioned {
+    /// An aggregation's input (`source`) repartitioned by its GROUP BY values.
+    pub(crate) fn groups(group_id: &str, source: &str) -> Self {
+        Repartitioned {
+            input: 0,
+            source: source.to_string(),
+            topic: repartition_topic(group_id),
+            group: format!("{group_id}-GroupBy"),
+        }
+    }
+
+    /// The sides of a join repartitioned by their join expressions. A stream cannot be placed
+    /// where a table keyed in a schema registry's format has its keys (the key's bytes hold a
+    /// schema id): that join is refused.
+    pub(crate) fn join_sides(group_id: &str, pipeline: &Pipeline) -> Result<Vec<Self>> {
+        let Some(join) = &pipeline.plan.join else {
+            return Ok(Vec::new());
+        };
+        let table = &join.right.source;
+        if join.kind == JoinKind::StreamTable
+            && join.left.repartition
+            && table.key_format.kind.uses_registry()
+        {
+            let format = table.key_format.kind.name();
+            return Err(eddy_common::not_supported!(
+                "Joining stream {} with table {} on other than the stream's key needs the stream repartitioned into the table's key format, {format}, which Eddy does not do yet: re-key the stream with PARTITION BY (and KEY_FORMAT='{format}') into a new stream first",
+                join.left.source.name,
+                table.name
+            ));
+        }
+        let names = match join.kind {
+            JoinKind::StreamStream(_) => ["Join-left", "Join-right"],
+            _ => ["Join", "Join"],
+        };
+        Ok([&join.left, &join.right]
+            .into_iter()
+            .zip(names)
+            .enumerate()
+            .filter(|(_, (side, _))| side.repartition)
+            .map(|(input, (side, name))| Repartitioned {
+                input,
+                source: side.source.topic.clone(),
+                topic: join_repartition_topic(group_id, name),
+                group: format!("{group_id}-{name}"),
+            })
+            .collect())
+    }
 }
 
 /// A repartitioned message as the aggregation reads it: the original key and value with the message's
@@ -43,12 +120,38 @@ pub(crate) fn unwrap<R: RecordRef>(m: &R) -> Option<(Record, (i32, i64))> {
     Some((record, (partition, offset)))
 }
 
-/// Reads the aggregation's input and writes it to the repartition topic.
+/// The topic each input of a query is read from (its own, or the repartition topic of a
+/// `shuffled` input, created with `partitions` partitions if missing), and whether that topic's
+/// records are enveloped (a repartition topic's).
+pub(crate) fn read_topics(
+    cluster: &KafkaCluster,
+    pipeline: &Pipeline,
+    shuffled: &[Repartitioned],
+    partitions: i32,
+) -> Result<(Vec<String>, Vec<bool>)> {
+    for r in shuffled {
+        if cluster.partitions(&r.topic)?.is_none() {
+            cluster.create_topic(&r.topic, partitions, 1)?;
+        }
+    }
+    Ok(pipeline
+        .inputs()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match shuffled.iter().find(|r| r.input == i) {
+            Some(r) => (r.topic.clone(), true),
+            None => (s.topic.clone(), false),
+        })
+        .unzip())
+}
+
+/// Reads an input of the query and writes it to its repartition topic.
 pub(crate) struct Shuffle<'a> {
     pub cluster: &'a KafkaCluster,
+    /// Reads `input.source` in group `input.group`.
     pub consumer: &'a BaseConsumer,
     pub query: &'a PersistentQuery,
-    pub topic: String,
+    pub input: &'a Repartitioned,
     pub partitions: i32,
     pub stop: &'a AtomicBool,
 }
@@ -66,7 +169,7 @@ impl Shuffle<'_> {
         let targets = self
             .query
             .pipeline
-            .group_partitions(&batch, self.partitions)
+            .placements(self.input.input, &batch, self.partitions)
             .map_err(failed)?;
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         let records: Vec<Record> = batch
@@ -86,19 +189,19 @@ impl Shuffle<'_> {
             })
             .collect();
         drop(batch);
-        let sent = self.cluster.send(&self.topic, &records);
+        let topic = &self.input.topic;
+        let sent = self.cluster.send(topic, &records);
         deliver(
             self.cluster,
             &self.query.id,
-            &self.topic,
+            topic,
             &records,
             sent,
             self.stop,
         )?;
         let mut tpl = TopicPartitionList::new();
-        let input = &self.query.pipeline.source().topic;
         for (p, o) in next {
-            tpl.add_partition_offset(input, p, Offset::Offset(o))
+            tpl.add_partition_offset(&self.input.source, p, Offset::Offset(o))
                 .map_err(|e| failed(kafka_err(e)))?;
         }
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {

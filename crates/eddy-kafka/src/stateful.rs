@@ -29,18 +29,21 @@ use eddy_runtime::changelog::{Positions, StateChange, input_position, position_i
 use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 use eddy_sql::statement::SourceKind;
 
-use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, now_millis};
+use crate::cluster::{Deliveries, KafkaCluster, kafka_err, now_millis};
 use crate::crash_point;
 use crate::delivery::{DeliveryError, Halt, deliver};
 use crate::exact_output::ExactOutput;
 use crate::exactly_once::checkpoint_topic;
 use crate::ledger::settle_producer;
 use crate::origin::writer_id;
+use crate::poll::{Msg, poll_batch};
 use crate::rebalance::{Rebalance, Rebalancing};
-use crate::repartition::{Shuffle, repartition_topic, unwrap};
+use crate::repartition::{
+    Repartitioned, Shuffle, join_repartition_topics, read_topics, repartition_topic, unwrap,
+};
 use crate::supervisor::Failure;
 use crate::task::{
-    Msg, QueryStats, QueryTask, TaskConfig, input_partitions, lock, poll_batch, subscribed,
+    QueryStats, QueryTask, TaskConfig, input_partitions, lock, query_consumer, subscribed,
 };
 use crate::time_order::TimeOrder;
 use crate::transaction::{Transaction, transactional_id};
@@ -67,14 +70,16 @@ fn lease_topic(group_id: &str) -> String {
 }
 
 /// The internal topics a persistent query whose consumer group is `group_id` may create.
-pub fn internal_topics(group_id: &str) -> [String; 5] {
-    [
+pub fn internal_topics(group_id: &str) -> Vec<String> {
+    let mut topics = vec![
         changelog_topic(group_id),
         join_changelog_topic(group_id),
         repartition_topic(group_id),
         lease_topic(group_id),
         checkpoint_topic(group_id),
-    ]
+    ];
+    topics.extend(join_repartition_topics(group_id));
+    topics
 }
 
 /// Output records handed to the producer, not yet acknowledged.
@@ -93,8 +98,9 @@ struct Shard {
     sent: Vec<Sent>,
     /// Input was processed since the last write.
     unwritten: bool,
-    /// Over a repartition topic: the next offset of each original input partition folded in, so that
-    /// records the repartition stage wrote again are left out.
+    /// Over repartition topics: the next offset of each original input partition folded in (by
+    /// position id, see `input_position`), so that records a repartition stage wrote again are left
+    /// out.
     sources: BTreeMap<i32, i64>,
     /// Under exactly-once: what its output holds.
     exact: Option<ExactOutput>,
@@ -123,8 +129,8 @@ pub(crate) struct Stateful {
     stats: Arc<QueryStats>,
     /// A shard per input partition (`true`) or one for all of them, under id 0.
     per_partition: bool,
-    /// `topics[0]` is the query's repartition topic: its records are enveloped.
-    repartitioned: bool,
+    /// Per input: whether it is read from a repartition topic, whose records are enveloped.
+    enveloped: Vec<bool>,
     /// `processing.guarantee=exactly_once_v2` through Eddy's own sink: the query's writer id (see
     /// `origin`).
     exactly_once: Option<u64>,
@@ -151,19 +157,19 @@ pub(crate) fn start(
     let source = query.pipeline.source().clone();
     let sources = query.pipeline.inputs();
     let inputs = input_partitions(&cluster, &query.pipeline)?;
-    // A join's sides are keyed alike: each partition's records of both join each other only.
+    // A join's sides are keyed alike (a side that is not goes through a repartition topic): each
+    // partition's records of both join each other only.
     let joins = sources.len() > 1;
     let follows = joins || query.pipeline.groups_follow_partitions();
-    let repartitioned = !follows && source.kind == SourceKind::Stream;
-    let topics = if repartitioned {
-        let topic = repartition_topic(group_id);
-        if cluster.partitions(&topic)?.is_none() {
-            cluster.create_topic(&topic, inputs, 1)?;
-        }
-        vec![topic]
+    let shuffled = if joins {
+        Repartitioned::join_sides(group_id, &query.pipeline)?
+    } else if !follows && source.kind == SourceKind::Stream {
+        vec![Repartitioned::groups(group_id, &source.topic)]
     } else {
-        sources.iter().map(|s| s.topic.clone()).collect()
+        Vec::new()
     };
+    let (topics, enveloped) = read_topics(&cluster, &query.pipeline, &shuffled, inputs)?;
+    let repartitioned = !shuffled.is_empty();
     let changelog = if joins {
         join_changelog_topic(group_id)
     } else {
@@ -180,27 +186,24 @@ pub(crate) fn start(
         }
     };
     let consumer_config = |group: &str, reset: &str| {
-        base_config(cluster.bootstrap())
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", reset)
-            // A restarted server rejoins its groups; a short session lets the old member expire.
-            .set("session.timeout.ms", "10000")
+        query_consumer(&cluster, group, reset)
             // Eager rebalancing: every assignment arrives whole, with its offsets chosen here.
             .set("partition.assignment.strategy", "range")
             .clone()
     };
-    // The repartition topic holds only this query's input: it is always read from its start.
+    // A repartition topic holds only this query's input: it is always read from its start.
     let config = consumer_config(
         group_id,
-        if repartitioned {
+        if enveloped.iter().all(|e| *e) {
             "earliest"
         } else {
             offset_reset
         },
     );
-    let shuffle_config =
-        repartitioned.then(|| consumer_config(&format!("{group_id}-GroupBy"), offset_reset));
+    let shuffle_configs: Vec<_> = shuffled
+        .iter()
+        .map(|r| (consumer_config(&r.group, offset_reset), r.clone()))
+        .collect();
     // One shard is run by one server at a time: the one its lease group gives the lease topic's
     // only partition to.
     let lease_config = if per_partition {
@@ -235,10 +238,10 @@ pub(crate) fn start(
             )?)),
             None => None,
         };
-        let shuffle_consumer = match &shuffle_config {
-            Some(config) => Some(subscribed(config, &source.topic)?),
-            None => None,
-        };
+        let shuffle_consumers = shuffle_configs
+            .iter()
+            .map(|(config, r)| Ok((subscribed(config, &r.source)?, r)))
+            .collect::<Result<Vec<_>, Failure>>()?;
         let lease = match &lease_config {
             Some((config, topic)) => Some(subscribed(config, topic)?),
             None => None,
@@ -257,7 +260,7 @@ pub(crate) fn start(
             stop: stop.clone(),
             stats: stats.clone(),
             per_partition,
-            repartitioned,
+            enveloped: enveloped.clone(),
             exactly_once,
             transaction,
             shards: Mutex::new(BTreeMap::new()),
@@ -266,15 +269,18 @@ pub(crate) fn start(
         let consumer: BaseConsumer<Rebalance<Stateful>> = config
             .create_with_context(Rebalance(task.clone()))
             .map_err(|e| format!("cannot create the consumer: {e}"))?;
-        let shuffle = shuffle_consumer.as_ref().map(|consumer| Shuffle {
-            cluster: &task.cluster,
-            consumer,
-            query: &task.query,
-            topic: task.topics[0].clone(),
-            partitions: inputs,
-            stop: &task.stop,
-        });
-        task.run(&consumer, shuffle.as_ref(), lease.as_ref(), inputs)
+        let shuffles: Vec<Shuffle<'_>> = shuffle_consumers
+            .iter()
+            .map(|(consumer, input)| Shuffle {
+                cluster: &task.cluster,
+                consumer,
+                query: &task.query,
+                input,
+                partitions: inputs,
+                stop: &task.stop,
+            })
+            .collect();
+        task.run(&consumer, &shuffles, lease.as_ref(), inputs)
     })
 }
 
@@ -388,12 +394,12 @@ impl Stateful {
         self.query.shards.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs the query: with a repartition stage (`shuffle`), or, for a single shard, only while this
-    /// server holds the query's `lease`.
+    /// Runs the query: with its repartition stages (`shuffles`), or, for a single shard, only while
+    /// this server holds the query's `lease`.
     fn run(
         &self,
         consumer: &BaseConsumer<Rebalance<Stateful>>,
-        shuffle: Option<&Shuffle<'_>>,
+        shuffles: &[Shuffle<'_>],
         lease: Option<&BaseConsumer>,
         inputs: i32,
     ) -> Result<(), Failure> {
@@ -403,14 +409,14 @@ impl Stateful {
                 .subscribe(&topics)
                 .map_err(|e| format!("cannot subscribe to {}: {e}", topics.join(", ")))?;
         }
-        self.steps(consumer, shuffle, lease, inputs)
+        self.steps(consumer, shuffles, lease, inputs)
             .or_else(Halt::into_result)
     }
 
     fn steps(
         &self,
         consumer: &BaseConsumer<Rebalance<Stateful>>,
-        shuffle: Option<&Shuffle<'_>>,
+        shuffles: &[Shuffle<'_>],
         lease: Option<&BaseConsumer>,
         inputs: i32,
     ) -> Result<(), Halt> {
@@ -424,7 +430,7 @@ impl Stateful {
             {
                 continue;
             }
-            if let Some(shuffle) = shuffle {
+            for shuffle in shuffles {
                 shuffle.step()?;
             }
             // Rebalance callbacks run inside the poll, never while a batch is being processed.
@@ -615,20 +621,20 @@ impl Stateful {
         if msgs.is_empty() {
             return Ok(());
         }
-        if self.repartitioned {
+        if self.enveloped.get(input).copied().unwrap_or(false) {
             let sources = &mut shard.sources;
             let fresh: Vec<Record> = msgs
                 .iter()
                 .filter_map(unwrap)
                 .filter(|(_, (p, o))| {
-                    let next = sources.entry(*p).or_default();
+                    let next = sources.entry(input_position(input, *p)).or_default();
                     let new = *o >= *next;
                     *next = (*next).max(o + 1);
                     new
                 })
                 .map(|(record, _)| record)
                 .collect();
-            self.fold(shard, 0, &fresh)?;
+            self.fold(shard, input, &fresh)?;
         } else {
             self.fold(shard, input, msgs)?;
         }
@@ -737,12 +743,20 @@ impl Stateful {
     }
 
     /// Where shard `id` resumes reading `partition` (a position id: see `input_position`): its
-    /// checkpoint, or else the group's committed offset (else `auto.offset.reset`).
+    /// checkpoint, or else the group's committed offset (else `auto.offset.reset`); a repartition
+    /// topic, which holds only this query's input, from its start.
     fn resume_offset(&self, id: i32, partition: i32) -> Offset {
-        self.lock_shards()
+        let checkpoint = self
+            .lock_shards()
             .get(&id)
             .and_then(|s| s.positions.get(&partition))
-            .map_or(Offset::Stored, |o| Offset::Offset(*o))
+            .copied();
+        let (input, _) = position_input(partition);
+        match checkpoint {
+            Some(o) => Offset::Offset(o),
+            None if self.enveloped.get(input).copied().unwrap_or(false) => Offset::Beginning,
+            None => Offset::Stored,
+        }
     }
 
     /// Reads a shard's changelog partition into fresh state (never into state an earlier attempt
@@ -964,8 +978,9 @@ impl Stateful {
     }
 }
 
-/// The checkpoint id of an original input partition of a repartitioned aggregation (negative, apart
-/// from the repartition topic's own partitions), and back: the mapping is its own inverse.
-fn source_of(partition: i32) -> i32 {
-    -1 - partition
+/// The checkpoint id of an original input partition of a repartitioned input (`position`: its
+/// position id; negative, apart from the repartition topics' own partitions), and back: the mapping
+/// is its own inverse.
+fn source_of(position: i32) -> i32 {
+    -1 - position
 }

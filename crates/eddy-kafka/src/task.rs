@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use eddy_runtime::arrow::array::RecordBatch;
 use eddy_runtime::arrow::compute::{filter_record_batch, not};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -24,7 +24,9 @@ use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
 use crate::delivery::{DeliveryError, Halt, deliver};
+use crate::poll::{next_offsets, poll_batch};
 use crate::processing_log::ProcessingLog;
+use crate::repartition::{Repartitioned, Shuffle, read_topics, unwrap};
 use crate::supervisor::{Backoff, Failure, panic_message, supervise};
 use crate::table_restore::restore_tables;
 use crate::time_order::TimeOrder;
@@ -33,10 +35,6 @@ use crate::{exactly_once, stateful, transactional};
 /// Stack of a query's thread: evaluating an expression recurses once per level of its nesting
 /// (at most `eddy_sql::limits`). Reserved address space; only what is used is memory.
 const STACK_BYTES: usize = 16 << 20;
-
-/// Records per micro-batch, and how long to wait to fill one.
-const MAX_BATCH: usize = 4096;
-const LINGER: Duration = Duration::from_millis(20);
 
 /// Counters of a running query, shown by `SHOW QUERIES EXTENDED` and `DESCRIBE EXTENDED`.
 #[derive(Debug, Default)]
@@ -263,57 +261,6 @@ impl Drop for QueryTask {
     }
 }
 
-pub(crate) struct Msg<'a>(pub(crate) BorrowedMessage<'a>);
-
-impl RecordRef for Msg<'_> {
-    fn key(&self) -> Option<&[u8]> {
-        self.0.key()
-    }
-    fn value(&self) -> Option<&[u8]> {
-        self.0.payload()
-    }
-    fn timestamp(&self) -> i64 {
-        self.0.timestamp().to_millis().unwrap_or(0)
-    }
-    fn partition(&self) -> i32 {
-        self.0.partition()
-    }
-    fn offset(&self) -> i64 {
-        self.0.offset()
-    }
-}
-
-/// Polls up to a micro-batch of messages.
-pub(crate) fn poll_batch<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<Msg<'_>> {
-    let mut batch = Vec::new();
-    let deadline = Instant::now() + LINGER;
-    while batch.len() < MAX_BATCH {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match consumer.poll(left) {
-            Some(Ok(m)) => batch.push(Msg(m)),
-            Some(Err(e)) => {
-                tracing::warn!("consumer error: {e}");
-                break;
-            }
-            None => break,
-        }
-    }
-    batch
-}
-
-/// The next offset to consume of each partition a batch read from.
-pub(crate) fn next_offsets<R: RecordRef>(batch: &[R]) -> BTreeMap<i32, i64> {
-    let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
-    for m in batch {
-        let e = offsets.entry(m.partition()).or_default();
-        *e = (*e).max(m.offset() + 1);
-    }
-    offsets
-}
-
 /// How a persistent query's task runs.
 #[derive(Debug, Clone)]
 pub struct TaskConfig {
@@ -381,15 +328,31 @@ pub fn exactly_once_guarantee(props: &Properties, default: bool) -> Result<bool>
 }
 
 /// The partition count of a query's inputs (a join's sides checked again: their topics may have
-/// changed since the query was created).
+/// changed since the query was created; see `eddy_runtime::join::partitions`).
 pub(crate) fn input_partitions(cluster: &KafkaCluster, pipeline: &Pipeline) -> Result<i32> {
     if let Some(join) = &pipeline.plan.join {
-        eddy_runtime::join::check_partitions(join, cluster)?;
+        return eddy_runtime::join::partitions(join, cluster);
     }
     let topic = &pipeline.inputs()[0].topic;
     cluster
         .partitions(topic)?
         .ok_or_else(|| external_err!("Kafka: the query's input topic {topic} does not exist"))
+}
+
+/// The configuration of a persistent query's consumer in group `group`, starting at `reset` where
+/// the group has no offsets; it commits itself.
+pub(crate) fn query_consumer(
+    cluster: &KafkaCluster,
+    group: &str,
+    reset: &str,
+) -> rdkafka::config::ClientConfig {
+    base_config(cluster.bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", reset)
+        // A restarted server rejoins its groups; a short session lets the old member expire.
+        .set("session.timeout.ms", "10000")
+        .clone()
 }
 
 /// Starts a persistent query with its output to the query's sink.
@@ -399,16 +362,12 @@ pub fn start_persistent(
     task: &TaskConfig,
 ) -> Result<QueryTask> {
     let name = format!("query-{}", query.id);
-    let topics: Vec<String> = query
-        .pipeline
-        .inputs()
-        .iter()
-        .map(|s| s.topic.clone())
-        .collect();
-    let joins = topics.len() > 1;
-    if joins {
-        input_partitions(&cluster, &query.pipeline)?;
-    }
+    let joins = query.pipeline.inputs().len() > 1;
+    let partitions = if joins {
+        input_partitions(&cluster, &query.pipeline)?
+    } else {
+        0
+    };
     if joins && query.pipeline.is_stateful() {
         return Err(eddy_common::not_supported!(
             "Aggregations over joins are not supported by the server yet"
@@ -425,13 +384,21 @@ pub fn start_persistent(
         };
         return stateful::start(cluster, query, &task, name);
     }
-    let config = base_config(cluster.bootstrap())
-        .set("group.id", &task.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", &task.offset_reset)
-        // A restarted server rejoins its groups; a short session lets the old member expire quickly.
-        .set("session.timeout.ms", "10000")
-        .clone();
+    // A stream-table join's stream side not keyed by its join expression goes through a
+    // repartition topic, which holds only this query's input: the query reads from the start.
+    let shuffled = Repartitioned::join_sides(&task.group_id, &query.pipeline)?;
+    let (topics, enveloped) = read_topics(&cluster, &query.pipeline, &shuffled, partitions)?;
+    let consumer_config = |group: &str, reset: &str| query_consumer(&cluster, group, reset);
+    let reset = if shuffled.is_empty() {
+        task.offset_reset.as_str()
+    } else {
+        "earliest"
+    };
+    let config = consumer_config(&task.group_id, reset);
+    let shuffle_configs: Vec<_> = shuffled
+        .iter()
+        .map(|r| (consumer_config(&r.group, &task.offset_reset), r.clone()))
+        .collect();
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
     if task.exactly_once && !joins {
@@ -453,11 +420,28 @@ pub fn start_persistent(
             tracing::info!(query = %query.id, "restored the join's tables from their topics ({restored} records)");
         }
         let consumer = subscribed_to(&config, &topics)?;
+        let shuffle_consumers = shuffle_configs
+            .iter()
+            .map(|(config, r)| Ok((subscribed(config, &r.source)?, r)))
+            .collect::<std::result::Result<Vec<_>, Failure>>()?;
+        let shuffles: Vec<Shuffle<'_>> = shuffle_consumers
+            .iter()
+            .map(|(consumer, input)| Shuffle {
+                cluster: &cluster,
+                consumer,
+                query: &query,
+                input,
+                partitions,
+                stop,
+            })
+            .collect();
         PersistentLoop {
             cluster: &cluster,
             consumer: &consumer,
             query: &query,
             topics: &topics,
+            enveloped: &enveloped,
+            shuffles: &shuffles,
             order: TimeOrder::of(&query.pipeline, &topics, idle).map(std::cell::RefCell::new),
             stop,
             stats,
@@ -553,6 +537,10 @@ struct PersistentLoop<'a> {
     query: &'a PersistentQuery,
     /// The topic of each input (a join has two).
     topics: &'a [String],
+    /// Per input: whether its topic is a repartition topic, whose records are enveloped.
+    enveloped: &'a [bool],
+    /// The repartition stages of inputs read through a repartition topic.
+    shuffles: &'a [Shuffle<'a>],
     /// For a join, its inputs' records waiting to be processed in time order.
     order: Option<std::cell::RefCell<TimeOrder>>,
     stop: &'a AtomicBool,
@@ -566,6 +554,11 @@ impl PersistentLoop<'_> {
         let query = self.query;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         while !self.stop.load(Ordering::SeqCst) {
+            for shuffle in self.shuffles {
+                if let Err(halt) = shuffle.step() {
+                    return halt.into_result();
+                }
+            }
             let batch = poll_batch(self.consumer);
             let mut work: Vec<Processed> = Vec::new();
             match &self.order {
@@ -584,7 +577,10 @@ impl PersistentLoop<'_> {
                         order.push(m.0.topic(), std::slice::from_ref(m));
                     }
                     drop(batch);
-                    for (input, records) in order.ready(self.consumer) {
+                    for (input, mut records) in order.ready(self.consumer) {
+                        if self.enveloped.get(input).copied().unwrap_or(false) {
+                            records = records.iter().filter_map(unwrap).map(|(r, _)| r).collect();
+                        }
                         let out = output_records(
                             query,
                             self.stats,

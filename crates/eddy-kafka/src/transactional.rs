@@ -20,8 +20,9 @@ use eddy_common::Result;
 use eddy_runtime::PersistentQuery;
 
 use crate::cluster::KafkaCluster;
+use crate::poll::{next_offsets, poll_batch};
 use crate::supervisor::Failure;
-use crate::task::{QueryStats, QueryTask, TaskConfig, next_offsets, output_records, poll_batch};
+use crate::task::{QueryStats, QueryTask, TaskConfig, output_records};
 use crate::transaction::{Transaction, TransactionError, transactional_id};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);

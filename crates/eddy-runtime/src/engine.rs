@@ -645,7 +645,7 @@ impl Engine {
         timestamp_column(&c.properties, &plan.columns)?;
         plan.check_persistent_projection(&c.name)?;
         if let Some(join) = &plan.join {
-            crate::join::check_partitions(join, self.admin.as_ref())?;
+            crate::join::partitions(join, self.admin.as_ref())?;
         }
         let input = plan.source.clone();
         let prefix = props

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod memory;
 pub mod partitioner;
 pub mod pipeline;
+mod placement;
 pub mod pull;
 pub mod record;
 pub mod registry;

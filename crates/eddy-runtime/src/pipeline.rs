@@ -27,6 +27,7 @@ use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, DecodedBatch, SinkEncoder, SourceDecoder};
 use crate::join::{JoinInput, Side};
 use crate::partitioner::partition_for;
+use crate::placement::{Placement, offset_at, partition_at};
 use crate::record::{Record, RecordRef};
 use crate::registry::SchemaRegistry;
 
@@ -294,8 +295,7 @@ impl Pipeline {
         match &self.input {
             Input::Source(decoder) => self.process_decoded(decoder.decode(records)?),
             Input::Join(join) => {
-                let side = if input == 0 { Side::Left } else { Side::Right };
-                let joined = join.process(side, records)?;
+                let joined = join.process(Side::of_input(input), records)?;
                 let mut processed = self.process_decoded(joined.decoded)?;
                 processed.late_records += joined.late_records;
                 processed
@@ -306,23 +306,33 @@ impl Pipeline {
         }
     }
 
-    /// The partition (of `partitions`) each record's group goes to when an aggregation's input is
-    /// repartitioned by its GROUP BY values (Kafka's partitioner over the values' row bytes), in the
-    /// order of `records`. A record that cannot be decoded, or whose GROUP BY values cannot be computed,
-    /// goes to partition 0, where the aggregation reports or leaves it out as it would anyway.
-    pub fn group_partitions<R: RecordRef>(
+    /// The partition (of `partitions`) each record of input `input` goes to when the query reads
+    /// that input through a repartition topic, in the order of `records`: a join side's by its
+    /// join expression (see [`JoinInput::placements`]), an aggregation's by its GROUP BY values.
+    pub fn placements<R: RecordRef>(
         &self,
+        input: usize,
         records: &[R],
         partitions: i32,
     ) -> Result<Vec<i32>> {
-        let mut out = vec![0; records.len()];
+        match &self.input {
+            Input::Join(join) => join.placements(Side::of_input(input), records, partitions),
+            Input::Source(decoder) => self.group_partitions(decoder, records, partitions),
+        }
+    }
+
+    /// Where an aggregation's records go by their GROUP BY values (Kafka's partitioner over the
+    /// values' row bytes). A record that cannot be decoded, or whose GROUP BY values cannot be
+    /// computed, goes to partition 0, where the aggregation reports or leaves it out as it would
+    /// anyway.
+    fn group_partitions<R: RecordRef>(
+        &self,
+        decoder: &SourceDecoder,
+        records: &[R],
+        partitions: i32,
+    ) -> Result<Vec<i32>> {
         let Some(spec) = &self.plan.aggregate else {
-            return Ok(out);
-        };
-        let Input::Source(decoder) = &self.input else {
-            return Err(eddy_common::not_supported!(
-                "Repartitioning the rows of a join is not supported yet"
-            ));
+            return Ok(vec![0; records.len()]);
         };
         let decoded = decoder.decode(records)?;
         let batch = &decoded.batch;
@@ -337,17 +347,8 @@ impl Pipeline {
                 })
                 .collect()
         };
-        // Where each decoded row came from.
-        let at: std::collections::HashMap<(i32, i64), usize> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ((r.partition(), r.offset()), i))
-            .collect();
-        let mut place = |row: usize, bytes: &[u8]| {
-            if let Some(i) = at.get(&(partition_at(batch, row), offset_at(batch, row))) {
-                out[*i] = partition_for(bytes, partitions);
-            }
-        };
+        let mut placement = Placement::new(records, partitions);
+        let mut place = |row: usize, bytes: &[u8]| placement.place(batch, row, bytes);
         let rows_of = |arrays: &[ArrayRef]| -> Result<datafusion::arrow::row::Rows> {
             let fields = arrays
                 .iter()
@@ -375,7 +376,7 @@ impl Pipeline {
                 }
             }
         }
-        Ok(out)
+        Ok(placement.finish())
     }
 
     /// Filters and projects rows already in the source's input schema (a table's current rows, for a
@@ -671,22 +672,6 @@ fn column_values<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
     column: usize,
 ) -> Vec<T::Native> {
     batch.column(column).as_primitive::<T>().values().to_vec()
-}
-
-/// The source partition of a decoded row (`ROWPARTITION`).
-fn partition_at(batch: &RecordBatch, row: usize) -> i32 {
-    batch
-        .column(1)
-        .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
-        .value(row)
-}
-
-/// The source offset of a decoded row (`ROWOFFSET`).
-fn offset_at(batch: &RecordBatch, row: usize) -> i64 {
-    batch
-        .column(2)
-        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-        .value(row)
 }
 
 /// Evaluates an expression over a batch; if the batch fails, rows are evaluated one by one and the

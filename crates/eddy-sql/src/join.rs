@@ -90,6 +90,9 @@ pub struct JoinSide {
     pub key: Arc<dyn PhysicalExpr>,
     /// How ksqlDB prints the join expression (`T.ID`).
     pub key_text: String,
+    /// The side is read through a repartition topic, placed by its join expression (see
+    /// [`RewrittenSide::repartition`]).
+    pub repartition: bool,
 }
 
 /// A planned join: the runtime reads both sides, joins them and hands the joined rows, laid out as
@@ -184,6 +187,10 @@ pub struct RewrittenSide {
     /// The join expression, with the side's columns under their joined names.
     pub on: Expr,
     pub on_text: String,
+    /// Whether the side is repartitioned by its join expression, as ksqlDB does it: a stream whose
+    /// join expression is not its key, or whose key is written in another format than the other
+    /// side's (the same value must be in the same partition on both sides).
+    pub repartition: bool,
 }
 
 impl RewrittenSide {
@@ -387,9 +394,17 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
             "Foreign-key table-table joins are not supported on windowed tables."
         ));
     }
-    let on_keys =
-        is_column(&a_expr, &joined_keys(0, &left)) && is_column(&b_expr, &joined_keys(1, &right));
-    check_windows(&left, &right, on_keys)?;
+    let keyed = [
+        is_column(&a_expr, &joined_keys(0, &left)),
+        is_column(&b_expr, &joined_keys(1, &right)),
+    ];
+    check_windows(&left, &right, keyed[0] && keyed[1])?;
+    let repartition = repartitioned(kind, [&left, &right], keyed, &b_text)?;
+    if repartition.contains(&true) && (left.window.is_some() || right.window.is_some()) {
+        return Err(plan_err!(
+            "Implicit repartitioning of windowed sources is not supported. See https://github.com/confluentinc/ksql/issues/4385."
+        ));
+    }
     // The key is named after a join column, unless neither side is one or either side may be missing.
     let column_of = |e: &Expr, text: &str| match e {
         Expr::Identifier(i) => Some((i.value.clone(), text.to_string())),
@@ -418,12 +433,14 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
             alias: left_alias.clone(),
             on: a_expr,
             on_text: a_text,
+            repartition: repartition[0],
         },
         RewrittenSide {
             source: right.clone(),
             alias: right_alias.clone(),
             on: b_expr,
             on_text: b_text,
+            repartition: repartition[1],
         },
     ];
     let mut statement = stmt.clone();
@@ -527,6 +544,40 @@ fn relation(catalog: &Catalog, factor: &TableFactor) -> Result<(Arc<Source>, Str
     let source = catalog.require(&name)?.clone();
     let alias = alias.as_ref().map_or(name, |a| a.name.value.clone());
     Ok((source, alias))
+}
+
+/// Which sides are repartitioned by their join expression (see [`RewrittenSide::repartition`]),
+/// given whether each side's join expression is its key column (`keyed`). A table cannot be: a
+/// stream-table join must be on the table's key (`right_text`: the table's join expression). Of
+/// two streams keyed in different formats the right is placed by the left's format, as ksqlDB
+/// does; a stream is not placed by a key in a schema registry's format (its bytes hold a schema
+/// id): of two streams, both are then repartitioned.
+fn repartitioned(
+    kind: JoinKind,
+    [left, right]: [&Source; 2],
+    keyed: [bool; 2],
+    right_text: &str,
+) -> Result<[bool; 2]> {
+    let same_format = left.key_format.kind == right.key_format.kind
+        && left.key_format.delimiter == right.key_format.delimiter;
+    let plain = |s: &Source| !s.key_format.kind.uses_registry();
+    match kind {
+        JoinKind::TableTable | JoinKind::ForeignKey => Ok([false, false]),
+        JoinKind::StreamTable if !keyed[1] => {
+            let key: Vec<&str> = right.key_columns().map(|c| c.name.as_str()).collect();
+            Err(plan_err!(
+                "Cannot repartition a TABLE source. If this is a join, make sure that the criteria uses the TABLE's key column {} instead of {right_text}",
+                key.join(", ")
+            ))
+        }
+        JoinKind::StreamTable => Ok([!keyed[0] || !same_format, false]),
+        JoinKind::StreamStream(_) => Ok(match keyed {
+            [true, true] if same_format => [false, false],
+            [true, _] if plain(left) => [false, true],
+            [_, true] if plain(right) => [true, false],
+            _ => [true, true],
+        }),
+    }
 }
 
 /// ksqlDB's rules for sources with windowed keys: both or neither, of compatible kinds, joined on

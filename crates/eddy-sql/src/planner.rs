@@ -348,6 +348,7 @@ impl Planner {
             alias: r.sides[i].alias.clone(),
             key,
             key_text: r.sides[i].on_text.clone(),
+            repartition: r.sides[i].repartition,
         };
         let plan = JoinPlan {
             kind: r.kind,

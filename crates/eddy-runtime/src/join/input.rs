@@ -15,8 +15,9 @@ use datafusion::physical_expr::PhysicalExpr;
 use hashbrown::{HashMap, HashSet};
 
 use eddy_common::{Result, exec_err};
-use eddy_sql::catalog::Source;
-use eddy_sql::join::{JoinKind, JoinPlan};
+use eddy_sql::catalog::{Format, FormatKind, Source};
+use eddy_sql::join::{JoinKind, JoinPlan, JoinSide};
+use eddy_sql::types::SqlType;
 
 use super::foreign_key::ForeignKeyJoin;
 use super::state::{EntryValue, entry_key, parse_key};
@@ -25,8 +26,10 @@ use super::stream_table::StreamTableJoin;
 use super::table_table::TableTableJoin;
 use super::{Change, Entry, EntryId, EntryKind, JoinOperator, Joined, Side, SideRow};
 use crate::changelog::{Checkpoint, SinkMark, StateChange, StateKey, covers, input_position};
+use crate::format::encode::PartEncoder;
 use crate::format::{DecodeError, DecodedBatch, SourceDecoder};
 use crate::pipeline::evaluate;
+use crate::placement::Placement;
 use crate::record::RecordRef;
 use crate::registry::SchemaRegistry;
 
@@ -44,15 +47,18 @@ struct SideInput {
     rows: Arc<RowConverter>,
     /// A row of NULLs, for the side of an unmatched row.
     nulls: OwnedRow,
+    /// For a side repartitioned by its join expression: how its join values are written to place
+    /// them (see [`JoinInput::placements`]).
+    placement: Option<PartEncoder>,
 }
 
 impl SideInput {
-    fn new(
-        source: &Arc<Source>,
-        key: &Arc<dyn PhysicalExpr>,
-        key_text: &str,
-        registry: &Arc<dyn SchemaRegistry>,
-    ) -> Result<Self> {
+    fn new(plan: &JoinPlan, side: Side, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
+        let (this, other) = match side {
+            Side::Left => (&plan.left, &plan.right),
+            Side::Right => (&plan.right, &plan.left),
+        };
+        let source = &this.source;
         let schema = source.input_schema();
         let rows = RowConverter::new(
             schema
@@ -75,10 +81,11 @@ impl SideInput {
         Ok(SideInput {
             source: source.clone(),
             decoder: SourceDecoder::new(source, registry)?,
-            key: key.clone(),
-            key_text: key_text.to_string(),
+            key: this.key.clone(),
+            key_text: this.key_text.clone(),
             rows: Arc::new(rows),
             nulls,
+            placement: placement(plan, this, other)?,
         })
     }
 }
@@ -113,18 +120,8 @@ pub struct JoinedBatch {
 impl JoinInput {
     pub fn new(plan: Arc<JoinPlan>, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
         let sides = [
-            SideInput::new(
-                &plan.left.source,
-                &plan.left.key,
-                &plan.left.key_text,
-                registry,
-            )?,
-            SideInput::new(
-                &plan.right.source,
-                &plan.right.key,
-                &plan.right.key_text,
-                registry,
-            )?,
+            SideInput::new(&plan, Side::Left, registry)?,
+            SideInput::new(&plan, Side::Right, registry)?,
         ];
         let join_keys = RowConverter::new(
             join_key_types(&plan)
@@ -355,6 +352,33 @@ impl JoinInput {
         &self.sides[side.index()].source
     }
 
+    /// The partition (of `partitions`) each record of `side`, a side repartitioned by its join
+    /// expression, goes to: where Kafka's default partitioner puts its join value written as the
+    /// other side's key (see [`placement`]), where that side's records of the value are. A record
+    /// that cannot be decoded or whose join value is NULL or fails stays in partition 0, where the
+    /// join reports or leaves it out as it would anyway.
+    pub fn placements<R: RecordRef>(
+        &self,
+        side: Side,
+        records: &[R],
+        partitions: i32,
+    ) -> Result<Vec<i32>> {
+        let input = &self.sides[side.index()];
+        let mut placement = Placement::new(records, partitions);
+        let Some(encoder) = &input.placement else {
+            return Ok(placement.finish());
+        };
+        let decoded = input.decoder.decode(records)?;
+        let batch = &decoded.batch;
+        let key = evaluate(&input.key, batch, &self.plan.key.data_type, &mut Vec::new())?;
+        for (row, bytes) in encoder.encode(&[key], batch.num_rows())?.iter().enumerate() {
+            if let Some(bytes) = bytes {
+                placement.place(batch, row, bytes);
+            }
+        }
+        Ok(placement.finish())
+    }
+
     /// Decodes records of one side and joins them; the joined rows come out in the joined input's
     /// layout.
     pub fn process<R: RecordRef>(&self, side: Side, records: &[R]) -> Result<JoinedBatch> {
@@ -514,6 +538,22 @@ fn decoded_rows<'a>(
     converter
         .convert_columns(&columns)
         .map_err(|e| exec_err!("{e}"))
+}
+
+/// How a side repartitioned by its join expression (`this`) writes its join values to place them:
+/// as the other side's key is written (its key format, with the key's type), so that a value lands
+/// where the other side's producers put that key; when both sides are repartitioned, as JSON.
+fn placement(plan: &JoinPlan, this: &JoinSide, other: &JoinSide) -> Result<Option<PartEncoder>> {
+    if !this.repartition {
+        return Ok(None);
+    }
+    let key_type = SqlType::from_arrow(&plan.key.data_type)?;
+    let column = other.source.key_columns().next().map(|c| c.name.clone());
+    let (format, name) = match column {
+        Some(name) if !other.repartition => (other.source.key_format, name),
+        _ => (Format::new(FormatKind::Json), "KEY".to_string()),
+    };
+    Ok(Some(PartEncoder::new(format, vec![(name, key_type)])))
 }
 
 /// The types of a join's keys: the join expression's, and for sources with windowed keys, which

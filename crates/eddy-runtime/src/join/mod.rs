@@ -21,27 +21,36 @@ use eddy_sql::join::{JoinKind, JoinPlan};
 
 use crate::admin::TopicAdmin;
 
-/// Refuses a join whose sides' topics have different partition counts (ksqlDB's message): it joins
-/// partition by partition, so a key must be in the same partition on both sides. A foreign-key join
-/// joins across partitions and is not checked.
-pub fn check_partitions(plan: &JoinPlan, admin: &dyn TopicAdmin) -> Result<()> {
-    if plan.kind == JoinKind::ForeignKey {
-        return Ok(());
-    }
+/// The partition count a join reads both its sides with, which it joins partition by partition (a
+/// key must be in the same partition on both sides): sides read from their own topics must have
+/// the same count, or the join is refused (ksqlDB's message); a side repartitioned by its join
+/// expression is read from a repartition topic with the other side's count (the larger of the two
+/// when both are). A foreign-key join joins across partitions: its left side's count.
+pub fn partitions(plan: &JoinPlan, admin: &dyn TopicAdmin) -> Result<i32> {
     let count = |s: &eddy_sql::catalog::Source| -> Result<i32> {
         admin.partitions(&s.topic)?.ok_or_else(|| {
             external_err!("Kafka: the join's input topic {} does not exist", s.topic)
         })
     };
     let (left, right) = (&plan.left.source, &plan.right.source);
-    let (l, r) = (count(left)?, count(right)?);
+    let l = count(left)?;
+    if plan.kind == JoinKind::ForeignKey {
+        return Ok(l);
+    }
+    let r = count(right)?;
+    match (plan.left.repartition, plan.right.repartition) {
+        (true, true) => return Ok(l.max(r)),
+        (true, false) => return Ok(r),
+        (false, true) => return Ok(l),
+        (false, false) => {}
+    }
     if l != r {
         return Err(eddy_common::Error::Plan(format!(
             "Can't join `{}` with `{}` since the number of partitions don't match. `{}` partitions = {l}; `{}` partitions = {r}. Please repartition either one so that the number of partitions match.",
             left.name, right.name, left.name, right.name
         )));
     }
-    Ok(())
+    Ok(l)
 }
 
 /// Which side of a join a record comes from.
@@ -52,6 +61,11 @@ pub enum Side {
 }
 
 impl Side {
+    /// The side a query's input is: the first (0) is the left.
+    pub fn of_input(input: usize) -> Side {
+        if input == 0 { Side::Left } else { Side::Right }
+    }
+
     /// The other side.
     pub fn other(self) -> Side {
         match self {

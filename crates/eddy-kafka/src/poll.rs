@@ -1,0 +1,65 @@
+//! Reading a consumer in micro-batches: its messages as records, and the offsets a batch moves to.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Message};
+
+use eddy_runtime::RecordRef;
+
+/// Records per micro-batch, and how long to wait to fill one.
+const MAX_BATCH: usize = 4096;
+const LINGER: Duration = Duration::from_millis(20);
+
+/// A consumed message, read as a record.
+pub(crate) struct Msg<'a>(pub(crate) BorrowedMessage<'a>);
+
+impl RecordRef for Msg<'_> {
+    fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        self.0.payload()
+    }
+    fn timestamp(&self) -> i64 {
+        self.0.timestamp().to_millis().unwrap_or(0)
+    }
+    fn partition(&self) -> i32 {
+        self.0.partition()
+    }
+    fn offset(&self) -> i64 {
+        self.0.offset()
+    }
+}
+
+/// Polls up to a micro-batch of messages.
+pub(crate) fn poll_batch<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<Msg<'_>> {
+    let mut batch = Vec::new();
+    let deadline = Instant::now() + LINGER;
+    while batch.len() < MAX_BATCH {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match consumer.poll(left) {
+            Some(Ok(m)) => batch.push(Msg(m)),
+            Some(Err(e)) => {
+                tracing::warn!("consumer error: {e}");
+                break;
+            }
+            None => break,
+        }
+    }
+    batch
+}
+
+/// The next offset to consume of each partition a batch read from.
+pub(crate) fn next_offsets<R: RecordRef>(batch: &[R]) -> BTreeMap<i32, i64> {
+    let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    for m in batch {
+        let e = offsets.entry(m.partition()).or_default();
+        *e = (*e).max(m.offset() + 1);
+    }
+    offsets
+}
