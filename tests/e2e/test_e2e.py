@@ -743,7 +743,7 @@ def same_alerts(online, offline, score, threshold):
 
 
 def test_anomaly_detection(ctx):
-    """1,000,800 generated car events (139 cars x 2 h, labelled faults) through the two pipelines of
+    """500,400 generated car events (139 cars x 1 h, labelled faults) through the two pipelines of
     docs/anomaly-detection.md: a CSAS that keeps the events IS_ANOMALY flags (the per-event autoencoder),
     and udfs/anomaly/sql/car-alerts.sql (30-second windows per car, a CTAS with AVG and STDDEV_POP, EMIT
     FINAL, scored by a CSAS with the windowed Gaussian model). Both alert topics hold the same alerts as the models scored offline by
@@ -758,7 +758,7 @@ def test_anomaly_detection(ctx):
     data = tempfile.mkdtemp(prefix="eddy-e2e-anomaly-")
     server = Server(ctx.server.binary, ctx.broker.bootstrap, data, f"anomaly{os.getpid()}",
                     ["--plugin-dir", os.path.join(ROOT, "target/plugins/dir")])
-    cars, hours, seed = 139, 2, 5
+    cars, hours, seed = 139, 1, 5
     car_hours = cars * hours
     earliest = {"auto.offset.reset": "earliest"}
     try:
