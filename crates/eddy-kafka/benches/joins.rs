@@ -7,6 +7,7 @@
 //! Prints events per second and per CPU-second of this process.
 //!
 //!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench joins -- [--events N] [--cars N]
+//!       [--only a|b|c]
 //! (naming the server and shell packages too reuses the release build's dependencies.)
 
 use std::sync::Arc;
@@ -151,7 +152,15 @@ fn buffered_memory() {
 fn main() {
     let events: u64 = flag("--events").unwrap_or(10_000_000);
     let cars: u64 = flag("--cars").unwrap_or(100_000);
-    buffered_memory();
-    stream_table(events, cars);
-    stream_stream(events / 2);
+    let only: Option<String> = flag("--only");
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if runs("c") {
+        buffered_memory();
+    }
+    if runs("a") {
+        stream_table(events, cars);
+    }
+    if runs("b") {
+        stream_stream(events / 2);
+    }
 }

@@ -5,24 +5,23 @@
 
 use std::collections::BTreeSet;
 
-use datafusion::arrow::row::OwnedRow;
 use hashbrown::{HashMap, HashSet};
 
 use eddy_common::Result;
 
-use super::{JoinOperator, JoinOutput, Joined, Side, SideRow};
+use super::{JoinOperator, JoinOutput, Joined, SharedRow, Side, SideRow};
 
 /// The left rows with their foreign keys, the right rows, and who refers to whom.
 #[derive(Debug, Default)]
 pub struct ForeignKeyJoin {
     /// LEFT JOIN: a left row without a right row is emitted with NULLs.
     keep_unmatched: bool,
-    left: HashMap<OwnedRow, (OwnedRow, Option<OwnedRow>)>,
-    right: HashMap<OwnedRow, OwnedRow>,
+    left: HashMap<SharedRow, (SharedRow, Option<SharedRow>)>,
+    right: HashMap<SharedRow, SharedRow>,
     /// The left keys whose foreign key is each right key.
-    referrers: HashMap<OwnedRow, BTreeSet<OwnedRow>>,
+    referrers: HashMap<SharedRow, BTreeSet<SharedRow>>,
     /// The left keys an inner join has a result row for.
-    joined: HashSet<OwnedRow>,
+    joined: HashSet<SharedRow>,
 }
 
 impl ForeignKeyJoin {
@@ -37,9 +36,9 @@ impl ForeignKeyJoin {
     /// when an inner join has none and had none before (nothing to emit).
     fn result(
         &mut self,
-        key: OwnedRow,
-        left: Option<OwnedRow>,
-        right: Option<OwnedRow>,
+        key: SharedRow,
+        left: Option<SharedRow>,
+        right: Option<SharedRow>,
         time: i64,
         at: usize,
     ) -> Option<Joined> {
@@ -97,7 +96,7 @@ impl JoinOperator for ForeignKeyJoin {
                         Some(row) => self.right.insert(r.key.clone(), row.clone()),
                         None => self.right.remove(&r.key),
                     };
-                    let keys: Vec<OwnedRow> = self
+                    let keys: Vec<SharedRow> = self
                         .referrers
                         .get(&r.key)
                         .map(|k| k.iter().cloned().collect())

@@ -20,11 +20,12 @@ use eddy_sql::join::{JoinKind, JoinPlan, JoinSide};
 use eddy_sql::types::SqlType;
 
 use super::foreign_key::ForeignKeyJoin;
+use super::shared_row::Parser;
 use super::state::{EntryValue, entry_key, parse_key};
 use super::stream_stream::StreamStreamJoin;
 use super::stream_table::StreamTableJoin;
 use super::table_table::TableTableJoin;
-use super::{Change, Entry, EntryId, EntryKind, JoinOperator, Joined, Side, SideRow};
+use super::{Change, Entry, EntryId, EntryKind, JoinOperator, Joined, SharedRow, Side, SideRow};
 use crate::changelog::{Checkpoint, SinkMark, StateChange, StateKey, covers, input_position};
 use crate::format::encode::PartEncoder;
 use crate::format::{DecodeError, DecodedBatch, SourceDecoder};
@@ -45,8 +46,9 @@ struct SideInput {
     key_text: String,
     /// The side's rows as row bytes: how operators keep them.
     rows: Arc<RowConverter>,
+    parser: Arc<Parser>,
     /// A row of NULLs, for the side of an unmatched row.
-    nulls: OwnedRow,
+    nulls: SharedRow,
     /// For a side repartitioned by its join expression: how its join values are written to place
     /// them (see [`JoinInput::placements`]).
     placement: Option<PartEncoder>,
@@ -73,16 +75,17 @@ impl SideInput {
             .iter()
             .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1))
             .collect();
-        let nulls = rows
-            .convert_columns(&nulls)
-            .map_err(|e| exec_err!("{e}"))?
-            .row(0)
-            .owned();
+        let nulls = SharedRow::of(
+            rows.convert_columns(&nulls)
+                .map_err(|e| exec_err!("{e}"))?
+                .row(0),
+        );
         Ok(SideInput {
             source: source.clone(),
             decoder: SourceDecoder::new(source, registry)?,
             key: this.key.clone(),
             key_text: this.key_text.clone(),
+            parser: Arc::new(Parser::of(&rows)),
             rows: Arc::new(rows),
             nulls,
             placement: placement(plan, this, other)?,
@@ -97,8 +100,10 @@ pub struct JoinInput {
     sides: [SideInput; 2],
     /// The join expressions' values as row bytes.
     join_keys: Arc<RowConverter>,
+    join_key_parser: Arc<Parser>,
     /// The joined rows' keys (the left table's primary key for a foreign-key join) as row bytes.
     keys: Arc<RowConverter>,
+    key_parser: Arc<Parser>,
     operator: Mutex<Box<dyn JoinOperator>>,
     /// The keys a filtered table-table join's output holds a row for.
     present: Mutex<HashSet<OwnedRow>>,
@@ -136,6 +141,8 @@ impl JoinInput {
             .collect();
         let keys = RowConverter::new(key_fields).map_err(|e| exec_err!("{e}"))?;
         Ok(JoinInput {
+            join_key_parser: Arc::new(Parser::of(&join_keys)),
+            key_parser: Arc::new(Parser::of(&keys)),
             join_keys: Arc::new(join_keys),
             operator: Mutex::new(operator(&plan)),
             present: Mutex::default(),
@@ -153,7 +160,9 @@ impl JoinInput {
             plan: self.plan.clone(),
             sides: self.sides.clone(),
             join_keys: self.join_keys.clone(),
+            join_key_parser: self.join_key_parser.clone(),
             keys: self.keys.clone(),
+            key_parser: self.key_parser.clone(),
             operator: Mutex::new(operator(&self.plan)),
             present: Mutex::default(),
             logged: AtomicBool::new(false),
@@ -203,13 +212,14 @@ impl JoinInput {
             if puts.is_empty() {
                 continue;
             }
-            let rows = self.sides[side.index()]
+            let input = &self.sides[side.index()];
+            let rows = input
                 .rows
-                .convert_rows(puts.iter().map(|e| e.row.row()))
+                .convert_rows(puts.iter().map(|e| input.parser.row(&e.row)))
                 .map_err(|e| exec_err!("{e}"))?;
             let keys = self
                 .join_keys
-                .convert_rows(puts.iter().map(|e| e.key.row()))
+                .convert_rows(puts.iter().map(|e| self.join_key_parser.row(&e.key)))
                 .map_err(|e| exec_err!("{e}"))?;
             for (i, e) in puts.iter().enumerate() {
                 let (mut key, mut row) = (Vec::new(), Vec::new());
@@ -314,8 +324,8 @@ impl JoinInput {
             )?;
             entries.extend(kept.iter().enumerate().map(|(i, (id, v))| Entry {
                 id: *id,
-                key: keys.row(i).owned(),
-                row: rows.row(i).owned(),
+                key: SharedRow::of(keys.row(i)),
+                row: SharedRow::of(rows.row(i)),
                 time: v.time,
                 seq: v.seq,
             }));
@@ -434,9 +444,9 @@ impl JoinInput {
             }
             if let Some(primary) = &primary {
                 side_rows.push(SideRow {
-                    key: primary.row(at).owned(),
-                    foreign: (!key.is_null(at)).then(|| join_keys.row(at).owned()),
-                    row: (!decoded.null_values.value(at)).then(|| rows.row(at).owned()),
+                    key: SharedRow::of(primary.row(at)),
+                    foreign: (!key.is_null(at)).then(|| SharedRow::of(join_keys.row(at))),
+                    row: (!decoded.null_values.value(at)).then(|| SharedRow::of(rows.row(at))),
                     time: times.value(at),
                     at,
                     origin,
@@ -455,9 +465,9 @@ impl JoinInput {
                 continue;
             }
             side_rows.push(SideRow {
-                key: join_keys.row(at).owned(),
+                key: SharedRow::of(join_keys.row(at)),
                 foreign: None,
-                row: (!decoded.null_values.value(at)).then(|| rows.row(at).owned()),
+                row: (!decoded.null_values.value(at)).then(|| SharedRow::of(rows.row(at))),
                 time: times.value(at),
                 at,
                 origin,
@@ -475,25 +485,29 @@ impl JoinInput {
                 joined.iter().map(|j| offsets.value(j.at)),
             )),
         ];
-        let out_keys = if self.plan.kind == JoinKind::ForeignKey {
-            &self.keys
+        let (out_keys, parser) = if self.plan.kind == JoinKind::ForeignKey {
+            (&self.keys, &self.key_parser)
         } else {
-            &self.join_keys
+            (&self.join_keys, &self.join_key_parser)
         };
         let key_columns = out_keys
-            .convert_rows(joined.iter().map(|j| j.key.row()))
+            .convert_rows(joined.iter().map(|j| parser.row(&j.key)))
             .map_err(|e| exec_err!("{e}"))?;
         let key_count = self.plan.key.columns.len();
         for (i, k) in key_columns.into_iter().take(key_count).enumerate() {
             columns.push(cast_to(k, self.plan.schema.field(KEYS + i).data_type())?);
         }
         for (s, pick) in self.sides.iter().zip([
-            (|j: &Joined| j.left.as_ref()) as fn(&Joined) -> Option<&OwnedRow>,
+            (|j: &Joined| j.left.as_ref()) as fn(&Joined) -> Option<&SharedRow>,
             |j: &Joined| j.right.as_ref(),
         ]) {
             let side_columns = s
                 .rows
-                .convert_rows(joined.iter().map(|j| pick(j).unwrap_or(&s.nulls).row()))
+                .convert_rows(
+                    joined
+                        .iter()
+                        .map(|j| s.parser.row(pick(j).unwrap_or(&s.nulls))),
+                )
                 .map_err(|e| exec_err!("{e}"))?;
             columns.extend(side_columns);
         }

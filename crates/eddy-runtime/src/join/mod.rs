@@ -7,14 +7,14 @@
 
 mod foreign_key;
 mod input;
+mod shared_row;
 mod state;
 mod stream_stream;
 mod stream_table;
 mod table_table;
 
 pub use input::JoinInput;
-
-use datafusion::arrow::row::OwnedRow;
+pub use shared_row::SharedRow;
 
 use eddy_common::{Result, external_err};
 use eddy_sql::join::{JoinKind, JoinPlan};
@@ -91,12 +91,12 @@ pub type Origin = (i32, i64);
 pub struct SideRow {
     /// The join expression's value, as Arrow row bytes (the same for equal values of either side);
     /// for the left side of a foreign-key join, the row's primary key.
-    pub key: OwnedRow,
+    pub key: SharedRow,
     /// For the left side of a foreign-key join, the join expression's value (the foreign key),
     /// `None` when it is NULL.
-    pub foreign: Option<OwnedRow>,
+    pub foreign: Option<SharedRow>,
     /// The record's columns (the side's decoded row); `None` for a record without a value.
-    pub row: Option<OwnedRow>,
+    pub row: Option<SharedRow>,
     /// Its event time.
     pub time: i64,
     /// Its position in the batch being processed.
@@ -125,8 +125,8 @@ pub struct EntryId {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub id: EntryId,
-    pub key: OwnedRow,
-    pub row: OwnedRow,
+    pub key: SharedRow,
+    pub row: SharedRow,
     pub time: i64,
     pub seq: u64,
 }
@@ -142,9 +142,9 @@ pub enum Change {
 #[derive(Debug, Clone)]
 pub struct Joined {
     /// The joined row's key (a foreign-key join's: the left row's primary key).
-    pub key: OwnedRow,
-    pub left: Option<OwnedRow>,
-    pub right: Option<OwnedRow>,
+    pub key: SharedRow,
+    pub left: Option<SharedRow>,
+    pub right: Option<SharedRow>,
     pub time: i64,
     /// The result row for the key is deleted (a table-table join whose result no longer exists).
     pub tombstone: bool,

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use datafusion::arrow::row::OwnedRow;
 use hashbrown::HashMap;
 
 use eddy_common::Result;
@@ -19,14 +18,15 @@ use eddy_sql::statement::JoinWithin;
 use eddy_sql::window::DEFAULT_GRACE_MS;
 
 use super::{
-    Change, Entry, EntryId, EntryKind, JoinOperator, JoinOutput, Joined, Origin, Side, SideRow,
+    Change, Entry, EntryId, EntryKind, JoinOperator, JoinOutput, Joined, Origin, SharedRow, Side,
+    SideRow,
 };
 
 /// A buffered record: its time and arrival number, and its row.
 #[derive(Debug)]
 struct Buffered {
     at: (i64, u64),
-    row: OwnedRow,
+    row: SharedRow,
 }
 
 /// One side's buffered records.
@@ -35,24 +35,24 @@ struct Buffer {
     /// The latest time put in.
     observed: Option<i64>,
     /// Each key's records in (time, arrival) order: most keys have few, so a sorted vector.
-    by_key: HashMap<OwnedRow, Vec<Buffered>>,
+    by_key: HashMap<SharedRow, Vec<Buffered>>,
     /// Every record by time, to purge the expired, with where it came from.
     by_time: TimeIndex,
 }
 
 /// A buffered record's key and origin, by (time, arrival).
-type Timed = ((i64, u64), (OwnedRow, Origin));
+type Timed = ((i64, u64), (SharedRow, Origin));
 
 /// A buffer's records by time. Most records come in time order: those go to the back of a queue;
 /// the rest into an ordered map. The oldest is the older of the two fronts.
 #[derive(Debug, Default)]
 struct TimeIndex {
     in_order: VecDeque<Timed>,
-    out_of_order: BTreeMap<(i64, u64), (OwnedRow, Origin)>,
+    out_of_order: BTreeMap<(i64, u64), (SharedRow, Origin)>,
 }
 
 impl TimeIndex {
-    fn insert(&mut self, at: (i64, u64), entry: (OwnedRow, Origin)) {
+    fn insert(&mut self, at: (i64, u64), entry: (SharedRow, Origin)) {
         if self.in_order.back().is_none_or(|(last, _)| *last <= at) {
             self.in_order.push_back((at, entry));
         } else {
@@ -100,7 +100,7 @@ impl Buffer {
     }
 
     /// Buffers a record (no older than what the buffer shows).
-    fn insert(&mut self, key: OwnedRow, at: (i64, u64), row: OwnedRow, origin: Origin) {
+    fn insert(&mut self, key: SharedRow, at: (i64, u64), row: SharedRow, origin: Origin) {
         self.observed = Some(self.observed.map_or(at.0, |t| t.max(at.0)));
         self.by_time.insert(at, (key.clone(), origin));
         let rows = self.by_key.entry(key).or_default();
@@ -109,7 +109,7 @@ impl Buffer {
     }
 
     /// A key's records with times in `from..=to`, oldest first.
-    fn range(&self, key: &OwnedRow, from: i64, to: i64) -> &[Buffered] {
+    fn range(&self, key: &SharedRow, from: i64, to: i64) -> &[Buffered] {
         let Some(rows) = self.by_key.get(key) else {
             return &[];
         };
@@ -120,10 +120,10 @@ impl Buffer {
 }
 
 /// An unmatched record waiting for its window to close: by time, side (right first), key.
-type OuterKey = (i64, u8, OwnedRow, u64);
+type OuterKey = (i64, u8, SharedRow, u64);
 
 /// What a waiting record holds: its row and where it came from.
-type Waiting = (OwnedRow, Origin);
+type Waiting = (SharedRow, Origin);
 
 #[derive(Debug)]
 pub struct StreamStreamJoin {
@@ -193,8 +193,8 @@ impl StreamStreamJoin {
     fn unmatched(
         &mut self,
         side: Side,
-        key: OwnedRow,
-        row: OwnedRow,
+        key: SharedRow,
+        row: SharedRow,
         (time, to): (i64, i64),
         (at, origin): (usize, Origin),
         out: &mut JoinOutput,
@@ -276,7 +276,7 @@ impl StreamStreamJoin {
 }
 
 /// A row of one side with NULLs for the other.
-fn alone(side: Side, key: OwnedRow, row: OwnedRow, time: i64, at: usize) -> Joined {
+fn alone(side: Side, key: SharedRow, row: SharedRow, time: i64, at: usize) -> Joined {
     let (left, right) = match side {
         Side::Left => (Some(row), None),
         Side::Right => (None, Some(row)),
@@ -453,7 +453,10 @@ mod tests {
             .unwrap();
         let mut index = TimeIndex::default();
         for (seq, time) in [10, 20, 15, 30, 5, 30, 25].into_iter().enumerate() {
-            index.insert((time, seq as u64), (rows.row(0).owned(), (0, seq as i64)));
+            index.insert(
+                (time, seq as u64),
+                (SharedRow::of(rows.row(0)), (0, seq as i64)),
+            );
         }
         let mut popped = Vec::new();
         while let Some((at, _)) = index.pop_older_than(26) {

@@ -1,19 +1,18 @@
 //! Stream-table join: each stream record meets the row its key has in the table at that point; a
 //! change of the table updates the table and emits nothing (Kafka Streams' `KStream#join(KTable)`).
 
-use datafusion::arrow::row::OwnedRow;
 use hashbrown::HashMap;
 
 use eddy_common::Result;
 
-use super::{JoinOperator, JoinOutput, Joined, Side, SideRow};
+use super::{JoinOperator, JoinOutput, Joined, SharedRow, Side, SideRow};
 
 /// The table side's rows by key; the stream is on the left.
 #[derive(Debug, Default)]
 pub struct StreamTableJoin {
     /// LEFT JOIN: a stream record whose key the table lacks is emitted with NULLs.
     keep_unmatched: bool,
-    table: HashMap<OwnedRow, OwnedRow>,
+    table: HashMap<SharedRow, SharedRow>,
 }
 
 impl StreamTableJoin {

@@ -2,19 +2,18 @@
 //! updates (or deletes) the joined row, as Kafka Streams' `KTable#join` family does; the joined row
 //! takes the later of the two rows' times.
 
-use datafusion::arrow::row::OwnedRow;
 use hashbrown::HashMap;
 
 use eddy_common::Result;
 use eddy_sql::join::JoinType;
 
-use super::{JoinOperator, JoinOutput, Joined, Side, SideRow};
+use super::{JoinOperator, JoinOutput, Joined, SharedRow, Side, SideRow};
 
 /// Each side's current rows (and their times) by key.
 #[derive(Debug)]
 pub struct TableTableJoin {
     join_type: JoinType,
-    tables: [HashMap<OwnedRow, (OwnedRow, i64)>; 2],
+    tables: [HashMap<SharedRow, (SharedRow, i64)>; 2],
 }
 
 impl TableTableJoin {
