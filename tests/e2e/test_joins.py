@@ -341,6 +341,63 @@ def test_join_repartition(ctx):
           f"through {stream[0]}")
 
 
+def test_multi_way_join(ctx):
+    """Three streams in one query: orders meet their payments (keyed alike) and then their shipments,
+    keyed by their own ids, which go through a repartition topic to their order's partition. Every
+    order with a payment and a shipment gets exactly its row; terminating the query deletes its
+    internal topics."""
+    orders = 2_000
+    bootstrap = ctx.broker.bootstrap
+    create_topics(bootstrap, ["morders", "mpayments", "mshipments"])
+    events = []
+    for i in range(orders):
+        t = T0 + i * 1000
+        events.append((t, "morders", f"o-{i}", {"ITEM": f"item-{i}"}))
+        if i % 4 != 1:
+            events.append((t + 300, "mpayments", f"o-{i}", {"AMOUNT": i}))
+        if i % 4 != 2:
+            events.append((t + 600, "mshipments", f"s-{i}", {"ORDER_ID": f"o-{i}", "WAREHOUSE": f"w-{i % 7}"}))
+    events.sort(key=lambda e: e[0])
+    keyed = murmur2_producer(bootstrap)
+    for t, topic, key, value in events:
+        keyed.produce(topic, json.dumps(value).encode(), key=key.encode(), timestamp=t)
+    assert keyed.flush(60) == 0
+    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+        "CREATE STREAM morders (id STRING KEY, item STRING) WITH (kafka_topic='morders', value_format='JSON');"
+        "CREATE STREAM mpayments (id STRING KEY, amount INT) WITH (kafka_topic='mpayments', value_format='JSON');"
+        "CREATE STREAM mshipments (sid STRING KEY, order_id STRING, warehouse STRING) "
+        "WITH (kafka_topic='mshipments', value_format='JSON');"
+        "CREATE STREAM mshipped AS SELECT o.id AS id, item, amount, warehouse FROM morders o "
+        "JOIN mpayments p WITHIN 1 MINUTE ON o.id = p.id "
+        "JOIN mshipments s WITHIN 1 MINUTE ON o.id = s.order_id;"),
+        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 1000}})
+    assert status == 200, body
+
+    want = {f"o-{i}": {"ITEM": f"item-{i}", "AMOUNT": i, "WAREHOUSE": f"w-{i % 7}"}
+            for i in range(orders) if i % 4 not in (1, 2)}
+    rows = read_all(bootstrap, "MSHIPPED", len(want))
+    got = {k: v for k, v in rows}
+    missing = sorted(set(want) - set(got))
+    assert not missing, f"{len(missing)} orders are missing, e.g. {missing[:5]}"
+    wrong = [(k, v, want.get(k)) for k, v in got.items() if want.get(k) != v]
+    assert not wrong, f"{len(wrong)} rows are wrong, e.g. {wrong[:5]}"
+    repartition = internal_topics(bootstrap, "MSHIPPED", "-Join-right-1-repartition")
+    assert repartition, "no repartition topic for the second join's right side"
+
+    status, body = post(ctx.server.url + "/ksql", {"ksql": "SHOW QUERIES;"})
+    assert status == 200, body
+    query = next(q["id"] for q in json.loads(body)[0]["queries"] if "MSHIPPED" in q["sinks"])
+    status, body = post(ctx.server.url + "/ksql", {"ksql": f"TERMINATE {query};"})
+    assert status == 200, body
+    deadline = time.time() + 30
+    while internal_topics(bootstrap, "MSHIPPED", "") and time.time() < deadline:
+        time.sleep(0.5)
+    left = internal_topics(bootstrap, "MSHIPPED", "")
+    assert not left, f"internal topics left after TERMINATE: {left}"
+    print(f"   {len(want)} orders met their payment and shipment ({len(rows) - len(want)} duplicates) "
+          f"through {repartition[0]}; its internal topics were deleted with the query")
+
+
 def pull(ctx, sql):
     """A pull query's rows and how long it took, in milliseconds."""
     started = time.perf_counter()
@@ -417,7 +474,8 @@ def test_partition_counts_must_match(ctx):
 
 def main():
     run([test_stream_table_join, test_stream_table_join_restart, test_stream_stream_join_restart,
-         test_join_repartition, test_table_store_pull, test_partition_counts_must_match], "joins")
+         test_join_repartition, test_multi_way_join, test_table_store_pull, test_partition_counts_must_match],
+        "joins")
 
 
 if __name__ == "__main__":

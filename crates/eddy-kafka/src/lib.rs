@@ -31,7 +31,7 @@ pub use exactly_once::checkpoint_topic;
 pub use peers::Peers;
 pub use print::{PrintSpec, start_print};
 pub use processing_log::{ProcessingLog, processing_log_topic};
-pub use stateful::{changelog_topic, internal_topics};
+pub use stateful::{changelog_topic, is_internal_topic};
 pub use supervisor::Backoff;
 pub use table_feed::TableFeed;
 pub use task::{

@@ -34,14 +34,18 @@ pub fn repartition_topic(group_id: &str) -> String {
 }
 
 /// The repartition topic of a join side (`Join-left`, `Join-right`: a stream-stream join's;
-/// `Join`: a stream-table join's stream) of the query whose consumer group is `group_id`.
+/// `Join`: a stream-table join's stream; a later join of a multi-way join's, numbered:
+/// `Join-right-1`) of the query whose consumer group is `group_id`.
 fn join_repartition_topic(group_id: &str, side: &str) -> String {
     format!("{group_id}-{side}-repartition")
 }
 
-/// The join repartition topics a query whose consumer group is `group_id` may create.
-pub(crate) fn join_repartition_topics(group_id: &str) -> [String; 3] {
-    ["Join", "Join-left", "Join-right"].map(|side| join_repartition_topic(group_id, side))
+/// Whether `topic` is a join repartition topic of the query whose consumer group is `group_id`.
+pub(crate) fn is_join_repartition_topic(group_id: &str, topic: &str) -> bool {
+    topic
+        .strip_prefix(group_id)
+        .and_then(|t| t.strip_prefix("-Join"))
+        .is_some_and(|t| t.ends_with("-repartition"))
 }
 
 /// An input of a query read through a repartition topic.
@@ -68,41 +72,53 @@ impl Repartitioned {
         }
     }
 
-    /// The sides of a join repartitioned by their join expressions. A stream cannot be placed
-    /// where a table keyed in a schema registry's format has its keys (the key's bytes hold a
-    /// schema id): that join is refused.
+    /// The sides of a join repartitioned by their join expressions (of a multi-way join, the
+    /// first join's sides are inputs 0 and 1, a later one's right side the next input; its left
+    /// side, the earlier joins' rows, is never repartitioned). A stream cannot be placed where a
+    /// table keyed in a schema registry's format has its keys (the key's bytes hold a schema id):
+    /// that join is refused.
     pub(crate) fn join_sides(group_id: &str, pipeline: &Pipeline) -> Result<Vec<Self>> {
         let Some(join) = &pipeline.plan.join else {
             return Ok(Vec::new());
         };
-        let table = &join.right.source;
-        if join.kind == JoinKind::StreamTable
-            && join.left.repartition
-            && table.key_format.kind.uses_registry()
-        {
-            let format = table.key_format.kind.name();
-            return Err(eddy_common::not_supported!(
-                "Joining stream {} with table {} on other than the stream's key needs the stream repartitioned into the table's key format, {format}, which Eddy does not do yet: re-key the stream with PARTITION BY (and KEY_FORMAT='{format}') into a new stream first",
-                join.left.source.name,
-                table.name
-            ));
+        let mut sides = Vec::new();
+        for (n, stage) in join.stages().into_iter().enumerate() {
+            let table = &stage.right.source;
+            if stage.kind == JoinKind::StreamTable
+                && stage.left.repartition
+                && table.key_format.kind.uses_registry()
+            {
+                let format = table.key_format.kind.name();
+                return Err(eddy_common::not_supported!(
+                    "Joining stream {} with table {} on other than the stream's key needs the stream repartitioned into the table's key format, {format}, which Eddy does not do yet: re-key the stream with PARTITION BY (and KEY_FORMAT='{format}') into a new stream first",
+                    stage.left.source.name,
+                    table.name
+                ));
+            }
+            let names = match stage.kind {
+                JoinKind::StreamStream(_) => ["Join-left", "Join-right"],
+                _ => ["Join", "Join"],
+            };
+            for ((input, side), name) in [(0, &stage.left), (n + 1, &stage.right)]
+                .into_iter()
+                .zip(names)
+            {
+                if !side.repartition {
+                    continue;
+                }
+                let name = match n {
+                    0 => name.to_string(),
+                    n => format!("{name}-{n}"),
+                };
+                sides.push(Repartitioned {
+                    input,
+                    source: side.source.topic.clone(),
+                    topic: join_repartition_topic(group_id, &name),
+                    group: format!("{group_id}-{name}"),
+                });
+            }
         }
-        let names = match join.kind {
-            JoinKind::StreamStream(_) => ["Join-left", "Join-right"],
-            _ => ["Join", "Join"],
-        };
-        Ok([&join.left, &join.right]
-            .into_iter()
-            .zip(names)
-            .enumerate()
-            .filter(|(_, (side, _))| side.repartition)
-            .map(|(input, (side, name))| Repartitioned {
-                input,
-                source: side.source.topic.clone(),
-                topic: join_repartition_topic(group_id, name),
-                group: format!("{group_id}-{name}"),
-            })
-            .collect())
+        Ok(sides)
     }
 }
 

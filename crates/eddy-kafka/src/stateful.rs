@@ -39,7 +39,7 @@ use crate::origin::writer_id;
 use crate::poll::{Msg, poll_batch};
 use crate::rebalance::{Rebalance, Rebalancing};
 use crate::repartition::{
-    Repartitioned, Shuffle, join_repartition_topics, read_topics, repartition_topic, unwrap,
+    Repartitioned, Shuffle, is_join_repartition_topic, read_topics, repartition_topic, unwrap,
 };
 use crate::supervisor::Failure;
 use crate::task::{
@@ -69,17 +69,19 @@ fn lease_topic(group_id: &str) -> String {
     format!("{group_id}-lease")
 }
 
-/// The internal topics a persistent query whose consumer group is `group_id` may create.
-pub fn internal_topics(group_id: &str) -> Vec<String> {
-    let mut topics = vec![
+/// Whether `topic` is one of the internal topics a persistent query whose consumer group is
+/// `group_id` may create.
+pub fn is_internal_topic(group_id: &str, topic: &str) -> bool {
+    [
         changelog_topic(group_id),
         join_changelog_topic(group_id),
         repartition_topic(group_id),
         lease_topic(group_id),
         checkpoint_topic(group_id),
-    ];
-    topics.extend(join_repartition_topics(group_id));
-    topics
+    ]
+    .iter()
+    .any(|t| t == topic)
+        || is_join_repartition_topic(group_id, topic)
 }
 
 /// Output records handed to the producer, not yet acknowledged.
@@ -983,4 +985,35 @@ impl Stateful {
 /// is its own inverse.
 fn source_of(position: i32) -> i32 {
     -1 - position
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_s_internal_topics_are_told_from_another_query_s() {
+        let group = "_eddy-s_query_CSAS_X_1";
+        for topic in [
+            "-Aggregate-Aggregate-Materialize-changelog",
+            "-Join-windowed-changelog",
+            "-Join-repartition",
+            "-Join-left-repartition",
+            "-Join-right-2-repartition",
+            "-lease",
+        ] {
+            assert!(
+                is_internal_topic(group, &format!("{group}{topic}")),
+                "{topic}"
+            );
+        }
+        for topic in [
+            "_eddy-s_query_CSAS_X_12-Join-repartition",
+            "_eddy-s_query_CSAS_X_1-Joinery",
+            "_eddy-s_query_CSAS_X_1",
+            "X",
+        ] {
+            assert!(!is_internal_topic(group, topic), "{topic}");
+        }
+    }
 }

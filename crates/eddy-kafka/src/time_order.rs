@@ -62,7 +62,7 @@ impl TimeOrder {
     /// join's partitions all together, another join's partition by partition.
     pub(crate) fn of(pipeline: &Pipeline, topics: &[String], idle: Duration) -> Option<Self> {
         let join = pipeline.plan.join.as_ref().filter(|_| topics.len() > 1)?;
-        let by_partition = join.kind != JoinKind::ForeignKey;
+        let by_partition = join.stages().iter().all(|s| s.kind != JoinKind::ForeignKey);
         Some(TimeOrder::new(topics.to_vec(), by_partition, idle))
     }
 

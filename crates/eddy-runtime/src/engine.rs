@@ -136,9 +136,13 @@ impl PersistentQuery {
         }
     }
 
-    /// The sources the query reads.
+    /// The sources the query reads (each source of a join).
     pub fn source_names(&self) -> Vec<String> {
-        vec![self.pipeline.source().name.clone()]
+        self.pipeline
+            .inputs()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 }
 

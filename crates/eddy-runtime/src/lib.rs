@@ -5,6 +5,7 @@ pub mod admin;
 pub mod aggregate;
 pub mod changelog;
 pub mod engine;
+mod evaluate;
 pub mod format;
 pub mod functions;
 pub mod infer;

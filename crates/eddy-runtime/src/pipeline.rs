@@ -3,13 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, new_null_array,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::kernels::boolean::not;
-use datafusion::arrow::compute::{
-    and_not, concat, filter_record_batch, nullif, prep_null_mask_filter,
-};
+use datafusion::arrow::compute::{and_not, filter_record_batch, nullif, prep_null_mask_filter};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
@@ -23,9 +19,10 @@ use eddy_sql::window::WindowType;
 
 use crate::aggregate::{AggregateState, Aggregated};
 use crate::changelog::{Checkpoint, SinkMark, StateChange};
+use crate::evaluate::evaluate;
 use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, DecodedBatch, SinkEncoder, SourceDecoder};
-use crate::join::{JoinInput, Side};
+use crate::join::JoinInput;
 use crate::partitioner::partition_for;
 use crate::placement::{Placement, offset_at, partition_at};
 use crate::record::{Record, RecordRef};
@@ -269,14 +266,12 @@ impl Pipeline {
         &self.output_schema
     }
 
-    /// The sources whose records the pipeline reads: its source, or a join's left and right sides
-    /// (records of `inputs()[i]` go to [`Pipeline::process_input`] with `i`).
+    /// The sources whose records the pipeline reads: its source, or a join's sources in the order
+    /// of the FROM clause (records of `inputs()[i]` go to [`Pipeline::process_input`] with `i`).
     pub fn inputs(&self) -> Vec<Arc<Source>> {
         match &self.input {
             Input::Source(_) => vec![self.plan.source.clone()],
-            Input::Join(join) => [Side::Left, Side::Right]
-                .map(|s| join.source(s).clone())
-                .to_vec(),
+            Input::Join(join) => join.sources(),
         }
     }
 
@@ -295,7 +290,7 @@ impl Pipeline {
         match &self.input {
             Input::Source(decoder) => self.process_decoded(decoder.decode(records)?),
             Input::Join(join) => {
-                let joined = join.process(Side::of_input(input), records)?;
+                let joined = join.process(input, records)?;
                 let mut processed = self.process_decoded(joined.decoded)?;
                 processed.late_records += joined.late_records;
                 processed
@@ -316,13 +311,13 @@ impl Pipeline {
         partitions: i32,
     ) -> Result<Vec<i32>> {
         match &self.input {
-            Input::Join(join) => join.placements(Side::of_input(input), records, partitions),
+            Input::Join(join) => join.placements(input, records, partitions),
             Input::Source(decoder) => self.group_partitions(decoder, records, partitions),
         }
     }
 
     /// Where an aggregation's records go by their GROUP BY values (Kafka's partitioner over the
-    /// values' row bytes). A record that cannot be decoded, or whose GROUP BY values cannot be
+    /// values in Eddy's row encoding, `state_row`). A record that cannot be decoded, or whose GROUP BY values cannot be
     /// computed, goes to partition 0, where the aggregation reports or leaves it out as it would
     /// anyway.
     fn group_partitions<R: RecordRef>(
@@ -347,31 +342,25 @@ impl Pipeline {
                 })
                 .collect()
         };
+        // A group's values are placed by Eddy's own encoding of them, which stays the same across
+        // versions (its state lives in the partition they give).
         let mut placement = Placement::new(records, partitions);
-        let mut place = |row: usize, bytes: &[u8]| placement.place(batch, row, bytes);
-        let rows_of = |arrays: &[ArrayRef]| -> Result<datafusion::arrow::row::Rows> {
-            let fields = arrays
-                .iter()
-                .map(|a| datafusion::arrow::row::SortField::new(a.data_type().clone()))
-                .collect();
-            let converter =
-                datafusion::arrow::row::RowConverter::new(fields).map_err(|e| exec_err!("{e}"))?;
-            converter
-                .convert_columns(arrays)
-                .map_err(|e| exec_err!("{e}"))
-        };
+        let mut bytes = Vec::new();
         match evaluate(batch) {
             Ok(arrays) => {
-                let rows = rows_of(&arrays)?;
                 for row in 0..batch.num_rows() {
-                    place(row, rows.row(row).data());
+                    bytes.clear();
+                    crate::state_row::encode(&arrays, row, &mut bytes)?;
+                    placement.place(batch, row, &bytes);
                 }
             }
             // A row whose values fail stays in partition 0; the others are placed one by one.
             Err(_) => {
                 for row in 0..batch.num_rows() {
                     if let Ok(arrays) = evaluate(&batch.slice(row, 1)) {
-                        place(row, rows_of(&arrays)?.row(0).data());
+                        bytes.clear();
+                        crate::state_row::encode(&arrays, 0, &mut bytes)?;
+                        placement.place(batch, row, &bytes);
                     }
                 }
             }
@@ -672,40 +661,6 @@ fn column_values<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
     column: usize,
 ) -> Vec<T::Native> {
     batch.column(column).as_primitive::<T>().values().to_vec()
-}
-
-/// Evaluates an expression over a batch; if the batch fails, rows are evaluated one by one and the
-/// failing ones become NULL (ksqlDB's behaviour for expression errors), their errors collected.
-pub(crate) fn evaluate(
-    e: &Arc<dyn PhysicalExpr>,
-    batch: &RecordBatch,
-    data_type: &DataType,
-    errors: &mut Vec<String>,
-) -> Result<ArrayRef> {
-    let rows = batch.num_rows();
-    let eval = |b: &RecordBatch| e.evaluate(b).and_then(|v| v.into_array(b.num_rows()));
-    let array = match eval(batch) {
-        Ok(a) => a,
-        Err(_) if rows > 0 => {
-            let mut parts = Vec::with_capacity(rows);
-            for i in 0..rows {
-                match eval(&batch.slice(i, 1)) {
-                    Ok(a) => parts.push(a),
-                    Err(err) => {
-                        errors.push(err.to_string());
-                        parts.push(new_null_array(data_type, 1));
-                    }
-                }
-            }
-            let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-            concat(&refs).map_err(|e| exec_err!("{e}"))?
-        }
-        Err(err) => return Err(exec_err!("{err}")),
-    };
-    if array.data_type() != data_type {
-        return datafusion::arrow::compute::cast(&array, data_type).map_err(|e| exec_err!("{e}"));
-    }
-    Ok(array)
 }
 
 /// Where and how a persistent query writes.

@@ -11,7 +11,7 @@ use eddy_common::Error;
 use eddy_common::rest::ErrorMessage;
 use eddy_kafka::{
     Backoff, CommandLog, KafkaCluster, Peers, ProcessingLog, QueryTask, TableFeed, TaskConfig,
-    changelog_topic, exactly_once_guarantee, internal_topics, max_task_idle, start_persistent,
+    changelog_topic, exactly_once_guarantee, is_internal_topic, max_task_idle, start_persistent,
 };
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
@@ -378,11 +378,21 @@ impl AppState {
             if let Some(t) = lock(&self.tasks).remove(id) {
                 t.stop();
             }
-            for topic in internal_topics(&self.group_id(id)) {
-                if matches!(self.cluster.partitions(&topic), Ok(Some(_)))
-                    && let Err(e) = self.cluster.delete_topic(&topic)
-                {
-                    tracing::warn!("could not delete {topic}: {e}");
+        }
+        let topics = match self.cluster.list_topics() {
+            Ok(topics) => topics,
+            Err(e) => {
+                tracing::warn!(
+                    "could not list the topics to delete the queries' internal ones: {e}"
+                );
+                return;
+            }
+        };
+        for id in ids {
+            let group = self.group_id(id);
+            for topic in topics.iter().filter(|t| is_internal_topic(&group, &t.name)) {
+                if let Err(e) = self.cluster.delete_topic(&topic.name) {
+                    tracing::warn!("could not delete {}: {e}", topic.name);
                 }
             }
         }

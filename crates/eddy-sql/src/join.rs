@@ -21,13 +21,16 @@ use sqlparser::ast::{
 use eddy_common::{Error, Result, not_supported, plan_err};
 
 use crate::catalog::{
-    Catalog, Column, ROWOFFSET, ROWPARTITION, ROWTIME, Source, WINDOWEND, WINDOWSTART,
+    Catalog, Column, Format, ROWOFFSET, ROWPARTITION, ROWTIME, Source, WINDOWEND, WINDOWSTART,
 };
 use crate::statement::{ColumnRole, JoinWithin, QueryStatement, SourceKind};
 use crate::types::SqlType;
 
 /// The pseudo-columns every side has (and the joined rows too).
 const PSEUDO_COLUMN_NAMES: [&str; 3] = [ROWTIME, ROWPARTITION, ROWOFFSET];
+
+/// The most sources one query joins.
+const MAX_JOINS: usize = 64;
 
 /// The name of the joined input in the rewritten query's FROM clause.
 pub const JOINED: &str = "__EDDY_JOINED";
@@ -83,16 +86,20 @@ pub enum JoinKind {
 /// One side of a join.
 #[derive(Debug, Clone)]
 pub struct JoinSide {
+    /// The source it reads; for the left side of a later join of a multi-way join, the joined
+    /// input of the joins before it ([`JoinSide::nested`]).
     pub source: Arc<Source>,
-    /// The side's qualifier: its alias, or the source's name.
+    /// The side's qualifier: its alias, or the source's name (empty for a nested side).
     pub alias: String,
     /// The join expression, over the side's decoded batches ([`Source::input_schema`]).
     pub key: Arc<dyn PhysicalExpr>,
     /// How ksqlDB prints the join expression (`T.ID`).
     pub key_text: String,
     /// The side is read through a repartition topic, placed by its join expression (see
-    /// [`RewrittenSide::repartition`]).
+    /// [`RewrittenJoin::repartition`]).
     pub repartition: bool,
+    /// The joins before this one in a multi-way join, whose joined rows this side reads.
+    pub nested: Option<Arc<JoinPlan>>,
 }
 
 /// A planned join: the runtime reads both sides, joins them and hands the joined rows, laid out as
@@ -111,6 +118,27 @@ pub struct JoinPlan {
 }
 
 impl JoinPlan {
+    /// The sides read from topics, in the order of the FROM clause (a multi-way join's left side
+    /// holds the joins before it).
+    pub fn leaves(&self) -> Vec<&JoinSide> {
+        let mut leaves = match &self.left.nested {
+            Some(nested) => nested.leaves(),
+            None => vec![&self.left],
+        };
+        leaves.push(&self.right);
+        leaves
+    }
+
+    /// The joins of a multi-way join in the order they run, this one last (one for two sources).
+    pub fn stages(&self) -> Vec<&JoinPlan> {
+        let mut stages = match &self.left.nested {
+            Some(nested) => nested.stages(),
+            None => Vec::new(),
+        };
+        stages.push(self);
+        stages
+    }
+
     /// ksqlDB's error for a persistent query whose projection leaves out the join key (`missing`:
     /// the key columns left out).
     pub fn missing_key(&self, sink: &str, missing: &[&str]) -> Error {
@@ -167,34 +195,24 @@ pub struct JoinKey {
 }
 
 /// A join query before its expressions are planned: the rewritten statement over [`JOINED`], the
-/// sides, and the join expressions (over each side's columns under their joined names).
+/// sources joined and the joins.
 pub struct Rewritten {
     pub statement: QueryStatement,
-    pub kind: JoinKind,
-    pub join_type: JoinType,
-    pub sides: [RewrittenSide; 2],
-    /// The key columns of the joined input (see [`JoinKey::columns`]).
-    pub key_columns: Vec<String>,
-    pub synthetic_key: bool,
-    /// The joined names of the columns the key may be selected by, with how ksqlDB prints them.
-    pub viable: Vec<(String, String)>,
+    /// The sources joined, in the order of the FROM clause.
+    pub leaves: Vec<Leaf>,
+    /// The joins in order: the first joins the first two leaves, each next one the rows of the joins
+    /// before it (a multi-way join's left input) with the next leaf.
+    pub joins: Vec<RewrittenJoin>,
 }
 
-/// One side of a [`Rewritten`] join.
-pub struct RewrittenSide {
+/// A source a join reads from its topic, with its qualifier.
+pub struct Leaf {
     pub source: Arc<Source>,
     pub alias: String,
-    /// The join expression, with the side's columns under their joined names.
-    pub on: Expr,
-    pub on_text: String,
-    /// Whether the side is repartitioned by its join expression, as ksqlDB does it: a stream whose
-    /// join expression is not its key, or whose key is written in another format than the other
-    /// side's (the same value must be in the same partition on both sides).
-    pub repartition: bool,
 }
 
-impl RewrittenSide {
-    /// The side's columns as the joined input names them, in the order of its decoded batches.
+impl Leaf {
+    /// The leaf's columns as the joined input names them, in the order of its decoded batches.
     pub fn joined_columns(&self) -> Vec<(String, DataType)> {
         self.source
             .input_schema()
@@ -210,7 +228,115 @@ impl RewrittenSide {
     }
 }
 
-/// Rewrites a query whose FROM clause joins two sources; `None` when it has no join.
+/// One join of a [`Rewritten`] query.
+pub struct RewrittenJoin {
+    pub kind: JoinKind,
+    pub join_type: JoinType,
+    /// The join expressions over the left input's and the right leaf's columns under their joined
+    /// names, and how ksqlDB prints them.
+    pub on: [Expr; 2],
+    pub on_text: [String; 2],
+    /// Whether each side is repartitioned by its join expression, as ksqlDB does it: a stream whose
+    /// join expression is not its key, or whose key is written in another format than the other
+    /// side's (the same value must be in the same partition on both sides).
+    pub repartition: [bool; 2],
+    /// The key columns of its joined input (see [`JoinKey::columns`]; hidden names but in the last
+    /// join, whose key is the query's).
+    pub key_columns: Vec<String>,
+    pub synthetic_key: bool,
+    /// The joined names of the columns the key may be selected by, with how ksqlDB prints them.
+    pub viable: Vec<(String, String)>,
+    /// The format its key values are placed by (the partition of a value on either side).
+    pub placed_by: Format,
+}
+
+/// The columns of the joined input of a multi-way join's earlier joins (`joined`, made by join
+/// `stage`) as the next join reads them: its leaves' columns under their joined names, its
+/// pseudo-columns and key under hidden ones.
+pub fn nested_columns(joined: &Source, stage: usize) -> Vec<(String, DataType)> {
+    let hidden = crate::catalog::PSEUDO_COLUMNS + joined.key_columns().count();
+    joined
+        .input_schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let name = if i < hidden {
+                format!("__EDDY_J{stage}_{}", f.name())
+            } else {
+                f.name().clone()
+            };
+            (name, f.data_type().clone())
+        })
+        .collect()
+}
+
+/// What a join's left input is, for the checks of the join: a leaf, or the rows of the joins
+/// before it.
+struct LeftShape {
+    /// How messages name it.
+    name: String,
+    kind: SourceKind,
+    /// The format its key values are placed by.
+    key_format: Format,
+    /// Its columns (joined names) whose value is its key, with how ksqlDB prints them.
+    keyed_by: Vec<(String, String)>,
+    /// Whether it is the first leaf (not earlier joins' rows).
+    leaf: bool,
+}
+
+impl LeftShape {
+    fn of_leaf(leaf: &Leaf, names: &Names) -> Self {
+        LeftShape {
+            name: leaf.source.name.clone(),
+            kind: leaf.source.kind,
+            key_format: leaf.source.key_format,
+            keyed_by: single_key(0, leaf, names),
+            leaf: true,
+        }
+    }
+}
+
+/// A leaf's key column (joined name and text) when its key is one column.
+fn single_key(side: usize, leaf: &Leaf, names: &Names) -> Vec<(String, String)> {
+    let keys: Vec<&Column> = leaf.source.key_columns().collect();
+    match keys.as_slice() {
+        [k] => vec![(
+            names.joined(side, &k.name),
+            format!("{}.{}", leaf.alias, k.name),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// The columns (joined names, with how ksqlDB prints them) of a join's rows whose value is the
+/// rows' key wherever they have one: the join columns of the sides always present (a join
+/// column of the left side brings the columns the left's key equals), a foreign-key join's left
+/// key.
+fn key_equivalents(
+    kind: JoinKind,
+    join_type: JoinType,
+    left: &LeftShape,
+    [a, b]: [&Expr; 2],
+    [a_text, b_text]: [&String; 2],
+) -> Vec<(String, String)> {
+    if kind == JoinKind::ForeignKey {
+        return left.keyed_by.clone();
+    }
+    let mut columns = Vec::new();
+    if let (false, Expr::Identifier(a)) = (join_type.keeps_right(), a) {
+        columns.push((a.value.clone(), a_text.clone()));
+        if left.keyed_by.iter().any(|(k, _)| *k == a.value) {
+            columns.extend(left.keyed_by.iter().filter(|(k, _)| *k != a.value).cloned());
+        }
+    }
+    if let (false, Expr::Identifier(b)) = (join_type.keeps_left(), b) {
+        columns.push((b.value.clone(), b_text.clone()));
+    }
+    columns
+}
+
+/// Rewrites a query whose FROM clause joins sources; `None` when it has no join.
 pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewritten>> {
     let SetExpr::Select(select) = stmt.query.body.as_ref() else {
         return Ok(None);
@@ -220,27 +346,35 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
             "FROM must name one stream or table, or join them with JOIN"
         ));
     };
-    let [join] = from.joins.as_slice() else {
-        if from.joins.is_empty() {
-            return Ok(None);
-        }
+    if from.joins.is_empty() {
+        return Ok(None);
+    }
+    if from.joins.len() >= MAX_JOINS {
         return Err(not_supported!(
-            "Joins of more than two sources are not supported yet"
-        ));
-    };
-    let (left, left_alias) = relation(catalog, &from.relation)?;
-    let (right, right_alias) = relation(catalog, &join.relation)?;
-    if left.name == right.name {
-        return Err(plan_err!(
-            "Can not join '{}' to '{}': self joins are not yet supported.",
-            left.name,
-            right.name
+            "A query may join at most {MAX_JOINS} sources, not {}",
+            from.joins.len() + 1
         ));
     }
-    let kafka: Vec<&str> = [&left, &right]
+    let mut leaves = vec![relation(catalog, &from.relation)?];
+    for join in &from.joins {
+        leaves.push(relation(catalog, &join.relation)?);
+    }
+    for (i, leaf) in leaves.iter().enumerate() {
+        if let Some(earlier) = leaves[..i]
+            .iter()
+            .find(|l| l.source.name == leaf.source.name)
+        {
+            return Err(plan_err!(
+                "Can not join '{}' to '{}': self joins are not yet supported.",
+                earlier.source.name,
+                leaf.source.name
+            ));
+        }
+    }
+    let kafka: Vec<&str> = leaves
         .iter()
-        .filter(|s| s.value_format.kind == crate::catalog::FormatKind::Kafka)
-        .map(|s| s.name.as_str())
+        .filter(|l| l.source.value_format.kind == crate::catalog::FormatKind::Kafka)
+        .map(|l| l.source.name.as_str())
         .collect();
     if !kafka.is_empty() {
         return Err(plan_err!(
@@ -248,213 +382,34 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
             kafka.join(", ")
         ));
     }
-    let (join_type, on) = match &join.join_operator {
-        JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c),
-        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c),
-        JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinType::Right, c),
-        JoinOperator::FullOuter(c) => (JoinType::Outer, c),
-        other => return Err(not_supported!("{other:?} joins are not supported")),
-    };
-    let JoinConstraint::On(on) = on else {
-        return Err(plan_err!("A join needs an ON clause: JOIN ... ON a = b"));
-    };
-    let within = stmt.within.iter().find(|(i, _)| *i == 0).map(|(_, w)| *w);
-    let names = Names::new([(&left, &left_alias), (&right, &right_alias)]);
-    // The ON clause: one expression over each side.
-    let Expr::BinaryOp {
-        left: a,
-        op: BinaryOperator::Eq,
-        right: b,
-    } = strip_nested(on)
-    else {
-        return Err(plan_err!(
-            "Unsupported join expression: {}. Joins must be on the equality of an expression over each side (a = b).",
-            crate::render::ksql_text(on)
-        ));
-    };
-    // Messages show the ON clause as written (literals untyped), with names upper-cased.
-    let [a_text, b_text] = written_on(&stmt.written, &names)
-        .and_then(|on| match strip_nested(&on) {
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::Eq,
-                right,
-            } => Some([
-                crate::render::ksql_text(left),
-                crate::render::ksql_text(right),
-            ]),
-            _ => None,
-        })
-        .unwrap_or_else(|| [a, b].map(|e| crate::render::ksql_text(e)));
-    let whole = format!("({a_text} = {b_text})");
-    // An unknown qualifier is reported before anything else about the ON clause.
-    let mut qualifiers = Ok(());
-    let _ = sqlparser::ast::visit_expressions(on, |e| {
-        if let Expr::CompoundIdentifier(parts) = e
-            && let [q, _] = parts.as_slice()
-            && names.side(&q.value).is_none()
-        {
-            qualifiers = Err(plan_err!(
-                "Failed to prepare statement: '{}' is not a valid stream/table name or alias.",
-                q.value
-            ));
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    });
-    qualifiers?;
-    let sides_of = |e: &Expr| -> Result<(Expr, HashSet<usize>)> {
-        let mut e = e.clone();
-        let mut r = References::new(&names, None);
-        r.on = true;
-        crate::normalize::done(e.visit(&mut r))?;
-        Ok((e, r.sides))
-    };
-    let (mut a_expr, a_sides) = sides_of(a)?;
-    let (mut b_expr, b_sides) = sides_of(b)?;
-    let (mut a_text, mut b_text) = (a_text, b_text);
-    for (sides, text) in [(&a_sides, &a_text), (&b_sides, &b_text)] {
-        if sides.len() != 1 {
-            return Err(plan_err!(
-                "Invalid comparison expression '{text}' in join '{whole}'. Each side of the join comparision must contain references from exactly one source."
-            ));
-        }
-    }
-    if a_sides == b_sides {
-        return Err(plan_err!(
-            "Invalid comparison expression in join '{whole}'. Each side of the join comparision must contain references from exactly one source, and the two sides must reference different sources."
+    if leaves.len() > 2 && leaves.iter().any(|l| l.source.window.is_some()) {
+        return Err(not_supported!(
+            "Joins of more than two sources are not supported yet where a source has windowed keys"
         ));
     }
-    if a_sides.contains(&1) {
-        std::mem::swap(&mut a_expr, &mut b_expr);
-        std::mem::swap(&mut a_text, &mut b_text);
+    let names = Names::new(&leaves);
+    let mut left = LeftShape::of_leaf(&leaves[0], &names);
+    let mut joins = Vec::with_capacity(from.joins.len());
+    for (i, join) in from.joins.iter().enumerate() {
+        let (rewritten, next) = rewrite_join(stmt, &names, &leaves, i, join, &left)?;
+        joins.push(rewritten);
+        left = next;
     }
-    let kind = match (left.kind, right.kind, within) {
-        (SourceKind::Stream, SourceKind::Stream, Some(within)) => JoinKind::StreamStream(within),
-        (SourceKind::Stream, SourceKind::Stream, None) => {
-            return Err(plan_err!(
-                "Stream-Stream joins must have a WITHIN clause specified. None was provided. To learn about how to specify a WITHIN clause with a stream-stream join, please visit: https://docs.confluent.io/current/ksql/docs/syntax-reference.html#create-stream-as-select"
-            ));
-        }
-        (_, _, Some(_)) => {
-            return Err(plan_err!(
-                "A window definition was provided for a Stream-Table join. These joins are not windowed. Please drop the window definition (ie. the WITHIN clause) and try to execute your join again."
-            ));
-        }
-        (SourceKind::Stream, SourceKind::Table, None) => JoinKind::StreamTable,
-        (SourceKind::Table, SourceKind::Table, None) => JoinKind::TableTable,
-        (SourceKind::Table, SourceKind::Stream, None) => {
-            return Err(plan_err!(
-                "Invalid join order: table-stream joins are not supported; only stream-table joins. Got {} {} JOIN {}.",
-                left.name,
-                join_type.text().to_uppercase(),
-                right.name
-            ));
-        }
+    let Some(last) = joins.last() else {
+        return Ok(None);
     };
-    if kind == JoinKind::StreamTable && matches!(join_type, JoinType::Right | JoinType::Outer) {
-        return Err(plan_err!(
-            "Invalid join type: {} join not supported for stream-table join. Got {} [{}] JOIN {}.",
-            join_type.text(),
-            left.name,
-            join_type.text().to_uppercase(),
-            right.name
-        ));
-    }
-    let joined_keys = |side: usize, source: &Source| -> Vec<String> {
-        source
-            .key_columns()
-            .map(|c| names.joined(side, &c.name))
-            .collect()
-    };
-    let is_column = |e: &Expr, columns: &[String]| matches!((e, columns), (Expr::Identifier(i), [c]) if i.value == *c);
-    let kind = match kind {
-        JoinKind::TableTable if !is_column(&b_expr, &joined_keys(1, &right)) => {
-            return Err(plan_err!(
-                "Invalid join condition: table-table joins require to join on the primary key of the right input table. Got {a_text} = {b_text}."
-            ));
-        }
-        JoinKind::TableTable if !is_column(&a_expr, &joined_keys(0, &left)) => match join_type {
-            JoinType::Right => {
-                return Err(not_supported!(
-                    "RIGHT OUTER JOIN on a foreign key is not supported"
-                ));
-            }
-            JoinType::Outer => {
-                return Err(not_supported!(
-                    "FULL OUTER JOIN on a foreign key is not supported"
-                ));
-            }
-            _ => JoinKind::ForeignKey,
-        },
-        other => other,
-    };
-    if kind == JoinKind::ForeignKey && (left.window.is_some() || right.window.is_some()) {
-        return Err(plan_err!(
-            "Foreign-key table-table joins are not supported on windowed tables."
-        ));
-    }
-    let keyed = [
-        is_column(&a_expr, &joined_keys(0, &left)),
-        is_column(&b_expr, &joined_keys(1, &right)),
-    ];
-    check_windows(&left, &right, keyed[0] && keyed[1])?;
-    let repartition = repartitioned(kind, [&left, &right], keyed, &b_text)?;
-    if repartition.contains(&true) && (left.window.is_some() || right.window.is_some()) {
-        return Err(plan_err!(
-            "Implicit repartitioning of windowed sources is not supported. See https://github.com/confluentinc/ksql/issues/4385."
-        ));
-    }
-    // The key is named after a join column, unless neither side is one or either side may be missing.
-    let column_of = |e: &Expr, text: &str| match e {
-        Expr::Identifier(i) => Some((i.value.clone(), text.to_string())),
-        _ => None,
-    };
-    let viable: Vec<(String, String)> =
-        if join_type == JoinType::Outer || kind == JoinKind::ForeignKey {
-            Vec::new()
-        } else {
-            [column_of(&a_expr, &a_text), column_of(&b_expr, &b_text)]
-                .into_iter()
-                .flatten()
-                .collect()
-        };
-    let synthetic_key = viable.is_empty() && kind != JoinKind::ForeignKey;
-    let key_columns = if kind == JoinKind::ForeignKey {
-        joined_keys(0, &left)
-    } else if synthetic_key {
-        vec![names.synthetic_key()]
-    } else {
-        vec![JOIN_KEY.to_string()]
-    };
-    let sides = [
-        RewrittenSide {
-            source: left.clone(),
-            alias: left_alias.clone(),
-            on: a_expr,
-            on_text: a_text,
-            repartition: repartition[0],
-        },
-        RewrittenSide {
-            source: right.clone(),
-            alias: right_alias.clone(),
-            on: b_expr,
-            on_text: b_text,
-            repartition: repartition[1],
-        },
-    ];
     let mut statement = stmt.clone();
     let SetExpr::Select(select) = statement.query.body.as_mut() else {
         unreachable!("checked above")
     };
-    let keyed_by_join = kind != JoinKind::ForeignKey
+    let keyed_by_join = last.kind != JoinKind::ForeignKey
         && stmt.partition_by.is_none()
         && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
     rewrite_select(
         select,
         &names,
-        &sides,
-        keyed_by_join.then_some((&key_columns[0], &viable)),
+        &leaves,
+        keyed_by_join.then_some((&last.key_columns[0], &last.viable)),
     )?;
     if let Some(exprs) = &mut statement.partition_by {
         for e in exprs {
@@ -480,22 +435,289 @@ pub fn rewrite(catalog: &Catalog, stmt: &QueryStatement) -> Result<Option<Rewrit
     statement.written = statement.query.clone();
     Ok(Some(Rewritten {
         statement,
-        kind,
-        join_type,
-        sides,
-        key_columns,
-        synthetic_key,
-        viable,
+        leaves,
+        joins,
     }))
 }
 
-/// The first join's ON clause as written, unquoted names upper-cased and columns qualified by
-/// their side (as ksqlDB's messages show it).
-fn written_on(query: &sqlparser::ast::Query, names: &Names) -> Option<Expr> {
+/// Rewrites join `i` (of the left input `left` with leaf `i + 1`), and describes what it makes
+/// for the next join.
+fn rewrite_join(
+    stmt: &QueryStatement,
+    names: &Names,
+    leaves: &[Leaf],
+    i: usize,
+    join: &sqlparser::ast::Join,
+    left: &LeftShape,
+) -> Result<(RewrittenJoin, LeftShape)> {
+    let (r, right) = (i + 1, &leaves[i + 1]);
+    let last = r + 1 == leaves.len();
+    let (join_type, on) = match &join.join_operator {
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c),
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c),
+        JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinType::Right, c),
+        JoinOperator::FullOuter(c) => (JoinType::Outer, c),
+        other => return Err(not_supported!("{other:?} joins are not supported")),
+    };
+    let JoinConstraint::On(on) = on else {
+        return Err(plan_err!("A join needs an ON clause: JOIN ... ON a = b"));
+    };
+    let within = stmt.within.iter().find(|(n, _)| *n == i).map(|(_, w)| *w);
+    // The ON clause: one expression over each side.
+    let Expr::BinaryOp {
+        left: a,
+        op: BinaryOperator::Eq,
+        right: b,
+    } = strip_nested(on)
+    else {
+        return Err(plan_err!(
+            "Unsupported join expression: {}. Joins must be on the equality of an expression over each side (a = b).",
+            crate::render::ksql_text(on)
+        ));
+    };
+    // Messages show the ON clause as written (literals untyped), with names upper-cased.
+    let [a_text, b_text] = written_on(&stmt.written, names, i)
+        .and_then(|on| match strip_nested(&on) {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => Some([
+                crate::render::ksql_text(left),
+                crate::render::ksql_text(right),
+            ]),
+            _ => None,
+        })
+        .unwrap_or_else(|| [a, b].map(|e| crate::render::ksql_text(e)));
+    let whole = format!("({a_text} = {b_text})");
+    // An unknown qualifier is reported before anything else about the ON clause.
+    let mut qualifiers = Ok(());
+    let _ = sqlparser::ast::visit_expressions(on, |e| {
+        if let Expr::CompoundIdentifier(parts) = e
+            && let [q, _] = parts.as_slice()
+            && names.side(&q.value).is_none_or(|s| s > r)
+        {
+            qualifiers = Err(plan_err!(
+                "Failed to prepare statement: '{}' is not a valid stream/table name or alias.",
+                q.value
+            ));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    qualifiers?;
+    let sides_of = |e: &Expr| -> Result<(Expr, HashSet<usize>)> {
+        let mut e = e.clone();
+        let mut refs = References::new(names, None);
+        refs.on = true;
+        refs.scope = r + 1;
+        crate::normalize::done(e.visit(&mut refs))?;
+        Ok((e, refs.sides))
+    };
+    let (mut a_expr, a_sides) = sides_of(a)?;
+    let (mut b_expr, b_sides) = sides_of(b)?;
+    let (mut a_text, mut b_text) = (a_text, b_text);
+    for (sides, text) in [(&a_sides, &a_text), (&b_sides, &b_text)] {
+        if sides.len() != 1 {
+            return Err(plan_err!(
+                "Invalid comparison expression '{text}' in join '{whole}'. Each side of the join comparision must contain references from exactly one source."
+            ));
+        }
+    }
+    if a_sides == b_sides || !(a_sides.contains(&r) || b_sides.contains(&r)) {
+        return Err(plan_err!(
+            "Invalid comparison expression in join '{whole}'. Each side of the join comparision must contain references from exactly one source, and the two sides must reference different sources."
+        ));
+    }
+    if a_sides.contains(&r) {
+        std::mem::swap(&mut a_expr, &mut b_expr);
+        std::mem::swap(&mut a_text, &mut b_text);
+    }
+    let kind = match (left.kind, right.source.kind, within) {
+        (SourceKind::Stream, SourceKind::Stream, Some(within)) => JoinKind::StreamStream(within),
+        (SourceKind::Stream, SourceKind::Stream, None) => {
+            return Err(plan_err!(
+                "Stream-Stream joins must have a WITHIN clause specified. None was provided. To learn about how to specify a WITHIN clause with a stream-stream join, please visit: https://docs.confluent.io/current/ksql/docs/syntax-reference.html#create-stream-as-select"
+            ));
+        }
+        (_, _, Some(_)) => {
+            return Err(plan_err!(
+                "A window definition was provided for a Stream-Table join. These joins are not windowed. Please drop the window definition (ie. the WITHIN clause) and try to execute your join again."
+            ));
+        }
+        (SourceKind::Stream, SourceKind::Table, None) => JoinKind::StreamTable,
+        (SourceKind::Table, SourceKind::Table, None) => JoinKind::TableTable,
+        (SourceKind::Table, SourceKind::Stream, None) => {
+            return Err(plan_err!(
+                "Invalid join order: table-stream joins are not supported; only stream-table joins. Got {} {} JOIN {}.",
+                left.name,
+                join_type.text().to_uppercase(),
+                right.source.name
+            ));
+        }
+    };
+    if kind == JoinKind::StreamTable && matches!(join_type, JoinType::Right | JoinType::Outer) {
+        return Err(plan_err!(
+            "Invalid join type: {} join not supported for stream-table join. Got {} [{}] JOIN {}.",
+            join_type.text(),
+            left.name,
+            join_type.text().to_uppercase(),
+            right.source.name
+        ));
+    }
+    let identifier = |e: &Expr| match e {
+        Expr::Identifier(i) => Some(i.value.clone()),
+        _ => None,
+    };
+    let right_key = single_key(r, right, names);
+    let keyed = [
+        identifier(&a_expr).is_some_and(|a| left.keyed_by.iter().any(|(k, _)| *k == a)),
+        identifier(&b_expr).is_some_and(|b| right_key.iter().any(|(k, _)| *k == b)),
+    ];
+    let kind = match kind {
+        JoinKind::TableTable if !keyed[1] => {
+            return Err(plan_err!(
+                "Invalid join condition: table-table joins require to join on the primary key of the right input table. Got {a_text} = {b_text}."
+            ));
+        }
+        JoinKind::TableTable if !keyed[0] => match join_type {
+            JoinType::Right => {
+                return Err(not_supported!(
+                    "RIGHT OUTER JOIN on a foreign key is not supported"
+                ));
+            }
+            JoinType::Outer => {
+                return Err(not_supported!(
+                    "FULL OUTER JOIN on a foreign key is not supported"
+                ));
+            }
+            _ if !left.leaf => {
+                return Err(not_supported!(
+                    "A foreign-key join of the rows of {} is not supported yet: in a join of more than two tables, only the first join may be on a foreign key",
+                    left.name
+                ));
+            }
+            _ => JoinKind::ForeignKey,
+        },
+        other => other,
+    };
+    let left_leaf = &leaves[0].source;
+    if kind == JoinKind::ForeignKey && (left_leaf.window.is_some() || right.source.window.is_some())
+    {
+        return Err(plan_err!(
+            "Foreign-key table-table joins are not supported on windowed tables."
+        ));
+    }
+    if left.leaf {
+        check_windows(left_leaf, &right.source, keyed[0] && keyed[1])?;
+    }
+    let repartition = repartitioned(
+        kind,
+        [left.key_format, right.source.key_format],
+        keyed,
+        &right.source,
+        &b_text,
+    )?;
+    if repartition[0] && !left.leaf {
+        let keys: Vec<&str> = left.keyed_by.iter().map(|(_, t)| t.as_str()).collect();
+        return Err(not_supported!(
+            "Joining the rows of {} on {a_text} needs them repartitioned, which Eddy does not do yet within one query: join them on their key ({}), or write them into a stream with CREATE STREAM ... AS SELECT and join that stream",
+            left.name,
+            if keys.is_empty() {
+                "none".to_string()
+            } else {
+                keys.join(" or ")
+            }
+        ));
+    }
+    if repartition.contains(&true) && (left_leaf.window.is_some() || right.source.window.is_some())
+    {
+        return Err(plan_err!(
+            "Implicit repartitioning of windowed sources is not supported. See https://github.com/confluentinc/ksql/issues/4385."
+        ));
+    }
+    // The key is named after a join column (the left's first, then the columns the left's key
+    // equals, then the right's), unless neither side is one or either side may be missing.
+    let viable: Vec<(String, String)> =
+        if join_type == JoinType::Outer || kind == JoinKind::ForeignKey {
+            Vec::new()
+        } else {
+            let mut viable = Vec::new();
+            if let Some(a) = identifier(&a_expr) {
+                viable.push((a.clone(), a_text.clone()));
+                if left.keyed_by.iter().any(|(k, _)| *k == a) {
+                    viable.extend(left.keyed_by.iter().filter(|(k, _)| *k != a).cloned());
+                }
+            }
+            if let Some(b) = identifier(&b_expr) {
+                viable.push((b, b_text.clone()));
+            }
+            viable
+        };
+    let synthetic_key = viable.is_empty() && kind != JoinKind::ForeignKey;
+    let left_keys: Vec<String> = leaves[0]
+        .source
+        .key_columns()
+        .map(|c| names.joined(0, &c.name))
+        .collect();
+    let key_columns = if !last {
+        let n = if kind == JoinKind::ForeignKey {
+            left_keys.len()
+        } else {
+            1
+        };
+        (0..n).map(|k| format!("__EDDY_KEY_{i}_{k}")).collect()
+    } else if kind == JoinKind::ForeignKey {
+        left_keys
+    } else if synthetic_key {
+        vec![names.synthetic_key()]
+    } else {
+        vec![JOIN_KEY.to_string()]
+    };
+    let placed_by = match repartition {
+        [true, true] => Format::new(crate::catalog::FormatKind::Json),
+        [true, false] => right.source.key_format,
+        _ => left.key_format,
+    };
+    let next = LeftShape {
+        name: format!("{} JOIN {}", left.name, right.source.name),
+        kind: match kind {
+            JoinKind::TableTable | JoinKind::ForeignKey => SourceKind::Table,
+            _ => SourceKind::Stream,
+        },
+        key_format: placed_by,
+        keyed_by: key_equivalents(
+            kind,
+            join_type,
+            left,
+            [&a_expr, &b_expr],
+            [&a_text, &b_text],
+        ),
+        leaf: false,
+    };
+    Ok((
+        RewrittenJoin {
+            kind,
+            join_type,
+            on: [a_expr, b_expr],
+            on_text: [a_text, b_text],
+            repartition,
+            key_columns,
+            synthetic_key,
+            viable,
+            placed_by,
+        },
+        next,
+    ))
+}
+
+/// Join `i`'s ON clause as written, unquoted names upper-cased and columns qualified by their
+/// side (as ksqlDB's messages show it).
+fn written_on(query: &sqlparser::ast::Query, names: &Names, i: usize) -> Option<Expr> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
-    let join = select.from.first()?.joins.first()?;
+    let join = select.from.first()?.joins.get(i)?;
     let (JoinOperator::Join(JoinConstraint::On(on))
     | JoinOperator::Inner(JoinConstraint::On(on))
     | JoinOperator::Left(JoinConstraint::On(on))
@@ -516,7 +738,9 @@ fn written_on(query: &sqlparser::ast::Query, names: &Names) -> Option<Expr> {
         match e {
             Expr::Identifier(i) => {
                 upper(i);
-                let sides: Vec<usize> = (0..2).filter(|s| names.has(*s, &i.value)).collect();
+                let sides: Vec<usize> = (0..names.sides.len())
+                    .filter(|s| names.has(*s, &i.value))
+                    .collect();
                 if let [side] = sides.as_slice() {
                     *e = Expr::CompoundIdentifier(vec![
                         Ident::new(names.sides[*side].1),
@@ -532,8 +756,8 @@ fn written_on(query: &sqlparser::ast::Query, names: &Names) -> Option<Expr> {
     Some(on)
 }
 
-/// The source a join's side names, and its qualifier.
-fn relation(catalog: &Catalog, factor: &TableFactor) -> Result<(Arc<Source>, String)> {
+/// The source a join's side names, with its qualifier.
+fn relation(catalog: &Catalog, factor: &TableFactor) -> Result<Leaf> {
     let TableFactor::Table { name, alias, .. } = factor else {
         return Err(not_supported!("A join must name streams or tables"));
     };
@@ -543,24 +767,25 @@ fn relation(catalog: &Catalog, factor: &TableFactor) -> Result<(Arc<Source>, Str
     };
     let source = catalog.require(&name)?.clone();
     let alias = alias.as_ref().map_or(name, |a| a.name.value.clone());
-    Ok((source, alias))
+    Ok(Leaf { source, alias })
 }
 
-/// Which sides are repartitioned by their join expression (see [`RewrittenSide::repartition`]),
-/// given whether each side's join expression is its key column (`keyed`). A table cannot be: a
-/// stream-table join must be on the table's key (`right_text`: the table's join expression). Of
-/// two streams keyed in different formats the right is placed by the left's format, as ksqlDB
-/// does; a stream is not placed by a key in a schema registry's format (its bytes hold a schema
-/// id): of two streams, both are then repartitioned.
+/// Which sides are repartitioned by their join expression (see [`RewrittenJoin::repartition`]),
+/// given the formats the sides' keys are placed by and whether each side's join expression is its
+/// key column (`keyed`). A table cannot be: a stream-table join must be on the table's key
+/// (`right_text`: the table's join expression). Of two streams keyed in different formats the
+/// right is placed by the left's format, as ksqlDB does; a stream is not placed by a key in a
+/// schema registry's format (its bytes hold a schema id): of two streams, both are then
+/// repartitioned.
 fn repartitioned(
     kind: JoinKind,
-    [left, right]: [&Source; 2],
+    [left, right_format]: [Format; 2],
     keyed: [bool; 2],
+    right: &Source,
     right_text: &str,
 ) -> Result<[bool; 2]> {
-    let same_format = left.key_format.kind == right.key_format.kind
-        && left.key_format.delimiter == right.key_format.delimiter;
-    let plain = |s: &Source| !s.key_format.kind.uses_registry();
+    let same_format = left.kind == right_format.kind && left.delimiter == right_format.delimiter;
+    let plain = |f: Format| !f.kind.uses_registry();
     match kind {
         JoinKind::TableTable | JoinKind::ForeignKey => Ok([false, false]),
         JoinKind::StreamTable if !keyed[1] => {
@@ -574,7 +799,7 @@ fn repartitioned(
         JoinKind::StreamStream(_) => Ok(match keyed {
             [true, true] if same_format => [false, false],
             [true, _] if plain(left) => [false, true],
-            [_, true] if plain(right) => [true, false],
+            [_, true] if plain(right_format) => [true, false],
             _ => [true, true],
         }),
     }
@@ -615,16 +840,27 @@ fn check_windows(left: &Source, right: &Source, on_keys: bool) -> Result<()> {
 }
 
 impl Rewritten {
-    /// The joined input as a source: its key columns (the join expressions' type, `key`, or the left
-    /// table's primary key for a foreign-key join), then each side's columns under their joined
-    /// names (a foreign-key join's left key columns, which are the key, under hidden names).
-    pub fn joined_source(&self, key: SqlType) -> Result<Source> {
-        let left_keys: Vec<&Column> = self.sides[0].source.key_columns().collect();
-        let mut columns: Vec<Column> = match self.kind {
-            JoinKind::ForeignKey => self
+    /// The columns of join `stage`'s left input under their joined names: the first leaf's, or
+    /// the joined input (`left`) of the joins before it (see [`nested_columns`]).
+    pub fn left_columns(&self, stage: usize, left: &Source) -> Vec<(String, DataType)> {
+        match stage {
+            0 => self.leaves[0].joined_columns(),
+            _ => nested_columns(left, stage - 1),
+        }
+    }
+
+    /// The joined input of join `stage` as a source: its key columns (the join expressions' type,
+    /// `key`, or the left table's primary key for a foreign-key join), then the columns of its left
+    /// input (`left`, see [`Rewritten::left_columns`]) and of its right leaf (in the last join, a
+    /// foreign-key join's left key columns, which are the key, under hidden names).
+    pub fn joined_source(&self, stage: usize, left: &Source, key: SqlType) -> Result<Source> {
+        let join = &self.joins[stage];
+        let right = &self.leaves[stage + 1].source;
+        let mut columns: Vec<Column> = match join.kind {
+            JoinKind::ForeignKey => join
                 .key_columns
                 .iter()
-                .zip(&left_keys)
+                .zip(left.key_columns())
                 .map(|(name, c)| Column {
                     name: name.clone(),
                     sql_type: c.sql_type.clone(),
@@ -632,36 +868,42 @@ impl Rewritten {
                 })
                 .collect(),
             _ => vec![Column {
-                name: self.key_columns[0].clone(),
+                name: join.key_columns[0].clone(),
                 sql_type: key,
                 role: ColumnRole::Key,
             }],
         };
-        for side in &self.sides {
-            for (name, data_type) in side.joined_columns() {
-                let name = if self.kind == JoinKind::ForeignKey && self.key_columns.contains(&name)
-                {
-                    format!("__EDDY_{name}")
-                } else {
-                    name
-                };
-                columns.push(Column {
-                    name,
-                    sql_type: SqlType::from_arrow(&data_type)?,
-                    role: ColumnRole::Value,
-                });
-            }
+        let sides = self
+            .left_columns(stage, left)
+            .into_iter()
+            .chain(self.leaves[stage + 1].joined_columns());
+        for (name, data_type) in sides {
+            let name = if join.kind == JoinKind::ForeignKey && join.key_columns.contains(&name) {
+                format!("__EDDY_{name}")
+            } else {
+                name
+            };
+            columns.push(Column {
+                name,
+                sql_type: SqlType::from_arrow(&data_type)?,
+                role: ColumnRole::Value,
+            });
         }
-        let [left, right] = [&self.sides[0].source, &self.sides[1].source];
+        let last = stage + 1 == self.joins.len();
         Ok(Source {
             name: JOINED.to_string(),
-            kind: if matches!(self.kind, JoinKind::TableTable | JoinKind::ForeignKey) {
+            kind: if matches!(join.kind, JoinKind::TableTable | JoinKind::ForeignKey) {
                 SourceKind::Table
             } else {
                 SourceKind::Stream
             },
             topic: String::new(),
-            key_format: left.key_format,
+            // The earlier joins of a multi-way join: as their key values are placed.
+            key_format: if last {
+                left.key_format
+            } else {
+                join.placed_by
+            },
             value_format: left.value_format,
             columns,
             timestamp_column: None,
@@ -677,15 +919,18 @@ impl Rewritten {
     }
 }
 
-/// The names of both sides' columns.
+/// The names of the leaves' columns.
 struct Names<'a> {
-    sides: [(&'a Source, &'a str); 2],
+    sides: Vec<(&'a Source, &'a str)>,
 }
 
 impl<'a> Names<'a> {
-    fn new(sides: [(&'a Arc<Source>, &'a String); 2]) -> Self {
+    fn new(leaves: &'a [Leaf]) -> Self {
         Names {
-            sides: sides.map(|(s, a)| (s.as_ref(), a.as_str())),
+            sides: leaves
+                .iter()
+                .map(|l| (l.source.as_ref(), l.alias.as_str()))
+                .collect(),
         }
     }
 
@@ -703,7 +948,7 @@ impl<'a> Names<'a> {
         format!("{}_{column}", self.sides[side].1)
     }
 
-    /// `ROWKEY`, or `ROWKEY_<n>` for the first n whose name no column of either side has.
+    /// `ROWKEY`, or `ROWKEY_<n>` for the first n whose name no column of any side has.
     fn synthetic_key(&self) -> String {
         let taken = |name: &str| self.sides.iter().any(|(s, _)| s.column(name).is_some());
         let mut name = "ROWKEY".to_string();
@@ -724,6 +969,9 @@ struct References<'a> {
     lambda: Vec<String>,
     /// In the ON clause, where an unknown column is ksqlDB's "JOIN ON column ... cannot be resolved".
     on: bool,
+    /// How many sides (the first ones) may be named: a join's ON clause names only its own and
+    /// earlier sides.
+    scope: usize,
     /// The key column, which unqualified references may name as such.
     key: Option<&'a str>,
 }
@@ -735,6 +983,7 @@ impl<'a> References<'a> {
             sides: HashSet::new(),
             lambda: Vec::new(),
             on: false,
+            scope: names.sides.len(),
             key,
         }
     }
@@ -756,7 +1005,7 @@ impl VisitorMut for References<'_> {
             }
             Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
                 let (qualifier, column) = (&parts[0].value, &parts[1].value);
-                let Some(side) = self.names.side(qualifier) else {
+                let Some(side) = self.names.side(qualifier).filter(|s| *s < self.scope) else {
                     return ControlFlow::Break(plan_err!(
                         "Failed to prepare statement: '{qualifier}' is not a valid stream/table name or alias."
                     ));
@@ -776,7 +1025,9 @@ impl VisitorMut for References<'_> {
                 {
                     return ControlFlow::Continue(());
                 }
-                let found: Vec<usize> = (0..2).filter(|s| self.names.has(*s, &column)).collect();
+                let found: Vec<usize> = (0..self.scope)
+                    .filter(|s| self.names.has(*s, &column))
+                    .collect();
                 match found.as_slice() {
                     [side] => {
                         self.sides.insert(*side);
@@ -788,11 +1039,13 @@ impl VisitorMut for References<'_> {
                         ));
                     }
                     [] => {}
-                    _ => {
+                    [init @ .., last] => {
+                        let shown = |s: &usize| format!("{}.{column}", self.names.sides[*s].1);
+                        let init: Vec<String> = init.iter().map(shown).collect();
                         return ControlFlow::Break(plan_err!(
                             "Column '{column}' is ambiguous. Could be {} or {}.",
-                            self.names.joined(0, &column).replacen('_', ".", 1),
-                            self.names.joined(1, &column).replacen('_', ".", 1)
+                            init.join(", "),
+                            shown(last)
                         ));
                     }
                 }
@@ -819,13 +1072,13 @@ impl VisitorMut for References<'_> {
 fn rewrite_select(
     select: &mut Select,
     names: &Names,
-    sides: &[RewrittenSide; 2],
+    sides: &[Leaf],
     key: Option<(&String, &Vec<(String, String)>)>,
 ) -> Result<()> {
     let key_column = key.map(|(k, _)| k.as_str());
     let mut items = Vec::new();
     // A side's key columns, its window bounds if its keys are windowed, then its value columns.
-    let star = |side: &RewrittenSide| -> Vec<SelectItem> {
+    let star = |side: &Leaf| -> Vec<SelectItem> {
         let bounds = side
             .source
             .window
@@ -856,12 +1109,15 @@ fn rewrite_select(
                 items.extend(star(&sides[side]));
             }
             SelectItem::UnnamedExpr(mut e) => {
-                // A column keeps its name unless both sides have it: then it is `<ALIAS>_<NAME>`.
+                // A column keeps its name unless another side has it: then it is `<ALIAS>_<NAME>`.
                 let name = match &e {
                     Expr::Identifier(i) => Some(i.value.clone()),
                     Expr::CompoundIdentifier(parts) => match parts.as_slice() {
                         [q, c] => match names.side(&q.value) {
-                            Some(side) if names.has(1 - side, &c.value) => {
+                            Some(side)
+                                if (0..names.sides.len())
+                                    .any(|s| s != side && names.has(s, &c.value)) =>
+                            {
                                 Some(names.joined(side, &c.value))
                             }
                             _ => Some(c.value.clone()),

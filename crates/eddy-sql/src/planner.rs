@@ -138,10 +138,7 @@ impl Planner {
     fn plan(&self, catalog: &Catalog, stmt: &QueryStatement, transient: bool) -> Result<QueryPlan> {
         let rewritten = crate::join::rewrite(catalog, stmt)?;
         let (stmt, join) = match &rewritten {
-            Some(r) => {
-                let (plan, source) = self.plan_join(r)?;
-                (&r.statement, Some((Arc::new(plan), Arc::new(source))))
-            }
+            Some(r) => (&r.statement, Some(self.plan_join(r)?)),
             None => (stmt, None),
         };
         let mut query = stmt.query.clone();
@@ -292,78 +289,99 @@ impl Planner {
         Ok(plan)
     }
 
-    /// Plans the join expressions of a join query over each side's columns: they must have the
-    /// same type, which is the key's. Returns the join and the joined input as a source.
-    fn plan_join(&self, r: &crate::join::Rewritten) -> Result<(JoinPlan, Source)> {
+    /// Plans the join expressions of a join query over each side's columns, join by join: they must
+    /// have the same type, which is the key's. Returns the (last) join and the joined input as a
+    /// source.
+    fn plan_join(&self, r: &crate::join::Rewritten) -> Result<(Arc<JoinPlan>, Arc<Source>)> {
         let provider = Provider {
             state: &self.state,
             expr_planners: &self.expr_planners,
             source: None,
         };
         let planner = SqlToRel::new(&provider);
-        let mut planned = Vec::new();
-        for side in &r.sides {
-            let fields: Vec<Field> = side
-                .joined_columns()
-                .into_iter()
-                .map(|(name, data_type)| Field::new(name, data_type, true))
-                .collect();
-            let schema =
-                DFSchema::try_from(Schema::new(fields)).map_err(|e| internal_err!("{e}"))?;
-            let logical = planner
-                .sql_to_expr(side.on.clone(), &schema, &mut PlannerContext::new())
-                .map_err(|e| match unresolved_field(&strip_df(&e.to_string())) {
-                    Some(column) => plan_err!(
-                        "JOIN ON column '{}' cannot be resolved.",
-                        column.replacen('_', ".", 1)
-                    ),
-                    None => plan_err!("{}", strip_df(&e.to_string())),
-                })?;
-            let (_, field) = logical
-                .to_field(&schema)
-                .map_err(|e| plan_err!("{}", strip_df(&e.to_string())))?;
-            let physical = self.physical(logical, &schema)?;
-            planned.push((physical, field.data_type().clone()));
+        // The joins before the next one, and their joined input.
+        let mut before: Option<(Arc<JoinPlan>, Arc<Source>)> = None;
+        for (stage, join) in r.joins.iter().enumerate() {
+            let leaf = &r.leaves[stage + 1];
+            let left = before
+                .as_ref()
+                .map_or_else(|| r.leaves[0].source.clone(), |(_, s)| s.clone());
+            let columns = [r.left_columns(stage, &left), leaf.joined_columns()];
+            let mut planned = Vec::new();
+            for (on, columns) in join.on.iter().zip(columns) {
+                let fields: Vec<Field> = columns
+                    .into_iter()
+                    .map(|(name, data_type)| Field::new(name, data_type, true))
+                    .collect();
+                let schema =
+                    DFSchema::try_from(Schema::new(fields)).map_err(|e| internal_err!("{e}"))?;
+                let logical = planner
+                    .sql_to_expr(on.clone(), &schema, &mut PlannerContext::new())
+                    .map_err(|e| match unresolved_field(&strip_df(&e.to_string())) {
+                        Some(column) => plan_err!(
+                            "JOIN ON column '{}' cannot be resolved.",
+                            column.replacen('_', ".", 1)
+                        ),
+                        None => plan_err!("{}", strip_df(&e.to_string())),
+                    })?;
+                let (_, field) = logical
+                    .to_field(&schema)
+                    .map_err(|e| plan_err!("{}", strip_df(&e.to_string())))?;
+                let physical = self.physical(logical, &schema)?;
+                planned.push((physical, field.data_type().clone()));
+            }
+            let [(left_key, left_type), (right_key, right_type)] =
+                <[_; 2]>::try_from(planned).map_err(|_| internal_err!("a join has two sides"))?;
+            let key_type = SqlType::from_arrow(&left_type)?;
+            if left_type != right_type {
+                return Err(plan_err!(
+                    "Invalid join condition: types don't match. Got {}{{{}}} = {}{{{}}}.",
+                    join.on_text[0],
+                    key_type,
+                    join.on_text[1],
+                    SqlType::from_arrow(&right_type)?
+                ));
+            }
+            let key_name = match join.viable.first() {
+                Some((column, _)) if !join.synthetic_key => column,
+                _ => &join.key_columns[0],
+            };
+            crate::catalog::check_key_type(key_name, &key_type)?;
+            let source = r.joined_source(stage, &left, key_type)?;
+            let nested = before.map(|(plan, _)| plan);
+            let plan = JoinPlan {
+                kind: join.kind,
+                join_type: join.join_type,
+                left: crate::join::JoinSide {
+                    alias: match nested {
+                        Some(_) => String::new(),
+                        None => r.leaves[0].alias.clone(),
+                    },
+                    source: left,
+                    key: left_key,
+                    key_text: join.on_text[0].clone(),
+                    repartition: join.repartition[0],
+                    nested,
+                },
+                right: crate::join::JoinSide {
+                    source: leaf.source.clone(),
+                    alias: leaf.alias.clone(),
+                    key: right_key,
+                    key_text: join.on_text[1].clone(),
+                    repartition: join.repartition[1],
+                    nested: None,
+                },
+                schema: source.input_schema(),
+                key: crate::join::JoinKey {
+                    columns: join.key_columns.clone(),
+                    synthetic: join.synthetic_key,
+                    viable: join.viable.iter().map(|(_, text)| text.clone()).collect(),
+                    data_type: left_type,
+                },
+            };
+            before = Some((Arc::new(plan), Arc::new(source)));
         }
-        let [(left_key, left_type), (right_key, right_type)] =
-            <[_; 2]>::try_from(planned).map_err(|_| internal_err!("a join has two sides"))?;
-        let key_type = SqlType::from_arrow(&left_type)?;
-        if left_type != right_type {
-            return Err(plan_err!(
-                "Invalid join condition: types don't match. Got {}{{{}}} = {}{{{}}}.",
-                r.sides[0].on_text,
-                key_type,
-                r.sides[1].on_text,
-                SqlType::from_arrow(&right_type)?
-            ));
-        }
-        let key_name = match r.viable.first() {
-            Some((column, _)) if !r.synthetic_key => column,
-            _ => &r.key_columns[0],
-        };
-        crate::catalog::check_key_type(key_name, &key_type)?;
-        let source = r.joined_source(key_type)?;
-        let side = |i: usize, key| crate::join::JoinSide {
-            source: r.sides[i].source.clone(),
-            alias: r.sides[i].alias.clone(),
-            key,
-            key_text: r.sides[i].on_text.clone(),
-            repartition: r.sides[i].repartition,
-        };
-        let plan = JoinPlan {
-            kind: r.kind,
-            join_type: r.join_type,
-            left: side(0, left_key),
-            right: side(1, right_key),
-            schema: source.input_schema(),
-            key: crate::join::JoinKey {
-                columns: r.key_columns.clone(),
-                synthetic: r.synthetic_key,
-                viable: r.viable.iter().map(|(_, text)| text.clone()).collect(),
-                data_type: left_type,
-            },
-        };
-        Ok((plan, source))
+        before.ok_or_else(|| internal_err!("a join query without a join"))
     }
 
     /// The GROUP BY and aggregate functions of an `Aggregate` node, as physical expressions over the

@@ -267,7 +267,7 @@ impl AggregateState {
         let mut errors = Vec::new();
         let mut evaluate = |e: &Arc<dyn PhysicalExpr>| -> Result<ArrayRef> {
             let data_type = e.data_type(&schema).map_err(df)?;
-            crate::pipeline::evaluate(e, batch, &data_type, &mut errors)
+            crate::evaluate::evaluate(e, batch, &data_type, &mut errors)
         };
         let groups: Vec<ArrayRef> = spec
             .group_exprs

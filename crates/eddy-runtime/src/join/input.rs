@@ -1,169 +1,63 @@
-//! The input of a join query: decodes each side's records, keys them by the side's join expression,
-//! hands them to the join operator and lays the rows it joins out as the joined input
-//! ([`JoinPlan::schema`]): ROWTIME, ROWPARTITION, ROWOFFSET, the key, the left side's columns, the
-//! right side's.
+//! The input of a join query: routes each query input's records to the join that reads it, runs
+//! the joins in order (a multi-way join's later joins read the rows of those before as their left
+//! side) and hands the last one's rows, the joined input, to the rest of the query. It keeps what
+//! the joins' state across restarts needs: their changelog records and the records already in it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{
-    ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch,
-};
-use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::row::OwnedRow;
 use hashbrown::{HashMap, HashSet};
 
 use eddy_common::{Result, exec_err};
-use eddy_sql::catalog::{Format, FormatKind, Source};
-use eddy_sql::join::{JoinKind, JoinPlan, JoinSide};
-use eddy_sql::types::SqlType;
+use eddy_sql::catalog::Source;
+use eddy_sql::join::JoinPlan;
 
-use super::foreign_key::ForeignKeyJoin;
-use super::shared_row::Parser;
-use super::state::{EntryValue, entry_key, parse_key};
-use super::stream_stream::StreamStreamJoin;
-use super::stream_table::StreamTableJoin;
-use super::table_table::TableTableJoin;
-use super::{Change, Entry, EntryId, EntryKind, JoinOperator, Joined, SharedRow, Side, SideRow};
+use super::stage::{JoinedBatch, KEYS, Stage};
+use super::state::{entry_key, parse_key};
+use super::{EntryId, EntryKind, Side};
 use crate::changelog::{Checkpoint, SinkMark, StateChange, StateKey, covers, input_position};
-use crate::format::encode::PartEncoder;
-use crate::format::{DecodeError, DecodedBatch, SourceDecoder};
-use crate::pipeline::evaluate;
-use crate::placement::Placement;
 use crate::record::RecordRef;
 use crate::registry::SchemaRegistry;
 
-/// Where the key columns start in a decoded batch and in the joined input (after the pseudo-columns).
-const KEYS: usize = eddy_sql::catalog::PSEUDO_COLUMNS;
-
-/// Decoding, keying and laying out of one side.
-#[derive(Debug, Clone)]
-struct SideInput {
-    source: Arc<Source>,
-    decoder: SourceDecoder,
-    key: Arc<dyn PhysicalExpr>,
-    key_text: String,
-    /// The side's rows as row bytes: how operators keep them.
-    rows: Arc<RowConverter>,
-    parser: Arc<Parser>,
-    /// A row of NULLs, for the side of an unmatched row.
-    nulls: SharedRow,
-    /// For a side repartitioned by its join expression: how its join values are written to place
-    /// them (see [`JoinInput::placements`]).
-    placement: Option<PartEncoder>,
-}
-
-impl SideInput {
-    fn new(plan: &JoinPlan, side: Side, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
-        let (this, other) = match side {
-            Side::Left => (&plan.left, &plan.right),
-            Side::Right => (&plan.right, &plan.left),
-        };
-        let source = &this.source;
-        let schema = source.input_schema();
-        let rows = RowConverter::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect(),
-        )
-        .map_err(|e| exec_err!("{e}"))?;
-        let nulls: Vec<ArrayRef> = schema
-            .fields()
-            .iter()
-            .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1))
-            .collect();
-        let nulls = SharedRow::of(
-            rows.convert_columns(&nulls)
-                .map_err(|e| exec_err!("{e}"))?
-                .row(0),
-        );
-        Ok(SideInput {
-            source: source.clone(),
-            decoder: SourceDecoder::new(source, registry)?,
-            key: this.key.clone(),
-            key_text: this.key_text.clone(),
-            parser: Arc::new(Parser::of(&rows)),
-            rows: Arc::new(rows),
-            nulls,
-            placement: placement(plan, this, other)?,
-        })
-    }
-}
-
-/// A join query's two inputs and its operator.
+/// A join query's inputs and joins.
 #[derive(Debug)]
 pub struct JoinInput {
-    plan: Arc<JoinPlan>,
-    sides: [SideInput; 2],
-    /// The join expressions' values as row bytes.
-    join_keys: Arc<RowConverter>,
-    join_key_parser: Arc<Parser>,
-    /// The joined rows' keys (the left table's primary key for a foreign-key join) as row bytes.
-    keys: Arc<RowConverter>,
-    key_parser: Arc<Parser>,
-    operator: Mutex<Box<dyn JoinOperator>>,
+    /// The joins in the order they run: the last makes the joined input.
+    stages: Vec<Stage>,
     /// The keys a filtered table-table join's output holds a row for.
     present: Mutex<HashSet<OwnedRow>>,
-    /// The operator lists its state changes for a changelog.
+    /// The operators list their state changes for a changelog.
     logged: AtomicBool,
-    /// After a restore, per side and partition: the last offset past the checkpoint that a write cut
-    /// short already processed (its output went out before the write). Records up to it are left
-    /// out when read again: the state restored includes them, and what came after them.
-    replayed: Mutex<HashMap<(Side, i32), i64>>,
-}
-
-/// What a side's batch gave: the joined rows, and what was left out on the way.
-pub struct JoinedBatch {
-    pub decoded: DecodedBatch,
-    pub late_records: usize,
-    pub expression_errors: Vec<String>,
+    /// After a restore, per input and partition: the last offset past the checkpoint that a write
+    /// cut short already processed (its output went out before the write). Records up to it are
+    /// left out when read again: the state restored includes them, and what came after them.
+    replayed: Mutex<HashMap<(u16, i32), i64>>,
 }
 
 impl JoinInput {
     pub fn new(plan: Arc<JoinPlan>, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
-        let sides = [
-            SideInput::new(&plan, Side::Left, registry)?,
-            SideInput::new(&plan, Side::Right, registry)?,
-        ];
-        let join_keys = RowConverter::new(
-            join_key_types(&plan)
-                .into_iter()
-                .map(SortField::new)
-                .collect(),
-        )
-        .map_err(|e| exec_err!("{e}"))?;
-        let key_fields = plan.schema.fields()[KEYS..KEYS + plan.key.columns.len()]
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect();
-        let keys = RowConverter::new(key_fields).map_err(|e| exec_err!("{e}"))?;
+        let stages = plan
+            .stages()
+            .into_iter()
+            .map(|p| Stage::new(Arc::new(p.clone()), registry))
+            .collect::<Result<Vec<_>>>()?;
+        if stages.len() > usize::from(u16::MAX) {
+            return Err(exec_err!("a join of {} sources", stages.len() + 1));
+        }
         Ok(JoinInput {
-            join_key_parser: Arc::new(Parser::of(&join_keys)),
-            key_parser: Arc::new(Parser::of(&keys)),
-            join_keys: Arc::new(join_keys),
-            operator: Mutex::new(operator(&plan)),
+            stages,
             present: Mutex::default(),
             logged: AtomicBool::new(false),
             replayed: Mutex::default(),
-            plan,
-            sides,
-            keys: Arc::new(keys),
         })
     }
 
     /// The same join with nothing seen yet (listing its state changes if this one does).
     pub fn fresh(&self) -> JoinInput {
         let fresh = JoinInput {
-            plan: self.plan.clone(),
-            sides: self.sides.clone(),
-            join_keys: self.join_keys.clone(),
-            join_key_parser: self.join_key_parser.clone(),
-            keys: self.keys.clone(),
-            key_parser: self.key_parser.clone(),
-            operator: Mutex::new(operator(&self.plan)),
+            stages: self.stages.iter().map(Stage::fresh).collect(),
             present: Mutex::default(),
             logged: AtomicBool::new(false),
             replayed: Mutex::default(),
@@ -174,85 +68,65 @@ impl JoinInput {
         fresh
     }
 
-    fn operator(&self) -> MutexGuard<'_, Box<dyn JoinOperator>> {
-        self.operator.lock().unwrap_or_else(|p| p.into_inner())
+    fn last(&self) -> &Stage {
+        self.stages.last().expect("a join has a stage")
     }
 
-    /// Whether the join keeps state that its inputs' topics cannot give back, which a changelog
+    /// The join reading query input `input`, and the side it reads it as: the first input is the
+    /// first join's left side, input `i` the right side of join `i - 1`.
+    fn route(&self, input: usize) -> Result<(usize, Side)> {
+        match input {
+            0 => Ok((0, Side::Left)),
+            i if i <= self.stages.len() => Ok((i - 1, Side::Right)),
+            i => Err(exec_err!(
+                "a join of {} sources has no input {i}",
+                self.stages.len() + 1
+            )),
+        }
+    }
+
+    /// Whether a join keeps state that its inputs' topics cannot give back, which a changelog
     /// keeps instead: a stream-stream join's buffers. (Tables are read back from their topics.)
     pub fn keeps_state(&self) -> bool {
-        matches!(self.plan.kind, JoinKind::StreamStream(_))
+        self.stages.iter().any(Stage::keeps_state)
     }
 
     /// Lists the state changes, for [`JoinInput::changes`].
     pub fn log_changes(&self) {
         self.logged.store(true, Ordering::Relaxed);
-        self.operator().log_changes();
+        for stage in &self.stages {
+            stage.operator().log_changes();
+        }
     }
 
     /// The changelog records of the state changed since the last call, in the order the changes
-    /// happened, then a checkpoint: `positions` are the input positions the state now includes
-    /// (see [`input_position`]), `sink` where an exactly-once output stands.
+    /// happened (join by join), then a checkpoint: `positions` are the input positions the state
+    /// now includes (see [`input_position`]), `sink` where an exactly-once output stands.
     pub fn changes(
         &self,
         positions: &[(i32, i64)],
         sink: Option<&SinkMark>,
     ) -> Result<Vec<StateChange>> {
-        let (changes, stream_time) = self.operator().changes();
-        // Each side's rows and keys are converted in one go.
-        let mut values: HashMap<EntryId, Vec<u8>> = HashMap::new();
-        for side in [Side::Left, Side::Right] {
-            let puts: Vec<&Entry> = changes
-                .iter()
-                .filter_map(|c| match c {
-                    Change::Put(e) if e.id.side == side => Some(e),
-                    _ => None,
-                })
-                .collect();
-            if puts.is_empty() {
-                continue;
+        let mut out = Vec::new();
+        // The checkpoint's stream time: the earliest of the joins that keep state, so that none
+        // drops after a restart what it would have joined before.
+        let mut stream_time = None;
+        for (n, stage) in self.stages.iter().enumerate() {
+            let (changes, time) = stage.changes()?;
+            if stage.keeps_state() {
+                stream_time = Some(stream_time.map_or(time, |t: i64| t.min(time)));
             }
-            let input = &self.sides[side.index()];
-            let rows = input
-                .rows
-                .convert_rows(puts.iter().map(|e| input.parser.row(&e.row)))
-                .map_err(|e| exec_err!("{e}"))?;
-            let keys = self
-                .join_keys
-                .convert_rows(puts.iter().map(|e| self.join_key_parser.row(&e.key)))
-                .map_err(|e| exec_err!("{e}"))?;
-            for (i, e) in puts.iter().enumerate() {
-                let (mut key, mut row) = (Vec::new(), Vec::new());
-                crate::state_row::encode(&keys, i, &mut key)?;
-                crate::state_row::encode(&rows, i, &mut row)?;
-                let value = EntryValue {
-                    time: e.time,
-                    seq: e.seq,
-                    key: &key,
-                    row: &row,
-                };
-                values.insert(e.id, value.encode()?);
-            }
+            out.extend(changes.into_iter().map(|(id, value)| StateChange {
+                key: entry_key(n, &id),
+                value,
+            }));
         }
-        let mut out: Vec<StateChange> = changes
-            .iter()
-            .map(|c| match c {
-                Change::Put(e) => StateChange {
-                    key: entry_key(&e.id),
-                    value: values.get(&e.id).cloned(),
-                },
-                Change::Delete(id) => StateChange {
-                    key: entry_key(id),
-                    value: None,
-                },
-            })
-            .collect();
         out.push(StateChange {
             key: StateKey::Checkpoint.encode(),
             value: Some(
                 Checkpoint {
                     positions: positions.to_vec(),
-                    stream_time,
+                    stream_time: stream_time.unwrap_or(i64::MIN),
                     sink: sink.cloned(),
                 }
                 .encode(),
@@ -266,12 +140,17 @@ impl JoinInput {
     pub fn restore(&self, records: Vec<StateChange>) -> Result<Option<Checkpoint>> {
         let checkpoint_key = StateKey::Checkpoint.encode();
         let mut checkpoint = None;
-        let mut latest: HashMap<EntryId, Option<Vec<u8>>> = HashMap::new();
+        let mut latest: HashMap<(usize, EntryId), Option<Vec<u8>>> = HashMap::new();
         for r in records {
             if r.key == checkpoint_key {
                 checkpoint = r.value.as_deref().map(Checkpoint::decode).transpose()?;
-            } else if let Some(id) = parse_key(&r.key)? {
-                latest.insert(id, r.value);
+            } else if let Some((stage, id)) = parse_key(&r.key)? {
+                if stage >= self.stages.len() {
+                    return Err(exec_err!(
+                        "the join's changelog holds a record of join {stage}, which this query does not have"
+                    ));
+                }
+                latest.insert((stage, id), r.value);
             } else {
                 return Err(exec_err!(
                     "the join's changelog holds a record this version does not write"
@@ -285,54 +164,31 @@ impl JoinInput {
         // A write's changes come in the order of the records that made them, each record's own
         // entry after everything it changed: whatever part of a write reached the changelog is
         // the state after the records it names (kept since, or already forgotten again).
-        let mut replayed: HashMap<(Side, i32), i64> = HashMap::new();
-        for id in latest.keys().filter(|id| id.kind == EntryKind::Buffered) {
-            let (partition, offset) = id.origin;
+        let mut replayed: HashMap<(u16, i32), i64> = HashMap::new();
+        for (_, id) in latest
+            .keys()
+            .filter(|(_, id)| id.kind == EntryKind::Buffered)
+        {
+            let o = id.origin;
             if !covers(
                 &positions,
-                input_position(id.side.index(), partition),
-                offset,
+                input_position(usize::from(o.input), o.partition),
+                o.offset,
             ) {
-                let last = replayed.entry((id.side, partition)).or_insert(offset);
-                *last = (*last).max(offset);
+                let last = replayed.entry((o.input, o.partition)).or_insert(o.offset);
+                *last = (*last).max(o.offset);
             }
         }
-        let mut entries = Vec::with_capacity(latest.len());
-        for side in [Side::Left, Side::Right] {
-            let kept: Vec<(EntryId, EntryValue<'_>)> = latest
+        let stream_time = checkpoint.as_ref().map_or(i64::MIN, |c| c.stream_time);
+        for (n, stage) in self.stages.iter().enumerate() {
+            let kept: Vec<(EntryId, &[u8])> = latest
                 .iter()
-                .filter(|(id, _)| id.side == side)
-                .filter_map(|(id, v)| Some((*id, v.as_deref()?)))
-                .map(|(id, v)| Ok((id, EntryValue::decode(v)?)))
-                .collect::<Result<_>>()?;
-            if kept.is_empty() {
-                continue;
-            }
-            let input = &self.sides[side.index()];
-            let row_types: Vec<DataType> = input
-                .source
-                .input_schema()
-                .fields()
-                .iter()
-                .map(|f| f.data_type().clone())
+                .filter(|((s, _), _)| *s == n)
+                .filter_map(|((_, id), v)| Some((*id, v.as_deref()?)))
                 .collect();
-            let rows = decoded_rows(&input.rows, &row_types, kept.iter().map(|(_, v)| v.row))?;
-            let keys = decoded_rows(
-                &self.join_keys,
-                &join_key_types(&self.plan),
-                kept.iter().map(|(_, v)| v.key),
-            )?;
-            entries.extend(kept.iter().enumerate().map(|(i, (id, v))| Entry {
-                id: *id,
-                key: SharedRow::of(keys.row(i)),
-                row: SharedRow::of(rows.row(i)),
-                time: v.time,
-                seq: v.seq,
-            }));
+            stage.restore(kept, stream_time)?;
         }
         *self.replayed.lock().unwrap_or_else(|p| p.into_inner()) = replayed;
-        let stream_time = checkpoint.as_ref().map_or(i64::MIN, |c| c.stream_time);
-        self.operator().restore(entries, stream_time);
         Ok(checkpoint)
     }
 
@@ -340,8 +196,9 @@ impl JoinInput {
     /// their key): a deletion of a key whose last row was not emitted is dropped.
     pub fn settle(&self, batch: &RecordBatch, deletes: &BooleanArray) -> Result<BooleanArray> {
         let keys = self
+            .last()
             .keys
-            .convert_columns(&batch.columns()[KEYS..KEYS + self.plan.key.columns.len()])
+            .convert_columns(&batch.columns()[KEYS..KEYS + self.last().plan.key.columns.len()])
             .map_err(|e| exec_err!("{e}"))?;
         let mut present = self.present.lock().unwrap_or_else(|p| p.into_inner());
         Ok((0..batch.num_rows())
@@ -357,242 +214,44 @@ impl JoinInput {
             .collect())
     }
 
-    /// The source each side reads.
-    pub fn source(&self, side: Side) -> &Arc<Source> {
-        &self.sides[side.index()].source
+    /// The sources the join reads from topics, in the order of the FROM clause (query inputs).
+    pub fn sources(&self) -> Vec<Arc<Source>> {
+        let mut sources = vec![self.stages[0].source(Side::Left).clone()];
+        sources.extend(self.stages.iter().map(|s| s.source(Side::Right).clone()));
+        sources
     }
 
-    /// The partition (of `partitions`) each record of `side`, a side repartitioned by its join
-    /// expression, goes to: where Kafka's default partitioner puts its join value written as the
-    /// other side's key (see [`placement`]), where that side's records of the value are. A record
-    /// that cannot be decoded or whose join value is NULL or fails stays in partition 0, where the
-    /// join reports or leaves it out as it would anyway.
+    /// The partition (of `partitions`) each record of query input `input`, a side repartitioned
+    /// by its join expression, goes to (see [`Stage::placements`]).
     pub fn placements<R: RecordRef>(
         &self,
-        side: Side,
+        input: usize,
         records: &[R],
         partitions: i32,
     ) -> Result<Vec<i32>> {
-        let input = &self.sides[side.index()];
-        let mut placement = Placement::new(records, partitions);
-        let Some(encoder) = &input.placement else {
-            return Ok(placement.finish());
+        let (stage, side) = self.route(input)?;
+        self.stages[stage].placements(side, records, partitions)
+    }
+
+    /// Decodes records of query input `input` and joins them, and what they make in each later
+    /// join; the joined rows come out in the joined input's layout.
+    pub fn process<R: RecordRef>(&self, input: usize, records: &[R]) -> Result<JoinedBatch> {
+        let (first, side) = self.route(input)?;
+        let stage = &self.stages[first];
+        let decoded = stage.decode(side, records)?;
+        let number = u16::try_from(input).map_err(|_| exec_err!("join input {input}"))?;
+        let mut joined = {
+            let mut replayed = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
+            stage.join(side, decoded, number, Some(&mut *replayed))?
         };
-        let decoded = input.decoder.decode(records)?;
-        let batch = &decoded.batch;
-        let key = evaluate(&input.key, batch, &self.plan.key.data_type, &mut Vec::new())?;
-        for (row, bytes) in encoder.encode(&[key], batch.num_rows())?.iter().enumerate() {
-            if let Some(bytes) = bytes {
-                placement.place(batch, row, bytes);
-            }
+        for later in &self.stages[first + 1..] {
+            let next = later.join(Side::Left, joined.decoded, number, None)?;
+            joined = JoinedBatch {
+                decoded: next.decoded,
+                late_records: joined.late_records + next.late_records,
+                expression_errors: [joined.expression_errors, next.expression_errors].concat(),
+            };
         }
-        Ok(placement.finish())
+        Ok(joined)
     }
-
-    /// Decodes records of one side and joins them; the joined rows come out in the joined input's
-    /// layout.
-    pub fn process<R: RecordRef>(&self, side: Side, records: &[R]) -> Result<JoinedBatch> {
-        let input = &self.sides[side.index()];
-        let decoded = input.decoder.decode(records)?;
-        let batch = &decoded.batch;
-        let mut errors = decoded.errors;
-        let mut expression_errors = Vec::new();
-        let key = evaluate(
-            &input.key,
-            batch,
-            &self.plan.key.data_type,
-            &mut expression_errors,
-        )?;
-        let mut key_parts = vec![key.clone()];
-        if input.source.window.is_some() {
-            key_parts.push(batch.column(batch.num_columns() - 2).clone());
-        }
-        let join_keys = self
-            .join_keys
-            .convert_columns(&key_parts)
-            .map_err(|e| exec_err!("{e}"))?;
-        // The left side of a foreign-key join is keyed by its primary key.
-        let foreign = self.plan.kind == JoinKind::ForeignKey && side == Side::Left;
-        let primary = if foreign {
-            let n = self.plan.key.columns.len();
-            Some(
-                self.keys
-                    .convert_columns(&batch.columns()[KEYS..KEYS + n])
-                    .map_err(|e| exec_err!("{e}"))?,
-            )
-        } else {
-            None
-        };
-        let rows = input
-            .rows
-            .convert_columns(batch.columns())
-            .map_err(|e| exec_err!("{e}"))?;
-        let times = batch.column(0).as_primitive::<Int64Type>();
-        let partitions = batch.column(1).as_primitive::<Int32Type>();
-        let offsets = batch.column(2).as_primitive::<Int64Type>();
-        let mut side_rows = Vec::with_capacity(batch.num_rows());
-        let mut replayed = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
-        for at in 0..batch.num_rows() {
-            let origin = (partitions.value(at), offsets.value(at));
-            if !replayed.is_empty()
-                && let Some(last) = replayed.get(&(side, origin.0)).copied()
-            {
-                if origin.1 <= last {
-                    continue;
-                }
-                replayed.remove(&(side, origin.0));
-            }
-            if let Some(primary) = &primary {
-                side_rows.push(SideRow {
-                    key: SharedRow::of(primary.row(at)),
-                    foreign: (!key.is_null(at)).then(|| SharedRow::of(join_keys.row(at))),
-                    row: (!decoded.null_values.value(at)).then(|| SharedRow::of(rows.row(at))),
-                    time: times.value(at),
-                    at,
-                    origin,
-                });
-                continue;
-            }
-            if key.is_null(at) {
-                errors.push(DecodeError::processing(
-                    partitions.value(at),
-                    offsets.value(at),
-                    &format!(
-                        "Skipped a record of {} whose join expression {} is NULL",
-                        input.source.name, input.key_text
-                    ),
-                ));
-                continue;
-            }
-            side_rows.push(SideRow {
-                key: SharedRow::of(join_keys.row(at)),
-                foreign: None,
-                row: (!decoded.null_values.value(at)).then(|| SharedRow::of(rows.row(at))),
-                time: times.value(at),
-                at,
-                origin,
-            });
-        }
-        drop(replayed);
-        let output = self.operator().process(side, side_rows)?;
-        let joined = &output.rows;
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(joined.iter().map(|j| j.time))),
-            Arc::new(Int32Array::from_iter_values(
-                joined.iter().map(|j| partitions.value(j.at)),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                joined.iter().map(|j| offsets.value(j.at)),
-            )),
-        ];
-        let (out_keys, parser) = if self.plan.kind == JoinKind::ForeignKey {
-            (&self.keys, &self.key_parser)
-        } else {
-            (&self.join_keys, &self.join_key_parser)
-        };
-        let key_columns = out_keys
-            .convert_rows(joined.iter().map(|j| parser.row(&j.key)))
-            .map_err(|e| exec_err!("{e}"))?;
-        let key_count = self.plan.key.columns.len();
-        for (i, k) in key_columns.into_iter().take(key_count).enumerate() {
-            columns.push(cast_to(k, self.plan.schema.field(KEYS + i).data_type())?);
-        }
-        for (s, pick) in self.sides.iter().zip([
-            (|j: &Joined| j.left.as_ref()) as fn(&Joined) -> Option<&SharedRow>,
-            |j: &Joined| j.right.as_ref(),
-        ]) {
-            let side_columns = s
-                .rows
-                .convert_rows(
-                    joined
-                        .iter()
-                        .map(|j| s.parser.row(pick(j).unwrap_or(&s.nulls))),
-                )
-                .map_err(|e| exec_err!("{e}"))?;
-            columns.extend(side_columns);
-        }
-        if self.plan.left.source.window.is_some() {
-            // The joined row's window: the left side's, or the right's where the left is missing.
-            let width = |side: usize| self.sides[side].source.input_schema().fields().len();
-            let (left_end, all) = (KEYS + key_count + width(0), columns.len());
-            for (left, right) in [(left_end - 2, all - 2), (left_end - 1, all - 1)] {
-                let bound = datafusion::arrow::compute::kernels::zip::zip(
-                    &datafusion::arrow::compute::is_not_null(&columns[left])
-                        .map_err(|e| exec_err!("{e}"))?,
-                    &columns[left],
-                    &columns[right],
-                )
-                .map_err(|e| exec_err!("{e}"))?;
-                columns.push(bound);
-            }
-        }
-        let batch = RecordBatch::try_new(self.plan.schema.clone(), columns)
-            .map_err(|e| exec_err!("joined rows: {e}"))?;
-        let tombstones = BooleanArray::from_iter(joined.iter().map(|j| Some(j.tombstone)));
-        Ok(JoinedBatch {
-            decoded: DecodedBatch {
-                batch,
-                null_values: tombstones,
-                null_keys: BooleanArray::from(vec![false; joined.len()]),
-                errors,
-            },
-            late_records: output.late_records,
-            expression_errors,
-        })
-    }
-}
-
-/// Rows in Eddy's row encoding ([`crate::state_row`]) of columns of `types`, as `converter`'s rows.
-fn decoded_rows<'a>(
-    converter: &RowConverter,
-    types: &[DataType],
-    encoded: impl Iterator<Item = &'a [u8]>,
-) -> Result<datafusion::arrow::row::Rows> {
-    let columns = crate::state_row::decode(types, &encoded.collect::<Vec<_>>())?;
-    converter
-        .convert_columns(&columns)
-        .map_err(|e| exec_err!("{e}"))
-}
-
-/// How a side repartitioned by its join expression (`this`) writes its join values to place them:
-/// as the other side's key is written (its key format, with the key's type), so that a value lands
-/// where the other side's producers put that key; when both sides are repartitioned, as JSON.
-fn placement(plan: &JoinPlan, this: &JoinSide, other: &JoinSide) -> Result<Option<PartEncoder>> {
-    if !this.repartition {
-        return Ok(None);
-    }
-    let key_type = SqlType::from_arrow(&plan.key.data_type)?;
-    let column = other.source.key_columns().next().map(|c| c.name.clone());
-    let (format, name) = match column {
-        Some(name) if !other.repartition => (other.source.key_format, name),
-        _ => (Format::new(FormatKind::Json), "KEY".to_string()),
-    };
-    Ok(Some(PartEncoder::new(format, vec![(name, key_type)])))
-}
-
-/// The types of a join's keys: the join expression's, and for sources with windowed keys, which
-/// join window by window, the window's start.
-fn join_key_types(plan: &JoinPlan) -> Vec<DataType> {
-    let mut types = vec![plan.key.data_type.clone()];
-    if plan.left.source.window.is_some() {
-        types.push(DataType::Int64);
-    }
-    types
-}
-
-/// The operator of a join's kind, with nothing seen yet.
-fn operator(plan: &JoinPlan) -> Box<dyn JoinOperator> {
-    match plan.kind {
-        JoinKind::StreamStream(within) => Box::new(StreamStreamJoin::new(plan.join_type, within)),
-        JoinKind::StreamTable => Box::new(StreamTableJoin::new(plan.join_type.keeps_left())),
-        JoinKind::TableTable => Box::new(TableTableJoin::new(plan.join_type)),
-        JoinKind::ForeignKey => Box::new(ForeignKeyJoin::new(plan.join_type.keeps_left())),
-    }
-}
-
-fn cast_to(array: ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
-    if array.data_type() == data_type {
-        return Ok(array);
-    }
-    datafusion::arrow::compute::cast(&array, data_type).map_err(|e| exec_err!("{e}"))
 }

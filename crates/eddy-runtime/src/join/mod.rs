@@ -1,13 +1,16 @@
-//! Join operators: a join query reads two sides, and an operator per kind of join (stream-stream,
-//! stream-table, table-table) keeps what each side has shown it and pairs each new record with the
-//! other side's rows, as Kafka Streams' join processors do. [`JoinInput`] decodes the sides, keys
-//! their rows and lays the pairs out as the joined input the rest of the query reads. What an
-//! operator keeps that a restart must not lose (a stream-stream join's buffers) it lists as
-//! [`Change`]s of [`Entry`]s, which `state` lays out for the query's changelog.
+//! Join operators: a join reads two sides, and an operator per kind of join (stream-stream,
+//! stream-table, table-table, foreign-key) keeps what each side has shown it and pairs each new
+//! record with the other side's rows, as Kafka Streams' join processors do. A `stage` keys a
+//! join's rows and lays the pairs out; [`JoinInput`] routes a query's inputs to its joins (one, or
+//! one per JOIN of a multi-way join, each later one reading the rows of those before) and hands
+//! the last one's rows, the joined input, to the rest of the query. What an operator keeps that a
+//! restart must not lose (a stream-stream join's buffers) it lists as [`Change`]s of [`Entry`]s,
+//! which `state` lays out for the query's changelog.
 
 mod foreign_key;
 mod input;
 mod shared_row;
+mod stage;
 mod state;
 mod stream_stream;
 mod stream_table;
@@ -15,6 +18,7 @@ mod table_table;
 
 pub use input::JoinInput;
 pub use shared_row::SharedRow;
+pub use stage::JoinedBatch;
 
 use eddy_common::{Result, external_err};
 use eddy_sql::join::{JoinKind, JoinPlan};
@@ -25,7 +29,8 @@ use crate::admin::TopicAdmin;
 /// key must be in the same partition on both sides): sides read from their own topics must have
 /// the same count, or the join is refused (ksqlDB's message); a side repartitioned by its join
 /// expression is read from a repartition topic with the other side's count (the larger of the two
-/// when both are). A foreign-key join joins across partitions: its left side's count.
+/// when both are). A foreign-key join joins across partitions: its left side's count. The rows of
+/// a multi-way join's earlier joins have those joins' count.
 pub fn partitions(plan: &JoinPlan, admin: &dyn TopicAdmin) -> Result<i32> {
     let count = |s: &eddy_sql::catalog::Source| -> Result<i32> {
         admin.partitions(&s.topic)?.ok_or_else(|| {
@@ -33,7 +38,10 @@ pub fn partitions(plan: &JoinPlan, admin: &dyn TopicAdmin) -> Result<i32> {
         })
     };
     let (left, right) = (&plan.left.source, &plan.right.source);
-    let l = count(left)?;
+    let l = match &plan.left.nested {
+        Some(nested) => partitions(nested, admin)?,
+        None => count(left)?,
+    };
     if plan.kind == JoinKind::ForeignKey {
         return Ok(l);
     }
@@ -45,6 +53,9 @@ pub fn partitions(plan: &JoinPlan, admin: &dyn TopicAdmin) -> Result<i32> {
         (false, false) => {}
     }
     if l != r {
+        // The rows of earlier joins are named after the source whose partitions they follow.
+        let leaves = plan.leaves();
+        let left = &leaves[leaves.len() - 2].source;
         return Err(eddy_common::Error::Plan(format!(
             "Can't join `{}` with `{}` since the number of partitions don't match. `{}` partitions = {l}; `{}` partitions = {r}. Please repartition either one so that the number of partitions match.",
             left.name, right.name, left.name, right.name
@@ -61,11 +72,6 @@ pub enum Side {
 }
 
 impl Side {
-    /// The side a query's input is: the first (0) is the left.
-    pub fn of_input(input: usize) -> Side {
-        if input == 0 { Side::Left } else { Side::Right }
-    }
-
     /// The other side.
     pub fn other(self) -> Side {
         match self {
@@ -83,8 +89,15 @@ impl Side {
     }
 }
 
-/// A record's place in its input: its partition and offset.
-pub type Origin = (i32, i64);
+/// Where a row comes from: the query input, partition and offset of its record, and for a row
+/// that a multi-way join's earlier joins made of that record, which of the rows they made it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub input: u16,
+    pub partition: i32,
+    pub offset: i64,
+    pub sub: u32,
+}
 
 /// One record of a side, keyed by its join expression.
 #[derive(Debug, Clone)]

@@ -15,9 +15,20 @@ impl SharedRow {
         SharedRow(Arc::from(row.data()))
     }
 
+    /// A stand-in for rows that an operator hands back but never keeps (a stream-table join's
+    /// stream records), whose columns are taken from their batch instead.
+    pub fn stand_in() -> Self {
+        SharedRow(Arc::from(&[][..]))
+    }
+
     /// The row bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Whether `other` is this very row (handed on, not copied).
+    pub fn is(&self, other: &SharedRow) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

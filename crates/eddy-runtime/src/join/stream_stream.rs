@@ -453,10 +453,13 @@ mod tests {
             .unwrap();
         let mut index = TimeIndex::default();
         for (seq, time) in [10, 20, 15, 30, 5, 30, 25].into_iter().enumerate() {
-            index.insert(
-                (time, seq as u64),
-                (SharedRow::of(rows.row(0)), (0, seq as i64)),
-            );
+            let origin = Origin {
+                input: 0,
+                partition: 0,
+                offset: seq as i64,
+                sub: 0,
+            };
+            index.insert((time, seq as u64), (SharedRow::of(rows.row(0)), origin));
         }
         let mut popped = Vec::new();
         while let Some((at, _)) = index.pop_older_than(26) {

@@ -1,7 +1,8 @@
 //! A logged stream-stream join that crashes, is restored from its changelog and replays its inputs
 //! from the checkpoint's positions loses no joined row and makes none that a run without a crash
 //! does not make, whatever prefix of the interrupted changelog write reached the topic; a write that
-//! completed leaves nothing to repeat.
+//! completed leaves nothing to repeat. The same for a join of three streams, whose second join
+//! keeps the rows of the first in its buffers.
 
 use std::collections::BTreeMap;
 
@@ -13,28 +14,33 @@ use crate::common::engine_with;
 
 const CHUNK: usize = 120;
 
-/// `key`: the projection of the join's key (a full outer join's is the synthetic ROWKEY).
-fn join_query(key: &str, join: &str) -> PersistentQuery {
+/// `key`: the projection of the join's key (a full outer join's is the synthetic ROWKEY); `values`:
+/// the columns of the streams joined.
+fn join_query(key: &str, values: &str, join: &str) -> PersistentQuery {
     let (engine, id) = engine_with(&[
         "CREATE STREAM l (id INT KEY, a INT) WITH (kafka_topic='l', format='JSON', partitions=2);",
         "CREATE STREAM r (id INT KEY, b INT) WITH (kafka_topic='r', format='JSON', partitions=2);",
-        &format!("CREATE STREAM j AS SELECT {key} AS id, a, b FROM l {join};"),
+        "CREATE STREAM s (id INT KEY, c INT) WITH (kafka_topic='s', format='JSON', partitions=2);",
+        &format!("CREATE STREAM j AS SELECT {key} AS id, {values} FROM l {join};"),
     ]);
     engine.query(&id).expect("query").clone()
 }
 
-/// Records of both inputs in time order (input index first), keyed over two partitions, with
-/// matches inside and outside the window.
-fn inputs(n: i64) -> Vec<(usize, Record)> {
-    let mut offsets = [[0i64; 2]; 2];
+/// Records of `sides` inputs (2 or 3) in time order (input index first), keyed over two
+/// partitions, with matches inside and outside the window.
+fn inputs(n: i64, sides: usize) -> Vec<(usize, Record)> {
+    let mut offsets = [[0i64; 2]; 3];
     (0..n)
         .map(|i| {
-            let input = usize::from((i * 7919) % 3 == 0);
+            let input = match sides {
+                2 => usize::from((i * 7919) % 3 == 0),
+                _ => ((i * 7919) % 3) as usize,
+            };
             let key = (i * 31) % 5;
             let partition = (key % 2) as i32;
             let offset = offsets[input][partition as usize];
             offsets[input][partition as usize] += 1;
-            let field = if input == 0 { "a" } else { "b" };
+            let field = ["a", "b", "c"][input];
             let record = Record {
                 key: Some(key.to_string().into_bytes()),
                 value: Some(format!(r#"{{"{field}":{i}}}"#).into_bytes()),
@@ -128,8 +134,14 @@ fn run(
 }
 
 fn assert_restores(key: &str, join: &str) {
-    let query = join_query(key, join);
-    let input = inputs(1_500);
+    let sides = if join.matches("JOIN").count() > 1 {
+        3
+    } else {
+        2
+    };
+    let values = ["a, b", "a, b, c"][sides - 2];
+    let query = join_query(key, values, join);
+    let input = inputs(1_500, sides);
     let expected = run(&query, &input, None);
     assert!(expected.len() > 100, "the join makes rows");
     let unmatched = expected
@@ -178,5 +190,13 @@ fn a_left_join_without_grace_restores() {
     assert_restores(
         "l.id",
         "LEFT JOIN r WITHIN (1 SECOND, 3 SECONDS) ON l.id = r.id",
+    );
+}
+
+#[test]
+fn a_join_of_three_streams_restores_both_joins_buffers() {
+    assert_restores(
+        "l.id",
+        "JOIN r WITHIN 2 SECONDS ON l.id = r.id LEFT JOIN s WITHIN 1 SECOND GRACE PERIOD 1 SECOND ON r.id = s.id",
     );
 }

@@ -121,3 +121,33 @@ fn a_stream_joined_on_a_value_is_placed_where_the_tables_producers_put_that_key(
         .unwrap();
     assert_eq!(placed, [partition_for(br#""x-1""#, 16)]);
 }
+
+#[test]
+fn a_group_is_placed_by_its_values_in_eddys_own_encoding() {
+    use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
+    use eddy_runtime::partitioner::partition_for;
+    let p = pipeline(
+        &[
+            "CREATE STREAM pings (id STRING KEY, car INT, zone STRING) WITH (kafka_topic='pings', format='JSON', partitions=4);",
+        ],
+        "CREATE TABLE counts AS SELECT car, zone, COUNT(*) AS n FROM pings GROUP BY car, zone;",
+    );
+    let records = [
+        record(r#""a""#, r#"{"CAR": 1, "ZONE": "n"}"#, 0),
+        record(r#""b""#, r#"{"CAR": 2, "ZONE": null}"#, 1),
+        record(r#""c""#, "not json", 2),
+    ];
+    // A version byte, then per value a presence byte and its bytes (a string with its length).
+    let placed = |car: i32, zone: Option<&str>| {
+        let columns: [ArrayRef; 2] = [
+            Arc::new(Int32Array::from(vec![car])),
+            Arc::new(StringArray::from(vec![zone])),
+        ];
+        let mut bytes = Vec::new();
+        eddy_runtime::state_row::encode(&columns, 0, &mut bytes).unwrap();
+        assert_eq!(&bytes[..6], [1, 1, 0, 0, 0, car as u8]);
+        partition_for(&bytes, 16)
+    };
+    let want = [placed(1, Some("n")), placed(2, None), 0];
+    assert_eq!(p.placements(0, &records, 16).unwrap(), want);
+}

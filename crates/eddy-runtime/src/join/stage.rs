@@ -1,0 +1,574 @@
+//! One join of a join query: how its two sides are keyed and kept as rows, its operator, and the
+//! joined rows it lays out ([`JoinPlan::schema`]: ROWTIME, ROWPARTITION, ROWOFFSET, the key, the
+//! left side's columns, the right side's). A multi-way join runs one per JOIN, each reading the
+//! joined rows of those before it as its left side.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, UInt32Array,
+};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
+use datafusion::arrow::row::{RowConverter, SortField};
+use hashbrown::HashMap;
+
+use eddy_common::{Result, exec_err};
+use eddy_sql::catalog::{Format, FormatKind, Source};
+use eddy_sql::join::{JoinKind, JoinPlan, JoinSide};
+use eddy_sql::types::SqlType;
+
+use super::foreign_key::ForeignKeyJoin;
+use super::shared_row::Parser;
+use super::state::EntryValue;
+use super::stream_stream::StreamStreamJoin;
+use super::stream_table::StreamTableJoin;
+use super::table_table::TableTableJoin;
+use super::{Change, Entry, EntryId, JoinOperator, Joined, Origin, SharedRow, Side, SideRow};
+use crate::evaluate::evaluate;
+use crate::format::encode::PartEncoder;
+use crate::format::{DecodeError, DecodedBatch, SourceDecoder};
+use crate::placement::Placement;
+use crate::record::RecordRef;
+use crate::registry::SchemaRegistry;
+
+/// Where the key columns start in a decoded batch and in the joined input (after the pseudo-columns).
+pub(super) const KEYS: usize = eddy_sql::catalog::PSEUDO_COLUMNS;
+
+/// What a batch gave: the joined rows, and what was left out on the way.
+pub struct JoinedBatch {
+    pub decoded: DecodedBatch,
+    pub late_records: usize,
+    pub expression_errors: Vec<String>,
+}
+
+/// An entry changed, with its changelog value (`None`: it is deleted).
+pub(super) type EntryChange = (EntryId, Option<Vec<u8>>);
+
+/// The keying and layout of one side.
+#[derive(Debug, Clone)]
+struct SideInput {
+    source: Arc<Source>,
+    /// How its records are decoded; `None` for the rows of earlier joins.
+    decoder: Option<SourceDecoder>,
+    key: Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    key_text: String,
+    /// The side's rows as row bytes: how operators keep them.
+    rows: Arc<RowConverter>,
+    parser: Arc<Parser>,
+    /// A row of NULLs, for the side of an unmatched row.
+    nulls: SharedRow,
+    /// For a side repartitioned by its join expression: how its join values are written to place
+    /// them (see [`Stage::placements`]).
+    placement: Option<PartEncoder>,
+}
+
+impl SideInput {
+    fn new(plan: &JoinPlan, side: Side, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
+        let (this, other) = match side {
+            Side::Left => (&plan.left, &plan.right),
+            Side::Right => (&plan.right, &plan.left),
+        };
+        let source = &this.source;
+        let schema = source.input_schema();
+        let rows = RowConverter::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )
+        .map_err(|e| exec_err!("{e}"))?;
+        let nulls: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1))
+            .collect();
+        let nulls = SharedRow::of(
+            rows.convert_columns(&nulls)
+                .map_err(|e| exec_err!("{e}"))?
+                .row(0),
+        );
+        Ok(SideInput {
+            source: source.clone(),
+            decoder: match this.nested {
+                Some(_) => None,
+                None => Some(SourceDecoder::new(source, registry)?),
+            },
+            key: this.key.clone(),
+            key_text: this.key_text.clone(),
+            parser: Arc::new(Parser::of(&rows)),
+            rows: Arc::new(rows),
+            nulls,
+            placement: placement(plan, this, other)?,
+        })
+    }
+}
+
+/// One join: its sides, its keys and its operator.
+#[derive(Debug)]
+pub(super) struct Stage {
+    pub plan: Arc<JoinPlan>,
+    sides: [SideInput; 2],
+    /// The join expressions' values as row bytes.
+    join_keys: Arc<RowConverter>,
+    join_key_parser: Arc<Parser>,
+    /// The joined rows' keys (the left table's primary key for a foreign-key join) as row bytes.
+    pub keys: Arc<RowConverter>,
+    key_parser: Arc<Parser>,
+    operator: Mutex<Box<dyn JoinOperator>>,
+}
+
+impl Stage {
+    pub fn new(plan: Arc<JoinPlan>, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
+        let sides = [
+            SideInput::new(&plan, Side::Left, registry)?,
+            SideInput::new(&plan, Side::Right, registry)?,
+        ];
+        let join_keys = RowConverter::new(
+            join_key_types(&plan)
+                .into_iter()
+                .map(SortField::new)
+                .collect(),
+        )
+        .map_err(|e| exec_err!("{e}"))?;
+        let key_fields = plan.schema.fields()[KEYS..KEYS + plan.key.columns.len()]
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let keys = RowConverter::new(key_fields).map_err(|e| exec_err!("{e}"))?;
+        Ok(Stage {
+            join_key_parser: Arc::new(Parser::of(&join_keys)),
+            key_parser: Arc::new(Parser::of(&keys)),
+            join_keys: Arc::new(join_keys),
+            operator: Mutex::new(operator(&plan)),
+            plan,
+            sides,
+            keys: Arc::new(keys),
+        })
+    }
+
+    /// The same join with nothing seen yet.
+    pub fn fresh(&self) -> Stage {
+        Stage {
+            plan: self.plan.clone(),
+            sides: self.sides.clone(),
+            join_keys: self.join_keys.clone(),
+            join_key_parser: self.join_key_parser.clone(),
+            keys: self.keys.clone(),
+            key_parser: self.key_parser.clone(),
+            operator: Mutex::new(operator(&self.plan)),
+        }
+    }
+
+    pub fn operator(&self) -> MutexGuard<'_, Box<dyn JoinOperator>> {
+        self.operator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether it keeps state that its inputs' topics cannot give back: a stream-stream join's
+    /// buffers. (Tables are read back from their topics.)
+    pub fn keeps_state(&self) -> bool {
+        matches!(self.plan.kind, JoinKind::StreamStream(_))
+    }
+
+    /// The source a side reads (for the left side of a later join: the earlier joins' rows).
+    pub fn source(&self, side: Side) -> &Arc<Source> {
+        &self.sides[side.index()].source
+    }
+
+    /// Decodes records of a side read from a topic.
+    pub fn decode<R: RecordRef>(&self, side: Side, records: &[R]) -> Result<DecodedBatch> {
+        match &self.sides[side.index()].decoder {
+            Some(decoder) => decoder.decode(records),
+            None => Err(exec_err!(
+                "a join's side read from earlier joins has no records"
+            )),
+        }
+    }
+
+    /// The changes to what the operator keeps since the last call, in the order they happened
+    /// (each put with its changelog value), and its stream time.
+    pub fn changes(&self) -> Result<(Vec<EntryChange>, i64)> {
+        let (changes, stream_time) = self.operator().changes();
+        // Each side's rows and keys are converted in one go.
+        let mut values: HashMap<EntryId, Vec<u8>> = HashMap::new();
+        for side in [Side::Left, Side::Right] {
+            let puts: Vec<&Entry> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Put(e) if e.id.side == side => Some(e),
+                    _ => None,
+                })
+                .collect();
+            if puts.is_empty() {
+                continue;
+            }
+            let input = &self.sides[side.index()];
+            let rows = input
+                .rows
+                .convert_rows(puts.iter().map(|e| input.parser.row(&e.row)))
+                .map_err(|e| exec_err!("{e}"))?;
+            let keys = self
+                .join_keys
+                .convert_rows(puts.iter().map(|e| self.join_key_parser.row(&e.key)))
+                .map_err(|e| exec_err!("{e}"))?;
+            for (i, e) in puts.iter().enumerate() {
+                let (mut key, mut row) = (Vec::new(), Vec::new());
+                crate::state_row::encode(&keys, i, &mut key)?;
+                crate::state_row::encode(&rows, i, &mut row)?;
+                let value = EntryValue {
+                    time: e.time,
+                    seq: e.seq,
+                    key: &key,
+                    row: &row,
+                };
+                values.insert(e.id, value.encode()?);
+            }
+        }
+        let changes = changes
+            .iter()
+            .map(|c| match c {
+                Change::Put(e) => (e.id, values.get(&e.id).cloned()),
+                Change::Delete(id) => (*id, None),
+            })
+            .collect();
+        Ok((changes, stream_time))
+    }
+
+    /// Takes back what the operator kept (`kept`: its entries' changelog values) and its stream time.
+    pub fn restore(&self, kept: Vec<(EntryId, &[u8])>, stream_time: i64) -> Result<()> {
+        let mut entries = Vec::with_capacity(kept.len());
+        for side in [Side::Left, Side::Right] {
+            let kept: Vec<(EntryId, EntryValue<'_>)> = kept
+                .iter()
+                .filter(|(id, _)| id.side == side)
+                .map(|(id, v)| Ok((*id, EntryValue::decode(v)?)))
+                .collect::<Result<_>>()?;
+            if kept.is_empty() {
+                continue;
+            }
+            let input = &self.sides[side.index()];
+            let row_types: Vec<DataType> = input
+                .source
+                .input_schema()
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect();
+            let rows = decoded_rows(&input.rows, &row_types, kept.iter().map(|(_, v)| v.row))?;
+            let keys = decoded_rows(
+                &self.join_keys,
+                &join_key_types(&self.plan),
+                kept.iter().map(|(_, v)| v.key),
+            )?;
+            entries.extend(kept.iter().enumerate().map(|(i, (id, v))| Entry {
+                id: *id,
+                key: SharedRow::of(keys.row(i)),
+                row: SharedRow::of(rows.row(i)),
+                time: v.time,
+                seq: v.seq,
+            }));
+        }
+        self.operator().restore(entries, stream_time);
+        Ok(())
+    }
+
+    /// The partition (of `partitions`) each record of `side`, a side repartitioned by its join
+    /// expression, goes to: where Kafka's default partitioner puts its join value written as the
+    /// other side's key (see [`placement`]), where that side's records of the value are. A record
+    /// that cannot be decoded or whose join value is NULL or fails stays in partition 0, where the
+    /// join reports or leaves it out as it would anyway.
+    pub fn placements<R: RecordRef>(
+        &self,
+        side: Side,
+        records: &[R],
+        partitions: i32,
+    ) -> Result<Vec<i32>> {
+        let input = &self.sides[side.index()];
+        let mut placement = Placement::new(records, partitions);
+        let Some(encoder) = &input.placement else {
+            return Ok(placement.finish());
+        };
+        let decoded = self.decode(side, records)?;
+        let batch = &decoded.batch;
+        let key = evaluate(&input.key, batch, &self.plan.key.data_type, &mut Vec::new())?;
+        for (row, bytes) in encoder.encode(&[key], batch.num_rows())?.iter().enumerate() {
+            if let Some(bytes) = bytes {
+                placement.place(batch, row, bytes);
+            }
+        }
+        Ok(placement.finish())
+    }
+
+    /// Joins a batch of one side: records decoded from query input `input`, or the rows earlier
+    /// joins made of them. `replayed` (for records read from a topic) skips records a restored
+    /// state already includes: per input and partition, the last such offset.
+    pub fn join(
+        &self,
+        side: Side,
+        decoded: DecodedBatch,
+        input: u16,
+        replayed: Option<&mut HashMap<(u16, i32), i64>>,
+    ) -> Result<JoinedBatch> {
+        let this = &self.sides[side.index()];
+        let batch = &decoded.batch;
+        let mut errors = decoded.errors;
+        let mut expression_errors = Vec::new();
+        // The rows of earlier joins are joined on their key (the planner joins them on nothing else).
+        let key = match this.decoder {
+            Some(_) => evaluate(
+                &this.key,
+                batch,
+                &self.plan.key.data_type,
+                &mut expression_errors,
+            )?,
+            None => cast_to(batch.column(KEYS).clone(), &self.plan.key.data_type)?,
+        };
+        let mut key_parts = vec![key.clone()];
+        if this.source.window.is_some() {
+            key_parts.push(batch.column(batch.num_columns() - 2).clone());
+        }
+        let join_keys = self
+            .join_keys
+            .convert_columns(&key_parts)
+            .map_err(|e| exec_err!("{e}"))?;
+        // The left side of a foreign-key join is keyed by its primary key.
+        let primary = if self.plan.kind == JoinKind::ForeignKey && side == Side::Left {
+            let n = self.plan.key.columns.len();
+            Some(
+                self.keys
+                    .convert_columns(&batch.columns()[KEYS..KEYS + n])
+                    .map_err(|e| exec_err!("{e}"))?,
+            )
+        } else {
+            None
+        };
+        // A stream-table join never keeps its stream's rows: their columns are taken from the batch.
+        let kept = !(self.plan.kind == JoinKind::StreamTable && side == Side::Left);
+        let rows = match kept {
+            true => Some(
+                this.rows
+                    .convert_columns(batch.columns())
+                    .map_err(|e| exec_err!("{e}"))?,
+            ),
+            false => None,
+        };
+        // The rows handed to the operator, by position: what it hands back of them is laid out
+        // from the batch's columns.
+        let mut own: Vec<Option<SharedRow>> = vec![None; batch.num_rows()];
+        let stand_in = SharedRow::stand_in();
+        let times = batch.column(0).as_primitive::<Int64Type>();
+        let partitions = batch.column(1).as_primitive::<Int32Type>();
+        let offsets = batch.column(2).as_primitive::<Int64Type>();
+        let mut side_rows = Vec::with_capacity(batch.num_rows());
+        let mut replayed = replayed.filter(|r| !r.is_empty());
+        let mut previous: Option<Origin> = None;
+        for (at, slot) in own.iter_mut().enumerate() {
+            let (partition, offset) = (partitions.value(at), offsets.value(at));
+            if let Some(replayed) = replayed.as_deref_mut()
+                && let Some(last) = replayed.get(&(input, partition)).copied()
+            {
+                if offset <= last {
+                    continue;
+                }
+                replayed.remove(&(input, partition));
+            }
+            // Rows earlier joins made of one record come together: they are told apart by number.
+            let sub = match previous {
+                Some(p) if (p.partition, p.offset) == (partition, offset) => {
+                    p.sub.saturating_add(1)
+                }
+                _ => 0,
+            };
+            let origin = Origin {
+                input,
+                partition,
+                offset,
+                sub,
+            };
+            previous = Some(origin);
+            let row = (!decoded.null_values.value(at)).then(|| match &rows {
+                Some(rows) => SharedRow::of(rows.row(at)),
+                None => stand_in.clone(),
+            });
+            slot.clone_from(&row);
+            if let Some(primary) = &primary {
+                side_rows.push(SideRow {
+                    key: SharedRow::of(primary.row(at)),
+                    foreign: (!key.is_null(at)).then(|| SharedRow::of(join_keys.row(at))),
+                    row,
+                    time: times.value(at),
+                    at,
+                    origin,
+                });
+                continue;
+            }
+            if key.is_null(at) {
+                errors.push(DecodeError::processing(
+                    partition,
+                    offset,
+                    &format!(
+                        "Skipped a record of {} whose join expression {} is NULL",
+                        this.source.name, this.key_text
+                    ),
+                ));
+                continue;
+            }
+            side_rows.push(SideRow {
+                key: SharedRow::of(join_keys.row(at)),
+                foreign: None,
+                row,
+                time: times.value(at),
+                at,
+                origin,
+            });
+        }
+        let output = self.operator().process(side, side_rows)?;
+        let joined = &output.rows;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(joined.iter().map(|j| j.time))),
+            Arc::new(Int32Array::from_iter_values(
+                joined.iter().map(|j| partitions.value(j.at)),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                joined.iter().map(|j| offsets.value(j.at)),
+            )),
+        ];
+        let (out_keys, parser) = if self.plan.kind == JoinKind::ForeignKey {
+            (&self.keys, &self.key_parser)
+        } else {
+            (&self.join_keys, &self.join_key_parser)
+        };
+        let key_columns = out_keys
+            .convert_rows(joined.iter().map(|j| parser.row(&j.key)))
+            .map_err(|e| exec_err!("{e}"))?;
+        let key_count = self.plan.key.columns.len();
+        for (i, k) in key_columns.into_iter().take(key_count).enumerate() {
+            columns.push(cast_to(k, self.plan.schema.field(KEYS + i).data_type())?);
+        }
+        for (n, (s, pick)) in self
+            .sides
+            .iter()
+            .zip([
+                (|j: &Joined| j.left.as_ref()) as fn(&Joined) -> Option<&SharedRow>,
+                |j: &Joined| j.right.as_ref(),
+            ])
+            .enumerate()
+        {
+            let from_batch = n == side.index()
+                && (!kept
+                    || joined.iter().all(|j| {
+                        pick(j).is_none_or(|r| own[j.at].as_ref().is_some_and(|o| o.is(r)))
+                    }));
+            if from_batch {
+                let indices = joined
+                    .iter()
+                    .map(|j| {
+                        pick(j)
+                            .map(|_| {
+                                u32::try_from(j.at)
+                                    .map_err(|_| exec_err!("a batch of {} rows", j.at))
+                            })
+                            .transpose()
+                    })
+                    .collect::<Result<UInt32Array>>()?;
+                for c in batch.columns() {
+                    columns.push(take(c, &indices, None).map_err(|e| exec_err!("{e}"))?);
+                }
+                continue;
+            }
+            let side_columns = s
+                .rows
+                .convert_rows(
+                    joined
+                        .iter()
+                        .map(|j| s.parser.row(pick(j).unwrap_or(&s.nulls))),
+                )
+                .map_err(|e| exec_err!("{e}"))?;
+            columns.extend(side_columns);
+        }
+        if self.plan.left.source.window.is_some() {
+            // The joined row's window: the left side's, or the right's where the left is missing.
+            let width = |side: usize| self.sides[side].source.input_schema().fields().len();
+            let (left_end, all) = (KEYS + key_count + width(0), columns.len());
+            for (left, right) in [(left_end - 2, all - 2), (left_end - 1, all - 1)] {
+                let bound = datafusion::arrow::compute::kernels::zip::zip(
+                    &datafusion::arrow::compute::is_not_null(&columns[left])
+                        .map_err(|e| exec_err!("{e}"))?,
+                    &columns[left],
+                    &columns[right],
+                )
+                .map_err(|e| exec_err!("{e}"))?;
+                columns.push(bound);
+            }
+        }
+        let batch = RecordBatch::try_new(self.plan.schema.clone(), columns)
+            .map_err(|e| exec_err!("joined rows: {e}"))?;
+        let tombstones = BooleanArray::from_iter(joined.iter().map(|j| Some(j.tombstone)));
+        Ok(JoinedBatch {
+            decoded: DecodedBatch {
+                batch,
+                null_values: tombstones,
+                null_keys: BooleanArray::from(vec![false; joined.len()]),
+                errors,
+            },
+            late_records: output.late_records,
+            expression_errors,
+        })
+    }
+}
+
+/// Rows in Eddy's row encoding ([`crate::state_row`]) of columns of `types`, as `converter`'s rows.
+fn decoded_rows<'a>(
+    converter: &RowConverter,
+    types: &[DataType],
+    encoded: impl Iterator<Item = &'a [u8]>,
+) -> Result<datafusion::arrow::row::Rows> {
+    let columns = crate::state_row::decode(types, &encoded.collect::<Vec<_>>())?;
+    converter
+        .convert_columns(&columns)
+        .map_err(|e| exec_err!("{e}"))
+}
+
+/// How a side repartitioned by its join expression (`this`) writes its join values to place them:
+/// as the other side's key is written (its key format, with the key's type), so that a value lands
+/// where the other side's producers put that key; when both sides are repartitioned, as JSON.
+fn placement(plan: &JoinPlan, this: &JoinSide, other: &JoinSide) -> Result<Option<PartEncoder>> {
+    if !this.repartition {
+        return Ok(None);
+    }
+    let key_type = SqlType::from_arrow(&plan.key.data_type)?;
+    let column = other.source.key_columns().next().map(|c| c.name.clone());
+    let (format, name) = match column {
+        Some(name) if !other.repartition => (other.source.key_format, name),
+        _ => (Format::new(FormatKind::Json), "KEY".to_string()),
+    };
+    Ok(Some(PartEncoder::new(format, vec![(name, key_type)])))
+}
+
+/// The types of a join's keys: the join expression's, and for sources with windowed keys, which
+/// join window by window, the window's start.
+fn join_key_types(plan: &JoinPlan) -> Vec<DataType> {
+    let mut types = vec![plan.key.data_type.clone()];
+    if plan.left.source.window.is_some() {
+        types.push(DataType::Int64);
+    }
+    types
+}
+
+/// The operator of a join's kind, with nothing seen yet.
+fn operator(plan: &JoinPlan) -> Box<dyn JoinOperator> {
+    match plan.kind {
+        JoinKind::StreamStream(within) => Box::new(StreamStreamJoin::new(plan.join_type, within)),
+        JoinKind::StreamTable => Box::new(StreamTableJoin::new(plan.join_type.keeps_left())),
+        JoinKind::TableTable => Box::new(TableTableJoin::new(plan.join_type)),
+        JoinKind::ForeignKey => Box::new(ForeignKeyJoin::new(plan.join_type.keeps_left())),
+    }
+}
+
+fn cast_to(array: ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
+    if array.data_type() == data_type {
+        return Ok(array);
+    }
+    datafusion::arrow::compute::cast(&array, data_type).map_err(|e| exec_err!("{e}"))
+}
