@@ -356,6 +356,7 @@ impl Stage {
         // The rows handed to the operator, by position: what it hands back of them is laid out
         // from the batch's columns.
         let mut own: Vec<Option<SharedRow>> = vec![None; batch.num_rows()];
+        let mut own_keys: Vec<Option<SharedRow>> = vec![None; batch.num_rows()];
         let stand_in = SharedRow::stand_in();
         let times = batch.column(0).as_primitive::<Int64Type>();
         let partitions = batch.column(1).as_primitive::<Int32Type>();
@@ -414,8 +415,10 @@ impl Stage {
                 ));
                 continue;
             }
+            let join_key = SharedRow::of(join_keys.row(at));
+            own_keys[at] = Some(join_key.clone());
             side_rows.push(SideRow {
-                key: SharedRow::of(join_keys.row(at)),
+                key: join_key,
                 foreign: None,
                 row,
                 time: times.value(at),
@@ -434,17 +437,29 @@ impl Stage {
                 joined.iter().map(|j| offsets.value(j.at)),
             )),
         ];
-        let (out_keys, parser) = if self.plan.kind == JoinKind::ForeignKey {
-            (&self.keys, &self.key_parser)
-        } else {
-            (&self.join_keys, &self.join_key_parser)
-        };
-        let key_columns = out_keys
-            .convert_rows(joined.iter().map(|j| parser.row(&j.key)))
-            .map_err(|e| exec_err!("{e}"))?;
         let key_count = self.plan.key.columns.len();
-        for (i, k) in key_columns.into_iter().take(key_count).enumerate() {
-            columns.push(cast_to(k, self.plan.schema.field(KEYS + i).data_type())?);
+        // Keys that are this batch's join values are taken from them (a foreign-key join's are
+        // the left table's primary keys).
+        if self.plan.kind != JoinKind::ForeignKey
+            && joined
+                .iter()
+                .all(|j| own_keys[j.at].as_ref().is_some_and(|k| k.is(&j.key)))
+        {
+            let indices = batch_indices(joined.iter().map(|j| Some(j.at)))?;
+            let taken = take(&key, &indices, None).map_err(|e| exec_err!("{e}"))?;
+            columns.push(cast_to(taken, self.plan.schema.field(KEYS).data_type())?);
+        } else {
+            let (out_keys, parser) = if self.plan.kind == JoinKind::ForeignKey {
+                (&self.keys, &self.key_parser)
+            } else {
+                (&self.join_keys, &self.join_key_parser)
+            };
+            let key_columns = out_keys
+                .convert_rows(joined.iter().map(|j| parser.row(&j.key)))
+                .map_err(|e| exec_err!("{e}"))?;
+            for (i, k) in key_columns.into_iter().take(key_count).enumerate() {
+                columns.push(cast_to(k, self.plan.schema.field(KEYS + i).data_type())?);
+            }
         }
         for (n, (s, pick)) in self
             .sides
@@ -461,17 +476,7 @@ impl Stage {
                         pick(j).is_none_or(|r| own[j.at].as_ref().is_some_and(|o| o.is(r)))
                     }));
             if from_batch {
-                let indices = joined
-                    .iter()
-                    .map(|j| {
-                        pick(j)
-                            .map(|_| {
-                                u32::try_from(j.at)
-                                    .map_err(|_| exec_err!("a batch of {} rows", j.at))
-                            })
-                            .transpose()
-                    })
-                    .collect::<Result<UInt32Array>>()?;
+                let indices = batch_indices(joined.iter().map(|j| pick(j).map(|_| j.at)))?;
                 for c in batch.columns() {
                     columns.push(take(c, &indices, None).map_err(|e| exec_err!("{e}"))?);
                 }
@@ -516,6 +521,16 @@ impl Stage {
             expression_errors,
         })
     }
+}
+
+/// Positions in a batch as `take` indices (`None`: a NULL row).
+fn batch_indices(positions: impl Iterator<Item = Option<usize>>) -> Result<UInt32Array> {
+    positions
+        .map(|at| {
+            at.map(|at| u32::try_from(at).map_err(|_| exec_err!("a batch of {at} rows")))
+                .transpose()
+        })
+        .collect()
 }
 
 /// Rows in Eddy's row encoding ([`crate::state_row`]) of columns of `types`, as `converter`'s rows.
