@@ -317,9 +317,9 @@ impl Pipeline {
     }
 
     /// Where an aggregation's records go by their GROUP BY values (Kafka's partitioner over the
-    /// values in Eddy's row encoding, `state_row`). A record that cannot be decoded, or whose GROUP BY values cannot be
-    /// computed, goes to partition 0, where the aggregation reports or leaves it out as it would
-    /// anyway.
+    /// values in Eddy's row encoding, `state_row`). A record that cannot be decoded, or whose GROUP
+    /// BY values cannot be computed, goes to partition 0, where the aggregation reports or leaves it
+    /// out as it would anyway.
     fn group_partitions<R: RecordRef>(
         &self,
         decoder: &SourceDecoder,
