@@ -1,6 +1,7 @@
 //! A stateless query pipeline: decoded batch → filter → projection → encoded records, all over whole
 //! Arrow batches.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
@@ -121,8 +122,9 @@ enum Input {
 impl Pipeline {
     /// Builds the pipeline of a plan; schema-registry formats find their schemas in `registry`.
     pub fn new(plan: QueryPlan, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
+        let used = used_columns(&plan);
         if let Some(join) = &plan.join {
-            let input = Input::Join(Arc::new(JoinInput::new(join.clone(), registry)?));
+            let input = Input::Join(Arc::new(JoinInput::new(join.clone(), registry, &used)?));
             return Ok(Pipeline {
                 output_schema: output_schema(&plan),
                 aggregate_state: aggregate_state(&plan, false),
@@ -131,24 +133,6 @@ impl Pipeline {
             });
         }
         let mut decoder = SourceDecoder::new(&plan.source, registry)?;
-        // The expressions over the input: with an aggregation, the projection reads aggregated rows.
-        let over_input: Vec<Arc<dyn PhysicalExpr>> = match &plan.aggregate {
-            Some(spec) => spec
-                .group_exprs
-                .iter()
-                .cloned()
-                .chain(spec.aggregates.iter().flat_map(|a| a.expressions()))
-                .collect(),
-            None => plan.projection.clone(),
-        };
-        let used = plan
-            .filter
-            .iter()
-            .chain(&over_input)
-            .chain(&plan.table_functions)
-            .flat_map(collect_columns)
-            .map(|c| c.index())
-            .collect();
         decoder.skip_unused(&used);
         Ok(Pipeline {
             output_schema: output_schema(&plan),
@@ -595,6 +579,27 @@ impl Pipeline {
 }
 
 /// The schema of a plan's output batches: its output columns, all nullable.
+/// The input columns (indexes into the source's, or the joined input's, schema) the query reads.
+fn used_columns(plan: &QueryPlan) -> HashSet<usize> {
+    // The expressions over the input: with an aggregation, the projection reads aggregated rows.
+    let over_input: Vec<Arc<dyn PhysicalExpr>> = match &plan.aggregate {
+        Some(spec) => spec
+            .group_exprs
+            .iter()
+            .cloned()
+            .chain(spec.aggregates.iter().flat_map(|a| a.expressions()))
+            .collect(),
+        None => plan.projection.clone(),
+    };
+    plan.filter
+        .iter()
+        .chain(&over_input)
+        .chain(&plan.table_functions)
+        .flat_map(collect_columns)
+        .map(|c| c.index())
+        .collect()
+}
+
 fn output_schema(plan: &QueryPlan) -> SchemaRef {
     Arc::new(Schema::new(
         plan.output_schema

@@ -37,12 +37,23 @@ pub struct JoinInput {
 }
 
 impl JoinInput {
-    pub fn new(plan: Arc<JoinPlan>, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
-        let stages = plan
-            .stages()
-            .into_iter()
-            .map(|p| Stage::new(Arc::new(p.clone()), registry))
-            .collect::<Result<Vec<_>>>()?;
+    /// The input of `plan`, whose joined input's columns `used` (indexes) the query reads.
+    pub fn new(
+        plan: Arc<JoinPlan>,
+        registry: &Arc<dyn SchemaRegistry>,
+        used: &std::collections::HashSet<usize>,
+    ) -> Result<Self> {
+        // Each join reads of the rows of the one before what it hands on or joins on; every
+        // join's rows keep their pseudo-columns and keys.
+        let mut used = used.clone();
+        let mut stages = Vec::new();
+        for p in plan.stages().into_iter().rev() {
+            used.extend(0..KEYS + p.key.columns.len());
+            let stage = Stage::new(Arc::new(p.clone()), registry, &used)?;
+            used = stage.used(Side::Left).clone();
+            stages.push(stage);
+        }
+        stages.reverse();
         if stages.len() > usize::from(u16::MAX) {
             return Err(exec_err!("a join of {} sources", stages.len() + 1));
         }

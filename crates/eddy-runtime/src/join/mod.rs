@@ -9,6 +9,8 @@
 
 mod foreign_key;
 mod input;
+mod key_index;
+mod keyed_rows;
 mod shared_row;
 mod stage;
 mod state;

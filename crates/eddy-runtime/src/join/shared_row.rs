@@ -15,12 +15,6 @@ impl SharedRow {
         SharedRow(Arc::from(row.data()))
     }
 
-    /// A stand-in for rows that an operator hands back but never keeps (a stream-table join's
-    /// stream records), whose columns are taken from their batch instead.
-    pub fn stand_in() -> Self {
-        SharedRow(Arc::from(&[][..]))
-    }
-
     /// The row bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.0

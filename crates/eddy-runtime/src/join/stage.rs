@@ -3,6 +3,7 @@
 //! left side's columns, the right side's). A multi-way join runs one per JOIN, each reading the
 //! joined rows of those before it as its left side.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use datafusion::arrow::array::{
@@ -10,7 +11,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::physical_expr::utils::collect_columns;
 use hashbrown::HashMap;
 
 use eddy_common::{Result, exec_err};
@@ -61,10 +63,18 @@ struct SideInput {
     /// For a side repartitioned by its join expression: how its join values are written to place
     /// them (see [`Stage::placements`]).
     placement: Option<PartEncoder>,
+    /// The columns the join reads or hands on.
+    columns: SideColumns,
 }
 
 impl SideInput {
-    fn new(plan: &JoinPlan, side: Side, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
+    /// The side `side` of `plan`, of whose columns the join reads or hands on `columns`.
+    fn new(
+        plan: &JoinPlan,
+        side: Side,
+        registry: &Arc<dyn SchemaRegistry>,
+        columns: SideColumns,
+    ) -> Result<Self> {
         let (this, other) = match side {
             Side::Left => (&plan.left, &plan.right),
             Side::Right => (&plan.right, &plan.left),
@@ -93,7 +103,15 @@ impl SideInput {
             source: source.clone(),
             decoder: match this.nested {
                 Some(_) => None,
-                None => Some(SourceDecoder::new(source, registry)?),
+                None => {
+                    let mut decoder = SourceDecoder::new(source, registry)?;
+                    // Only a stream-table join leaves columns out: the rows other joins keep go
+                    // to their changelog whole, for whatever query reads them next.
+                    if plan.kind == JoinKind::StreamTable {
+                        decoder.skip_unused(&columns.read);
+                    }
+                    Some(decoder)
+                }
             },
             key: this.key.clone(),
             key_text: this.key_text.clone(),
@@ -101,6 +119,7 @@ impl SideInput {
             rows: Arc::new(rows),
             nulls,
             placement: placement(plan, this, other)?,
+            columns,
         })
     }
 }
@@ -116,14 +135,20 @@ pub(super) struct Stage {
     /// The joined rows' keys (the left table's primary key for a foreign-key join) as row bytes.
     pub keys: Arc<RowConverter>,
     key_parser: Arc<Parser>,
-    operator: Mutex<Box<dyn JoinOperator>>,
+    operator: Mutex<Operator>,
 }
 
 impl Stage {
-    pub fn new(plan: Arc<JoinPlan>, registry: &Arc<dyn SchemaRegistry>) -> Result<Self> {
+    /// The join of `plan`, whose joined rows' columns `used` (indexes) what comes after reads.
+    pub fn new(
+        plan: Arc<JoinPlan>,
+        registry: &Arc<dyn SchemaRegistry>,
+        used: &HashSet<usize>,
+    ) -> Result<Self> {
+        let [left, right] = side_columns(&plan, used);
         let sides = [
-            SideInput::new(&plan, Side::Left, registry)?,
-            SideInput::new(&plan, Side::Right, registry)?,
+            SideInput::new(&plan, Side::Left, registry, left)?,
+            SideInput::new(&plan, Side::Right, registry, right)?,
         ];
         let join_keys = RowConverter::new(
             join_key_types(&plan)
@@ -141,7 +166,7 @@ impl Stage {
             join_key_parser: Arc::new(Parser::of(&join_keys)),
             key_parser: Arc::new(Parser::of(&keys)),
             join_keys: Arc::new(join_keys),
-            operator: Mutex::new(operator(&plan)),
+            operator: Mutex::new(Operator::new(&plan, &sides[1].columns.handed_on)),
             plan,
             sides,
             keys: Arc::new(keys),
@@ -157,11 +182,11 @@ impl Stage {
             join_key_parser: self.join_key_parser.clone(),
             keys: self.keys.clone(),
             key_parser: self.key_parser.clone(),
-            operator: Mutex::new(operator(&self.plan)),
+            operator: Mutex::new(Operator::new(&self.plan, &self.sides[1].columns.handed_on)),
         }
     }
 
-    pub fn operator(&self) -> MutexGuard<'_, Box<dyn JoinOperator>> {
+    pub fn operator(&self) -> MutexGuard<'_, Operator> {
         self.operator.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -169,6 +194,11 @@ impl Stage {
     /// buffers. (Tables are read back from their topics.)
     pub fn keeps_state(&self) -> bool {
         matches!(self.plan.kind, JoinKind::StreamStream(_))
+    }
+
+    /// The columns of a side that the join reads or hands on.
+    pub fn used(&self, side: Side) -> &HashSet<usize> {
+        &self.sides[side.index()].columns.read
     }
 
     /// The source a side reads (for the left side of a later join: the earlier joins' rows).
@@ -189,7 +219,10 @@ impl Stage {
     /// The changes to what the operator keeps since the last call, in the order they happened
     /// (each put with its changelog value), and its stream time.
     pub fn changes(&self) -> Result<(Vec<EntryChange>, i64)> {
-        let (changes, stream_time) = self.operator().changes();
+        let (changes, stream_time) = match &mut *self.operator() {
+            Operator::Records(join) => join.changes(),
+            Operator::Lookup(_) => (Vec::new(), i64::MIN),
+        };
         // Each side's rows and keys are converted in one go.
         let mut values: HashMap<EntryId, Vec<u8>> = HashMap::new();
         for side in [Side::Left, Side::Right] {
@@ -269,7 +302,9 @@ impl Stage {
                 seq: v.seq,
             }));
         }
-        self.operator().restore(entries, stream_time);
+        if let Operator::Records(join) = &mut *self.operator() {
+            join.restore(entries, stream_time);
+        }
         Ok(())
     }
 
@@ -311,14 +346,18 @@ impl Stage {
         replayed: Option<&mut HashMap<(u16, i32), i64>>,
     ) -> Result<JoinedBatch> {
         let this = &self.sides[side.index()];
-        let batch = &decoded.batch;
-        let mut errors = decoded.errors;
+        let DecodedBatch {
+            batch,
+            null_values,
+            mut errors,
+            ..
+        } = decoded;
         let mut expression_errors = Vec::new();
         // The rows of earlier joins are joined on their key (the planner joins them on nothing else).
         let key = match this.decoder {
             Some(_) => evaluate(
                 &this.key,
-                batch,
+                &batch,
                 &self.plan.key.data_type,
                 &mut expression_errors,
             )?,
@@ -332,6 +371,132 @@ impl Stage {
             .join_keys
             .convert_columns(&key_parts)
             .map_err(|e| exec_err!("{e}"))?;
+        let input = SideBatch {
+            side,
+            origins: origins(&batch, input, replayed),
+            batch: &batch,
+            null_values: &null_values,
+            key: &key,
+            join_keys: &join_keys,
+        };
+        let laid = match &mut *self.operator() {
+            Operator::Lookup(join) => self.look_up(join, &input, &mut errors)?,
+            Operator::Records(join) => self.pair(join.as_mut(), &input, &mut errors)?,
+        };
+        let mut columns = laid.columns;
+        if self.plan.left.source.window.is_some() {
+            // The joined row's window: the left side's, or the right's where the left is missing.
+            let width = |side: usize| self.sides[side].source.input_schema().fields().len();
+            let key_count = self.plan.key.columns.len();
+            let (left_end, all) = (KEYS + key_count + width(0), columns.len());
+            for (left, right) in [(left_end - 2, all - 2), (left_end - 1, all - 1)] {
+                let bound = datafusion::arrow::compute::kernels::zip::zip(
+                    &datafusion::arrow::compute::is_not_null(&columns[left])
+                        .map_err(|e| exec_err!("{e}"))?,
+                    &columns[left],
+                    &columns[right],
+                )
+                .map_err(|e| exec_err!("{e}"))?;
+                columns.push(bound);
+            }
+        }
+        let batch = RecordBatch::try_new(self.plan.schema.clone(), columns)
+            .map_err(|e| exec_err!("joined rows: {e}"))?;
+        let rows = batch.num_rows();
+        Ok(JoinedBatch {
+            decoded: DecodedBatch {
+                batch,
+                null_values: laid.tombstones,
+                null_keys: BooleanArray::from(vec![false; rows]),
+                errors,
+            },
+            late_records: laid.late_records,
+            expression_errors,
+        })
+    }
+
+    /// A record of `side` whose join expression is NULL, which joins nothing.
+    fn null_key(&self, side: Side, origin: &Origin) -> DecodeError {
+        let this = &self.sides[side.index()];
+        DecodeError::processing(
+            origin.partition,
+            origin.offset,
+            &format!(
+                "Skipped a record of {} whose join expression {} is NULL",
+                this.source.name, this.key_text
+            ),
+        )
+    }
+
+    /// A stream-table join's batch: the table's records update it, the stream's are looked up.
+    fn look_up(
+        &self,
+        join: &mut StreamTableJoin,
+        input: &SideBatch<'_>,
+        errors: &mut Vec<DecodeError>,
+    ) -> Result<Laid> {
+        let keyed = input.origins.iter().filter_map(|(at, origin)| {
+            if input.key.is_null(*at) {
+                errors.push(self.null_key(input.side, origin));
+                return None;
+            }
+            Some(*at)
+        });
+        let batch = input.batch;
+        if input.side == Side::Right {
+            let records = keyed.map(|at| {
+                let present = !input.null_values.value(at);
+                (input.join_keys.row(at).data(), at, present)
+            });
+            join.update(batch.columns(), records)?;
+            let width = self.plan.schema.fields().len() - self.window_bounds();
+            return Ok(Laid {
+                columns: self.plan.schema.fields()[..width]
+                    .iter()
+                    .map(|f| datafusion::arrow::array::new_empty_array(f.data_type()))
+                    .collect(),
+                tombstones: BooleanArray::from(Vec::<bool>::new()),
+                late_records: 0,
+            });
+        }
+        // A stream record without a value joins nothing.
+        let records: Vec<(usize, &[u8])> = keyed
+            .filter(|at| !input.null_values.value(*at))
+            .map(|at| (at, input.join_keys.row(at).data()))
+            .collect();
+        let found = join.lookup(&records);
+        let indices = batch_indices(found.iter().map(|(at, _)| Some(*at)))?;
+        let taken = |c: &ArrayRef| take(c, &indices, None).map_err(|e| exec_err!("{e}"));
+        let mut columns = batch.columns()[..KEYS]
+            .iter()
+            .map(taken)
+            .collect::<Result<Vec<_>>>()?;
+        columns.push(cast_to(
+            taken(input.key)?,
+            self.plan.schema.field(KEYS).data_type(),
+        )?);
+        for c in batch.columns() {
+            columns.push(taken(c)?);
+        }
+        let places: Vec<_> = found.iter().map(|(_, place)| *place).collect();
+        columns.extend(join.rows(&places)?);
+        Ok(Laid {
+            columns,
+            tombstones: BooleanArray::from(vec![false; found.len()]),
+            late_records: 0,
+        })
+    }
+
+    /// A batch for a join that pairs records one by one: each record is handed to the operator as
+    /// row bytes, and the rows it makes are laid out (from the batch's own columns where they can).
+    fn pair(
+        &self,
+        join: &mut dyn JoinOperator,
+        input: &SideBatch<'_>,
+        errors: &mut Vec<DecodeError>,
+    ) -> Result<Laid> {
+        let (side, batch, key) = (input.side, input.batch, input.key);
+        let this = &self.sides[side.index()];
         // The left side of a foreign-key join is keyed by its primary key.
         let primary = if self.plan.kind == JoinKind::ForeignKey && side == Side::Left {
             let n = self.plan.key.columns.len();
@@ -343,60 +508,23 @@ impl Stage {
         } else {
             None
         };
-        // A stream-table join never keeps its stream's rows: their columns are taken from the batch.
-        let kept = !(self.plan.kind == JoinKind::StreamTable && side == Side::Left);
-        let rows = match kept {
-            true => Some(
-                this.rows
-                    .convert_columns(batch.columns())
-                    .map_err(|e| exec_err!("{e}"))?,
-            ),
-            false => None,
-        };
+        let rows = this
+            .rows
+            .convert_columns(batch.columns())
+            .map_err(|e| exec_err!("{e}"))?;
         // The rows handed to the operator, by position: what it hands back of them is laid out
         // from the batch's columns.
         let mut own: Vec<Option<SharedRow>> = vec![None; batch.num_rows()];
         let mut own_keys: Vec<Option<SharedRow>> = vec![None; batch.num_rows()];
-        let stand_in = SharedRow::stand_in();
         let times = batch.column(0).as_primitive::<Int64Type>();
-        let partitions = batch.column(1).as_primitive::<Int32Type>();
-        let offsets = batch.column(2).as_primitive::<Int64Type>();
-        let mut side_rows = Vec::with_capacity(batch.num_rows());
-        let mut replayed = replayed.filter(|r| !r.is_empty());
-        let mut previous: Option<Origin> = None;
-        for (at, slot) in own.iter_mut().enumerate() {
-            let (partition, offset) = (partitions.value(at), offsets.value(at));
-            if let Some(replayed) = replayed.as_deref_mut()
-                && let Some(last) = replayed.get(&(input, partition)).copied()
-            {
-                if offset <= last {
-                    continue;
-                }
-                replayed.remove(&(input, partition));
-            }
-            // Rows earlier joins made of one record come together: they are told apart by number.
-            let sub = match previous {
-                Some(p) if (p.partition, p.offset) == (partition, offset) => {
-                    p.sub.saturating_add(1)
-                }
-                _ => 0,
-            };
-            let origin = Origin {
-                input,
-                partition,
-                offset,
-                sub,
-            };
-            previous = Some(origin);
-            let row = (!decoded.null_values.value(at)).then(|| match &rows {
-                Some(rows) => SharedRow::of(rows.row(at)),
-                None => stand_in.clone(),
-            });
-            slot.clone_from(&row);
+        let mut side_rows = Vec::with_capacity(input.origins.len());
+        for &(at, origin) in &input.origins {
+            let row = (!input.null_values.value(at)).then(|| SharedRow::of(rows.row(at)));
+            own[at].clone_from(&row);
             if let Some(primary) = &primary {
                 side_rows.push(SideRow {
                     key: SharedRow::of(primary.row(at)),
-                    foreign: (!key.is_null(at)).then(|| SharedRow::of(join_keys.row(at))),
+                    foreign: (!key.is_null(at)).then(|| SharedRow::of(input.join_keys.row(at))),
                     row,
                     time: times.value(at),
                     at,
@@ -405,17 +533,10 @@ impl Stage {
                 continue;
             }
             if key.is_null(at) {
-                errors.push(DecodeError::processing(
-                    partition,
-                    offset,
-                    &format!(
-                        "Skipped a record of {} whose join expression {} is NULL",
-                        this.source.name, this.key_text
-                    ),
-                ));
+                errors.push(self.null_key(side, &origin));
                 continue;
             }
-            let join_key = SharedRow::of(join_keys.row(at));
+            let join_key = SharedRow::of(input.join_keys.row(at));
             own_keys[at] = Some(join_key.clone());
             side_rows.push(SideRow {
                 key: join_key,
@@ -426,8 +547,10 @@ impl Stage {
                 origin,
             });
         }
-        let output = self.operator().process(side, side_rows)?;
+        let output = join.process(side, side_rows)?;
         let joined = &output.rows;
+        let partitions = batch.column(1).as_primitive::<Int32Type>();
+        let offsets = batch.column(2).as_primitive::<Int64Type>();
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(joined.iter().map(|j| j.time))),
             Arc::new(Int32Array::from_iter_values(
@@ -446,7 +569,7 @@ impl Stage {
                 .all(|j| own_keys[j.at].as_ref().is_some_and(|k| k.is(&j.key)))
         {
             let indices = batch_indices(joined.iter().map(|j| Some(j.at)))?;
-            let taken = take(&key, &indices, None).map_err(|e| exec_err!("{e}"))?;
+            let taken = take(key, &indices, None).map_err(|e| exec_err!("{e}"))?;
             columns.push(cast_to(taken, self.plan.schema.field(KEYS).data_type())?);
         } else {
             let (out_keys, parser) = if self.plan.kind == JoinKind::ForeignKey {
@@ -471,10 +594,9 @@ impl Stage {
             .enumerate()
         {
             let from_batch = n == side.index()
-                && (!kept
-                    || joined.iter().all(|j| {
-                        pick(j).is_none_or(|r| own[j.at].as_ref().is_some_and(|o| o.is(r)))
-                    }));
+                && joined
+                    .iter()
+                    .all(|j| pick(j).is_none_or(|r| own[j.at].as_ref().is_some_and(|o| o.is(r))));
             if from_batch {
                 let indices = batch_indices(joined.iter().map(|j| pick(j).map(|_| j.at)))?;
                 for c in batch.columns() {
@@ -492,35 +614,118 @@ impl Stage {
                 .map_err(|e| exec_err!("{e}"))?;
             columns.extend(side_columns);
         }
-        if self.plan.left.source.window.is_some() {
-            // The joined row's window: the left side's, or the right's where the left is missing.
-            let width = |side: usize| self.sides[side].source.input_schema().fields().len();
-            let (left_end, all) = (KEYS + key_count + width(0), columns.len());
-            for (left, right) in [(left_end - 2, all - 2), (left_end - 1, all - 1)] {
-                let bound = datafusion::arrow::compute::kernels::zip::zip(
-                    &datafusion::arrow::compute::is_not_null(&columns[left])
-                        .map_err(|e| exec_err!("{e}"))?,
-                    &columns[left],
-                    &columns[right],
-                )
-                .map_err(|e| exec_err!("{e}"))?;
-                columns.push(bound);
-            }
-        }
-        let batch = RecordBatch::try_new(self.plan.schema.clone(), columns)
-            .map_err(|e| exec_err!("joined rows: {e}"))?;
-        let tombstones = BooleanArray::from_iter(joined.iter().map(|j| Some(j.tombstone)));
-        Ok(JoinedBatch {
-            decoded: DecodedBatch {
-                batch,
-                null_values: tombstones,
-                null_keys: BooleanArray::from(vec![false; joined.len()]),
-                errors,
-            },
+        Ok(Laid {
+            columns,
+            tombstones: BooleanArray::from_iter(joined.iter().map(|j| Some(j.tombstone))),
             late_records: output.late_records,
-            expression_errors,
         })
     }
+
+    /// The columns a windowed join adds at the end: the joined row's window bounds.
+    fn window_bounds(&self) -> usize {
+        match self.plan.left.source.window {
+            Some(_) => 2,
+            None => 0,
+        }
+    }
+}
+
+/// A batch of one side of a join, keyed.
+struct SideBatch<'a> {
+    side: Side,
+    /// The rows to join (by position), each with where it comes from: rows a restored state
+    /// already includes are left out.
+    origins: Vec<(usize, Origin)>,
+    batch: &'a RecordBatch,
+    null_values: &'a BooleanArray,
+    /// The join expression's values.
+    key: &'a ArrayRef,
+    /// The values the join matches on (the join expression's, with the window start for windowed
+    /// sources) as row bytes.
+    join_keys: &'a Rows,
+}
+
+/// The joined rows a batch made, laid out up to the window bounds, and what they delete.
+struct Laid {
+    columns: Vec<ArrayRef>,
+    tombstones: BooleanArray,
+    late_records: usize,
+}
+
+/// Where each row of `batch` from query input `input` comes from, skipping those `replayed` holds.
+fn origins(
+    batch: &RecordBatch,
+    input: u16,
+    replayed: Option<&mut HashMap<(u16, i32), i64>>,
+) -> Vec<(usize, Origin)> {
+    let partitions = batch.column(1).as_primitive::<Int32Type>();
+    let offsets = batch.column(2).as_primitive::<Int64Type>();
+    let mut replayed = replayed.filter(|r| !r.is_empty());
+    let mut previous: Option<Origin> = None;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for at in 0..batch.num_rows() {
+        let (partition, offset) = (partitions.value(at), offsets.value(at));
+        if let Some(replayed) = replayed.as_deref_mut()
+            && let Some(last) = replayed.get(&(input, partition)).copied()
+        {
+            if offset <= last {
+                continue;
+            }
+            replayed.remove(&(input, partition));
+        }
+        // Rows earlier joins made of one record come together: they are told apart by number.
+        let sub = match previous {
+            Some(p) if (p.partition, p.offset) == (partition, offset) => p.sub.saturating_add(1),
+            _ => 0,
+        };
+        let origin = Origin {
+            input,
+            partition,
+            offset,
+            sub,
+        };
+        previous = Some(origin);
+        out.push((at, origin));
+    }
+    out
+}
+
+/// The columns of each side that a join hands on (those that land in a column `used` of its
+/// joined rows), and those it reads or hands on: these, the pseudo-columns and the columns its join
+/// expression reads (and a windowed side's window bounds; the left side of a foreign-key join's
+/// primary key; the key of the rows of earlier joins).
+fn side_columns(plan: &JoinPlan, used: &HashSet<usize>) -> [SideColumns; 2] {
+    let key_count = plan.key.columns.len();
+    let mut start = KEYS + key_count;
+    [(&plan.left, Side::Left), (&plan.right, Side::Right)].map(|(side, which)| {
+        let width = side.source.input_schema().fields().len();
+        let handed_on: HashSet<usize> =
+            (0..width).filter(|i| used.contains(&(start + i))).collect();
+        let mut read: HashSet<usize> = handed_on
+            .iter()
+            .copied()
+            .chain(0..KEYS)
+            .chain(collect_columns(&side.key).iter().map(|c| c.index()))
+            .collect();
+        if side.source.window.is_some() {
+            read.extend([width - 2, width - 1]);
+        }
+        if side.nested.is_some() {
+            read.insert(KEYS);
+        }
+        if plan.kind == JoinKind::ForeignKey && which == Side::Left {
+            read.extend(KEYS..KEYS + key_count);
+        }
+        start += width;
+        SideColumns { handed_on, read }
+    })
+}
+
+/// The columns of a side a join hands on, and those it reads or hands on (indexes).
+#[derive(Debug, Clone)]
+struct SideColumns {
+    handed_on: HashSet<usize>,
+    read: HashSet<usize>,
 }
 
 /// Positions in a batch as `take` indices (`None`: a NULL row).
@@ -571,13 +776,38 @@ fn join_key_types(plan: &JoinPlan) -> Vec<DataType> {
     types
 }
 
-/// The operator of a join's kind, with nothing seen yet.
-fn operator(plan: &JoinPlan) -> Box<dyn JoinOperator> {
-    match plan.kind {
-        JoinKind::StreamStream(within) => Box::new(StreamStreamJoin::new(plan.join_type, within)),
-        JoinKind::StreamTable => Box::new(StreamTableJoin::new(plan.join_type.keeps_left())),
-        JoinKind::TableTable => Box::new(TableTableJoin::new(plan.join_type)),
-        JoinKind::ForeignKey => Box::new(ForeignKeyJoin::new(plan.join_type.keeps_left())),
+/// A join's operator: one that pairs records one by one, or a stream-table join, which looks a
+/// batch's records up at once.
+#[derive(Debug)]
+pub(super) enum Operator {
+    Records(Box<dyn JoinOperator>),
+    Lookup(StreamTableJoin),
+}
+
+impl Operator {
+    /// The operator of `plan`'s kind, with nothing seen yet; a stream-table join keeps the
+    /// table's columns in `table_used` only.
+    fn new(plan: &JoinPlan, table_used: &HashSet<usize>) -> Self {
+        let records: Box<dyn JoinOperator> = match plan.kind {
+            JoinKind::StreamStream(within) => {
+                Box::new(StreamStreamJoin::new(plan.join_type, within))
+            }
+            JoinKind::StreamTable => {
+                let table = plan.right.source.input_schema();
+                let keep = plan.join_type.keeps_left();
+                return Operator::Lookup(StreamTableJoin::new(keep, &table, table_used));
+            }
+            JoinKind::TableTable => Box::new(TableTableJoin::new(plan.join_type)),
+            JoinKind::ForeignKey => Box::new(ForeignKeyJoin::new(plan.join_type.keeps_left())),
+        };
+        Operator::Records(records)
+    }
+
+    /// Starts listing the changes to what it keeps (see [`JoinOperator::log_changes`]).
+    pub fn log_changes(&mut self) {
+        if let Operator::Records(join) = self {
+            join.log_changes();
+        }
     }
 }
 

@@ -1,60 +1,59 @@
 //! Stream-table join: each stream record meets the row its key has in the table at that point; a
 //! change of the table updates the table and emits nothing (Kafka Streams' `KStream#join(KTable)`).
+//! It works a batch at a time: the table's rows stay in the columns they arrived in
+//! ([`KeyedRows`]), and the stream's records are looked up and laid out beside them, never kept.
 
-use hashbrown::HashMap;
+use std::collections::HashSet;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::Schema;
 
 use eddy_common::Result;
 
-use super::{JoinOperator, JoinOutput, Joined, SharedRow, Side, SideRow};
+use super::keyed_rows::{KeyedRows, Place};
 
 /// The table side's rows by key; the stream is on the left.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StreamTableJoin {
     /// LEFT JOIN: a stream record whose key the table lacks is emitted with NULLs.
     keep_unmatched: bool,
-    table: HashMap<SharedRow, SharedRow>,
+    table: KeyedRows,
 }
 
 impl StreamTableJoin {
-    pub fn new(keep_unmatched: bool) -> Self {
+    /// A join with an empty table of rows of `table`, of which it keeps the columns `used`.
+    pub fn new(keep_unmatched: bool, table: &Schema, used: &HashSet<usize>) -> Self {
         StreamTableJoin {
             keep_unmatched,
-            table: HashMap::new(),
+            table: KeyedRows::new(table, used),
         }
     }
-}
 
-impl JoinOperator for StreamTableJoin {
-    fn process(&mut self, side: Side, rows: Vec<SideRow>) -> Result<JoinOutput> {
-        let mut out = JoinOutput::default();
-        match side {
-            Side::Right => {
-                for r in rows {
-                    match r.row {
-                        Some(row) => self.table.insert(r.key, row),
-                        None => self.table.remove(&r.key),
-                    };
-                }
-            }
-            Side::Left => {
-                for r in rows {
-                    // A stream record without a value joins nothing.
-                    let Some(row) = r.row else { continue };
-                    let right = self.table.get(&r.key).cloned();
-                    if right.is_none() && !self.keep_unmatched {
-                        continue;
-                    }
-                    out.rows.push(Joined {
-                        key: r.key,
-                        left: Some(row),
-                        right,
-                        time: r.time,
-                        tombstone: false,
-                        at: r.at,
-                    });
-                }
-            }
-        }
-        Ok(out)
+    /// Takes the table's records of a batch (`columns`): each `(key, row, present)` sets the key's
+    /// row to `row`, or deletes the key when `present` is false.
+    pub fn update<'a>(
+        &mut self,
+        columns: &[ArrayRef],
+        records: impl Iterator<Item = (&'a [u8], usize, bool)>,
+    ) -> Result<()> {
+        self.table.apply(columns, records)
+    }
+
+    /// The stream records (`(row, key)`) that make a joined row, each with the table row it meets.
+    pub fn lookup(&self, records: &[(usize, &[u8])]) -> Vec<(usize, Place)> {
+        let keys: Vec<&[u8]> = records.iter().map(|(_, key)| *key).collect();
+        records
+            .iter()
+            .zip(self.table.get_many(&keys))
+            .filter_map(|((at, _), place)| match place {
+                Some(place) => Some((*at, place)),
+                None => self.keep_unmatched.then_some((*at, Place::NULLS)),
+            })
+            .collect()
+    }
+
+    /// The table rows at `places`, as columns.
+    pub fn rows(&self, places: &[Place]) -> Result<Vec<ArrayRef>> {
+        self.table.take(places)
     }
 }
