@@ -89,7 +89,7 @@ impl<V: Copy> KeyIndex<V> {
     }
 
     /// The values of `keys`, in their order.
-    pub fn get_many<'a>(&self, keys: &[&'a [u8]]) -> Vec<Option<V>> {
+    pub fn get_many(&self, keys: &[&[u8]]) -> Vec<Option<V>> {
         let mask = self.mask();
         let hashes: Vec<u64> = keys.iter().map(|k| self.hash(k)).collect();
         // Reads each key's first slot before any is compared: the reads do not wait for each
@@ -193,7 +193,7 @@ mod tests {
                 0 => n.to_le_bytes().to_vec(),
                 _ => format!("{n:0>40}").into_bytes(),
             };
-            if (state >> 20) % 3 == 0 {
+            if (state >> 20).is_multiple_of(3) {
                 assert_eq!(index.remove(&key), map.remove(&key), "step {step}");
             } else {
                 assert_eq!(index.insert(&key, step), map.insert(key.clone(), step));
