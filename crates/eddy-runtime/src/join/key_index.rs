@@ -44,7 +44,7 @@ struct Slot<V> {
     value: V,
 }
 
-/// Keys and their values.
+/// Keys and their values. Callers hash a key once ([`KeyIndex::hash`]) for all they do with it.
 #[derive(Debug)]
 pub struct KeyIndex<V> {
     slots: Vec<Option<Slot<V>>>,
@@ -52,22 +52,32 @@ pub struct KeyIndex<V> {
     hasher: DefaultHashBuilder,
 }
 
-impl<V: Copy> Default for KeyIndex<V> {
+impl<V> Default for KeyIndex<V> {
     fn default() -> Self {
-        KeyIndex {
-            slots: vec![None; 16],
-            len: 0,
-            hasher: DefaultHashBuilder::default(),
-        }
+        KeyIndex::with_hasher(DefaultHashBuilder::default())
     }
 }
 
-impl<V: Copy> KeyIndex<V> {
+fn empty_slots<V>(n: usize) -> Vec<Option<Slot<V>>> {
+    std::iter::repeat_with(|| None).take(n).collect()
+}
+
+impl<V> KeyIndex<V> {
+    /// An empty index hashing with `hasher` (indexes that share one hash a key alike).
+    pub fn with_hasher(hasher: DefaultHashBuilder) -> Self {
+        KeyIndex {
+            slots: empty_slots(16),
+            len: 0,
+            hasher,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
 
-    fn hash(&self, key: &[u8]) -> u64 {
+    /// The hash `key` is found by.
+    pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -88,49 +98,60 @@ impl<V: Copy> KeyIndex<V> {
         }
     }
 
-    /// The values of `keys`, in their order.
-    pub fn get_many(&self, keys: &[&[u8]]) -> Vec<Option<V>> {
+    /// Reads the first slot of each hash, so that the slots not in cache are fetched together
+    /// (the reads do not wait for each other) before the lookups that need them.
+    pub fn touch(&self, hashes: impl Iterator<Item = u64>) {
         let mask = self.mask();
-        let hashes: Vec<u64> = keys.iter().map(|k| self.hash(k)).collect();
-        // Reads each key's first slot before any is compared: the reads do not wait for each
-        // other, so the slots not in cache are fetched together.
-        let touched = hashes.iter().fold(0u64, |acc, h| {
-            acc ^ self.slots[*h as usize & mask]
-                .as_ref()
-                .map_or(0, |s| s.hash)
+        let touched = hashes.fold(0u64, |acc, h| {
+            acc ^ self.slots[h as usize & mask].as_ref().map_or(0, |s| s.hash)
         });
         std::hint::black_box(touched);
-        keys.iter()
-            .zip(&hashes)
-            .map(|(key, hash)| self.slots[self.find(*hash, key)].as_ref().map(|s| s.value))
-            .collect()
     }
 
-    /// Sets the value of `key`; returns its previous one.
-    pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
+    /// The value of `key` (of hash `hash`).
+    pub fn get(&self, hash: u64, key: &[u8]) -> Option<&V> {
+        self.slots[self.find(hash, key)].as_ref().map(|s| &s.value)
+    }
+
+    /// The value of `key`, to change.
+    pub fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut V> {
+        let at = self.find(hash, key);
+        self.slots[at].as_mut().map(|s| &mut s.value)
+    }
+
+    /// The value of `key`, made by `value` if it has none.
+    pub fn get_or_insert_with(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        value: impl FnOnce() -> V,
+    ) -> &mut V {
         if 2 * (self.len + 1) > self.slots.len() {
             self.grow();
         }
-        let hash = self.hash(key);
         let at = self.find(hash, key);
-        match &mut self.slots[at] {
-            Some(slot) => Some(std::mem::replace(&mut slot.value, value)),
-            empty => {
-                *empty = Some(Slot {
-                    hash,
-                    key: Key::new(key),
-                    value,
-                });
-                self.len += 1;
-                None
-            }
+        if self.slots[at].is_none() {
+            self.len += 1;
         }
+        let slot = self.slots[at].get_or_insert_with(|| Slot {
+            hash,
+            key: Key::new(key),
+            value: value(),
+        });
+        &mut slot.value
+    }
+
+    /// Sets the value of `key`; returns its previous one.
+    pub fn insert(&mut self, hash: u64, key: &[u8], value: V) -> Option<V> {
+        let mut value = Some(value);
+        let slot = self.get_or_insert_with(hash, key, || value.take().expect("not taken yet"));
+        value.map(|v| std::mem::replace(slot, v))
     }
 
     /// Removes `key`; returns its value.
-    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+    pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<V> {
         let mask = self.mask();
-        let mut hole = self.find(self.hash(key), key);
+        let mut hole = self.find(hash, key);
         let removed = self.slots[hole].take()?;
         self.len -= 1;
         // Keys placed after the hole by collisions move back into it, so that every key stays
@@ -153,13 +174,13 @@ impl<V: Copy> KeyIndex<V> {
     }
 
     /// Every value, in the order of [`KeyIndex::values_mut`].
-    pub fn values(&self) -> impl Iterator<Item = V> + '_ {
-        self.slots.iter().flatten().map(|s| s.value)
+    pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.slots.iter().flatten().map(|s| &s.value)
     }
 
     fn grow(&mut self) {
         let size = 2 * self.slots.len();
-        let old = std::mem::replace(&mut self.slots, vec![None; size]);
+        let old = std::mem::replace(&mut self.slots, empty_slots(size));
         let mask = self.mask();
         for slot in old.into_iter().flatten() {
             let mut at = slot.hash as usize & mask;
@@ -168,6 +189,18 @@ impl<V: Copy> KeyIndex<V> {
             }
             self.slots[at] = Some(slot);
         }
+    }
+}
+
+impl<V: Copy> KeyIndex<V> {
+    /// The values of `keys`, in their order.
+    pub fn get_many(&self, keys: &[&[u8]]) -> Vec<Option<V>> {
+        let hashes: Vec<u64> = keys.iter().map(|k| self.hash(k)).collect();
+        self.touch(hashes.iter().copied());
+        keys.iter()
+            .zip(&hashes)
+            .map(|(key, hash)| self.get(*hash, key).copied())
+            .collect()
     }
 }
 
@@ -193,10 +226,14 @@ mod tests {
                 0 => n.to_le_bytes().to_vec(),
                 _ => format!("{n:0>40}").into_bytes(),
             };
+            let hash = index.hash(&key);
             if (state >> 20).is_multiple_of(3) {
-                assert_eq!(index.remove(&key), map.remove(&key), "step {step}");
+                assert_eq!(index.remove(hash, &key), map.remove(&key), "step {step}");
             } else {
-                assert_eq!(index.insert(&key, step), map.insert(key.clone(), step));
+                assert_eq!(
+                    index.insert(hash, &key, step),
+                    map.insert(key.clone(), step)
+                );
             }
             assert_eq!(index.len(), map.len());
         }
@@ -209,10 +246,10 @@ mod tests {
         let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         let expected: Vec<Option<u64>> = keys.iter().map(|k| map.get(k).copied()).collect();
         assert_eq!(index.get_many(&refs), expected);
-        let mut sum: u64 = index.values().sum();
+        let mut sum: u64 = index.values().copied().sum();
         assert_eq!(sum, map.values().sum::<u64>());
         index.values_mut().for_each(|v| *v += 1);
-        sum = index.values().sum();
+        sum = index.values().copied().sum();
         assert_eq!(sum, map.values().map(|v| v + 1).sum::<u64>());
     }
 }

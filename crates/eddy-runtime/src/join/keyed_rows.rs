@@ -97,9 +97,10 @@ impl KeyedRows {
                 true => {
                     let row = u32::try_from(row).map_err(|_| exec_err!("a batch of {row} rows"))?;
                     live += 1;
-                    self.index.insert(key, Place { chunk, row })
+                    self.index
+                        .insert(self.index.hash(key), key, Place { chunk, row })
                 }
-                false => self.index.remove(key),
+                false => self.index.remove(self.index.hash(key), key),
             };
             if let Some(old) = old {
                 if old.chunk == chunk {
@@ -176,7 +177,7 @@ impl KeyedRows {
     /// Copies the current rows into one chunk, leaving the stale ones behind.
     fn compact(&mut self) -> Result<()> {
         // Rows are copied in the index's order, which does not change until it is changed.
-        let current: Vec<Place> = self.index.values().collect();
+        let current: Vec<Place> = self.index.values().copied().collect();
         let columns = self.take_kept(&current)?;
         for (row, place) in self.index.values_mut().enumerate() {
             *place = Place {

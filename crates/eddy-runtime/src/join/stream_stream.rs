@@ -10,13 +10,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use hashbrown::HashMap;
+use hashbrown::DefaultHashBuilder;
 
 use eddy_common::Result;
 use eddy_sql::join::JoinType;
 use eddy_sql::statement::JoinWithin;
 use eddy_sql::window::DEFAULT_GRACE_MS;
 
+use super::key_index::KeyIndex;
 use super::{
     Change, Entry, EntryId, EntryKind, JoinOperator, JoinOutput, Joined, Origin, SharedRow, Side,
     SideRow,
@@ -29,30 +30,88 @@ struct Buffered {
     row: SharedRow,
 }
 
+/// A key's buffered records in (time, arrival) order: most keys have one.
+#[derive(Debug)]
+enum Records {
+    One(Buffered),
+    Many(Vec<Buffered>),
+}
+
+impl Records {
+    fn as_slice(&self) -> &[Buffered] {
+        match self {
+            Records::One(one) => std::slice::from_ref(one),
+            Records::Many(many) => many,
+        }
+    }
+
+    /// Adds a record in its place.
+    fn insert(&mut self, record: Buffered) {
+        let many = match self {
+            Records::Many(many) => many,
+            Records::One(_) => {
+                let Records::One(one) =
+                    std::mem::replace(self, Records::Many(Vec::with_capacity(2)))
+                else {
+                    unreachable!("matched as one record")
+                };
+                let Records::Many(many) = self else {
+                    unreachable!("just made many")
+                };
+                many.push(one);
+                many
+            }
+        };
+        let i = many.partition_point(|b| b.at < record.at);
+        many.insert(i, record);
+    }
+
+    /// Removes the record of `at`; returns whether none is left.
+    fn remove(&mut self, at: (i64, u64)) -> bool {
+        match self {
+            Records::One(one) => one.at == at,
+            Records::Many(many) => {
+                if let Ok(i) = many.binary_search_by_key(&at, |b| b.at) {
+                    many.remove(i);
+                }
+                many.is_empty()
+            }
+        }
+    }
+}
+
 /// One side's buffered records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Buffer {
     /// The latest time put in.
     observed: Option<i64>,
-    /// Each key's records in (time, arrival) order: most keys have few, so a sorted vector.
-    by_key: HashMap<SharedRow, Vec<Buffered>>,
+    /// Each key's records.
+    by_key: KeyIndex<Records>,
     /// Every record by time, to purge the expired, with where it came from.
     by_time: TimeIndex,
 }
 
+/// A buffered record's key (and its hash) and origin.
+#[derive(Debug)]
+struct TimedKey {
+    key: SharedRow,
+    hash: u64,
+    origin: Origin,
+}
+
 /// A buffered record's key and origin, by (time, arrival).
-type Timed = ((i64, u64), (SharedRow, Origin));
+type Timed = ((i64, u64), TimedKey);
 
 /// A buffer's records by time. Most records come in time order: those go to the back of a queue;
 /// the rest into an ordered map. The oldest is the older of the two fronts.
 #[derive(Debug, Default)]
 struct TimeIndex {
     in_order: VecDeque<Timed>,
-    out_of_order: BTreeMap<(i64, u64), (SharedRow, Origin)>,
+    out_of_order: BTreeMap<(i64, u64), TimedKey>,
 }
 
 impl TimeIndex {
-    fn insert(&mut self, at: (i64, u64), entry: (SharedRow, Origin)) {
+    fn insert(&mut self, at: (i64, u64), entry: TimedKey) {
         if self.in_order.back().is_none_or(|(last, _)| *last <= at) {
             self.in_order.push_back((at, entry));
         } else {
@@ -70,9 +129,22 @@ impl TimeIndex {
             _ => None,
         }
     }
+
+    /// The key hashes of the `n` oldest records in time order (those most likely to expire next).
+    fn oldest_hashes(&self, n: usize) -> impl Iterator<Item = u64> + '_ {
+        self.in_order.iter().take(n).map(|(_, t)| t.hash)
+    }
 }
 
 impl Buffer {
+    fn new(hasher: DefaultHashBuilder) -> Self {
+        Buffer {
+            observed: None,
+            by_key: KeyIndex::with_hasher(hasher),
+            by_time: TimeIndex::default(),
+        }
+    }
+
     /// The oldest time still visible.
     fn horizon(&self, retention: i64) -> i64 {
         self.observed
@@ -85,39 +157,52 @@ impl Buffer {
         self.observed = Some(self.observed.map_or(time, |t| t.max(time)));
         let horizon = self.horizon(retention);
         let mut forgotten = Vec::new();
-        while let Some((at, (k, origin))) = self.by_time.pop_older_than(horizon) {
-            forgotten.push(origin);
-            if let Some(rows) = self.by_key.get_mut(&k) {
-                if let Ok(i) = rows.binary_search_by_key(&at, |b| b.at) {
-                    rows.remove(i);
-                }
-                if rows.is_empty() {
-                    self.by_key.remove(&k);
-                }
+        while let Some((at, timed)) = self.by_time.pop_older_than(horizon) {
+            forgotten.push(timed.origin);
+            let key = timed.key.bytes();
+            if let Some(records) = self.by_key.get_mut(timed.hash, key)
+                && records.remove(at)
+            {
+                self.by_key.remove(timed.hash, key);
             }
         }
         forgotten
     }
 
-    /// Buffers a record (no older than what the buffer shows).
-    fn insert(&mut self, key: SharedRow, at: (i64, u64), row: SharedRow, origin: Origin) {
+    /// Buffers a record (no older than what the buffer shows) of a key of hash `hash`.
+    fn insert(
+        &mut self,
+        key: SharedRow,
+        hash: u64,
+        at: (i64, u64),
+        row: SharedRow,
+        origin: Origin,
+    ) {
         self.observed = Some(self.observed.map_or(at.0, |t| t.max(at.0)));
-        self.by_time.insert(at, (key.clone(), origin));
-        let rows = self.by_key.entry(key).or_default();
-        let i = rows.partition_point(|b| b.at < at);
-        rows.insert(i, Buffered { at, row });
+        let mut record = Some(Buffered { at, row });
+        let records = self.by_key.get_or_insert_with(hash, key.bytes(), || {
+            Records::One(record.take().expect("not taken yet"))
+        });
+        if let Some(record) = record {
+            records.insert(record);
+        }
+        self.by_time.insert(at, TimedKey { key, hash, origin });
     }
 
     /// A key's records with times in `from..=to`, oldest first.
-    fn range(&self, key: &SharedRow, from: i64, to: i64) -> &[Buffered] {
-        let Some(rows) = self.by_key.get(key) else {
+    fn range(&self, hash: u64, key: &SharedRow, from: i64, to: i64) -> &[Buffered] {
+        let Some(records) = self.by_key.get(hash, key.bytes()) else {
             return &[];
         };
+        let rows = records.as_slice();
         let start = rows.partition_point(|b| b.at.0 < from);
         let end = rows.partition_point(|b| b.at.0 <= to);
         &rows[start..end.max(start)]
     }
 }
+
+/// How many records' keys are fetched together before they are processed.
+const TOUCHED: usize = 128;
 
 /// An unmatched record waiting for its window to close: by time, side (right first), key.
 type OuterKey = (i64, u8, SharedRow, u64);
@@ -158,7 +243,11 @@ impl StreamStreamJoin {
                 .saturating_add(within.after_ms)
                 .saturating_add(grace),
             wait_for_close: within.grace_ms.is_some(),
-            buffers: [Buffer::default(), Buffer::default()],
+            buffers: {
+                // Both sides hash a key alike: a record's key is hashed once.
+                let hasher = DefaultHashBuilder::default();
+                [Buffer::new(hasher.clone()), Buffer::new(hasher)]
+            },
             outer: BTreeMap::new(),
             stream_time: i64::MIN,
             min_time: i64::MAX,
@@ -308,7 +397,20 @@ fn side_byte(side: Side) -> u8 {
 impl JoinOperator for StreamStreamJoin {
     fn process(&mut self, side: Side, rows: Vec<SideRow>) -> Result<JoinOutput> {
         let mut out = JoinOutput::default();
-        for r in rows {
+        let hashes: Vec<u64> = rows
+            .iter()
+            .map(|r| self.buffers[0].by_key.hash(r.key.bytes()))
+            .collect();
+        for (n, (r, hash)) in rows.into_iter().zip(hashes.iter().copied()).enumerate() {
+            if n % TOUCHED == 0 {
+                // The next records' keys in both buffers, and the keys likely to expire, are
+                // fetched together.
+                let next = || hashes[n..].iter().take(TOUCHED).copied();
+                let own = &self.buffers[side.index()].by_key;
+                own.touch(next());
+                self.buffers[side.other().index()].by_key.touch(next());
+                own.touch(self.buffers[side.index()].by_time.oldest_hashes(TOUCHED));
+            }
             // A record without a value joins nothing.
             let Some(row) = r.row else { continue };
             let time = r.time;
@@ -320,7 +422,7 @@ impl JoinOperator for StreamStreamJoin {
             let forgotten = buffer.advance(time, self.retention);
             let kept = time >= buffer.horizon(self.retention);
             if kept {
-                buffer.insert(r.key.clone(), (time, self.seq), row.clone(), r.origin);
+                buffer.insert(r.key.clone(), hash, (time, self.seq), row.clone(), r.origin);
             } else {
                 out.late_records += 1;
             }
@@ -361,7 +463,7 @@ impl JoinOperator for StreamStreamJoin {
                     at: (other_time, _),
                     row: other_row,
                     ..
-                } in other.range(&r.key, from, to)
+                } in other.range(hash, &r.key, from, to)
                 {
                     matched = true;
                     if !self.outer.is_empty() {
@@ -418,12 +520,11 @@ impl JoinOperator for StreamStreamJoin {
         for e in entries {
             self.seq = self.seq.max(e.seq);
             match e.id.kind {
-                EntryKind::Buffered => self.buffers[e.id.side.index()].insert(
-                    e.key,
-                    (e.time, e.seq),
-                    e.row,
-                    e.id.origin,
-                ),
+                EntryKind::Buffered => {
+                    let buffer = &mut self.buffers[e.id.side.index()];
+                    let hash = buffer.by_key.hash(e.key.bytes());
+                    buffer.insert(e.key, hash, (e.time, e.seq), e.row, e.id.origin);
+                }
                 EntryKind::Waiting => {
                     self.min_time = self.min_time.min(e.time);
                     self.outer.insert(
@@ -459,7 +560,15 @@ mod tests {
                 offset: seq as i64,
                 sub: 0,
             };
-            index.insert((time, seq as u64), (SharedRow::of(rows.row(0)), origin));
+            let key = SharedRow::of(rows.row(0));
+            index.insert(
+                (time, seq as u64),
+                TimedKey {
+                    key,
+                    hash: 0,
+                    origin,
+                },
+            );
         }
         let mut popped = Vec::new();
         while let Some((at, _)) = index.pop_older_than(26) {
