@@ -10,15 +10,15 @@ use hashbrown::DefaultHashBuilder;
 /// Keys up to this many bytes are kept in their slot.
 const INLINE: usize = 30;
 
-/// A key's bytes, in its slot when short.
+/// A key's bytes, held inline when short.
 #[derive(Debug, Clone)]
-enum Key {
+pub enum Key {
     Inline { len: u8, bytes: [u8; INLINE] },
     Heap(Box<[u8]>),
 }
 
 impl Key {
-    fn new(key: &[u8]) -> Self {
+    pub fn new(key: &[u8]) -> Self {
         match u8::try_from(key.len()) {
             Ok(len) if key.len() <= INLINE => {
                 let mut bytes = [0; INLINE];
@@ -29,7 +29,7 @@ impl Key {
         }
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         match self {
             Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Key::Heap(bytes) => bytes,

@@ -17,7 +17,7 @@ use eddy_sql::join::JoinType;
 use eddy_sql::statement::JoinWithin;
 use eddy_sql::window::DEFAULT_GRACE_MS;
 
-use super::key_index::KeyIndex;
+use super::key_index::{Key, KeyIndex};
 use super::{
     Change, Entry, EntryId, EntryKind, JoinOperator, JoinOutput, Joined, Origin, SharedRow, Side,
     SideRow,
@@ -91,10 +91,11 @@ struct Buffer {
     by_time: TimeIndex,
 }
 
-/// A buffered record's key (and its hash) and origin.
+/// A buffered record's key (and its hash) and origin. The key is a copy: expiring records read it
+/// when the record's own shared key has long left the cache.
 #[derive(Debug)]
 struct TimedKey {
-    key: SharedRow,
+    key: Key,
     hash: u64,
     origin: Origin,
 }
@@ -170,22 +171,16 @@ impl Buffer {
     }
 
     /// Buffers a record (no older than what the buffer shows) of a key of hash `hash`.
-    fn insert(
-        &mut self,
-        key: SharedRow,
-        hash: u64,
-        at: (i64, u64),
-        row: SharedRow,
-        origin: Origin,
-    ) {
+    fn insert(&mut self, key: &[u8], hash: u64, at: (i64, u64), row: SharedRow, origin: Origin) {
         self.observed = Some(self.observed.map_or(at.0, |t| t.max(at.0)));
         let mut record = Some(Buffered { at, row });
-        let records = self.by_key.get_or_insert_with(hash, key.bytes(), || {
+        let records = self.by_key.get_or_insert_with(hash, key, || {
             Records::One(record.take().expect("not taken yet"))
         });
         if let Some(record) = record {
             records.insert(record);
         }
+        let key = Key::new(key);
         self.by_time.insert(at, TimedKey { key, hash, origin });
     }
 
@@ -246,7 +241,7 @@ impl StreamStreamJoin {
             buffers: {
                 // Both sides hash a key alike: a record's key is hashed once.
                 let hasher = DefaultHashBuilder::default();
-                [Buffer::new(hasher.clone()), Buffer::new(hasher)]
+                [Buffer::new(hasher), Buffer::new(hasher)]
             },
             outer: BTreeMap::new(),
             stream_time: i64::MIN,
@@ -422,7 +417,7 @@ impl JoinOperator for StreamStreamJoin {
             let forgotten = buffer.advance(time, self.retention);
             let kept = time >= buffer.horizon(self.retention);
             if kept {
-                buffer.insert(r.key.clone(), hash, (time, self.seq), row.clone(), r.origin);
+                buffer.insert(r.key.bytes(), hash, (time, self.seq), row.clone(), r.origin);
             } else {
                 out.late_records += 1;
             }
@@ -523,7 +518,7 @@ impl JoinOperator for StreamStreamJoin {
                 EntryKind::Buffered => {
                     let buffer = &mut self.buffers[e.id.side.index()];
                     let hash = buffer.by_key.hash(e.key.bytes());
-                    buffer.insert(e.key, hash, (e.time, e.seq), e.row, e.id.origin);
+                    buffer.insert(e.key.bytes(), hash, (e.time, e.seq), e.row, e.id.origin);
                 }
                 EntryKind::Waiting => {
                     self.min_time = self.min_time.min(e.time);
@@ -560,7 +555,7 @@ mod tests {
                 offset: seq as i64,
                 sub: 0,
             };
-            let key = SharedRow::of(rows.row(0));
+            let key = Key::new(rows.row(0).data());
             index.insert(
                 (time, seq as u64),
                 TimedKey {
