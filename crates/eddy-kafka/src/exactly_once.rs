@@ -31,9 +31,10 @@ use crate::delivery::DeliveryError;
 use crate::ledger::{Frontier, scan, settle_producer};
 use crate::origin::{Origin, writer_id};
 use crate::poll::{Msg, next_offsets, poll_batch};
+use crate::query_stats::{QueryStats, bytes_of};
+use crate::query_task::{QueryTask, TaskConfig};
 use crate::rebalance::{Rebalance, Rebalancing};
 use crate::supervisor::Failure;
-use crate::task::{QueryStats, QueryTask, TaskConfig, bytes_of};
 
 /// The topic holding an exactly-once query's checkpoints: a partition per input partition.
 pub fn checkpoint_topic(group_id: &str) -> String {

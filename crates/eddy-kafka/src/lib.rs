@@ -14,6 +14,9 @@ pub mod peers;
 mod poll;
 pub mod print;
 pub mod processing_log;
+mod query_io;
+mod query_stats;
+mod query_task;
 mod rebalance;
 mod repartition;
 mod stateful;
@@ -31,10 +34,9 @@ pub use exactly_once::checkpoint_topic;
 pub use peers::Peers;
 pub use print::{PrintSpec, start_print};
 pub use processing_log::{ProcessingLog, processing_log_topic};
+pub use query_stats::QueryStats;
+pub use query_task::{QueryTask, TaskConfig, exactly_once_guarantee, max_task_idle};
 pub use stateful::{changelog_topic, is_internal_topic};
 pub use supervisor::Backoff;
 pub use table_feed::TableFeed;
-pub use task::{
-    PushEvent, QueryStats, QueryTask, TaskConfig, exactly_once_guarantee, max_task_idle,
-    start_persistent, start_push,
-};
+pub use task::{PushEvent, start_persistent, start_push};

@@ -14,7 +14,7 @@ use eddy_common::{Result, plan_err};
 use eddy_runtime::TopicAdmin;
 
 use crate::cluster::{KafkaCluster, base_config, kafka_err};
-use crate::task::QueryTask;
+use crate::query_task::QueryTask;
 
 /// What to print.
 #[derive(Debug, Clone)]

@@ -37,14 +37,14 @@ use crate::exactly_once::checkpoint_topic;
 use crate::ledger::settle_producer;
 use crate::origin::writer_id;
 use crate::poll::{Msg, poll_batch};
+use crate::query_io::{input_partitions, query_consumer, subscribed};
+use crate::query_stats::{QueryStats, lock};
+use crate::query_task::{QueryTask, TaskConfig};
 use crate::rebalance::{Rebalance, Rebalancing};
 use crate::repartition::{
     Repartitioned, Shuffle, is_join_repartition_topic, read_topics, repartition_topic, unwrap,
 };
 use crate::supervisor::Failure;
-use crate::task::{
-    QueryStats, QueryTask, TaskConfig, input_partitions, lock, query_consumer, subscribed,
-};
 use crate::time_order::TimeOrder;
 use crate::transaction::{Transaction, transactional_id};
 

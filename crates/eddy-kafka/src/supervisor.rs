@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use eddy_runtime::engine::Properties;
 
-use crate::task::QueryStats;
+use crate::query_stats::QueryStats;
 
 /// How long a failed query waits before it is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,8 +21,10 @@ use eddy_runtime::PersistentQuery;
 
 use crate::cluster::KafkaCluster;
 use crate::poll::{next_offsets, poll_batch};
+use crate::query_io::output_records;
+use crate::query_stats::QueryStats;
+use crate::query_task::{QueryTask, TaskConfig};
 use crate::supervisor::Failure;
-use crate::task::{QueryStats, QueryTask, TaskConfig, output_records};
 use crate::transaction::{Transaction, TransactionError, transactional_id};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
