@@ -170,3 +170,49 @@ pub fn exactly_once_guarantee(props: &Properties, default: bool) -> Result<bool>
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_processing_guarantee_is_read_as_ksqldb_names_it() {
+        let props = |k: &str, v: &str| Properties::from([(k.to_string(), v.to_string())]);
+        assert!(!exactly_once_guarantee(&Properties::new(), false).unwrap());
+        assert!(exactly_once_guarantee(&Properties::new(), true).unwrap());
+        assert!(
+            exactly_once_guarantee(&props("processing.guarantee", "exactly_once_v2"), false)
+                .unwrap()
+        );
+        assert!(
+            exactly_once_guarantee(
+                &props("ksql.streams.processing.guarantee", "EXACTLY_ONCE"),
+                false
+            )
+            .unwrap()
+        );
+        assert!(
+            !exactly_once_guarantee(&props("processing.guarantee", "at_least_once"), true).unwrap()
+        );
+        let e = exactly_once_guarantee(&props("processing.guarantee", "twice"), false).unwrap_err();
+        assert!(e.to_string().contains("exactly_once_v2"), "{e}");
+    }
+
+    #[test]
+    fn max_task_idle_is_read_with_or_without_the_streams_prefix() {
+        let props = |k: &str, v: &str| Properties::from([(k.to_string(), v.to_string())]);
+        assert_eq!(max_task_idle(&Properties::new()).unwrap(), Duration::ZERO);
+        assert_eq!(
+            max_task_idle(&props("max.task.idle.ms", "250")).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            max_task_idle(&props("ksql.streams.max.task.idle.ms", " 2000 ")).unwrap(),
+            Duration::from_secs(2)
+        );
+        for bad in ["-1", "soon", "1.5"] {
+            let e = max_task_idle(&props("max.task.idle.ms", bad)).unwrap_err();
+            assert!(e.to_string().contains("max.task.idle.ms"), "{e}");
+        }
+    }
+}
