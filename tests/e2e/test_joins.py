@@ -398,6 +398,51 @@ def test_multi_way_join(ctx):
           f"through {repartition[0]}; its internal topics were deleted with the query")
 
 
+def test_stream_stream_then_table_restart(ctx):
+    """A stream-stream join enriched with a table in the same query, killed with SIGKILL half-way: the
+    restarted query takes its stream buffers back from its changelog and its table back from the
+    table's topic, so the orders after the restart still meet their status row."""
+    orders = 2_000
+    bootstrap = ctx.broker.bootstrap
+    create_topics(bootstrap, ["xorders", "xpayments", "xstatus"])
+    keyed = murmur2_producer(bootstrap)
+    for i in range(orders):
+        keyed.produce("xstatus", json.dumps({"STATUS": f"s-{i % 3}"}).encode(), key=f"o-{i}".encode(),
+                      timestamp=T0 - 1)
+
+    def orders_and_payments(numbers):
+        for i in numbers:
+            t = T0 + i * 1000
+            keyed.produce("xorders", json.dumps({"ITEM": f"item-{i}"}).encode(), key=f"o-{i}".encode(), timestamp=t)
+            keyed.produce("xpayments", json.dumps({"AMOUNT": i}).encode(), key=f"o-{i}".encode(), timestamp=t + 300)
+        assert keyed.flush(60) == 0
+
+    orders_and_payments(range(orders // 2))
+    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+        "CREATE STREAM xorders (id STRING KEY, item STRING) WITH (kafka_topic='xorders', value_format='JSON');"
+        "CREATE STREAM xpayments (id STRING KEY, amount INT) WITH (kafka_topic='xpayments', value_format='JSON');"
+        "CREATE TABLE xstatus (id STRING PRIMARY KEY, status STRING) WITH (kafka_topic='xstatus', value_format='JSON');"
+        "CREATE STREAM xpaid AS SELECT o.id AS id, item, amount, status FROM xorders o "
+        "JOIN xpayments p WITHIN 1 MINUTE ON o.id = p.id "
+        "LEFT JOIN xstatus s ON o.id = s.id;"),
+        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 1000}})
+    assert status == 200, body
+    read_all(bootstrap, "XPAID", orders // 2 - 10, timeout=60)
+    ctx.server.kill9()
+    ctx.server.start()
+    orders_and_payments(range(orders // 2, orders))
+    want = {f"o-{i}": {"ITEM": f"item-{i}", "AMOUNT": i, "STATUS": f"s-{i % 3}"} for i in range(orders)}
+    rows = read_all(bootstrap, "XPAID", len(want))
+    got = {}
+    for k, v in rows:
+        got.setdefault(k, v)
+    missing = sorted(set(want) - set(got))
+    assert not missing, f"{len(missing)} orders are missing, e.g. {missing[:5]}"
+    wrong = [(k, v, want[k]) for k, v in rows if want.get(k) != v]
+    assert not wrong, f"{len(wrong)} rows are wrong, e.g. {wrong[:5]}"
+    print(f"   {orders} orders met their payment and status across a kill -9 ({len(rows) - orders} duplicates)")
+
+
 def pull(ctx, sql):
     """A pull query's rows and how long it took, in milliseconds."""
     started = time.perf_counter()
@@ -474,7 +519,8 @@ def test_partition_counts_must_match(ctx):
 
 def main():
     run([test_stream_table_join, test_stream_table_join_restart, test_stream_stream_join_restart,
-         test_join_repartition, test_multi_way_join, test_table_store_pull, test_partition_counts_must_match],
+         test_join_repartition, test_multi_way_join, test_stream_stream_then_table_restart,
+         test_table_store_pull, test_partition_counts_must_match],
         "joins")
 
 

@@ -234,15 +234,7 @@ impl KafkaCluster {
     /// Every record of `topic` as of the call (all partitions, in order within each).
     pub fn read_records(&self, topic: &str, timeout: Duration) -> Result<Vec<Record>> {
         let mut records = Vec::new();
-        self.read_to_end(topic, None, timeout, None, |m| {
-            records.push(Record {
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-                timestamp: m.timestamp().to_millis().unwrap_or(0),
-                partition: m.partition(),
-                offset: m.offset(),
-            })
-        })?;
+        self.read_to_end(topic, None, timeout, None, |m| records.push(record_of(m)))?;
         Ok(records)
     }
 
@@ -481,4 +473,15 @@ pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A copy of a consumed message as a record.
+pub(crate) fn record_of(m: &BorrowedMessage<'_>) -> Record {
+    Record {
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        timestamp: m.timestamp().to_millis().unwrap_or(0),
+        partition: m.partition(),
+        offset: m.offset(),
+    }
 }

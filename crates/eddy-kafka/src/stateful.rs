@@ -45,6 +45,7 @@ use crate::repartition::{
     Repartitioned, Shuffle, is_join_repartition_topic, read_topics, repartition_topic, unwrap,
 };
 use crate::supervisor::Failure;
+use crate::table_restore::restore_table_partitions;
 use crate::time_order::TimeOrder;
 use crate::transaction::{Transaction, transactional_id};
 
@@ -131,6 +132,8 @@ pub(crate) struct Stateful {
     stats: Arc<QueryStats>,
     /// A shard per input partition (`true`) or one for all of them, under id 0.
     per_partition: bool,
+    /// Where the query's group starts without committed offsets (`earliest` or `latest`).
+    offset_reset: String,
     /// Per input: whether it is read from a repartition topic, whose records are enveloped.
     enveloped: Vec<bool>,
     /// `processing.guarantee=exactly_once_v2` through Eddy's own sink: the query's writer id (see
@@ -223,7 +226,7 @@ pub(crate) fn start(
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
     let query_id = query.id.clone();
-    let idle = task.max_task_idle;
+    let (idle, reset) = (task.max_task_idle, offset_reset.to_string());
     QueryTask::supervised(name, query_id, task, move |stop, stats| {
         // Every attempt starts from the state's last checkpoint, in fresh pipelines; under
         // exactly-once, once what an earlier attempt handed the producer is in the output.
@@ -262,6 +265,7 @@ pub(crate) fn start(
             stop: stop.clone(),
             stats: stats.clone(),
             per_partition,
+            offset_reset: reset.clone(),
             enveloped: enveloped.clone(),
             exactly_once,
             transaction,
@@ -818,6 +822,18 @@ impl Stateful {
             exact,
             held: Vec::new(),
         };
+        // A join's tables are not in the changelog: they are read back from their own topics.
+        let tables = restore_table_partitions(
+            &self.cluster,
+            &shard.pipeline,
+            partitions,
+            &shard.positions,
+            &self.offset_reset,
+            &self.stop,
+        )?;
+        if tables > 0 {
+            tracing::info!(query = %self.query.id, records = tables, partition = id, "restored the join's tables from their topics");
+        }
         if first_exact {
             // Before the shard writes anything: a checkpoint saying from where its output is to be
             // read back after a crash.

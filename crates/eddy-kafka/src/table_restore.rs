@@ -4,19 +4,26 @@
 //! output — what those records made was written before. Without a committed offset a query reading
 //! from the end (`auto.offset.reset=latest`) takes the whole table as it is, so its first records meet
 //! the table's current rows; one reading from the beginning reads the table as part of its input.
+//! A join that keeps state in a changelog (a stream-stream join with a table joined after it) reads
+//! its table partitions back per shard, up to where the shard's checkpoint resumes them
+//! ([`restore_table_partitions`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 
+use eddy_common::Result;
 use eddy_runtime::Pipeline;
+use eddy_runtime::changelog::position_input;
 use eddy_sql::statement::SourceKind;
 
-use crate::cluster::KafkaCluster;
+use crate::cluster::{KafkaCluster, record_of};
 use crate::supervisor::Failure;
 
 /// How long reading a table topic back may take.
@@ -102,4 +109,50 @@ fn restore_ends(
         }
     }
     Ok(ends)
+}
+
+/// Reads the table partitions among position ids `ids` (see `input_position`) back into
+/// `pipeline` (a shard's, fresh), each from its beginning up to where `resume` (the shard's
+/// checkpoint) resumes it; a partition the checkpoint does not name is read whole when the query
+/// reads from the end (`offset_reset` `latest`), else it is read as input. Returns how many
+/// records it applied.
+pub(crate) fn restore_table_partitions(
+    cluster: &KafkaCluster,
+    pipeline: &Pipeline,
+    ids: &[i32],
+    resume: &BTreeMap<i32, i64>,
+    offset_reset: &str,
+    stop: &AtomicBool,
+) -> Result<usize> {
+    let inputs = pipeline.inputs();
+    let mut applied = 0;
+    for id in ids {
+        let (input, partition) = position_input(*id);
+        let Some(source) = inputs.get(input).filter(|s| s.kind == SourceKind::Table) else {
+            continue;
+        };
+        let end = match resume.get(id) {
+            Some(end) => Some(*end),
+            None if offset_reset == "latest" => None,
+            None => continue,
+        };
+        let mut records = Vec::new();
+        cluster.read_to_end(
+            &source.topic,
+            Some(partition),
+            RESTORE_TIMEOUT,
+            Some(stop),
+            |m| {
+                if end.is_none_or(|end| m.offset() < end) {
+                    records.push(record_of(m));
+                }
+            },
+        )?;
+        for chunk in records.chunks(BATCH) {
+            // The rows these records made were written before: only the state is wanted.
+            pipeline.process_input(input, chunk)?;
+        }
+        applied += records.len();
+    }
+    Ok(applied)
 }
