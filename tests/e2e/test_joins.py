@@ -74,7 +74,7 @@ def produce_cars_and_readings(bootstrap, suffix, readings):
     assert p.flush(60) == 0, "not every record was delivered"
 
 
-def create_join(ctx, suffix):
+def create_join(ctx, suffix, props=None):
     status, body = post(ctx.server.url + "/ksql", {"ksql": (
         f"CREATE TABLE jcars{suffix} (id STRING PRIMARY KEY, model STRING) "
         f"WITH (kafka_topic='jcars{suffix}', key_format='KAFKA', value_format='JSON');"
@@ -84,7 +84,7 @@ def create_join(ctx, suffix):
         f"FROM jreadings{suffix} r LEFT JOIN jcars{suffix} c ON r.car = c.id;"),
         # A side that ran dry holds the other back a while: the topics are written in time order,
         # but a fetch may bring one topic's newest records before the other's.
-        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 2000}})
+        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 2000, **(props or {})}})
     assert status == 200, body
 
 
@@ -129,19 +129,33 @@ def test_stream_table_join(ctx):
           f"{unknown} of unknown cars with NULL; {len(model_changes())} table rows)")
 
 
-def test_stream_table_join_restart(ctx):
+def stream_table_join_restart(ctx, suffix, props=None):
     """kill -9 half-way: the restarted query reads its table back from the table's topic, so the
-    readings after the restart still meet the model current at their time."""
-    create_topics(ctx.broker.bootstrap, ["jcars2", "jreadings2"])
-    produce_cars_and_readings(ctx.broker.bootstrap, "2", range(READINGS // 2))
-    create_join(ctx, "2")
-    joined_models(ctx.broker.bootstrap, "JENRICHED2", until=READINGS // 4, timeout=60)
+    readings after the restart still meet the model current at their time. Returns how many records
+    were written twice."""
+    create_topics(ctx.broker.bootstrap, [f"jcars{suffix}", f"jreadings{suffix}"])
+    produce_cars_and_readings(ctx.broker.bootstrap, suffix, range(READINGS // 2))
+    create_join(ctx, suffix, props)
+    joined_models(ctx.broker.bootstrap, f"JENRICHED{suffix}", until=READINGS // 4, timeout=60)
     ctx.server.kill9()
     ctx.server.start()
-    produce_cars_and_readings(ctx.broker.bootstrap, "2", range(READINGS // 2, READINGS))
-    got, records = joined_models(ctx.broker.bootstrap, "JENRICHED2")
+    produce_cars_and_readings(ctx.broker.bootstrap, suffix, range(READINGS // 2, READINGS))
+    got, records = joined_models(ctx.broker.bootstrap, f"JENRICHED{suffix}")
     check_models(got)
-    print(f"   {READINGS} readings joined across a kill -9 ({records - READINGS} written twice)")
+    return records - READINGS
+
+
+def test_stream_table_join_restart(ctx):
+    """At-least-once: records written twice are counted and reported."""
+    twice = stream_table_join_restart(ctx, "2")
+    print(f"   {READINGS} readings joined across a kill -9 ({twice} written twice)")
+
+
+def test_stream_table_join_restart_exactly_once(ctx):
+    """processing.guarantee=exactly_once_v2: the same, and nothing is written twice."""
+    twice = stream_table_join_restart(ctx, "3", {"processing.guarantee": "exactly_once_v2"})
+    assert twice == 0, f"{twice} readings were written twice"
+    print(f"   {READINGS} readings joined across a kill -9, none twice")
 
 
 ORDERS = 20_000
@@ -177,12 +191,12 @@ def order_events():
     return sorted(events, key=lambda e: (e[0], e[1]))
 
 
-def produce_events(bootstrap, events):
-    """Produces events at about RATE records a second."""
+def produce_events(bootstrap, events, suffix=""):
+    """Produces events (into topics named with `suffix`) at about RATE records a second."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     started = time.time()
     for n, (t, topic, key, value) in enumerate(events):
-        p.produce(topic, json.dumps(value).encode(), key=key.encode(), timestamp=t)
+        p.produce(f"{topic}{suffix}", json.dumps(value).encode(), key=key.encode(), timestamp=t)
         if n % 500 == 0:
             p.poll(0)
             ahead = n / RATE - (time.time() - started)
@@ -191,37 +205,37 @@ def produce_events(bootstrap, events):
     assert p.flush(60) == 0, "not every record was delivered"
 
 
-def test_stream_stream_join_restart(ctx):
+def stream_stream_join_restart(ctx, suffix, props):
     """Orders and shipments produced in event-time order at a capped rate into a JOIN ... WITHIN 1 HOURS
     GRACE PERIOD 10 MINUTES, the server killed with SIGKILL half-way and restarted: the join's buffers
     come back from its changelog, so the set of joined orders is exactly the orders with a shipment
-    within the hour either side; duplicates (at-least-once) are counted and reported.
+    within the hour either side.
 
     Event time here runs about 100,000 times faster than the clock (70 minutes of window and grace go
     by in 60 ms of producing), so a fetch that brings one topic's newest records before the other's
     would make the other's records late: `max.task.idle.ms`, as a Kafka Streams user sets it, lets a
     side that ran dry hold the other back for a while."""
-    create_topics(ctx.broker.bootstrap, ["orders", "shipments"])
+    create_topics(ctx.broker.bootstrap, [f"orders{suffix}", f"shipments{suffix}"])
     status, body = post(ctx.server.url + "/ksql", {"ksql": (
-        "CREATE STREAM orders (id STRING KEY, amount INT) "
-        "WITH (kafka_topic='orders', key_format='KAFKA', value_format='JSON');"
-        "CREATE STREAM shipments (id STRING KEY, carrier STRING) "
-        "WITH (kafka_topic='shipments', key_format='KAFKA', value_format='JSON');"
-        "CREATE STREAM shipped AS SELECT o.id AS id, amount, carrier FROM orders o "
-        "JOIN shipments s WITHIN 1 HOURS GRACE PERIOD 10 MINUTES ON o.id = s.id;"),
-        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 2000}})
+        f"CREATE STREAM orders{suffix} (id STRING KEY, amount INT) "
+        f"WITH (kafka_topic='orders{suffix}', key_format='KAFKA', value_format='JSON');"
+        f"CREATE STREAM shipments{suffix} (id STRING KEY, carrier STRING) "
+        f"WITH (kafka_topic='shipments{suffix}', key_format='KAFKA', value_format='JSON');"
+        f"CREATE STREAM shipped{suffix} AS SELECT o.id AS id, amount, carrier FROM orders{suffix} o "
+        f"JOIN shipments{suffix} s WITHIN 1 HOURS GRACE PERIOD 10 MINUTES ON o.id = s.id;"),
+        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 2000, **props}})
     assert status == 200, body
     events = order_events()
     want = {f"o-{i}" for i in range(ORDERS)
             if shipment_offset(i) is not None and abs(shipment_offset(i)) <= HOUR_MS}
     half = len(events) // 2
-    produce_events(ctx.broker.bootstrap, events[:half])
+    produce_events(ctx.broker.bootstrap, events[:half], suffix)
     ctx.server.kill9()
     ctx.server.start()
-    produce_events(ctx.broker.bootstrap, events[half:])
+    produce_events(ctx.broker.bootstrap, events[half:], suffix)
     c = Consumer({"bootstrap.servers": ctx.broker.bootstrap, "group.id": f"check-{time.time()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe(["SHIPPED"])
+    c.subscribe([f"SHIPPED{suffix}"])
     got, records = set(), 0
     deadline = time.time() + 120
     # Reads until every expected order came, then a little longer for anything unexpected.
@@ -239,11 +253,25 @@ def test_stream_stream_join_restart(ctx):
             quiet_until = time.time() + 5
     c.close()
     missing, extra = sorted(want - got), sorted(got - want)
-    late = query_statistics(ctx, "SHIPPED")["lateRecords"]
+    late = query_statistics(ctx, f"SHIPPED{suffix}")["lateRecords"]
     assert not missing, f"{len(missing)} joined orders are missing, e.g. {missing[:5]} ({late} records late)"
     assert not extra, f"{len(extra)} orders joined that should not have, e.g. {extra[:5]}"
-    print(f"   {len(want)} of {ORDERS} orders joined with their shipment across a kill -9 "
-          f"({records - len(want)} duplicates, {late} records late)")
+    return len(want), records - len(want), late
+
+
+def test_stream_stream_join_restart(ctx):
+    """At-least-once: duplicates are counted and reported."""
+    joined, duplicates, late = stream_stream_join_restart(ctx, "", {})
+    print(f"   {joined} of {ORDERS} orders joined with their shipment across a kill -9 "
+          f"({duplicates} duplicates, {late} records late)")
+
+
+def test_stream_stream_join_restart_exactly_once(ctx):
+    """processing.guarantee=exactly_once_v2: the same, and nothing is written twice."""
+    joined, duplicates, late = stream_stream_join_restart(ctx, "_EOS", {"processing.guarantee": "exactly_once_v2"})
+    assert duplicates == 0, f"{duplicates} joined orders were written twice"
+    print(f"   {joined} of {ORDERS} orders joined with their shipment across a kill -9, none twice "
+          f"({late} records late)")
 
 
 def query_statistics(ctx, sink):
@@ -518,7 +546,9 @@ def test_partition_counts_must_match(ctx):
 
 
 def main():
-    run([test_stream_table_join, test_stream_table_join_restart, test_stream_stream_join_restart,
+    run([test_stream_table_join, test_stream_table_join_restart, test_stream_table_join_restart_exactly_once,
+         test_stream_stream_join_restart,
+         test_stream_stream_join_restart_exactly_once,
          test_join_repartition, test_multi_way_join, test_stream_stream_then_table_restart,
          test_table_store_pull, test_partition_counts_must_match],
         "joins")

@@ -50,16 +50,11 @@ pub fn start_persistent(
             "Aggregations over joins are not supported by the server yet"
         ));
     }
-    if joins && task.exactly_once {
-        tracing::warn!(query = %query.id, "joins run at-least-once for now: processing.guarantee=exactly_once_v2 is not applied to this query");
-    }
-    // A stream-stream join keeps its buffers in a changelog, as an aggregation keeps its groups.
-    if query.pipeline.persists_state() {
-        let task = TaskConfig {
-            exactly_once: task.exactly_once && !joins,
-            ..task.clone()
-        };
-        return stateful::start(cluster, query, &task, name);
+    // A stream-stream join keeps its buffers in a changelog, as an aggregation keeps its groups;
+    // an exactly-once join keeps its checkpoints there (where its input stood with each write, and
+    // its output), with its tables read back from their topics.
+    if query.pipeline.persists_state() || (joins && task.exactly_once) {
+        return stateful::start(cluster, query, task, name);
     }
     // A stream-table join's stream side not keyed by its join expression goes through a
     // repartition topic, which holds only this query's input: the query reads from the start.
@@ -78,7 +73,7 @@ pub fn start_persistent(
         .collect();
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
-    if task.exactly_once && !joins {
+    if task.exactly_once {
         return if cluster.uses_transactions()? {
             transactional::start(cluster, query, task, config, name)
         } else {

@@ -217,7 +217,7 @@ impl Pipeline {
 
     /// The changelog records of the state changed since the last call; `positions` are the input
     /// positions the state now includes (next offset per source partition), `sink` where an
-    /// exactly-once output stands.
+    /// exactly-once output stands. A join that keeps no state writes its checkpoint alone.
     pub fn changes(
         &self,
         positions: &[(i32, i64)],
@@ -225,7 +225,7 @@ impl Pipeline {
     ) -> Result<Vec<StateChange>> {
         match (&self.aggregate_state, &self.input) {
             (Some(state), _) => lock(state).changes(positions, sink),
-            (None, Input::Join(join)) if join.keeps_state() => join.changes(positions, sink),
+            (None, Input::Join(join)) => join.changes(positions, sink),
             _ => Ok(Vec::new()),
         }
     }
@@ -235,7 +235,7 @@ impl Pipeline {
     pub fn restore(&self, records: Vec<StateChange>) -> Result<Option<Checkpoint>> {
         match (&self.aggregate_state, &self.input) {
             (Some(state), _) => lock(state).restore(records),
-            (None, Input::Join(join)) if join.keeps_state() => join.restore(records),
+            (None, Input::Join(join)) => join.restore(records),
             _ => Ok(None),
         }
     }
