@@ -1,4 +1,6 @@
 //! Evaluation of a physical expression over a batch, with ksqlDB's rule for rows that fail: NULL.
+//! A function that panics on a row's values (ours or DataFusion's) fails that row like an error:
+//! a record never takes its query down.
 
 use std::sync::Arc;
 
@@ -10,8 +12,9 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use eddy_common::{Result, exec_err};
 
-/// Evaluates an expression over a batch; if the batch fails, rows are evaluated one by one and the
-/// failing ones become NULL (ksqlDB's behaviour for expression errors), their errors collected.
+/// Evaluates an expression over a batch; if the batch fails (or panics), rows are evaluated one by
+/// one and the failing ones become NULL (ksqlDB's behaviour for expression errors), their errors
+/// collected.
 pub(crate) fn evaluate(
     e: &Arc<dyn PhysicalExpr>,
     batch: &RecordBatch,
@@ -19,7 +22,17 @@ pub(crate) fn evaluate(
     errors: &mut Vec<String>,
 ) -> Result<ArrayRef> {
     let rows = batch.num_rows();
-    let eval = |b: &RecordBatch| e.evaluate(b).and_then(|v| v.into_array(b.num_rows()));
+    let eval = |b: &RecordBatch| -> std::result::Result<ArrayRef, String> {
+        let run =
+            std::panic::AssertUnwindSafe(|| e.evaluate(b).and_then(|v| v.into_array(b.num_rows())));
+        match std::panic::catch_unwind(run) {
+            Ok(result) => result.map_err(|err| err.to_string()),
+            Err(panic) => Err(format!(
+                "a function failed on these values: {}",
+                eddy_udf::export::panic_message(panic.as_ref())
+            )),
+        }
+    };
     let array = match eval(batch) {
         Ok(a) => a,
         Err(_) if rows > 0 => {
@@ -28,7 +41,7 @@ pub(crate) fn evaluate(
                 match eval(&batch.slice(i, 1)) {
                     Ok(a) => parts.push(a),
                     Err(err) => {
-                        errors.push(err.to_string());
+                        errors.push(err);
                         parts.push(new_null_array(data_type, 1));
                     }
                 }

@@ -301,9 +301,9 @@ impl Pipeline {
     }
 
     /// Where an aggregation's records go by their GROUP BY values (Kafka's partitioner over the
-    /// values in Eddy's row encoding, `state_row`). A record that cannot be decoded, or whose GROUP
-    /// BY values cannot be computed, goes to partition 0, where the aggregation reports or leaves it
-    /// out as it would anyway.
+    /// values in Eddy's row encoding, `state_row`). A record that cannot be decoded goes to
+    /// partition 0, where the aggregation reports it; GROUP BY values that fail are NULL, a group
+    /// the aggregation leaves out as it would anyway.
     fn group_partitions<R: RecordRef>(
         &self,
         decoder: &SourceDecoder,
@@ -315,39 +315,24 @@ impl Pipeline {
         };
         let decoded = decoder.decode(records)?;
         let batch = &decoded.batch;
-        let err = |e: datafusion::common::DataFusionError| exec_err!("{e}");
-        let evaluate = |b: &RecordBatch| -> Result<Vec<ArrayRef>> {
-            spec.group_exprs
-                .iter()
-                .map(|e| {
-                    e.evaluate(b)
-                        .and_then(|v| v.into_array(b.num_rows()))
-                        .map_err(err)
-                })
-                .collect()
-        };
+        // Values that fail are NULL (as the aggregation computes them too).
+        let mut failures = Vec::new();
+        let arrays = spec
+            .group_exprs
+            .iter()
+            .map(|e| {
+                let data_type = e.data_type(&batch.schema()).map_err(|e| exec_err!("{e}"))?;
+                evaluate(e, batch, &data_type, &mut failures)
+            })
+            .collect::<Result<Vec<_>>>()?;
         // A group's values are placed by Eddy's own encoding of them, which stays the same across
         // versions (its state lives in the partition they give).
         let mut placement = Placement::new(records, partitions);
         let mut bytes = Vec::new();
-        match evaluate(batch) {
-            Ok(arrays) => {
-                for row in 0..batch.num_rows() {
-                    bytes.clear();
-                    crate::state_row::encode(&arrays, row, &mut bytes)?;
-                    placement.place(batch, row, &bytes);
-                }
-            }
-            // A row whose values fail stays in partition 0; the others are placed one by one.
-            Err(_) => {
-                for row in 0..batch.num_rows() {
-                    if let Ok(arrays) = evaluate(&batch.slice(row, 1)) {
-                        bytes.clear();
-                        crate::state_row::encode(&arrays, 0, &mut bytes)?;
-                        placement.place(batch, row, &bytes);
-                    }
-                }
-            }
+        for row in 0..batch.num_rows() {
+            bytes.clear();
+            crate::state_row::encode(&arrays, row, &mut bytes)?;
+            placement.place(batch, row, &bytes);
         }
         Ok(placement.finish())
     }

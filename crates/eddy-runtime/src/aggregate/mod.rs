@@ -848,10 +848,13 @@ impl AggregateState {
         let batch = RecordBatch::try_new(schema, columns).map_err(|e| exec_err!("{e}"))?;
         let passes: Vec<bool> = match &spec.having {
             Some(h) => {
-                let pass = h
-                    .evaluate(&batch)
-                    .and_then(|v| v.into_array(batch.num_rows()))
-                    .map_err(df)?;
+                // A HAVING that fails on a row is NULL for it: the row does not pass.
+                let pass = crate::evaluate::evaluate(
+                    h,
+                    &batch,
+                    &datafusion::arrow::datatypes::DataType::Boolean,
+                    &mut self.errors,
+                )?;
                 let pass = pass.as_boolean();
                 (0..pass.len())
                     .map(|i| pass.is_valid(i) && pass.value(i))
