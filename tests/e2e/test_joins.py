@@ -369,6 +369,50 @@ def test_join_repartition(ctx):
           f"through {stream[0]}")
 
 
+def test_join_repartition_restart(ctx):
+    """A stream-stream join whose payments, keyed by their own ids, go through a repartition topic,
+    killed with SIGKILL half-way: after the restart the repartitioning and the join go on from where
+    they had got, and every order meets its payment (duplicates counted)."""
+    orders = 4_000
+    bootstrap = ctx.broker.bootstrap
+    create_topics(bootstrap, ["korders", "kpayments"])
+    keyed = murmur2_producer(bootstrap)
+    other = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+
+    def orders_and_payments(numbers):
+        for i in numbers:
+            t = T0 + i * 1000
+            keyed.produce("korders", json.dumps({"AMOUNT": i}).encode(), key=f"o-{i}".encode(), timestamp=t)
+            if i % 5:
+                other.produce("kpayments", json.dumps({"ORDER_ID": f"o-{i}", "PAID": i}).encode(),
+                              key=f"p-{i}".encode(), timestamp=t + 500)
+        assert keyed.flush(60) == 0 and other.flush(60) == 0
+
+    orders_and_payments(range(orders // 2))
+    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+        "CREATE STREAM korders (id STRING KEY, amount INT) WITH (kafka_topic='korders', value_format='JSON');"
+        "CREATE STREAM kpayments (pid STRING KEY, order_id STRING, paid INT) "
+        "WITH (kafka_topic='kpayments', value_format='JSON');"
+        "CREATE STREAM kpaid AS SELECT o.id AS id, amount, paid FROM korders o "
+        "JOIN kpayments p WITHIN 1 MINUTE ON o.id = p.order_id;"),
+        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 1000}})
+    assert status == 200, body
+    read_all(bootstrap, "KPAID", orders // 4, timeout=60)
+    ctx.server.kill9()
+    ctx.server.start()
+    orders_and_payments(range(orders // 2, orders))
+    want = {f"o-{i}": i for i in range(orders) if i % 5}
+    rows = read_all(bootstrap, "KPAID", len(want))
+    got = {k: v["PAID"] for k, v in rows}
+    missing = sorted(set(want) - set(got))
+    assert not missing, f"{len(missing)} orders did not meet their payment, e.g. {missing[:5]}"
+    assert got == want, [(k, v, want.get(k)) for k, v in got.items() if want.get(k) != v][:5]
+    repartition = internal_topics(bootstrap, "KPAID", "-Join-right-repartition")
+    assert repartition, "the payments did not go through a repartition topic"
+    print(f"   {len(want)} orders met their payment through {repartition[0]} across a kill -9 "
+          f"({len(rows) - len(want)} duplicates)")
+
+
 def test_multi_way_join(ctx):
     """Three streams in one query: orders meet their payments (keyed alike) and then their shipments,
     keyed by their own ids, which go through a repartition topic to their order's partition. Every
@@ -549,7 +593,7 @@ def main():
     run([test_stream_table_join, test_stream_table_join_restart, test_stream_table_join_restart_exactly_once,
          test_stream_stream_join_restart,
          test_stream_stream_join_restart_exactly_once,
-         test_join_repartition, test_multi_way_join, test_stream_stream_then_table_restart,
+         test_join_repartition, test_join_repartition_restart, test_multi_way_join, test_stream_stream_then_table_restart,
          test_table_store_pull, test_partition_counts_must_match],
         "joins")
 
