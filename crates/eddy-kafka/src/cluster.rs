@@ -20,7 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use eddy_common::{Result, external_err};
 use eddy_runtime::{Record, TopicAdmin, TopicInfo};
 
-use crate::delivery::DeliveryError;
+use crate::delivery_error::DeliveryError;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -279,9 +279,9 @@ impl KafkaCluster {
     }
 
     /// How exactly-once output is made on this cluster: through Kafka transactions, or Eddy's own
-    /// sink (see `exactly_once`). Under [`Transactions::Auto`] the broker is asked once, the first
-    /// time an exactly-once query starts.
-    pub(crate) fn uses_transactions(&self) -> Result<bool> {
+    /// sink (see `exactly_once`). Under [`Transactions::Auto`] the broker is asked once (`ask`), the
+    /// first time an exactly-once query starts.
+    pub(crate) fn uses_transactions(&self, ask: impl FnOnce() -> Result<bool>) -> Result<bool> {
         match self.transactions {
             Transactions::On => Ok(true),
             Transactions::Off => Ok(false),
@@ -293,7 +293,7 @@ impl KafkaCluster {
                 if let Some(known) = *known {
                     return Ok(known);
                 }
-                let supported = crate::transaction::supported(self)?;
+                let supported = ask()?;
                 *known = Some(supported);
                 Ok(supported)
             }

@@ -1,63 +1,13 @@
-//! Getting records into a topic: producer failures classified as worth retrying (the broker is
-//! unreachable, a leader moved, a timeout) or permanent (the topic is gone, a record is too large,
-//! not authorized), and the retry loop the query tasks wait in until their output is acknowledged.
+//! Getting records into a topic: the retry loop the query tasks wait in until their output is
+//! acknowledged, going on while a failure is worth retrying (see `delivery_error`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-
 use eddy_runtime::Record;
 
 use crate::cluster::{Deliveries, KafkaCluster};
-
-/// Why records were not delivered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeliveryError {
-    /// The cluster may take them later: trying again can help.
-    #[error("Kafka: {0}")]
-    Retriable(String),
-    /// The cluster refuses them for a reason that trying again does not change.
-    #[error("Kafka refused the records for good: {0}")]
-    Permanent(String),
-}
-
-impl DeliveryError {
-    /// Classifies a producer error by its code.
-    pub fn of(e: &KafkaError) -> Self {
-        use RDKafkaErrorCode::*;
-        let permanent = matches!(
-            e.rdkafka_error_code(),
-            Some(
-                MessageSizeTooLarge
-                    | InvalidMessageSize
-                    | MessageBatchTooLarge
-                    | InvalidMessage
-                    | InvalidRecord
-                    | InvalidTimestamp
-                    | InvalidTopic
-                    | UnknownTopic
-                    | UnknownTopicOrPartition
-                    | UnknownPartition
-                    | TopicAuthorizationFailed
-                    | ClusterAuthorizationFailed
-                    | PolicyViolation
-                    | Authentication
-            )
-        );
-        if permanent {
-            DeliveryError::Permanent(e.to_string())
-        } else {
-            DeliveryError::Retriable(e.to_string())
-        }
-    }
-}
-
-impl From<DeliveryError> for eddy_common::Error {
-    fn from(e: DeliveryError) -> Self {
-        eddy_common::Error::External(e.to_string())
-    }
-}
+use crate::delivery_error::DeliveryError;
 
 /// Why a query task's step did not finish ([`deliver`] giving up, among others).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,37 +61,6 @@ pub(crate) fn deliver(
                 std::thread::sleep(Duration::from_millis(200 * attempt.min(25)));
                 result = cluster.send(topic, records).and_then(Deliveries::wait);
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_for_good_are_told_from_passing_trouble() {
-        let produce = |code| KafkaError::MessageProduction(code);
-        for code in [
-            RDKafkaErrorCode::MessageSizeTooLarge,
-            RDKafkaErrorCode::TopicAuthorizationFailed,
-            RDKafkaErrorCode::UnknownTopicOrPartition,
-        ] {
-            assert!(matches!(
-                DeliveryError::of(&produce(code)),
-                DeliveryError::Permanent(_)
-            ));
-        }
-        for code in [
-            RDKafkaErrorCode::MessageTimedOut,
-            RDKafkaErrorCode::NotLeaderForPartition,
-            RDKafkaErrorCode::AllBrokersDown,
-            RDKafkaErrorCode::QueueFull,
-        ] {
-            assert!(matches!(
-                DeliveryError::of(&produce(code)),
-                DeliveryError::Retriable(_)
-            ));
         }
     }
 }

@@ -27,7 +27,7 @@ use eddy_runtime::{PersistentQuery, ProcessedBatch, Record, TopicAdmin};
 
 use crate::cluster::{Deliveries, KafkaCluster, kafka_err};
 use crate::crash_point;
-use crate::delivery::DeliveryError;
+use crate::delivery_error::DeliveryError;
 use crate::ledger::{Frontier, scan, settle_producer};
 use crate::origin::{Origin, writer_id};
 use crate::poll::{Msg, next_offsets, poll_batch};

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod command_log;
 mod crash_point;
 pub mod delivery;
+pub mod delivery_error;
 pub mod envelope;
 mod exact_output;
 mod exactly_once;

@@ -31,7 +31,8 @@ use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, kafka_err, now_millis};
 use crate::crash_point;
-use crate::delivery::{DeliveryError, Halt, deliver};
+use crate::delivery::{Halt, deliver};
+use crate::delivery_error::DeliveryError;
 use crate::exact_output::ExactOutput;
 use crate::exactly_once::checkpoint_topic;
 use crate::ledger::settle_producer;
@@ -47,7 +48,7 @@ use crate::repartition::{
 use crate::supervisor::Failure;
 use crate::table_restore::restore_table_partitions;
 use crate::time_order::TimeOrder;
-use crate::transaction::{Transaction, transactional_id};
+use crate::transaction::{Transaction, transactional_id, uses_transactions};
 
 /// How long a shard may make a crashed write again, with no more input coming, before it gives up.
 const REPLAY_PATIENCE: Duration = Duration::from_secs(300);
@@ -156,7 +157,7 @@ pub(crate) fn start(
     name: String,
 ) -> Result<QueryTask> {
     let (group_id, offset_reset) = (task.group_id.as_str(), task.offset_reset.as_str());
-    let transactional = task.exactly_once && cluster.uses_transactions()?;
+    let transactional = task.exactly_once && uses_transactions(&cluster)?;
     let exactly_once = (task.exactly_once && !transactional).then(|| writer_id(group_id));
     let transactional_id = transactional.then(|| transactional_id(&cluster, group_id));
     let source = query.pipeline.source().clone();

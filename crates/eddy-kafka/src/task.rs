@@ -19,7 +19,8 @@ use eddy_runtime::{PersistentQuery, Pipeline, ProcessedBatch, Record, RecordRef}
 use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err};
-use crate::delivery::{DeliveryError, Halt, deliver};
+use crate::delivery::{Halt, deliver};
+use crate::delivery_error::DeliveryError;
 use crate::poll::{next_offsets, poll_batch};
 use crate::query_io::{
     input_partitions, output_records, query_consumer, subscribed, subscribed_to,
@@ -30,6 +31,7 @@ use crate::repartition::{Repartitioned, Shuffle, read_topics, unwrap};
 use crate::supervisor::{Failure, panic_message};
 use crate::table_restore::restore_tables;
 use crate::time_order::TimeOrder;
+use crate::transaction::uses_transactions;
 use crate::{exactly_once, stateful, transactional};
 
 /// Starts a persistent query with its output to the query's sink.
@@ -74,7 +76,7 @@ pub fn start_persistent(
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
     if task.exactly_once {
-        return if cluster.uses_transactions()? {
+        return if uses_transactions(&cluster)? {
             transactional::start(cluster, query, task, config, name)
         } else {
             exactly_once::start(cluster, query, task, config, name)

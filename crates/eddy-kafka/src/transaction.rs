@@ -16,7 +16,7 @@ use eddy_common::Result;
 use eddy_runtime::Record;
 
 use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, send_on};
-use crate::delivery::DeliveryError;
+use crate::delivery_error::DeliveryError;
 
 /// How long a transaction may stay open before the broker aborts it, beyond twice the time a task
 /// keeps one open: what an open transaction of a crashed server holds up read_committed readers at
@@ -50,10 +50,16 @@ pub(crate) fn transactional_id(cluster: &KafkaCluster, group_id: &str) -> String
     format!("{group_id}-{:016x}", cluster.instance())
 }
 
+/// Whether exactly-once output goes through Kafka transactions on `cluster` (see
+/// [`KafkaCluster::uses_transactions`]).
+pub(crate) fn uses_transactions(cluster: &KafkaCluster) -> Result<bool> {
+    cluster.uses_transactions(|| supported(cluster))
+}
+
 /// Asks the broker whether it has transactions, by starting a transactional producer. A broker that
 /// answers with an error has none (nisshi: "Transactional Id authorization failed"); one that does
 /// not answer is an error.
-pub(crate) fn supported(cluster: &KafkaCluster) -> Result<bool> {
+fn supported(cluster: &KafkaCluster) -> Result<bool> {
     let id = format!("eddy-probe-{:016x}", cluster.instance());
     let producer = match producer(cluster, &id, Duration::ZERO) {
         Ok(p) => p,

@@ -13,7 +13,7 @@ pub struct TopicInfo {
 }
 
 /// Topic administration the engine needs while executing statements. Implemented over Kafka by
-/// `eddy-kafka` and in memory by [`MemoryTopics`](crate::memory::MemoryTopics).
+/// `eddy-kafka` and in memory by `MemoryTopics` (module `memory`).
 pub trait TopicAdmin: Send + Sync {
     /// Partition count of a topic, `None` if it does not exist.
     fn partitions(&self, topic: &str) -> Result<Option<i32>>;

@@ -34,8 +34,7 @@ use crate::registry::{MemoryRegistry, SchemaRegistry, subject};
 /// Default partition count of topics created for `CREATE ... AS SELECT` when the source's is unknown.
 const DEFAULT_PARTITIONS: i32 = 1;
 
-/// Session properties that change how statements execute.
-pub type Properties = BTreeMap<String, String>;
+pub use crate::properties::Properties;
 
 /// A persistent query (`CREATE ... AS SELECT`, `INSERT INTO ... SELECT`).
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use eddy_udf::Kind;
 pub use eddy_udf_host::{Function, Plugin, PluginDir};
 use serde_json::{Map, Value};
 
-use crate::engine::Properties;
+use crate::properties::Properties;
 use eddy_sql::planner::Planner;
 
 /// The functions that came from plugins, by upper-case name.

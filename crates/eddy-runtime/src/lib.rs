@@ -15,6 +15,7 @@ pub mod memory;
 pub mod partitioner;
 pub mod pipeline;
 mod placement;
+pub mod properties;
 pub mod pull;
 pub mod record;
 pub mod registry;

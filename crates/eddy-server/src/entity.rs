@@ -7,7 +7,7 @@ use eddy_sql::SqlType;
 use eddy_sql::catalog::Source;
 use eddy_sql::statement::{ColumnRole, SourceKind};
 
-use crate::state::QueryView;
+use crate::query_view::QueryView;
 
 /// `currentStatus` for an executed DDL/DML statement.
 pub fn current_status(text: &str, outcome: &Outcome, seq: i64) -> Value {

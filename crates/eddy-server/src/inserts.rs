@@ -16,7 +16,7 @@ use eddy_runtime::TopicAdmin;
 use eddy_sql::normalize::ident_name;
 use eddy_sql::statement::SourceKind;
 
-use crate::routes::{ApiError, MAX_BODY_BYTES};
+use crate::request::{ApiError, MAX_BODY_BYTES};
 use crate::state::AppState;
 
 /// Reads lines from a request body as they arrive; the last line may lack its `\n`. A line longer

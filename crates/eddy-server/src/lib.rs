@@ -4,7 +4,9 @@
 pub mod entity;
 mod inserts;
 pub mod local_broker;
+mod query_view;
 mod registry_api;
+mod request;
 pub mod routes;
 pub mod runtime;
 pub mod schema_registry;

@@ -22,6 +22,8 @@ use eddy_sql::SqlType;
 use eddy_sql::catalog::{WINDOWEND, WINDOWSTART};
 use eddy_sql::statement::{ColumnRole, Emit, QueryStatement, SourceKind, Statement};
 
+use crate::request::ApiError;
+pub use crate::request::MAX_BODY_BYTES;
 use crate::state::{AppState, offset_reset, to_properties};
 
 /// The application's routes.
@@ -50,20 +52,6 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-}
-
-/// Largest request body read whole (a script, a query, a schema): larger ones get 413.
-pub const MAX_BODY_BYTES: usize = 2 << 20;
-
-/// An error answered with ksqlDB's error body.
-pub(crate) struct ApiError(pub(crate) ErrorMessage);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self.0)).into_response()
-    }
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {

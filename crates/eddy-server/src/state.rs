@@ -21,23 +21,7 @@ use eddy_sql::catalog::Source;
 use eddy_sql::statement::{ShowKind, SourceKind, Statement};
 
 use crate::entity;
-
-/// A persistent query as listings show it.
-#[derive(Debug, Clone)]
-pub struct QueryView {
-    pub id: String,
-    pub statement: String,
-    pub sink: String,
-    pub sink_topic: String,
-    pub sources: Vec<String>,
-    pub state: String,
-    pub consumed: u64,
-    pub produced: u64,
-    pub decode_errors: u64,
-    pub expression_errors: u64,
-    pub late_records: u64,
-    pub last_error: Option<String>,
-}
+pub use crate::query_view::QueryView;
 
 /// How the server runs persistent queries that do not say otherwise.
 #[derive(Debug, Clone, Copy, Default)]

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod dialect;
 pub mod functions;
 pub mod grouping;
+pub mod identifier;
 pub mod java;
 pub mod join;
 pub mod limits;

@@ -13,13 +13,7 @@ use sqlparser::ast::{
     UnaryOperator, Value, VisitMut, VisitorMut,
 };
 
-/// The catalog name of an identifier: upper-cased unless it was quoted.
-pub fn ident_name(value: &str, quote_style: Option<char>) -> String {
-    match quote_style {
-        Some(_) => value.to_string(),
-        None => value.to_uppercase(),
-    }
-}
+pub use crate::identifier::ident_name;
 
 /// Normalizes one identifier in place.
 pub fn ident(i: &mut Ident) {

@@ -8,10 +8,10 @@ use sqlparser::ast::{
 /// The ksqlDB text of an expression (identifiers as written, upper-cased unless quoted).
 pub fn ksql_text(e: &Expr) -> String {
     match e {
-        Expr::Identifier(i) => crate::normalize::ident_name(&i.value, i.quote_style),
+        Expr::Identifier(i) => crate::identifier::ident_name(&i.value, i.quote_style),
         Expr::CompoundIdentifier(parts) => parts
             .iter()
-            .map(|i| crate::normalize::ident_name(&i.value, i.quote_style))
+            .map(|i| crate::identifier::ident_name(&i.value, i.quote_style))
             .collect::<Vec<_>>()
             .join("."),
         Expr::Value(v) => value_text(&v.value),

@@ -9,7 +9,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err, plan_datafusion_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature};
+use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
 use serde_json::Value;
@@ -29,6 +29,13 @@ pub struct PluginAggregate {
     pools: Vec<Pool>,
     /// Instances by overload and constant arguments.
     instances: Mutex<HashMap<(usize, String), Arc<Handle>>>,
+}
+
+impl Plugin {
+    /// An aggregate function of this plugin as a DataFusion UDAF.
+    pub fn aggregate_udf(self: &Arc<Self>, function: &Function, config: Value) -> AggregateUDF {
+        AggregateUDF::new_from_impl(PluginAggregate::new(self.clone(), function.clone(), config))
+    }
 }
 
 impl PluginAggregate {

@@ -1,17 +1,14 @@
-//! One loaded plugin: its library (never unloaded), entry points, manifest and functions.
+//! One loaded plugin: its library (never unloaded), entry points, manifest and functions. Its
+//! functions become DataFusion functions in `scalar` and `aggregate`.
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use eddy_udf::{Kind, Manifest};
 use libloading::Library;
-use serde_json::Value;
 
-use crate::aggregate::PluginAggregate;
 use crate::api::Api;
-use crate::scalar::PluginScalar;
 use crate::signature::Overload;
 
 /// Every library loaded: plugins are never unloaded.
@@ -83,16 +80,5 @@ impl Plugin {
 
     pub fn functions(&self) -> &[Function] {
         &self.functions
-    }
-
-    /// A scalar function of this plugin as a DataFusion UDF; `config` is what its instances are
-    /// created with.
-    pub fn scalar_udf(self: &Arc<Self>, function: &Function, config: Value) -> ScalarUDF {
-        ScalarUDF::new_from_impl(PluginScalar::new(self.clone(), function.clone(), config))
-    }
-
-    /// An aggregate function of this plugin as a DataFusion UDAF.
-    pub fn aggregate_udf(self: &Arc<Self>, function: &Function, config: Value) -> AggregateUDF {
-        AggregateUDF::new_from_impl(PluginAggregate::new(self.clone(), function.clone(), config))
     }
 }

@@ -13,7 +13,8 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::ScalarValue;
 use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_datafusion_err};
 use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use eddy_sql::types::SqlType;
 use eddy_udf::Kind;
@@ -33,6 +34,14 @@ pub struct PluginScalar {
     pools: Vec<Pool>,
     /// Calls the plugin accepted when they were planned (overload and literal arguments).
     checked: Mutex<HashSet<String>>,
+}
+
+impl Plugin {
+    /// A scalar function of this plugin as a DataFusion UDF; `config` is what its instances are
+    /// created with.
+    pub fn scalar_udf(self: &Arc<Self>, function: &Function, config: Value) -> ScalarUDF {
+        ScalarUDF::new_from_impl(PluginScalar::new(self.clone(), function.clone(), config))
+    }
 }
 
 impl PluginScalar {

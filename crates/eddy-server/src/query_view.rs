@@ -1,0 +1,18 @@
+//! A persistent query as listings (`SHOW QUERIES`, `DESCRIBE`) show it.
+
+/// A persistent query as listings show it.
+#[derive(Debug, Clone)]
+pub struct QueryView {
+    pub id: String,
+    pub statement: String,
+    pub sink: String,
+    pub sink_topic: String,
+    pub sources: Vec<String>,
+    pub state: String,
+    pub consumed: u64,
+    pub produced: u64,
+    pub decode_errors: u64,
+    pub expression_errors: u64,
+    pub late_records: u64,
+    pub last_error: Option<String>,
+}
