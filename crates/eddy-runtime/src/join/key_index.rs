@@ -99,11 +99,14 @@ impl<V> KeyIndex<V> {
     }
 
     /// Reads the first slot of each hash, so that the slots not in cache are fetched together
-    /// (the reads do not wait for each other) before the lookups that need them.
-    pub fn touch(&self, hashes: impl Iterator<Item = u64>) {
+    /// (the reads do not wait for each other) before the lookups that need them. `read` reads a
+    /// value's first bytes too: a slot can span two cache lines.
+    pub fn touch(&self, hashes: impl Iterator<Item = u64>, read: impl Fn(&V) -> u64) {
         let mask = self.mask();
         let touched = hashes.fold(0u64, |acc, h| {
-            acc ^ self.slots[h as usize & mask].as_ref().map_or(0, |s| s.hash)
+            acc ^ self.slots[h as usize & mask]
+                .as_ref()
+                .map_or(0, |s| s.hash ^ read(&s.value))
         });
         std::hint::black_box(touched);
     }
@@ -196,7 +199,7 @@ impl<V: Copy> KeyIndex<V> {
     /// The values of `keys`, in their order.
     pub fn get_many(&self, keys: &[&[u8]]) -> Vec<Option<V>> {
         let hashes: Vec<u64> = keys.iter().map(|k| self.hash(k)).collect();
-        self.touch(hashes.iter().copied());
+        self.touch(hashes.iter().copied(), |_| 0);
         keys.iter()
             .zip(&hashes)
             .map(|(key, hash)| self.get(*hash, key).copied())

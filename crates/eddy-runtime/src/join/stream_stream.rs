@@ -38,6 +38,14 @@ enum Records {
 }
 
 impl Records {
+    /// The arrival number of its first record (read to fetch it into the cache).
+    fn first_seq(&self) -> u64 {
+        match self {
+            Records::One(one) => one.at.1,
+            Records::Many(many) => many.len() as u64,
+        }
+    }
+
     fn as_slice(&self) -> &[Buffered] {
         match self {
             Records::One(one) => std::slice::from_ref(one),
@@ -402,9 +410,12 @@ impl JoinOperator for StreamStreamJoin {
                 // fetched together.
                 let next = || hashes[n..].iter().take(TOUCHED).copied();
                 let own = &self.buffers[side.index()].by_key;
-                own.touch(next());
-                self.buffers[side.other().index()].by_key.touch(next());
-                own.touch(self.buffers[side.index()].by_time.oldest_hashes(TOUCHED));
+                own.touch(next(), Records::first_seq);
+                self.buffers[side.other().index()]
+                    .by_key
+                    .touch(next(), Records::first_seq);
+                let oldest = self.buffers[side.index()].by_time.oldest_hashes(TOUCHED);
+                own.touch(oldest, Records::first_seq);
             }
             // A record without a value joins nothing.
             let Some(row) = r.row else { continue };
