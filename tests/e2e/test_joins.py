@@ -369,6 +369,20 @@ def test_join_repartition(ctx):
           f"through {stream[0]}")
 
 
+def across_kill9(ctx, produce, total, ksql, sink, ready):
+    """Produces the first half of `total` events (`produce(range)`), runs `ksql` reading from the
+    beginning, waits until `ready` keys came out of `sink`, kills the server with SIGKILL, starts it
+    again and produces the second half."""
+    produce(range(total // 2))
+    status, body = post(ctx.server.url + "/ksql", {
+        "ksql": ksql, "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 1000}})
+    assert status == 200, body
+    read_all(ctx.broker.bootstrap, sink, ready, timeout=60)
+    ctx.server.kill9()
+    ctx.server.start()
+    produce(range(total // 2, total))
+
+
 def test_join_repartition_restart(ctx):
     """A stream-stream join whose payments, keyed by their own ids, go through a repartition topic,
     killed with SIGKILL half-way: after the restart the repartitioning and the join go on from where
@@ -388,19 +402,12 @@ def test_join_repartition_restart(ctx):
                               key=f"p-{i}".encode(), timestamp=t + 500)
         assert keyed.flush(60) == 0 and other.flush(60) == 0
 
-    orders_and_payments(range(orders // 2))
-    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+    across_kill9(ctx, orders_and_payments, orders, (
         "CREATE STREAM korders (id STRING KEY, amount INT) WITH (kafka_topic='korders', value_format='JSON');"
         "CREATE STREAM kpayments (pid STRING KEY, order_id STRING, paid INT) "
         "WITH (kafka_topic='kpayments', value_format='JSON');"
         "CREATE STREAM kpaid AS SELECT o.id AS id, amount, paid FROM korders o "
-        "JOIN kpayments p WITHIN 1 MINUTE ON o.id = p.order_id;"),
-        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 1000}})
-    assert status == 200, body
-    read_all(bootstrap, "KPAID", orders // 4, timeout=60)
-    ctx.server.kill9()
-    ctx.server.start()
-    orders_and_payments(range(orders // 2, orders))
+        "JOIN kpayments p WITHIN 1 MINUTE ON o.id = p.order_id;"), "KPAID", orders // 4)
     want = {f"o-{i}": i for i in range(orders) if i % 5}
     rows = read_all(bootstrap, "KPAID", len(want))
     got = {k: v["PAID"] for k, v in rows}
@@ -489,20 +496,13 @@ def test_stream_stream_then_table_restart(ctx):
             keyed.produce("xpayments", json.dumps({"AMOUNT": i}).encode(), key=f"o-{i}".encode(), timestamp=t + 300)
         assert keyed.flush(60) == 0
 
-    orders_and_payments(range(orders // 2))
-    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+    across_kill9(ctx, orders_and_payments, orders, (
         "CREATE STREAM xorders (id STRING KEY, item STRING) WITH (kafka_topic='xorders', value_format='JSON');"
         "CREATE STREAM xpayments (id STRING KEY, amount INT) WITH (kafka_topic='xpayments', value_format='JSON');"
         "CREATE TABLE xstatus (id STRING PRIMARY KEY, status STRING) WITH (kafka_topic='xstatus', value_format='JSON');"
         "CREATE STREAM xpaid AS SELECT o.id AS id, item, amount, status FROM xorders o "
         "JOIN xpayments p WITHIN 1 MINUTE ON o.id = p.id "
-        "LEFT JOIN xstatus s ON o.id = s.id;"),
-        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 1000}})
-    assert status == 200, body
-    read_all(bootstrap, "XPAID", orders // 2 - 10, timeout=60)
-    ctx.server.kill9()
-    ctx.server.start()
-    orders_and_payments(range(orders // 2, orders))
+        "LEFT JOIN xstatus s ON o.id = s.id;"), "XPAID", orders // 2 - 10)
     want = {f"o-{i}": {"ITEM": f"item-{i}", "AMOUNT": i, "STATUS": f"s-{i % 3}"} for i in range(orders)}
     rows = read_all(bootstrap, "XPAID", len(want))
     got = {}
