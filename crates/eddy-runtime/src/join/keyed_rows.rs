@@ -1,12 +1,13 @@
 //! A table's current rows kept as the Arrow columns they arrived in, with an index from join key to
 //! row: a lookup gives a row's place, and the rows a batch of lookups found are laid out in one
 //! `interleave` per column, never parsed back row by row. A changed or deleted row stays in its
-//! columns until they hold more stale rows than live ones; then the live rows are copied together.
+//! columns until they hold more stale rows than live ones (or emptied chunks pile up); then the live
+//! rows are copied together.
+
+use std::collections::HashSet;
 
 use datafusion::arrow::array::{Array, ArrayRef, new_null_array};
 use datafusion::arrow::compute::interleave;
-use std::collections::HashSet;
-
 use datafusion::arrow::datatypes::{DataType, Schema};
 use hashbrown::HashMap;
 
@@ -30,6 +31,8 @@ impl Place {
 #[derive(Debug)]
 struct Chunk {
     columns: Vec<ArrayRef>,
+    /// Its rows (also when no column is kept: they count towards compaction all the same).
+    rows: usize,
     live: usize,
 }
 
@@ -69,6 +72,7 @@ impl KeyedRows {
             types,
             chunks: vec![Chunk {
                 columns: nulls,
+                rows: 1,
                 live: 1,
             }],
             index: KeyIndex::default(),
@@ -83,6 +87,7 @@ impl KeyedRows {
         columns: &[ArrayRef],
         changes: impl Iterator<Item = (&'a [u8], usize, bool)>,
     ) -> Result<()> {
+        let rows = columns.first().map_or(0, |c| c.len());
         let columns: Vec<ArrayRef> = columns
             .iter()
             .zip(&self.types)
@@ -110,17 +115,24 @@ impl KeyedRows {
                     stale.live -= 1;
                     if stale.live == 0 {
                         // Nothing current is left in it: its rows go now.
-                        self.held -= stale.columns.first().map_or(0, |c| c.len());
+                        self.held -= stale.rows;
+                        stale.rows = 0;
                         stale.columns = Vec::new();
                     }
                 }
             }
         }
         if live > 0 {
-            self.held += columns.first().map_or(0, |c| c.len());
-            self.chunks.push(Chunk { columns, live });
+            self.held += rows;
+            self.chunks.push(Chunk {
+                columns,
+                rows,
+                live,
+            });
         }
-        if self.held > 2 * self.index.len() + SLACK {
+        // Chunks emptied of current rows still take a place each (chunk numbers stay fixed).
+        let bound = 2 * self.index.len() + SLACK;
+        if self.held > bound || self.chunks.len() > bound {
             self.compact()?;
         }
         Ok(())
@@ -188,6 +200,7 @@ impl KeyedRows {
         self.chunks.truncate(1);
         self.chunks.push(Chunk {
             columns,
+            rows: current.len(),
             live: current.len(),
         });
         self.held = 1 + current.len();
@@ -263,5 +276,25 @@ mod tests {
             }
         }
         assert_eq!(columns[2].null_count(), keys.len());
+    }
+
+    /// A table none of whose columns a query reads still lets go of its stale rows' chunks.
+    #[test]
+    fn chunks_stay_bounded_when_no_column_is_kept() {
+        let schema = Schema::new(vec![Field::new("K", DataType::Utf8, true)]);
+        let mut rows = KeyedRows::new(&schema, &HashSet::new());
+        for n in 0..20_000 {
+            let key = format!("k{}", n % 10);
+            let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![key.clone()]))];
+            rows.apply(&columns, std::iter::once((key.as_bytes(), 0, true)))
+                .unwrap();
+        }
+        assert!(
+            rows.chunks.len() <= 2 * 10 + SLACK + 2,
+            "{} chunks",
+            rows.chunks.len()
+        );
+        let place = rows.get_many(&[b"k3".as_slice()])[0].unwrap();
+        assert_eq!(rows.take(&[place]).unwrap()[0].null_count(), 1);
     }
 }
