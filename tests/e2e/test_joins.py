@@ -4,6 +4,7 @@ Run by scripts/test:  python tests/e2e/test_joins.py --server-bin target/release
 """
 
 import json
+import threading
 import time
 
 from confluent_kafka import Consumer, Producer
@@ -308,7 +309,7 @@ def read_all(bootstrap, topic, until, timeout=120):
 def internal_topics(bootstrap, query, suffix):
     """The topics of the query writing `query` (its id holds the sink's name) that end in `suffix`."""
     return [t for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
-            if f"_query_CSAS_{query}_" in t and t.endswith(suffix)]
+            if any(f"_query_{kind}_{query}_" in t for kind in ("CSAS", "CTAS")) and t.endswith(suffix)]
 
 
 def test_join_repartition(ctx):
@@ -515,6 +516,94 @@ def test_stream_stream_then_table_restart(ctx):
     print(f"   {orders} orders met their payment and status across a kill -9 ({len(rows) - orders} duplicates)")
 
 
+def final_rows(bootstrap, topic, want, timeout=180):
+    """The latest value of each key of `topic`, read until it equals `want` (then 3 s more, for anything
+    written after) or until `timeout`."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got, deadline, quiet_until = {}, time.time() + timeout, None
+    while time.time() < deadline and (quiet_until is None or time.time() < quiet_until):
+        for m in c.consume(num_messages=10_000, timeout=1.0):
+            if not m.error():
+                got[m.key().decode()] = json.loads(m.value()) if m.value() is not None else None
+        if quiet_until is None and got == want:
+            quiet_until = time.time() + 3
+    c.close()
+    return got
+
+
+def check_counts(got, want, what):
+    wrong = sorted((k, got.get(k), v) for k, v in want.items() if got.get(k) != v)
+    extra = sorted(k for k in got if k not in want)
+    assert not wrong and not extra, (
+        f"{len(wrong)} {what} have the wrong count, e.g. (key, got, want) {wrong[:3]}; "
+        f"{len(extra)} that should not be there, e.g. {extra[:3]}")
+
+
+def test_aggregation_over_joins_restart(ctx):
+    """Aggregations over a stream-table and a stream-stream join, killed with SIGKILL half-way: each runs
+    as its joins writing to an internal topic and an aggregation reading it, and the counts after the
+    restart are exact: what the joins wrote again after the kill is not counted twice."""
+    bootstrap = ctx.broker.bootstrap
+    create_topics(bootstrap, ["jcars4", "jreadings4", "orders_agg", "shipments_agg"])
+    events = order_events()
+    half = len(events) // 2
+    produce_cars_and_readings(bootstrap, "4", range(READINGS // 2))
+    produce_events(bootstrap, events[:half], "_agg")
+    status, body = post(ctx.server.url + "/ksql", {"ksql": (
+        "CREATE TABLE jcars4 (id STRING PRIMARY KEY, model STRING) "
+        "WITH (kafka_topic='jcars4', key_format='KAFKA', value_format='JSON');"
+        "CREATE STREAM jreadings4 (car STRING KEY, seq INT, speed INT) "
+        "WITH (kafka_topic='jreadings4', key_format='KAFKA', value_format='JSON');"
+        "CREATE TABLE per_model AS SELECT model, COUNT(*) AS n, SUM(speed) AS speeds "
+        "FROM jreadings4 r JOIN jcars4 c ON r.car = c.id GROUP BY model;"
+        "CREATE STREAM orders_agg (id STRING KEY, amount INT) "
+        "WITH (kafka_topic='orders_agg', key_format='KAFKA', value_format='JSON');"
+        "CREATE STREAM shipments_agg (id STRING KEY, carrier STRING) "
+        "WITH (kafka_topic='shipments_agg', key_format='KAFKA', value_format='JSON');"
+        "CREATE TABLE per_carrier AS SELECT carrier, COUNT(*) AS n, SUM(amount) AS amounts "
+        "FROM orders_agg o JOIN shipments_agg s WITHIN 1 HOURS GRACE PERIOD 10 MINUTES ON o.id = s.id "
+        "GROUP BY carrier;"),
+        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 2000}})
+    assert status == 200, body
+    read_all(bootstrap, "PER_MODEL", 100, timeout=60)
+    # Killed while the second halves stream in: the joins have written rows whose input they had
+    # not yet committed, and write them again after the restart.
+    producers = [threading.Thread(target=produce_cars_and_readings,
+                                  args=(bootstrap, "4", range(READINGS // 2, READINGS))),
+                 threading.Thread(target=produce_events, args=(bootstrap, events[half:], "_agg"))]
+    for t in producers:
+        t.start()
+    time.sleep(2)
+    ctx.server.kill9()
+    ctx.server.start()
+    for t in producers:
+        t.join()
+
+    models = expected_models()
+    per_model = {}
+    for j, model in models.items():
+        if model is not None:
+            n = per_model.setdefault(model, {"N": 0, "SPEEDS": 0})
+            n["N"] += 1
+            n["SPEEDS"] += j % 130
+    check_counts(final_rows(bootstrap, "PER_MODEL", per_model), per_model, "models")
+    per_carrier = {}
+    for i in range(ORDERS):
+        if shipment_offset(i) is not None and abs(shipment_offset(i)) <= HOUR_MS:
+            n = per_carrier.setdefault(f"c{i % 7}", {"N": 0, "AMOUNTS": 0})
+            n["N"] += 1
+            n["AMOUNTS"] += i % 500
+    check_counts(final_rows(bootstrap, "PER_CARRIER", per_carrier), per_carrier, "carriers")
+    repartition = internal_topics(bootstrap, "PER_MODEL", "-Aggregate-GroupBy-repartition")
+    assert repartition, "the joined rows did not go through an internal topic"
+    statistics = query_statistics(ctx, "PER_MODEL")
+    print(f"   {READINGS} readings counted per model ({len(per_model)} models) and "
+          f"{sum(n['N'] for n in per_carrier.values())} shipped orders per carrier, exactly, across a kill -9 "
+          f"(through {repartition[0]}; {statistics})")
+
+
 def pull(ctx, sql):
     """A pull query's rows and how long it took, in milliseconds."""
     started = time.perf_counter()
@@ -594,7 +683,7 @@ def main():
          test_stream_stream_join_restart,
          test_stream_stream_join_restart_exactly_once,
          test_join_repartition, test_join_repartition_restart, test_multi_way_join, test_stream_stream_then_table_restart,
-         test_table_store_pull, test_partition_counts_must_match],
+         test_aggregation_over_joins_restart, test_table_store_pull, test_partition_counts_must_match],
         "joins")
 
 

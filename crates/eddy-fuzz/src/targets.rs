@@ -296,10 +296,10 @@ fn json_fast_seeds() -> Vec<Vec<u8>> {
 
 /// Repartition envelopes: what opens wraps again into the same bytes.
 fn envelope(data: &[u8]) {
-    if let Some((key, value, partition, offset)) = eddy_kafka::envelope::open(data) {
-        let again = eddy_kafka::envelope::wrap(key, value, partition, offset);
+    if let Some((key, value, partition, offset)) = eddy_runtime::envelope::open(data) {
+        let again = eddy_runtime::envelope::wrap(key, value, partition, offset);
         assert_eq!(
-            eddy_kafka::envelope::open(&again),
+            eddy_runtime::envelope::open(&again),
             Some((key, value, partition, offset))
         );
     }
@@ -307,8 +307,8 @@ fn envelope(data: &[u8]) {
 
 fn envelope_seeds() -> Vec<Vec<u8>> {
     vec![
-        eddy_kafka::envelope::wrap(Some(b"k"), Some(ROW.as_bytes()), 3, 42),
-        eddy_kafka::envelope::wrap(None, None, 0, 0),
+        eddy_runtime::envelope::wrap(Some(b"k"), Some(ROW.as_bytes()), 3, 42),
+        eddy_runtime::envelope::wrap(None, None, 0, 0),
     ]
 }
 

@@ -23,15 +23,26 @@ pub struct QueryTask {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub stats: Arc<QueryStats>,
+    /// Other tasks of the same query (the joins of a query split at them), stopped with it.
+    stages: Vec<QueryTask>,
 }
 
 impl QueryTask {
     /// Asks the task to stop and waits for it.
     pub fn stop(mut self) {
+        for stage in std::mem::take(&mut self.stages) {
+            stage.stop();
+        }
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+
+    /// This task with `stage`, another task of the same query, which stops with it.
+    pub(crate) fn with_stage(mut self, stage: QueryTask) -> QueryTask {
+        self.stages.push(stage);
+        self
     }
 
     /// Runs `body` on a thread named `name` with the task's stop flag and counters; `body` returns
@@ -40,17 +51,16 @@ impl QueryTask {
         name: String,
         body: impl FnOnce(Arc<AtomicBool>, Arc<QueryStats>) + Send + 'static,
     ) -> Result<QueryTask> {
-        QueryTask::spawn_with(name, QueryStats::default(), body)
+        QueryTask::spawn_with(name, Arc::new(QueryStats::default()), body)
     }
 
     /// [`QueryTask::spawn`] with counters made by the caller.
     fn spawn_with(
         name: String,
-        stats: QueryStats,
+        stats: Arc<QueryStats>,
         body: impl FnOnce(Arc<AtomicBool>, Arc<QueryStats>) + Send + 'static,
     ) -> Result<QueryTask> {
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(stats);
         let (flag, counters) = (stop.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name(name)
@@ -73,6 +83,7 @@ impl QueryTask {
             stop,
             thread: Some(thread),
             stats,
+            stages: Vec::new(),
         })
     }
 
@@ -87,15 +98,19 @@ impl QueryTask {
         + 'static,
     ) -> Result<QueryTask> {
         let backoff = config.backoff;
-        let stats = QueryStats::logged_to(config.processing_log.clone());
+        let stats = config
+            .stats
+            .clone()
+            .unwrap_or_else(|| Arc::new(QueryStats::logged_to(config.processing_log.clone())));
         QueryTask::spawn_with(name, stats, move |stop, stats| {
             supervise(&query, &stop, &stats, backoff, || attempt(&stop, &stats))
         })
     }
 
-    /// Whether the task's thread has ended.
+    /// Whether the task's thread, or one of its stages', has ended.
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
+            || self.stages.iter().any(QueryTask::is_finished)
     }
 }
 
@@ -121,6 +136,9 @@ pub struct TaskConfig {
     /// `max.task.idle.ms`: how long a join's input partition that ran dry holds the other sides'
     /// newer records back (see `time_order`).
     pub max_task_idle: Duration,
+    /// Counters shared with another task of the same query (the joins of a query split at them
+    /// count into the aggregation's); fresh ones when `None`.
+    pub stats: Option<Arc<QueryStats>>,
 }
 
 impl TaskConfig {
@@ -133,6 +151,7 @@ impl TaskConfig {
             processing_log: None,
             exactly_once: false,
             max_task_idle: Duration::ZERO,
+            stats: None,
         }
     }
 }

@@ -25,8 +25,8 @@ use eddy_sql::join::JoinKind;
 
 use crate::cluster::{KafkaCluster, kafka_err};
 use crate::delivery::{Halt, deliver};
-use crate::envelope;
 use crate::poll::poll_batch;
+use eddy_runtime::envelope;
 
 /// The repartition topic of the aggregation whose consumer group is `group_id`.
 pub fn repartition_topic(group_id: &str) -> String {

@@ -45,6 +45,7 @@ use crate::rebalance::{Rebalance, Rebalancing};
 use crate::repartition::{
     Repartitioned, Shuffle, is_join_repartition_topic, read_topics, repartition_topic, unwrap,
 };
+use crate::split_query::joins_group;
 use crate::supervisor::Failure;
 use crate::table_restore::restore_table_partitions;
 use crate::time_order::TimeOrder;
@@ -71,9 +72,9 @@ fn lease_topic(group_id: &str) -> String {
     format!("{group_id}-lease")
 }
 
-/// Whether `topic` is one of the internal topics a persistent query whose consumer group is
-/// `group_id` may create.
-pub fn is_internal_topic(group_id: &str, topic: &str) -> bool {
+/// Whether `topic` is one of the internal topics the task of a persistent query whose consumer
+/// group is `group_id` may create.
+fn is_own_topic(group_id: &str, topic: &str) -> bool {
     [
         changelog_topic(group_id),
         join_changelog_topic(group_id),
@@ -84,6 +85,12 @@ pub fn is_internal_topic(group_id: &str, topic: &str) -> bool {
     .iter()
     .any(|t| t == topic)
         || is_join_repartition_topic(group_id, topic)
+}
+
+/// Whether `topic` is one of the internal topics of a persistent query whose consumer group is
+/// `group_id`, or of its joins' task when it is split at them (see `split_query`).
+pub fn is_internal_topic(group_id: &str, topic: &str) -> bool {
+    is_own_topic(group_id, topic) || is_own_topic(&joins_group(group_id), topic)
 }
 
 /// Output records handed to the producer, not yet acknowledged.
@@ -162,20 +169,33 @@ pub(crate) fn start(
     let transactional_id = transactional.then(|| transactional_id(&cluster, group_id));
     let source = query.pipeline.source().clone();
     let sources = query.pipeline.inputs();
-    let inputs = input_partitions(&cluster, &query.pipeline)?;
+    // The aggregation of a query split at its joins reads their rows from its internal topic.
+    let joined_rows = query.pipeline.reads_joined_rows();
+    let inputs = if joined_rows {
+        let topic = repartition_topic(group_id);
+        cluster
+            .partitions(&topic)?
+            .ok_or_else(|| eddy_common::internal_err!("the internal topic {topic} is missing"))?
+    } else {
+        input_partitions(&cluster, &query.pipeline)?
+    };
     // A join's sides are keyed alike (a side that is not goes through a repartition topic): each
     // partition's records of both join each other only.
     let joins = sources.len() > 1;
     let follows = joins || query.pipeline.groups_follow_partitions();
     let shuffled = if joins {
         Repartitioned::join_sides(group_id, &query.pipeline)?
-    } else if !follows && source.kind == SourceKind::Stream {
+    } else if !follows && !joined_rows && source.kind == SourceKind::Stream {
         vec![Repartitioned::groups(group_id, &source.topic)]
     } else {
         Vec::new()
     };
-    let (topics, enveloped) = read_topics(&cluster, &query.pipeline, &shuffled, inputs)?;
-    let repartitioned = !shuffled.is_empty();
+    let (topics, enveloped) = if joined_rows {
+        (vec![repartition_topic(group_id)], vec![true])
+    } else {
+        read_topics(&cluster, &query.pipeline, &shuffled, inputs)?
+    };
+    let repartitioned = enveloped.iter().any(|e| *e);
     let changelog = if joins {
         join_changelog_topic(group_id)
     } else {
@@ -1018,6 +1038,8 @@ mod tests {
             "-Join-left-repartition",
             "-Join-right-2-repartition",
             "-lease",
+            "-Joins-Join-windowed-changelog",
+            "-Joins-Join-right-repartition",
         ] {
             assert!(
                 is_internal_topic(group, &format!("{group}{topic}")),

@@ -28,6 +28,7 @@ use crate::query_io::{
 use crate::query_stats::QueryStats;
 use crate::query_task::{QueryTask, TaskConfig};
 use crate::repartition::{Repartitioned, Shuffle, read_topics, unwrap};
+use crate::split_query::split;
 use crate::supervisor::{Failure, panic_message};
 use crate::table_restore::restore_tables;
 use crate::time_order::TimeOrder;
@@ -47,10 +48,16 @@ pub fn start_persistent(
     } else {
         0
     };
+    // An aggregation over joins runs as two tasks joined by an internal topic.
     if joins && query.pipeline.is_stateful() {
-        return Err(eddy_common::not_supported!(
-            "Aggregations over joins are not supported by the server yet"
-        ));
+        let split = split(&cluster, &query, task)?;
+        let aggregation = stateful::start(cluster.clone(), split.aggregation, task, name)?;
+        let joins_config = TaskConfig {
+            stats: Some(aggregation.stats.clone()),
+            ..split.joins_config
+        };
+        let joins = start_persistent(cluster, split.joins, &joins_config)?;
+        return Ok(aggregation.with_stage(joins));
     }
     // A stream-stream join keeps its buffers in a changelog, as an aggregation keeps its groups;
     // an exactly-once join keeps its checkpoints there (where its input stood with each write, and

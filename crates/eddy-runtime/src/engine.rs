@@ -99,9 +99,15 @@ impl PersistentQuery {
             ],
             1,
         )?;
-        if durable && plan.join.is_some() && plan.aggregate.is_some() {
+        // A server runs an aggregation over joins as two tasks joined by an internal topic
+        // (`Pipeline::split_joins`), which carries rows of streams only.
+        if durable
+            && plan.join.is_some()
+            && plan.aggregate.is_some()
+            && plan.source.kind == SourceKind::Table
+        {
             return Err(eddy_common::not_supported!(
-                "Aggregations over joins are not supported yet: their state cannot yet be kept across restarts. Write the join into a stream or table with one query and aggregate it with another."
+                "Aggregating the rows of a join of tables (table-table or foreign-key) is not supported yet: write the join into a table with one query and aggregate that table with another."
             ));
         }
         let mut pipeline = Pipeline::new(plan, registry)?;

@@ -1,10 +1,10 @@
 //! A stateless query pipeline: decoded batch → filter → projection → encoded records, all over whole
 //! Arrow batches.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{and_not, filter_record_batch, nullif, prep_null_mask_filter};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
@@ -12,18 +12,19 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
 
 use eddy_common::{Result, exec_err};
-use eddy_sql::catalog::{PSEUDO_COLUMNS, Source};
+use eddy_sql::catalog::{Format, FormatKind, PSEUDO_COLUMNS, Source};
 use eddy_sql::java::{chrono_format, parse_millis};
 use eddy_sql::planner::QueryPlan;
 use eddy_sql::statement::SourceKind;
 use eddy_sql::window::WindowType;
 
 use crate::aggregate::{AggregateState, Aggregated};
-use crate::changelog::{Checkpoint, SinkMark, StateChange};
+use crate::changelog::{Checkpoint, SinkMark, StateChange, input_position};
 use crate::evaluate::evaluate;
 use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, DecodedBatch, SinkEncoder, SourceDecoder};
-use crate::join::JoinInput;
+use crate::join::{JoinInput, JoinedBatch};
+use crate::joined_rows::JoinedRows;
 use crate::partitioner::partition_for;
 use crate::placement::{Placement, offset_at, partition_at};
 use crate::record::{Record, RecordRef};
@@ -108,6 +109,9 @@ pub struct Pipeline {
     output_schema: SchemaRef,
     /// The groups of an aggregating query.
     aggregate_state: Option<Arc<Mutex<AggregateState>>>,
+    /// Runs only the query's joins, handing their rows on for the `n` partitions of the query's
+    /// internal topic (see [`Pipeline::split_joins`]).
+    joins_only: Option<i32>,
 }
 
 /// Where a pipeline's input rows come from.
@@ -117,6 +121,8 @@ enum Input {
     Source(Box<SourceDecoder>),
     /// The rows a join makes of its two sides' records.
     Join(Arc<JoinInput>),
+    /// The rows the query's joins made, read back from its internal topic.
+    JoinedRows(JoinedRows),
 }
 
 impl Pipeline {
@@ -130,6 +136,7 @@ impl Pipeline {
                 aggregate_state: aggregate_state(&plan, false),
                 plan,
                 input,
+                joins_only: None,
             });
         }
         let mut decoder = SourceDecoder::new(&plan.source, registry)?;
@@ -139,7 +146,53 @@ impl Pipeline {
             aggregate_state: aggregate_state(&plan, false),
             plan,
             input: Input::Source(Box::new(decoder)),
+            joins_only: None,
         })
+    }
+
+    /// A query that aggregates the rows its joins make, as two pipelines for a server to run apart
+    /// (the aggregation's groups need not follow the join's partitions, and each part keeps its
+    /// own state): the joins, whose output is their rows, each record holding those one input
+    /// record made that go to one partition (of `partitions`: the one their GROUP BY values hash
+    /// to), encoded for the query's internal topic (`joined_rows`) in an envelope naming that
+    /// input record (its input and partition as a position id, `changelog::input_position`, and
+    /// its offset), so that the aggregation can leave out records written twice; and the
+    /// aggregation over those rows read back. Both start empty and keep their state as this one
+    /// does. `None` for other queries.
+    pub fn split_joins(&self, partitions: i32) -> Result<Option<(Pipeline, Pipeline)>> {
+        let (Input::Join(join), Some(state), Some(join_plan)) =
+            (&self.input, &self.aggregate_state, &self.plan.join)
+        else {
+            return Ok(None);
+        };
+        let logged = lock(state).is_logged();
+        let joins = Pipeline {
+            input: Input::Join(Arc::new(join.fresh())),
+            aggregate_state: None,
+            joins_only: Some(partitions),
+            output_schema: Arc::new(Schema::new(vec![Field::new(
+                "ROWS",
+                DataType::Binary,
+                true,
+            )])),
+            plan: self.plan.clone(),
+        };
+        let joins = if logged { joins.logged()? } else { joins };
+        let mut plan = self.plan.clone();
+        plan.join = None;
+        let aggregation = Pipeline {
+            input: Input::JoinedRows(JoinedRows::new(join_plan.schema.clone())),
+            plan,
+            ..self.clone()
+        }
+        .fresh()?;
+        Ok(Some((joins, aggregation)))
+    }
+
+    /// Whether the pipeline reads rows the query's joins made from its internal topic (see
+    /// [`Pipeline::split_joins`]).
+    pub fn reads_joined_rows(&self) -> bool {
+        matches!(self.input, Input::JoinedRows(_))
     }
 
     /// Switches an aggregating pipeline to per-commit emission: `process` folds records in and
@@ -254,7 +307,7 @@ impl Pipeline {
     /// of the FROM clause (records of `inputs()[i]` go to [`Pipeline::process_input`] with `i`).
     pub fn inputs(&self) -> Vec<Arc<Source>> {
         match &self.input {
-            Input::Source(_) => vec![self.plan.source.clone()],
+            Input::Source(_) | Input::JoinedRows(_) => vec![self.plan.source.clone()],
             Input::Join(join) => join.sources(),
         }
     }
@@ -273,8 +326,12 @@ impl Pipeline {
     ) -> Result<ProcessedBatch> {
         match &self.input {
             Input::Source(decoder) => self.process_decoded(decoder.decode(records)?),
+            Input::JoinedRows(rows) => self.process_decoded(rows.decode(records)?),
             Input::Join(join) => {
                 let joined = join.process(input, records)?;
+                if let Some(partitions) = self.joins_only {
+                    return self.hand_on_joined(input, joined, partitions);
+                }
                 let mut processed = self.process_decoded(joined.decoded)?;
                 processed.late_records += joined.late_records;
                 processed
@@ -297,44 +354,124 @@ impl Pipeline {
         match &self.input {
             Input::Join(join) => join.placements(input, records, partitions),
             Input::Source(decoder) => self.group_partitions(decoder, records, partitions),
+            // Read from the internal topic its joins placed them in.
+            Input::JoinedRows(_) => Ok(vec![0; records.len()]),
         }
     }
 
-    /// Where an aggregation's records go by their GROUP BY values (Kafka's partitioner over the
-    /// values in Eddy's row encoding, `state_row`). A record that cannot be decoded goes to
-    /// partition 0, where the aggregation reports it; GROUP BY values that fail are NULL, a group
-    /// the aggregation leaves out as it would anyway.
+    /// The output of the joins of a split query (see [`Pipeline::split_joins`]): one record per
+    /// input record and partition its rows go to, in the order of their first rows.
+    fn hand_on_joined(
+        &self,
+        input: usize,
+        joined: JoinedBatch,
+        partitions: i32,
+    ) -> Result<ProcessedBatch> {
+        let decoded = joined.decoded;
+        let batch = &decoded.batch;
+        let mut expression_errors = joined.expression_errors;
+        let mut targets = Vec::with_capacity(batch.num_rows());
+        self.group_values(batch, &mut expression_errors, |_, bytes| {
+            targets.push(partition_for(bytes, partitions));
+        })?;
+        let times = batch.column(0).as_primitive::<Int64Type>();
+        let origins = batch.column(1).as_primitive::<Int32Type>();
+        let offsets = batch.column(2).as_primitive::<Int64Type>();
+        // (input record, partition) -> its rows, in the order of their first rows.
+        let mut records: Vec<((i32, i64, i32), Vec<usize>)> = Vec::new();
+        let mut at: HashMap<(i32, i64, i32), usize> = HashMap::new();
+        for (row, target) in targets.iter().copied().enumerate() {
+            // A stream's record without a value is not an event.
+            if decoded.null_values.value(row) {
+                continue;
+            }
+            let origin = (origins.value(row), offsets.value(row), target);
+            let n = *at.entry(origin).or_insert_with(|| {
+                records.push((origin, Vec::new()));
+                records.len() - 1
+            });
+            records[n].1.push(row);
+        }
+        let mut values = Vec::with_capacity(records.len());
+        let (mut rowtime, mut partition) = (Vec::new(), Vec::new());
+        for ((origin, offset, target), rows) in records {
+            let payload = crate::joined_rows::encode(batch.columns(), &rows)?;
+            let position = input_position(input, origin);
+            values.push(crate::envelope::wrap(
+                None,
+                Some(&payload),
+                position,
+                offset,
+            ));
+            rowtime.push(rows.iter().map(|r| times.value(*r)).max().unwrap_or(0));
+            partition.push(target);
+        }
+        let n = values.len();
+        let out = RecordBatch::try_new(
+            self.output_schema.clone(),
+            vec![Arc::new(BinaryArray::from_iter_values(values)) as ArrayRef],
+        )
+        .map_err(|e| exec_err!("{e}"))?;
+        Ok(ProcessedBatch {
+            batch: out,
+            rowtime,
+            partition,
+            offset: vec![-1; n],
+            null_values: BooleanArray::from(vec![false; n]),
+            null_keys: None,
+            windows: None,
+            late_records: joined.late_records,
+            decode_errors: decoded.errors,
+            expression_errors,
+        })
+    }
+
+    /// Where an aggregation's records go by their GROUP BY values. A record that cannot be
+    /// decoded goes to partition 0, where the aggregation reports it.
     fn group_partitions<R: RecordRef>(
         &self,
         decoder: &SourceDecoder,
         records: &[R],
         partitions: i32,
     ) -> Result<Vec<i32>> {
-        let Some(spec) = &self.plan.aggregate else {
-            return Ok(vec![0; records.len()]);
-        };
         let decoded = decoder.decode(records)?;
         let batch = &decoded.batch;
-        // Values that fail are NULL (as the aggregation computes them too).
-        let mut failures = Vec::new();
-        let arrays = spec
-            .group_exprs
-            .iter()
-            .map(|e| {
-                let data_type = e.data_type(&batch.schema()).map_err(|e| exec_err!("{e}"))?;
-                evaluate(e, batch, &data_type, &mut failures)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // A group's values are placed by Eddy's own encoding of them, which stays the same across
-        // versions (its state lives in the partition they give).
         let mut placement = Placement::new(records, partitions);
+        self.group_values(batch, &mut Vec::new(), |row, bytes| {
+            placement.place(batch, row, bytes)
+        })?;
+        Ok(placement.finish())
+    }
+
+    /// Hands `place` each row of `batch` (the aggregation's input rows) with its GROUP BY values in
+    /// Eddy's row encoding (`state_row`), which stays the same across versions: a group's state
+    /// lives in the partition Kafka's partitioner gives those bytes. GROUP BY values that fail are
+    /// NULL (as the aggregation computes them too), a group it leaves out. Rows of a query that
+    /// does not aggregate are all placed by the same empty values.
+    fn group_values(
+        &self,
+        batch: &RecordBatch,
+        failures: &mut Vec<String>,
+        mut place: impl FnMut(usize, &[u8]),
+    ) -> Result<()> {
+        let arrays = match &self.plan.aggregate {
+            Some(spec) => spec
+                .group_exprs
+                .iter()
+                .map(|e| {
+                    let data_type = e.data_type(&batch.schema()).map_err(|e| exec_err!("{e}"))?;
+                    evaluate(e, batch, &data_type, failures)
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
         let mut bytes = Vec::new();
         for row in 0..batch.num_rows() {
             bytes.clear();
             crate::state_row::encode(&arrays, row, &mut bytes)?;
-            placement.place(batch, row, &bytes);
+            place(row, &bytes);
         }
-        Ok(placement.finish())
+        Ok(())
     }
 
     /// Filters and projects rows already in the source's input schema (a table's current rows, for a
@@ -397,7 +534,7 @@ impl Pipeline {
                     // A joined table forgets a key only if its row had passed (Kafka Streams sends
                     // the old value along and drops a change from nothing to nothing).
                     Input::Join(join) => Some(join.settle(&batch, &null_values)?),
-                    Input::Source(_) => None,
+                    Input::Source(_) | Input::JoinedRows(_) => None,
                 }
             }
             other => other,
@@ -690,6 +827,31 @@ impl SinkSpec {
             )?,
             timestamp,
             window: sink.window.map(|w| w.window_type),
+        })
+    }
+
+    /// The sink of the joins of a split query (see [`Pipeline::split_joins`]): the query's
+    /// internal topic `topic`, whose records' values are the joins' output, as it is, in the
+    /// partition it names.
+    pub fn joined_rows(topic: &str, partitions: i32) -> Result<Self> {
+        let rows = eddy_sql::catalog::Column {
+            name: "ROWS".to_string(),
+            sql_type: eddy_sql::types::SqlType::Bytes,
+            role: eddy_sql::statement::ColumnRole::Value,
+        };
+        Ok(SinkSpec {
+            topic: topic.to_string(),
+            partitions,
+            // The KAFKA format writes bytes as they are and registers no schema.
+            encoder: SinkEncoder::new(
+                &[rows],
+                Format::key(FormatKind::None),
+                Format::new(FormatKind::Kafka),
+                crate::registry::MemoryRegistry::shared().as_ref(),
+                topic,
+            )?,
+            timestamp: None,
+            window: None,
         })
     }
 

@@ -1,4 +1,5 @@
-//! Join queries an engine whose queries outlive the process (a server's) refuses, and runs in memory.
+//! Join queries: what an engine whose queries outlive the process (a server's) refuses, how it
+//! splits an aggregation over joins, where sides and groups are placed.
 
 use std::sync::Arc;
 
@@ -19,22 +20,110 @@ fn run(engine: &mut Engine, sql: &str) -> Result<(), String> {
 }
 
 #[test]
-fn an_aggregation_over_a_join_is_refused_where_state_must_outlive_the_process() {
+fn an_aggregation_over_a_join_of_tables_is_refused_where_state_must_outlive_the_process() {
     let mut engine = Engine::new(Arc::new(MemoryTopics::new()));
     run(&mut engine, SOURCES).unwrap();
-    let e = run(&mut engine, PER_MODEL).unwrap_err();
-    assert!(
-        e.contains("Aggregations over joins are not supported yet"),
-        "{e}"
-    );
-    assert!(engine.catalog().get("PER_MODEL").is_none());
-    // The join itself is a query like any other.
     run(
         &mut engine,
-        "CREATE STREAM enriched AS SELECT r.car AS car, speed, model FROM readings r JOIN cars c ON r.car = c.id;",
+        "CREATE TABLE owners (id STRING PRIMARY KEY, car STRING) WITH (kafka_topic='owners', format='JSON', partitions=1);",
     )
     .unwrap();
+    let e = run(
+        &mut engine,
+        "CREATE TABLE per_model_owners AS SELECT model, COUNT(*) AS n FROM owners o JOIN cars c ON o.car = c.id GROUP BY model;",
+    )
+    .unwrap_err();
+    assert!(e.contains("join of tables"), "{e}");
+    assert!(engine.catalog().get("PER_MODEL_OWNERS").is_none());
+    // Over a stream-table join it is a query like any other.
+    run(&mut engine, PER_MODEL).unwrap();
     assert_eq!(engine.queries().len(), 1);
+}
+
+/// The output rows of a durable aggregation (emitted per commit) as sorted text.
+fn flushed(p: &eddy_runtime::Pipeline, mut rows: Vec<String>) -> Vec<String> {
+    if let Some(f) = p.flush().unwrap() {
+        rows.extend(shown(&f.batch));
+    }
+    rows.sort();
+    rows
+}
+
+fn shown(batch: &datafusion::arrow::array::RecordBatch) -> Vec<String> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    (0..batch.num_rows())
+        .map(|r| {
+            batch
+                .columns()
+                .iter()
+                .map(|c| array_value_to_string(c, r).unwrap())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+#[test]
+fn an_aggregation_over_a_join_split_in_two_counts_what_the_whole_query_counts() {
+    use datafusion::arrow::array::AsArray;
+    let mut engine = Engine::new(Arc::new(MemoryTopics::new()));
+    run(&mut engine, SOURCES).unwrap();
+    run(&mut engine, PER_MODEL).unwrap();
+    let whole = engine.queries().values().next().unwrap().pipeline.clone();
+    let (joins, aggregation) = whole.split_joins(3).unwrap().expect("split at the join");
+    assert!(aggregation.reads_joined_rows() && !joins.reads_joined_rows());
+    let cars = [
+        record(r#""a""#, r#"{"MODEL": "m1"}"#, 0),
+        record(r#""b""#, r#"{"MODEL": "m2"}"#, 1),
+        record(r#""c""#, r#"{"MODEL": "m1"}"#, 2),
+    ];
+    // Car d is unknown (the inner join drops it); one reading cannot be read.
+    let readings: Vec<_> = ["a", "b", "a", "c", "d", "b", "a"]
+        .iter()
+        .enumerate()
+        .map(|(i, car)| record(&format!("\"{car}\""), r#"{"SPEED": 1.5}"#, i as i64))
+        .chain([record(r#""a""#, "not json", 7)])
+        .collect();
+    for p in [&whole, &joins] {
+        p.process_input(1, &cars).unwrap();
+    }
+    let out = whole.process_input(0, &readings).unwrap();
+    let want = flushed(&whole, shown(&out.batch));
+    assert_eq!(want, ["m1|4", "m2|2"]);
+
+    let handed = joins.process_input(0, &readings).unwrap();
+    assert_eq!(
+        handed.decode_errors.len(),
+        1,
+        "the reading that cannot be read"
+    );
+    // One record per reading that joined, in the partition its model hashes to, in an envelope
+    // naming the reading.
+    let values = handed.batch.column(0).as_binary::<i32>();
+    let mut internal = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let (key, payload, position, offset) = eddy_runtime::envelope::open(v.unwrap()).unwrap();
+        assert_eq!((key, position), (None, 0));
+        assert!((0..3).contains(&handed.partition[i]));
+        internal.push(eddy_runtime::Record {
+            key: None,
+            value: payload.map(<[u8]>::to_vec),
+            timestamp: handed.rowtime[i],
+            partition: handed.partition[i],
+            offset,
+        });
+    }
+    let offsets: Vec<i64> = internal.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, [0, 1, 2, 3, 5, 6]);
+    let models = [0, 1, 0, 0, 1, 0];
+    for (r, m) in internal.iter().zip(models) {
+        assert_eq!(
+            r.partition,
+            internal[models.iter().position(|x| *x == m).unwrap()].partition
+        );
+    }
+    let out = aggregation.process_input(0, &internal).unwrap();
+    assert_eq!(flushed(&aggregation, shown(&out.batch)), want);
 }
 
 #[test]
