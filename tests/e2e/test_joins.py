@@ -464,18 +464,27 @@ def test_multi_way_join(ctx):
     repartition = internal_topics(bootstrap, "MSHIPPED", "-Join-right-1-repartition")
     assert repartition, "no repartition topic for the second join's right side"
 
+    terminate(ctx, "MSHIPPED")
+    print(f"   {len(want)} orders met their payment and shipment ({len(rows) - len(want)} duplicates) "
+          f"through {repartition[0]}; its internal topics were deleted with the query")
+
+
+def terminate(ctx, sink):
+    """Terminates the query writing `sink` and checks that its internal topics are deleted; returns
+    how many it had."""
+    bootstrap = ctx.broker.bootstrap
+    had = internal_topics(bootstrap, sink, "")
     status, body = post(ctx.server.url + "/ksql", {"ksql": "SHOW QUERIES;"})
     assert status == 200, body
-    query = next(q["id"] for q in json.loads(body)[0]["queries"] if "MSHIPPED" in q["sinks"])
+    query = next(q["id"] for q in json.loads(body)[0]["queries"] if sink in q["sinks"])
     status, body = post(ctx.server.url + "/ksql", {"ksql": f"TERMINATE {query};"})
     assert status == 200, body
     deadline = time.time() + 30
-    while internal_topics(bootstrap, "MSHIPPED", "") and time.time() < deadline:
+    while internal_topics(bootstrap, sink, "") and time.time() < deadline:
         time.sleep(0.5)
-    left = internal_topics(bootstrap, "MSHIPPED", "")
+    left = internal_topics(bootstrap, sink, "")
     assert not left, f"internal topics left after TERMINATE: {left}"
-    print(f"   {len(want)} orders met their payment and shipment ({len(rows) - len(want)} duplicates) "
-          f"through {repartition[0]}; its internal topics were deleted with the query")
+    return len(had)
 
 
 def test_stream_stream_then_table_restart(ctx):
@@ -604,6 +613,73 @@ def test_aggregation_over_joins_restart(ctx):
           f"(through {repartition[0]}; {statistics})")
 
 
+def test_join_of_joined_rows_on_another_value(ctx):
+    """Orders keyed by their own ids meet their customer (the orders repartitioned by customer) and then
+    the customer's region: the rows of the first join are repartitioned by the region through an
+    internal topic, which splits the query into two tasks; counting orders per region over the same
+    joins splits it into three. Killed with SIGKILL half-way: every order gets its region, and the
+    counts are exact."""
+    orders, customers, regions = 10_000, 1_000, 40
+    bootstrap = ctx.broker.bootstrap
+    create_topics(bootstrap, ["worders", "wcustomers", "wregions"])
+    keyed = murmur2_producer(bootstrap)
+    for k in range(regions):
+        keyed.produce("wregions", json.dumps({"NAME": f"region {k}"}).encode(), key=f"r-{k}".encode(),
+                      timestamp=T0 - 2)
+    for k in range(customers):
+        keyed.produce("wcustomers", json.dumps({"REGION": f"r-{(k * 7) % regions}"}).encode(),
+                      key=f"k-{k}".encode(), timestamp=T0 - 1)
+    assert keyed.flush(60) == 0
+
+    def produce_orders(numbers):
+        for i in numbers:
+            keyed.produce("worders", json.dumps({"CUSTOMER": f"k-{(i * 13) % customers}", "AMOUNT": i % 100}).encode(),
+                          key=f"o-{i}".encode(), timestamp=T0 + i)
+        assert keyed.flush(60) == 0
+
+    joins = ("FROM worders o JOIN wcustomers c ON o.customer = c.id "
+             "JOIN wregions r ON c.region = r.id")
+    across_kill9(ctx, produce_orders, orders, (
+        "CREATE STREAM worders (id STRING KEY, customer STRING, amount INT) "
+        "WITH (kafka_topic='worders', key_format='KAFKA', value_format='JSON');"
+        "CREATE TABLE wcustomers (id STRING PRIMARY KEY, region STRING) "
+        "WITH (kafka_topic='wcustomers', key_format='KAFKA', value_format='JSON');"
+        "CREATE TABLE wregions (id STRING PRIMARY KEY, name STRING) "
+        "WITH (kafka_topic='wregions', key_format='KAFKA', value_format='JSON');"
+        f"CREATE STREAM wenriched AS SELECT c.region AS region, o.id AS oid, amount, name {joins};"
+        f"CREATE TABLE wper_region AS SELECT name, COUNT(*) AS n, SUM(amount) AS amounts {joins} GROUP BY name;"),
+        "WENRICHED", regions)
+    region_of = lambda i: (((i * 13) % customers) * 7) % regions  # noqa: E731
+    want = {f"o-{i}": (f"r-{region_of(i)}", f"region {region_of(i)}") for i in range(orders)}
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["WENRICHED"])
+    got, records, deadline = {}, 0, time.time() + 120
+    while len(got) < orders and time.time() < deadline:
+        for m in c.consume(num_messages=10_000, timeout=1.0):
+            if not m.error():
+                v = json.loads(m.value())
+                records += 1
+                got.setdefault(v["OID"], (m.key().decode(), v["NAME"]))
+    c.close()
+    missing = sorted(set(want) - set(got))
+    assert not missing, f"{len(missing)} orders are missing, e.g. {missing[:5]}"
+    wrong = [(o, got[o], want[o]) for o in want if got[o] != want[o]]
+    assert not wrong, f"{len(wrong)} orders got the wrong region, e.g. {wrong[:5]}"
+    per_region = {}
+    for i in range(orders):
+        n = per_region.setdefault(f"region {region_of(i)}", {"N": 0, "AMOUNTS": 0})
+        n["N"] += 1
+        n["AMOUNTS"] += i % 100
+    check_counts(final_rows(bootstrap, "WPER_REGION", per_region), per_region, "regions")
+    split = internal_topics(bootstrap, "WENRICHED", "-Join-left-1-repartition")
+    assert split, "the first join's rows did not go through an internal topic"
+    internal = terminate(ctx, "WPER_REGION")
+    print(f"   {orders} orders met their customer and region through {split[0]}, and were counted per "
+          f"region in a query split in three, across a kill -9 ({records - orders} duplicates; its "
+          f"{internal} internal topics deleted with it)")
+
+
 def pull(ctx, sql):
     """A pull query's rows and how long it took, in milliseconds."""
     started = time.perf_counter()
@@ -683,7 +759,7 @@ def main():
          test_stream_stream_join_restart,
          test_stream_stream_join_restart_exactly_once,
          test_join_repartition, test_join_repartition_restart, test_multi_way_join, test_stream_stream_then_table_restart,
-         test_aggregation_over_joins_restart, test_table_store_pull, test_partition_counts_must_match],
+         test_aggregation_over_joins_restart, test_join_of_joined_rows_on_another_value, test_table_store_pull, test_partition_counts_must_match],
         "joins")
 
 

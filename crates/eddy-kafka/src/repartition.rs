@@ -138,7 +138,7 @@ pub(crate) fn unwrap<R: RecordRef>(m: &R) -> Option<(Record, (i32, i64))> {
 
 /// The topic each input of a query is read from (its own, or the repartition topic of a
 /// `shuffled` input, created with `partitions` partitions if missing), and whether that topic's
-/// records are enveloped (a repartition topic's).
+/// records are enveloped (a repartition topic's, or the internal topic of a split query's rows).
 pub(crate) fn read_topics(
     cluster: &KafkaCluster,
     pipeline: &Pipeline,
@@ -156,7 +156,7 @@ pub(crate) fn read_topics(
         .enumerate()
         .map(|(i, s)| match shuffled.iter().find(|r| r.input == i) {
             Some(r) => (r.topic.clone(), true),
-            None => (s.topic.clone(), false),
+            None => (s.topic.clone(), pipeline.reads_joined_rows(i)),
         })
         .unzip())
 }

@@ -45,7 +45,7 @@ use crate::rebalance::{Rebalance, Rebalancing};
 use crate::repartition::{
     Repartitioned, Shuffle, is_join_repartition_topic, read_topics, repartition_topic, unwrap,
 };
-use crate::split_query::joins_group;
+use crate::split_query::joins_group_of;
 use crate::supervisor::Failure;
 use crate::table_restore::restore_table_partitions;
 use crate::time_order::TimeOrder;
@@ -88,9 +88,10 @@ fn is_own_topic(group_id: &str, topic: &str) -> bool {
 }
 
 /// Whether `topic` is one of the internal topics of a persistent query whose consumer group is
-/// `group_id`, or of its joins' task when it is split at them (see `split_query`).
+/// `group_id`, or of the task of its joins when it is split (see `split_query`).
 pub fn is_internal_topic(group_id: &str, topic: &str) -> bool {
-    is_own_topic(group_id, topic) || is_own_topic(&joins_group(group_id), topic)
+    is_own_topic(group_id, topic)
+        || joins_group_of(group_id, topic).is_some_and(|g| is_own_topic(&g, topic))
 }
 
 /// Output records handed to the producer, not yet acknowledged.
@@ -169,32 +170,20 @@ pub(crate) fn start(
     let transactional_id = transactional.then(|| transactional_id(&cluster, group_id));
     let source = query.pipeline.source().clone();
     let sources = query.pipeline.inputs();
-    // The aggregation of a query split at its joins reads their rows from its internal topic.
-    let joined_rows = query.pipeline.reads_joined_rows();
-    let inputs = if joined_rows {
-        let topic = repartition_topic(group_id);
-        cluster
-            .partitions(&topic)?
-            .ok_or_else(|| eddy_common::internal_err!("the internal topic {topic} is missing"))?
-    } else {
-        input_partitions(&cluster, &query.pipeline)?
-    };
+    let inputs = input_partitions(&cluster, &query.pipeline)?;
     // A join's sides are keyed alike (a side that is not goes through a repartition topic): each
     // partition's records of both join each other only.
     let joins = sources.len() > 1;
     let follows = joins || query.pipeline.groups_follow_partitions();
     let shuffled = if joins {
         Repartitioned::join_sides(group_id, &query.pipeline)?
-    } else if !follows && !joined_rows && source.kind == SourceKind::Stream {
+    } else if !follows && !query.pipeline.reads_joined_rows(0) && source.kind == SourceKind::Stream
+    {
         vec![Repartitioned::groups(group_id, &source.topic)]
     } else {
         Vec::new()
     };
-    let (topics, enveloped) = if joined_rows {
-        (vec![repartition_topic(group_id)], vec![true])
-    } else {
-        read_topics(&cluster, &query.pipeline, &shuffled, inputs)?
-    };
+    let (topics, enveloped) = read_topics(&cluster, &query.pipeline, &shuffled, inputs)?;
     let repartitioned = enveloped.iter().any(|e| *e);
     let changelog = if joins {
         join_changelog_topic(group_id)
@@ -1040,6 +1029,8 @@ mod tests {
             "-lease",
             "-Joins-Join-windowed-changelog",
             "-Joins-Join-right-repartition",
+            "-Joins-2-Join-windowed-changelog",
+            "-Join-left-2-repartition",
         ] {
             assert!(
                 is_internal_topic(group, &format!("{group}{topic}")),

@@ -48,16 +48,16 @@ pub fn start_persistent(
     } else {
         0
     };
-    // An aggregation over joins runs as two tasks joined by an internal topic.
-    if joins && query.pipeline.is_stateful() {
-        let split = split(&cluster, &query, task)?;
-        let aggregation = stateful::start(cluster.clone(), split.aggregation, task, name)?;
+    // An aggregation over joins, or a join of earlier joins' rows on other than their key, runs
+    // as two tasks joined by an internal topic.
+    if let Some(split) = split(&cluster, &query, task)? {
+        let rest = start_persistent(cluster.clone(), split.rest, task)?;
         let joins_config = TaskConfig {
-            stats: Some(aggregation.stats.clone()),
+            stats: Some(rest.stats.clone()),
             ..split.joins_config
         };
         let joins = start_persistent(cluster, split.joins, &joins_config)?;
-        return Ok(aggregation.with_stage(joins));
+        return Ok(rest.with_stage(joins));
     }
     // A stream-stream join keeps its buffers in a changelog, as an aggregation keeps its groups;
     // an exactly-once join keeps its checkpoints there (where its input stood with each write, and
@@ -70,10 +70,10 @@ pub fn start_persistent(
     let shuffled = Repartitioned::join_sides(&task.group_id, &query.pipeline)?;
     let (topics, enveloped) = read_topics(&cluster, &query.pipeline, &shuffled, partitions)?;
     let consumer_config = |group: &str, reset: &str| query_consumer(&cluster, group, reset);
-    let reset = if shuffled.is_empty() {
-        task.offset_reset.as_str()
-    } else {
+    let reset = if enveloped.iter().any(|e| *e) {
         "earliest"
+    } else {
+        task.offset_reset.as_str()
     };
     let config = consumer_config(&task.group_id, reset);
     let shuffle_configs: Vec<_> = shuffled

@@ -28,7 +28,7 @@ mod unnest;
 pub use admin::{TopicAdmin, TopicInfo};
 pub use engine::{Engine, Outcome, PersistentQuery};
 pub use memory::MemoryTopics;
-pub use pipeline::{Pipeline, ProcessedBatch, SinkSpec};
+pub use pipeline::{Pipeline, ProcessedBatch, SinkSpec, SplitPoint};
 pub use pull::PullQuery;
 pub use record::{Record, RecordRef};
 

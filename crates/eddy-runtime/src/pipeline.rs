@@ -23,7 +23,7 @@ use crate::changelog::{Checkpoint, SinkMark, StateChange, input_position};
 use crate::evaluate::evaluate;
 use crate::format::window::{Bounds, append_window};
 use crate::format::{DecodeError, DecodedBatch, SinkEncoder, SourceDecoder};
-use crate::join::{JoinInput, JoinedBatch};
+use crate::join::{JoinInput, JoinedBatch, SidePlacement};
 use crate::joined_rows::JoinedRows;
 use crate::partitioner::partition_for;
 use crate::placement::{Placement, offset_at, partition_at};
@@ -109,9 +109,37 @@ pub struct Pipeline {
     output_schema: SchemaRef,
     /// The groups of an aggregating query.
     aggregate_state: Option<Arc<Mutex<AggregateState>>>,
-    /// Runs only the query's joins, handing their rows on for the `n` partitions of the query's
-    /// internal topic (see [`Pipeline::split_joins`]).
-    joins_only: Option<i32>,
+    /// Runs only the query's joins before its split point, handing their rows on for its internal
+    /// topic (see [`Pipeline::split`]).
+    joins_only: Option<HandOn>,
+}
+
+/// Where a server splits a query into two tasks joined by an internal topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitPoint {
+    /// Before join `n` (a number among the query's joins): the rows of the joins before it are
+    /// repartitioned by its join expression.
+    Join(usize),
+    /// Before the aggregation over the joins' rows, which are repartitioned by their GROUP BY
+    /// values.
+    Aggregation,
+}
+
+/// How the joins of a split query place their rows in the internal topic.
+#[derive(Debug, Clone)]
+struct HandOn {
+    partitions: i32,
+    /// By the next join's value (`None`: by the GROUP BY values).
+    by_join: Option<SidePlacement>,
+}
+
+/// The layout of what the joins of a split query output: their rows, encoded.
+fn joined_rows_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "ROWS",
+        DataType::Binary,
+        true,
+    )]))
 }
 
 /// Where a pipeline's input rows come from.
@@ -150,49 +178,104 @@ impl Pipeline {
         })
     }
 
-    /// A query that aggregates the rows its joins make, as two pipelines for a server to run apart
-    /// (the aggregation's groups need not follow the join's partitions, and each part keeps its
-    /// own state): the joins, whose output is their rows, each record holding those one input
-    /// record made that go to one partition (of `partitions`: the one their GROUP BY values hash
-    /// to), encoded for the query's internal topic (`joined_rows`) in an envelope naming that
-    /// input record (its input and partition as a position id, `changelog::input_position`, and
-    /// its offset), so that the aggregation can leave out records written twice; and the
-    /// aggregation over those rows read back. Both start empty and keep their state as this one
-    /// does. `None` for other queries.
-    pub fn split_joins(&self, partitions: i32) -> Result<Option<(Pipeline, Pipeline)>> {
-        let (Input::Join(join), Some(state), Some(join_plan)) =
-            (&self.input, &self.aggregate_state, &self.plan.join)
-        else {
-            return Ok(None);
+    /// Where a server splits this query in two, each part a task of its own joined to the other
+    /// by an internal topic (see [`Pipeline::split`]); `None` for a query it runs whole.
+    pub fn split_point(&self) -> Option<SplitPoint> {
+        let Input::Join(join) = &self.input else {
+            return None;
         };
-        let logged = lock(state).is_logged();
-        let joins = Pipeline {
-            input: Input::Join(Arc::new(join.fresh())),
-            aggregate_state: None,
-            joins_only: Some(partitions),
-            output_schema: Arc::new(Schema::new(vec![Field::new(
-                "ROWS",
-                DataType::Binary,
-                true,
-            )])),
-            plan: self.plan.clone(),
-        };
-        let joins = if logged { joins.logged()? } else { joins };
-        let mut plan = self.plan.clone();
-        plan.join = None;
-        let aggregation = Pipeline {
-            input: Input::JoinedRows(JoinedRows::new(join_plan.schema.clone())),
-            plan,
-            ..self.clone()
+        if let Some(n) = join.repartitioned_join() {
+            return Some(SplitPoint::Join(n));
         }
-        .fresh()?;
-        Ok(Some((joins, aggregation)))
+        self.aggregate_state
+            .is_some()
+            .then_some(SplitPoint::Aggregation)
     }
 
-    /// Whether the pipeline reads rows the query's joins made from its internal topic (see
-    /// [`Pipeline::split_joins`]).
-    pub fn reads_joined_rows(&self) -> bool {
-        matches!(self.input, Input::JoinedRows(_))
+    /// The query as two pipelines for a server to run apart, split at its [`SplitPoint`] (an
+    /// aggregation's groups, or a later join's values, need not follow the partitions of the
+    /// joins before): the joins before it, whose output is their rows, each record holding those
+    /// one input record made that go to one partition of the internal topic `topic` (of
+    /// `partitions`: where the GROUP BY values hash to, or the later join's value written as its
+    /// right side's key), encoded for it (`joined_rows`) in an envelope naming that input record
+    /// (its input and partition as a position id, `changelog::input_position`, and its offset),
+    /// so that what reads them can leave out records written twice; and the rest of the query,
+    /// reading those rows back from `topic`. Both start empty and list their state changes for
+    /// changelogs.
+    pub fn split(&self, partitions: i32, topic: &str) -> Result<Option<(Pipeline, Pipeline)>> {
+        let (Input::Join(join), Some(join_plan)) = (&self.input, &self.plan.join) else {
+            return Ok(None);
+        };
+        let rows_source = |source: &Source| {
+            Arc::new(Source {
+                topic: topic.to_string(),
+                ..source.clone()
+            })
+        };
+        let (joins, rest) = match self.split_point() {
+            None => return Ok(None),
+            Some(SplitPoint::Aggregation) => {
+                let joins = Pipeline {
+                    input: Input::Join(Arc::new(join.fresh())),
+                    aggregate_state: None,
+                    joins_only: Some(HandOn {
+                        partitions,
+                        by_join: None,
+                    }),
+                    output_schema: joined_rows_schema(),
+                    plan: self.plan.clone(),
+                };
+                let mut plan = self.plan.clone();
+                plan.join = None;
+                plan.source = rows_source(&plan.source);
+                let rest = Pipeline {
+                    input: Input::JoinedRows(JoinedRows::new(join_plan.schema.clone())),
+                    plan,
+                    ..self.clone()
+                };
+                (joins, rest)
+            }
+            Some(SplitPoint::Join(n)) => {
+                let stages = join_plan.stages();
+                let earlier = stages
+                    .get(n)
+                    .and_then(|s| s.left.nested.clone())
+                    .ok_or_else(|| exec_err!("no join {n} to split the query at"))?;
+                let source = rows_source(&stages[n].left.source);
+                let (before, placement, after) = join.split_at(n, source.clone())?;
+                let mut plan = self.plan.clone();
+                plan.join = Some(earlier);
+                let joins = Pipeline {
+                    input: Input::Join(Arc::new(before)),
+                    aggregate_state: None,
+                    joins_only: Some(HandOn {
+                        partitions,
+                        by_join: Some(placement),
+                    }),
+                    output_schema: joined_rows_schema(),
+                    plan,
+                };
+                let mut plan = self.plan.clone();
+                plan.join = Some(Arc::new(join_plan.from_stage(n, source)));
+                let rest = Pipeline {
+                    input: Input::Join(Arc::new(after)),
+                    plan,
+                    ..self.clone()
+                };
+                (joins, rest)
+            }
+        };
+        Ok(Some((joins.logged()?, rest.fresh()?.logged()?)))
+    }
+
+    /// Whether query input `input` holds rows of the query's joins read back from its internal
+    /// topic (see [`Pipeline::split`]), in envelopes.
+    pub fn reads_joined_rows(&self, input: usize) -> bool {
+        match &self.input {
+            Input::JoinedRows(_) => input == 0,
+            Input::Join(join) => join.reads_joined_rows(input),
+            Input::Source(_) => false,
+        }
     }
 
     /// Switches an aggregating pipeline to per-commit emission: `process` folds records in and
@@ -207,7 +290,8 @@ impl Pipeline {
     pub fn logged(self) -> Result<Self> {
         if let Some(state) = &self.aggregate_state {
             lock(state).log_changes()?;
-        } else if let Input::Join(join) = &self.input
+        }
+        if let Input::Join(join) = &self.input
             && join.keeps_state()
         {
             join.log_changes();
@@ -329,8 +413,8 @@ impl Pipeline {
             Input::JoinedRows(rows) => self.process_decoded(rows.decode(records)?),
             Input::Join(join) => {
                 let joined = join.process(input, records)?;
-                if let Some(partitions) = self.joins_only {
-                    return self.hand_on_joined(input, joined, partitions);
+                if let Some(hand_on) = &self.joins_only {
+                    return self.hand_on_joined(input, joined, hand_on);
                 }
                 let mut processed = self.process_decoded(joined.decoded)?;
                 processed.late_records += joined.late_records;
@@ -359,21 +443,33 @@ impl Pipeline {
         }
     }
 
-    /// The output of the joins of a split query (see [`Pipeline::split_joins`]): one record per
-    /// input record and partition its rows go to, in the order of their first rows.
+    /// The output of the joins of a split query (see [`Pipeline::split`]): one record per input
+    /// record and partition its rows go to, in the order of their first rows. A row whose next
+    /// join value is NULL goes to partition 0, where that join leaves it out.
     fn hand_on_joined(
         &self,
         input: usize,
         joined: JoinedBatch,
-        partitions: i32,
+        hand_on: &HandOn,
     ) -> Result<ProcessedBatch> {
         let decoded = joined.decoded;
         let batch = &decoded.batch;
         let mut expression_errors = joined.expression_errors;
-        let mut targets = Vec::with_capacity(batch.num_rows());
-        self.group_values(batch, &mut expression_errors, |_, bytes| {
-            targets.push(partition_for(bytes, partitions));
-        })?;
+        let partitions = hand_on.partitions;
+        let targets: Vec<i32> = match &hand_on.by_join {
+            Some(placement) => placement
+                .partitions(batch, partitions)?
+                .into_iter()
+                .map(|p| p.unwrap_or(0))
+                .collect(),
+            None => {
+                let mut targets = Vec::with_capacity(batch.num_rows());
+                self.group_values(batch, &mut expression_errors, |_, bytes| {
+                    targets.push(partition_for(bytes, partitions));
+                })?;
+                targets
+            }
+        };
         let times = batch.column(0).as_primitive::<Int64Type>();
         let origins = batch.column(1).as_primitive::<Int32Type>();
         let offsets = batch.column(2).as_primitive::<Int64Type>();
@@ -438,7 +534,7 @@ impl Pipeline {
         let batch = &decoded.batch;
         let mut placement = Placement::new(records, partitions);
         self.group_values(batch, &mut Vec::new(), |row, bytes| {
-            placement.place(batch, row, bytes)
+            placement.place_bytes(batch, row, bytes)
         })?;
         Ok(placement.finish())
     }
@@ -830,7 +926,7 @@ impl SinkSpec {
         })
     }
 
-    /// The sink of the joins of a split query (see [`Pipeline::split_joins`]): the query's
+    /// The sink of the joins of a split query (see [`Pipeline::split`]): the query's
     /// internal topic `topic`, whose records' values are the joins' output, as it is, in the
     /// partition it names.
     pub fn joined_rows(topic: &str, partitions: i32) -> Result<Self> {

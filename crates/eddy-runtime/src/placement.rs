@@ -34,12 +34,17 @@ impl Placement {
     }
 
     /// Places the record row `row` of `decoded` (a decoded batch: ROWTIME, ROWPARTITION, ROWOFFSET
-    /// first) came from where `bytes` hash to.
-    pub(crate) fn place(&mut self, decoded: &RecordBatch, row: usize, bytes: &[u8]) {
+    /// first) came from in `partition`.
+    pub(crate) fn place(&mut self, decoded: &RecordBatch, row: usize, partition: i32) {
         let origin = (partition_at(decoded, row), offset_at(decoded, row));
         if let Some(i) = self.at.get(&origin) {
-            self.out[*i] = partition_for(bytes, self.partitions);
+            self.out[*i] = partition;
         }
+    }
+
+    /// Places the record row `row` of `decoded` came from where `bytes` hash to.
+    pub(crate) fn place_bytes(&mut self, decoded: &RecordBatch, row: usize, bytes: &[u8]) {
+        self.place(decoded, row, partition_for(bytes, self.partitions));
     }
 
     /// Each record's partition, in the order of the records.

@@ -139,6 +139,24 @@ impl JoinPlan {
         stages
     }
 
+    /// The joins from join `n` on (of those [`JoinPlan::stages`] lists), join `n`'s left side, the
+    /// rows of the joins before it, read from `source` instead (as it is: not repartitioned). What
+    /// runs after a query split before join `n`.
+    pub fn from_stage(&self, n: usize, source: Arc<Source>) -> JoinPlan {
+        let mut plan = self.clone();
+        match &self.left.nested {
+            Some(nested) if self.stages().len() - 1 > n => {
+                plan.left.nested = Some(Arc::new(nested.from_stage(n, source)));
+            }
+            _ => {
+                plan.left.nested = None;
+                plan.left.repartition = false;
+                plan.left.source = source;
+            }
+        }
+        plan
+    }
+
     /// ksqlDB's error for a persistent query whose projection leaves out the join key (`missing`:
     /// the key columns left out).
     pub fn missing_key(&self, sink: &str, missing: &[&str]) -> Error {
@@ -618,18 +636,6 @@ fn rewrite_join(
         &right.source,
         &b_text,
     )?;
-    if repartition[0] && !left.leaf {
-        let keys: Vec<&str> = left.keyed_by.iter().map(|(_, t)| t.as_str()).collect();
-        return Err(not_supported!(
-            "Joining the rows of {} on {a_text} needs them repartitioned, which Eddy does not do yet within one query: join them on their key ({}), or write them into a stream with CREATE STREAM ... AS SELECT and join that stream",
-            left.name,
-            if keys.is_empty() {
-                "none".to_string()
-            } else {
-                keys.join(" or ")
-            }
-        ));
-    }
     if repartition.contains(&true) && (left_leaf.window.is_some() || right.source.window.is_some())
     {
         return Err(plan_err!(

@@ -14,7 +14,7 @@ use eddy_common::{Result, exec_err};
 use eddy_sql::catalog::Source;
 use eddy_sql::join::JoinPlan;
 
-use super::stage::{JoinedBatch, KEYS, Stage};
+use super::stage::{JoinedBatch, KEYS, SidePlacement, Stage};
 use super::state::{entry_key, parse_key};
 use super::{EntryId, EntryKind, Side};
 use crate::changelog::{Checkpoint, SinkMark, StateChange, StateKey, covers, input_position};
@@ -34,6 +34,9 @@ pub struct JoinInput {
     /// cut short already processed (its output went out before the write). Records up to it are
     /// left out when read again: the state restored includes them, and what came after them.
     replayed: Mutex<HashMap<(u16, i32), i64>>,
+    /// The number, among the query's joins, of its first join (not 0 for the joins after a
+    /// split, see [`JoinInput::split_at`]).
+    first: usize,
 }
 
 impl JoinInput {
@@ -57,26 +60,74 @@ impl JoinInput {
         if stages.len() > usize::from(u16::MAX) {
             return Err(exec_err!("a join of {} sources", stages.len() + 1));
         }
-        Ok(JoinInput {
+        Ok(JoinInput::of(stages, 0))
+    }
+
+    fn of(stages: Vec<Stage>, first: usize) -> JoinInput {
+        JoinInput {
             stages,
             present: Mutex::default(),
             logged: AtomicBool::new(false),
             replayed: Mutex::default(),
-        })
+            first,
+        }
     }
 
     /// The same join with nothing seen yet (listing its state changes if this one does).
     pub fn fresh(&self) -> JoinInput {
-        let fresh = JoinInput {
-            stages: self.stages.iter().map(Stage::fresh).collect(),
-            present: Mutex::default(),
-            logged: AtomicBool::new(false),
-            replayed: Mutex::default(),
-        };
+        self.fresh_with(self.stages.iter().map(Stage::fresh).collect(), self.first)
+    }
+
+    /// Joins `stages` with nothing seen yet, listing their state changes if this one does.
+    fn fresh_with(&self, stages: Vec<Stage>, first: usize) -> JoinInput {
+        let fresh = JoinInput::of(stages, first);
         if self.logged.load(Ordering::Relaxed) {
             fresh.log_changes();
         }
         fresh
+    }
+
+    /// The number (among the query's joins) of the first join after the first whose left side,
+    /// the rows of the joins before it, must be repartitioned by its join expression: where a
+    /// server splits the query (see [`JoinInput::split_at`]).
+    pub fn repartitioned_join(&self) -> Option<usize> {
+        (1..self.stages.len())
+            .find(|n| self.stages[*n].placement(Side::Left).is_some())
+            .map(|n| n + self.first)
+    }
+
+    /// The joins split before join `n` (a number among the query's joins, see
+    /// [`JoinInput::repartitioned_join`]), each with nothing seen yet: the joins before it, with
+    /// how join `n` places their rows; and join `n` on, whose left side reads those rows back from
+    /// the query's internal topic (`source`).
+    pub fn split_at(
+        &self,
+        n: usize,
+        source: Arc<Source>,
+    ) -> Result<(JoinInput, SidePlacement, JoinInput)> {
+        let at = n
+            .checked_sub(self.first)
+            .filter(|at| (1..self.stages.len()).contains(at))
+            .ok_or_else(|| exec_err!("no join {n} to split a query at"))?;
+        let placement = self.stages[at]
+            .placement(Side::Left)
+            .ok_or_else(|| exec_err!("join {n} does not repartition its left side"))?;
+        let before = self.fresh_with(
+            self.stages[..at].iter().map(Stage::fresh).collect(),
+            self.first,
+        );
+        let schema = self.stages[at - 1].plan.schema.clone();
+        let after: Vec<Stage> =
+            std::iter::once(self.stages[at].reading_earlier_rows(source, schema))
+                .chain(self.stages[at + 1..].iter().map(Stage::fresh))
+                .collect();
+        Ok((before, placement, self.fresh_with(after, n)))
+    }
+
+    /// Whether query input `input` holds rows of earlier joins, read back from the query's
+    /// internal topic.
+    pub fn reads_joined_rows(&self, input: usize) -> bool {
+        input == 0 && self.stages[0].reads_earlier_rows()
     }
 
     fn last(&self) -> &Stage {

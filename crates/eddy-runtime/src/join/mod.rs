@@ -20,7 +20,7 @@ mod table_table;
 
 pub use input::JoinInput;
 pub use shared_row::SharedRow;
-pub use stage::JoinedBatch;
+pub use stage::{JoinedBatch, SidePlacement};
 
 use eddy_common::{Result, external_err};
 use eddy_sql::join::{JoinKind, JoinPlan};

@@ -10,7 +10,7 @@ use datafusion::arrow::array::{
     ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, UInt32Array,
 };
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::utils::collect_columns;
 use hashbrown::HashMap;
@@ -30,6 +30,8 @@ use super::{Change, Entry, EntryId, JoinOperator, Joined, Origin, SharedRow, Sid
 use crate::evaluate::evaluate;
 use crate::format::encode::PartEncoder;
 use crate::format::{DecodeError, DecodedBatch, SourceDecoder};
+use crate::joined_rows::JoinedRows;
+use crate::partitioner::partition_for;
 use crate::placement::Placement;
 use crate::record::RecordRef;
 use crate::registry::SchemaRegistry;
@@ -51,8 +53,8 @@ pub(super) type EntryChange = (EntryId, Option<Vec<u8>>);
 #[derive(Debug, Clone)]
 struct SideInput {
     source: Arc<Source>,
-    /// How its records are decoded; `None` for the rows of earlier joins.
-    decoder: Option<SourceDecoder>,
+    /// Where its rows come from.
+    reader: SideReader,
     key: Arc<dyn datafusion::physical_expr::PhysicalExpr>,
     key_text: String,
     /// The side's rows as row bytes: how operators keep them.
@@ -101,8 +103,8 @@ impl SideInput {
         );
         Ok(SideInput {
             source: source.clone(),
-            decoder: match this.nested {
-                Some(_) => None,
+            reader: match this.nested {
+                Some(_) => SideReader::Earlier,
                 None => {
                     let mut decoder = SourceDecoder::new(source, registry)?;
                     // Only a stream-table join leaves columns out: the rows other joins keep go
@@ -110,7 +112,7 @@ impl SideInput {
                     if plan.kind == JoinKind::StreamTable {
                         decoder.skip_unused(&columns.read);
                     }
-                    Some(decoder)
+                    SideReader::Topic(Box::new(decoder))
                 }
             },
             key: this.key.clone(),
@@ -121,6 +123,41 @@ impl SideInput {
             placement: placement(plan, this, other)?,
             columns,
         })
+    }
+}
+
+/// Where the rows of a join's side come from.
+#[derive(Debug, Clone)]
+enum SideReader {
+    /// Records of a source, decoded.
+    Topic(Box<SourceDecoder>),
+    /// The rows of the joins before it, handed over in the same process.
+    Earlier,
+    /// The rows of the joins before it, read back from the query's internal topic (see
+    /// [`super::JoinInput::split_at`]).
+    Rows(JoinedRows),
+}
+
+/// How the rows of a side repartitioned by its join expression are placed: the join value written
+/// as the other side's key (see [`placement`]), where that side's records of the value are.
+#[derive(Debug, Clone)]
+pub struct SidePlacement {
+    key: Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    data_type: DataType,
+    encoder: PartEncoder,
+}
+
+impl SidePlacement {
+    /// The partition (of `partitions`) each row of `batch` (the side's rows) goes to; `None` where
+    /// its join value is NULL or fails (it joins nothing).
+    pub fn partitions(&self, batch: &RecordBatch, partitions: i32) -> Result<Vec<Option<i32>>> {
+        let key = evaluate(&self.key, batch, &self.data_type, &mut Vec::new())?;
+        Ok(self
+            .encoder
+            .encode(&[key], batch.num_rows())?
+            .iter()
+            .map(|bytes| bytes.as_ref().map(|b| partition_for(b, partitions)))
+            .collect())
     }
 }
 
@@ -208,12 +245,38 @@ impl Stage {
 
     /// Decodes records of a side read from a topic.
     pub fn decode<R: RecordRef>(&self, side: Side, records: &[R]) -> Result<DecodedBatch> {
-        match &self.sides[side.index()].decoder {
-            Some(decoder) => decoder.decode(records),
-            None => Err(exec_err!(
+        match &self.sides[side.index()].reader {
+            SideReader::Topic(decoder) => decoder.decode(records),
+            SideReader::Rows(rows) => rows.decode(records),
+            SideReader::Earlier => Err(exec_err!(
                 "a join's side read from earlier joins has no records"
             )),
         }
+    }
+
+    /// The same join with its left side, the rows of the joins before it, read back from the
+    /// query's internal topic (`source`; see [`super::JoinInput::split_at`]), as those joins laid
+    /// them out (`schema`).
+    pub fn reading_earlier_rows(&self, source: Arc<Source>, schema: SchemaRef) -> Stage {
+        let mut stage = self.fresh();
+        stage.sides[0].reader = SideReader::Rows(JoinedRows::new(schema));
+        stage.sides[0].source = source;
+        stage
+    }
+
+    /// Whether its left side is read back from the query's internal topic.
+    pub fn reads_earlier_rows(&self) -> bool {
+        matches!(self.sides[0].reader, SideReader::Rows(_))
+    }
+
+    /// How the rows of `side` are placed, when it is repartitioned by its join expression.
+    pub fn placement(&self, side: Side) -> Option<SidePlacement> {
+        let input = &self.sides[side.index()];
+        Some(SidePlacement {
+            key: input.key.clone(),
+            data_type: self.plan.key.data_type.clone(),
+            encoder: input.placement.clone()?,
+        })
     }
 
     /// The changes to what the operator keeps since the last call, in the order they happened
@@ -319,17 +382,19 @@ impl Stage {
         records: &[R],
         partitions: i32,
     ) -> Result<Vec<i32>> {
-        let input = &self.sides[side.index()];
         let mut placement = Placement::new(records, partitions);
-        let Some(encoder) = &input.placement else {
+        let Some(side_placement) = self.placement(side) else {
             return Ok(placement.finish());
         };
         let decoded = self.decode(side, records)?;
         let batch = &decoded.batch;
-        let key = evaluate(&input.key, batch, &self.plan.key.data_type, &mut Vec::new())?;
-        for (row, bytes) in encoder.encode(&[key], batch.num_rows())?.iter().enumerate() {
-            if let Some(bytes) = bytes {
-                placement.place(batch, row, bytes);
+        for (row, target) in side_placement
+            .partitions(batch, partitions)?
+            .iter()
+            .enumerate()
+        {
+            if let Some(target) = target {
+                placement.place(batch, row, *target);
             }
         }
         Ok(placement.finish())
@@ -353,15 +418,18 @@ impl Stage {
             ..
         } = decoded;
         let mut expression_errors = Vec::new();
-        // The rows of earlier joins are joined on their key (the planner joins them on nothing else).
-        let key = match this.decoder {
-            Some(_) => evaluate(
+        // The rows of earlier joins not repartitioned are joined on their key (the planner joins
+        // them on nothing else).
+        let key = match this.reader {
+            SideReader::Earlier if this.placement.is_none() => {
+                cast_to(batch.column(KEYS).clone(), &self.plan.key.data_type)?
+            }
+            _ => evaluate(
                 &this.key,
                 &batch,
                 &self.plan.key.data_type,
                 &mut expression_errors,
             )?,
-            None => cast_to(batch.column(KEYS).clone(), &self.plan.key.data_type)?,
         };
         let mut key_parts = vec![key.clone()];
         if this.source.window.is_some() {

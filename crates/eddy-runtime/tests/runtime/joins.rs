@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use eddy_runtime::{Engine, MemoryTopics};
+use eddy_runtime::{Engine, MemoryTopics, SplitPoint};
 
 const SOURCES: &str = "CREATE STREAM readings (car STRING KEY, speed DOUBLE) WITH (kafka_topic='readings', format='JSON', partitions=1);
 CREATE TABLE cars (id STRING PRIMARY KEY, model STRING) WITH (kafka_topic='cars', format='JSON', partitions=1);";
@@ -65,13 +65,17 @@ fn shown(batch: &datafusion::arrow::array::RecordBatch) -> Vec<String> {
 
 #[test]
 fn an_aggregation_over_a_join_split_in_two_counts_what_the_whole_query_counts() {
-    use datafusion::arrow::array::AsArray;
     let mut engine = Engine::new(Arc::new(MemoryTopics::new()));
     run(&mut engine, SOURCES).unwrap();
     run(&mut engine, PER_MODEL).unwrap();
     let whole = engine.queries().values().next().unwrap().pipeline.clone();
-    let (joins, aggregation) = whole.split_joins(3).unwrap().expect("split at the join");
-    assert!(aggregation.reads_joined_rows() && !joins.reads_joined_rows());
+    assert_eq!(whole.split_point(), Some(SplitPoint::Aggregation));
+    let (joins, aggregation) = whole
+        .split(3, "rows")
+        .unwrap()
+        .expect("split at the aggregation");
+    assert!(aggregation.reads_joined_rows(0) && !joins.reads_joined_rows(0));
+    assert_eq!(aggregation.inputs()[0].topic, "rows");
     let cars = [
         record(r#""a""#, r#"{"MODEL": "m1"}"#, 0),
         record(r#""b""#, r#"{"MODEL": "m2"}"#, 1),
@@ -99,20 +103,7 @@ fn an_aggregation_over_a_join_split_in_two_counts_what_the_whole_query_counts() 
     );
     // One record per reading that joined, in the partition its model hashes to, in an envelope
     // naming the reading.
-    let values = handed.batch.column(0).as_binary::<i32>();
-    let mut internal = Vec::new();
-    for (i, v) in values.iter().enumerate() {
-        let (key, payload, position, offset) = eddy_runtime::envelope::open(v.unwrap()).unwrap();
-        assert_eq!((key, position), (None, 0));
-        assert!((0..3).contains(&handed.partition[i]));
-        internal.push(eddy_runtime::Record {
-            key: None,
-            value: payload.map(<[u8]>::to_vec),
-            timestamp: handed.rowtime[i],
-            partition: handed.partition[i],
-            offset,
-        });
-    }
+    let internal = unwrapped(&handed, 0);
     let offsets: Vec<i64> = internal.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, [0, 1, 2, 3, 5, 6]);
     let models = [0, 1, 0, 0, 1, 0];
@@ -124,6 +115,92 @@ fn an_aggregation_over_a_join_split_in_two_counts_what_the_whole_query_counts() 
     }
     let out = aggregation.process_input(0, &internal).unwrap();
     assert_eq!(flushed(&aggregation, shown(&out.batch)), want);
+}
+
+/// The records a split query's joins handed on (`handed`), as the rest of the query reads them
+/// from the internal topic (enveloped, each of query input `input`, at its own offset).
+fn unwrapped(handed: &eddy_runtime::ProcessedBatch, input: usize) -> Vec<eddy_runtime::Record> {
+    use datafusion::arrow::array::AsArray;
+    let values = handed.batch.column(0).as_binary::<i32>();
+    let mut internal = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let (key, payload, position, offset) = eddy_runtime::envelope::open(v.unwrap()).unwrap();
+        assert_eq!(key, None);
+        assert_eq!(position, eddy_runtime::changelog::input_position(input, 0));
+        assert!((0..3).contains(&handed.partition[i]));
+        internal.push(eddy_runtime::Record {
+            key: None,
+            value: payload.map(<[u8]>::to_vec),
+            timestamp: handed.rowtime[i],
+            partition: handed.partition[i],
+            offset,
+        });
+    }
+    internal
+}
+
+#[test]
+fn a_join_of_earlier_joins_rows_on_another_value_splits_the_query_there() {
+    use eddy_runtime::partitioner::partition_for;
+    let mut engine = Engine::new(Arc::new(MemoryTopics::new()));
+    run(
+        &mut engine,
+        "CREATE TABLE cars (id STRING PRIMARY KEY, model STRING, owner STRING) WITH (kafka_topic='cars', key_format='KAFKA', value_format='JSON', partitions=3);
+         CREATE TABLE owners (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='owners', key_format='KAFKA', value_format='JSON', partitions=3);
+         CREATE STREAM readings (car STRING KEY, speed DOUBLE) WITH (kafka_topic='readings', key_format='KAFKA', value_format='JSON', partitions=3);
+         CREATE STREAM enriched AS SELECT c.owner AS owner, r.car AS car, speed, name FROM readings r JOIN cars c ON r.car = c.id JOIN owners o ON c.owner = o.id;",
+    )
+    .unwrap();
+    let whole = engine.queries().values().next().unwrap().pipeline.clone();
+    assert_eq!(whole.split_point(), Some(SplitPoint::Join(1)));
+    let (joins, rest) = whole.split(3, "rows").unwrap().expect("split at join 1");
+    assert_eq!(joins.split_point(), None);
+    assert_eq!(rest.split_point(), None);
+    assert!(rest.reads_joined_rows(0) && !rest.reads_joined_rows(1));
+    let topics: Vec<String> = rest.inputs().iter().map(|s| s.topic.clone()).collect();
+    assert_eq!(topics, ["rows", "owners"]);
+    let cars = [
+        record("c1", r#"{"MODEL": "zoe", "OWNER": "o1"}"#, 0),
+        record("c2", r#"{"MODEL": "ion", "OWNER": "o2"}"#, 1),
+        record("c3", r#"{"MODEL": "ion", "OWNER": null}"#, 2),
+    ];
+    let owners = [
+        record("o1", r#"{"NAME": "ada"}"#, 0),
+        record("o2", r#"{"NAME": "bo"}"#, 1),
+    ];
+    let readings: Vec<_> = ["c1", "c2", "c3", "c1", "c9"]
+        .iter()
+        .enumerate()
+        .map(|(i, car)| record(car, &format!(r#"{{"SPEED": {i}.5}}"#), i as i64))
+        .collect();
+    whole.process_input(1, &cars).unwrap();
+    whole.process_input(2, &owners).unwrap();
+    let mut want = shown(&whole.process_input(0, &readings).unwrap().batch);
+    want.sort();
+    assert_eq!(want, ["o1|c1|0.5|ada", "o1|c1|3.5|ada", "o2|c2|1.5|bo"]);
+
+    joins.process_input(1, &cars).unwrap();
+    rest.process_input(1, &owners).unwrap();
+    let handed = joins.process_input(0, &readings).unwrap();
+    let internal = unwrapped(&handed, 0);
+    // Each reading that met its car, where its owner's key is (a NULL owner: partition 0).
+    assert_eq!(
+        internal.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    let places: Vec<i32> = internal.iter().map(|r| r.partition).collect();
+    assert_eq!(
+        places,
+        [
+            partition_for(b"o1", 3),
+            partition_for(b"o2", 3),
+            0,
+            partition_for(b"o1", 3)
+        ]
+    );
+    let mut got = shown(&rest.process_input(0, &internal).unwrap().batch);
+    got.sort();
+    assert_eq!(got, want);
 }
 
 #[test]
