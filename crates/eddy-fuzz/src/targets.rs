@@ -368,7 +368,7 @@ fn joined_rows(data: &[u8]) {
         offset: 9,
     };
     let decoded = reader
-        .decode(&[record.clone()])
+        .decode(std::slice::from_ref(&record))
         .expect("a batch, records skipped");
     let batch = &decoded.batch;
     if batch.num_rows() == 0 {
