@@ -1,12 +1,15 @@
-//! The aggregation operator: one set of DataFusion accumulators per group (a key, or a key and a
-//! window), updated record by record so that every input row emits its group's new row (ksqlDB's EMIT
-//! CHANGES with caching off), or only closed windows' final rows (EMIT FINAL). It assigns windows, keeps
-//! stream time, drops late records, merges sessions (a tombstone for each replaced session) and, over a
-//! table, takes a key's old row out of its group before adding the new one. State is kept in memory
-//! and, when logged, written to a changelog and restored from it (see [`persist`]).
+//! Aggregation: one set of DataFusion accumulators per group (a key, or a key and a window) in a
+//! group store, updated record by record so that every input row emits its group's new row (ksqlDB's
+//! EMIT CHANGES with caching off), per commit, or only closed windows' final rows (EMIT FINAL). How a
+//! batch's rows reach their groups is one operator per kind ([`Aggregation`]): time windows (and no
+//! window), sessions, a table's rows. The store keeps stream time, timers that close and evict
+//! windows, and, when logged, the changes a changelog keeps and the restore from it (see [`persist`]).
 
 mod index;
 mod persist;
+mod sessions;
+mod table_rows;
+mod time_windows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -51,10 +54,73 @@ pub struct Aggregated {
     pub late_records: usize,
 }
 
+/// How one kind of aggregation folds a batch's rows into the groups of an [`AggregateState`], one
+/// operator per kind, each in its own file: a stream's rows into time windows (or one group per
+/// key: a window of all time), into sessions, or a table's rows (each replacing its key's last).
+trait Aggregation: std::fmt::Debug + Send + Sync {
+    /// Folds `rows` into `state`, listing in `fold` what to emit.
+    fn fold(&self, state: &mut AggregateState, rows: &BatchRows<'_>, fold: &mut Fold)
+    -> Result<()>;
+}
+
+/// A batch's rows as the aggregations read them.
+struct BatchRows<'a> {
+    batch: &'a RecordBatch,
+    /// Rows whose record had no value (a table's deletions).
+    null_values: &'a BooleanArray,
+    /// The GROUP BY values.
+    groups: &'a [ArrayRef],
+    /// The GROUP BY values as rows (`None` without GROUP BY: one group, whose key is empty).
+    keys: Option<&'a datafusion::arrow::row::Rows>,
+    /// Each aggregate function's arguments.
+    args: &'a [Vec<ArrayRef>],
+    rowtimes: &'a datafusion::arrow::array::Int64Array,
+    partitions: &'a datafusion::arrow::array::Int32Array,
+    offsets: &'a datafusion::arrow::array::Int64Array,
+}
+
+impl BatchRows<'_> {
+    fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// Row `i`'s event time, partition and offset.
+    fn position(&self, i: usize) -> (i64, i32, i64) {
+        (
+            self.rowtimes.value(i),
+            self.partitions.value(i),
+            self.offsets.value(i),
+        )
+    }
+
+    /// Row `i`'s group key (empty without GROUP BY).
+    fn key(&self, i: usize) -> &[u8] {
+        self.keys.map_or(&[], |k| k.row(i).data())
+    }
+
+    /// Whether row `i` has every GROUP BY value (a row with a NULL one is in no group).
+    fn grouped(&self, i: usize) -> bool {
+        self.groups.iter().all(|g| g.is_valid(i))
+    }
+}
+
+/// What folding a batch produced.
+#[derive(Default)]
+struct Fold {
+    outs: Vec<Out>,
+    late_records: usize,
+    /// Groups to free once the batch's rows are built (sessions merged away).
+    to_free: Vec<usize>,
+    /// Per-commit emission: (group, row) folded in per group after the batch's loop.
+    pending: Vec<(usize, usize)>,
+}
+
 /// The state of one aggregating query.
 #[derive(Debug)]
 pub struct AggregateState {
     spec: Arc<AggregateSpec>,
+    /// How its kind folds rows in.
+    operator: &'static dyn Aggregation,
     /// Emit only the final row of each window, when the window closes.
     emit_final: bool,
     /// Over a table: the input batch columns of its key, whose old row is retracted on every change.
@@ -141,7 +207,13 @@ struct Out {
 impl AggregateState {
     /// State for `spec`; `table_keys` (input columns of the source's key) when aggregating a table.
     pub fn new(spec: Arc<AggregateSpec>, table_keys: Option<Vec<usize>>, emit_final: bool) -> Self {
+        let operator: &'static dyn Aggregation = match (&table_keys, spec.window.as_ref()) {
+            (Some(_), _) => &table_rows::TableRows,
+            (None, Some(w)) if matches!(w.kind, WindowKind::Session { .. }) => &sessions::Sessions,
+            (None, _) => &time_windows::TimeWindows,
+        };
         AggregateState {
+            operator,
             spec,
             emit_final,
             table_keys,
@@ -262,7 +334,6 @@ impl AggregateState {
     /// which delete their key from a table and are skipped on a stream) into their groups.
     pub fn apply(&mut self, batch: &RecordBatch, null_values: &BooleanArray) -> Result<Aggregated> {
         let spec = self.spec.clone();
-        let rows = batch.num_rows();
         let schema = batch.schema();
         let mut errors = Vec::new();
         let mut evaluate = |e: &Arc<dyn PhysicalExpr>| -> Result<ArrayRef> {
@@ -288,155 +359,41 @@ impl AggregateState {
                 Some(converter.convert_columns(&groups).map_err(df)?)
             }
         };
-        let table_keys = match &self.table_keys {
-            Some(columns) => {
-                let columns: Vec<ArrayRef> =
-                    columns.iter().map(|c| batch.column(*c).clone()).collect();
-                let converter = converter_for(&mut self.table_converter, &columns)?;
-                Some(converter.convert_columns(&columns).map_err(df)?)
-            }
-            None => None,
-        };
-        let rowtimes = batch.column(0).as_primitive::<Int64Type>();
         let partitions = batch.column(1).as_primitive::<Int32Type>();
         let offsets = batch.column(2).as_primitive::<Int64Type>();
-        let mut outs = Vec::new();
-        let mut late_records = 0;
-        let mut to_free = Vec::new();
-        let mut starts = Vec::new();
-        // Per-commit emission folds stream rows in per group after the loop, a batch at a time.
-        let mut pending: Vec<(usize, usize)> = Vec::new();
-        for i in 0..rows {
-            let (ts, partition, offset) =
-                (rowtimes.value(i), partitions.value(i), offsets.value(i));
-            let grouped = groups.iter().all(|g| g.is_valid(i));
-            let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
-            if let Some(table_keys) = &table_keys {
-                let new = (!null_values.value(i) && grouped)
-                    .then(|| self.group(key, None))
-                    .transpose()?;
-                let source_key = table_keys.row(i);
-                if self.row_covered(source_key.as_ref(), partition, offset) {
-                    continue;
-                }
-                self.log_row(source_key.as_ref());
-                if let Some((old, old_args)) = self.table_rows.remove(source_key.as_ref()) {
-                    if !self.covered(old, partition, offset) {
-                        self.retract(old, &old_args)?;
-                    }
-                    if Some(old) != new {
-                        self.note(old, ts, partition);
-                        self.changed(old, ts, &mut outs)?;
-                    }
-                }
-                if let Some(group) = new {
-                    self.note(group, ts, partition);
-                    if !self.covered(group, partition, offset) {
-                        self.update(group, &args, &[i])?;
-                    }
-                    self.changed(group, ts, &mut outs)?;
-                    let row_args = args
-                        .iter()
-                        .map(|a| {
-                            a.iter()
-                                .map(|c| ScalarValue::try_from_array(c, i))
-                                .collect::<DfResult<Vec<_>>>()
-                        })
-                        .collect::<DfResult<_>>()
-                        .map_err(df)?;
-                    self.table_rows
-                        .insert(source_key.as_ref().into(), (group, row_args));
-                }
-                continue;
-            }
-            if null_values.value(i) || !grouped {
-                continue;
-            }
-            match spec.window.as_ref().map(|w| (w, &w.kind)) {
-                Some((w, WindowKind::Session { gap_ms })) => {
-                    self.stream_time = self.stream_time.max(ts);
-                    if self.session_covered(key, ts, partition, offset) {
-                        continue;
-                    }
-                    let close = self
-                        .stream_time
-                        .saturating_sub(w.grace_ms())
-                        .saturating_sub(*gap_ms);
-                    let merged = self.session(key, ts, *gap_ms, close, &mut outs, &mut to_free)?;
-                    match merged {
-                        Some(group) => {
-                            self.note(group, ts, partition);
-                            self.update(group, &args, &[i])?;
-                            if !self.emit_final {
-                                // A session's row carries its latest event time, its end.
-                                let end = self.get(group).window.map_or(ts, |w| w.end);
-                                self.changed(group, end, &mut outs)?;
-                            }
-                        }
-                        None => late_records += 1,
-                    }
-                }
-                window => {
-                    starts.clear();
-                    let mut size = 0;
-                    match window {
-                        Some((w, _)) => {
-                            // A record no window fits is skipped before it moves stream time.
-                            if let Err(message) = w.time_windows(ts, &mut starts) {
-                                self.skipped
-                                    .push(DecodeError::processing(partition, offset, &message));
-                                continue;
-                            }
-                            size = w.key_window().size_ms.unwrap_or(0);
-                        }
-                        None => starts.push(0),
-                    }
-                    self.stream_time = self.stream_time.max(ts);
-                    let mut dropped = false;
-                    for start in starts.iter().copied() {
-                        let bounds = window.map(|_| Bounds {
-                            start,
-                            end: start.saturating_add(size),
-                        });
-                        if let (Some(b), Some((w, _))) = (bounds, window)
-                            && b.end.saturating_add(w.grace_ms()) <= self.stream_time
-                        {
-                            dropped = true;
-                            continue;
-                        }
-                        let group = self.group(key, bounds)?;
-                        if self.covered(group, partition, offset) {
-                            continue;
-                        }
-                        self.note(group, ts, partition);
-                        if self.per_commit {
-                            pending.push((group, i));
-                        } else {
-                            self.update(group, &args, &[i])?;
-                        }
-                        if !self.emit_final {
-                            self.changed(group, ts, &mut outs)?;
-                        }
-                    }
-                    late_records += usize::from(dropped);
-                }
-            }
-            if self
-                .timers
-                .first_key_value()
-                .is_some_and(|(t, _)| *t <= self.stream_time)
-            {
-                self.fold_pending(&mut pending, &args)?;
-                self.fire_timers(&mut outs, &mut to_free)?;
-            }
-        }
-        self.fold_pending(&mut pending, &args)?;
+        let rows = BatchRows {
+            batch,
+            null_values,
+            groups: &groups,
+            keys: keys.as_ref(),
+            args: &args,
+            rowtimes: batch.column(0).as_primitive::<Int64Type>(),
+            partitions,
+            offsets,
+        };
+        let mut fold = Fold::default();
+        let operator = self.operator;
+        operator.fold(self, &rows, &mut fold)?;
+        self.fold_pending(&mut fold.pending, &args)?;
         self.recovered_to(partitions, offsets);
-        let result = self.finish(outs, late_records);
-        for group in to_free {
+        let result = self.finish(fold.outs, fold.late_records);
+        for group in fold.to_free {
             self.release(group);
         }
         result
+    }
+
+    /// After a row of a stream: folds what waits in and fires the timers stream time has reached.
+    fn after_row(&mut self, fold: &mut Fold, args: &[Vec<ArrayRef>]) -> Result<()> {
+        if self
+            .timers
+            .first_key_value()
+            .is_some_and(|(t, _)| *t <= self.stream_time)
+        {
+            self.fold_pending(&mut fold.pending, args)?;
+            self.fire_timers(&mut fold.outs, &mut fold.to_free)?;
+        }
+        Ok(())
     }
 
     /// Records when and from where a group last got a row.
@@ -610,96 +567,6 @@ impl AggregateState {
             }
         }
         Ok(())
-    }
-
-    /// The session of `key` that a record at `ts` falls into, merging the sessions it bridges (each
-    /// replaced session gets a tombstone); `None` when the record is too late.
-    #[allow(clippy::too_many_arguments)]
-    fn session(
-        &mut self,
-        key: &[u8],
-        ts: i64,
-        gap: i64,
-        close: i64,
-        outs: &mut Vec<Out>,
-        to_free: &mut Vec<usize>,
-    ) -> Result<Option<usize>> {
-        let mut sessions = self.windows.remove(key).unwrap_or_default();
-        // Sessions that ended before the close time have expired.
-        sessions.retain(|g| {
-            self.groups[*g]
-                .as_ref()
-                .is_some_and(|g| g.window.is_some_and(|w| w.end >= close))
-        });
-        let (mut overlapping, rest): (Vec<usize>, Vec<usize>) =
-            sessions.into_iter().partition(|g| {
-                let w = self.groups[*g]
-                    .as_ref()
-                    .and_then(|g| g.window)
-                    .expect("session window");
-                w.end >= ts.saturating_sub(gap) && w.start <= ts.saturating_add(gap)
-            });
-        let mut merged = Bounds { start: ts, end: ts };
-        for g in &overlapping {
-            let w = self.groups[*g]
-                .as_ref()
-                .and_then(|g| g.window)
-                .expect("session window");
-            merged.start = merged.start.min(w.start);
-            merged.end = merged.end.max(w.end);
-        }
-        let mut sessions = rest;
-        if merged.end < close {
-            if !overlapping.is_empty() || !sessions.is_empty() {
-                sessions.append(&mut overlapping);
-                self.windows.insert(key.into(), sessions);
-            }
-            return Ok(None);
-        }
-        overlapping.sort_by_key(|g| {
-            self.groups[*g]
-                .as_ref()
-                .and_then(|g| g.window)
-                .map(|w| w.start)
-        });
-        let same = overlapping
-            .iter()
-            .position(|g| self.groups[*g].as_ref().and_then(|g| g.window) == Some(merged));
-        let target = match same {
-            Some(p) => overlapping.remove(p),
-            None => self.create(key, Some(merged))?,
-        };
-        for g in overlapping {
-            let old = self.groups[g]
-                .as_ref()
-                .and_then(|g| g.window)
-                .expect("session window");
-            if !self.emit_final {
-                outs.push(self.out(g, true, old.end)?);
-            }
-            let states = {
-                let group = self.get(g);
-                group
-                    .accumulators
-                    .iter_mut()
-                    .map(|a| a.state())
-                    .collect::<DfResult<Vec<_>>>()
-                    .map_err(df)?
-            };
-            for (acc, state) in self.get(target).accumulators.iter_mut().zip(states) {
-                acc.merge_batch(&one_row(&state)?).map_err(df)?;
-            }
-            self.log_end(g);
-            self.get(g).window = None;
-            to_free.push(g);
-        }
-        sessions.push(target);
-        self.windows.insert(key.into(), sessions);
-        if same.is_none() {
-            let spec = self.spec.window.clone().expect("windowed");
-            self.set_timers(target, merged, spec.grace_ms(), spec.retention_ms());
-        }
-        Ok(Some(target))
     }
 
     /// Folds rows of the batch (in order) into a group.
