@@ -598,6 +598,10 @@ def test_aggregation_over_joins_restart(ctx):
             n["N"] += 1
             n["SPEEDS"] += j % 130
     check_counts(final_rows(bootstrap, "PER_MODEL", per_model), per_model, "models")
+    # The aggregation's state answers pull queries, as any table's.
+    model = sorted(per_model)[7]
+    rows, _ = pull(ctx, f"SELECT * FROM per_model WHERE model = '{model}';")
+    assert rows == [[model, per_model[model]["N"], per_model[model]["SPEEDS"]]], rows
     per_carrier = {}
     for i in range(ORDERS):
         if shipment_offset(i) is not None and abs(shipment_offset(i)) <= HOUR_MS:
@@ -617,9 +621,10 @@ def test_join_of_joined_rows_on_another_value(ctx):
     """Orders keyed by their own ids meet their customer (the orders repartitioned by customer) and then
     the customer's region: the rows of the first join are repartitioned by the region through an
     internal topic, which splits the query into two tasks; counting orders per region over the same
-    joins splits it into three. Killed with SIGKILL half-way: every order gets its region, and the
-    counts are exact."""
-    orders, customers, regions = 10_000, 1_000, 40
+    joins splits it into three. Killed with SIGKILL while orders stream in: every order gets its region,
+    and the counts are exact (rows the first task writes again are left out before the second joins
+    them)."""
+    orders, customers, regions = 24_000, 1_000, 40
     bootstrap = ctx.broker.bootstrap
     create_topics(bootstrap, ["worders", "wcustomers", "wregions"])
     keyed = murmur2_producer(bootstrap)
@@ -630,16 +635,14 @@ def test_join_of_joined_rows_on_another_value(ctx):
         keyed.produce("wcustomers", json.dumps({"REGION": f"r-{(k * 7) % regions}"}).encode(),
                       key=f"k-{k}".encode(), timestamp=T0 - 1)
     assert keyed.flush(60) == 0
-
-    def produce_orders(numbers):
-        for i in numbers:
-            keyed.produce("worders", json.dumps({"CUSTOMER": f"k-{(i * 13) % customers}", "AMOUNT": i % 100}).encode(),
-                          key=f"o-{i}".encode(), timestamp=T0 + i)
-        assert keyed.flush(60) == 0
-
+    # Orders placed by their keys as Java clients place them, at a capped rate.
+    events = [(T0 + i, "worders", f"o-{i}", {"CUSTOMER": f"k-{(i * 13) % customers}", "AMOUNT": i % 100})
+              for i in range(orders)]
+    half = orders // 4
+    produce_events(bootstrap, events[:half])
     joins = ("FROM worders o JOIN wcustomers c ON o.customer = c.id "
              "JOIN wregions r ON c.region = r.id")
-    across_kill9(ctx, produce_orders, orders, (
+    status, body = post(ctx.server.url + "/ksql", {"ksql": (
         "CREATE STREAM worders (id STRING KEY, customer STRING, amount INT) "
         "WITH (kafka_topic='worders', key_format='KAFKA', value_format='JSON');"
         "CREATE TABLE wcustomers (id STRING PRIMARY KEY, region STRING) "
@@ -648,7 +651,15 @@ def test_join_of_joined_rows_on_another_value(ctx):
         "WITH (kafka_topic='wregions', key_format='KAFKA', value_format='JSON');"
         f"CREATE STREAM wenriched AS SELECT c.region AS region, o.id AS oid, amount, name {joins};"
         f"CREATE TABLE wper_region AS SELECT name, COUNT(*) AS n, SUM(amount) AS amounts {joins} GROUP BY name;"),
-        "WENRICHED", regions)
+        "streamsProperties": {"auto.offset.reset": "earliest", "max.task.idle.ms": 1000}})
+    assert status == 200, body
+    read_all(bootstrap, "WENRICHED", regions, timeout=60)
+    producer = threading.Thread(target=produce_events, args=(bootstrap, events[half:]))
+    producer.start()
+    time.sleep(2)
+    ctx.server.kill9()
+    ctx.server.start()
+    producer.join()
     region_of = lambda i: (((i * 13) % customers) * 7) % regions  # noqa: E731
     want = {f"o-{i}": (f"r-{region_of(i)}", f"region {region_of(i)}") for i in range(orders)}
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}",

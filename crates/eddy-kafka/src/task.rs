@@ -62,7 +62,14 @@ pub fn start_persistent(
     // A stream-stream join keeps its buffers in a changelog, as an aggregation keeps its groups;
     // an exactly-once join keeps its checkpoints there (where its input stood with each write, and
     // its output), with its tables read back from their topics.
-    if query.pipeline.persists_state() || (joins && task.exactly_once) {
+    // So do the joins between two splits of a query (reading earlier joins' rows, handing their
+    // own on): their checkpoints let them leave out the rows the earlier joins wrote again after a
+    // crash before joining them, as what they make of those rows is named after the rows and
+    // would not be recognised later.
+    if query.pipeline.persists_state()
+        || (joins && task.exactly_once)
+        || (query.pipeline.reads_joined_rows(0) && query.pipeline.hands_on_joined_rows())
+    {
         return stateful::start(cluster, query, task, name);
     }
     // A stream-table join's stream side not keyed by its join expression goes through a

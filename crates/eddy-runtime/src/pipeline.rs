@@ -268,6 +268,12 @@ impl Pipeline {
         Ok(Some((joins.logged()?, rest.fresh()?.logged()?)))
     }
 
+    /// Whether the pipeline runs joins only and hands their rows on to the query's internal topic
+    /// (the first part of [`Pipeline::split`]).
+    pub fn hands_on_joined_rows(&self) -> bool {
+        self.joins_only.is_some()
+    }
+
     /// Whether query input `input` holds rows of the query's joins read back from its internal
     /// topic (see [`Pipeline::split`]), in envelopes.
     pub fn reads_joined_rows(&self, input: usize) -> bool {
