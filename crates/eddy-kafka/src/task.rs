@@ -62,13 +62,13 @@ pub fn start_persistent(
     // A stream-stream join keeps its buffers in a changelog, as an aggregation keeps its groups;
     // an exactly-once join keeps its checkpoints there (where its input stood with each write, and
     // its output), with its tables read back from their topics.
-    // So do the joins between two splits of a query (reading earlier joins' rows, handing their
-    // own on): their checkpoints let them leave out the rows the earlier joins wrote again after a
-    // crash before joining them, as what they make of those rows is named after the rows and
-    // would not be recognised later.
+    // So do the joins before a split of a query, which hand their rows on: the rows are named
+    // after the records they were made of, and a repartition stage (or earlier joins) may write
+    // those records again after a crash, at new offsets; the stateful loop leaves them out by
+    // their origins before joining them, so what the rest of the query reads is exact.
     if query.pipeline.persists_state()
         || (joins && task.exactly_once)
-        || (query.pipeline.reads_joined_rows(0) && query.pipeline.hands_on_joined_rows())
+        || query.pipeline.hands_on_joined_rows()
     {
         return stateful::start(cluster, query, task, name);
     }
