@@ -3,17 +3,20 @@
 //!       (`LEFT JOIN cars ON r.car = c.id`), the table loaded first;
 //!   (b) stream-stream: orders and their shipments 0.5 s later, `JOIN ... WITHIN 1 MINUTE GRACE PERIOD
 //!       1 MINUTE`, the two sides fed batch by batch;
-//!   (c) the resident memory of 1,000,000 orders buffered by a stream-stream join waiting for shipments.
+//!   (c) the resident memory of 1,000,000 orders buffered by a stream-stream join waiting for shipments;
+//!   (d) `COUNT(*), SUM(speed) ... GROUP BY model` over the (a) join, run whole and split in two as a
+//!       server runs it (the joins' rows encoded for the internal topic, read back, aggregated).
 //! Prints events per second and per CPU-second of this process.
 //!
 //!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench joins -- [--events N] [--cars N]
-//!       [--only a|b|c]
+//!       [--only a|b|c|d]
 //! (naming the server and shell packages too reuses the release build's dependencies.)
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use eddy_runtime::{Engine, MemoryTopics, Outcome, PersistentQuery, Record};
+use eddy_runtime::arrow::array::AsArray;
+use eddy_runtime::{Engine, MemoryTopics, Outcome, PersistentQuery, Record, envelope};
 
 mod cpu;
 mod flags;
@@ -29,8 +32,16 @@ const ENRICH: &str = "CREATE STREAM enriched AS SELECT r.car AS car, speed, temp
 const ORDERS: &str = "CREATE STREAM orders (id STRING KEY, amount INT) WITH (kafka_topic='orders', key_format='KAFKA', value_format='JSON', partitions=4);";
 const SHIPMENTS: &str = "CREATE STREAM shipments (id STRING KEY, carrier STRING) WITH (kafka_topic='shipments', key_format='KAFKA', value_format='JSON', partitions=4);";
 
+/// The query of `statements`, as `eddy test` runs it (every input emits).
 fn plan(statements: &[&str]) -> PersistentQuery {
-    let mut engine = Engine::new(Arc::new(MemoryTopics::new())).with_volatile_state();
+    plan_in(
+        Engine::new(Arc::new(MemoryTopics::new())).with_volatile_state(),
+        statements,
+    )
+}
+
+/// The query of `statements` in `engine`.
+fn plan_in(mut engine: Engine, statements: &[&str]) -> PersistentQuery {
     let mut id = String::new();
     for sql in statements {
         for s in eddy_sql::parse(sql).expect("parse") {
@@ -72,27 +83,35 @@ fn report(label: &str, events: u64, wall: f64, cpu: f64) {
     );
 }
 
-fn stream_table(events: u64, cars: u64) {
-    let query = plan(&[CARS, READINGS, ENRICH]);
-    let table: Vec<Record> = (0..cars)
+/// The cars table's rows: `cars` cars, 50 models.
+fn car_rows(cars: u64) -> Vec<Record> {
+    (0..cars)
         .map(|i| {
             let value = format!(r#"{{"MODEL":"model-{}","OWNER":"owner-{i}"}}"#, i % 50);
             record(format!("car-{i}"), value, T0, i as i64)
         })
-        .collect();
-    feed(&query, 1, &table);
-    let readings: Vec<Record> = (0..events)
+        .collect()
+}
+
+/// `events` readings of the cars, one car in ten not in the table.
+fn readings(events: u64, cars: u64) -> Vec<Record> {
+    (0..events)
         .map(|i| {
             let value = format!(
                 r#"{{"SPEED":{:.1},"TEMP":{:.1}}}"#,
                 (i % 130) as f64,
                 15.0 + (i % 20) as f64
             );
-            // One car in ten is not in the table.
             let car = (i * 7919) % (cars + cars / 10);
             record(format!("car-{car}"), value, T0 + 1 + i as i64, i as i64)
         })
-        .collect();
+        .collect()
+}
+
+fn stream_table(events: u64, cars: u64) {
+    let query = plan(&[CARS, READINGS, ENRICH]);
+    feed(&query, 1, &car_rows(cars));
+    let readings = readings(events, cars);
     let (start, cpu0) = (Instant::now(), cpu_seconds());
     let produced = feed(&query, 0, &readings);
     report(
@@ -102,6 +121,75 @@ fn stream_table(events: u64, cars: u64) {
         cpu_seconds() - cpu0,
     );
     println!("    {produced} output records");
+}
+
+/// (d) an aggregation over the stream-table join (readings per model), run whole in one pipeline
+/// and split as a server runs it: the joins' rows encoded for the internal topic, read back and
+/// aggregated.
+fn aggregation_over_join(events: u64, cars: u64) {
+    let count = "CREATE TABLE per_model AS SELECT model, COUNT(*) AS n, SUM(speed) AS speeds FROM readings r JOIN cars c ON r.car = c.id GROUP BY model;";
+    // As a server plans it: emitting per commit, keeping its changes for a changelog.
+    let whole = plan_in(
+        Engine::new(Arc::new(MemoryTopics::new())),
+        &[CARS, READINGS, count],
+    );
+    let (joins, rest) = whole
+        .pipeline
+        .split(4, "rows")
+        .expect("split")
+        .expect("an aggregation over a join");
+    let (table, readings) = (car_rows(cars), readings(events, cars));
+    whole.pipeline.process_input(1, &table).expect("table");
+    joins.process_input(1, &table).expect("table");
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    for chunk in readings.chunks(BATCH) {
+        whole.pipeline.process_input(0, chunk).expect("process");
+    }
+    let groups = whole
+        .pipeline
+        .flush()
+        .expect("flush")
+        .map_or(0, |f| f.batch.num_rows());
+    report(
+        "(d) COUNT per model over the join, whole",
+        events,
+        start.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu0,
+    );
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    let mut offset = 0;
+    for chunk in readings.chunks(BATCH) {
+        let handed = joins.process_input(0, chunk).expect("join");
+        let values = handed.batch.column(0).as_binary::<i32>();
+        let internal: Vec<Record> = values
+            .iter()
+            .zip(&handed.partition)
+            .map(|(v, p)| {
+                let (_, rows, _, _) = envelope::open(v.expect("a record")).expect("an envelope");
+                offset += 1;
+                Record {
+                    key: None,
+                    value: rows.map(<[u8]>::to_vec),
+                    timestamp: T0,
+                    partition: *p,
+                    offset,
+                }
+            })
+            .collect();
+        rest.process_input(0, &internal).expect("aggregate");
+    }
+    let split_groups = rest
+        .flush()
+        .expect("flush")
+        .map_or(0, |f| f.batch.num_rows());
+    report(
+        "(d) COUNT per model over the join, split in two",
+        events,
+        start.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu0,
+    );
+    assert_eq!(groups, split_groups, "the two ways count different groups");
+    println!("    {groups} groups");
 }
 
 fn order(i: u64) -> Record {
@@ -162,5 +250,8 @@ fn main() {
     }
     if runs("b") {
         stream_stream(events / 2);
+    }
+    if runs("d") {
+        aggregation_over_join(events, cars);
     }
 }

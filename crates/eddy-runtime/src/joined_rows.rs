@@ -79,19 +79,46 @@ impl JoinedRows {
 
     /// The rows `records` hold, each row's ROWPARTITION and ROWOFFSET those of its record (the
     /// positions a state's checkpoint counts in); a record that cannot be read is skipped and
-    /// reported.
+    /// reported. The rows of every record are read together, a column at a time; when that fails,
+    /// record by record, to find the ones at fault.
     pub fn decode<R: RecordRef>(&self, records: &[R]) -> Result<DecodedBatch> {
+        let mut rows = Vec::new();
+        let (mut partitions, mut offsets) = (Vec::new(), Vec::new());
         let mut errors = Vec::new();
-        let mut parts = Vec::new();
         for r in records {
-            match self.record(r) {
-                Ok(Some(batch)) => parts.push(batch),
-                Ok(None) => {}
+            let Some(value) = r.value() else { continue };
+            match split(value) {
+                Ok(split) => {
+                    partitions.extend(std::iter::repeat_n(r.partition(), split.len()));
+                    offsets.extend(std::iter::repeat_n(r.offset(), split.len()));
+                    rows.extend(split);
+                }
                 Err(e) => errors.push(DecodeError::new(r.partition(), r.offset(), &e.to_string())),
             }
         }
-        let batch = datafusion::arrow::compute::concat_batches(&self.schema, &parts)
-            .map_err(|e| exec_err!("{e}"))?;
+        let together = crate::state_row::decode(&self.types, &rows).and_then(|mut columns| {
+            columns[1] = Arc::new(Int32Array::from(partitions));
+            columns[2] = Arc::new(Int64Array::from(offsets));
+            RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| exec_err!("{e}"))
+        });
+        let batch = match together {
+            Ok(batch) => batch,
+            Err(_) => {
+                errors.clear();
+                let mut parts = Vec::new();
+                for r in records {
+                    match self.record(r) {
+                        Ok(Some(batch)) => parts.push(batch),
+                        Ok(None) => {}
+                        Err(e) => {
+                            errors.push(DecodeError::new(r.partition(), r.offset(), &e.to_string()))
+                        }
+                    }
+                }
+                datafusion::arrow::compute::concat_batches(&self.schema, &parts)
+                    .map_err(|e| exec_err!("{e}"))?
+            }
+        };
         let none = BooleanArray::from(vec![false; batch.num_rows()]);
         Ok(DecodedBatch {
             batch,

@@ -44,30 +44,39 @@ pub fn encode(columns: &[ArrayRef], row: usize, out: &mut Vec<u8>) -> Result<()>
 }
 
 /// Reads rows written by [`encode`] back into columns of `types`; each row must hold exactly them.
+/// Columns are read a column at a time across the rows (each row keeps its own place).
 pub fn decode(types: &[DataType], rows: &[&[u8]]) -> Result<Vec<ArrayRef>> {
-    let mut per_row: Vec<Vec<ArrayRef>> = Vec::with_capacity(rows.len());
-    for bytes in rows {
-        let mut r = Reader::new(bytes, VERSION, WHAT)?;
-        let values = types
-            .iter()
-            .map(|t| read(t, 1, &mut r))
-            .collect::<Result<Vec<_>>>()?;
-        if !r.is_done() {
-            return Err(internal_err!("{WHAT} has bytes after its last column"));
-        }
-        per_row.push(values);
-    }
-    types
+    let mut readers = rows
         .iter()
-        .enumerate()
-        .map(|(c, t)| {
-            if per_row.is_empty() {
+        .map(|bytes| Reader::new(bytes, VERSION, WHAT))
+        .collect::<Result<Vec<_>>>()?;
+    let columns = types
+        .iter()
+        .map(|t| read_across(t, &mut readers))
+        .collect::<Result<Vec<_>>>()?;
+    if readers.iter().any(|r| !r.is_done()) {
+        return Err(internal_err!("{WHAT} has bytes after its last column"));
+    }
+    Ok(columns)
+}
+
+/// One value of type `t` from each of `readers`, as a column.
+fn read_across(t: &DataType, readers: &mut [Reader<'_>]) -> Result<ArrayRef> {
+    match t {
+        // A nested value is laid out field by field within its row: each row's is read alone.
+        DataType::List(_) | DataType::Map(..) | DataType::Struct(_) => {
+            if readers.is_empty() {
                 return Ok(new_empty_array(t));
             }
-            let parts: Vec<&dyn Array> = per_row.iter().map(|r| r[c].as_ref()).collect();
+            let parts = readers
+                .iter_mut()
+                .map(|r| read(t, 1, r))
+                .collect::<Result<Vec<_>>>()?;
+            let parts: Vec<&dyn Array> = parts.iter().map(AsRef::as_ref).collect();
             datafusion::arrow::compute::concat(&parts).map_err(|e| internal_err!("{e}"))
-        })
-        .collect()
+        }
+        _ => read_flat(t, &mut Values::Each(readers)),
+    }
 }
 
 /// Writes the values at `rows` of `array`, in order.
@@ -202,53 +211,40 @@ fn put_counts(
 }
 
 /// Reads `n` values of type `t`.
+/// Where the values of a column are read from: `n` values one after another in one row (the
+/// elements or fields of nested values), or one value from each of many rows.
+enum Values<'s, 'a> {
+    One(&'s mut Reader<'a>, usize),
+    Each(&'s mut [Reader<'a>]),
+}
+
+impl<'a> Values<'_, 'a> {
+    /// Each value: a presence byte and, when present, what `value` reads.
+    fn read<T>(&mut self, value: impl Fn(&mut Reader<'a>) -> Result<T>) -> Result<Vec<Option<T>>> {
+        let one = |r: &mut Reader<'a>| match r.u8()? {
+            0 => Ok(None),
+            _ => value(r).map(Some),
+        };
+        match self {
+            Values::One(r, n) => (0..*n).map(|_| one(r)).collect(),
+            Values::Each(readers) => readers.iter_mut().map(one).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Values::One(_, n) => *n,
+            Values::Each(readers) => readers.len(),
+        }
+    }
+}
+
 fn read(t: &DataType, n: usize, r: &mut Reader<'_>) -> Result<ArrayRef> {
     // Every value takes at least its presence byte.
     if r.rest().len() < n {
         return Err(internal_err!("{WHAT} is truncated"));
     }
     Ok(match t {
-        DataType::Null => {
-            for _ in 0..n {
-                if r.u8()? != 0 {
-                    return Err(internal_err!("{WHAT} has a value in a NULL column"));
-                }
-            }
-            new_null_array(t, n)
-        }
-        DataType::Boolean => {
-            let values = read_values(n, r, |r| Ok(r.u8()? != 0))?;
-            Arc::new(BooleanArray::from(values))
-        }
-        DataType::Int8 => read_primitive::<Int8Type, 1>(t, n, r, i8::from_be_bytes)?,
-        DataType::Int16 => read_primitive::<Int16Type, 2>(t, n, r, i16::from_be_bytes)?,
-        DataType::Int32 => read_primitive::<Int32Type, 4>(t, n, r, i32::from_be_bytes)?,
-        DataType::Date32 => read_primitive::<Date32Type, 4>(t, n, r, i32::from_be_bytes)?,
-        DataType::Time32(TimeUnit::Millisecond) => {
-            read_primitive::<Time32MillisecondType, 4>(t, n, r, i32::from_be_bytes)?
-        }
-        DataType::Int64 => read_primitive::<Int64Type, 8>(t, n, r, i64::from_be_bytes)?,
-        DataType::UInt8 => read_primitive::<UInt8Type, 1>(t, n, r, u8::from_be_bytes)?,
-        DataType::UInt16 => read_primitive::<UInt16Type, 2>(t, n, r, u16::from_be_bytes)?,
-        DataType::UInt32 => read_primitive::<UInt32Type, 4>(t, n, r, u32::from_be_bytes)?,
-        DataType::UInt64 => read_primitive::<UInt64Type, 8>(t, n, r, u64::from_be_bytes)?,
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            read_primitive::<TimestampMillisecondType, 8>(t, n, r, i64::from_be_bytes)?
-        }
-        DataType::Float32 => read_primitive::<Float32Type, 4>(t, n, r, f32::from_be_bytes)?,
-        DataType::Float64 => read_primitive::<Float64Type, 8>(t, n, r, f64::from_be_bytes)?,
-        DataType::Decimal128(_, _) => {
-            read_primitive::<Decimal128Type, 16>(t, n, r, i128::from_be_bytes)?
-        }
-        DataType::Utf8 => {
-            let values = read_values(n, r, |r| {
-                let bytes = read_bytes(r)?;
-                std::str::from_utf8(bytes)
-                    .map_err(|_| internal_err!("{WHAT} has a string that is not UTF-8"))
-            })?;
-            Arc::new(StringArray::from(values))
-        }
-        DataType::Binary => Arc::new(BinaryArray::from(read_values(n, r, read_bytes)?)),
         DataType::List(field) => {
             let (offsets, nulls, total) = read_counts(n, r)?;
             let values = read(field.data_type(), total, r)?;
@@ -286,31 +282,63 @@ fn read(t: &DataType, n: usize, r: &mut Reader<'_>) -> Result<ArrayRef> {
                     .map_err(|e| internal_err!("{WHAT}: {e}"))?,
             )
         }
+        flat => read_flat(flat, &mut Values::One(r, n))?,
+    })
+}
+
+/// Values of a type that is not nested.
+fn read_flat(t: &DataType, values: &mut Values<'_, '_>) -> Result<ArrayRef> {
+    Ok(match t {
+        DataType::Null => {
+            let n = values.len();
+            if values.read(|_| Ok(()))?.iter().any(Option::is_some) {
+                return Err(internal_err!("{WHAT} has a value in a NULL column"));
+            }
+            new_null_array(t, n)
+        }
+        DataType::Boolean => {
+            let values = values.read(|r| Ok(r.u8()? != 0))?;
+            Arc::new(BooleanArray::from(values))
+        }
+        DataType::Int8 => read_primitive::<Int8Type, 1>(t, values, i8::from_be_bytes)?,
+        DataType::Int16 => read_primitive::<Int16Type, 2>(t, values, i16::from_be_bytes)?,
+        DataType::Int32 => read_primitive::<Int32Type, 4>(t, values, i32::from_be_bytes)?,
+        DataType::Date32 => read_primitive::<Date32Type, 4>(t, values, i32::from_be_bytes)?,
+        DataType::Time32(TimeUnit::Millisecond) => {
+            read_primitive::<Time32MillisecondType, 4>(t, values, i32::from_be_bytes)?
+        }
+        DataType::Int64 => read_primitive::<Int64Type, 8>(t, values, i64::from_be_bytes)?,
+        DataType::UInt8 => read_primitive::<UInt8Type, 1>(t, values, u8::from_be_bytes)?,
+        DataType::UInt16 => read_primitive::<UInt16Type, 2>(t, values, u16::from_be_bytes)?,
+        DataType::UInt32 => read_primitive::<UInt32Type, 4>(t, values, u32::from_be_bytes)?,
+        DataType::UInt64 => read_primitive::<UInt64Type, 8>(t, values, u64::from_be_bytes)?,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            read_primitive::<TimestampMillisecondType, 8>(t, values, i64::from_be_bytes)?
+        }
+        DataType::Float32 => read_primitive::<Float32Type, 4>(t, values, f32::from_be_bytes)?,
+        DataType::Float64 => read_primitive::<Float64Type, 8>(t, values, f64::from_be_bytes)?,
+        DataType::Decimal128(_, _) => {
+            read_primitive::<Decimal128Type, 16>(t, values, i128::from_be_bytes)?
+        }
+        DataType::Utf8 => {
+            let values = values.read(|r| {
+                let bytes = read_bytes(r)?;
+                std::str::from_utf8(bytes)
+                    .map_err(|_| internal_err!("{WHAT} has a string that is not UTF-8"))
+            })?;
+            Arc::new(StringArray::from(values))
+        }
+        DataType::Binary => Arc::new(BinaryArray::from(values.read(read_bytes)?)),
         other => return Err(unsupported(other)),
     })
 }
 
-/// Reads `n` values, each a presence byte and, when present, what `value` reads.
-fn read_values<'a, T>(
-    n: usize,
-    r: &mut Reader<'a>,
-    value: impl Fn(&mut Reader<'a>) -> Result<T>,
-) -> Result<Vec<Option<T>>> {
-    (0..n)
-        .map(|_| match r.u8()? {
-            0 => Ok(None),
-            _ => value(r).map(Some),
-        })
-        .collect()
-}
-
 fn read_primitive<T: ArrowPrimitiveType, const N: usize>(
     t: &DataType,
-    n: usize,
-    r: &mut Reader<'_>,
+    values: &mut Values<'_, '_>,
     from: fn([u8; N]) -> T::Native,
 ) -> Result<ArrayRef> {
-    let values = read_values(n, r, |r| {
+    let values = values.read(|r| {
         let mut bytes = [0; N];
         bytes.copy_from_slice(r.take(N)?);
         Ok(from(bytes))
