@@ -542,6 +542,17 @@ def final_rows(bootstrap, topic, want, timeout=180):
     return got
 
 
+def tally(pairs, amounts):
+    """Per group, of (group, amount) pairs: {"N": how many, `amounts`: their sum}, as COUNT(*) and SUM
+    give them."""
+    out = {}
+    for group, amount in pairs:
+        n = out.setdefault(group, {"N": 0, amounts: 0})
+        n["N"] += 1
+        n[amounts] += amount
+    return out
+
+
 def check_counts(got, want, what):
     wrong = sorted((k, got.get(k), v) for k, v in want.items() if got.get(k) != v)
     extra = sorted(k for k in got if k not in want)
@@ -590,24 +601,14 @@ def test_aggregation_over_joins_restart(ctx):
     for t in producers:
         t.join()
 
-    models = expected_models()
-    per_model = {}
-    for j, model in models.items():
-        if model is not None:
-            n = per_model.setdefault(model, {"N": 0, "SPEEDS": 0})
-            n["N"] += 1
-            n["SPEEDS"] += j % 130
+    per_model = tally(((m, j % 130) for j, m in expected_models().items() if m is not None), "SPEEDS")
     check_counts(final_rows(bootstrap, "PER_MODEL", per_model), per_model, "models")
     # The aggregation's state answers pull queries, as any table's.
     model = sorted(per_model)[7]
     rows, _ = pull(ctx, f"SELECT * FROM per_model WHERE model = '{model}';")
     assert rows == [[model, per_model[model]["N"], per_model[model]["SPEEDS"]]], rows
-    per_carrier = {}
-    for i in range(ORDERS):
-        if shipment_offset(i) is not None and abs(shipment_offset(i)) <= HOUR_MS:
-            n = per_carrier.setdefault(f"c{i % 7}", {"N": 0, "AMOUNTS": 0})
-            n["N"] += 1
-            n["AMOUNTS"] += i % 500
+    per_carrier = tally(((f"c{i % 7}", i % 500) for i in range(ORDERS)
+                         if shipment_offset(i) is not None and abs(shipment_offset(i)) <= HOUR_MS), "AMOUNTS")
     check_counts(final_rows(bootstrap, "PER_CARRIER", per_carrier), per_carrier, "carriers")
     repartition = internal_topics(bootstrap, "PER_MODEL", "-Aggregate-GroupBy-repartition")
     assert repartition, "the joined rows did not go through an internal topic"
@@ -677,11 +678,7 @@ def test_join_of_joined_rows_on_another_value(ctx):
     assert not missing, f"{len(missing)} orders are missing, e.g. {missing[:5]}"
     wrong = [(o, got[o], want[o]) for o in want if got[o] != want[o]]
     assert not wrong, f"{len(wrong)} orders got the wrong region, e.g. {wrong[:5]}"
-    per_region = {}
-    for i in range(orders):
-        n = per_region.setdefault(f"region {region_of(i)}", {"N": 0, "AMOUNTS": 0})
-        n["N"] += 1
-        n["AMOUNTS"] += i % 100
+    per_region = tally(((f"region {region_of(i)}", i % 100) for i in range(orders)), "AMOUNTS")
     check_counts(final_rows(bootstrap, "WPER_REGION", per_region), per_region, "regions")
     split = internal_topics(bootstrap, "WENRICHED", "-Join-left-1-repartition")
     assert split, "the first join's rows did not go through an internal topic"

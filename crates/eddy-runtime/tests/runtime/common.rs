@@ -20,3 +20,18 @@ pub fn engine_with(statements: &[&str]) -> (Engine, String) {
     }
     (engine, id)
 }
+
+/// Each row of `batch` as its values' text joined by `separator`.
+pub fn rows_text(batch: &datafusion::arrow::array::RecordBatch, separator: &str) -> Vec<String> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    (0..batch.num_rows())
+        .map(|r| {
+            batch
+                .columns()
+                .iter()
+                .map(|c| array_value_to_string(c, r).unwrap())
+                .collect::<Vec<_>>()
+                .join(separator)
+        })
+        .collect()
+}

@@ -50,17 +50,7 @@ fn flushed(p: &eddy_runtime::Pipeline, mut rows: Vec<String>) -> Vec<String> {
 }
 
 fn shown(batch: &datafusion::arrow::array::RecordBatch) -> Vec<String> {
-    use datafusion::arrow::util::display::array_value_to_string;
-    (0..batch.num_rows())
-        .map(|r| {
-            batch
-                .columns()
-                .iter()
-                .map(|c| array_value_to_string(c, r).unwrap())
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
+    crate::common::rows_text(batch, "|")
 }
 
 #[test]

@@ -2,22 +2,12 @@
 //! other predicates and LIMIT, over the state of the query that builds the table.
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::util::display::array_value_to_string;
 use eddy_runtime::{Engine, PullQuery, Record};
 
 use crate::common::engine_with as engine;
 
 fn rows(batch: &RecordBatch) -> Vec<String> {
-    (0..batch.num_rows())
-        .map(|r| {
-            batch
-                .columns()
-                .iter()
-                .map(|c| array_value_to_string(c, r).unwrap())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect()
+    crate::common::rows_text(batch, ",")
 }
 
 fn plan(engine: &Engine, sql: &str) -> eddy_common::Result<PullQuery> {
