@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use eddy_runtime::changelog::input_position;
 use eddy_runtime::{Engine, MemoryTopics, SplitPoint};
 
 const SOURCES: &str = "CREATE STREAM readings (car STRING KEY, speed DOUBLE) WITH (kafka_topic='readings', format='JSON', partitions=1);
@@ -306,4 +307,84 @@ fn a_group_is_placed_by_its_values_in_eddys_own_encoding() {
     };
     let want = [placed(1, Some("n")), placed(2, None), 0];
     assert_eq!(p.placements(0, &records, 16).unwrap(), want);
+}
+
+#[test]
+fn the_joins_after_a_split_keep_their_buffers_in_their_changelog() {
+    let mut engine = Engine::new(Arc::new(MemoryTopics::new()));
+    run(
+        &mut engine,
+        "CREATE STREAM l (id STRING KEY, a INT) WITH (kafka_topic='l', key_format='KAFKA', value_format='JSON', partitions=1);
+         CREATE STREAM r (id STRING KEY, ref STRING) WITH (kafka_topic='r', key_format='KAFKA', value_format='JSON', partitions=1);
+         CREATE STREAM s (id STRING KEY, c INT) WITH (kafka_topic='s', key_format='KAFKA', value_format='JSON', partitions=1);
+         CREATE STREAM j AS SELECT r.ref AS ref, a, c FROM l JOIN r WITHIN 1 HOUR ON l.id = r.id JOIN s WITHIN 1 HOUR ON r.ref = s.id;",
+    )
+    .unwrap();
+    let whole = engine.queries().values().next().unwrap().pipeline.clone();
+    assert_eq!(whole.split_point(), Some(SplitPoint::Join(1)));
+    let at = |key: String, value: String, offset: i64| eddy_runtime::Record {
+        timestamp: 1_700_000_000_000 + offset,
+        ..record(&key, &value, offset)
+    };
+    let s: Vec<_> = (0..4)
+        .map(|k| at(format!("s{k}"), format!(r#"{{"C": {k}}}"#), k))
+        .collect();
+    let l: Vec<_> = (0..40)
+        .map(|i| at(format!("k{i}"), format!(r#"{{"A": {i}}}"#), 10 + i))
+        .collect();
+    let r: Vec<_> = (0..40)
+        .map(|i| {
+            at(
+                format!("k{i}"),
+                format!(r#"{{"REF": "s{}"}}"#, i % 5),
+                100 + i,
+            )
+        })
+        .collect();
+    whole.process_input(2, &s).unwrap();
+    whole.process_input(0, &l).unwrap();
+    let mut want = shown(&whole.process_input(1, &r).unwrap().batch);
+    want.sort();
+    // Each pair whose ref names one of the four s records (ref s4 names none).
+    assert_eq!(want.len(), 32);
+
+    let (joins, rest) = whole.split(1, "rows").unwrap().expect("split at join 1");
+    rest.process_input(1, &s).unwrap();
+    joins.process_input(0, &l).unwrap();
+    let internal = unwrapped_all(&joins.process_input(1, &r).unwrap());
+    let (first, second) = internal.split_at(internal.len() / 2);
+    let mut got = shown(&rest.process_input(0, first).unwrap().batch);
+    // The rest of the query restarts from what it wrote: its buffers (of s, of the rows so far)
+    // come back, and the second half meets them.
+    let positions = [
+        (0, first.last().unwrap().offset + 1),
+        (input_position(1, 0), 4),
+    ];
+    let changes = rest.changes(&positions, None).unwrap();
+    let (_, restarted) = whole.split(1, "rows").unwrap().expect("split again");
+    let checkpoint = restarted.restore(changes).unwrap().expect("a checkpoint");
+    assert_eq!(checkpoint.positions, positions);
+    got.extend(shown(&restarted.process_input(0, second).unwrap().batch));
+    got.sort();
+    assert_eq!(got, want);
+}
+
+/// [`unwrapped`] for records from any input partition, numbered in one internal partition.
+fn unwrapped_all(handed: &eddy_runtime::ProcessedBatch) -> Vec<eddy_runtime::Record> {
+    use datafusion::arrow::array::AsArray;
+    let values = handed.batch.column(0).as_binary::<i32>();
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (_, payload, _, _) = eddy_runtime::envelope::open(v.unwrap()).unwrap();
+            eddy_runtime::Record {
+                key: None,
+                value: payload.map(<[u8]>::to_vec),
+                timestamp: handed.rowtime[i],
+                partition: 0,
+                offset: i as i64,
+            }
+        })
+        .collect()
 }
