@@ -294,10 +294,11 @@ impl Pipeline {
     /// Keeps the state changes of an aggregation, or of a join that keeps state, for a changelog
     /// (see [`Pipeline::changes`]).
     pub fn logged(self) -> Result<Self> {
+        // A query that has both runs split in a server (see `Pipeline::split`), each part logging
+        // its own: the two kinds of state do not share one changelog.
         if let Some(state) = &self.aggregate_state {
             lock(state).log_changes()?;
-        }
-        if let Input::Join(join) = &self.input
+        } else if let Input::Join(join) = &self.input
             && join.keeps_state()
         {
             join.log_changes();
