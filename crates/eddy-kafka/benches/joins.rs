@@ -141,55 +141,64 @@ fn aggregation_over_join(events: u64, cars: u64) {
     let (table, readings) = (car_rows(cars), readings(events, cars));
     whole.pipeline.process_input(1, &table).expect("table");
     joins.process_input(1, &table).expect("table");
-    let (start, cpu0) = (Instant::now(), cpu_seconds());
-    for chunk in readings.chunks(BATCH) {
-        whole.pipeline.process_input(0, chunk).expect("process");
-    }
-    let groups = whole
-        .pipeline
-        .flush()
-        .expect("flush")
-        .map_or(0, |f| f.batch.num_rows());
-    report(
-        "(d) COUNT per model over the join, whole",
-        events,
-        start.elapsed().as_secs_f64(),
-        cpu_seconds() - cpu0,
-    );
-    let (start, cpu0) = (Instant::now(), cpu_seconds());
-    let mut offset = 0;
-    for chunk in readings.chunks(BATCH) {
-        let handed = joins.process_input(0, chunk).expect("join");
-        let values = handed.batch.column(0).as_binary::<i32>();
-        let internal: Vec<Record> = values
-            .iter()
-            .zip(&handed.partition)
-            .map(|(v, p)| {
-                let (_, rows, _, _) = envelope::open(v.expect("a record")).expect("an envelope");
-                offset += 1;
-                Record {
-                    key: None,
-                    value: rows.map(<[u8]>::to_vec),
-                    timestamp: T0,
-                    partition: *p,
-                    offset,
-                }
-            })
-            .collect();
-        rest.process_input(0, &internal).expect("aggregate");
-    }
-    let split_groups = rest
-        .flush()
-        .expect("flush")
-        .map_or(0, |f| f.batch.num_rows());
-    report(
+    let groups = timed("(d) COUNT per model over the join, whole", events, || {
+        for chunk in readings.chunks(BATCH) {
+            whole.pipeline.process_input(0, chunk).expect("process");
+        }
+        flushed_groups(&whole.pipeline)
+    });
+    let split_groups = timed(
         "(d) COUNT per model over the join, split in two",
         events,
-        start.elapsed().as_secs_f64(),
-        cpu_seconds() - cpu0,
+        || {
+            let mut offset = 0;
+            for chunk in readings.chunks(BATCH) {
+                let handed = joins.process_input(0, chunk).expect("join");
+                let values = handed.batch.column(0).as_binary::<i32>();
+                let internal: Vec<Record> = values
+                    .iter()
+                    .zip(&handed.partition)
+                    .map(|(v, p)| {
+                        let (_, rows, _, _) =
+                            envelope::open(v.expect("a record")).expect("an envelope");
+                        offset += 1;
+                        Record {
+                            key: None,
+                            value: rows.map(<[u8]>::to_vec),
+                            timestamp: T0,
+                            partition: *p,
+                            offset,
+                        }
+                    })
+                    .collect();
+                rest.process_input(0, &internal).expect("aggregate");
+            }
+            flushed_groups(&rest)
+        },
     );
     assert_eq!(groups, split_groups, "the two ways count different groups");
     println!("    {groups} groups");
+}
+
+/// Runs `run` over `events` events and reports its speed; returns what it returns.
+fn timed<T>(label: &str, events: u64, run: impl FnOnce() -> T) -> T {
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    let out = run();
+    report(
+        label,
+        events,
+        start.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu0,
+    );
+    out
+}
+
+/// How many groups an aggregation emits when flushed.
+fn flushed_groups(pipeline: &eddy_runtime::Pipeline) -> usize {
+    pipeline
+        .flush()
+        .expect("flush")
+        .map_or(0, |f| f.batch.num_rows())
 }
 
 fn order(i: u64) -> Record {
