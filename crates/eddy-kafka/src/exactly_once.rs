@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -23,23 +23,21 @@ use rdkafka::{Offset, TopicPartitionList};
 use eddy_common::{Result, external_err};
 use eddy_runtime::changelog::{Checkpoint, SinkMark};
 use eddy_runtime::format::DecodeError;
-use eddy_runtime::{PersistentQuery, ProcessedBatch, Record, TopicAdmin};
+use eddy_runtime::{PersistentQuery, ProcessedBatch, Record, RecordRef, TopicAdmin};
 
 use crate::cluster::{Deliveries, KafkaCluster, kafka_err};
+use crate::consume::{Reader, Step, commit, run};
 use crate::crash_point;
+use crate::delivery::Halt;
 use crate::delivery_error::DeliveryError;
+use crate::internal_topics::checkpoint_topic;
 use crate::ledger::{Frontier, scan, settle_producer};
 use crate::origin::{Origin, writer_id};
-use crate::poll::{Msg, next_offsets, poll_batch};
+use crate::poll::next_offsets;
 use crate::query_stats::{QueryStats, bytes_of};
 use crate::query_task::{QueryTask, TaskConfig};
 use crate::rebalance::{Rebalance, Rebalancing};
 use crate::supervisor::Failure;
-
-/// The topic holding an exactly-once query's checkpoints: a partition per input partition.
-pub fn checkpoint_topic(group_id: &str) -> String {
-    format!("{group_id}-checkpoint")
-}
 
 /// Batches produced but not yet acknowledged, at most.
 const IN_FLIGHT: usize = 4;
@@ -130,8 +128,49 @@ pub(crate) fn start(
         consumer
             .subscribe(&[&topic])
             .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
-        task.run(&consumer)
+        let mut step = ExactStep {
+            task: &task,
+            consumer: &consumer,
+        };
+        run(stop, &mut Reader::new(&consumer, None), &mut step).or_else(Halt::into_result)
     })
+}
+
+/// The loop's step of an exactly-once stateless query.
+struct ExactStep<'a> {
+    task: &'a ExactlyOnce,
+    consumer: &'a BaseConsumer<Rebalance<ExactlyOnce>>,
+}
+
+impl Step for ExactStep<'_> {
+    fn ready(&mut self) -> Result<bool, Halt> {
+        match self.task.take_broken() {
+            // What was handed over is settled; the next attempt resumes after it.
+            Some(broken) => {
+                let _ = self.task.settle_all(self.consumer);
+                Err(Halt::Failed(broken))
+            }
+            None => Ok(true),
+        }
+    }
+
+    fn process<R: RecordRef>(&mut self, _: usize, batch: Vec<R>) -> Result<(), Halt> {
+        self.task
+            .produce(self.consumer, batch)
+            .map_err(Halt::Failed)
+    }
+
+    /// A turn that read nothing settles what is in flight.
+    fn settle(&mut self, polled: usize) -> Result<(), Halt> {
+        if polled == 0 {
+            self.finish()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), Halt> {
+        self.task.settle_all(self.consumer).map_err(Halt::Failed)
+    }
 }
 
 impl Rebalancing for ExactlyOnce {
@@ -154,7 +193,12 @@ impl Rebalancing for ExactlyOnce {
                             self.break_with(format!("taking the assigned partitions failed: {e}"));
                         }
                         // The group's offsets follow the checkpoints, for tools that measure lag.
-                        let _ = consumer.commit(tpl, CommitMode::Async);
+                        let topic = self.topic.as_str();
+                        commit(
+                            consumer,
+                            &self.query.id,
+                            starts.iter().map(|(p, o)| (topic, *p, *o)),
+                        );
                     }
                     // Nothing is assigned: the attempt ends and the next one joins the group again.
                     Err(e) => {
@@ -358,53 +402,47 @@ impl ExactlyOnce {
         self.cluster.send(&self.checkpoints, &records)
     }
 
-    fn run(&self, consumer: &BaseConsumer<Rebalance<Self>>) -> std::result::Result<(), Failure> {
-        while !self.stop.load(Ordering::SeqCst) {
-            if let Some(broken) = self.take_broken() {
-                // What was handed over is settled; the next attempt resumes after it.
-                let _ = self.settle_all(consumer);
-                return Err(broken);
+    /// Hands a batch's output to the producer; settles the oldest batch in flight past
+    /// [`IN_FLIGHT`].
+    fn produce<R: RecordRef>(
+        &self,
+        consumer: &BaseConsumer<Rebalance<Self>>,
+        batch: Vec<R>,
+    ) -> std::result::Result<(), Failure> {
+        let (records, origins) = self.output(&batch);
+        self.stats
+            .consumed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let offsets = next_offsets(&batch);
+        drop(batch);
+        let sent = self
+            .cluster
+            .send_with_origins(&self.query.sink_spec.topic, &records, &origins);
+        let oldest = {
+            let mut progress = self.lock();
+            progress.in_flight.push_back(InFlight {
+                sent,
+                produced: records.len() as u64,
+                offsets,
+            });
+            if progress.in_flight.len() > IN_FLIGHT {
+                progress.in_flight.pop_front()
+            } else {
+                None
             }
-            let batch = poll_batch(consumer);
-            if batch.is_empty() {
-                self.settle_all(consumer)?;
-                continue;
-            }
-            let (records, origins) = self.output(&batch);
-            self.stats
-                .consumed
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let offsets = next_offsets(&batch);
-            drop(batch);
-            let sent =
-                self.cluster
-                    .send_with_origins(&self.query.sink_spec.topic, &records, &origins);
-            let oldest = {
-                let mut progress = self.lock();
-                progress.in_flight.push_back(InFlight {
-                    sent,
-                    produced: records.len() as u64,
-                    offsets,
-                });
-                if progress.in_flight.len() > IN_FLIGHT {
-                    progress.in_flight.pop_front()
-                } else {
-                    None
-                }
-            };
-            if let Some(oldest) = oldest {
-                self.settle(consumer, oldest)?;
-            }
+        };
+        match oldest {
+            Some(oldest) => self.settle(consumer, oldest),
+            None => Ok(()),
         }
-        self.settle_all(consumer)
     }
 
     /// The output records of a batch, each with its origin, leaving out those already written. When
     /// the batch fails as a whole, its records are processed one at a time, and a record that fails
     /// by itself is skipped, counted and logged.
-    fn output(&self, batch: &[Msg<'_>]) -> (Vec<Record>, Vec<Vec<u8>>) {
+    fn output<R: RecordRef>(&self, batch: &[R]) -> (Vec<Record>, Vec<Vec<u8>>) {
         let (query, stats) = (&self.query, &self.stats);
-        let process = |records: &[Msg<'_>]| {
+        let process = |records: &[R]| {
             query.pipeline.process(records).and_then(|p| {
                 stats.record_errors(&query.id, &self.topic, &p, records);
                 Ok((query.sink_spec.rows(&p)?, p))
@@ -421,7 +459,7 @@ impl ExactlyOnce {
                         Err(e) => stats.skipped(
                             &query.id,
                             &self.topic,
-                            &DecodeError::processing(m.0.partition(), m.0.offset(), &e.to_string()),
+                            &DecodeError::processing(m.partition(), m.offset(), &e.to_string()),
                             bytes_of(m),
                         ),
                     }
@@ -531,11 +569,12 @@ impl ExactlyOnce {
             .produced
             .fetch_add(batch.produced, Ordering::Relaxed);
         // The group's offsets are for tools that watch lag; the checkpoints are what resumes.
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in &next {
-            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
-        }
-        let _ = consumer.commit(&tpl, CommitMode::Async);
+        let topic = self.topic.as_str();
+        commit(
+            consumer,
+            &self.query.id,
+            next.iter().map(|(p, o)| (topic, *p, *o)),
+        );
         self.stats.progressed();
         Ok(())
     }

@@ -13,40 +13,20 @@
 //! offset it has folded in (with its checkpoint) and leaves out anything older, which keeps its state
 //! exact. The idempotent producer keeps each partition's records in order, which that relies on.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, DefaultConsumerContext};
 
 use eddy_common::Result;
 use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 use eddy_sql::join::JoinKind;
 
-use crate::cluster::{KafkaCluster, kafka_err};
+use crate::cluster::KafkaCluster;
+use crate::consume::{Reader, Step, commit};
 use crate::delivery::{Halt, deliver};
-use crate::poll::poll_batch;
+use crate::internal_topics::{join_repartition_topic, repartition_topic};
+use crate::poll::next_offsets;
 use eddy_runtime::envelope;
-
-/// The repartition topic of the aggregation whose consumer group is `group_id`.
-pub fn repartition_topic(group_id: &str) -> String {
-    format!("{group_id}-Aggregate-GroupBy-repartition")
-}
-
-/// The repartition topic of a join side (`Join-left`, `Join-right`: a stream-stream join's;
-/// `Join`: a stream-table join's stream; a later join of a multi-way join's, numbered:
-/// `Join-right-1`) of the query whose consumer group is `group_id`.
-fn join_repartition_topic(group_id: &str, side: &str) -> String {
-    format!("{group_id}-{side}-repartition")
-}
-
-/// Whether `topic` is a join repartition topic of the query whose consumer group is `group_id`.
-pub(crate) fn is_join_repartition_topic(group_id: &str, topic: &str) -> bool {
-    topic
-        .strip_prefix(group_id)
-        .and_then(|t| t.strip_prefix("-Join"))
-        .is_some_and(|t| t.ends_with("-repartition"))
-}
 
 /// An input of a query read through a repartition topic.
 #[derive(Debug, Clone)]
@@ -161,10 +141,34 @@ pub(crate) fn read_topics(
         .unzip())
 }
 
-/// Reads an input of the query and writes it to its repartition topic.
+/// Reads an input of the query and writes it to its repartition topic: a turn of the query's loop
+/// moves one batch.
 pub(crate) struct Shuffle<'a> {
+    reader: Reader<'a, DefaultConsumerContext>,
+    mover: Mover<'a>,
+}
+
+impl<'a> Shuffle<'a> {
+    /// The stage doing what `mover` says.
+    pub(crate) fn new(mover: Mover<'a>) -> Self {
+        Shuffle {
+            reader: Reader::new(mover.consumer, None),
+            mover,
+        }
+    }
+
+    /// Moves one batch of input to the repartition topic and commits it once acknowledged. Halts
+    /// when the task is stopping and could not finish (the batch is read again after a restart), or
+    /// when the batch cannot be moved.
+    pub(crate) fn turn(&mut self) -> Result<(), Halt> {
+        self.reader.read(&mut self.mover).map(drop)
+    }
+}
+
+/// What a repartition stage does with a batch of its input: moves `input` of `query`, read by
+/// `consumer` (in group `input.group`), into `partitions` partitions of `input.topic`.
+pub(crate) struct Mover<'a> {
     pub cluster: &'a KafkaCluster,
-    /// Reads `input.source` in group `input.group`.
     pub consumer: &'a BaseConsumer,
     pub query: &'a PersistentQuery,
     pub input: &'a Repartitioned,
@@ -172,36 +176,29 @@ pub(crate) struct Shuffle<'a> {
     pub stop: &'a AtomicBool,
 }
 
-impl Shuffle<'_> {
-    /// Moves one batch of input to the repartition topic and commits it once acknowledged. Halts
-    /// when the task is stopping and could not finish (the batch is read again after a restart), or
-    /// when the batch cannot be moved.
-    pub(crate) fn step(&self) -> Result<(), Halt> {
+impl Step for Mover<'_> {
+    fn process<R: RecordRef>(&mut self, _: usize, batch: Vec<R>) -> Result<(), Halt> {
         let failed = |e: eddy_common::Error| Halt::Failed(format!("repartitioning failed: {e}"));
-        let batch = poll_batch(self.consumer);
-        if batch.is_empty() {
-            return Ok(());
-        }
         let targets = self
             .query
             .pipeline
             .placements(self.input.input, &batch, self.partitions)
             .map_err(failed)?;
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        let next = next_offsets(&batch);
         let records: Vec<Record> = batch
             .iter()
             .zip(targets)
-            .map(|(m, target)| {
-                let (p, o) = (m.partition(), m.offset());
-                let e = next.entry(p).or_default();
-                *e = (*e).max(o + 1);
-                Record {
-                    key: None,
-                    value: Some(envelope::wrap(m.key(), m.value(), p, o)),
-                    timestamp: m.timestamp(),
-                    partition: target,
-                    offset: 0,
-                }
+            .map(|(m, target)| Record {
+                key: None,
+                value: Some(envelope::wrap(
+                    m.key(),
+                    m.value(),
+                    m.partition(),
+                    m.offset(),
+                )),
+                timestamp: m.timestamp(),
+                partition: target,
+                offset: 0,
             })
             .collect();
         drop(batch);
@@ -215,14 +212,12 @@ impl Shuffle<'_> {
             sent,
             self.stop,
         )?;
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in next {
-            tpl.add_partition_offset(&self.input.source, p, Offset::Offset(o))
-                .map_err(|e| failed(kafka_err(e)))?;
-        }
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(query = %self.query.id, "offset commit failed: {e}");
-        }
+        let source = self.input.source.as_str();
+        commit(
+            self.consumer,
+            &self.query.id,
+            next.into_iter().map(|(p, o)| (source, p, o)),
+        );
         Ok(())
     }
 }

@@ -19,9 +19,9 @@ use eddy_common::{Result, internal_err};
 use eddy_runtime::{PersistentQuery, SinkSpec, SplitPoint, TopicAdmin};
 
 use crate::cluster::KafkaCluster;
+use crate::internal_topics::{joins_group, repartition_topic};
 use crate::query_io::input_partitions;
 use crate::query_task::TaskConfig;
-use crate::repartition::repartition_topic;
 
 /// The two tasks of a query split in two.
 pub(crate) struct Split {
@@ -31,30 +31,6 @@ pub(crate) struct Split {
     pub joins_config: TaskConfig,
     /// The rest of the query, reading the internal topic, in the query's group.
     pub rest: PersistentQuery,
-}
-
-/// The consumer group of the joins before split point `at` of a query whose group is
-/// `group_id` (the prefix of the internal topics they keep).
-fn joins_group(group_id: &str, at: SplitPoint) -> String {
-    match at {
-        SplitPoint::Aggregation => format!("{group_id}-Joins"),
-        SplitPoint::Join(n) => format!("{group_id}-Joins-{n}"),
-    }
-}
-
-/// The consumer group, among those of the joins a query whose group is `group_id` may be split
-/// into, that `topic` (one of their internal topics) begins with.
-pub(crate) fn joins_group_of(group_id: &str, topic: &str) -> Option<String> {
-    let rest = topic.strip_prefix(group_id)?.strip_prefix("-Joins")?;
-    let digits = rest
-        .strip_prefix('-')
-        .map(|r| r.len() - r.trim_start_matches(|c: char| c.is_ascii_digit()).len())
-        .unwrap_or(0);
-    let end = "-Joins".len() + if digits > 0 { 1 + digits } else { 0 };
-    Some(format!(
-        "{group_id}{}",
-        &topic[group_id.len()..group_id.len() + end]
-    ))
 }
 
 /// Splits `query` (run as `task` says) at its split point, creating its internal topic with as
@@ -104,28 +80,4 @@ pub(crate) fn split(
             ..query.clone()
         },
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_groups_of_a_query_s_joins_are_found_from_their_topics() {
-        let g = "_eddy-s_query_CTAS_X_1";
-        for (suffix, want) in [
-            ("-Joins-Join-windowed-changelog", Some("-Joins")),
-            ("-Joins-2-Join-right-repartition", Some("-Joins-2")),
-            ("-Joins-12-Join-windowed-changelog", Some("-Joins-12")),
-            ("-Join-left-2-repartition", None),
-            ("-Aggregate-GroupBy-repartition", None),
-        ] {
-            assert_eq!(
-                joins_group_of(g, &format!("{g}{suffix}")),
-                want.map(|w| format!("{g}{w}")),
-                "{suffix}"
-            );
-        }
-        assert_eq!(joins_group_of(g, "other-Joins-1-x"), None);
-    }
 }

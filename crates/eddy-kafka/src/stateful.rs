@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -30,22 +30,19 @@ use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 use eddy_sql::statement::SourceKind;
 
 use crate::cluster::{Deliveries, KafkaCluster, kafka_err, now_millis};
+use crate::consume::{Reader, Step, commit, run};
 use crate::crash_point;
 use crate::delivery::{Halt, deliver};
 use crate::delivery_error::DeliveryError;
 use crate::exact_output::ExactOutput;
-use crate::exactly_once::checkpoint_topic;
+use crate::internal_topics::{changelog_topic, join_changelog_topic, lease_topic};
 use crate::ledger::settle_producer;
 use crate::origin::writer_id;
-use crate::poll::{Msg, poll_batch};
 use crate::query_io::{input_partitions, query_consumer, subscribed};
 use crate::query_stats::{QueryStats, lock};
 use crate::query_task::{QueryTask, TaskConfig};
 use crate::rebalance::{Rebalance, Rebalancing};
-use crate::repartition::{
-    Repartitioned, Shuffle, is_join_repartition_topic, read_topics, repartition_topic, unwrap,
-};
-use crate::split_query::joins_group_of;
+use crate::repartition::{Mover, Repartitioned, Shuffle, read_topics, unwrap};
 use crate::supervisor::Failure;
 use crate::table_restore::restore_table_partitions;
 use crate::time_order::TimeOrder;
@@ -53,46 +50,6 @@ use crate::transaction::{Transaction, transactional_id, uses_transactions};
 
 /// How long a shard may make a crashed write again, with no more input coming, before it gives up.
 const REPLAY_PATIENCE: Duration = Duration::from_secs(300);
-
-/// The changelog topic of the query whose consumer group is `group_id` (named as Kafka Streams names a
-/// state store's changelog).
-pub fn changelog_topic(group_id: &str) -> String {
-    format!("{group_id}-Aggregate-Aggregate-Materialize-changelog")
-}
-
-/// The changelog topic of a stream-stream join whose consumer group is `group_id`: both sides'
-/// buffers (Kafka Streams keeps one per side, `-Join-this-` and `-Join-other-`).
-fn join_changelog_topic(group_id: &str) -> String {
-    format!("{group_id}-Join-windowed-changelog")
-}
-
-/// The topic whose only partition is the lease of a query whose state is not sharded: the server its
-/// lease group gives that partition to runs the query.
-fn lease_topic(group_id: &str) -> String {
-    format!("{group_id}-lease")
-}
-
-/// Whether `topic` is one of the internal topics the task of a persistent query whose consumer
-/// group is `group_id` may create.
-fn is_own_topic(group_id: &str, topic: &str) -> bool {
-    [
-        changelog_topic(group_id),
-        join_changelog_topic(group_id),
-        repartition_topic(group_id),
-        lease_topic(group_id),
-        checkpoint_topic(group_id),
-    ]
-    .iter()
-    .any(|t| t == topic)
-        || is_join_repartition_topic(group_id, topic)
-}
-
-/// Whether `topic` is one of the internal topics of a persistent query whose consumer group is
-/// `group_id`, or of the task of its joins when it is split (see `split_query`).
-pub fn is_internal_topic(group_id: &str, topic: &str) -> bool {
-    is_own_topic(group_id, topic)
-        || joins_group_of(group_id, topic).is_some_and(|g| is_own_topic(&g, topic))
-}
 
 /// Output records handed to the producer, not yet acknowledged.
 struct Sent {
@@ -134,8 +91,6 @@ pub(crate) struct Stateful {
     query: PersistentQuery,
     /// The topic of each input: the query's source (or its repartition topic), or a join's sides.
     topics: Vec<String>,
-    /// For a join, its inputs' records waiting to be processed in time order.
-    order: Option<Mutex<TimeOrder>>,
     changelog: String,
     stop: Arc<AtomicBool>,
     stats: Arc<QueryStats>,
@@ -270,7 +225,6 @@ pub(crate) fn start(
             cluster: cluster.clone(),
             query: query.clone(),
             topics: topics.clone(),
-            order: TimeOrder::of(&query.pipeline, &topics, idle).map(Mutex::new),
             changelog: changelog.clone(),
             stop: stop.clone(),
             stats: stats.clone(),
@@ -285,18 +239,35 @@ pub(crate) fn start(
         let consumer: BaseConsumer<Rebalance<Stateful>> = config
             .create_with_context(Rebalance(task.clone()))
             .map_err(|e| format!("cannot create the consumer: {e}"))?;
-        let shuffles: Vec<Shuffle<'_>> = shuffle_consumers
+        let shuffles = shuffle_consumers
             .iter()
-            .map(|(consumer, input)| Shuffle {
-                cluster: &task.cluster,
-                consumer,
-                query: &task.query,
-                input,
-                partitions: inputs,
-                stop: &task.stop,
+            .map(|(consumer, input)| {
+                Shuffle::new(Mover {
+                    cluster: &task.cluster,
+                    consumer,
+                    query: &task.query,
+                    input,
+                    partitions: inputs,
+                    stop: &task.stop,
+                })
             })
             .collect();
-        task.run(&consumer, &shuffles, lease.as_ref(), inputs)
+        if task.per_partition {
+            let topics: Vec<&str> = task.topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&topics)
+                .map_err(|e| format!("cannot subscribe to {}: {e}", topics.join(", ")))?;
+        }
+        let mut step = StatefulStep {
+            task: &task,
+            consumer: &consumer,
+            shuffles,
+            lease: lease.as_ref(),
+            inputs,
+            last_write: Instant::now(),
+        };
+        let order = TimeOrder::of(&task.query.pipeline, &task.topics, idle);
+        run(stop, &mut Reader::new(&consumer, order), &mut step).or_else(Halt::into_result)
     })
 }
 
@@ -336,16 +307,12 @@ impl Rebalancing for Stateful {
                 }
                 // The group's offsets follow the checkpoints (a crash may have come between a
                 // checkpoint and its commit), so that lag is measured from where the state is.
-                let mut at = TopicPartitionList::new();
-                for e in tpl.elements() {
-                    if let Offset::Offset(o) = e.offset() {
-                        let _ =
-                            at.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
-                    }
-                }
-                if at.count() > 0 {
-                    let _ = consumer.commit(&at, CommitMode::Async);
-                }
+                let elements = tpl.elements();
+                let at = elements.iter().filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.topic(), e.partition(), o)),
+                    _ => None,
+                });
+                commit(consumer, &task.query.id, at);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // Still ours until unassigned: write what they hold, so the next owner resumes there
@@ -389,6 +356,56 @@ impl Rebalancing for Stateful {
     }
 }
 
+/// The loop's step of a stateful query: its repartition stages first, then its records folded
+/// into their shards, every shard written at each commit interval.
+struct StatefulStep<'a> {
+    task: &'a Stateful,
+    consumer: &'a BaseConsumer<Rebalance<Stateful>>,
+    shuffles: Vec<Shuffle<'a>>,
+    /// For a single shard: the lease this server must hold to run it.
+    lease: Option<&'a BaseConsumer>,
+    /// The input partition count.
+    inputs: i32,
+    last_write: Instant,
+}
+
+impl Step for StatefulStep<'_> {
+    fn ready(&mut self) -> Result<bool, Halt> {
+        if let Some(broken) = self.task.take_broken() {
+            return Err(Halt::Failed(broken));
+        }
+        if let Some(lease) = self.lease
+            && !self.task.follow_lease(self.consumer, lease, self.inputs)
+        {
+            return Ok(false);
+        }
+        for shuffle in &mut self.shuffles {
+            shuffle.turn()?;
+        }
+        Ok(true)
+    }
+
+    // Rebalance callbacks run inside the poll, never while a run is being processed.
+    fn process<R: RecordRef>(&mut self, input: usize, records: Vec<R>) -> Result<(), Halt> {
+        self.task.process_input(input, records)
+    }
+
+    fn settle(&mut self, polled: usize) -> Result<(), Halt> {
+        if polled == 0 {
+            self.task.abandon_stalled_replays();
+        }
+        if self.last_write.elapsed() >= self.task.query.commit_interval {
+            self.task.write_all(self.consumer)?;
+            self.last_write = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), Halt> {
+        self.task.write_all(self.consumer)
+    }
+}
+
 impl Stateful {
     fn lock_shards(&self) -> MutexGuard<'_, BTreeMap<i32, Shard>> {
         lock(&self.shards)
@@ -408,62 +425,6 @@ impl Stateful {
     /// The shards pull queries read.
     fn lock_published(&self) -> MutexGuard<'_, BTreeMap<i32, Arc<Pipeline>>> {
         self.query.shards.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Runs the query: with its repartition stages (`shuffles`), or, for a single shard, only while
-    /// this server holds the query's `lease`.
-    fn run(
-        &self,
-        consumer: &BaseConsumer<Rebalance<Stateful>>,
-        shuffles: &[Shuffle<'_>],
-        lease: Option<&BaseConsumer>,
-        inputs: i32,
-    ) -> Result<(), Failure> {
-        if self.per_partition {
-            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-            consumer
-                .subscribe(&topics)
-                .map_err(|e| format!("cannot subscribe to {}: {e}", topics.join(", ")))?;
-        }
-        self.steps(consumer, shuffles, lease, inputs)
-            .or_else(Halt::into_result)
-    }
-
-    fn steps(
-        &self,
-        consumer: &BaseConsumer<Rebalance<Stateful>>,
-        shuffles: &[Shuffle<'_>],
-        lease: Option<&BaseConsumer>,
-        inputs: i32,
-    ) -> Result<(), Halt> {
-        let mut last_write = Instant::now();
-        while !self.stop.load(Ordering::SeqCst) {
-            if let Some(broken) = self.take_broken() {
-                return Err(Halt::Failed(broken));
-            }
-            if let Some(lease) = lease
-                && !self.follow_lease(consumer, lease, inputs)
-            {
-                continue;
-            }
-            for shuffle in shuffles {
-                shuffle.step()?;
-            }
-            // Rebalance callbacks run inside the poll, never while a batch is being processed.
-            let batch = poll_batch(consumer);
-            if batch.is_empty() {
-                self.abandon_stalled_replays();
-            }
-            // A join's buffered records may be due even when nothing new came.
-            if !batch.is_empty() || self.order.is_some() {
-                self.process(consumer, batch)?;
-            }
-            if last_write.elapsed() >= self.query.commit_interval {
-                self.write_all(consumer)?;
-                last_write = Instant::now();
-            }
-        }
-        self.write_all(consumer)
     }
 
     /// Ends, with an error, the replay of a crashed write that is still short of its end after
@@ -539,29 +500,6 @@ impl Stateful {
             }
             (false, false) => false,
         }
-    }
-
-    /// Folds a batch into the shards of its partitions: a join's records once it is their turn in
-    /// time order (see `time_order`).
-    fn process(
-        &self,
-        consumer: &BaseConsumer<Rebalance<Stateful>>,
-        batch: Vec<Msg<'_>>,
-    ) -> Result<(), Halt> {
-        let Some(order) = &self.order else {
-            return self.process_input(0, batch);
-        };
-        let mut order = lock(order);
-        for m in &batch {
-            order.push(m.0.topic(), std::slice::from_ref(m));
-        }
-        drop(batch);
-        let runs = order.ready(consumer);
-        drop(order);
-        for (input, records) in runs {
-            self.process_input(input, records)?;
-        }
-        Ok(())
     }
 
     /// Folds records of input `input` into the shards of their partitions; records a shard already
@@ -990,15 +928,11 @@ impl Stateful {
     /// Commits a shard's positions to the consumer group. The checkpoint is what restores read;
     /// the group's offsets are for tools that watch lag.
     fn commit(&self, consumer: &BaseConsumer<Rebalance<Stateful>>, shard: &Shard) {
-        let mut tpl = TopicPartitionList::new();
-        for (id, o) in &shard.positions {
-            if let Some((topic, p)) = self.topic_partition(*id) {
-                let _ = tpl.add_partition_offset(topic, p, Offset::Offset(*o));
-            }
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(query = %self.query.id, "offset commit failed: {e}");
-        }
+        let offsets = shard.positions.iter().filter_map(|(id, o)| {
+            let (topic, p) = self.topic_partition(*id)?;
+            Some((topic, p, *o))
+        });
+        commit(consumer, &self.query.id, offsets);
     }
 
     fn report(&self, message: &str) {
@@ -1011,39 +945,4 @@ impl Stateful {
 /// is its own inverse.
 fn source_of(position: i32) -> i32 {
     -1 - position
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_query_s_internal_topics_are_told_from_another_query_s() {
-        let group = "_eddy-s_query_CSAS_X_1";
-        for topic in [
-            "-Aggregate-Aggregate-Materialize-changelog",
-            "-Join-windowed-changelog",
-            "-Join-repartition",
-            "-Join-left-repartition",
-            "-Join-right-2-repartition",
-            "-lease",
-            "-Joins-Join-windowed-changelog",
-            "-Joins-Join-right-repartition",
-            "-Joins-2-Join-windowed-changelog",
-            "-Join-left-2-repartition",
-        ] {
-            assert!(
-                is_internal_topic(group, &format!("{group}{topic}")),
-                "{topic}"
-            );
-        }
-        for topic in [
-            "_eddy-s_query_CSAS_X_12-Join-repartition",
-            "_eddy-s_query_CSAS_X_1-Joinery",
-            "_eddy-s_query_CSAS_X_1",
-            "X",
-        ] {
-            assert!(!is_internal_topic(group, topic), "{topic}");
-        }
-    }
 }

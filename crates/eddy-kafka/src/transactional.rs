@@ -17,10 +17,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_common::Result;
-use eddy_runtime::PersistentQuery;
+use eddy_runtime::{PersistentQuery, RecordRef};
 
 use crate::cluster::KafkaCluster;
-use crate::poll::{next_offsets, poll_batch};
+use crate::consume::{Reader, Step, run};
+use crate::delivery::Halt;
+use crate::poll::next_offsets;
 use crate::query_io::output_records;
 use crate::query_stats::QueryStats;
 use crate::query_task::{QueryTask, TaskConfig};
@@ -63,19 +65,19 @@ pub(crate) fn start(
         consumer
             .subscribe(&[&topic])
             .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
-        TransactionalLoop {
+        let mut step = Transactional {
             consumer: &consumer,
             query: &query,
             topic: &topic,
-            stop,
             stats,
             transaction,
             offsets: BTreeMap::new(),
             produced: 0,
             latest: offset_reset == "latest",
             span,
-        }
-        .run()
+            opened: Instant::now(),
+        };
+        run(stop, &mut Reader::new(&consumer, None), &mut step).or_else(Halt::into_result)
     })
 }
 
@@ -93,12 +95,11 @@ impl ConsumerContext for Revocations {
     }
 }
 
-/// The thread of a transactional query, with its open transaction.
-struct TransactionalLoop<'a> {
+/// The loop's step of a transactional query, with its open transaction.
+struct Transactional<'a> {
     consumer: &'a BaseConsumer<Revocations>,
     query: &'a PersistentQuery,
     topic: &'a str,
-    stop: &'a AtomicBool,
     stats: &'a QueryStats,
     transaction: Transaction,
     /// Next input offset per partition after the records in the open transaction.
@@ -109,50 +110,63 @@ struct TransactionalLoop<'a> {
     latest: bool,
     /// How long a transaction stays open.
     span: Duration,
+    /// When the open transaction was opened.
+    opened: Instant,
 }
 
-impl TransactionalLoop<'_> {
-    fn run(mut self) -> std::result::Result<(), Failure> {
-        let mut opened = Instant::now();
-        loop {
-            let stopping = self.stop.load(Ordering::SeqCst);
-            if !stopping {
-                let batch = poll_batch(self.consumer);
-                if self.consumer.context().0.swap(false, Ordering::SeqCst) {
-                    // Records read after the new assignment are read again from the committed
-                    // offsets too.
-                    drop(batch);
-                    self.transaction.abort().map_err(|e| e.to_string())?;
-                    tracing::info!(query = %self.query.id, "partitions were revoked: the open transaction was aborted");
-                    self.rewind()?;
-                    continue;
-                }
-                if !batch.is_empty() {
-                    let records = output_records(self.query, self.stats, (0, self.topic), &batch);
-                    self.stats
-                        .consumed
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    for (p, o) in next_offsets(&batch) {
-                        self.offsets.insert(p, o);
-                    }
-                    drop(batch);
-                    if !self.transaction.is_open() {
-                        opened = Instant::now();
-                    }
-                    match self.transaction.send(&self.query.sink_spec.topic, &records) {
-                        Ok(_) => self.produced += records.len() as u64,
-                        Err(e) => self.aborted(e)?,
-                    }
-                }
-            }
-            let due = stopping || opened.elapsed() >= self.span;
-            if due && self.transaction.is_open() {
-                self.commit()?;
-            }
-            if stopping {
-                return Ok(());
-            }
+impl Step for Transactional<'_> {
+    fn process<R: RecordRef>(&mut self, _: usize, batch: Vec<R>) -> Result<(), Halt> {
+        if self.revoked()? {
+            return Ok(());
         }
+        let records = output_records(self.query, self.stats, (0, self.topic), &batch);
+        self.stats
+            .consumed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for (p, o) in next_offsets(&batch) {
+            self.offsets.insert(p, o);
+        }
+        drop(batch);
+        if !self.transaction.is_open() {
+            self.opened = Instant::now();
+        }
+        match self.transaction.send(&self.query.sink_spec.topic, &records) {
+            Ok(_) => self.produced += records.len() as u64,
+            Err(e) => self.aborted(e).map_err(Halt::Failed)?,
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction once it has been open for its span.
+    fn settle(&mut self, _: usize) -> Result<(), Halt> {
+        self.revoked()?;
+        if self.transaction.is_open() && self.opened.elapsed() >= self.span {
+            self.commit().map_err(Halt::Failed)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), Halt> {
+        if self.transaction.is_open() {
+            self.commit().map_err(Halt::Failed)?;
+        }
+        Ok(())
+    }
+}
+
+impl Transactional<'_> {
+    /// Whether partitions were revoked since the last look: then the open transaction is aborted,
+    /// and records read after the new assignment are read again from the committed offsets too.
+    fn revoked(&mut self) -> Result<bool, Halt> {
+        if !self.consumer.context().0.swap(false, Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.transaction
+            .abort()
+            .map_err(|e| Halt::Failed(e.to_string()))?;
+        tracing::info!(query = %self.query.id, "partitions were revoked: the open transaction was aborted");
+        self.rewind().map_err(Halt::Failed)?;
+        Ok(true)
     }
 
     /// Commits the open transaction with the input offsets after it.
