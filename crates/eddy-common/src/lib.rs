@@ -1,6 +1,7 @@
 //! Shared vocabulary of Eddy: the error type, source positions and the REST wire types used by both the
 //! server and the shell.
 
+pub mod closest;
 pub mod error;
 pub mod rest;
 

@@ -20,16 +20,16 @@ use rdkafka::{Offset, TopicPartitionList};
 use eddy_common::{Result, external_err};
 use eddy_runtime::{Record, TopicAdmin, TopicInfo};
 
+use crate::client_settings::{ClientSettings, Role};
 use crate::delivery_error::DeliveryError;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Admin client and producer for one cluster.
 pub struct KafkaCluster {
-    bootstrap: String,
+    config: ClusterConfig,
     admin: AdminClient<DefaultClientContext>,
     producer: FutureProducer,
-    transactions: Transactions,
     /// Under [`Transactions::Auto`], what the broker answered.
     transactions_supported: Mutex<Option<bool>>,
     instance: u64,
@@ -38,15 +38,69 @@ pub struct KafkaCluster {
 impl std::fmt::Debug for KafkaCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaCluster")
-            .field("bootstrap", &self.bootstrap)
+            .field("bootstrap", &self.config.bootstrap)
             .finish()
     }
 }
 
-/// rdkafka settings shared by every client Eddy creates.
-pub fn base_config(bootstrap: &str) -> ClientConfig {
+/// How Eddy reaches a cluster and creates topics in it.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `host:port[,host:port]`.
+    pub bootstrap: String,
+    pub transactions: Transactions,
+    /// The users' client settings (security, timeouts, ...).
+    pub clients: ClientSettings,
+    /// Replication factor of the server's own topics (command log, processing log, peers):
+    /// ksqlDB's `ksql.internal.topic.replicas`.
+    pub internal_replicas: i16,
+    /// Replication factor of queries' internal topics (changelogs, repartition topics, leases,
+    /// checkpoints): Kafka Streams' `replication.factor`.
+    pub state_replicas: i16,
+}
+
+impl ClusterConfig {
+    /// The cluster at `bootstrap` with the default settings.
+    pub fn new(bootstrap: &str) -> Self {
+        ClusterConfig {
+            bootstrap: bootstrap.to_string(),
+            transactions: Transactions::Auto,
+            clients: ClientSettings::default(),
+            internal_replicas: 1,
+            state_replicas: 1,
+        }
+    }
+}
+
+/// Which of Eddy's topics a new topic is: its replication factor follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalTopic {
+    /// The server's own (command log, processing log, peers).
+    Server,
+    /// A query's (changelog, repartition topic, lease, checkpoints).
+    Query,
+}
+
+/// Eddy's settings for a new client of kind `role`, then the users' (which may change Eddy's
+/// defaults: timeouts, batching, ...; the settings Eddy must make itself are refused in
+/// `client_settings`, and each client adds its own after these).
+fn client_config(config: &ClusterConfig, role: Role) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap).set("log_level", "3");
+    c.set("bootstrap.servers", &config.bootstrap)
+        .set("log_level", "3");
+    match role {
+        Role::Producer => {
+            c.set("linger.ms", "5")
+                .set("acks", "all")
+                .set("enable.idempotence", "true");
+        }
+        // A restarted server rejoins its groups; a short session lets the old member expire.
+        Role::Consumer => {
+            c.set("session.timeout.ms", "10000");
+        }
+        Role::Admin | Role::All => {}
+    }
+    config.clients.apply(&mut c, role);
     c
 }
 
@@ -93,16 +147,23 @@ impl KafkaCluster {
     /// Connects to the cluster at `bootstrap` (`host:port[,host:port]`); exactly-once output uses
     /// transactions when the broker has them.
     pub fn connect(bootstrap: &str) -> Result<Self> {
-        KafkaCluster::connect_with(bootstrap, Transactions::Auto)
+        KafkaCluster::open(ClusterConfig::new(bootstrap))
     }
 
     /// [`KafkaCluster::connect`], saying whether exactly-once output uses transactions.
     pub fn connect_with(bootstrap: &str, transactions: Transactions) -> Result<Self> {
-        let admin = base_config(bootstrap).create().map_err(kafka_err)?;
-        let producer = base_config(bootstrap)
-            .set("linger.ms", "5")
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
+        KafkaCluster::open(ClusterConfig {
+            transactions,
+            ..ClusterConfig::new(bootstrap)
+        })
+    }
+
+    /// Connects to a cluster as `config` says.
+    pub fn open(config: ClusterConfig) -> Result<Self> {
+        let admin = client_config(&config, Role::Admin)
+            .create()
+            .map_err(kafka_err)?;
+        let producer = client_config(&config, Role::Producer)
             .create()
             .map_err(kafka_err)?;
         let started = SystemTime::now()
@@ -110,10 +171,9 @@ impl KafkaCluster {
             .unwrap_or_default()
             .as_nanos();
         Ok(KafkaCluster {
-            bootstrap: bootstrap.to_string(),
+            config,
             admin,
             producer,
-            transactions,
             transactions_supported: Mutex::new(None),
             instance: (u64::from(std::process::id()) << 32) ^ (started as u64),
         })
@@ -121,7 +181,28 @@ impl KafkaCluster {
 
     /// The bootstrap servers.
     pub fn bootstrap(&self) -> &str {
-        &self.bootstrap
+        &self.config.bootstrap
+    }
+
+    /// The settings of a new client of kind `role`: Eddy's defaults, then the users' settings.
+    pub fn client_config(&self, role: Role) -> ClientConfig {
+        client_config(&self.config, role)
+    }
+
+    /// Creates one of Eddy's own topics (an existing one is left as it is), replicated as the
+    /// configuration says for its kind.
+    pub fn create_internal_topic(
+        &self,
+        topic: &str,
+        kind: InternalTopic,
+        partitions: i32,
+        config: &[(&str, &str)],
+    ) -> Result<()> {
+        let replicas = match kind {
+            InternalTopic::Server => self.config.internal_replicas,
+            InternalTopic::Query => self.config.state_replicas,
+        };
+        self.create_topic_with(topic, partitions, replicas, config)
     }
 
     /// The shared producer.
@@ -167,7 +248,8 @@ impl KafkaCluster {
         stop: Option<&AtomicBool>,
         mut each: impl FnMut(&BorrowedMessage<'_>),
     ) -> Result<()> {
-        let reader: BaseConsumer = base_config(&self.bootstrap)
+        let reader: BaseConsumer = self
+            .client_config(Role::Consumer)
             .set("group.id", format!("{topic}-reader"))
             .set("enable.auto.commit", "false")
             .create()
@@ -282,7 +364,7 @@ impl KafkaCluster {
     /// sink (see `exactly_once`). Under [`Transactions::Auto`] the broker is asked once (`ask`), the
     /// first time an exactly-once query starts.
     pub(crate) fn uses_transactions(&self, ask: impl FnOnce() -> Result<bool>) -> Result<bool> {
-        match self.transactions {
+        match self.config.transactions {
             Transactions::On => Ok(true),
             Transactions::Off => Ok(false),
             Transactions::Auto => {

@@ -9,7 +9,7 @@ use rdkafka::message::Message;
 use eddy_common::{Result, exec_err};
 use eddy_runtime::{Record, TopicAdmin};
 
-use crate::cluster::{KafkaCluster, now_millis};
+use crate::cluster::{InternalTopic, KafkaCluster, now_millis};
 
 /// A single-partition topic of JSON command entries.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ impl CommandLog {
     pub fn open(cluster: Arc<KafkaCluster>, service_id: &str) -> Result<Self> {
         let topic = format!("_eddy-{service_id}_command_topic");
         if cluster.partitions(&topic)?.is_none() {
-            cluster.create_topic(&topic, 1, 1)?;
+            cluster.create_internal_topic(&topic, InternalTopic::Server, 1, &[])?;
         }
         Ok(CommandLog { cluster, topic })
     }

@@ -25,7 +25,7 @@ use eddy_runtime::changelog::{Checkpoint, SinkMark};
 use eddy_runtime::format::DecodeError;
 use eddy_runtime::{PersistentQuery, ProcessedBatch, Record, RecordRef, TopicAdmin};
 
-use crate::cluster::{Deliveries, KafkaCluster, kafka_err};
+use crate::cluster::{Deliveries, InternalTopic, KafkaCluster, kafka_err};
 use crate::consume::{Reader, Step, commit, run};
 use crate::crash_point;
 use crate::delivery::Halt;
@@ -94,7 +94,12 @@ pub(crate) fn start(
     let checkpoints = checkpoint_topic(&task.group_id);
     if cluster.partitions(&checkpoints)?.is_none() {
         // Only the latest checkpoint of each partition is read.
-        cluster.create_topic_with(&checkpoints, inputs, 1, &[("cleanup.policy", "compact")])?;
+        cluster.create_internal_topic(
+            &checkpoints,
+            InternalTopic::Query,
+            inputs,
+            &[("cleanup.policy", "compact")],
+        )?;
     }
     // Eager rebalancing: revoked partitions are settled before another member gets them.
     let config = config

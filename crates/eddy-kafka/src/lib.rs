@@ -2,6 +2,7 @@
 //! produce with at-least-once commits.
 
 mod at_least_once;
+pub mod client_settings;
 pub mod cluster;
 pub mod command_log;
 mod consume;
@@ -33,7 +34,8 @@ mod time_order;
 mod transaction;
 mod transactional;
 
-pub use cluster::{KafkaCluster, Transactions};
+pub use client_settings::{ClientSettings, Role, SettingError};
+pub use cluster::{ClusterConfig, InternalTopic, KafkaCluster, Transactions};
 pub use command_log::CommandLog;
 pub use internal_topics::{changelog_topic, checkpoint_topic, is_internal_topic};
 pub use peers::Peers;

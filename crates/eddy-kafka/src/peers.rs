@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use eddy_common::Error;
 use eddy_runtime::{Record, TopicAdmin};
 
-use crate::cluster::{KafkaCluster, base_config, kafka_err, now_millis};
+use crate::client_settings::Role;
+use crate::cluster::{InternalTopic, KafkaCluster, kafka_err, now_millis};
 
 /// How often a server announces itself.
 const EVERY: Duration = Duration::from_secs(1);
@@ -60,10 +61,11 @@ impl Peers {
     ) -> Result<Arc<Peers>, Error> {
         let topic = format!("_eddy-{service_id}_hosts");
         if cluster.partitions(&topic)?.is_none() {
-            cluster.create_topic(&topic, 1, 1)?;
+            cluster.create_internal_topic(&topic, InternalTopic::Server, 1, &[])?;
         }
         let me = format!("{url}#{}", std::process::id());
-        let consumer: BaseConsumer = base_config(cluster.bootstrap())
+        let consumer: BaseConsumer = cluster
+            .client_config(Role::Consumer)
             .set("group.id", format!("{topic}-{me}"))
             .set("enable.auto.commit", "false")
             .create()

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use eddy_common::{Result, plan_err};
 use eddy_runtime::TopicAdmin;
 
-use crate::cluster::{KafkaCluster, base_config, kafka_err};
+use crate::client_settings::Role;
+use crate::cluster::{KafkaCluster, kafka_err};
 use crate::query_task::QueryTask;
 
 /// What to print.
@@ -38,7 +39,8 @@ pub fn start_print(
             spec.topic
         ));
     };
-    let consumer: BaseConsumer = base_config(cluster.bootstrap())
+    let consumer: BaseConsumer = cluster
+        .client_config(Role::Consumer)
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
         .create()

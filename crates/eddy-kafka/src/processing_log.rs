@@ -15,7 +15,7 @@ use eddy_common::Result;
 use eddy_runtime::TopicAdmin;
 use eddy_runtime::format::{DecodeError, SkipKind};
 
-use crate::cluster::{KafkaCluster, now_millis};
+use crate::cluster::{InternalTopic, KafkaCluster, now_millis};
 
 /// ksqlDB's message types.
 const DESERIALIZATION_ERROR: i32 = 0;
@@ -100,7 +100,7 @@ impl ProcessingLog {
     pub fn open(cluster: Arc<KafkaCluster>, service_id: &str) -> Result<Self> {
         let topic = processing_log_topic(service_id);
         if cluster.partitions(&topic)?.is_none() {
-            cluster.create_topic(&topic, 1, 1)?;
+            cluster.create_internal_topic(&topic, InternalTopic::Server, 1, &[])?;
         }
         Ok(ProcessingLog {
             cluster,

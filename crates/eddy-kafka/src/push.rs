@@ -15,7 +15,8 @@ use eddy_common::{Result, external_err, internal_err};
 use eddy_runtime::{Pipeline, ProcessedBatch, RecordRef};
 use eddy_sql::statement::SourceKind;
 
-use crate::cluster::{KafkaCluster, base_config, kafka_err};
+use crate::client_settings::Role;
+use crate::cluster::{KafkaCluster, kafka_err};
 use crate::consume::{Reader, Step, run};
 use crate::delivery::Halt;
 use crate::query_stats::QueryStats;
@@ -55,7 +56,8 @@ pub fn start_push(
     max_task_idle: Duration,
     group_id: String,
 ) -> Result<(mpsc::Receiver<PushEvent>, QueryTask)> {
-    let config = base_config(cluster.bootstrap())
+    let config = cluster
+        .client_config(Role::Consumer)
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", offset_reset)

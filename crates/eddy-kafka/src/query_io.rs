@@ -7,7 +7,8 @@ use eddy_common::{Result, external_err};
 use eddy_runtime::format::DecodeError;
 use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 
-use crate::cluster::{KafkaCluster, base_config};
+use crate::client_settings::Role;
+use crate::cluster::KafkaCluster;
 use crate::query_stats::{QueryStats, bytes_of};
 use crate::supervisor::Failure;
 
@@ -30,12 +31,11 @@ pub(crate) fn query_consumer(
     group: &str,
     reset: &str,
 ) -> rdkafka::config::ClientConfig {
-    base_config(cluster.bootstrap())
+    cluster
+        .client_config(Role::Consumer)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", reset)
-        // A restarted server rejoins its groups; a short session lets the old member expire.
-        .set("session.timeout.ms", "10000")
         .clone()
 }
 

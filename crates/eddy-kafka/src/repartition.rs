@@ -21,7 +21,7 @@ use eddy_common::Result;
 use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 use eddy_sql::join::JoinKind;
 
-use crate::cluster::KafkaCluster;
+use crate::cluster::{InternalTopic, KafkaCluster};
 use crate::consume::{Reader, Step, commit};
 use crate::delivery::{Halt, deliver};
 use crate::internal_topics::{join_repartition_topic, repartition_topic};
@@ -127,7 +127,7 @@ pub(crate) fn read_topics(
 ) -> Result<(Vec<String>, Vec<bool>)> {
     for r in shuffled {
         if cluster.partitions(&r.topic)?.is_none() {
-            cluster.create_topic(&r.topic, partitions, 1)?;
+            cluster.create_internal_topic(&r.topic, InternalTopic::Query, partitions, &[])?;
         }
     }
     Ok(pipeline

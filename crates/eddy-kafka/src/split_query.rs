@@ -18,7 +18,7 @@ use std::sync::Arc;
 use eddy_common::{Result, internal_err};
 use eddy_runtime::{PersistentQuery, SinkSpec, SplitPoint, TopicAdmin};
 
-use crate::cluster::KafkaCluster;
+use crate::cluster::{InternalTopic, KafkaCluster};
 use crate::internal_topics::{joins_group, repartition_topic};
 use crate::query_io::input_partitions;
 use crate::query_task::TaskConfig;
@@ -53,7 +53,7 @@ pub(crate) fn split(
         return Err(internal_err!("query {} cannot be split", query.id));
     };
     match cluster.partitions(&topic)? {
-        None => cluster.create_topic(&topic, partitions, 1)?,
+        None => cluster.create_internal_topic(&topic, InternalTopic::Query, partitions, &[])?,
         Some(n) if n != partitions => {
             return Err(eddy_common::external_err!(
                 "The internal topic {topic} has {n} partitions, but the query's joined inputs now have {partitions}: the query's state is laid out by the old count. Drop the query and create it again."

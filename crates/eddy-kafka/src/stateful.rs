@@ -29,7 +29,7 @@ use eddy_runtime::changelog::{Positions, StateChange, input_position, position_i
 use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 use eddy_sql::statement::SourceKind;
 
-use crate::cluster::{Deliveries, KafkaCluster, kafka_err, now_millis};
+use crate::cluster::{Deliveries, InternalTopic, KafkaCluster, kafka_err, now_millis};
 use crate::consume::{Reader, Step, commit, run};
 use crate::crash_point;
 use crate::delivery::{Halt, deliver};
@@ -151,7 +151,12 @@ pub(crate) fn start(
         None => {
             // A compacted topic keeps the latest record of each group, row and the checkpoint.
             let shards = if sharded { inputs } else { 1 };
-            cluster.create_topic_with(&changelog, shards, 1, &[("cleanup.policy", "compact")])?;
+            cluster.create_internal_topic(
+                &changelog,
+                InternalTopic::Query,
+                shards,
+                &[("cleanup.policy", "compact")],
+            )?;
             sharded
         }
     };
@@ -181,7 +186,7 @@ pub(crate) fn start(
     } else {
         let topic = lease_topic(group_id);
         if cluster.partitions(&topic)?.is_none() {
-            cluster.create_topic(&topic, 1, 1)?;
+            cluster.create_internal_topic(&topic, InternalTopic::Query, 1, &[])?;
         }
         Some((
             consumer_config(&format!("{group_id}-lease"), "latest"),

@@ -19,7 +19,8 @@ use eddy_runtime::table_store::TableStore;
 use eddy_runtime::{Record, TopicAdmin};
 use eddy_sql::catalog::Source;
 
-use crate::cluster::{KafkaCluster, base_config, kafka_err};
+use crate::client_settings::Role;
+use crate::cluster::{KafkaCluster, kafka_err};
 
 /// How long a poll of the table's topic waits for records.
 const POLL: Duration = Duration::from_millis(100);
@@ -56,7 +57,8 @@ impl TableFeed {
         let partitions = cluster
             .partitions(&topic)?
             .ok_or_else(|| external_err!("Kafka: the table's topic {topic} does not exist"))?;
-        let config = base_config(cluster.bootstrap())
+        let config = cluster
+            .client_config(Role::Consumer)
             .set("group.id", format!("{topic}-store"))
             .set("enable.auto.commit", "false")
             .clone();

@@ -15,7 +15,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use eddy_common::Result;
 use eddy_runtime::Record;
 
-use crate::cluster::{Deliveries, KafkaCluster, base_config, kafka_err, send_on};
+use crate::client_settings::Role;
+use crate::cluster::{Deliveries, KafkaCluster, kafka_err, send_on};
 use crate::delivery_error::DeliveryError;
 
 /// How long a transaction may stay open before the broker aborts it, beyond twice the time a task
@@ -89,10 +90,10 @@ fn producer(
     open_for: Duration,
 ) -> std::result::Result<FutureProducer, KafkaError> {
     let timeout = TRANSACTION_TIMEOUT.saturating_add(open_for.saturating_mul(2));
-    base_config(cluster.bootstrap())
+    cluster
+        .client_config(Role::Producer)
         .set("transactional.id", id)
         .set("transaction.timeout.ms", timeout.as_millis().to_string())
-        .set("linger.ms", "5")
         .create()
 }
 
