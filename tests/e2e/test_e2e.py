@@ -978,6 +978,24 @@ def test_avro_through_schema_registry(ctx):
         f"{len(rows)} rows, {len(expected)} expected"
 
 
+def run_each(tests, ctx, only):
+    """Runs each of `tests` (all, or those `only` names) on `ctx`, printing PASS or FAIL with the
+    traceback; returns how many failed."""
+    failures = 0
+    for test in tests:
+        if only and test.__name__ not in only:
+            continue
+        started = time.time()
+        try:
+            test(ctx)
+            print(f"PASS {test.__name__} ({time.time() - started:.1f}s)")
+        except Exception:
+            failures += 1
+            print(f"FAIL {test.__name__}")
+            traceback.print_exc()
+    return failures
+
+
 def run(tests, name):
     """Runs `tests` (functions of a context with a broker and a server) against a fresh broker and
     server, or the one `--only` names; exits non-zero if any failed."""
@@ -991,17 +1009,7 @@ def run(tests, name):
     failures = 0
     try:
         ctx.server = Server(os.path.abspath(args.server_bin), ctx.broker.bootstrap, data, f"{name}{os.getpid()}")
-        for test in tests:
-            if args.only and test.__name__ != args.only:
-                continue
-            started = time.time()
-            try:
-                test(ctx)
-                print(f"PASS {test.__name__} ({time.time() - started:.1f}s)")
-            except Exception:
-                failures += 1
-                print(f"FAIL {test.__name__}")
-                traceback.print_exc()
+        failures = run_each(tests, ctx, [args.only] if args.only else None)
     finally:
         if getattr(ctx, "server", None):
             ctx.server.stop()

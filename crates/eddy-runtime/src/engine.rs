@@ -219,6 +219,13 @@ impl Engine {
         }
     }
 
+    /// Runs statements with the server's `properties` under each statement's own (plugins are
+    /// configured from their `ksql.functions.<name>.<key>` settings).
+    pub fn with_properties(mut self, properties: Properties) -> Self {
+        self.properties = properties;
+        self
+    }
+
     /// Registers the functions of the plugins `dir` has loaded (and loads from it on
     /// `RELOAD FUNCTIONS`); returns what was registered and what was refused.
     pub fn attach_plugins(&mut self, dir: Arc<PluginDir>) -> FunctionsReport {

@@ -1,11 +1,17 @@
-//! Server configuration: command-line flags, `EDDY_*` environment variables and an optional
-//! properties or TOML file (flags and environment win over the file).
+//! Server configuration: command-line flags and `EDDY_*` environment variables (clap), over an
+//! optional properties or TOML file — ksqlDB's `ksql-server.properties` as it is: every key in it
+//! is the server's own setting, a property statements may set (the file gives its default), a
+//! plugin's (`ksql.functions.<name>.<key>`) or a Kafka client setting; any other is refused with
+//! the closest known name (see `eddy_server::settings`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::Parser;
-use eddy_kafka::Transactions;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use eddy_kafka::{ClientSettings, Transactions};
+use eddy_runtime::properties::{Effect, Properties};
+use eddy_server::settings::{self, Setting};
 
 /// Eddy's streaming SQL server.
 #[derive(Debug, Clone, Parser)]
@@ -56,104 +62,147 @@ pub struct Args {
     /// `ksql.logging.processing.rows.include`; off by default: rows may hold personal data).
     #[arg(long, env = "EDDY_PROCESSING_LOG_ROWS")]
     pub processing_log_rows: bool,
-    /// A properties (`key=value`) or TOML file with the settings above (`listen`, `bootstrap.servers`,
-    /// `data.dir`, `service.id`; ksqlDB's `listeners` and `ksql.service.id` are understood too).
+    /// A properties (`key=value`, ksqlDB's `ksql-server.properties`) or TOML file: the settings
+    /// above by their ksqlDB names, properties statements run with, Kafka client settings
+    /// (`security.protocol`, `sasl.*`, `ssl.*`, `ksql.streams.producer.*`, ...), plugins'
+    /// `ksql.functions.<name>.<key>` (docs/configuration.md lists them all).
     #[arg(long, env = "EDDY_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
-/// Applies the config file under the flags and environment.
-pub fn load(mut args: Args) -> anyhow::Result<Args> {
+/// The server's configuration: its flags, the properties statements run with unless they set
+/// them, and how it reaches the Kafka cluster.
+#[derive(Debug)]
+pub struct Config {
+    pub args: Args,
+    /// From the configuration file: properties statements may set (their server defaults) and
+    /// plugins' `ksql.functions.<name>.<key>` settings.
+    pub properties: Properties,
+    /// Kafka client settings.
+    pub clients: ClientSettings,
+    /// `ksql.internal.topic.replicas`.
+    pub internal_replicas: i16,
+    /// `ksql.streams.replication.factor`.
+    pub state_replicas: i16,
+}
+
+/// Reads the flags and environment (clap), then the configuration file under them: a flag or
+/// environment variable wins over the file.
+pub fn load() -> anyhow::Result<Config> {
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches)?;
+    let mut config = Config {
+        args: args.clone(),
+        properties: Properties::new(),
+        clients: ClientSettings::default(),
+        internal_replicas: 1,
+        state_replicas: 1,
+    };
     let Some(path) = args.config.clone() else {
-        return Ok(args);
+        return Ok(config);
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let entries = parse(&text).with_context(|| format!("in {}", path.display()))?;
-    let from_flags = |name: &str| std::env::args().any(|a| a.starts_with(&format!("--{name}")));
-    for (key, value) in entries {
-        match key.replace(['_', '-'], ".").as_str() {
-            "listen" | "listeners"
-                if !from_flags("listen") && std::env::var("EDDY_LISTEN").is_err() =>
-            {
-                args.listen = value.trim_start_matches("http://").to_string()
+    // Whether the file may set an argument: neither a flag nor the environment gave it.
+    let from_file = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            None | Some(ValueSource::DefaultValue)
+        )
+    };
+    let mut clients: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in &entries {
+        let in_file = || format!("{key} in {}", path.display());
+        let setting = settings::classify(key)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(in_file)?;
+        match setting {
+            Setting::Server(s) => {
+                let number = |what: &str| -> anyhow::Result<i64> {
+                    value
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("{key}: '{value}' is not {what}"))
+                };
+                match s.name() {
+                    "listeners" if from_file("listen") => {
+                        let first = value.split(',').next().unwrap_or_default().trim();
+                        args.listen = first.trim_start_matches("http://").to_string()
+                    }
+                    "bootstrap.servers" if from_file("bootstrap_servers") => {
+                        args.bootstrap_servers = Some(value.clone())
+                    }
+                    "ksql.service.id" if from_file("service_id") => args.service_id = value.clone(),
+                    "ksql.schema.registry.url" if from_file("schema_registry_url") => {
+                        args.schema_registry_url = Some(value.clone())
+                    }
+                    "ksql.advertised.listener" if from_file("advertised_url") => {
+                        args.advertised_url = Some(value.clone())
+                    }
+                    "ksql.extension.dir" if from_file("plugin_dir") => {
+                        args.plugin_dir = Some(PathBuf::from(value))
+                    }
+                    "ksql.max.push.queries" if from_file("max_push_queries") => {
+                        args.max_push_queries = number("a number")? as usize
+                    }
+                    "ksql.logging.processing.rows.include" if from_file("processing_log_rows") => {
+                        args.processing_log_rows = value
+                            .trim()
+                            .parse()
+                            .with_context(|| format!("{key}: '{value}' is not true or false"))?
+                    }
+                    "eddy.data.dir" if from_file("data_dir") => {
+                        args.data_dir = PathBuf::from(value)
+                    }
+                    "eddy.transactions" if from_file("transactions") => {
+                        args.transactions = value.parse()?
+                    }
+                    "ksql.internal.topic.replicas" => {
+                        config.internal_replicas = replicas(number("a replication factor")?, key)?
+                    }
+                    "ksql.streams.replication.factor" => {
+                        config.state_replicas = replicas(number("a replication factor")?, key)?
+                    }
+                    // Given by a flag or the environment, which win.
+                    _ => {}
+                }
             }
-            "bootstrap.servers" | "ksql.streams.bootstrap.servers"
-                if args.bootstrap_servers.is_none() =>
-            {
-                args.bootstrap_servers = Some(value)
+            Setting::Query(p) => {
+                if let Effect::Ignored(why) = p.effect {
+                    tracing::warn!("{key} has no effect in Eddy: {why}");
+                }
+                if p.name == "processing.guarantee" && from_file("processing_guarantee") {
+                    args.processing_guarantee = value.clone();
+                }
+                config.properties.insert(key.clone(), value.clone());
             }
-            "data.dir" if !from_flags("data-dir") && std::env::var("EDDY_DATA_DIR").is_err() => {
-                args.data_dir = PathBuf::from(value)
+            Setting::Function => {
+                config.properties.insert(key.clone(), value.clone());
             }
-            "service.id" | "ksql.service.id"
-                if !from_flags("service-id") && std::env::var("EDDY_SERVICE_ID").is_err() =>
-            {
-                args.service_id = value
+            Setting::Client(..) => {
+                // The cluster's address is the server's own setting; everything else reaches
+                // every client.
+                clients.push((key, value));
             }
-            "schema.registry.url" | "ksql.schema.registry.url"
-                if args.schema_registry_url.is_none() =>
-            {
-                args.schema_registry_url = Some(value)
-            }
-            "advertised.url" | "ksql.advertised.listener" if args.advertised_url.is_none() => {
-                args.advertised_url = Some(value)
-            }
-            "plugin.dir" | "ksql.extension.dir" if args.plugin_dir.is_none() => {
-                args.plugin_dir = Some(PathBuf::from(value))
-            }
-            "ksql.max.push.queries"
-                if !from_flags("max-push-queries")
-                    && std::env::var("EDDY_MAX_PUSH_QUERIES").is_err() =>
-            {
-                args.max_push_queries = value
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("ksql.max.push.queries: '{value}' is not a number"))?
-            }
-            "processing.guarantee" | "ksql.streams.processing.guarantee"
-                if !from_flags("processing-guarantee")
-                    && std::env::var("EDDY_PROCESSING_GUARANTEE").is_err() =>
-            {
-                args.processing_guarantee = value
-            }
-            "eddy.transactions"
-                if !from_flags("transactions") && std::env::var("EDDY_TRANSACTIONS").is_err() =>
-            {
-                args.transactions = value.parse()?
-            }
-            "ksql.logging.processing.rows.include"
-                if !from_flags("processing-log-rows")
-                    && std::env::var("EDDY_PROCESSING_LOG_ROWS").is_err() =>
-            {
-                args.processing_log_rows = value.trim().parse().with_context(|| {
-                    format!("ksql.logging.processing.rows.include: '{value}' is not true or false")
-                })?
-            }
-            "listen"
-            | "listeners"
-            | "schema.registry.url"
-            | "ksql.schema.registry.url"
-            | "advertised.url"
-            | "ksql.advertised.listener"
-            | "plugin.dir"
-            | "ksql.extension.dir"
-            | "bootstrap.servers"
-            | "ksql.streams.bootstrap.servers"
-            | "data.dir"
-            | "service.id"
-            | "ksql.service.id"
-            | "ksql.max.push.queries"
-            | "processing.guarantee"
-            | "ksql.streams.processing.guarantee"
-            | "eddy.transactions"
-            | "ksql.logging.processing.rows.include" => {}
-            other => bail!(
-                "unknown setting '{other}' (known: listen, bootstrap.servers, data.dir, service.id, ksql.schema.registry.url, ksql.advertised.listener, plugin.dir, ksql.max.push.queries, processing.guarantee, eddy.transactions, ksql.logging.processing.rows.include)"
-            ),
         }
     }
-    Ok(args)
+    config.clients = ClientSettings::from_properties(clients.iter().copied())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("in {}", path.display()))?;
+    for (key, why) in config.clients.ignored() {
+        tracing::warn!("{key} has no effect with Eddy's Kafka clients: {why}");
+    }
+    config.args = args;
+    Ok(config)
+}
+
+/// A replication factor: 1 or more (Kafka's limit is 32767).
+fn replicas(n: i64, key: &str) -> anyhow::Result<i16> {
+    i16::try_from(n)
+        .ok()
+        .filter(|n| *n >= 1)
+        .with_context(|| format!("{key}: {n} is not a replication factor (1 or more)"))
 }
 
 /// Reads `key=value` lines, or TOML when the file has TOML syntax.

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 
-use eddy_kafka::KafkaCluster;
+use eddy_kafka::{ClusterConfig, KafkaCluster};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
 use eddy_runtime::registry::SchemaRegistry;
 use eddy_server::{local_broker, routes, schema_registry, state};
 
-use crate::config::Args;
+use crate::config::Config;
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -22,11 +21,13 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = config::load(Args::parse())?;
-    eddy_server::runtime::build()?.block_on(serve(args))
+    eddy_server::client_logs::forward();
+    let config = config::load()?;
+    eddy_server::runtime::build()?.block_on(serve(config))
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let args = config.args;
     let (bootstrap, broker) = match &args.bootstrap_servers {
         Some(b) => (b.clone(), None),
         None => {
@@ -62,9 +63,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         args.processing_guarantee.clone(),
     )]);
     let exactly_once = eddy_kafka::exactly_once_guarantee(&guarantee, false)?;
-    let transactions = args.transactions;
+    let cluster_config = ClusterConfig {
+        bootstrap: bootstrap.clone(),
+        transactions: args.transactions,
+        clients: config.clients,
+        internal_replicas: config.internal_replicas,
+        state_replicas: config.state_replicas,
+    };
+    for setting in cluster_config.clients.describe() {
+        tracing::info!("Kafka client setting {setting}");
+    }
+    let properties = config.properties;
     let state = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let cluster = Arc::new(KafkaCluster::connect_with(&bootstrap, transactions)?);
+        let cluster = Arc::new(KafkaCluster::open(cluster_config)?);
         cluster
             .wait_ready(Duration::from_secs(30))
             .with_context(|| format!("the Kafka cluster at {bootstrap} does not answer"))?;
@@ -75,6 +86,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             registry,
             plugins,
             state::QueryDefaults {
+                properties,
                 exactly_once,
                 log_rows: args.processing_log_rows,
             },

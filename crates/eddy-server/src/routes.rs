@@ -175,6 +175,9 @@ async fn run_query(
     props: Properties,
     shape: Shape,
 ) -> Result<Response, ApiError> {
+    let props = state
+        .properties(&props)
+        .map_err(|e| ApiError(ErrorMessage::statement(&e, &sql)))?;
     let mut statements =
         eddy_sql::parse(&sql).map_err(|e| ApiError(ErrorMessage::statement(&e, &sql)))?;
     if statements.len() != 1 {

@@ -22,10 +22,14 @@ use eddy_sql::statement::{ShowKind, SourceKind, Statement};
 
 use crate::entity;
 pub use crate::query_view::QueryView;
+use crate::settings::check_request;
 
 /// How the server runs persistent queries that do not say otherwise.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct QueryDefaults {
+    /// The properties of the server's configuration that statements may set: what statements run
+    /// with unless they set them otherwise.
+    pub properties: Properties,
     /// Queries without a `processing.guarantee` of their own are exactly-once (the server's
     /// `processing.guarantee`).
     pub exactly_once: bool,
@@ -49,6 +53,8 @@ pub struct AppState {
     /// Whether queries without a `processing.guarantee` of their own are exactly-once (the
     /// server's `processing.guarantee`).
     exactly_once: bool,
+    /// What statements run with unless they set it otherwise.
+    server_properties: Properties,
     pub service_id: String,
     /// The bootstrap address of the broker the server started itself, if it did.
     pub local_broker: Option<String>,
@@ -112,7 +118,7 @@ impl AppState {
         );
         let admin: Arc<dyn TopicAdmin> = cluster.clone();
         let embedded_registry = registry.is_none();
-        let mut engine = Engine::new(admin);
+        let mut engine = Engine::new(admin).with_properties(defaults.properties.clone());
         if let Some(registry) = registry {
             engine = engine.with_schema_registry(registry);
         }
@@ -137,6 +143,7 @@ impl AppState {
             push: Mutex::new(HashMap::new()),
             max_push_queries: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_PUSH_QUERIES),
             exactly_once: defaults.exactly_once,
+            server_properties: defaults.properties,
             service_id,
             local_broker,
             seq: AtomicI64::new(0),
@@ -418,6 +425,15 @@ impl AppState {
             .collect()
     }
 
+    /// The properties a request runs with: the server's, with the request's over them (only those
+    /// a statement may set).
+    pub fn properties(&self, request: &Properties) -> Result<Properties, Error> {
+        check_request(request)?;
+        let mut props = self.server_properties.clone();
+        props.extend(request.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(props)
+    }
+
     /// Executes a `/ksql` script: statement by statement, returning the entities, or the error of the
     /// first failing statement together with the entities of those before it.
     pub fn execute_script(
@@ -426,7 +442,9 @@ impl AppState {
         request_props: &Properties,
     ) -> Result<Vec<Value>, ErrorMessage> {
         let statements = eddy_sql::parse(sql).map_err(|e| ErrorMessage::statement(&e, sql))?;
-        let mut props = request_props.clone();
+        let mut props = self
+            .properties(request_props)
+            .map_err(|e| ErrorMessage::statement(&e, sql))?;
         let mut entities = Vec::new();
         for s in statements {
             let fail = |e: Error, entities: &Vec<Value>| {
@@ -436,7 +454,9 @@ impl AppState {
             };
             let entity = match &s.statement {
                 Statement::Set { name, value } => {
-                    props.insert(name.clone(), value.clone());
+                    let set = Properties::from([(name.clone(), value.clone())]);
+                    check_request(&set).map_err(|e| fail(e, &entities))?;
+                    props.extend(set);
                     continue;
                 }
                 Statement::Unset { name } => {

@@ -1,0 +1,208 @@
+//! Every setting a server takes, by name: its own (from its configuration only), the properties
+//! statements may set (`eddy_runtime::properties`), Kafka clients' (`eddy_kafka::client_settings`)
+//! and plugins' (`ksql.functions.<name>.<key>`). A name none of them knows is refused with the
+//! closest known one; a request may set only what a statement may.
+
+use eddy_common::Error;
+use eddy_common::closest::closest;
+use eddy_kafka::{ClientSettings, Role, SettingError};
+use eddy_runtime::properties::{
+    Properties, QUERY_PROPERTIES, QueryProperty, is_function_setting, query_property,
+};
+
+/// One of the server's own settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSetting {
+    /// Its names: ksqlDB's first (where ksqlDB has it), then the others Eddy takes.
+    pub names: &'static [&'static str],
+    /// Its default.
+    pub default: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+impl ServerSetting {
+    /// The name it is documented under.
+    pub fn name(&self) -> &'static str {
+        self.names[0]
+    }
+}
+
+/// The server's own settings (a statement cannot change them).
+pub const SERVER_SETTINGS: &[ServerSetting] = &[
+    ServerSetting {
+        names: &["listeners", "listen"],
+        default: "http://0.0.0.0:8088",
+        doc: "the address the REST API (and the console) is served on",
+    },
+    ServerSetting {
+        names: &["bootstrap.servers", "ksql.streams.bootstrap.servers"],
+        default: "(none: a private local broker)",
+        doc: "the Kafka cluster; without it the server starts and supervises a local broker",
+    },
+    ServerSetting {
+        names: &["ksql.service.id", "service.id"],
+        default: "default_",
+        doc: "servers with the same service id share a catalog (command topic) and queries",
+    },
+    ServerSetting {
+        names: &["ksql.schema.registry.url", "schema.registry.url"],
+        default: "(none: the server keeps schemas itself)",
+        doc: "a Confluent-compatible Schema Registry for AVRO, PROTOBUF and JSON_SR",
+    },
+    ServerSetting {
+        names: &["ksql.advertised.listener", "advertised.url"],
+        default: "(the listen address)",
+        doc: "the URL other servers of the service id reach this one at",
+    },
+    ServerSetting {
+        names: &["ksql.extension.dir", "plugin.dir"],
+        default: "(none)",
+        doc: "the directory of UDF plugins (shared libraries)",
+    },
+    ServerSetting {
+        names: &["ksql.max.push.queries"],
+        default: "100",
+        doc: "most push queries (and PRINTs) running at once; more are refused with 429",
+    },
+    ServerSetting {
+        names: &["ksql.logging.processing.rows.include"],
+        default: "false",
+        doc: "processing-log entries of skipped records hold the record's bytes",
+    },
+    ServerSetting {
+        names: &["ksql.internal.topic.replicas"],
+        default: "1",
+        doc: "replication factor of the server's own topics (command log, processing log, peers)",
+    },
+    ServerSetting {
+        names: &["ksql.streams.replication.factor", "replication.factor"],
+        default: "1",
+        doc: "replication factor of queries' internal topics (changelogs, repartition topics)",
+    },
+    ServerSetting {
+        names: &["eddy.data.dir", "data.dir"],
+        default: "./eddy-data",
+        doc: "the local broker's data (without bootstrap.servers)",
+    },
+    ServerSetting {
+        names: &["eddy.transactions"],
+        default: "auto",
+        doc: "exactly-once output through Kafka transactions: auto (when the broker has them), on or off",
+    },
+];
+
+/// What a setting's name names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting<'a> {
+    Server(&'static ServerSetting),
+    Query(&'static QueryProperty),
+    /// A Kafka client setting, for some kind of client, by its client name.
+    Client(Role, &'a str),
+    /// A plugin's (`ksql.functions.<name>.<key>`).
+    Function,
+}
+
+/// What `key` names, or why it names nothing.
+pub fn classify(key: &str) -> Result<Setting<'_>, SettingError> {
+    if let Some(s) = SERVER_SETTINGS.iter().find(|s| s.names.contains(&key)) {
+        return Ok(Setting::Server(s));
+    }
+    if let Some(p) = query_property(key) {
+        return Ok(Setting::Query(p));
+    }
+    if is_function_setting(key) {
+        return Ok(Setting::Function);
+    }
+    match ClientSettings::client_key(key)? {
+        Some((role, name)) => Ok(Setting::Client(role, name)),
+        None => Err(SettingError::Unknown {
+            key: key.to_string(),
+            closest: closest(key, known_names()).map(str::to_string),
+        }),
+    }
+}
+
+/// Every name the server knows: for suggestions.
+fn known_names() -> impl Iterator<Item = &'static str> {
+    SERVER_SETTINGS
+        .iter()
+        .flat_map(|s| s.names.iter().copied())
+        .chain(QUERY_PROPERTIES.iter().map(|p| p.name))
+        .chain(ClientSettings::known_names())
+}
+
+/// Checks the properties a request (or a `SET`) gives: only what a statement may set is taken.
+pub fn check_request(props: &Properties) -> Result<(), Error> {
+    for key in props.keys() {
+        let refused = match classify(key) {
+            Ok(Setting::Query(_) | Setting::Function) => continue,
+            Ok(Setting::Server(_)) => format!(
+                "One or more properties overrides set locally are prohibited by the KSQL server (use UNSET to reset their default value): [{key}]"
+            ),
+            Ok(Setting::Client(..)) => format!(
+                "'{key}' is a Kafka client setting, which applies to the whole server: set it in the server's configuration file"
+            ),
+            Err(SettingError::Unknown { closest, .. }) => format!(
+                "Not recognizable as a ksql, streams, consumer or producer property: '{key}'{}",
+                closest
+                    .map(|c| format!(" (did you mean '{c}'?)"))
+                    .unwrap_or_default()
+            ),
+            Err(e) => e.to_string(),
+        };
+        return Err(Error::BadRequest(refused));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_told_apart_and_misspelt_ones_get_a_suggestion() {
+        assert!(matches!(classify("listeners"), Ok(Setting::Server(_))));
+        assert!(matches!(
+            classify("ksql.streams.commit.interval.ms"),
+            Ok(Setting::Query(_))
+        ));
+        assert!(matches!(
+            classify("ksql.functions.my_udf.url"),
+            Ok(Setting::Function)
+        ));
+        assert!(matches!(
+            classify("ksql.streams.producer.linger.ms"),
+            Ok(Setting::Client(Role::Producer, "linger.ms"))
+        ));
+        assert!(matches!(
+            classify("ssl.truststore.location"),
+            Ok(Setting::Client(Role::All, _))
+        ));
+        match classify("ksql.serivce.id") {
+            Err(SettingError::Unknown { closest, .. }) => {
+                assert_eq!(closest.as_deref(), Some("ksql.service.id"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_sets_only_what_a_statement_may() {
+        let props = |k: &str| Properties::from([(k.to_string(), "1".to_string())]);
+        assert!(check_request(&props("ksql.streams.auto.offset.reset")).is_ok());
+        assert!(check_request(&props("ksql.functions.f.k")).is_ok());
+        let typo = check_request(&props("auto.ofset.reset"))
+            .unwrap_err()
+            .to_string();
+        assert!(typo.contains("did you mean 'auto.offset.reset'"), "{typo}");
+        let server = check_request(&props("ksql.service.id"))
+            .unwrap_err()
+            .to_string();
+        assert!(server.contains("prohibited"), "{server}");
+        let client = check_request(&props("security.protocol"))
+            .unwrap_err()
+            .to_string();
+        assert!(client.contains("configuration file"), "{client}");
+    }
+}

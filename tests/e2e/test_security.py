@@ -1,0 +1,221 @@
+"""Eddy against a secured Kafka, configured as a ksqlDB user configures ksqlDB: a `ksql-server.properties`
+file with Java client property names.
+
+The broker (nisshi) listens with TLS only, with a certificate signed by a CA this test makes (openssl).
+- Over TLS: the server's file says `security.protocol=SSL` and names the CA as a PEM truststore; a stream
+  is created, 2,000 records produced over TLS, a CSAS filters them, and the output read over TLS is exactly
+  the expected records; a push query returns rows; a client setting for producers only
+  (`ksql.streams.producer.linger.ms`) and a Kafka Streams setting Eddy has no use for
+  (`ksql.streams.num.stream.threads`) are taken.
+- A plugin reads its `ksql.functions.<name>.<key>` setting from the server's file.
+- SASL: this broker build cannot hold SASL users, so the test shows the SASL settings reach librdkafka: with
+  `SASL_SSL`, `sasl.mechanism=SCRAM-SHA-512` and a JAAS line, the client logs in with SCRAM-SHA-512 and the
+  broker refuses the handshake, which the server's log shows.
+- Refusals: a misspelt key in the file stops the server at start, naming the key it probably means; a JKS
+  truststore is refused with how to export it as PEM; `streamsProperties` with a misspelt key is refused
+  naming the closest known one; a Kafka client setting in a request is refused (it applies to the whole
+  server).
+
+    python tests/e2e/test_security.py --server-bin target/release/eddy-server [--only NAME]
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from confluent_kafka import Consumer, Producer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_e2e import ROOT, Server, free_port, post, run_each  # noqa: E402
+
+RECORDS = 2_000
+
+
+def make_certificates(folder):
+    """A CA, and a broker certificate for 127.0.0.1 and localhost signed by it (PEM files)."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=Eddy test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
+            "-subj", "/CN=localhost")
+    with open(os.path.join(folder, "san.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "broker.pem", "-days", "2", "-extfile", "san.cnf")
+    return {name: os.path.join(folder, f"{name}.pem") for name in ["ca", "broker"]} | {
+        "key": os.path.join(folder, "broker.key")}
+
+
+class TlsBroker:
+    def __init__(self, certs):
+        self.port = free_port()
+        out = subprocess.run([os.path.join(ROOT, "scripts/broker"), "start", "--port", str(self.port),
+                              "--tls", certs["broker"], certs["key"]], check=True, capture_output=True, text=True)
+        self.bootstrap = out.stdout.strip()
+
+    def stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts/broker"), "stop", "--port", str(self.port)], check=False)
+
+
+class Ctx:
+    pass
+
+
+def write_properties(folder, name, lines):
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        f.write("# as ksql-server.properties\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def tls_client(ctx, **extra):
+    return {"bootstrap.servers": ctx.broker.bootstrap, "security.protocol": "SSL",
+            "ssl.ca.location": ctx.certs["ca"], **extra}
+
+
+def tls_properties(ctx):
+    return [f"bootstrap.servers={ctx.broker.bootstrap}", "security.protocol=SSL",
+            f"ssl.truststore.location={ctx.certs['ca']}", "ssl.truststore.type=PEM",
+            "ssl.endpoint.identification.algorithm=https"]
+
+
+def start_server(ctx, name, lines, extra_args=()):
+    data = tempfile.mkdtemp(prefix=f"eddy-security-{name}-")
+    config = write_properties(data, "ksql-server.properties", lines)
+    server = Server(ctx.binary, ctx.broker.bootstrap, data, f"{name}{os.getpid()}",
+                    ["--config", config, *extra_args])
+    ctx.servers.append(server)
+    return server
+
+
+def ksql(server, sql, props=None):
+    status, body = post(server.url + "/ksql", {"ksql": sql, "streamsProperties": props or {}})
+    assert status == 200, f"{sql}: {status} {body}"
+    return json.loads(body)
+
+
+def test_tls(ctx):
+    server = start_server(ctx, "tls", tls_properties(ctx) + [
+        "ksql.streams.producer.linger.ms=2", "ksql.streams.num.stream.threads=4", "ksql.service.id=ignored_by_flag"])
+    ksql(server, "CREATE STREAM pings (id INT KEY, n INT, tag STRING) WITH (kafka_topic='pings', "
+                 "value_format='JSON', partitions=2);")
+    producer = Producer(tls_client(ctx, **{"linger.ms": 10}))
+    for i in range(RECORDS):
+        producer.produce("pings", json.dumps({"N": i, "TAG": "even" if i % 2 == 0 else "odd"}).encode(),
+                         key=i.to_bytes(4, "big"))
+    assert producer.flush(30) == 0, "not every record reached the TLS broker"
+    ksql(server, "CREATE STREAM evens AS SELECT id, n FROM pings WHERE tag = 'even';",
+         {"auto.offset.reset": "earliest"})
+    consumer = Consumer(tls_client(ctx, **{"group.id": f"check-{time.time()}", "auto.offset.reset": "earliest"}))
+    consumer.subscribe(["EVENS"])
+    seen = set()
+    deadline = time.time() + 60
+    while len(seen) < RECORDS // 2 and time.time() < deadline:
+        for m in consumer.consume(num_messages=1000, timeout=1.0):
+            if not m.error():
+                seen.add(json.loads(m.value())["N"])
+    consumer.close()
+    assert seen == set(range(0, RECORDS, 2)), f"{len(seen)} of {RECORDS // 2} records came out over TLS"
+    status, body = post(server.url + "/query-stream",
+                        {"sql": "SELECT n FROM pings WHERE n < 100 EMIT CHANGES LIMIT 3;",
+                         "properties": {"auto.offset.reset": "earliest"}})
+    assert status == 200 and len(body.strip().splitlines()) == 4, (status, body)
+    # A flag wins over the file.
+    with urllib.request.urlopen(server.url + "/info") as r:
+        assert json.load(r)["KsqlServerInfo"]["ksqlServiceId"] == server.service_id
+    log = open(os.path.join(server.data_dir, "server.log")).read()
+    assert "ksql.streams.num.stream.threads has no effect" in log, log[-2000:]
+    assert "Kafka client setting producer: linger.ms=2" in log, log[-2000:]
+    print(f"   {len(seen)} records filtered through a TLS-only broker")
+
+
+def test_plugin_setting_from_the_server_file(ctx):
+    server = start_server(ctx, "plugin", tls_properties(ctx) + ["ksql.functions.greeting.word=ahoy"],
+                          ["--plugin-dir", os.path.join(ROOT, "target/plugins/dir")])
+    ksql(server, "CREATE STREAM people (name STRING) WITH (kafka_topic='people', value_format='JSON', "
+                 "partitions=1);")
+    ksql(server, "INSERT INTO people (name) VALUES ('bob');")
+    status, body = post(server.url + "/query-stream",
+                        {"sql": "SELECT GREETING(name) AS g FROM people EMIT CHANGES LIMIT 1;",
+                         "properties": {"auto.offset.reset": "earliest"}})
+    assert status == 200 and "ahoy bob" in body, (status, body)
+
+
+def test_sasl_settings_reach_librdkafka(ctx):
+    data = tempfile.mkdtemp(prefix="eddy-security-sasl-")
+    config = write_properties(data, "sasl.properties", [
+        f"bootstrap.servers={ctx.broker.bootstrap}", "security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512",
+        'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required '
+        'username="eddy" password="not-in-logs";',
+        f"ssl.truststore.location={ctx.certs['ca']}"])
+    log_path = os.path.join(data, "server.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([ctx.binary, "--config", config, "--listen", f"127.0.0.1:{free_port()}"],
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 30
+        text = ""
+        while time.time() < deadline and "SCRAM-SHA-512 mechanism handshake failed" not in text:
+            time.sleep(0.5)
+            text = open(log_path).read()
+        assert "SCRAM-SHA-512 mechanism handshake failed" in text, text[-3000:]
+        assert "sasl.password=***" in text and "not-in-logs" not in text, text[-3000:]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def refused_at_start(ctx, lines):
+    data = tempfile.mkdtemp(prefix="eddy-security-refused-")
+    config = write_properties(data, "bad.properties", lines)
+    out = subprocess.run([ctx.binary, "--config", config, "--listen", f"127.0.0.1:{free_port()}"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0, out
+    return out.stderr + out.stdout
+
+
+def test_refusals(ctx):
+    message = refused_at_start(ctx, tls_properties(ctx) + ["securty.protocol=SSL"])
+    assert "did you mean 'security.protocol'" in message, message
+    message = refused_at_start(ctx, [f"bootstrap.servers={ctx.broker.bootstrap}",
+                                     "ssl.truststore.location=/etc/kafka/truststore.jks"])
+    assert "keytool -exportcert" in message, message
+    server = ctx.servers[0] if ctx.servers else start_server(ctx, "refusals", tls_properties(ctx))
+    status, body = post(server.url + "/ksql", {"ksql": "SHOW STREAMS;",
+                                               "streamsProperties": {"auto.ofset.reset": "earliest"}})
+    assert status == 400 and "did you mean 'auto.offset.reset'" in body, (status, body)
+    status, body = post(server.url + "/query-stream", {"sql": "SELECT * FROM pings EMIT CHANGES;",
+                                                       "properties": {"ksql.streams.consumer.fetch.min.bytes": 1}})
+    assert status == 400 and "configuration file" in body, (status, body)
+
+
+def main():
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server-bin", required=True)
+    ap.add_argument("--only", action="append")
+    args = ap.parse_args()
+    ctx = Ctx()
+    ctx.binary = os.path.abspath(args.server_bin)
+    ctx.servers = []
+    ctx.certs = make_certificates(tempfile.mkdtemp(prefix="eddy-certs-"))
+    ctx.broker = TlsBroker(ctx.certs)
+    failures = 0
+    try:
+        failures = run_each([test_tls, test_plugin_setting_from_the_server_file, test_sasl_settings_reach_librdkafka,
+                             test_refusals], ctx, args.only)
+    finally:
+        for s in ctx.servers:
+            s.stop()
+        ctx.broker.stop()
+    if failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
