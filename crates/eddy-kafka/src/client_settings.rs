@@ -225,6 +225,12 @@ impl ClientSettings {
         Ok(None)
     }
 
+    /// The Java client settings Eddy maps, notes or refuses (and the common ones it passes on as
+    /// they are): docs/configuration.md lists each.
+    pub fn java_names() -> impl Iterator<Item = &'static str> {
+        JAVA.iter().map(|(n, _)| *n)
+    }
+
     /// Every client setting name Eddy knows, Java's and librdkafka's: for suggestions.
     pub fn known_names() -> impl Iterator<Item = &'static str> {
         known_names()

@@ -205,4 +205,21 @@ mod tests {
             .to_string();
         assert!(client.contains("configuration file"), "{client}");
     }
+
+    #[test]
+    fn every_setting_is_in_the_configuration_reference() {
+        let reference = include_str!("../../../docs/configuration.md");
+        let names = SERVER_SETTINGS
+            .iter()
+            .flat_map(|s| s.names.iter().copied())
+            .chain(QUERY_PROPERTIES.iter().map(|p| p.name))
+            .chain(ClientSettings::java_names());
+        let missing: Vec<&str> = names
+            .filter(|n| !reference.contains(&format!("`{n}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in docs/configuration.md: {missing:?}"
+        );
+    }
 }
