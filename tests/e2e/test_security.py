@@ -8,6 +8,9 @@ The broker (nisshi) listens with TLS only, with a certificate signed by a CA thi
   (`ksql.streams.producer.linger.ms`) and a Kafka Streams setting Eddy has no use for
   (`ksql.streams.num.stream.threads`) are taken.
 - A plugin reads its `ksql.functions.<name>.<key>` setting from the server's file.
+- The Schema Registry over HTTPS with HTTP Basic credentials (`ksql.schema.registry.basic.auth.*`,
+  `ksql.schema.registry.ssl.truststore.location`): a registry this test serves (a certificate from its CA,
+  401 without the credentials) gives the schema of an AVRO stream created without columns.
 - SASL: this broker build cannot hold SASL users, so the test shows the SASL settings reach librdkafka: with
   `SASL_SSL`, `sasl.mechanism=SCRAM-SHA-512` and a JAAS line, the client logs in with SCRAM-SHA-512 and the
   broker refuses the handshake, which the server's log shows.
@@ -170,6 +173,80 @@ def test_sasl_settings_reach_librdkafka(ctx):
         proc.wait()
 
 
+
+class FakeRegistry:
+    """A Schema Registry over HTTPS (a certificate from the test's CA) that asks for HTTP Basic
+    credentials and knows one subject: enough to see Eddy's client reach it as configured."""
+
+    def __init__(self, certs, user, password, subject, schema):
+        import base64
+        import http.server
+        import ssl
+        import threading
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.requests = []
+        registry = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self, status, body):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                registry.requests.append((self.path, self.headers.get("Authorization")))
+                if self.headers.get("Authorization") != expected:
+                    self.answer(401, b'{"error_code":401,"message":"Unauthorized"}')
+                elif self.path == f"/subjects/{subject}/versions/latest":
+                    self.answer(200, json.dumps({"subject": subject, "version": 1, "id": 7,
+                                                 "schema": json.dumps(schema)}).encode())
+                else:
+                    self.answer(404, b'{"error_code":40401,"message":"Subject not found"}')
+
+            def log_message(self, *args):
+                pass
+
+        self.port = free_port()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certs["broker"], certs["key"])
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
+def test_schema_registry_over_https_with_basic_auth(ctx):
+    schema = {"type": "record", "name": "Car", "fields": [{"name": "vin", "type": "string"},
+                                                          {"name": "speed", "type": "double"}]}
+    registry = FakeRegistry(ctx.certs, "eddy", "sr-secret", "cars-value", schema)
+    try:
+        server = start_server(ctx, "registry", tls_properties(ctx) + [
+            f"ksql.schema.registry.url={registry.url}",
+            "ksql.schema.registry.basic.auth.credentials.source=USER_INFO",
+            "ksql.schema.registry.basic.auth.user.info=eddy:sr-secret",
+            f"ksql.schema.registry.ssl.truststore.location={ctx.certs['ca']}",
+            "ksql.schema.registry.ssl.truststore.type=PEM"])
+        ksql(server, "CREATE STREAM cars WITH (kafka_topic='cars', value_format='AVRO', partitions=1);")
+        described = ksql(server, "DESCRIBE cars;")[0]["sourceDescription"]["fields"]
+        assert [f["name"] for f in described] == ["VIN", "SPEED"], described
+        assert registry.requests and all(auth for _, auth in registry.requests), registry.requests
+        log = open(os.path.join(server.data_dir, "server.log")).read()
+        assert "sr-secret" not in log, "the registry password is in the server's log"
+        # Without the CA the registry's certificate is not trusted.
+        untrusting = start_server(ctx, "untrusting", tls_properties(ctx) + [
+            f"ksql.schema.registry.url={registry.url}", "ksql.schema.registry.basic.auth.user.info=eddy:sr-secret"])
+        status, body = post(untrusting.url + "/ksql", {"ksql": "CREATE STREAM cars2 WITH (kafka_topic='cars', "
+                                                              "value_format='AVRO', partitions=1);"})
+        assert status != 200 and "cannot be reached" in body, (status, body)
+    finally:
+        registry.stop()
+
+
 def refused_at_start(ctx, lines):
     data = tempfile.mkdtemp(prefix="eddy-security-refused-")
     config = write_properties(data, "bad.properties", lines)
@@ -208,7 +285,7 @@ def main():
     failures = 0
     try:
         failures = run_each([test_tls, test_plugin_setting_from_the_server_file, test_sasl_settings_reach_librdkafka,
-                             test_refusals], ctx, args.only)
+                             test_schema_registry_over_https_with_basic_auth, test_refusals], ctx, args.only)
     finally:
         for s in ctx.servers:
             s.stop()

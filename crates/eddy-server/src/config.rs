@@ -11,6 +11,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use eddy_kafka::{ClientSettings, Transactions};
 use eddy_runtime::properties::{Effect, Properties};
+use eddy_server::schema_registry::RegistryAccess;
 use eddy_server::settings::{self, Setting};
 
 /// Eddy's streaming SQL server.
@@ -84,6 +85,8 @@ pub struct Config {
     pub internal_replicas: i16,
     /// `ksql.streams.replication.factor`.
     pub state_replicas: i16,
+    /// How the Schema Registry is reached (`ksql.schema.registry.*`).
+    pub registry: RegistryAccess,
 }
 
 /// Reads the flags and environment (clap), then the configuration file under them: a flag or
@@ -97,6 +100,7 @@ pub fn load() -> anyhow::Result<Config> {
         clients: ClientSettings::default(),
         internal_replicas: 1,
         state_replicas: 1,
+        registry: RegistryAccess::default(),
     };
     let Some(path) = args.config.clone() else {
         return Ok(config);
@@ -157,6 +161,28 @@ pub fn load() -> anyhow::Result<Config> {
                     }
                     "eddy.transactions" if from_file("transactions") => {
                         args.transactions = value.parse()?
+                    }
+                    "ksql.schema.registry.basic.auth.credentials.source"
+                        if !value.trim().eq_ignore_ascii_case("USER_INFO") =>
+                    {
+                        bail!(
+                            "{key}: only USER_INFO (ksql.schema.registry.basic.auth.user.info) is supported, not '{value}'"
+                        )
+                    }
+                    "ksql.schema.registry.basic.auth.user.info" => {
+                        config.registry.user_info = Some(value.trim().to_string())
+                    }
+                    "ksql.schema.registry.ssl.truststore.location" => {
+                        let pem = std::fs::read(value.trim())
+                            .with_context(|| format!("{key}: cannot read {value}"))?;
+                        config.registry.ca_pem = Some(pem)
+                    }
+                    "ksql.schema.registry.ssl.truststore.type"
+                        if !value.trim().eq_ignore_ascii_case("PEM") =>
+                    {
+                        bail!(
+                            "{key}: Eddy reads CA certificates from PEM files, not {value} truststores: export them with `keytool -exportcert -rfc` and set {key}=PEM"
+                        )
                     }
                     "ksql.internal.topic.replicas" => {
                         config.internal_replicas = replicas(number("a replication factor")?, key)?

@@ -45,7 +45,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let local = broker.as_ref().map(|b| b.bootstrap().to_string());
     let registry = args.schema_registry_url.as_deref().map(|url| {
         tracing::info!("schemas are kept in the Schema Registry at {url}");
-        Arc::new(schema_registry::HttpRegistry::new(url)) as Arc<dyn SchemaRegistry>
+        Arc::new(schema_registry::HttpRegistry::with_access(
+            url,
+            config.registry.clone(),
+        )) as Arc<dyn SchemaRegistry>
     });
     let plugins = match &args.plugin_dir {
         Some(dir) => {

@@ -16,10 +16,21 @@ use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A Schema Registry reached over HTTP.
+/// How the registry is reached beyond its URL: ksqlDB's `ksql.schema.registry.*` settings.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryAccess {
+    /// HTTP Basic credentials (`ksql.schema.registry.basic.auth.user.info`, `user:password`).
+    pub user_info: Option<String>,
+    /// PEM certificates the registry's HTTPS certificate is checked against, besides the system's
+    /// (`ksql.schema.registry.ssl.truststore.location`).
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// A Schema Registry reached over HTTP or HTTPS.
 #[derive(Debug)]
 pub struct HttpRegistry {
     url: String,
+    access: RegistryAccess,
     by_id: Mutex<HashMap<u32, RegisteredSchema>>,
     registered: Mutex<HashMap<(String, RegisteredSchema), u32>>,
 }
@@ -27,8 +38,14 @@ pub struct HttpRegistry {
 impl HttpRegistry {
     /// A client of the registry at `url` (e.g. `http://localhost:8081`).
     pub fn new(url: &str) -> Self {
+        HttpRegistry::with_access(url, RegistryAccess::default())
+    }
+
+    /// A client of the registry at `url` reached as `access` says.
+    pub fn with_access(url: &str, access: RegistryAccess) -> Self {
         HttpRegistry {
             url: url.trim_end_matches('/').to_string(),
+            access,
             by_id: Mutex::default(),
             registered: Mutex::default(),
         }
@@ -38,18 +55,31 @@ impl HttpRegistry {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Option<Value>> {
         let url = format!("{}{path}", self.url);
         let method = method.to_string();
+        let access = &self.access;
         let outcome = std::thread::scope(|s| {
             s.spawn(move || -> std::result::Result<(u16, String), String> {
-                let client = reqwest::blocking::Client::builder()
-                    .timeout(TIMEOUT)
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                let mut builder = reqwest::blocking::Client::builder().timeout(TIMEOUT);
+                if let Some(pem) = &access.ca_pem {
+                    for certificate in
+                        reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())?
+                    {
+                        builder = builder.add_root_certificate(certificate);
+                    }
+                }
+                let client = builder.build().map_err(|e| e.to_string())?;
                 let request = match method.as_str() {
                     "POST" => client
                         .post(&url)
                         .header("Content-Type", CONTENT_TYPE)
                         .body(body.unwrap_or(Value::Null).to_string()),
                     _ => client.get(&url),
+                };
+                let request = match &access.user_info {
+                    Some(info) => {
+                        let (user, password) = info.split_once(':').unwrap_or((info, ""));
+                        request.basic_auth(user, Some(password))
+                    }
+                    None => request,
                 };
                 let response = request
                     .header("Accept", CONTENT_TYPE)

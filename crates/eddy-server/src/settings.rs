@@ -51,6 +51,31 @@ pub const SERVER_SETTINGS: &[ServerSetting] = &[
         doc: "a Confluent-compatible Schema Registry for AVRO, PROTOBUF and JSON_SR",
     },
     ServerSetting {
+        names: &["ksql.schema.registry.basic.auth.credentials.source"],
+        default: "(none)",
+        doc: "USER_INFO: the registry is called with HTTP Basic credentials",
+    },
+    ServerSetting {
+        names: &["ksql.schema.registry.basic.auth.user.info"],
+        default: "(none)",
+        doc: "the registry's HTTP Basic credentials, user:password",
+    },
+    ServerSetting {
+        names: &["ksql.schema.registry.ssl.truststore.location"],
+        default: "(the system's certificates)",
+        doc: "a PEM file of the CA certificates the registry's HTTPS certificate is checked against",
+    },
+    ServerSetting {
+        names: &["ksql.schema.registry.ssl.truststore.type"],
+        default: "PEM",
+        doc: "PEM (the only type Eddy reads)",
+    },
+    ServerSetting {
+        names: &["ksql.schema.registry.ssl.truststore.password"],
+        default: "(none)",
+        doc: "not needed for a PEM truststore; taken and unused",
+    },
+    ServerSetting {
         names: &["ksql.advertised.listener", "advertised.url"],
         default: "(the listen address)",
         doc: "the URL other servers of the service id reach this one at",
