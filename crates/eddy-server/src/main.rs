@@ -52,7 +52,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     let plugins = match &args.plugin_dir {
         Some(dir) => {
-            let plugins = PluginDir::new(dir).map_err(anyhow::Error::msg)?;
+            // The copies the plugins are loaded from stay beside the server's data, private to it.
+            let cache = args.data_dir.join("plugin-cache");
+            let plugins = PluginDir::with_cache(dir, &cache).map_err(anyhow::Error::msg)?;
             // Plugins that fail to load are logged by the engine; the others are registered.
             for (path, e) in plugins.reload().errors {
                 tracing::error!("UDF plugin {} not loaded: {e}", path.display());

@@ -342,3 +342,32 @@ fn a_changed_file_loads_as_a_new_version_and_an_unchanged_one_is_skipped() {
     // The first version is still loaded and callable.
     assert!(first.loaded[0].functions().iter().any(|f| f.name == "ECHO"));
 }
+
+/// The cache the copies are loaded from is private to the server's user, and a copy found there is
+/// loaded only if it still hashes to its name: a file someone put under the expected name is
+/// replaced, not loaded.
+#[test]
+fn a_planted_copy_in_the_cache_is_not_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, _) = plugin_dir(&[&build("eddy-udf-testing")]);
+    let cache = dir.path().join("cache");
+    let library = std::fs::read(dir.path().join("libeddy_udf_testing.so")).unwrap();
+    let sha256: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(&library)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let planted = cache.join(format!("{sha256}.so"));
+    std::fs::write(&planted, b"not the library that hashes to this name").unwrap();
+    let plugins = PluginDir::with_cache(dir.path(), &cache).unwrap();
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the cache is private: {mode:o}");
+    let report = plugins.reload();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.loaded.len(), 1);
+    assert_eq!(std::fs::read(&planted).unwrap(), library);
+}
