@@ -510,6 +510,64 @@ def test_scale_out_moves_state(ctx):
         second.stop()
 
 
+def test_servers_follow_each_other(ctx):
+    """Two servers with one service id, started before any statement: what one is asked to run, the other runs
+    too within seconds — a new stream is in its catalog, a new query runs on it (with the first stopped, the
+    second alone turns the input into the output), a TERMINATE on the other stops it on both, RELOAD FUNCTIONS on one loads the plugins
+    copied into the other's plugin directory."""
+    import shutil
+    plugins = [tempfile.mkdtemp(prefix="eddy-follow-plugins-") for _ in range(2)]
+    service = f"follow{os.getpid()}"
+    servers = [Server(ctx.server.binary, ctx.broker.bootstrap, tempfile.mkdtemp(prefix="eddy-e2e-follow-"), service,
+                      ["--plugin-dir", plugins[i]]) for i in range(2)]
+
+    def ksql(server, sql):
+        status, body = post(server.url + "/ksql", {"ksql": sql, "streamsProperties": {"auto.offset.reset": "earliest"}})
+        assert status == 200, f"{sql}: {status} {body}"
+        return json.loads(body)
+
+    def eventually(what, check):
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if check():
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"not within 20 s: {what}")
+
+    def queries(server):
+        return [q["id"] for q in ksql(server, "SHOW QUERIES;")[0]["queries"]]
+
+    try:
+        ksql(servers[0], "CREATE STREAM follow_in (id INT KEY, v INT) WITH (kafka_topic='follow_in', "
+                         "value_format='JSON', partitions=4);")
+        eventually("the stream in the second server's catalog", lambda: "FOLLOW_IN" in
+                   [s["name"] for s in ksql(servers[1], "SHOW STREAMS;")[0]["streams"]])
+        ksql(servers[0], "CREATE STREAM follow_out AS SELECT id, v * 2 AS v2 FROM follow_in;")
+        eventually("the query running on the second server", lambda: any(
+            q.startswith("CSAS_FOLLOW_OUT") for q in queries(servers[1])))
+        # The second server runs the query: with the first stopped, the input still comes out doubled.
+        servers[0].stop()
+        p = Producer({"bootstrap.servers": ctx.broker.bootstrap})
+        for i in range(200):
+            p.produce("follow_in", json.dumps({"V": i}).encode(), key=i.to_bytes(4, "big"))
+        assert p.flush(30) == 0
+        out, _ = consume_all(ctx.broker.bootstrap, "FOLLOW_OUT", 200, timeout=60)
+        doubled = {r["V2"] for rows in out.values() for r in rows}
+        assert doubled == {2 * i for i in range(200)}, f"{len(doubled)} of 200 rows from the second server"
+        servers[0].start()
+        query = next(q for q in queries(servers[1]) if q.startswith("CSAS_FOLLOW_OUT"))
+        ksql(servers[1], f"TERMINATE {query};")
+        eventually("the query gone from the first server", lambda: query not in queries(servers[0]))
+        for folder in plugins:
+            shutil.copy(os.path.join(ROOT, "target/plugins/dir/libeddy_udf_geo.so"), folder)
+        ksql(servers[0], "RELOAD FUNCTIONS;")
+        eventually("the plugin's function on the second server", lambda: "HAVERSINE_KM" in
+                   [f["name"] for f in ksql(servers[1], "SHOW FUNCTIONS;")[0]["functions"]])
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def lease_holders(logs, query):
     """Which of the server logs says it holds the query's lease now (took it last, not lost since)."""
     import re
@@ -1022,7 +1080,7 @@ def run(tests, name):
 def main():
     run([test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
          test_windowed_aggregation_restart, test_repartitioned_aggregation_restart,
-         test_scale_out_moves_state, test_table_aggregation_fails_over,
+         test_scale_out_moves_state, test_servers_follow_each_other, test_table_aggregation_fails_over,
          test_avro_through_schema_registry, test_udf_plugins, test_anomaly_detection,
          test_model_versions], "e2e")
 

@@ -384,7 +384,7 @@ impl KafkaCluster {
 
     /// A number telling this process's clients apart from those of other servers (and of this
     /// server before a restart).
-    pub(crate) fn instance(&self) -> u64 {
+    pub fn instance(&self) -> u64 {
         self.instance
     }
 }

@@ -117,6 +117,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     state
         .max_push_queries
         .store(args.max_push_queries, std::sync::atomic::Ordering::Relaxed);
+    state.follow_commands()?;
     let announcing = state.clone();
     tokio::task::spawn_blocking(move || announcing.announce(advertised)).await??;
     let shutdown = async {

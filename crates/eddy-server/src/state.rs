@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -59,6 +60,8 @@ pub struct AppState {
     /// The bootstrap address of the broker the server started itself, if it did.
     pub local_broker: Option<String>,
     seq: AtomicI64,
+    /// The command log's offset after the commands this server has run.
+    log_next: AtomicI64,
     transient_seq: AtomicU64,
     /// Whether schemas live in the server's own registry (no `ksql.schema.registry.url`): then the
     /// schemas clients register through the server's Schema Registry API are kept in the command log.
@@ -147,6 +150,7 @@ impl AppState {
             service_id,
             local_broker,
             seq: AtomicI64::new(0),
+            log_next: AtomicI64::new(0),
             transient_seq: AtomicU64::new(0),
         });
         state.replay()?;
@@ -154,32 +158,10 @@ impl AppState {
     }
 
     fn replay(&self) -> Result<(), Error> {
-        let entries = self.log.read_all()?;
+        let (entries, next) = self.log.read_all()?;
         let mut engine = lock(&self.engine);
         for entry in &entries {
-            if let Some(schema) = entry.get("schema") {
-                if let Err(e) = restore_schema(engine.schema_registry().as_ref(), schema) {
-                    tracing::error!("replaying a registered schema {schema}: {e}");
-                }
-                continue;
-            }
-            let text = entry
-                .get("statement")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let props = entry
-                .get("properties")
-                .and_then(Value::as_object)
-                .map(to_properties)
-                .unwrap_or_default();
-            let result = eddy_sql::parse(text).and_then(|stmts| {
-                stmts
-                    .iter()
-                    .try_for_each(|s| engine.execute(s, &props).map(|_| ()))
-            });
-            if let Err(e) = result {
-                tracing::error!("replaying the command log: {text}: {e}");
-            }
+            apply(&mut engine, entry);
             self.seq.fetch_add(1, Ordering::SeqCst);
         }
         let queries: Vec<_> = engine.queries().values().cloned().collect();
@@ -189,8 +171,7 @@ impl AppState {
                 .iter()
                 .rev()
                 .find(|e| e.get("queryId").and_then(Value::as_str) == Some(q.id.as_str()))
-                .and_then(|e| e.get("properties").and_then(Value::as_object))
-                .map(to_properties)
+                .map(entry_properties)
                 .unwrap_or_default();
             self.start_task(q.id.clone(), &props)?;
         }
@@ -199,7 +180,48 @@ impl AppState {
             entries.len(),
             lock(&self.tasks).len()
         );
+        self.log_next.store(next, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Follows the command log on a thread of its own: what other servers of the service id were
+    /// asked to run (a new stream, a query, a TERMINATE, RELOAD FUNCTIONS) this one runs too, within
+    /// about a second. Ends when the state is dropped.
+    pub fn follow_commands(self: &Arc<Self>) -> Result<(), Error> {
+        let follower = self.log.follow(self.log_next.load(Ordering::SeqCst))?;
+        let me = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("command-runner".into())
+            .spawn(move || {
+                loop {
+                    let entries = follower.poll(COMMAND_POLL);
+                    let Some(state) = me.upgrade() else { return };
+                    for entry in entries.iter().filter(|e| !state.log.is_own(e)) {
+                        state.run_command(entry);
+                    }
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the command runner: {e}")))?;
+        Ok(())
+    }
+
+    /// Runs a command another server wrote: the statement, then the tasks it starts or stops.
+    fn run_command(&self, entry: &Value) {
+        let outcomes = apply(&mut self.engine(), entry);
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        let props = entry_properties(entry);
+        for outcome in outcomes {
+            match outcome {
+                Outcome::QueryCreated { query_id, .. } => {
+                    if let Err(e) = self.start_task(query_id.clone(), &props) {
+                        tracing::error!(query = %query_id, "starting a query another server created: {e}");
+                    }
+                }
+                Outcome::Dropped { terminated, .. } => self.stop_tasks(&terminated),
+                Outcome::Terminated { query_ids } => self.stop_tasks(&query_ids),
+                _ => {}
+            }
+        }
     }
 
     /// Announces this server, reachable at `url`, to the others sharing its service id, and learns of
@@ -536,13 +558,13 @@ impl AppState {
                         Outcome::QueryCreated { query_id, .. } => Some(query_id.clone()),
                         _ => None,
                     };
+                    // RELOAD FUNCTIONS is logged for the other servers (at a start it finds
+                    // nothing changed since the plugins were loaded).
                     if !matches!(
                         outcome,
                         Outcome::Inserted
                             | Outcome::SourceExists { .. }
                             | Outcome::DropSkipped { .. }
-                            // Plugins are loaded from the plugin directory at every start.
-                            | Outcome::FunctionsReloaded(_)
                     ) {
                         let entry =
                             json!({"statement": s.text, "properties": props, "queryId": query_id});
@@ -599,6 +621,44 @@ impl AppState {
             }
         })
     }
+}
+
+/// How long the command runner waits for new commands at a time.
+const COMMAND_POLL: Duration = Duration::from_millis(500);
+
+/// The properties a command ran with.
+fn entry_properties(entry: &Value) -> Properties {
+    entry
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(to_properties)
+        .unwrap_or_default()
+}
+
+/// Applies a command-log entry to the engine (a registered schema, or statements), returning what
+/// its statements did; a failure is logged (the log holds only statements that ran somewhere).
+fn apply(engine: &mut Engine, entry: &Value) -> Vec<Outcome> {
+    if let Some(schema) = entry.get("schema") {
+        if let Err(e) = restore_schema(engine.schema_registry().as_ref(), schema) {
+            tracing::error!("replaying a registered schema {schema}: {e}");
+        }
+        return Vec::new();
+    }
+    let text = entry
+        .get("statement")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let props = entry_properties(entry);
+    let result = eddy_sql::parse(text).and_then(|stmts| {
+        stmts
+            .iter()
+            .map(|s| engine.execute(s, &props))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    result.unwrap_or_else(|e| {
+        tracing::error!("running a command of the command log: {text}: {e}");
+        Vec::new()
+    })
 }
 
 /// Registers a schema kept in the command log under its id again.
