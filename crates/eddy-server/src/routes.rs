@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -24,6 +24,7 @@ use eddy_sql::statement::{ColumnRole, Emit, QueryStatement, SourceKind, Statemen
 
 use crate::request::ApiError;
 pub use crate::request::MAX_BODY_BYTES;
+use crate::settings::check_request;
 use crate::state::{AppState, offset_reset, to_properties};
 
 /// The application's routes.
@@ -32,6 +33,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/", get(|| async { Redirect::temporary("/info") }))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
+        .route("/is_valid_property/{name}", get(is_valid_property))
         .route("/chc/live", get(|| async { axum::Json(json!({})) }))
         .route("/chc/ready", get(|| async { axum::Json(json!({})) }))
         .route("/ksql", post(ksql))
@@ -72,6 +74,14 @@ async fn info(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "localBroker": state.local_broker,
         "bootstrapServers": state.cluster.bootstrap(),
     }}))
+}
+
+/// `GET /is_valid_property/{name}`: `true` when a request may set the property; otherwise 400 with
+/// why (ksqlDB's message for the server's own settings, the closest name for an unknown one).
+async fn is_valid_property(Path(name): Path<String>) -> Result<axum::Json<bool>, ApiError> {
+    let props = Properties::from([(name, String::new())]);
+    check_request(&props).map_err(|e| bad_request(e.to_string()))?;
+    Ok(axum::Json(true))
 }
 
 async fn healthcheck(State(state): State<Arc<AppState>>) -> impl IntoResponse {

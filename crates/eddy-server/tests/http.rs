@@ -120,6 +120,29 @@ async fn info_and_health_describe_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn properties_a_request_may_set_are_told_apart() {
+    let server = start().await;
+    let app = &server.app;
+    let (status, body) = call(app, "GET", "/is_valid_property/auto.offset.reset", None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "true"));
+    let (status, body) = call(app, "GET", "/is_valid_property/ksql.service.id", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("prohibited by the KSQL server"), "{body}");
+    let (status, body) = call(app, "GET", "/is_valid_property/commit.intervl.ms", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("did you mean 'commit.interval.ms'"), "{body}");
+    // A request with a property it may not set is refused before it runs.
+    let (status, body) = call(
+        app,
+        "POST",
+        "/ksql",
+        Some(json!({"ksql": "SHOW STREAMS;", "streamsProperties": {"ksql.streams.producer.acks": "1"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn statements_run_and_are_described() {
     let server = start().await;
     let app = &server.app;
