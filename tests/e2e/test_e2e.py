@@ -568,6 +568,54 @@ def test_servers_follow_each_other(ctx):
             server.stop()
 
 
+def test_metrics(ctx):
+    """/metrics parses with Prometheus' own parser; during a CSAS its consumed and produced counters match what
+    went in and came out of the topics, and once the input stops the consumer lag of every input partition
+    falls to 0."""
+    from prometheus_client.parser import text_string_to_metric_families
+    url = ctx.server.url
+    status, body = post(url + "/ksql", {"ksql": "CREATE STREAM metered (id INT KEY, v INT) WITH (kafka_topic='metered', "
+                                        "value_format='JSON', partitions=2); CREATE STREAM metered_big AS SELECT id, v "
+                                        "FROM metered WHERE v >= 250;",
+                                        "streamsProperties": {"auto.offset.reset": "earliest"}})
+    assert status == 200, body
+    p = Producer({"bootstrap.servers": ctx.broker.bootstrap})
+    for i in range(1000):
+        p.produce("metered", json.dumps({"V": i}).encode(), key=i.to_bytes(4, "big"), partition=i % 2)
+    assert p.flush(30) == 0
+    out, _ = consume_all(ctx.broker.bootstrap, "METERED_BIG", 750, timeout=60)
+    assert sum(len(rows) for rows in out.values()) >= 750
+
+    def scrape():
+        with urllib.request.urlopen(url + "/metrics", timeout=30) as r:
+            assert r.headers["Content-Type"].startswith("text/plain"), r.headers["Content-Type"]
+            text = r.read().decode()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+        return samples
+
+    query = None
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        samples = scrape()
+        consumed = {l["query"]: v for l, v in samples.get("eddy_query_records_consumed_total", [])}
+        query = next((q for q in consumed if q.startswith("CSAS_METERED_BIG")), None)
+        lags = [v for l, v in samples.get("eddy_query_consumer_lag", []) if l["query"] == query]
+        if query and consumed[query] == 1000 and len(lags) == 2 and all(v == 0 for v in lags):
+            break
+        time.sleep(0.5)
+    produced = {l["query"]: v for l, v in samples["eddy_query_records_produced_total"]}
+    assert query and consumed[query] == 1000, consumed
+    assert produced[query] == 750, produced
+    assert len(lags) == 2 and all(v == 0 for v in lags), samples.get("eddy_query_consumer_lag")
+    statuses = {l["status"]: v for l, v in samples["eddy_http_requests_total"]}
+    assert statuses.get("200", 0) >= 1, statuses
+    assert samples["process_resident_memory_bytes"][0][1] > 0
+    print(f"   {query}: consumed {consumed[query]:.0f}, produced {produced[query]:.0f}, lag 0 on 2 partitions")
+
+
 def lease_holders(logs, query):
     """Which of the server logs says it holds the query's lease now (took it last, not lost since)."""
     import re
@@ -1078,7 +1126,8 @@ def run(tests, name):
 
 
 def main():
-    run([test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_restart,
+    run([test_pipeline, test_push_query_limit, test_inserts_stream, test_print, test_bad_requests, test_metrics,
+         test_restart,
          test_windowed_aggregation_restart, test_repartitioned_aggregation_restart,
          test_scale_out_moves_state, test_servers_follow_each_other, test_table_aggregation_fails_over,
          test_avro_through_schema_registry, test_udf_plugins, test_anomaly_detection,

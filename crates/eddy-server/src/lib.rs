@@ -5,6 +5,7 @@ pub mod client_logs;
 pub mod entity;
 mod inserts;
 pub mod local_broker;
+pub mod metrics;
 mod query_view;
 mod registry_api;
 mod request;

@@ -8,6 +8,9 @@ pub struct QueryView {
     pub sink: String,
     pub sink_topic: String,
     pub sources: Vec<String>,
+    /// The topics it reads, and its consumer group there.
+    pub input_topics: Vec<String>,
+    pub group: String,
     pub state: String,
     pub consumed: u64,
     pub produced: u64,

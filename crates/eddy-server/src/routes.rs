@@ -51,9 +51,42 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/schemas/ids/{id}", get(crate::registry_api::by_id))
         .route("/internal/pull", post(internal_pull))
+        .route("/metrics", get(metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
+}
+
+/// Counts each answer by its status, for `/metrics`.
+async fn count_requests(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Ok(mut counts) = state.requests.lock() {
+        *counts.entry(response.status().as_u16()).or_default() += 1;
+    }
+    response
+}
+
+/// `GET /metrics`: Prometheus' text format.
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&state))
+        .await
+        .map_err(|e| ApiError(ErrorMessage::generic(50000, format!("internal error: {e}"))))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {

@@ -66,6 +66,8 @@ pub struct AppState {
     /// Whether schemas live in the server's own registry (no `ksql.schema.registry.url`): then the
     /// schemas clients register through the server's Schema Registry API are kept in the command log.
     embedded_registry: bool,
+    /// REST requests answered, by status code.
+    pub requests: Mutex<BTreeMap<u16, u64>>,
     /// The other servers sharing the service id, once this one announces itself.
     peers: std::sync::OnceLock<Arc<Peers>>,
     /// The stores of tables over topics that pull queries read, by table name.
@@ -139,6 +141,7 @@ impl AppState {
             embedded_registry,
             table_feeds: Mutex::default(),
             peers: std::sync::OnceLock::new(),
+            requests: Mutex::default(),
             cluster,
             log,
             processing_log,
@@ -430,6 +433,13 @@ impl AppState {
                     sink: q.sink.clone(),
                     sink_topic: q.sink_spec.topic.clone(),
                     sources: q.source_names(),
+                    input_topics: q
+                        .pipeline
+                        .inputs()
+                        .iter()
+                        .map(|s| s.topic.clone())
+                        .collect(),
+                    group: self.group_id(&q.id),
                     state: match task {
                         Some(t) if !t.is_finished() && t.stats.failure().is_none() => {
                             "RUNNING".into()
