@@ -570,8 +570,8 @@ def test_servers_follow_each_other(ctx):
 
 def test_metrics(ctx):
     """/metrics parses with Prometheus' own parser; during a CSAS its consumed and produced counters match what
-    went in and came out of the topics, and once the input stops the consumer lag of every input partition
-    falls to 0."""
+    went in and came out of the topics, its latency histogram has an observation per output record, and once
+    the input stops the consumer lag of every input partition falls to 0."""
     from prometheus_client.parser import text_string_to_metric_families
     url = ctx.server.url
     status, body = post(url + "/ksql", {"ksql": "CREATE STREAM metered (id INT KEY, v INT) WITH (kafka_topic='metered', "
@@ -610,6 +610,10 @@ def test_metrics(ctx):
     assert query and consumed[query] == 1000, consumed
     assert produced[query] == 750, produced
     assert len(lags) == 2 and all(v == 0 for v in lags), samples.get("eddy_query_consumer_lag")
+    latency = {l["query"]: v for l, v in samples["eddy_query_latency_seconds_count"]}
+    assert latency[query] == 750, latency
+    buckets = [(l["le"], v) for l, v in samples["eddy_query_latency_seconds_bucket"] if l["query"] == query]
+    assert buckets[-1] == ("+Inf", 750), buckets
     statuses = {l["status"]: v for l, v in samples["eddy_http_requests_total"]}
     assert statuses.get("200", 0) >= 1, statuses
     assert samples["process_resident_memory_bytes"][0][1] > 0

@@ -13,7 +13,7 @@ use rdkafka::consumer::BaseConsumer;
 use eddy_common::Result;
 use eddy_runtime::{PersistentQuery, Record, RecordRef};
 
-use crate::cluster::{Deliveries, KafkaCluster, kafka_err};
+use crate::cluster::{Deliveries, KafkaCluster, kafka_err, now_millis};
 use crate::consume::{Reader, Step, commit, run};
 use crate::delivery::{Halt, deliver};
 use crate::delivery_error::DeliveryError;
@@ -211,6 +211,9 @@ impl AtLeastOnce<'_> {
         self.stats
             .produced
             .fetch_add(run.records.len() as u64, Ordering::Relaxed);
+        self.stats
+            .latency
+            .observe(now_millis(), run.records.iter().map(|r| r.timestamp));
         let input = self.topics[run.input].as_str();
         commit(
             self.consumer,

@@ -13,6 +13,7 @@ pub mod delivery_error;
 mod exact_output;
 mod exactly_once;
 mod internal_topics;
+pub mod latency;
 mod ledger;
 pub mod origin;
 pub mod peers;

@@ -8,6 +8,7 @@ use eddy_runtime::format::DecodeError;
 use eddy_runtime::format::limits::cut;
 use eddy_runtime::{ProcessedBatch, RecordRef};
 
+use crate::latency::Latency;
 use crate::processing_log::ProcessingLog;
 
 /// Counters of a running query, shown by `SHOW QUERIES EXTENDED` and `DESCRIBE EXTENDED`.
@@ -24,6 +25,8 @@ pub struct QueryStats {
     pub last_error: Mutex<Option<String>>,
     /// How many times the query failed and was started again.
     pub restarts: AtomicU64,
+    /// From its records' timestamps to the sink's acknowledgement (stateless queries).
+    pub latency: Latency,
     /// Why the query is failing, while it is (it waits to be tried again, or is being retried and
     /// has not yet got past the failure).
     failure: Mutex<Option<String>>,

@@ -6,6 +6,8 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use eddy_kafka::latency::LatencySnapshot;
+
 use crate::state::{AppState, QueryView};
 
 /// Text in Prometheus' exposition format, a metric family at a time.
@@ -38,6 +40,46 @@ impl Exposition {
                 let _ = write!(self.text, "{{{}}}", labels.join(","));
             }
             let _ = writeln!(self.text, " {value}");
+        }
+    }
+}
+
+impl Exposition {
+    /// A histogram family of seconds from snapshots in milliseconds, one per label set.
+    fn histogram<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        histograms: impl IntoIterator<Item = (Labels<'a>, &'a LatencySnapshot)>,
+    ) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} histogram");
+        for (labels, h) in histograms {
+            let with = |extra: Option<String>| {
+                let mut all: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                all.extend(extra.map(|le| format!("le=\"{le}\"")));
+                format!("{{{}}}", all.join(","))
+            };
+            for (bound, n) in &h.cumulative {
+                let le = Some((*bound as f64 / 1000.0).to_string());
+                let _ = writeln!(self.text, "{name}_bucket{} {n}", with(le));
+            }
+            let _ = writeln!(
+                self.text,
+                "{name}_bucket{} {}",
+                with(Some("+Inf".into())),
+                h.count
+            );
+            let _ = writeln!(
+                self.text,
+                "{name}_sum{} {}",
+                with(None),
+                h.sum_ms as f64 / 1000.0
+            );
+            let _ = writeln!(self.text, "{name}_count{} {}", with(None), h.count);
         }
     }
 }
@@ -108,6 +150,13 @@ pub fn render(state: &AppState) -> String {
             .map(|v| (vec![("query", v.id.clone())], value(v) as f64));
         out.family(name, kind, help, samples);
     }
+    out.histogram(
+        "eddy_query_latency_seconds",
+        "From an output record's timestamp (its input record's) to the sink's acknowledgement.",
+        views
+            .iter()
+            .filter_map(|v| Some((vec![("query", v.id.clone())], v.latency.as_ref()?))),
+    );
     let mut lags = Vec::new();
     for v in &views {
         match eddy_kafka::consumer_lag(&state.cluster, &v.group, &v.input_topics) {

@@ -17,5 +17,7 @@ pub struct QueryView {
     pub decode_errors: u64,
     pub expression_errors: u64,
     pub late_records: u64,
+    /// From its output records' timestamps to their acknowledgement (stateless queries run here).
+    pub latency: Option<eddy_kafka::latency::LatencySnapshot>,
     pub last_error: Option<String>,
 }

@@ -451,6 +451,7 @@ impl AppState {
                     decode_errors: stat(|s| &s.decode_errors),
                     expression_errors: stat(|s| &s.expression_errors),
                     late_records: stat(|s| &s.late_records),
+                    latency: task.map(|t| t.stats.latency.snapshot()),
                     last_error: task.and_then(|t| lock(&t.stats.last_error).clone()),
                 }
             })
