@@ -247,11 +247,11 @@ def test_schema_registry_over_https_with_basic_auth(ctx):
         registry.stop()
 
 
-def refused_at_start(ctx, lines):
+def refused_at_start(ctx, lines, env=None):
     data = tempfile.mkdtemp(prefix="eddy-security-refused-")
     config = write_properties(data, "bad.properties", lines)
     out = subprocess.run([ctx.binary, "--config", config, "--listen", f"127.0.0.1:{free_port()}"],
-                         capture_output=True, text=True, timeout=30)
+                         capture_output=True, text=True, timeout=30, env=dict(os.environ, **(env or {})))
     assert out.returncode != 0, out
     return out.stderr + out.stdout
 
@@ -259,6 +259,9 @@ def refused_at_start(ctx, lines):
 def test_refusals(ctx):
     message = refused_at_start(ctx, tls_properties(ctx) + ["securty.protocol=SSL"])
     assert "did you mean 'security.protocol'" in message, message
+    # ksqlDB's Docker convention: KSQL_<PROPERTY> variables are properties too, checked alike.
+    message = refused_at_start(ctx, tls_properties(ctx), {"KSQL_KSQL_SERIVCE_ID": "x"})
+    assert "did you mean 'ksql.service.id'" in message and "KSQL_KSQL_SERIVCE_ID" in message, message
     message = refused_at_start(ctx, [f"bootstrap.servers={ctx.broker.bootstrap}",
                                      "ssl.truststore.location=/etc/kafka/truststore.jks"])
     assert "keytool -exportcert" in message, message

@@ -102,12 +102,27 @@ pub fn load() -> anyhow::Result<Config> {
         state_replicas: 1,
         registry: RegistryAccess::default(),
     };
-    let Some(path) = args.config.clone() else {
+    // The file's settings, then those of `KSQL_*` variables (ksqlDB's Docker convention), which win.
+    let mut entries: Vec<(String, String, String)> = Vec::new();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let from = path.display().to_string();
+        entries.extend(
+            parse(&text)
+                .with_context(|| format!("in {from}"))?
+                .into_iter()
+                .map(|(k, v)| (k, v, from.clone())),
+        );
+    }
+    entries.extend(
+        ksql_env(std::env::vars())
+            .into_iter()
+            .map(|(variable, key, value)| (key, value, format!("the environment ({variable})"))),
+    );
+    if entries.is_empty() {
         return Ok(config);
-    };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let entries = parse(&text).with_context(|| format!("in {}", path.display()))?;
+    }
     // Whether the file may set an argument: neither a flag nor the environment gave it.
     let from_file = |id: &str| {
         matches!(
@@ -116,8 +131,8 @@ pub fn load() -> anyhow::Result<Config> {
         )
     };
     let mut clients: Vec<(&str, &str)> = Vec::new();
-    for (key, value) in &entries {
-        let in_file = || format!("{key} in {}", path.display());
+    for (key, value, source) in &entries {
+        let in_file = || format!("{key} in {source}");
         let setting = settings::classify(key)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(in_file)?;
@@ -215,12 +230,33 @@ pub fn load() -> anyhow::Result<Config> {
     }
     config.clients = ClientSettings::from_properties(clients.iter().copied())
         .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("in {}", path.display()))?;
+        .context("in the Kafka client settings")?;
     for (key, why) in config.clients.ignored() {
         tracing::warn!("{key} has no effect with Eddy's Kafka clients: {why}");
     }
     config.args = args;
     Ok(config)
+}
+
+/// ksqlDB's Docker convention: a `KSQL_` variable sets the property its name spells, upper-cased
+/// with `.` as `_`, `_` as `__` and `-` as `___` (`KSQL_KSQL_SERVICE_ID` is `ksql.service.id`); the
+/// JVM's variables (`*_OPTS`, `KSQL_CLASSPATH`) are not properties. Returns (variable, key, value).
+fn ksql_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String, String)> {
+    vars.filter_map(|(variable, value)| {
+        let name = variable.strip_prefix("KSQL_")?;
+        if name.is_empty() || name.ends_with("_OPTS") || name == "OPTS" || name == "CLASSPATH" {
+            return None;
+        }
+        let key = name
+            .to_ascii_lowercase()
+            .replace("___", "\u{1}")
+            .replace("__", "\u{2}")
+            .replace('_', ".")
+            .replace('\u{1}', "-")
+            .replace('\u{2}', "_");
+        Some((variable, key, value))
+    })
+    .collect()
 }
 
 /// A replication factor: 1 or more (Kafka's limit is 32767).
@@ -275,5 +311,33 @@ mod tests {
             ("listen".into(), "127.0.0.1:1".into())
         );
         assert!(parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn ksql_variables_are_properties_as_in_ksqldb_s_images() {
+        let vars = [
+            ("KSQL_KSQL_SERVICE_ID", "s_"),
+            ("KSQL_BOOTSTRAP_SERVERS", "b:9092"),
+            ("KSQL_KSQL_STREAMS_PRODUCER_MAX_IN_FLIGHT", "1"),
+            ("KSQL_SOME__UNDERSCORED___DASHED", "x"),
+            ("KSQL_OPTS", "-Dx=y"),
+            ("KSQL_HEAP_OPTS", "-Xmx1g"),
+            ("KSQL_CLASSPATH", "/x"),
+            ("EDDY_LISTEN", "0:1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let keys: Vec<String> = ksql_env(vars.into_iter())
+            .into_iter()
+            .map(|(_, k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "ksql.service.id",
+                "bootstrap.servers",
+                "ksql.streams.producer.max.in.flight",
+                "some_underscored-dashed"
+            ]
+        );
     }
 }
