@@ -1,8 +1,15 @@
 //! The known name closest to one that is not known, for messages that say what was probably meant.
 
+/// Names longer than this get no suggestion: the distance costs the product of two names' lengths,
+/// and a name from a request may be megabytes long.
+const MAX_NAME: usize = 128;
+
 /// The candidate nearest to `name` (case-insensitive edit distance), when it is near enough to be a
 /// likely slip: at most a third of the name's length, and at least 1, edits away.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
     let name = name.to_ascii_lowercase();
     let limit = (name.chars().count() / 3).max(1);
     candidates
@@ -46,6 +53,7 @@ mod tests {
         );
         assert_eq!(closest("SASL.MECHANISMS", known), Some("sasl.mechanism"));
         assert_eq!(closest("num.stream.threads", known), None);
+        assert_eq!(closest(&"a".repeat(1_000_000), known), None);
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("", "abc"), 3);
     }

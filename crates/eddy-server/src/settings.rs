@@ -229,6 +229,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(client.contains("configuration file"), "{client}");
+        // Hostile names are refused, without a suggestion, at once.
+        for hostile in [
+            "a\0b".to_string(),
+            "x".repeat(1_000_000),
+            "ksql.streams.consumer.\u{1F600}".into(),
+        ] {
+            assert!(check_request(&props(&hostile)).is_err());
+        }
     }
 
     #[test]
