@@ -116,9 +116,13 @@ pub fn load() -> anyhow::Result<Config> {
         );
     }
     entries.extend(
-        ksql_env(std::env::vars())
-            .into_iter()
-            .map(|(variable, key, value)| (key, value, format!("the environment ({variable})"))),
+        // (`vars` would panic on a variable that is not Unicode: those are not properties.)
+        ksql_env(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+        .into_iter()
+        .map(|(variable, key, value)| (key, value, format!("the environment ({variable})"))),
     );
     if entries.is_empty() {
         return Ok(config);
@@ -132,10 +136,10 @@ pub fn load() -> anyhow::Result<Config> {
     };
     let mut clients: Vec<(&str, &str)> = Vec::new();
     for (key, value, source) in &entries {
-        let in_file = || format!("{key} in {source}");
+        let whence = || format!("{key} in {source}");
         let setting = settings::classify(key)
             .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(in_file)?;
+            .with_context(whence)?;
         match setting {
             Setting::Server(s) => {
                 let number = |what: &str| -> anyhow::Result<i64> {
