@@ -4,6 +4,7 @@
 //! plugin's (`ksql.functions.<name>.<key>`) or a Kafka client setting; any other is refused with
 //! the closest known name (see `eddy_server::settings`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -13,12 +14,14 @@ use eddy_kafka::{ClientSettings, Transactions};
 use eddy_runtime::properties::{Effect, Properties};
 use eddy_server::schema_registry::RegistryAccess;
 use eddy_server::settings::{self, Setting};
+use eddy_server::{access, peer_client, tls_listener};
 
 /// Eddy's streaming SQL server.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "eddy-server", version, about)]
 pub struct Args {
-    /// Address to serve the REST API on.
+    /// Address to serve the REST API on: `host:port` or `http://host:port`, or `https://host:port`
+    /// with `eddy.rest.ssl.certificate.location` and `eddy.rest.ssl.key.location` in the config file.
     #[arg(long, env = "EDDY_LISTEN", default_value = "0.0.0.0:8088")]
     pub listen: String,
     /// Kafka bootstrap servers. Without them the server starts and supervises a private local broker.
@@ -69,6 +72,19 @@ pub struct Args {
     /// `ksql.functions.<name>.<key>` (docs/configuration.md lists them all).
     #[arg(long, env = "EDDY_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+}
+
+/// Helpers for setting the server up; the server itself runs without one.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tool {
+    /// Prints the Argon2 hash of a password (read from the terminal without echo, or from stdin)
+    /// for a line `name: <hash>, role ...` of `eddy.authentication.credentials.file`.
+    HashPassword,
+    /// Prints the `sha256:` digest of an API token (read from the terminal or stdin) for a line
+    /// `name: <digest>, role ...` of `eddy.authentication.tokens.file`.
+    HashToken,
 }
 
 /// The server's configuration: its flags, the properties statements run with unless they set
@@ -87,6 +103,8 @@ pub struct Config {
     pub state_replicas: i16,
     /// How the Schema Registry is reached (`ksql.schema.registry.*`).
     pub registry: RegistryAccess,
+    /// The REST API's HTTPS and authentication settings (`access::KEYS`, `eddy.rest.ssl.*`), by name.
+    pub security: BTreeMap<&'static str, String>,
 }
 
 /// Reads the flags and environment (clap), then the configuration file under them: a flag or
@@ -101,7 +119,11 @@ pub fn load() -> anyhow::Result<Config> {
         internal_replicas: 1,
         state_replicas: 1,
         registry: RegistryAccess::default(),
+        security: BTreeMap::new(),
     };
+    if args.tool.is_some() {
+        return Ok(config);
+    }
     // The file's settings, then those of `KSQL_*` variables (ksqlDB's Docker convention), which win.
     let mut entries: Vec<(String, String, String)> = Vec::new();
     if let Some(path) = &args.config {
@@ -151,7 +173,7 @@ pub fn load() -> anyhow::Result<Config> {
                 match s.name() {
                     "listeners" if from_file("listen") => {
                         let first = value.split(',').next().unwrap_or_default().trim();
-                        args.listen = first.trim_start_matches("http://").to_string()
+                        args.listen = first.to_string()
                     }
                     "bootstrap.servers" if from_file("bootstrap_servers") => {
                         args.bootstrap_servers = Some(value.clone())
@@ -209,6 +231,9 @@ pub fn load() -> anyhow::Result<Config> {
                     "ksql.streams.replication.factor" => {
                         config.state_replicas = replicas(number("a replication factor")?, key)?
                     }
+                    name if is_security(name) => {
+                        config.security.insert(name, value.clone());
+                    }
                     // Given by a flag or the environment, which win.
                     _ => {}
                 }
@@ -261,6 +286,17 @@ fn ksql_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String
         Some((variable, key, value))
     })
     .collect()
+}
+
+/// Whether a server setting is one of the REST API's security settings.
+fn is_security(name: &str) -> bool {
+    access::KEYS.contains(&name)
+        || [
+            tls_listener::CERTIFICATE_LOCATION,
+            tls_listener::KEY_LOCATION,
+            peer_client::CA_LOCATION,
+        ]
+        .contains(&name)
 }
 
 /// A replication factor: 1 or more (Kafka's limit is 32767).

@@ -1,11 +1,18 @@
 //! Eddy's server as a library: the application state over a Kafka cluster, the ksqlDB-compatible HTTP
 //! routes and the private local broker; the `eddy-server` binary adds configuration and serving.
 
+pub mod access;
+pub mod access_error;
+pub mod api_tokens;
 pub mod client_logs;
+pub mod credentials;
 pub mod entity;
 mod inserts;
+mod jwt;
 pub mod local_broker;
 pub mod metrics;
+pub mod peer_client;
+mod principal_file;
 mod query_view;
 mod registry_api;
 mod request;
@@ -14,3 +21,4 @@ pub mod runtime;
 pub mod schema_registry;
 pub mod settings;
 pub mod state;
+pub mod tls_listener;

@@ -13,7 +13,13 @@ use eddy_runtime::functions::PluginDir;
 use eddy_runtime::registry::SchemaRegistry;
 use eddy_server::{local_broker, routes, schema_registry, state};
 
-use crate::config::Config;
+use std::path::Path;
+
+use eddy_server::access::Access;
+use eddy_server::peer_client::{self, PeerClient};
+use eddy_server::tls_listener::{self, TlsListener};
+
+use crate::config::{Config, Tool};
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -23,10 +29,86 @@ fn main() -> anyhow::Result<()> {
         .init();
     eddy_server::client_logs::forward();
     let config = config::load()?;
+    if let Some(tool) = &config.args.tool {
+        return run_tool(tool);
+    }
     eddy_server::runtime::build()?.block_on(serve(config))
 }
 
+/// Reads a secret and prints what a credentials or tokens file holds for it.
+fn run_tool(tool: &Tool) -> anyhow::Result<()> {
+    let prompt = match tool {
+        Tool::HashPassword => "Password: ",
+        Tool::HashToken => "Token: ",
+    };
+    let secret = rpassword::prompt_password(prompt)
+        .or_else(|_| rpassword::read_password())
+        .context("cannot read the secret")?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    let line = match tool {
+        Tool::HashPassword => eddy_server::credentials::hash_password(secret),
+        Tool::HashToken => eddy_server::api_tokens::hash_token(secret),
+    }
+    .map_err(anyhow::Error::msg)?;
+    println!("{line}");
+    Ok(())
+}
+
+/// The listen address's scheme (https or not) and address.
+fn listen_address(listen: &str) -> anyhow::Result<(bool, &str)> {
+    match listen.split_once("://") {
+        None => Ok((false, listen)),
+        Some((scheme, address)) if scheme.eq_ignore_ascii_case("http") => Ok((false, address)),
+        Some((scheme, address)) if scheme.eq_ignore_ascii_case("https") => Ok((true, address)),
+        Some((scheme, _)) => anyhow::bail!("listeners: {scheme}:// is not http:// or https://"),
+    }
+}
+
+/// The REST API's TLS configuration (for https) and how this server calls its peers.
+fn security(
+    config: &Config,
+    https: bool,
+) -> anyhow::Result<(Option<Arc<rustls::ServerConfig>>, Access, PeerClient)> {
+    let setting = |key: &str| config.security.get(key).map(|v| v.trim());
+    let access = Access::from_settings(setting)?;
+    let files = (
+        setting(tls_listener::CERTIFICATE_LOCATION),
+        setting(tls_listener::KEY_LOCATION),
+    );
+    let tls = match (https, files) {
+        (true, (Some(certificate), Some(key))) => Some(tls_listener::server_config(
+            Path::new(certificate),
+            Path::new(key),
+        )?),
+        (true, _) => anyhow::bail!(
+            "an https:// listener needs {} and {} (PEM files; the top-level ssl.* settings are the Kafka clients')",
+            tls_listener::CERTIFICATE_LOCATION,
+            tls_listener::KEY_LOCATION
+        ),
+        (false, (None, None)) => None,
+        (false, _) => anyhow::bail!(
+            "{} and {} are set but the listener is not https://",
+            tls_listener::CERTIFICATE_LOCATION,
+            tls_listener::KEY_LOCATION
+        ),
+    };
+    // Peers are checked against the configured CAs, or else the certificates this server has:
+    // servers of one service id usually share a certificate or its CA.
+    let ca = match setting(peer_client::CA_LOCATION).or(https.then_some(files.0).flatten()) {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read {path}"))?),
+        None => None,
+    };
+    let peers = PeerClient::new(ca.as_deref(), access.peer_secret().map(str::to_string))?;
+    Ok((tls, access, peers))
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let (https, listen) = listen_address(&config.args.listen)?;
+    let listen = listen.to_string();
+    let (tls, access, peers) = security(&config, https)?;
+    if access.is_on() {
+        tracing::info!("authentication is on: {}", access.describe());
+    }
     let args = config.args;
     let (bootstrap, broker) = match &args.bootstrap_servers {
         Some(b) => (b.clone(), None),
@@ -98,12 +180,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )?)
     })
     .await??;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
+    let scheme = if https { "https" } else { "http" };
     tracing::info!(
-        "Eddy {} listening on http://{address}",
+        "Eddy {} listening on {scheme}://{address}",
         eddy_common::VERSION
     );
     let advertised = args.advertised_url.clone().unwrap_or_else(|| {
@@ -112,11 +195,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         } else {
             address.ip().to_string()
         };
-        format!("http://{host}:{}", address.port())
+        format!("{scheme}://{host}:{}", address.port())
     });
     state
         .max_push_queries
         .store(args.max_push_queries, std::sync::atomic::Ordering::Relaxed);
+    state.secure(access, peers);
     state.follow_commands()?;
     let announcing = state.clone();
     tokio::task::spawn_blocking(move || announcing.announce(advertised)).await??;
@@ -124,9 +208,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     };
-    axum::serve(listener, routes::app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let app = routes::app(state);
+    match tls {
+        Some(tls) => {
+            axum::serve(TlsListener::new(listener, tls)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
     drop(broker);
     Ok(())
 }

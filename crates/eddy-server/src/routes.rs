@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -22,6 +23,8 @@ use eddy_sql::SqlType;
 use eddy_sql::catalog::{WINDOWEND, WINDOWSTART};
 use eddy_sql::statement::{ColumnRole, Emit, QueryStatement, SourceKind, Statement};
 
+use crate::access::{Denied, Principal, Rights};
+use crate::peer_client::PeerClient;
 use crate::request::ApiError;
 pub use crate::request::MAX_BODY_BYTES;
 use crate::settings::check_request;
@@ -56,9 +59,43 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// Names the caller of each request (`Access::admit`) for the handlers, or answers 401 or 403.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let access = state.access();
+    match access.admit(request.method(), request.uri().path(), request.headers()) {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(Denied::Unauthenticated(why)) => {
+            let mut response =
+                ApiError(ErrorMessage::generic(40100, format!("Unauthorized: {why}"))).into_response();
+            if let Ok(challenge) = access.challenge().parse() {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            response
+        }
+        Err(Denied::Forbidden(why)) => forbidden(why).into_response(),
+    }
+}
+
+fn forbidden(why: String) -> ApiError {
+    ApiError(ErrorMessage::generic(40300, format!("Forbidden: {why}")))
 }
 
 /// Counts each answer by its status, for `/metrics`.
@@ -133,10 +170,24 @@ async fn healthcheck(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }))
 }
 
-async fn ksql(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+async fn ksql(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Principal>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: KsqlRequest = parse_body(&body)?;
     if req.ksql.trim().is_empty() {
         return Err(bad_request("\"ksql\" field must be populated"));
+    }
+    if caller.rights != Rights::Admin {
+        // A script that does not parse changes nothing: running it reports why.
+        for statement in eddy_sql::parse(&req.ksql).unwrap_or_default() {
+            if !statement.statement.is_read_only() {
+                caller
+                    .may_change(statement.statement.type_name())
+                    .map_err(forbidden)?;
+            }
+        }
     }
     let props = to_properties(&req.streams_properties);
     let result = tokio::task::spawn_blocking(move || state.execute_script(&req.ksql, &props))
@@ -394,7 +445,7 @@ async fn pull(
     let mut batches = vec![local];
     for url in remote {
         batches.extend(
-            remote_pull(&url, text, props)
+            remote_pull(state.peer_client(), &url, text, props)
                 .await
                 .map_err(statement_error)?,
         );
@@ -421,6 +472,7 @@ async fn pull(
 
 /// The rows of a pull query that the server at `url` holds the state of (`/internal/pull`).
 async fn remote_pull(
+    peers: &PeerClient,
     url: &str,
     sql: &str,
     props: &Properties,
@@ -431,8 +483,8 @@ async fn remote_pull(
         ))
     };
     let body = json!({"sql": sql, "properties": props});
-    let response = reqwest::Client::new()
-        .post(format!("{url}/internal/pull"))
+    let response = peers
+        .post(&format!("{url}/internal/pull"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(body.to_string())
         .send()

@@ -10,6 +10,8 @@ use eddy_runtime::properties::{
     Properties, QUERY_PROPERTIES, QueryProperty, is_function_setting, query_property,
 };
 
+use crate::{access, api_tokens, credentials, jwt, peer_client, tls_listener};
+
 /// One of the server's own settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerSetting {
@@ -33,7 +35,87 @@ pub const SERVER_SETTINGS: &[ServerSetting] = &[
     ServerSetting {
         names: &["listeners", "listen"],
         default: "http://0.0.0.0:8088",
-        doc: "the address the REST API (and the console) is served on",
+        doc: "the address the REST API is served on: http://host:port, or https://host:port with eddy.rest.ssl.certificate.location and eddy.rest.ssl.key.location",
+    },
+    ServerSetting {
+        names: &[tls_listener::CERTIFICATE_LOCATION],
+        default: "(none)",
+        doc: "a PEM file of the REST API's certificate chain (the server's first) for https:// listeners",
+    },
+    ServerSetting {
+        names: &[tls_listener::KEY_LOCATION],
+        default: "(none)",
+        doc: "a PEM file of the private key of the REST API's certificate",
+    },
+    ServerSetting {
+        names: &[peer_client::CA_LOCATION],
+        default: "(the system's certificates and the REST API's own chain)",
+        doc: "a PEM file of the CA certificates other servers' HTTPS certificates are checked against",
+    },
+    ServerSetting {
+        names: &[access::METHOD],
+        default: "NONE",
+        doc: "BASIC: every request but the health checks needs HTTP Basic credentials of a user in eddy.authentication.credentials.file (or a bearer token when those are configured too)",
+    },
+    ServerSetting {
+        names: &[credentials::KEY],
+        default: "(none)",
+        doc: "the users: `name: argon2-hash[, role ...]` per line (`eddy-server hash-password` makes the hash)",
+    },
+    ServerSetting {
+        names: &[api_tokens::KEY],
+        default: "(none)",
+        doc: "static API tokens for Authorization: Bearer: `name: sha256:hex[, role ...]` per line (`eddy-server hash-token`); turns authentication on",
+    },
+    ServerSetting {
+        names: &[jwt::KEY_LOCATION],
+        default: "(none)",
+        doc: "the key bearer JWTs are checked with: an HMAC secret file, or an RSA, EC or Ed25519 public key in PEM; turns authentication on",
+    },
+    ServerSetting {
+        names: &[jwt::ALGORITHM],
+        default: "(HS256 for a secret, RS256, ES256 or EdDSA by the key)",
+        doc: "the JWT signature algorithm",
+    },
+    ServerSetting {
+        names: &[jwt::ISSUER],
+        default: "(any)",
+        doc: "the `iss` a JWT must have",
+    },
+    ServerSetting {
+        names: &[jwt::AUDIENCE],
+        default: "(any)",
+        doc: "the `aud` a JWT must have",
+    },
+    ServerSetting {
+        names: &[jwt::ROLES_CLAIM],
+        default: "roles",
+        doc: "the JWT claim listing the holder's roles (an array, or names separated by spaces or commas)",
+    },
+    ServerSetting {
+        names: &[access::ROLES],
+        default: "*",
+        doc: "the roles that may use the server at all (`*`: any authenticated caller)",
+    },
+    ServerSetting {
+        names: &[access::ADMIN_ROLES],
+        default: "admin",
+        doc: "the roles that may change things (DDL, DML, TERMINATE, RELOAD, inserts, schemas); other callers may read",
+    },
+    ServerSetting {
+        names: &[access::REALM],
+        default: "Eddy",
+        doc: "the realm of the WWW-Authenticate challenge",
+    },
+    ServerSetting {
+        names: &[access::SKIP_PATHS],
+        default: "(none; /healthcheck, /chc/live and /chc/ready are always open)",
+        doc: "more paths that need no credentials, comma-separated",
+    },
+    ServerSetting {
+        names: &[access::PEER_SECRET],
+        default: "(a random one: no other server can call this one)",
+        doc: "with authentication on, the secret the servers of a service id call each other's /internal endpoints with; the same on every server",
     },
     ServerSetting {
         names: &["bootstrap.servers", "ksql.streams.bootstrap.servers"],

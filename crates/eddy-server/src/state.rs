@@ -21,7 +21,9 @@ use eddy_runtime::{Engine, Outcome, TopicAdmin};
 use eddy_sql::catalog::Source;
 use eddy_sql::statement::{ShowKind, SourceKind, Statement};
 
+use crate::access::Access;
 use crate::entity;
+use crate::peer_client::PeerClient;
 pub use crate::query_view::QueryView;
 use crate::settings::check_request;
 
@@ -70,6 +72,10 @@ pub struct AppState {
     pub requests: Mutex<BTreeMap<u16, u64>>,
     /// The other servers sharing the service id, once this one announces itself.
     peers: std::sync::OnceLock<Arc<Peers>>,
+    /// Who may use the REST API (open until `secure` says otherwise).
+    access: std::sync::OnceLock<Arc<Access>>,
+    /// How this server calls its peers.
+    peer_client: std::sync::OnceLock<PeerClient>,
     /// The stores of tables over topics that pull queries read, by table name.
     table_feeds: Mutex<HashMap<String, Arc<TableFeed>>>,
 }
@@ -141,6 +147,8 @@ impl AppState {
             embedded_registry,
             table_feeds: Mutex::default(),
             peers: std::sync::OnceLock::new(),
+            access: std::sync::OnceLock::new(),
+            peer_client: std::sync::OnceLock::new(),
             requests: Mutex::default(),
             cluster,
             log,
@@ -229,6 +237,22 @@ impl AppState {
 
     /// Announces this server, reachable at `url`, to the others sharing its service id, and learns of
     /// them (so pull queries can ask them for the state they hold).
+    /// Turns on the REST API's access rules and sets how peers are called; before serving, once.
+    pub fn secure(&self, access: Access, peer_client: PeerClient) {
+        let _ = self.access.set(Arc::new(access));
+        let _ = self.peer_client.set(peer_client);
+    }
+
+    /// Who may use the REST API.
+    pub fn access(&self) -> &Arc<Access> {
+        self.access.get_or_init(|| Arc::new(Access::open()))
+    }
+
+    /// How this server calls its peers.
+    pub fn peer_client(&self) -> &PeerClient {
+        self.peer_client.get_or_init(PeerClient::default)
+    }
+
     pub fn announce(self: &Arc<Self>, url: String) -> Result<(), Error> {
         let me = Arc::downgrade(self);
         let peers = Peers::start(self.cluster.clone(), &self.service_id, url, move || {

@@ -228,6 +228,28 @@ pub enum Statement {
 }
 
 impl Statement {
+    /// Whether the statement leaves the catalog, the queries, the topics and the plugins as they
+    /// are (what a read-only user may run).
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            Statement::Select(_)
+            | Statement::Show { .. }
+            | Statement::Describe { .. }
+            | Statement::DescribeFunction { .. }
+            | Statement::DescribeAll { .. }
+            | Statement::Set { .. }
+            | Statement::Unset { .. }
+            | Statement::Print { .. }
+            | Statement::Explain { .. } => true,
+            Statement::CreateSource(_)
+            | Statement::InsertSelect { .. }
+            | Statement::InsertValues { .. }
+            | Statement::ReloadFunctions
+            | Statement::Drop { .. }
+            | Statement::Terminate { .. } => false,
+        }
+    }
+
     /// ksqlDB's name for the statement's type, used in error messages.
     pub fn type_name(&self) -> &'static str {
         match self {
