@@ -30,6 +30,24 @@ struct Args {
     /// How to show results.
     #[arg(long, value_enum, ignore_case = true, default_value = "table")]
     output: shell::OutputFormat,
+    /// The user name for HTTP Basic authentication; the password is asked for unless given.
+    #[arg(long, short = 'u', env = "EDDY_USER")]
+    user: Option<String>,
+    /// The password for HTTP Basic authentication (better: the prompt or `EDDY_PASSWORD`).
+    #[arg(long, short = 'p', env = "EDDY_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// A bearer token (an API token or a JWT) instead of a user and password.
+    #[arg(
+        long,
+        env = "EDDY_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "user"
+    )]
+    token: Option<String>,
+    /// A PEM file of CA certificates to check an https:// server's certificate against, besides
+    /// the system's.
+    #[arg(long, env = "EDDY_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -100,6 +118,15 @@ fn main() -> ExitCode {
             execute: args.execute,
             file: args.file,
             output: args.output,
+            credentials: match (args.user, args.token) {
+                (Some(user), _) => Some(shell::Credentials::Basic {
+                    user,
+                    password: args.password,
+                }),
+                (None, Some(token)) => Some(shell::Credentials::Bearer(token)),
+                (None, None) => None,
+            },
+            ca_cert: args.ca_cert,
         }),
     }
 }

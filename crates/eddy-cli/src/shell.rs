@@ -29,6 +29,19 @@ pub struct Options {
     pub execute: Option<String>,
     pub file: Option<PathBuf>,
     pub output: OutputFormat,
+    pub credentials: Option<Credentials>,
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// How the shell authenticates.
+#[derive(Debug)]
+pub enum Credentials {
+    /// HTTP Basic; the password is asked for when not given.
+    Basic {
+        user: String,
+        password: Option<String>,
+    },
+    Bearer(String),
 }
 
 /// A connection to a server plus the session's client-side state.
@@ -45,10 +58,10 @@ pub fn run(opts: Options) -> ExitCode {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    let http = match reqwest::blocking::Client::builder().timeout(None).build() {
+    let http = match client(&opts) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("cannot create an HTTP client: {e}");
+            eprintln!("{e:#}");
             return ExitCode::from(2);
         }
     };
@@ -80,6 +93,43 @@ pub fn run(opts: Options) -> ExitCode {
         },
         None => session.interactive(),
     }
+}
+
+/// The HTTP client: trusting `--ca-cert` and sending the credentials with every request.
+fn client(opts: &Options) -> anyhow::Result<reqwest::blocking::Client> {
+    let mut builder = reqwest::blocking::Client::builder().timeout(None);
+    if let Some(path) = &opts.ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    let authorization = match &opts.credentials {
+        None => None,
+        Some(Credentials::Bearer(token)) => Some(format!("Bearer {token}")),
+        Some(Credentials::Basic { user, password }) => {
+            let password = match password {
+                Some(p) => p.clone(),
+                None => rpassword::prompt_password(format!("Password for {user}: "))
+                    .context("cannot read the password")?,
+            };
+            use base64::Engine;
+            let pair =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Some(format!("Basic {pair}"))
+        }
+    };
+    if let Some(value) = authorization {
+        let mut value = reqwest::header::HeaderValue::from_str(&value)
+            .context("the credentials cannot be sent in an HTTP header")?;
+        value.set_sensitive(true);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+        builder = builder.default_headers(headers);
+    }
+    builder.build().context("cannot create an HTTP client")
 }
 
 impl Session {
@@ -150,12 +200,18 @@ impl Session {
             "Eddy — streaming SQL over Kafka (shell v{})",
             env!("CARGO_PKG_VERSION")
         );
-        match self
-            .http
-            .get(self.url("/info"))
-            .send()
-            .and_then(|r| r.json::<Value>())
-        {
+        let answer = self.http.get(self.url("/info")).send();
+        if let Ok(r) = &answer {
+            match r.status().as_u16() {
+                401 => println!(
+                    "The server at {} asks for credentials: pass --user (the password is asked for) or --token.",
+                    self.server
+                ),
+                403 => println!("The server at {} does not let this user in.", self.server),
+                _ => {}
+            }
+        }
+        match answer.and_then(|r| r.error_for_status()?.json::<Value>()) {
             Ok(info) => {
                 let i = &info["KsqlServerInfo"];
                 println!(
@@ -165,6 +221,7 @@ impl Session {
                     i["serverStatus"].as_str().unwrap_or("?")
                 );
             }
+            Err(e) if e.status().is_some() => {}
             Err(_) => println!(
                 "Remote server at {} does not appear to be a valid Eddy or ksqlDB server. Start one with `eddy-server`, or pass --server URL.",
                 self.server

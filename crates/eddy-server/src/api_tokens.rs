@@ -93,7 +93,10 @@ mod tests {
         let line = format!("ci: {}, admin\n", hash_token(TOKEN).unwrap());
         let tokens =
             ApiTokens::from_entries(principal_file::parse(&line).unwrap(), Path::new("t")).unwrap();
-        assert_eq!(tokens.check(TOKEN), Some(("ci", &["admin".to_string()][..])));
+        assert_eq!(
+            tokens.check(TOKEN),
+            Some(("ci", &["admin".to_string()][..]))
+        );
         assert!(tokens.check(&TOKEN[1..]).is_none());
     }
 
@@ -101,7 +104,9 @@ mod tests {
     fn short_tokens_and_bad_digests_are_refused() {
         assert!(hash_token("short").is_err());
         let bad = principal_file::parse("ci: sha256:12, admin\n").unwrap();
-        let e = ApiTokens::from_entries(bad, Path::new("t")).unwrap_err().to_string();
+        let e = ApiTokens::from_entries(bad, Path::new("t"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("hash-token"), "{e}");
     }
 }

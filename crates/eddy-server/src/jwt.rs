@@ -61,8 +61,12 @@ impl JwtCheck {
         let setting = |key: &'static str, reason: String| AccessError::Setting { key, reason };
         let pem = key.starts_with(b"-----BEGIN");
         let algorithm = match settings.algorithm {
-            Some(name) => Algorithm::from_str(name.trim())
-                .map_err(|_| setting(ALGORITHM, format!("'{name}' is not a JWT algorithm (HS256, RS256, ES256, EdDSA, ...)")))?,
+            Some(name) => Algorithm::from_str(name.trim()).map_err(|_| {
+                setting(
+                    ALGORITHM,
+                    format!("'{name}' is not a JWT algorithm (HS256, RS256, ES256, EdDSA, ...)"),
+                )
+            })?,
             None if !pem => Algorithm::HS256,
             None if DecodingKey::from_rsa_pem(key).is_ok() => Algorithm::RS256,
             None if DecodingKey::from_ec_pem(key).is_ok() => Algorithm::ES256,
@@ -158,8 +162,12 @@ mod tests {
             },
         )
         .unwrap();
-        let good = token(json!({"sub": "wilma", "iss": "idp", "exp": now() + 600, "groups": ["admin"]}));
-        assert_eq!(check.check(&good).unwrap(), ("wilma".into(), vec!["admin".into()]));
+        let good =
+            token(json!({"sub": "wilma", "iss": "idp", "exp": now() + 600, "groups": ["admin"]}));
+        assert_eq!(
+            check.check(&good).unwrap(),
+            ("wilma".into(), vec!["admin".into()])
+        );
         let spaced = token(json!({"sub": "w", "iss": "idp", "exp": now() + 600, "groups": "a b"}));
         assert_eq!(check.check(&spaced).unwrap().1, ["a", "b"]);
         let expired = token(json!({"sub": "w", "iss": "idp", "exp": now() - 600}));

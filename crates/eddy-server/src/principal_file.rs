@@ -28,7 +28,10 @@ pub fn read(key: &'static str, path: &Path) -> Result<Vec<Entry>, AccessError> {
     if size > MAX_FILE_BYTES {
         return Err(AccessError::Setting {
             key,
-            reason: format!("{} is {size} bytes, more than {MAX_FILE_BYTES}", path.display()),
+            reason: format!(
+                "{} is {size} bytes, more than {MAX_FILE_BYTES}",
+                path.display()
+            ),
         });
     }
     let text = std::fs::read_to_string(path).map_err(read_error)?;
@@ -52,8 +55,15 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
             .split_once(':')
             .ok_or_else(|| bad("expected `name: hash[, role ...]`"))?;
         let name = name.trim();
-        let mut fields = rest.split(',').map(str::trim);
-        let hash = fields.next().unwrap_or_default();
+        let mut fields = rest.split(',').peekable();
+        // A PHC hash's parameters are separated by commas too (`$argon2id$v=19$m=19456,t=2,p=1$...`):
+        // a field that starts `name=` continues the hash; roles have no `=`.
+        let mut hash = fields.next().unwrap_or_default().trim().to_string();
+        while let Some(next) = fields.next_if(|f| is_parameter(f)) {
+            hash.push(',');
+            hash.push_str(next.trim_end());
+        }
+        let fields = fields.map(str::trim);
         if name.is_empty() || hash.is_empty() {
             return Err(bad("expected `name: hash[, role ...]`"));
         }
@@ -62,7 +72,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
         }
         entries.push(Entry {
             name: name.to_string(),
-            hash: hash.to_string(),
+            hash,
             roles: fields
                 .filter(|r| !r.is_empty())
                 .map(str::to_string)
@@ -72,19 +82,31 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
     Ok(entries)
 }
 
+/// Whether a comma-separated field is a hash parameter (`t=2`) rather than a role.
+fn is_parameter(field: &str) -> bool {
+    field.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn lines_are_names_hashes_and_roles() {
-        let entries = parse("# users\nfred: $argon2id$x, admin, user\n\n! old\nbarney:$argon2id$y\n")
-            .unwrap();
+        let entries =
+            parse("# users\nfred: $argon2id$x, admin, user\n\n! old\nbarney:$argon2id$y\n")
+                .unwrap();
         assert_eq!(entries[0].name, "fred");
         assert_eq!(entries[0].hash, "$argon2id$x");
         assert_eq!(entries[0].roles, ["admin", "user"]);
         assert_eq!(entries[1].name, "barney");
         assert!(entries[1].roles.is_empty());
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+        let entries = parse(&format!("wilma: {phc}, admin, user\n")).unwrap();
+        assert_eq!(entries[0].hash, phc);
+        assert_eq!(entries[0].roles, ["admin", "user"]);
     }
 
     #[test]

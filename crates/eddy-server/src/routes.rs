@@ -4,9 +4,9 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -82,7 +82,8 @@ async fn authenticate(
         }
         Err(Denied::Unauthenticated(why)) => {
             let mut response =
-                ApiError(ErrorMessage::generic(40100, format!("Unauthorized: {why}"))).into_response();
+                ApiError(ErrorMessage::generic(40100, format!("Unauthorized: {why}")))
+                    .into_response();
             if let Ok(challenge) = access.challenge().parse() {
                 response
                     .headers_mut()

@@ -50,7 +50,13 @@ pub fn server_config(
         .map_err(|e| bad(KEY_LOCATION, key, e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(chain, private)
-        .map_err(|e| bad(KEY_LOCATION, key, format!("does not fit the certificate: {e}")))?;
+        .map_err(|e| {
+            bad(
+                KEY_LOCATION,
+                key,
+                format!("does not fit the certificate: {e}"),
+            )
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

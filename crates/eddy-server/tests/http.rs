@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use eddy_kafka::KafkaCluster;
+use eddy_server::access::Access;
 use eddy_server::local_broker::LocalBroker;
+use eddy_server::peer_client::PeerClient;
 use eddy_server::schema_registry::HttpRegistry;
 use eddy_server::{routes, state::AppState};
 
@@ -59,10 +61,25 @@ async fn start() -> Server {
 }
 
 async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, String) {
-    let request = Request::builder()
+    call_as(app, None, method, uri, body).await
+}
+
+/// A call with an `Authorization` header when one is given.
+async fn call_as(
+    app: &Router,
+    authorization: Option<&str>,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, String) {
+    let mut request = Request::builder()
         .method(method)
         .uri(uri)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(a) = authorization {
+        request = request.header("authorization", a);
+    }
+    let request = request
         .body(match body {
             Some(b) => Body::from(b.to_string()),
             None => Body::empty(),
@@ -140,6 +157,196 @@ async fn properties_a_request_may_set_are_told_apart() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_authentication_on_callers_are_named_and_read_only_ones_cannot_change_anything() {
+    use base64::Engine;
+    let server = start().await;
+    let dir = server._dir.path();
+    let token = "0123456789abcdef0123456789abcdef";
+    let jwt_secret = "a secret of at least thirty-two bytes";
+    let files = [
+        (
+            "users",
+            format!(
+                "fred: {}, admin\nbarney: {}, user\n",
+                eddy_server::credentials::hash_password("flintstone").unwrap(),
+                eddy_server::credentials::hash_password("rubble").unwrap()
+            ),
+        ),
+        (
+            "tokens",
+            format!(
+                "ci: {}, user\n",
+                eddy_server::api_tokens::hash_token(token).unwrap()
+            ),
+        ),
+        ("jwt.key", jwt_secret.to_string()),
+    ];
+    for (name, text) in &files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let settings: std::collections::HashMap<&str, String> = [
+        ("authentication.method", "BASIC".to_string()),
+        (
+            "eddy.authentication.credentials.file",
+            dir.join("users").display().to_string(),
+        ),
+        (
+            "eddy.authentication.tokens.file",
+            dir.join("tokens").display().to_string(),
+        ),
+        (
+            "eddy.authentication.jwt.key.location",
+            dir.join("jwt.key").display().to_string(),
+        ),
+        (
+            "eddy.internal.secret",
+            "peers-secret-of-thirty-two-characters".to_string(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let access = Access::from_settings(|k| settings.get(k).map(String::as_str)).unwrap();
+    server.state.secure(access, PeerClient::default());
+    let app = &server.app;
+    let basic = |user: &str, password: &str| {
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {pair}")
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let jwt = |exp: u64, roles: &[&str]| {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({"sub": "wilma", "exp": exp, "roles": roles}),
+            &jsonwebtoken::EncodingKey::from_secret(jwt_secret.as_bytes()),
+        )
+        .unwrap();
+        format!("Bearer {token}")
+    };
+
+    // Every endpoint but the health checks needs credentials, and says which kind.
+    let endpoints = [
+        ("GET", "/"),
+        ("GET", "/info"),
+        ("GET", "/is_valid_property/auto.offset.reset"),
+        ("POST", "/ksql"),
+        ("POST", "/query"),
+        ("POST", "/query-stream"),
+        ("POST", "/close-query"),
+        ("POST", "/inserts-stream"),
+        ("POST", "/subjects/s-value/versions"),
+        ("GET", "/subjects/s-value/versions/latest"),
+        ("GET", "/schemas/ids/1"),
+        ("GET", "/metrics"),
+        ("POST", "/internal/pull"),
+        ("GET", "/no-such-path"),
+    ];
+    for (method, path) in endpoints {
+        let (status, body) = call(app, method, path, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+        assert!(body.contains("40100"), "{body}");
+        let (status, _) = call_as(
+            app,
+            Some(&basic("fred", "wrong")),
+            method,
+            path,
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    for path in ["/healthcheck", "/chc/live", "/chc/ready"] {
+        assert_eq!(
+            call(app, "GET", path, None).await.0,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    let request = Request::builder().uri("/info").body(Body::empty()).unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Basic realm=\"Eddy\""
+    );
+
+    // Read-only callers (a user, an API token) read; changing anything is 403.
+    let create = json!({"ksql": "CREATE STREAM s (id INT KEY, v INT) WITH (kafka_topic='s', partitions=1, value_format='JSON');"});
+    let show = json!({"ksql": "SHOW STREAMS;"});
+    let (bearer, expired) = (format!("Bearer {token}"), jwt(now - 600, &["admin"]));
+    for reader in [
+        basic("barney", "rubble"),
+        bearer.clone(),
+        jwt(now + 600, &["user"]),
+    ] {
+        let (status, body) = call_as(app, Some(&reader), "POST", "/ksql", Some(show.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) =
+            call_as(app, Some(&reader), "POST", "/ksql", Some(create.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(
+            body.contains("40300") && body.contains("CreateStream"),
+            "{body}"
+        );
+        let (status, _) = call_as(app, Some(&reader), "GET", "/metrics", None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = call_as(app, Some(&expired), "POST", "/ksql", Some(show)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let inserts = Some(json!({"target": "S"}));
+    let (status, _) = call_as(app, Some(&bearer), "POST", "/inserts-stream", inserts).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Admins change things: a user with the admin role, a JWT with it.
+    let (status, body) = call_as(
+        app,
+        Some(&basic("fred", "flintstone")),
+        "POST",
+        "/ksql",
+        Some(create),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let drop = json!({"ksql": "DROP STREAM s;"});
+    let (status, body) = call_as(
+        app,
+        Some(&jwt(now + 600, &["admin"])),
+        "POST",
+        "/ksql",
+        Some(drop),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Peers' endpoints take the peers' secret, not users' credentials.
+    let (status, _) = call_as(
+        app,
+        Some(&basic("fred", "flintstone")),
+        "POST",
+        "/internal/pull",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let request = Request::builder()
+        .method("POST")
+        .uri("/internal/pull")
+        .header(
+            eddy_server::access::PEER_HEADER,
+            "peers-secret-of-thirty-two-characters",
+        )
+        .body(Body::from(r#"{"sql": "SELECT * FROM nothing;"}"#))
+        .unwrap();
+    let status = app.clone().oneshot(request).await.unwrap().status();
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "past authentication, to the query's error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
