@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -45,29 +46,34 @@ class Broker:
 
 
 class Server:
-    def __init__(self, binary, bootstrap, data_dir, service_id, extra_args=(), log_dir=None):
+    def __init__(self, binary, bootstrap, data_dir, service_id, extra_args=(), log_dir=None, https_ca=None):
         self.binary, self.bootstrap, self.data_dir, self.service_id = binary, bootstrap, data_dir, service_id
         self.log_dir = log_dir or data_dir
         self.extra_args = list(extra_args)
         # Variables added to the server's environment at its next start.
         self.env = {}
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # Served over HTTPS when a CA to check its certificate with is given.
+        self.context = ssl.create_default_context(cafile=https_ca) if https_ca else None
+        self.url = f"{'https' if https_ca else 'http'}://127.0.0.1:{self.port}"
         self.proc = None
         self.start()
 
     def start(self):
         log = open(os.path.join(self.log_dir, "server.log"), "a")
         self.proc = subprocess.Popen(
-            [self.binary, "--listen", f"127.0.0.1:{self.port}", "--bootstrap-servers", self.bootstrap,
+            [self.binary, "--listen", self.url, "--bootstrap-servers", self.bootstrap,
              "--data-dir", self.data_dir, "--service-id", self.service_id] + self.extra_args,
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **self.env))
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/info", timeout=1) as r:
+                with urllib.request.urlopen(self.url + "/info", timeout=1, context=self.context) as r:
                     if r.status == 200:
                         return
+            except urllib.error.HTTPError as e:
+                if e.code == 401:  # up, and asking for credentials
+                    return
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.2)
             if self.proc.poll() is not None:

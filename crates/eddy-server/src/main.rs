@@ -13,6 +13,7 @@ use eddy_runtime::functions::PluginDir;
 use eddy_runtime::registry::SchemaRegistry;
 use eddy_server::{local_broker, routes, schema_registry, state};
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use eddy_server::access::Access;
@@ -41,9 +42,13 @@ fn run_tool(tool: &Tool) -> anyhow::Result<()> {
         Tool::HashPassword => "Password: ",
         Tool::HashToken => "Token: ",
     };
-    let secret = rpassword::prompt_password(prompt)
-        .or_else(|_| rpassword::read_password())
-        .context("cannot read the secret")?;
+    let secret = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    }
+    .context("cannot read the secret")?;
     let secret = secret.trim_end_matches(['\r', '\n']);
     let line = match tool {
         Tool::HashPassword => eddy_server::credentials::hash_password(secret),

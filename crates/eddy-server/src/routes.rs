@@ -490,7 +490,7 @@ async fn remote_pull(
         .body(body.to_string())
         .send()
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(with_sources(&e)))?;
     let status = response.status();
     let bytes = response
         .bytes()
@@ -505,6 +505,18 @@ async fn remote_pull(
     reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| unreachable(e.to_string()))
+}
+
+/// An error and its causes, for a message (reqwest's own says little: "error sending request").
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// `POST /internal/pull` (servers asking each other): a pull query's rows from the state this server
