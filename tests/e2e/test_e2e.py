@@ -519,7 +519,8 @@ def test_scale_out_moves_state(ctx):
 def test_servers_follow_each_other(ctx):
     """Two servers with one service id, started before any statement: what one is asked to run, the other runs
     too within seconds — a new stream is in its catalog, a new query runs on it (with the first stopped, the
-    second alone turns the input into the output), a TERMINATE on the other stops it on both, RELOAD FUNCTIONS on one loads the plugins
+    second alone turns the input into the output), /status on either shows what the commands did,
+    /clusterStatus lists both servers alive, a TERMINATE on the other stops it on both, RELOAD FUNCTIONS on one loads the plugins
     copied into the other's plugin directory."""
     import shutil
     plugins = [tempfile.mkdtemp(prefix="eddy-follow-plugins-") for _ in range(2)]
@@ -551,6 +552,17 @@ def test_servers_follow_each_other(ctx):
         ksql(servers[0], "CREATE STREAM follow_out AS SELECT id, v * 2 AS v2 FROM follow_in;")
         eventually("the query running on the second server", lambda: any(
             q.startswith("CSAS_FOLLOW_OUT") for q in queries(servers[1])))
+
+        def get(server, path):
+            with urllib.request.urlopen(server.url + path) as r:
+                return json.load(r)
+        # ksqlDB's operational endpoints: what each command did, on the server that followed it too;
+        # the servers of the service id, each alive.
+        assert get(servers[1], "/status")["commandStatuses"]["stream/`FOLLOW_OUT`/create"] == "SUCCESS"
+        assert get(servers[1], "/status/stream/FOLLOW_IN/create")["status"] == "SUCCESS"
+        eventually("both servers alive in /clusterStatus", lambda: all(
+            get(servers[0], "/clusterStatus")["clusterStatus"].get(f"127.0.0.1:{s.port}", {}).get("hostAlive")
+            for s in servers))
         # The second server runs the query: with the first stopped, the input still comes out doubled.
         servers[0].stop()
         p = Producer({"bootstrap.servers": ctx.broker.bootstrap})

@@ -28,17 +28,29 @@ const ALIVE_MS: i64 = 10_000;
 /// Shard ids held, by query id.
 pub type Holdings = BTreeMap<String, Vec<i32>>;
 
-/// Another server, as it last announced itself.
+/// A server, as it last announced itself.
 #[derive(Debug, Clone)]
-struct Host {
-    url: String,
-    at: i64,
-    holdings: Holdings,
+pub struct Host {
+    /// Its advertised URL.
+    pub url: String,
+    /// When it announced itself (ms since the epoch, its clock).
+    pub at: i64,
+    /// The shards of query state it holds.
+    pub holdings: Holdings,
+}
+
+impl Host {
+    /// Whether it was heard from lately.
+    pub fn is_alive(&self) -> bool {
+        now_millis() - self.at <= ALIVE_MS
+    }
 }
 
 /// This server's view of its peers.
 pub struct Peers {
     me: String,
+    /// What this server last announced.
+    mine: Mutex<Option<Host>>,
     hosts: Mutex<HashMap<String, Host>>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -76,6 +88,7 @@ impl Peers {
         consumer.assign(&tpl).map_err(kafka_err)?;
         let peers = Arc::new(Peers {
             me: me.clone(),
+            mine: Mutex::new(None),
             hosts: Mutex::new(HashMap::new()),
             stop: Arc::new(AtomicBool::new(false)),
             thread: Mutex::new(None),
@@ -85,8 +98,14 @@ impl Peers {
             .name("peers".into())
             .spawn(move || {
                 while !seen.stop.load(Ordering::SeqCst) {
+                    let host = Host {
+                        url: url.clone(),
+                        at: now_millis(),
+                        holdings: holdings(),
+                    };
                     let announcement =
-                        json!({"url": url, "at": now_millis(), "holdings": holdings()});
+                        json!({"url": host.url, "at": host.at, "holdings": host.holdings});
+                    *seen.mine.lock().unwrap_or_else(|p| p.into_inner()) = Some(host);
                     let record = Record {
                         key: Some(me.clone().into_bytes()),
                         value: Some(announcement.to_string().into_bytes()),
@@ -136,11 +155,10 @@ impl Peers {
     /// The live servers holding shards of `query` that `missing` lists, with the shards each holds;
     /// and the shards no live server holds.
     pub fn holders(&self, query: &str, missing: &[i32]) -> (Vec<(String, Vec<i32>)>, Vec<i32>) {
-        let now = now_millis();
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         let mut left: Vec<i32> = missing.to_vec();
         let mut found = Vec::new();
-        for host in hosts.values().filter(|h| now - h.at <= ALIVE_MS) {
+        for host in hosts.values().filter(|h| h.is_alive()) {
             let Some(held) = host.holdings.get(query) else {
                 continue;
             };
@@ -151,6 +169,16 @@ impl Peers {
             }
         }
         (found, left)
+    }
+
+    /// Every server of the service id this one has heard of, itself first (once it has announced
+    /// itself), with what each last announced.
+    pub fn hosts(&self) -> Vec<Host> {
+        let mine = self.mine.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut others: Vec<Host> = hosts.values().cloned().collect();
+        others.sort_by(|a, b| a.url.cmp(&b.url));
+        mine.into_iter().chain(others).collect()
     }
 
     /// Stops announcing.

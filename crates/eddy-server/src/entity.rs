@@ -7,64 +7,12 @@ use eddy_sql::SqlType;
 use eddy_sql::catalog::Source;
 use eddy_sql::statement::{ColumnRole, SourceKind};
 
+use crate::command_status::command_status;
 use crate::query_view::QueryView;
 
 /// `currentStatus` for an executed DDL/DML statement.
 pub fn current_status(text: &str, outcome: &Outcome, seq: i64) -> Value {
-    let (command_id, message, query_id) = match outcome {
-        Outcome::SourceCreated { kind, name } | Outcome::SourceExists { kind, name } => (
-            format!("{}/`{name}`/create", kind.as_str().to_lowercase()),
-            match (kind, matches!(outcome, Outcome::SourceExists { .. })) {
-                (SourceKind::Stream, false) => "Stream created".to_string(),
-                (SourceKind::Table, false) => "Table created".to_string(),
-                (k, true) => format!(
-                    "Cannot add {} {name}: it already exists.",
-                    k.as_str().to_lowercase()
-                ),
-            },
-            None,
-        ),
-        Outcome::QueryCreated {
-            query_id,
-            kind,
-            sink,
-        } => (
-            match kind {
-                Some(k) => format!("{}/`{sink}`/create", k.as_str().to_lowercase()),
-                None => format!("stream/`{sink}`/insert"),
-            },
-            format!("Created query with ID {query_id}"),
-            Some(query_id.clone()),
-        ),
-        Outcome::Dropped {
-            kind, name, topic, ..
-        } => (
-            format!("{}/{name}/drop", kind.as_str().to_lowercase()),
-            format!("Source `{name}` (topic: {topic}) was dropped."),
-            None,
-        ),
-        Outcome::DropSkipped { kind, name } => (
-            format!("{}/{name}/drop", kind.as_str().to_lowercase()),
-            format!("Source `{name}` does not exist."),
-            None,
-        ),
-        Outcome::Terminated { query_ids } => (
-            format!(
-                "terminate/{}/execute",
-                query_ids.first().cloned().unwrap_or_else(|| "ALL".into())
-            ),
-            "Query terminated.".to_string(),
-            None,
-        ),
-        Outcome::Inserted => ("insert/values".to_string(), "Inserted".to_string(), None),
-        Outcome::FunctionsReloaded(report) => {
-            ("functions/reload".to_string(), report.message(), None)
-        }
-    };
-    let mut status = json!({"status": "SUCCESS", "message": message});
-    if let Some(q) = query_id {
-        status["queryId"] = Value::String(q);
-    }
+    let (command_id, status) = command_status(outcome);
     json!({
         "@type": "currentStatus",
         "statementText": text,

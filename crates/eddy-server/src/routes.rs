@@ -53,6 +53,13 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(crate::registry_api::latest),
         )
         .route("/schemas/ids/{id}", get(crate::registry_api::by_id))
+        .route("/status", get(crate::operations_api::statuses))
+        .route(
+            "/status/{kind}/{entity}/{action}",
+            get(crate::operations_api::status),
+        )
+        .route("/clusterStatus", get(crate::operations_api::cluster_status))
+        .route("/lag", get(crate::operations_api::lag))
         .route("/internal/pull", post(internal_pull))
         .route("/metrics", get(metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })

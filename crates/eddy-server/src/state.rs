@@ -22,6 +22,7 @@ use eddy_sql::catalog::Source;
 use eddy_sql::statement::{ShowKind, SourceKind, Statement};
 
 use crate::access::Access;
+use crate::command_status::{CommandStatus, command_status};
 use crate::entity;
 use crate::peer_client::PeerClient;
 pub use crate::query_view::QueryView;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub requests: Mutex<BTreeMap<u16, u64>>,
     /// The other servers sharing the service id, once this one announces itself.
     peers: std::sync::OnceLock<Arc<Peers>>,
+    /// The status of every command run, by command id (`GET /status`).
+    commands: Mutex<BTreeMap<String, CommandStatus>>,
     /// Who may use the REST API (open until `secure` says otherwise).
     access: std::sync::OnceLock<Arc<Access>>,
     /// How this server calls its peers.
@@ -148,6 +151,7 @@ impl AppState {
             table_feeds: Mutex::default(),
             peers: std::sync::OnceLock::new(),
             access: std::sync::OnceLock::new(),
+            commands: Mutex::default(),
             peer_client: std::sync::OnceLock::new(),
             requests: Mutex::default(),
             cluster,
@@ -172,7 +176,8 @@ impl AppState {
         let (entries, next) = self.log.read_all()?;
         let mut engine = lock(&self.engine);
         for entry in &entries {
-            apply(&mut engine, entry);
+            let outcomes = apply(&mut engine, entry);
+            self.record(&outcomes);
             self.seq.fetch_add(1, Ordering::SeqCst);
         }
         let queries: Vec<_> = engine.queries().values().cloned().collect();
@@ -221,6 +226,7 @@ impl AppState {
         let outcomes = apply(&mut self.engine(), entry);
         self.seq.fetch_add(1, Ordering::SeqCst);
         let props = entry_properties(entry);
+        self.record(&outcomes);
         for outcome in outcomes {
             match outcome {
                 Outcome::QueryCreated { query_id, .. } => {
@@ -237,6 +243,26 @@ impl AppState {
 
     /// Announces this server, reachable at `url`, to the others sharing its service id, and learns of
     /// them (so pull queries can ask them for the state they hold).
+    /// Keeps the status of what commands did, for `GET /status` (inserts are not commands).
+    fn record(&self, outcomes: &[Outcome]) {
+        let mut commands = lock(&self.commands);
+        for outcome in outcomes.iter().filter(|o| !matches!(o, Outcome::Inserted)) {
+            let (id, status) = command_status(outcome);
+            commands.insert(id, status);
+        }
+    }
+
+    /// Every server of the service id this one knows of, itself first (none before it announces
+    /// itself).
+    pub fn hosts(&self) -> Vec<eddy_kafka::peers::Host> {
+        self.peers.get().map(|p| p.hosts()).unwrap_or_default()
+    }
+
+    /// The status of every command run, by command id.
+    pub fn command_statuses(&self) -> BTreeMap<String, CommandStatus> {
+        lock(&self.commands).clone()
+    }
+
     /// Turns on the REST API's access rules and sets how peers are called; before serving, once.
     pub fn secure(&self, access: Access, peer_client: PeerClient) {
         let _ = self.access.set(Arc::new(access));
@@ -606,6 +632,7 @@ impl AppState {
                         self.log.append(&entry).map_err(|e| fail(e, &entities))?;
                     }
                     let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+                    self.record(std::slice::from_ref(&outcome));
                     match &outcome {
                         Outcome::QueryCreated { query_id, .. } => self
                             .start_task(query_id.clone(), &props)

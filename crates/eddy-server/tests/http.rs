@@ -377,6 +377,45 @@ async fn statements_run_and_are_described() {
         .map(|f| f["name"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["ID", "SPEED"]);
+    // What each command did is kept: by its id (with or without ksqlDB's backquotes), and all.
+    let (_, body) = ksql(
+        app,
+        "CREATE STREAM fast AS SELECT id, speed FROM cars WHERE speed > 100;",
+    )
+    .await;
+    let query_id = body[0]["commandStatus"]["queryId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = call(app, "GET", "/status", None).await;
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        all["commandStatuses"]["stream/`CARS`/create"], "SUCCESS",
+        "{all}"
+    );
+    assert_eq!(
+        all["commandStatuses"]["stream/`FAST`/create"], "SUCCESS",
+        "{all}"
+    );
+    for path in [
+        "/status/stream/%60FAST%60/create",
+        "/status/stream/FAST/create",
+    ] {
+        let (status, body) = call(app, "GET", path, None).await;
+        let one: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(one["queryId"], query_id.as_str());
+        assert_eq!(one["status"], "SUCCESS");
+    }
+    let (status, body) = call(app, "GET", "/status/stream/NOPE/create", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("40400"), "{body}");
+    // Its consumer lag, per input partition.
+    let (status, body) = call(app, "GET", "/lag", None).await;
+    let lag: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(lag["queries"][0]["queryId"], query_id.as_str(), "{lag}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
