@@ -18,7 +18,8 @@ The broker (nisshi) listens with TLS only, with a certificate signed by a CA thi
   hashes made by `eddy-server hash-password`, an API token): 401 without credentials, 403 for a read-only
   user's DDL, the shell with `--user` and `--ca-cert`, the PyPI ksqldb client (as far as its Basic auth
   works), a push query with a bearer token over HTTP/2, and pull queries answered by both servers, which
-  call each other over HTTPS with the shared `eddy.internal.secret`.
+  call each other over HTTPS with the shared `eddy.internal.secret`; their logs are JSON lines, a query's
+  lines with its id as a field.
 - Refusals: a misspelt key in the file stops the server at start, naming the key it probably means; a JKS
   truststore is refused with how to export it as PEM; `streamsProperties` with a misspelt key is refused
   naming the closest known one; a Kafka client setting in a request is refused (it applies to the whole
@@ -282,7 +283,7 @@ def test_rest_api_over_https_with_authentication(ctx):
         f"eddy.authentication.credentials.file={users}", f"eddy.authentication.tokens.file={tokens}",
         f"eddy.rest.ssl.certificate.location={ctx.certs['broker']}", f"eddy.rest.ssl.key.location={ctx.certs['key']}",
         f"eddy.rest.ssl.ca.location={ca}",
-        f"eddy.internal.secret={secrets.token_hex(32)}"]
+        f"eddy.internal.secret={secrets.token_hex(32)}", "eddy.log.format=json"]
     first, second = (start_server(ctx, "rest", lines, https_ca=ca) for _ in range(2))
     fred, barney = (("Basic " + base64.b64encode(pair.encode()).decode()) for pair in ["fred:flintstone", "barney:rubble"])
     import requests
@@ -374,6 +375,10 @@ def test_rest_api_over_https_with_authentication(ctx):
         assert got == (200, want), (server.url, got)
     for s in [first, second]:
         s.stop()
+    # JSON logs: every line an object; a query's lines name it in a field.
+    with open(os.path.join(first.data_dir, "server.log")) as f:
+        entries = [json.loads(line) for line in f if line.strip()]
+    assert any(e.get("query", "").startswith("CTAS_SPEEDS") for e in entries), entries[-5:]
     print("   401 without credentials, 403 for a read-only user, the shell and the ksqldb client over HTTPS, "
           "pull queries answered by both servers")
 

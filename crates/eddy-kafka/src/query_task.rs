@@ -51,12 +51,15 @@ impl QueryTask {
         name: String,
         body: impl FnOnce(Arc<AtomicBool>, Arc<QueryStats>) + Send + 'static,
     ) -> Result<QueryTask> {
-        QueryTask::spawn_with(name, Arc::new(QueryStats::default()), body)
+        let span = tracing::info_span!("task", task = %name);
+        QueryTask::spawn_with(name, span, Arc::new(QueryStats::default()), body)
     }
 
-    /// [`QueryTask::spawn`] with counters made by the caller.
+    /// [`QueryTask::spawn`] with counters made by the caller; everything the thread logs is in
+    /// `span` (a field names the query, in text and JSON logs alike).
     fn spawn_with(
         name: String,
+        span: tracing::Span,
         stats: Arc<QueryStats>,
         body: impl FnOnce(Arc<AtomicBool>, Arc<QueryStats>) + Send + 'static,
     ) -> Result<QueryTask> {
@@ -66,6 +69,7 @@ impl QueryTask {
             .name(name)
             .stack_size(STACK_BYTES)
             .spawn(move || {
+                let _in_span = span.enter();
                 let failed = counters.clone();
                 let run = std::panic::AssertUnwindSafe(move || body(flag, counters));
                 if let Err(panic) = std::panic::catch_unwind(run) {
@@ -102,7 +106,8 @@ impl QueryTask {
             .stats
             .clone()
             .unwrap_or_else(|| Arc::new(QueryStats::logged_to(config.processing_log.clone())));
-        QueryTask::spawn_with(name, stats, move |stop, stats| {
+        let span = tracing::info_span!("query", query = %query);
+        QueryTask::spawn_with(name, span, stats, move |stop, stats| {
             supervise(&query, &stop, &stats, backoff, || attempt(&stop, &stats))
         })
     }

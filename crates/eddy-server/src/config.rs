@@ -12,6 +12,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use eddy_kafka::{ClientSettings, Transactions};
 use eddy_runtime::properties::{Effect, Properties};
+use eddy_server::log_format::LogFormat;
 use eddy_server::schema_registry::RegistryAccess;
 use eddy_server::settings::{self, Setting};
 use eddy_server::{access, peer_client, tls_listener};
@@ -72,6 +73,15 @@ pub struct Args {
     /// `ksql.functions.<name>.<key>` (docs/configuration.md lists them all).
     #[arg(long, env = "EDDY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log lines as text, or as JSON objects (with the query id of a query's lines as a field).
+    #[arg(
+        long,
+        env = "EDDY_LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub tool: Option<Tool>,
 }
@@ -103,6 +113,8 @@ pub struct Config {
     pub state_replicas: i16,
     /// How the Schema Registry is reached (`ksql.schema.registry.*`).
     pub registry: RegistryAccess,
+    /// What the configuration sets that has no effect, for the log once it is started.
+    pub warnings: Vec<String>,
     /// The REST API's HTTPS and authentication settings (`access::KEYS`, `eddy.rest.ssl.*`), by name.
     pub security: BTreeMap<&'static str, String>,
 }
@@ -120,6 +132,7 @@ pub fn load() -> anyhow::Result<Config> {
         state_replicas: 1,
         registry: RegistryAccess::default(),
         security: BTreeMap::new(),
+        warnings: Vec::new(),
     };
     if args.tool.is_some() {
         return Ok(config);
@@ -203,6 +216,9 @@ pub fn load() -> anyhow::Result<Config> {
                     "eddy.transactions" if from_file("transactions") => {
                         args.transactions = value.parse()?
                     }
+                    "eddy.log.format" if from_file("log_format") => {
+                        args.log_format = value.parse().map_err(anyhow::Error::msg)?
+                    }
                     "ksql.schema.registry.basic.auth.credentials.source"
                         if !value.trim().eq_ignore_ascii_case("USER_INFO") =>
                     {
@@ -240,7 +256,9 @@ pub fn load() -> anyhow::Result<Config> {
             }
             Setting::Query(p) => {
                 if let Effect::Ignored(why) = p.effect {
-                    tracing::warn!("{key} has no effect in Eddy: {why}");
+                    config
+                        .warnings
+                        .push(format!("{key} has no effect in Eddy: {why}"));
                 }
                 if p.name == "processing.guarantee" && from_file("processing_guarantee") {
                     args.processing_guarantee = value.clone();
@@ -261,7 +279,9 @@ pub fn load() -> anyhow::Result<Config> {
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("in the Kafka client settings")?;
     for (key, why) in config.clients.ignored() {
-        tracing::warn!("{key} has no effect with Eddy's Kafka clients: {why}");
+        config.warnings.push(format!(
+            "{key} has no effect with Eddy's Kafka clients: {why}"
+        ));
     }
     config.args = args;
     Ok(config)

@@ -11,6 +11,7 @@ pub mod entity;
 mod inserts;
 mod jwt;
 pub mod local_broker;
+pub mod log_format;
 pub mod metrics;
 mod operations_api;
 pub mod peer_client;

@@ -23,15 +23,14 @@ use eddy_server::tls_listener::{self, TlsListener};
 use crate::config::{Config, Tool};
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    eddy_server::client_logs::forward();
     let config = config::load()?;
     if let Some(tool) = &config.args.tool {
         return run_tool(tool);
+    }
+    eddy_server::log_format::init(config.args.log_format);
+    eddy_server::client_logs::forward();
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
     }
     eddy_server::runtime::build()?.block_on(serve(config))
 }

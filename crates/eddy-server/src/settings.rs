@@ -193,6 +193,11 @@ pub const SERVER_SETTINGS: &[ServerSetting] = &[
         doc: "the local broker's data (without bootstrap.servers)",
     },
     ServerSetting {
+        names: &["eddy.log.format", "log.format"],
+        default: "text",
+        doc: "log lines as text, or as JSON objects with a query's id as a field of its lines",
+    },
+    ServerSetting {
         names: &["eddy.transactions"],
         default: "auto",
         doc: "exactly-once output through Kafka transactions: auto (when the broker has them), on or off",
