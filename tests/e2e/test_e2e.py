@@ -587,9 +587,10 @@ def test_servers_follow_each_other(ctx):
 
 
 def test_metrics(ctx):
-    """/metrics parses with Prometheus' own parser; during a CSAS its consumed and produced counters match what
-    went in and came out of the topics, its latency histogram has an observation per output record, and once
-    the input stops the consumer lag of every input partition falls to 0."""
+    """/metrics parses with Prometheus' own parser; during a CSAS its consumed and produced counters (records, and
+    bytes read) match what went in and came out of the topics, its latency histogram has an observation per output
+    record, and once the input stops the consumer lag of every input partition falls to 0; pull and push queries
+    are counted."""
     from prometheus_client.parser import text_string_to_metric_families
     url = ctx.server.url
     status, body = post(url + "/ksql", {"ksql": "CREATE STREAM metered (id INT KEY, v INT) WITH (kafka_topic='metered', "
@@ -603,6 +604,12 @@ def test_metrics(ctx):
     assert p.flush(30) == 0
     out, _ = consume_all(ctx.broker.bootstrap, "METERED_BIG", 750, timeout=60)
     assert sum(len(rows) for rows in out.values()) >= 750
+    # A pull query and a push query, counted by the server.
+    status, body = post(url + "/query-stream", {"sql": "SELECT * FROM metered WHERE v = 7;"})
+    assert status == 200, body
+    status, body = post(url + "/query-stream", {"sql": "SELECT * FROM metered EMIT CHANGES LIMIT 1;",
+                                                "properties": {"auto.offset.reset": "earliest"}})
+    assert status == 200, body
 
     def scrape():
         with urllib.request.urlopen(url + "/metrics", timeout=30) as r:
@@ -632,6 +639,10 @@ def test_metrics(ctx):
     assert latency[query] == 750, latency
     buckets = [(l["le"], v) for l, v in samples["eddy_query_latency_seconds_bucket"] if l["query"] == query]
     assert buckets[-1] == ("+Inf", 750), buckets
+    read_bytes = {l["query"]: v for l, v in samples["eddy_query_bytes_consumed_total"]}
+    assert read_bytes[query] == sum(4 + len(json.dumps({"V": i})) for i in range(1000)), read_bytes
+    assert samples["eddy_pull_query_latency_seconds_count"][0][1] >= 1, samples["eddy_pull_query_latency_seconds_count"]
+    assert samples["eddy_push_queries_started_total"][0][1] >= 1
     statuses = {l["status"]: v for l, v in samples["eddy_http_requests_total"]}
     assert statuses.get("200", 0) >= 1, statuses
     assert samples["process_resident_memory_bytes"][0][1] > 0
@@ -842,6 +853,17 @@ def test_udf_plugins(ctx):
         assert "unlucky thirteen" in f["queryErrors"][0]["errorMessage"], f["queryErrors"]
         assert queries["DIST"]["statistics"]["expressionErrors"] == 0, queries["DIST"]
         assert queries["MEAN_SPEED"]["state"] == "RUNNING", queries["MEAN_SPEED"]
+        # Each plugin function's calls in /metrics: every row, the time spent, the failing calls.
+        from prometheus_client.parser import text_string_to_metric_families
+        with urllib.request.urlopen(server.url + "/metrics", timeout=30) as r:
+            calls = {(s.name, s.labels["function"]): s.value
+                     for family in text_string_to_metric_families(r.read().decode())
+                     for s in family.samples if s.name.startswith("eddy_udf_")}
+        assert calls[("eddy_udf_rows_total", "HAVERSINE_KM")] >= total, calls
+        assert calls[("eddy_udf_seconds_total", "HAVERSINE_KM")] > 0, calls
+        assert calls[("eddy_udf_rows_total", "STREAM_MEAN")] >= total, calls
+        assert calls[("eddy_udf_errors_total", "FRAGILE")] >= 1, calls
+        assert calls[("eddy_udf_errors_total", "HAVERSINE_KM")] == 0, calls
     finally:
         server.stop()
 

@@ -99,7 +99,12 @@ pub(crate) fn start(
             busy: false,
         };
         let order = TimeOrder::of(&query.pipeline, &topics, idle);
-        run(stop, &mut Reader::new(&consumer, order), &mut step).or_else(Halt::into_result)
+        run(
+            stop,
+            &mut Reader::new(&consumer, order).counting(&stats.consumed_bytes),
+            &mut step,
+        )
+        .or_else(Halt::into_result)
     })
 }
 

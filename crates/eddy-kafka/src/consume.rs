@@ -5,7 +5,7 @@
 //! what is due; stopping, the step settles what is left. What differs between tasks — what a run
 //! becomes, when output counts as delivered, where positions are kept — is in their steps.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
@@ -44,12 +44,26 @@ pub(crate) trait Step {
 pub(crate) struct Reader<'a, C: ConsumerContext> {
     consumer: &'a BaseConsumer<C>,
     order: Option<TimeOrder>,
+    /// Where the bytes read (keys and values) are counted.
+    bytes: Option<&'a AtomicU64>,
 }
 
 impl<'a, C: ConsumerContext> Reader<'a, C> {
     /// Reads `consumer`, in `order` when the task has several inputs.
     pub(crate) fn new(consumer: &'a BaseConsumer<C>, order: Option<TimeOrder>) -> Self {
-        Reader { consumer, order }
+        Reader {
+            consumer,
+            order,
+            bytes: None,
+        }
+    }
+
+    /// This reader, counting the bytes of the keys and values it reads in `bytes`.
+    pub(crate) fn counting(self, bytes: &'a AtomicU64) -> Self {
+        Reader {
+            bytes: Some(bytes),
+            ..self
+        }
     }
 
     /// Polls a micro-batch and hands it to `step`: as it came for a single input, as the runs whose
@@ -58,6 +72,13 @@ impl<'a, C: ConsumerContext> Reader<'a, C> {
     pub(crate) fn read<S: Step>(&mut self, step: &mut S) -> Result<usize, Halt> {
         let batch = poll_batch(self.consumer);
         let polled = batch.len();
+        if let Some(counter) = self.bytes {
+            let bytes: usize = batch
+                .iter()
+                .map(|m| m.0.key().map_or(0, <[u8]>::len) + m.0.payload().map_or(0, <[u8]>::len))
+                .sum();
+            counter.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
         match &mut self.order {
             None if batch.is_empty() => {}
             None => step.process(0, batch)?,

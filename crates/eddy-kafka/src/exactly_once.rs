@@ -137,7 +137,12 @@ pub(crate) fn start(
             task: &task,
             consumer: &consumer,
         };
-        run(stop, &mut Reader::new(&consumer, None), &mut step).or_else(Halt::into_result)
+        run(
+            stop,
+            &mut Reader::new(&consumer, None).counting(&stats.consumed_bytes),
+            &mut step,
+        )
+        .or_else(Halt::into_result)
     })
 }
 

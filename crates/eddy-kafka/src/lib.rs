@@ -37,7 +37,7 @@ mod transaction;
 mod transactional;
 
 pub use client_settings::{ClientSettings, Role, SettingError};
-pub use cluster::{ClusterConfig, InternalTopic, KafkaCluster, Transactions};
+pub use cluster::{ClusterConfig, InternalTopic, KafkaCluster, Transactions, now_millis};
 pub use command_log::CommandLog;
 pub use consumer_lag::{PartitionLag, consumer_lag};
 pub use internal_topics::{changelog_topic, checkpoint_topic, is_internal_topic};

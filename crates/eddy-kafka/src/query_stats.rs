@@ -15,6 +15,8 @@ use crate::processing_log::ProcessingLog;
 #[derive(Debug, Default)]
 pub struct QueryStats {
     pub consumed: AtomicU64,
+    /// The bytes of the keys and values of the records read from the query's input topics.
+    pub consumed_bytes: AtomicU64,
     pub produced: AtomicU64,
     /// Records skipped because they could not be processed (decoded, placed in a window, ...).
     pub decode_errors: AtomicU64,

@@ -272,7 +272,12 @@ pub(crate) fn start(
             last_write: Instant::now(),
         };
         let order = TimeOrder::of(&task.query.pipeline, &task.topics, idle);
-        run(stop, &mut Reader::new(&consumer, order), &mut step).or_else(Halt::into_result)
+        run(
+            stop,
+            &mut Reader::new(&consumer, order).counting(&stats.consumed_bytes),
+            &mut step,
+        )
+        .or_else(Halt::into_result)
     })
 }
 

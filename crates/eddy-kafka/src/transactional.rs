@@ -77,7 +77,12 @@ pub(crate) fn start(
             span,
             opened: Instant::now(),
         };
-        run(stop, &mut Reader::new(&consumer, None), &mut step).or_else(Halt::into_result)
+        run(
+            stop,
+            &mut Reader::new(&consumer, None).counting(&stats.consumed_bytes),
+            &mut step,
+        )
+        .or_else(Halt::into_result)
     })
 }
 

@@ -1,7 +1,9 @@
 //! `GET /metrics`: the server's and its queries' figures in Prometheus' text exposition format —
 //! per query its records consumed, produced and skipped, expression errors, late records, whether
-//! it runs and its consumer group's lag per input partition; per server the push queries running,
-//! REST requests by status, and the process's memory, CPU time and open files.
+//! it runs, the bytes it read and its consumer group's lag per input partition; per server the push
+//! queries running and started, pull queries' latency and failures, each plugin function's calls
+//! (rows, time, failures: a model's inference), REST requests by status, and the process's memory,
+//! CPU time and open files.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -108,6 +110,12 @@ const PER_QUERY: &[QueryFigure] = &[
         |v| v.consumed,
     ),
     (
+        "eddy_query_bytes_consumed_total",
+        "counter",
+        "Bytes of the keys and values of the input records a query read.",
+        |v| v.consumed_bytes,
+    ),
+    (
         "eddy_query_records_produced_total",
         "counter",
         "Output records a query's sink acknowledged.",
@@ -195,6 +203,27 @@ pub fn render(state: &AppState) -> String {
             state.max_push_queries.load(Ordering::Relaxed) as f64,
         )],
     );
+    out.family(
+        "eddy_push_queries_started_total",
+        "counter",
+        "Push queries (and PRINTs) started on this server.",
+        [(
+            Vec::new(),
+            state.push_started.load(Ordering::Relaxed) as f64,
+        )],
+    );
+    out.histogram(
+        "eddy_pull_query_latency_seconds",
+        "Pull queries answered by this server, from the request to the rows.",
+        [(Vec::new(), &state.pull_latency.snapshot())],
+    );
+    out.family(
+        "eddy_pull_queries_failed_total",
+        "counter",
+        "Pull queries that failed.",
+        [(Vec::new(), state.pull_failed.load(Ordering::Relaxed) as f64)],
+    );
+    plugin_calls(&mut out, state);
     let requests: Vec<(Labels<'static>, f64)> = state
         .requests
         .lock()
@@ -212,6 +241,58 @@ pub fn render(state: &AppState) -> String {
     );
     process(&mut out);
     out.text
+}
+
+/// Each plugin function's calls (a model's inference is its scoring function's calls).
+fn plugin_calls(out: &mut Exposition, state: &AppState) {
+    let calls: Vec<(Labels<'static>, eddy_runtime::functions::CallSnapshot)> = state
+        .engine()
+        .plugin_functions()
+        .iter()
+        .filter_map(|(plugin, function)| {
+            let stats = plugin.calls(&function.name.to_lowercase())?;
+            let library = plugin
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let labels = vec![
+                ("function", function.name.to_uppercase()),
+                ("plugin", library),
+            ];
+            Some((labels, stats.snapshot()))
+        })
+        .collect();
+    let figures: [(
+        &str,
+        &str,
+        fn(&eddy_runtime::functions::CallSnapshot) -> f64,
+    ); 4] = [
+        (
+            "eddy_udf_calls_total",
+            "Calls into a plugin function (a batch of rows each).",
+            |c| c.calls as f64,
+        ),
+        (
+            "eddy_udf_rows_total",
+            "Rows a plugin function was called on.",
+            |c| c.rows as f64,
+        ),
+        (
+            "eddy_udf_seconds_total",
+            "Time spent in a plugin function's calls.",
+            |c| c.nanos as f64 / 1e9,
+        ),
+        (
+            "eddy_udf_errors_total",
+            "Calls of a plugin function that failed.",
+            |c| c.errors as f64,
+        ),
+    ];
+    for (name, help, value) in figures {
+        let samples = calls.iter().map(|(l, c)| (l.clone(), value(c)));
+        out.family(name, "counter", help, samples);
+    }
 }
 
 /// The process's own figures, from `/proc` (nothing where there is none).

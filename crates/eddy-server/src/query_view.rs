@@ -13,6 +13,7 @@ pub struct QueryView {
     pub group: String,
     pub state: String,
     pub consumed: u64,
+    pub consumed_bytes: u64,
     pub produced: u64,
     pub decode_errors: u64,
     pub expression_errors: u64,

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Extension;
 use axum::Router;
@@ -308,7 +309,15 @@ async fn run_query(
         )));
     };
     if q.emit.is_none() {
-        return pull(state, q, &stmt.text, &props, shape).await;
+        let started = eddy_kafka::now_millis();
+        let answer = pull(state.clone(), q, &stmt.text, &props, shape).await;
+        state
+            .pull_latency
+            .observe(eddy_kafka::now_millis(), [started]);
+        if answer.is_err() {
+            state.pull_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        return answer;
     }
     if q.emit == Some(Emit::Final) {
         return Err(ApiError(ErrorMessage::statement(
@@ -346,11 +355,7 @@ async fn run_query(
             .await
             .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
             .map_err(|e| ApiError(ErrorMessage::statement(&e, &stmt.text)))?;
-    state
-        .push
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.clone(), task);
+    state.add_push(id.clone(), task);
 
     let columns: Vec<(String, SqlType, bool)> = names
         .into_iter()
@@ -643,11 +648,7 @@ async fn print(
         .await
         .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
         .map_err(|e| ApiError(ErrorMessage::statement(&e, text)))?;
-    state
-        .push
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.clone(), task);
+    state.add_push(id.clone(), task);
     let guard = PushGuard { state, id };
     let lines = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         let line = rx.recv().await?;

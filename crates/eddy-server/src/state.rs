@@ -71,6 +71,12 @@ pub struct AppState {
     embedded_registry: bool,
     /// REST requests answered, by status code.
     pub requests: Mutex<BTreeMap<u16, u64>>,
+    /// Pull queries answered: how long each took (from the request to the rows).
+    pub pull_latency: eddy_kafka::latency::Latency,
+    /// Pull queries that failed.
+    pub pull_failed: AtomicU64,
+    /// Push queries (and PRINTs) started.
+    pub push_started: AtomicU64,
     /// The other servers sharing the service id, once this one announces itself.
     peers: std::sync::OnceLock<Arc<Peers>>,
     /// The status of every command run, by command id (`GET /status`).
@@ -154,6 +160,9 @@ impl AppState {
             commands: Mutex::default(),
             peer_client: std::sync::OnceLock::new(),
             requests: Mutex::default(),
+            pull_latency: Default::default(),
+            pull_failed: AtomicU64::new(0),
+            push_started: AtomicU64::new(0),
             cluster,
             log,
             processing_log,
@@ -243,6 +252,12 @@ impl AppState {
 
     /// Announces this server, reachable at `url`, to the others sharing its service id, and learns of
     /// them (so pull queries can ask them for the state they hold).
+    /// Keeps a push query (or PRINT) that started, for `/close-query`, and counts it.
+    pub fn add_push(&self, id: String, task: QueryTask) {
+        lock(&self.push).insert(id, task);
+        self.push_started.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Keeps the status of what commands did, for `GET /status` (inserts are not commands).
     fn record(&self, outcomes: &[Outcome]) {
         let mut commands = lock(&self.commands);
@@ -497,6 +512,7 @@ impl AppState {
                         _ => "ERROR".into(),
                     },
                     consumed: stat(|s| &s.consumed),
+                    consumed_bytes: stat(|s| &s.consumed_bytes),
                     produced: stat(|s| &s.produced),
                     decode_errors: stat(|s| &s.decode_errors),
                     expression_errors: stat(|s| &s.expression_errors),

@@ -14,7 +14,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
 use serde_json::Value;
 
-use crate::api::{Handle, columns, export};
+use crate::api::{CallError, Handle, columns, export};
 use crate::instance::Pool;
 use crate::plugin::{Function, Plugin};
 use crate::scalar::{call_error, check_result, convert, identified_by_name_and_library, signature};
@@ -207,10 +207,17 @@ impl PluginAccumulator {
         } else {
             api.update
         };
-        let (mut array, schema) =
-            export(&columns, rows).map_err(|e| exec_datafusion_err!("{e}"))?;
-        api.check(unsafe { f(self.accumulator.ptr, &mut array, &schema) })
-            .map_err(|e| call_error(&self.name, e))
+        let ptr = self.accumulator.ptr;
+        let call = || {
+            let (mut array, schema) =
+                export(&columns, rows).map_err(|message| CallError { message })?;
+            api.check(unsafe { f(ptr, &mut array, &schema) })
+        };
+        match self.plugin.calls(&self.name) {
+            Some(stats) => stats.time(rows, call),
+            None => call(),
+        }
+        .map_err(|e| call_error(&self.name, e))
     }
 
     fn output(&self, f: eddy_udf::abi::OutputFn) -> Result<ArrayRef> {

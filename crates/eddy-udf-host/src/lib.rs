@@ -4,12 +4,14 @@
 
 mod aggregate;
 mod api;
+mod call_stats;
 mod dir;
 mod instance;
 mod plugin;
 mod scalar;
 mod signature;
 
+pub use call_stats::{CallSnapshot, CallStats};
 pub use dir::{PluginDir, Reload};
 pub use plugin::{Function, Plugin};
 pub use signature::Overload;

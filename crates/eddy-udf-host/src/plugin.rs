@@ -1,6 +1,7 @@
 //! One loaded plugin: its library (never unloaded), entry points, manifest and functions. Its
 //! functions become DataFusion functions in `scalar` and `aggregate`.
 
+use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use eddy_udf::{Kind, Manifest};
 use libloading::Library;
 
 use crate::api::Api;
+use crate::call_stats::CallStats;
 use crate::signature::Overload;
 
 /// Every library loaded: plugins are never unloaded.
@@ -24,6 +26,8 @@ pub struct Plugin {
     pub manifest: Manifest,
     pub(crate) api: Api,
     functions: Vec<Function>,
+    /// Each function's calls, by its name in lower case.
+    calls: BTreeMap<String, CallStats>,
 }
 
 /// All the overloads of one function name in a plugin.
@@ -69,13 +73,23 @@ impl Plugin {
                 }),
             }
         }
+        let calls = functions
+            .iter()
+            .map(|f| (f.name.to_lowercase(), CallStats::default()))
+            .collect();
         Ok(Arc::new(Plugin {
             path: path.to_path_buf(),
             sha256,
             manifest,
             api,
             functions,
+            calls,
         }))
+    }
+
+    /// The counters of the function `name`, in lower case (every function of the plugin has them).
+    pub fn calls(&self, name: &str) -> Option<&CallStats> {
+        self.calls.get(name)
     }
 
     pub fn functions(&self) -> &[Function] {

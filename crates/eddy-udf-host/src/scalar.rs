@@ -216,15 +216,20 @@ impl ScalarUDFImpl for PluginScalar {
             .map(|(a, t)| convert(a.to_array(rows)?, t))
             .collect::<Result<Vec<_>>>()?;
         let api = &self.plugin.api;
-        let result = self.pools[r.overload]
-            .with(|instance| {
+        let call = || {
+            self.pools[r.overload].with(|instance| {
                 let (mut array, schema) =
                     export(&columns, rows).map_err(|message| CallError { message })?;
                 api.output(|out, out_schema| unsafe {
                     (api.invoke)(instance.ptr, &mut array, &schema, out, out_schema)
                 })
             })
-            .map_err(|e| call_error(&self.name, e))?;
+        };
+        let result = match self.plugin.calls(&self.name) {
+            Some(stats) => stats.time(rows, call),
+            None => call(),
+        }
+        .map_err(|e| call_error(&self.name, e))?;
         let expected = self.output_type(&self.function.overloads[r.overload]);
         Ok(ColumnarValue::Array(check_result(
             &self.name, result, rows, &expected,
