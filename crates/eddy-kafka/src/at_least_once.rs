@@ -58,6 +58,7 @@ pub(crate) fn start(
     // A configuration the client refuses is the statement's error, not a query failing later.
     config.create_native_config().map_err(kafka_err)?;
     let (offset_reset, idle) = (task.offset_reset.clone(), task.max_task_idle);
+    let metrics = task.metrics;
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Every attempt starts from the group's committed offsets, with a join's tables read back.
         let query = PersistentQuery {
@@ -97,11 +98,12 @@ pub(crate) fn start(
             stats,
             in_flight: VecDeque::new(),
             busy: false,
+            metrics,
         };
         let order = TimeOrder::of(&query.pipeline, &topics, idle);
         run(
             stop,
-            &mut Reader::new(&consumer, order).counting(&stats.consumed_bytes),
+            &mut Reader::new(&consumer, order).counting(metrics.then_some(&stats.consumed_bytes)),
             &mut step,
         )
         .or_else(Halt::into_result)
@@ -140,6 +142,8 @@ struct AtLeastOnce<'a> {
     in_flight: VecDeque<InFlight>,
     /// A run was processed this turn.
     busy: bool,
+    /// Whether to observe the latency of what is delivered (`TaskConfig::metrics`).
+    metrics: bool,
 }
 
 impl Step for AtLeastOnce<'_> {
@@ -216,9 +220,11 @@ impl AtLeastOnce<'_> {
         self.stats
             .produced
             .fetch_add(run.records.len() as u64, Ordering::Relaxed);
-        self.stats
-            .latency
-            .observe(now_millis(), run.records.iter().map(|r| r.timestamp));
+        if self.metrics {
+            self.stats
+                .latency
+                .observe(now_millis(), run.records.iter().map(|r| r.timestamp));
+        }
         let input = self.topics[run.input].as_str();
         commit(
             self.consumer,

@@ -58,12 +58,9 @@ impl<'a, C: ConsumerContext> Reader<'a, C> {
         }
     }
 
-    /// This reader, counting the bytes of the keys and values it reads in `bytes`.
-    pub(crate) fn counting(self, bytes: &'a AtomicU64) -> Self {
-        Reader {
-            bytes: Some(bytes),
-            ..self
-        }
+    /// This reader, counting the bytes of the keys and values it reads in `bytes` (when given).
+    pub(crate) fn counting(self, bytes: Option<&'a AtomicU64>) -> Self {
+        Reader { bytes, ..self }
     }
 
     /// Polls a micro-batch and hands it to `step`: as it came for a single input, as the runs whose

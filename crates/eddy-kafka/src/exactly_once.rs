@@ -108,6 +108,7 @@ pub(crate) fn start(
         .clone();
     let writer = writer_id(&task.group_id);
     let offset_reset = task.offset_reset.clone();
+    let metrics = task.metrics;
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Records an earlier attempt handed the producer are in the output before it is read back.
         settle_producer(&cluster)?;
@@ -139,7 +140,7 @@ pub(crate) fn start(
         };
         run(
             stop,
-            &mut Reader::new(&consumer, None).counting(&stats.consumed_bytes),
+            &mut Reader::new(&consumer, None).counting(metrics.then_some(&stats.consumed_bytes)),
             &mut step,
         )
         .or_else(Halt::into_result)

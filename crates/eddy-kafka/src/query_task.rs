@@ -144,6 +144,9 @@ pub struct TaskConfig {
     /// Counters shared with another task of the same query (the joins of a query split at them
     /// count into the aggregation's); fresh ones when `None`.
     pub stats: Option<Arc<QueryStats>>,
+    /// Per-record figures for `/metrics`: the bytes read and the end-to-end latency (`eddy.metrics`;
+    /// the record counters are kept either way).
+    pub metrics: bool,
 }
 
 impl TaskConfig {
@@ -157,6 +160,7 @@ impl TaskConfig {
             exactly_once: false,
             max_task_idle: Duration::ZERO,
             stats: None,
+            metrics: true,
         }
     }
 }

@@ -197,6 +197,7 @@ pub(crate) fn start(
     config.create_native_config().map_err(kafka_err)?;
     let query_id = query.id.clone();
     let (idle, reset) = (task.max_task_idle, offset_reset.to_string());
+    let metrics = task.metrics;
     QueryTask::supervised(name, query_id, task, move |stop, stats| {
         // Every attempt starts from the state's last checkpoint, in fresh pipelines; under
         // exactly-once, once what an earlier attempt handed the producer is in the output.
@@ -274,7 +275,7 @@ pub(crate) fn start(
         let order = TimeOrder::of(&task.query.pipeline, &task.topics, idle);
         run(
             stop,
-            &mut Reader::new(&consumer, order).counting(&stats.consumed_bytes),
+            &mut Reader::new(&consumer, order).counting(metrics.then_some(&stats.consumed_bytes)),
             &mut step,
         )
         .or_else(Halt::into_result)

@@ -54,6 +54,7 @@ pub(crate) fn start(
         // committed offset.
         .set("partition.assignment.strategy", "range")
         .clone();
+    let metrics = task.metrics;
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Every attempt starts from the offsets the last committed transaction left; its producer
         // fences the last attempt's and aborts what that left open.
@@ -79,7 +80,7 @@ pub(crate) fn start(
         };
         run(
             stop,
-            &mut Reader::new(&consumer, None).counting(&stats.consumed_bytes),
+            &mut Reader::new(&consumer, None).counting(metrics.then_some(&stats.consumed_bytes)),
             &mut step,
         )
         .or_else(Halt::into_result)

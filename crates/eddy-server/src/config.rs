@@ -113,6 +113,8 @@ pub struct Config {
     pub state_replicas: i16,
     /// How the Schema Registry is reached (`ksql.schema.registry.*`).
     pub registry: RegistryAccess,
+    /// `eddy.metrics.per.record`: queries count the bytes they read and observe their latency.
+    pub per_record_metrics: bool,
     /// What the configuration sets that has no effect, for the log once it is started.
     pub warnings: Vec<String>,
     /// The REST API's HTTPS and authentication settings (`access::KEYS`, `eddy.rest.ssl.*`), by name.
@@ -133,6 +135,7 @@ pub fn load() -> anyhow::Result<Config> {
         registry: RegistryAccess::default(),
         security: BTreeMap::new(),
         warnings: Vec::new(),
+        per_record_metrics: true,
     };
     if args.tool.is_some() {
         return Ok(config);
@@ -215,6 +218,12 @@ pub fn load() -> anyhow::Result<Config> {
                     }
                     "eddy.transactions" if from_file("transactions") => {
                         args.transactions = value.parse()?
+                    }
+                    "eddy.metrics.per.record" => {
+                        config.per_record_metrics = value
+                            .trim()
+                            .parse()
+                            .with_context(|| format!("{key}: '{value}' is not true or false"))?
                     }
                     "eddy.log.format" if from_file("log_format") => {
                         args.log_format = value.parse().map_err(anyhow::Error::msg)?

@@ -165,6 +165,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("Kafka client setting {setting}");
     }
     let properties = config.properties;
+    let per_record_metrics = config.per_record_metrics;
     let state = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let cluster = Arc::new(KafkaCluster::open(cluster_config)?);
         cluster
@@ -180,6 +181,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 properties,
                 exactly_once,
                 log_rows: args.processing_log_rows,
+                metrics: per_record_metrics,
             },
         )?)
     })

@@ -193,6 +193,11 @@ pub const SERVER_SETTINGS: &[ServerSetting] = &[
         doc: "the local broker's data (without bootstrap.servers)",
     },
     ServerSetting {
+        names: &["eddy.metrics.per.record"],
+        default: "true",
+        doc: "queries count the bytes they read and observe each output record's latency for /metrics",
+    },
+    ServerSetting {
         names: &["eddy.log.format", "log.format"],
         default: "text",
         doc: "log lines as text, or as JSON objects with a query's id as a field of its lines",

@@ -29,7 +29,7 @@ pub use crate::query_view::QueryView;
 use crate::settings::check_request;
 
 /// How the server runs persistent queries that do not say otherwise.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct QueryDefaults {
     /// The properties of the server's configuration that statements may set: what statements run
     /// with unless they set them otherwise.
@@ -40,6 +40,19 @@ pub struct QueryDefaults {
     /// Processing-log entries of skipped records hold the record's bytes
     /// (`ksql.logging.processing.rows.include`).
     pub log_rows: bool,
+    /// Queries keep per-record figures for `/metrics` (`eddy.metrics.per.record`).
+    pub metrics: bool,
+}
+
+impl Default for QueryDefaults {
+    fn default() -> Self {
+        QueryDefaults {
+            properties: Properties::new(),
+            exactly_once: false,
+            log_rows: false,
+            metrics: true,
+        }
+    }
 }
 
 /// Everything the handlers share.
@@ -57,6 +70,8 @@ pub struct AppState {
     /// Whether queries without a `processing.guarantee` of their own are exactly-once (the
     /// server's `processing.guarantee`).
     exactly_once: bool,
+    /// Whether queries keep per-record figures for `/metrics`.
+    per_record_metrics: bool,
     /// What statements run with unless they set it otherwise.
     server_properties: Properties,
     pub service_id: String,
@@ -170,6 +185,7 @@ impl AppState {
             push: Mutex::new(HashMap::new()),
             max_push_queries: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_PUSH_QUERIES),
             exactly_once: defaults.exactly_once,
+            per_record_metrics: defaults.metrics,
             server_properties: defaults.properties,
             service_id,
             local_broker,
@@ -438,6 +454,7 @@ impl AppState {
             processing_log: Some(self.processing_log.clone()),
             exactly_once: exactly_once_guarantee(props, self.exactly_once)?,
             max_task_idle: max_task_idle(props)?,
+            metrics: self.per_record_metrics,
             ..TaskConfig::new(group, &offset_reset(props))
         };
         let task = start_persistent(self.cluster.clone(), query, &config)?;
