@@ -795,3 +795,28 @@ fn rows_stream(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every route `app` serves is in the REST reference.
+    #[test]
+    fn every_route_is_in_the_rest_reference() {
+        let reference = include_str!("../../../docs/rest-api.md");
+        // The code above the tests.
+        let source = include_str!("routes.rs")
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap();
+        let routes: Vec<&str> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|s| s.trim_start().strip_prefix('"')?.split('"').next())
+            .collect();
+        assert!(routes.len() >= 20, "{routes:?}");
+        let missing: Vec<&&str> = routes
+            .iter()
+            .filter(|r| !reference.contains(&format!(" {r}`")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/rest-api.md: {missing:?}");
+    }
+}
