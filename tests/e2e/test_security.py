@@ -301,7 +301,7 @@ def test_rest_api_over_https_with_authentication(ctx):
         assert status == 401 and "40100" in text, (path, status, text)
     assert call(first, "/healthcheck")[0] == 200
     status, text = call(first, "/ksql", {"ksql": "CREATE STREAM cars (id STRING KEY, speed INT) WITH ("
-                                                 "kafka_topic='cars', value_format='JSON', partitions=4);"}, barney)
+                                                 "kafka_topic='fleet', value_format='JSON', partitions=4);"}, barney)
     assert status == 403 and "40300" in text, (status, text)
 
     # The shell: over https with a CA, a user, the password from the environment (or its prompt).
@@ -309,7 +309,7 @@ def test_rest_api_over_https_with_authentication(ctx):
     def eddy(*args, user="fred", password="flintstone"):
         return subprocess.run([shell, "--server", first.url, "--ca-cert", ca, "--user", user, *args],
                               capture_output=True, text=True, env=dict(os.environ, EDDY_PASSWORD=password))
-    out = eddy("-e", "CREATE STREAM cars (id STRING KEY, speed INT) WITH (kafka_topic='cars', "
+    out = eddy("-e", "CREATE STREAM cars (id STRING KEY, speed INT) WITH (kafka_topic='fleet', "
                      "value_format='JSON', partitions=4);")
     assert out.returncode == 0, out.stderr
     out = eddy("-e", "DROP STREAM cars;", user="barney", password="rubble")
