@@ -382,7 +382,9 @@ impl Engine {
     /// hosts, which read the catalog directly.
     pub fn execute(&mut self, stmt: &ParsedStatement, props: &Properties) -> Result<Outcome> {
         match &stmt.statement {
-            Statement::CreateSource(c) if c.query.is_none() => self.create_source(c, &stmt.text),
+            Statement::CreateSource(c) if c.query.is_none() => {
+                self.create_source(c, &stmt.text, props)
+            }
             Statement::CreateSource(c) => self.create_as_select(c, &stmt.text, props),
             Statement::InsertSelect { target, query, .. } => {
                 self.insert_select(target, query, &stmt.text)
@@ -500,7 +502,12 @@ impl Engine {
         Ok(None)
     }
 
-    fn create_source(&mut self, c: &CreateSource, text: &str) -> Result<Outcome> {
+    fn create_source(
+        &mut self,
+        c: &CreateSource,
+        text: &str,
+        props: &Properties,
+    ) -> Result<Outcome> {
         if let Some(done) = self.check_new_name(c)? {
             return Ok(done);
         }
@@ -532,10 +539,11 @@ impl Engine {
                 }
                 source.partitions = existing;
             }
-            None if source.partitions > 0 => {
-                self.admin
-                    .create_topic(&source.topic, source.partitions, source.replicas)?
-            }
+            None if source.partitions > 0 => self.admin.create_topic(
+                &source.topic,
+                source.partitions,
+                topic_replicas(c, source.replicas, props)?,
+            )?,
             None => {
                 return Err(plan_err!(
                     "Topic '{}' does not exist. If you want to create a new topic for the {} please re-run the statement providing the required 'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS'). For example: CREATE {} {} (...) WITH (KAFKA_TOPIC='{}', PARTITIONS=2, REPLICAS=1, FORMAT='{}');",
@@ -688,9 +696,11 @@ impl Engine {
         sink.window = plan.window;
         match self.admin.partitions(&sink.topic)? {
             Some(existing) => sink.partitions = existing,
-            None => self
-                .admin
-                .create_topic(&sink.topic, sink.partitions, sink.replicas)?,
+            None => self.admin.create_topic(
+                &sink.topic,
+                sink.partitions,
+                topic_replicas(c, sink.replicas, props)?,
+            )?,
         }
         let replaced = self
             .queries
@@ -1008,4 +1018,25 @@ fn now_ms() -> i64 {
 /// sqlparser's expression type, as used in parsed statements.
 pub mod sqlparser_expr {
     pub use eddy_sql::sqlparser::ast::Expr;
+}
+
+/// The replication factor of a topic a statement creates: its `REPLICAS`, or else the statement's
+/// `ksql.sink.replicas` (ksqlDB's default for the topics it creates), or 1.
+fn topic_replicas(c: &CreateSource, replicas: i16, props: &Properties) -> Result<i16> {
+    if c.properties.contains_key("REPLICAS") {
+        return Ok(replicas);
+    }
+    match props.get("ksql.sink.replicas") {
+        None => Ok(replicas),
+        Some(v) => v
+            .trim()
+            .parse::<i16>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                plan_err!(
+                    "Invalid value for ksql.sink.replicas: {v} (a replication factor, 1 or more)"
+                )
+            }),
+    }
 }

@@ -17,14 +17,17 @@ pub struct MemoryTopics {
 #[derive(Debug, Default, Clone)]
 struct Topic {
     partitions: Vec<Vec<Record>>,
+    /// The replication factor it was created with (kept to be listed; memory has one copy).
+    replicas: i16,
     /// `(partition, index)` of every record in append order.
     appended: Vec<(usize, usize)>,
 }
 
 impl Topic {
-    fn with_partitions(n: usize) -> Self {
+    fn with_partitions(n: usize, replicas: i16) -> Self {
         Topic {
             partitions: vec![Vec::new(); n.max(1)],
+            replicas,
             appended: Vec::new(),
         }
     }
@@ -41,7 +44,7 @@ impl MemoryTopics {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         let t = topics
             .entry(topic.to_string())
-            .or_insert_with(|| Topic::with_partitions(1));
+            .or_insert_with(|| Topic::with_partitions(1, 1));
         for mut r in records {
             let p = r.partition.clamp(0, t.partitions.len() as i32 - 1) as usize;
             r.partition = p as i32;
@@ -84,7 +87,7 @@ impl TopicAdmin for MemoryTopics {
             .map(|t| t.partitions.len() as i32))
     }
 
-    fn create_topic(&self, topic: &str, partitions: i32, _replicas: i16) -> Result<()> {
+    fn create_topic(&self, topic: &str, partitions: i32, replicas: i16) -> Result<()> {
         if partitions < 1 {
             return Err(plan_err!(
                 "Invalid partition count {partitions} for topic {topic}"
@@ -93,7 +96,7 @@ impl TopicAdmin for MemoryTopics {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         topics
             .entry(topic.to_string())
-            .or_insert_with(|| Topic::with_partitions(partitions as usize));
+            .or_insert_with(|| Topic::with_partitions(partitions as usize, replicas));
         Ok(())
     }
 
@@ -114,7 +117,7 @@ impl TopicAdmin for MemoryTopics {
             .map(|(name, t)| TopicInfo {
                 name: name.clone(),
                 partitions: t.partitions.len() as i32,
-                replicas: 1,
+                replicas: t.replicas,
             })
             .collect())
     }

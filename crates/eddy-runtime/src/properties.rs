@@ -81,6 +81,13 @@ pub const QUERY_PROPERTIES: &[QueryProperty] = &[
         effect: Effect::Honoured("a prefix for the topics CREATE ... AS SELECT creates"),
     },
     QueryProperty {
+        name: "ksql.sink.replicas",
+        default: "1",
+        effect: Effect::Honoured(
+            "the replication factor of the topics CREATE and CSAS/CTAS statements create without REPLICAS",
+        ),
+    },
+    QueryProperty {
         name: "ksql.persistence.default.format.key",
         default: "KAFKA",
         effect: Effect::Honoured("the key format of a sink whose source has no key"),

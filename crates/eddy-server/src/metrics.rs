@@ -243,6 +243,13 @@ pub fn render(state: &AppState) -> String {
     out.text
 }
 
+/// A figure of each plugin function: name, help, and how to read it.
+type CallFigure = (
+    &'static str,
+    &'static str,
+    fn(&eddy_runtime::functions::CallSnapshot) -> f64,
+);
+
 /// Each plugin function's calls (a model's inference is its scoring function's calls).
 fn plugin_calls(out: &mut Exposition, state: &AppState) {
     let calls: Vec<(Labels<'static>, eddy_runtime::functions::CallSnapshot)> = state
@@ -263,11 +270,7 @@ fn plugin_calls(out: &mut Exposition, state: &AppState) {
             Some((labels, stats.snapshot()))
         })
         .collect();
-    let figures: [(
-        &str,
-        &str,
-        fn(&eddy_runtime::functions::CallSnapshot) -> f64,
-    ); 4] = [
+    let figures: [CallFigure; 4] = [
         (
             "eddy_udf_calls_total",
             "Calls into a plugin function (a batch of rows each).",

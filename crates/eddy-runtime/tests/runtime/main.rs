@@ -7,3 +7,4 @@ mod per_commit;
 mod pull;
 mod reload;
 mod restore;
+mod topics;
