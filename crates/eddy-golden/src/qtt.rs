@@ -169,6 +169,13 @@ pub fn load(stem: &str, text: &str) -> Result<Vec<TestCase>, String> {
     let file: RawFile = serde_json::from_str(&strip_comments(text))
         .map_err(|e| format!("cannot read the test file: {e}"))?;
     let mut cases = Vec::new();
+    // ksqlDB tells its REST (RQTT) files from its QTT files by their directory: here, a file is a
+    // REST file when any of its cases expects responses or an error of the REST API, and then all of
+    // its cases run through the API (those without responses check only the topics).
+    let rest_file = file
+        .tests
+        .iter()
+        .any(|t| t.responses.is_some() || t.expected_error.is_some());
     for raw in file.tests {
         let formats: Vec<Option<String>> = if raw.format.is_empty() {
             vec![None]
@@ -210,11 +217,9 @@ pub fn load(stem: &str, text: &str) -> Result<Vec<TestCase>, String> {
                     expected_exception: raw.expected_exception.clone(),
                     post: raw.post.clone(),
                     enabled: raw.enabled,
-                    rest: (raw.responses.is_some() || raw.expected_error.is_some()).then(|| {
-                        RestExpectations {
-                            responses: raw.responses.clone().unwrap_or_default(),
-                            expected_error: raw.expected_error.clone(),
-                        }
+                    rest: rest_file.then(|| RestExpectations {
+                        responses: raw.responses.clone().unwrap_or_default(),
+                        expected_error: raw.expected_error.clone(),
                     }),
                 });
             }
@@ -242,5 +247,16 @@ mod tests {
         assert_eq!(cases.len(), 2);
         assert_eq!(cases[1].name, "f - n - DELIMITED");
         assert!(cases[1].statements[0].contains("'DELIMITED'"));
+    }
+
+    #[test]
+    fn every_case_of_a_rest_file_runs_through_the_api() {
+        let text = r#"{"tests":[
+            {"name":"a","statements":["INSERT INTO X VALUES (1);"],"outputs":[]},
+            {"name":"b","statements":["SHOW STREAMS;"],"responses":[]}]}"#;
+        assert!(load("f", text).unwrap().iter().all(|c| c.rest.is_some()));
+        let text =
+            r#"{"tests":[{"name":"a","statements":["CREATE STREAM X AS SELECT 1 FROM Y;"]}]}"#;
+        assert!(load("f", text).unwrap()[0].rest.is_none());
     }
 }

@@ -776,6 +776,29 @@ impl Engine {
         } else {
             columns.to_vec()
         };
+        if !columns.is_empty() && columns.len() != values.len() {
+            return Err(plan_err!(
+                "Failed to prepare statement: Expected number columns and values to match: {}, {}",
+                columns.len(),
+                values.len()
+            ));
+        }
+        if let Some(name) = names
+            .iter()
+            .find(|n| n.as_str() == "ROWPARTITION" || n.as_str() == "ROWOFFSET")
+        {
+            return Err(plan_err!("Inserting into column `{name}` is not allowed."));
+        }
+        // A value naming a column of some source: VALUES takes constant expressions only.
+        if let Some(qualifier) = values.iter().find_map(|v| match v {
+            sqlparser_expr::Expr::CompoundIdentifier(parts) => parts.first(),
+            _ => None,
+        }) {
+            return Err(plan_err!(
+                "Failed to prepare statement: '{}' is not a valid stream/table name or alias.",
+                qualifier.value.to_uppercase()
+            ));
+        }
         if names.len() != values.len() {
             return Err(plan_err!(
                 "Expected a value for each column. Expected Columns: [{}]. Got [{}]",
