@@ -7,6 +7,7 @@ pub mod datetime;
 mod explode;
 pub mod geo;
 pub mod identity;
+mod initcap;
 pub mod json;
 pub mod moments;
 pub mod substring;
@@ -49,6 +50,7 @@ pub fn register(state: &mut SessionState) {
         ScalarUDF::from(datetime::FormatTimestamp::over_millis()),
         ScalarUDF::from(geo::GeoDistance::default()),
         ScalarUDF::from(substring::Substring::default()),
+        ScalarUDF::from(initcap::InitCap::default()),
     ] {
         let _ = state.register_udf(Arc::new(udf));
     }
