@@ -2,6 +2,7 @@
 //! DataFusion lacks or implements differently.
 
 pub mod cast;
+mod chr;
 pub mod collect;
 pub mod datetime;
 mod explode;
@@ -51,6 +52,7 @@ pub fn register(state: &mut SessionState) {
         ScalarUDF::from(geo::GeoDistance::default()),
         ScalarUDF::from(substring::Substring::default()),
         ScalarUDF::from(initcap::InitCap::default()),
+        ScalarUDF::from(chr::Chr::default()),
     ] {
         let _ = state.register_udf(Arc::new(udf));
     }
