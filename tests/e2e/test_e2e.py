@@ -292,7 +292,7 @@ def test_restart(ctx):
     assert {"READINGS", "HOT", "R2", "HOT2"} <= streams, streams
 
 
-AGG_EVENTS = 1_000_000
+AGG_EVENTS = 600_000
 AGG_KEYS = 1_000
 AGG_BASE_TS = 1_700_000_000_000
 
