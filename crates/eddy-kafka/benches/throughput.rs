@@ -145,15 +145,7 @@ fn through_broker(events: u64, bootstrap: &str) {
         for exactly_once in [false, true] {
             let guarantee = if exactly_once { "eos" } else { "alos" };
             let sql = sql.replacen(" AS SELECT", &format!("_{guarantee}_{suffix} AS SELECT"), 1);
-            let mut id = String::new();
-            for s in eddy_sql::parse(&sql).expect("parse") {
-                if let Outcome::QueryCreated { query_id, .. } =
-                    engine.execute(&s, &Default::default()).expect("execute")
-                {
-                    id = query_id;
-                }
-            }
-            let query = engine.query(&id).expect("query").clone();
+            let (query, id) = created_query(&mut engine, &sql);
             let config = eddy_kafka::TaskConfig {
                 exactly_once,
                 ..eddy_kafka::TaskConfig::new(
@@ -189,19 +181,24 @@ fn through_broker(events: u64, bootstrap: &str) {
     metrics_cost(&cluster, &mut engine, events, suffix);
 }
 
-/// (g): the stateless query at-least-once with its per-record metrics (bytes read, end-to-end
-/// latency) on and off, runs alternating, each reading all of the input with a group of its own.
-fn metrics_cost(cluster: &Arc<KafkaCluster>, engine: &mut Engine, events: u64, suffix: u32) {
-    let sql = CSAS.replacen(" AS SELECT", &format!("_metrics_{suffix} AS SELECT"), 1);
+/// Runs `sql` and returns the query it created, with its id.
+fn created_query(engine: &mut Engine, sql: &str) -> (eddy_runtime::PersistentQuery, String) {
     let mut id = String::new();
-    for s in eddy_sql::parse(&sql).expect("parse") {
+    for s in eddy_sql::parse(sql).expect("parse") {
         if let Outcome::QueryCreated { query_id, .. } =
             engine.execute(&s, &Default::default()).expect("execute")
         {
             id = query_id;
         }
     }
-    let query = engine.query(&id).expect("query").clone();
+    (engine.query(&id).expect("query").clone(), id)
+}
+
+/// (g): the stateless query at-least-once with its per-record metrics (bytes read, end-to-end
+/// latency) on and off, runs alternating, each reading all of the input with a group of its own.
+fn metrics_cost(cluster: &Arc<KafkaCluster>, engine: &mut Engine, events: u64, suffix: u32) {
+    let sql = CSAS.replacen(" AS SELECT", &format!("_metrics_{suffix} AS SELECT"), 1);
+    let (query, id) = created_query(engine, &sql);
     let runs: usize = flag("--metrics-runs").unwrap_or(3);
     let mut cpu_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for run in 0..runs * 2 {
