@@ -123,6 +123,21 @@ pub fn parse_millis(text: &str, format: &str) -> Option<i64> {
         .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp_millis())
 }
 
+/// A date in `text` as a chrono `format` reads it, as Java's lenient parsing does: text after the date
+/// is ignored, a missing day of the month is the first, a missing month is January.
+pub fn parse_date(text: &str, format: &str) -> Option<chrono::NaiveDate> {
+    use chrono::format::{Parsed, StrftimeItems, parse_and_remainder};
+    let mut parsed = Parsed::new();
+    parse_and_remainder(&mut parsed, text, StrftimeItems::new(format)).ok()?;
+    if parsed.month().is_none() && parsed.ordinal().is_none() {
+        parsed.set_month(1).ok()?;
+    }
+    if parsed.day().is_none() && parsed.ordinal().is_none() {
+        parsed.set_day(1).ok()?;
+    }
+    parsed.to_naive_date().ok()
+}
+
 fn push_literal(out: &mut String, c: char) {
     if c == '%' {
         out.push_str("%%");
@@ -146,6 +161,18 @@ mod tests {
             chrono_format("dd/MM/yy HH 'o''clock' %"),
             "%d/%m/%y %H o'clock %%"
         );
+    }
+
+    #[test]
+    fn dates_default_a_missing_day_and_month() {
+        let d = |t: &str, f: &str| parse_date(t, &chrono_format(f)).map(|d| d.to_string());
+        assert_eq!(d("JAN-2022", "MMM-yyyy").as_deref(), Some("2022-01-01"));
+        assert_eq!(d("1970-01", "yyyy-MM").as_deref(), Some("1970-01-01"));
+        assert_eq!(
+            d("2018-05-11Lit", "yyyy-MM-dd").as_deref(),
+            Some("2018-05-11")
+        );
+        assert_eq!(d("foo", "yyyy-MM-dd"), None);
     }
 
     #[test]

@@ -62,6 +62,13 @@ impl VisitorMut for Normalizer {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        if let Expr::Function(f) = e {
+            time_unit_argument(f);
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
         if let Expr::Function(f) = e
             && lambda_function(f)
@@ -331,6 +338,22 @@ fn lambda_function(f: &mut Function) -> bool {
         f.name = ObjectName::from(vec![Ident::new(target)]);
     }
     rewritten
+}
+
+/// The bare time unit of `DATEADD(DAYS, 1, d)` and its kin becomes a string literal, `'DAYS'`.
+fn time_unit_argument(f: &mut Function) {
+    let name = f.name.to_string().to_ascii_lowercase();
+    if !crate::functions::date_arithmetic::NAMES.contains(&name.as_str()) {
+        return;
+    }
+    if let FunctionArguments::List(list) = &mut f.args
+        && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut()
+        && let Expr::Identifier(unit) = first
+        && unit.quote_style.is_none()
+        && crate::window::unit_millis(&unit.value).is_some()
+    {
+        *first = Expr::value(Value::SingleQuotedString(unit.value.to_ascii_uppercase()));
+    }
 }
 
 fn is_null(e: &Expr) -> bool {

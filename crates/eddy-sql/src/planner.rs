@@ -1442,23 +1442,47 @@ fn no_matching_signature(message: &str) -> Option<String> {
     let call = &message[message.find(MARKER)? + MARKER.len()..];
     let (name, rest) = call.split_once('(')?;
     let args = &rest[..rest.find(")'")?];
-    let types: Vec<String> = args
-        .split(", ")
-        .filter(|a| !a.is_empty())
-        .map(|a| match a {
-            "Utf8" | "Utf8View" | "LargeUtf8" => "STRING".to_string(),
-            "Int32" => "INTEGER".to_string(),
-            "Int64" => "BIGINT".to_string(),
-            "Float64" => "DOUBLE".to_string(),
-            "Boolean" => "BOOLEAN".to_string(),
-            other => other.to_uppercase(),
-        })
-        .collect();
+    // Types are separated by ", " outside parentheses (`Decimal128(12, 2)` is one).
+    let mut types = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in args.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                types.push(arrow_type_name(args[start..i].trim()));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if !args.trim().is_empty() {
+        types.push(arrow_type_name(args[start..].trim()));
+    }
     Some(format!(
-        "Function '{}' does not accept parameters ({}).",
-        name.to_uppercase(),
+        "Function '{name}' does not accept parameters ({}).",
         types.join(", ")
     ))
+}
+
+/// ksqlDB's name for an Arrow type as DataFusion's messages print it.
+fn arrow_type_name(t: &str) -> String {
+    match t {
+        "Utf8" | "Utf8View" | "LargeUtf8" => "STRING".to_string(),
+        "Int32" => "INTEGER".to_string(),
+        "Int64" => "BIGINT".to_string(),
+        "Float64" => "DOUBLE".to_string(),
+        "Boolean" => "BOOLEAN".to_string(),
+        "Date32" => "DATE".to_string(),
+        "Binary" => "BYTES".to_string(),
+        "Null" => "null".to_string(),
+        t if t.starts_with("Time32") => "TIME".to_string(),
+        t if t.starts_with("Timestamp") => "TIMESTAMP".to_string(),
+        t => match t.strip_prefix("Decimal128") {
+            Some(ps) => format!("DECIMAL{ps}"),
+            None => t.to_uppercase(),
+        },
+    }
 }
 
 fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {

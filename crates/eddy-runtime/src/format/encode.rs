@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, MapArray, StructArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Field, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType,
+    DataType, Date32Type, Field, Float64Type, Int32Type, Int64Type, Time32MillisecondType,
+    TimeUnit, TimestampMillisecondType,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
@@ -196,9 +198,17 @@ impl PartEncoder {
                 }
                 let text = match a.data_type() {
                     DataType::Float64 => format_double(a.as_primitive::<Float64Type>().value(i)),
-                    // ksqlDB writes a TIMESTAMP as epoch milliseconds in DELIMITED values.
+                    // ksqlDB writes a TIMESTAMP as epoch milliseconds in DELIMITED values, a DATE as
+                    // days since the epoch and a TIME as milliseconds since midnight.
                     DataType::Timestamp(TimeUnit::Millisecond, _) => a
                         .as_primitive::<TimestampMillisecondType>()
+                        .value(i)
+                        .to_string(),
+                    DataType::Date32 => a.as_primitive::<Date32Type>().value(i).to_string(),
+                    DataType::Binary => base64::engine::general_purpose::STANDARD
+                        .encode(a.as_binary::<i32>().value(i)),
+                    DataType::Time32(TimeUnit::Millisecond) => a
+                        .as_primitive::<Time32MillisecondType>()
                         .value(i)
                         .to_string(),
                     _ => f.value(i).to_string(),
@@ -342,7 +352,6 @@ fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
 
 /// ksqlDB writes BYTES as base64 strings in JSON.
 fn base64_strings(a: &ArrayRef) -> ArrayRef {
-    use base64::Engine;
     let bin = cast(a, &DataType::Binary).unwrap_or_else(|_| a.clone());
     let bin = bin.as_binary::<i32>();
     let strings: datafusion::arrow::array::StringArray = bin

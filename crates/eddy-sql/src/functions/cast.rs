@@ -183,6 +183,20 @@ pub fn cast_value(a: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
                 s.nulls().cloned(),
             )?)
         }
+        // ksqlDB reads an ISO date, a missing day being the first (`'1970-01'`).
+        (DataType::Utf8, DataType::Date32) => {
+            let epoch = chrono::NaiveDate::default();
+            Arc::new(
+                a.as_string::<i32>()
+                    .iter()
+                    .map(|t| {
+                        let d = crate::java::parse_date(t?.trim(), "%Y-%m-%d")
+                            .or_else(|| crate::java::parse_date(t?.trim(), "%Y-%m"))?;
+                        i32::try_from((d - epoch).num_days()).ok()
+                    })
+                    .collect::<datafusion::arrow::array::Date32Array>(),
+            )
+        }
         // Java narrows integers by dropping high bits.
         (DataType::Int64, DataType::Int32) => Arc::new(
             a.as_primitive::<Int64Type>()

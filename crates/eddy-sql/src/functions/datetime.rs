@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
 };
 
 use super::{rows_of, strings_of};
-use crate::java::{chrono_format, parse_millis};
+use crate::java::{chrono_format, parse_date as parse_java_date, parse_millis};
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
 
@@ -57,8 +57,7 @@ pub fn parse_date() -> ScalarUDF {
             let mut out = Date32Builder::new();
             for (t, p) in texts.as_string::<i32>().iter().zip(patterns.iter()) {
                 out.append_option(t.zip(p).and_then(|(t, p)| {
-                    // Like Java's formatter, text after the date is ignored.
-                    let (date, _) = NaiveDate::parse_and_remainder(t, &chrono_format(p)).ok()?;
+                    let date = parse_java_date(t, &chrono_format(p))?;
                     i32::try_from((date - EPOCH).num_days()).ok()
                 }));
             }

@@ -1,18 +1,23 @@
 //! ksqlDB's functions: its names for DataFusion's built-ins (registered as aliases) and the functions
 //! DataFusion lacks or implements differently.
 
+mod bytes;
 pub mod cast;
 mod chr;
 pub mod collect;
+pub mod date_arithmetic;
 pub mod datetime;
+mod epoch;
 mod explode;
 pub mod geo;
 pub mod identity;
 mod initcap;
 pub mod json;
 pub mod moments;
+mod split;
 pub mod substring;
 pub mod sum_list;
+mod to_json_string;
 
 use std::sync::Arc;
 
@@ -21,7 +26,13 @@ pub use explode::explode;
 use datafusion::arrow::array::{AsArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionImplementation, ScalarUDF, Signature, SimpleScalarUDF,
+    TypeSignature, Volatility,
+};
+
+use crate::types::SqlType;
 
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::session_state::SessionState;
@@ -42,7 +53,6 @@ pub fn register(state: &mut SessionState) {
     for udf in [
         ScalarUDF::from(cast::KsqlCast::default()),
         ScalarUDF::from(identity::Identity::new("as_value")),
-        json::extractjsonfield(),
         datetime::parse_date(),
         datetime::format_date(),
         datetime::parse_timestamp(),
@@ -53,7 +63,15 @@ pub fn register(state: &mut SessionState) {
         ScalarUDF::from(substring::Substring::default()),
         ScalarUDF::from(initcap::InitCap::default()),
         ScalarUDF::from(chr::Chr::default()),
-    ] {
+        ScalarUDF::from(to_json_string::ToJsonString::default()),
+    ]
+    .into_iter()
+    .chain(json::all())
+    .chain(date_arithmetic::all())
+    .chain(epoch::all())
+    .chain(bytes::all())
+    .chain(split::all())
+    {
         let _ = state.register_udf(Arc::new(udf));
     }
     for udaf in collect::all()
@@ -70,6 +88,36 @@ pub fn register(state: &mut SessionState) {
         let aliased = Arc::new(udf.as_ref().clone().with_aliases([*alias]));
         let _ = state.register_udf(aliased);
     }
+}
+
+/// ksqlDB's planning error for arguments that fit no signature of a built-in function.
+fn refuse(name: &str, types: &[DataType]) -> DataFusionError {
+    let types: Vec<String> = types
+        .iter()
+        .map(|t| match (t, SqlType::from_arrow(t)) {
+            (DataType::Null, _) => "null".to_string(),
+            (_, Ok(sql)) => sql.to_string(),
+            (other, Err(_)) => other.to_string(),
+        })
+        .collect();
+    DataFusionError::Plan(format!(
+        "Function '{name}' does not accept parameters ({}).",
+        types.join(", ")
+    ))
+}
+
+/// A function with several fixed signatures (`forms`) and one result type, computed by `f`.
+fn overloaded(
+    name: &str,
+    forms: Vec<Vec<DataType>>,
+    ret: DataType,
+    f: ScalarFunctionImplementation,
+) -> ScalarUDF {
+    let signature = Signature::one_of(
+        forms.into_iter().map(TypeSignature::Exact).collect(),
+        Volatility::Immutable,
+    );
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature(name, signature, ret, f))
 }
 
 /// The number of rows a call is evaluated over (1 when every argument is a constant).
