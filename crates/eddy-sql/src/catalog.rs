@@ -350,6 +350,11 @@ impl Source {
                 schema_text(keys.iter().copied())
             )
         })?;
+        if value_format.kind == FormatKind::Delimited
+            && let Some(q) = &create.query
+        {
+            check_delimited_intermediates(&q.query)?;
+        }
         check_format_columns(value_format, &values).map_err(|reason| plan_err!("{reason}"))?;
         if props.contains_key("WRAP_SINGLE_VALUE")
             && values.len() > 1
@@ -595,6 +600,44 @@ fn avro_compatible(name: &str, t: &SqlType) -> std::result::Result<(), String> {
         SqlType::Struct(fields) => fields.iter().try_for_each(|(f, ft)| avro_compatible(f, ft)),
         _ => Ok(()),
     }
+}
+
+/// ksqlDB keeps the state of some aggregates in the sink's value format, and DELIMITED cannot hold
+/// their lists and structs: a query into DELIMITED that calls one is refused.
+fn check_delimited_intermediates(query: &sqlparser::ast::Query) -> Result<()> {
+    use sqlparser::ast::{Expr, Visit, Visitor};
+    struct Finder;
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+            const COMPLEX_STATE: [&str; 8] = [
+                "TOPK",
+                "TOPKDISTINCT",
+                "STDDEV_SAMP",
+                "STDDEV_SAMPLE",
+                "CORRELATION",
+                "COLLECT_LIST",
+                "COLLECT_SET",
+                "HISTOGRAM",
+            ];
+            match e {
+                Expr::Function(f)
+                    if COMPLEX_STATE
+                        .iter()
+                        .any(|n| f.name.to_string().eq_ignore_ascii_case(n)) =>
+                {
+                    std::ops::ControlFlow::Break(())
+                }
+                _ => std::ops::ControlFlow::Continue(()),
+            }
+        }
+    }
+    if query.visit(&mut Finder).is_break() {
+        return Err(plan_err!(
+            "One of the functions used in the statement has an intermediate type that the value format can not handle. Please remove the function or change the format."
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a format can carry the columns given to it; the error is the reason why not.

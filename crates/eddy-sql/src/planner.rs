@@ -1439,7 +1439,14 @@ fn unresolved_field(message: &str) -> Option<String> {
 /// ksqlDB's message for a call whose arguments match no signature of the function.
 fn no_matching_signature(message: &str) -> Option<String> {
     const MARKER: &str = "No function matches the given name and argument types '";
-    let call = &message[message.find(MARKER)? + MARKER.len()..];
+    let at = message.find(MARKER)?;
+    // A function's own ksqlDB message comes first, ending in ". ".
+    if let Some(own) = message[..at].strip_suffix(". ")
+        && own.starts_with("Function '")
+    {
+        return Some(own.to_string());
+    }
+    let call = &message[at + MARKER.len()..];
     let (name, rest) = call.split_once('(')?;
     let args = &rest[..rest.find(")'")?];
     // Types are separated by ", " outside parentheses (`Decimal128(12, 2)` is one).

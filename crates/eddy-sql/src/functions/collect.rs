@@ -167,6 +167,11 @@ fn options(kind: Kind, constants: &[Option<ScalarValue>]) -> Result<Options> {
             n: Some(int(k)?),
             ignore_nulls: true,
         },
+        // TOPK(sort, other columns..., k): the other columns ride along in a struct.
+        (Kind::TopK, [columns @ .., k]) if columns.iter().all(Option::is_none) => Options {
+            n: Some(int(k)?),
+            ignore_nulls: true,
+        },
         (Kind::CollectList | Kind::CollectSet | Kind::Histogram | Kind::CountDistinct, []) => {
             Options {
                 n: None,
@@ -208,6 +213,23 @@ fn histogram_type() -> DataType {
     )
 }
 
+/// The element of TOPK's result when it carries other columns: `STRUCT<sort_col, col0, col1, ...>`.
+fn top_struct(columns: &[DataType]) -> DataType {
+    DataType::Struct(
+        columns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let name = match i {
+                    0 => "sort_col".to_string(),
+                    i => format!("col{}", i - 1),
+                };
+                Field::new(name, t.clone(), true)
+            })
+            .collect(),
+    )
+}
+
 fn list_of(t: &DataType) -> DataType {
     DataType::List(Arc::new(Field::new("item", t.clone(), true)))
 }
@@ -229,6 +251,7 @@ impl AggregateUDFImpl for Collect {
             );
         };
         Ok(match self.kind {
+            Kind::TopK if args.len() > 2 => list_of(&top_struct(&args[..args.len() - 1])),
             Kind::CollectList | Kind::CollectSet | Kind::TopK | Kind::TopKDistinct => list_of(t),
             Kind::Latest | Kind::Earliest if args.len() == 1 || args[1] == DataType::Boolean => {
                 t.clone()
@@ -248,9 +271,15 @@ impl AggregateUDFImpl for Collect {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<Arc<Field>>> {
         let t = args.input_fields[0].data_type();
+        // The kept values: TOPK keeps what it returns (structs when it carries other columns).
+        let kept = if self.kind == Kind::TopK {
+            args.return_field.data_type().clone()
+        } else {
+            list_of(t)
+        };
         Ok(vec![Arc::new(Field::new(
             format!("{}[values]", args.name),
-            list_of(t),
+            kept,
             true,
         ))])
     }
@@ -258,13 +287,24 @@ impl AggregateUDFImpl for Collect {
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let constants: Vec<Option<ScalarValue>> = args.exprs[1..].iter().map(constant).collect();
         let options = options(self.kind, &constants)?;
-        Ok(Box::new(CollectAccumulator::new(
+        let carried = if self.kind == Kind::TopK {
+            constants.len().saturating_sub(1)
+        } else {
+            0
+        };
+        let data_type = match args.return_field.data_type() {
+            DataType::List(item) if carried > 0 => item.data_type().clone(),
+            _ => args.expr_fields[0].data_type().clone(),
+        };
+        let mut accumulator = CollectAccumulator::new(
             self.kind,
             options,
             self.limit,
-            args.expr_fields[0].data_type().clone(),
+            data_type,
             args.return_field.data_type().clone(),
-        )))
+        );
+        accumulator.carried = carried;
+        Ok(Box::new(accumulator))
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -291,6 +331,8 @@ struct CollectAccumulator {
     /// Distinct values with how often each was seen, in first-seen order (sets, histograms, counts).
     counted: Vec<(ScalarValue, i64)>,
     index: HashMap<ScalarValue, usize>,
+    /// TOPK's columns carried along with the sorted one.
+    carried: usize,
 }
 
 impl CollectAccumulator {
@@ -310,6 +352,7 @@ impl CollectAccumulator {
             values: Vec::new(),
             counted: Vec::new(),
             index: HashMap::new(),
+            carried: 0,
         }
     }
 
@@ -345,8 +388,32 @@ impl CollectAccumulator {
                 }
             }
             (Kind::CollectList, _) if self.values.len() >= self.limit => {}
+            // TOPK keeps its best k (and sorts rarely: only when twice as many have gathered).
+            (Kind::TopK, n) => {
+                self.values.push(v);
+                let keep = n.unwrap_or(1);
+                if self.values.len() >= 2 * keep {
+                    self.values = self.top(self.values.clone(), keep);
+                }
+            }
             _ => self.values.push(v),
         }
+    }
+
+    /// The `k` greatest values, largest first; equal ones in arrival order. A struct (TOPK carrying
+    /// other columns) sorts by its first field.
+    fn top(&self, mut values: Vec<ScalarValue>, k: usize) -> Vec<ScalarValue> {
+        let key = |v: &ScalarValue| match v {
+            ScalarValue::Struct(s) => ScalarValue::try_from_array(s.column(0), 0).ok(),
+            other => Some(other.clone()),
+        };
+        values.sort_by(|a, b| {
+            key(b)
+                .partial_cmp(&key(a))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        values.truncate(k);
+        values
     }
 
     fn remove(&mut self, v: &ScalarValue) {
@@ -388,6 +455,21 @@ impl CollectAccumulator {
 
 impl Accumulator for CollectAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if self.carried > 0 {
+            // TOPK(sort, others..., k): rows with a NULL sort value are left out.
+            let DataType::Struct(fields) = &self.data_type else {
+                return exec_err!("TOPK keeps structs, not {}", self.data_type);
+            };
+            let rows =
+                StructArray::try_new(fields.clone(), values[..=self.carried].to_vec(), None)?;
+            for i in 0..rows.len() {
+                if values[0].is_valid(i) {
+                    let row: ArrayRef = Arc::new(rows.slice(i, 1));
+                    self.add(ScalarValue::try_from_array(&row, 0)?, 1);
+                }
+            }
+            return Ok(());
+        }
         let column = &values[0];
         for i in 0..column.len() {
             self.add(ScalarValue::try_from_array(column, i)?, 1);
@@ -419,14 +501,12 @@ impl Accumulator for CollectAccumulator {
                 },
             },
             Kind::TopK | Kind::TopKDistinct => {
-                let mut top = if self.kind == Kind::TopKDistinct {
+                let candidates = if self.kind == Kind::TopKDistinct {
                     self.distinct()
                 } else {
                     self.values.clone()
                 };
-                top.sort_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
-                top.truncate(self.options.n.unwrap_or(1));
-                self.list(top)
+                self.list(self.top(candidates, self.options.n.unwrap_or(1)))
             }
             Kind::Histogram => histogram(&self.counted)?,
             Kind::CountDistinct => ScalarValue::Int64(Some(self.counted.len() as i64)),

@@ -9,6 +9,7 @@ pub mod date_arithmetic;
 pub mod datetime;
 mod epoch;
 mod explode;
+mod extreme;
 pub mod geo;
 pub mod identity;
 mod initcap;
@@ -71,6 +72,7 @@ pub fn register(state: &mut SessionState) {
     .chain(epoch::all())
     .chain(bytes::all())
     .chain(split::all())
+    .chain(extreme::all())
     {
         let _ = state.register_udf(Arc::new(udf));
     }
