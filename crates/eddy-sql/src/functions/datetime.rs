@@ -25,13 +25,15 @@ fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, None)
 }
 
-/// A function of (value, pattern) evaluated row by row with the pattern converted once per row batch.
+/// A function of (value, pattern) evaluated row by row with the pattern converted once per row batch;
+/// `eval`'s result is cast to `output` (days as a DATE or an INT).
 fn with_pattern(
     name: &str,
     input: DataType,
     output: DataType,
     eval: fn(&ArrayRef, &datafusion::arrow::array::StringArray) -> Result<ArrayRef>,
 ) -> ScalarUDF {
+    let cast_to = output.clone();
     create_udf(
         name,
         vec![input, DataType::Utf8],
@@ -41,49 +43,63 @@ fn with_pattern(
             let rows = rows_of(args);
             let values = args[0].to_array(rows)?;
             let patterns = strings_of(&args[1], rows)?;
-            Ok(ColumnarValue::Array(eval(&values, &patterns)?))
+            Ok(ColumnarValue::Array(cast(
+                &eval(&values, &patterns)?,
+                &cast_to,
+            )?))
         }),
     )
 }
 
 /// `PARSE_DATE(text, pattern) -> DATE`.
 pub fn parse_date() -> ScalarUDF {
-    with_pattern(
-        "parse_date",
-        DataType::Utf8,
-        DataType::Date32,
-        |values, patterns| {
-            let texts = cast(values, &DataType::Utf8)?;
-            let mut out = Date32Builder::new();
-            for (t, p) in texts.as_string::<i32>().iter().zip(patterns.iter()) {
-                out.append_option(t.zip(p).and_then(|(t, p)| {
-                    let date = parse_java_date(t, &chrono_format(p))?;
-                    i32::try_from((date - EPOCH).num_days()).ok()
-                }));
-            }
-            Ok(Arc::new(out.finish()))
-        },
-    )
+    parse_days("parse_date", DataType::Date32)
+}
+
+/// `STRINGTODATE(text, pattern) -> INT`: ksqlDB's older PARSE_DATE, in days since the epoch.
+pub fn stringtodate() -> ScalarUDF {
+    parse_days("stringtodate", DataType::Int32)
+}
+
+/// `DATETOSTRING(days, pattern) -> STRING`: ksqlDB's older FORMAT_DATE, over days since the epoch.
+pub fn datetostring() -> ScalarUDF {
+    format_days("datetostring", DataType::Int32)
+}
+
+/// A date parsed into days since the epoch, as `output` (DATE or INT).
+fn parse_days(name: &str, output: DataType) -> ScalarUDF {
+    with_pattern(name, DataType::Utf8, output, |values, patterns| {
+        let texts = cast(values, &DataType::Utf8)?;
+        let mut out = Date32Builder::new();
+        for (t, p) in texts.as_string::<i32>().iter().zip(patterns.iter()) {
+            out.append_option(t.zip(p).and_then(|(t, p)| {
+                let date = parse_java_date(t, &chrono_format(p))?;
+                i32::try_from((date - EPOCH).num_days()).ok()
+            }));
+        }
+        Ok(Arc::new(out.finish()))
+    })
 }
 
 /// `FORMAT_DATE(date, pattern) -> STRING`.
 pub fn format_date() -> ScalarUDF {
-    with_pattern(
-        "format_date",
-        DataType::Date32,
-        DataType::Utf8,
-        |values, patterns| {
-            let mut out = StringBuilder::new();
-            let dates = values.as_primitive::<Date32Type>();
-            for (d, p) in dates.iter().zip(patterns.iter()) {
-                out.append_option(d.zip(p).and_then(|(d, p)| {
-                    let date = EPOCH.checked_add_signed(chrono::Duration::days(d.into()))?;
-                    Some(date.format(&chrono_format(p)).to_string())
-                }));
-            }
-            Ok(Arc::new(out.finish()))
-        },
-    )
+    format_days("format_date", DataType::Date32)
+}
+
+/// Days since the epoch (`input`: DATE or INT) formatted.
+fn format_days(name: &str, input: DataType) -> ScalarUDF {
+    with_pattern(name, input, DataType::Utf8, |values, patterns| {
+        let mut out = StringBuilder::new();
+        let values = cast(values, &DataType::Date32)?;
+        let dates = values.as_primitive::<Date32Type>();
+        for (d, p) in dates.iter().zip(patterns.iter()) {
+            out.append_option(d.zip(p).and_then(|(d, p)| {
+                let date = EPOCH.checked_add_signed(chrono::Duration::days(d.into()))?;
+                Some(date.format(&chrono_format(p)).to_string())
+            }));
+        }
+        Ok(Arc::new(out.finish()))
+    })
 }
 
 /// `PARSE_TIMESTAMP(text, pattern) -> TIMESTAMP`; a pattern with a zone reads the offset, others are UTC.

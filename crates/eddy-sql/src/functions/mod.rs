@@ -1,6 +1,7 @@
 //! ksqlDB's functions: its names for DataFusion's built-ins (registered as aliases) and the functions
 //! DataFusion lacks or implements differently.
 
+mod array_join;
 mod bytes;
 pub mod cast;
 mod chr;
@@ -14,6 +15,7 @@ pub mod geo;
 pub mod identity;
 mod initcap;
 pub mod json;
+mod maps;
 pub mod moments;
 mod split;
 pub mod substring;
@@ -56,6 +58,8 @@ pub fn register(state: &mut SessionState) {
         ScalarUDF::from(identity::Identity::new("as_value")),
         datetime::parse_date(),
         datetime::format_date(),
+        datetime::stringtodate(),
+        datetime::datetostring(),
         datetime::parse_timestamp(),
         ScalarUDF::from(datetime::FormatTimestamp::over_timestamps()),
         datetime::stringtotimestamp(),
@@ -65,6 +69,7 @@ pub fn register(state: &mut SessionState) {
         ScalarUDF::from(initcap::InitCap::default()),
         ScalarUDF::from(chr::Chr::default()),
         ScalarUDF::from(to_json_string::ToJsonString::default()),
+        ScalarUDF::from(array_join::ArrayJoin::default()),
     ]
     .into_iter()
     .chain(json::all())
@@ -73,6 +78,7 @@ pub fn register(state: &mut SessionState) {
     .chain(bytes::all())
     .chain(split::all())
     .chain(extreme::all())
+    .chain(maps::all())
     {
         let _ = state.register_udf(Arc::new(udf));
     }
