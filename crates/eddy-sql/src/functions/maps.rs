@@ -106,10 +106,10 @@ impl ScalarUDFImpl for MapConversion {
 
 fn as_map(keys: &ListArray, values: &ListArray, ret: &DataType) -> Result<ArrayRef> {
     let DataType::Map(entries_field, _) = ret else {
-        return Err(refuse("as_map", &[ret.clone()]));
+        return Err(refuse("as_map", std::slice::from_ref(ret)));
     };
     let DataType::Struct(kv) = entries_field.data_type() else {
-        return Err(refuse("as_map", &[ret.clone()]));
+        return Err(refuse("as_map", std::slice::from_ref(ret)));
     };
     let key_texts = keys.values().as_string::<i32>();
     let (mut key_at, mut value_at) = (Vec::new(), Vec::new());
@@ -161,10 +161,10 @@ fn entries(
     ret: &DataType,
 ) -> Result<ArrayRef> {
     let DataType::List(item) = ret else {
-        return Err(refuse("entries", &[ret.clone()]));
+        return Err(refuse("entries", std::slice::from_ref(ret)));
     };
     let DataType::Struct(fields) = item.data_type() else {
-        return Err(refuse("entries", &[ret.clone()]));
+        return Err(refuse("entries", std::slice::from_ref(ret)));
     };
     let keys = maps.keys().as_string::<i32>();
     let mut order: Vec<u32> = Vec::new();
