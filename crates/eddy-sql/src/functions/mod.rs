@@ -8,6 +8,7 @@ mod chr;
 pub mod collect;
 pub mod date_arithmetic;
 pub mod datetime;
+mod elt;
 mod epoch;
 mod explode;
 mod extreme;
@@ -16,11 +17,14 @@ pub mod identity;
 mod initcap;
 pub mod json;
 mod maps;
+mod mask;
 pub mod moments;
+mod sign;
 mod split;
 pub mod substring;
 pub mod sum_list;
 mod to_json_string;
+mod url;
 
 use std::sync::Arc;
 
@@ -48,6 +52,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("array_contains", "array_has"),
     // DataFusion's `ifnull` (`nvl`) takes scalars only; ksqlDB's takes any type.
     ("ifnull", "coalesce"),
+    ("slice", "array_slice"),
 ];
 
 /// Registers ksqlDB's functions and names on the session's function registry.
@@ -79,6 +84,10 @@ pub fn register(state: &mut SessionState) {
     .chain(split::all())
     .chain(extreme::all())
     .chain(maps::all())
+    .chain(mask::all())
+    .chain(elt::all())
+    .chain(url::all())
+    .chain([sign::sign()])
     {
         let _ = state.register_udf(Arc::new(udf));
     }

@@ -1,5 +1,6 @@
 //! Example plugin with overloads, varargs and a table function:
-//! - `MASK(s)` masks every letter and digit; `MASK(s, keep)` keeps the last `keep` characters.
+//! - `REDACT(s)` masks every letter and digit; `REDACT(s, keep)` keeps the last `keep` characters
+//!   (ksqlDB's built-in `MASK` family is Eddy's too; this shows overloads).
 //! - `JOIN_ALL(separator, part...)` joins any number of strings, skipping NULLs.
 //! - `SPLIT_TO_ROWS(s, separator)` is a table function: one output row per part.
 
@@ -10,13 +11,13 @@ fn mask_char(c: char) -> char {
 }
 
 /// Masks every letter and digit.
-#[udf(name = "mask")]
+#[udf(name = "redact")]
 pub fn mask_all(s: &str) -> String {
     s.chars().map(mask_char).collect()
 }
 
 /// Masks every letter and digit but the last `keep` characters.
-#[udf(name = "mask")]
+#[udf(name = "redact")]
 pub fn mask_keep(s: &str, keep: i32) -> String {
     let keep = keep.max(0) as usize;
     let n = s.chars().count();
