@@ -2,6 +2,7 @@
 //! (a NULL key is left out, a repeated key keeps its last value, the longer array's extra elements are
 //! ignored) and `ENTRIES(map, sorted)` lists a map's entries as `STRUCT<K, V>`s, by key if asked.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -122,19 +123,18 @@ fn as_map(keys: &ListArray, values: &ListArray, ret: &DataType) -> Result<ArrayR
             let (k0, k1) = (keys.value_offsets()[row], keys.value_offsets()[row + 1]);
             let v0 = values.value_offsets()[row];
             let n = (k1 - k0).min(values.value_offsets()[row + 1] - v0);
-            let start = key_at.len();
+            // Where each key of this row went, so that a repeated key costs no search.
+            let mut seen: HashMap<&str, usize> = HashMap::new();
             for j in 0..n {
                 let k = (k0 + j) as usize;
                 if key_texts.is_null(k) {
                     continue;
                 }
                 // A repeated key keeps its last value, at the place it first had.
-                match key_at[start..]
-                    .iter()
-                    .position(|&p: &u32| key_texts.value(p as usize) == key_texts.value(k))
-                {
-                    Some(p) => value_at[start + p] = (v0 + j) as u32,
+                match seen.get(key_texts.value(k)) {
+                    Some(&p) => value_at[p] = (v0 + j) as u32,
                     None => {
+                        seen.insert(key_texts.value(k), key_at.len());
                         key_at.push(k as u32);
                         value_at.push((v0 + j) as u32);
                     }

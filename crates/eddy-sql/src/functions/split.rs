@@ -2,6 +2,7 @@
 //! splits into characters or bytes; empty parts are kept), `REGEXP_SPLIT_TO_ARRAY(text, regex)` and
 //! `SPLIT_TO_MAP(text, entry_delimiter, key_delimiter)`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -190,11 +191,18 @@ fn split_to_map() -> ScalarUDF {
                     && !entries.value(i).is_empty()
                     && !keys.value(i).is_empty();
                 if usable {
+                    // A repeated key keeps its last value, at the place it first had.
                     let mut map: Vec<(&str, &str)> = Vec::new();
+                    let mut seen: HashMap<&str, usize> = HashMap::new();
                     for entry in values.value(i).split(entries.value(i)) {
                         if let Some((k, v)) = entry.split_once(keys.value(i)) {
-                            map.retain(|(old, _)| *old != k);
-                            map.push((k, v));
+                            match seen.get(k) {
+                                Some(&p) => map[p].1 = v,
+                                None => {
+                                    seen.insert(k, map.len());
+                                    map.push((k, v));
+                                }
+                            }
                         }
                     }
                     for (k, v) in map {
