@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, MapBuilder, MapFieldNames,
-    StringArray, StringBuilder,
+    StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::Result;
@@ -15,7 +15,7 @@ use datafusion::logical_expr::{
 };
 use serde_json::Value;
 
-use super::{rows_of, strings_of};
+use super::{over_text, rows_of, strings_of};
 use crate::types::SqlType;
 
 /// The JSON functions of one string argument, for registration.
@@ -107,24 +107,6 @@ fn strings_type() -> DataType {
 /// The text as JSON, if it is JSON.
 fn parse(text: &str) -> Option<Value> {
     serde_json::from_str(text).ok()
-}
-
-/// A function `name(STRING) -> ret` computed by `f` over the argument's strings.
-fn over_text(
-    name: &str,
-    ret: DataType,
-    f: impl Fn(&StringArray) -> ArrayRef + Send + Sync + 'static,
-) -> ScalarUDF {
-    create_udf(
-        name,
-        vec![DataType::Utf8],
-        ret,
-        Volatility::Immutable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let texts = strings_of(&args[0], rows_of(args))?;
-            Ok(ColumnarValue::Array(f(&texts)))
-        }),
-    )
 }
 
 /// `JSON_CONCAT(json1, json2, ...)`: objects merged (later keys win); otherwise arrays concatenated,

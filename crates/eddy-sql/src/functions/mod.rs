@@ -36,7 +36,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionImplementation, ScalarUDF, Signature, SimpleScalarUDF,
-    TypeSignature, Volatility,
+    TypeSignature, Volatility, create_udf,
 };
 
 use crate::types::SqlType;
@@ -135,6 +135,24 @@ fn overloaded(
         Volatility::Immutable,
     );
     ScalarUDF::from(SimpleScalarUDF::new_with_signature(name, signature, ret, f))
+}
+
+/// A function `name(STRING) -> ret` computed by `f` over the argument's strings.
+fn over_text(
+    name: &str,
+    ret: DataType,
+    f: impl Fn(&StringArray) -> datafusion::arrow::array::ArrayRef + Send + Sync + 'static,
+) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![DataType::Utf8],
+        ret,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let texts = strings_of(&args[0], rows_of(args))?;
+            Ok(ColumnarValue::Array(f(&texts)))
+        }),
+    )
 }
 
 /// The number of rows a call is evaluated over (1 when every argument is a constant).

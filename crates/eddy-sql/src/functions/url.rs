@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use url::Url;
 
-use super::{rows_of, strings_of};
+use super::{over_text, rows_of, strings_of};
 
 /// A part of a parsed URL, as text.
 type Part = fn(&Url) -> Option<String>;
@@ -102,20 +102,13 @@ fn text_function(
     name: &str,
     f: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
 ) -> ScalarUDF {
-    create_udf(
-        name,
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let texts = strings_of(&args[0], rows_of(args))?;
-            let mut out = StringBuilder::new();
-            for t in texts.iter() {
-                out.append_option(t.and_then(&f));
-            }
-            Ok(ColumnarValue::Array(Arc::new(out.finish())))
-        }),
-    )
+    over_text(name, DataType::Utf8, move |texts| {
+        let mut out = StringBuilder::new();
+        for t in texts.iter() {
+            out.append_option(t.and_then(&f));
+        }
+        Arc::new(out.finish())
+    })
 }
 
 #[cfg(test)]
