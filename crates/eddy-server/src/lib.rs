@@ -8,6 +8,7 @@ pub mod client_logs;
 pub mod command_status;
 pub mod credentials;
 pub mod entity;
+pub mod function_entities;
 mod inserts;
 mod jwt;
 pub mod local_broker;

@@ -24,6 +24,7 @@ use eddy_sql::statement::{ShowKind, SourceKind, Statement};
 use crate::access::Access;
 use crate::command_status::{CommandStatus, command_status};
 use crate::entity;
+use crate::function_entities;
 use crate::peer_client::PeerClient;
 pub use crate::query_view::QueryView;
 use crate::settings::check_request;
@@ -630,7 +631,7 @@ impl AppState {
                     json!({"@type": "source_descriptions", "statementText": s.text, "sourceDescriptions": list, "warnings": []})
                 }
                 Statement::DescribeFunction { name } => {
-                    entity::describe_function(&s.text, &self.engine(), name).ok_or_else(|| {
+                    function_entities::describe_function(&s.text, &self.engine(), name).ok_or_else(|| {
                         fail(
                             Error::Plan(format!("Can't find any functions with the name '{name}'")),
                             &entities,
@@ -697,7 +698,7 @@ impl AppState {
             ShowKind::Tables => entity::source_list(text, &self.engine(), SourceKind::Table),
             ShowKind::Queries => entity::queries(text, &self.query_views(), extended),
             ShowKind::Topics => entity::topics(text, &self.cluster.list_topics()?),
-            ShowKind::Functions => entity::functions(text, &self.engine()),
+            ShowKind::Functions => function_entities::functions(text, &self.engine()),
             ShowKind::Properties => {
                 let mut all: BTreeMap<String, String> = BTreeMap::new();
                 all.insert("ksql.service.id".into(), self.service_id.clone());

@@ -610,7 +610,8 @@ fn check_delimited_intermediates(query: &sqlparser::ast::Query) -> Result<()> {
     impl Visitor for Finder {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
-            const COMPLEX_STATE: [&str; 8] = [
+            const COMPLEX_STATE: [&str; 9] = [
+                "ATTR",
                 "TOPK",
                 "TOPKDISTINCT",
                 "STDDEV_SAMP",

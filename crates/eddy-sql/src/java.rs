@@ -108,10 +108,22 @@ pub fn chrono_format(pattern: &str) -> String {
     out
 }
 
+/// A chrono formatting as text; `None` where the format asks for what the value lacks (an hour of a
+/// date, a zone of a local time), which chrono reports as a formatting error.
+pub fn formatted(value: impl std::fmt::Display) -> Option<String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    write!(out, "{value}").ok()?;
+    Some(out)
+}
+
 /// Milliseconds since the epoch of a timestamp text in a chrono `format` (see [`chrono_format`]): with
 /// the format's zone if it has one, else UTC; a date alone is its midnight.
 pub fn parse_millis(text: &str, format: &str) -> Option<i64> {
     use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+    if let Some((before, after)) = format.split_once("%Z") {
+        return parse_zoned_millis(text, before, after);
+    }
     if let Ok(t) = DateTime::parse_from_str(text, format) {
         return Some(t.timestamp_millis());
     }
@@ -121,6 +133,20 @@ pub fn parse_millis(text: &str, format: &str) -> Option<i64> {
     NaiveDate::parse_from_str(text, format)
         .ok()
         .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp_millis())
+}
+
+/// A timestamp whose zone is named where the format had `%Z` (chrono cannot parse names): the name
+/// is the text up to the next white space, read as Java's `ZoneId` reads it.
+fn parse_zoned_millis(text: &str, before: &str, after: &str) -> Option<i64> {
+    use chrono::format::{Parsed, StrftimeItems, parse, parse_and_remainder};
+    let mut parsed = Parsed::new();
+    let rest = parse_and_remainder(&mut parsed, text, StrftimeItems::new(before)).ok()?;
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let (zone, tail) = rest.split_at(end);
+    parse(&mut parsed, tail, StrftimeItems::new(after)).ok()?;
+    let local = parsed.to_naive_datetime_with_offset(0).ok()?;
+    let zone = crate::java_zone::Zone::parse(zone)?;
+    Some(zone.instant(&local)?.timestamp_millis())
 }
 
 /// A date in `text` as a chrono `format` reads it, as Java's lenient parsing does: text after the date

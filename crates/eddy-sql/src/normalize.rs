@@ -302,13 +302,15 @@ fn constructor(f: &Function) -> Option<Expr> {
     ))
 }
 
-/// ksqlDB's lambdas over arrays, `TRANSFORM(a, x => x + 1)` and `FILTER(a, x => x > 0)`, arrive as a
-/// named argument `x => body`; they become DataFusion's `array_transform` / `array_filter` with a lambda.
+/// ksqlDB's lambdas, `TRANSFORM(a, x => x + 1)`, `FILTER(m, (k, v) => v > 0)`,
+/// `REDUCE(a, 0, (s, x) => s + x)`, arrive as named arguments `params => body`; they become lambdas of
+/// Eddy's higher-order `transform`, `filter` and `reduce` (over arrays and maps).
 /// Returns whether `f` was such a call.
 fn lambda_function(f: &mut Function) -> bool {
     let target = match f.name.to_string().to_ascii_uppercase().as_str() {
-        "TRANSFORM" => "array_transform",
-        "FILTER" => "array_filter",
+        "TRANSFORM" => "transform",
+        "FILTER" => "filter",
+        "REDUCE" => "reduce",
         _ => return false,
     };
     let FunctionArguments::List(list) = &mut f.args else {
@@ -317,16 +319,16 @@ fn lambda_function(f: &mut Function) -> bool {
     let mut rewritten = false;
     for arg in &mut list.args {
         if let FunctionArg::ExprNamed {
-            name: Expr::Identifier(param),
+            name,
             arg: FunctionArgExpr::Expr(body),
             operator: FunctionArgOperator::RightArrow,
         } = arg
         {
+            let Some(params) = lambda_parameters(name) else {
+                continue;
+            };
             let lambda = Expr::Lambda(LambdaFunction {
-                params: OneOrManyWithParens::One(LambdaFunctionParameter {
-                    name: param.clone(),
-                    data_type: None,
-                }),
+                params,
                 body: Box::new(std::mem::replace(body, Expr::value(Value::Null))),
                 syntax: LambdaSyntax::Arrow,
             });
@@ -338,6 +340,27 @@ fn lambda_function(f: &mut Function) -> bool {
         f.name = ObjectName::from(vec![Ident::new(target)]);
     }
     rewritten
+}
+
+/// A lambda's parameters: `x`, `(x)` or `(x, y, ...)`.
+fn lambda_parameters(names: &Expr) -> Option<OneOrManyWithParens<LambdaFunctionParameter>> {
+    let param = |e: &Expr| match e {
+        Expr::Identifier(name) => Some(LambdaFunctionParameter {
+            name: name.clone(),
+            data_type: None,
+        }),
+        _ => None,
+    };
+    match names {
+        Expr::Identifier(_) => param(names).map(OneOrManyWithParens::One),
+        Expr::Nested(inner) => param(inner).map(|p| OneOrManyWithParens::Many(vec![p])),
+        Expr::Tuple(items) => items
+            .iter()
+            .map(param)
+            .collect::<Option<Vec<_>>>()
+            .map(OneOrManyWithParens::Many),
+        _ => None,
+    }
 }
 
 /// The bare time unit of `DATEADD(DAYS, 1, d)` and its kin becomes a string literal, `'DAYS'`.

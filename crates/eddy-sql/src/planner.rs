@@ -84,6 +84,7 @@ impl Planner {
             expr_planners,
         };
         planner.register_table_function(crate::functions::explode());
+        planner.register_table_function(crate::functions::cube_explode());
         planner
     }
 
@@ -92,11 +93,12 @@ impl Planner {
         &self.state
     }
 
-    /// Whether a scalar or aggregate function of this name (any case) exists.
+    /// Whether a scalar, aggregate, table or higher-order function of this name (any case) exists.
     pub fn has_function(&self, name: &str) -> bool {
         let lower = name.to_lowercase();
         self.state.scalar_functions().contains_key(&lower)
             || self.state.aggregate_functions().contains_key(&lower)
+            || self.state.higher_order_functions().contains_key(&lower)
     }
 
     /// Adds a scalar function, replacing one of the same name (queries already planned keep theirs).
@@ -269,6 +271,7 @@ impl Planner {
         }
         let plan = SqlToRel::new(&provider)
             .sql_statement_to_plan(SqlStatement::Query(query))
+            .and_then(crate::in_list::type_in_lists)
             .map_err(|e| plan_error(e, &source))?;
         let plan = self
             .state

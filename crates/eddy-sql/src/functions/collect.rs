@@ -1,5 +1,6 @@
 //! ksqlDB's aggregate functions that keep the values they saw: COLLECT_LIST, COLLECT_SET,
-//! LATEST_BY_OFFSET, EARLIEST_BY_OFFSET, TOPK, TOPKDISTINCT, HISTOGRAM and COUNT_DISTINCT. One
+//! LATEST_BY_OFFSET, EARLIEST_BY_OFFSET, TOPK, TOPKDISTINCT, HISTOGRAM, COUNT_DISTINCT and ATTR (the
+//! one value a group holds, NULL when it holds several). One
 //! accumulator serves them all: it keeps values in arrival (offset) order, and each function reads its
 //! result off them. Values can be retracted (aggregation over a table) where ksqlDB allows it.
 
@@ -37,6 +38,7 @@ enum Kind {
     TopKDistinct,
     Histogram,
     CountDistinct,
+    Attr,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::TopKDistinct => "topkdistinct",
             Kind::Histogram => "histogram",
             Kind::CountDistinct => "count_distinct",
+            Kind::Attr => "attr",
         }
     }
 
@@ -57,7 +60,11 @@ impl Kind {
     fn retracts(self) -> bool {
         matches!(
             self,
-            Kind::CollectList | Kind::CollectSet | Kind::Histogram | Kind::CountDistinct
+            Kind::CollectList
+                | Kind::CollectSet
+                | Kind::Histogram
+                | Kind::CountDistinct
+                | Kind::Attr
         )
     }
 }
@@ -86,6 +93,7 @@ pub fn all() -> Vec<AggregateUDF> {
         Kind::TopKDistinct,
         Kind::Histogram,
         Kind::CountDistinct,
+        Kind::Attr,
     ]
     .into_iter()
     .map(|kind| {
@@ -172,7 +180,14 @@ fn options(kind: Kind, constants: &[Option<ScalarValue>]) -> Result<Options> {
             n: Some(int(k)?),
             ignore_nulls: true,
         },
-        (Kind::CollectList | Kind::CollectSet | Kind::Histogram | Kind::CountDistinct, []) => {
+        (
+            Kind::CollectList
+            | Kind::CollectSet
+            | Kind::Histogram
+            | Kind::CountDistinct
+            | Kind::Attr,
+            [],
+        ) => {
             Options {
                 n: None,
                 ignore_nulls: !matches!(kind, Kind::CollectList | Kind::CollectSet),
@@ -266,6 +281,7 @@ impl AggregateUDFImpl for Collect {
                 histogram_type()
             }
             Kind::CountDistinct => DataType::Int64,
+            Kind::Attr => t.clone(),
         })
     }
 
@@ -359,7 +375,7 @@ impl CollectAccumulator {
     fn counts_values(&self) -> bool {
         matches!(
             self.kind,
-            Kind::CollectSet | Kind::Histogram | Kind::CountDistinct
+            Kind::CollectSet | Kind::Histogram | Kind::CountDistinct | Kind::Attr
         )
     }
 
@@ -370,7 +386,9 @@ impl CollectAccumulator {
         if self.counts_values() {
             match self.index.get(&v) {
                 Some(p) => self.counted[*p].1 += times,
-                None if self.kind == Kind::CountDistinct || self.counted.len() < self.limit => {
+                None if matches!(self.kind, Kind::CountDistinct | Kind::Attr)
+                    || self.counted.len() < self.limit =>
+                {
                     self.index.insert(v.clone(), self.counted.len());
                     self.counted.push((v, times));
                 }
@@ -510,6 +528,10 @@ impl Accumulator for CollectAccumulator {
             }
             Kind::Histogram => histogram(&self.counted)?,
             Kind::CountDistinct => ScalarValue::Int64(Some(self.counted.len() as i64)),
+            Kind::Attr => match self.counted.as_slice() {
+                [(one, _)] => one.clone(),
+                _ => ScalarValue::try_from(&self.return_type)?,
+            },
         })
     }
 

@@ -1,15 +1,19 @@
 //! ksqlDB's date and timestamp functions with Java `DateTimeFormatter` patterns: `PARSE_DATE`,
-//! `FORMAT_DATE`, `PARSE_TIMESTAMP` (UTC), `FORMAT_TIMESTAMP` and `TIMESTAMPTOSTRING` (UTC or a given
+//! `FORMAT_DATE`, `PARSE_TIME`, `FORMAT_TIME`, `PARSE_TIMESTAMP` (UTC unless the text names a zone),
+//! `FORMAT_TIMESTAMP` and `TIMESTAMPTOSTRING` (UTC or a given
 //! zone). A value that does not parse gives NULL.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, NaiveDate, NaiveTime, Timelike};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Date32Builder, Int64Array, StringBuilder, TimestampMillisecondBuilder,
+    Array, ArrayRef, AsArray, Date32Builder, Int64Array, StringBuilder, Time32MillisecondBuilder,
+    TimestampMillisecondBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Int64Type, Time32MillisecondType, TimeUnit,
+};
 use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
@@ -17,7 +21,8 @@ use datafusion::logical_expr::{
 };
 
 use super::{rows_of, strings_of};
-use crate::java::{chrono_format, parse_date as parse_java_date, parse_millis};
+use crate::java::{chrono_format, formatted, parse_date as parse_java_date, parse_millis};
+use crate::java_zone::Zone;
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
 
@@ -95,11 +100,56 @@ fn format_days(name: &str, input: DataType) -> ScalarUDF {
         for (d, p) in dates.iter().zip(patterns.iter()) {
             out.append_option(d.zip(p).and_then(|(d, p)| {
                 let date = EPOCH.checked_add_signed(chrono::Duration::days(d.into()))?;
-                Some(date.format(&chrono_format(p)).to_string())
+                formatted(date.format(&chrono_format(p)))
             }));
         }
         Ok(Arc::new(out.finish()))
     })
+}
+
+/// `PARSE_TIME(text, pattern) -> TIME`.
+pub fn parse_time() -> ScalarUDF {
+    with_pattern(
+        "parse_time",
+        DataType::Utf8,
+        DataType::Time32(TimeUnit::Millisecond),
+        |values, patterns| {
+            let texts = cast(values, &DataType::Utf8)?;
+            let mut out = Time32MillisecondBuilder::new();
+            for (t, p) in texts.as_string::<i32>().iter().zip(patterns.iter()) {
+                out.append_option(t.zip(p).and_then(|(t, p)| {
+                    let time = NaiveTime::parse_from_str(t, &chrono_format(p)).ok()?;
+                    let millis = time.num_seconds_from_midnight() * 1000 + time.nanosecond() / 1_000_000;
+                    i32::try_from(millis).ok()
+                }));
+            }
+            Ok(Arc::new(out.finish()))
+        },
+    )
+}
+
+/// `FORMAT_TIME(time, pattern) -> STRING`.
+pub fn format_time() -> ScalarUDF {
+    with_pattern(
+        "format_time",
+        DataType::Time32(TimeUnit::Millisecond),
+        DataType::Utf8,
+        |values, patterns| {
+            let mut out = StringBuilder::new();
+            let times = values.as_primitive::<Time32MillisecondType>();
+            for (t, p) in times.iter().zip(patterns.iter()) {
+                out.append_option(t.zip(p).and_then(|(t, p)| {
+                    let millis = u32::try_from(t).ok()?;
+                    let time = NaiveTime::from_num_seconds_from_midnight_opt(
+                        millis / 1000,
+                        millis % 1000 * 1_000_000,
+                    )?;
+                    formatted(time.format(&chrono_format(p)))
+                }));
+            }
+            Ok(Arc::new(out.finish()))
+        },
+    )
 }
 
 /// `PARSE_TIMESTAMP(text, pattern) -> TIMESTAMP`; a pattern with a zone reads the offset, others are UTC.
@@ -211,7 +261,7 @@ impl ScalarUDFImpl for FormatTimestamp {
                 let utc = DateTime::from_timestamp_millis(t)?;
                 let format = chrono_format(p);
                 match zone {
-                    None => Some(utc.format(&format).to_string()),
+                    None => formatted(utc.format(&format)),
                     Some(z) => in_zone(&utc, z, &format),
                 }
             }));
@@ -220,13 +270,12 @@ impl ScalarUDFImpl for FormatTimestamp {
     }
 }
 
-/// A UTC time formatted in a zone given by name (`Europe/Paris`, `UTC`) or offset (`+01:00`).
+/// A UTC time formatted in a zone given by name (`Europe/Paris`, `UTC`, `PST`) or offset (`+01:00`).
 fn in_zone(utc: &DateTime<chrono::Utc>, zone: &str, format: &str) -> Option<String> {
-    if let Ok(tz) = zone.parse::<chrono_tz::Tz>() {
-        return Some(utc.with_timezone(&tz).format(format).to_string());
+    match Zone::parse(zone)? {
+        Zone::Region(tz) => formatted(utc.with_timezone(&tz).format(format)),
+        Zone::Fixed(offset) => formatted(utc.with_timezone(&offset).format(format)),
     }
-    let offset = zone.parse::<chrono::FixedOffset>().ok()?;
-    Some(utc.with_timezone(&offset).format(format).to_string())
 }
 
 #[cfg(test)]

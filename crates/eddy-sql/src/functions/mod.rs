@@ -5,29 +5,40 @@ mod array_join;
 mod bytes;
 pub mod cast;
 mod chr;
+mod convert_tz;
 pub mod collect;
 pub mod date_arithmetic;
 pub mod datetime;
 mod elt;
 mod epoch;
+mod cube_explode;
 mod explode;
 mod extreme;
+mod filter;
+mod generate_series;
 pub mod geo;
 pub mod identity;
 mod initcap;
 pub mod json;
+mod lambda_input;
+mod map_union;
 mod maps;
 mod mask;
+mod pad;
 pub mod moments;
+mod reduce;
+pub mod reference;
 mod sign;
 mod split;
 pub mod substring;
 pub mod sum_list;
 mod to_json_string;
+mod transform;
 mod url;
 
 use std::sync::Arc;
 
+pub use cube_explode::cube_explode;
 pub use explode::explode;
 
 use datafusion::arrow::array::{AsArray, StringArray};
@@ -35,7 +46,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionImplementation, ScalarUDF, Signature, SimpleScalarUDF,
+    ColumnarValue, HigherOrderUDF, ScalarFunctionImplementation, ScalarUDF, Signature, SimpleScalarUDF,
     TypeSignature, Volatility, create_udf,
 };
 
@@ -66,6 +77,9 @@ pub fn register(state: &mut SessionState) {
         datetime::stringtodate(),
         datetime::datetostring(),
         datetime::parse_timestamp(),
+        datetime::parse_time(),
+        datetime::format_time(),
+        convert_tz::convert_tz(),
         ScalarUDF::from(datetime::FormatTimestamp::over_timestamps()),
         datetime::stringtotimestamp(),
         ScalarUDF::from(datetime::FormatTimestamp::over_millis()),
@@ -85,9 +99,14 @@ pub fn register(state: &mut SessionState) {
     .chain(extreme::all())
     .chain(maps::all())
     .chain(mask::all())
+    .chain(pad::all())
     .chain(elt::all())
     .chain(url::all())
-    .chain([sign::sign()])
+    .chain([
+        sign::sign(),
+        map_union::map_union(),
+        generate_series::generate_series(),
+    ])
     {
         let _ = state.register_udf(Arc::new(udf));
     }
@@ -97,6 +116,13 @@ pub fn register(state: &mut SessionState) {
         .chain([sum_list::sum_list()])
     {
         let _ = state.register_udaf(Arc::new(udaf));
+    }
+    for hof in [
+        HigherOrderUDF::new_from_impl(transform::Transform::default()),
+        HigherOrderUDF::new_from_impl(filter::Filter::default()),
+        HigherOrderUDF::new_from_impl(reduce::Reduce::default()),
+    ] {
+        let _ = state.register_higher_order_function(Arc::new(hof));
     }
     for (alias, target) in ALIASES {
         let Some(udf) = state.scalar_functions().get(*target).cloned() else {

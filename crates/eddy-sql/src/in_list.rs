@@ -1,0 +1,361 @@
+//! ksqlDB's typing of `value IN (list)`, applied to a planned query before DataFusion coerces it: each
+//! element must be comparable with the value (numbers with numbers, and collections and structs element
+//! by element), a string literal is read as the value's type (`'4.000'` beside an INT, `'tr'` beside a
+//! BOOLEAN), any literal is text beside a STRING, and array, map and struct constructors are typed
+//! element by element — a struct constructor naming a field the value lacks can never match and is
+//! left out, one missing a field has it NULL. Anything else is ksqlDB's error naming both types.
+
+use datafusion::arrow::datatypes::{DataType, Fields};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::expr::{InList, ScalarFunction};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, cast, lit};
+
+use crate::java::format_double;
+use crate::types::SqlType;
+
+/// Types every IN list of the plan as ksqlDB does.
+pub fn type_in_lists(plan: LogicalPlan) -> Result<LogicalPlan> {
+    plan.transform_up(|node| {
+        let Some(schema) = node.inputs().first().map(|i| i.schema().clone()) else {
+            return Ok(Transformed::no(node));
+        };
+        node.map_expressions(|e| {
+            e.transform_up(|e| match e {
+                Expr::InList(list) => typed(list, &schema).map(Transformed::yes),
+                other => Ok(Transformed::no(other)),
+            })
+        })
+    })
+    .map(|t| t.data)
+}
+
+/// Why an element does not fit.
+enum Misfit {
+    /// Of another type: reported for the whole element.
+    Type,
+    /// Text that does not read as the value's type.
+    Text(String),
+}
+
+/// What an element becomes.
+enum Element {
+    Keep(Expr),
+    /// It can never equal the value (a struct with a field the value lacks).
+    Never,
+}
+
+fn typed(list: InList, schema: &DFSchema) -> Result<Expr> {
+    let value = list.expr.get_type(schema)?;
+    let mut kept = Vec::with_capacity(list.list.len());
+    for e in list.list {
+        match element(&value, e.clone(), schema) {
+            Ok(Element::Keep(e)) => kept.push(e),
+            Ok(Element::Never) => {}
+            Err(Misfit::Text(message)) => return Err(invalid(message)),
+            Err(Misfit::Type) => {
+                let given = e.get_type(schema)?;
+                return Err(invalid(format!(
+                    "operator does not exist: {} = {} ({})\nHint: You might need to add explicit type casts.",
+                    type_name(&value),
+                    type_name(&given),
+                    render(&e)
+                )));
+            }
+        }
+    }
+    if kept.is_empty() {
+        return Ok(lit(list.negated));
+    }
+    Ok(Expr::InList(InList {
+        expr: list.expr,
+        list: kept,
+        negated: list.negated,
+    }))
+}
+
+fn invalid(message: String) -> DataFusionError {
+    DataFusionError::Plan(format!("Invalid Predicate: {message}"))
+}
+
+fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Null => "null".to_string(),
+        t => SqlType::from_arrow(t).map_or_else(|_| t.to_string(), |s| s.to_string()),
+    }
+}
+
+/// The value of a literal, possibly cast (how typed literals are planned).
+fn literal(e: &Expr) -> Option<ScalarValue> {
+    match e {
+        Expr::Literal(v, _) => Some(v.clone()),
+        Expr::Cast(c) => literal(&c.expr)?.cast_to(c.field.data_type()).ok(),
+        _ => None,
+    }
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
+fn is_number(t: &DataType) -> bool {
+    t.is_integer() || t.is_floating() || t.is_decimal()
+}
+
+fn is_temporal(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Time32(_)
+    )
+}
+
+/// Whether values of the two types can be compared.
+fn comparable(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        _ if a == b => true,
+        (DataType::Null, _) | (_, DataType::Null) => true,
+        _ if is_number(a) && is_number(b) => true,
+        _ if is_text(a) && is_text(b) => true,
+        _ if (is_temporal(a) && is_text(b)) || (is_text(a) && is_temporal(b)) => true,
+        (DataType::List(x), DataType::List(y)) => comparable(x.data_type(), y.data_type()),
+        (DataType::Map(x, _), DataType::Map(y, _)) => comparable(x.data_type(), y.data_type()),
+        (DataType::Struct(x), DataType::Struct(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y.iter()).all(|(f, g)| {
+                    f.name() == g.name() && comparable(f.data_type(), g.data_type())
+                })
+        }
+        _ => false,
+    }
+}
+
+fn element(value: &DataType, e: Expr, schema: &DFSchema) -> Result<Element, Misfit> {
+    if let Some(v) = literal(&e).filter(|v| !v.is_null()) {
+        let text = match &v {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        match text {
+            Some(s) if !is_text(value) => return read_text(value, s, e.clone()),
+            None if is_text(value) => {
+                return literal_text(&v)
+                    .map(|t| Element::Keep(lit(t)))
+                    .ok_or(Misfit::Type);
+            }
+            _ => {}
+        }
+    }
+    if let (Some(args), Some(name)) = (constructor_args(&e), constructor_name(&e)) {
+        match (value, name) {
+            (DataType::List(item), "make_array") => {
+                let mut out = Vec::with_capacity(args.len());
+                for a in args {
+                    match element(item.data_type(), a.clone(), schema)? {
+                        Element::Keep(a) => out.push(a),
+                        Element::Never => return Ok(Element::Never),
+                    }
+                }
+                return Ok(Element::Keep(with_args(&e, out)));
+            }
+            (DataType::Struct(fields), "named_struct") => return typed_struct(fields, args, &e, schema),
+            (DataType::Map(entries, _), "make_map" | "map") => {
+                if let DataType::Struct(kv) = entries.data_type() {
+                    let mut out = Vec::with_capacity(args.len());
+                    for (i, a) in args.iter().enumerate() {
+                        match element(kv[i % 2].data_type(), a.clone(), schema)? {
+                            Element::Keep(a) => out.push(a),
+                            Element::Never => return Ok(Element::Never),
+                        }
+                    }
+                    return Ok(Element::Keep(with_args(&e, out)));
+                }
+            }
+            _ => {}
+        }
+    }
+    let given = e.get_type(schema).map_err(|_| Misfit::Type)?;
+    if comparable(value, &given) {
+        Ok(Element::Keep(e))
+    } else {
+        Err(Misfit::Type)
+    }
+}
+
+/// `STRUCT(A := 1, ...)` against a struct value: its fields in the value's order, the missing ones NULL;
+/// a field the value lacks means it never matches.
+fn typed_struct(
+    fields: &Fields,
+    args: &[Expr],
+    e: &Expr,
+    schema: &DFSchema,
+) -> Result<Element, Misfit> {
+    let mut given: Vec<(String, &Expr)> = Vec::new();
+    for pair in args.chunks(2) {
+        let [name, value] = pair else {
+            return Err(Misfit::Type);
+        };
+        let Some(ScalarValue::Utf8(Some(name))) = literal(name) else {
+            return Err(Misfit::Type);
+        };
+        given.push((name, value));
+    }
+    if given
+        .iter()
+        .any(|(name, _)| !fields.iter().any(|f| f.name() == name))
+    {
+        return Ok(Element::Never);
+    }
+    let mut out = Vec::with_capacity(fields.len() * 2);
+    for f in fields.iter() {
+        out.push(lit(f.name().as_str()));
+        match given.iter().find(|(name, _)| name == f.name()) {
+            Some((_, v)) => match element(f.data_type(), (*v).clone(), schema)? {
+                Element::Keep(v) => out.push(v),
+                Element::Never => return Ok(Element::Never),
+            },
+            None => out.push(cast(lit(ScalarValue::Null), f.data_type().clone())),
+        }
+    }
+    Ok(Element::Keep(with_args(e, out)))
+}
+
+/// A string literal read as the value's type.
+fn read_text(value: &DataType, s: &str, e: Expr) -> Result<Element, Misfit> {
+    let bad = || {
+        let kind = SqlType::from_arrow(value).map_or("?", |t| t.kind_name());
+        Misfit::Text(format!("invalid input syntax for type {kind}: \"{s}\"."))
+    };
+    if value == &DataType::Boolean {
+        return boolean(s).map(|b| Element::Keep(lit(b))).ok_or_else(bad);
+    }
+    if is_number(value) {
+        let t = s.trim();
+        if let Ok(n) = t.parse::<i64>() {
+            return Ok(Element::Keep(lit(n)));
+        }
+        return match t.parse::<f64>() {
+            Ok(f) if f.is_finite() && !t.contains(['e', 'E', 'n', 'N', 'i', 'I']) => {
+                Ok(Element::Keep(lit(f)))
+            }
+            _ => Err(bad()),
+        };
+    }
+    if matches!(
+        value,
+        DataType::List(_) | DataType::Map(..) | DataType::Struct(_)
+    ) {
+        return Err(Misfit::Type);
+    }
+    Ok(Element::Keep(e))
+}
+
+/// ksqlDB's reading of text as a BOOLEAN: any start of `true` or `yes` is true, of `false` or `no`
+/// false, in any case.
+fn boolean(s: &str) -> Option<bool> {
+    let lower = s.trim().to_ascii_lowercase();
+    if lower.is_empty() {
+        return None;
+    }
+    if "true".starts_with(&lower) || "yes".starts_with(&lower) {
+        Some(true)
+    } else if "false".starts_with(&lower) || "no".starts_with(&lower) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A literal as the text it is compared as beside a STRING.
+fn literal_text(v: &ScalarValue) -> Option<String> {
+    Some(match v {
+        ScalarValue::Boolean(Some(b)) => b.to_string(),
+        ScalarValue::Float64(Some(f)) => format_double(*f),
+        ScalarValue::Float32(Some(f)) => format_double(f64::from(*f)),
+        v if v.data_type().is_integer() || v.data_type().is_decimal() => v.to_string(),
+        _ => return None,
+    })
+}
+
+fn constructor_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::ScalarFunction(f) => Some(f.func.name()),
+        _ => None,
+    }
+}
+
+fn constructor_args(e: &Expr) -> Option<&[Expr]> {
+    match e {
+        Expr::ScalarFunction(f) => Some(&f.args),
+        _ => None,
+    }
+}
+
+fn with_args(e: &Expr, args: Vec<Expr>) -> Expr {
+    match e {
+        Expr::ScalarFunction(f) => Expr::ScalarFunction(ScalarFunction {
+            func: f.func.clone(),
+            args,
+        }),
+        other => other.clone(),
+    }
+}
+
+/// An element as ksqlDB prints it in messages: `VAL0`, `10`, `ARRAY[VAL1]`, `MAP('a':=VAL1)`,
+/// `STRUCT(F0:=VAL1)`, `ARRAY_LENGTH(VAL0)`.
+fn render(e: &Expr) -> String {
+    let list = |args: &[Expr]| args.iter().map(render).collect::<Vec<_>>().join(", ");
+    let pairs = |args: &[Expr], key: &dyn Fn(&Expr) -> String| {
+        args.chunks(2)
+            .map(|p| match p {
+                [k, v] => format!("{}:={}", key(k), render(v)),
+                other => list(other),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(v) = literal(e) {
+        return match v {
+            ScalarValue::Utf8(Some(s)) => format!("'{s}'"),
+            v if v.is_null() => "null".to_string(),
+            v => literal_text(&v).unwrap_or_else(|| v.to_string()),
+        };
+    }
+    match e {
+        Expr::Column(c) => c.name.clone(),
+        Expr::Alias(a) => render(&a.expr),
+        Expr::ScalarFunction(f) => match f.func.name() {
+            "make_array" => format!("ARRAY[{}]", list(&f.args)),
+            "named_struct" => format!(
+                "STRUCT({})",
+                pairs(&f.args, &|k| match literal(k) {
+                    Some(ScalarValue::Utf8(Some(name))) => name,
+                    _ => render(k),
+                })
+            ),
+            "make_map" | "map" => format!("MAP({})", pairs(&f.args, &render)),
+            name => format!("{}({})", name.to_uppercase(), list(&f.args)),
+        },
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_reads_as_booleans_the_way_ksqldb_reads_it() {
+        for t in ["TrUe", "tr", "Y", "yes", "t"] {
+            assert_eq!(boolean(t), Some(true), "{t}");
+        }
+        for f in ["false", "F", "no", "n"] {
+            assert_eq!(boolean(f), Some(false), "{f}");
+        }
+        for bad in ["", "Not a boolean", "truest", "yess"] {
+            assert_eq!(boolean(bad), None, "{bad}");
+        }
+    }
+}
