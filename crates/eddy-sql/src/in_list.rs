@@ -48,17 +48,24 @@ enum Element {
 
 fn typed(list: InList, schema: &DFSchema) -> Result<Expr> {
     let value = list.expr.get_type(schema)?;
+    // ksqlDB names the value's type widened by the elements before the one that does not fit.
+    let mut widened = value.clone();
     let mut kept = Vec::with_capacity(list.list.len());
     for e in list.list {
         match element(&value, e.clone(), schema) {
-            Ok(Element::Keep(e)) => kept.push(e),
+            Ok(Element::Keep(e)) => {
+                if let Ok(t) = e.get_type(schema) {
+                    widened = widen(&widened, &t);
+                }
+                kept.push(e)
+            }
             Ok(Element::Never) => {}
             Err(Misfit::Text(message)) => return Err(invalid(message)),
             Err(Misfit::Type) => {
                 let given = e.get_type(schema)?;
                 return Err(invalid(format!(
                     "operator does not exist: {} = {} ({})\nHint: You might need to add explicit type casts.",
-                    type_name(&value),
+                    type_name(&widened),
                     type_name(&given),
                     render(&e)
                 )));
@@ -73,6 +80,36 @@ fn typed(list: InList, schema: &DFSchema) -> Result<Expr> {
         list: kept,
         negated: list.negated,
     }))
+}
+
+/// The type ksqlDB compares two numbers as: DOUBLE with a DOUBLE, else a DECIMAL holding both (INT
+/// as DECIMAL(10, 0), BIGINT as DECIMAL(19, 0)) when either is one, else the wider integer.
+fn widen(a: &DataType, b: &DataType) -> DataType {
+    let digits = |t: &DataType| match t {
+        DataType::Decimal128(p, s) => Some((i16::from(*p) - i16::from(*s), i16::from(*s))),
+        DataType::Int64 => Some((19, 0)),
+        t if t.is_integer() => Some((10, 0)),
+        _ => None,
+    };
+    if !is_number(a) || !is_number(b) || a == b {
+        return a.clone();
+    }
+    if a.is_floating() || b.is_floating() {
+        return DataType::Float64;
+    }
+    if a.is_decimal() || b.is_decimal() {
+        if let (Some((ia, sa)), Some((ib, sb))) = (digits(a), digits(b)) {
+            let scale = sa.max(sb);
+            let precision = (ia.max(ib) + scale).min(38);
+            return DataType::Decimal128(precision as u8, scale as i8);
+        }
+        return a.clone();
+    }
+    if a == &DataType::Int64 || b == &DataType::Int64 {
+        DataType::Int64
+    } else {
+        a.clone()
+    }
 }
 
 fn invalid(message: String) -> DataFusionError {
@@ -161,16 +198,16 @@ fn element(value: &DataType, e: Expr, schema: &DFSchema) -> Result<Element, Misf
                 return Ok(Element::Keep(with_args(&e, out)));
             }
             (DataType::Struct(fields), "named_struct") => return typed_struct(fields, args, &e, schema),
+            // MAP(k := v, ...) is planned as map(ARRAY[k, ...], ARRAY[v, ...]).
             (DataType::Map(entries, _), "make_map" | "map") => {
-                if let DataType::Struct(kv) = entries.data_type() {
-                    let mut out = Vec::with_capacity(args.len());
-                    for (i, a) in args.iter().enumerate() {
-                        match element(kv[i % 2].data_type(), a.clone(), schema)? {
-                            Element::Keep(a) => out.push(a),
-                            Element::Never => return Ok(Element::Never),
-                        }
-                    }
-                    return Ok(Element::Keep(with_args(&e, out)));
+                if let (DataType::Struct(kv), [keys, values]) = (entries.data_type(), args) {
+                    let list = |t: &DataType| DataType::new_list(t.clone(), true);
+                    let keys = element(&list(kv[0].data_type()), keys.clone(), schema)?;
+                    let values = element(&list(kv[1].data_type()), values.clone(), schema)?;
+                    return Ok(match (keys, values) {
+                        (Element::Keep(k), Element::Keep(v)) => Element::Keep(with_args(&e, vec![k, v])),
+                        _ => Element::Never,
+                    });
                 }
             }
             _ => {}
@@ -335,7 +372,20 @@ fn render(e: &Expr) -> String {
                     _ => render(k),
                 })
             ),
-            "make_map" | "map" => format!("MAP({})", pairs(&f.args, &render)),
+            "make_map" | "map" => match f.args.as_slice() {
+                [Expr::ScalarFunction(k), Expr::ScalarFunction(v)]
+                    if k.func.name() == "make_array" && v.func.name() == "make_array" =>
+                {
+                    let entries: Vec<String> = k
+                        .args
+                        .iter()
+                        .zip(&v.args)
+                        .map(|(k, v)| format!("{}:={}", render(k), render(v)))
+                        .collect();
+                    format!("MAP({})", entries.join(", "))
+                }
+                args => format!("MAP({})", pairs(args, &render)),
+            },
             name => format!("{}({})", name.to_uppercase(), list(&f.args)),
         },
         other => other.to_string(),

@@ -2,6 +2,7 @@
 //! DataFusion lacks or implements differently.
 
 mod array_join;
+mod array_length;
 mod bytes;
 pub mod cast;
 mod chr;
@@ -106,6 +107,7 @@ pub fn register(state: &mut SessionState) {
         sign::sign(),
         map_union::map_union(),
         generate_series::generate_series(),
+        array_length::array_length(),
     ])
     {
         let _ = state.register_udf(Arc::new(udf));
