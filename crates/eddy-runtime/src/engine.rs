@@ -963,7 +963,11 @@ impl Engine {
                     name: name.to_string(),
                 });
             }
-            return Err(plan_err!("Source {name} does not exist."));
+            let kind = match kind {
+                SourceKind::Stream => "Stream",
+                SourceKind::Table => "Table",
+            };
+            return Err(plan_err!("{kind} {name} does not exist."));
         };
         if source.kind != kind {
             return Err(plan_err!(

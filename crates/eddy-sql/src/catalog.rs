@@ -403,7 +403,7 @@ impl Source {
                     .contains(&c.name.as_str())
             {
                 return Err(plan_err!(
-                    "`{}` is a reserved column name. You cannot use it as the name for a column.",
+                    "'{}' is a reserved column name. You cannot use it as a name for a column.",
                     c.name
                 ));
             }

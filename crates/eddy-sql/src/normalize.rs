@@ -65,6 +65,7 @@ impl VisitorMut for Normalizer {
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
         if let Expr::Function(f) = e {
             time_unit_argument(f);
+            replace_every_match(f);
         }
         ControlFlow::Continue(())
     }
@@ -88,6 +89,9 @@ impl VisitorMut for Normalizer {
                         "Cannot construct an array with all NULL elements {SEE}. As a workaround, you may cast a NULL value to the desired type."
                     ));
                 }
+                // A call, not an array literal: DataFusion plans a literal's elements without the
+                // lambda parameters in scope (`x => ARRAY[x, 1]` would not find `x`).
+                *e = call("make_array", std::mem::take(&mut array.elem));
             }
             Expr::Function(f)
                 if f.name.to_string().eq_ignore_ascii_case("struct")
@@ -271,17 +275,17 @@ fn constructor(f: &Function) -> Option<Expr> {
     let is_struct = f.name.to_string().eq_ignore_ascii_case("struct");
     let mut args = Vec::new();
     for a in &list.args {
+        let split;
         let (name, value) = match a {
             FunctionArg::ExprNamed {
                 name,
                 arg: FunctionArgExpr::Expr(value),
                 ..
             } => (name, value),
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::BinaryOp {
-                left,
-                op: BinaryOperator::Assignment,
-                right,
-            })) => (left.as_ref(), right.as_ref()),
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                split = split_assignment(e)?;
+                (&split.0, &split.1)
+            }
             _ => return None,
         };
         let key = match (is_struct, name) {
@@ -300,6 +304,45 @@ fn constructor(f: &Function) -> Option<Expr> {
         },
         args,
     ))
+}
+
+/// `name := value` as sqlparser reads it: `:=` binds tighter than the operators after it, so
+/// `Q := x + 5` arrives as `(Q := x) + 5`; the name is the leftmost assignment's, the value the
+/// rest of the expression.
+fn split_assignment(e: &Expr) -> Option<(Expr, Expr)> {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Assignment,
+            right,
+        } => Some((left.as_ref().clone(), right.as_ref().clone())),
+        Expr::BinaryOp { left, op, right } => {
+            let (name, value) = split_assignment(left)?;
+            Some((
+                name,
+                Expr::BinaryOp {
+                    left: Box::new(value),
+                    op: op.clone(),
+                    right: right.clone(),
+                },
+            ))
+        }
+        // `Q := s->d` arrives as `(Q := s)->d`, already `get_field(Q := s, 'D')`.
+        Expr::Function(f) if f.name.to_string() == "get_field" => {
+            let mut f = f.clone();
+            let FunctionArguments::List(list) = &mut f.args else {
+                return None;
+            };
+            let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(base))) = list.args.first_mut()
+            else {
+                return None;
+            };
+            let (name, value) = split_assignment(base)?;
+            *base = value;
+            Some((name, Expr::Function(f)))
+        }
+        _ => None,
+    }
 }
 
 /// ksqlDB's lambdas, `TRANSFORM(a, x => x + 1)`, `FILTER(m, (k, v) => v > 0)`,
@@ -360,6 +403,21 @@ fn lambda_parameters(names: &Expr) -> Option<OneOrManyWithParens<LambdaFunctionP
             .collect::<Option<Vec<_>>>()
             .map(OneOrManyWithParens::Many),
         _ => None,
+    }
+}
+
+/// ksqlDB's `REGEXP_REPLACE(text, pattern, replacement)` replaces every match; DataFusion's does so
+/// with the `'g'` flag.
+fn replace_every_match(f: &mut Function) {
+    if !f.name.to_string().eq_ignore_ascii_case("regexp_replace") {
+        return;
+    }
+    if let FunctionArguments::List(list) = &mut f.args
+        && list.args.len() == 3
+    {
+        list.args.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+            Value::SingleQuotedString("g".into()),
+        ))));
     }
 }
 

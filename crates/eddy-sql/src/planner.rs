@@ -222,6 +222,9 @@ impl Planner {
             if let Some(selection) = &written.selection {
                 crate::typecheck::check_where(selection, &source)?;
             }
+            if !transient {
+                check_unaliased_pseudo_columns(written)?;
+            }
             let is_aggregate = |name: &str| self.state.aggregate_functions().contains_key(name);
             let is_function = |name: &str| {
                 is_aggregate(name)
@@ -1537,6 +1540,23 @@ fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {
         );
     }
     plan_err!("{msg}")
+}
+
+/// A persistent query may not select ROWPARTITION or ROWOFFSET under their own names (its output
+/// would have a column named as the pseudo-column).
+fn check_unaliased_pseudo_columns(select: &Select) -> Result<()> {
+    for item in &select.projection {
+        let SelectItem::UnnamedExpr(Expr::Identifier(i)) = item else {
+            continue;
+        };
+        let name = crate::identifier::ident_name(&i.value, i.quote_style);
+        if [crate::catalog::ROWPARTITION, crate::catalog::ROWOFFSET].contains(&name.as_str()) {
+            return Err(plan_err!(
+                "Reserved column name in select: `{name}`. Please remove or alias the column."
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Resolves the one source of a query and DataFusion's functions.

@@ -1,12 +1,13 @@
 //! `GEO_DISTANCE(lat1, lon1, lat2, lon2[, unit])`: the great-circle distance between two points, in
-//! kilometres (`'KM'`, the default) or miles (`'MI'`), by the haversine formula as ksqlDB computes it.
+//! kilometres (`'KM'`, the default, also for a NULL unit) or miles (`'MI'`), by the haversine formula
+//! as ksqlDB computes it; another unit gives NULL.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, Float64Builder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
-use datafusion::common::{Result, exec_err};
+use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
@@ -67,12 +68,17 @@ impl ScalarUDFImpl for GeoDistance {
                 out.append_null();
                 continue;
             }
-            let radius = match units.as_ref().map(|u| u.value(i).to_lowercase()) {
-                None => RADIUS_KM,
-                Some(u) if matches!(u.as_str(), "km" | "kilometers" | "kilometres") => RADIUS_KM,
-                Some(u) if matches!(u.as_str(), "mi" | "miles") => RADIUS_MI,
-                Some(u) => {
-                    return exec_err!("GEO_DISTANCE unit must be 'KM' or 'MI', not '{u}'");
+            // A NULL unit is the default; an unknown one gives NULL for that row alone.
+            let unit = units
+                .as_ref()
+                .filter(|u| u.is_valid(i))
+                .map(|u| u.value(i).to_lowercase());
+            let radius = match unit.as_deref() {
+                None | Some("km" | "kilometers" | "kilometres") => RADIUS_KM,
+                Some("mi" | "miles") => RADIUS_MI,
+                Some(_) => {
+                    out.append_null();
+                    continue;
                 }
             };
             out.append_value(haversine(
