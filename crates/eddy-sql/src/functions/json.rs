@@ -1,5 +1,5 @@
 //! ksqlDB's functions over JSON text: `EXTRACTJSONFIELD(json, '$.path')`, `IS_JSON_STRING`,
-//! `JSON_ARRAY_LENGTH`, `JSON_KEYS`, `JSON_ITEMS`, `JSON_RECORDS`, `JSON_CONCAT`. Objects keep their
+//! `JSON_ARRAY_CONTAINS`, `JSON_ARRAY_LENGTH`, `JSON_KEYS`, `JSON_ITEMS`, `JSON_RECORDS`, `JSON_CONCAT`. Objects keep their
 //! keys in the order of the text.
 
 use std::sync::Arc;
@@ -9,19 +9,21 @@ use datafusion::arrow::array::{
     StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field};
-use datafusion::common::Result;
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
 };
 use serde_json::Value;
 
-use super::{over_text, rows_of, strings_of};
+use super::json_path::extract;
+use super::{over_text, overloaded, rows_of, strings_of};
 use crate::types::SqlType;
 
 /// The JSON functions of one string argument, for registration.
 pub fn all() -> Vec<ScalarUDF> {
     vec![
         extractjsonfield(),
+        json_array_contains(),
         over_text("is_json_string", DataType::Boolean, |texts| {
             let mut out = BooleanBuilder::with_capacity(texts.len());
             for t in texts.iter() {
@@ -105,6 +107,56 @@ fn strings_type() -> DataType {
 }
 
 /// The text as JSON, if it is JSON.
+/// `JSON_ARRAY_CONTAINS(json, value) -> BOOLEAN`: whether the JSON text is an array holding the value
+/// (numbers equal as numbers); false when it is not an array or not JSON.
+fn json_array_contains() -> ScalarUDF {
+    let forms = [
+        DataType::Int32,
+        DataType::Int64,
+        DataType::Float64,
+        DataType::Utf8,
+        DataType::Boolean,
+    ]
+    .into_iter()
+    .map(|t| vec![DataType::Utf8, t])
+    .collect();
+    overloaded(
+        "json_array_contains",
+        forms,
+        DataType::Boolean,
+        Arc::new(|args: &[ColumnarValue]| {
+            let rows = rows_of(args);
+            let texts = strings_of(&args[0], rows)?;
+            let values = args[1].to_array(rows)?;
+            let mut out = BooleanBuilder::with_capacity(rows);
+            for (i, t) in texts.iter().enumerate() {
+                let wanted = ScalarValue::try_from_array(&values, i)?;
+                let found = match t.and_then(parse) {
+                    Some(Value::Array(items)) => items.iter().any(|item| same(item, &wanted)),
+                    _ => false,
+                };
+                out.append_value(found);
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// Whether a JSON value is the SQL value.
+fn same(item: &Value, wanted: &ScalarValue) -> bool {
+    match (item, wanted) {
+        (Value::Null, w) => w.is_null(),
+        (Value::Bool(b), ScalarValue::Boolean(Some(w))) => b == w,
+        (Value::String(s), ScalarValue::Utf8(Some(w))) => s == w,
+        (Value::Number(n), ScalarValue::Int32(Some(w))) => n.as_f64() == Some(f64::from(*w)),
+        (Value::Number(n), ScalarValue::Int64(Some(w))) => {
+            n.as_i64() == Some(*w) || (n.is_f64() && n.as_f64() == Some(*w as f64))
+        }
+        (Value::Number(n), ScalarValue::Float64(Some(w))) => n.as_f64() == Some(*w),
+        _ => false,
+    }
+}
+
 fn parse(text: &str) -> Option<Value> {
     serde_json::from_str(text).ok()
 }
@@ -200,76 +252,9 @@ fn extractjsonfield() -> ScalarUDF {
     )
 }
 
-/// The value at `path` in the JSON text `json`, as EXTRACTJSONFIELD returns it.
-pub fn extract(json: &str, path: &str) -> Option<String> {
-    let root: Value = serde_json::from_str(json).ok()?;
-    let mut current = &root;
-    for step in parse_path(path)? {
-        current = match (step, current) {
-            (Step::Field(name), Value::Object(m)) => m.get(&name)?,
-            (Step::Index(i), Value::Array(items)) => {
-                let i = if i < 0 { items.len() as i64 + i } else { i };
-                items.get(usize::try_from(i).ok()?)?
-            }
-            _ => return None,
-        };
-    }
-    match current {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-enum Step {
-    Field(String),
-    Index(i64),
-}
-
-/// `$.a.b[0]['c d']` as steps; `None` if it is not a path.
-fn parse_path(path: &str) -> Option<Vec<Step>> {
-    let mut rest = path.trim().strip_prefix('$')?;
-    let mut steps = Vec::new();
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            steps.push(Step::Field(r[..end].to_string()));
-            rest = &r[end..];
-        } else if let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']')?;
-            let inside = r[..end].trim();
-            let quoted = inside
-                .strip_prefix('\'')
-                .and_then(|s| s.strip_suffix('\''))
-                .or_else(|| inside.strip_prefix('"').and_then(|s| s.strip_suffix('"')));
-            steps.push(match quoted {
-                Some(name) => Step::Field(name.to_string()),
-                None => Step::Index(inside.parse().ok()?),
-            });
-            rest = &r[end + 1..];
-        } else {
-            return None;
-        }
-    }
-    Some(steps)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{concat, extract};
-
-    #[test]
-    fn paths_reach_fields_and_elements() {
-        let j = r#"{"a":{"b":[1,{"c":"x"}]},"n":null,"@type":"t","s p":2}"#;
-        assert_eq!(extract(j, "$.a.b[1].c").as_deref(), Some("x"));
-        assert_eq!(extract(j, "$.a.b[-2]").as_deref(), Some("1"));
-        assert_eq!(extract(j, "$.a").as_deref(), Some(r#"{"b":[1,{"c":"x"}]}"#));
-        assert_eq!(extract(j, "$['s p']").as_deref(), Some("2"));
-        assert_eq!(extract(j, "$.@type").as_deref(), Some("t"));
-        assert_eq!(extract(j, "$.n"), None);
-        assert_eq!(extract(j, "$.missing"), None);
-        assert_eq!(extract("not json", "$.a"), None);
-    }
+    use super::concat;
 
     #[test]
     fn concatenation_merges_objects_and_appends_to_arrays() {

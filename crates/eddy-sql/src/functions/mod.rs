@@ -21,14 +21,17 @@ pub mod geo;
 pub mod identity;
 mod initcap;
 pub mod json;
+mod json_path;
 mod lambda_input;
 mod map_union;
 mod maps;
 mod mask;
 mod pad;
 pub mod moments;
+mod patterns;
 mod reduce;
 pub mod reference;
+mod regexp_extract;
 mod sign;
 mod split;
 pub mod substring;
@@ -101,6 +104,7 @@ pub fn register(state: &mut SessionState) {
     .chain(maps::all())
     .chain(mask::all())
     .chain(pad::all())
+    .chain(regexp_extract::all())
     .chain(elt::all())
     .chain(url::all())
     .chain([

@@ -15,8 +15,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
     Volatility, create_udf,
 };
-use regex::Regex;
 
+use super::patterns::Patterns;
 use super::{rows_of, strings_of};
 use crate::types::SqlType;
 
@@ -145,17 +145,14 @@ fn regexp_split_to_array() -> ScalarUDF {
             let rows = rows_of(args);
             let values = strings_of(&args[0], rows)?;
             let patterns = strings_of(&args[1], rows)?;
-            let mut compiled: Option<(String, Option<Regex>)> = None;
+            let mut compiled = Patterns::default();
             let mut out = ListBuilder::new(StringBuilder::new());
             for (v, p) in values.iter().zip(patterns.iter()) {
                 let (Some(v), Some(p)) = (v, p) else {
                     out.append_null();
                     continue;
                 };
-                if compiled.as_ref().is_none_or(|(q, _)| q != p) {
-                    compiled = Some((p.to_string(), Regex::new(p).ok()));
-                }
-                match compiled.as_ref().and_then(|(_, r)| r.as_ref()) {
+                match compiled.get(p) {
                     Some(r) => out.append_value(r.split(v).map(Some)),
                     None => out.append_null(),
                 }
