@@ -17,7 +17,9 @@ use eddy_sql::catalog::{
     timestamp_column,
 };
 use eddy_sql::planner::Planner;
-use eddy_sql::statement::{ColumnRole, CreateSource, QueryStatement, SourceKind, Statement};
+use eddy_sql::statement::{
+    ColumnDef, ColumnRole, CreateSource, QueryStatement, SourceKind, Statement,
+};
 
 use crate::admin::TopicAdmin;
 use crate::format::SinkEncoder;
@@ -182,6 +184,11 @@ pub enum Outcome {
         query_ids: Vec<String>,
     },
     Inserted,
+    /// `ALTER STREAM|TABLE ... ADD COLUMN`.
+    Altered {
+        kind: SourceKind,
+        name: String,
+    },
     /// `RELOAD FUNCTIONS`: what was loaded and what failed.
     FunctionsReloaded(FunctionsReport),
 }
@@ -401,6 +408,11 @@ impl Engine {
                 delete_topic,
             } => self.drop_source(*kind, name, *if_exists, *delete_topic),
             Statement::Terminate { query_id } => self.terminate(query_id.as_deref()),
+            Statement::Alter {
+                kind,
+                name,
+                columns,
+            } => self.alter(*kind, name, columns),
             Statement::ReloadFunctions => {
                 let report = self
                     .plugins
@@ -475,6 +487,15 @@ impl Engine {
     }
 
     fn check_new_name(&self, c: &CreateSource) -> Result<Option<Outcome>> {
+        let existing_source = self.catalog.get(&c.name).is_some_and(|s| s.is_read_only);
+        if c.or_replace && (c.is_source || existing_source) {
+            return Err(plan_err!(
+                "Cannot add {} '{}': CREATE OR REPLACE is not supported on source {}s.",
+                c.kind.as_str().to_lowercase(),
+                c.name,
+                c.kind.as_str().to_lowercase()
+            ));
+        }
         if let Some(existing) = self.catalog.get(&c.name) {
             if c.if_not_exists {
                 return Ok(Some(Outcome::SourceExists {
@@ -725,6 +746,12 @@ impl Engine {
 
     fn insert_select(&mut self, target: &str, q: &QueryStatement, text: &str) -> Result<Outcome> {
         let sink = self.catalog.require(target)?.clone();
+        if sink.is_read_only {
+            return Err(plan_err!(
+                "Cannot insert into read-only {}: {target}",
+                sink.kind.as_str().to_lowercase()
+            ));
+        }
         if sink.kind != SourceKind::Stream {
             return Err(plan_err!(
                 "INSERT INTO can only be used to insert into a stream. {target} is a table."
@@ -930,6 +957,45 @@ impl Engine {
         ))
     }
 
+    /// Adds value columns to a source made by `CREATE STREAM|TABLE`; queries already running keep the
+    /// columns they were planned with.
+    fn alter(&mut self, kind: SourceKind, name: &str, columns: &[ColumnDef]) -> Result<Outcome> {
+        let source = self.catalog.require(name)?.clone();
+        let what = kind.as_str().to_lowercase();
+        if source.is_read_only {
+            return Err(plan_err!(
+                "Cannot alter {what} '{name}': ALTER operations are not supported on source {what}s."
+            ));
+        }
+        if source.kind != kind {
+            return Err(plan_err!(
+                "Incompatible data source type is {}, but statement was ALTER {}",
+                source.kind.as_str(),
+                kind.as_str()
+            ));
+        }
+        if self.queries.values().any(|q| q.sink == name) {
+            return Err(plan_err!(
+                "ALTER command is not supported for CREATE ... AS statements."
+            ));
+        }
+        let mut altered = source.as_ref().clone();
+        for c in columns {
+            if altered.column(&c.name).is_some() {
+                return Err(plan_err!(
+                    "Cannot add column `{}` to schema. A column with the same name already exists.",
+                    c.name
+                ));
+            }
+            altered.columns.push(Column::from(c));
+        }
+        self.catalog.insert(altered);
+        Ok(Outcome::Altered {
+            kind,
+            name: name.to_string(),
+        })
+    }
+
     fn insert_values(
         &mut self,
         target: &str,
@@ -974,6 +1040,11 @@ impl Engine {
                 "Incompatible data source type is {}, but statement was DROP {}",
                 source.kind.as_str(),
                 kind.as_str()
+            ));
+        }
+        if delete_topic && source.is_read_only {
+            return Err(plan_err!(
+                "Cannot delete topic for read-only source: {name}"
             ));
         }
         let readers: Vec<&str> = self

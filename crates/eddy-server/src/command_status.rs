@@ -64,6 +64,14 @@ pub fn command_status(outcome: &Outcome) -> (String, CommandStatus) {
             None,
         ),
         Outcome::Inserted => ("insert/values".to_string(), "Inserted".to_string(), None),
+        Outcome::Altered { kind, name } => (
+            format!("{}/`{name}`/alter", kind.as_str().to_lowercase()),
+            match kind {
+                SourceKind::Stream => "Stream altered".to_string(),
+                SourceKind::Table => "Table altered".to_string(),
+            },
+            None,
+        ),
         Outcome::FunctionsReloaded(report) => {
             ("functions/reload".to_string(), report.message(), None)
         }

@@ -337,6 +337,7 @@ impl StatementParser {
                     "SHOW" | "LIST" => self.show()?,
                     "DESCRIBE" => self.describe()?,
                     "DROP" => self.drop()?,
+                    "ALTER" => self.alter()?,
                     "TERMINATE" => self.terminate()?,
                     "RELOAD" => {
                         self.pos += 1;
@@ -971,6 +972,43 @@ impl StatementParser {
             name,
             if_exists,
             delete_topic,
+        })
+    }
+
+    fn alter(&mut self) -> Result<Statement> {
+        self.pos += 1;
+        let kind = if self.eat_word("STREAM") {
+            SourceKind::Stream
+        } else if self.eat_word("TABLE") {
+            SourceKind::Table
+        } else {
+            return self.error(format!(
+                "Expecting STREAM or TABLE, found {}",
+                self.describe_next()
+            ));
+        };
+        let name = self.identifier()?;
+        let mut columns = Vec::new();
+        loop {
+            if !self.eat_word("ADD") {
+                return self.error(format!("Expecting ADD, found {}", self.describe_next()));
+            }
+            self.eat_word("COLUMN");
+            let name = self.identifier()?;
+            let sql_type = self.sql_type()?;
+            columns.push(ColumnDef {
+                name,
+                sql_type,
+                role: ColumnRole::Value,
+            });
+            if !self.eat(&Token::Comma) {
+                break;
+            }
+        }
+        Ok(Statement::Alter {
+            kind,
+            name,
+            columns,
         })
     }
 

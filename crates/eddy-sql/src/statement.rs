@@ -205,6 +205,13 @@ pub enum Statement {
         if_exists: bool,
         delete_topic: bool,
     },
+    /// `ALTER STREAM|TABLE name ADD [COLUMN] col TYPE, ...`: value columns added to a source made by
+    /// `CREATE STREAM|TABLE` (not by a query, and not a read-only source).
+    Alter {
+        kind: SourceKind,
+        name: String,
+        columns: Vec<ColumnDef>,
+    },
     /// `TERMINATE id` or `TERMINATE ALL` (`None`).
     Terminate {
         query_id: Option<String>,
@@ -246,6 +253,7 @@ impl Statement {
             | Statement::InsertValues { .. }
             | Statement::ReloadFunctions
             | Statement::Drop { .. }
+            | Statement::Alter { .. }
             | Statement::Terminate { .. } => false,
         }
     }
@@ -274,6 +282,7 @@ impl Statement {
                 kind: SourceKind::Table,
                 ..
             } => "DropTable",
+            Statement::Alter { .. } => "AlterSource",
             Statement::Terminate { .. } => "TerminateQuery",
             Statement::Set { .. } => "SetProperty",
             Statement::Unset { .. } => "UnsetProperty",
