@@ -411,10 +411,12 @@ async fn pull(
         .map(|c| {
             let bound =
                 source.window.is_some() && [WINDOWSTART, WINDOWEND].contains(&c.name.as_str());
+            // ksqlDB marks the keys of a table's rows; a stream's records have no key to mark.
+            let table = source.kind == SourceKind::Table;
             (
                 c.name.clone(),
                 c.sql_type.clone(),
-                c.role == ColumnRole::Key || bound,
+                table && (c.role == ColumnRole::Key || bound),
             )
         })
         .collect();

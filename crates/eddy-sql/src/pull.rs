@@ -4,11 +4,11 @@ use std::ops::ControlFlow;
 
 use eddy_common::{Result, plan_err};
 use sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, LimitClause, ObjectNamePart, SetExpr, TableFactor,
+    BinaryOperator, Expr, GroupByExpr, LimitClause, ObjectNamePart, SelectItem, SetExpr, TableFactor,
     UnaryOperator, Value, visit_expressions, visit_expressions_mut,
 };
 
-use crate::catalog::{Catalog, WINDOWEND, WINDOWSTART};
+use crate::catalog::{Catalog, ROWOFFSET, ROWPARTITION, WINDOWEND, WINDOWSTART};
 use crate::normalize::ident_name;
 use crate::statement::QueryStatement;
 
@@ -19,14 +19,39 @@ pub fn check(stmt: &QueryStatement, catalog: &Catalog, limit_enabled: bool) -> R
     let SetExpr::Select(select) = stmt.query.body.as_ref() else {
         return Ok(());
     };
+    const MORE: &str = "See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query.";
     if select.from.iter().any(|f| !f.joins.is_empty()) || select.from.len() > 1 {
-        return Err(plan_err!("Pull queries don't support JOIN clauses."));
+        return Err(plan_err!("Pull queries don't support JOIN clauses. {MORE}"));
     }
     if stmt.window.is_some() {
-        return Err(plan_err!("Pull queries don't support WINDOW clauses."));
+        return Err(plan_err!("Pull queries don't support WINDOW clauses. {MORE}"));
     }
     if matches!(&select.group_by, GroupByExpr::Expressions(e, _) if !e.is_empty()) {
-        return Err(plan_err!("Pull queries don't support GROUP BY clauses."));
+        return Err(plan_err!("Pull queries don't support GROUP BY clauses. {MORE}"));
+    }
+    for (clause, exprs) in [
+        ("SELECT", select.projection.iter().filter_map(selected).collect::<Vec<_>>()),
+        ("WHERE", select.selection.iter().collect()),
+    ] {
+        let mut used = Vec::new();
+        for e in exprs {
+            let _ = visit_expressions(e, |e| {
+                if let Expr::Identifier(i) = e {
+                    let name = ident_name(&i.value, i.quote_style);
+                    if [ROWPARTITION, ROWOFFSET].contains(&name.as_str()) && !used.contains(&name) {
+                        used.push(name);
+                    }
+                }
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        if !used.is_empty() {
+            let used: Vec<String> = used.iter().map(|n| format!("`{n}`")).collect();
+            return Err(plan_err!(
+                "Pull queries don't support the following columns in {clause} clauses: {}",
+                used.join(", ")
+            ));
+        }
     }
     let source = match select.from.first().map(|f| &f.relation) {
         Some(TableFactor::Table { name, .. }) => name
@@ -43,6 +68,14 @@ pub fn check(stmt: &QueryStatement, catalog: &Catalog, limit_enabled: bool) -> R
         return Err(plan_err!("WHERE column '{bound}' cannot be resolved"));
     }
     check_limit(stmt, limit_enabled)
+}
+
+/// The expression of a select item (none for `*`).
+fn selected(item: &SelectItem) -> Option<&Expr> {
+    match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    }
 }
 
 fn check_limit(stmt: &QueryStatement, enabled: bool) -> Result<()> {
