@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod catalog;
+mod constructors;
 pub mod dialect;
 pub mod functions;
 pub mod grouping;
@@ -20,6 +21,7 @@ pub mod render;
 pub mod statement;
 pub mod typecheck;
 pub mod types;
+mod value_typing;
 pub mod window;
 
 pub use parser::{ParsedStatement, parse};

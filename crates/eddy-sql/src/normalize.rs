@@ -66,6 +66,7 @@ impl VisitorMut for Normalizer {
         if let Expr::Function(f) = e {
             time_unit_argument(f);
             replace_every_match(f);
+            sort_nulls_last(f);
         }
         ControlFlow::Continue(())
     }
@@ -418,6 +419,25 @@ fn replace_every_match(f: &mut Function) {
         list.args.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
             Value::SingleQuotedString("g".into()),
         ))));
+    }
+}
+
+/// ksqlDB's `ARRAY_SORT(a[, 'ASC'|'DESC'])` puts NULLs last either way; DataFusion's puts them first
+/// unless told.
+fn sort_nulls_last(f: &mut Function) {
+    if !f.name.to_string().eq_ignore_ascii_case("array_sort") {
+        return;
+    }
+    let text = |s: &str| FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+        Value::SingleQuotedString(s.into()),
+    )));
+    if let FunctionArguments::List(list) = &mut f.args {
+        if list.args.len() == 1 {
+            list.args.push(text("ASC"));
+        }
+        if list.args.len() == 2 {
+            list.args.push(text("NULLS LAST"));
+        }
     }
 }
 

@@ -275,6 +275,7 @@ impl Planner {
         let plan = SqlToRel::new(&provider)
             .sql_statement_to_plan(SqlStatement::Query(query))
             .and_then(crate::in_list::type_in_lists)
+            .and_then(crate::constructors::type_constructors)
             .map_err(|e| plan_error(e, &source))?;
         let plan = self
             .state
