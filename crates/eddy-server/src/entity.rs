@@ -207,4 +207,3 @@ pub fn properties(text: &str, props: &[(String, String)]) -> Value {
         .collect();
     json!({"@type": "properties", "statementText": text, "properties": list, "overwrittenProperties": [], "defaultProperties": []})
 }
-

@@ -630,14 +630,17 @@ impl AppState {
                         .collect();
                     json!({"@type": "source_descriptions", "statementText": s.text, "sourceDescriptions": list, "warnings": []})
                 }
-                Statement::DescribeFunction { name } => {
-                    function_entities::describe_function(&s.text, &self.engine(), name).ok_or_else(|| {
-                        fail(
-                            Error::Plan(format!("Can't find any functions with the name '{name}'")),
-                            &entities,
-                        )
-                    })?
-                }
+                Statement::DescribeFunction { name } => function_entities::describe_function(
+                    &s.text,
+                    &self.engine(),
+                    name,
+                )
+                .ok_or_else(|| {
+                    fail(
+                        Error::Plan(format!("Can't find any functions with the name '{name}'")),
+                        &entities,
+                    )
+                })?,
                 Statement::Explain { .. } => {
                     return Err(fail(
                         Error::NotSupported("EXPLAIN is not supported yet".into()),

@@ -1006,6 +1006,8 @@ async fn the_function_table_in_the_docs_is_what_the_server_lists() {
     if documented != table {
         let written = format!("{root}/target/functions-table.md");
         std::fs::write(&written, &table).unwrap();
-        panic!("docs/functions.md's table is not what the server lists; the server's is in {written}");
+        panic!(
+            "docs/functions.md's table is not what the server lists; the server's is in {written}"
+        );
     }
 }

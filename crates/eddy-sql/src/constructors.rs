@@ -56,7 +56,11 @@ fn target(args: &[Expr], schema: &DFSchema) -> Option<DataType> {
             let DataType::Struct(fs) = t else { continue };
             for f in fs.iter() {
                 match fields.iter_mut().find(|g| g.name() == f.name()) {
-                    Some(g) => *g = g.clone().with_data_type(widen(g.data_type(), f.data_type())),
+                    Some(g) => {
+                        *g = g
+                            .clone()
+                            .with_data_type(widen(g.data_type(), f.data_type()))
+                    }
                     None => fields.push(f.as_ref().clone().with_nullable(true)),
                 }
             }
@@ -87,14 +91,20 @@ fn decimal_of(text: &str) -> Option<DataType> {
     };
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if whole.is_empty() && fraction.is_empty()
-        || !whole.chars().chain(fraction.chars()).all(|c| c.is_ascii_digit())
+        || !whole
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit())
     {
         return None;
     }
     let whole_digits = whole.trim_start_matches('0').len().max(1) as i32 + exponent;
     let scale = (fraction.len() as i32 - exponent).max(0);
     let precision = (whole_digits.max(1) + scale).clamp(1, 38);
-    Some(DataType::Decimal128(precision as u8, scale.min(precision) as i8))
+    Some(DataType::Decimal128(
+        precision as u8,
+        scale.min(precision) as i8,
+    ))
 }
 
 fn typed_array(e: Expr, schema: &DFSchema) -> Result<Expr> {

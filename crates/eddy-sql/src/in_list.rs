@@ -65,4 +65,3 @@ fn typed(list: InList, schema: &DFSchema) -> Result<Expr> {
 fn invalid(message: String) -> DataFusionError {
     DataFusionError::Plan(format!("Invalid Predicate: {message}"))
 }
-

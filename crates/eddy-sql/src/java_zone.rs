@@ -108,7 +108,8 @@ mod tests {
     fn names_offsets_and_short_ids_are_zones() {
         let la = Zone::parse("America/Los_Angeles").unwrap();
         assert_eq!(Zone::parse("PST"), Some(la));
-        let may = NaiveDateTime::parse_from_str("2018-05-11 21:58:33", "%Y-%m-%d %H:%M:%S").unwrap();
+        let may =
+            NaiveDateTime::parse_from_str("2018-05-11 21:58:33", "%Y-%m-%d %H:%M:%S").unwrap();
         assert_eq!(
             la.instant(&may).unwrap().timestamp_millis(),
             1_526_101_113_000

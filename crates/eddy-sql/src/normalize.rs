@@ -416,9 +416,10 @@ fn replace_every_match(f: &mut Function) {
     if let FunctionArguments::List(list) = &mut f.args
         && list.args.len() == 3
     {
-        list.args.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-            Value::SingleQuotedString("g".into()),
-        ))));
+        list.args
+            .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                Value::SingleQuotedString("g".into()),
+            ))));
     }
 }
 
@@ -428,9 +429,11 @@ fn sort_nulls_last(f: &mut Function) {
     if !f.name.to_string().eq_ignore_ascii_case("array_sort") {
         return;
     }
-    let text = |s: &str| FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-        Value::SingleQuotedString(s.into()),
-    )));
+    let text = |s: &str| {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+            Value::SingleQuotedString(s.into()),
+        )))
+    };
     if let FunctionArguments::List(list) = &mut f.args {
         if list.args.len() == 1 {
             list.args.push(text("ASC"));

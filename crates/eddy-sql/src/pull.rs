@@ -4,8 +4,8 @@ use std::ops::ControlFlow;
 
 use eddy_common::{Result, plan_err};
 use sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, LimitClause, ObjectNamePart, SelectItem, SetExpr, TableFactor,
-    UnaryOperator, Value, visit_expressions, visit_expressions_mut,
+    BinaryOperator, Expr, GroupByExpr, LimitClause, ObjectNamePart, SelectItem, SetExpr,
+    TableFactor, UnaryOperator, Value, visit_expressions, visit_expressions_mut,
 };
 
 use crate::catalog::{Catalog, ROWOFFSET, ROWPARTITION, WINDOWEND, WINDOWSTART};
@@ -24,13 +24,24 @@ pub fn check(stmt: &QueryStatement, catalog: &Catalog, limit_enabled: bool) -> R
         return Err(plan_err!("Pull queries don't support JOIN clauses. {MORE}"));
     }
     if stmt.window.is_some() {
-        return Err(plan_err!("Pull queries don't support WINDOW clauses. {MORE}"));
+        return Err(plan_err!(
+            "Pull queries don't support WINDOW clauses. {MORE}"
+        ));
     }
     if matches!(&select.group_by, GroupByExpr::Expressions(e, _) if !e.is_empty()) {
-        return Err(plan_err!("Pull queries don't support GROUP BY clauses. {MORE}"));
+        return Err(plan_err!(
+            "Pull queries don't support GROUP BY clauses. {MORE}"
+        ));
     }
     for (clause, exprs) in [
-        ("SELECT", select.projection.iter().filter_map(selected).collect::<Vec<_>>()),
+        (
+            "SELECT",
+            select
+                .projection
+                .iter()
+                .filter_map(selected)
+                .collect::<Vec<_>>(),
+        ),
         ("WHERE", select.selection.iter().collect()),
     ] {
         let mut used = Vec::new();

@@ -100,9 +100,9 @@ fn comparable(a: &DataType, b: &DataType) -> bool {
         (DataType::Map(x, _), DataType::Map(y, _)) => comparable(x.data_type(), y.data_type()),
         (DataType::Struct(x), DataType::Struct(y)) => {
             x.len() == y.len()
-                && x.iter().zip(y.iter()).all(|(f, g)| {
-                    f.name() == g.name() && comparable(f.data_type(), g.data_type())
-                })
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(f, g)| f.name() == g.name() && comparable(f.data_type(), g.data_type()))
         }
         _ => false,
     }
@@ -138,7 +138,9 @@ pub fn element(value: &DataType, e: Expr, schema: &DFSchema) -> Result<Element, 
                 }
                 return Ok(Element::Keep(with_args(&e, out)));
             }
-            (DataType::Struct(fields), "named_struct") => return typed_struct(fields, args, &e, schema),
+            (DataType::Struct(fields), "named_struct") => {
+                return typed_struct(fields, args, &e, schema);
+            }
             // MAP(k := v, ...) is planned as map(ARRAY[k, ...], ARRAY[v, ...]).
             (DataType::Map(entries, _), "make_map" | "map") => {
                 if let (DataType::Struct(kv), [keys, values]) = (entries.data_type(), args) {
@@ -146,7 +148,9 @@ pub fn element(value: &DataType, e: Expr, schema: &DFSchema) -> Result<Element, 
                     let keys = element(&list(kv[0].data_type()), keys.clone(), schema)?;
                     let values = element(&list(kv[1].data_type()), values.clone(), schema)?;
                     return Ok(match (keys, values) {
-                        (Element::Keep(k), Element::Keep(v)) => Element::Keep(with_args(&e, vec![k, v])),
+                        (Element::Keep(k), Element::Keep(v)) => {
+                            Element::Keep(with_args(&e, vec![k, v]))
+                        }
                         _ => Element::Never,
                     });
                 }
@@ -218,7 +222,9 @@ fn read_text(value: &DataType, s: &str, e: Expr) -> Result<Element, Misfit> {
             // Digits and an exponent; not `NaN` or `inf`, which Rust reads too.
             Ok(f)
                 if f.is_finite()
-                    && !t.chars().any(|c| c.is_alphabetic() && !matches!(c, 'e' | 'E')) =>
+                    && !t
+                        .chars()
+                        .any(|c| c.is_alphabetic() && !matches!(c, 'e' | 'E')) =>
             {
                 Ok(Element::Keep(lit(f)))
             }

@@ -187,12 +187,10 @@ fn options(kind: Kind, constants: &[Option<ScalarValue>]) -> Result<Options> {
             | Kind::CountDistinct
             | Kind::Attr,
             [],
-        ) => {
-            Options {
-                n: None,
-                ignore_nulls: !matches!(kind, Kind::CollectList | Kind::CollectSet),
-            }
-        }
+        ) => Options {
+            n: None,
+            ignore_nulls: !matches!(kind, Kind::CollectList | Kind::CollectSet),
+        },
         _ => return arity_error(),
     })
 }

@@ -119,7 +119,8 @@ pub fn parse_time() -> ScalarUDF {
             for (t, p) in texts.as_string::<i32>().iter().zip(patterns.iter()) {
                 out.append_option(t.zip(p).and_then(|(t, p)| {
                     let time = NaiveTime::parse_from_str(t, &chrono_format(p)).ok()?;
-                    let millis = time.num_seconds_from_midnight() * 1000 + time.nanosecond() / 1_000_000;
+                    let millis =
+                        time.num_seconds_from_midnight() * 1000 + time.nanosecond() / 1_000_000;
                     i32::try_from(millis).ok()
                 }));
             }

@@ -103,7 +103,8 @@ impl ScalarUDFImpl for GenerateSeries {
                     Some(s) => Some(s.value(r)),
                     None => None,
                 };
-                (starts.is_valid(r) && ends.is_valid(r)).then(|| (starts.value(r), ends.value(r), step))
+                (starts.is_valid(r) && ends.is_valid(r))
+                    .then(|| (starts.value(r), ends.value(r), step))
             })
             .collect();
         let list = if args.arg_fields[0].data_type() == &DataType::Int32 {

@@ -80,7 +80,8 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
         }
         _ => {
             let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace() {
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace()
+            {
                 j += 1;
             }
             (j > i).then_some(j)
@@ -163,13 +164,19 @@ mod tests {
         assert_eq!(extract(j, "$.a.b[0]").as_deref(), Some("1"));
         assert_eq!(extract(j, "$.a.b[-1]"), None);
         assert_eq!(extract(j, "$.a.b[2]"), None);
-        assert_eq!(extract(j, "$.a").as_deref(), Some(r#"{"b":[1,{"c":"x\"y"}]}"#));
+        assert_eq!(
+            extract(j, "$.a").as_deref(),
+            Some(r#"{"b":[1,{"c":"x\"y"}]}"#)
+        );
         assert_eq!(extract(j, "$['s p']").as_deref(), Some("2.50"));
         assert_eq!(extract(j, "$.@type").as_deref(), Some("t"));
         assert_eq!(extract(j, "$.n"), None);
         assert_eq!(extract(j, "$.missing"), None);
         assert_eq!(extract("not json", "$.a"), None);
-        assert_eq!(extract(r#"{"a": 1}} trailing"#, "$.a").as_deref(), Some("1"));
+        assert_eq!(
+            extract(r#"{"a": 1}} trailing"#, "$.a").as_deref(),
+            Some("1")
+        );
         let deep = "[".repeat(100_000);
         assert_eq!(extract(&deep, "$[0][0]"), None);
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, MapArray, StructArray, UInt32Array};
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::compute::{take, take_arrays};
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::{ColumnarValue, LambdaArgument, ValueOrLambda};
 
@@ -87,7 +87,11 @@ impl Flattened {
 
 /// Evaluates `lambda` with its parameters bound to `params`, whose `i`th values belong to row
 /// `rows[i]` of the batch (where the columns the lambda captures are taken from).
-pub fn evaluate(lambda: &LambdaArgument, params: &[ArrayRef], rows: &UInt32Array) -> Result<ArrayRef> {
+pub fn evaluate(
+    lambda: &LambdaArgument,
+    params: &[ArrayRef],
+    rows: &UInt32Array,
+) -> Result<ArrayRef> {
     let closures: Vec<Box<dyn Fn() -> Result<ArrayRef>>> = params
         .iter()
         .map(|p| {
@@ -111,10 +115,8 @@ pub fn rebuild_map(
     nulls: Option<&NullBuffer>,
 ) -> Result<ArrayRef> {
     let rows = offsets.len() - 1;
-    let key_rows = RowConverter::new(vec![
-        SortField::new(keys.data_type().clone()),
-    ])?
-    .convert_columns(&[keys.clone()])?;
+    let key_rows = RowConverter::new(vec![SortField::new(keys.data_type().clone())])?
+        .convert_columns(std::slice::from_ref(&keys))?;
     let mut keep = Vec::with_capacity(keys.len());
     let mut new_offsets = Vec::with_capacity(rows + 1);
     new_offsets.push(0i32);

@@ -6,13 +6,13 @@ mod array_length;
 mod bytes;
 pub mod cast;
 mod chr;
-mod convert_tz;
 pub mod collect;
+mod convert_tz;
+mod cube_explode;
 pub mod date_arithmetic;
 pub mod datetime;
 mod elt;
 mod epoch;
-mod cube_explode;
 mod explode;
 mod extreme;
 mod filter;
@@ -26,8 +26,8 @@ mod lambda_input;
 mod map_union;
 mod maps;
 mod mask;
-mod pad;
 pub mod moments;
+mod pad;
 mod patterns;
 mod reduce;
 pub mod reference;
@@ -50,8 +50,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{
-    ColumnarValue, HigherOrderUDF, ScalarFunctionImplementation, ScalarUDF, Signature, SimpleScalarUDF,
-    TypeSignature, Volatility, create_udf,
+    ColumnarValue, HigherOrderUDF, ScalarFunctionImplementation, ScalarUDF, Signature,
+    SimpleScalarUDF, TypeSignature, Volatility, create_udf,
 };
 
 use crate::types::SqlType;
@@ -112,8 +112,7 @@ pub fn register(state: &mut SessionState) {
         map_union::map_union(),
         generate_series::generate_series(),
         array_length::array_length(),
-    ])
-    {
+    ]) {
         let _ = state.register_udf(Arc::new(udf));
     }
     for udaf in collect::all()

@@ -55,7 +55,9 @@ impl HigherOrderUDFImpl for Reduce {
     fn coerce_value_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {
         match types {
             [DataType::List(_) | DataType::Map(..), _] => Ok(types.to_vec()),
-            [DataType::Null, init] => Ok(vec![DataType::new_list(DataType::Null, true), init.clone()]),
+            [DataType::Null, init] => {
+                Ok(vec![DataType::new_list(DataType::Null, true), init.clone()])
+            }
             _ => plan_err!(
                 "Function 'reduce' expects an ARRAY or a MAP, an initial state and a lambda."
             ),
@@ -132,7 +134,11 @@ impl HigherOrderUDFImpl for Reduce {
             let params: Vec<ArrayRef> = std::iter::once(state)
                 .chain(take_arrays(&flat.columns, &at, None)?)
                 .collect();
-            let next = evaluate(lambdas[0], &params, &UInt32Array::from(order[..folding].to_vec()))?;
+            let next = evaluate(
+                lambdas[0],
+                &params,
+                &UInt32Array::from(order[..folding].to_vec()),
+            )?;
             state = if next.data_type() == state_type {
                 next
             } else {

@@ -53,8 +53,12 @@ impl Overload {
     }
 }
 
-static REFERENCE: LazyLock<Vec<FunctionDoc>> =
-    LazyLock::new(|| include_str!("reference.txt").lines().filter_map(parse_line).collect());
+static REFERENCE: LazyLock<Vec<FunctionDoc>> = LazyLock::new(|| {
+    include_str!("reference.txt")
+        .lines()
+        .filter_map(parse_line)
+        .collect()
+});
 
 /// Every documented built-in function, in the file's order (by category).
 pub fn reference() -> &'static [FunctionDoc] {

@@ -46,7 +46,9 @@ fn extract(every: bool) -> ScalarUDF {
                 None => Some(0),
                 Some(g) => {
                     let g = g.as_primitive::<Int64Type>();
-                    g.is_valid(i).then(|| usize::try_from(g.value(i)).ok()).flatten()
+                    g.is_valid(i)
+                        .then(|| usize::try_from(g.value(i)).ok())
+                        .flatten()
                 }
             };
             let mut compiled = Patterns::default();
@@ -75,9 +77,11 @@ fn extract(every: bool) -> ScalarUDF {
             }
             let mut out = StringBuilder::new();
             for i in 0..rows {
-                out.append_option(row(i, &mut compiled).and_then(|(r, t, g)| {
-                    r.captures(t)?.get(g).map(|m| m.as_str().to_string())
-                }));
+                out.append_option(
+                    row(i, &mut compiled).and_then(|(r, t, g)| {
+                        r.captures(t)?.get(g).map(|m| m.as_str().to_string())
+                    }),
+                );
             }
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
         }),

@@ -56,7 +56,10 @@ impl HigherOrderUDFImpl for Transform {
         }
         let (values, _) = split_args(self.name(), fields, 1, 2)?;
         let entry = entry_fields(values[0].data_type()).unwrap_or_default();
-        Ok(LambdaParametersProgress::Complete(vec![entry.clone(), entry]))
+        Ok(LambdaParametersProgress::Complete(vec![
+            entry.clone(),
+            entry,
+        ]))
     }
 
     fn return_field_from_args(&self, args: HigherOrderReturnFieldArgs) -> Result<FieldRef> {
