@@ -389,16 +389,7 @@ impl StatementParser {
         self.expect_word("CREATE")?;
         let or_replace = self.eat_words(&["OR", "REPLACE"]);
         let is_source = self.eat_word("SOURCE");
-        let kind = if self.eat_word("STREAM") {
-            SourceKind::Stream
-        } else if self.eat_word("TABLE") {
-            SourceKind::Table
-        } else {
-            return self.error(format!(
-                "Expecting STREAM or TABLE, found {}",
-                self.describe_next()
-            ));
-        };
+        let kind = self.source_kind()?;
         let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
         let name = self.identifier()?;
         let columns = if self.peek_at(0) == Some(&Token::LParen) {
@@ -954,16 +945,7 @@ impl StatementParser {
 
     fn drop(&mut self) -> Result<Statement> {
         self.pos += 1;
-        let kind = if self.eat_word("STREAM") {
-            SourceKind::Stream
-        } else if self.eat_word("TABLE") {
-            SourceKind::Table
-        } else {
-            return self.error(format!(
-                "Expecting STREAM or TABLE, found {}",
-                self.describe_next()
-            ));
-        };
+        let kind = self.source_kind()?;
         let if_exists = self.eat_words(&["IF", "EXISTS"]);
         let name = self.identifier()?;
         let delete_topic = self.eat_words(&["DELETE", "TOPIC"]);
@@ -975,18 +957,23 @@ impl StatementParser {
         })
     }
 
-    fn alter(&mut self) -> Result<Statement> {
-        self.pos += 1;
-        let kind = if self.eat_word("STREAM") {
-            SourceKind::Stream
+    /// `STREAM` or `TABLE`.
+    fn source_kind(&mut self) -> Result<SourceKind> {
+        if self.eat_word("STREAM") {
+            Ok(SourceKind::Stream)
         } else if self.eat_word("TABLE") {
-            SourceKind::Table
+            Ok(SourceKind::Table)
         } else {
-            return self.error(format!(
+            self.error(format!(
                 "Expecting STREAM or TABLE, found {}",
                 self.describe_next()
-            ));
-        };
+            ))
+        }
+    }
+
+    fn alter(&mut self) -> Result<Statement> {
+        self.pos += 1;
+        let kind = self.source_kind()?;
         let name = self.identifier()?;
         let mut columns = Vec::new();
         loop {
