@@ -3,6 +3,7 @@
 
 mod array_join;
 mod array_length;
+mod array_or_map;
 mod bytes;
 pub mod cast;
 mod chr;

@@ -4,90 +4,46 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::Result;
 use datafusion::functions_nested::array_transform::ArrayTransform;
-use datafusion::logical_expr::{
-    ColumnarValue, HigherOrderFunctionArgs, HigherOrderReturnFieldArgs, HigherOrderSignature,
-    HigherOrderUDFImpl, LambdaParametersProgress, ValueOrLambda, Volatility,
-};
+use datafusion::logical_expr::LambdaArgument;
 
-use super::lambda_input::{Flattened, entry_fields, map_type, over_map, rebuild_map, split_args};
+use super::array_or_map::{ArrayOrMap, MapForm};
+use super::lambda_input::{Flattened, map_type, rebuild_map};
 
 /// `TRANSFORM` over arrays and maps.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Transform {
-    signature: HigherOrderSignature,
-    array: ArrayTransform,
-}
+pub type Transform = ArrayOrMap<TransformMap>;
 
-impl Default for Transform {
-    fn default() -> Self {
-        Transform {
-            signature: HigherOrderSignature::user_defined(Volatility::Immutable),
-            array: ArrayTransform::new(),
-        }
-    }
-}
+/// `TRANSFORM` over a map.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+pub struct TransformMap;
 
-impl HigherOrderUDFImpl for Transform {
-    fn name(&self) -> &str {
-        "transform"
+impl MapForm for TransformMap {
+    type Array = ArrayTransform;
+    const NAME: &'static str = "transform";
+    const LAMBDAS: usize = 2;
+
+    fn array() -> ArrayTransform {
+        ArrayTransform::new()
     }
 
-    fn signature(&self) -> &HigherOrderSignature {
-        &self.signature
-    }
-
-    fn coerce_value_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {
-        match types {
-            [DataType::Map(..)] => Ok(types.to_vec()),
-            _ => self.array.coerce_value_types(types),
-        }
-    }
-
-    fn lambda_parameters(
-        &self,
-        step: usize,
-        fields: &[ValueOrLambda<FieldRef, Option<FieldRef>>],
-    ) -> Result<LambdaParametersProgress> {
-        if !over_map(fields) {
-            return self.array.lambda_parameters(step, fields);
-        }
-        let (values, _) = split_args(self.name(), fields, 1, 2)?;
-        let entry = entry_fields(values[0].data_type()).unwrap_or_default();
-        Ok(LambdaParametersProgress::Complete(vec![
-            entry.clone(),
-            entry,
-        ]))
-    }
-
-    fn return_field_from_args(&self, args: HigherOrderReturnFieldArgs) -> Result<FieldRef> {
-        if !over_map(args.arg_fields) {
-            return self.array.return_field_from_args(args);
-        }
-        let (values, lambdas) = split_args(self.name(), args.arg_fields, 1, 2)?;
+    fn return_field(map: &FieldRef, lambdas: &[&FieldRef]) -> Result<FieldRef> {
         Ok(Arc::new(Field::new(
             "",
             map_type(lambdas[0].data_type(), lambdas[1].data_type()),
-            values[0].is_nullable(),
+            map.is_nullable(),
         )))
     }
 
-    fn invoke_with_args(&self, args: HigherOrderFunctionArgs) -> Result<ColumnarValue> {
-        if !over_map(&args.arg_fields) {
-            return self.array.invoke_with_args(args);
-        }
-        let (values, lambdas) = split_args(self.name(), &args.args, 1, 2)?;
-        let flat = Flattened::of(values[0], args.number_rows)?;
+    fn invoke(
+        flat: &Flattened,
+        lambdas: &[&LambdaArgument],
+        result: &DataType,
+    ) -> Result<ArrayRef> {
         let keys = flat.evaluate(lambdas[0], &flat.columns)?;
         let values = flat.evaluate(lambdas[1], &flat.columns)?;
-        Ok(ColumnarValue::Array(rebuild_map(
-            args.return_field.data_type(),
-            keys,
-            values,
-            &flat.offsets,
-            flat.nulls.as_ref(),
-        )?))
+        rebuild_map(result, keys, values, &flat.offsets, flat.nulls.as_ref())
     }
 }
