@@ -27,6 +27,9 @@ struct Args {
     /// Run the statements of this file and exit.
     #[arg(long, short = 'f')]
     file: Option<PathBuf>,
+    /// Define a variable for `${name}` substitution, as `DEFINE name = 'value';` does (repeatable).
+    #[arg(long = "define", short = 'd', value_name = "NAME=VALUE", value_parser = shell::parse_define)]
+    defines: Vec<(String, String)>,
     /// How to show results.
     #[arg(long, value_enum, ignore_case = true, default_value = "table")]
     output: shell::OutputFormat,
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
                 (None, None) => None,
             },
             ca_cert: args.ca_cert,
+            defines: args.defines,
         }),
     }
 }

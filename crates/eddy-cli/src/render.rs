@@ -163,6 +163,15 @@ pub fn entity(e: &Value) -> String {
                 .collect();
             table(&["Property", "Scope", "Effective Value"], &rows)
         }
+        "variables" => {
+            let rows: Vec<Vec<String>> = e["variables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| vec![s(&v["name"]), s(&v["value"])])
+                .collect();
+            table(&["Variable Name", "Value"], &rows)
+        }
         "function_names" => {
             let rows: Vec<Vec<String>> = e["functions"]
                 .as_array()

@@ -31,6 +31,8 @@ pub struct Options {
     pub output: OutputFormat,
     pub credentials: Option<Credentials>,
     pub ca_cert: Option<PathBuf>,
+    /// Variables defined before the first statement (`--define`).
+    pub defines: Vec<(String, String)>,
 }
 
 /// How the shell authenticates.
@@ -49,6 +51,8 @@ struct Session {
     server: String,
     http: reqwest::blocking::Client,
     properties: Map<String, Value>,
+    /// The session's variables (`DEFINE`), sent with every request for `${name}` substitution.
+    variables: Map<String, Value>,
     output: OutputFormat,
     interrupted: Arc<AtomicBool>,
 }
@@ -69,9 +73,13 @@ pub fn run(opts: Options) -> ExitCode {
         server: opts.server.trim_end_matches('/').to_string(),
         http,
         properties: Map::new(),
+        variables: Map::new(),
         output: opts.output,
         interrupted,
     };
+    for (name, value) in &opts.defines {
+        session.define(name, value);
+    }
     let script = match (&opts.execute, &opts.file) {
         (Some(sql), _) => Some(sql.clone()),
         (None, Some(path)) => match std::fs::read_to_string(path) {
@@ -93,6 +101,38 @@ pub fn run(opts: Options) -> ExitCode {
         },
         None => session.interactive(),
     }
+}
+
+/// `name=value` of `--define`.
+pub fn parse_define(arg: &str) -> Result<(String, String), String> {
+    let (name, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got '{arg}'"))?;
+    Ok((name.trim().to_string(), value.to_string()))
+}
+
+/// The name and value of `DEFINE name = 'value';` (`''` in the value is one quote).
+fn define_statement(stmt: &str) -> anyhow::Result<(String, String)> {
+    let usage = || anyhow!("usage: DEFINE name = 'value';");
+    let body = stmt.trim().trim_end_matches(';').trim();
+    let rest = body.get("DEFINE".len()..).ok_or_else(usage)?;
+    let (name, value) = rest.split_once('=').ok_or_else(usage)?;
+    let name = name.trim();
+    let value = value.trim();
+    if name.is_empty()
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || name.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return Err(anyhow!(
+            "Invalid variable name '{name}': use letters, digits and _"
+        ));
+    }
+    let quoted = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .filter(|_| value.len() >= 2)
+        .ok_or_else(usage)?;
+    Ok((name.to_string(), quoted.replace("''", "'")))
 }
 
 /// The HTTP client: trusting `--ca-cert` and sending the credentials with every request.
@@ -293,8 +333,60 @@ impl Session {
                 self.run_script(&text)
             }
             Some("SET") | Some("UNSET") => self.set_property(stmt),
+            Some("DEFINE") => {
+                let (name, value) = define_statement(stmt)?;
+                self.define(&name, &value);
+                Ok(())
+            }
+            Some("UNDEFINE") => {
+                let name = stmt.trim().trim_end_matches(';')["UNDEFINE".len()..].trim();
+                if self.undefine(name).is_none() {
+                    println!("Cannot undefine variable '{name}' which was never defined");
+                }
+                Ok(())
+            }
+            Some("SHOW") | Some("LIST")
+                if words
+                    .get(1)
+                    .is_some_and(|w| w.trim_end_matches(';') == "VARIABLES") =>
+            {
+                let list: Vec<Value> = self
+                    .variables
+                    .iter()
+                    .map(|(name, value)| json!({"name": name, "value": value}))
+                    .collect();
+                let entity =
+                    json!({"@type": "variables", "statementText": stmt, "variables": list});
+                match self.output {
+                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&entity)?),
+                    OutputFormat::Table => print!("{}", render::entity(&entity)),
+                }
+                Ok(())
+            }
             _ => self.ksql(stmt),
         }
+    }
+
+    /// Sets a variable, replacing one of the same name in any case.
+    fn define(&mut self, name: &str, value: &str) {
+        self.undefine(name);
+        self.variables
+            .insert(name.to_string(), Value::String(value.to_string()));
+    }
+
+    /// Removes a variable, whatever the case of its name; its value.
+    fn undefine(&mut self, name: &str) -> Option<Value> {
+        let key = self
+            .variables
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))?
+            .clone();
+        self.variables.remove(&key)
+    }
+
+    /// The body of a `/ksql` or `/query` request for `stmt`.
+    fn request(&self, stmt: &str) -> Value {
+        json!({"ksql": stmt, "streamsProperties": self.properties, "sessionVariables": self.variables})
     }
 
     /// `SET 'name'='value'` and `UNSET 'name'` are kept by the shell and sent with every request.
@@ -336,7 +428,7 @@ impl Session {
             .http
             .post(self.url("/ksql"))
             .header("Content-Type", "application/vnd.ksql.v1+json")
-            .json(&json!({"ksql": stmt, "streamsProperties": self.properties}))
+            .json(&self.request(stmt))
             .send()
             .with_context(|| format!("cannot reach the server at {}", self.server))?;
         let ok = resp.status().is_success();
@@ -369,7 +461,7 @@ impl Session {
             .http
             .post(self.url("/query"))
             .header("Accept", "application/vnd.ksql.v1+json")
-            .json(&json!({"ksql": stmt, "streamsProperties": self.properties}))
+            .json(&self.request(stmt))
             .send()
             .with_context(|| format!("cannot reach the server at {}", self.server))?;
         if !resp.status().is_success() {
@@ -442,5 +534,24 @@ impl Session {
         table.finish();
         println!("Query terminated");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn define_reads_a_name_and_a_quoted_value() {
+        assert_eq!(
+            define_statement("DEFINE topic = 'it''s';").unwrap(),
+            ("topic".to_string(), "it's".to_string())
+        );
+        assert!(define_statement("DEFINE topic = cars;").is_err());
+        assert!(define_statement("DEFINE 9x = 'a';").is_err());
+        assert_eq!(
+            parse_define("fmt=JSON=1").unwrap(),
+            ("fmt".to_string(), "JSON=1".to_string())
+        );
     }
 }

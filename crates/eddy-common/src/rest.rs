@@ -14,6 +14,9 @@ pub struct KsqlRequest {
     pub streams_properties: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_sequence_number: Option<i64>,
+    /// Values for `${name}` in the statements.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub session_variables: Map<String, Value>,
 }
 
 /// Body of `POST /query-stream`.
@@ -22,6 +25,13 @@ pub struct QueryStreamArgs {
     pub sql: String,
     #[serde(default)]
     pub properties: Map<String, Value>,
+    /// Values for `${name}` in the statement.
+    #[serde(
+        default,
+        rename = "sessionVariables",
+        skip_serializing_if = "Map::is_empty"
+    )]
+    pub session_variables: Map<String, Value>,
 }
 
 /// Body of `POST /close-query`.

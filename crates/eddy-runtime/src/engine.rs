@@ -32,6 +32,7 @@ use crate::pipeline::{Pipeline, SinkSpec};
 use crate::pull::PullQuery;
 use crate::record::Record;
 use crate::registry::{MemoryRegistry, SchemaRegistry, subject};
+use crate::sandbox::{SandboxAdmin, SandboxRegistry};
 
 /// Default partition count of topics created for `CREATE ... AS SELECT` when the source's is unknown.
 const DEFAULT_PARTITIONS: i32 = 1;
@@ -238,6 +239,23 @@ impl Engine {
     pub fn attach_plugins(&mut self, dir: Arc<PluginDir>) -> FunctionsReport {
         self.plugins
             .attach(dir, &mut self.planner, &self.properties)
+    }
+
+    /// A copy of the engine to validate statements in before they run: it sees the same catalog,
+    /// queries, topics and schemas, and whatever it creates, deletes, registers or produces stays in
+    /// the copy.
+    pub fn sandbox(&self) -> Engine {
+        Engine {
+            catalog: self.catalog.clone(),
+            planner: self.planner.clone(),
+            admin: Arc::new(SandboxAdmin::over(self.admin.clone())),
+            queries: self.queries.clone(),
+            next_query: self.next_query,
+            properties: self.properties.clone(),
+            volatile_state: self.volatile_state,
+            registry: Arc::new(SandboxRegistry::over(self.registry.clone())),
+            plugins: self.plugins.clone(),
+        }
     }
 
     /// The functions loaded from plugins.

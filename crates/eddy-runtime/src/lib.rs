@@ -21,6 +21,7 @@ pub mod properties;
 pub mod pull;
 pub mod record;
 pub mod registry;
+pub mod sandbox;
 pub mod state_row;
 pub mod table_store;
 mod unnest;

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use eddy_runtime::{Engine, Outcome, TopicInfo};
 use eddy_sql::SqlType;
-use eddy_sql::catalog::Source;
+use eddy_sql::catalog::{Column, Source};
 use eddy_sql::statement::{ColumnRole, SourceKind};
 
 use crate::command_status::command_status;
@@ -83,15 +83,9 @@ fn running_query(q: &QueryView) -> Value {
     })
 }
 
-/// `sourceDescription` of `DESCRIBE [EXTENDED]`.
-pub fn source_description(
-    s: &Source,
-    queries: &[QueryView],
-    extended: bool,
-    partitions: i32,
-) -> Value {
-    let fields: Vec<Value> = s
-        .columns
+/// ksqlDB's `FieldInfo` of columns (`type` only for keys).
+pub fn fields(columns: &[Column]) -> Vec<Value> {
+    columns
         .iter()
         .map(|c| {
             let mut f = json!({"name": c.name, "schema": schema_info(&c.sql_type)});
@@ -100,7 +94,17 @@ pub fn source_description(
             }
             f
         })
-        .collect();
+        .collect()
+}
+
+/// `sourceDescription` of `DESCRIBE [EXTENDED]`.
+pub fn source_description(
+    s: &Source,
+    queries: &[QueryView],
+    extended: bool,
+    partitions: i32,
+) -> Value {
+    let fields = fields(&s.columns);
     let read: Vec<Value> = queries
         .iter()
         .filter(|q| q.sources.contains(&s.name))
@@ -153,40 +157,10 @@ pub fn source_description(
     })
 }
 
-/// `SHOW QUERIES [EXTENDED]`.
-pub fn queries(text: &str, queries: &[QueryView], extended: bool) -> Value {
-    if !extended {
-        let list: Vec<Value> = queries.iter().map(running_query).collect();
-        return json!({"@type": "queries", "statementText": text, "queries": list, "warnings": []});
-    }
-    let list: Vec<Value> = queries
-        .iter()
-        .map(|q| {
-            json!({
-                "id": q.id,
-                "statementText": q.statement,
-                "windowType": null,
-                "fields": [],
-                "sources": q.sources,
-                "sinks": [q.sink],
-                "topology": "",
-                "executionPlan": "",
-                "overriddenProperties": {},
-                "ksqlHostQueryStatus": {},
-                "queryType": "PERSISTENT",
-                "queryErrors": q.last_error.iter().map(|e| json!({"errorMessage": e, "type": "USER"})).collect::<Vec<_>>(),
-                "state": q.state,
-                "statistics": {
-                    "consumed": q.consumed,
-                    "produced": q.produced,
-                    "skippedRecords": q.decode_errors,
-                    "expressionErrors": q.expression_errors,
-                    "lateRecords": q.late_records
-                }
-            })
-        })
-        .collect();
-    json!({"@type": "query_descriptions", "statementText": text, "queryDescriptions": list, "warnings": []})
+/// `SHOW QUERIES`.
+pub fn queries(text: &str, queries: &[QueryView]) -> Value {
+    let list: Vec<Value> = queries.iter().map(running_query).collect();
+    json!({"@type": "queries", "statementText": text, "queries": list, "warnings": []})
 }
 
 /// `SHOW TOPICS`.

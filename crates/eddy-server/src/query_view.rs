@@ -21,4 +21,6 @@ pub struct QueryView {
     /// From its output records' timestamps to their acknowledgement (stateless queries run here).
     pub latency: Option<eddy_kafka::latency::LatencySnapshot>,
     pub last_error: Option<String>,
+    /// What it runs.
+    pub pipeline: std::sync::Arc<eddy_runtime::Pipeline>,
 }

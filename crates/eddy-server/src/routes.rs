@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use eddy_common::Error;
 use eddy_common::rest::{CloseQueryArgs, ErrorMessage, KsqlRequest, QueryStreamArgs};
@@ -29,7 +29,7 @@ use crate::peer_client::PeerClient;
 use crate::request::ApiError;
 pub use crate::request::MAX_BODY_BYTES;
 use crate::settings::check_request;
-use crate::state::{AppState, offset_reset, to_properties};
+use crate::state::{AppState, offset_reset, session, to_properties};
 
 /// The application's routes.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -188,9 +188,12 @@ async fn ksql(
     if req.ksql.trim().is_empty() {
         return Err(bad_request("\"ksql\" field must be populated"));
     }
+    let props = to_properties(&req.streams_properties);
+    let script = state
+        .parse_script(&req.ksql, &props, &req.session_variables)
+        .map_err(ApiError)?;
     if caller.rights != Rights::Admin {
-        // A script that does not parse changes nothing: running it reports why.
-        for statement in eddy_sql::parse(&req.ksql).unwrap_or_default() {
+        for statement in script.statements() {
             if !statement.statement.is_read_only() {
                 caller
                     .may_change(statement.statement.type_name())
@@ -198,8 +201,7 @@ async fn ksql(
             }
         }
     }
-    let props = to_properties(&req.streams_properties);
-    let result = tokio::task::spawn_blocking(move || state.execute_script(&req.ksql, &props))
+    let result = tokio::task::spawn_blocking(move || state.execute_script(script))
         .await
         .map_err(|e| ApiError(ErrorMessage::generic(50000, format!("internal error: {e}"))))?;
     match result {
@@ -247,6 +249,7 @@ async fn query(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respon
         state,
         req.ksql,
         to_properties(&req.streams_properties),
+        &req.session_variables,
         Shape::V1,
     )
     .await
@@ -269,20 +272,28 @@ async fn query_stream(
     } else {
         Shape::Delimited
     };
-    run_query(state, args.sql, to_properties(&args.properties), shape).await
+    run_query(
+        state,
+        args.sql,
+        to_properties(&args.properties),
+        &args.session_variables,
+        shape,
+    )
+    .await
 }
 
 async fn run_query(
     state: Arc<AppState>,
     sql: String,
     props: Properties,
+    variables: &Map<String, Value>,
     shape: Shape,
 ) -> Result<Response, ApiError> {
     let props = state
         .properties(&props)
         .map_err(|e| ApiError(ErrorMessage::statement(&e, &sql)))?;
-    let mut statements =
-        eddy_sql::parse(&sql).map_err(|e| ApiError(ErrorMessage::statement(&e, &sql)))?;
+    let mut statements = eddy_sql::parse_with(&sql, &mut session(variables, &props))
+        .map_err(|e| ApiError(ErrorMessage::statement(&e, &sql)))?;
     if statements.len() != 1 {
         return Err(bad_request("Expected exactly one SELECT statement"));
     }

@@ -17,17 +17,20 @@ use eddy_kafka::{
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
 use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
-use eddy_runtime::{Engine, Outcome, TopicAdmin};
+use eddy_runtime::{Engine, Outcome, TopicAdmin, TopicInfo};
 use eddy_sql::catalog::Source;
-use eddy_sql::statement::{ShowKind, SourceKind, Statement};
+use eddy_sql::statement::{ExplainTarget, ShowKind, SourceKind, Statement};
+use eddy_sql::variables::{SUBSTITUTION_PROPERTY, Variables};
 
 use crate::access::Access;
 use crate::command_status::{CommandStatus, command_status};
 use crate::entity;
 use crate::function_entities;
 use crate::peer_client::PeerClient;
+use crate::query_description::{self, QueryDescription};
 pub use crate::query_view::QueryView;
 use crate::settings::check_request;
+use crate::variable_list::variable_list;
 
 /// How the server runs persistent queries that do not say otherwise.
 #[derive(Debug, Clone)]
@@ -537,6 +540,7 @@ impl AppState {
                     late_records: stat(|s| &s.late_records),
                     latency: task.map(|t| t.stats.latency.snapshot()),
                     last_error: task.and_then(|t| lock(&t.stats.last_error).clone()),
+                    pipeline: q.pipeline.clone(),
                 }
             })
             .collect()
@@ -551,17 +555,88 @@ impl AppState {
         Ok(props)
     }
 
-    /// Executes a `/ksql` script: statement by statement, returning the entities, or the error of the
-    /// first failing statement together with the entities of those before it.
-    pub fn execute_script(
+    /// Parses a `/ksql` script with the request's properties and session variables (`${name}` is
+    /// substituted unless the properties turn it off).
+    pub fn parse_script(
         &self,
         sql: &str,
         request_props: &Properties,
-    ) -> Result<Vec<Value>, ErrorMessage> {
-        let statements = eddy_sql::parse(sql).map_err(|e| ErrorMessage::statement(&e, sql))?;
-        let mut props = self
+        session_variables: &Map<String, Value>,
+    ) -> Result<Script, ErrorMessage> {
+        let props = self
             .properties(request_props)
             .map_err(|e| ErrorMessage::statement(&e, sql))?;
+        let variables = session(session_variables, &props);
+        let statements = eddy_sql::parse_with(sql, &mut variables.clone())
+            .map_err(|e| ErrorMessage::statement(&e, sql))?;
+        Ok(Script {
+            statements,
+            props,
+            variables,
+        })
+    }
+
+    /// Runs a script's statements in a sandbox, as they would run, and fails with the first error:
+    /// so that a script runs whole or not at all, as far as its statements can be checked before
+    /// they run (a topic may still fail to be created). A script of one statement is not run twice.
+    fn validate(&self, script: &Script) -> Result<(), ErrorMessage> {
+        let changes = script
+            .statements
+            .iter()
+            .filter(|s| !s.statement.is_read_only())
+            .count();
+        let queries = script
+            .statements
+            .iter()
+            .any(|s| matches!(s.statement, Statement::Select(_) | Statement::Print { .. }));
+        if changes < 2 && !(changes == 1 && queries) {
+            return Ok(());
+        }
+        let mut sandbox = self.engine().sandbox();
+        let mut props = script.props.clone();
+        for s in &script.statements {
+            let fail = |e: Error| {
+                let mut m = ErrorMessage::statement(&e, &s.text);
+                m.entities = Some(Vec::new());
+                m
+            };
+            match &s.statement {
+                Statement::Set { name, value } => {
+                    let set = Properties::from([(name.clone(), value.clone())]);
+                    check_request(&set).map_err(fail)?;
+                    props.extend(set);
+                }
+                Statement::Unset { name } => {
+                    props.remove(name);
+                }
+                Statement::Select(_) | Statement::Print { .. } => {
+                    return Err(query_on_ksql(&s.text, Vec::new()));
+                }
+                Statement::Describe { name, .. } => {
+                    if sandbox.catalog().get(name).is_none() {
+                        return Err(fail(missing_source(name)));
+                    }
+                }
+                Statement::ReloadFunctions => {}
+                other if other.is_read_only() => {}
+                _ => {
+                    sandbox.execute(s, &props).map_err(fail)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Executes a `/ksql` script once all of it validates: statement by statement, returning the
+    /// entities, or the error of the first failing statement together with the entities of those
+    /// before it.
+    pub fn execute_script(&self, script: Script) -> Result<Vec<Value>, ErrorMessage> {
+        self.validate(&script)?;
+        let Script {
+            statements,
+            mut props,
+            mut variables,
+        } = script;
         let mut entities = Vec::new();
         for s in statements {
             let fail = |e: Error, entities: &Vec<Value>| {
@@ -580,28 +655,27 @@ impl AppState {
                     props.remove(name);
                     continue;
                 }
+                Statement::Define { name, value } => {
+                    variables.define(name, value);
+                    continue;
+                }
+                Statement::Undefine { name } => {
+                    variables.undefine(name);
+                    continue;
+                }
                 Statement::Select(_) | Statement::Print { .. } => {
-                    let mut m = ErrorMessage::statement(
-                        &Error::BadRequest("The following statement types should be issued to the websocket endpoint '/query': PRINT, SELECT".into()),
-                        &s.text,
-                    );
-                    m.error_code = 40002;
-                    m.entities = Some(entities);
-                    return Err(m);
+                    return Err(query_on_ksql(&s.text, entities));
                 }
                 Statement::Show { kind, extended } => self
-                    .show(&s.text, *kind, *extended, &props)
+                    .show(&s.text, *kind, *extended, &props, &variables)
                     .map_err(|e| fail(e, &entities))?,
                 Statement::Describe { name, extended } => {
                     let engine = self.engine();
-                    let source = engine.catalog().get(name).cloned().ok_or_else(|| {
-                        fail(
-                            Error::Plan(format!(
-                                "Could not find STREAM/TABLE '{name}' in the Metastore"
-                            )),
-                            &entities,
-                        )
-                    })?;
+                    let source = engine
+                        .catalog()
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| fail(missing_source(name), &entities))?;
                     drop(engine);
                     let partitions = if *extended {
                         self.cluster
@@ -641,12 +715,9 @@ impl AppState {
                         &entities,
                     )
                 })?,
-                Statement::Explain { .. } => {
-                    return Err(fail(
-                        Error::NotSupported("EXPLAIN is not supported yet".into()),
-                        &entities,
-                    ));
-                }
+                Statement::Explain(target) => self
+                    .explain(&s.text, target, &props)
+                    .map_err(|e| fail(e, &entities))?,
                 _ => {
                     let outcome = self
                         .engine()
@@ -689,17 +760,102 @@ impl AppState {
         Ok(entities)
     }
 
+    /// `EXPLAIN`: a running query, or a query statement planned in a sandbox.
+    fn explain(
+        &self,
+        text: &str,
+        target: &ExplainTarget,
+        props: &Properties,
+    ) -> Result<Value, Error> {
+        let description = match target {
+            ExplainTarget::Query(id) => {
+                let view = self
+                    .query_views()
+                    .into_iter()
+                    .find(|v| v.id.eq_ignore_ascii_case(id))
+                    .ok_or_else(|| {
+                        Error::Plan(format!(
+                            "Query with id:{id} does not exist, use SHOW QUERIES to view the full set of queries."
+                        ))
+                    })?;
+                self.running_description(&view, &self.cluster.list_topics()?)
+            }
+            ExplainTarget::Statement(statement) => {
+                let inner = text
+                    .trim_start()
+                    .get("EXPLAIN".len()..)
+                    .unwrap_or_default()
+                    .trim_start();
+                let engine = self.engine();
+                match statement.as_ref() {
+                    Statement::Select(q) => {
+                        let pipeline = engine.plan_transient(q)?;
+                        QueryDescription::planned("", inner, &pipeline.plan, Vec::new(), "PUSH")
+                    }
+                    _ => {
+                        let mut sandbox = engine.sandbox();
+                        drop(engine);
+                        let parsed = eddy_sql::ParsedStatement {
+                            statement: statement.as_ref().clone(),
+                            text: inner.to_string(),
+                            position: eddy_common::Position { line: 1, column: 1 },
+                        };
+                        let Outcome::QueryCreated { query_id, .. } =
+                            sandbox.execute(&parsed, props)?
+                        else {
+                            return Err(Error::Plan(
+                                "EXPLAIN found no query in the statement".into(),
+                            ));
+                        };
+                        let query = sandbox.query(&query_id).ok_or_else(|| {
+                            Error::Internal(format!("the planned query {query_id} is missing"))
+                        })?;
+                        QueryDescription::planned(
+                            &query_id,
+                            inner,
+                            &query.pipeline.plan,
+                            vec![query.sink.clone()],
+                            "PERSISTENT",
+                        )
+                    }
+                }
+            }
+        };
+        Ok(query_description::explained(text, description))
+    }
+
+    /// A running query's description, with the internal topics among `topics` it keeps.
+    fn running_description(&self, view: &QueryView, topics: &[TopicInfo]) -> QueryDescription {
+        let internal: Vec<String> = topics
+            .iter()
+            .filter(|t| is_internal_topic(&view.group, &t.name))
+            .map(|t| t.name.clone())
+            .collect();
+        let hosts = self.hosts();
+        QueryDescription::running(view, &internal, hosts.first().map(|h| h.url.as_str()))
+    }
+
     fn show(
         &self,
         text: &str,
         kind: ShowKind,
         extended: bool,
         props: &Properties,
+        variables: &Variables,
     ) -> Result<Value, Error> {
         Ok(match kind {
             ShowKind::Streams => entity::source_list(text, &self.engine(), SourceKind::Stream),
             ShowKind::Tables => entity::source_list(text, &self.engine(), SourceKind::Table),
-            ShowKind::Queries => entity::queries(text, &self.query_views(), extended),
+            ShowKind::Queries if extended => {
+                let views = self.query_views();
+                let topics = self.cluster.list_topics()?;
+                let list = views
+                    .iter()
+                    .map(|view| self.running_description(view, &topics))
+                    .collect();
+                query_description::descriptions(text, list)
+            }
+            ShowKind::Queries => entity::queries(text, &self.query_views()),
             ShowKind::Topics => entity::topics(text, &self.cluster.list_topics()?),
             ShowKind::Functions => function_entities::functions(text, &self.engine()),
             ShowKind::Properties => {
@@ -713,13 +869,58 @@ impl AppState {
                 all.extend(props.iter().map(|(k, v)| (k.clone(), v.clone())));
                 entity::properties(text, &all.into_iter().collect::<Vec<_>>())
             }
-            ShowKind::Variables | ShowKind::Types => {
+            ShowKind::Variables => variable_list(text, variables),
+            ShowKind::Types => {
                 return Err(Error::NotSupported(format!(
                     "SHOW {kind:?} is not supported yet"
                 )));
             }
         })
     }
+}
+
+/// A `/ksql` script parsed with its request's properties and variables.
+pub struct Script {
+    statements: Vec<eddy_sql::ParsedStatement>,
+    /// The server's properties with the request's over them.
+    props: Properties,
+    /// The request's session variables (the script's DEFINEs are applied as it runs).
+    variables: Variables,
+}
+
+impl Script {
+    pub fn statements(&self) -> &[eddy_sql::ParsedStatement] {
+        &self.statements
+    }
+}
+
+/// The session variables a request brought, substituted unless `props` turn substitution off.
+pub fn session(values: &Map<String, Value>, props: &Properties) -> Variables {
+    let values = to_properties(values);
+    Variables::new(
+        values.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        Variables::substitution_enabled(props.get(SUBSTITUTION_PROPERTY).map(String::as_str)),
+    )
+}
+
+/// ksqlDB's error for a query sent to `/ksql`, after the entities of the statements before it.
+fn query_on_ksql(text: &str, entities: Vec<Value>) -> ErrorMessage {
+    let mut m = ErrorMessage::statement(
+        &Error::BadRequest(
+            "The following statement types should be issued to the websocket endpoint '/query': PRINT, SELECT".into(),
+        ),
+        text,
+    );
+    m.error_code = 40002;
+    m.entities = Some(entities);
+    m
+}
+
+/// ksqlDB's error for a DESCRIBE of a source that does not exist.
+fn missing_source(name: &str) -> Error {
+    Error::Plan(format!(
+        "Could not find STREAM/TABLE '{name}' in the Metastore"
+    ))
 }
 
 /// How long the command runner waits for new commands at a time.

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use eddy_kafka::KafkaCluster;
+use eddy_runtime::TopicAdmin;
 use eddy_server::access::Access;
 use eddy_server::local_broker::LocalBroker;
 use eddy_server::peer_client::PeerClient;
@@ -416,6 +417,203 @@ async fn statements_run_and_are_described() {
     let lag: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(lag["queries"][0]["queryId"], query_id.as_str(), "{lag}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_runs_whole_or_not_at_all() {
+    let server = start().await;
+    let app = &server.app;
+    let (status, body) = ksql(
+        app,
+        "CREATE STREAM a (id STRING KEY, v INT) WITH (kafka_topic='whole_a', value_format='JSON', partitions=1);
+         CREATE STREAM b AS SELECT id, nope FROM a;
+         CREATE STREAM c (id STRING KEY) WITH (kafka_topic='whole_c', value_format='JSON', partitions=1);",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["statementText"]
+            .as_str()
+            .unwrap()
+            .starts_with("CREATE STREAM b"),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("NOPE"), "{body}");
+    assert_eq!(body["entities"], json!([]), "{body}");
+    let (_, body) = ksql(app, "SHOW STREAMS;").await;
+    assert_eq!(body[0]["streams"], json!([]), "{body}");
+    let cluster = server.cluster.clone();
+    let topics = tokio::task::spawn_blocking(move || {
+        ["whole_a", "whole_c"].map(|t| cluster.partitions(t).unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(topics, [None, None]);
+    // A script whose statements depend on each other validates in order, and then runs.
+    let (status, body) = ksql(
+        app,
+        "CREATE STREAM a (id STRING KEY, v INT) WITH (kafka_topic='whole_a', value_format='JSON', partitions=1);
+         CREATE STREAM b AS SELECT id, v * 2 AS w FROM a;
+         INSERT INTO a (id, v) VALUES ('x', 1);
+         DROP STREAM b;
+         TERMINATE ALL;",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A query in a /ksql script is refused before anything runs.
+    let (status, body) = ksql(
+        app,
+        "CREATE STREAM d (id STRING KEY) WITH (kafka_topic='whole_d', value_format='JSON', partitions=1); SELECT * FROM a;",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error_code"], 40002, "{body}");
+    let (_, body) = ksql(app, "DESCRIBE d;").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("Could not find"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn variables_are_substituted_and_listed() {
+    let server = start().await;
+    let app = &server.app;
+    let (status, body) = call(
+        app,
+        "POST",
+        "/ksql",
+        Some(json!({
+            "ksql": "DEFINE fmt = 'JSON';
+                     CREATE STREAM ${name} (id STRING KEY, v INT) WITH (kafka_topic='${name}_t', value_format='${fmt}', partitions=1);
+                     UNDEFINE fmt;
+                     SHOW VARIABLES;",
+            "sessionVariables": {"name": "cars"}
+        })),
+    )
+    .await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body[0]["statementText"],
+        "CREATE STREAM cars (id STRING KEY, v INT) WITH (kafka_topic='cars_t', value_format='JSON', partitions=1);"
+    );
+    assert_eq!(body[1]["@type"], "variables");
+    assert_eq!(
+        body[1]["variables"],
+        json!([{"name": "name", "value": "cars"}])
+    );
+    let (status, body) = ksql(app, "SELECT * FROM ${missing};").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Variable 'missing' is not defined"),
+        "{body}"
+    );
+    // Queries take variables too.
+    let (status, body) = call(
+        app,
+        "POST",
+        "/query-stream",
+        Some(json!({"sql": "SELECT * FROM ${s};", "sessionVariables": {"s": "CARS"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(r#""columnNames":["ID","V"]"#), "{body}");
+    // With substitution off, `${...}` is left to the parser.
+    let (status, _) = call(
+        app,
+        "POST",
+        "/ksql",
+        Some(json!({
+            "ksql": "DESCRIBE ${s};",
+            "sessionVariables": {"s": "CARS"},
+            "streamsProperties": {"ksql.variable.substitution.enable": false}
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_describes_running_and_planned_queries() {
+    let server = start().await;
+    let app = &server.app;
+    let (status, body) = ksql(
+        app,
+        "CREATE STREAM cars (id STRING KEY, speed INT) WITH (kafka_topic='explain_cars', value_format='JSON', partitions=1);
+         CREATE STREAM fast AS SELECT id, speed * 2 AS double_speed FROM cars WHERE speed > 100;",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body[1]["commandStatus"]["queryId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = ksql(app, &format!("EXPLAIN {id};")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let d = &body[0]["queryDescription"];
+    assert_eq!(body[0]["@type"], "queryDescription");
+    assert_eq!(d["id"], id.as_str());
+    assert_eq!(d["sources"], json!(["CARS"]));
+    assert_eq!(d["sinks"], json!(["FAST"]));
+    assert_eq!(d["state"], "RUNNING", "{d}");
+    let fields: Vec<&str> = d["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["ID", "DOUBLE_SPEED"]);
+    let plan = d["executionPlan"].as_str().unwrap();
+    assert!(plan.contains("FILTER SPEED > 100"), "{plan}");
+    assert!(
+        plan.contains("SOURCE STREAM CARS (topic explain_cars"),
+        "{plan}"
+    );
+    assert!(
+        d["topology"].as_str().unwrap().contains("Writes FAST"),
+        "{d}"
+    );
+    // A statement is planned, not run.
+    let (status, body) = ksql(
+        app,
+        "EXPLAIN CREATE TABLE per_car AS SELECT id, COUNT(*) AS n FROM cars WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY id;",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let d = &body[0]["queryDescription"];
+    assert_eq!(d["windowType"], "TUMBLING", "{d}");
+    assert_eq!(d["sinks"], json!(["PER_CAR"]));
+    let plan = d["executionPlan"].as_str().unwrap();
+    assert!(
+        plan.contains("AGGREGATE COUNT(*) BY ID WINDOW TUMBLING 60000 ms"),
+        "{plan}"
+    );
+    let (_, body) = ksql(app, "SHOW TABLES;").await;
+    assert_eq!(body[0]["tables"], json!([]), "{body}");
+    let (status, body) = ksql(
+        app,
+        "EXPLAIN SELECT id FROM cars WHERE speed < 5 EMIT CHANGES;",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body[0]["queryDescription"]["queryType"], "PUSH");
+    let (status, body) = ksql(app, "EXPLAIN CSAS_NOPE_9;").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("does not exist"),
+        "{body}"
+    );
+    let (_, body) = ksql(app, "SHOW QUERIES EXTENDED;").await;
+    let d = &body[0]["queryDescriptions"][0];
+    assert_eq!(d["id"], id.as_str(), "{body}");
+    assert!(
+        d["executionPlan"].as_str().unwrap().contains("PROJECT"),
+        "{d}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod catalog;
 mod constructors;
 pub mod dialect;
+pub mod explain;
 pub mod functions;
 pub mod grouping;
 pub mod identifier;
@@ -22,9 +23,10 @@ pub mod statement;
 pub mod typecheck;
 pub mod types;
 mod value_typing;
+pub mod variables;
 pub mod window;
 
-pub use parser::{ParsedStatement, parse};
+pub use parser::{ParsedStatement, parse, parse_with};
 pub use statement::Statement;
 pub use types::SqlType;
 

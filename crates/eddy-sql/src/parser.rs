@@ -12,6 +12,7 @@ use crate::limits;
 use crate::normalize;
 use crate::statement::*;
 use crate::types::SqlType;
+use crate::variables::Variables;
 
 /// One statement of a script, with its own text (for `statementText` and the command log).
 #[derive(Debug, Clone)]
@@ -23,8 +24,16 @@ pub struct ParsedStatement {
     pub position: Position,
 }
 
-/// Parses a script of `;`-separated statements.
+/// Parses a script of `;`-separated statements (its `DEFINE`s are substituted into the statements
+/// after them).
 pub fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
+    parse_with(sql, &mut Variables::default())
+}
+
+/// Parses a script with session variables: `${name}` in a statement is replaced by the value the
+/// variable has there (from `variables`, or a `DEFINE` before it), and `variables` ends as the
+/// script leaves them. A statement's text is the substituted one.
+pub fn parse_with(sql: &str, variables: &mut Variables) -> Result<Vec<ParsedStatement>> {
     let tokens = Tokenizer::new(&KsqlDialect, sql)
         .tokenize_with_location()
         .map_err(|e| syntax(e.message, Some(position(e.location))))?;
@@ -45,12 +54,25 @@ pub fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
             text.push(';');
         }
         let position = position(first.span.start);
+        let chunk = if variables.applies_to(&text) {
+            text = variables.substitute(&text)?;
+            significant_tokens(&text)?
+        } else {
+            chunk
+        };
         let body: Vec<TokenWithSpan> = chunk
             .into_iter()
             .filter(|t| t.token != Token::SemiColon)
             .collect();
         limits::check(&body)?;
         let statement = StatementParser::new(rewrite_complex_casts(body)?).statement()?;
+        match &statement {
+            Statement::Define { name, value } => variables.define(name, value),
+            Statement::Undefine { name } => {
+                variables.undefine(name);
+            }
+            _ => {}
+        }
         out.push(ParsedStatement {
             statement,
             text,
@@ -357,11 +379,44 @@ impl StatementParser {
                         }
                     }
                     "PRINT" => self.print()?,
+                    "DEFINE" => {
+                        self.pos += 1;
+                        let name = self.variable_name()?;
+                        self.expect(&Token::Eq)?;
+                        Statement::Define {
+                            name,
+                            value: self.string_literal()?,
+                        }
+                    }
+                    "UNDEFINE" => {
+                        self.pos += 1;
+                        Statement::Undefine {
+                            name: self.variable_name()?,
+                        }
+                    }
                     "EXPLAIN" => {
                         self.pos += 1;
-                        Statement::Explain {
-                            query_id: self.identifier_or_string()?,
+                        if self.is_word("SELECT")
+                            || self.is_word("CREATE")
+                            || self.is_word("INSERT")
+                        {
+                            let inner = self.statement()?;
+                            let planned = match &inner {
+                                Statement::Select(_) | Statement::InsertSelect { .. } => true,
+                                Statement::CreateSource(c) => c.query.is_some(),
+                                _ => false,
+                            };
+                            if !planned {
+                                return self.error(format!(
+                                    "EXPLAIN describes queries: a query id, SELECT, CREATE ... AS SELECT or INSERT INTO ... SELECT, not {}",
+                                    inner.type_name()
+                                ));
+                            }
+                            return Ok(Statement::Explain(ExplainTarget::Statement(Box::new(
+                                inner,
+                            ))));
                         }
+                        Statement::Explain(ExplainTarget::Query(self.identifier_or_string()?))
                     }
                     other => return self.error(format!("Unknown statement '{other}'")),
                 }
@@ -371,6 +426,28 @@ impl StatementParser {
         };
         self.expect_end()?;
         Ok(stmt)
+    }
+
+    /// A variable's name as written: a letter or `_`, then letters, digits and `_`.
+    fn variable_name(&mut self) -> Result<String> {
+        match self.peek_at(0) {
+            Some(Token::Word(w))
+                if w.quote_style.is_none()
+                    && w.value
+                        .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && w.value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                let v = w.value.clone();
+                self.pos += 1;
+                Ok(v)
+            }
+            _ => self.error(format!(
+                "Expecting a variable name (letters, digits and _), found {}",
+                self.describe_next()
+            )),
+        }
     }
 
     fn identifier_or_string(&mut self) -> Result<String> {

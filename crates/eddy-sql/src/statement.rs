@@ -163,6 +163,15 @@ pub enum ShowKind {
     Types,
 }
 
+/// What `EXPLAIN` describes.
+#[derive(Debug, Clone)]
+pub enum ExplainTarget {
+    /// A running persistent query, by id.
+    Query(String),
+    /// A query statement, planned but not run.
+    Statement(Box<Statement>),
+}
+
 /// One statement of Eddy's dialect.
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -229,8 +238,16 @@ pub enum Statement {
         interval: Option<u64>,
         limit: Option<u64>,
     },
-    Explain {
-        query_id: String,
+    /// `EXPLAIN query_id` or `EXPLAIN SELECT|CREATE ... AS SELECT|INSERT INTO ... SELECT`.
+    Explain(ExplainTarget),
+    /// `DEFINE name = 'value'`: a session variable for `${name}` in the statements after it.
+    Define {
+        name: String,
+        value: String,
+    },
+    /// `UNDEFINE name`.
+    Undefine {
+        name: String,
     },
 }
 
@@ -247,7 +264,9 @@ impl Statement {
             | Statement::Set { .. }
             | Statement::Unset { .. }
             | Statement::Print { .. }
-            | Statement::Explain { .. } => true,
+            | Statement::Explain(_)
+            | Statement::Define { .. }
+            | Statement::Undefine { .. } => true,
             Statement::CreateSource(_)
             | Statement::InsertSelect { .. }
             | Statement::InsertValues { .. }
@@ -287,7 +306,9 @@ impl Statement {
             Statement::Set { .. } => "SetProperty",
             Statement::Unset { .. } => "UnsetProperty",
             Statement::Print { .. } => "PrintTopic",
-            Statement::Explain { .. } => "Explain",
+            Statement::Explain(_) => "Explain",
+            Statement::Define { .. } => "DefineVariable",
+            Statement::Undefine { .. } => "UndefineVariable",
         }
     }
 }

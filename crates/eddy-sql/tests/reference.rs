@@ -23,6 +23,8 @@ const KINDS: &[&str] = &[
     "UnsetProperty",
     "PrintTopic",
     "Explain",
+    "DefineVariable",
+    "UndefineVariable",
 ];
 
 /// The text of each ```sql block of a Markdown page.
