@@ -5,6 +5,9 @@
 
 use std::sync::Arc;
 
+use std::fmt::Write;
+
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveTime, Timelike};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Date32Builder, Int64Array, StringBuilder, Time32MillisecondBuilder,
@@ -246,36 +249,67 @@ impl ScalarUDFImpl for FormatTimestamp {
         let millis = cast(&args.args[0].to_array(rows)?, &DataType::Int64)?;
         let patterns = strings_of(&args.args[1], rows)?;
         let zones = args.args.get(2).map(|z| strings_of(z, rows)).transpose()?;
-        let mut out = StringBuilder::new();
+        let mut out = StringBuilder::with_capacity(rows, rows * 24);
+        // Patterns and zones are mostly constants: each is parsed once, when it changes.
+        let mut pattern: Option<(&str, Option<Vec<Item<'static>>>)> = None;
+        let mut zone: Option<(&str, Option<Zone>)> = None;
+        let mut text = String::new();
         for (i, (t, p)) in millis
             .as_primitive::<Int64Type>()
             .iter()
             .zip(patterns.iter())
             .enumerate()
         {
-            let zone = match &zones {
+            let (Some(t), Some(p)) = (t, p) else {
+                out.append_null();
+                continue;
+            };
+            if pattern.as_ref().is_none_or(|(last, _)| *last != p) {
+                let items = StrftimeItems::new(&chrono_format(p)).parse_to_owned().ok();
+                pattern = Some((p, items));
+            }
+            let items = pattern.as_ref().and_then(|(_, items)| items.as_deref());
+            let in_zone = match &zones {
                 Some(z) if z.is_null(i) => None,
-                Some(z) => Some(Some(z.value(i))),
+                Some(z) => {
+                    let name = z.value(i);
+                    if zone.as_ref().is_none_or(|(last, _)| *last != name) {
+                        zone = Some((name, Zone::parse(name)));
+                    }
+                    match zone.as_ref().and_then(|(_, parsed)| *parsed) {
+                        Some(parsed) => Some(Some(parsed)),
+                        None => None,
+                    }
+                }
                 None => Some(None),
             };
-            out.append_option(t.zip(p).zip(zone).and_then(|((t, p), zone)| {
-                let utc = DateTime::from_timestamp_millis(t)?;
-                let format = chrono_format(p);
-                match zone {
-                    None => formatted(utc.format(&format)),
-                    Some(z) => in_zone(&utc, z, &format),
-                }
-            }));
+            let (Some(items), Some(in_zone), Some(utc)) =
+                (items, in_zone, DateTime::from_timestamp_millis(t))
+            else {
+                out.append_null();
+                continue;
+            };
+            text.clear();
+            let written = match in_zone {
+                None => write!(text, "{}", utc.format_with_items(items.iter())),
+                Some(Zone::Region(tz)) => write!(
+                    text,
+                    "{}",
+                    utc.with_timezone(&tz).format_with_items(items.iter())
+                ),
+                Some(Zone::Fixed(offset)) => write!(
+                    text,
+                    "{}",
+                    utc.with_timezone(&offset).format_with_items(items.iter())
+                ),
+            };
+            // A pattern asking for what a value lacks is a formatting error: NULL.
+            match written {
+                Ok(()) => out.append_value(&text),
+                Err(_) => out.append_null(),
+            }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
-    }
-}
-
-/// A UTC time formatted in a zone given by name (`Europe/Paris`, `UTC`, `PST`) or offset (`+01:00`).
-fn in_zone(utc: &DateTime<chrono::Utc>, zone: &str, format: &str) -> Option<String> {
-    match Zone::parse(zone)? {
-        Zone::Region(tz) => formatted(utc.with_timezone(&tz).format(format)),
-        Zone::Fixed(offset) => formatted(utc.with_timezone(&offset).format(format)),
     }
 }
 

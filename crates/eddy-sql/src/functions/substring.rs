@@ -55,7 +55,7 @@ impl ScalarUDFImpl for Substring {
         let (positions, lengths) = (number(1)?.expect("two or three arguments"), number(2)?);
         let positions = positions.as_primitive::<Int64Type>();
         let lengths = lengths.as_ref().map(|l| l.as_primitive::<Int64Type>());
-        let mut out = StringBuilder::new();
+        let mut out = StringBuilder::with_capacity(rows, texts.value_data().len());
         for i in 0..rows {
             let length = match lengths {
                 Some(l) if l.is_null(i) => {
@@ -75,22 +75,34 @@ impl ScalarUDFImpl for Substring {
     }
 }
 
-/// ksqlDB's SUBSTRING over characters.
-pub fn substring(text: &str, position: i64, length: Option<i64>) -> String {
-    let chars = text.chars().count() as i64;
+/// ksqlDB's SUBSTRING over characters: a slice of `text`, found without walking ASCII text.
+pub fn substring(text: &str, position: i64, length: Option<i64>) -> &str {
+    let ascii = text.is_ascii();
+    let chars = if ascii {
+        text.len()
+    } else {
+        text.chars().count()
+    } as i64;
     let start = if position < 0 {
         (chars + position).max(0)
     } else {
         (position - 1).max(0)
-    };
+    }
+    .min(chars);
     let end = match length {
-        Some(l) => (start + l.max(0)).min(chars),
+        Some(l) => start.saturating_add(l.max(0)).min(chars),
         None => chars,
     };
-    text.chars()
-        .skip(start as usize)
-        .take((end - start).max(0) as usize)
-        .collect()
+    let byte = |n: i64| -> usize {
+        if ascii {
+            n as usize
+        } else {
+            text.char_indices()
+                .nth(n as usize)
+                .map_or(text.len(), |(b, _)| b)
+        }
+    };
+    &text[byte(start)..byte(end)]
 }
 
 #[cfg(test)]
@@ -106,5 +118,7 @@ mod tests {
         assert_eq!(substring("three", -10, None), "three");
         assert_eq!(substring("one", 5, Some(2)), "");
         assert_eq!(substring("héllo", 2, Some(3)), "éll");
+        assert_eq!(substring("héllo", -2, None), "lo");
+        assert_eq!(substring("one", 2, Some(i64::MAX)), "ne");
     }
 }
