@@ -132,6 +132,7 @@ fn through(pipeline: &Pipeline, sink: &SinkSpec, key: Option<&[u8]>, value: Opti
         timestamp: 1_700_000_000_000,
         partition: 0,
         offset: 0,
+        headers: Vec::new(),
     };
     if let Ok(processed) = pipeline.process(&[record]) {
         let _ = sink.records(&processed);
@@ -366,6 +367,7 @@ fn joined_rows(data: &[u8]) {
         timestamp: 0,
         partition: 3,
         offset: 9,
+        headers: Vec::new(),
     };
     let decoded = reader
         .decode(std::slice::from_ref(&record))
@@ -451,6 +453,7 @@ fn encoded(format: &str) -> Vec<Vec<u8>> {
         timestamp: 0,
         partition: 0,
         offset: 0,
+        headers: Vec::new(),
     };
     pipeline
         .process(&[record])

@@ -10,6 +10,7 @@ use serde_json::Value;
 use eddy_common::Error;
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
+use eddy_runtime::record::Headers;
 use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry, subject};
 use eddy_runtime::{Engine, MemoryTopics, Outcome, Record, TopicAdmin};
 use eddy_sql::catalog::Source;
@@ -290,7 +291,37 @@ pub fn encode_input(
         timestamp: r.timestamp.unwrap_or(0),
         partition: 0,
         offset: 0,
+        headers: input_headers(r.headers.as_ref())?,
     })
+}
+
+/// A test record's `headers`: `[{"KEY": "k", "VALUE": "<base64>" | null}, ...]`.
+pub fn input_headers(headers: Option<&Value>) -> Result<Headers, Error> {
+    use base64::Engine as _;
+    let bad = |why: &str| Error::Execution(format!("input headers: {why}"));
+    let Some(headers) = headers.filter(|h| !h.is_null()) else {
+        return Ok(Vec::new());
+    };
+    headers
+        .as_array()
+        .ok_or_else(|| bad("expected an array"))?
+        .iter()
+        .map(|h| {
+            let key = h["KEY"]
+                .as_str()
+                .ok_or_else(|| bad("a header has no KEY"))?;
+            let value = match &h["VALUE"] {
+                Value::Null => None,
+                Value::String(b64) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map_err(|e| bad(&format!("VALUE of {key} is not base64: {e}")))?,
+                ),
+                _ => return Err(bad("a header's VALUE is base64 text or null")),
+            };
+            Ok((key.to_string(), value))
+        })
+        .collect()
 }
 
 /// The source (stream or table) over `topic`, if any.

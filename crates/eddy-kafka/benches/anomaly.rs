@@ -118,6 +118,7 @@ fn main() {
             timestamp: i as i64,
             partition: (i % 4) as i32,
             offset: i as i64,
+            headers: Vec::new(),
         })
         .collect();
     println!(

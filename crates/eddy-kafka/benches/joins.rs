@@ -62,6 +62,7 @@ fn record(key: String, value: String, timestamp: i64, offset: i64) -> Record {
         timestamp,
         partition: 0,
         offset,
+        headers: Vec::new(),
     }
 }
 
@@ -168,6 +169,7 @@ fn aggregation_over_join(events: u64, cars: u64) {
                             timestamp: T0,
                             partition: *p,
                             offset,
+                            headers: Vec::new(),
                         }
                     })
                     .collect();

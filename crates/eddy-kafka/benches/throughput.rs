@@ -86,6 +86,7 @@ fn in_memory(label: &str, csas: &str, events: u64, repeat: usize) -> f64 {
             timestamp: i as i64,
             partition: (i % 4) as i32,
             offset: i as i64,
+            headers: Vec::new(),
         })
         .collect();
     let mut rates = Vec::new();
@@ -131,6 +132,7 @@ fn through_broker(events: u64, bootstrap: &str) {
                 timestamp: 1_700_000_000_000 + i as i64,
                 partition: (i % 4) as i32,
                 offset: -1,
+                headers: Vec::new(),
             })
             .collect();
         cluster.produce_and_wait(&topic, &batch).expect("produce");
@@ -291,6 +293,7 @@ fn aggregations(events: u64, repeat: usize) {
             timestamp: i as i64,
             partition: 0,
             offset: i as i64,
+            headers: Vec::new(),
         })
         .collect();
     let mut rates: Vec<f64> = (1..=repeat)
@@ -328,6 +331,7 @@ fn count_table_memory() {
                 timestamp: i as i64,
                 partition: 0,
                 offset: i as i64,
+                headers: Vec::new(),
             })
             .collect();
         pipeline.process(&chunk).expect("process");

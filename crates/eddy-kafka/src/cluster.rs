@@ -12,7 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -400,11 +400,22 @@ pub(crate) fn send_on(
     let mut pending = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).timestamp(r.timestamp);
-        if let Some(origin) = origins.get(i) {
-            rec = rec.headers(OwnedHeaders::new().insert(Header {
-                key: crate::origin::HEADER,
-                value: Some(origin.as_slice()),
-            }));
+        let origin = origins.get(i);
+        if origin.is_some() || !r.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 1);
+            for (key, value) in &r.headers {
+                headers = headers.insert(Header {
+                    key: key.as_str(),
+                    value: value.as_deref(),
+                });
+            }
+            if let Some(origin) = origin {
+                headers = headers.insert(Header {
+                    key: crate::origin::HEADER,
+                    value: Some(origin.as_slice()),
+                });
+            }
+            rec = rec.headers(headers);
         }
         if let Some(k) = &r.key {
             rec = rec.key(k.as_slice());
@@ -565,5 +576,13 @@ pub(crate) fn record_of(m: &BorrowedMessage<'_>) -> Record {
         timestamp: m.timestamp().to_millis().unwrap_or(0),
         partition: m.partition(),
         offset: m.offset(),
+        headers: m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }

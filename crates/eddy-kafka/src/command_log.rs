@@ -62,6 +62,7 @@ impl CommandLog {
             timestamp: now_millis(),
             partition: 0,
             offset: -1,
+            headers: Vec::new(),
         };
         self.cluster.produce_and_wait(&self.topic, &[record])
     }

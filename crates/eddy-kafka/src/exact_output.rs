@@ -215,6 +215,7 @@ mod tests {
             timestamp: 0,
             partition: -1,
             offset: 0,
+            headers: Vec::new(),
         }
     }
 

@@ -408,6 +408,7 @@ impl ExactlyOnce {
                 timestamp: crate::cluster::now_millis(),
                 partition: *p,
                 offset: 0,
+                headers: Vec::new(),
             })
             .collect();
         self.cluster.send(&self.checkpoints, &records)

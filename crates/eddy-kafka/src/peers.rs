@@ -112,6 +112,7 @@ impl Peers {
                         timestamp: now_millis(),
                         partition: 0,
                         offset: 0,
+                        headers: Vec::new(),
                     };
                     if let Err(e) = cluster.send(&topic, &[record]) {
                         tracing::debug!("announcing this server failed: {e}");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use eddy_runtime::RecordRef;
 
@@ -30,6 +30,13 @@ impl RecordRef for Msg<'_> {
     }
     fn offset(&self) -> i64 {
         self.0.offset()
+    }
+    fn header_count(&self) -> usize {
+        self.0.headers().map_or(0, |h| h.count())
+    }
+    fn header(&self, i: usize) -> Option<(&str, Option<&[u8]>)> {
+        let header = self.0.headers()?.try_get(i)?;
+        Some((header.key, header.value))
     }
 }
 

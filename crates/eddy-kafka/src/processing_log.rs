@@ -187,6 +187,7 @@ impl ProcessingLog {
             timestamp: entry.time,
             partition: -1,
             offset: 0,
+            headers: Vec::new(),
         };
         // Not waited for: a log entry never holds a query up; a lost one leaves the counters.
         if let Err(e) = self.cluster.send(&self.topic, &[record]) {

@@ -112,6 +112,7 @@ pub(crate) fn unwrap<R: RecordRef>(m: &R) -> Option<(Record, (i32, i64))> {
         timestamp: m.timestamp(),
         partition: m.partition(),
         offset: m.offset(),
+        headers: Vec::new(),
     };
     Some((record, (partition, offset)))
 }
@@ -199,6 +200,7 @@ impl Step for Mover<'_> {
                 timestamp: m.timestamp(),
                 partition: target,
                 offset: 0,
+                headers: Vec::new(),
             })
             .collect();
         drop(batch);

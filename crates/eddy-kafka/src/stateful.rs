@@ -911,6 +911,7 @@ impl Stateful {
                 timestamp: now,
                 partition: shard.changelog_partition,
                 offset: 0,
+                headers: Vec::new(),
             })
             .collect();
         let sent = self.produce(&self.changelog, &records, &[]);

@@ -167,6 +167,7 @@ fn feed(
                     timestamp: m.timestamp().to_millis().unwrap_or(0),
                     partition: m.partition(),
                     offset: m.offset(),
+                    headers: Vec::new(),
                 }),
                 Some(Err(e)) => {
                     tracing::warn!("reading a table's topic into its store: {e}");

@@ -244,6 +244,7 @@ mod tests {
             timestamp,
             partition,
             offset: 0,
+            headers: Vec::new(),
         }
     }
 

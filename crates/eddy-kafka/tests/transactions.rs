@@ -27,6 +27,7 @@ fn input(range: std::ops::Range<u64>) -> Vec<Record> {
             timestamp: 1_700_000_000_000 + i as i64,
             partition: (i % 2) as i32,
             offset: -1,
+            headers: Vec::new(),
         })
         .collect()
 }

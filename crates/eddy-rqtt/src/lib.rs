@@ -303,6 +303,7 @@ impl Case<'_> {
                     timestamp: input.timestamp.unwrap_or(0),
                     partition: 0,
                     offset: 0,
+                    headers: Vec::new(),
                 },
             };
             let partitions = match partitions.get(&input.topic) {

@@ -817,10 +817,25 @@ impl Engine {
     ) -> Result<(String, Record)> {
         let source = self.catalog.require(target)?;
         let names: Vec<String> = if columns.is_empty() {
-            source.columns.iter().map(|c| c.name.clone()).collect()
+            source
+                .columns
+                .iter()
+                .filter(|c| !c.role.is_header())
+                .map(|c| c.name.clone())
+                .collect()
         } else {
             columns.to_vec()
         };
+        if let Some(header) = names
+            .iter()
+            .filter_map(|n| source.column(n))
+            .find(|c| c.role.is_header())
+        {
+            return Err(plan_err!(
+                "Cannot insert into HEADER columns: `{}` is read from the records' headers, which INSERT INTO ... VALUES does not write.",
+                header.name
+            ));
+        }
         if !columns.is_empty() && columns.len() != values.len() {
             return Err(plan_err!(
                 "Failed to prepare statement: Expected number columns and values to match: {}, {}",
@@ -971,6 +986,7 @@ impl Engine {
                 timestamp,
                 partition,
                 offset: -1,
+                headers: Vec::new(),
             },
         ))
     }

@@ -70,10 +70,12 @@ pub fn infer_part(
     let single = if key { "ROWKEY" } else { "ROWVAL" };
     let columns = fields
         .into_iter()
-        .map(|(name, sql_type)| Column {
-            name: name.map_or_else(|| single.to_string(), |n| n.to_uppercase()),
-            sql_type: upper_fields(sql_type),
-            role,
+        .map(|(name, sql_type)| {
+            Column::new(
+                name.map_or_else(|| single.to_string(), |n| n.to_uppercase()),
+                upper_fields(sql_type),
+                role,
+            )
         })
         .collect();
     Ok(Some(Inferred { columns, unwrapped }))

@@ -167,6 +167,7 @@ mod tests {
             timestamp: 0,
             partition: 2,
             offset,
+            headers: Vec::new(),
         }
     }
 

@@ -937,11 +937,11 @@ impl SinkSpec {
     /// internal topic `topic`, whose records' values are the joins' output, as it is, in the
     /// partition it names.
     pub fn joined_rows(topic: &str, partitions: i32) -> Result<Self> {
-        let rows = eddy_sql::catalog::Column {
-            name: "ROWS".to_string(),
-            sql_type: eddy_sql::types::SqlType::Bytes,
-            role: eddy_sql::statement::ColumnRole::Value,
-        };
+        let rows = eddy_sql::catalog::Column::new(
+            "ROWS".to_string(),
+            eddy_sql::types::SqlType::Bytes,
+            eddy_sql::statement::ColumnRole::Value,
+        );
         Ok(SinkSpec {
             topic: topic.to_string(),
             partitions,
@@ -1009,6 +1009,7 @@ impl SinkSpec {
                         timestamp,
                         partition,
                         offset: -1,
+                        headers: Vec::new(),
                     },
                 ))
             })

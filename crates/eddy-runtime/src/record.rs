@@ -8,7 +8,19 @@ pub trait RecordRef {
     fn timestamp(&self) -> i64;
     fn partition(&self) -> i32;
     fn offset(&self) -> i64;
+    /// How many headers the record has.
+    fn header_count(&self) -> usize {
+        0
+    }
+    /// Header `i` (in the record's order): its key and value.
+    fn header(&self, i: usize) -> Option<(&str, Option<&[u8]>)> {
+        let _ = i;
+        None
+    }
 }
+
+/// A record's headers, in order: key and value.
+pub type Headers = Vec<(String, Option<Vec<u8>>)>;
 
 /// An owned record: what in-memory topics hold and what sinks produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +31,7 @@ pub struct Record {
     /// The partition the record is in, or should go to (`-1`: let the producer choose).
     pub partition: i32,
     pub offset: i64,
+    pub headers: Headers,
 }
 
 impl Record {
@@ -30,6 +43,10 @@ impl Record {
             timestamp: r.timestamp(),
             partition: r.partition(),
             offset: r.offset(),
+            headers: (0..r.header_count())
+                .filter_map(|i| r.header(i))
+                .map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
+                .collect(),
         }
     }
 }
@@ -50,6 +67,12 @@ impl RecordRef for Record {
     fn offset(&self) -> i64 {
         self.offset
     }
+    fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+    fn header(&self, i: usize) -> Option<(&str, Option<&[u8]>)> {
+        self.headers.get(i).map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
 }
 
 impl<T: RecordRef> RecordRef for &T {
@@ -67,5 +90,11 @@ impl<T: RecordRef> RecordRef for &T {
     }
     fn offset(&self) -> i64 {
         (*self).offset()
+    }
+    fn header_count(&self) -> usize {
+        (*self).header_count()
+    }
+    fn header(&self, i: usize) -> Option<(&str, Option<&[u8]>)> {
+        (*self).header(i)
     }
 }

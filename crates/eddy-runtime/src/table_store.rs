@@ -174,6 +174,7 @@ mod tests {
             timestamp: offset,
             partition: 0,
             offset,
+            headers: Vec::new(),
         }
     }
 

@@ -89,8 +89,15 @@ pub fn fields(columns: &[Column]) -> Vec<Value> {
         .iter()
         .map(|c| {
             let mut f = json!({"name": c.name, "schema": schema_info(&c.sql_type)});
-            if c.role == ColumnRole::Key {
-                f["type"] = json!("KEY");
+            match c.role {
+                ColumnRole::Key => f["type"] = json!("KEY"),
+                ColumnRole::Headers | ColumnRole::Header => {
+                    f["type"] = json!("HEADER");
+                    if let Some(key) = &c.header_key {
+                        f["headerKey"] = json!(key);
+                    }
+                }
+                ColumnRole::Value => {}
             }
             f
         })

@@ -122,6 +122,20 @@ pub struct Column {
     pub name: String,
     pub sql_type: SqlType,
     pub role: ColumnRole,
+    /// The header a `HEADER('key')` column reads.
+    pub header_key: Option<String>,
+}
+
+impl Column {
+    /// A key or value column.
+    pub fn new(name: impl Into<String>, sql_type: SqlType, role: ColumnRole) -> Self {
+        Column {
+            name: name.into(),
+            sql_type,
+            role,
+            header_key: None,
+        }
+    }
 }
 
 impl From<&ColumnDef> for Column {
@@ -130,6 +144,7 @@ impl From<&ColumnDef> for Column {
             name: c.name.clone(),
             sql_type: c.sql_type.clone(),
             role: c.role,
+            header_key: c.header_key.clone(),
         }
     }
 }
@@ -171,13 +186,24 @@ impl Source {
         self.columns.iter().filter(|c| c.role == ColumnRole::Value)
     }
 
+    /// Columns read from the record's headers (`HEADERS`, `HEADER('key')`), in declaration order.
+    pub fn header_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| c.role.is_header())
+    }
+
+    /// Value columns, then header columns: what `SELECT *` shows after the keys.
+    pub fn non_key_columns(&self) -> impl Iterator<Item = &Column> {
+        self.value_columns().chain(self.header_columns())
+    }
+
     /// Looks a column up by name.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
 
     /// The schema of batches decoded from this source: pseudo-columns, then key columns, then value
-    /// columns, then (for windowed keys) the window bounds WINDOWSTART and WINDOWEND.
+    /// columns, then header columns, then (for windowed keys) the window bounds WINDOWSTART and
+    /// WINDOWEND.
     pub fn input_schema(&self) -> SchemaRef {
         let mut fields = vec![
             Field::new(ROWTIME, DataType::Int64, false),
@@ -186,7 +212,7 @@ impl Source {
         ];
         fields.extend(
             self.key_columns()
-                .chain(self.value_columns())
+                .chain(self.non_key_columns())
                 .map(|c| Field::new(&c.name, c.sql_type.to_arrow(), true)),
         );
         if self.window.is_some() {
@@ -392,6 +418,17 @@ impl Source {
                 .filter(|c| c.role == ColumnRole::Value)
                 .cloned(),
         );
+        ordered.extend(columns.iter().filter(|c| c.role.is_header()).cloned());
+        if ordered
+            .iter()
+            .filter(|c| c.role == ColumnRole::Headers)
+            .count()
+            > 1
+        {
+            return Err(plan_err!(
+                "Schema already contains a HEADERS column: a source has at most one"
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for c in &ordered {
             if !seen.insert(c.name.as_str()) {
@@ -522,16 +559,13 @@ fn parse_delimiter(name: &str, d: &str) -> Result<char> {
 pub fn schema_text<'a>(cols: impl IntoIterator<Item = &'a Column>) -> String {
     cols.into_iter()
         .map(|c| {
-            format!(
-                "`{}` {}{}",
-                c.name,
-                c.sql_type,
-                if c.role == ColumnRole::Key {
-                    " KEY"
-                } else {
-                    ""
-                }
-            )
+            let role = match (c.role, &c.header_key) {
+                (ColumnRole::Key, _) => " KEY".to_string(),
+                (ColumnRole::Headers, _) => " HEADERS".to_string(),
+                (ColumnRole::Header, Some(key)) => format!(" HEADER('{key}')"),
+                _ => String::new(),
+            };
+            format!("`{}` {}{role}", c.name, c.sql_type)
         })
         .collect::<Vec<_>>()
         .join(", ")

@@ -867,17 +867,13 @@ impl Rewritten {
                 .key_columns
                 .iter()
                 .zip(left.key_columns())
-                .map(|(name, c)| Column {
-                    name: name.clone(),
-                    sql_type: c.sql_type.clone(),
-                    role: ColumnRole::Key,
-                })
+                .map(|(name, c)| Column::new(name.clone(), c.sql_type.clone(), ColumnRole::Key))
                 .collect(),
-            _ => vec![Column {
-                name: join.key_columns[0].clone(),
-                sql_type: key,
-                role: ColumnRole::Key,
-            }],
+            _ => vec![Column::new(
+                join.key_columns[0].clone(),
+                key,
+                ColumnRole::Key,
+            )],
         };
         let sides = self
             .left_columns(stage, left)
@@ -889,11 +885,11 @@ impl Rewritten {
             } else {
                 name
             };
-            columns.push(Column {
+            columns.push(Column::new(
                 name,
-                sql_type: SqlType::from_arrow(&data_type)?,
-                role: ColumnRole::Value,
-            });
+                SqlType::from_arrow(&data_type)?,
+                ColumnRole::Value,
+            ));
         }
         let last = stage + 1 == self.joins.len();
         Ok(Source {
@@ -1090,7 +1086,7 @@ fn rewrite_select(
             .window
             .map_or(&[][..], |_| &[WINDOWSTART, WINDOWEND][..]);
         let keys = side.source.key_columns().map(|c| c.name.as_str());
-        let values = side.source.value_columns().map(|c| c.name.as_str());
+        let values = side.source.non_key_columns().map(|c| c.name.as_str());
         keys.chain(bounds.iter().copied())
             .chain(values)
             .map(|c| {

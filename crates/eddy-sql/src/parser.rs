@@ -82,6 +82,19 @@ pub fn parse_with(sql: &str, variables: &mut Variables) -> Result<Vec<ParsedStat
     Ok(out)
 }
 
+/// Whether a type is that of a `HEADERS` column: `ARRAY<STRUCT<KEY STRING, VALUE BYTES>>`.
+fn is_headers_type(t: &SqlType) -> bool {
+    let SqlType::Array(element) = t else {
+        return false;
+    };
+    let SqlType::Struct(fields) = element.as_ref() else {
+        return false;
+    };
+    matches!(fields.as_slice(),
+        [(k, SqlType::String), (v, SqlType::Bytes)]
+            if k.eq_ignore_ascii_case("KEY") && v.eq_ignore_ascii_case("VALUE"))
+}
+
 /// Splits tokens at `;` outside parentheses; each chunk keeps its terminating `;`.
 fn split_statements(tokens: Vec<TokenWithSpan>) -> Vec<Vec<TokenWithSpan>> {
     let mut chunks = Vec::new();
@@ -498,6 +511,7 @@ impl StatementParser {
         loop {
             let name = self.identifier()?;
             let sql_type = self.sql_type()?;
+            let mut header_key = None;
             let role = if self.eat_words(&["PRIMARY", "KEY"]) {
                 if kind == SourceKind::Stream {
                     return self.error(format!(
@@ -512,10 +526,24 @@ impl StatementParser {
                     ));
                 }
                 ColumnRole::Key
-            } else if self.is_word("HEADERS") || self.is_word("HEADER") {
-                return Err(eddy_common::not_supported!(
-                    "header columns (`{name}`) are not supported yet"
-                ));
+            } else if self.eat_word("HEADERS") {
+                if !is_headers_type(&sql_type) {
+                    return self.error(format!(
+                        "Invalid type for HEADERS column `{name}`: expected ARRAY<STRUCT<`KEY` STRING, `VALUE` BYTES>>, got {sql_type}"
+                    ));
+                }
+                ColumnRole::Headers
+            } else if self.eat_word("HEADER") {
+                self.expect(&Token::LParen)?;
+                header_key = Some(self.string_literal()?);
+                self.expect(&Token::RParen)?;
+                if sql_type != SqlType::Bytes {
+                    return self.error(format!(
+                        "Invalid type for HEADER('{}') column `{name}`: expected BYTES, got {sql_type}",
+                        header_key.as_deref().unwrap_or_default()
+                    ));
+                }
+                ColumnRole::Header
             } else {
                 ColumnRole::Value
             };
@@ -523,6 +551,7 @@ impl StatementParser {
                 name,
                 sql_type,
                 role,
+                header_key,
             });
             if !self.eat(&Token::Comma) {
                 break;
@@ -1064,6 +1093,7 @@ impl StatementParser {
                 name,
                 sql_type,
                 role: ColumnRole::Value,
+                header_key: None,
             });
             if !self.eat(&Token::Comma) {
                 break;

@@ -658,15 +658,15 @@ impl Planner {
                 keys[k].columns.push(name.clone());
                 key_slots.push((columns.len(), k));
             }
-            columns.push(Column {
-                name: name.clone(),
+            columns.push(Column::new(
+                name.clone(),
                 sql_type,
-                role: if key.is_some() {
+                if key.is_some() {
                     ColumnRole::Key
                 } else {
                     ColumnRole::Value
                 },
-            });
+            ));
             fields.push(Field::new(name, dt, nullable));
             check_casts(e, input_schema, "Select")?;
             exprs.push(self.physical(e.clone(), input_schema)?);
@@ -1193,7 +1193,7 @@ fn expand_projection(
                                 named(Expr::Identifier(quoted(bound)), &mut out);
                             }
                         }
-                        for c in source.value_columns() {
+                        for c in source.non_key_columns() {
                             named(column(c), &mut out);
                         }
                     }
@@ -1207,7 +1207,7 @@ fn expand_projection(
                                 .any(|k| k.column.as_deref() == Some(c.name.as_str()))
                         };
                         for c in source
-                            .value_columns()
+                            .non_key_columns()
                             .chain(source.key_columns())
                             .filter(moved)
                         {

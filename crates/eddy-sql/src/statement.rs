@@ -61,6 +61,17 @@ pub enum ColumnRole {
     Value,
     /// `KEY` (streams) or `PRIMARY KEY` (tables).
     Key,
+    /// `HEADERS`: every header of the record, as `ARRAY<STRUCT<KEY STRING, VALUE BYTES>>` (read-only).
+    Headers,
+    /// `HEADER('key')`: the value of the record's last header with that key, as `BYTES` (read-only).
+    Header,
+}
+
+impl ColumnRole {
+    /// Whether the column is read from the record's headers.
+    pub fn is_header(self) -> bool {
+        matches!(self, ColumnRole::Headers | ColumnRole::Header)
+    }
 }
 
 /// A column in `CREATE STREAM|TABLE (...)`.
@@ -69,6 +80,8 @@ pub struct ColumnDef {
     pub name: String,
     pub sql_type: SqlType,
     pub role: ColumnRole,
+    /// The header a `HEADER('key')` column reads.
+    pub header_key: Option<String>,
 }
 
 /// `CREATE [OR REPLACE] [SOURCE] STREAM|TABLE [IF NOT EXISTS] name [(cols)] [WITH (...)] [AS query]`.

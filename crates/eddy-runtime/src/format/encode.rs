@@ -135,7 +135,10 @@ impl PartEncoder {
     }
 
     fn json(&self, arrays: &[ArrayRef], rows: usize) -> Result<Vec<Option<Vec<u8>>>> {
-        let arrays: Vec<ArrayRef> = arrays.iter().map(json_ready).collect::<Result<_>>()?;
+        let arrays: Vec<ArrayRef> = arrays
+            .iter()
+            .map(|a| json_ready(a, true))
+            .collect::<Result<_>>()?;
         let options = arrow_json::writer::EncoderOptions::default().with_explicit_nulls(true);
         let (field, array): (Arc<Field>, ArrayRef) =
             if arrays.len() == 1 && !self.format.wrap_single_value {
@@ -246,11 +249,8 @@ pub fn json_rows(batch: &datafusion::arrow::array::RecordBatch) -> Result<Vec<St
     let columns: Vec<ArrayRef> = batch
         .columns()
         .iter()
-        .map(|a| match a.data_type() {
-            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => base64_strings(a),
-            _ => a.clone(),
-        })
-        .collect();
+        .map(|a| json_ready(a, false))
+        .collect::<Result<_>>()?;
     let fields: Vec<Arc<Field>> = columns
         .iter()
         .zip(batch.schema().fields())
@@ -282,14 +282,14 @@ pub fn json_rows(batch: &datafusion::arrow::array::RecordBatch) -> Result<Vec<St
     Ok(rows)
 }
 
-/// ksqlDB writes TIMESTAMP as epoch ms, DATE as epoch days, TIME as ms of day and BYTES as base64 in
-/// JSON, nested ones too.
-fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
+/// ksqlDB writes BYTES as base64 in JSON, nested ones too; in records (`times`) also TIMESTAMP as
+/// epoch ms, DATE as epoch days and TIME as ms of day (query rows show those as text).
+fn json_ready(a: &ArrayRef, times: bool) -> Result<ArrayRef> {
     let err = |e: datafusion::arrow::error::ArrowError| exec_err!("{e}");
     let target = match a.data_type() {
         DataType::List(_) => {
             let list = a.as_list::<i32>();
-            let values = json_ready(list.values())?;
+            let values = json_ready(list.values(), times)?;
             let field = Arc::new(Field::new("item", values.data_type().clone(), true));
             let list =
                 ListArray::try_new(field, list.offsets().clone(), values, list.nulls().cloned())
@@ -298,7 +298,7 @@ fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
         }
         DataType::Map(entries, sorted) => {
             let map = a.as_map();
-            let converted = json_ready(&(Arc::new(map.entries().clone()) as ArrayRef))?;
+            let converted = json_ready(&(Arc::new(map.entries().clone()) as ArrayRef), times)?;
             let entries = Arc::new(Field::new(
                 entries.name(),
                 converted.data_type().clone(),
@@ -319,7 +319,7 @@ fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
             let columns = s
                 .columns()
                 .iter()
-                .map(json_ready)
+                .map(|c| json_ready(c, times))
                 .collect::<Result<Vec<_>>>()?;
             let fields: Vec<Field> = fields
                 .iter()
@@ -330,13 +330,14 @@ fn json_ready(a: &ArrayRef) -> Result<ArrayRef> {
                 StructArray::try_new(fields.into(), columns, s.nulls().cloned()).map_err(err)?;
             return Ok(Arc::new(s));
         }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            return Ok(base64_strings(a));
+        }
+        _ if !times => return Ok(a.clone()),
         DataType::Timestamp(_, _) | DataType::Date64 => DataType::Int64,
         DataType::Date32 | DataType::Time32(_) => DataType::Int32,
         DataType::Time64(_) => DataType::Int64,
         DataType::Utf8View => DataType::Utf8,
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-            return Ok(base64_strings(a));
-        }
         _ => return Ok(a.clone()),
     };
     let a = match a.data_type() {

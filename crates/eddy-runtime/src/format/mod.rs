@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod decode;
 pub mod encode;
 pub mod framing;
+pub mod header_columns;
 pub mod json_fast;
 pub mod json_schema;
 pub mod limits;
@@ -33,6 +34,7 @@ use crate::registry::{SchemaRegistry, subject};
 use column::{Cell, ColumnBuilder};
 use decode::PartDecoder;
 use encode::PartEncoder;
+use header_columns::HeaderColumns;
 use json_fast::KeyCache;
 use window::{Bounds, split_windowed_key};
 
@@ -101,6 +103,8 @@ pub struct SourceDecoder {
     timestamp_format: Option<String>,
     /// How the keys are windowed: the window bounds are split off and become WINDOWSTART/WINDOWEND.
     window: Option<KeyWindow>,
+    /// The columns read from the records' headers.
+    headers: HeaderColumns,
 }
 
 fn part_columns(source: &Source, role: ColumnRole) -> Vec<(String, SqlType)> {
@@ -132,6 +136,7 @@ impl SourceDecoder {
             types,
             timestamp_column,
             timestamp_format: source.timestamp_format.as_deref().map(chrono_format),
+            headers: HeaderColumns::new(source)?,
         })
     }
 
@@ -165,6 +170,7 @@ impl SourceDecoder {
         let (mut key_cache, mut value_cache) = (KeyCache::default(), KeyCache::default());
         let key_width = self.key.width();
         let mut rows = 0;
+        let mut headers = self.headers.builders(n);
         let (mut window_starts, mut window_ends) = match self.window {
             Some(_) => (Vec::with_capacity(n), Vec::with_capacity(n)),
             None => (Vec::new(), Vec::new()),
@@ -221,6 +227,9 @@ impl SourceDecoder {
                     offset.append_value(r.offset());
                     null_values.push(r.value().is_none());
                     null_keys.push(r.key().is_none());
+                    if !self.headers.is_empty() {
+                        headers.append(r)?;
+                    }
                     rows += 1;
                 }
                 Err(message) => {
@@ -239,6 +248,7 @@ impl SourceDecoder {
         for b in &mut builders {
             columns.push(b.finish().map_err(|e| exec_err!("{e}"))?);
         }
+        columns.extend(headers.finish());
         if self.window.is_some() {
             columns.push(Arc::new(Int64Array::from(window_starts)));
             columns.push(Arc::new(Int64Array::from(window_ends)));

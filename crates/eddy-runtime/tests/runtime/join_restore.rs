@@ -47,6 +47,7 @@ fn inputs(n: i64, sides: usize) -> Vec<(usize, Record)> {
                 timestamp: i * 250 + (i % 4) * 100,
                 partition,
                 offset,
+                headers: Vec::new(),
             };
             (input, record)
         })

@@ -125,6 +125,7 @@ fn unwrapped(handed: &eddy_runtime::ProcessedBatch, input: usize) -> Vec<eddy_ru
             timestamp: handed.rowtime[i],
             partition: handed.partition[i],
             offset,
+            headers: Vec::new(),
         });
     }
     internal
@@ -217,6 +218,7 @@ fn record(key: &str, value: &str, offset: i64) -> eddy_runtime::Record {
         timestamp: 1_700_000_000_000,
         partition: 0,
         offset,
+        headers: Vec::new(),
     }
 }
 
@@ -384,6 +386,7 @@ fn unwrapped_all(handed: &eddy_runtime::ProcessedBatch) -> Vec<eddy_runtime::Rec
                 timestamp: handed.rowtime[i],
                 partition: 0,
                 offset: i as i64,
+                headers: Vec::new(),
             }
         })
         .collect()

@@ -23,6 +23,7 @@ fn records(n: i64) -> Vec<Record> {
             timestamp: i * 100 - (i % 5) * 1_000,
             partition: 0,
             offset: i,
+            headers: Vec::new(),
         })
         .collect()
 }

@@ -49,6 +49,7 @@ fn feed(engine: &Engine, id: &str) {
             timestamp: ts,
             partition: 0,
             offset: i as i64,
+            headers: Vec::new(),
         })
         .collect();
     query.pipeline.process(&records).expect("process");
@@ -104,6 +105,7 @@ fn windows_past_their_retention_are_gone_from_key_lookups() {
         timestamp: ts,
         partition: 0,
         offset,
+        headers: Vec::new(),
     };
     let query = engine.query(&id).expect("query");
     query
@@ -132,6 +134,7 @@ fn pull_queries_over_topics_read_their_records() {
         timestamp: offset,
         partition: 0,
         offset,
+        headers: Vec::new(),
     };
     let records = [
         record(0, "2", Some(r#"{"V": 20}"#)),
@@ -201,6 +204,7 @@ fn a_table_over_a_topic_answers_from_its_store_as_from_its_topic() {
             timestamp: i,
             partition: 0,
             offset: i,
+            headers: Vec::new(),
         })
         .collect();
     let mut store = eddy_runtime::table_store::TableStore::new(

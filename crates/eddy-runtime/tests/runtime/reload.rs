@@ -63,6 +63,7 @@ fn result(engine: &Engine, query: &str) -> i64 {
         timestamp: 0,
         partition: 0,
         offset: 0,
+        headers: Vec::new(),
     };
     let processed = engine
         .query(query)

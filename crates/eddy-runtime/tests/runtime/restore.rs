@@ -34,6 +34,7 @@ fn records(n: i64, keys: i64, value: impl Fn(i64) -> String) -> Vec<Record> {
             timestamp: i * 100 - (i % 5) * 1_000,
             partition: (i % 2) as i32,
             offset: i / 2,
+            headers: Vec::new(),
         })
         .collect()
 }
