@@ -208,7 +208,8 @@ fn register_test_schemas(t: &TestTopic, registry: &dyn SchemaRegistry) -> Result
 /// Executes one statement text; returns the ids of persistent queries it created.
 fn execute(engine: &mut Engine, text: &str, props: &Properties) -> Result<Vec<String>, Error> {
     let mut ids = Vec::new();
-    for stmt in eddy_sql::parse(text)? {
+    let types = engine.types().clone();
+    for stmt in eddy_sql::parse_with(text, &mut Default::default(), &types)? {
         match &stmt.statement {
             Statement::Set { .. } | Statement::Unset { .. } => {}
             Statement::Select(_) | Statement::Print { .. } => {

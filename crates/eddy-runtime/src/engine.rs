@@ -11,7 +11,6 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::ScalarValue;
 
 use eddy_common::{Result, exec_err, not_supported, plan_err};
-use eddy_sql::ParsedStatement;
 use eddy_sql::catalog::{
     Catalog, Column, Format, FormatKind, ROWTIME, Source, SourceDefaults, schema_text,
     timestamp_column,
@@ -20,6 +19,7 @@ use eddy_sql::planner::Planner;
 use eddy_sql::statement::{
     ColumnDef, ColumnRole, CreateSource, QueryStatement, SourceKind, Statement,
 };
+use eddy_sql::{ParsedStatement, SqlType, Types};
 
 use crate::admin::TopicAdmin;
 use crate::format::SinkEncoder;
@@ -192,6 +192,18 @@ pub enum Outcome {
     },
     /// `RELOAD FUNCTIONS`: what was loaded and what failed.
     FunctionsReloaded(FunctionsReport),
+    /// `CREATE TYPE`: the type the name stands for (`existed`: it was registered before, and the
+    /// statement said `IF NOT EXISTS`).
+    TypeRegistered {
+        name: String,
+        sql_type: SqlType,
+        existed: bool,
+    },
+    /// `DROP TYPE` (`existed`: false when `IF EXISTS` found none).
+    TypeDropped {
+        name: String,
+        existed: bool,
+    },
 }
 
 /// Executes statements against a catalog; holds the persistent queries' plans.
@@ -209,6 +221,8 @@ pub struct Engine {
     registry: Arc<dyn SchemaRegistry>,
     /// Functions loaded from UDF plugins.
     plugins: PluginFunctions,
+    /// The types `CREATE TYPE` named, by upper-case name.
+    types: Types,
 }
 
 impl Engine {
@@ -224,6 +238,7 @@ impl Engine {
             volatile_state: false,
             registry: MemoryRegistry::shared(),
             plugins: PluginFunctions::default(),
+            types: Types::new(),
         }
     }
 
@@ -255,6 +270,7 @@ impl Engine {
             volatile_state: self.volatile_state,
             registry: Arc::new(SandboxRegistry::over(self.registry.clone())),
             plugins: self.plugins.clone(),
+            types: self.types.clone(),
         }
     }
 
@@ -280,6 +296,11 @@ impl Engine {
     pub fn with_volatile_state(mut self) -> Self {
         self.volatile_state = true;
         self
+    }
+
+    /// The types `CREATE TYPE` named: statements are parsed with them.
+    pub fn types(&self) -> &Types {
+        &self.types
     }
 
     /// The catalog of sources.
@@ -426,6 +447,21 @@ impl Engine {
                 delete_topic,
             } => self.drop_source(*kind, name, *if_exists, *delete_topic),
             Statement::Terminate { query_id } => self.terminate(query_id.as_deref()),
+            Statement::CreateType {
+                name,
+                sql_type,
+                if_not_exists,
+            } => self.create_type(name, sql_type, *if_not_exists),
+            Statement::DropType { name, if_exists } => {
+                let existed = self.types.remove(name).is_some();
+                if !existed && !if_exists {
+                    return Err(plan_err!("Type {name} does not exist."));
+                }
+                Ok(Outcome::TypeDropped {
+                    name: name.clone(),
+                    existed,
+                })
+            }
             Statement::Alter {
                 kind,
                 name,
@@ -447,6 +483,38 @@ impl Engine {
                 other.type_name()
             )),
         }
+    }
+
+    fn create_type(
+        &mut self,
+        name: &str,
+        sql_type: &SqlType,
+        if_not_exists: bool,
+    ) -> Result<Outcome> {
+        if let Some(existing) = self.types.get(name) {
+            if !if_not_exists {
+                return Err(plan_err!(
+                    "Cannot register custom type '{name}' since it is already registered with type: {existing}"
+                ));
+            }
+            return Ok(Outcome::TypeRegistered {
+                name: name.to_string(),
+                sql_type: existing.clone(),
+                existed: true,
+            });
+        }
+        if SqlType::simple(name).is_some() || ["ARRAY", "MAP", "STRUCT", "DECIMAL"].contains(&name)
+        {
+            return Err(plan_err!(
+                "Cannot register custom type '{name}': it is the name of a built-in type"
+            ));
+        }
+        self.types.insert(name.to_string(), sql_type.clone());
+        Ok(Outcome::TypeRegistered {
+            name: name.to_string(),
+            sql_type: sql_type.clone(),
+            existed: false,
+        })
     }
 
     /// Builds a persistent query writing `plan` into `sink` and keeps it.

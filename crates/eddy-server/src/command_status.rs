@@ -75,6 +75,28 @@ pub fn command_status(outcome: &Outcome) -> (String, CommandStatus) {
         Outcome::FunctionsReloaded(report) => {
             ("functions/reload".to_string(), report.message(), None)
         }
+        Outcome::TypeRegistered {
+            name,
+            sql_type,
+            existed,
+        } => (
+            format!("type/`{name}`/create"),
+            if *existed {
+                format!("Type '{name}' is already registered with type: {sql_type}")
+            } else {
+                format!("Registered custom type with name '{name}' and SQL type {sql_type}")
+            },
+            None,
+        ),
+        Outcome::TypeDropped { name, existed } => (
+            format!("type/`{name}`/drop"),
+            if *existed {
+                format!("Dropped type '{name}'")
+            } else {
+                format!("Type '{name}' does not exist.")
+            },
+            None,
+        ),
     };
     (
         command_id,

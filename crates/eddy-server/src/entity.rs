@@ -170,6 +170,15 @@ pub fn queries(text: &str, queries: &[QueryView]) -> Value {
     json!({"@type": "queries", "statementText": text, "queries": list, "warnings": []})
 }
 
+/// `SHOW TYPES`: each name with its type's `SchemaInfo`.
+pub fn types(text: &str, types: &eddy_sql::Types) -> Value {
+    let map: serde_json::Map<String, Value> = types
+        .iter()
+        .map(|(name, t)| (name.clone(), schema_info(t)))
+        .collect();
+    json!({"@type": "type_list", "statementText": text, "types": map, "warnings": []})
+}
+
 /// `SHOW TOPICS`.
 pub fn topics(text: &str, topics: &[TopicInfo]) -> Value {
     let list: Vec<Value> = topics

@@ -292,7 +292,8 @@ async fn run_query(
     let props = state
         .properties(&props)
         .map_err(|e| ApiError(ErrorMessage::statement(&e, &sql)))?;
-    let mut statements = eddy_sql::parse_with(&sql, &mut session(variables, &props))
+    let types = state.engine().types().clone();
+    let mut statements = eddy_sql::parse_with(&sql, &mut session(variables, &props), &types)
         .map_err(|e| ApiError(ErrorMessage::statement(&e, &sql)))?;
     if statements.len() != 1 {
         return Err(bad_request("Expected exactly one SELECT statement"));
@@ -557,7 +558,8 @@ async fn internal_pull(
         .map(to_properties)
         .unwrap_or_default();
     let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Error> {
-        let parsed = eddy_sql::parse(&sql)?;
+        let types = state.engine().types().clone();
+        let parsed = eddy_sql::parse_with(&sql, &mut Default::default(), &types)?;
         let Some(Statement::Select(q)) = parsed.first().map(|p| &p.statement) else {
             return Err(Error::BadRequest("expected a pull query".into()));
         };

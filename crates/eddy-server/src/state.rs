@@ -567,7 +567,8 @@ impl AppState {
             .properties(request_props)
             .map_err(|e| ErrorMessage::statement(&e, sql))?;
         let variables = session(session_variables, &props);
-        let statements = eddy_sql::parse_with(sql, &mut variables.clone())
+        let types = self.engine().types().clone();
+        let statements = eddy_sql::parse_with(sql, &mut variables.clone(), &types)
             .map_err(|e| ErrorMessage::statement(&e, sql))?;
         Ok(Script {
             statements,
@@ -870,11 +871,7 @@ impl AppState {
                 entity::properties(text, &all.into_iter().collect::<Vec<_>>())
             }
             ShowKind::Variables => variable_list(text, variables),
-            ShowKind::Types => {
-                return Err(Error::NotSupported(format!(
-                    "SHOW {kind:?} is not supported yet"
-                )));
-            }
+            ShowKind::Types => entity::types(text, self.engine().types()),
         })
     }
 }
@@ -949,7 +946,8 @@ fn apply(engine: &mut Engine, entry: &Value) -> Vec<Outcome> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let props = entry_properties(entry);
-    let result = eddy_sql::parse(text).and_then(|stmts| {
+    let types = engine.types().clone();
+    let result = eddy_sql::parse_with(text, &mut Variables::default(), &types).and_then(|stmts| {
         stmts
             .iter()
             .map(|s| engine.execute(s, &props))

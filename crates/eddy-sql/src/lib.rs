@@ -26,7 +26,7 @@ mod value_typing;
 pub mod variables;
 pub mod window;
 
-pub use parser::{ParsedStatement, parse, parse_with};
+pub use parser::{ParsedStatement, Types, parse, parse_with};
 pub use statement::Statement;
 pub use types::SqlType;
 

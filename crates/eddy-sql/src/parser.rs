@@ -27,13 +27,22 @@ pub struct ParsedStatement {
 /// Parses a script of `;`-separated statements (its `DEFINE`s are substituted into the statements
 /// after them).
 pub fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
-    parse_with(sql, &mut Variables::default())
+    parse_with(sql, &mut Variables::default(), &Types::new())
 }
 
-/// Parses a script with session variables: `${name}` in a statement is replaced by the value the
-/// variable has there (from `variables`, or a `DEFINE` before it), and `variables` ends as the
-/// script leaves them. A statement's text is the substituted one.
-pub fn parse_with(sql: &str, variables: &mut Variables) -> Result<Vec<ParsedStatement>> {
+/// The types `CREATE TYPE` named, by upper-case name.
+pub type Types = std::collections::BTreeMap<String, SqlType>;
+
+/// Parses a script with session variables and named types: `${name}` in a statement is replaced
+/// by the value the variable has there (from `variables`, or a `DEFINE` before it), and
+/// `variables` ends as the script leaves them; a type name is one of `types` or of a `CREATE TYPE`
+/// before it. A statement's text is the substituted one.
+pub fn parse_with(
+    sql: &str,
+    variables: &mut Variables,
+    types: &Types,
+) -> Result<Vec<ParsedStatement>> {
+    let mut types = std::borrow::Cow::Borrowed(types);
     let tokens = Tokenizer::new(&KsqlDialect, sql)
         .tokenize_with_location()
         .map_err(|e| syntax(e.message, Some(position(e.location))))?;
@@ -65,11 +74,19 @@ pub fn parse_with(sql: &str, variables: &mut Variables) -> Result<Vec<ParsedStat
             .filter(|t| t.token != Token::SemiColon)
             .collect();
         limits::check(&body)?;
-        let statement = StatementParser::new(rewrite_complex_casts(body)?).statement()?;
+        let statement = StatementParser::new(rewrite_complex_casts(body, &types)?)
+            .with_types(&types)
+            .statement()?;
         match &statement {
             Statement::Define { name, value } => variables.define(name, value),
             Statement::Undefine { name } => {
                 variables.undefine(name);
+            }
+            Statement::CreateType { name, sql_type, .. } => {
+                types
+                    .to_mut()
+                    .entry(name.to_ascii_uppercase())
+                    .or_insert_with(|| sql_type.clone());
             }
             _ => {}
         }
@@ -185,6 +202,8 @@ struct StatementParser {
     pos: usize,
     /// How deep in type parameters the parser is.
     type_depth: usize,
+    /// The types `CREATE TYPE` named, by upper-case name.
+    types: Types,
 }
 
 impl StatementParser {
@@ -193,7 +212,13 @@ impl StatementParser {
             tokens,
             pos: 0,
             type_depth: 0,
+            types: Types::new(),
         }
+    }
+
+    fn with_types(mut self, types: &Types) -> Self {
+        self.types = types.clone();
+        self
     }
 
     fn peek(&self) -> Option<&TokenWithSpan> {
@@ -477,6 +502,16 @@ impl StatementParser {
 
     fn create(&mut self) -> Result<Statement> {
         self.expect_word("CREATE")?;
+        if self.eat_word("TYPE") {
+            let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
+            let name = self.identifier()?;
+            self.expect_word("AS")?;
+            return Ok(Statement::CreateType {
+                name,
+                sql_type: self.sql_type()?,
+                if_not_exists,
+            });
+        }
         let or_replace = self.eat_words(&["OR", "REPLACE"]);
         let is_source = self.eat_word("SOURCE");
         let kind = self.source_kind()?;
@@ -636,6 +671,7 @@ impl StatementParser {
                     self.type_parameters()?;
                     t
                 }
+                None if self.types.contains_key(other) => self.types[other].clone(),
                 None => {
                     self.pos -= 1;
                     return self.error(format!("Unknown type: {other}"));
@@ -1051,6 +1087,13 @@ impl StatementParser {
 
     fn drop(&mut self) -> Result<Statement> {
         self.pos += 1;
+        if self.eat_word("TYPE") {
+            let if_exists = self.eat_words(&["IF", "EXISTS"]);
+            return Ok(Statement::DropType {
+                if_exists,
+                name: self.identifier()?,
+            });
+        }
         let kind = self.source_kind()?;
         let if_exists = self.eat_words(&["IF", "EXISTS"]);
         let name = self.identifier()?;
@@ -1174,7 +1217,10 @@ pub const COMPLEX_CAST: &str = "ksql_cast";
 
 /// sqlparser cannot read ksqlDB's `MAP<K, V>` and `STRUCT<f T>` types inside `CAST`, so
 /// `CAST(e AS <ARRAY|MAP|STRUCT type>)` becomes `ksql_cast(e, '<type>')` before it gets there.
-fn rewrite_complex_casts(mut tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
+fn rewrite_complex_casts(
+    mut tokens: Vec<TokenWithSpan>,
+    types: &Types,
+) -> Result<Vec<TokenWithSpan>> {
     let mut i = 0;
     while i + 1 < tokens.len() {
         let is_cast = matches!(&tokens[i].token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("CAST"));
@@ -1202,7 +1248,8 @@ fn rewrite_complex_casts(mut tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWith
             Token::Word(w) => Some(
                 ["ARRAY", "MAP", "STRUCT"]
                     .iter()
-                    .any(|k| w.value.eq_ignore_ascii_case(k)),
+                    .any(|k| w.value.eq_ignore_ascii_case(k))
+                    || types.contains_key(&w.value.to_ascii_uppercase()),
             ),
             _ => None,
         });
@@ -1210,7 +1257,7 @@ fn rewrite_complex_casts(mut tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWith
             i += 1;
             continue;
         };
-        let mut p = StatementParser::new(tokens[as_at + 1..end].to_vec());
+        let mut p = StatementParser::new(tokens[as_at + 1..end].to_vec()).with_types(types);
         let sql_type = p.sql_type()?;
         p.expect_end()?;
         let span = |k: usize| tokens[k].span;
@@ -1252,7 +1299,7 @@ pub fn parse_type(text: &str) -> Result<SqlType> {
 pub fn parse_expr(sql: &str) -> Result<Expr> {
     let tokens = significant_tokens(sql)?;
     limits::check(&tokens)?;
-    let mut p = StatementParser::new(rewrite_complex_casts(tokens)?);
+    let mut p = StatementParser::new(rewrite_complex_casts(tokens, &Types::new())?);
     let mut e = p.with_sqlparser(|p| p.parse_expr())?;
     p.expect_end()?;
     normalize::expr(&mut e)?;

@@ -262,6 +262,17 @@ pub enum Statement {
     Undefine {
         name: String,
     },
+    /// `CREATE TYPE [IF NOT EXISTS] name AS type`: a name for a type, usable wherever a type is.
+    CreateType {
+        name: String,
+        sql_type: SqlType,
+        if_not_exists: bool,
+    },
+    /// `DROP TYPE [IF EXISTS] name`.
+    DropType {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 impl Statement {
@@ -286,6 +297,8 @@ impl Statement {
             | Statement::ReloadFunctions
             | Statement::Drop { .. }
             | Statement::Alter { .. }
+            | Statement::CreateType { .. }
+            | Statement::DropType { .. }
             | Statement::Terminate { .. } => false,
         }
     }
@@ -322,6 +335,8 @@ impl Statement {
             Statement::Explain(_) => "Explain",
             Statement::Define { .. } => "DefineVariable",
             Statement::Undefine { .. } => "UndefineVariable",
+            Statement::CreateType { .. } => "RegisterType",
+            Statement::DropType { .. } => "DropType",
         }
     }
 }

@@ -25,6 +25,8 @@ const KINDS: &[&str] = &[
     "Explain",
     "DefineVariable",
     "UndefineVariable",
+    "RegisterType",
+    "DropType",
 ];
 
 /// The text of each ```sql block of a Markdown page.
