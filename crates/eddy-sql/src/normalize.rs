@@ -149,11 +149,29 @@ impl VisitorMut for Normalizer {
             } => {
                 let base = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
                 let right = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
-                *e = attach_field(base, right);
+                *e = attach_to_last_operand(base, right);
             }
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Rebuilds `left -> right` where `left` was rewritten already: in `p->x + p->y` sqlparser's
+/// `(p -> (x + p)) -> y` arrives here as `(p->x + p) -> y`, and the `-> y` belongs to the last
+/// operand, `p`.
+fn attach_to_last_operand(left: Expr, right: Expr) -> Expr {
+    match left {
+        Expr::BinaryOp {
+            left: first,
+            op,
+            right: last,
+        } if op != BinaryOperator::Arrow => Expr::BinaryOp {
+            left: first,
+            op,
+            right: Box::new(attach_to_last_operand(*last, right)),
+        },
+        other => attach_field(other, right),
     }
 }
 
