@@ -537,6 +537,9 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
 }
 
 /// `get_field(base, 'FIELD')`: DataFusion's struct field access.
+/// The field name `s->*` is parsed into: the planner expands it into every field of `s`.
+pub const STRUCT_STAR: &str = "<STRUCT_STAR>";
+
 pub fn get_field(base: Expr, field: &str) -> Expr {
     call(
         "get_field",

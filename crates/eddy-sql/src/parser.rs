@@ -74,9 +74,10 @@ pub fn parse_with(
             .filter(|t| t.token != Token::SemiColon)
             .collect();
         limits::check(&body)?;
-        let statement = StatementParser::new(rewrite_complex_casts(body, &types)?)
-            .with_types(&types)
-            .statement()?;
+        let statement =
+            StatementParser::new(rewrite_complex_casts(rewrite_struct_stars(body), &types)?)
+                .with_types(&types)
+                .statement()?;
         match &statement {
             Statement::Define { name, value } => variables.define(name, value),
             Statement::Undefine { name } => {
@@ -97,6 +98,17 @@ pub fn parse_with(
         });
     }
     Ok(out)
+}
+
+/// `s->*` (every field of a struct, in a projection) as `s->"<STRUCT_STAR>"`, a field name no
+/// struct has, which the planner expands into the struct's fields.
+fn rewrite_struct_stars(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    for i in 1..tokens.len() {
+        if tokens[i].token == Token::Mul && tokens[i - 1].token == Token::Arrow {
+            tokens[i].token = Token::make_word(normalize::STRUCT_STAR, Some('"'));
+        }
+    }
+    tokens
 }
 
 /// Whether a type is that of a `HEADERS` column: `ARRAY<STRUCT<KEY STRING, VALUE BYTES>>`.

@@ -44,6 +44,7 @@ use eddy_common::{Error, Result, internal_err, not_supported, plan_err};
 use crate::aggregate::AggregateSpec;
 use crate::catalog::{Catalog, Column, Source, WINDOWEND, WINDOWSTART, window_bound_fields};
 use crate::join::JoinPlan;
+use crate::normalize::{self, get_field};
 use crate::parser::COMPLEX_CAST;
 use crate::statement::{ColumnRole, QueryStatement, WindowSpec};
 use crate::types::SqlType;
@@ -1216,7 +1217,20 @@ fn expand_projection(
                     }
                 }
             }
-            SelectItem::UnnamedExpr(expr) => named(expr, &mut out),
+            SelectItem::UnnamedExpr(expr) => match struct_star(&expr) {
+                Some(base) => {
+                    let Some(SqlType::Struct(fields)) = field_type(base, source) else {
+                        return Err(plan_err!(
+                            "`->*` takes every field of a STRUCT column or field: {} is not one",
+                            crate::render::ksql_text(base)
+                        ));
+                    };
+                    for (field, _) in fields {
+                        named(get_field(base.clone(), &field), &mut out);
+                    }
+                }
+                None => named(expr, &mut out),
+            },
             other => out.push(other),
         }
     }
@@ -1225,22 +1239,61 @@ fn expand_projection(
 
 /// The name ksqlDB gives an unaliased projection item, unless it is a generated `KSQL_COL_<n>`, and
 /// whether it is a struct field's name.
+/// The base of `base->*` (see [`normalize::STRUCT_STAR`]).
+fn struct_star(expr: &Expr) -> Option<&Expr> {
+    let (base, field) = field_access(expr)?;
+    (field == normalize::STRUCT_STAR).then_some(base)
+}
+
+/// `get_field(base, 'field')` as its base and field.
+fn field_access(expr: &Expr) -> Option<(&Expr, &str)> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    if f.name.to_string() != "get_field" {
+        return None;
+    }
+    let FunctionArguments::List(l) = &f.args else {
+        return None;
+    };
+    match l.args.as_slice() {
+        [
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(base)),
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))),
+        ] => match &v.value {
+            Value::SingleQuotedString(s) => Some((base, s.as_str())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The type of a column of `source`, or of a field of one (`s->a->b`).
+fn field_type(expr: &Expr, source: &Source) -> Option<SqlType> {
+    match expr {
+        Expr::Identifier(i) => source.column(&i.value).map(|c| c.sql_type.clone()),
+        Expr::CompoundIdentifier(parts) => parts
+            .last()
+            .and_then(|p| source.column(&p.value))
+            .map(|c| c.sql_type.clone()),
+        _ => {
+            let (base, field) = field_access(expr)?;
+            match field_type(base, source)? {
+                SqlType::Struct(fields) => fields
+                    .into_iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(field))
+                    .map(|(_, t)| t),
+                _ => None,
+            }
+        }
+    }
+}
+
 fn output_name(expr: &Expr) -> Option<(String, bool)> {
     match expr {
         Expr::Identifier(i) => Some((i.value.clone(), false)),
         Expr::CompoundIdentifier(parts) => parts.last().map(|p| (p.value.clone(), false)),
-        Expr::Function(f) if f.name.to_string() == "get_field" => match &f.args {
-            FunctionArguments::List(l) => match l.args.get(1) {
-                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => match &v.value
-                {
-                    Value::SingleQuotedString(s) => Some((s.clone(), true)),
-                    _ => None,
-                },
-                _ => None,
-            },
-            _ => None,
-        },
-        _ => None,
+        _ => field_access(expr).map(|(_, field)| (field.to_string(), true)),
     }
 }
 
