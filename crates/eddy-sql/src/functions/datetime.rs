@@ -276,10 +276,7 @@ impl ScalarUDFImpl for FormatTimestamp {
                     if zone.as_ref().is_none_or(|(last, _)| *last != name) {
                         zone = Some((name, Zone::parse(name)));
                     }
-                    match zone.as_ref().and_then(|(_, parsed)| *parsed) {
-                        Some(parsed) => Some(Some(parsed)),
-                        None => None,
-                    }
+                    zone.as_ref().and_then(|(_, parsed)| *parsed).map(Some)
                 }
                 None => Some(None),
             };
