@@ -13,8 +13,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 use sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
-    JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Select, SelectItem,
+    AccessExpr, BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Select, SelectItem,
     SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins, VisitMut, VisitorMut,
 };
 
@@ -1004,6 +1004,27 @@ impl VisitorMut for References<'_> {
                     }
                 };
                 self.lambda.extend(params);
+            }
+            // `P.COL[1]` arrives as `P` with `.COL` and `[1]` accessed: the side's column is
+            // `P.COL`, which the children's visit resolves.
+            Expr::CompoundFieldAccess { root, access_chain }
+                if matches!(root.as_ref(), Expr::Identifier(q) if self.names.side(&q.value).is_some())
+                    && matches!(
+                        access_chain.first(),
+                        Some(AccessExpr::Dot(Expr::Identifier(_)))
+                    ) =>
+            {
+                let (Expr::Identifier(qualifier), AccessExpr::Dot(Expr::Identifier(column))) =
+                    (root.as_ref(), access_chain.remove(0))
+                else {
+                    return ControlFlow::Continue(());
+                };
+                let column = Expr::CompoundIdentifier(vec![qualifier.clone(), column]);
+                if access_chain.is_empty() {
+                    *e = column;
+                    return self.pre_visit_expr(e);
+                }
+                **root = column;
             }
             Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
                 let (qualifier, column) = (&parts[0].value, &parts[1].value);
