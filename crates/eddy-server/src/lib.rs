@@ -4,6 +4,7 @@
 pub mod access;
 pub mod access_error;
 pub mod api_tokens;
+mod assertions;
 pub mod client_logs;
 pub mod command_status;
 pub mod credentials;

@@ -23,6 +23,7 @@ use eddy_sql::statement::{ExplainTarget, ShowKind, SourceKind, Statement};
 use eddy_sql::variables::{SUBSTITUTION_PROPERTY, Variables};
 
 use crate::access::Access;
+use crate::assertions;
 use crate::command_status::{CommandStatus, command_status};
 use crate::entity;
 use crate::function_entities;
@@ -716,6 +717,37 @@ impl AppState {
                         &entities,
                     )
                 })?,
+                Statement::AssertTopic {
+                    name,
+                    exists,
+                    properties,
+                    timeout_ms,
+                } => assertions::assert_topic(
+                    self.cluster.as_ref(),
+                    &s.text,
+                    name,
+                    *exists,
+                    properties,
+                    *timeout_ms,
+                )
+                .map_err(|e| fail(e, &entities))?,
+                Statement::AssertSchema {
+                    subject,
+                    id,
+                    exists,
+                    timeout_ms,
+                } => {
+                    let registry = self.engine().schema_registry().clone();
+                    assertions::assert_schema(
+                        registry.as_ref(),
+                        &s.text,
+                        subject.as_deref(),
+                        *id,
+                        *exists,
+                        *timeout_ms,
+                    )
+                    .map_err(|e| fail(e, &entities))?
+                }
                 Statement::Explain(target) => self
                     .explain(&s.text, target, &props)
                     .map_err(|e| fail(e, &entities))?,

@@ -429,6 +429,7 @@ impl StatementParser {
                         }
                     }
                     "PRINT" => self.print()?,
+                    "ASSERT" => self.assert()?,
                     "DEFINE" => {
                         self.pos += 1;
                         let name = self.variable_name()?;
@@ -1116,6 +1117,57 @@ impl StatementParser {
             if_exists,
             delete_topic,
         })
+    }
+
+    /// `ASSERT [NOT EXISTS] TOPIC ...` or `ASSERT [NOT EXISTS] SCHEMA ...`.
+    fn assert(&mut self) -> Result<Statement> {
+        self.pos += 1;
+        let exists = !self.eat_words(&["NOT", "EXISTS"]);
+        if self.eat_word("TOPIC") {
+            let name = self.identifier_or_string()?;
+            let properties = self.with_properties()?;
+            let timeout_ms = self.timeout()?;
+            return Ok(Statement::AssertTopic {
+                name,
+                exists,
+                properties,
+                timeout_ms,
+            });
+        }
+        if !self.eat_word("SCHEMA") {
+            return self.error(format!(
+                "Expecting TOPIC or SCHEMA after ASSERT, found {}",
+                self.describe_next()
+            ));
+        }
+        let subject = if self.eat_word("SUBJECT") {
+            Some(self.identifier_or_string()?)
+        } else {
+            None
+        };
+        let id = if self.eat_word("ID") {
+            Some(self.number()?)
+        } else {
+            None
+        };
+        if subject.is_none() && id.is_none() {
+            return self.error("ASSERT SCHEMA needs a SUBJECT, an ID or both");
+        }
+        Ok(Statement::AssertSchema {
+            subject,
+            id,
+            exists,
+            timeout_ms: self.timeout()?,
+        })
+    }
+
+    /// `TIMEOUT n unit`, if there.
+    fn timeout(&mut self) -> Result<Option<i64>> {
+        if self.eat_word("TIMEOUT") {
+            Ok(Some(self.duration()?))
+        } else {
+            Ok(None)
+        }
     }
 
     /// `STREAM` or `TABLE`.

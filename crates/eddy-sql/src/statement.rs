@@ -273,6 +273,20 @@ pub enum Statement {
         name: String,
         if_exists: bool,
     },
+    /// `ASSERT [NOT EXISTS] TOPIC name [WITH (PARTITIONS=n, REPLICAS=m)] [TIMEOUT n unit]`.
+    AssertTopic {
+        name: String,
+        exists: bool,
+        properties: Properties,
+        timeout_ms: Option<i64>,
+    },
+    /// `ASSERT [NOT EXISTS] SCHEMA [SUBJECT 'name'] [ID n] [TIMEOUT n unit]`.
+    AssertSchema {
+        subject: Option<String>,
+        id: Option<u64>,
+        exists: bool,
+        timeout_ms: Option<i64>,
+    },
 }
 
 impl Statement {
@@ -289,6 +303,8 @@ impl Statement {
             | Statement::Unset { .. }
             | Statement::Print { .. }
             | Statement::Explain(_)
+            | Statement::AssertTopic { .. }
+            | Statement::AssertSchema { .. }
             | Statement::Define { .. }
             | Statement::Undefine { .. } => true,
             Statement::CreateSource(_)
@@ -337,6 +353,8 @@ impl Statement {
             Statement::Undefine { .. } => "UndefineVariable",
             Statement::CreateType { .. } => "RegisterType",
             Statement::DropType { .. } => "DropType",
+            Statement::AssertTopic { .. } => "AssertTopic",
+            Statement::AssertSchema { .. } => "AssertSchema",
         }
     }
 }

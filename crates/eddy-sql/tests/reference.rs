@@ -27,6 +27,8 @@ const KINDS: &[&str] = &[
     "UndefineVariable",
     "RegisterType",
     "DropType",
+    "AssertTopic",
+    "AssertSchema",
 ];
 
 /// The text of each ```sql block of a Markdown page.
