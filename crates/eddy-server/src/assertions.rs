@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::entity_value::entity_value;
 use eddy_common::Error;
 use eddy_runtime::TopicAdmin;
 use eddy_runtime::registry::SchemaRegistry;
@@ -127,7 +128,7 @@ pub fn assert_topic(
             }
         }
     })?;
-    Ok(to_value(AssertTopic {
+    Ok(entity_value(AssertTopic {
         entity_type: "assert_topic",
         statement_text: text,
         topic_name: name,
@@ -169,7 +170,7 @@ pub fn assert_schema(
             (true, false) => Err(Error::Execution(format!("Schema with {described} exists."))),
         }
     })?;
-    Ok(to_value(AssertSchema {
+    Ok(entity_value(AssertSchema {
         entity_type: "assert_schema",
         statement_text: text,
         subject,
@@ -177,9 +178,4 @@ pub fn assert_schema(
         exists,
         warnings: Vec::new(),
     }))
-}
-
-fn to_value(entity: impl Serialize) -> Value {
-    // Serializing cannot fail: every field is a string, a number, a flag or a list of strings.
-    serde_json::to_value(entity).unwrap_or(Value::Null)
 }

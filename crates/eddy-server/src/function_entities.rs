@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::entity_value::entity_value;
 use eddy_runtime::Engine;
 use eddy_sql::functions::reference::{self, FunctionDoc};
 
@@ -71,11 +72,6 @@ struct Argument {
     is_variadic: bool,
 }
 
-fn to_value(entity: impl Serialize) -> Value {
-    // Serializing these structs cannot fail: every field is a string, a flag or a list of them.
-    serde_json::to_value(entity).unwrap_or(Value::Null)
-}
-
 /// The documented built-ins this server has (a plugin's function of the same name hides one).
 fn built_ins(engine: &Engine) -> impl Iterator<Item = &'static FunctionDoc> + '_ {
     reference::reference().iter().filter(|f| {
@@ -105,7 +101,7 @@ pub fn functions(text: &str, engine: &Engine) -> Value {
         )
         .collect();
     functions.sort();
-    to_value(FunctionNames {
+    entity_value(FunctionNames {
         entity_type: "function_names",
         statement_text: text.to_string(),
         functions,
@@ -153,7 +149,7 @@ pub fn describe_function(text: &str, engine: &Engine, name: &str) -> Option<Valu
             .map(|o| o.spec.description.as_str())
             .find(|d| !d.is_empty())
             .unwrap_or(&info.description);
-        return Some(to_value(FunctionDescription {
+        return Some(entity_value(FunctionDescription {
             entity_type: "describe_function",
             statement_text: text.to_string(),
             name: f.name.clone(),
@@ -188,7 +184,7 @@ pub fn describe_function(text: &str, engine: &Engine, name: &str) -> Option<Valu
             description: String::new(),
         })
         .collect();
-    Some(to_value(FunctionDescription {
+    Some(entity_value(FunctionDescription {
         entity_type: "describe_function",
         statement_text: text.to_string(),
         name: doc.name.to_string(),

@@ -9,6 +9,7 @@ pub mod client_logs;
 pub mod command_status;
 pub mod credentials;
 pub mod entity;
+mod entity_value;
 pub mod function_entities;
 mod inserts;
 mod jwt;

@@ -11,6 +11,7 @@ use eddy_sql::explain::execution_plan;
 use eddy_sql::planner::QueryPlan;
 
 use crate::entity;
+use crate::entity_value::entity_value;
 use crate::query_view::QueryView;
 
 /// A query, as ksqlDB describes one.
@@ -178,7 +179,7 @@ fn host_port(url: &str) -> String {
 
 /// `EXPLAIN`'s answer.
 pub fn explained(text: &str, description: QueryDescription) -> Value {
-    to_value(Explained {
+    entity_value(Explained {
         entity_type: "queryDescription",
         statement_text: text,
         query_description: description,
@@ -188,15 +189,10 @@ pub fn explained(text: &str, description: QueryDescription) -> Value {
 
 /// `SHOW QUERIES EXTENDED`'s answer.
 pub fn descriptions(text: &str, descriptions: Vec<QueryDescription>) -> Value {
-    to_value(Descriptions {
+    entity_value(Descriptions {
         entity_type: "query_descriptions",
         statement_text: text,
         query_descriptions: descriptions,
         warnings: Vec::new(),
     })
-}
-
-fn to_value(entity: impl Serialize) -> Value {
-    // Serializing cannot fail: every field is a string, a number, a map of strings or a list.
-    serde_json::to_value(entity).unwrap_or(Value::Null)
 }

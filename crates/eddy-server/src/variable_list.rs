@@ -5,6 +5,8 @@ use serde_json::Value;
 
 use eddy_sql::variables::Variables;
 
+use crate::entity_value::entity_value;
+
 /// `SHOW VARIABLES`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,5 +35,5 @@ pub fn variable_list(text: &str, variables: &Variables) -> Value {
             .collect(),
         warnings: Vec::new(),
     };
-    serde_json::to_value(list).unwrap_or_default()
+    entity_value(list)
 }
