@@ -77,8 +77,11 @@ fn run(case: &TestCase, plugins: Option<&Arc<PluginDir>>) -> Status {
         })
         .collect();
     let mut queries = Vec::new();
-    for text in &case.statements {
-        match execute(&mut engine, text, &props) {
+    // ksqlDB reads a test's statements as one script, a statement per line: positions in its
+    // errors count lines across them.
+    for (line, text) in case.statements.iter().enumerate() {
+        let placed = format!("{}{text}", "\n".repeat(line));
+        match execute(&mut engine, &placed, &props) {
             Ok(ids) => queries.extend(ids),
             Err(e) => {
                 // ksqlDB's statement exceptions end with the statement.

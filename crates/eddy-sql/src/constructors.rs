@@ -4,15 +4,15 @@
 //! read as that type (`'2e1'` as 20) and other literals become text where the type is text. A map's
 //! NULL key is the text `null`, as ksqlDB writes it.
 
-use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, cast, lit};
 
 use crate::value_typing::{
-    Element, Misfit, constructor_name, element, is_text, literal, render, type_name, widen,
-    with_args,
+    Element, Misfit, constructor_name, element, is_text, literal, render, struct_union, type_name,
+    widen, with_args,
 };
 
 /// Types every array and map constructor of the plan as ksqlDB does.
@@ -50,22 +50,8 @@ fn target(args: &[Expr], schema: &DFSchema) -> Option<DataType> {
     if typed.is_empty() {
         return args.iter().any(is_string_literal).then_some(DataType::Utf8);
     }
-    if typed.iter().all(|t| matches!(t, DataType::Struct(_))) {
-        let mut fields: Vec<Field> = Vec::new();
-        for t in &typed {
-            let DataType::Struct(fs) = t else { continue };
-            for f in fs.iter() {
-                match fields.iter_mut().find(|g| g.name() == f.name()) {
-                    Some(g) => {
-                        *g = g
-                            .clone()
-                            .with_data_type(widen(g.data_type(), f.data_type()))
-                    }
-                    None => fields.push(f.as_ref().clone().with_nullable(true)),
-                }
-            }
-        }
-        return Some(DataType::Struct(Fields::from(fields)));
+    if let Some(union) = struct_union(&typed) {
+        return Some(union);
     }
     let numbers = typed.into_iter().reduce(|a, b| widen(&a, &b))?;
     if !numbers.is_integer() && !numbers.is_decimal() {

@@ -12,6 +12,7 @@ use sqlparser::ast::{
     OneOrManyWithParens, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, TableFactor,
     UnaryOperator, Value, VisitMut, VisitorMut,
 };
+use sqlparser::tokenizer::Location;
 
 pub use crate::identifier::ident_name;
 
@@ -98,11 +99,10 @@ impl VisitorMut for Normalizer {
                 if f.name.to_string().eq_ignore_ascii_case("struct")
                     || f.name.to_string().eq_ignore_ascii_case("map") =>
             {
-                if let Some(rewritten) = constructor(f) {
-                    if let Err(err) = check_map(f, &rewritten) {
-                        return ControlFlow::Break(err);
-                    }
-                    *e = rewritten;
+                match constructor(f) {
+                    Some(Ok(rewritten)) => *e = rewritten,
+                    Some(Err(err)) => return ControlFlow::Break(err),
+                    None => {}
                 }
             }
             Expr::Identifier(i) => ident(i),
@@ -286,8 +286,10 @@ impl VisitorMut for NullComparisons {
     }
 }
 
-/// `STRUCT(F := v, ...)` becomes `named_struct('F', v, ...)`; `MAP(k := v, ...)` becomes `make_map(k, v, ...)`.
-fn constructor(f: &Function) -> Option<Expr> {
+/// `STRUCT(F := v, ...)` becomes `named_struct('F', v, ...)`; `MAP(k := v, ...)` becomes
+/// `map(make_array(k, ...), make_array(v, ...))` (the `make_array` of ksqlDB's element typing, not
+/// the one DataFusion's `make_map` would call), after ksqlDB's checks of its entries.
+fn constructor(f: &Function) -> Option<Result<Expr>> {
     let FunctionArguments::List(list) = &f.args else {
         return None;
     };
@@ -315,14 +317,19 @@ fn constructor(f: &Function) -> Option<Expr> {
         args.push(key);
         args.push(value.clone());
     }
-    Some(call(
-        if is_struct {
-            "named_struct"
-        } else {
-            "make_map"
-        },
-        args,
-    ))
+    if is_struct {
+        return Some(Ok(call("named_struct", args)));
+    }
+    let (keys, values): (Vec<Expr>, Vec<Expr>) = args
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .unzip();
+    Some(check_map(&keys, &values).map(|()| {
+        call(
+            "map",
+            vec![call("make_array", keys), call("make_array", values)],
+        )
+    }))
 }
 
 /// `name := value` as sqlparser reads it: `:=` binds tighter than the operators after it, so
@@ -482,34 +489,17 @@ fn is_null(e: &Expr) -> bool {
     matches!(e, Expr::Value(v) if v.value == Value::Null)
 }
 
-/// ksqlDB's checks of `MAP(k := v, ...)`, given the `make_map` call it became.
-fn check_map(f: &Function, rewritten: &Expr) -> Result<()> {
-    if !f.name.to_string().eq_ignore_ascii_case("map") {
-        return Ok(());
-    }
-    let Expr::Function(call) = rewritten else {
-        return Ok(());
-    };
-    let FunctionArguments::List(list) = &call.args else {
-        return Ok(());
-    };
-    let args: Vec<&Expr> = list
-        .args
-        .iter()
-        .filter_map(|a| match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-            _ => None,
-        })
-        .collect();
-    if args.is_empty() {
+/// ksqlDB's checks of `MAP(k := v, ...)`'s keys and values.
+fn check_map(keys: &[Expr], values: &[Expr]) -> Result<()> {
+    if keys.is_empty() {
         return Err(plan_err!(
             "Map constructor cannot be empty. Please supply at least one key value pair (see https://github.com/confluentinc/ksql/issues/4239)."
         ));
     }
-    if args.iter().step_by(2).all(|k| is_null(k)) {
+    if keys.iter().all(is_null) {
         return Err(plan_err!("Cannot construct a map with all NULL keys"));
     }
-    if args.iter().skip(1).step_by(2).all(|v| is_null(v)) {
+    if values.iter().all(is_null) {
         return Err(plan_err!("Cannot construct a map with all NULL values"));
     }
     Ok(())
@@ -567,7 +557,8 @@ impl VisitorMut for Literals {
             && let Expr::Value(v) = expr.as_ref()
             && let Value::Number(n, long) = &v.value
         {
-            *e = Expr::value(Value::Number(format!("-{n}"), *long));
+            let span = v.span;
+            *e = Expr::Value(Value::Number(format!("-{n}"), *long).with_span(span));
         }
         ControlFlow::Continue(())
     }
@@ -579,15 +570,29 @@ impl VisitorMut for Literals {
             match typed_number(n) {
                 Ok(Some(typed)) => *e = typed,
                 Ok(None) => {}
-                Err(err) => return ControlFlow::Break(err),
+                Err(why) => return ControlFlow::Break(literal_error(v.span.start, &why)),
             }
         }
         ControlFlow::Continue(())
     }
 }
 
-/// The literal with ksqlDB's type made explicit, if DataFusion would type it differently.
-fn typed_number(n: &str) -> Result<Option<Expr>> {
+/// A literal that no type holds, as ksqlDB words it: with the literal's place in the script when
+/// the parser kept it. ksqlDB numbers an expression's column one past its first character (its
+/// syntax errors point at the character itself), and so does this message.
+fn literal_error(at: Location, why: &str) -> Error {
+    match at.line {
+        0 => plan_err!("{why}"),
+        line => plan_err!(
+            "Failed to prepare statement: line {line}:{}: {why}",
+            at.column + 1
+        ),
+    }
+}
+
+/// The literal with ksqlDB's type made explicit, if DataFusion would type it differently; the
+/// error says why no type holds it.
+fn typed_number(n: &str) -> std::result::Result<Option<Expr>, String> {
     let cast = |value: Expr, data_type: DataType| Expr::Cast {
         kind: CastKind::Cast,
         expr: Box::new(value),
@@ -598,7 +603,7 @@ fn typed_number(n: &str) -> Result<Option<Expr>> {
     if n.contains(['e', 'E']) {
         return match n.parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(None),
-            _ => Err(plan_err!("Number overflows DOUBLE: {n}")),
+            _ => Err(format!("Number overflows DOUBLE: {n}")),
         };
     }
     if let Some((int, frac)) = n.split_once('.') {
@@ -619,7 +624,7 @@ fn typed_number(n: &str) -> Result<Option<Expr>> {
             DataType::Int(None),
         ))))),
         Ok(v) if i64::try_from(v).is_ok() => Ok(None),
-        _ => Err(plan_err!("Invalid numeric literal: {n}")),
+        _ => Err(format!("Invalid numeric literal: {n}")),
     }
 }
 

@@ -1308,6 +1308,19 @@ fn rewrite_complex_casts(
                 _ => {}
             }
         }
+        if let Some(a) = as_at
+            && let Some(t) = tokens.get(a + 1)
+            && matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("NULL"))
+        {
+            let at = position(t.span.start);
+            return Err(syntax(
+                format!(
+                    "Syntax error at or near 'NULL' at {at} (NULL is not a type: cast to the type \
+                     the value should have, e.g. CAST(NULL AS STRING))"
+                ),
+                None,
+            ));
+        }
         let complex = as_at.and_then(|a| match &tokens.get(a + 1)?.token {
             Token::Word(w) => Some(
                 ["ARRAY", "MAP", "STRUCT"]

@@ -4,7 +4,7 @@
 //! constructors are typed element by element (a struct constructor naming a field the type lacks can
 //! never equal a value of it; one missing a field has it NULL).
 
-use datafusion::arrow::datatypes::{DataType, Fields};
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit};
@@ -55,6 +55,33 @@ pub fn widen(a: &DataType, b: &DataType) -> DataType {
     } else {
         a.clone()
     }
+}
+
+/// The struct that holds every struct of `types` (NULLs aside) as ksqlDB unifies them: the union of
+/// their fields in order of appearance, a field's numbers widened; `None` unless all are structs.
+pub fn struct_union<'a>(types: impl IntoIterator<Item = &'a DataType>) -> Option<DataType> {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut any = false;
+    for t in types {
+        match t {
+            DataType::Null => continue,
+            DataType::Struct(fs) => {
+                any = true;
+                for f in fs.iter() {
+                    match fields.iter_mut().find(|g| g.name() == f.name()) {
+                        Some(g) => {
+                            *g = g
+                                .clone()
+                                .with_data_type(widen(g.data_type(), f.data_type()))
+                        }
+                        None => fields.push(f.as_ref().clone().with_nullable(true)),
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+    any.then(|| DataType::Struct(Fields::from(fields)))
 }
 
 pub fn type_name(t: &DataType) -> String {

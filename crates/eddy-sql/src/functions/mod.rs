@@ -24,6 +24,7 @@ mod initcap;
 pub mod json;
 mod json_path;
 mod lambda_input;
+mod make_array;
 mod map_union;
 mod maps;
 mod mask;
@@ -94,6 +95,7 @@ pub fn register(state: &mut SessionState) {
         ScalarUDF::from(chr::Chr::default()),
         ScalarUDF::from(to_json_string::ToJsonString::default()),
         ScalarUDF::from(array_join::ArrayJoin::default()),
+        ScalarUDF::from(make_array::KsqlMakeArray::default()),
     ]
     .into_iter()
     .chain(json::all())
