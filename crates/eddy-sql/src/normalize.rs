@@ -66,8 +66,6 @@ impl VisitorMut for Normalizer {
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
         if let Expr::Function(f) = e {
             time_unit_argument(f);
-            replace_every_match(f);
-            sort_nulls_last(f);
         }
         ControlFlow::Continue(())
     }
@@ -128,7 +126,7 @@ impl VisitorMut for Normalizer {
                 args.extend(substring_for.take().map(|b| *b));
                 *e = call("substring", args);
             }
-            // ksqlDB's TRIM is Java's: it strips every character up to the space, not only spaces.
+            // ksqlDB's TRIM (functions/checked.rs gives it Java's blanks).
             Expr::Trim {
                 expr,
                 trim_where: None,
@@ -136,11 +134,7 @@ impl VisitorMut for Normalizer {
                 trim_characters: None,
             } => {
                 let value = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
-                let blanks: String = ('\0'..=' ').collect();
-                *e = call(
-                    "btrim",
-                    vec![value, Expr::value(Value::SingleQuotedString(blanks))],
-                );
+                *e = call("trim", vec![value]);
             }
             Expr::BinaryOp {
                 left,
@@ -429,43 +423,6 @@ fn lambda_parameters(names: &Expr) -> Option<OneOrManyWithParens<LambdaFunctionP
             .collect::<Option<Vec<_>>>()
             .map(OneOrManyWithParens::Many),
         _ => None,
-    }
-}
-
-/// ksqlDB's `REGEXP_REPLACE(text, pattern, replacement)` replaces every match; DataFusion's does so
-/// with the `'g'` flag.
-fn replace_every_match(f: &mut Function) {
-    if !f.name.to_string().eq_ignore_ascii_case("regexp_replace") {
-        return;
-    }
-    if let FunctionArguments::List(list) = &mut f.args
-        && list.args.len() == 3
-    {
-        list.args
-            .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-                Value::SingleQuotedString("g".into()),
-            ))));
-    }
-}
-
-/// ksqlDB's `ARRAY_SORT(a[, 'ASC'|'DESC'])` puts NULLs last either way; DataFusion's puts them first
-/// unless told.
-fn sort_nulls_last(f: &mut Function) {
-    if !f.name.to_string().eq_ignore_ascii_case("array_sort") {
-        return;
-    }
-    let text = |s: &str| {
-        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-            Value::SingleQuotedString(s.into()),
-        )))
-    };
-    if let FunctionArguments::List(list) = &mut f.args {
-        if list.args.len() == 1 {
-            list.args.push(text("ASC"));
-        }
-        if list.args.len() == 2 {
-            list.args.push(text("NULLS LAST"));
-        }
     }
 }
 

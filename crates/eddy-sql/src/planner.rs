@@ -1355,14 +1355,20 @@ fn quoted(s: &str) -> Ident {
     Ident::with_quote('"', s)
 }
 
-/// DataFusion's messages start with "Error during planning: "; ksqlDB users expect the message itself.
+/// DataFusion's messages start with "Error during planning: " and wrap a function's own refusal in
+/// "Function 'f' user-defined coercion failed with: " (once per coercion pass); ksqlDB users
+/// expect the innermost message itself.
 fn strip_df(message: &str) -> String {
-    let mut m = message;
+    const COERCION: &str = "user-defined coercion failed with: ";
+    let mut m = message
+        .rfind(COERCION)
+        .map_or(message, |at| &message[at + COERCION.len()..]);
     for prefix in [
         "Schema error: ",
         "Error during planning: ",
         "This feature is not implemented: ",
         "Execution error: ",
+        "Error during planning: ",
     ] {
         m = m.strip_prefix(prefix).unwrap_or(m);
     }

@@ -6,6 +6,7 @@ mod array_length;
 mod array_or_map;
 mod bytes;
 pub mod cast;
+mod checked;
 mod chr;
 pub mod collect;
 mod convert_tz;
@@ -29,6 +30,7 @@ mod map_union;
 mod maps;
 mod mask;
 pub mod moments;
+mod overloads;
 mod pad;
 mod patterns;
 mod reduce;
@@ -138,6 +140,20 @@ pub fn register(state: &mut SessionState) {
         };
         let aliased = Arc::new(udf.as_ref().clone().with_aliases([*alias]));
         let _ = state.register_udf(aliased);
+    }
+    // Last, so that each ksqlDB name resolves to its checked form (GREATEST and LEAST resolve
+    // their arguments themselves, reading text as dates and times where ksqlDB does).
+    for doc in reference::reference()
+        .iter()
+        .filter(|d| d.kind == "SCALAR" && !matches!(d.name, "GREATEST" | "LEAST"))
+    {
+        let name = doc.name.to_ascii_lowercase();
+        let Some(udf) = state.scalar_functions().get(&name).cloned() else {
+            continue;
+        };
+        let taken = |n: &str| reference::find(n).is_some();
+        let checked = ScalarUDF::from(checked::Checked::new(&name, udf.as_ref().clone(), &taken));
+        let _ = state.register_udf(Arc::new(checked));
     }
 }
 

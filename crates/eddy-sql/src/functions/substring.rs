@@ -22,7 +22,15 @@ impl Default for Substring {
     fn default() -> Self {
         Substring {
             signature: Signature::one_of(
-                vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+                [DataType::Utf8, DataType::Binary]
+                    .into_iter()
+                    .flat_map(|text| {
+                        [
+                            TypeSignature::Exact(vec![text.clone(), DataType::Int64]),
+                            TypeSignature::Exact(vec![text, DataType::Int64, DataType::Int64]),
+                        ]
+                    })
+                    .collect(),
                 Volatility::Immutable,
             ),
         }
