@@ -2,6 +2,7 @@
 //! planning of queries onto DataFusion expressions.
 
 pub mod aggregate;
+mod aggregate_resolution;
 pub mod catalog;
 mod constructors;
 pub mod dialect;

@@ -277,6 +277,7 @@ impl Planner {
             .sql_statement_to_plan(SqlStatement::Query(query))
             .and_then(crate::in_list::type_in_lists)
             .and_then(crate::constructors::type_constructors)
+            .and_then(crate::aggregate_resolution::check_aggregates)
             .map_err(|e| plan_error(e, &source))?;
         let plan = self
             .state

@@ -1,5 +1,6 @@
 //! A higher-order function over arrays or maps: DataFusion's array form when the first argument is an
-//! array, and Eddy's map form (`MapForm`) when it is a map, under one ksqlDB name.
+//! array, and Eddy's map form (`MapForm`) when it is a map, under one ksqlDB name; anything else
+//! is refused as ksqlDB refuses it.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -13,6 +14,7 @@ use datafusion::logical_expr::{
 };
 
 use super::lambda_input::{Flattened, entry_fields, over_map, split_args};
+use super::refuse;
 
 /// What a function does over a map: its lambdas each take the entry's key and value.
 pub trait MapForm: Debug + Default + PartialEq + Eq + Hash + Send + Sync + 'static {
@@ -58,9 +60,16 @@ impl<M: MapForm> HigherOrderUDFImpl for ArrayOrMap<M> {
     }
 
     fn coerce_value_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {
-        match types {
-            [DataType::Map(..)] => Ok(types.to_vec()),
-            _ => self.array.coerce_value_types(types),
+        match types.first() {
+            Some(DataType::Map(..)) if types.len() == 1 => Ok(types.to_vec()),
+            Some(
+                DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::FixedSizeList(..)
+                | DataType::Null,
+            )
+            | None => self.array.coerce_value_types(types),
+            Some(_) => Err(refuse(M::NAME, types)),
         }
     }
 

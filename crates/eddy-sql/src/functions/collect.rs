@@ -272,9 +272,7 @@ impl AggregateUDFImpl for Collect {
             Kind::Latest | Kind::Earliest => list_of(t),
             Kind::Histogram => {
                 if !matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) {
-                    return plan_err!(
-                        "Function 'HISTOGRAM' does not accept parameters ({t}): it counts STRING values"
-                    );
+                    return Err(super::refuse("histogram", args));
                 }
                 histogram_type()
             }

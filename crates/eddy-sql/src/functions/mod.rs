@@ -30,7 +30,7 @@ mod map_union;
 mod maps;
 mod mask;
 pub mod moments;
-mod overloads;
+pub(crate) mod overloads;
 mod pad;
 mod patterns;
 mod reduce;
@@ -158,7 +158,7 @@ pub fn register(state: &mut SessionState) {
 }
 
 /// ksqlDB's planning error for arguments that fit no signature of a built-in function.
-fn refuse(name: &str, types: &[DataType]) -> DataFusionError {
+pub(crate) fn refuse(name: &str, types: &[DataType]) -> DataFusionError {
     let types: Vec<String> = types
         .iter()
         .map(|t| match (t, SqlType::from_arrow(t)) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
@@ -65,12 +65,7 @@ impl AggregateUDFImpl for Moments {
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         let arity = if self.kind == Kind::Correlation { 2 } else { 1 };
         if args.len() != arity || !args.iter().all(numeric) {
-            let shown: Vec<String> = args.iter().map(|t| t.to_string().to_uppercase()).collect();
-            return plan_err!(
-                "Function '{}' does not accept parameters ({})",
-                self.name.to_uppercase(),
-                shown.join(", ")
-            );
+            return Err(super::refuse(&self.name.to_ascii_lowercase(), args));
         }
         Ok(DataType::Float64)
     }

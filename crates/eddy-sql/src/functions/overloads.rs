@@ -15,17 +15,23 @@ pub fn fits_any(overloads: &[Overload], args: &[DataType]) -> bool {
     overloads.iter().any(|o| fits(o, args))
 }
 
-/// Whether `args` fit the overload.
+/// Whether `args` fit the overload. A variadic parameter (anywhere: TOPK's `others ANY...` comes
+/// before its `k INT`) takes any number of the arguments between those of the parameters around it.
 pub fn fits(overload: &Overload, args: &[DataType]) -> bool {
     let params = &overload.params;
-    let variadic = params.last().is_some_and(|p| p.variadic);
-    let fixed = params.len() - usize::from(variadic);
-    if args.len() < fixed || (!variadic && args.len() > fixed) {
+    let variadic = params.iter().position(|p| p.variadic);
+    let fixed = params.len() - usize::from(variadic.is_some());
+    if args.len() < fixed || (variadic.is_none() && args.len() > fixed) {
         return false;
     }
+    let extra = args.len() - fixed;
     let mut bound = HashMap::new();
     args.iter().enumerate().all(|(i, arg)| {
-        let param = &params[i.min(params.len() - 1)];
+        let param = match variadic {
+            Some(v) if i >= v && i < v + extra => &params[v],
+            Some(v) if i >= v + extra => &params[i - extra + 1],
+            _ => &params[i],
+        };
         takes(param.type_name, arg, &mut bound)
     })
 }
@@ -157,5 +163,9 @@ mod tests {
             &[DataType::Int32, DataType::Null, DataType::Int64]
         ));
         assert!(!fits_fn("COALESCE", &[DataType::Int32, DataType::Utf8]));
+        let topk = |args: &[DataType]| fits_fn("TOPK", args);
+        assert!(topk(&[DataType::Int32, DataType::Int32]));
+        assert!(topk(&[DataType::Int32, DataType::Utf8, DataType::Float64, DataType::Int32]));
+        assert!(!topk(&[DataType::Int32, DataType::Utf8]));
     }
 }
