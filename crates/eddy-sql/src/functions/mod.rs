@@ -25,6 +25,7 @@ mod initcap;
 pub mod json;
 mod json_path;
 mod lambda_input;
+mod log;
 mod make_array;
 mod map_union;
 mod maps;
@@ -114,6 +115,7 @@ pub fn register(state: &mut SessionState) {
     .chain(url::all())
     .chain([
         sign::sign(),
+        log::log(),
         map_union::map_union(),
         generate_series::generate_series(),
         array_length::array_length(),
