@@ -22,6 +22,7 @@ mod generate_series;
 pub mod geo;
 pub mod identity;
 mod initcap;
+mod instr;
 pub mod json;
 mod json_path;
 mod lambda_input;
@@ -116,6 +117,7 @@ pub fn register(state: &mut SessionState) {
     .chain([
         sign::sign(),
         log::log(),
+        instr::instr(),
         map_union::map_union(),
         generate_series::generate_series(),
         array_length::array_length(),
