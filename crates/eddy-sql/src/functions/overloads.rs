@@ -2,7 +2,7 @@
 //! of UDF resolution: a parameter takes its own type and, for numbers, the narrower ones (INT →
 //! BIGINT → DECIMAL → DOUBLE); nothing becomes a STRING or a BOOLEAN implicitly; a NULL fits any
 //! parameter; a type variable (`T`, `K`, `V`) takes the type it first meets, and its later uses
-//! must be the same type (or, for numbers, any number).
+//! must be the same type (or, for numbers, any number); `ANY` takes anything, each time.
 
 use std::collections::HashMap;
 
@@ -38,7 +38,7 @@ pub fn fits(overload: &Overload, args: &[DataType]) -> bool {
 
 /// Whether a parameter written `param` takes a value of type `arg`.
 fn takes<'a>(param: &'a str, arg: &DataType, bound: &mut HashMap<&'a str, DataType>) -> bool {
-    if arg.is_null() {
+    if arg.is_null() || param == "ANY" {
         return true;
     }
     if is_variable(param) {
@@ -98,12 +98,11 @@ fn text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
-/// `T`, `K`, `V2`, `ANY`: a type variable.
+/// `T`, `K`, `V2`: a type variable.
 fn is_variable(param: &str) -> bool {
-    param == "ANY"
-        || (param.len() <= 2
-            && param.starts_with(|c: char| c.is_ascii_uppercase())
-            && param[1..].chars().all(|c| c.is_ascii_digit()))
+    param.len() <= 2
+        && param.starts_with(|c: char| c.is_ascii_uppercase())
+        && param[1..].chars().all(|c| c.is_ascii_digit())
 }
 
 /// The inside of `ARRAY<...>` (for `prefix` `ARRAY<`).
