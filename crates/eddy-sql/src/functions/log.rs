@@ -14,7 +14,10 @@ use super::{overloaded, rows_of};
 pub fn log() -> ScalarUDF {
     overloaded(
         "log",
-        vec![vec![DataType::Float64], vec![DataType::Float64, DataType::Float64]],
+        vec![
+            vec![DataType::Float64],
+            vec![DataType::Float64, DataType::Float64],
+        ],
         DataType::Float64,
         Arc::new(|args: &[ColumnarValue]| {
             let rows = rows_of(args);
@@ -27,8 +30,9 @@ pub fn log() -> ScalarUDF {
             let logs: Float64Array = (0..rows)
                 .map(|i| match base {
                     None => (!x.is_null(i)).then(|| x.value(i).ln()),
-                    Some(b) => (!x.is_null(i) && !b.is_null(i))
-                        .then(|| x.value(i).ln() / b.value(i).ln()),
+                    Some(b) => {
+                        (!x.is_null(i) && !b.is_null(i)).then(|| x.value(i).ln() / b.value(i).ln())
+                    }
                 })
                 .collect();
             Ok(ColumnarValue::Array(Arc::new(logs)))

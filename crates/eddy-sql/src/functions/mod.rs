@@ -1,9 +1,11 @@
 //! ksqlDB's functions: its names for DataFusion's built-ins (registered as aliases) and the functions
 //! DataFusion lacks or implements differently.
 
+mod array_contains;
 mod array_join;
 mod array_length;
 mod array_or_map;
+mod array_remove;
 mod bytes;
 pub mod cast;
 mod checked;
@@ -70,7 +72,6 @@ const ALIASES: &[(&str, &str)] = &[
     ("ucase", "upper"),
     ("lcase", "lower"),
     ("len", "character_length"),
-    ("array_contains", "array_has"),
     // DataFusion's `ifnull` (`nvl`) takes scalars only; ksqlDB's takes any type.
     ("ifnull", "coalesce"),
     ("slice", "array_slice"),
@@ -117,6 +118,8 @@ pub fn register(state: &mut SessionState) {
     .chain([
         sign::sign(),
         log::log(),
+        array_contains::array_contains(),
+        array_remove::array_remove(),
         instr::instr(),
         map_union::map_union(),
         generate_series::generate_series(),

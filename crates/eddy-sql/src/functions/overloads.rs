@@ -164,7 +164,12 @@ mod tests {
         assert!(!fits_fn("COALESCE", &[DataType::Int32, DataType::Utf8]));
         let topk = |args: &[DataType]| fits_fn("TOPK", args);
         assert!(topk(&[DataType::Int32, DataType::Int32]));
-        assert!(topk(&[DataType::Int32, DataType::Utf8, DataType::Float64, DataType::Int32]));
+        assert!(topk(&[
+            DataType::Int32,
+            DataType::Utf8,
+            DataType::Float64,
+            DataType::Int32
+        ]));
         assert!(!topk(&[DataType::Int32, DataType::Utf8]));
     }
 }
