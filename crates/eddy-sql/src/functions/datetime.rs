@@ -1,5 +1,6 @@
 //! ksqlDB's date and timestamp functions with Java `DateTimeFormatter` patterns: `PARSE_DATE`,
-//! `FORMAT_DATE`, `PARSE_TIME`, `FORMAT_TIME`, `PARSE_TIMESTAMP` (UTC unless the text names a zone),
+//! `FORMAT_DATE`, `PARSE_TIME`, `FORMAT_TIME`, `PARSE_TIMESTAMP` (UTC or a given zone, unless the text
+//! names one),
 //! `FORMAT_TIMESTAMP` and `TIMESTAMPTOSTRING` (UTC or a given
 //! zone). A value that does not parse gives NULL.
 
@@ -11,7 +12,6 @@ use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveTime, Timelike};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Date32Builder, Int64Array, StringBuilder, Time32MillisecondBuilder,
-    TimestampMillisecondBuilder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
@@ -23,7 +23,7 @@ use datafusion::logical_expr::{
     Volatility, create_udf,
 };
 
-use super::{rows_of, strings_of};
+use super::{overloaded, rows_of, strings_of};
 use crate::java::{chrono_format, formatted, parse_date as parse_java_date, parse_millis};
 use crate::java_zone::Zone;
 
@@ -156,45 +156,55 @@ pub fn format_time() -> ScalarUDF {
     )
 }
 
-/// `PARSE_TIMESTAMP(text, pattern) -> TIMESTAMP`; a pattern with a zone reads the offset, others are UTC.
+/// `PARSE_TIMESTAMP(text, pattern[, zone]) -> TIMESTAMP`: the text read in the zone (UTC by
+/// default), unless the pattern reads a zone or offset from the text itself.
 pub fn parse_timestamp() -> ScalarUDF {
-    with_pattern(
-        "parse_timestamp",
-        DataType::Utf8,
-        timestamp_type(),
-        |values, patterns| {
-            let texts = cast(values, &DataType::Utf8)?;
-            let mut out = TimestampMillisecondBuilder::new();
-            for (t, p) in texts.as_string::<i32>().iter().zip(patterns.iter()) {
-                out.append_option(
-                    t.zip(p)
-                        .and_then(|(t, p)| parse_millis(t, &chrono_format(p))),
-                );
-            }
-            Ok(Arc::new(out.finish()))
-        },
-    )
+    parse_instants("parse_timestamp", timestamp_type())
 }
 
-/// `STRINGTOTIMESTAMP(text, pattern) -> BIGINT`: ksqlDB's older PARSE_TIMESTAMP, in milliseconds.
+/// `STRINGTOTIMESTAMP(text, pattern[, zone]) -> BIGINT`: ksqlDB's older PARSE_TIMESTAMP, in
+/// milliseconds.
 pub fn stringtotimestamp() -> ScalarUDF {
-    with_pattern(
-        "stringtotimestamp",
-        DataType::Utf8,
-        DataType::Int64,
-        |values, patterns| {
-            let texts = cast(values, &DataType::Utf8)?;
-            let millis: Int64Array = texts
-                .as_string::<i32>()
-                .iter()
-                .zip(patterns.iter())
-                .map(|(t, p)| {
-                    t.zip(p)
-                        .and_then(|(t, p)| parse_millis(t, &chrono_format(p)))
+    parse_instants("stringtotimestamp", DataType::Int64)
+}
+
+/// Instants parsed from (text, pattern[, zone]), as `output` (a TIMESTAMP or a BIGINT).
+fn parse_instants(name: &str, output: DataType) -> ScalarUDF {
+    let cast_to = output.clone();
+    let text = DataType::Utf8;
+    overloaded(
+        name,
+        vec![vec![text.clone(); 2], vec![text; 3]],
+        output,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let rows = rows_of(args);
+            let texts = strings_of(&args[0], rows)?;
+            let patterns = strings_of(&args[1], rows)?;
+            let zones = args.get(2).map(|z| strings_of(z, rows)).transpose()?;
+            // Patterns are mostly constants: each is converted once, when it changes.
+            let mut format: Option<(&str, String)> = None;
+            let millis: Int64Array = (0..rows)
+                .map(|i| {
+                    let (t, p) = (texts.is_valid(i), patterns.is_valid(i));
+                    let (t, p) = (t.then(|| texts.value(i))?, p.then(|| patterns.value(i))?);
+                    if format.as_ref().is_none_or(|(last, _)| *last != p) {
+                        format = Some((p, chrono_format(p)));
+                    }
+                    let (_, f) = format.as_ref()?;
+                    let as_utc = parse_millis(t, f)?;
+                    let Some(zones) = &zones else {
+                        return Some(as_utc);
+                    };
+                    let zone = Zone::parse(zones.is_valid(i).then(|| zones.value(i))?)?;
+                    if ["%z", "%:z", "%Z"].iter().any(|z| f.contains(z)) {
+                        return Some(as_utc);
+                    }
+                    let local = DateTime::from_timestamp_millis(as_utc)?.naive_utc();
+                    Some(zone.instant(&local)?.timestamp_millis())
                 })
                 .collect();
-            Ok(Arc::new(millis))
-        },
+            Ok(ColumnarValue::Array(cast(&millis, &cast_to)?))
+        }),
     )
 }
 
