@@ -54,7 +54,11 @@ impl FormatKind {
             "JSON_SR" => FormatKind::JsonSr,
             "PROTOBUF" => FormatKind::Protobuf,
             "PROTOBUF_NOSR" => FormatKind::ProtobufNoSr,
-            other => return Err(plan_err!("Unknown format: {other}")),
+            other => {
+                return Err(plan_err!(
+                    "Unknown format: {other} (the formats are JSON, JSON_SR, AVRO, PROTOBUF, PROTOBUF_NOSR, DELIMITED, KAFKA and NONE)"
+                ));
+            }
         })
     }
 

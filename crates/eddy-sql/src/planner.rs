@@ -196,6 +196,11 @@ impl Planner {
         }
         if let Some(window) = &stmt.window {
             window.check()?;
+            if source.kind == crate::statement::SourceKind::Table {
+                return Err(plan_err!(
+                    "Windowing not supported for table aggregations: {source_name} is a table. Aggregate the stream its rows come from in windows, or drop the WINDOW clause."
+                ));
+            }
             if source.window.is_some() {
                 return Err(not_supported!(
                     "A windowed aggregation over {source_name}, whose keys are already windowed, is not supported yet"
@@ -1591,6 +1596,15 @@ fn plan_error(e: datafusion::error::DataFusionError, source: &Source) -> Error {
         return plan_err!(
             "Can't find any functions with the name '{}'",
             name.to_uppercase()
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("Cannot access field at argument ")
+        && let Some((_, given)) = rest.split_once(": type ")
+        && let Some(given) = given.strip_suffix(" is not Struct, Map, or Null")
+    {
+        return plan_err!(
+            "Cannot read a field of a {} value: `->` reads a field of a STRUCT.",
+            arrow_type_name(given)
         );
     }
     if let Some(field) = unresolved_field(&msg) {
