@@ -128,7 +128,11 @@ pub fn differs(from: &DataType, to: &DataType) -> bool {
         from,
         DataType::List(_) | DataType::Map(_, _) | DataType::Struct(_) | DataType::Float64
     );
-    (to_string && complex_or_double) || (*from == DataType::Int64 && *to == DataType::Int32)
+    // ksqlDB reads a date with a missing day (`'1970-01'`), which DataFusion's cast refuses.
+    let text_to_date = *from == DataType::Utf8 && *to == DataType::Date32;
+    (to_string && complex_or_double)
+        || (*from == DataType::Int64 && *to == DataType::Int32)
+        || text_to_date
 }
 
 /// Casts an array to a type with ksqlDB's rules.
