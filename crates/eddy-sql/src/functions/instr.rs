@@ -58,7 +58,8 @@ fn find(text: &str, sub: &str, position: i64, occurrence: i64) -> i32 {
     let len = chars.len() as i64;
     let at = |start: usize| chars[start..].starts_with(&needle);
     let mut remaining = occurrence;
-    if remaining <= 0 || position == 0 {
+    // A position past either end finds nothing (and keeps the arithmetic below in range).
+    if remaining <= 0 || position == 0 || position > len || position < -len {
         return 0;
     }
     if position > 0 {
@@ -106,5 +107,7 @@ mod tests {
         assert_eq!(find("abc", "", 2, 1), 2);
         assert_eq!(find("abc", "c", 99, 1), 0);
         assert_eq!(find("abc", "a", -99, 1), 0);
+        assert_eq!(find("abc", "a", i64::MAX, 1), 0);
+        assert_eq!(find("abc", "a", i64::MIN, 1), 0);
     }
 }
