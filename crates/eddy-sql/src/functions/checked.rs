@@ -125,8 +125,10 @@ impl ScalarUDFImpl for Checked {
                 .collect()
         });
         let documented = find(&self.name).is_none_or(|doc| fits_any(&doc.overloads, arg_types));
-        // DataFusion asks again once its casts are in: arguments the wrapped function takes as
-        // they are were checked the first time, and are not refused.
+        // DataFusion asks again once its casts are in, and the second question cannot be told
+        // from a first one: arguments the wrapped function takes as they are are not refused. So
+        // a type the wrapped function takes unchanged passes even where ksqlDB's signature is
+        // narrower (CHR of a BIGINT); types it would convert (a BOOLEAN to text) are refused.
         let settled = coerced.as_ref().is_ok_and(|c| c.as_slice() == arg_types);
         if !documented && !settled {
             return Err(refuse(&self.shown, arg_types));
