@@ -241,8 +241,86 @@ pub fn entity(e: &Value) -> String {
                 .collect();
             out + &table(&["Field", "Type"], &rows)
         }
+        "models" => {
+            let rows: Vec<Vec<String>> = e["models"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    vec![
+                        s(&m["name"]),
+                        numbers(&m["versions"]),
+                        aliases(&m["aliases"]),
+                        s(&m["features"]),
+                    ]
+                })
+                .collect();
+            table(&["Model", "Versions", "Aliases", "Features"], &rows)
+        }
+        "model_description" => {
+            let mut out = format!(
+                "Model   : {}\nAliases : {}\n",
+                s(&e["name"]),
+                aliases(&e["aliases"])
+            );
+            let versions: Vec<Vec<String>> = e["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    let sha = s(&v["sha256"]);
+                    vec![
+                        s(&v["version"]),
+                        v["features"].as_array().map_or(0, Vec::len).to_string(),
+                        s(&v["threshold"]),
+                        s(&v["validation"]["false_alarms_per_car_hour"]),
+                        sha.get(..12).unwrap_or(&sha).to_string(),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &[
+                    "Version",
+                    "Features",
+                    "Threshold",
+                    "False alarms/h",
+                    "SHA-256",
+                ],
+                &versions,
+            ));
+            let queries: Vec<Vec<String>> = e["queries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|q| vec![s(&q["queryId"]), s(&q["uses"]), s(&q["version"])])
+                .collect();
+            if !queries.is_empty() {
+                out.push_str(&table(&["Query", "Uses", "Version now"], &queries));
+            }
+            out
+        }
         _ => format!("{}\n", serde_json::to_string_pretty(e).unwrap_or_default()),
     }
+}
+
+/// `1, 2, 3` of a JSON list of numbers.
+fn numbers(v: &Value) -> String {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `production → 2, candidate → 3` of a JSON object of aliases.
+fn aliases(v: &Value) -> String {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(a, version)| format!("{a} → {}", s(version)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Prints push/pull query rows as they arrive.
@@ -346,6 +424,28 @@ impl RowPrinter {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn models_render_with_versions_aliases_and_users() {
+        let list = json!({"@type": "models", "models": [
+            {"name": "car_ae", "versions": [1, 2], "latest": 2, "aliases": {"production": 1}, "features": 28}]});
+        let out = entity(&list);
+        assert!(
+            out.contains("car_ae") && out.contains("1, 2") && out.contains("production → 1"),
+            "{out}"
+        );
+        let described = json!({"@type": "model_description", "name": "car_ae", "aliases": {"production": 2},
+            "versions": [{"version": 2, "sha256": "0123456789abcdef", "features": ["a", "b"], "threshold": 3.5,
+                          "validation": {"false_alarms_per_car_hour": 0.4}}],
+            "queries": [{"queryId": "CSAS_ALERTS_0", "uses": "car_ae@production", "version": 2}]});
+        let out = entity(&described);
+        assert!(
+            out.contains("0123456789ab ")
+                && out.contains("0.4")
+                && out.contains("car_ae@production"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn streams_render_as_a_sorted_table() {

@@ -27,6 +27,8 @@ use crate::format::column::{Cell, ColumnBuilder};
 use crate::format::encode::PartEncoder;
 use crate::functions::{FunctionsReport, PluginDir, PluginFunctions};
 use crate::infer::{Inferred, infer_part};
+use crate::model_catalog::{ModelCatalog, Registered, read_folder};
+use crate::model_refs::{ModelUse, Pinned, pin, pins};
 use crate::partitioner::partition_for;
 use crate::pipeline::{Pipeline, SinkSpec};
 use crate::pull::PullQuery;
@@ -54,6 +56,8 @@ pub struct PersistentQuery {
     /// When the host keeps an aggregation's state per input partition (its groups follow
     /// partitions), the pipeline of each partition it owns; empty when `pipeline` holds the state.
     pub shards: Shards,
+    /// The catalog models it scores with: pinned versions and aliases.
+    pub models: Vec<ModelUse>,
 }
 
 /// The pipelines holding a query's state, by input partition.
@@ -128,6 +132,7 @@ impl PersistentQuery {
             sink_spec,
             commit_interval,
             shards: Shards::default(),
+            models: Vec::new(),
         })
     }
 
@@ -204,6 +209,26 @@ pub enum Outcome {
         name: String,
         existed: bool,
     },
+    /// `CREATE MODEL`: the version registered (`existed`: the same graph and card were registered
+    /// as that version already) and, for a new one, the record hosts keep in their command log.
+    ModelRegistered {
+        name: String,
+        version: u32,
+        existed: bool,
+        entry: Option<serde_json::Value>,
+    },
+    /// `ALTER MODEL ... SET|DROP ALIAS`: where the alias pointed before and points now.
+    ModelAliased {
+        name: String,
+        alias: String,
+        before: Option<u32>,
+        version: Option<u32>,
+    },
+    /// `DROP MODEL` (no versions: `IF EXISTS` found none).
+    ModelDropped {
+        name: String,
+        versions: Vec<u32>,
+    },
 }
 
 /// Executes statements against a catalog; holds the persistent queries' plans.
@@ -223,6 +248,8 @@ pub struct Engine {
     plugins: PluginFunctions,
     /// The types `CREATE TYPE` named, by upper-case name.
     types: Types,
+    /// The models `CREATE MODEL` registered.
+    models: ModelCatalog,
 }
 
 impl Engine {
@@ -239,7 +266,50 @@ impl Engine {
             registry: MemoryRegistry::shared(),
             plugins: PluginFunctions::default(),
             types: Types::new(),
+            models: ModelCatalog::default(),
         }
+    }
+
+    /// Writes the model catalog out to `dir`, in the layout model plugins read (emptying it first).
+    pub fn with_model_dir(mut self, dir: std::path::PathBuf) -> Result<Self> {
+        self.models = ModelCatalog::in_dir(dir)?;
+        Ok(self)
+    }
+
+    /// The model catalog.
+    pub fn models(&self) -> &ModelCatalog {
+        &self.models
+    }
+
+    /// Registers a model version (a REST upload, a preloaded folder); see `CREATE MODEL`.
+    pub fn register_model(
+        &mut self,
+        name: &str,
+        version: Option<u32>,
+        card: serde_json::Value,
+        onnx: Vec<u8>,
+    ) -> Result<Outcome> {
+        let (registered, entry) = self.models.register(name, version, card, onnx, now_ms())?;
+        let name = crate::model_catalog::model_name(name)?;
+        Ok(match registered {
+            Registered::New(version) => Outcome::ModelRegistered {
+                entry: Some(entry.entry(&name)),
+                name,
+                version,
+                existed: false,
+            },
+            Registered::Same(version) => Outcome::ModelRegistered {
+                name,
+                version,
+                existed: true,
+                entry: None,
+            },
+        })
+    }
+
+    /// Restores a model version from its command-log record.
+    pub fn restore_model(&mut self, record: &serde_json::Value) -> Result<u32> {
+        self.models.restore(record)
     }
 
     /// Runs statements with the server's `properties` under each statement's own (plugins are
@@ -271,6 +341,7 @@ impl Engine {
             registry: Arc::new(SandboxRegistry::over(self.registry.clone())),
             plugins: self.plugins.clone(),
             types: self.types.clone(),
+            models: self.models.detached(),
         }
     }
 
@@ -433,7 +504,7 @@ impl Engine {
             }
             Statement::CreateSource(c) => self.create_as_select(c, &stmt.text, props),
             Statement::InsertSelect { target, query, .. } => {
-                self.insert_select(target, query, &stmt.text)
+                self.insert_select(target, query, &stmt.text, props)
             }
             Statement::InsertValues {
                 target,
@@ -467,6 +538,32 @@ impl Engine {
                 name,
                 columns,
             } => self.alter(*kind, name, columns),
+            Statement::CreateModel {
+                name,
+                version,
+                folder,
+            } => {
+                let (card, onnx) = read_folder(std::path::Path::new(folder))?;
+                self.register_model(name, *version, card, onnx)
+            }
+            Statement::AlterModel {
+                name,
+                alias,
+                version,
+            } => {
+                let before = self.models.set_alias(name, alias, *version)?;
+                Ok(Outcome::ModelAliased {
+                    name: name.to_ascii_lowercase(),
+                    alias: alias.to_ascii_lowercase(),
+                    before,
+                    version: *version,
+                })
+            }
+            Statement::DropModel {
+                name,
+                version,
+                if_exists,
+            } => self.drop_model(name, *version, *if_exists),
             Statement::ReloadFunctions => {
                 let report = self
                     .plugins
@@ -517,6 +614,64 @@ impl Engine {
         })
     }
 
+    /// `DROP MODEL`: refused while a query runs a version it removes.
+    fn drop_model(&mut self, name: &str, version: Option<u32>, if_exists: bool) -> Result<Outcome> {
+        let key = name.to_ascii_lowercase();
+        let Some(model) = self.models.get(&key) else {
+            if if_exists {
+                return Ok(Outcome::ModelDropped {
+                    name: key,
+                    versions: Vec::new(),
+                });
+            }
+            return Err(self.models.require(&key).unwrap_err());
+        };
+        let removing = |v: u32| version.is_none_or(|n| n == v);
+        let users: Vec<String> = self
+            .queries
+            .values()
+            .filter(|q| {
+                q.models.iter().any(|u| {
+                    u.name == key
+                        && match &u.version {
+                            Pinned::Version(v) => removing(*v),
+                            Pinned::Alias(a) => {
+                                version.is_none() || model.aliases.get(a) == version.as_ref()
+                            }
+                        }
+                })
+            })
+            .map(|q| q.id.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(plan_err!(
+                "Cannot drop model '{key}'{}: queries use it ({}); terminate them first",
+                version.map(|v| format!(" version {v}")).unwrap_or_default(),
+                users.join(", ")
+            ));
+        }
+        let versions = self.models.drop(&key, version)?;
+        Ok(Outcome::ModelDropped {
+            name: key,
+            versions,
+        })
+    }
+
+    /// Pins the query's references to catalog models (see `model_refs`): the query to plan, and the
+    /// models it uses.
+    fn pin_models(
+        &self,
+        query: &QueryStatement,
+        props: &Properties,
+    ) -> Result<(QueryStatement, Vec<ModelUse>)> {
+        let mut query = query.clone();
+        let plugins = &self.plugins;
+        let uses = pin(&mut query.query, &self.models, &pins(props), |f| {
+            plugins.takes_model(f)
+        })?;
+        Ok((query, uses))
+    }
+
     /// Builds a persistent query writing `plan` into `sink` and keeps it.
     fn add_query(
         &mut self,
@@ -525,9 +680,10 @@ impl Engine {
         sink: &Source,
         plan: eddy_sql::planner::QueryPlan,
         props: &Properties,
+        models: Vec<ModelUse>,
     ) -> Result<()> {
         let props = self.effective(props);
-        let query = PersistentQuery::new(
+        let mut query = PersistentQuery::new(
             id.clone(),
             text,
             sink,
@@ -536,6 +692,7 @@ impl Engine {
             &props,
             &self.registry,
         )?;
+        query.models = models;
         self.queries.insert(id, query);
         Ok(())
     }
@@ -754,9 +911,10 @@ impl Engine {
                 c.kind.as_str()
             ));
         }
+        let (query, models) = self.pin_models(query, props)?;
         let plan = self
             .planner_for(&self.effective(props))?
-            .plan_query(&self.catalog, query)?;
+            .plan_query(&self.catalog, &query)?;
         // An aggregation produces a table; otherwise a query produces what it reads.
         let produces = if plan.aggregate.is_some() {
             SourceKind::Table
@@ -821,7 +979,7 @@ impl Engine {
                 SourceKind::Table => format!("CTAS_{}", c.name),
             }),
         };
-        self.add_query(id.clone(), text, &sink, plan, props)?;
+        self.add_query(id.clone(), text, &sink, plan, props, models)?;
         self.catalog.insert(sink);
         Ok(Outcome::QueryCreated {
             query_id: id,
@@ -830,7 +988,13 @@ impl Engine {
         })
     }
 
-    fn insert_select(&mut self, target: &str, q: &QueryStatement, text: &str) -> Result<Outcome> {
+    fn insert_select(
+        &mut self,
+        target: &str,
+        q: &QueryStatement,
+        text: &str,
+        props: &Properties,
+    ) -> Result<Outcome> {
         let sink = self.catalog.require(target)?.clone();
         if sink.is_read_only {
             return Err(plan_err!(
@@ -843,7 +1007,8 @@ impl Engine {
                 "INSERT INTO can only be used to insert into a stream. {target} is a table."
             ));
         }
-        let plan = self.planner.plan_query(&self.catalog, q)?;
+        let (q, models) = self.pin_models(q, props)?;
+        let plan = self.planner.plan_query(&self.catalog, &q)?;
         if plan.aggregate.is_some() {
             return Err(plan_err!(
                 "INSERT INTO needs a query that produces a stream: an aggregation produces a TABLE."
@@ -862,7 +1027,7 @@ impl Engine {
             ));
         }
         let id = self.next_id("INSERTQUERY");
-        self.add_query(id.clone(), text, &sink, plan, &Properties::new())?;
+        self.add_query(id.clone(), text, &sink, plan, &Properties::new(), models)?;
         Ok(Outcome::QueryCreated {
             query_id: id,
             kind: None,

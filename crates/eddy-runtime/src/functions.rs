@@ -57,6 +57,16 @@ impl PluginFunctions {
         self.functions.values()
     }
 
+    /// Whether the function of that name takes a model reference first (a first parameter named
+    /// `model`).
+    pub fn takes_model(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|(_, f)| {
+            f.overloads
+                .iter()
+                .any(|o| o.spec.params.first().is_some_and(|p| p.name == "model"))
+        })
+    }
+
     /// Registers every plugin the directory has loaded (the engine's start).
     pub fn attach(
         &mut self,

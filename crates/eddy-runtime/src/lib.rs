@@ -14,6 +14,8 @@ pub mod join;
 pub mod joined_rows;
 pub mod layout;
 pub mod memory;
+pub mod model_catalog;
+pub mod model_refs;
 pub mod partitioner;
 pub mod pipeline;
 mod placement;

@@ -88,6 +88,48 @@ pub fn command_status(outcome: &Outcome) -> (String, CommandStatus) {
             },
             None,
         ),
+        Outcome::ModelRegistered {
+            name,
+            version,
+            existed,
+            ..
+        } => (
+            format!("model/`{name}`/create"),
+            if *existed {
+                format!("Model '{name}' has this graph and card as version {version} already")
+            } else {
+                format!("Registered version {version} of model '{name}'")
+            },
+            None,
+        ),
+        Outcome::ModelAliased {
+            name,
+            alias,
+            before,
+            version,
+        } => (
+            format!("model/`{name}`/alter"),
+            match (version, before) {
+                (Some(v), Some(b)) => {
+                    format!("Alias '{alias}' of model '{name}' moved from version {b} to {v}")
+                }
+                (Some(v), None) => {
+                    format!("Alias '{alias}' of model '{name}' points at version {v}")
+                }
+                (None, _) => format!("Alias '{alias}' of model '{name}' removed"),
+            },
+            None,
+        ),
+        Outcome::ModelDropped { name, versions } => (
+            format!("model/`{name}`/drop"),
+            if versions.is_empty() {
+                format!("Model '{name}' does not exist.")
+            } else {
+                let list: Vec<String> = versions.iter().map(u32::to_string).collect();
+                format!("Dropped version {} of model '{name}'", list.join(", "))
+            },
+            None,
+        ),
         Outcome::TypeDropped { name, existed } => (
             format!("type/`{name}`/drop"),
             if *existed {

@@ -16,6 +16,8 @@ mod jwt;
 pub mod local_broker;
 pub mod log_format;
 pub mod metrics;
+mod model_api;
+mod model_entities;
 mod operations_api;
 pub mod peer_client;
 mod principal_file;

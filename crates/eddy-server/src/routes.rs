@@ -61,6 +61,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/clusterStatus", get(crate::operations_api::cluster_status))
         .route("/lag", get(crate::operations_api::lag))
+        .route("/models", get(crate::model_api::list))
+        .route(
+            "/models/{name}",
+            get(crate::model_api::describe).post(crate::model_api::upload),
+        )
         .route("/internal/pull", post(internal_pull))
         .route("/metrics", get(metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })

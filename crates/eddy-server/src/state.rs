@@ -16,6 +16,7 @@ use eddy_kafka::{
 };
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
+use eddy_runtime::model_refs;
 use eddy_runtime::registry::{RegisteredSchema, SchemaKind, SchemaRegistry};
 use eddy_runtime::{Engine, Outcome, TopicAdmin, TopicInfo};
 use eddy_sql::catalog::Source;
@@ -27,6 +28,7 @@ use crate::assertions;
 use crate::command_status::{CommandStatus, command_status};
 use crate::entity;
 use crate::function_entities;
+use crate::model_entities;
 use crate::peer_client::PeerClient;
 use crate::query_description::{self, QueryDescription};
 pub use crate::query_view::QueryView;
@@ -47,7 +49,20 @@ pub struct QueryDefaults {
     pub log_rows: bool,
     /// Queries keep per-record figures for `/metrics` (`eddy.metrics.per.record`).
     pub metrics: bool,
+    /// Where the model catalog is written out for model plugins (none: no catalog), and the
+    /// directory of models registered at the start (`<name>/<version>/` folders).
+    pub models: Option<ModelDirs>,
 }
+
+/// The model catalog's directories.
+#[derive(Debug, Clone)]
+pub struct ModelDirs {
+    pub catalog: std::path::PathBuf,
+    pub preload: Option<std::path::PathBuf>,
+}
+
+/// The plugin setting naming the model directory.
+pub const MODEL_DIR_PROPERTY: &str = "ksql.functions._global_.model_dir";
 
 impl Default for QueryDefaults {
     fn default() -> Self {
@@ -56,6 +71,7 @@ impl Default for QueryDefaults {
             exactly_once: false,
             log_rows: false,
             metrics: true,
+            models: None,
         }
     }
 }
@@ -158,7 +174,18 @@ impl AppState {
         );
         let admin: Arc<dyn TopicAdmin> = cluster.clone();
         let embedded_registry = registry.is_none();
-        let mut engine = Engine::new(admin).with_properties(defaults.properties.clone());
+        let mut properties = defaults.properties.clone();
+        if let Some(dirs) = &defaults.models {
+            // Model plugins read the catalog's directory.
+            properties.insert(
+                MODEL_DIR_PROPERTY.to_string(),
+                dirs.catalog.display().to_string(),
+            );
+        }
+        let mut engine = Engine::new(admin).with_properties(properties.clone());
+        if let Some(dirs) = &defaults.models {
+            engine = engine.with_model_dir(dirs.catalog.clone())?;
+        }
         if let Some(registry) = registry {
             engine = engine.with_schema_registry(registry);
         }
@@ -191,7 +218,7 @@ impl AppState {
             max_push_queries: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_PUSH_QUERIES),
             exactly_once: defaults.exactly_once,
             per_record_metrics: defaults.metrics,
-            server_properties: defaults.properties,
+            server_properties: properties,
             service_id,
             local_broker,
             seq: AtomicI64::new(0),
@@ -199,7 +226,54 @@ impl AppState {
             transient_seq: AtomicU64::new(0),
         });
         state.replay()?;
+        if let Some(preload) = defaults.models.as_ref().and_then(|d| d.preload.as_ref()) {
+            state.preload_models(preload);
+        }
         Ok(state)
+    }
+
+    /// Registers every `<name>/<version>/` folder of `dir` that the catalog lacks (a version it
+    /// holds with another graph is left as the catalog has it, with a warning).
+    fn preload_models(&self, dir: &std::path::Path) {
+        let folders = std::fs::read_dir(dir).into_iter().flatten().flatten();
+        let mut found = Vec::new();
+        for model in folders.filter(|e| e.path().is_dir()) {
+            let versions = std::fs::read_dir(model.path())
+                .into_iter()
+                .flatten()
+                .flatten();
+            for v in versions {
+                if let Some(version) = v.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                    found.push((
+                        model.file_name().to_string_lossy().to_string(),
+                        version,
+                        v.path(),
+                    ));
+                }
+            }
+        }
+        found.sort();
+        for (name, version, folder) in found {
+            let registered =
+                eddy_runtime::model_catalog::read_folder(&folder).and_then(|(card, onnx)| {
+                    lock(&self.engine).register_model(&name, Some(version), card, onnx)
+                });
+            match registered {
+                Ok(Outcome::ModelRegistered {
+                    entry: Some(entry), ..
+                }) => {
+                    if let Err(e) = self.log.append(&entry) {
+                        tracing::error!("model {name}@{version} not kept in the command log: {e}");
+                    }
+                    tracing::info!(
+                        "model {name}@{version} registered from {}",
+                        folder.display()
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("model {} not registered: {e}", folder.display()),
+            }
+        }
     }
 
     fn replay(&self) -> Result<(), Error> {
@@ -706,6 +780,10 @@ impl AppState {
                         .collect();
                     json!({"@type": "source_descriptions", "statementText": s.text, "sourceDescriptions": list, "warnings": []})
                 }
+                Statement::DescribeModel { name } => {
+                    model_entities::model_description(&s.text, &self.engine(), name)
+                        .map_err(|e| fail(e, &entities))?
+                }
                 Statement::DescribeFunction { name } => function_entities::describe_function(
                     &s.text,
                     &self.engine(),
@@ -752,45 +830,89 @@ impl AppState {
                     .explain(&s.text, target, &props)
                     .map_err(|e| fail(e, &entities))?,
                 _ => {
-                    let outcome = self
-                        .engine()
-                        .execute(&s, &props)
-                        .map_err(|e| fail(e, &entities))?;
-                    let query_id = match &outcome {
-                        Outcome::QueryCreated { query_id, .. } => Some(query_id.clone()),
-                        _ => None,
+                    let (outcome, pinned) = {
+                        let mut engine = self.engine();
+                        let outcome = engine.execute(&s, &props).map_err(|e| fail(e, &entities))?;
+                        let pinned = pinned_models(&engine, &outcome);
+                        (outcome, pinned)
                     };
-                    // RELOAD FUNCTIONS is logged for the other servers (at a start it finds
-                    // nothing changed since the plugins were loaded).
-                    if !matches!(
-                        outcome,
-                        Outcome::Inserted
-                            | Outcome::SourceExists { .. }
-                            | Outcome::DropSkipped { .. }
-                    ) {
-                        let entry =
-                            json!({"statement": s.text, "properties": props, "queryId": query_id});
-                        self.log.append(&entry).map_err(|e| fail(e, &entities))?;
+                    match self
+                        .commit(&s.text, &props, pinned, outcome)
+                        .map_err(|e| fail(e, &entities))?
+                    {
+                        Some(entity) => entity,
+                        None => continue,
                     }
-                    let seq = self.seq.fetch_add(1, Ordering::SeqCst);
-                    self.record(std::slice::from_ref(&outcome));
-                    match &outcome {
-                        Outcome::QueryCreated { query_id, .. } => self
-                            .start_task(query_id.clone(), &props)
-                            .map_err(|e| fail(e, &entities))?,
-                        Outcome::Dropped { terminated, .. } => self.stop_tasks(terminated),
-                        Outcome::Terminated { query_ids } => self.stop_tasks(query_ids),
-                        _ => {}
-                    }
-                    if matches!(outcome, Outcome::Inserted) {
-                        continue;
-                    }
-                    entity::current_status(&s.text, &outcome, seq)
                 }
             };
             entities.push(entity);
         }
         Ok(entities)
+    }
+
+    /// What follows a statement that changed something: its command-log entry (with the model
+    /// versions a new query pinned), its status, the tasks it starts or stops; the entity
+    /// answered (none for an insert).
+    fn commit(
+        &self,
+        text: &str,
+        props: &Properties,
+        pinned: Option<String>,
+        outcome: Outcome,
+    ) -> Result<Option<Value>, Error> {
+        let query_id = match &outcome {
+            Outcome::QueryCreated { query_id, .. } => Some(query_id.clone()),
+            _ => None,
+        };
+        let mut logged = props.clone();
+        if let Some(pinned) = pinned {
+            logged.insert(model_refs::PINNED.to_string(), pinned);
+        }
+        // RELOAD FUNCTIONS is logged for the other servers (at a start it finds nothing changed
+        // since the plugins were loaded); a new model version is logged as its record (the graph,
+        // not the folder it was read from).
+        let entry = match &outcome {
+            Outcome::Inserted
+            | Outcome::SourceExists { .. }
+            | Outcome::DropSkipped { .. }
+            | Outcome::ModelRegistered { entry: None, .. } => None,
+            Outcome::ModelDropped { versions, .. } if versions.is_empty() => None,
+            Outcome::ModelRegistered {
+                entry: Some(record),
+                ..
+            } => Some(record.clone()),
+            _ => Some(json!({"statement": text, "properties": logged, "queryId": query_id})),
+        };
+        if let Some(entry) = entry {
+            self.log.append(&entry)?;
+        }
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+        self.record(std::slice::from_ref(&outcome));
+        match &outcome {
+            Outcome::QueryCreated { query_id, .. } => self.start_task(query_id.clone(), props)?,
+            Outcome::Dropped { terminated, .. } => self.stop_tasks(terminated),
+            Outcome::Terminated { query_ids } => self.stop_tasks(query_ids),
+            _ => {}
+        }
+        if matches!(outcome, Outcome::Inserted) {
+            return Ok(None);
+        }
+        Ok(Some(entity::current_status(text, &outcome, seq)))
+    }
+
+    /// Registers an uploaded model version (`POST /models/{name}`), as `CREATE MODEL` does.
+    pub fn upload_model(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        card: Value,
+        onnx: Vec<u8>,
+    ) -> Result<Value, Error> {
+        let outcome = self.engine().register_model(name, version, card, onnx)?;
+        let text = format!("CREATE MODEL {name} (uploaded)");
+        Ok(self
+            .commit(&text, &Properties::new(), None, outcome)?
+            .unwrap_or(Value::Null))
     }
 
     /// `EXPLAIN`: a running query, or a query statement planned in a sandbox.
@@ -904,6 +1026,7 @@ impl AppState {
             }
             ShowKind::Variables => variable_list(text, variables),
             ShowKind::Types => entity::types(text, self.engine().types()),
+            ShowKind::Models => model_entities::model_list(text, &self.engine()),
         })
     }
 }
@@ -952,6 +1075,16 @@ fn missing_source(name: &str) -> Error {
     ))
 }
 
+/// The versions of catalog models a query just created pinned, as its property value.
+fn pinned_models(engine: &Engine, outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::QueryCreated { query_id, .. } => engine
+            .query(query_id)
+            .and_then(|q| model_refs::pins_property(&q.models)),
+        _ => None,
+    }
+}
+
 /// How long the command runner waits for new commands at a time.
 const COMMAND_POLL: Duration = Duration::from_millis(500);
 
@@ -967,6 +1100,12 @@ fn entry_properties(entry: &Value) -> Properties {
 /// Applies a command-log entry to the engine (a registered schema, or statements), returning what
 /// its statements did; a failure is logged (the log holds only statements that ran somewhere).
 fn apply(engine: &mut Engine, entry: &Value) -> Vec<Outcome> {
+    if let Some(model) = entry.get("model") {
+        if let Err(e) = engine.restore_model(model) {
+            tracing::error!("replaying a registered model: {e}");
+        }
+        return Vec::new();
+    }
     if let Some(schema) = entry.get("schema") {
         if let Err(e) = restore_schema(engine.schema_registry().as_ref(), schema) {
             tracing::error!("replaying a registered schema {schema}: {e}");

@@ -19,6 +19,7 @@ use eddy_server::access::Access;
 use eddy_server::local_broker::LocalBroker;
 use eddy_server::peer_client::PeerClient;
 use eddy_server::schema_registry::HttpRegistry;
+use eddy_server::state::{ModelDirs, QueryDefaults};
 use eddy_server::{routes, state::AppState};
 
 /// A server (router and state) over its own local broker, which stops when the value is dropped.
@@ -31,9 +32,15 @@ struct Server {
 }
 
 fn server() -> Server {
+    server_with(|_| Default::default())
+}
+
+/// A server whose query defaults are made from its data directory.
+fn server_with(defaults: impl FnOnce(&std::path::Path) -> QueryDefaults) -> Server {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     let dir = tempdir::Dir::new(n);
+    let defaults = defaults(dir.path());
     let broker = LocalBroker::start(dir.path()).expect("start nisshi (run scripts/setup)");
     let cluster = Arc::new(KafkaCluster::connect(broker.bootstrap()).expect("connect"));
     cluster
@@ -45,7 +52,7 @@ fn server() -> Server {
         None,
         None,
         None,
-        Default::default(),
+        defaults,
     )
     .expect("server state");
     Server {
@@ -1055,6 +1062,153 @@ async fn registered_schemas_keep_their_ids_across_a_restart() {
     .expect("restart");
     let registry = restarted.engine().schema_registry().clone();
     assert_eq!(registry.by_id(id).expect("schema after restart").text, AVRO);
+    restarted.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_are_registered_aliased_described_and_kept_across_a_restart() {
+    use base64::Engine as _;
+    let committed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../udfs/anomaly/models");
+    let preload = committed.clone();
+    let server = tokio::task::spawn_blocking(move || {
+        server_with(|dir| QueryDefaults {
+            models: Some(ModelDirs {
+                catalog: dir.join("models"),
+                preload: Some(preload),
+            }),
+            ..Default::default()
+        })
+    })
+    .await
+    .unwrap();
+    let catalog = server._dir.path().join("models");
+    // The committed models are preloaded as version 1.
+    let (status, body) = call(&server.app, "GET", "/models", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = listed["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["autoencoder", "autoencoder_30s", "gaussian", "gaussian_30s"]
+    );
+    assert_eq!(listed["models"][2]["features"], 14);
+    // An upload with another threshold is version 2; the same upload again changes nothing.
+    let folder = committed.join("gaussian/1");
+    let mut card: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("card.json")).unwrap()).unwrap();
+    card["threshold"] = json!(1000.0);
+    let onnx = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(folder.join("model.onnx")).unwrap());
+    let upload = json!({"card": card, "onnx": onnx});
+    let (status, body) = call(
+        &server.app,
+        "POST",
+        "/models/gaussian",
+        Some(upload.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("Registered version 2 of model 'gaussian'"),
+        "{body}"
+    );
+    let (_, body) = call(&server.app, "POST", "/models/gaussian", Some(upload)).await;
+    assert!(body.contains("as version 2 already"), "{body}");
+    let written: Value = serde_json::from_str(
+        &std::fs::read_to_string(catalog.join("gaussian/2/card.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (written["version"].clone(), written["threshold"].clone()),
+        (json!(2), json!(1000.0))
+    );
+    // Bad uploads are the caller's mistakes.
+    for (body, want) in [
+        (json!({"card": card, "onnx": "%%%"}), "is not base64"),
+        (
+            json!({"card": {"threshold": 1}, "onnx": onnx}),
+            "must list its input features",
+        ),
+        (json!({"card": card}), "missing field `onnx`"),
+    ] {
+        let (status, answer) = call(&server.app, "POST", "/models/gaussian", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer.contains(want), "{answer}");
+    }
+    // Aliases are written out for the plugin; what an alias points at cannot be dropped.
+    let (status, body) = ksql(
+        &server.app,
+        "ALTER MODEL gaussian SET ALIAS Production = 2;",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(catalog.join("gaussian/aliases.json")).unwrap(),
+        r#"{"production":2}"#
+    );
+    let (status, body) = ksql(&server.app, "DROP MODEL gaussian VERSION 2;").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.to_string()
+            .contains("aliases point at it (production → 2)"),
+        "{body}"
+    );
+    let (status, body) = ksql(&server.app, "DESCRIBE MODEL gaussian;").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let versions: Vec<u64> = body[0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(body[0]["versions"][1]["threshold"], 1000.0);
+    let (status, body) = call(&server.app, "GET", "/models/nosuch", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body.contains("the models are: autoencoder, autoencoder_30s, gaussian, gaussian_30s"),
+        "{body}"
+    );
+    // Another server of the service id (a restart) gets the catalog from the command log.
+    let (cluster, service) = (server.cluster.clone(), server.state.service_id.clone());
+    let elsewhere = server._dir.path().join("elsewhere");
+    let restarted = tokio::task::spawn_blocking({
+        let elsewhere = elsewhere.clone();
+        move || {
+            let defaults = QueryDefaults {
+                models: Some(ModelDirs {
+                    catalog: elsewhere,
+                    preload: None,
+                }),
+                ..Default::default()
+            };
+            AppState::start(cluster, service, None, None, None, defaults)
+        }
+    })
+    .await
+    .unwrap()
+    .expect("restart");
+    let gaussian = restarted
+        .engine()
+        .models()
+        .get("gaussian")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        gaussian.versions.keys().copied().collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(gaussian.aliases.get("production"), Some(&2));
+    assert_eq!(
+        std::fs::read(elsewhere.join("gaussian/2/model.onnx")).unwrap(),
+        std::fs::read(folder.join("model.onnx")).unwrap()
+    );
     restarted.shutdown();
 }
 

@@ -513,8 +513,36 @@ impl StatementParser {
         }
     }
 
+    /// A model's name, as written (model names are not upper-cased: the catalog keys them in
+    /// lower case).
+    fn model_name(&mut self) -> Result<String> {
+        self.identifier_or_string()
+    }
+
+    /// `VERSION n`, if next.
+    fn model_version(&mut self) -> Result<Option<u32>> {
+        if !self.eat_word("VERSION") {
+            return Ok(None);
+        }
+        let n = self.number()?;
+        match u32::try_from(n) {
+            Ok(v) => Ok(Some(v)),
+            Err(_) => self.error(format!("Model version {n} is too large")),
+        }
+    }
+
     fn create(&mut self) -> Result<Statement> {
         self.expect_word("CREATE")?;
+        if self.eat_word("MODEL") {
+            let name = self.model_name()?;
+            let version = self.model_version()?;
+            self.expect_word("FROM")?;
+            return Ok(Statement::CreateModel {
+                name,
+                version,
+                folder: self.string_literal()?,
+            });
+        }
         if self.eat_word("TYPE") {
             let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
             let name = self.identifier()?;
@@ -647,6 +675,8 @@ impl StatementParser {
                 self.expect_gt()?;
                 SqlType::Map(Box::new(k), Box::new(v))
             }
+            // `STRUCT<>` (the tokenizer reads `<>` as one token).
+            "STRUCT" if self.eat(&Token::Neq) => SqlType::Struct(Vec::new()),
             "STRUCT" => {
                 self.expect(&Token::Lt)?;
                 let mut fields = Vec::new();
@@ -1062,7 +1092,8 @@ impl StatementParser {
                 "FUNCTIONS" => ShowKind::Functions,
                 "VARIABLES" => ShowKind::Variables,
                 "TYPES" => ShowKind::Types,
-                other => return self.error(format!("Cannot show '{other}': expecting STREAMS, TABLES, TOPICS, QUERIES, PROPERTIES or FUNCTIONS")),
+                "MODELS" => ShowKind::Models,
+                other => return self.error(format!("Cannot show '{other}': expecting STREAMS, TABLES, TOPICS, QUERIES, PROPERTIES, FUNCTIONS, VARIABLES, TYPES or MODELS")),
             },
             _ => return self.error(format!("Expecting what to show, found {}", self.describe_next())),
         };
@@ -1077,6 +1108,13 @@ impl StatementParser {
         if self.eat_word("FUNCTION") {
             return Ok(Statement::DescribeFunction {
                 name: self.identifier_or_string()?.to_ascii_uppercase(),
+            });
+        }
+        // `DESCRIBE MODEL name` (a source named MODEL is `DESCRIBE MODEL;`).
+        if self.is_word("MODEL") && matches!(self.peek_at(1), Some(Token::Word(_))) {
+            self.pos += 1;
+            return Ok(Statement::DescribeModel {
+                name: self.model_name()?,
             });
         }
         for (word, kind) in [
@@ -1100,6 +1138,14 @@ impl StatementParser {
 
     fn drop(&mut self) -> Result<Statement> {
         self.pos += 1;
+        if self.eat_word("MODEL") {
+            let if_exists = self.eat_words(&["IF", "EXISTS"]);
+            return Ok(Statement::DropModel {
+                name: self.model_name()?,
+                version: self.model_version()?,
+                if_exists,
+            });
+        }
         if self.eat_word("TYPE") {
             let if_exists = self.eat_words(&["IF", "EXISTS"]);
             return Ok(Statement::DropType {
@@ -1186,6 +1232,37 @@ impl StatementParser {
 
     fn alter(&mut self) -> Result<Statement> {
         self.pos += 1;
+        if self.eat_word("MODEL") {
+            let name = self.model_name()?;
+            let set = if self.eat_word("SET") {
+                true
+            } else if self.eat_word("DROP") {
+                false
+            } else {
+                return self.error(format!(
+                    "Expecting SET ALIAS or DROP ALIAS, found {}",
+                    self.describe_next()
+                ));
+            };
+            self.expect_word("ALIAS")?;
+            let alias = self.identifier_or_string()?;
+            let version = if set {
+                self.expect(&Token::Eq)?;
+                self.eat_word("VERSION");
+                let n = self.number()?;
+                Some(
+                    u32::try_from(n)
+                        .or_else(|_| self.error(format!("Model version {n} is too large")))?,
+                )
+            } else {
+                None
+            };
+            return Ok(Statement::AlterModel {
+                name,
+                alias,
+                version,
+            });
+        }
         let kind = self.source_kind()?;
         let name = self.identifier()?;
         let mut columns = Vec::new();
@@ -1546,6 +1623,38 @@ mod tests {
             ),
             ("DESCRIBE foo EXTENDED", |s| {
                 matches!(s, Statement::Describe { extended: true, .. })
+            }),
+            (
+                "CREATE MODEL car_ae VERSION 2 FROM '/m/car_ae/2'",
+                |s| matches!(s, Statement::CreateModel { name, version: Some(2), folder } if name == "car_ae" && folder == "/m/car_ae/2"),
+            ),
+            (
+                "ALTER MODEL car_ae SET ALIAS production = 2",
+                |s| matches!(s, Statement::AlterModel { name, alias, version: Some(2) } if name == "car_ae" && alias == "production"),
+            ),
+            ("ALTER MODEL car_ae DROP ALIAS candidate", |s| {
+                matches!(s, Statement::AlterModel { version: None, .. })
+            }),
+            (
+                "DROP MODEL IF EXISTS car_ae VERSION 1",
+                |s| matches!(s, Statement::DropModel { name, version: Some(1), if_exists: true } if name == "car_ae"),
+            ),
+            (
+                "DESCRIBE MODEL car_ae",
+                |s| matches!(s, Statement::DescribeModel { name } if name == "car_ae"),
+            ),
+            (
+                "DESCRIBE model",
+                |s| matches!(s, Statement::Describe { name, .. } if name == "MODEL"),
+            ),
+            ("SHOW MODELS", |s| {
+                matches!(
+                    s,
+                    Statement::Show {
+                        kind: ShowKind::Models,
+                        ..
+                    }
+                )
             }),
             (
                 "DESCRIBE FUNCTION ucase",

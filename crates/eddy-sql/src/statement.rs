@@ -174,6 +174,7 @@ pub enum ShowKind {
     Functions,
     Variables,
     Types,
+    Models,
 }
 
 /// What `EXPLAIN` describes.
@@ -273,6 +274,29 @@ pub enum Statement {
         name: String,
         if_exists: bool,
     },
+    /// `CREATE MODEL name [VERSION n] FROM 'folder'`: registers the ONNX graph and card of a folder
+    /// the server reads (`model.onnx`, `card.json`) as a version of a model (Eddy's own statement).
+    CreateModel {
+        name: String,
+        version: Option<u32>,
+        folder: String,
+    },
+    /// `ALTER MODEL name SET ALIAS alias = version` (`Some`) or `ALTER MODEL name DROP ALIAS alias`.
+    AlterModel {
+        name: String,
+        alias: String,
+        version: Option<u32>,
+    },
+    /// `DROP MODEL [IF EXISTS] name [VERSION n]`.
+    DropModel {
+        name: String,
+        version: Option<u32>,
+        if_exists: bool,
+    },
+    /// `DESCRIBE MODEL name`.
+    DescribeModel {
+        name: String,
+    },
     /// `ASSERT [NOT EXISTS] TOPIC name [WITH (PARTITIONS=n, REPLICAS=m)] [TIMEOUT n unit]`.
     AssertTopic {
         name: String,
@@ -303,6 +327,7 @@ impl Statement {
             | Statement::Unset { .. }
             | Statement::Print { .. }
             | Statement::Explain(_)
+            | Statement::DescribeModel { .. }
             | Statement::AssertTopic { .. }
             | Statement::AssertSchema { .. }
             | Statement::Define { .. }
@@ -315,6 +340,9 @@ impl Statement {
             | Statement::Alter { .. }
             | Statement::CreateType { .. }
             | Statement::DropType { .. }
+            | Statement::CreateModel { .. }
+            | Statement::AlterModel { .. }
+            | Statement::DropModel { .. }
             | Statement::Terminate { .. } => false,
         }
     }
@@ -353,6 +381,10 @@ impl Statement {
             Statement::Undefine { .. } => "UndefineVariable",
             Statement::CreateType { .. } => "RegisterType",
             Statement::DropType { .. } => "DropType",
+            Statement::CreateModel { .. } => "CreateModel",
+            Statement::AlterModel { .. } => "AlterModel",
+            Statement::DropModel { .. } => "DropModel",
+            Statement::DescribeModel { .. } => "DescribeModel",
             Statement::AssertTopic { .. } => "AssertTopic",
             Statement::AssertSchema { .. } => "AssertSchema",
         }

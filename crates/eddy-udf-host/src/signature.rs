@@ -1,6 +1,7 @@
 //! Overloads and their resolution: which of a function's signatures a call's argument types pick,
 //! with ksqlDB's implicit conversions (NULL to anything, INT to BIGINT, integers and DECIMAL to DOUBLE),
-//! and the error naming the signatures when none fits.
+//! and the error naming the signatures when none fits. A parameter of type `STRUCT<>` takes any struct
+//! as it is (a model's features by name, say).
 
 use datafusion::arrow::datatypes::DataType;
 use eddy_sql::types::SqlType;
@@ -115,10 +116,26 @@ fn no_match(name: &str, overloads: &[Overload], args: &[DataType]) -> String {
     )
 }
 
+/// Whether `param` is `STRUCT<>`: any struct, passed as it is.
+fn any_struct(param: &SqlType) -> bool {
+    matches!(param, SqlType::Struct(fields) if fields.is_empty())
+}
+
+/// The type an argument of type `arg` is converted to for `param`.
+fn target(arg: &DataType, param: &SqlType) -> DataType {
+    match arg {
+        DataType::Struct(_) if any_struct(param) => arg.clone(),
+        _ => param.to_arrow(),
+    }
+}
+
 /// The cost of converting an argument of type `arg` to `param` (`None`: not allowed).
 fn conversion(arg: &DataType, param: &SqlType) -> Option<usize> {
     if *arg == DataType::Null {
         return Some(1);
+    }
+    if any_struct(param) {
+        return matches!(arg, DataType::Struct(_)).then_some(0);
     }
     let arg = SqlType::from_arrow(arg).ok()?;
     if arg == *param {
@@ -144,7 +161,6 @@ fn fit(params: &[SqlType], specs: &[eddy_udf::Param], args: &[DataType]) -> Opti
         return args.is_empty().then(|| (0, Vec::new()));
     };
     let (spec, rest_specs) = specs.split_first()?;
-    let target = (param.to_arrow(), spec.constant);
     if spec.variadic {
         // Try taking as many arguments as possible first, then fewer.
         let takeable = args
@@ -157,7 +173,10 @@ fn fit(params: &[SqlType], specs: &[eddy_udf::Param], args: &[DataType]) -> Opti
                 .iter()
                 .map(|a| conversion(a, param).unwrap_or(0))
                 .sum();
-            let mut all = vec![target.clone(); n];
+            let mut all: Vec<_> = args[..n]
+                .iter()
+                .map(|a| (target(a, param), spec.constant))
+                .collect();
             all.append(&mut targets);
             Some((cost + own + VARIADIC, all))
         });
@@ -165,7 +184,7 @@ fn fit(params: &[SqlType], specs: &[eddy_udf::Param], args: &[DataType]) -> Opti
     let (arg, rest_args) = args.split_first()?;
     let own = conversion(arg, param)?;
     let (cost, targets) = fit(rest, rest_specs, rest_args)?;
-    let mut all = vec![target];
+    let mut all = vec![(target(arg, param), spec.constant)];
     all.extend(targets);
     Some((cost + own, all))
 }
@@ -173,6 +192,7 @@ fn fit(params: &[SqlType], specs: &[eddy_udf::Param], args: &[DataType]) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::datatypes::Field;
     use eddy_udf::{Kind, Param};
 
     fn overload(index: u32, params: &[(&str, bool, bool)]) -> Overload {
@@ -204,6 +224,20 @@ mod tests {
         assert_eq!(r.columns(), 5);
         let r = resolve("f", &overloads, &[DataType::Int32, DataType::Utf8]).unwrap();
         assert_eq!(r.targets, vec![DataType::Int64, DataType::Utf8]);
+    }
+
+    #[test]
+    fn an_empty_struct_parameter_takes_any_struct_as_it_is() {
+        let overloads = [
+            overload(0, &[("STRING", false, false), ("DOUBLE", true, false)]),
+            overload(1, &[("STRING", false, false), ("STRUCT<>", false, false)]),
+        ];
+        let features = DataType::Struct(vec![Field::new("SPEED", DataType::Float64, true)].into());
+        let r = resolve("f", &overloads, &[DataType::Utf8, features.clone()]).unwrap();
+        assert_eq!((r.overload, r.targets[1].clone()), (1, features));
+        let r = resolve("f", &overloads, &[DataType::Utf8, DataType::Float64]).unwrap();
+        assert_eq!(r.overload, 0);
+        assert!(resolve("f", &overloads[1..], &[DataType::Utf8, DataType::Utf8]).is_err());
     }
 
     #[test]

@@ -16,7 +16,8 @@ use syn::{
 /// `BatchFunction` (whole arrays in and out) the SQL types are given: `#[udf(args = ["DOUBLE"], returns =
 /// "DOUBLE")]`. Options: `name` (default: the Rust name; repeat a name for overloads), `description`
 /// (default: the doc comment), `deterministic` (default true), `variadic` (batch form: the last of `args`
-/// repeats).
+/// repeats), `names` (batch form: the parameters' names, default `arg0`, `arg1`, ...; a first parameter
+/// named `model` takes a model reference, which the server pins to a version when a query is created).
 #[proc_macro_attribute]
 pub fn udf(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr, item, Kind::Scalar)
@@ -69,6 +70,8 @@ struct Options {
     description: Option<String>,
     deterministic: Option<bool>,
     args: Option<Vec<String>>,
+    /// The parameters' names (batch form).
+    names: Option<Vec<String>>,
     returns: Option<String>,
     variadic: bool,
     state: Option<Vec<String>>,
@@ -92,11 +95,12 @@ impl syn::parse::Parse for Options {
                 "variadic" => options.variadic = boolean(&nv.value)?,
                 "retract" => options.retract = boolean(&nv.value)?,
                 "args" => options.args = Some(strings(&nv.value)?),
+                "names" => options.names = Some(strings(&nv.value)?),
                 "state" => options.state = Some(strings(&nv.value)?),
                 _ => {
                     return Err(syn::Error::new_spanned(
                         &nv.path,
-                        "unknown option: expected name, description, deterministic, args, returns, variadic, state or retract",
+                        "unknown option: expected name, description, deterministic, args, names, returns, variadic, state or retract",
                     ));
                 }
             }
@@ -105,8 +109,10 @@ impl syn::parse::Parse for Options {
     }
 }
 
+/// A string literal (also when a `macro_rules!` fragment wraps it in an invisible group).
 fn string(e: &Expr) -> syn::Result<String> {
     match e {
+        Expr::Group(g) => string(&g.expr),
         Expr::Lit(l) => match &l.lit {
             Lit::Str(s) => Ok(s.value()),
             _ => Err(syn::Error::new_spanned(e, "expected a string")),
@@ -117,6 +123,7 @@ fn string(e: &Expr) -> syn::Result<String> {
 
 fn strings(e: &Expr) -> syn::Result<Vec<String>> {
     match e {
+        Expr::Group(g) => strings(&g.expr),
         Expr::Array(a) => a.elems.iter().map(string).collect(),
         other => Err(syn::Error::new_spanned(other, "expected [\"TYPE\", ...]")),
     }
@@ -124,6 +131,7 @@ fn strings(e: &Expr) -> syn::Result<Vec<String>> {
 
 fn boolean(e: &Expr) -> syn::Result<bool> {
     match e {
+        Expr::Group(g) => boolean(&g.expr),
         Expr::Lit(l) => match &l.lit {
             Lit::Bool(b) => Ok(b.value),
             _ => Err(syn::Error::new_spanned(e, "expected true or false")),
@@ -429,7 +437,8 @@ struct Typed<'a> {
 fn typed_def(options: &Options, typed: Typed, ident: &Ident) -> Tokens {
     let args = options.args.clone().unwrap_or_default();
     let returns = options.returns.clone().unwrap_or_default();
-    let params = batch_params(&args, options.variadic);
+    let names = options.names.clone().unwrap_or_default();
+    let params = batch_params(&args, &names, options.variadic);
     let spec = spec(
         options,
         &ident.to_string(),
@@ -463,13 +472,13 @@ fn typed_def(options: &Options, typed: Typed, ident: &Ident) -> Tokens {
     }
 }
 
-/// The manifest's parameters of a batch function, from the SQL types in its attribute.
-fn batch_params(args: &[String], variadic: bool) -> Vec<Tokens> {
+/// The manifest's parameters of a batch function, from the SQL types (and names) in its attribute.
+fn batch_params(args: &[String], names: &[String], variadic: bool) -> Vec<Tokens> {
     let last = args.len().saturating_sub(1);
     args.iter()
         .enumerate()
         .map(|(i, t)| {
-            let name = format!("arg{i}");
+            let name = names.get(i).cloned().unwrap_or_else(|| format!("arg{i}"));
             let is_variadic = variadic && i == last;
             quote! {{
                 let mut p = ::eddy_udf::Param::new(#name, #t);

@@ -4,7 +4,7 @@
 //! that many rows (tract runs those about 25 % faster than the plan for any number of rows).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use eddy_udf::serde_json::{self, Value};
@@ -96,92 +96,6 @@ impl Scored {
 /// A tensor's values, if they are f32s in memory.
 fn floats(t: &Tensor) -> Option<&[f32]> {
     t.as_plain_ram()?.as_slice::<f32>().ok()
-}
-
-/// How a call names a model: `name`, `name@version`, either followed by `?threshold=t`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Spec {
-    pub name: String,
-    /// The highest version when none is given.
-    pub version: Option<u32>,
-    /// Overrides the card's threshold (IS_ANOMALY).
-    pub threshold: Option<f64>,
-}
-
-impl Spec {
-    pub fn parse(spec: &str) -> Result<Spec> {
-        let (model, options) = spec.split_once('?').unwrap_or((spec, ""));
-        let (name, version) = match model.split_once('@') {
-            Some((n, v)) => {
-                let v: u32 = v.trim().parse().map_err(|_| {
-                    Error(format!(
-                        "bad model version in '{spec}': expected name@number"
-                    ))
-                })?;
-                (n.trim(), Some(v))
-            }
-            None => (model.trim(), None),
-        };
-        if name.is_empty() || name.contains(['/', '\\', '.']) {
-            return Err(Error(format!("bad model name '{spec}'")));
-        }
-        let mut threshold = None;
-        for option in options.split('&').filter(|o| !o.trim().is_empty()) {
-            match option.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
-                Some(("threshold", v)) => {
-                    threshold = Some(v.parse().map_err(|_| {
-                        Error(format!("bad threshold in '{spec}': expected a number"))
-                    })?)
-                }
-                _ => {
-                    return Err(Error(format!(
-                        "unknown model option '{option}' in '{spec}': the only one is threshold=<number>"
-                    )));
-                }
-            }
-        }
-        Ok(Spec {
-            name: name.to_string(),
-            version,
-            threshold,
-        })
-    }
-}
-
-/// The model's name, version and folder (the highest version when the spec names none).
-pub fn resolve(dir: &Path, spec: &Spec) -> Result<(String, u32, PathBuf)> {
-    let name = spec.name.as_str();
-    let version = spec.version;
-    let folder = dir.join(name);
-    let versions: Vec<u32> = std::fs::read_dir(&folder)
-        .map_err(|_| {
-            let mut known: Vec<String> = std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect();
-            known.sort();
-            Error(format!(
-                "no model '{name}' in {} (it has: {})",
-                dir.display(),
-                known.join(", ")
-            ))
-        })?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    let version = match version {
-        Some(v) if versions.contains(&v) => v,
-        Some(v) => {
-            return Err(Error(format!(
-                "model '{name}' has no version {v} (it has {versions:?})"
-            )));
-        }
-        None => *versions
-            .iter()
-            .max()
-            .ok_or_else(|| Error(format!("model '{name}' has no versions")))?,
-    };
-    Ok((name.to_string(), version, folder.join(version.to_string())))
 }
 
 impl Model {

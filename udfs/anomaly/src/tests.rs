@@ -6,7 +6,7 @@ use std::path::Path;
 
 use eddy_udf::serde_json::{self, Value};
 
-use crate::{Model, Spec, resolve};
+use crate::{Model, Spec, Version, resolve};
 
 fn models() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
@@ -88,7 +88,7 @@ fn a_spec_may_override_the_threshold() {
     let s = Spec::parse("gaussian_30s@1?threshold=150").unwrap();
     assert_eq!(
         (s.name.as_str(), s.version, s.threshold),
-        ("gaussian_30s", Some(1), Some(150.0))
+        ("gaussian_30s", Version::Number(1), Some(150.0))
     );
     assert_eq!(Spec::parse("gaussian").unwrap().threshold, None);
     let e = Spec::parse("gaussian?thresold=1").unwrap_err().to_string();
