@@ -291,6 +291,12 @@ impl Engine {
     ) -> Result<Outcome> {
         let (registered, entry) = self.models.register(name, version, card, onnx, now_ms())?;
         let name = crate::model_catalog::model_name(name)?;
+        if let Registered::New(version) = registered
+            && let Err(e) = self.check_model(&name, version)
+        {
+            self.models.drop(&name, Some(version))?;
+            return Err(e);
+        }
         Ok(match registered {
             Registered::New(version) => Outcome::ModelRegistered {
                 entry: Some(entry.entry(&name)),
@@ -305,6 +311,17 @@ impl Engine {
                 entry: None,
             },
         })
+    }
+
+    /// Whether the model plugin loads version `version` of `name` (when the catalog is written
+    /// out where the plugin reads it).
+    fn check_model(&self, name: &str, version: u32) -> Result<()> {
+        if self.models.dir().is_none() {
+            return Ok(());
+        }
+        self.plugins
+            .check_model(&format!("{name}@{version}"), &self.properties)
+            .map_err(|e| plan_err!("Model {name}@{version} cannot be used: {e}"))
     }
 
     /// Restores a model version from its command-log record.
@@ -551,6 +568,14 @@ impl Engine {
                 alias,
                 version,
             } => {
+                if let Some(v) = version
+                    && self
+                        .models
+                        .get(name)
+                        .is_some_and(|m| m.versions.contains_key(v))
+                {
+                    self.check_model(&name.to_ascii_lowercase(), *v)?;
+                }
                 let before = self.models.set_alias(name, alias, *version)?;
                 Ok(Outcome::ModelAliased {
                     name: name.to_ascii_lowercase(),

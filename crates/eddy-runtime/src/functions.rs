@@ -57,6 +57,21 @@ impl PluginFunctions {
         self.functions.values()
     }
 
+    /// Whether a model reference (`name@version`) loads: asked of the first function that takes
+    /// a model (configured from `props`); Ok when no function takes one.
+    pub fn check_model(&self, reference: &str, props: &Properties) -> Result<(), String> {
+        let mut takers = self
+            .functions
+            .values()
+            .filter(|(_, f)| self.takes_model(&f.name));
+        match takers.next() {
+            Some((plugin, f)) => plugin
+                .accepts_first(f, &config(props, &f.name), reference)
+                .map_err(|e| format!("{}: {e}", f.name)),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the function of that name takes a model reference first (a first parameter named
     /// `model`).
     pub fn takes_model(&self, name: &str) -> bool {

@@ -8,6 +8,7 @@ mod call_stats;
 mod dir;
 mod instance;
 mod plugin;
+mod probe;
 mod scalar;
 mod signature;
 
