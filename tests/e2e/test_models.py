@@ -1,5 +1,6 @@
 """Models as first-class citizens, through the real broker: an alias moved under a running query (hot
-swap), versions pinned across a restart, versions the plugin cannot load refused.
+swap), an alias splitting rows between versions by key with a shadow version, versions pinned across a
+restart, versions the plugin cannot load refused.
 
 Run by scripts/test:  python tests/e2e/test_models.py --server-bin target/release/eddy-server [--events N]
 (scripts/test runs 200,000 events through the hot swap; the issue's figure is --events 1000000).
@@ -110,22 +111,22 @@ def test_hot_swap(ctx):
         ksql(server, "ALTER MODEL gaussian SET ALIAS production = 1;")
         ksql(server, f"CREATE STREAM readings (car_id STRING KEY, id BIGINT, {COLUMNS}) WITH "
                      f"(kafka_topic='swap_readings', value_format='JSON', partitions={PARTITIONS});")
-        ksql(server, f"CREATE STREAM scored AS SELECT car_id, id, ANOMALY('gaussian@production', {FEATURES}) AS a "
-                     "FROM readings;", **{"auto.offset.reset": "earliest"})
+        ksql(server, f"CREATE STREAM swap_scored AS SELECT car_id, id, ANOMALY('gaussian@production', {FEATURES}) "
+                     "AS a FROM readings;", **{"auto.offset.reset": "earliest"})
         pid = server.proc.pid
         # The readings arrive over about ten seconds; the alias moves once a third are scored.
         producer = threading.Thread(target=produce_readings,
                                     args=(ctx.broker.bootstrap, "swap_readings", range(events), events / 10))
         producer.start()
         deadline = time.time() + 120
-        while count_records(ctx.broker.bootstrap, "SCORED") < events // 3:
+        while count_records(ctx.broker.bootstrap, "SWAP_SCORED") < events // 3:
             assert time.time() < deadline, "the query scored too little"
             time.sleep(0.05)
-        moved_at = count_records(ctx.broker.bootstrap, "SCORED")
+        moved_at = count_records(ctx.broker.bootstrap, "SWAP_SCORED")
         body = ksql(server, "ALTER MODEL gaussian SET ALIAS production = 2;")
         assert "moved from version 1 to 2" in json.dumps(body), body
         producer.join()
-        rows = read_output(ctx.broker.bootstrap, "SCORED", events)
+        rows = read_output(ctx.broker.bootstrap, "SWAP_SCORED", events)
         ids = [v["ID"] for _, _, v in rows]
         assert len(ids) == events and len(set(ids)) == events, \
             f"{len(ids)} rows, {len(set(ids))} distinct readings of {events}"
@@ -150,6 +151,85 @@ def test_hot_swap(ctx):
         assert server.proc.poll() is None and server.proc.pid == pid
         print(f"  {events} readings: {per_version[1]} scored by version 1, {per_version[2]} by version 2 "
               f"(alias moved after {moved_at})")
+    finally:
+        server.stop()
+
+
+def fnv1a_bucket(key):
+    """The bucket (0-99) the anomaly plugin sends a key to: FNV-1a 64 of its bytes, modulo 100."""
+    h = 0xcbf29ce484222325
+    for b in key.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h % 100
+
+
+def scrape(server):
+    """Prometheus samples of /metrics: {(name, frozenset(labels)): value}."""
+    import urllib.request
+    text = urllib.request.urlopen(server.url + "/metrics", timeout=30).read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        head, value = line.rsplit(" ", 1)
+        name, _, labels = head.partition("{")
+        pairs = frozenset(tuple(p.split("=", 1)) for p in labels.rstrip("}").split(",") if p)
+        samples[(name, frozenset((k, v.strip('"')) for k, v in pairs))] = float(value)
+    return samples
+
+
+def test_shadow_and_split(ctx):
+    """An alias splitting rows 90/10 between versions 1 and 2 by key, with version 3 in shadow: each
+    reading is scored by the version its key's bucket picks (within a point of 90/10 over the run), the
+    shadow's version never reaches the output, and /metrics counts rows, alerts, time and scores per
+    version and role."""
+    server = model_server(ctx, "split")
+    events = ctx.events
+    try:
+        ksql(server, f"CREATE MODEL gaussian VERSION 2 FROM '{version_folder(1000.0)}';")
+        ksql(server, f"CREATE MODEL gaussian VERSION 3 FROM '{version_folder(1.0)}';")
+        body = ksql(server, "ALTER MODEL gaussian SET ALIAS production = 1 WEIGHT 90, 2 WEIGHT 10 SHADOW 3;")
+        assert "points at version 1 WEIGHT 90, 2 WEIGHT 10 SHADOW 3" in json.dumps(body), body
+        ksql(server, f"CREATE STREAM readings (car_id STRING KEY, id BIGINT, {COLUMNS}) WITH "
+                     f"(kafka_topic='split_readings', value_format='JSON', partitions={PARTITIONS});")
+        ksql(server, f"CREATE STREAM split_scored AS SELECT car_id, id, "
+                     f"ANOMALY('gaussian@production', ARRAY[{FEATURES}], car_id) AS a FROM readings;",
+             **{"auto.offset.reset": "earliest"})
+        p = Producer({"bootstrap.servers": ctx.broker.bootstrap, "linger.ms": 5})
+        for i in range(events):
+            values = FLAT_BATTERY if i % 3 == 0 else NORMAL
+            p.produce("split_readings", json.dumps({"id": i, **dict(zip(telemetry.FEATURES, values))}).encode(),
+                      key=f"car-{i}".encode(), partition=i % PARTITIONS)
+            if i % 5000 == 0:
+                p.poll(0)
+        assert p.flush(60) == 0
+        rows = read_output(ctx.broker.bootstrap, "SPLIT_SCORED", events)
+        assert len(rows) == events, len(rows)
+        versions = {1: 0, 2: 0}
+        for _, _, v in rows:
+            want = 1 if fnv1a_bucket(f"car-{v['ID']}") < 90 else 2
+            assert v["A"]["VERSION"] == want, v
+            versions[want] += 1
+        share = versions[1] / events * 100
+        assert abs(share - 90) <= 1, versions
+        time.sleep(1)
+        m = scrape(server)
+
+        def figure(name, version, role):
+            return sum(value for (n, labels), value in m.items()
+                       if n == f"eddy_plugin_{name}" and ("version", str(version)) in labels
+                       and ("role", role) in labels and ("model", "gaussian") in labels)
+        assert figure("model_rows_total", 1, "live") == versions[1], m
+        assert figure("model_rows_total", 2, "live") == versions[2]
+        assert figure("model_rows_total", 3, "shadow") == events
+        assert figure("model_alerts_total", 3, "shadow") == events  # threshold 1: every score
+        assert figure("model_alerts_total", 2, "live") == 0  # threshold 1000: none
+        flats_v1 = sum(1 for _, _, v in rows if v["A"]["VERSION"] == 1 and v["ID"] % 3 == 0)
+        assert figure("model_alerts_total", 1, "live") == flats_v1
+        assert figure("model_inference_seconds_total", 1, "live") > 0
+        assert figure("model_score_count", 3, "shadow") == events
+        print(f"  {events} readings: {share:.2f} % by version 1, {100 - share:.2f} % by version 2; "
+              f"version 3 scored all of them in shadow")
     finally:
         server.stop()
 
@@ -219,7 +299,7 @@ def main():
     os.environ["EDDY_MODEL_DIR"] = COMMITTED
     ctx.broker = Broker()
     try:
-        failures = run_each([test_hot_swap, test_pinned_versions_survive_a_restart,
+        failures = run_each([test_hot_swap, test_shadow_and_split, test_pinned_versions_survive_a_restart,
                              test_versions_the_plugin_cannot_load_are_refused], ctx, args.only)
     finally:
         ctx.broker.stop()

@@ -292,7 +292,7 @@ pub fn entity(e: &Value) -> String {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|q| vec![s(&q["queryId"]), s(&q["uses"]), s(&q["version"])])
+                .map(|q| vec![s(&q["queryId"]), s(&q["uses"]), s(&q["versions"])])
                 .collect();
             if !queries.is_empty() {
                 out.push_str(&table(&["Query", "Uses", "Version now"], &queries));
@@ -437,7 +437,7 @@ mod tests {
         let described = json!({"@type": "model_description", "name": "car_ae", "aliases": {"production": 2},
             "versions": [{"version": 2, "sha256": "0123456789abcdef", "features": ["a", "b"], "threshold": 3.5,
                           "validation": {"false_alarms_per_car_hour": 0.4}}],
-            "queries": [{"queryId": "CSAS_ALERTS_0", "uses": "car_ae@production", "version": 2}]});
+            "queries": [{"queryId": "CSAS_ALERTS_0", "uses": "car_ae@production", "versions": "2"}]});
         let out = entity(&described);
         assert!(
             out.contains("0123456789ab ")

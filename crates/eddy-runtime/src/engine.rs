@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::ScalarValue;
 
 use eddy_common::{Result, exec_err, not_supported, plan_err};
+use eddy_sql::alias_route::AliasRoute;
 use eddy_sql::catalog::{
     Catalog, Column, Format, FormatKind, ROWTIME, Source, SourceDefaults, schema_text,
     timestamp_column,
@@ -221,8 +222,8 @@ pub enum Outcome {
     ModelAliased {
         name: String,
         alias: String,
-        before: Option<u32>,
-        version: Option<u32>,
+        before: Option<AliasRoute>,
+        route: Option<AliasRoute>,
     },
     /// `DROP MODEL` (no versions: `IF EXISTS` found none).
     ModelDropped {
@@ -563,25 +564,19 @@ impl Engine {
                 let (card, onnx) = read_folder(std::path::Path::new(folder))?;
                 self.register_model(name, *version, card, onnx)
             }
-            Statement::AlterModel {
-                name,
-                alias,
-                version,
-            } => {
-                if let Some(v) = version
-                    && self
-                        .models
-                        .get(name)
-                        .is_some_and(|m| m.versions.contains_key(v))
-                {
-                    self.check_model(&name.to_ascii_lowercase(), *v)?;
+            Statement::AlterModel { name, alias, route } => {
+                let key = name.to_ascii_lowercase();
+                if let (Some(route), Some(model)) = (route, self.models.get(&key)) {
+                    for v in route.versions().filter(|v| model.versions.contains_key(v)) {
+                        self.check_model(&key, v)?;
+                    }
                 }
-                let before = self.models.set_alias(name, alias, *version)?;
+                let before = self.models.set_alias(name, alias, route.clone())?;
                 Ok(Outcome::ModelAliased {
-                    name: name.to_ascii_lowercase(),
+                    name: key,
                     alias: alias.to_ascii_lowercase(),
                     before,
-                    version: *version,
+                    route: route.clone(),
                 })
             }
             Statement::DropModel {
@@ -661,7 +656,11 @@ impl Engine {
                         && match &u.version {
                             Pinned::Version(v) => removing(*v),
                             Pinned::Alias(a) => {
-                                version.is_none() || model.aliases.get(a) == version.as_ref()
+                                version.is_none()
+                                    || model
+                                        .aliases
+                                        .get(a)
+                                        .is_some_and(|r| r.versions().any(removing))
                             }
                         }
                 })

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use eddy_udf::Kind;
-pub use eddy_udf_host::{CallSnapshot, Function, Plugin, PluginDir};
+pub use eddy_udf_host::{CallSnapshot, Function, Plugin, PluginDir, PluginSample};
 use serde_json::{Map, Value};
 
 use crate::properties::Properties;

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use eddy_common::{Error, Result, exec_err, plan_err};
+use eddy_sql::alias_route::AliasRoute;
 
 /// The version of the command-log record a registered model version is kept in.
 const ENTRY_FORMAT: u64 = 1;
@@ -72,8 +73,8 @@ impl ModelVersion {
 #[derive(Debug, Clone, Default)]
 pub struct Model {
     pub versions: BTreeMap<u32, ModelVersion>,
-    /// Alias → version.
-    pub aliases: BTreeMap<String, u32>,
+    /// Alias → where it sends rows.
+    pub aliases: BTreeMap<String, AliasRoute>,
 }
 
 impl Model {
@@ -319,31 +320,32 @@ impl ModelCatalog {
         }
     }
 
-    /// Points `alias` of `name` at `version` (`None`: removes it). Returns the version it pointed
-    /// at before.
+    /// Points `alias` of `name` at `route` (`None`: removes it). Returns where it pointed before.
     pub fn set_alias(
         &mut self,
         name: &str,
         alias: &str,
-        version: Option<u32>,
-    ) -> Result<Option<u32>> {
+        route: Option<AliasRoute>,
+    ) -> Result<Option<AliasRoute>> {
         let alias = alias_name(alias)?;
         let key = model_name(name)?;
         let model = self.require(&key)?;
-        if let Some(v) = version
-            && !model.versions.contains_key(&v)
+        if let Some(v) = route
+            .iter()
+            .flat_map(|r| r.versions())
+            .find(|v| !model.versions.contains_key(v))
         {
             return Err(plan_err!(
                 "Model '{key}' has no version {v} (it has {})",
                 list(model.versions.keys())
             ));
         }
-        if version.is_none() && !model.aliases.contains_key(&alias) {
+        if route.is_none() && !model.aliases.contains_key(&alias) {
             return Err(plan_err!("Model '{key}' has no alias '{alias}'"));
         }
         let mut aliases = model.aliases.clone();
-        let before = match version {
-            Some(v) => aliases.insert(alias, v),
+        let before = match route {
+            Some(r) => aliases.insert(alias, r),
             None => aliases.remove(&alias),
         };
         self.write_aliases(&key, &aliases)?;
@@ -366,8 +368,8 @@ impl ModelCatalog {
         let pointing: Vec<String> = model
             .aliases
             .iter()
-            .filter(|(_, v)| removed.contains(v) && version.is_some())
-            .map(|(a, v)| format!("{a} → {v}"))
+            .filter(|(_, r)| version.is_some() && r.versions().any(|v| removed.contains(&v)))
+            .map(|(a, r)| format!("{a} → {r}"))
             .collect();
         if !pointing.is_empty() {
             return Err(plan_err!(
@@ -403,11 +405,11 @@ impl ModelCatalog {
         write_replacing(&folder, "card.json", &card)
     }
 
-    fn write_aliases(&self, name: &str, aliases: &BTreeMap<String, u32>) -> Result<()> {
+    fn write_aliases(&self, name: &str, aliases: &BTreeMap<String, AliasRoute>) -> Result<()> {
         let Some(dir) = &self.dir else { return Ok(()) };
         let object: Map<String, Value> = aliases
             .iter()
-            .map(|(a, v)| (a.clone(), Value::from(*v)))
+            .map(|(a, r)| (a.clone(), r.to_json()))
             .collect();
         let bytes = serde_json::to_vec(&object).map_err(|e| exec_err!("{e}"))?;
         write_replacing(&dir.join(name), ALIASES, &bytes)
@@ -476,11 +478,25 @@ mod tests {
             b"two"
         );
         // Aliases are written out for the plugin, and dropping what they point at is refused.
-        assert_eq!(c.set_alias("car_ae", "Production", Some(1)).unwrap(), None);
+        let one = Some(AliasRoute::single(1));
         assert_eq!(
-            c.set_alias("car_ae", "production", Some(2)).unwrap(),
-            Some(1)
+            c.set_alias("car_ae", "Production", one.clone()).unwrap(),
+            None
         );
+        let split = AliasRoute::new(vec![(1, 90), (2, 10)], None).unwrap();
+        assert_eq!(
+            c.set_alias("car_ae", "candidate", Some(split)).unwrap(),
+            None
+        );
+        let e = c.drop("car_ae", Some(1)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("candidate → 1 WEIGHT 90, 2 WEIGHT 10"),
+            "{e}"
+        );
+        c.set_alias("car_ae", "candidate", None).unwrap();
+        let two = Some(AliasRoute::single(2));
+        assert_eq!(c.set_alias("car_ae", "production", two).unwrap(), one);
         let aliases = std::fs::read_to_string(dir.join("car_ae/aliases.json")).unwrap();
         assert_eq!(aliases, r#"{"production":2}"#);
         let e = c.drop("car_ae", Some(2)).unwrap_err();
@@ -511,9 +527,13 @@ mod tests {
             assert!(e.to_string().contains(want), "{e}");
         }
         c.register("m", None, card(), b"g".to_vec(), 0).unwrap();
-        let e = c.set_alias("m", "7", Some(1)).unwrap_err();
+        let e = c
+            .set_alias("m", "7", Some(AliasRoute::single(1)))
+            .unwrap_err();
         assert!(e.to_string().contains("Invalid alias"), "{e}");
-        let e = c.set_alias("m", "prod", Some(9)).unwrap_err();
+        let e = c
+            .set_alias("m", "prod", Some(AliasRoute::single(9)))
+            .unwrap_err();
         assert!(e.to_string().contains("has no version 9 (it has 1)"), "{e}");
         let e = c.require("n").unwrap_err();
         assert!(e.to_string().contains("the models are: m"), "{e}");

@@ -106,15 +106,15 @@ pub fn command_status(outcome: &Outcome) -> (String, CommandStatus) {
             name,
             alias,
             before,
-            version,
+            route,
         } => (
             format!("model/`{name}`/alter"),
-            match (version, before) {
-                (Some(v), Some(b)) => {
-                    format!("Alias '{alias}' of model '{name}' moved from version {b} to {v}")
+            match (route, before) {
+                (Some(r), Some(b)) => {
+                    format!("Alias '{alias}' of model '{name}' moved from version {b} to {r}")
                 }
-                (Some(v), None) => {
-                    format!("Alias '{alias}' of model '{name}' points at version {v}")
+                (Some(r), None) => {
+                    format!("Alias '{alias}' of model '{name}' points at version {r}")
                 }
                 (None, _) => format!("Alias '{alias}' of model '{name}' removed"),
             },

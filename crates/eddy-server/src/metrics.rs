@@ -224,6 +224,7 @@ pub fn render(state: &AppState) -> String {
         [(Vec::new(), state.pull_failed.load(Ordering::Relaxed) as f64)],
     );
     plugin_calls(&mut out, state);
+    plugin_counters(&mut out, state);
     let requests: Vec<(Labels<'static>, f64)> = state
         .requests
         .lock()
@@ -241,6 +242,53 @@ pub fn render(state: &AppState) -> String {
     );
     process(&mut out);
     out.text
+}
+
+/// The counters each plugin keeps (a model's inferences, scores and alerts per version), as
+/// `eddy_plugin_<name>` families labelled with the plugin's library.
+fn plugin_counters(out: &mut Exposition, state: &AppState) {
+    let mut plugins: Vec<_> = state
+        .engine()
+        .plugin_functions()
+        .iter()
+        .map(|(plugin, _)| plugin.clone())
+        .collect();
+    plugins.sort_by(|a, b| a.path.cmp(&b.path));
+    plugins.dedup_by(|a, b| a.path == b.path);
+    // (library, sample), ordered by family name so each family's samples come together.
+    let mut samples: Vec<(String, eddy_runtime::functions::PluginSample)> = plugins
+        .iter()
+        .flat_map(|plugin| {
+            let library = plugin
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            plugin
+                .metrics()
+                .into_iter()
+                .map(move |sample| (library.clone(), sample))
+        })
+        .collect();
+    samples.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    for family in samples.chunk_by(|a, b| a.1.name == b.1.name) {
+        let first = &family[0].1;
+        let labelled = family.iter().map(|(library, sample)| {
+            let mut labels: Labels<'_> = sample
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            labels.push(("plugin", library.clone()));
+            (labels, sample.value)
+        });
+        out.family(
+            &format!("eddy_plugin_{}", first.name),
+            "counter",
+            &first.help,
+            labelled,
+        );
+    }
 }
 
 /// A figure of each plugin function: name, help, and how to read it.

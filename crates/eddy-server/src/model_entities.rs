@@ -30,7 +30,7 @@ struct ModelSummary<'a> {
     name: &'a str,
     versions: Vec<u32>,
     latest: Option<u32>,
-    aliases: &'a BTreeMap<String, u32>,
+    aliases: BTreeMap<&'a str, Value>,
     features: usize,
 }
 
@@ -42,7 +42,7 @@ struct ModelDescription<'a> {
     entity_type: &'static str,
     statement_text: &'a str,
     name: &'a str,
-    aliases: &'a BTreeMap<String, u32>,
+    aliases: BTreeMap<&'a str, Value>,
     versions: Vec<VersionDescription<'a>>,
     queries: Vec<ModelQuery>,
     warnings: Vec<String>,
@@ -66,13 +66,22 @@ struct VersionDescription<'a> {
 }
 
 /// A query scoring with the model: the reference it runs (`name@2`, `name@production`) and the
-/// version that is now.
+/// versions that is now (`2`, `1 WEIGHT 90, 2 WEIGHT 10 SHADOW 3`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ModelQuery {
     query_id: String,
     uses: String,
-    version: Option<u32>,
+    versions: Option<String>,
+}
+
+/// The aliases as the alias file holds them: a version, or the split and shadow.
+fn aliases(model: &Model) -> BTreeMap<&str, Value> {
+    model
+        .aliases
+        .iter()
+        .map(|(a, r)| (a.as_str(), r.to_json()))
+        .collect()
 }
 
 fn version_description(v: &ModelVersion) -> VersionDescription<'_> {
@@ -99,7 +108,7 @@ pub fn model_list(text: &str, engine: &Engine) -> Value {
             name,
             versions: m.versions.keys().copied().collect(),
             latest: m.latest(),
-            aliases: &m.aliases,
+            aliases: aliases(m),
             features: m
                 .latest()
                 .map(|v| m.versions[&v].features().len())
@@ -128,9 +137,9 @@ pub fn model_description(text: &str, engine: &Engine, name: &str) -> Result<Valu
                 .map(|u| ModelQuery {
                     query_id: q.id.clone(),
                     uses: u.to_string(),
-                    version: match &u.version {
-                        Pinned::Version(v) => Some(*v),
-                        Pinned::Alias(a) => model.aliases.get(a).copied(),
+                    versions: match &u.version {
+                        Pinned::Version(v) => Some(v.to_string()),
+                        Pinned::Alias(a) => model.aliases.get(a).map(ToString::to_string),
                     },
                 })
         })
@@ -139,7 +148,7 @@ pub fn model_description(text: &str, engine: &Engine, name: &str) -> Result<Valu
         entity_type: "model_description",
         statement_text: text,
         name: &key,
-        aliases: &model.aliases,
+        aliases: aliases(model),
         versions: model.versions.values().map(version_description).collect(),
         queries,
         warnings: Vec::new(),

@@ -1204,7 +1204,10 @@ async fn models_are_registered_aliased_described_and_kept_across_a_restart() {
         gaussian.versions.keys().copied().collect::<Vec<_>>(),
         [1, 2]
     );
-    assert_eq!(gaussian.aliases.get("production"), Some(&2));
+    assert_eq!(
+        gaussian.aliases.get("production"),
+        Some(&eddy_sql::alias_route::AliasRoute::single(2))
+    );
     assert_eq!(
         std::fs::read(elsewhere.join("gaussian/2/model.onnx")).unwrap(),
         std::fs::read(folder.join("model.onnx")).unwrap()

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 mod aggregate_resolution;
+pub mod alias_route;
 pub mod catalog;
 mod constructors;
 pub mod dialect;

@@ -521,14 +521,43 @@ impl StatementParser {
 
     /// `VERSION n`, if next.
     fn model_version(&mut self) -> Result<Option<u32>> {
-        if !self.eat_word("VERSION") {
+        if !self.is_word("VERSION") {
             return Ok(None);
         }
-        let n = self.number()?;
-        match u32::try_from(n) {
-            Ok(v) => Ok(Some(v)),
-            Err(_) => self.error(format!("Model version {n} is too large")),
+        self.version_number().map(Some)
+    }
+
+    /// A version number, optionally after `VERSION`.
+    fn version_number(&mut self) -> Result<u32> {
+        self.eat_word("VERSION");
+        self.number_u32()
+    }
+
+    /// `2`, or `1 WEIGHT 90, 2 WEIGHT 10`, either optionally followed by `SHADOW 3`.
+    fn alias_route(&mut self) -> Result<crate::alias_route::AliasRoute> {
+        let first = self.version_number()?;
+        let mut weights = Vec::new();
+        if self.eat_word("WEIGHT") {
+            weights.push((first, self.number_u32()?));
+            while self.eat(&Token::Comma) {
+                let v = self.version_number()?;
+                self.expect_word("WEIGHT")?;
+                weights.push((v, self.number_u32()?));
+            }
+        } else {
+            weights.push((first, crate::alias_route::TOTAL_WEIGHT));
         }
+        let shadow = if self.eat_word("SHADOW") {
+            Some(self.version_number()?)
+        } else {
+            None
+        };
+        crate::alias_route::AliasRoute::new(weights, shadow).or_else(|e| self.error(e))
+    }
+
+    fn number_u32(&mut self) -> Result<u32> {
+        let n = self.number()?;
+        u32::try_from(n).or_else(|_| self.error(format!("{n} is too large")))
     }
 
     fn create(&mut self) -> Result<Statement> {
@@ -1246,22 +1275,13 @@ impl StatementParser {
             };
             self.expect_word("ALIAS")?;
             let alias = self.identifier_or_string()?;
-            let version = if set {
+            let route = if set {
                 self.expect(&Token::Eq)?;
-                self.eat_word("VERSION");
-                let n = self.number()?;
-                Some(
-                    u32::try_from(n)
-                        .or_else(|_| self.error(format!("Model version {n} is too large")))?,
-                )
+                Some(self.alias_route()?)
             } else {
                 None
             };
-            return Ok(Statement::AlterModel {
-                name,
-                alias,
-                version,
-            });
+            return Ok(Statement::AlterModel { name, alias, route });
         }
         let kind = self.source_kind()?;
         let name = self.identifier()?;
@@ -1630,10 +1650,14 @@ mod tests {
             ),
             (
                 "ALTER MODEL car_ae SET ALIAS production = 2",
-                |s| matches!(s, Statement::AlterModel { name, alias, version: Some(2) } if name == "car_ae" && alias == "production"),
+                |s| matches!(s, Statement::AlterModel { name, alias, route: Some(r) } if name == "car_ae" && alias == "production" && r.to_string() == "2"),
+            ),
+            (
+                "ALTER MODEL car_ae SET ALIAS production = 1 WEIGHT 90, VERSION 2 WEIGHT 10 SHADOW 3",
+                |s| matches!(s, Statement::AlterModel { route: Some(r), .. } if r.to_string() == "1 WEIGHT 90, 2 WEIGHT 10 SHADOW 3"),
             ),
             ("ALTER MODEL car_ae DROP ALIAS candidate", |s| {
-                matches!(s, Statement::AlterModel { version: None, .. })
+                matches!(s, Statement::AlterModel { route: None, .. })
             }),
             (
                 "DROP MODEL IF EXISTS car_ae VERSION 1",

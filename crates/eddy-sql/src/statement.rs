@@ -281,11 +281,12 @@ pub enum Statement {
         version: Option<u32>,
         folder: String,
     },
-    /// `ALTER MODEL name SET ALIAS alias = version` (`Some`) or `ALTER MODEL name DROP ALIAS alias`.
+    /// `ALTER MODEL name SET ALIAS alias = route` (`Some`: `2`, or `1 WEIGHT 90, 2 WEIGHT 10`, either
+    /// optionally followed by `SHADOW 3`) or `ALTER MODEL name DROP ALIAS alias`.
     AlterModel {
         name: String,
         alias: String,
-        version: Option<u32>,
+        route: Option<crate::alias_route::AliasRoute>,
     },
     /// `DROP MODEL [IF EXISTS] name [VERSION n]`.
     DropModel {

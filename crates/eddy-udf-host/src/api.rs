@@ -7,7 +7,7 @@ use datafusion::arrow::array::{Array, ArrayRef, StructArray, make_array};
 use datafusion::arrow::datatypes::{Field, Fields};
 use eddy_udf::abi::{
     self, AbiVersionFn, AccumulatorFn, CreateFn, DropFn, InvokeFn, LastErrorFn, ManifestFn,
-    OutputFn, UpdateFn, symbols,
+    MetricsFn, OutputFn, UpdateFn, symbols,
 };
 use eddy_udf::arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use libloading::Library;
@@ -21,6 +21,39 @@ pub struct CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+/// One counter a plugin keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSample {
+    pub name: String,
+    pub help: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl PluginSample {
+    /// A sample as the plugin writes it; names and label names that Prometheus would refuse are
+    /// dropped.
+    fn from_json(v: &serde_json::Value) -> Option<PluginSample> {
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !s.starts_with(|c: char| c.is_ascii_digit())
+        };
+        let name = v["name"].as_str().filter(|n| valid(n))?.to_string();
+        let labels = v["labels"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())).filter(|(k, _)| valid(k)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(PluginSample {
+            name,
+            help: v["help"].as_str().unwrap_or_default().to_string(),
+            labels,
+            value: v["value"].as_f64()?,
+        })
     }
 }
 
@@ -39,6 +72,8 @@ pub struct Api {
     pub state: OutputFn,
     pub evaluate: OutputFn,
     pub drop_accumulator: DropFn,
+    /// Optional: plugins built before it lack it.
+    metrics: Option<MetricsFn>,
 }
 
 /// Looks up a symbol as a function pointer of type `T`.
@@ -84,8 +119,25 @@ impl Api {
                 state: symbol(lib, symbols::STATE)?,
                 evaluate: symbol(lib, symbols::EVALUATE)?,
                 drop_accumulator: symbol(lib, symbols::DROP_ACCUMULATOR)?,
+                metrics: symbol(lib, symbols::METRICS).ok(),
             })
         }
+    }
+
+    /// The plugin's counters (`eddy_udf::metrics`): none when it keeps none or cannot say.
+    pub fn metrics(&self) -> Vec<PluginSample> {
+        let Some(metrics) = self.metrics else {
+            return Vec::new();
+        };
+        let text = unsafe { metrics() };
+        if text.is_null() {
+            return Vec::new();
+        }
+        let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+        let Ok(serde_json::Value::Array(samples)) = serde_json::from_str(&text) else {
+            return Vec::new();
+        };
+        samples.iter().filter_map(PluginSample::from_json).collect()
     }
 
     /// Turns a call's status into a result, with the plugin's message on failure.

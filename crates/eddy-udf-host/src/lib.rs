@@ -12,6 +12,7 @@ mod probe;
 mod scalar;
 mod signature;
 
+pub use api::PluginSample;
 pub use call_stats::{CallSnapshot, CallStats};
 pub use dir::{PluginDir, Reload};
 pub use plugin::{Function, Plugin};

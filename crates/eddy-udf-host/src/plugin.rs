@@ -92,6 +92,11 @@ impl Plugin {
         self.calls.get(name)
     }
 
+    /// The counters the plugin keeps (`eddy_udf::metrics`).
+    pub fn metrics(&self) -> Vec<crate::api::PluginSample> {
+        self.api.metrics()
+    }
+
     pub fn functions(&self) -> &[Function] {
         &self.functions
     }

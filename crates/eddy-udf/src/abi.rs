@@ -61,6 +61,9 @@ pub type InvokeFn = unsafe extern "C-unwind" fn(
 /// arguments (or of states, for merge) folded into an accumulator.
 pub type UpdateFn =
     unsafe extern "C-unwind" fn(*mut c_void, *mut FFI_ArrowArray, *const FFI_ArrowSchema) -> i32;
+/// `eddy_udf_metrics` (optional: plugins built before it lack it): the plugin's counters as a
+/// NUL-terminated JSON list (`eddy_udf::metrics`), valid until the next call on the same thread.
+pub type MetricsFn = unsafe extern "C-unwind" fn() -> *const c_char;
 /// `eddy_udf_accumulator(instance, out_accumulator)`: a fresh accumulator of an aggregate instance.
 pub type AccumulatorFn = unsafe extern "C-unwind" fn(*mut c_void, *mut *mut c_void) -> i32;
 /// `eddy_udf_state` and `eddy_udf_evaluate(accumulator, out, out_schema)`: a one-row struct array of
@@ -83,6 +86,8 @@ pub mod symbols {
     pub const STATE: &[u8] = b"eddy_udf_state\0";
     pub const EVALUATE: &[u8] = b"eddy_udf_evaluate\0";
     pub const DROP_ACCUMULATOR: &[u8] = b"eddy_udf_drop_accumulator\0";
+    /// Optional.
+    pub const METRICS: &[u8] = b"eddy_udf_metrics\0";
 }
 
 /// An opaque instance or accumulator pointer.

@@ -360,6 +360,11 @@ macro_rules! plugin {
             $crate::export::last_error()
         }
 
+        #[unsafe(no_mangle)]
+        pub extern "C-unwind" fn eddy_udf_metrics() -> *const ::std::ffi::c_char {
+            $crate::metrics::exported()
+        }
+
         /// # Safety
         /// See the ABI's conventions.
         #[unsafe(no_mangle)]

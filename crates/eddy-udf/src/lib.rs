@@ -18,6 +18,7 @@ mod error;
 pub mod export;
 mod function;
 pub mod manifest;
+pub mod metrics;
 mod value;
 
 pub use arrow_array;

@@ -11,7 +11,7 @@ use eddy_udf::Options;
 use eddy_udf::Result;
 
 use crate::model::Model;
-use crate::spec::{ALIASES, Spec, Version, resolve};
+use crate::spec::{ALIASES, Route, Spec, Version, resolve};
 
 /// Loads models by reference, once each.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub struct Models {
 #[derive(Debug, Clone)]
 struct Resolved {
     spec: Spec,
-    version: u32,
+    route: Route,
     aliases: Option<Stamp>,
 }
 
@@ -46,6 +46,14 @@ pub struct Chosen {
     pub threshold: f64,
 }
 
+/// The models a reference scores with now: each with its share of the rows (out of 100), and the
+/// shadow.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub parts: Vec<(Chosen, u32)>,
+    pub shadow: Option<Chosen>,
+}
+
 impl Models {
     pub fn new(options: &Options) -> Result<Models> {
         let dir = options
@@ -62,8 +70,8 @@ impl Models {
         })
     }
 
-    /// The model a reference names now.
-    pub fn get(&mut self, reference: &str) -> Result<Chosen> {
+    /// The models a reference names now.
+    pub fn get(&mut self, reference: &str) -> Result<Routed> {
         let current = match self.specs.get(reference) {
             Some(r) if !self.moved(r) => r.clone(),
             _ => {
@@ -72,27 +80,40 @@ impl Models {
                     Version::Alias(_) => stamp(&self.dir.join(&spec.name).join(ALIASES)),
                     _ => None,
                 };
-                let (_, version, _) = resolve(&self.dir, &spec)?;
+                let (_, route) = resolve(&self.dir, &spec)?;
                 let r = Resolved {
                     spec,
-                    version,
+                    route,
                     aliases,
                 };
                 self.specs.insert(reference.to_string(), r.clone());
                 r
             }
         };
-        let key = (current.spec.name.clone(), current.version);
+        let mut parts = Vec::with_capacity(current.route.weights.len());
+        for (version, weight) in &current.route.weights {
+            parts.push((self.chosen(&current.spec, *version)?, *weight));
+        }
+        let shadow = match current.route.shadow {
+            Some(v) => Some(self.chosen(&current.spec, v)?),
+            None => None,
+        };
+        Ok(Routed { parts, shadow })
+    }
+
+    /// Version `version` of the spec's model, loaded once, with the spec's threshold.
+    fn chosen(&mut self, spec: &Spec, version: u32) -> Result<Chosen> {
+        let key = (spec.name.clone(), version);
         let model = match self.loaded.get(&key) {
             Some(m) => m.clone(),
             None => {
-                let folder = self.dir.join(&key.0).join(key.1.to_string());
-                let m = Arc::new(Model::load(&key.0, key.1, &folder)?);
+                let folder = self.dir.join(&key.0).join(version.to_string());
+                let m = Arc::new(Model::load(&key.0, version, &folder)?);
                 self.loaded.insert(key, m.clone());
                 m
             }
         };
-        let threshold = current.spec.threshold.unwrap_or(model.threshold);
+        let threshold = spec.threshold.unwrap_or(model.threshold);
         Ok(Chosen { model, threshold })
     }
 

@@ -97,8 +97,53 @@ fn model_folder(dir: &Path, name: &str) -> Result<PathBuf> {
     )))
 }
 
+/// Where an alias sends rows, as the server's alias file says: versions with weights adding up to
+/// 100 (rows split by key), and a shadow version scoring every row without its scores being
+/// returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub weights: Vec<(u32, u32)>,
+    pub shadow: Option<u32>,
+}
+
+impl Route {
+    pub fn single(version: u32) -> Route {
+        Route {
+            weights: vec![(version, 100)],
+            shadow: None,
+        }
+    }
+
+    /// A version number, or `{"weights": [[version, weight], ...], "shadow": version}`.
+    fn from_json(v: &Value) -> Option<Route> {
+        let version = |v: &Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+        if v.is_number() {
+            return version(v).map(Route::single);
+        }
+        let weights = v["weights"]
+            .as_array()?
+            .iter()
+            .map(|pair| Some((version(&pair[0])?, version(&pair[1])?)))
+            .collect::<Option<Vec<_>>>()?;
+        let total: u32 = weights.iter().map(|(_, w)| w).sum();
+        if weights.is_empty() || total != 100 {
+            return None;
+        }
+        let shadow = match &v["shadow"] {
+            Value::Null => None,
+            s => Some(version(s)?),
+        };
+        Some(Route { weights, shadow })
+    }
+
+    /// Every version it uses.
+    fn versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.weights.iter().map(|(v, _)| *v).chain(self.shadow)
+    }
+}
+
 /// A model's aliases, from its aliases file (none when there is no file).
-pub fn aliases(folder: &Path) -> Result<Vec<(String, u32)>> {
+pub fn aliases(folder: &Path) -> Result<Vec<(String, Route)>> {
     let path = folder.join(ALIASES);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -113,22 +158,20 @@ pub fn aliases(folder: &Path) -> Result<Vec<(String, u32)>> {
     object
         .iter()
         .map(|(alias, v)| {
-            let version = v
-                .as_u64()
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| {
-                    Error(format!(
-                        "{}: alias '{alias}' is not a version number",
-                        path.display()
-                    ))
-                })?;
-            Ok((alias.to_ascii_lowercase(), version))
+            let route = Route::from_json(v).ok_or_else(|| {
+                Error(format!(
+                    "{}: alias '{alias}' is neither a version nor a split of versions",
+                    path.display()
+                ))
+            })?;
+            Ok((alias.to_ascii_lowercase(), route))
         })
         .collect()
 }
 
-/// The model's name, version and folder: the named version, the alias's, or the highest.
-pub fn resolve(dir: &Path, spec: &Spec) -> Result<(String, u32, PathBuf)> {
+/// The model's name and where the spec sends rows: the named version, the alias's route, or the
+/// highest version.
+pub fn resolve(dir: &Path, spec: &Spec) -> Result<(String, Route)> {
     let name = spec.name.as_str();
     let folder = model_folder(dir, name)?;
     let mut versions: Vec<u32> = std::fs::read_dir(&folder)
@@ -136,14 +179,14 @@ pub fn resolve(dir: &Path, spec: &Spec) -> Result<(String, u32, PathBuf)> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     versions.sort_unstable();
-    let version = match &spec.version {
-        Version::Number(v) => *v,
+    let route = match &spec.version {
+        Version::Number(v) => Route::single(*v),
         Version::Alias(alias) => {
             let known = aliases(&folder)?;
             known
                 .iter()
                 .find(|(a, _)| a == alias)
-                .map(|(_, v)| *v)
+                .map(|(_, r)| r.clone())
                 .ok_or_else(|| {
                     let names: Vec<&str> = known.iter().map(|(a, _)| a.as_str()).collect();
                     Error(format!(
@@ -156,15 +199,16 @@ pub fn resolve(dir: &Path, spec: &Spec) -> Result<(String, u32, PathBuf)> {
                     ))
                 })?
         }
-        Version::Latest => *versions
-            .iter()
-            .max()
-            .ok_or_else(|| Error(format!("model '{name}' has no versions")))?,
+        Version::Latest => Route::single(
+            *versions
+                .last()
+                .ok_or_else(|| Error(format!("model '{name}' has no versions")))?,
+        ),
     };
-    if !versions.contains(&version) {
+    if let Some(missing) = route.versions().find(|v| !versions.contains(v)) {
         return Err(Error(format!(
-            "model '{name}' has no version {version} (it has {versions:?})"
+            "model '{name}' has no version {missing} (it has {versions:?})"
         )));
     }
-    Ok((name.to_string(), version, folder.join(version.to_string())))
+    Ok((name.to_string(), route))
 }

@@ -29,7 +29,9 @@ fn tract_matches_onnxruntime_on_the_reference_inputs() {
     names.sort();
     assert!(names.len() >= 4, "{names:?}");
     for name in &names {
-        let (name, version, folder) = resolve(&models(), &Spec::parse(name).unwrap()).unwrap();
+        let (name, route) = resolve(&models(), &Spec::parse(name).unwrap()).unwrap();
+        let version = route.weights[0].0;
+        let folder = models().join(&name).join(version.to_string());
         let model = Model::load(&name, version, &folder).unwrap();
         let reference: Value =
             serde_json::from_str(&std::fs::read_to_string(folder.join("reference.json")).unwrap())
@@ -64,7 +66,7 @@ fn tract_matches_onnxruntime_on_the_reference_inputs() {
 fn resolved(spec: &str) -> Result<u32, String> {
     Spec::parse(spec)
         .and_then(|s| resolve(&models(), &s))
-        .map(|(_, version, _)| version)
+        .map(|(_, route)| route.weights[0].0)
         .map_err(|e| e.to_string())
 }
 
