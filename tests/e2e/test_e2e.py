@@ -1078,6 +1078,18 @@ def run_each(tests, ctx, only):
     return failures
 
 
+def run_with_broker(tests, ctx, only):
+    """Runs `tests` (all, or those `only` names) on `ctx` with a fresh broker (`ctx.broker`) and
+    servers of their own; exits non-zero if any failed."""
+    ctx.broker = Broker()
+    try:
+        failures = run_each(tests, ctx, only)
+    finally:
+        ctx.broker.stop()
+    if failures:
+        sys.exit(1)
+
+
 def run(tests, name):
     """Runs `tests` (functions of a context with a broker and a server) against a fresh broker and
     server, or the one `--only` names; exits non-zero if any failed."""

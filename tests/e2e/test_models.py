@@ -18,7 +18,7 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ksqldb import KSQLdbClient
-from test_e2e import ROOT, Broker, Ctx, Server, post, run_each
+from test_e2e import ROOT, Ctx, Server, post, run_with_broker
 
 sys.path.insert(0, os.path.join(ROOT, "udfs/anomaly/train"))
 import telemetry  # noqa: E402
@@ -297,14 +297,8 @@ def main():
     ctx.server_bin = os.path.abspath(args.server_bin)
     ctx.events = args.events
     os.environ["EDDY_MODEL_DIR"] = COMMITTED
-    ctx.broker = Broker()
-    try:
-        failures = run_each([test_hot_swap, test_shadow_and_split, test_pinned_versions_survive_a_restart,
-                             test_versions_the_plugin_cannot_load_are_refused], ctx, args.only)
-    finally:
-        ctx.broker.stop()
-    if failures:
-        sys.exit(1)
+    run_with_broker([test_hot_swap, test_shadow_and_split, test_pinned_versions_survive_a_restart,
+                     test_versions_the_plugin_cannot_load_are_refused], ctx, args.only)
 
 
 if __name__ == "__main__":

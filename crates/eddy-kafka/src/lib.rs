@@ -15,6 +15,7 @@ mod exactly_once;
 mod internal_topics;
 pub mod latency;
 mod ledger;
+pub mod mqtt_source;
 pub mod origin;
 pub mod peers;
 mod poll;
@@ -41,6 +42,7 @@ pub use cluster::{ClusterConfig, InternalTopic, KafkaCluster, Transactions, now_
 pub use command_log::CommandLog;
 pub use consumer_lag::{PartitionLag, consumer_lag};
 pub use internal_topics::{changelog_topic, checkpoint_topic, is_internal_topic};
+pub use mqtt_source::{ConnectorStats, MqttSourceTask, start_mqtt_source};
 pub use peers::Peers;
 pub use print::{PrintSpec, start_print};
 pub use processing_log::{ProcessingLog, processing_log_topic};

@@ -23,6 +23,7 @@ use eddy_sql::statement::{
 use eddy_sql::{ParsedStatement, SqlType, Types};
 
 use crate::admin::TopicAdmin;
+use crate::connector::Connector;
 use crate::format::SinkEncoder;
 use crate::format::column::{Cell, ColumnBuilder};
 use crate::format::encode::PartEncoder;
@@ -230,6 +231,16 @@ pub enum Outcome {
         name: String,
         versions: Vec<u32>,
     },
+    /// `CREATE SOURCE CONNECTOR` (`existed`: it did, and the statement said `IF NOT EXISTS`).
+    ConnectorCreated {
+        name: String,
+        existed: bool,
+    },
+    /// `DROP CONNECTOR` (`existed`: false when `IF EXISTS` found none).
+    ConnectorDropped {
+        name: String,
+        existed: bool,
+    },
 }
 
 /// Executes statements against a catalog; holds the persistent queries' plans.
@@ -251,6 +262,8 @@ pub struct Engine {
     types: Types,
     /// The models `CREATE MODEL` registered.
     models: ModelCatalog,
+    /// The source connectors, by name.
+    connectors: BTreeMap<String, Connector>,
 }
 
 impl Engine {
@@ -268,7 +281,13 @@ impl Engine {
             plugins: PluginFunctions::default(),
             types: Types::new(),
             models: ModelCatalog::default(),
+            connectors: BTreeMap::new(),
         }
+    }
+
+    /// The source connectors, by name.
+    pub fn connectors(&self) -> &BTreeMap<String, Connector> {
+        &self.connectors
     }
 
     /// Writes the model catalog out to `dir`, in the layout model plugins read (emptying it first).
@@ -360,6 +379,7 @@ impl Engine {
             plugins: self.plugins.clone(),
             types: self.types.clone(),
             models: self.models.detached(),
+            connectors: self.connectors.clone(),
         }
     }
 
@@ -584,6 +604,21 @@ impl Engine {
                 version,
                 if_exists,
             } => self.drop_model(name, *version, *if_exists),
+            Statement::CreateConnector {
+                name,
+                if_not_exists,
+                properties,
+            } => self.create_connector(name, *if_not_exists, properties, &stmt.text),
+            Statement::DropConnector { name, if_exists } => {
+                let existed = self.connectors.remove(name).is_some();
+                if !existed && !if_exists {
+                    return Err(plan_err!("Connector {name} does not exist."));
+                }
+                Ok(Outcome::ConnectorDropped {
+                    name: name.clone(),
+                    existed,
+                })
+            }
             Statement::ReloadFunctions => {
                 let report = self
                     .plugins
@@ -630,6 +665,41 @@ impl Engine {
         Ok(Outcome::TypeRegistered {
             name: name.to_string(),
             sql_type: sql_type.clone(),
+            existed: false,
+        })
+    }
+
+    /// `CREATE SOURCE CONNECTOR`: checked, and its Kafka topic there (made when it says how many
+    /// partitions).
+    fn create_connector(
+        &mut self,
+        name: &str,
+        if_not_exists: bool,
+        props: &eddy_sql::statement::Properties,
+        text: &str,
+    ) -> Result<Outcome> {
+        if self.connectors.contains_key(name) {
+            if if_not_exists {
+                return Ok(Outcome::ConnectorCreated {
+                    name: name.to_string(),
+                    existed: true,
+                });
+            }
+            return Err(plan_err!("Connector {name} already exists."));
+        }
+        let connector = Connector::new(name, text, props)?;
+        let topic = &connector.mqtt.kafka_topic;
+        if self.admin.partitions(topic)?.is_none() {
+            let Some(partitions) = connector.mqtt.partitions else {
+                return Err(plan_err!(
+                    "Topic '{topic}' does not exist: create it (a CREATE STREAM with PARTITIONS does) or give the connector 'kafka.topic.partitions'"
+                ));
+            };
+            self.admin.create_topic(topic, partitions, 1)?;
+        }
+        self.connectors.insert(name.to_string(), connector);
+        Ok(Outcome::ConnectorCreated {
+            name: name.to_string(),
             existed: false,
         })
     }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod aggregate;
 pub mod changelog;
+pub mod connector;
 pub mod engine;
 pub mod envelope;
 mod evaluate;

@@ -130,6 +130,24 @@ pub fn command_status(outcome: &Outcome) -> (String, CommandStatus) {
             },
             None,
         ),
+        Outcome::ConnectorCreated { name, existed } => (
+            format!("connector/`{name}`/create"),
+            if *existed {
+                format!("Connector {name} already exists.")
+            } else {
+                format!("Created connector {name}")
+            },
+            None,
+        ),
+        Outcome::ConnectorDropped { name, existed } => (
+            format!("connector/`{name}`/drop"),
+            if *existed {
+                format!("Dropped connector \"{name}\"")
+            } else {
+                format!("Connector {name} does not exist.")
+            },
+            None,
+        ),
         Outcome::TypeDropped { name, existed } => (
             format!("type/`{name}`/drop"),
             if *existed {

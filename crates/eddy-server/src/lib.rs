@@ -7,6 +7,7 @@ pub mod api_tokens;
 mod assertions;
 pub mod client_logs;
 pub mod command_status;
+mod connector_entities;
 pub mod credentials;
 pub mod entity;
 mod entity_value;

@@ -14,6 +14,7 @@ use eddy_kafka::{
     Backoff, CommandLog, KafkaCluster, Peers, ProcessingLog, QueryTask, TableFeed, TaskConfig,
     changelog_topic, exactly_once_guarantee, is_internal_topic, max_task_idle, start_persistent,
 };
+use eddy_kafka::{MqttSourceTask, start_mqtt_source};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
 use eddy_runtime::model_refs;
@@ -26,6 +27,7 @@ use eddy_sql::variables::{SUBSTITUTION_PROPERTY, Variables};
 use crate::access::Access;
 use crate::assertions;
 use crate::command_status::{CommandStatus, command_status};
+use crate::connector_entities;
 use crate::entity;
 use crate::function_entities;
 use crate::model_entities;
@@ -84,6 +86,8 @@ pub struct AppState {
     /// Where queries log the records they skip and their failures.
     pub processing_log: Arc<ProcessingLog>,
     tasks: Mutex<HashMap<String, QueryTask>>,
+    /// The source connectors running on this server, by name.
+    connectors: Mutex<HashMap<String, MqttSourceTask>>,
     /// Transient push queries, by id, for `/close-query`.
     pub push: Mutex<HashMap<String, QueryTask>>,
     /// Most push queries running at once; more are refused.
@@ -214,6 +218,7 @@ impl AppState {
             log,
             processing_log,
             tasks: Mutex::new(HashMap::new()),
+            connectors: Mutex::new(HashMap::new()),
             push: Mutex::new(HashMap::new()),
             max_push_queries: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_PUSH_QUERIES),
             exactly_once: defaults.exactly_once,
@@ -301,6 +306,10 @@ impl AppState {
             lock(&self.tasks).len()
         );
         self.log_next.store(next, Ordering::SeqCst);
+        let connectors: Vec<String> = lock(&self.engine).connectors().keys().cloned().collect();
+        for name in connectors {
+            self.start_connector(&name);
+        }
         Ok(())
     }
 
@@ -340,9 +349,53 @@ impl AppState {
                 }
                 Outcome::Dropped { terminated, .. } => self.stop_tasks(&terminated),
                 Outcome::Terminated { query_ids } => self.stop_tasks(&query_ids),
+                Outcome::ConnectorCreated {
+                    name,
+                    existed: false,
+                } => self.start_connector(&name),
+                Outcome::ConnectorDropped { name, .. } => self.stop_connector(&name),
                 _ => {}
             }
         }
+    }
+
+    /// Starts the connector of that name (logged when it cannot start).
+    fn start_connector(&self, name: &str) {
+        let Some(connector) = lock(&self.engine).connectors().get(name).cloned() else {
+            return;
+        };
+        let client_id =
+            connector.mqtt.client_id.clone().unwrap_or_else(|| {
+                format!("eddy-{}-{}", self.service_id, name.to_ascii_lowercase())
+            });
+        match start_mqtt_source(name, connector.mqtt, client_id, self.cluster.clone()) {
+            Ok(task) => {
+                lock(&self.connectors).insert(name.to_string(), task);
+            }
+            Err(e) => tracing::error!(connector = %name, "cannot start: {e}"),
+        }
+    }
+
+    /// Stops the connector of that name, if it runs here.
+    fn stop_connector(&self, name: &str) {
+        let task = lock(&self.connectors).remove(name);
+        drop(task);
+    }
+
+    /// Messages each connector running here has written, and whether it is connected.
+    pub fn connector_states(&self) -> BTreeMap<String, (u64, bool)> {
+        lock(&self.connectors)
+            .iter()
+            .map(|(name, t)| {
+                (
+                    name.clone(),
+                    (
+                        t.stats.messages.load(Ordering::Relaxed),
+                        t.stats.connected.load(Ordering::Relaxed),
+                    ),
+                )
+            })
+            .collect()
     }
 
     /// Announces this server, reachable at `url`, to the others sharing its service id, and learns of
@@ -457,6 +510,7 @@ impl AppState {
         for t in tasks {
             t.stop();
         }
+        lock(&self.connectors).clear();
     }
 
     /// The engine, locked.
@@ -780,6 +834,13 @@ impl AppState {
                         .collect();
                     json!({"@type": "source_descriptions", "statementText": s.text, "sourceDescriptions": list, "warnings": []})
                 }
+                Statement::DescribeConnector { name } => connector_entities::connector_description(
+                    &s.text,
+                    &self.engine(),
+                    &self.connector_states(),
+                    name,
+                )
+                .map_err(|e| fail(e, &entities))?,
                 Statement::DescribeModel { name } => {
                     model_entities::model_description(&s.text, &self.engine(), name)
                         .map_err(|e| fail(e, &entities))?
@@ -892,6 +953,11 @@ impl AppState {
             Outcome::QueryCreated { query_id, .. } => self.start_task(query_id.clone(), props)?,
             Outcome::Dropped { terminated, .. } => self.stop_tasks(terminated),
             Outcome::Terminated { query_ids } => self.stop_tasks(query_ids),
+            Outcome::ConnectorCreated {
+                name,
+                existed: false,
+            } => self.start_connector(name),
+            Outcome::ConnectorDropped { name, .. } => self.stop_connector(name),
             _ => {}
         }
         if matches!(outcome, Outcome::Inserted) {
@@ -1027,6 +1093,9 @@ impl AppState {
             ShowKind::Variables => variable_list(text, variables),
             ShowKind::Types => entity::types(text, self.engine().types()),
             ShowKind::Models => model_entities::model_list(text, &self.engine()),
+            ShowKind::Connectors => {
+                connector_entities::connector_list(text, &self.engine(), &self.connector_states())
+            }
         })
     }
 }

@@ -582,6 +582,22 @@ impl StatementParser {
                 if_not_exists,
             });
         }
+        if self.is_word("SOURCE") && self.is_word_at(1, "CONNECTOR") {
+            self.pos += 2;
+            let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
+            let name = self.identifier()?;
+            let properties = self.with_properties()?;
+            return Ok(Statement::CreateConnector {
+                name,
+                if_not_exists,
+                properties,
+            });
+        }
+        if self.is_word("SINK") && self.is_word_at(1, "CONNECTOR") {
+            return self.error(
+                "Sink connectors are not supported: Eddy runs source connectors (MqttSource) itself",
+            );
+        }
         let or_replace = self.eat_words(&["OR", "REPLACE"]);
         let is_source = self.eat_word("SOURCE");
         let kind = self.source_kind()?;
@@ -1122,7 +1138,8 @@ impl StatementParser {
                 "VARIABLES" => ShowKind::Variables,
                 "TYPES" => ShowKind::Types,
                 "MODELS" => ShowKind::Models,
-                other => return self.error(format!("Cannot show '{other}': expecting STREAMS, TABLES, TOPICS, QUERIES, PROPERTIES, FUNCTIONS, VARIABLES, TYPES or MODELS")),
+                "CONNECTORS" => ShowKind::Connectors,
+                other => return self.error(format!("Cannot show '{other}': expecting STREAMS, TABLES, TOPICS, QUERIES, PROPERTIES, FUNCTIONS, VARIABLES, TYPES, MODELS or CONNECTORS")),
             },
             _ => return self.error(format!("Expecting what to show, found {}", self.describe_next())),
         };
@@ -1146,6 +1163,12 @@ impl StatementParser {
                 name: self.model_name()?,
             });
         }
+        if self.is_word("CONNECTOR") && matches!(self.peek_at(1), Some(Token::Word(_))) {
+            self.pos += 1;
+            return Ok(Statement::DescribeConnector {
+                name: self.identifier()?,
+            });
+        }
         for (word, kind) in [
             ("STREAMS", SourceKind::Stream),
             ("TABLES", SourceKind::Table),
@@ -1167,6 +1190,13 @@ impl StatementParser {
 
     fn drop(&mut self) -> Result<Statement> {
         self.pos += 1;
+        if self.eat_word("CONNECTOR") {
+            let if_exists = self.eat_words(&["IF", "EXISTS"]);
+            return Ok(Statement::DropConnector {
+                if_exists,
+                name: self.identifier()?,
+            });
+        }
         if self.eat_word("MODEL") {
             let if_exists = self.eat_words(&["IF", "EXISTS"]);
             return Ok(Statement::DropModel {
@@ -1670,6 +1700,18 @@ mod tests {
             (
                 "DESCRIBE model",
                 |s| matches!(s, Statement::Describe { name, .. } if name == "MODEL"),
+            ),
+            (
+                "CREATE SOURCE CONNECTOR IF NOT EXISTS cars WITH (\"connector.class\" = 'MqttSource', \"mqtt.topics\" = 'cars/+/telemetry')",
+                |s| matches!(s, Statement::CreateConnector { name, if_not_exists: true, properties } if name == "CARS" && properties.get("MQTT.TOPICS").map(|v| v.text()).as_deref() == Some("cars/+/telemetry")),
+            ),
+            (
+                "DROP CONNECTOR IF EXISTS cars",
+                |s| matches!(s, Statement::DropConnector { name, if_exists: true } if name == "CARS"),
+            ),
+            (
+                "DESCRIBE CONNECTOR cars",
+                |s| matches!(s, Statement::DescribeConnector { name } if name == "CARS"),
             ),
             ("SHOW MODELS", |s| {
                 matches!(

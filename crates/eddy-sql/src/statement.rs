@@ -175,6 +175,7 @@ pub enum ShowKind {
     Variables,
     Types,
     Models,
+    Connectors,
 }
 
 /// What `EXPLAIN` describes.
@@ -298,6 +299,22 @@ pub enum Statement {
     DescribeModel {
         name: String,
     },
+    /// `CREATE SOURCE CONNECTOR [IF NOT EXISTS] name WITH ("connector.class" = 'MqttSource', ...)`:
+    /// a connector the server runs itself (ksqlDB hands them to Kafka Connect).
+    CreateConnector {
+        name: String,
+        if_not_exists: bool,
+        properties: Properties,
+    },
+    /// `DROP CONNECTOR [IF EXISTS] name`.
+    DropConnector {
+        name: String,
+        if_exists: bool,
+    },
+    /// `DESCRIBE CONNECTOR name`.
+    DescribeConnector {
+        name: String,
+    },
     /// `ASSERT [NOT EXISTS] TOPIC name [WITH (PARTITIONS=n, REPLICAS=m)] [TIMEOUT n unit]`.
     AssertTopic {
         name: String,
@@ -329,6 +346,7 @@ impl Statement {
             | Statement::Print { .. }
             | Statement::Explain(_)
             | Statement::DescribeModel { .. }
+            | Statement::DescribeConnector { .. }
             | Statement::AssertTopic { .. }
             | Statement::AssertSchema { .. }
             | Statement::Define { .. }
@@ -344,6 +362,8 @@ impl Statement {
             | Statement::CreateModel { .. }
             | Statement::AlterModel { .. }
             | Statement::DropModel { .. }
+            | Statement::CreateConnector { .. }
+            | Statement::DropConnector { .. }
             | Statement::Terminate { .. } => false,
         }
     }
@@ -386,6 +406,9 @@ impl Statement {
             Statement::AlterModel { .. } => "AlterModel",
             Statement::DropModel { .. } => "DropModel",
             Statement::DescribeModel { .. } => "DescribeModel",
+            Statement::CreateConnector { .. } => "CreateConnector",
+            Statement::DropConnector { .. } => "DropConnector",
+            Statement::DescribeConnector { .. } => "DescribeConnector",
             Statement::AssertTopic { .. } => "AssertTopic",
             Statement::AssertSchema { .. } => "AssertSchema",
         }
