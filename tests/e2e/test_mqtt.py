@@ -1,7 +1,8 @@
 """The MQTT source connector through a real MQTT broker (Debian's mosquitto, started here) and the real
 Kafka-protocol broker: cars publish to cars/<car_id>/telemetry with QoS 1, Eddy writes the messages
 into a Kafka topic keyed by car id, a CSAS reads them on; the server is killed with SIGKILL half-way
-and restarted, and no message the MQTT broker accepted is missing.
+and restarted, and no message the MQTT broker accepted is missing. With two servers, one runs the
+connector and the other takes it over when the first is killed.
 
 Run by scripts/test:  python tests/e2e/test_mqtt.py --server-bin target/release/eddy-server
 (--cars 100 --messages 1000: the issue's 100 cars x 1,000 messages).
@@ -163,6 +164,51 @@ def test_mqtt_source_across_a_kill(ctx):
         mosquitto.stop()
 
 
+def test_one_server_runs_the_connector_and_another_takes_over(ctx):
+    """Two servers of one service id: one holds the connector's lease and runs it, the other waits;
+    when the first is killed, the second takes the session over and nothing is missing."""
+    cars, messages = 20, 500
+    total = cars * messages
+    mosquitto = Mosquitto()
+    service = f"mqtt2{os.getpid()}"
+    first = Server(ctx.server_bin, ctx.broker.bootstrap, tempfile.mkdtemp(prefix="eddy-mqtt-a-"), service)
+    second = None
+    try:
+        ksql(first, "CREATE STREAM readings (car_id STRING KEY, car STRING, seq BIGINT) WITH "
+                    f"(kafka_topic='mqtt_failover', value_format='JSON', partitions={PARTITIONS});")
+        ksql(first, "CREATE SOURCE CONNECTOR cars WITH (\"connector.class\" = 'MqttSource', "
+                    f"\"mqtt.server.uri\" = 'tcp://127.0.0.1:{mosquitto.port}', "
+                    "\"mqtt.topics\" = 'cars/+/telemetry', \"kafka.topic\" = 'mqtt_failover', "
+                    "\"key.topic.level\" = '1');")
+        second = Server(ctx.server_bin, ctx.broker.bootstrap, tempfile.mkdtemp(prefix="eddy-mqtt-b-"), service)
+
+        def states():
+            return [ksql(s, "SHOW CONNECTORS;")[0]["connectors"][0]["state"] for s in (first, second)]
+        deadline = time.time() + 30
+        while sorted(states()) != ["RUNNING", "UNASSIGNED"]:
+            assert time.time() < deadline, states()
+            time.sleep(0.2)
+        leader, follower = (first, second) if states()[0] == "RUNNING" else (second, first)
+        accepted = [0]
+        publisher = threading.Thread(target=publish, args=(mosquitto.port, cars, messages, accepted))
+        publisher.start()
+        while topic_size(ctx.broker.bootstrap, "mqtt_failover") < total // 3:
+            time.sleep(0.05)
+        leader.kill9()
+        publisher.join()
+        rows = read_all(ctx.broker.bootstrap, "mqtt_failover", total, timeout=120)
+        distinct = {json.loads(v)["car"] + "/" + str(json.loads(v)["seq"]) for _, v in rows}
+        assert len(distinct) == total, f"{total - len(distinct)} of {total} messages are missing"
+        assert ksql(follower, "SHOW CONNECTORS;")[0]["connectors"][0]["state"] == "RUNNING"
+        print(f"  {total} messages: the leader killed after {accepted[0]} were accepted, the other server "
+              f"took the session over; all in Kafka, {len(rows) - total} written twice")
+    finally:
+        for s in (first, second):
+            if s:
+                s.stop()
+        mosquitto.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server-bin", required=True)
@@ -172,7 +218,8 @@ def main():
     ctx = Ctx()
     ctx.server_bin = os.path.abspath(args.server_bin)
     ctx.cars, ctx.messages = args.cars, args.messages
-    run_with_broker([test_mqtt_source_across_a_kill], ctx, None)
+    run_with_broker([test_mqtt_source_across_a_kill, test_one_server_runs_the_connector_and_another_takes_over],
+                    ctx, None)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 //! MQTT topic, placed as Kafka's default partitioner places keys) and acknowledging them to the MQTT
 //! broker only once Kafka has them. A message the broker accepted is therefore in Kafka at least
 //! once, across a crash of the server: the broker keeps what was not acknowledged, and what was
-//! published meanwhile, for the session's return.
+//! published meanwhile, for the session's return. Of the servers of a service id, the one holding
+//! the connector's lease (the only partition of its lease topic, given by a consumer group) runs
+//! it; when that server goes, another takes the lease and the session over.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rdkafka::consumer::Consumer;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 
@@ -18,13 +21,14 @@ use eddy_runtime::connector::MqttSource;
 use eddy_runtime::partitioner::partition_for;
 use eddy_runtime::{Record, TopicAdmin};
 
-use crate::cluster::{KafkaCluster, now_millis};
+use crate::cluster::{InternalTopic, KafkaCluster, now_millis};
+use crate::query_io::{query_consumer, subscribed};
 
 /// Most messages written to Kafka as one batch.
 const MAX_BATCH: usize = 2_000;
 /// How long a batch waits for more messages once it has one.
 const LINGER: Duration = Duration::from_millis(5);
-/// Messages the client holds between the connection and the batching (and QoS 1 acks pending).
+/// Requests (acknowledgements) the client holds for the connection.
 const QUEUE: usize = 10_000;
 
 /// What a running connector has done.
@@ -56,42 +60,68 @@ impl Drop for MqttSourceTask {
     }
 }
 
-/// Starts connector `name` (MQTT client id `client_id`) writing into `cluster`.
+/// Starts connector `name` (MQTT client id `client_id`) writing into `cluster`, on this server
+/// while it holds the lease of group `lease_group`.
 pub fn start_mqtt_source(
     name: &str,
     config: MqttSource,
     client_id: String,
     cluster: Arc<KafkaCluster>,
+    lease_group: &str,
 ) -> Result<MqttSourceTask> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(ConnectorStats::default());
     let partitions = cluster
         .partitions(&config.kafka_topic)?
         .ok_or_else(|| exec_err!("topic '{}' does not exist", config.kafka_topic))?;
+    let lease_topic = format!("{lease_group}-lease");
+    if cluster.partitions(&lease_topic)?.is_none() {
+        cluster.create_internal_topic(&lease_topic, InternalTopic::Server, 1, &[])?;
+    }
+    let lease = subscribed(
+        &query_consumer(&cluster, lease_group, "latest"),
+        &lease_topic,
+    )
+    .map_err(|e| exec_err!("connector {name}: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(format!("connector-{name}-io"))
+        .enable_all()
+        .build()
+        .map_err(|e| exec_err!("cannot start connector {name}: {e}"))?;
     let (stopping, counting) = (stop.clone(), stats.clone());
     let label = name.to_string();
     let thread = std::thread::Builder::new()
         .name(format!("connector-{name}"))
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(connector = %label, "cannot start: {e}");
-                    return;
+            // The session runs while this server holds the lease; polling keeps the membership.
+            let mut session: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> = None;
+            while !stopping.load(Ordering::SeqCst) {
+                let _ = lease.poll(Duration::from_millis(200));
+                let held = lease.assignment().is_ok_and(|a| a.count() > 0);
+                if held && session.is_none() {
+                    tracing::info!(connector = %label, "took the connector's lease: this server runs it");
+                    let own_stop = Arc::new(AtomicBool::new(false));
+                    let source = Source {
+                        config: config.clone(),
+                        cluster: cluster.clone(),
+                        partitions,
+                        stop: own_stop.clone(),
+                        stats: counting.clone(),
+                        name: label.clone(),
+                    };
+                    session = Some((own_stop, runtime.spawn(source.run(client_id.clone()))));
+                } else if !held && let Some((own_stop, running)) = session.take() {
+                    tracing::info!(connector = %label, "lost the connector's lease: another server runs it");
+                    own_stop.store(true, Ordering::SeqCst);
+                    let _ = runtime.block_on(running);
+                    counting.connected.store(false, Ordering::SeqCst);
                 }
-            };
-            let source = Source {
-                config,
-                cluster,
-                partitions,
-                stop: stopping,
-                stats: counting,
-                name: label,
-            };
-            runtime.block_on(source.run(client_id));
+            }
+            if let Some((own_stop, running)) = session {
+                own_stop.store(true, Ordering::SeqCst);
+                let _ = runtime.block_on(running);
+            }
         })
         .map_err(|e| exec_err!("cannot start connector {name}: {e}"))?;
     Ok(MqttSourceTask {
@@ -123,8 +153,10 @@ impl Source {
         } else {
             QoS::AtLeastOnce
         };
-        // The connection's events, through a channel the batching can wait on with a timeout.
-        let (events, mut incoming) = mpsc::channel::<Publish>(QUEUE);
+        // The connection's messages, through a channel the batching can wait on with a timeout. It
+        // is unbounded so that the connection is always polled — the acknowledgements go out through
+        // it — and holds at most what the MQTT broker sends unacknowledged (its in-flight window).
+        let (events, mut incoming) = mpsc::unbounded_channel::<Publish>();
         let (stats, stop, name) = (self.stats.clone(), self.stop.clone(), self.name.clone());
         let subscriber = client.clone();
         let topics = self.config.topics.clone();
@@ -141,7 +173,7 @@ impl Source {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if events.send(p).await.is_err() {
+                        if events.send(p).is_err() {
                             return;
                         }
                     }

@@ -368,7 +368,18 @@ impl AppState {
             connector.mqtt.client_id.clone().unwrap_or_else(|| {
                 format!("eddy-{}-{}", self.service_id, name.to_ascii_lowercase())
             });
-        match start_mqtt_source(name, connector.mqtt, client_id, self.cluster.clone()) {
+        let lease_group = format!(
+            "_eddy-{}-connector-{}",
+            self.service_id,
+            name.to_ascii_lowercase()
+        );
+        match start_mqtt_source(
+            name,
+            connector.mqtt,
+            client_id,
+            self.cluster.clone(),
+            &lease_group,
+        ) {
             Ok(task) => {
                 lock(&self.connectors).insert(name.to_string(), task);
             }
