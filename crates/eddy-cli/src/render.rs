@@ -241,6 +241,33 @@ pub fn entity(e: &Value) -> String {
                 .collect();
             out + &table(&["Field", "Type"], &rows)
         }
+        "connector_list" => {
+            let rows: Vec<Vec<String>> = e["connectors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    vec![
+                        s(&c["name"]),
+                        s(&c["type"]),
+                        s(&c["className"]),
+                        s(&c["state"]),
+                    ]
+                })
+                .collect();
+            table(&["Connector Name", "Type", "Class", "Status"], &rows)
+        }
+        "connector_description" => format!(
+            "Name         : {}\nClass        : {}\nType         : {}\nState        : {}\nMQTT         : {} {}\nKafka topics : {}\nMessages     : {}\n",
+            s(&e["status"]["name"]),
+            s(&e["connectorClass"]),
+            s(&e["status"]["type"]),
+            s(&e["status"]["connector"]["state"]),
+            s(&e["mqttServer"]),
+            list(&e["mqttTopics"]),
+            list(&e["topics"]),
+            s(&e["messages"])
+        ),
         "models" => {
             let rows: Vec<Vec<String>> = e["models"]
                 .as_array()
@@ -249,7 +276,7 @@ pub fn entity(e: &Value) -> String {
                 .map(|m| {
                     vec![
                         s(&m["name"]),
-                        numbers(&m["versions"]),
+                        list(&m["versions"]),
                         aliases(&m["aliases"]),
                         s(&m["features"]),
                     ]
@@ -303,8 +330,8 @@ pub fn entity(e: &Value) -> String {
     }
 }
 
-/// `1, 2, 3` of a JSON list of numbers.
-fn numbers(v: &Value) -> String {
+/// `1, 2, 3` of a JSON list.
+fn list(v: &Value) -> String {
     v.as_array()
         .into_iter()
         .flatten()
@@ -426,6 +453,26 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn connectors_render_as_ksqldb_does() {
+        let listed = json!({"@type": "connector_list", "connectors": [
+            {"name": "CARS", "type": "SOURCE", "className": "MqttSource", "state": "RUNNING"}]});
+        let out = entity(&listed);
+        assert!(
+            out.contains("CARS") && out.contains("MqttSource") && out.contains("RUNNING"),
+            "{out}"
+        );
+        let described = json!({"@type": "connector_description", "connectorClass": "MqttSource",
+            "status": {"name": "CARS", "connector": {"state": "RUNNING"}, "type": "source"},
+            "topics": ["telemetry"], "mqttServer": "tcp://h:1883", "mqttTopics": ["cars/+/telemetry"],
+            "messages": 42});
+        let out = entity(&described);
+        assert!(
+            out.contains("cars/+/telemetry") && out.contains("Messages     : 42"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn models_render_with_versions_aliases_and_users() {
         let list = json!({"@type": "models", "models": [
             {"name": "car_ae", "versions": [1, 2], "latest": 2, "aliases": {"production": 1}, "features": 28}]});
@@ -440,7 +487,7 @@ mod tests {
             "queries": [{"queryId": "CSAS_ALERTS_0", "uses": "car_ae@production", "versions": "2"}]});
         let out = entity(&described);
         assert!(
-            out.contains("0123456789ab ")
+            out.contains("0123456789ab\n") && !out.contains("cdef")
                 && out.contains("0.4")
                 && out.contains("car_ae@production"),
             "{out}"

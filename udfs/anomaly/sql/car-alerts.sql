@@ -1,10 +1,14 @@
 -- Connected-car anomaly detection (docs/anomaly-detection.md): every car's 14 sensors, once a second,
 -- summarised per car in 30-second windows and scored by the windowed Gaussian model of
 -- udfs/anomaly/models. Run by scripts/demo; tests/e2e runs the same file against 1 M events.
--- The server needs the anomaly plugin (--plugin-dir) and the model directory (EDDY_MODEL_DIR or
--- ksql.functions._global_.model_dir).
+-- The server needs the anomaly plugin (--plugin-dir) and the models in its catalog (EDDY_MODEL_DIR or
+-- ksql.functions._global_.model_dir preloads udfs/anomaly/models).
 
 SET 'auto.offset.reset'='earliest';
+
+-- Queries score through the alias 'production', which a rollout moves to a new version (or splits
+-- between two) under the running query: docs/anomaly-detection.md, "The model catalog".
+ALTER MODEL gaussian_30s SET ALIAS production = 1;
 
 -- The readings, as udfs/anomaly/train/telemetry.py produces them (label, fault and episode are the
 -- generator's ground truth, for measuring; a real car does not send them).
@@ -105,7 +109,7 @@ CREATE STREAM car_alerts AS SELECT
     car_id,
     AS_VALUE(car_id) AS car,
     WINDOWSTART AS window_start,
-    ROUND(ANOMALY_SCORE('gaussian_30s@1',
+    ROUND(ANOMALY_SCORE('gaussian_30s@production',
       speed_kmh_avg, rpm_avg, throttle_pct_avg, engine_load_pct_avg,
       coolant_c_avg, oil_c_avg, intake_c_avg, battery_v_avg,
       tire_fl_bar_avg, tire_fr_bar_avg, tire_rl_bar_avg, tire_rr_bar_avg,
@@ -113,7 +117,7 @@ CREATE STREAM car_alerts AS SELECT
       throttle_pct_sd, engine_load_pct_sd, coolant_c_sd, oil_c_sd,
       intake_c_sd, battery_v_sd, tire_fl_bar_sd, tire_fr_bar_sd,
       tire_rl_bar_sd, tire_rr_bar_sd, fuel_rate_lph_sd, ambient_c_sd), 1) AS score,
-    ANOMALY_CAUSE('gaussian_30s@1',
+    ANOMALY_CAUSE('gaussian_30s@production',
       speed_kmh_avg, rpm_avg, throttle_pct_avg, engine_load_pct_avg,
       coolant_c_avg, oil_c_avg, intake_c_avg, battery_v_avg,
       tire_fl_bar_avg, tire_fr_bar_avg, tire_rl_bar_avg, tire_rr_bar_avg,
@@ -122,7 +126,7 @@ CREATE STREAM car_alerts AS SELECT
       intake_c_sd, battery_v_sd, tire_fl_bar_sd, tire_fr_bar_sd,
       tire_rl_bar_sd, tire_rr_bar_sd, fuel_rate_lph_sd, ambient_c_sd) AS cause
   FROM car_window_features
-  WHERE IS_ANOMALY('gaussian_30s@1',
+  WHERE IS_ANOMALY('gaussian_30s@production',
       speed_kmh_avg, rpm_avg, throttle_pct_avg, engine_load_pct_avg,
       coolant_c_avg, oil_c_avg, intake_c_avg, battery_v_avg,
       tire_fl_bar_avg, tire_fr_bar_avg, tire_rl_bar_avg, tire_rr_bar_avg,

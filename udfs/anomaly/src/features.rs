@@ -90,6 +90,7 @@ pub fn gather(args: &[ArrayRef], names: &[String], rows: usize) -> Result<Gather
         [one] if matches!(one.data_type(), DataType::List(_)) => {
             let lists = one.as_list::<i32>();
             let items = lists.values();
+            let doubles = items.as_primitive_opt::<Float64Type>();
             let offsets = lists.value_offsets();
             for r in 0..rows {
                 let (start, end) = (offsets[r] as usize, offsets[r + 1] as usize);
@@ -97,10 +98,21 @@ pub fn gather(args: &[ArrayRef], names: &[String], rows: usize) -> Result<Gather
                     out.missing[r] = true;
                     continue;
                 }
-                for j in 0..width {
-                    match number(items, start + j)? {
-                        Some(v) => out.values[r * width + j] = v,
-                        None => out.missing[r] = true,
+                let row = &mut out.values[r * width..(r + 1) * width];
+                match doubles {
+                    // DOUBLEs (what ARRAY[...] of DOUBLE columns makes): read as a slice.
+                    Some(d) if d.null_count() == 0 => {
+                        for (slot, v) in row.iter_mut().zip(&d.values()[start..end]) {
+                            *slot = *v as f32;
+                        }
+                    }
+                    _ => {
+                        for (j, slot) in row.iter_mut().enumerate() {
+                            match number(items, start + j)? {
+                                Some(v) => *slot = v,
+                                None => out.missing[r] = true,
+                            }
+                        }
                     }
                 }
             }

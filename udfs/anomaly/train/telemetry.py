@@ -6,6 +6,7 @@ baselines; faults are injected as labelled episodes of six kinds.
     python telemetry.py --cars 50 --hours 2 --seed 1 --out train.csv            # a file for training
     python telemetry.py --cars 20 --hours 1 --seed 2 --faults 4 --out test.csv  # held-out, more faults
     python telemetry.py --cars 100 --hours 1 --seed 3 --kafka HOST:PORT --topic telemetry --rate 20000
+    python telemetry.py --cars 50 --hours 2 --seed 11 --mqtt HOST:1883 --rate 5000  # as cars do: MQTT
 
 Rows: car_id, ts (epoch ms), the FEATURES, then label (1 inside a fault episode), fault (its kind or
 empty) and episode (a number per episode, -1 outside). The same arguments give the same rows.
@@ -222,6 +223,40 @@ def produce(bootstrap, topic, cars, hours, seed, faults, rate):
     return sent
 
 
+def publish_mqtt(server, cars, hours, seed, faults, rate):
+    """Publishes the same JSON events over MQTT, QoS 1, each car to cars/<car_id>/telemetry, all cars'
+    second i before second i+1, at about `rate`/s."""
+    import paho.mqtt.client as mqtt
+    host, _, port = server.partition(":")
+    data = list(generate(cars, hours, seed, faults))
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"telemetry-{seed}")
+    client.max_inflight_messages_set(500)
+    client.connect(host, int(port or 1883))
+    client.loop_start()
+    started, sent, pending = time.time(), 0, []
+    for i in range(int(hours * 3600)):
+        for car_id, x, label, kind, ep in data:
+            event = {"car_id": car_id, "ts": START_MS + i * 1000,
+                     **{f: round(float(v), DECIMALS) for f, v in zip(FEATURES, x[i])},
+                     "label": int(label[i]), "fault": kind[i], "episode": int(ep[i])}
+            while (info := client.publish(f"cars/{car_id}/telemetry", json.dumps(event), qos=1)).rc:
+                time.sleep(0.01)
+            pending.append(info)
+            sent += 1
+            if len(pending) > 2000:
+                for p in pending[:1000]:
+                    p.wait_for_publish(60)
+                del pending[:1000]
+                ahead = sent / rate - (time.time() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    for p in pending:
+        p.wait_for_publish(60)
+    client.loop_stop()
+    client.disconnect()
+    return sent
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cars", type=int, default=50)
@@ -231,6 +266,7 @@ def main():
     ap.add_argument("--out", help="write a CSV file")
     ap.add_argument("--kafka", help="bootstrap servers to produce to")
     ap.add_argument("--topic", default="telemetry")
+    ap.add_argument("--mqtt", help="host:port of an MQTT broker to publish to (cars/<car_id>/telemetry)")
     ap.add_argument("--rate", type=float, default=10000.0, help="events per second when producing")
     a = ap.parse_args()
     if a.out:
@@ -238,8 +274,11 @@ def main():
     if a.kafka:
         n = produce(a.kafka, a.topic, a.cars, a.hours, a.seed, a.faults, a.rate)
         print(f"produced {n} events to {a.topic}")
-    if not a.out and not a.kafka:
-        ap.error("give --out or --kafka")
+    if a.mqtt:
+        n = publish_mqtt(a.mqtt, a.cars, a.hours, a.seed, a.faults, a.rate)
+        print(f"published {n} events to {a.mqtt}")
+    if not a.out and not a.kafka and not a.mqtt:
+        ap.error("give --out, --kafka or --mqtt")
 
 
 if __name__ == "__main__":
