@@ -487,7 +487,8 @@ mod tests {
             "queries": [{"queryId": "CSAS_ALERTS_0", "uses": "car_ae@production", "versions": "2"}]});
         let out = entity(&described);
         assert!(
-            out.contains("0123456789ab\n") && !out.contains("cdef")
+            out.contains("0123456789ab\n")
+                && !out.contains("cdef")
                 && out.contains("0.4")
                 && out.contains("car_ae@production"),
             "{out}"

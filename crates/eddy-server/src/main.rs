@@ -166,15 +166,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let properties = config.properties;
     let per_record_metrics = config.per_record_metrics;
-    // The model catalog lives beside the server's data; a model directory given in the settings (or
-    // EDDY_MODEL_DIR) is registered into it at the start.
-    let models = state::ModelDirs {
+    // With plugins, the model catalog is written out beside the server's data for them; a model
+    // directory given in the settings (or EDDY_MODEL_DIR) is registered into it at the start. Without
+    // plugins nothing scores with models, and the catalog stays in memory (and the command log).
+    let models = args.plugin_dir.as_ref().map(|_| state::ModelDirs {
         catalog: args.data_dir.join("models"),
         preload: properties
             .get(state::MODEL_DIR_PROPERTY)
             .map(std::path::PathBuf::from)
             .or_else(|| std::env::var_os("EDDY_MODEL_DIR").map(std::path::PathBuf::from)),
-    };
+    });
     let state = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let cluster = Arc::new(KafkaCluster::open(cluster_config)?);
         cluster
@@ -191,7 +192,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 exactly_once,
                 log_rows: args.processing_log_rows,
                 metrics: per_record_metrics,
-                models: Some(models),
+                models,
             },
         )?)
     })

@@ -179,17 +179,29 @@ impl AppState {
         let admin: Arc<dyn TopicAdmin> = cluster.clone();
         let embedded_registry = registry.is_none();
         let mut properties = defaults.properties.clone();
+        let mut engine = Engine::new(admin);
         if let Some(dirs) = &defaults.models {
-            // Model plugins read the catalog's directory.
-            properties.insert(
-                MODEL_DIR_PROPERTY.to_string(),
-                dirs.catalog.display().to_string(),
-            );
+            // Model plugins read the catalog's directory: the one asked for, or, when it cannot be
+            // written (a read-only data directory), one in the system's temporary directory.
+            let fallback = std::env::temp_dir()
+                .join(format!("eddy-models-{service_id}-{}", std::process::id()));
+            let (written, dir) = match engine.with_model_dir(dirs.catalog.clone()) {
+                Ok(e) => (e, dirs.catalog.clone()),
+                Err(e) => {
+                    tracing::warn!(
+                        "{e}: the model catalog is written to {} instead",
+                        fallback.display()
+                    );
+                    (
+                        Engine::new(cluster.clone()).with_model_dir(fallback.clone())?,
+                        fallback,
+                    )
+                }
+            };
+            engine = written;
+            properties.insert(MODEL_DIR_PROPERTY.to_string(), dir.display().to_string());
         }
-        let mut engine = Engine::new(admin).with_properties(properties.clone());
-        if let Some(dirs) = &defaults.models {
-            engine = engine.with_model_dir(dirs.catalog.clone())?;
-        }
+        engine = engine.with_properties(properties.clone());
         if let Some(registry) = registry {
             engine = engine.with_schema_registry(registry);
         }
