@@ -1090,6 +1090,17 @@ def run_with_broker(tests, ctx, only):
         sys.exit(1)
 
 
+def main_with_broker(tests):
+    """The main of a test file whose tests start servers of their own: `--server-bin`, then `tests` with
+    a fresh broker."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server-bin", required=True)
+    args = ap.parse_args()
+    ctx = Ctx()
+    ctx.server_bin = os.path.abspath(args.server_bin)
+    run_with_broker(tests, ctx, None)
+
+
 def run(tests, name):
     """Runs `tests` (functions of a context with a broker and a server) against a fresh broker and
     server, or the one `--only` names; exits non-zero if any failed."""

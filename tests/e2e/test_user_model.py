@@ -8,7 +8,6 @@ through the real broker, and the alerts find the faults.
 Run by scripts/test:  python tests/e2e/test_user_model.py --server-bin target/release/eddy-server
 """
 
-import argparse
 import csv
 import json
 import os
@@ -19,7 +18,7 @@ import tempfile
 import numpy as np
 from confluent_kafka import Producer
 
-from test_e2e import ROOT, Ctx, Server, post, run_with_broker
+from test_e2e import ROOT, Server, main_with_broker, post
 from test_mqtt import read_all
 
 FEATURES = ["speed_rpm", "flow_lpm", "pressure_bar", "power_kw", "vibration_mm_s", "bearing_temp_c"]
@@ -113,14 +112,5 @@ def test_a_model_trained_on_a_users_csv_finds_its_faults(ctx):
         server.stop()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--server-bin", required=True)
-    args = ap.parse_args()
-    ctx = Ctx()
-    ctx.server_bin = os.path.abspath(args.server_bin)
-    run_with_broker([test_a_model_trained_on_a_users_csv_finds_its_faults], ctx, None)
-
-
 if __name__ == "__main__":
-    main()
+    main_with_broker([test_a_model_trained_on_a_users_csv_finds_its_faults])

@@ -64,15 +64,18 @@ def read_kafka(bootstrap, topic, max_records, timeout=30):
     while len(records) < max_records and idle < 5 and time.time() < deadline:
         batch = [m for m in c.consume(num_messages=10000, timeout=1.0) if not m.error()]
         idle = 0 if batch else idle + 1
-        for m in batch:
-            try:
-                v = json.loads(m.value())
-            except (TypeError, ValueError):
-                continue
-            if isinstance(v, dict):
-                records.append(v)
+        records += [v for v in map(json_record, (m.value() for m in batch)) if v is not None]
     c.close()
     return records[:max_records]
+
+
+def json_record(value):
+    """A record's value as a JSON object, or None when it is not one."""
+    try:
+        v = json.loads(value)
+    except (TypeError, ValueError):
+        return None
+    return v if isinstance(v, dict) else None
 
 
 def matrix(records, names):
