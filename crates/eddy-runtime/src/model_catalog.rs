@@ -100,36 +100,33 @@ pub enum Registered {
     Same(u32),
 }
 
-/// A model's name as the catalog keys it, checked: letters, digits and `_`, starting with a letter.
-pub fn model_name(name: &str) -> Result<String> {
-    let lower = name.trim().to_ascii_lowercase();
+/// `text` trimmed and lower-cased, if it is a letter followed by letters, digits or `extra`
+/// characters, at most `max` long.
+fn identifier(text: &str, extra: &[char], max: usize) -> Option<String> {
+    let lower = text.trim().to_ascii_lowercase();
     let mut chars = lower.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && lower.len() <= 128;
-    if ok {
-        Ok(lower)
-    } else {
-        Err(plan_err!(
-            "Invalid model name '{name}': a model name is a letter followed by letters, digits or '_'"
-        ))
-    }
+        && chars.all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+        && lower.len() <= max;
+    ok.then_some(lower)
 }
 
-/// An alias as the catalog keys it: a letter, then letters, digits, `_` or `-`, not a number.
+/// A model's name as the catalog keys it, checked: letters, digits and `_`, starting with a letter.
+pub fn model_name(name: &str) -> Result<String> {
+    identifier(name, &['_'], 128).ok_or_else(|| {
+        plan_err!(
+            "Invalid model name '{name}': a model name is a letter followed by letters, digits or '_'"
+        )
+    })
+}
+
+/// An alias as the catalog keys it: a letter, then letters, digits, `_` or `-` (so not a number).
 fn alias_name(alias: &str) -> Result<String> {
-    let lower = alias.trim().to_ascii_lowercase();
-    let mut chars = lower.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && lower.len() <= 64;
-    if ok {
-        Ok(lower)
-    } else {
-        Err(plan_err!(
+    identifier(alias, &['_', '-'], 64).ok_or_else(|| {
+        plan_err!(
             "Invalid alias '{alias}': an alias is a letter followed by letters, digits, '_' or '-'"
-        ))
-    }
+        )
+    })
 }
 
 /// Reads a model folder: its `model.onnx` and `card.json`.
