@@ -384,12 +384,11 @@ impl ModelCatalog {
             std::fs::remove_dir_all(&target)
                 .map_err(|e| exec_err!("cannot remove {}: {e}", target.display()))?;
         }
-        let model = self.models.get_mut(&key).expect("required above");
-        for v in &removed {
-            model.versions.remove(v);
-        }
-        if model.versions.is_empty() {
-            self.models.remove(&key);
+        if let Some(model) = self.models.get_mut(&key) {
+            model.versions.retain(|v, _| !removed.contains(v));
+            if model.versions.is_empty() {
+                self.models.remove(&key);
+            }
         }
         Ok(removed)
     }
