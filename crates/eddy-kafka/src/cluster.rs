@@ -24,6 +24,8 @@ use crate::client_settings::{ClientSettings, Role};
 use crate::delivery_error::DeliveryError;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a created topic may take to appear in the metadata.
+const TOPIC_VISIBLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Admin client and producer for one cluster.
 pub struct KafkaCluster {
@@ -132,16 +134,21 @@ impl KafkaCluster {
                 }
             }
         }
-        // Wait until the new topic's metadata is visible, so consumers and producers find it.
-        for _ in 0..50 {
+        // Wait until the new topic's metadata is visible, so consumers and producers find it. A
+        // loaded broker may take seconds to elect the new partitions' leaders.
+        let deadline = std::time::Instant::now() + TOPIC_VISIBLE_TIMEOUT;
+        loop {
             if self.partitions(topic)?.is_some() {
                 return Ok(());
             }
+            if std::time::Instant::now() >= deadline {
+                return Err(external_err!(
+                    "Kafka: topic {topic} was created but does not appear in the metadata after {} s",
+                    TOPIC_VISIBLE_TIMEOUT.as_secs()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(external_err!(
-            "Kafka: topic {topic} was created but does not appear in the metadata"
-        ))
     }
 
     /// Connects to the cluster at `bootstrap` (`host:port[,host:port]`); exactly-once output uses

@@ -38,7 +38,9 @@ pub fn udtf(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// whose parameters are constant arguments given after the others (otherwise `Default`).
 ///
 /// On a type implementing `Accumulator` and `Default` (whole arrays in and out) the SQL types are given:
-/// `#[udaf(args = ["STRUCT<A INT>"], returns = "STRUCT<A INT>", state = ["STRUCT<A INT>"], retract = true)]`.
+/// `#[udaf(args = ["STRUCT<A INT>"], returns = "STRUCT<A INT>", state = ["STRUCT<A INT>"], retract = true)]`;
+/// with `constants = ["INT", ...]` (constant parameters after `args`; `names` names both) the type
+/// implements `FromConstants` instead of `Default`.
 #[proc_macro_attribute]
 pub fn udaf(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = parse_macro_input!(attr as Options);
@@ -76,6 +78,8 @@ struct Options {
     variadic: bool,
     state: Option<Vec<String>>,
     retract: bool,
+    /// A batch aggregate's constant parameters' SQL types, after `args`.
+    constants: Option<Vec<String>>,
 }
 
 impl syn::parse::Parse for Options {
@@ -97,10 +101,11 @@ impl syn::parse::Parse for Options {
                 "args" => options.args = Some(strings(&nv.value)?),
                 "names" => options.names = Some(strings(&nv.value)?),
                 "state" => options.state = Some(strings(&nv.value)?),
+                "constants" => options.constants = Some(strings(&nv.value)?),
                 _ => {
                     return Err(syn::Error::new_spanned(
                         &nv.path,
-                        "unknown option: expected name, description, deterministic, args, names, returns, variadic, state or retract",
+                        "unknown option: expected name, description, deterministic, args, names, returns, variadic, state, retract or constants",
                     ));
                 }
             }
@@ -438,7 +443,19 @@ fn typed_def(options: &Options, typed: Typed, ident: &Ident) -> Tokens {
     let args = options.args.clone().unwrap_or_default();
     let returns = options.returns.clone().unwrap_or_default();
     let names = options.names.clone().unwrap_or_default();
-    let params = batch_params(&args, &names, options.variadic);
+    let mut params = batch_params(&args, &names, options.variadic);
+    let constants = options.constants.clone().unwrap_or_default();
+    params.extend(constants.iter().enumerate().map(|(i, t)| {
+        let name = names
+            .get(args.len() + i)
+            .cloned()
+            .unwrap_or_else(|| format!("arg{}", args.len() + i));
+        quote! {{
+            let mut p = ::eddy_udf::Param::new(#name, #t);
+            p.constant = true;
+            p
+        }}
+    }));
     let spec = spec(
         options,
         &ident.to_string(),
@@ -490,7 +507,8 @@ fn batch_params(args: &[String], names: &[String], variadic: bool) -> Vec<Tokens
         .collect()
 }
 
-/// `#[udaf]` on a type implementing `Accumulator` and `Default`, SQL types given in the attribute.
+/// `#[udaf]` on a type implementing `Accumulator` and `Default` (or `FromConstants`), SQL types given
+/// in the attribute.
 fn batch_aggregate(
     options: Options,
     item: Tokens,
@@ -503,13 +521,34 @@ fn batch_aggregate(
             "a batch aggregate gives its SQL types: #[udaf(args = [...], returns = \"...\", state = [...])]",
         ));
     }
-    let setup = quote! {
-        struct __Factory;
-        impl ::eddy_udf::AccumulatorFactory for __Factory {
-            fn accumulator(&self) -> ::eddy_udf::Result<Box<dyn ::eddy_udf::Accumulator>> {
-                Ok(Box::new(<#ident as ::std::default::Default>::default()))
-            }
-        }
+    let (setup, create) = if options.constants.is_some() {
+        (
+            quote! {
+                struct __Factory(Vec<::eddy_udf::arrow_array::ArrayRef>);
+                impl ::eddy_udf::AccumulatorFactory for __Factory {
+                    fn accumulator(&self) -> ::eddy_udf::Result<Box<dyn ::eddy_udf::Accumulator>> {
+                        Ok(Box::new(<#ident as ::eddy_udf::FromConstants>::from_constants(&self.0)?))
+                    }
+                }
+            },
+            // Constants that cannot make an accumulator refuse the query when it is planned.
+            quote!(::eddy_udf::Create::Aggregate(|options| {
+                <#ident as ::eddy_udf::FromConstants>::from_constants(&options.constants)?;
+                Ok(Box::new(__Factory(options.constants.clone())))
+            })),
+        )
+    } else {
+        (
+            quote! {
+                struct __Factory;
+                impl ::eddy_udf::AccumulatorFactory for __Factory {
+                    fn accumulator(&self) -> ::eddy_udf::Result<Box<dyn ::eddy_udf::Accumulator>> {
+                        Ok(Box::new(<#ident as ::std::default::Default>::default()))
+                    }
+                }
+            },
+            quote!(::eddy_udf::Create::Aggregate(|_| Ok(Box::new(__Factory)))),
+        )
     };
     Ok(typed_def(
         &options,
@@ -518,7 +557,7 @@ fn batch_aggregate(
             attrs,
             kind: quote!(::eddy_udf::Kind::Aggregate),
             setup,
-            create: quote!(::eddy_udf::Create::Aggregate(|_| Ok(Box::new(__Factory)))),
+            create,
         },
         &ident,
     ))

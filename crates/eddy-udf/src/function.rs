@@ -45,6 +45,12 @@ pub trait AccumulatorFactory: Send + Sync + 'static {
     fn accumulator(&self) -> Result<Box<dyn Accumulator>>;
 }
 
+/// An accumulator made from its call's constant arguments (`#[udaf(constants = [...])]`): one
+/// single-row array per constant, in order. An error refuses the query.
+pub trait FromConstants: Sized {
+    fn from_constants(constants: &[ArrayRef]) -> Result<Self>;
+}
+
 /// One group's running aggregate.
 pub trait Accumulator: Send + 'static {
     /// Folds in `rows` rows of argument columns. Each row is applied whole or not at all: a row that

@@ -26,7 +26,7 @@ pub use arrow_buffer;
 pub use arrow_schema;
 pub use eddy_udf_macros::{udaf, udf, udtf};
 pub use error::{Error, Result};
-pub use function::{Accumulator, AccumulatorFactory, BatchFunction, Options};
+pub use function::{Accumulator, AccumulatorFactory, BatchFunction, FromConstants, Options};
 pub use manifest::{Create, FunctionDef, Kind, Manifest, Param, PluginInfo};
 pub use serde_json;
 pub use value::{Arg, Ret, Variadic};
@@ -35,7 +35,7 @@ pub use value::{Arg, Ret, Variadic};
 pub mod prelude {
     pub use crate::arrow_array::{Array, ArrayRef};
     pub use crate::{
-        Accumulator, AccumulatorFactory, BatchFunction, Error, Options, Result, Variadic, udaf,
-        udf, udtf,
+        Accumulator, AccumulatorFactory, BatchFunction, Error, FromConstants, Options, Result,
+        Variadic, udaf, udf, udtf,
     };
 }

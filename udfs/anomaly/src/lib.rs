@@ -14,11 +14,15 @@
 //! without one, rows are split by their features. The model directory is
 //! `ksql.functions._global_.model_dir` (or `EDDY_MODEL_DIR`); a server with a model catalog manages
 //! it. A call is checked when its query is planned (the model loads, the features fit its card).
+//!
+//! - `ONLINE_ANOMALY(features, half_life, threshold, warmup)`: an aggregate scoring each row against
+//!   its group's own baseline learned from the stream (`online.rs`), no model file.
 
 mod batch;
 mod features;
 mod model;
 mod models;
+mod online;
 mod spec;
 
 use std::sync::Arc;
@@ -217,6 +221,8 @@ eddy_udf::plugin!(
     Anomaly,
     AnomalyOfStruct,
     AnomalyOfArray,
+    online::OnlineAnomalyOfStruct,
+    online::OnlineAnomalyOfArray,
 );
 
 #[cfg(test)]

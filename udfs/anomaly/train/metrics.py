@@ -3,8 +3,8 @@
 An alarm is a run of alerts of one car with gaps of at most MERGE_S seconds; a false alarm is an alarm
 that starts outside every fault episode. An episode is detected when at least one of its rows alerts;
 its delay is the seconds from its start to its first alert. Rows are one car's seconds (or windows of
-`step` seconds) in order, cars one after another (as telemetry.generate and telemetry.windows give them).
-A window's alert counts from the window's end.
+`step` seconds apart) in order, cars one after another (as telemetry.generate and telemetry.windows give
+them). A window's alert counts from the window's end.
 """
 
 import numpy as np
@@ -42,15 +42,20 @@ def roc_auc(score, label):
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def alarms(alert, label, cars, car_hours, score=None, step=1):
-    """Precision, recall and F1 per event and per episode, false alarms per car-hour, median delay."""
+def alarms(alert, label, cars, car_hours, score=None, step=1, timing=None):
+    """Precision, recall and F1 per event and per episode, false alarms per car-hour, median delay.
+    Rows are `step` seconds apart; for windows, `timing` is (end_s, onset_s) per row (telemetry.Windows):
+    a delay is from the episode's first labelled second to the end of the first window that alerts."""
     tp = int((alert & (label == 1)).sum())
     fp = int((alert & (label == 0)).sum())
     fn = int((~alert & (label == 1)).sum())
     eps = episodes(label, cars)
     detected = [s for s, e in eps if alert[s:e].any()]
-    # A second's alert comes at once; a window's at its end.
-    delays = [(int(np.flatnonzero(alert[s:e])[0]) + (step > 1)) * step for s, e in eps if alert[s:e].any()]
+    if timing is None:
+        delays = [int(np.flatnonzero(alert[s:e])[0]) * step for s, e in eps if alert[s:e].any()]
+    else:
+        end_s, onset_s = timing
+        delays = [int(end_s[s + np.flatnonzero(alert[s:e])[0]] - onset_s[s]) for s, e in eps if alert[s:e].any()]
     fa = false_alarms(alert, label, cars, step)
 
     def f1(p, r):

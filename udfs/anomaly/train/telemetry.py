@@ -17,6 +17,7 @@ import csv
 import json
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,8 +60,21 @@ def drive(rng, seconds):
     return speed
 
 
-def car(rng, seconds):
-    """One car's normal readings, shape (seconds, len(FEATURES))."""
+class Drift(NamedTuple):
+    """How a car's normal behaviour moves over the whole run (a season compressed into hours): the
+    ambient temperature falls, the tyres wear and lose pressure, and worn tyres cost fuel."""
+    ambient_c: float
+    tire_bar: float
+    fuel: float
+
+    @staticmethod
+    def draw(rng):
+        return Drift(ambient_c=-rng.uniform(15, 25), tire_bar=-rng.uniform(0.08, 0.15), fuel=rng.uniform(0.05, 0.12))
+
+
+def car(rng, seconds, drift=None):
+    """One car's normal readings, shape (seconds, len(FEATURES)), drifting as `drift` says."""
+    progress = np.arange(seconds) / seconds
     speed = drive(rng, seconds)
     accel = np.diff(speed, prepend=speed[0])
     gear = np.searchsorted(SHIFTS, speed, side="right") - 1
@@ -70,6 +84,8 @@ def car(rng, seconds):
     load = np.clip(12 + 0.55 * throttle + 0.004 * (rpm - 800) + rng.normal(0, 1.5, seconds), 0, 100)
     ambient0 = rng.uniform(0, 30)
     ambient = ambient0 + np.cumsum(rng.normal(0, 0.002, seconds))
+    if drift:
+        ambient += drift.ambient_c * progress
     thermostat = rng.uniform(87, 93)
     coolant, oil = np.empty(seconds), np.empty(seconds)
     c = o = ambient0 + rng.uniform(0, 5)
@@ -87,6 +103,9 @@ def car(rng, seconds):
         for _ in range(4)
     ]
     fuel = 0.7 + 0.00055 * rpm * (0.3 + load / 100) + rng.normal(0, 0.08, seconds)
+    if drift:
+        tires = [t + drift.tire_bar * progress for t in tires]
+        fuel *= 1 + drift.fuel * progress
     columns = [speed, rpm, throttle, load, coolant, oil, intake, battery, *tires, fuel, ambient]
     return np.stack(columns, axis=1)
 
@@ -124,13 +143,15 @@ def inject(rng, x, kind):
     return start, end
 
 
-def generate(cars, hours, seed, faults):
-    """Rows of (car, second, readings, label, fault, episode), car by car."""
+def generate(cars, hours, seed, faults, drift=False):
+    """Rows of (car, second, readings, label, fault, episode), car by car; with `drift`, each car's
+    normal behaviour drifts (`Drift`, drawn from a generator of its own: the rest is as without)."""
     rng = np.random.default_rng(seed)
+    drifts = np.random.default_rng(seed + 7919)
     seconds = int(hours * 3600)
     episode = 0
     for c in range(cars):
-        x = car(rng, seconds)
+        x = car(rng, seconds, Drift.draw(drifts) if drift else None)
         label = np.zeros(seconds, dtype=np.int8)
         kind = np.full(seconds, "", dtype=object)
         ep = np.full(seconds, -1)
@@ -147,10 +168,10 @@ def generate(cars, hours, seed, faults):
         yield f"car-{c:04d}", x, label, kind, ep
 
 
-def arrays(cars, hours, seed, faults, decimals=None, dtype=np.float32):
+def arrays(cars, hours, seed, faults, decimals=None, dtype=np.float32, drift=False):
     """All cars' readings as `dtype` [rows, features] (rounded to `decimals` first, as `produce` writes
     them, when given), with label, fault kind and car index per row."""
-    parts = list(generate(cars, hours, seed, faults))
+    parts = list(generate(cars, hours, seed, faults, drift))
     x = np.concatenate([p[1] for p in parts])
     x = (x if decimals is None else np.round(x, decimals)).astype(dtype)
     label = np.concatenate([p[2] for p in parts])
@@ -166,44 +187,61 @@ WINDOW_S = 30
 WINDOW_FEATURES = [f"{f}_avg" for f in FEATURES] + [f"{f}_sd" for f in FEATURES]
 
 
-def windows(cars, hours, seed, faults, window_s=WINDOW_S):
-    """Per-car tumbling windows of `window_s` seconds over the readings as `produce` writes them:
-    features float64 [windows, WINDOW_FEATURES] (as SQL computes them), a window's label (1 when any of
-    its events is in a fault episode), its fault kind and car index. Windows are in car order."""
-    x, label, kind, _ = arrays(cars, hours, seed, faults, decimals=DECIMALS, dtype=np.float64)
-    per_car = int(hours * 3600) // window_s
-    used = per_car * window_s
-    shaped = x.reshape(cars, -1, len(FEATURES))[:, :used]
-    shaped = shaped.reshape(cars, per_car, window_s, len(FEATURES))
+class Windows(NamedTuple):
+    """Per-car windows in car order, each car's in time order."""
+    features: np.ndarray  # float64 [windows, WINDOW_FEATURES], as SQL computes them
+    label: np.ndarray  # 1 when any of the window's events is in a fault episode
+    kind: np.ndarray  # the fault kind of its labelled events, or ""
+    car: np.ndarray  # the car's index
+    end_s: np.ndarray  # the window's end in seconds from the car's first reading: when it is scored
+    onset_s: np.ndarray  # the second of its first labelled event, -1 when none
+
+
+def windows(cars, hours, seed, faults, window_s=WINDOW_S, advance_s=None, drift=False):
+    """Per-car windows of `window_s` seconds starting every `advance_s` seconds (tumbling when not
+    given) over the readings as `produce` writes them. Only whole windows: the hopping windows that
+    start before a car's first reading are left out."""
+    advance_s = advance_s or window_s
+    x, label, kind, _ = arrays(cars, hours, seed, faults, decimals=DECIMALS, dtype=np.float64, drift=drift)
+    seconds = int(hours * 3600)
+    per_car = (seconds - window_s) // advance_s + 1
+    starts = np.arange(per_car) * advance_s
+    x = x.reshape(cars, seconds, len(FEATURES))
+    # [cars, per_car, features, window_s]: each window's readings, without copying.
+    view = np.lib.stride_tricks.sliding_window_view(x, window_s, axis=1)[:, starts]
     # Not x.std(): the mean of each window first, in float64, as AVG and STDDEV_POP do.
-    mean = shaped.mean(axis=2)
-    sd = np.sqrt(((shaped - mean[:, :, None, :]) ** 2).mean(axis=2))
+    mean = view.mean(axis=3)
+    sd = np.sqrt(((view - mean[..., None]) ** 2).mean(axis=3))
     features = np.concatenate([mean, sd], axis=2).reshape(cars * per_car, -1)
-    label = label.reshape(cars, -1)[:, :used].reshape(cars, per_car, window_s)
-    kind = kind.reshape(cars, -1)[:, :used].reshape(cars, per_car, window_s)
+    label = np.lib.stride_tricks.sliding_window_view(label.reshape(cars, seconds), window_s, axis=1)[:, starts]
+    kind = np.lib.stride_tricks.sliding_window_view(kind.reshape(cars, seconds), window_s, axis=1)[:, starts]
     window_label = label.max(axis=2).reshape(-1)
     window_kind = np.array([max(k, key=bool) for k in kind.reshape(cars * per_car, window_s)], dtype=object)
-    return features, window_label, window_kind, np.repeat(np.arange(cars), per_car)
+    first = label.reshape(cars * per_car, window_s).argmax(axis=1)
+    begin = np.tile(starts, cars)
+    onset = np.where(window_label == 1, begin + first, -1)
+    return Windows(features, window_label, window_kind, np.repeat(np.arange(cars), per_car), begin + window_s,
+                   onset)
 
 
-def rows(cars, hours, seed, faults):
-    for car_id, x, label, kind, ep in generate(cars, hours, seed, faults):
+def rows(cars, hours, seed, faults, drift=False):
+    for car_id, x, label, kind, ep in generate(cars, hours, seed, faults, drift):
         for i in range(len(x)):
             yield car_id, START_MS + i * 1000, x[i], int(label[i]), kind[i], int(ep[i])
 
 
-def write_csv(path, cars, hours, seed, faults):
+def write_csv(path, cars, hours, seed, faults, drift=False):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["car_id", "ts", *FEATURES, "label", "fault", "episode"])
-        for car_id, ts, x, label, kind, ep in rows(cars, hours, seed, faults):
+        for car_id, ts, x, label, kind, ep in rows(cars, hours, seed, faults, drift):
             w.writerow([car_id, ts, *(f"{v:.4f}" for v in x), label, kind, ep])
 
 
-def produce(bootstrap, topic, cars, hours, seed, faults, rate):
+def produce(bootstrap, topic, cars, hours, seed, faults, rate, drift=False):
     """Produces JSON events keyed by car, all cars' second i before second i+1, at about `rate`/s."""
     from confluent_kafka import Producer
-    data = list(generate(cars, hours, seed, faults))
+    data = list(generate(cars, hours, seed, faults, drift))
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     started, sent = time.time(), 0
     for i in range(int(hours * 3600)):
@@ -223,12 +261,12 @@ def produce(bootstrap, topic, cars, hours, seed, faults, rate):
     return sent
 
 
-def publish_mqtt(server, cars, hours, seed, faults, rate):
+def publish_mqtt(server, cars, hours, seed, faults, rate, drift=False):
     """Publishes the same JSON events over MQTT, QoS 1, each car to cars/<car_id>/telemetry, all cars'
     second i before second i+1, at about `rate`/s."""
     import paho.mqtt.client as mqtt
     host, _, port = server.partition(":")
-    data = list(generate(cars, hours, seed, faults))
+    data = list(generate(cars, hours, seed, faults, drift))
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"telemetry-{seed}")
     client.max_inflight_messages_set(500)
     client.connect(host, int(port or 1883))
@@ -268,14 +306,15 @@ def main():
     ap.add_argument("--topic", default="telemetry")
     ap.add_argument("--mqtt", help="host:port of an MQTT broker to publish to (cars/<car_id>/telemetry)")
     ap.add_argument("--rate", type=float, default=10000.0, help="events per second when producing")
+    ap.add_argument("--drift", action="store_true", help="normal behaviour drifts over the run (a season)")
     a = ap.parse_args()
     if a.out:
-        write_csv(a.out, a.cars, a.hours, a.seed, a.faults)
+        write_csv(a.out, a.cars, a.hours, a.seed, a.faults, a.drift)
     if a.kafka:
-        n = produce(a.kafka, a.topic, a.cars, a.hours, a.seed, a.faults, a.rate)
+        n = produce(a.kafka, a.topic, a.cars, a.hours, a.seed, a.faults, a.rate, a.drift)
         print(f"produced {n} events to {a.topic}")
     if a.mqtt:
-        n = publish_mqtt(a.mqtt, a.cars, a.hours, a.seed, a.faults, a.rate)
+        n = publish_mqtt(a.mqtt, a.cars, a.hours, a.seed, a.faults, a.rate, a.drift)
         print(f"published {n} events to {a.mqtt}")
     if not a.out and not a.kafka and not a.mqtt:
         ap.error("give --out, --kafka or --mqtt")

@@ -147,7 +147,7 @@ def autoencoder(x, seed, hidden=(24, 6, 24), max_iter=60, batch_size=512, window
     return finish(nodes + extra, initializers + consts, name, x.shape[1])
 
 
-def gaussian(x, windowed=False):
+def gaussian(x, windowed=False, name=None):
     """Squared Mahalanobis distance d = c P c^T with c = x - mean and P the inverse covariance; feature i
     contributes c_i (c P)_i, and the contributions add up to d."""
     prefix, consts = log_sd_nodes(x.shape[1]) if windowed else ([], [])
@@ -166,7 +166,7 @@ def gaussian(x, windowed=False):
         total,
     ]
     consts.append(weights)
-    return finish(nodes, consts, "gaussian_30s" if windowed else "gaussian", x.shape[1])
+    return finish(nodes, consts, name or ("gaussian_30s" if windowed else "gaussian"), x.shape[1])
 
 
 def scores(model, x):
@@ -195,31 +195,44 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", help="train only this model (by name)")
     a = ap.parse_args()
     car_hours = 20 * 2
-    train = {"event": telemetry.arrays(cars=40, hours=2, seed=a.seed, faults=0)[0],
-             "window": telemetry.windows(cars=40, hours=2, seed=a.seed, faults=0)[0]}
-    validation = {"event": telemetry.arrays(cars=20, hours=2, seed=a.seed + 100, faults=3),
-                  "window": telemetry.windows(cars=20, hours=2, seed=a.seed + 100, faults=3)}
+    # Each kind of input: how it is made from readings (window size and advance in seconds), and the
+    # false alarms per car-hour its threshold allows on the validation set.
+    kinds = {"event": (None, None, 0.5), "window": (telemetry.WINDOW_S, None, 0.5), "hop": (20, 5, 0.3)}
+
+    def data(kind, cars, seed, faults):
+        size, advance, _ = kinds[kind]
+        if size is None:
+            x, label, _, car = telemetry.arrays(cars=cars, hours=2, seed=seed, faults=faults)
+            return x, label, car, None
+        w = telemetry.windows(cars=cars, hours=2, seed=seed, faults=faults, window_s=size, advance_s=advance)
+        return w.features, w.label, w.car, (w.end_s, w.onset_s)
+
     command = f"python train.py --version {a.version} --seed {a.seed}"
-    window_s = telemetry.WINDOW_S
-    models = [
-        ("event", autoencoder(train["event"], a.seed)),
-        ("event", gaussian(train["event"])),
-        ("window", autoencoder(train["window"], a.seed, hidden=(24, 6, 24), max_iter=200, batch_size=256,
-                               windowed=True)),
-        ("window", gaussian(train["window"], windowed=True)),
+    makers = [
+        ("event", "autoencoder", lambda x: autoencoder(x, a.seed)),
+        ("event", "gaussian", gaussian),
+        ("window", "autoencoder_30s", lambda x: autoencoder(x, a.seed, hidden=(24, 6, 24), max_iter=200,
+                                                            batch_size=256, windowed=True)),
+        ("window", "gaussian_30s", lambda x: gaussian(x, windowed=True)),
+        ("hop", "gaussian_20s", lambda x: gaussian(x, windowed=True, name="gaussian_20s")),
     ]
-    for kind, model in models:
-        name = model.graph.name
-        windowed = kind == "window"
-        step, features, decimals = (window_s, telemetry.WINDOW_FEATURES, 6) if windowed else (1, telemetry.FEATURES, 4)
-        val_x, val_label, _, val_cars = validation[kind]
+    for kind, name, make in makers:
+        if a.only and a.only != name:
+            continue
+        model = make(data(kind, 40, a.seed, 0)[0])
+        windowed = kind != "event"
+        size, advance, max_false_alarms = kinds[kind]
+        step = (advance or size) if windowed else 1
+        features, decimals = (telemetry.WINDOW_FEATURES, 6) if windowed else (telemetry.FEATURES, 4)
+        val_x, val_label, val_cars, timing = data(kind, 20, a.seed + 100, 3)
         val_x = val_x.astype(np.float32)
         reference_x = val_x[:: len(val_x) // 64][:64].round(decimals)
         val_score = scores(model, val_x)[0]
-        threshold = threshold_for(val_score, val_label, val_cars, car_hours, max_false_alarms=0.5, step=step)
-        found = alarms(val_score >= threshold, val_label, val_cars, car_hours, step=step)
+        threshold = threshold_for(val_score, val_label, val_cars, car_hours, max_false_alarms, step=step)
+        found = alarms(val_score >= threshold, val_label, val_cars, car_hours, step=step, timing=timing)
         width = len(features)
         card = {
             "name": name,
@@ -230,18 +243,22 @@ def main():
                         "contributions": f"float32 [N, {width}], each feature's share of the score"
                         if windowed else "float32 [N, 14], each sensor's share of the score"},
             "threshold": float(threshold),
-            "threshold_rule": "the lowest score threshold with at most 0.5 false alarms per car-hour on the "
-                              "validation set (20 cars x 2 h, seed + 100, 3 fault episodes per car on average)",
+            "threshold_rule": f"the lowest score threshold with at most {max_false_alarms} false alarms per "
+                              "car-hour on the validation set (20 cars x 2 h, seed + 100, 3 fault episodes per car "
+                              "on average)",
             "validation": found,
             "training": {"data": f"telemetry.{'windows' if windowed else 'generate'}(cars=40, hours=2, "
-                                 f"seed={a.seed}, faults=0)",
+                                 f"seed={a.seed}, faults=0{f', window_s={size}' if windowed else ''}"
+                                 f"{f', advance_s={advance}' if advance else ''})",
                          "command": command},
         }
         if windowed:
             card["window"] = {
-                "type": "TUMBLING", "size_seconds": window_s,
+                "type": "HOPPING" if advance else "TUMBLING", "size_seconds": size,
                 "features": "per car and window: AVG(sensor) for each sensor, then STDDEV_POP(sensor) for each",
             }
+            if advance:
+                card["window"]["advance_seconds"] = advance
         folder = write(model, name, a.version, card, reference_x, decimals)
         print(f"{name}: threshold {threshold:.4f}, validation {json.dumps(found)} -> {folder}")
 
