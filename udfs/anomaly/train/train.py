@@ -169,6 +169,44 @@ def gaussian(x, windowed=False, name=None):
     return finish(nodes, consts, name or ("gaussian_30s" if windowed else "gaussian"), x.shape[1])
 
 
+# Version 2 of gaussian_20s: one Gaussian per engine regime, the cold engine's (a window whose mean
+# coolant temperature is below COLD_BELOW_C) apart from the warm engine's, so a cold start is scored
+# against cold starts rather than against warm driving.
+REGIME_FEATURE, COLD_BELOW_C = "coolant_c_avg", 70.0
+
+
+def gaussian_regimes(x, name):
+    """Windowed features scored by the Gaussian of their regime: d = c P c^T with c = x - mean and P of
+    the warm engine, or of the cold one when X[:, REGIME_FEATURE] < COLD_BELOW_C."""
+    prefix, consts = log_sd_nodes(x.shape[1])
+    column = telemetry.WINDOW_FEATURES.index(REGIME_FEATURE)
+    cold = x[:, column] < COLD_BELOW_C
+    z = log_sd(x)
+    nodes = list(prefix)
+    for regime, rows in (("warm", ~cold), ("cold", cold)):
+        mean = z[rows].mean(axis=0)
+        cov = np.cov((z[rows] - mean).T) + 1e-6 * np.eye(x.shape[1])
+        consts += [numpy_helper.from_array(mean.astype(np.float32), f"{regime}_mean"),
+                   numpy_helper.from_array(np.linalg.inv(cov).astype(np.float32), f"{regime}_precision")]
+        nodes += [
+            helper.make_node("Sub", ["features", f"{regime}_mean"], [f"{regime}_centered"]),
+            helper.make_node("MatMul", [f"{regime}_centered", f"{regime}_precision"], [f"{regime}_weighted"]),
+            helper.make_node("Mul", [f"{regime}_centered", f"{regime}_weighted"], [f"{regime}_contributions"]),
+        ]
+    consts += [numpy_helper.from_array(np.array([column], dtype=np.int64), "regime_start"),
+               numpy_helper.from_array(np.array([column + 1], dtype=np.int64), "regime_end"),
+               numpy_helper.from_array(np.array(COLD_BELOW_C, dtype=np.float32), "cold_below")]
+    total, weights = row_sum("contributions", "score", x.shape[1])
+    nodes += [
+        helper.make_node("Slice", ["X", "regime_start", "regime_end", "columns"], ["regime_value"]),
+        helper.make_node("Less", ["regime_value", "cold_below"], ["is_cold"]),
+        helper.make_node("Where", ["is_cold", "cold_contributions", "warm_contributions"], ["contributions"]),
+        total,
+    ]
+    consts.append(weights)
+    return finish(nodes, consts, name, x.shape[1])
+
+
 def scores(model, x):
     return session(model.SerializeToString()).run(["score", "contributions"], {"X": x})
 
@@ -217,7 +255,8 @@ def main():
         ("window", "autoencoder_30s", lambda x: autoencoder(x, a.seed, hidden=(24, 6, 24), max_iter=200,
                                                             batch_size=256, windowed=True)),
         ("window", "gaussian_30s", lambda x: gaussian(x, windowed=True)),
-        ("hop", "gaussian_20s", lambda x: gaussian(x, windowed=True, name="gaussian_20s")),
+        ("hop", "gaussian_20s", lambda x: gaussian(x, windowed=True, name="gaussian_20s") if a.version == 1
+         else gaussian_regimes(x, "gaussian_20s")),
     ]
     for kind, name, make in makers:
         if a.only and a.only != name:
@@ -252,6 +291,9 @@ def main():
                                  f"{f', advance_s={advance}' if advance else ''})",
                          "command": command},
         }
+        if windowed and name == "gaussian_20s" and a.version > 1:
+            card["regimes"] = {"feature": REGIME_FEATURE, "cold_below": COLD_BELOW_C,
+                               "model": "one Gaussian for windows of a cold engine, one for a warm engine"}
         if windowed:
             card["window"] = {
                 "type": "HOPPING" if advance else "TUMBLING", "size_seconds": size,
