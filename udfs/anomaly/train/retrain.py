@@ -6,12 +6,8 @@ it in shadow beside production, and promote it when it alerts about as often as 
 
 1. Reads the topic's JSON records of the last `--hours` (by their Kafka timestamps).
 2. Trains the Gaussian model of train_user.py on them and registers it as the model's next version.
-3. Points `candidate` at it and makes it production's shadow (`production = <current> SHADOW <new>`),
-   so every row production scores is scored by the candidate too, its scores only in /metrics.
-4. After `--watch` seconds, compares the two versions' alert rates from the server's /metrics
-   (`eddy_plugin_model_alerts_total / eddy_plugin_model_rows_total`, live against shadow).
-5. Moves production to the candidate when its alert rate is at most `--tolerance` times production's
-   (or both are under `--floor`); otherwise leaves production as it was and says why.
+3. Points `candidate` at it and rolls it out as rollout.py does: production's shadow for `--watch`
+   seconds, then production if it alerts at most `--tolerance` times as often (or both under `--floor`).
 
 With no production alias yet, the new version becomes production at once.
 """
@@ -25,15 +21,9 @@ import urllib.request
 
 import numpy as np
 
+from rollout import ksql, watch
 from train import gaussian, scores
 from train_user import columns_of, json_record, matrix, register
-
-
-def ksql(server, sql):
-    req = urllib.request.Request(f"{server}/ksql", data=json.dumps({"ksql": sql}).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.load(r)
 
 
 def recent_records(bootstrap, topic, hours):
@@ -62,20 +52,6 @@ def recent_records(bootstrap, topic, hours):
                 records.append(v)
     c.close()
     return records
-
-
-def rates(server, model, versions):
-    """(rows, alerts) per (version, role) of `model` from the server's /metrics."""
-    text = urllib.request.urlopen(f"{server}/metrics", timeout=30).read().decode()
-    out = {}
-    for line in text.splitlines():
-        for name, slot in (("eddy_plugin_model_rows_total", 0), ("eddy_plugin_model_alerts_total", 1)):
-            if line.startswith(name + "{") and f'model="{model}"' in line:
-                labels = dict(p.split("=", 1) for p in line[len(name) + 1:line.index("}")].split(","))
-                key = (int(labels["version"].strip('"')), labels["role"].strip('"'))
-                if key[0] in versions:
-                    out.setdefault(key, [0.0, 0.0])[slot] += float(line.rsplit(" ", 1)[1])
-    return out
 
 
 def main():
@@ -118,30 +94,7 @@ def main():
     if not isinstance(production, int):
         print(ksql(server, f"ALTER MODEL {a.model} SET ALIAS production = {new};")[0]["commandStatus"]["message"])
         return
-    print(ksql(server, f"ALTER MODEL {a.model} SET ALIAS production = {production} SHADOW {new};")
-          [0]["commandStatus"]["message"])
-    before = rates(server, a.model, {production, new})
-    time.sleep(a.watch)
-    after = rates(server, a.model, {production, new})
-
-    def rate(key):
-        rows = after.get(key, [0, 0])[0] - before.get(key, [0, 0])[0]
-        alerts = after.get(key, [0, 0])[1] - before.get(key, [0, 0])[1]
-        return rows, (alerts / rows if rows else None)
-    live_rows, live = rate((production, "live"))
-    shadow_rows, shadow = rate((new, "shadow"))
-    print(f"in {a.watch:.0f} s: version {production} (production) alerted on {live} of {live_rows:.0f} rows, "
-          f"version {new} (shadow) on {shadow} of {shadow_rows:.0f}")
-    if shadow is None or live is None:
-        print("nothing was scored meanwhile: production stays")
-        ksql(server, f"ALTER MODEL {a.model} SET ALIAS production = {production};")
-        return
-    if shadow <= max(live * a.tolerance, a.floor):
-        print(ksql(server, f"ALTER MODEL {a.model} SET ALIAS production = {new};")[0]["commandStatus"]["message"])
-    else:
-        ksql(server, f"ALTER MODEL {a.model} SET ALIAS production = {production};")
-        print(f"version {new} alerts {shadow / max(live, 1e-12):.1f} times as often: production stays "
-              f"at {production}, candidate -> {new}")
+    watch(server, a.model, production, new, a.watch, a.tolerance, a.floor)
 
 
 if __name__ == "__main__":
