@@ -340,6 +340,30 @@ impl ModelCatalog {
         if route.is_none() && !model.aliases.contains_key(&alias) {
             return Err(plan_err!("Model '{key}' has no alias '{alias}'"));
         }
+        // Queries through the alias were planned with the features of the version it points at: every
+        // version it is to send rows to must take the same.
+        if let Some(r) = &route {
+            let current = model
+                .aliases
+                .get(&alias)
+                .and_then(|old| old.versions().next());
+            if let Some(reference) = current.or_else(|| r.versions().next()) {
+                let want = model.versions[&reference].features();
+                if let Some(v) = r.versions().find(|v| model.versions[v].features() != want) {
+                    return Err(plan_err!(
+                        "Version {v} of model '{key}' takes other features than version {reference} ({}), which {}: register it as another model, or create the queries anew with it",
+                        want.join(", "),
+                        if current.is_some() {
+                            format!(
+                                "alias '{alias}' points at now and its queries were planned with"
+                            )
+                        } else {
+                            "the same alias is to send rows to".to_string()
+                        }
+                    ));
+                }
+            }
+        }
         let mut aliases = model.aliases.clone();
         let before = match route {
             Some(r) => aliases.insert(alias, r),
@@ -497,6 +521,27 @@ mod tests {
         assert_eq!(aliases, r#"{"production":2}"#);
         let e = c.drop("car_ae", Some(2)).unwrap_err();
         assert!(e.to_string().contains("aliases point at it"), "{e}");
+        // A version of other features cannot take over an alias, nor share one.
+        let other = json!({"features": ["a", "c"], "threshold": 3.5});
+        c.register("car_ae", None, other, b"four".to_vec(), 5)
+            .unwrap();
+        let e = c
+            .set_alias("car_ae", "production", Some(AliasRoute::single(3)))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Version 3 of model 'car_ae' takes other features than version 2 (a, b)"),
+            "{e}"
+        );
+        let split = AliasRoute::new(vec![(1, 50), (3, 50)], None).unwrap();
+        assert!(c.set_alias("car_ae", "canary", Some(split)).is_err());
+        assert_eq!(
+            c.set_alias("car_ae", "other", Some(AliasRoute::single(3)))
+                .unwrap(),
+            None
+        );
+        c.set_alias("car_ae", "other", None).unwrap();
+        c.drop("car_ae", Some(3)).unwrap();
         assert_eq!(c.drop("car_ae", Some(1)).unwrap(), vec![1]);
         assert!(!dir.join("car_ae/1").exists());
         // A record of the command log gives the same version back.

@@ -432,6 +432,9 @@ impl Planner {
                     "FILTER and ORDER BY inside aggregate functions are not supported"
                 ));
             }
+            // One accumulator made now: a function that refuses its constant arguments (a plugin's
+            // aggregate checks them when it makes accumulators) refuses the query when it is planned.
+            lowered.aggregate.create_accumulator().map_err(df)?;
             aggregates.push(lowered.aggregate);
         }
         let group_columns = (0..a.group_expr.len())
