@@ -27,9 +27,17 @@ fn rows(n: usize, width: usize) -> Vec<f32> {
 
 fn main() {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    for name in ["autoencoder", "gaussian", "autoencoder_30s", "gaussian_30s"] {
+    for name in [
+        "autoencoder",
+        "gaussian",
+        "autoencoder_30s",
+        "gaussian_30s",
+        "gaussian_20s",
+    ] {
         let spec = Spec::parse(name).expect("spec");
-        let (name, version, folder) = resolve(&models, &spec).expect("model");
+        let (name, route) = resolve(&models, &spec).expect("model");
+        let version = route.weights[0].0;
+        let folder = models.join(&name).join(version.to_string());
         let model = Model::load(&name, version, &folder).expect("loads");
         let width = model.features.len();
         for batch in [1usize, 64, 1024, 8192] {

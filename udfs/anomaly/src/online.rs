@@ -159,10 +159,10 @@ impl Baseline {
         for (m, d) in self.mean.iter_mut().zip(&before) {
             *m += d * (w / self.weight);
         }
-        for i in 0..n {
-            for j in 0..n {
-                let s = &mut self.scatter[i * n + j];
-                *s = self.settings.keep * *s + w * before[i] * (x[j] - self.mean[j]);
+        let after: Vec<f64> = x.iter().zip(&self.mean).map(|(x, m)| x - m).collect();
+        for (row, b) in self.scatter.chunks_exact_mut(n).zip(&before) {
+            for (s, a) in row.iter_mut().zip(&after) {
+                *s = self.settings.keep * *s + w * b * a;
             }
         }
     }
