@@ -1083,7 +1083,7 @@ async fn models_are_registered_aliased_described_and_kept_across_a_restart() {
     .await
     .unwrap();
     let catalog = server._dir.path().join("models");
-    // The committed models are preloaded as version 1.
+    // The committed models are preloaded with their versions.
     let (status, body) = call(&server.app, "GET", "/models", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let listed: Value = serde_json::from_str(&body).unwrap();
@@ -1095,7 +1095,13 @@ async fn models_are_registered_aliased_described_and_kept_across_a_restart() {
         .collect();
     assert_eq!(
         names,
-        ["autoencoder", "autoencoder_30s", "gaussian", "gaussian_30s"]
+        [
+            "autoencoder",
+            "autoencoder_30s",
+            "gaussian",
+            "gaussian_20s",
+            "gaussian_30s"
+        ]
     );
     assert_eq!(listed["models"][2]["features"], 14);
     // An upload with another threshold is version 2; the same upload again changes nothing.
@@ -1172,7 +1178,9 @@ async fn models_are_registered_aliased_described_and_kept_across_a_restart() {
     let (status, body) = call(&server.app, "GET", "/models/nosuch", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(
-        body.contains("the models are: autoencoder, autoencoder_30s, gaussian, gaussian_30s"),
+        body.contains(
+            "the models are: autoencoder, autoencoder_30s, gaussian, gaussian_20s, gaussian_30s"
+        ),
         "{body}"
     );
     // Another server of the service id (a restart) gets the catalog from the command log.
