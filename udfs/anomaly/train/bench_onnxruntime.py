@@ -27,7 +27,7 @@ def timed(model, x, calls):
     return time.perf_counter() - started
 
 
-for name in ["autoencoder", "gaussian", "autoencoder_30s", "gaussian_30s"]:
+for name in ["autoencoder", "gaussian", "autoencoder_30s", "gaussian_30s", "gaussian_20s"]:
     model = session(os.path.join(HERE, "..", "models", name, "1", "model.onnx"))
     width = model.get_inputs()[0].shape[1]
     for batch in [1, 64, 1024, 8192]:

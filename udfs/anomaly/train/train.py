@@ -8,13 +8,15 @@ into udfs/anomaly/models/<name>/<version>/:
 - autoencoder_30s, gaussian_30s: the same over 30-second windows of each car (every sensor's AVG and
   STDDEV_POP, computed in SQL; the graph takes log(sd + 0.001) itself), which sees what single readings
   cannot: a stuck sensor (sd 0), a short spike (a large sd), a slow drift (a moved mean, less noisy).
+- gaussian_20s: the Gaussian over 20-second windows every 5 seconds (a window ends every 5 s, so faults
+  are found sooner); from --version 2 on, one Gaussian per engine regime (cold, warm).
 
 Both graphs use standard ONNX ops only (the scaler as Sub/Div, skl2onnx's trailing Reshape removed) so
 tract runs them; both also output each sensor's share of the score ("contributions"). A threshold is
 chosen on a validation set with faults (another seed) for at most 0.5 false alarms per car-hour.
 Reference inputs and onnxruntime's outputs are written beside each model for Eddy's tests.
 
-    pip install -r requirements.txt && python train.py [--version 1] [--seed 1]
+    pip install -r requirements.txt && python train.py [--version 1] [--seed 1] [--only gaussian_20s]
 
 The same seed reproduces the same models, byte for byte.
 """
