@@ -92,13 +92,14 @@ fn client_config(config: &ClusterConfig, role: Role) -> ClientConfig {
         .set("log_level", "3");
     match role {
         Role::Producer => {
-            c.set("linger.ms", "5")
+            c.set("linger.ms", "1")
                 .set("acks", "all")
                 .set("enable.idempotence", "true");
         }
         // A restarted server rejoins its groups; a short session lets the old member expire.
         Role::Consumer => {
-            c.set("session.timeout.ms", "10000");
+            c.set("session.timeout.ms", "10000")
+                .set("fetch.wait.max.ms", "20");
         }
         Role::Admin | Role::All => {}
     }

@@ -1,0 +1,184 @@
+//! End-to-end latency through a broker: a producer writes events at a steady rate, each carrying the
+//! microsecond it was sent; a stateless CSAS (`SELECT id, sent FROM lat_in`, Eddy's query task as the
+//! server runs it, at-least-once) copies them to its output topic; two consumers read the input topic
+//! (the broker's own produce → consume latency) and the output topic (through Eddy) at the same time,
+//! so both are measured on the same events in the same run. Prints p50/p90/p99/max of each and what
+//! Eddy adds.
+//!
+//!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench latency -- --broker HOST:PORT
+//!       [--rate 2000] [--seconds 10] [--fetch-wait 5]
+//! (`--fetch-wait`: the measuring consumers' `fetch.wait.max.ms`.)
+//! (naming the server and shell packages too reuses the release build's dependencies.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use eddy_kafka::KafkaCluster;
+use eddy_runtime::Engine;
+
+mod flags;
+use flags::flag;
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Reads `topic` from its start until `want` events arrived (or `deadline`), returning each event's
+/// latency in microseconds: the time it was read minus the time it was sent.
+fn latencies(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+    fetch_wait: u32,
+    stop: Arc<AtomicBool>,
+) -> Vec<u64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("latency-{topic}-{}", now_us()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        // The broker may answer a fetch only when its wait ends: a short one measures closely.
+        .set("fetch.wait.max.ms", fetch_wait.to_string())
+        .create()
+        .expect("consumer");
+    // Assigned, not subscribed: no group to join before the first fetch.
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..4 {
+        partitions
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&partitions).expect("assign");
+    let mut out = Vec::with_capacity(want);
+    while out.len() < want && !stop.load(Ordering::Relaxed) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let read = now_us();
+        let sent = m
+            .payload()
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+            .and_then(|v| {
+                let v = v.get("sent").or_else(|| v.get("SENT"))?.as_u64();
+                v
+            });
+        if let Some(sent) = sent {
+            out.push(read.saturating_sub(sent));
+        }
+    }
+    out
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn summary(label: &str, mut v: Vec<u64>) -> [f64; 3] {
+    v.sort_unstable();
+    let [p50, p90, p99] = [0.5, 0.9, 0.99].map(|p| percentile(&v, p));
+    println!(
+        "{label}: {} events, p50 {p50:.1} ms, p90 {p90:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
+        v.len(),
+        percentile(&v, 1.0)
+    );
+    [p50, p90, p99]
+}
+
+fn main() {
+    let bootstrap: String = flag("--broker").expect("--broker HOST:PORT");
+    let rate: u64 = flag("--rate").unwrap_or(2000);
+    let seconds: u64 = flag("--seconds").unwrap_or(10);
+    let fetch_wait: u32 = flag("--fetch-wait").unwrap_or(5);
+    let events = (rate * seconds) as usize;
+    let cluster = Arc::new(KafkaCluster::connect(&bootstrap).expect("connect"));
+    cluster.wait_ready(Duration::from_secs(10)).expect("broker");
+    let suffix = std::process::id();
+    let (input, output) = (format!("lat_in_{suffix}"), format!("LAT_OUT_{suffix}"));
+    let mut engine = Engine::new(cluster.clone());
+    let sql = format!(
+        "CREATE STREAM lat_in_{suffix} (id BIGINT, sent BIGINT) WITH (kafka_topic='{input}', value_format='JSON', partitions=4);
+         CREATE STREAM lat_out_{suffix} AS SELECT id, sent FROM lat_in_{suffix};"
+    );
+    let mut id = None;
+    for s in eddy_sql::parse(&sql).expect("parse") {
+        if let eddy_runtime::Outcome::QueryCreated { query_id, .. } =
+            engine.execute(&s, &Default::default()).expect("execute")
+        {
+            id = Some(query_id);
+        }
+    }
+    let query = engine
+        .query(&id.expect("the CSAS made a query"))
+        .expect("query")
+        .clone();
+    let config = eddy_kafka::TaskConfig::new(format!("latency_{suffix}"), "earliest");
+    let task = eddy_kafka::start_persistent(cluster.clone(), query, &config).expect("start");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = [input.clone(), output]
+        .into_iter()
+        .map(|topic| {
+            let (bootstrap, stop) = (bootstrap.clone(), stop.clone());
+            thread::spawn(move || latencies(&bootstrap, &topic, events, fetch_wait, stop))
+        })
+        .collect();
+    // Both consumers and the query settle into their groups before the first event.
+    thread::sleep(Duration::from_secs(3));
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let started = Instant::now();
+    for i in 0..events {
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let value = format!(r#"{{"id":{i},"sent":{}}}"#, now_us());
+        let key = (i % 64).to_string();
+        while let Err((e, _)) = producer.send(BaseRecord::to(&input).key(&key).payload(&value)) {
+            eprintln!("produce: {e}");
+            producer.poll(Duration::from_millis(10));
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    // Whatever has not arrived 10 s after the last event is counted as missing.
+    let watchdog = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_secs(10));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let mut results = readers.into_iter().map(|r| r.join().expect("reader"));
+    let (broker, eddy) = (
+        results.next().expect("input"),
+        results.next().expect("output"),
+    );
+    drop(watchdog);
+    task.stop();
+    println!("{events} events at {rate}/s, keyed over 4 partitions:");
+    let b = summary("  the broker alone (input topic)", broker);
+    let e = summary("  through Eddy (output topic)   ", eddy);
+    println!(
+        "  Eddy adds: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
+        e[0] - b[0],
+        e[1] - b[1],
+        e[2] - b[2]
+    );
+}
