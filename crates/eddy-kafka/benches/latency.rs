@@ -67,10 +67,7 @@ fn latencies(
         let sent = m
             .payload()
             .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-            .and_then(|v| {
-                let v = v.get("sent").or_else(|| v.get("SENT"))?.as_u64();
-                v
-            });
+            .and_then(|v| v.get("sent").or_else(|| v.get("SENT"))?.as_u64());
         if let Some(sent) = sent {
             out.push(read.saturating_sub(sent));
         }
