@@ -169,6 +169,9 @@ fn main() {
     );
     drop(watchdog);
     task.stop();
+    // Every event is copied: a figure over part of them would flatter.
+    assert_eq!(eddy.len(), events, "events missing from the query's output");
+    assert_eq!(broker.len(), events, "events missing from the input topic");
     println!("{events} events at {rate}/s, keyed over 4 partitions:");
     let b = summary("  the broker alone (input topic)", broker);
     let e = summary("  through Eddy (output topic)   ", eddy);
