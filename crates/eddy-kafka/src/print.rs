@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use eddy_common::{Result, plan_err};
 use eddy_runtime::TopicAdmin;
 
+use crate::client_settings::Role;
 use crate::cluster::{KafkaCluster, kafka_err};
 use crate::query_task::QueryTask;
 
@@ -39,7 +40,7 @@ pub fn start_print(
         ));
     };
     let consumer: BaseConsumer = cluster
-        .reader_config()
+        .client_config(Role::Consumer)
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
         .create()

@@ -7,6 +7,7 @@ use eddy_common::{Result, external_err};
 use eddy_runtime::format::DecodeError;
 use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 
+use crate::client_settings::Role;
 use crate::cluster::KafkaCluster;
 use crate::query_stats::{QueryStats, bytes_of};
 use crate::supervisor::Failure;
@@ -31,7 +32,7 @@ pub(crate) fn query_consumer(
     reset: &str,
 ) -> rdkafka::config::ClientConfig {
     cluster
-        .reader_config()
+        .client_config(Role::Consumer)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", reset)
