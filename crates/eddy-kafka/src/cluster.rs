@@ -83,16 +83,23 @@ pub enum InternalTopic {
     Query,
 }
 
-/// Eddy's settings for a new client of kind `role`, then the users' (which may change Eddy's
-/// defaults: timeouts, batching, ...; the settings Eddy must make itself are refused in
-/// `client_settings`, and each client adds its own after these).
-fn client_config(config: &ClusterConfig, role: Role) -> ClientConfig {
+/// How long a consumer whose records someone waits for (a query's input, a push query, PRINT) lets
+/// the broker hold a fetch that finds nothing. A broker that answers only as the wait runs out (the
+/// local one does; Kafka answers as soon as records arrive) holds a record up to that long, and an
+/// idle consumer asks this often: latency first, `fetch.max.wait.ms` trades it back.
+const READER_FETCH_WAIT_MS: &str = "20";
+
+/// Eddy's settings for a new client of kind `role` (`extra`: the client's own defaults), then the
+/// users' (which may change Eddy's defaults: timeouts, batching, ...; the settings Eddy must make
+/// itself are refused in `client_settings`, and each client adds its own after these).
+fn client_config(config: &ClusterConfig, role: Role, extra: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap)
         .set("log_level", "3");
     match role {
+        // A record goes out within a millisecond: batches still form while a request is in flight.
         Role::Producer => {
-            c.set("linger.ms", "5")
+            c.set("linger.ms", "1")
                 .set("acks", "all")
                 .set("enable.idempotence", "true");
         }
@@ -101,6 +108,9 @@ fn client_config(config: &ClusterConfig, role: Role) -> ClientConfig {
             c.set("session.timeout.ms", "10000");
         }
         Role::Admin | Role::All => {}
+    }
+    for (k, v) in extra {
+        c.set(*k, *v);
     }
     config.clients.apply(&mut c, role);
     c
@@ -167,10 +177,10 @@ impl KafkaCluster {
 
     /// Connects to a cluster as `config` says.
     pub fn open(config: ClusterConfig) -> Result<Self> {
-        let admin = client_config(&config, Role::Admin)
+        let admin = client_config(&config, Role::Admin, &[])
             .create()
             .map_err(kafka_err)?;
-        let producer = client_config(&config, Role::Producer)
+        let producer = client_config(&config, Role::Producer, &[])
             .create()
             .map_err(kafka_err)?;
         let started = SystemTime::now()
@@ -193,7 +203,17 @@ impl KafkaCluster {
 
     /// The settings of a new client of kind `role`: Eddy's defaults, then the users' settings.
     pub fn client_config(&self, role: Role) -> ClientConfig {
-        client_config(&self.config, role)
+        client_config(&self.config, role, &[])
+    }
+
+    /// The settings of a consumer whose records someone is waiting for (a query's input, a push
+    /// query, PRINT): a short fetch wait, unless the users' settings say otherwise.
+    pub fn reader_config(&self) -> ClientConfig {
+        client_config(
+            &self.config,
+            Role::Consumer,
+            &[("fetch.wait.max.ms", READER_FETCH_WAIT_MS)],
+        )
     }
 
     /// Creates one of Eddy's own topics (an existing one is left as it is), replicated as the

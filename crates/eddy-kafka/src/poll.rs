@@ -1,16 +1,16 @@
 //! Reading a consumer in micro-batches: its messages as records, and the offsets a batch moves to.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use eddy_runtime::RecordRef;
 
-/// Records per micro-batch, and how long to wait to fill one.
+/// Records per micro-batch, and how long to wait for the first record of one.
 const MAX_BATCH: usize = 4096;
-const LINGER: Duration = Duration::from_millis(20);
+const WAIT: Duration = Duration::from_millis(20);
 
 /// A consumed message, read as a record.
 pub(crate) struct Msg<'a>(pub(crate) BorrowedMessage<'a>);
@@ -40,16 +40,18 @@ impl RecordRef for Msg<'_> {
     }
 }
 
-/// Polls up to a micro-batch of messages.
+/// Polls up to a micro-batch of messages: waits up to [`WAIT`] for the first, then takes what the
+/// consumer already holds and returns — a record is processed as soon as it is fetched (at a high
+/// rate the consumer holds a whole batch; at a low one nothing waits for company).
 pub(crate) fn poll_batch<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<Msg<'_>> {
     let mut batch = Vec::new();
-    let deadline = Instant::now() + LINGER;
     while batch.len() < MAX_BATCH {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match consumer.poll(left) {
+        let wait = if batch.is_empty() {
+            WAIT
+        } else {
+            Duration::ZERO
+        };
+        match consumer.poll(wait) {
             Some(Ok(m)) => batch.push(Msg(m)),
             Some(Err(e)) => {
                 tracing::warn!("consumer error: {e}");

@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use eddy_common::{Result, plan_err};
 use eddy_runtime::TopicAdmin;
 
-use crate::client_settings::Role;
 use crate::cluster::{KafkaCluster, kafka_err};
 use crate::query_task::QueryTask;
 
@@ -40,7 +39,7 @@ pub fn start_print(
         ));
     };
     let consumer: BaseConsumer = cluster
-        .client_config(Role::Consumer)
+        .reader_config()
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
         .create()

@@ -15,7 +15,6 @@ use eddy_common::{Result, external_err, internal_err};
 use eddy_runtime::{Pipeline, ProcessedBatch, RecordRef};
 use eddy_sql::statement::SourceKind;
 
-use crate::client_settings::Role;
 use crate::cluster::{KafkaCluster, kafka_err};
 use crate::consume::{Reader, Step, run};
 use crate::delivery::Halt;
@@ -57,7 +56,7 @@ pub fn start_push(
     group_id: String,
 ) -> Result<(mpsc::Receiver<PushEvent>, QueryTask)> {
     let config = cluster
-        .client_config(Role::Consumer)
+        .reader_config()
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", offset_reset)

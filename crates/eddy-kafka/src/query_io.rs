@@ -7,7 +7,6 @@ use eddy_common::{Result, external_err};
 use eddy_runtime::format::DecodeError;
 use eddy_runtime::{PersistentQuery, Pipeline, Record, RecordRef, TopicAdmin};
 
-use crate::client_settings::Role;
 use crate::cluster::KafkaCluster;
 use crate::query_stats::{QueryStats, bytes_of};
 use crate::supervisor::Failure;
@@ -32,7 +31,7 @@ pub(crate) fn query_consumer(
     reset: &str,
 ) -> rdkafka::config::ClientConfig {
     cluster
-        .client_config(Role::Consumer)
+        .reader_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", reset)

@@ -19,7 +19,6 @@ use eddy_runtime::table_store::TableStore;
 use eddy_runtime::{Record, TopicAdmin};
 use eddy_sql::catalog::Source;
 
-use crate::client_settings::Role;
 use crate::cluster::{KafkaCluster, kafka_err};
 
 /// How long a poll of the table's topic waits for records.
@@ -58,7 +57,7 @@ impl TableFeed {
             .partitions(&topic)?
             .ok_or_else(|| external_err!("Kafka: the table's topic {topic} does not exist"))?;
         let config = cluster
-            .client_config(Role::Consumer)
+            .reader_config()
             .set("group.id", format!("{topic}-store"))
             .set("enable.auto.commit", "false")
             .clone();

@@ -4,11 +4,14 @@
 //! a foreign-key join — and only while every assigned partition of the task either has records
 //! buffered or has none left to fetch (its position is at its end), so what a join gives does not
 //! depend on which topic the consumer happened to fetch first. A partition that has records to fetch
-//! but none buffered holds back its task's records newer than the latest it gave, for at most
-//! [`MAX_LAGGING`]. A partition at its end with nothing buffered holds them back for the query's
-//! `max.task.idle.ms` since it ran dry (Kafka Streams' setting; 0, its default, does not wait): records
-//! its producer is writing at that moment may be older than the others'. What is buffered of a
-//! partition the consumer no longer has (revoked) is dropped.
+//! but none buffered holds back its task's records newer than the latest it gave, until it has had
+//! nothing buffered for [`MAX_LAGGING`]. A partition at its end with nothing buffered holds them back
+//! for the query's `max.task.idle.ms` since it ran dry (Kafka Streams' setting; 0, its default, does
+//! not wait): records its producer is writing at that moment may be older than the others'. A
+//! partition's wait runs only while it holds records of its task back, and starts again whenever it
+//! gives records: a quiet spell before the records come does not count, and a partition that keeps
+//! running dry while its records flow (every micro-batch takes what it had) never lets the others
+//! run ahead of it. What is buffered of a partition the consumer no longer has (revoked) is dropped.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -33,14 +36,14 @@ pub(crate) struct TimeOrder {
     by_partition: bool,
     /// Buffered records by input and partition.
     queues: BTreeMap<Key, VecDeque<Record>>,
-    /// Since when a partition has held the rest of its task back, by task.
-    held_since: BTreeMap<i32, Instant>,
     /// The latest record time each partition gave.
     latest: BTreeMap<Key, i64>,
     /// How long a partition at its end with nothing buffered holds the others back.
     idle: Duration,
-    /// Since when each partition at its end has had nothing buffered.
-    dry_since: BTreeMap<Key, Instant>,
+    /// Since when each partition, with nothing buffered, has held back records of its task.
+    holding_since: BTreeMap<Key, Instant>,
+    /// The partitions whose wait ran out since they last gave records (logged once each).
+    gone_on_without: BTreeSet<Key>,
 }
 
 impl TimeOrder {
@@ -51,10 +54,10 @@ impl TimeOrder {
             topics,
             by_partition,
             queues: BTreeMap::new(),
-            held_since: BTreeMap::new(),
             latest: BTreeMap::new(),
             idle,
-            dry_since: BTreeMap::new(),
+            holding_since: BTreeMap::new(),
+            gone_on_without: BTreeSet::new(),
         }
     }
 
@@ -82,7 +85,8 @@ impl TimeOrder {
                 .entry((input, r.partition()))
                 .or_insert(i64::MIN);
             *latest = (*latest).max(r.timestamp());
-            self.dry_since.remove(&(input, r.partition()));
+            self.holding_since.remove(&(input, r.partition()));
+            self.gone_on_without.remove(&(input, r.partition()));
             self.queues
                 .entry((input, r.partition()))
                 .or_default()
@@ -96,27 +100,16 @@ impl TimeOrder {
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Vec<(usize, Vec<Record>)> {
-        let assigned = self.assigned_keeping_theirs(consumer);
+        // Without the consumer's positions nothing can be known to be in order: all waits.
+        let Some(assigned) = self.assigned_keeping_theirs(consumer) else {
+            return Vec::new();
+        };
         let tasks: BTreeSet<i32> = assigned.iter().map(|(k, _)| self.task(*k)).collect();
-        // Per task: how far its records can go (`None`: no partition holds them back), and the
-        // tasks that waited long enough: all they have goes.
-        let mut horizons: BTreeMap<i32, Option<i64>> = BTreeMap::new();
-        let mut released = BTreeSet::new();
-        for task in tasks {
-            let horizon = self.horizon(task, &assigned);
-            match horizon {
-                None => {
-                    self.held_since.remove(&task);
-                }
-                Some(_) => {
-                    let since = self.held_since.entry(task).or_insert_with(Instant::now);
-                    if since.elapsed() >= MAX_LAGGING.max(self.idle) {
-                        released.insert(task);
-                    }
-                }
-            }
-            horizons.insert(task, horizon);
-        }
+        // Per task: how far its records can go (`None`: no partition holds them back).
+        let mut horizons: BTreeMap<i32, Option<i64>> = tasks
+            .iter()
+            .map(|task| (*task, self.horizon(*task, &assigned)))
+            .collect();
         let mut runs: Vec<(usize, Vec<Record>)> = Vec::new();
         loop {
             let oldest = self
@@ -124,11 +117,9 @@ impl TimeOrder {
                 .iter()
                 .filter_map(|(k, q)| q.front().map(|r| (r.timestamp, *k)))
                 .filter(|(time, k)| {
-                    let task = self.task(*k);
-                    released.contains(&task)
-                        || horizons
-                            .get(&task)
-                            .is_none_or(|h| h.is_none_or(|h| *time <= h))
+                    horizons
+                        .get(&self.task(*k))
+                        .is_none_or(|h| h.is_none_or(|h| *time <= h))
                 })
                 .min();
             let Some((_, key)) = oldest else { break };
@@ -141,12 +132,28 @@ impl TimeOrder {
             }
             // A partition that ran dry holds the rest of its task back too.
             let task = self.task(key);
-            if !released.contains(&task) {
-                let horizon = self.horizon(task, &assigned);
-                if horizon.is_some() {
-                    self.held_since.entry(task).or_insert_with(Instant::now);
+            let horizon = self.horizon(task, &assigned);
+            horizons.insert(task, horizon);
+        }
+        // The waits run while records are held back: from now for the partitions that hold back
+        // what their tasks have left; not for a task with nothing buffered (a quiet spell before
+        // the records come does not count).
+        let now = Instant::now();
+        for task in tasks {
+            let waiting = self
+                .queues
+                .iter()
+                .any(|(k, q)| self.task(*k) == task && !q.is_empty());
+            for &(key, _) in &assigned {
+                if self.task(key) != task {
+                    continue;
                 }
-                horizons.insert(task, horizon);
+                let empty = self.queues.get(&key).is_none_or(VecDeque::is_empty);
+                if waiting && empty {
+                    self.holding_since.entry(key).or_insert(now);
+                } else {
+                    self.holding_since.remove(&key);
+                }
             }
         }
         runs
@@ -154,36 +161,53 @@ impl TimeOrder {
 
     /// The latest time up to which `task`'s records can go while a partition of it with nothing
     /// buffered may still give records as old as the latest it gave (a partition's records come in
-    /// time order, mostly): one with records left to fetch, or one at its end that ran dry less than
-    /// `idle` ago. `None` when none holds the others back.
+    /// time order, mostly): one with records left to fetch that has held the others back for less
+    /// than [`MAX_LAGGING`] (or `idle`, if longer), or one at its end that has for less than
+    /// `idle`. `None` when none holds the others back.
     fn horizon(&mut self, task: i32, assigned: &[(Key, bool)]) -> Option<i64> {
-        let now = Instant::now();
         let mut horizon = None;
         for &(key, at_end) in assigned {
             if self.task(key) != task || self.queues.get(&key).is_some_and(|q| !q.is_empty()) {
                 continue;
             }
-            let holds = !at_end || {
-                let dry = *self.dry_since.entry(key).or_insert(now);
-                now.duration_since(dry) < self.idle
+            let wait = if at_end {
+                self.idle
+            } else {
+                MAX_LAGGING.max(self.idle)
             };
-            if holds {
+            let waited = self
+                .holding_since
+                .get(&key)
+                .map_or(Duration::ZERO, Instant::elapsed);
+            if waited < wait {
                 let latest = self.latest.get(&key).copied().unwrap_or(i64::MIN);
                 horizon = Some(horizon.map_or(latest, |h: i64| h.min(latest)));
+            } else if !at_end && self.gone_on_without.insert(key) {
+                // Kafka Streams counts this as enforced processing: the other side's records may
+                // meet this one's late now.
+                tracing::info!(
+                    topic = self.topics[key.0],
+                    partition = key.1,
+                    "a join goes on without a partition that has records to fetch but gave none for {wait:?}"
+                );
             }
         }
         horizon
     }
 
-    /// The assigned partitions, each with whether it is at its end (nothing left to fetch). What is
-    /// buffered of partitions no longer assigned (revoked since it was fetched) is dropped: their
-    /// next owner reads them.
+    /// The assigned partitions, each with whether it is at its end (nothing left to fetch); `None`
+    /// when the consumer cannot tell its positions. What is buffered of partitions no longer
+    /// assigned (revoked since it was fetched) is dropped: their next owner reads them.
     fn assigned_keeping_theirs<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-    ) -> Vec<(Key, bool)> {
-        let Ok(positions) = consumer.position() else {
-            return Vec::new();
+    ) -> Option<Vec<(Key, bool)>> {
+        let positions = match consumer.position() {
+            Ok(positions) => positions,
+            Err(e) => {
+                tracing::debug!("the join's consumer cannot tell its positions: {e}");
+                return None;
+            }
         };
         let mut assigned = Vec::new();
         for e in positions.elements() {
@@ -201,8 +225,9 @@ impl TimeOrder {
         let mine = |k: &Key| assigned.iter().any(|(a, _)| a == k);
         self.queues.retain(|k, _| mine(k));
         self.latest.retain(|k, _| mine(k));
-        self.dry_since.retain(|k, _| mine(k));
-        assigned
+        self.holding_since.retain(|k, _| mine(k));
+        self.gone_on_without.retain(mine);
+        Some(assigned)
     }
 }
 
@@ -310,6 +335,25 @@ mod tests {
         // of either, dry too, is another task: it holds nothing of partition 0 back.
         order.push("b", &[record(0, 150)]);
         assert_eq!(given(order.ready(&consumer)), [(0, 0, 100)]);
+
+        // A partition's wait starts again whenever it gives records: `b`, running dry after each of
+        // its records while those keep coming, holds `a` back for longer than one wait in all.
+        let mut order = TimeOrder::new(topics.clone(), true, Duration::from_millis(40));
+        order.push("a", &[record(0, 100)]);
+        assert_eq!(given(order.ready(&consumer)), []);
+        for t in 50..56 {
+            std::thread::sleep(Duration::from_millis(15));
+            order.push("b", &[record(0, t)]);
+            assert_eq!(given(order.ready(&consumer)), [(1, 0, t)]);
+        }
+        assert_eq!(given(order.ready(&consumer)), []);
+
+        // A quiet spell with nothing buffered is no wait: the wait starts when `a` has a record.
+        let mut order = TimeOrder::new(topics.clone(), true, Duration::from_millis(40));
+        assert_eq!(given(order.ready(&consumer)), []);
+        std::thread::sleep(Duration::from_millis(60));
+        order.push("a", &[record(0, 100)]);
+        assert_eq!(given(order.ready(&consumer)), []);
 
         // A foreign-key join's partitions are one task: partition 1, dry, holds partition 0 back.
         let mut order = TimeOrder::new(topics.clone(), false, Duration::from_secs(60));
