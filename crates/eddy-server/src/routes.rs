@@ -633,8 +633,11 @@ fn rows_response(
     completed: Option<&'static str>,
 ) -> Response {
     let rows = rows_stream(rx, limit, shape, guard, completed);
-    let body =
-        futures::stream::once(async move { Ok::<_, Infallible>(Bytes::from(header)) }).chain(rows);
+    // No empty chunks: over HTTP/2 each would be an empty DATA frame, and a client that sees many
+    // on one connection (h2's flood guard) closes it.
+    let body = futures::stream::once(async move { Ok::<_, Infallible>(Bytes::from(header)) })
+        .chain(rows)
+        .filter(|chunk| std::future::ready(chunk.as_ref().is_ok_and(|b| !b.is_empty())));
     let content_type = match shape {
         Shape::Delimited => "application/vnd.ksqlapi.delimited.v1",
         Shape::JsonArray => "application/json",

@@ -1,0 +1,269 @@
+//! Pull queries over HTTP: key lookups a second on one server, and their latency, over HTTP/1.1
+//! (`/query`) and HTTP/2 (`/query-stream`, prior knowledge), from `--clients` concurrent clients for
+//! `--seconds` each. The server (this package's binary, started for the run over the broker
+//! `--broker`) holds a table an aggregation keeps (`COUNT(*)` per key over `--keys` keys); every
+//! lookup asks for a key drawn in turn, and every answer is checked to hold that key's row.
+//!
+//!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench pull -- --broker HOST:PORT
+//!       [--keys 100000] [--clients 32] [--seconds 10]
+//! (naming the kafka and shell packages too reuses the release build's dependencies.)
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+#[path = "../../eddy-kafka/benches/flags.rs"]
+mod flags;
+use flags::flag;
+
+/// The server under test, stopped when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    _data: TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start_server(broker: &str) -> anyhow::Result<Server> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("http://127.0.0.1:{port}");
+    let data = std::env::temp_dir().join(format!("eddy-pull-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let log = std::fs::File::create(data.join("server.log"))?;
+    let child = Command::new(env!("CARGO_BIN_EXE_eddy-server"))
+        .args(["--listen", &url, "--bootstrap-servers", broker])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--service-id", &format!("pullbench{}", std::process::id())])
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()?;
+    let server = Server {
+        child,
+        url,
+        _data: TempDir(data),
+    };
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if client
+            .get(format!("{}/info", server.url))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(server);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    anyhow::bail!("eddy-server did not start")
+}
+
+/// Runs statements through `/ksql`.
+async fn ksql(client: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<()> {
+    let r = client
+        .post(format!("{url}/ksql"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"ksql": sql, "streamsProperties": {"auto.offset.reset": "earliest"}}).to_string())
+        .send()
+        .await?;
+    let status = r.status();
+    let body = r.text().await?;
+    anyhow::ensure!(status.is_success(), "{sql}: {status} {body}");
+    Ok(())
+}
+
+fn key(i: u64) -> String {
+    format!("k-{i:07}")
+}
+
+/// The table `counts` (`COUNT(*)` per key over `keys` keys, key `i` counted `i % 5 + 1` times, the
+/// events produced straight to the stream's topic), once a lookup of the last key written answers.
+async fn load(h2: &reqwest::Client, url: &str, broker: &str, keys: u64) -> anyhow::Result<()> {
+    // A topic of this run's own: a broker used before may hold another run's.
+    let topic = format!("pull_events_{}", std::process::id());
+    ksql(
+        h2,
+        url,
+        &format!(
+            "CREATE STREAM events (id STRING KEY, v INT) WITH (kafka_topic='{topic}', value_format='JSON', partitions=4);\
+             CREATE TABLE counts AS SELECT id, COUNT(*) AS n FROM events GROUP BY id;"
+        ),
+    )
+    .await?;
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("linger.ms", "20")
+        .create()?;
+    let started = Instant::now();
+    let mut rows = 0;
+    for round in 0..5 {
+        for i in (0..keys).filter(|i| i % 5 >= round) {
+            let (k, v) = (key(i), format!("{{\"V\":{round}}}"));
+            let mut record = BaseRecord::to(&topic).key(&k).payload(&v);
+            while let Err((e, back)) = producer.send(record) {
+                anyhow::ensure!(
+                    e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull),
+                    "{e}"
+                );
+                producer.poll(Duration::from_millis(10));
+                record = back;
+            }
+            rows += 1;
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    let last = keys - 1;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        if lookup(h2, url, Protocol::Http2, last).await.is_ok() {
+            println!(
+                "table COUNTS: {keys} keys from {rows} rows, answering after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the table never held key {}", key(last))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Looks key `i` up, checking the answer holds its row and count.
+async fn lookup(
+    client: &reqwest::Client,
+    url: &str,
+    protocol: Protocol,
+    i: u64,
+) -> anyhow::Result<()> {
+    let k = key(i);
+    let sql = format!("SELECT * FROM counts WHERE id = '{k}';");
+    // ksqlDB's two endpoints name their fields differently.
+    let (path, body) = match protocol {
+        Protocol::Http1 => ("query", serde_json::json!({"ksql": sql, "streamsProperties": {}})),
+        Protocol::Http2 => ("query-stream", serde_json::json!({"sql": sql, "properties": {}})),
+    };
+    let r = client
+        .post(format!("{url}/{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "{}", r.status());
+    let body = r.text().await?;
+    let row = format!("\"{k}\",{}]", i % 5 + 1);
+    anyhow::ensure!(body.contains(&row), "no row {row} in {body:.300}");
+    Ok(())
+}
+
+/// `clients` clients looking keys up for `seconds`; prints the rate and the latency.
+async fn hammer(
+    client: reqwest::Client,
+    url: &str,
+    server: u32,
+    protocol: Protocol,
+    keys: u64,
+    clients: u64,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let next = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu_seconds(server);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, next) = (client.clone(), url.to_string(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut took = Vec::new();
+            while Instant::now() < until {
+                let i = next.fetch_add(7919, Ordering::Relaxed) % keys;
+                let t = Instant::now();
+                lookup(&client, &url, protocol, i).await?;
+                took.push(t.elapsed());
+            }
+            anyhow::Ok(took)
+        }));
+    }
+    let mut took = Vec::new();
+    for t in tasks {
+        took.extend(t.await??);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(server) - cpu_before;
+    took.sort();
+    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+    println!(
+        "pull by key over {protocol:?}, {clients} clients: {} lookups in {wall:.1} s: {:.0} lookups/s ({:.0} per CPU-second of the server), p50 {:.2} ms, p99 {:.2} ms",
+        took.len(),
+        took.len() as f64 / wall,
+        took.len() as f64 / cpu,
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
+
+/// User plus system CPU seconds process `pid` has used (`/proc/<pid>/stat`, in clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command (which may hold spaces) in parentheses; utime and stime are the
+    // 14th and 15th of the whole line.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum::<f64>() / 100.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let broker: String = flag("--broker").ok_or_else(|| anyhow::anyhow!("--broker HOST:PORT"))?;
+    let keys: u64 = flag("--keys").unwrap_or(100_000);
+    let clients: u64 = flag("--clients").unwrap_or(32);
+    let seconds: u64 = flag("--seconds").unwrap_or(10);
+    let server = start_server(&broker)?;
+    let pid = server.child.id();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let timeout = Duration::from_secs(60);
+        let h1 = reqwest::Client::builder()
+            .http1_only()
+            .timeout(timeout)
+            .build()?;
+        let h2 = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .timeout(timeout)
+            .build()?;
+        load(&h2, &server.url, &broker, keys).await?;
+        hammer(h1, &server.url, pid, Protocol::Http1, keys, clients, seconds).await?;
+        hammer(h2, &server.url, pid, Protocol::Http2, keys, clients, seconds).await
+    })
+}
