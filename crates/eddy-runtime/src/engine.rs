@@ -2,15 +2,15 @@
 //! pipelines of persistent and transient queries. Running queries is the host's job (the server over
 //! Kafka, the golden runner over in-memory topics).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
 
-use eddy_common::{Result, exec_err, not_supported, plan_err};
+use eddy_common::{Result, exec_err, internal_err, not_supported, plan_err};
 use eddy_sql::alias_route::AliasRoute;
 use eddy_sql::catalog::{
     Catalog, Column, Format, FormatKind, ROWTIME, Source, SourceDefaults, schema_text,
@@ -264,6 +264,9 @@ pub struct Engine {
     models: ModelCatalog,
     /// The source connectors, by name.
     connectors: BTreeMap<String, Connector>,
+    /// Plans of key lookups without their WHERE, by the query's text without it (see
+    /// [`Engine::plan_pull`]); forgotten whenever a statement, a model or a plugin changes anything.
+    lookup_plans: Mutex<HashMap<String, Pipeline>>,
 }
 
 impl Engine {
@@ -282,6 +285,7 @@ impl Engine {
             types: Types::new(),
             models: ModelCatalog::default(),
             connectors: BTreeMap::new(),
+            lookup_plans: Mutex::new(HashMap::new()),
         }
     }
 
@@ -346,6 +350,7 @@ impl Engine {
 
     /// Restores a model version from its command-log record.
     pub fn restore_model(&mut self, record: &serde_json::Value) -> Result<u32> {
+        self.forget_lookup_plans();
         self.models.restore(record)
     }
 
@@ -359,6 +364,7 @@ impl Engine {
     /// Registers the functions of the plugins `dir` has loaded (and loads from it on
     /// `RELOAD FUNCTIONS`); returns what was registered and what was refused.
     pub fn attach_plugins(&mut self, dir: Arc<PluginDir>) -> FunctionsReport {
+        self.forget_lookup_plans();
         self.plugins
             .attach(dir, &mut self.planner, &self.properties)
     }
@@ -380,6 +386,7 @@ impl Engine {
             types: self.types.clone(),
             models: self.models.detached(),
             connectors: self.connectors.clone(),
+            lookup_plans: Mutex::new(HashMap::new()),
         }
     }
 
@@ -457,13 +464,11 @@ impl Engine {
         eddy_sql::pull::check(q, &self.catalog, limit_enabled)?;
         let mut q = q.clone();
         eddy_sql::pull::window_bound_texts(&mut q)?;
-        let pipeline = self.plan_transient(&q)?;
-        if pipeline.plan.aggregate.is_some() {
-            return Err(plan_err!(
-                "Pull queries don't support GROUP BY clauses or aggregate functions: query the table an aggregation creates (CREATE TABLE ... AS SELECT ... GROUP BY ...), or add EMIT CHANGES for a push query."
-            ));
-        }
-        let source = pipeline.source().clone();
+        let Some(source) = eddy_sql::pull::source(&q, &self.catalog).cloned() else {
+            // Planning says what is wrong with the FROM.
+            self.plan_transient(&q)?;
+            return Err(internal_err!("a pull query without a source was planned"));
+        };
         let scans = props
             .get("ksql.query.pull.table.scan.enabled")
             .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
@@ -473,10 +478,6 @@ impl Engine {
             .filter(|c| c.role == ColumnRole::Key)
             .map(|c| (c.name.clone(), c.sql_type.to_string()))
             .collect();
-        eddy_sql::pull::check_key_lists(&q, &keys)?;
-        if !scans && source.kind == SourceKind::Table {
-            eddy_sql::pull::check_lookups(&q, &keys)?;
-        }
         let table = self
             .queries
             .values()
@@ -495,12 +496,71 @@ impl Engine {
             None if stored => self.key_lookup(&q, &source),
             None => None,
         };
+        // Lookups whose WHERE pins the keys and says nothing else need no filter: the plan of the
+        // query without its WHERE serves every key, planned once.
+        // (Only for constants of the keys' own types: others take the filter's coercions.)
+        let key_names: Vec<String> = keys.iter().map(|(name, _)| name.clone()).collect();
+        let schema = source.input_schema();
+        let key_types: Vec<Option<&DataType>> = key_names
+            .iter()
+            .map(|k| schema.field_with_name(k).ok().map(|f| f.data_type()))
+            .collect();
+        let typed = |rows: &Vec<Vec<ScalarValue>>| {
+            rows.iter().all(|row| {
+                row.iter()
+                    .zip(&key_types)
+                    .all(|(v, t)| t.is_some_and(|t| v.data_type() == *t))
+            })
+        };
+        let pipeline = match lookup
+            .as_ref()
+            .filter(|rows| typed(rows))
+            .and_then(|_| eddy_sql::pull::without_key_pins(&q, &key_names))
+        {
+            Some(unfiltered) => self.lookup_plan(&unfiltered)?,
+            None => self.plan_transient(&q)?,
+        };
+        if pipeline.plan.aggregate.is_some() {
+            return Err(plan_err!(
+                "Pull queries don't support GROUP BY clauses or aggregate functions: query the table an aggregation creates (CREATE TABLE ... AS SELECT ... GROUP BY ...), or add EMIT CHANGES for a push query."
+            ));
+        }
+        eddy_sql::pull::check_key_lists(&q, &keys)?;
+        if !scans && source.kind == SourceKind::Table {
+            eddy_sql::pull::check_lookups(&q, &keys)?;
+        }
         let mut query = PullQuery::new(pipeline, table);
         query.held_shards = held;
         Ok(match lookup {
             Some(keys) => query.with_keys(keys),
             None => query,
         })
+    }
+
+    /// The plan of a key lookup without its WHERE (see [`Engine::plan_pull`]), from the cache.
+    fn lookup_plan(&self, unfiltered: &QueryStatement) -> Result<Pipeline> {
+        /// Shapes of lookups kept at most; past that the cache starts again.
+        const MAX_LOOKUP_PLANS: usize = 1024;
+        let shape = unfiltered.query.to_string();
+        let plans = || self.lookup_plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pipeline) = plans().get(&shape) {
+            return Ok(pipeline.clone());
+        }
+        let pipeline = self.plan_transient(unfiltered)?;
+        let mut plans = plans();
+        if plans.len() >= MAX_LOOKUP_PLANS {
+            plans.clear();
+        }
+        plans.insert(shape, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Forgets the plans of key lookups: the catalog, the queries or the functions changed.
+    fn forget_lookup_plans(&mut self) {
+        self.lookup_plans
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// The key rows a pull query over `source` (a table) looks up, when its WHERE pins every key
@@ -536,6 +596,7 @@ impl Engine {
     /// Executes one DDL/DML statement. `SELECT`, `PRINT`, `SHOW`, `DESCRIBE` and `SET` are answered by
     /// hosts, which read the catalog directly.
     pub fn execute(&mut self, stmt: &ParsedStatement, props: &Properties) -> Result<Outcome> {
+        self.forget_lookup_plans();
         match &stmt.statement {
             Statement::CreateSource(c) if c.query.is_none() => {
                 self.create_source(c, &stmt.text, props)

@@ -442,20 +442,17 @@ async fn pull(
     let blocking =
         |e: tokio::task::JoinError| ApiError(ErrorMessage::generic(50000, e.to_string()));
     let statement_error = |e: Error| ApiError(ErrorMessage::statement(&e, text));
-    let remote = {
-        let (state, table) = (state.clone(), source.name.clone());
-        let local = query.held_shards.clone();
-        tokio::task::spawn_blocking(move || state.remote_holders(&table, &local))
-            .await
-            .map_err(blocking)?
-            .map_err(statement_error)?
-    };
-    let local = {
-        let (state, source) = (state.clone(), source.clone());
-        tokio::task::spawn_blocking(move || match query.scan_topic() {
-            // A table over a topic is read from its store, once the store has caught up with the
-            // topic; a stream from its topic.
-            Some(topic) => {
+    // Which servers hold the rest of the table, and the rows of the state held here, are read in
+    // memory (a lookup must not wait for a thread of the blocking pool); a table over a topic is
+    // read from its store, once the store has caught up with the topic, and a stream from its topic.
+    let remote =
+        tokio::task::block_in_place(|| state.remote_holders(&source.name, &query.held_shards))
+            .map_err(statement_error)?;
+    let local = match query.scan_topic() {
+        None => tokio::task::block_in_place(|| query.execute()),
+        Some(topic) => {
+            let (state, source, topic) = (state.clone(), source.clone(), topic.to_string());
+            tokio::task::spawn_blocking(move || {
                 let records = match state.table_store(&source)? {
                     Some(feed) => {
                         let store = feed.caught_up(SCAN_TIMEOUT)?;
@@ -464,15 +461,14 @@ async fn pull(
                             None => store.records(),
                         }
                     }
-                    None => cluster.read_records(topic, SCAN_TIMEOUT)?,
+                    None => cluster.read_records(&topic, SCAN_TIMEOUT)?,
                 };
                 query.execute_over(&records)
-            }
-            None => query.execute(),
-        })
+            })
+            .await
+            .map_err(blocking)?
+        }
     }
-    .await
-    .map_err(blocking)?
     .map_err(statement_error)?;
     let mut batches = vec![local];
     for url in remote {

@@ -86,6 +86,9 @@ pub struct AppState {
     /// Where queries log the records they skip and their failures.
     pub processing_log: Arc<ProcessingLog>,
     tasks: Mutex<HashMap<String, QueryTask>>,
+    /// Shards of the state of each running persistent query (its changelog's partitions), asked
+    /// once instead of per pull query; forgotten when a query's task starts or stops.
+    shard_counts: Mutex<HashMap<String, i32>>,
     /// The source connectors running on this server, by name.
     connectors: Mutex<HashMap<String, MqttSourceTask>>,
     /// Transient push queries, by id, for `/close-query`.
@@ -230,6 +233,7 @@ impl AppState {
             log,
             processing_log,
             tasks: Mutex::new(HashMap::new()),
+            shard_counts: Mutex::new(HashMap::new()),
             connectors: Mutex::new(HashMap::new()),
             push: Mutex::new(HashMap::new()),
             max_push_queries: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_PUSH_QUERIES),
@@ -501,11 +505,19 @@ impl AppState {
         else {
             return Ok(Vec::new());
         };
-        let Some(shards) = self
-            .cluster
-            .partitions(&changelog_topic(&self.group_id(&id)))?
-        else {
-            return Ok(Vec::new());
+        let known = lock(&self.shard_counts).get(&id).copied();
+        let shards = match known {
+            Some(shards) => shards,
+            None => {
+                let Some(shards) = self
+                    .cluster
+                    .partitions(&changelog_topic(&self.group_id(&id)))?
+                else {
+                    return Ok(Vec::new());
+                };
+                lock(&self.shard_counts).insert(id.clone(), shards);
+                shards
+            }
         };
         let missing: Vec<i32> = (0..shards).filter(|s| !local.contains(s)).collect();
         if missing.is_empty() {
@@ -614,6 +626,7 @@ impl AppState {
             ..TaskConfig::new(group, &offset_reset(props))
         };
         let task = start_persistent(self.cluster.clone(), query, &config)?;
+        lock(&self.shard_counts).remove(&id);
         if let Some(old) = lock(&self.tasks).insert(id, task) {
             old.stop();
         }
@@ -629,6 +642,7 @@ impl AppState {
     /// topics).
     fn stop_tasks(&self, ids: &[String]) {
         for id in ids {
+            lock(&self.shard_counts).remove(id);
             if let Some(t) = lock(&self.tasks).remove(id) {
                 t.stop();
             }

@@ -835,6 +835,28 @@ async fn hostile_requests() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// The chunks of the body of a pull query `sql` on `/query-stream`.
+async fn pull_chunks(app: &Router, sql: &str) -> Vec<axum::body::Bytes> {
+    let request = Request::builder()
+        .method("POST")
+        .uri("/query-stream")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"sql": sql, "properties": {}}).to_string(),
+        ))
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut chunks = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("frame").into_data() {
+            chunks.push(data);
+        }
+    }
+    chunks
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_query_streams_inserted_rows_until_its_limit() {
     let server = start().await;
@@ -850,6 +872,12 @@ async fn a_push_query_streams_inserted_rows_until_its_limit() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A pull query over the stream: over HTTP/2 an empty chunk is an empty DATA frame, and clients
+    // close a connection that sends many.
+    let chunks = pull_chunks(app, "SELECT * FROM pings;").await;
+    assert!(chunks.iter().all(|c| !c.is_empty()), "{chunks:?}");
+    let text: String = chunks.iter().map(|c| String::from_utf8_lossy(c)).collect();
+    assert!(text.ends_with("[\"a\",1]\n[\"b\",2]\n"), "{text}");
     let lines = push_query(
         app,
         "SELECT id, n * 10 AS tens FROM pings EMIT CHANGES LIMIT 2;",

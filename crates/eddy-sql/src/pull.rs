@@ -1,6 +1,7 @@
 //! What a pull query (a `SELECT` without `EMIT`) may say, with ksqlDB's messages for what it may not.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use eddy_common::{Result, plan_err};
 use sqlparser::ast::{
@@ -8,7 +9,7 @@ use sqlparser::ast::{
     TableFactor, UnaryOperator, Value, visit_expressions, visit_expressions_mut,
 };
 
-use crate::catalog::{Catalog, ROWOFFSET, ROWPARTITION, WINDOWEND, WINDOWSTART};
+use crate::catalog::{Catalog, ROWOFFSET, ROWPARTITION, Source, WINDOWEND, WINDOWSTART};
 use crate::normalize::ident_name;
 use crate::statement::QueryStatement;
 
@@ -64,14 +65,7 @@ pub fn check(stmt: &QueryStatement, catalog: &Catalog, limit_enabled: bool) -> R
             ));
         }
     }
-    let source = match select.from.first().map(|f| &f.relation) {
-        Some(TableFactor::Table { name, .. }) => name
-            .0
-            .last()
-            .and_then(ObjectNamePart::as_ident)
-            .and_then(|i| catalog.get(&ident_name(&i.value, i.quote_style))),
-        _ => None,
-    };
+    let source = source(stmt, catalog);
     if source.is_some_and(|s| s.window.is_none())
         && let Some(selection) = &select.selection
         && let Some(bound) = window_bound(selection)
@@ -237,6 +231,21 @@ fn split_zone(time: &str) -> Option<(&str, i64)> {
     Some((clock, sign * (hours * 3600 + minutes * 60)))
 }
 
+/// The source a pull query reads (its FROM), when the catalog has it.
+pub fn source<'c>(stmt: &QueryStatement, catalog: &'c Catalog) -> Option<&'c Arc<Source>> {
+    let SetExpr::Select(select) = stmt.query.body.as_ref() else {
+        return None;
+    };
+    match select.from.first().map(|f| &f.relation) {
+        Some(TableFactor::Table { name, .. }) => name
+            .0
+            .last()
+            .and_then(ObjectNamePart::as_ident)
+            .and_then(|i| catalog.get(&ident_name(&i.value, i.quote_style))),
+        _ => None,
+    }
+}
+
 /// The values a pull query's WHERE (as written) pins each of `key_columns` to, when every key column
 /// is pinned by `=` or `IN` in a top-level conjunct to constant expressions: then the query is a set of
 /// key lookups. Other conjuncts still filter the rows found.
@@ -247,27 +256,7 @@ pub fn key_values(stmt: &QueryStatement, key_columns: &[String]) -> Option<Vec<V
     let mut conjuncts = Vec::new();
     conjuncts_of(select.selection.as_ref()?, &mut conjuncts);
     let mut pinned: Vec<Option<Vec<Expr>>> = vec![None; key_columns.len()];
-    for c in conjuncts {
-        let (column, values) = match c {
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::Eq,
-                right,
-            } => match (column_name(left), column_name(right)) {
-                (Some(name), None) if constant(right) => (name, vec![(**right).clone()]),
-                (None, Some(name)) if constant(left) => (name, vec![(**left).clone()]),
-                _ => continue,
-            },
-            Expr::InList {
-                expr,
-                list,
-                negated: false,
-            } if list.iter().all(constant) => match column_name(expr) {
-                Some(name) => (name, list.clone()),
-                None => continue,
-            },
-            _ => continue,
-        };
+    for (column, values) in conjuncts.into_iter().filter_map(pin) {
         if let Some(i) = key_columns.iter().position(|k| *k == column) {
             if pinned[i].is_some() {
                 // Pinned twice: leave it to the filter.
@@ -277,6 +266,52 @@ pub fn key_values(stmt: &QueryStatement, key_columns: &[String]) -> Option<Vec<V
         }
     }
     pinned.into_iter().collect()
+}
+
+/// The query without its WHERE, when the WHERE is nothing but a pin of each of `key_columns` (see
+/// [`key_values`]): the rows the lookups find need no filter, so one plan of it serves every key.
+pub fn without_key_pins(stmt: &QueryStatement, key_columns: &[String]) -> Option<QueryStatement> {
+    let SetExpr::Select(select) = stmt.written.body.as_ref() else {
+        return None;
+    };
+    let mut conjuncts = Vec::new();
+    conjuncts_of(select.selection.as_ref()?, &mut conjuncts);
+    let pins_only = conjuncts.len() == key_columns.len()
+        && conjuncts
+            .into_iter()
+            .all(|c| pin(c).is_some_and(|(column, _)| key_columns.contains(&column)));
+    if !pins_only || key_values(stmt, key_columns).is_none() {
+        return None;
+    }
+    let mut out = stmt.clone();
+    for query in [&mut out.query, &mut out.written] {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            select.selection = None;
+        }
+    }
+    Some(out)
+}
+
+/// The column a conjunct pins and the constants it pins it to: `column = constant` (either way
+/// round) or `column IN (constants)`.
+fn pin(c: &Expr) -> Option<(String, Vec<Expr>)> {
+    match c {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => match (column_name(left), column_name(right)) {
+            (Some(name), None) if constant(right) => Some((name, vec![(**right).clone()])),
+            (None, Some(name)) if constant(left) => Some((name, vec![(**left).clone()])),
+            _ => None,
+        },
+        Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } if list.iter().all(constant) => column_name(expr).map(|name| (name, list.clone())),
+        _ => None,
+    }
 }
 
 /// With table scans turned off (`ksql.query.pull.table.scan.enabled=false`), a pull query over a table
@@ -505,5 +540,44 @@ mod tests {
         );
         assert_eq!(partial_timestamp("2020-02-22T23:45"), Some(1582415100000));
         assert_eq!(partial_timestamp("yesterday"), None);
+    }
+
+    fn query(sql: &str) -> QueryStatement {
+        match crate::parse(sql).expect("parse").remove(0).statement {
+            crate::statement::Statement::Select(q) => q,
+            other => panic!("not a query: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_where_of_key_pins_is_left_out() {
+        let keys = ["ID".to_string()];
+        for sql in [
+            "SELECT * FROM t WHERE id = 'a';",
+            "SELECT n FROM t WHERE 'a' = id LIMIT 3;",
+            "SELECT * FROM t WHERE id IN ('a', 'b');",
+        ] {
+            let without = without_key_pins(&query(sql), &keys).expect(sql);
+            let SetExpr::Select(select) = without.written.body.as_ref() else {
+                panic!("a SELECT")
+            };
+            assert!(select.selection.is_none(), "{sql}");
+            assert!(!without.query.to_string().contains("'a'"), "{sql}");
+        }
+        // The same query for another key has the same shape.
+        assert_eq!(
+            without_key_pins(&query("SELECT * FROM t WHERE id = 'a';"), &keys).map(|q| q.query),
+            without_key_pins(&query("SELECT * FROM t WHERE id = 'b';"), &keys).map(|q| q.query)
+        );
+        for sql in [
+            "SELECT * FROM t WHERE id = 'a' AND n > 1;",
+            "SELECT * FROM t WHERE n = 1;",
+            "SELECT * FROM t WHERE id = 'a' OR id = 'b';",
+            "SELECT * FROM t WHERE id = 'a' AND id = 'b';",
+            "SELECT * FROM t WHERE id = n;",
+            "SELECT * FROM t;",
+        ] {
+            assert!(without_key_pins(&query(sql), &keys).is_none(), "{sql}");
+        }
     }
 }
