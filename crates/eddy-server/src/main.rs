@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 
 use eddy_kafka::{ClusterConfig, KafkaCluster};
 use eddy_runtime::engine::Properties;
@@ -233,6 +234,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .await?
         }
         None => {
+            // Responses go out as written: with Nagle's algorithm a small response waited for the
+            // client's delayed ACK (pull queries over HTTP/2 had a p99 of 44 ms).
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?

@@ -84,6 +84,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Responses go out as written (see `main`'s plain listener).
+                let _ = stream.set_nodelay(true);
                 let (acceptor, handed) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
