@@ -10,7 +10,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
 
-use eddy_common::{Result, exec_err, internal_err, not_supported, plan_err};
+use eddy_common::{Result, exec_err, not_supported, plan_err};
 use eddy_sql::alias_route::AliasRoute;
 use eddy_sql::catalog::{
     Catalog, Column, Format, FormatKind, ROWTIME, Source, SourceDefaults, schema_text,
@@ -464,10 +464,10 @@ impl Engine {
         eddy_sql::pull::check(q, &self.catalog, limit_enabled)?;
         let mut q = q.clone();
         eddy_sql::pull::window_bound_texts(&mut q)?;
-        let Some(source) = eddy_sql::pull::source(&q, &self.catalog).cloned() else {
-            // Planning says what is wrong with the FROM.
-            self.plan_transient(&q)?;
-            return Err(internal_err!("a pull query without a source was planned"));
+        let source = match eddy_sql::pull::source(&q, &self.catalog) {
+            Some(source) => source.clone(),
+            // Planning says what is wrong with the FROM, or finds what it names.
+            None => self.plan_transient(&q)?.source().clone(),
         };
         let scans = props
             .get("ksql.query.pull.table.scan.enabled")

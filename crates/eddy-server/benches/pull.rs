@@ -225,6 +225,7 @@ async fn hammer(
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(server) - cpu_before;
+    anyhow::ensure!(!took.is_empty(), "no lookup finished in {seconds} s");
     took.sort();
     let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
     println!(
