@@ -15,6 +15,7 @@ use std::time::Instant;
 use eddy_runtime::functions::PluginDir;
 use eddy_runtime::{Engine, MemoryTopics, Outcome, Record};
 
+mod allocator;
 mod cpu;
 mod flags;
 use cpu::{cpu_seconds, resident_mb};

@@ -16,6 +16,7 @@ pub fn cpu_seconds() -> f64 {
 }
 
 /// Resident memory in MB.
+#[allow(dead_code)] // not every benchmark reports memory
 pub fn resident_mb() -> f64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: f64 = statm

@@ -18,6 +18,7 @@ use std::time::Instant;
 use eddy_runtime::arrow::array::AsArray;
 use eddy_runtime::{Engine, MemoryTopics, Outcome, PersistentQuery, Record, envelope};
 
+mod allocator;
 mod cpu;
 mod flags;
 use cpu::{cpu_seconds, resident_mb};

@@ -23,6 +23,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use eddy_kafka::KafkaCluster;
 use eddy_runtime::Engine;
 
+mod allocator;
 mod flags;
 use flags::flag;
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use eddy_kafka::KafkaCluster;
 use eddy_runtime::{Engine, MemoryTopics, Outcome, Record, TopicAdmin};
 
+mod allocator;
 mod cpu;
 mod flags;
 use cpu::{cpu_seconds, resident_mb};

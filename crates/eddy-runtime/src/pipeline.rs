@@ -962,15 +962,25 @@ impl SinkSpec {
     /// sends their key; unkeyed rows stay in their source partition. With a timestamp column, a row
     /// whose timestamp is missing, unreadable or negative is dropped, as ksqlDB does.
     pub fn records(&self, processed: &ProcessedBatch) -> Result<Vec<Record>> {
-        Ok(self
-            .rows(processed)?
-            .into_iter()
-            .map(|(_, record)| record)
-            .collect())
+        let mut records = Vec::with_capacity(processed.batch.num_rows());
+        self.each_record(processed, |_, record| records.push(record))?;
+        Ok(records)
     }
 
     /// [`SinkSpec::records`], each with the batch row it was made from.
     pub fn rows(&self, processed: &ProcessedBatch) -> Result<Vec<(usize, Record)>> {
+        let mut rows = Vec::with_capacity(processed.batch.num_rows());
+        self.each_record(processed, |i, record| rows.push((i, record)))?;
+        Ok(rows)
+    }
+
+    /// Hands each record to produce for a processed batch to `emit`, with the batch row it was made
+    /// from.
+    fn each_record(
+        &self,
+        processed: &ProcessedBatch,
+        mut emit: impl FnMut(usize, Record),
+    ) -> Result<()> {
         let payloads = self.encoder.encode(
             &processed.batch,
             Some(&processed.null_values),
@@ -983,37 +993,37 @@ impl SinkSpec {
             )?),
             None => None,
         };
-        Ok(payloads
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, (mut key, value))| {
-                let timestamp = match &timestamps {
-                    Some(t) => t[i].filter(|t| *t >= 0)?,
-                    None => processed.rowtime[i],
-                };
-                // A windowed key goes where its inner key goes (as Kafka Streams partitions them).
-                let partition = match &key {
-                    Some(k) => partition_for(k, self.partitions),
-                    None => processed.partition[i].rem_euclid(self.partitions.max(1)),
-                };
-                if let (Some(window_type), Some(windows), Some(k)) =
-                    (self.window, &processed.windows, key.as_mut())
-                {
-                    append_window(k, window_type, windows[i]);
-                }
-                Some((
-                    i,
-                    Record {
-                        key,
-                        value,
-                        timestamp,
-                        partition,
-                        offset: -1,
-                        headers: Vec::new(),
-                    },
-                ))
-            })
-            .collect())
+        for (i, (mut key, value)) in payloads.into_iter().enumerate() {
+            let timestamp = match &timestamps {
+                Some(t) => match t[i].filter(|t| *t >= 0) {
+                    Some(t) => t,
+                    None => continue,
+                },
+                None => processed.rowtime[i],
+            };
+            // A windowed key goes where its inner key goes (as Kafka Streams partitions them).
+            let partition = match &key {
+                Some(k) => partition_for(k, self.partitions),
+                None => processed.partition[i].rem_euclid(self.partitions.max(1)),
+            };
+            if let (Some(window_type), Some(windows), Some(k)) =
+                (self.window, &processed.windows, key.as_mut())
+            {
+                append_window(k, window_type, windows[i]);
+            }
+            emit(
+                i,
+                Record {
+                    key,
+                    value,
+                    timestamp,
+                    partition,
+                    offset: -1,
+                    headers: Vec::new(),
+                },
+            );
+        }
+        Ok(())
     }
 }
 

@@ -420,23 +420,35 @@ impl AggregateState {
     }
 
     /// Folds the rows waiting for their groups in: one accumulator update per group with all of its
-    /// rows, in input order.
+    /// rows, in input order. The argument columns are taken once in group order, so that each
+    /// group reads its rows as one slice (no copy per group).
     fn fold_pending(
         &mut self,
         pending: &mut Vec<(usize, usize)>,
         args: &[Vec<ArrayRef>],
     ) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
         pending.sort_unstable();
-        let mut rows: Vec<usize> = Vec::new();
+        let order = UInt32Array::from_iter_values(pending.iter().map(|(_, row)| *row as u32));
+        let taken: Vec<Vec<ArrayRef>> = args
+            .iter()
+            .map(|columns| {
+                columns
+                    .iter()
+                    .map(|c| take(c.as_ref(), &order, None))
+                    .collect::<std::result::Result<_, _>>()
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map_err(df)?;
         let mut at = 0;
         while at < pending.len() {
-            let group = pending[at].0;
-            rows.clear();
+            let (group, start) = (pending[at].0, at);
             while at < pending.len() && pending[at].0 == group {
-                rows.push(pending[at].1);
                 at += 1;
             }
-            self.update(group, args, &rows)?;
+            self.update(group, &taken, start, at - start);
         }
         pending.clear();
         Ok(())
@@ -569,29 +581,19 @@ impl AggregateState {
         Ok(())
     }
 
-    /// Folds rows of the batch (in order) into a group.
-    fn update(&mut self, group: usize, args: &[Vec<ArrayRef>], rows: &[usize]) -> Result<()> {
-        let indices =
-            (rows.len() > 1).then(|| UInt32Array::from_iter_values(rows.iter().map(|r| *r as u32)));
+    /// Folds `len` rows of the argument columns, from `offset`, into a group.
+    fn update(&mut self, group: usize, args: &[Vec<ArrayRef>], offset: usize, len: usize) {
         let mut errors = Vec::new();
         let group = self.get(group);
         for (acc, columns) in group.accumulators.iter_mut().zip(args) {
-            let taken: Vec<ArrayRef> = match &indices {
-                None => columns.iter().map(|c| c.slice(rows[0], 1)).collect(),
-                Some(indices) => columns
-                    .iter()
-                    .map(|c| take(c.as_ref(), indices, None))
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(df)?,
-            };
+            let rows: Vec<ArrayRef> = columns.iter().map(|c| c.slice(offset, len)).collect();
             // A function that fails leaves the failing rows out (see eddy_udf::Accumulator): the
             // failure is counted and the query goes on.
-            if let Err(e) = acc.update_batch(&taken) {
+            if let Err(e) = acc.update_batch(&rows) {
                 errors.push(e.to_string());
             }
         }
         self.errors.append(&mut errors);
-        Ok(())
     }
 
     /// Takes a table row's old arguments out of its group.

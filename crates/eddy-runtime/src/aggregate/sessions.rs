@@ -43,7 +43,7 @@ impl Aggregation for Sessions {
             match state.session(key, ts, gap_ms, close, &mut fold.outs, &mut fold.to_free)? {
                 Some(group) => {
                     state.note(group, ts, partition);
-                    state.update(group, rows.args, &[i])?;
+                    state.update(group, rows.args, i, 1);
                     if !state.emit_final {
                         // A session's row carries its latest event time, its end.
                         let end = state.get(group).window.map_or(ts, |w| w.end);

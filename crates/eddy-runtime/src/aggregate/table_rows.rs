@@ -50,7 +50,7 @@ impl Aggregation for TableRows {
             if let Some(group) = new {
                 state.note(group, ts, partition);
                 if !state.covered(group, partition, offset) {
-                    state.update(group, rows.args, &[i])?;
+                    state.update(group, rows.args, i, 1);
                 }
                 state.changed(group, ts, &mut fold.outs)?;
                 let row_args = rows

@@ -62,10 +62,12 @@ impl Aggregation for TimeWindows {
                     continue;
                 }
                 state.note(group, ts, partition);
-                if state.per_commit {
+                // Rows whose group's row is not emitted right away wait to be folded in a group
+                // at a time (before any timer reads the groups).
+                if state.per_commit || state.emit_final {
                     fold.pending.push((group, i));
                 } else {
-                    state.update(group, rows.args, &[i])?;
+                    state.update(group, rows.args, i, 1);
                 }
                 if !state.emit_final {
                     state.changed(group, ts, &mut fold.outs)?;

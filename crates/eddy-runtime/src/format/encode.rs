@@ -163,14 +163,17 @@ impl PartEncoder {
         let mut encoder = arrow_json::writer::make_encoder(&field, array.as_ref(), &options)
             .map_err(|e| exec_err!("{e}"))?;
         let mut out = Vec::with_capacity(rows);
+        // Each row is written into one scratch buffer and copied out at its exact size: one
+        // allocation per row, none wasted on growing.
+        let mut scratch = Vec::with_capacity(256);
         for i in 0..rows {
             if array.is_null(i) {
                 out.push(Some(b"null".to_vec()));
                 continue;
             }
-            let mut buf = Vec::with_capacity(64);
-            encoder.encode(i, &mut buf);
-            out.push(Some(buf));
+            scratch.clear();
+            encoder.encode(i, &mut scratch);
+            out.push(Some(scratch.as_slice().to_vec()));
         }
         Ok(out)
     }
