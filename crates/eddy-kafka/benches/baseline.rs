@@ -12,6 +12,7 @@
 //!     flush every 8 batches), per record (ksqlDB with caching off) and only final windows;
 //!   - with `--flink RESULTS --flink-label LABEL`, Flink's figures for the same two queries on the same
 //!     file from `bench_flink.py`'s results (parallelism 1, the warm runs), and the ratios.
+//!
 //! Figures are events per CPU-second of this process (one thread: wall time is about the same).
 //!
 //!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench baseline -- --file events.json
@@ -88,7 +89,8 @@ fn median_rate(label: &str, events: usize, repeat: usize, mut run: impl FnMut() 
 fn decode_serde_json(records: &[Record]) -> f64 {
     let cpu0 = cpu_seconds();
     for r in records {
-        let e: Event = serde_json::from_slice(r.value.as_deref().unwrap_or_default()).expect("JSON");
+        let e: Event =
+            serde_json::from_slice(r.value.as_deref().unwrap_or_default()).expect("JSON");
         black_box(e);
     }
     cpu_seconds() - cpu0
@@ -212,10 +214,16 @@ fn main() {
     println!("{n} events from {path}");
     // One scenario alone, for a profiler.
     match flag::<String>("--profile").as_deref() {
-        Some("stateless") => return (0..repeat).for_each(|_| drop(stateless(&records))),
-        Some("tumbling") => return (0..repeat).for_each(|_| {
-            tumbling(&records, Emission::PerCommit);
-        }),
+        Some("stateless") => {
+            return (0..repeat).for_each(|_| {
+                stateless(&records);
+            });
+        }
+        Some("tumbling") => {
+            return (0..repeat).for_each(|_| {
+                tumbling(&records, Emission::PerCommit);
+            });
+        }
         Some(other) => panic!("--profile stateless|tumbling, not {other}"),
         None => {}
     }

@@ -1,60 +1,48 @@
 //! Push queries: a transient query whose consumer reads the query's inputs (from `earliest` or
 //! `latest`, with no offsets kept) and hands the rows of each run to its client through a bounded
-//! channel; a client that leaves, or reads nothing for a minute, ends it.
+//! channel; a client that leaves, or reads nothing for a minute, ends it. Push queries of one
+//! input from its latest records share their server's reader of that topic (`shared_reader`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eddy_runtime::arrow::array::RecordBatch;
-use eddy_runtime::arrow::compute::{filter_record_batch, not};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use eddy_common::{Result, external_err, internal_err};
-use eddy_runtime::{Pipeline, ProcessedBatch, RecordRef};
-use eddy_sql::statement::SourceKind;
+use eddy_common::{Result, external_err};
+use eddy_runtime::{Pipeline, RecordRef};
 
 use crate::cluster::{KafkaCluster, kafka_err};
 use crate::consume::{Reader, Step, run};
 use crate::delivery::Halt;
+use crate::push_event::{PushEvent, push_event};
 use crate::query_stats::QueryStats;
 use crate::query_task::QueryTask;
-use crate::supervisor::panic_message;
+use crate::shared_reader::SharedReaders;
 use crate::table_restore::restore_tables;
 use crate::time_order::TimeOrder;
 
-/// What a push query hands to its client.
-#[derive(Debug)]
-pub enum PushEvent {
-    /// Output rows, with which of them are tombstones.
-    Rows(RecordBatch, Vec<bool>),
-    Error(String),
-}
-
-/// The rows a push query shows for a processed batch, with their tombstone flags: on a table a
-/// row without a value is a deletion (a tombstone); on a stream it is not an event and is skipped.
-fn push_rows(pipeline: &Pipeline, p: ProcessedBatch) -> Result<Option<(RecordBatch, Vec<bool>)>> {
-    let (batch, nulls) = if pipeline.source().kind == SourceKind::Stream {
-        let keep = not(&p.null_values).map_err(|e| internal_err!("{e}"))?;
-        let batch = filter_record_batch(&p.batch, &keep).map_err(|e| internal_err!("{e}"))?;
-        let n = batch.num_rows();
-        (batch, vec![false; n])
-    } else {
-        let nulls = p.null_values.iter().map(|v| v.unwrap_or(false)).collect();
-        (p.batch, nulls)
-    };
-    Ok((batch.num_rows() > 0).then_some((batch, nulls)))
-}
-
-/// Starts a transient push query reading from `offset_reset` (`earliest` or `latest`).
+/// Starts a transient push query reading from `offset_reset` (`earliest` or `latest`). A query of
+/// one input from its latest records joins the reader its server shares among the push queries on
+/// that topic (see `shared_reader`); any other reads with a consumer of its own.
 pub fn start_push(
     cluster: &KafkaCluster,
+    readers: &SharedReaders,
     pipeline: Arc<Pipeline>,
     offset_reset: &str,
     max_task_idle: Duration,
     group_id: String,
 ) -> Result<(mpsc::Receiver<PushEvent>, QueryTask)> {
+    if let ([input], "latest") = (pipeline.inputs().as_slice(), offset_reset) {
+        let topic = input.topic.clone();
+        let (tx, rx) = mpsc::channel(PUSH_BUFFER);
+        let task = readers.subscribe(&topic, pipeline, group_id, tx, || {
+            shared_consumer(cluster, &topic)
+        })?;
+        return Ok((rx, task));
+    }
     let config = cluster
         .reader_config()
         .set("group.id", &group_id)
@@ -85,6 +73,26 @@ pub fn start_push(
     Ok((rx, task))
 }
 
+/// A consumer of every partition of `topic` from its end: a shared reader's. It is assigned its
+/// partitions (librdkafka wants a group id even so, but it joins no group and commits nothing).
+fn shared_consumer(cluster: &KafkaCluster, topic: &str) -> Result<BaseConsumer> {
+    let consumer: BaseConsumer = cluster
+        .reader_config()
+        .set("group.id", format!("_eddy-push-reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .map_err(kafka_err)?;
+    let mut partitions = TopicPartitionList::new();
+    for (partition, end) in cluster.end_offsets(topic)?.into_iter().enumerate() {
+        partitions
+            .add_partition_offset(topic, partition as i32, Offset::Offset(end))
+            .map_err(kafka_err)?;
+    }
+    consumer.assign(&partitions).map_err(kafka_err)?;
+    Ok(consumer)
+}
+
 /// A push query's thread: its pipeline, counters and client.
 struct Push<'a> {
     pipeline: &'a Pipeline,
@@ -101,29 +109,15 @@ impl Push<'_> {
     /// ends (the client left or stopped reading).
     fn hand_on<R: RecordRef>(&self, input: usize, records: &[R]) -> bool {
         let topic = &self.topics[input];
-        self.stats
-            .consumed
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        // A panic ends the query with an error, not the server.
-        let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.pipeline.process_input(input, records)
-        }))
-        .unwrap_or_else(|panic| {
-            Err(internal_err!(
-                "the query panicked: {}",
-                panic_message(panic.as_ref())
-            ))
-        });
-        let event = match processed {
-            Ok(p) => {
-                self.stats.record_errors(self.group_id, topic, &p, records);
-                match push_rows(self.pipeline, p) {
-                    Ok(Some((batch, nulls))) => PushEvent::Rows(batch, nulls),
-                    Ok(None) => return true,
-                    Err(e) => PushEvent::Error(e.to_string()),
-                }
-            }
-            Err(e) => PushEvent::Error(e.to_string()),
+        let Some(event) = push_event(
+            self.pipeline,
+            self.stats,
+            self.group_id,
+            topic,
+            input,
+            records,
+        ) else {
+            return true;
         };
         match hand_over(self.tx, event, self.stop) {
             HandOver::Taken => true,
@@ -161,7 +155,7 @@ impl Step for Push<'_> {
 
 /// Batches a push query keeps for a client that reads more slowly than rows come: past them the
 /// query waits for the client.
-const PUSH_BUFFER: usize = 16;
+pub(crate) const PUSH_BUFFER: usize = 16;
 
 /// How long a push query waits for a client that reads nothing before it closes the query.
 const SLOW_CLIENT: Duration = Duration::from_secs(60);

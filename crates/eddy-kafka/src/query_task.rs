@@ -45,6 +45,17 @@ impl QueryTask {
         self
     }
 
+    /// A task whose work runs on another thread (a push query on a shared reader), which obeys
+    /// its stop flag and sets it when the work ends.
+    pub(crate) fn attached(stop: Arc<AtomicBool>, stats: Arc<QueryStats>) -> QueryTask {
+        QueryTask {
+            stop,
+            thread: None,
+            stats,
+            stages: Vec::new(),
+        }
+    }
+
     /// Runs `body` on a thread named `name` with the task's stop flag and counters; `body` returns
     /// when the flag is set. A panic in `body` ends the thread (and is its last error).
     pub(crate) fn spawn(
@@ -114,8 +125,11 @@ impl QueryTask {
 
     /// Whether the task's thread, or one of its stages', has ended.
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
-            || self.stages.iter().any(QueryTask::is_finished)
+        let finished = match &self.thread {
+            Some(t) => t.is_finished(),
+            None => self.stop.load(Ordering::SeqCst),
+        };
+        finished || self.stages.iter().any(QueryTask::is_finished)
     }
 }
 

@@ -8,8 +8,6 @@
 //!       [--keys 100000] [--clients 32] [--seconds 10]
 //! (naming the kafka and shell packages too reuses the release build's dependencies.)
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,78 +17,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 #[path = "../../eddy-kafka/benches/flags.rs"]
 mod flags;
+mod server;
 use flags::flag;
-
-/// The server under test, stopped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    _data: TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A directory removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn start_server(broker: &str) -> anyhow::Result<Server> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let url = format!("http://127.0.0.1:{port}");
-    let data = std::env::temp_dir().join(format!("eddy-pull-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&data)?;
-    let log = std::fs::File::create(data.join("server.log"))?;
-    let child = Command::new(env!("CARGO_BIN_EXE_eddy-server"))
-        .args(["--listen", &url, "--bootstrap-servers", broker])
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--service-id", &format!("pullbench{}", std::process::id())])
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .spawn()?;
-    let server = Server {
-        child,
-        url,
-        _data: TempDir(data),
-    };
-    let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if client
-            .get(format!("{}/info", server.url))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(server);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    anyhow::bail!("eddy-server did not start")
-}
-
-/// Runs statements through `/ksql`.
-async fn ksql(client: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<()> {
-    let r = client
-        .post(format!("{url}/ksql"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({"ksql": sql, "streamsProperties": {"auto.offset.reset": "earliest"}}).to_string())
-        .send()
-        .await?;
-    let status = r.status();
-    let body = r.text().await?;
-    anyhow::ensure!(status.is_success(), "{sql}: {status} {body}");
-    Ok(())
-}
+use server::{cpu_seconds, ksql, start_server};
 
 fn key(i: u64) -> String {
     format!("k-{i:07}")
@@ -239,27 +168,12 @@ async fn hammer(
     Ok(())
 }
 
-/// User plus system CPU seconds process `pid` has used (`/proc/<pid>/stat`, in clock ticks of 1/100 s).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command (which may hold spaces) in parentheses; utime and stime are the
-    // 14th and 15th of the whole line.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<f64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    fields.iter().sum::<f64>() / 100.0
-}
-
 fn main() -> anyhow::Result<()> {
     let broker: String = flag("--broker").ok_or_else(|| anyhow::anyhow!("--broker HOST:PORT"))?;
     let keys: u64 = flag("--keys").unwrap_or(100_000);
     let clients: u64 = flag("--clients").unwrap_or(32);
     let seconds: u64 = flag("--seconds").unwrap_or(10);
-    let server = start_server(&broker)?;
+    let server = start_server(&broker, "pull", &[])?;
     let pid = server.child.id();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -204,6 +204,12 @@ pub fn render(state: &AppState) -> String {
         )],
     );
     out.family(
+        "eddy_push_readers",
+        "gauge",
+        "Topics read for push queries from their latest records, each by one consumer the queries share.",
+        [(Vec::new(), state.push_readers.readers() as f64)],
+    );
+    out.family(
         "eddy_push_queries_started_total",
         "counter",
         "Push queries (and PRINTs) started on this server.",

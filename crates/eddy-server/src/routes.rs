@@ -367,11 +367,12 @@ async fn run_query(
     let reset = offset_reset(&props);
     let idle =
         max_task_idle(&props).map_err(|e| ApiError(ErrorMessage::statement(&e, &stmt.text)))?;
-    let (rx, task) =
-        tokio::task::spawn_blocking(move || start_push(&st.cluster, pipeline, &reset, idle, group))
-            .await
-            .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
-            .map_err(|e| ApiError(ErrorMessage::statement(&e, &stmt.text)))?;
+    let (rx, task) = tokio::task::spawn_blocking(move || {
+        start_push(&st.cluster, &st.push_readers, pipeline, &reset, idle, group)
+    })
+    .await
+    .map_err(|e| ApiError(ErrorMessage::generic(50000, e.to_string())))?
+    .map_err(|e| ApiError(ErrorMessage::statement(&e, &stmt.text)))?;
     state.add_push(id.clone(), task);
 
     let columns: Vec<(String, SqlType, bool)> = names

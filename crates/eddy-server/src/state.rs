@@ -14,7 +14,7 @@ use eddy_kafka::{
     Backoff, CommandLog, KafkaCluster, Peers, ProcessingLog, QueryTask, TableFeed, TaskConfig,
     changelog_topic, exactly_once_guarantee, is_internal_topic, max_task_idle, start_persistent,
 };
-use eddy_kafka::{MqttSourceTask, start_mqtt_source};
+use eddy_kafka::{MqttSourceTask, SharedReaders, start_mqtt_source};
 use eddy_runtime::engine::Properties;
 use eddy_runtime::functions::PluginDir;
 use eddy_runtime::model_refs;
@@ -93,6 +93,8 @@ pub struct AppState {
     connectors: Mutex<HashMap<String, MqttSourceTask>>,
     /// Transient push queries, by id, for `/close-query`.
     pub push: Mutex<HashMap<String, QueryTask>>,
+    /// The readers push queries of one topic from its latest records share.
+    pub push_readers: SharedReaders,
     /// Most push queries running at once; more are refused.
     pub max_push_queries: std::sync::atomic::AtomicUsize,
     /// Whether queries without a `processing.guarantee` of their own are exactly-once (the
@@ -236,6 +238,7 @@ impl AppState {
             shard_counts: Mutex::new(HashMap::new()),
             connectors: Mutex::new(HashMap::new()),
             push: Mutex::new(HashMap::new()),
+            push_readers: SharedReaders::default(),
             max_push_queries: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_PUSH_QUERIES),
             exactly_once: defaults.exactly_once,
             per_record_metrics: defaults.metrics,

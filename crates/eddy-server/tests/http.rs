@@ -961,6 +961,93 @@ async fn a_push_query_streams_inserted_rows_until_its_limit() {
     assert_eq!(rows, [json!(["a", 1]), json!(["b", 2])], "{body}");
 }
 
+/// Push queries of one topic from its latest records share one reader (one consumer): each gets the
+/// rows its own query makes of every record written after it started, a client that leaves does not
+/// disturb the others, and the reader goes with the last query.
+#[tokio::test(flavor = "multi_thread")]
+async fn push_queries_from_the_latest_records_share_one_reader() {
+    let server = start().await;
+    let app = &server.app;
+    ksql(
+        app,
+        "CREATE STREAM fanout (id STRING KEY, n INT) WITH (kafka_topic='http_fanout', value_format='JSON', partitions=2);",
+    )
+    .await;
+    let (status, body) = ksql(app, "INSERT INTO fanout (id, n) VALUES ('old', 9);").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let request = |sql: &str| {
+        Request::post("/query-stream")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"sql": sql, "properties": {"auto.offset.reset": "latest"}}).to_string(),
+            ))
+            .unwrap()
+    };
+    let collect = |sql: &str| {
+        let (app, request) = (app.clone(), request(sql));
+        tokio::spawn(async move {
+            let response = app.oneshot(request).await.unwrap();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            text.lines()
+                .skip(1)
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    let plain = collect("SELECT id, n FROM fanout EMIT CHANGES LIMIT 4;");
+    let doubled = collect("SELECT id, n * 2 AS d FROM fanout WHERE n > 1 EMIT CHANGES LIMIT 3;");
+    // A client that reads the header and leaves.
+    let response = app
+        .clone()
+        .oneshot(request("SELECT * FROM fanout EMIT CHANGES;"))
+        .await
+        .unwrap();
+    let mut leaving = response.into_body();
+    let header = leaving.frame().await.unwrap().unwrap().into_data().unwrap();
+    let header = String::from_utf8_lossy(&header);
+    assert!(header.contains("queryId"), "{header}");
+    let running = || server.state.push.lock().unwrap().len();
+    for _ in 0..100 {
+        if running() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(running(), 3);
+    assert_eq!(server.state.push_readers.readers(), 1);
+    drop(leaving);
+    let (status, body) = ksql(
+        app,
+        "INSERT INTO fanout (id, n) VALUES ('a', 1); INSERT INTO fanout (id, n) VALUES ('b', 2); INSERT INTO fanout (id, n) VALUES ('c', 3); INSERT INTO fanout (id, n) VALUES ('d', 4);",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sorted = |mut rows: Vec<Value>| {
+        rows.sort_by_key(|r| r[0].as_str().map(str::to_string));
+        rows
+    };
+    let plain = sorted(plain.await.unwrap());
+    assert_eq!(
+        plain,
+        [
+            json!(["a", 1]),
+            json!(["b", 2]),
+            json!(["c", 3]),
+            json!(["d", 4])
+        ]
+    );
+    let doubled = sorted(doubled.await.unwrap());
+    assert_eq!(doubled, [json!(["b", 4]), json!(["c", 6]), json!(["d", 8])]);
+    for _ in 0..100 {
+        if server.state.push_readers.readers() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.state.push_readers.readers(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_streamed_to_inserts_stream_are_acknowledged_and_land_in_the_stream() {
     let server = start().await;
