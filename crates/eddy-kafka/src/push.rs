@@ -17,7 +17,7 @@ use eddy_runtime::{Pipeline, RecordRef};
 use crate::cluster::{KafkaCluster, kafka_err};
 use crate::consume::{Reader, Step, run};
 use crate::delivery::Halt;
-use crate::push_event::{PushEvent, push_event};
+use crate::push_event::{PushEvent, SLOW_CLIENT, push_event, too_slow};
 use crate::query_stats::QueryStats;
 use crate::query_task::QueryTask;
 use crate::shared_reader::SharedReaders;
@@ -123,13 +123,7 @@ impl Push<'_> {
             HandOver::Taken => true,
             HandOver::Gone => false,
             HandOver::TooSlow => {
-                self.stats.fail(
-                    self.group_id,
-                    &format!(
-                        "The client did not read the query's rows for {} s: the query was closed",
-                        SLOW_CLIENT.as_secs()
-                    ),
-                );
+                self.stats.fail(self.group_id, &too_slow());
                 false
             }
         }
@@ -155,10 +149,7 @@ impl Step for Push<'_> {
 
 /// Batches a push query keeps for a client that reads more slowly than rows come: past them the
 /// query waits for the client.
-pub(crate) const PUSH_BUFFER: usize = 16;
-
-/// How long a push query waits for a client that reads nothing before it closes the query.
-const SLOW_CLIENT: Duration = Duration::from_secs(60);
+const PUSH_BUFFER: usize = 16;
 
 /// What became of a push query's event.
 enum HandOver {

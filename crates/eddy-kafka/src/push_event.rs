@@ -1,7 +1,8 @@
 //! What a push query's client gets for a run of records: the rows they make (with which are
-//! tombstones) or the failure, whether the query reads with a consumer of its own or a shared one.
+//! tombstones) or the failure, and how long a client may read nothing, whether the query reads with a consumer of its own or a shared one.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use eddy_runtime::arrow::array::RecordBatch;
 use eddy_runtime::arrow::compute::{filter_record_batch, not};
@@ -12,6 +13,17 @@ use eddy_sql::statement::SourceKind;
 
 use crate::query_stats::QueryStats;
 use crate::supervisor::panic_message;
+
+/// How long a push query waits for a client that reads nothing before it closes the query.
+pub(crate) const SLOW_CLIENT: Duration = Duration::from_secs(60);
+
+/// Why a push query whose client read nothing for [`SLOW_CLIENT`] was closed.
+pub(crate) fn too_slow() -> String {
+    format!(
+        "The client did not read the query's rows for {} s: the query was closed",
+        SLOW_CLIENT.as_secs()
+    )
+}
 
 /// What a push query hands to its client.
 #[derive(Debug)]

@@ -3,12 +3,14 @@
 //! and commits nothing) hand each micro-batch to every push query on the topic, each with its own pipeline,
 //! counters and client. The broker sees one consumer per topic and server however many push
 //! queries read it. The reader never waits for a client: a client's rows wait in its backlog, and a
-//! client more than [`MAX_BACKLOG`] batches behind is closed with an error. The reader ends with its
+//! client that reads nothing for a minute, or falls more than [`MAX_BACKLOG`] rows behind, is
+//! closed with an error. The reader ends with its
 //! last push query. Partitions added to the topic after the reader started are not read.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use rdkafka::consumer::BaseConsumer;
 use tokio::sync::mpsc;
@@ -18,12 +20,12 @@ use eddy_common::Result;
 use eddy_runtime::{Pipeline, RecordRef};
 
 use crate::poll::poll_batch;
-use crate::push_event::{PushEvent, push_event};
+use crate::push_event::{PushEvent, SLOW_CLIENT, push_event, too_slow};
 use crate::query_stats::QueryStats;
 use crate::query_task::QueryTask;
 
-/// Batches a client may fall behind (beyond its channel) before its query is closed.
-const MAX_BACKLOG: usize = 1024;
+/// Rows a client may fall behind (beyond its channel) before its query is closed.
+const MAX_BACKLOG: usize = 100_000;
 
 /// The push queries on each topic's reader.
 type Subscribers = Arc<Mutex<Vec<Subscriber>>>;
@@ -45,6 +47,10 @@ struct Subscriber {
     stop: Arc<AtomicBool>,
     /// Rows the client's channel had no room for, oldest first.
     backlog: VecDeque<PushEvent>,
+    /// Rows in the backlog.
+    backlog_rows: usize,
+    /// Since when the client's channel has had no room.
+    full_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -79,6 +85,8 @@ impl SharedReaders {
             stats: stats.clone(),
             stop: stop.clone(),
             backlog: VecDeque::new(),
+            backlog_rows: 0,
+            full_since: None,
         };
         let mut readers = lock(&self.readers);
         match readers.get(topic) {
@@ -149,11 +157,28 @@ fn serve(
 
 impl Subscriber {
     /// Hands what is waiting and the rows of `records` to the client; false when the query ends
-    /// (the client left or fell too far behind).
+    /// (the client left, read nothing for [`SLOW_CLIENT`] or fell too far behind).
     fn offer<R: RecordRef>(&mut self, topic: &str, records: &[R]) -> bool {
+        if !records.is_empty()
+            && let Some(event) = push_event(
+                &self.pipeline,
+                &self.stats,
+                &self.group_id,
+                topic,
+                0,
+                records,
+            )
+        {
+            self.backlog_rows += rows(&event);
+            self.backlog.push_back(event);
+        }
         while let Some(event) = self.backlog.pop_front() {
+            let count = rows(&event);
             match self.tx.try_send(event) {
-                Ok(()) => {}
+                Ok(()) => {
+                    self.backlog_rows -= count;
+                    self.full_since = None;
+                }
                 Err(TrySendError::Full(event)) => {
                     self.backlog.push_front(event);
                     break;
@@ -161,37 +186,28 @@ impl Subscriber {
                 Err(TrySendError::Closed(_)) => return false,
             }
         }
-        if records.is_empty() {
+        if self.backlog.is_empty() {
             return true;
         }
-        let Some(event) = push_event(
-            &self.pipeline,
-            &self.stats,
-            &self.group_id,
-            topic,
-            0,
-            records,
-        ) else {
+        let since = *self.full_since.get_or_insert_with(Instant::now);
+        let failure = if since.elapsed() >= SLOW_CLIENT {
+            too_slow()
+        } else if self.backlog_rows > MAX_BACKLOG {
+            format!(
+                "The client fell more than {MAX_BACKLOG} rows behind the query: the query was closed"
+            )
+        } else {
             return true;
         };
-        if self.backlog.is_empty() {
-            match self.tx.try_send(event) {
-                Ok(()) => return true,
-                Err(TrySendError::Full(event)) => self.backlog.push_back(event),
-                Err(TrySendError::Closed(_)) => return false,
-            }
-        } else {
-            self.backlog.push_back(event);
-        }
-        if self.backlog.len() > MAX_BACKLOG {
-            self.stats.fail(
-                &self.group_id,
-                &format!(
-                    "The client fell more than {MAX_BACKLOG} batches of rows behind the query: the query was closed"
-                ),
-            );
-            return false;
-        }
-        true
+        self.stats.fail(&self.group_id, &failure);
+        false
+    }
+}
+
+/// The rows of an event (an error counts as one).
+fn rows(event: &PushEvent) -> usize {
+    match event {
+        PushEvent::Rows(batch, _) => batch.num_rows(),
+        PushEvent::Error(_) => 1,
     }
 }
