@@ -18,45 +18,16 @@ use eddy_runtime::{Engine, MemoryTopics, Outcome, Record};
 mod allocator;
 mod cpu;
 mod flags;
+mod telemetry;
 use cpu::{cpu_seconds, resident_mb};
 use flags::flag;
-
-const FEATURES: [&str; 14] = [
-    "speed_kmh",
-    "rpm",
-    "throttle_pct",
-    "engine_load_pct",
-    "coolant_c",
-    "oil_c",
-    "intake_c",
-    "battery_v",
-    "tire_fl_bar",
-    "tire_fr_bar",
-    "tire_rl_bar",
-    "tire_rr_bar",
-    "fuel_rate_lph",
-    "ambient_c",
-];
-const BASE: [f64; 14] = [
-    90.0, 2400.0, 35.0, 38.0, 91.0, 96.0, 25.0, 14.1, 2.45, 2.45, 2.44, 2.46, 1.4, 20.0,
-];
+use telemetry::{FEATURES, readings};
 
 fn event(i: u64) -> Vec<u8> {
-    let values: Vec<String> = FEATURES
-        .iter()
-        .zip(BASE)
-        .enumerate()
-        .map(|(k, (f, b))| {
-            format!(
-                r#""{f}":{:.4}"#,
-                b * (1.0 + ((i as usize * 31 + k * 7) % 100) as f64 * 1e-3)
-            )
-        })
-        .collect();
     format!(
         r#"{{"ts":{},{}}}"#,
         1_767_225_600_000u64 + i * 1000,
-        values.join(",")
+        readings(i as usize)
     )
     .into_bytes()
 }

@@ -3,10 +3,12 @@
 //! server runs it, at-least-once) copies them to its output topic; two consumers read the input topic
 //! (the broker's own produce → consume latency) and the output topic (through Eddy) at the same time,
 //! so both are measured on the same events in the same run. Prints p50/p90/p99/max of each and what
-//! Eddy adds.
+//! Eddy adds. With `--scoring`, the query is the founding story's scoring CSAS instead: each event
+//! carries a car's 14 readings and the query scores it with `IS_ANOMALY('autoencoder@1', ...)` (the
+//! anomaly plugin; run `scripts/build-plugins` first).
 //!
 //!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench latency -- --broker HOST:PORT
-//!       [--rate 2000] [--seconds 10] [--fetch-wait 5]
+//!       [--rate 2000] [--seconds 10] [--fetch-wait 5] [--scoring]
 //! (`--fetch-wait`: the measuring consumers' `fetch.wait.max.ms`.)
 //! (naming the server and shell packages too reuses the release build's dependencies.)
 
@@ -25,7 +27,23 @@ use eddy_runtime::Engine;
 
 mod allocator;
 mod flags;
+mod telemetry;
 use flags::flag;
+use telemetry::{FEATURES, readings};
+
+/// Gives the engine the built plugins (`scripts/build-plugins`) and the repository's models.
+fn with_plugins(engine: &mut Engine) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let plugins = eddy_runtime::functions::PluginDir::new(&root.join("target/plugins/dir"))
+        .unwrap_or_else(|e| panic!("{e}: run scripts/build-plugins first"));
+    let report = plugins.reload();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    engine.properties.insert(
+        "ksql.functions._global_.model_dir".into(),
+        root.join("udfs/anomaly/models").display().to_string(),
+    );
+    engine.attach_plugins(Arc::new(plugins));
+}
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -105,11 +123,23 @@ fn main() {
     cluster.wait_ready(Duration::from_secs(10)).expect("broker");
     let suffix = std::process::id();
     let (input, output) = (format!("lat_in_{suffix}"), format!("LAT_OUT_{suffix}"));
+    let scoring = std::env::args().any(|a| a == "--scoring");
     let mut engine = Engine::new(cluster.clone());
-    let sql = format!(
-        "CREATE STREAM lat_in_{suffix} (id BIGINT, sent BIGINT) WITH (kafka_topic='{input}', value_format='JSON', partitions=4);
-         CREATE STREAM lat_out_{suffix} AS SELECT id, sent FROM lat_in_{suffix};"
-    );
+    let sql = if scoring {
+        with_plugins(&mut engine);
+        let columns: Vec<String> = FEATURES.iter().map(|f| format!("{f} DOUBLE")).collect();
+        format!(
+            "CREATE STREAM lat_in_{suffix} (id BIGINT, sent BIGINT, {}) WITH (kafka_topic='{input}', value_format='JSON', partitions=4);
+             CREATE STREAM lat_out_{suffix} AS SELECT id, sent, IS_ANOMALY('autoencoder@1', {}) AS alert FROM lat_in_{suffix};",
+            columns.join(", "),
+            FEATURES.join(", ")
+        )
+    } else {
+        format!(
+            "CREATE STREAM lat_in_{suffix} (id BIGINT, sent BIGINT) WITH (kafka_topic='{input}', value_format='JSON', partitions=4);
+             CREATE STREAM lat_out_{suffix} AS SELECT id, sent FROM lat_in_{suffix};"
+        )
+    };
     let mut id = None;
     for s in eddy_sql::parse(&sql).expect("parse") {
         if let eddy_runtime::Outcome::QueryCreated { query_id, .. } =
@@ -146,7 +176,12 @@ fn main() {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
-        let value = format!(r#"{{"id":{i},"sent":{}}}"#, now_us());
+        let fields = if scoring {
+            format!(",{}", readings(i))
+        } else {
+            String::new()
+        };
+        let value = format!(r#"{{"id":{i},"sent":{}{fields}}}"#, now_us());
         let key = (i % 64).to_string();
         while let Err((e, _)) = producer.send(BaseRecord::to(&input).key(&key).payload(&value)) {
             eprintln!("produce: {e}");
@@ -173,7 +208,12 @@ fn main() {
     // Every event is copied: a figure over part of them would flatter.
     assert_eq!(eddy.len(), events, "events missing from the query's output");
     assert_eq!(broker.len(), events, "events missing from the input topic");
-    println!("{events} events at {rate}/s, keyed over 4 partitions:");
+    let query = if scoring {
+        "the scoring CSAS (IS_ANOMALY per event)"
+    } else {
+        "a stateless CSAS"
+    };
+    println!("{events} events at {rate}/s, keyed over 4 partitions, through {query}:");
     let b = summary("  the broker alone (input topic)", broker);
     let e = summary("  through Eddy (output topic)   ", eddy);
     println!(

@@ -4,8 +4,12 @@
 //! `--broker`) holds a table an aggregation keeps (`COUNT(*)` per key over `--keys` keys); every
 //! lookup asks for a key drawn in turn, and every answer is checked to hold that key's row.
 //!
+//! With `--restore`, the server is then killed with SIGKILL and started again, and the bench prints
+//! how long until the table answers lookups of 128 keys with their final counts (its state restored
+//! from the changelog).
+//!
 //!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench pull -- --broker HOST:PORT
-//!       [--keys 100000] [--clients 32] [--seconds 10]
+//!       [--keys 100000] [--clients 32] [--seconds 10] [--restore]
 //! (naming the kafka and shell packages too reuses the release build's dependencies.)
 
 use std::sync::Arc;
@@ -61,24 +65,36 @@ async fn load(h2: &reqwest::Client, url: &str, broker: &str, keys: u64) -> anyho
         }
     }
     producer.flush(Duration::from_secs(60))?;
-    // The last 64 keys of the last round land in every partition: once they all hold their final
-    // counts, every partition has been read to its end.
-    let last: Vec<u64> = (0..keys).rev().filter(|i| i % 5 == 4).take(64).collect();
+    anyhow::ensure!(
+        final_counts(h2, url, keys).await,
+        "the table never held the final counts of its last keys"
+    );
+    println!(
+        "table COUNTS: {keys} keys from {rows} rows, answering after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Waits (five minutes at most) until lookups of the last 64 keys written and of 64 keys spread
+/// over all answer with their final counts; false if they never do. The last keys of the last
+/// round land in every partition: once they hold their final counts, every partition has been
+/// read to its end.
+async fn final_counts(h2: &reqwest::Client, url: &str, keys: u64) -> bool {
+    let last = (0..keys).rev().filter(|i| i % 5 == 4).take(64);
+    let spread = (0..64).map(|i| i * keys / 64);
+    let probes: Vec<u64> = last.chain(spread).collect();
     let deadline = Instant::now() + Duration::from_secs(300);
     'wait: while Instant::now() < deadline {
-        for i in &last {
+        for i in &probes {
             if lookup(h2, url, Protocol::Http2, *i).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue 'wait;
             }
         }
-        println!(
-            "table COUNTS: {keys} keys from {rows} rows, answering after {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(());
+        return true;
     }
-    anyhow::bail!("the table never held the final counts of its last keys")
+    false
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -173,41 +189,39 @@ fn main() -> anyhow::Result<()> {
     let keys: u64 = flag("--keys").unwrap_or(100_000);
     let clients: u64 = flag("--clients").unwrap_or(32);
     let seconds: u64 = flag("--seconds").unwrap_or(10);
-    let server = start_server(&broker, "pull", &[])?;
+    let mut server = start_server(&broker, "pull", &[])?;
     let pid = server.child.id();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let timeout = Duration::from_secs(60);
+    let h1 = reqwest::Client::builder()
+        .http1_only()
+        .timeout(timeout)
+        .build()?;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(timeout)
+        .build()?;
     runtime.block_on(async {
-        let timeout = Duration::from_secs(60);
-        let h1 = reqwest::Client::builder()
-            .http1_only()
-            .timeout(timeout)
-            .build()?;
-        let h2 = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .timeout(timeout)
-            .build()?;
         load(&h2, &server.url, &broker, keys).await?;
-        hammer(
-            h1,
-            &server.url,
-            pid,
-            Protocol::Http1,
-            keys,
-            clients,
-            seconds,
-        )
-        .await?;
-        hammer(
-            h2,
-            &server.url,
-            pid,
-            Protocol::Http2,
-            keys,
-            clients,
-            seconds,
-        )
-        .await
-    })
+        for (client, protocol) in [(&h1, Protocol::Http1), (&h2, Protocol::Http2)] {
+            let client = client.clone();
+            hammer(client, &server.url, pid, protocol, keys, clients, seconds).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    if std::env::args().any(|a| a == "--restore") {
+        // kill -9, then the same server again: its table's state comes back from the changelog.
+        let killed = Instant::now();
+        server.kill_and_restart()?;
+        let answering = killed.elapsed().as_secs_f64();
+        let restored = runtime.block_on(final_counts(&h2, &server.url, keys));
+        anyhow::ensure!(restored, "the table did not answer again after the restart");
+        println!(
+            "restore after kill -9 of a table of {keys} keys: the server answers after {answering:.1} s, the table's lookups answer (final counts) after {:.1} s",
+            killed.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
