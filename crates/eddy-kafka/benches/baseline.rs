@@ -20,16 +20,17 @@
 //!       [--profile stateless|tumbling]   (only that scenario, per-commit, `repeat` times: for a profiler)
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Instant;
 
-use eddy_runtime::{Engine, MemoryTopics, Outcome, Record};
+use eddy_runtime::Record;
 
 mod allocator;
 mod cpu;
 mod flags;
+mod in_memory;
 use cpu::cpu_seconds;
 use flags::flag;
+use in_memory::planned;
 
 const CREATE: &str = "CREATE STREAM src (sensor_id STRING, ts BIGINT, temp DOUBLE, rpm INT, speed DOUBLE) WITH (kafka_topic='src', value_format='JSON', timestamp='ts', partitions=1);";
 const FILTER: &str = "CREATE STREAM hot AS SELECT sensor_id, ts, temp*1.8+32 AS temp_f, rpm FROM src WHERE temp > 25.0 AND rpm > 1000;";
@@ -105,23 +106,6 @@ fn decode_sonic(records: &[Record]) -> f64 {
     cpu_seconds() - cpu0
 }
 
-/// A query's engine over in-memory topics (per-record emission unless the pipeline is made per
-/// commit) and its id.
-fn plan(query: &str) -> (Engine, String) {
-    let mut engine = Engine::new(Arc::new(MemoryTopics::new())).with_volatile_state();
-    let mut id = String::new();
-    for sql in [CREATE, query] {
-        for s in eddy_sql::parse(sql).expect("parse") {
-            if let Outcome::QueryCreated { query_id, .. } =
-                engine.execute(&s, &Default::default()).expect("execute")
-            {
-                id = query_id;
-            }
-        }
-    }
-    (engine, id)
-}
-
 /// What a stateless run cost: CPU-seconds processing (decode, filter, project) and encoding.
 struct Stateless {
     process: f64,
@@ -130,7 +114,7 @@ struct Stateless {
 }
 
 fn stateless(records: &[Record]) -> Stateless {
-    let (engine, id) = plan(FILTER);
+    let (engine, id) = planned(&[CREATE, FILTER]);
     let query = engine.query(&id).expect("query");
     let (mut process, mut encode, mut rows) = (0.0, 0.0, 0);
     for chunk in records.chunks(BATCH) {
@@ -162,7 +146,7 @@ fn tumbling(records: &[Record], emission: Emission) -> f64 {
         Emission::Final => format!("{WINDOW} EMIT FINAL;"),
         _ => format!("{WINDOW};"),
     };
-    let (engine, id) = plan(&sql);
+    let (engine, id) = planned(&[CREATE, &sql]);
     let query = engine.query(&id).expect("query");
     let pipeline = match emission {
         Emission::PerCommit => eddy_runtime::Pipeline::clone(&query.pipeline).per_commit(),

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use eddy_runtime::arrow::array::AsArray;
-use eddy_runtime::{Engine, MemoryTopics, Outcome, PersistentQuery, Record, envelope};
+use eddy_runtime::{Engine, MemoryTopics, PersistentQuery, Record, envelope};
 
 mod allocator;
 mod cpu;
 mod flags;
+mod in_memory;
 use cpu::{cpu_seconds, resident_mb};
 use flags::flag;
 
@@ -35,24 +36,13 @@ const SHIPMENTS: &str = "CREATE STREAM shipments (id STRING KEY, carrier STRING)
 
 /// The query of `statements`, as `eddy test` runs it (every input emits).
 fn plan(statements: &[&str]) -> PersistentQuery {
-    plan_in(
-        Engine::new(Arc::new(MemoryTopics::new())).with_volatile_state(),
-        statements,
-    )
+    let (engine, id) = in_memory::planned(statements);
+    engine.query(&id).expect("query").clone()
 }
 
 /// The query of `statements` in `engine`.
 fn plan_in(mut engine: Engine, statements: &[&str]) -> PersistentQuery {
-    let mut id = String::new();
-    for sql in statements {
-        for s in eddy_sql::parse(sql).expect("parse") {
-            if let Outcome::QueryCreated { query_id, .. } =
-                engine.execute(&s, &Default::default()).expect("execute")
-            {
-                id = query_id;
-            }
-        }
-    }
+    let id = in_memory::run(&mut engine, statements);
     engine.query(&id).expect("query").clone()
 }
 

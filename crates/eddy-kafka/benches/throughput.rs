@@ -24,15 +24,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use eddy_kafka::KafkaCluster;
-use eddy_runtime::{Engine, MemoryTopics, Outcome, Record, TopicAdmin};
+use eddy_runtime::{Engine, Outcome, Record};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
 mod allocator;
 mod cpu;
 mod flags;
+mod in_memory;
 use cpu::{cpu_seconds, resident_mb};
 use flags::flag;
+use in_memory::planned;
 
 const CREATE: &str = "CREATE STREAM readings (sensor_id STRING, ts BIGINT, temp DOUBLE, rpm INT, speed DOUBLE) WITH (kafka_topic='readings', value_format='JSON', partitions=4);";
 const CSAS: &str = "CREATE STREAM hot AS SELECT sensor_id, ts, temp*1.8+32 AS temp_f, rpm FROM readings WHERE temp > 25.0 AND rpm > 1000;";
@@ -62,26 +64,11 @@ fn report(label: &str, events: u64, wall: Duration, cpu: f64) {
     );
 }
 
-fn plan(admin: Arc<dyn TopicAdmin>, query: &str) -> (Engine, String) {
-    let mut engine = Engine::new(admin).with_volatile_state();
-    let mut id = String::new();
-    for sql in [CREATE, query] {
-        for s in eddy_sql::parse(sql).expect("parse") {
-            if let Outcome::QueryCreated { query_id, .. } =
-                engine.execute(&s, &Default::default()).expect("execute")
-            {
-                id = query_id;
-            }
-        }
-    }
-    (engine, id)
-}
-
 /// Runs a stateless query (`label`: (a) the demo query, (a') with five string and date functions)
 /// `repeat` times over the same records and prints every run and the median: on a shared machine
 /// single runs vary by 10-20 %. Returns the median in events per CPU-second.
 fn in_memory(label: &str, csas: &str, events: u64, repeat: usize) -> f64 {
-    let (engine, id) = plan(Arc::new(MemoryTopics::new()), csas);
+    let (engine, id) = planned(&[CREATE, csas]);
     let query = engine.query(&id).expect("query").clone();
     let records: Vec<Record> = (0..events)
         .map(|i| Record {
@@ -306,7 +293,7 @@ fn metrics_cost(cluster: &Arc<KafkaCluster>, engine: &mut Engine, events: u64, s
 
 /// Runs a stateful query with per-commit emission; returns events per CPU-second.
 fn stateful(label: &str, query: &str, records: &[Record]) -> f64 {
-    let (engine, id) = plan(Arc::new(MemoryTopics::new()), query);
+    let (engine, id) = planned(&[CREATE, query]);
     let query = engine.query(&id).expect("query");
     let pipeline = eddy_runtime::Pipeline::clone(&query.pipeline).per_commit();
     let (start, cpu0) = (Instant::now(), cpu_seconds());
@@ -353,7 +340,7 @@ fn aggregations(events: u64, repeat: usize) {
 fn count_table_memory() {
     const COUNTS: &str =
         "CREATE TABLE counts AS SELECT sensor_id, COUNT(*) AS n FROM readings GROUP BY sensor_id;";
-    let (engine, id) = plan(Arc::new(MemoryTopics::new()), COUNTS);
+    let (engine, id) = planned(&[CREATE, COUNTS]);
     // The engine's own pipeline (per-commit emission: no cache setting says otherwise), so that the
     // pull queries of (e) read the state it fills.
     let pipeline = engine.query(&id).expect("query").pipeline.clone();
@@ -406,7 +393,7 @@ fn pull_queries(engine: &Engine) {
 /// (f): pull queries over the windows of the (c) table, filled with 1,000,000 events (1,000 sensors,
 /// 100 ten-second windows each): every window of a key, and a query that reads every window.
 fn windowed_pull_queries(query: &str, records: &[Record]) {
-    let (engine, id) = plan(Arc::new(MemoryTopics::new()), query);
+    let (engine, id) = planned(&[CREATE, query]);
     let pipeline = engine.query(&id).expect("query").pipeline.clone();
     for chunk in records[..records.len().min(1_000_000)].chunks(BATCH) {
         pipeline.process(chunk).expect("process");
