@@ -97,7 +97,7 @@ impl SharedReaders {
                 readers.insert(topic.to_string(), subscribers.clone());
                 let (registry, name) = (self.readers.clone(), topic.to_string());
                 std::thread::Builder::new()
-                    .name(format!("push-reader-{topic}"))
+                    .name("push-reader".to_string())
                     .spawn(move || serve(&name, &consumer, &subscribers, &registry))
                     .map_err(|e| {
                         readers.remove(topic);
