@@ -56,8 +56,38 @@ pub struct ProcessedBatch {
 }
 
 impl ProcessedBatch {
+    /// No rows, of `schema` (with their windows when `windowed`).
+    pub fn empty(schema: SchemaRef, windowed: bool) -> ProcessedBatch {
+        ProcessedBatch {
+            batch: RecordBatch::new_empty(schema),
+            rowtime: Vec::new(),
+            partition: Vec::new(),
+            offset: Vec::new(),
+            null_values: BooleanArray::from(Vec::<bool>::new()),
+            null_keys: None,
+            windows: windowed.then(Vec::new),
+            late_records: 0,
+            decode_errors: Vec::new(),
+            expression_errors: Vec::new(),
+        }
+    }
+
+    /// Whether the batch carries nothing: no rows, no late records, no errors.
+    fn is_void(&self) -> bool {
+        self.batch.num_rows() == 0
+            && self.late_records == 0
+            && self.decode_errors.is_empty()
+            && self.expression_errors.is_empty()
+    }
+
     /// The rows of several batches of the same schema, one after another.
-    pub fn concat(parts: Vec<ProcessedBatch>) -> Result<ProcessedBatch> {
+    pub fn concat(mut parts: Vec<ProcessedBatch>) -> Result<ProcessedBatch> {
+        // Parts that carry nothing add nothing (a lookup's shards mostly hold none of its keys).
+        if parts.iter().any(|p| !p.is_void()) {
+            parts.retain(|p| !p.is_void());
+        } else {
+            parts.truncate(1);
+        }
         let mut parts = parts.into_iter();
         let Some(mut all) = parts.next() else {
             return Err(eddy_common::internal_err!("nothing to concatenate"));
@@ -735,8 +765,15 @@ impl Pipeline {
         let Some(state) = &self.aggregate_state else {
             return Ok(None);
         };
-        let aggregated = lock(state).snapshot_keys(keys)?;
-        self.project_aggregated(aggregated, Vec::new()).map(Some)
+        let mut state = lock(state);
+        match state.snapshot_keys(keys)? {
+            Some(aggregated) => self.project_aggregated(aggregated, Vec::new()).map(Some),
+            // Most shards hold none of a lookup's keys: their answer is made without the projection.
+            None => Ok(Some(ProcessedBatch::empty(
+                self.output_schema.clone(),
+                state.windowed(),
+            ))),
+        }
     }
 
     fn project_aggregated(

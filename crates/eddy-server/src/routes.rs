@@ -443,13 +443,20 @@ async fn pull(
     let blocking =
         |e: tokio::task::JoinError| ApiError(ErrorMessage::generic(50000, e.to_string()));
     let statement_error = |e: Error| ApiError(ErrorMessage::statement(&e, text));
-    // Which servers hold the rest of the table, and the rows of the state held here, are read in
-    // memory (a lookup must not wait for a thread of the blocking pool); a table over a topic is
-    // read from its store, once the store has caught up with the topic, and a stream from its topic.
-    let remote =
-        tokio::task::block_in_place(|| state.remote_holders(&source.name, &query.held_shards))
-            .map_err(statement_error)?;
+    // Which servers hold the rest of the table (the broker is asked once per table, off the
+    // runtime's threads), and the rows of the state held here, are read in memory: key lookups right
+    // here (a lookup must not wait for another thread: handing the worker over cost more than the
+    // lookup), a whole table's rows beside the runtime's threads; a table over a topic is read from
+    // its store, once the store has caught up with the topic, and a stream from its topic.
+    let holders = || state.remote_holders(&source.name, &query.held_shards);
+    let remote = if state.holders_known(&source.name) {
+        holders()
+    } else {
+        tokio::task::block_in_place(holders)
+    }
+    .map_err(statement_error)?;
     let local = match query.scan_topic() {
+        None if query.lookup_keys().is_some() => query.execute(),
         None => tokio::task::block_in_place(|| query.execute()),
         Some(topic) => {
             let (state, source, topic) = (state.clone(), source.clone(), topic.to_string());

@@ -494,18 +494,30 @@ impl AppState {
             .collect()
     }
 
+    /// Whether [`AppState::remote_holders`] of `table` answers from memory: the server has no peers,
+    /// or the shard count of the table's query is known (the first lookup asks the broker).
+    pub fn holders_known(&self, table: &str) -> bool {
+        self.peers.get().is_none()
+            || self
+                .table_query(table)
+                .is_none_or(|id| lock(&self.shard_counts).contains_key(&id))
+    }
+
+    /// The id of the stateful query whose state is `table`.
+    fn table_query(&self, table: &str) -> Option<String> {
+        self.engine()
+            .queries()
+            .values()
+            .find_map(|q| (q.sink == table && q.pipeline.is_stateful()).then(|| q.id.clone()))
+    }
+
     /// The servers a pull query over `table` must also ask, for the shards of its state other than
     /// `local` (those the query reads here); an error when no live server holds some of them.
     pub fn remote_holders(&self, table: &str, local: &[i32]) -> Result<Vec<String>, Error> {
         let Some(peers) = self.peers.get() else {
             return Ok(Vec::new());
         };
-        let Some(id) = self
-            .engine()
-            .queries()
-            .values()
-            .find_map(|q| (q.sink == table && q.pipeline.is_stateful()).then(|| q.id.clone()))
-        else {
+        let Some(id) = self.table_query(table) else {
             return Ok(Vec::new());
         };
         let known = lock(&self.shard_counts).get(&id).copied();

@@ -285,8 +285,8 @@ impl AggregateState {
 
     /// The current rows (passing HAVING) of the groups with these GROUP BY values (one row of values
     /// per group, in GROUP BY order), for pull queries that look keys up: every window of a windowed
-    /// key. Values that cannot be the key's type find nothing.
-    pub fn snapshot_keys(&mut self, keys: &[Vec<ScalarValue>]) -> Result<Aggregated> {
+    /// key; `None` when there is no such group. Values that cannot be the key's type find nothing.
+    pub fn snapshot_keys(&mut self, keys: &[Vec<ScalarValue>]) -> Result<Option<Aggregated>> {
         self.ensure_key_converter()?;
         let spec = self.spec.clone();
         let width = spec.group_exprs.len();
@@ -320,6 +320,9 @@ impl AggregateState {
                     found.extend(self.index.get(&self.groups, key, None));
                 }
             }
+            if found.is_empty() {
+                return Ok(None);
+            }
             found.sort_unstable();
             found.dedup();
             for group in found {
@@ -327,7 +330,15 @@ impl AggregateState {
                 outs.push(self.out(group, false, rowtime)?);
             }
         }
-        self.build(outs, 0, Having::Filter)
+        if outs.is_empty() {
+            return Ok(None);
+        }
+        self.build(outs, 0, Having::Filter).map(Some)
+    }
+
+    /// Whether the groups are windows of their keys (rows carry their window).
+    pub fn windowed(&self) -> bool {
+        self.spec.window.is_some()
     }
 
     /// Folds the rows of `batch` (the query's filtered input; `null_values` marks rows without a value,
