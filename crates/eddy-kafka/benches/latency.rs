@@ -205,15 +205,22 @@ fn main() {
     );
     drop(watchdog);
     task.stop();
-    // Every event is copied: a figure over part of them would flatter.
-    assert_eq!(eddy.len(), events, "events missing from the query's output");
-    assert_eq!(broker.len(), events, "events missing from the input topic");
     let query = if scoring {
         "the scoring CSAS (IS_ANOMALY per event)"
     } else {
         "a stateless CSAS"
     };
     println!("{events} events at {rate}/s, keyed over 4 partitions, through {query}:");
+    // Every event must arrive: a figure over part of them would flatter. When some did not, the
+    // rate was not sustained (by Eddy, or by the broker and the measuring clients themselves).
+    if eddy.len() < events || broker.len() < events {
+        println!(
+            "  not sustained: 10 s after the last event the input topic's consumer had read {} and the output topic's {} of the {events} events; no latency figures",
+            broker.len(),
+            eddy.len()
+        );
+        return;
+    }
     let b = summary("  the broker alone (input topic)", broker);
     let e = summary("  through Eddy (output topic)   ", eddy);
     println!(
