@@ -4,19 +4,18 @@
 //! never loses it. A join side not keyed by its join expression is moved through a repartition
 //! topic by a stage the task runs first each turn.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use rdkafka::consumer::BaseConsumer;
 
 use eddy_common::Result;
 use eddy_runtime::{PersistentQuery, Record, RecordRef};
 
-use crate::cluster::{Deliveries, KafkaCluster, kafka_err, now_millis};
+use crate::cluster::{KafkaCluster, kafka_err, now_millis};
 use crate::consume::{Reader, Step, commit, run};
-use crate::delivery::{Halt, deliver};
-use crate::delivery_error::DeliveryError;
+use crate::delivery::Halt;
 use crate::poll::next_offsets;
 use crate::query_io::{
     input_partitions, output_records, query_consumer, subscribed, subscribed_to,
@@ -24,6 +23,7 @@ use crate::query_io::{
 use crate::query_stats::QueryStats;
 use crate::query_task::{QueryTask, TaskConfig};
 use crate::repartition::{Mover, Repartitioned, Shuffle, read_topics, unwrap};
+use crate::sender::{Outgoing, Sender, Sink};
 use crate::supervisor::Failure;
 use crate::table_restore::restore_tables;
 use crate::time_order::TimeOrder;
@@ -59,6 +59,7 @@ pub(crate) fn start(
     config.create_native_config().map_err(kafka_err)?;
     let (offset_reset, idle) = (task.offset_reset.clone(), task.max_task_idle);
     let metrics = task.metrics;
+    let thread_name = name.clone();
     QueryTask::supervised(name, query.id.clone(), task, move |stop, stats| {
         // Every attempt starts from the group's committed offsets, with a join's tables read back.
         let query = PersistentQuery {
@@ -87,66 +88,68 @@ pub(crate) fn start(
                 })
             })
             .collect();
-        let mut step = AtLeastOnce {
-            cluster: &cluster,
+        let commits = Commits {
             consumer: &consumer,
             query: &query,
             topics: &topics,
-            enveloped: &enveloped,
-            shuffles,
-            stop,
             stats,
-            in_flight: VecDeque::new(),
-            busy: false,
             metrics,
         };
         let order = TimeOrder::of(&query.pipeline, &topics, idle);
-        run(
-            stop,
-            &mut Reader::new(&consumer, order).counting(metrics.then_some(&stats.consumed_bytes)),
-            &mut step,
-        )
-        .or_else(Halt::into_result)
+        let mut reader =
+            Reader::new(&consumer, order).counting(metrics.then_some(&stats.consumed_bytes));
+        std::thread::scope(|scope| {
+            let sink = Sink {
+                cluster: &cluster,
+                query: &query.id,
+                topic: &query.sink_spec.topic,
+                stop,
+            };
+            let sender = match Sender::spawn(scope, &thread_name, sink) {
+                Ok(sender) => sender,
+                Err(halt) => return halt.into_result(),
+            };
+            let mut step = AtLeastOnce {
+                commits,
+                enveloped: &enveloped,
+                shuffles,
+                sender,
+            };
+            run(stop, &mut reader, &mut step).or_else(Halt::into_result)
+        })
     })
 }
 
-/// Batches produced but not yet acknowledged, at most: the next batch is polled and processed while
-/// the sink acknowledges the previous ones.
-const IN_FLIGHT: usize = 4;
-
-/// The output of a run of input records, handed to the producer, waiting for its acknowledgements,
-/// then for its offsets to be committed.
-struct InFlight {
-    records: Vec<Record>,
-    /// What handing the records to the producer gave.
-    sent: std::result::Result<Deliveries, DeliveryError>,
-    /// The input the run was of, and the next offset to consume of each partition it read.
+/// What an acknowledged batch commits: the input it was read from, and the next offset to consume
+/// of each partition it read.
+struct Consumed {
     input: usize,
     offsets: BTreeMap<i32, i64>,
 }
 
-/// The step of an at-least-once query: what it reads and writes, its repartition stages, and its
-/// output in flight.
-struct AtLeastOnce<'a> {
-    cluster: &'a KafkaCluster,
-    consumer: &'a BaseConsumer,
-    query: &'a PersistentQuery,
-    /// The topic of each input (a join has two).
-    topics: &'a [String],
+/// The step of an at-least-once query: its repartition stages, its output handed to the sending
+/// thread, and how acknowledged batches are committed.
+struct AtLeastOnce<'a, 's> {
+    commits: Commits<'a>,
     /// Per input: whether its topic is a repartition topic, whose records are enveloped.
     enveloped: &'a [bool],
     /// The repartition stages of inputs read through a repartition topic.
     shuffles: Vec<Shuffle<'a>>,
-    stop: &'a AtomicBool,
+    sender: Sender<'s, Consumed>,
+}
+
+/// Commits the input offsets of acknowledged batches, and counts what they delivered.
+struct Commits<'a> {
+    consumer: &'a BaseConsumer,
+    query: &'a PersistentQuery,
+    /// The topic of each input (a join has two).
+    topics: &'a [String],
     stats: &'a QueryStats,
-    in_flight: VecDeque<InFlight>,
-    /// A run was processed this turn.
-    busy: bool,
     /// Whether to observe the latency of what is delivered (`TaskConfig::metrics`).
     metrics: bool,
 }
 
-impl Step for AtLeastOnce<'_> {
+impl Step for AtLeastOnce<'_, '_> {
     fn ready(&mut self) -> Result<bool, Halt> {
         for shuffle in &mut self.shuffles {
             shuffle.turn()?;
@@ -155,7 +158,13 @@ impl Step for AtLeastOnce<'_> {
     }
 
     fn process<R: RecordRef>(&mut self, input: usize, records: Vec<R>) -> Result<(), Halt> {
-        let (query, stats, topic) = (self.query, self.stats, (input, &*self.topics[input]));
+        let Commits {
+            query,
+            stats,
+            topics,
+            ..
+        } = self.commits;
+        let topic = (input, &*topics[input]);
         let output = if self.enveloped.get(input).copied().unwrap_or(false) {
             let opened: Vec<Record> = records.iter().filter_map(unwrap).map(|(r, _)| r).collect();
             output_records(query, stats, topic, &opened)
@@ -168,26 +177,17 @@ impl Step for AtLeastOnce<'_> {
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         let offsets = next_offsets(&records);
         drop(records);
-        let sent = self.cluster.send(&query.sink_spec.topic, &output);
-        self.in_flight.push_back(InFlight {
+        self.sender.send(Outgoing {
             records: output,
-            sent,
-            input,
-            offsets,
-        });
-        self.busy = true;
-        if self.in_flight.len() >= IN_FLIGHT
-            && let Some(oldest) = self.in_flight.pop_front()
-        {
-            self.deliver(oldest)?;
-        }
-        Ok(())
+            then: Consumed { input, offsets },
+        })?;
+        self.settle(0)
     }
 
-    /// A turn that processed nothing settles what is in flight, so its offsets get committed.
+    /// Commits what was acknowledged since the last turn.
     fn settle(&mut self, _: usize) -> Result<(), Halt> {
-        if !std::mem::take(&mut self.busy) {
-            self.finish()?;
+        while let Some(batch) = self.sender.acknowledged()? {
+            self.commits.commit(batch);
         }
         Ok(())
     }
@@ -195,43 +195,31 @@ impl Step for AtLeastOnce<'_> {
     /// Stopping: what was produced is acknowledged and committed, so a restart repeats as little as
     /// possible.
     fn finish(&mut self) -> Result<(), Halt> {
-        while let Some(done) = self.in_flight.pop_front() {
-            self.deliver(done)?;
-        }
-        Ok(())
+        let commits = &self.commits;
+        self.sender.finish(|batch| commits.commit(batch))
     }
 }
 
-impl AtLeastOnce<'_> {
-    /// Waits for a run's acknowledgements (producing it again while that can help), then commits
-    /// the offsets it consumed. Halts when the sink refuses the output for good, or when the task
-    /// is stopping first (then the run is not committed: it is processed again after a restart).
-    fn deliver(&self, run: InFlight) -> Result<(), Halt> {
+impl Commits<'_> {
+    /// Commits the input offsets of a batch whose output the sink acknowledged. A batch the sink
+    /// refused for good, or not acknowledged when the task stopped, never comes here: it is not
+    /// committed, and is processed again after a restart.
+    fn commit(&self, batch: Outgoing<Consumed>) {
         let query = self.query;
-        let topic = &query.sink_spec.topic;
-        deliver(
-            self.cluster,
-            &query.id,
-            topic,
-            &run.records,
-            run.sent,
-            self.stop,
-        )?;
         self.stats
             .produced
-            .fetch_add(run.records.len() as u64, Ordering::Relaxed);
+            .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
         if self.metrics {
             self.stats
                 .latency
-                .observe(now_millis(), run.records.iter().map(|r| r.timestamp));
+                .observe(now_millis(), batch.records.iter().map(|r| r.timestamp));
         }
-        let input = self.topics[run.input].as_str();
+        let input = self.topics[batch.then.input].as_str();
         commit(
             self.consumer,
             &query.id,
-            run.offsets.into_iter().map(|(p, o)| (input, p, o)),
+            batch.then.offsets.into_iter().map(|(p, o)| (input, p, o)),
         );
         self.stats.progressed();
-        Ok(())
     }
 }

@@ -12,7 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -22,6 +22,7 @@ use eddy_runtime::{Record, TopicAdmin, TopicInfo};
 
 use crate::client_settings::{ClientSettings, Role};
 use crate::delivery_error::DeliveryError;
+use crate::message_view::MessageView;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a created topic may take to appear in the metadata.
@@ -351,7 +352,7 @@ impl KafkaCluster {
     /// Every record of `topic` as of the call (all partitions, in order within each).
     pub fn read_records(&self, topic: &str, timeout: Duration) -> Result<Vec<Record>> {
         let mut records = Vec::new();
-        self.read_to_end(topic, None, timeout, None, |m| records.push(record_of(m)))?;
+        self.read_to_end(topic, None, timeout, None, |m| records.extend(record_of(m)))?;
         Ok(records)
     }
 
@@ -603,21 +604,7 @@ pub fn now_millis() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A copy of a consumed message as a record.
-pub(crate) fn record_of(m: &BorrowedMessage<'_>) -> Record {
-    Record {
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        timestamp: m.timestamp().to_millis().unwrap_or(0),
-        partition: m.partition(),
-        offset: m.offset(),
-        headers: m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
+/// A copy of a consumed message as a record (none for a message rdkafka holds no pointer to).
+pub(crate) fn record_of(m: &BorrowedMessage<'_>) -> Option<Record> {
+    MessageView::of(m).map(|view| Record::copy_of(&view))
 }

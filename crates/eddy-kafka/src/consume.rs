@@ -8,13 +8,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_runtime::RecordRef;
 
 use crate::delivery::Halt;
-use crate::poll::poll_batch;
+use crate::poll::Poller;
 use crate::time_order::TimeOrder;
 
 /// What a task does with what it reads, turn by turn.
@@ -43,6 +42,7 @@ pub(crate) trait Step {
 /// A task's consumer and, for a join, its inputs' records waiting for their turn in time order.
 pub(crate) struct Reader<'a, C: ConsumerContext> {
     consumer: &'a BaseConsumer<C>,
+    poller: Poller<'a, C>,
     order: Option<TimeOrder>,
     /// Where the bytes read (keys and values) are counted.
     bytes: Option<&'a AtomicU64>,
@@ -53,6 +53,7 @@ impl<'a, C: ConsumerContext> Reader<'a, C> {
     pub(crate) fn new(consumer: &'a BaseConsumer<C>, order: Option<TimeOrder>) -> Self {
         Reader {
             consumer,
+            poller: Poller::new(consumer),
             order,
             bytes: None,
         }
@@ -67,12 +68,12 @@ impl<'a, C: ConsumerContext> Reader<'a, C> {
     /// turn it is for several (buffered records may be due although nothing new came). Returns how
     /// many records the poll fetched.
     pub(crate) fn read<S: Step>(&mut self, step: &mut S) -> Result<usize, Halt> {
-        let batch = poll_batch(self.consumer);
+        let batch = self.poller.poll();
         let polled = batch.len();
         if let Some(counter) = self.bytes {
             let bytes: usize = batch
                 .iter()
-                .map(|m| m.0.key().map_or(0, <[u8]>::len) + m.0.payload().map_or(0, <[u8]>::len))
+                .map(|m| m.key().map_or(0, <[u8]>::len) + m.value().map_or(0, <[u8]>::len))
                 .sum();
             counter.fetch_add(bytes as u64, Ordering::Relaxed);
         }
@@ -81,7 +82,7 @@ impl<'a, C: ConsumerContext> Reader<'a, C> {
             None => step.process(0, batch)?,
             Some(order) => {
                 for m in &batch {
-                    order.push(m.0.topic(), std::slice::from_ref(m));
+                    order.push(m.topic(), std::slice::from_ref(m));
                 }
                 drop(batch);
                 for (input, records) in order.ready(self.consumer) {

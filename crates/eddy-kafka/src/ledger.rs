@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 
 use eddy_common::Result;
+use eddy_runtime::RecordRef;
 use eddy_runtime::changelog::Positions;
 
 use crate::cluster::KafkaCluster;
+use crate::message_view::MessageView;
 use crate::origin::{HEADER, Origin};
 
 /// How long reading back the tail of an output may take.
@@ -100,11 +102,13 @@ pub(crate) fn scan(
     mut each: impl FnMut(Origin, Option<&[u8]>, (i32, i64)),
 ) -> Result<()> {
     cluster.read_from(topic, &from.0, SCAN_TIMEOUT, Some(stop), |m| {
-        let Some(headers) = m.headers() else { return };
-        let origin = headers
-            .iter()
-            .filter(|h| h.key == HEADER)
-            .find_map(|h| Origin::decode(h.value?).ok());
+        let Some(view) = MessageView::of(m) else {
+            return;
+        };
+        let origin = (0..view.header_count())
+            .filter_map(|i| view.header(i))
+            .filter(|(key, _)| *key == HEADER)
+            .find_map(|(_, value)| Origin::decode(value?).ok());
         if let Some(origin) = origin.filter(|o| o.writer() == writer) {
             each(origin, m.key(), (m.partition(), m.offset()));
         }

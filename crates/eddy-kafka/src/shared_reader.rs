@@ -19,7 +19,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use eddy_common::Result;
 use eddy_runtime::{Pipeline, RecordRef};
 
-use crate::poll::poll_batch;
+use crate::poll::Poller;
 use crate::push_event::{PushEvent, SLOW_CLIENT, push_event, too_slow};
 use crate::query_stats::QueryStats;
 use crate::query_task::QueryTask;
@@ -121,6 +121,7 @@ fn serve(
     subscribers: &Subscribers,
     registry: &Mutex<HashMap<String, Subscribers>>,
 ) {
+    let mut poller = Poller::new(consumer);
     loop {
         {
             // Under the registry's lock, so that no query joins a reader that is leaving.
@@ -138,7 +139,7 @@ fn serve(
                 return;
             }
         }
-        let batch = poll_batch(consumer);
+        let batch = poller.poll();
         // Queries that join while this batch is handed on wait for the next (this one was read
         // before they joined); the list is not locked meanwhile.
         let mut working = std::mem::take(&mut *lock(subscribers));

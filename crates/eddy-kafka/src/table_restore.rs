@@ -144,7 +144,7 @@ pub(crate) fn restore_table_partitions(
             Some(stop),
             |m| {
                 if end.is_none_or(|end| m.offset() < end) {
-                    records.push(record_of(m));
+                    records.extend(record_of(m));
                 }
             },
         )?;
