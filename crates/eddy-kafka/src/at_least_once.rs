@@ -1,12 +1,13 @@
 //! At-least-once stateless persistent queries (filters, projections, stream-table joins): each run
 //! of input records is processed and handed to the producer while the next is read; a run's input
-//! offsets are committed only once the sink acknowledged its output, so a crash repeats output and
-//! never loses it. A join side not keyed by its join expression is moved through a repartition
+//! offsets are committed (each commit interval) only once the sink acknowledged its output, so a
+//! crash repeats output and never loses it. A join side not keyed by its join expression is moved through a repartition
 //! topic by a stage the task runs first each turn.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use rdkafka::consumer::BaseConsumer;
 
@@ -94,6 +95,8 @@ pub(crate) fn start(
             topics: &topics,
             stats,
             metrics,
+            due: BTreeMap::new(),
+            last: Instant::now(),
         };
         let order = TimeOrder::of(&query.pipeline, &topics, idle);
         let mut reader =
@@ -138,7 +141,9 @@ struct AtLeastOnce<'a, 's> {
     sender: Sender<'s, Consumed>,
 }
 
-/// Commits the input offsets of acknowledged batches, and counts what they delivered.
+/// Counts what acknowledged batches delivered and commits their input offsets, once per commit
+/// interval (`ksql.streams.commit.interval.ms`, as Kafka Streams does) and when stopping: a crash
+/// repeats at most an interval's output.
 struct Commits<'a> {
     consumer: &'a BaseConsumer,
     query: &'a PersistentQuery,
@@ -147,6 +152,10 @@ struct Commits<'a> {
     stats: &'a QueryStats,
     /// Whether to observe the latency of what is delivered (`TaskConfig::metrics`).
     metrics: bool,
+    /// Per input and partition, the next offset to consume that was acknowledged, not committed.
+    due: BTreeMap<(usize, i32), i64>,
+    /// When the last commit was made.
+    last: Instant,
 }
 
 impl Step for AtLeastOnce<'_, '_> {
@@ -184,10 +193,13 @@ impl Step for AtLeastOnce<'_, '_> {
         self.settle(0)
     }
 
-    /// Commits what was acknowledged since the last turn.
+    /// Takes what was acknowledged since the last turn; commits once a commit interval passed.
     fn settle(&mut self, _: usize) -> Result<(), Halt> {
         while let Some(batch) = self.sender.acknowledged()? {
-            self.commits.commit(batch);
+            self.commits.acknowledged(batch);
+        }
+        if self.commits.last.elapsed() >= self.commits.query.commit_interval {
+            self.commits.commit();
         }
         Ok(())
     }
@@ -195,17 +207,20 @@ impl Step for AtLeastOnce<'_, '_> {
     /// Stopping: what was produced is acknowledged and committed, so a restart repeats as little as
     /// possible.
     fn finish(&mut self) -> Result<(), Halt> {
-        let commits = &self.commits;
-        self.sender.finish(|batch| commits.commit(batch))
+        let Self {
+            commits, sender, ..
+        } = self;
+        let finished = sender.finish(|batch| commits.acknowledged(batch));
+        commits.commit();
+        finished
     }
 }
 
 impl Commits<'_> {
-    /// Commits the input offsets of a batch whose output the sink acknowledged. A batch the sink
-    /// refused for good, or not acknowledged when the task stopped, never comes here: it is not
-    /// committed, and is processed again after a restart.
-    fn commit(&self, batch: Outgoing<Consumed>) {
-        let query = self.query;
+    /// Counts a batch whose output the sink acknowledged, its input offsets due to be committed. A
+    /// batch the sink refused for good, or not acknowledged when the task stopped, never comes
+    /// here: it is not committed, and is processed again after a restart.
+    fn acknowledged(&mut self, batch: Outgoing<Consumed>) {
         self.stats
             .produced
             .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
@@ -214,12 +229,24 @@ impl Commits<'_> {
                 .latency
                 .observe(now_millis(), batch.records.iter().map(|r| r.timestamp));
         }
-        let input = self.topics[batch.then.input].as_str();
+        let input = batch.then.input;
+        for (partition, offset) in batch.then.offsets {
+            let due = self.due.entry((input, partition)).or_default();
+            *due = offset.max(*due);
+        }
+        self.stats.progressed();
+    }
+
+    /// Commits the input offsets acknowledged since the last commit.
+    fn commit(&mut self) {
+        self.last = Instant::now();
+        let topics = self.topics;
+        let due = std::mem::take(&mut self.due);
         commit(
             self.consumer,
-            &query.id,
-            batch.then.offsets.into_iter().map(|(p, o)| (input, p, o)),
+            &self.query.id,
+            due.into_iter()
+                .map(|((input, partition), offset)| (topics[input].as_str(), partition, offset)),
         );
-        self.stats.progressed();
     }
 }

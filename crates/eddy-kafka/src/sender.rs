@@ -2,9 +2,13 @@
 //! decodes and processes the next micro-batch while this one calls into librdkafka for each record
 //! of the previous ones and waits for their acknowledgements. Batches are acknowledged in the order
 //! they were sent, so the query can commit each batch's input offsets as its acknowledgement comes.
+//! A small batch, when none is waiting to be handed to librdkafka, is handed over by the query's own
+//! thread (and only waited for on this one): at a low rate a record does not wait for this thread to
+//! be scheduled (the scoring query's p99 rose by 5-10 ms with every record going through it).
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -17,6 +21,9 @@ use crate::delivery_error::DeliveryError;
 /// Batches handed to the producer and not yet acknowledged, at most; the query waits when it is
 /// this far ahead of the sink.
 const IN_FLIGHT: usize = 8;
+/// Output records of a batch the query's thread hands to librdkafka itself (when no batch is
+/// waiting for the sending thread to do so).
+const INLINE: usize = 256;
 
 /// A batch of output records, and what the query needs back once they are acknowledged (`T`: for
 /// an at-least-once query, the input offsets to commit).
@@ -27,13 +34,24 @@ pub(crate) struct Outgoing<T> {
 
 /// Where a query's output goes: the sending thread, and the acknowledged batches coming back.
 pub(crate) struct Sender<'scope, T> {
-    to_send: Option<SyncSender<Outgoing<T>>>,
+    sink: Sink<'scope>,
+    to_send: Option<SyncSender<Handed<T>>>,
+    /// Batches handed to the sending thread that it has not handed to librdkafka yet.
+    unsent: Arc<AtomicUsize>,
     acknowledged: Receiver<Result<Outgoing<T>, Halt>>,
     thread: Option<ScopedJoinHandle<'scope, ()>>,
 }
 
+/// A batch on its way to the sending thread: what handing it to librdkafka gave, if the query's
+/// thread did so.
+struct Handed<T> {
+    batch: Outgoing<T>,
+    sent: Option<Result<Deliveries, DeliveryError>>,
+}
+
 /// What the sending thread needs: the cluster, the query's id (for logs), its sink topic and the
 /// task's stop flag (a delivery that keeps failing gives up when the task stops).
+#[derive(Clone, Copy)]
 pub(crate) struct Sink<'a> {
     pub(crate) cluster: &'a KafkaCluster,
     pub(crate) query: &'a str,
@@ -43,31 +61,41 @@ pub(crate) struct Sink<'a> {
 
 impl<'scope, T: Send + 'scope> Sender<'scope, T> {
     /// Starts the sending thread of `sink`, named after the query's thread `name`.
-    pub(crate) fn spawn<'env>(
+    pub(crate) fn spawn<'env: 'scope>(
         scope: &'scope Scope<'scope, 'env>,
         name: &str,
         sink: Sink<'env>,
-    ) -> Result<Self, Halt>
-    where
-        'env: 'scope,
-    {
+    ) -> Result<Self, Halt> {
         let (to_send, batches) = sync_channel(IN_FLIGHT);
         let (acks, acknowledged) = std::sync::mpsc::channel();
+        let unsent = Arc::new(AtomicUsize::new(0));
+        let unsent_there = unsent.clone();
         let thread = std::thread::Builder::new()
             .name(format!("send-{name}"))
-            .spawn_scoped(scope, move || send_all(&sink, &batches, &acks))
+            .spawn_scoped(scope, move || {
+                send_all(&sink, &unsent_there, &batches, &acks)
+            })
             .map_err(|e| Halt::Failed(format!("cannot start the query's sending thread: {e}")))?;
         Ok(Sender {
+            sink,
             to_send: Some(to_send),
+            unsent,
             acknowledged,
             thread: Some(thread),
         })
     }
 
-    /// Hands a batch to the sending thread, waiting while [`IN_FLIGHT`] batches are ahead of it.
+    /// Hands a batch to the sending thread, waiting while [`IN_FLIGHT`] batches are ahead of it; a
+    /// batch of at most [`INLINE`] records is first handed to librdkafka here when every batch before
+    /// it was (the records of a partition keep their order).
     pub(crate) fn send(&mut self, batch: Outgoing<T>) -> Result<(), Halt> {
+        let sent = (batch.records.len() <= INLINE && self.unsent.load(Ordering::Acquire) == 0)
+            .then(|| self.sink.cluster.send(self.sink.topic, &batch.records));
+        if sent.is_none() {
+            self.unsent.fetch_add(1, Ordering::AcqRel);
+        }
         let sent = match &self.to_send {
-            Some(to_send) => to_send.send(batch).is_ok(),
+            Some(to_send) => to_send.send(Handed { batch, sent }).is_ok(),
             None => false,
         };
         if sent {
@@ -121,7 +149,8 @@ impl<'scope, T: Send + 'scope> Sender<'scope, T> {
 /// sending and everything sent is acknowledged, or when a delivery halts.
 fn send_all<T>(
     sink: &Sink<'_>,
-    batches: &Receiver<Outgoing<T>>,
+    unsent: &AtomicUsize,
+    batches: &Receiver<Handed<T>>,
     acks: &std::sync::mpsc::Sender<Result<Outgoing<T>, Halt>>,
 ) {
     let mut in_flight: VecDeque<(Outgoing<T>, Result<Deliveries, DeliveryError>)> = VecDeque::new();
@@ -146,8 +175,12 @@ fn send_all<T>(
                 }
             }
         };
-        if let Some(batch) = next {
-            let sent = sink.cluster.send(sink.topic, &batch.records);
+        if let Some(Handed { batch, sent }) = next {
+            let sent = sent.unwrap_or_else(|| {
+                let sent = sink.cluster.send(sink.topic, &batch.records);
+                unsent.fetch_sub(1, Ordering::AcqRel);
+                sent
+            });
             in_flight.push_back((batch, sent));
             continue;
         }
