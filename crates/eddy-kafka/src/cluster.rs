@@ -2,8 +2,8 @@
 //! [`TopicAdmin`].
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::executor::block_on;
@@ -13,13 +13,14 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::BaseRecord;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_common::{Result, external_err};
 use eddy_runtime::{Record, TopicAdmin, TopicInfo};
 
+use crate::acks::{Acks, Batch, Producer};
 use crate::client_settings::{ClientSettings, Role};
 use crate::delivery_error::DeliveryError;
 use crate::message_view::MessageView;
@@ -32,7 +33,7 @@ const TOPIC_VISIBLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct KafkaCluster {
     config: ClusterConfig,
     admin: AdminClient<DefaultClientContext>,
-    producer: FutureProducer,
+    producer: Producer,
     /// Under [`Transactions::Auto`], what the broker answered.
     transactions_supported: Mutex<Option<bool>>,
     instance: u64,
@@ -190,7 +191,7 @@ impl KafkaCluster {
             .create()
             .map_err(kafka_err)?;
         let producer = client_config(&config, Role::Producer, &[])
-            .create()
+            .create_with_context(Acks)
             .map_err(kafka_err)?;
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -242,7 +243,7 @@ impl KafkaCluster {
     }
 
     /// The shared producer.
-    pub fn producer(&self) -> &FutureProducer {
+    pub(crate) fn producer(&self) -> &Producer {
         &self.producer
     }
 
@@ -428,14 +429,15 @@ impl KafkaCluster {
 /// Hands records to `producer` without waiting, the `i`-th with `origins[i]` as its origin header
 /// when there are origins; a full queue is waited out.
 pub(crate) fn send_on(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     records: &[Record],
     origins: &[Vec<u8>],
 ) -> std::result::Result<Deliveries, DeliveryError> {
-    let mut pending = Vec::with_capacity(records.len());
+    let batch = Batch::new();
     for (i, r) in records.iter().enumerate() {
-        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).timestamp(r.timestamp);
+        let mut rec: BaseRecord<'_, [u8], [u8], Arc<Batch>> =
+            BaseRecord::with_opaque_to(topic, batch.clone()).timestamp(r.timestamp);
         let origin = origins.get(i);
         if origin.is_some() || !r.headers.is_empty() {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 1);
@@ -462,21 +464,23 @@ pub(crate) fn send_on(
         if r.partition >= 0 {
             rec = rec.partition(r.partition);
         }
+        batch.handing();
         loop {
-            match producer.send_result(rec) {
-                Ok(f) => {
-                    pending.push(f);
-                    break;
-                }
+            match producer.send(rec) {
+                Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The producer's thread reports deliveries meanwhile, which makes room.
                     rec = back;
-                    producer.poll(Duration::from_millis(10));
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => return Err(DeliveryError::of(&e)),
+                Err((e, _)) => {
+                    batch.withdrawn();
+                    return Err(DeliveryError::of(&e));
+                }
             }
         }
     }
-    Ok(Deliveries(pending))
+    Ok(Deliveries(batch))
 }
 
 /// Whether exactly-once output goes through Kafka transactions (`eddy.transactions`).
@@ -507,7 +511,7 @@ impl std::str::FromStr for Transactions {
 }
 
 /// Records handed to the producer, not yet acknowledged.
-pub struct Deliveries(Vec<DeliveryFuture>);
+pub struct Deliveries(Arc<Batch>);
 
 impl Deliveries {
     /// Waits until the broker acknowledged every record; the first failure is the error.
@@ -519,25 +523,7 @@ impl Deliveries {
     /// last of them. After a failure it still waits for every other record, so that none of them
     /// is in flight any more when it returns.
     pub fn wait_ends(self) -> std::result::Result<BTreeMap<i32, i64>, DeliveryError> {
-        let mut ends = BTreeMap::new();
-        let mut failure = None;
-        for f in self.0 {
-            match block_on(f) {
-                Ok(Ok(d)) => {
-                    let end = ends.entry(d.partition).or_insert(0);
-                    *end = (d.offset + 1).max(*end);
-                }
-                Ok(Err((e, _))) => {
-                    failure.get_or_insert(DeliveryError::of(&e));
-                }
-                Err(_) => {
-                    failure.get_or_insert(DeliveryError::Retriable(
-                        "the producer shut down before delivering".to_string(),
-                    ));
-                }
-            }
-        }
-        failure.map_or(Ok(ends), Err)
+        self.0.wait()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Kafka for Eddy through rdkafka: cluster administration, and query tasks that consume, process and
 //! produce with at-least-once commits.
 
+mod acks;
 mod at_least_once;
 pub mod client_settings;
 pub mod cluster;

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use eddy_common::Result;
 use eddy_runtime::Record;
 
+use crate::acks::{Acks, Producer};
 use crate::client_settings::Role;
 use crate::cluster::{Deliveries, KafkaCluster, kafka_err, send_on};
 use crate::delivery_error::DeliveryError;
@@ -41,7 +42,7 @@ pub(crate) enum TransactionError {
 
 /// A task's transactional producer, with its open transaction, if any.
 pub(crate) struct Transaction {
-    producer: FutureProducer,
+    producer: Producer,
     open: bool,
 }
 
@@ -88,13 +89,13 @@ fn producer(
     cluster: &KafkaCluster,
     id: &str,
     open_for: Duration,
-) -> std::result::Result<FutureProducer, KafkaError> {
+) -> std::result::Result<Producer, KafkaError> {
     let timeout = TRANSACTION_TIMEOUT.saturating_add(open_for.saturating_mul(2));
     cluster
         .client_config(Role::Producer)
         .set("transactional.id", id)
         .set("transaction.timeout.ms", timeout.as_millis().to_string())
-        .create()
+        .create_with_context(Acks)
 }
 
 impl Transaction {

@@ -41,7 +41,7 @@ fn produce_with_header(producer: &BaseProducer, topic: &str, v: i64, name: &[u8]
         fields[2].u.mem.ptr = payload.as_ptr() as *mut c_void;
         fields[2].u.mem.size = payload.len();
         fields[3].vtype = rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS;
-        fields[3].u.i = rd::RD_KAFKA_MSG_F_COPY as i32;
+        fields[3].u.i = rd::RD_KAFKA_MSG_F_COPY;
         fields[4].vtype = rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADERS;
         fields[4].u.headers = headers;
         let error = rd::rd_kafka_produceva(producer.client().native_ptr(), fields.as_ptr(), 5);
