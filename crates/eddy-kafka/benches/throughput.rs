@@ -184,18 +184,25 @@ fn through_broker(events: u64, bootstrap: &str) {
     metrics_cost(&cluster, &mut engine, events, suffix);
 }
 
-/// The baseline of (b): a plain rdkafka consumer with the settings of a query's input consumer,
-/// reading the topic from its start in a group of its own and doing nothing with the records (the
-/// group's join counted, as it is for the queries). Returns events per second.
-fn plain_consumer(cluster: &KafkaCluster, topic: &str, events: u64) -> f64 {
+/// A consumer with the settings of a query's input consumer, subscribed to `topic` from its start
+/// in a group of its own (named after `what`).
+fn baseline_consumer(cluster: &KafkaCluster, what: &str, topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = cluster
         .reader_config()
-        .set("group.id", format!("bench_plain_{topic}"))
+        .set("group.id", format!("bench_{what}_{topic}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+/// The baseline of (b): a plain rdkafka consumer with the settings of a query's input consumer,
+/// reading the topic from its start in a group of its own and doing nothing with the records (the
+/// group's join counted, as it is for the queries). Returns events per second.
+fn plain_consumer(cluster: &KafkaCluster, topic: &str, events: u64) -> f64 {
+    let consumer = baseline_consumer(cluster, "plain", topic);
     let (start, cpu0) = (Instant::now(), cpu_seconds());
     let (mut read, mut bytes) = (0u64, 0usize);
     while read < events {
@@ -225,14 +232,7 @@ fn plain_consumer(cluster: &KafkaCluster, topic: &str, events: u64) -> f64 {
 /// serving the consumer's own queue for its events). Returns events per second.
 fn batch_consumer(cluster: &KafkaCluster, topic: &str, events: u64) -> f64 {
     use rdkafka::bindings as rd;
-    let consumer: BaseConsumer = cluster
-        .reader_config()
-        .set("group.id", format!("bench_batch_{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = baseline_consumer(cluster, "batch", topic);
     let (start, cpu0) = (Instant::now(), cpu_seconds());
     let client = consumer.client().native_ptr();
     // SAFETY: the queue belongs to this consumer's client and is destroyed before it.
