@@ -1,8 +1,8 @@
 //! A consumed message held until its micro-batch is done: taken a batch at a time
 //! (`rd_kafka_consume_batch_queue`, which rdkafka does not wrap) and given back to librdkafka when
-//! dropped, or polled one at a time through rdkafka. Both are read through a `MessageView`.
+//! dropped (into its reader's `disposal` bin), or polled one at a time through rdkafka. Both are
+//! read through a `MessageView`.
 
-use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use rdkafka::bindings as rd;
@@ -10,6 +10,7 @@ use rdkafka::message::BorrowedMessage;
 
 use eddy_runtime::RecordRef;
 
+use crate::disposal::Bin;
 use crate::message_view::MessageView;
 
 /// A consumed message; it cannot outlive the consumer it came from (`'a`).
@@ -21,22 +22,24 @@ pub(crate) struct Consumed<'a> {
 
 /// Who gives a message back to librdkafka.
 enum Owner<'a> {
-    /// Taken from a batch: destroyed when dropped.
-    Batch(PhantomData<&'a ()>),
+    /// Taken from a batch: put in its reader's bin when dropped.
+    Batch(Bin),
     /// Polled through rdkafka, which destroys it with its event (kept alive here).
     Polled { _message: BorrowedMessage<'a> },
 }
 
 impl<'a> Consumed<'a> {
-    /// Takes ownership of a message returned by `rd_kafka_consume_batch_queue`.
+    /// Takes ownership of a message returned by `rd_kafka_consume_batch_queue`, put in `bin` when
+    /// dropped.
     ///
     /// # Safety
-    /// `message` must be such a message, not destroyed yet, of a consumer that outlives `'a`.
-    pub(crate) unsafe fn taken(message: NonNull<rd::rd_kafka_message_t>) -> Self {
+    /// `message` must be such a message, not destroyed yet, of a consumer that outlives `'a` and
+    /// the reader `bin` belongs to.
+    pub(crate) unsafe fn taken(message: NonNull<rd::rd_kafka_message_t>, bin: Bin) -> Self {
         Consumed {
             // SAFETY: the message lives until this is dropped (see above).
             view: unsafe { MessageView::new(message) },
-            owner: Owner::Batch(PhantomData),
+            owner: Owner::Batch(bin),
         }
     }
 
@@ -87,10 +90,11 @@ impl RecordRef for Consumed<'_> {
 
 impl Drop for Consumed<'_> {
     fn drop(&mut self) {
-        if let Owner::Batch(_) = self.owner {
-            let message = std::ptr::from_ref(self.view.raw()).cast_mut();
-            // SAFETY: a message taken from a batch is ours (see `taken`) and destroyed once.
-            unsafe { rd::rd_kafka_message_destroy(message) }
+        if let Owner::Batch(bin) = &self.owner {
+            let message = NonNull::from(self.view.raw());
+            // SAFETY: a message taken from a batch is ours (see `taken`), put in the bin once and
+            // not read after.
+            unsafe { bin.put(message) }
         }
     }
 }

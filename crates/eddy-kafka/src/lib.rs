@@ -12,6 +12,7 @@ pub mod consumer_lag;
 mod crash_point;
 pub mod delivery;
 pub mod delivery_error;
+mod disposal;
 mod exact_output;
 mod exactly_once;
 mod internal_topics;

@@ -27,6 +27,7 @@ use rdkafka::message::Message;
 use eddy_runtime::RecordRef;
 
 use crate::consumed::Consumed;
+use crate::disposal::Disposal;
 
 /// Records per micro-batch, and how long to wait for the first record of one.
 const MAX_BATCH: usize = 4096;
@@ -53,6 +54,8 @@ struct Queues {
     moved_at: Instant,
     /// Where `rd_kafka_consume_batch_queue` puts what it takes.
     slots: Vec<*mut rd::rd_kafka_message_t>,
+    /// Where the messages taken go when dropped.
+    disposal: Disposal,
 }
 
 impl<'a, C: ConsumerContext> Poller<'a, C> {
@@ -75,6 +78,7 @@ impl<'a, C: ConsumerContext> Poller<'a, C> {
                 moved: BTreeSet::new(),
                 moved_at: Instant::now(),
                 slots: vec![std::ptr::null_mut(); MAX_BATCH],
+                disposal: Disposal::new(),
             })
         });
         Poller { consumer, queues }
@@ -88,6 +92,8 @@ impl<'a, C: ConsumerContext> Poller<'a, C> {
         let Some(queues) = &mut self.queues else {
             return poll_each(consumer);
         };
+        // The previous batch was dropped by now.
+        queues.disposal.flush();
         let mut batch = Vec::new();
         if queues.serve(consumer, &mut batch) || queues.moved_at.elapsed() >= REMOVE_EVERY {
             queues.move_partitions();
@@ -167,7 +173,8 @@ impl Queues {
         let max = max.min(self.slots.len());
         let wait_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: `slots` has room for `max` pointers; each message returned is owned by one
-        // `Consumed`, which destroys it, bound to the consumer's lifetime by the caller.
+        // `Consumed`, which puts it in the disposal's bin, bound to the consumer's lifetime by the
+        // caller (the disposal destroys what it holds before the poller is gone).
         let taken = unsafe {
             rd::rd_kafka_consume_batch_queue(
                 self.fetched.as_ptr(),
@@ -182,7 +189,7 @@ impl Queues {
                 continue;
             };
             // SAFETY: see above.
-            let message = unsafe { Consumed::taken(message) };
+            let message = unsafe { Consumed::taken(message, self.disposal.bin()) };
             match message.error() {
                 None => batch.push(message),
                 Some(e) => tracing::warn!("consumer error: {e}"),
@@ -194,6 +201,7 @@ impl Queues {
 
 impl Drop for Queues {
     fn drop(&mut self) {
+        self.disposal.close();
         // SAFETY: both handles are the poller's own, destroyed once. Messages forwarded to the
         // poller's queue after this are dropped by librdkafka (the consumer is closing).
         unsafe {
