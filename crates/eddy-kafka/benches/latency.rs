@@ -9,16 +9,20 @@
 //!
 //!   cargo bench -p eddy-kafka -p eddy-server -p eddy-cli --bench latency -- --broker HOST:PORT
 //!       [--rate 2000] [--seconds 10] [--fetch-wait 5] [--scoring]
-//! (`--fetch-wait`: the measuring consumers' `fetch.wait.max.ms`.)
+//!   ... --rate max [--events 2000000]
+//! (`--fetch-wait`: the measuring consumers' `fetch.wait.max.ms`. `--rate max` finds the peak of the
+//! whole pipeline on this machine — the producer sending as fast as it can, the broker, Eddy and
+//! the measuring consumers sharing its cores: the events over the time from the first sent to the
+//! last read on the output topic.)
 //! (naming the server and shell packages too reuses the release build's dependencies.)
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -26,8 +30,10 @@ use eddy_kafka::KafkaCluster;
 use eddy_runtime::Engine;
 
 mod allocator;
+mod batch_read;
 mod flags;
 mod telemetry;
+use batch_read::BatchReader;
 use flags::flag;
 use telemetry::{FEATURES, readings};
 
@@ -51,15 +57,21 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Reads `topic` from its start until `want` events arrived (or `deadline`), returning each event's
-/// latency in microseconds: the time it was read minus the time it was sent.
+/// What a measuring consumer saw: each event's latency in microseconds (the time it was read minus
+/// the time it was sent), and when the last one was read.
+struct Seen {
+    latencies: Vec<u64>,
+    last_read: u64,
+}
+
+/// Reads `topic` from its start until `want` events arrived (or `stop`), a batch at a time.
 fn latencies(
     bootstrap: &str,
     topic: &str,
     want: usize,
     fetch_wait: u32,
     stop: Arc<AtomicBool>,
-) -> Vec<u64> {
+) -> Seen {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("latency-{topic}-{}", now_us()))
@@ -77,21 +89,40 @@ fn latencies(
             .expect("partition");
     }
     consumer.assign(&partitions).expect("assign");
-    let mut out = Vec::with_capacity(want);
-    while out.len() < want && !stop.load(Ordering::Relaxed) {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let read = now_us();
-        let sent = m
-            .payload()
-            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-            .and_then(|v| v.get("sent").or_else(|| v.get("SENT"))?.as_u64());
-        if let Some(sent) = sent {
-            out.push(read.saturating_sub(sent));
+    let mut reader = BatchReader::new(consumer);
+    let mut seen = Seen {
+        latencies: Vec::with_capacity(want),
+        last_read: 0,
+    };
+    while seen.latencies.len() < want && !stop.load(Ordering::Relaxed) {
+        // Read when the batch came: its messages were all there to take at once.
+        let mut read = None;
+        let latencies = &mut seen.latencies;
+        reader.read(100, |value| {
+            let read = *read.get_or_insert_with(now_us);
+            if let Some(sent) = sent_of(value) {
+                latencies.push(read.saturating_sub(sent));
+            }
+        });
+        if let Some(read) = read {
+            seen.last_read = read;
         }
     }
-    out
+    seen
+}
+
+/// The microsecond an event was sent: the number after `"sent":` (the input) or `"SENT":` (the
+/// output), read without decoding the rest.
+fn sent_of(value: &[u8]) -> Option<u64> {
+    let at = value
+        .windows(7)
+        .position(|w| w.eq_ignore_ascii_case(br#""sent":"#))?;
+    let digits = &value[at + 7..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -115,10 +146,17 @@ fn summary(label: &str, mut v: Vec<u64>) -> [f64; 3] {
 
 fn main() {
     let bootstrap: String = flag("--broker").expect("--broker HOST:PORT");
-    let rate: u64 = flag("--rate").unwrap_or(2000);
+    // `--rate max`: the pipeline's peak, the events sent as fast as the producer can.
+    let rate: Option<u64> = match flag::<String>("--rate").as_deref() {
+        Some("max") => None,
+        other => Some(other.and_then(|r| r.parse().ok()).unwrap_or(2000)),
+    };
     let seconds: u64 = flag("--seconds").unwrap_or(10);
     let fetch_wait: u32 = flag("--fetch-wait").unwrap_or(5);
-    let events = (rate * seconds) as usize;
+    let events = match rate {
+        Some(rate) => (rate * seconds) as usize,
+        None => flag("--events").unwrap_or(2_000_000),
+    };
     let cluster = Arc::new(KafkaCluster::connect(&bootstrap).expect("connect"));
     cluster.wait_ready(Duration::from_secs(10)).expect("broker");
     let suffix = std::process::id();
@@ -170,24 +208,34 @@ fn main() {
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let started = Instant::now();
+    let (started, first_sent) = (Instant::now(), now_us());
+    let mut value = String::new();
     for i in 0..events {
-        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
         }
-        let fields = if scoring {
-            format!(",{}", readings(i))
-        } else {
-            String::new()
-        };
-        let value = format!(r#"{{"id":{i},"sent":{}{fields}}}"#, now_us());
+        value.clear();
+        let _ = write!(value, r#"{{"id":{i},"sent":{}"#, now_us());
+        if scoring {
+            let _ = write!(value, ",{}", readings(i));
+        }
+        value.push('}');
         let key = (i % 64).to_string();
         while let Err((e, _)) = producer.send(BaseRecord::to(&input).key(&key).payload(&value)) {
-            eprintln!("produce: {e}");
-            producer.poll(Duration::from_millis(10));
+            if !matches!(
+                e.rdkafka_error_code(),
+                Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+            ) {
+                eprintln!("produce: {e}");
+            }
+            producer.poll(Duration::from_millis(1));
         }
-        producer.poll(Duration::ZERO);
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
     // Whatever has not arrived 10 s after the last event is counted as missing.
@@ -199,10 +247,7 @@ fn main() {
         })
     };
     let mut results = readers.into_iter().map(|r| r.join().expect("reader"));
-    let (broker, eddy) = (
-        results.next().expect("input"),
-        results.next().expect("output"),
-    );
+    let (broker, eddy) = (results.next(), results.next());
     drop(watchdog);
     task.stop();
     let query = if scoring {
@@ -210,19 +255,40 @@ fn main() {
     } else {
         "a stateless CSAS"
     };
+    let (broker, eddy) = (broker.expect("input"), eddy.expect("output"));
+    let Some(rate) = rate else {
+        // The peak: every event out of Eddy, over the time from the first sent to the last read.
+        let rate_of = |seen: &Seen| {
+            events as f64 / (seen.last_read.saturating_sub(first_sent).max(1) as f64 / 1e6)
+        };
+        println!("{events} events sent as fast as the producer can, through {query}:");
+        if eddy.latencies.len() < events {
+            println!(
+                "  not carried: 10 s after the last event the output topic's consumer had read {} of the {events} events",
+                eddy.latencies.len()
+            );
+            return;
+        }
+        println!(
+            "  peak through Eddy: {:.0} events/s (first sent to last read on the output topic); the input topic's consumer read at {:.0} events/s",
+            rate_of(&eddy),
+            rate_of(&broker)
+        );
+        return;
+    };
     println!("{events} events at {rate}/s, keyed over 4 partitions, through {query}:");
     // Every event must arrive: a figure over part of them would flatter. When some did not, the
     // rate was not sustained (by Eddy, or by the broker and the measuring clients themselves).
-    if eddy.len() < events || broker.len() < events {
+    if eddy.latencies.len() < events || broker.latencies.len() < events {
         println!(
             "  not sustained: 10 s after the last event the input topic's consumer had read {} and the output topic's {} of the {events} events; no latency figures",
-            broker.len(),
-            eddy.len()
+            broker.latencies.len(),
+            eddy.latencies.len()
         );
         return;
     }
-    let b = summary("  the broker alone (input topic)", broker);
-    let e = summary("  through Eddy (output topic)   ", eddy);
+    let b = summary("  the broker alone (input topic)", broker.latencies);
+    let e = summary("  through Eddy (output topic)   ", eddy.latencies);
     println!(
         "  Eddy adds: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
         e[0] - b[0],

@@ -31,9 +31,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
 mod allocator;
+mod batch_read;
 mod cpu;
 mod flags;
 mod in_memory;
+use batch_read::BatchReader;
 use cpu::{cpu_seconds, resident_mb};
 use flags::flag;
 use in_memory::planned;
@@ -226,62 +228,15 @@ fn plain_consumer(cluster: &KafkaCluster, topic: &str, events: u64) -> f64 {
     events as f64 / wall.as_secs_f64()
 }
 
-/// The second baseline of (b): librdkafka's batch consumption, which rdkafka does not wrap — once
-/// the group assigned the partitions, their fetched messages are forwarded to a queue of this
-/// reader's, taken up to 4,096 per `rd_kafka_consume_batch_queue` call (Eddy's queries read so,
-/// serving the consumer's own queue for its events). Returns events per second.
+/// The second baseline of (b): librdkafka's batch consumption (`batch_read`), as Eddy's queries
+/// read. Returns events per second.
 fn batch_consumer(cluster: &KafkaCluster, topic: &str, events: u64) -> f64 {
-    use rdkafka::bindings as rd;
-    let consumer = baseline_consumer(cluster, "batch", topic);
+    let mut reader = BatchReader::new(baseline_consumer(cluster, "batch", topic));
     let (start, cpu0) = (Instant::now(), cpu_seconds());
-    let client = consumer.client().native_ptr();
-    // SAFETY: the queue belongs to this consumer's client and is destroyed before it.
-    let queue = unsafe { rd::rd_kafka_queue_new(client) };
-    let mut slots = vec![std::ptr::null_mut(); 4096];
-    let (mut read, mut bytes, mut forwarded) = (0u64, 0usize, false);
+    let (mut read, mut bytes) = (0u64, 0usize);
     while read < events {
-        // The group's events, and the messages fetched before the partitions were forwarded.
-        while let Some(m) = consumer.poll(Duration::ZERO) {
-            let m = m.expect("consumer");
-            read += 1;
-            bytes += m.payload().map_or(0, <[u8]>::len);
-        }
-        if !forwarded && let Ok(assigned) = consumer.assignment() {
-            for p in assigned.elements() {
-                let name = std::ffi::CString::new(p.topic()).expect("topic");
-                // SAFETY: the partition's queue handle is released once forwarded.
-                unsafe {
-                    let partition =
-                        rd::rd_kafka_queue_get_partition(client, name.as_ptr(), p.partition());
-                    rd::rd_kafka_queue_forward(partition, queue);
-                    rd::rd_kafka_queue_destroy(partition);
-                }
-            }
-            forwarded = assigned.count() > 0;
-        }
-        // The first message waited for (a batch call waits until its slots are full), the rest as
-        // they are. SAFETY: `slots` holds 4,096 pointers; each message returned is destroyed once.
-        let first = unsafe { rd::rd_kafka_consume_batch_queue(queue, 100, slots.as_mut_ptr(), 1) };
-        let rest = if first > 0 {
-            unsafe { rd::rd_kafka_consume_batch_queue(queue, 0, slots[1..].as_mut_ptr(), 4095) }
-        } else {
-            0
-        };
-        let taken = usize::try_from(first.max(0) + rest.max(0)).unwrap_or(0);
-        for &m in &slots[..taken] {
-            unsafe {
-                assert_eq!(
-                    (*m).err,
-                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                );
-                read += 1;
-                bytes += (*m).len;
-                rd::rd_kafka_message_destroy(m);
-            }
-        }
+        read += reader.read(100, |value| bytes += value.len()) as u64;
     }
-    // SAFETY: no message of the queue is alive any more.
-    unsafe { rd::rd_kafka_queue_destroy(queue) };
     let wall = start.elapsed();
     report(
         "(b) baseline: a batch librdkafka consumer reading the same topic",
