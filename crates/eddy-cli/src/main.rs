@@ -1,5 +1,6 @@
 //! `eddy`: the SQL shell for an Eddy server, and `eddy test`, the golden test runner.
 
+mod completion;
 mod render;
 mod script;
 mod shell;

@@ -2,8 +2,14 @@
 
 use serde_json::Value;
 
-/// A boxed text table.
+/// A boxed text table, as wide as its cells or, on a terminal, no wider than it: then the widest
+/// columns are narrowed and their cells wrapped onto more lines.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    table_within(headers, rows, terminal_width())
+}
+
+/// [`table`] within `limit` characters (none: as wide as the cells).
+pub fn table_within(headers: &[&str], rows: &[Vec<String>], limit: Option<usize>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -12,33 +18,104 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             }
         }
     }
+    // Each column takes its width, a space either side and a separator.
+    if let Some(limit) = limit {
+        fit(&mut widths, limit.saturating_sub(3 * headers.len()));
+    }
     let rule: String = widths
         .iter()
         .map(|w| "-".repeat(w + 2))
         .collect::<Vec<_>>()
         .join("-");
-    let line = |cells: Vec<&str>| -> String {
-        cells
+    let lines = |cells: Vec<&str>| -> String {
+        let wrapped: Vec<Vec<String>> = cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!(" {c:<w$} "))
-            .collect::<Vec<_>>()
-            .join("|")
-            .trim_end()
-            .to_string()
+            .map(|(c, w)| wrap(c, *w))
+            .collect();
+        let height = wrapped.iter().map(Vec::len).max().unwrap_or(1);
+        (0..height)
+            .map(|i| {
+                let line = wrapped
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!(" {:<w$} ", c.get(i).map_or("", String::as_str)))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                format!("{}\n", line.trim_end())
+            })
+            .collect()
     };
     let mut out = String::new();
-    out.push_str(&line(headers.to_vec()));
-    out.push('\n');
+    out.push_str(&lines(headers.to_vec()));
     out.push_str(&rule);
     out.push('\n');
     for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-        out.push('\n');
+        out.push_str(&lines(r.iter().map(String::as_str).collect()));
     }
     out.push_str(&rule);
     out.push('\n');
     out
+}
+
+/// The terminal's width in columns when standard output is one.
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into the pointer it is given, which lives for the call.
+    let got = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (got == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+/// Narrows the widest columns, one character at a time, until the widths add up to `total` or every
+/// column is down to [`NARROWEST`].
+fn fit(widths: &mut [usize], total: usize) {
+    while widths.iter().sum::<usize>() > total {
+        let Some(widest) = widths.iter_mut().filter(|w| **w > NARROWEST).max() else {
+            return;
+        };
+        *widest -= 1;
+    }
+}
+
+/// The narrowest a column is made to fit a terminal.
+const NARROWEST: usize = 6;
+
+/// A cell's text in lines of at most `width` characters, broken after a space when one is near the
+/// end of a line.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= width || width == 0 {
+        return vec![text.to_string()];
+    }
+    let mut lines = Vec::new();
+    let mut start = 0;
+    while start < chars.len() {
+        let mut end = (start + width).min(chars.len());
+        if end < chars.len()
+            && let Some(space) = chars[start..end].iter().rposition(|c| *c == ' ')
+            && space >= width * 2 / 3
+        {
+            end = start + space + 1;
+        }
+        lines.push(
+            chars[start..end]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .to_string(),
+        );
+        start = end;
+    }
+    lines
 }
 
 fn s(v: &Value) -> String {
@@ -384,16 +461,12 @@ impl RowPrinter {
             return;
         }
         self.widths = names.iter().map(|n| n.len().max(18)).collect();
+        // Each column takes its width and a bar; on a terminal, no wider than it.
+        if let Some(limit) = terminal_width() {
+            fit(&mut self.widths, limit.saturating_sub(names.len() + 1));
+        }
         self.rule();
-        println!(
-            "|{}|",
-            names
-                .iter()
-                .zip(&self.widths)
-                .map(|(n, w)| format!("{n:<w$}"))
-                .collect::<Vec<_>>()
-                .join("|")
-        );
+        self.print_row(&names);
         self.rule();
         self.started = true;
     }
@@ -427,15 +500,28 @@ impl RowPrinter {
                 }
             })
             .collect();
-        println!(
-            "|{}|",
-            cells
-                .iter()
-                .zip(&self.widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect::<Vec<_>>()
-                .join("|")
-        );
+        self.print_row(&cells);
+    }
+
+    /// One row's cells, each wrapped within its column.
+    fn print_row(&self, cells: &[String]) {
+        let wrapped: Vec<Vec<String>> = cells
+            .iter()
+            .zip(&self.widths)
+            .map(|(c, w)| wrap(c, *w))
+            .collect();
+        let height = wrapped.iter().map(Vec::len).max().unwrap_or(1);
+        for i in 0..height {
+            println!(
+                "|{}|",
+                wrapped
+                    .iter()
+                    .zip(&self.widths)
+                    .map(|(c, w)| format!("{:<w$}", c.get(i).map_or("", String::as_str)))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            );
+        }
     }
 
     /// Closes the table.
@@ -451,6 +537,35 @@ impl RowPrinter {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_long_cell_wraps_within_the_width_given() {
+        let query = "CREATE STREAM HOT AS SELECT SENSOR_ID, TS, TEMP * 1.8 + 32 AS TEMP_F FROM READINGS WHERE TEMP > 25 AND RPM > 1000 EMIT CHANGES;".repeat(20);
+        let rows = vec![vec![
+            "CSAS_HOT_1".to_string(),
+            "RUNNING".to_string(),
+            query.clone(),
+        ]];
+        let text = table_within(&["Query ID", "Status", "Query String"], &rows, Some(100));
+        assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+        assert!(text.lines().count() > 20, "{text}");
+        // Every character of the cell is there, in order, across its lines.
+        let cell: String = text
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split('|').nth(2))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(cell.replace(' ', ""), query.replace(' ', ""));
+        // Without a width, one line per row as before.
+        assert_eq!(
+            table_within(&["A"], &[vec![query.clone()]], None)
+                .lines()
+                .count(),
+            4
+        );
+    }
 
     #[test]
     fn connectors_render_as_ksqldb_does() {

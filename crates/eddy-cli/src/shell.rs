@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::{CompletionType, Config, Editor};
 use serde_json::{Map, Value, json};
 
+use crate::completion::{Names, SqlHelper};
 use crate::render;
 use crate::script::{split_statements, statement_complete};
 
@@ -179,13 +182,23 @@ impl Session {
 
     fn interactive(&mut self) -> ExitCode {
         self.banner();
-        let mut editor = match rustyline::DefaultEditor::new() {
+        let config = Config::builder()
+            .completion_type(CompletionType::List)
+            .build();
+        let mut editor: Editor<SqlHelper, FileHistory> = match Editor::with_config(config) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("cannot start the line editor: {e}");
                 return ExitCode::from(2);
             }
         };
+        let helper = SqlHelper {
+            names: Default::default(),
+            pending: Default::default(),
+        };
+        let (names, pending) = (helper.names.clone(), helper.pending.clone());
+        editor.set_helper(Some(helper));
+        self.read_names(&names);
         let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".eddy_history"));
         if let Some(h) = &history {
             let _ = editor.load_history(h);
@@ -215,6 +228,11 @@ impl Session {
                             eprintln!("{e}");
                         }
                         buffer.clear();
+                        // A statement may have made or dropped streams, tables or functions.
+                        self.read_names(&names);
+                    }
+                    if let Ok(mut p) = pending.lock() {
+                        p.clone_from(&buffer);
                     }
                 }
                 Err(ReadlineError::Interrupted) => {
@@ -233,6 +251,51 @@ impl Session {
         }
         println!("Exiting Eddy.");
         ExitCode::SUCCESS
+    }
+
+    /// Reads the catalog's names for completion; on failure (the server away, no rights) keeps
+    /// those it had.
+    fn read_names(&self, into: &std::sync::Mutex<Names>) {
+        let entities = |stmt: &str| -> Vec<Value> {
+            self.http
+                .post(self.url("/ksql"))
+                .json(&self.request(stmt))
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+                .and_then(|r| r.json::<Value>().ok())
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+        };
+        let listed = |stmt: &str, key: &str| -> Vec<String> {
+            entities(stmt)
+                .iter()
+                .flat_map(|e| e[key].as_array().cloned().unwrap_or_default())
+                .filter_map(|s| s["name"].as_str().map(str::to_string))
+                .collect()
+        };
+        let mut names = Names {
+            sources: listed("SHOW STREAMS;", "streams"),
+            functions: listed("SHOW FUNCTIONS;", "functions"),
+            columns: Vec::new(),
+        };
+        names.sources.extend(listed("SHOW TABLES;", "tables"));
+        if names.sources.is_empty() && names.functions.is_empty() {
+            return;
+        }
+        for source in &names.sources {
+            for e in entities(&format!("DESCRIBE `{source}`;")) {
+                let fields = e["sourceDescription"]["fields"].as_array().cloned();
+                for f in fields.into_iter().flatten() {
+                    if let Some(column) = f["name"].as_str() {
+                        names.columns.push((source.clone(), column.to_string()));
+                    }
+                }
+            }
+        }
+        if let Ok(mut n) = into.lock() {
+            *n = names;
+        }
     }
 
     fn banner(&self) {

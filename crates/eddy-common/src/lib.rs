@@ -3,6 +3,7 @@
 
 pub mod closest;
 pub mod error;
+pub mod keywords;
 pub mod rest;
 
 pub use error::{Error, Position, Result};

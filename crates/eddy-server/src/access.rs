@@ -256,7 +256,10 @@ impl Access {
                 rights: Rights::Admin,
             });
         }
-        if OPEN_PATHS.contains(&path) || self.skip_paths.iter().any(|p| p == path) {
+        if OPEN_PATHS.contains(&path)
+            || crate::console::is_console_path(path)
+            || self.skip_paths.iter().any(|p| p == path)
+        {
             return Ok(Principal {
                 name: String::new(),
                 rights: Rights::ReadOnly,

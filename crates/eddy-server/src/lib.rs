@@ -8,6 +8,7 @@ mod assertions;
 pub mod client_logs;
 pub mod command_status;
 mod connector_entities;
+pub mod console;
 pub mod credentials;
 pub mod entity;
 mod entity_value;

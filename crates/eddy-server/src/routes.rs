@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
@@ -34,7 +34,8 @@ use crate::state::{AppState, offset_reset, session, to_properties};
 /// The application's routes.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(|| async { Redirect::temporary("/info") }))
+        .route("/", get(crate::console::index))
+        .route("/console/{file}", get(crate::console::asset))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
         .route("/is_valid_property/{name}", get(is_valid_property))
@@ -88,6 +89,9 @@ async fn authenticate(
     next: axum::middleware::Next,
 ) -> Response {
     let access = state.access();
+    // A script's request (the console's) gets no challenge: a browser would answer one with its own
+    // login dialog instead of letting the page ask.
+    let scripted = request.headers().contains_key("x-requested-with");
     match access.admit(request.method(), request.uri().path(), request.headers()) {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
@@ -97,7 +101,7 @@ async fn authenticate(
             let mut response =
                 ApiError(ErrorMessage::generic(40100, format!("Unauthorized: {why}")))
                     .into_response();
-            if let Ok(challenge) = access.challenge().parse() {
+            if !scripted && let Ok(challenge) = access.challenge().parse() {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, challenge);
