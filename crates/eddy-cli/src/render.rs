@@ -89,8 +89,8 @@ fn fit(widths: &mut [usize], total: usize) {
 /// The narrowest a column is made to fit a terminal.
 const NARROWEST: usize = 6;
 
-/// A cell's text in lines of at most `width` characters, broken after a space when one is near the
-/// end of a line.
+/// A cell's text in lines of at most `width` characters, broken after a space when one is in the
+/// last two thirds of a line.
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     if chars.len() <= width || width == 0 {
@@ -102,7 +102,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         let mut end = (start + width).min(chars.len());
         if end < chars.len()
             && let Some(space) = chars[start..end].iter().rposition(|c| *c == ' ')
-            && space >= width * 2 / 3
+            && space >= width / 3
         {
             end = start + space + 1;
         }

@@ -25,7 +25,7 @@ let running = null; // {controller, queryId, results}
 const catalog = new Catalog($("#catalog"));
 const queries = new Queries($("#queries"), () => catalog.refresh().catch(() => {}));
 const results = new Results($("#results"), () => stop(running));
-const demo = new Results($("#demo-results"), () => stop(running));
+const demo = new Results($("#demo-results"), () => stop(running), { series: "CAR" });
 
 // Completion: names the statement around the caret can use, the likeliest first.
 function complete(before) {
@@ -130,8 +130,9 @@ async function runOne(statement) {
   }
 }
 
-// Streams a query or PRINT into `view`, stopping the one running.
-async function stream(sql, view) {
+// Streams a query or PRINT into `view` with the session's properties and `extra`, stopping the
+// one running; `seen` also gets each row.
+async function stream(sql, view, extra = {}, seen = () => {}) {
   await stop(running);
   const controller = new AbortController();
   const current = { controller, queryId: null, results: view };
@@ -140,13 +141,13 @@ async function stream(sql, view) {
   view.say("starting...");
   if (kindOf(sql) === "print") view.startLines(sql);
   try {
-    await api.stream(sql, properties, {
+    await api.stream(sql, { ...properties, ...extra }, {
       signal: controller.signal,
       onHeader: (h) => {
         current.queryId = h.queryId;
         view.start(h.columnNames, h.columnTypes);
       },
-      onRow: (row) => view.add(row),
+      onRow: (row) => { view.add(row); seen(row); },
     });
     view.finish("query ended");
   } catch (err) {
@@ -263,8 +264,27 @@ $("#login").addEventListener("submit", async (e) => {
   start();
 });
 $("#log-out").addEventListener("click", () => { api.logOut(); location.reload(); });
+// The demo's alerts per car: how many, and the last one's window, score, cause and version.
+const perCar = new Map();
+function renderCars() {
+  const cars = [...perCar.entries()].sort((a, b) => b[1].count - a[1].count);
+  $("#demo-cars tbody").innerHTML = cars.map(([car, a]) =>
+    `<tr><td>${escape(car)}</td><td class="number">${a.count}</td><td>${escape(new Date(a.window).toISOString().slice(11, 19))}</td>` +
+    `<td class="number">${escape(a.score)}</td><td>${escape(a.cause)}</td><td class="number">${escape(a.version)}</td></tr>`).join("");
+}
+let carsPending = false;
 $("#demo-start").addEventListener("click", () => {
-  stream(DEMO_SQL, demo).catch((err) => demo.say(err.message));
+  perCar.clear();
+  renderCars();
+  // Every alert so far, then each as it comes.
+  stream(DEMO_SQL, demo, { "auto.offset.reset": "earliest" }, ([car, window, score, cause, version]) => {
+    const a = perCar.get(car) || { count: 0 };
+    perCar.set(car, { count: a.count + 1, window, score, cause, version });
+    if (!carsPending) {
+      carsPending = true;
+      requestAnimationFrame(() => { carsPending = false; renderCars(); });
+    }
+  }).catch((err) => demo.say(err.message));
 });
 
 renderHistory();

@@ -29,8 +29,8 @@ const PANEL = `
 
 export class Results {
   // `root`: the (empty) element the panel is made in; `onStop`: called when the user stops the
-  // query.
-  constructor(root, onStop) {
+  // query; `chart`: the chart's series column when the query has it ({series: "CAR"}).
+  constructor(root, onStop, chart = {}) {
     this.root = root;
     root.innerHTML = PANEL;
     this.onStop = onStop;
@@ -39,7 +39,7 @@ export class Results {
     this.limit = root.querySelector("input.limit");
     this.pauseButton = root.querySelector("button.pause");
     this.stopButton = root.querySelector("button.stop");
-    this.chart = new Chart(root.querySelector(".chart"));
+    this.chart = new Chart(root.querySelector(".chart"), chart.series);
     this.pauseButton.addEventListener("click", () => this.togglePause());
     this.stopButton.addEventListener("click", () => this.onStop());
     this.clear();
@@ -130,8 +130,10 @@ export class Results {
 // A line chart drawn on a canvas: y from a numeric column, x from arrival time or a time column,
 // one line per value of the series column (none: one line).
 class Chart {
-  constructor(root) {
+  // `series`: the column to draw a line per value of, when a query has it.
+  constructor(root, series) {
     this.root = root;
+    this.series = series;
     this.canvas = root.querySelector("canvas");
     this.yPick = root.querySelector("select.y");
     this.xPick = root.querySelector("select.x");
@@ -157,6 +159,7 @@ class Chart {
     if (times.some((c) => /WINDOW/i.test(c))) this.xPick.value = times.find((c) => /WINDOW/i.test(c));
     const texts = columns.filter((c, i) => /STRING|VARCHAR/i.test(types[i] || ""));
     this.seriesPick.innerHTML = options(texts.map((c) => [c, c]), [["", "one series"]]);
+    if (texts.includes(this.series)) this.seriesPick.value = this.series;
     this.root.hidden = numeric.length === 0;
     this.draw();
   }
@@ -235,8 +238,10 @@ class Chart {
       g.strokeStyle = color;
       g.fillStyle = color;
       pts.sort((a, b) => a[0] - b[0]);
+      // A gap of more than a twentieth of the x range breaks the line (a series that paused).
+      const gap = (x1 - x0) / 20;
       g.beginPath();
-      pts.forEach(([x, y], j) => (j ? g.lineTo(px(x), py(y)) : g.moveTo(px(x), py(y))));
+      pts.forEach(([x, y], j) => (j && x - pts[j - 1][0] <= gap ? g.lineTo(px(x), py(y)) : g.moveTo(px(x), py(y))));
       g.stroke();
       for (const [x, y] of pts) g.fillRect(px(x) - 1.5, py(y) - 1.5, 3, 3);
       if (key && i <= COLORS.length) g.fillText(key, width - right - 90, top + 12 * i);
