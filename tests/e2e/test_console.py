@@ -1,8 +1,8 @@
 """The web console in headless Chromium against a server over the real broker: the page loads (its
 time printed), a CREATE STREAM and a CSAS typed into the editor and run, the query seen in the
 queries view, a completion of a column name taken, a push query's rows arriving in the table and
-its points in the chart, a statement error marked at the position the server reports, the query
-terminated. Then the same with authentication on, after logging in. A screenshot of each step is
+its points in the chart, PRINT of the topic, a statement error marked at the position the server
+reports, the query's rate, the query terminated. Then the same with authentication on, after logging in. A screenshot of each step is
 written to target/console-screenshots/.
 
 Run by scripts/test:  python tests/e2e/test_console.py --server-bin target/release/eddy-server
@@ -105,6 +105,18 @@ def console_steps(ctx, browser, server, name):
         shot("4-push-query")
         browser.click("#results button.stop")
         browser.wait_for("document.querySelector('#results button.stop').disabled", 10, what="the query stopped")
+
+        # PRINT of the topic: its lines in the table.
+        browser.evaluate("(() => { const t = document.querySelector('#editor textarea'); t.value = '';"
+                         " t.dispatchEvent(new Event('input')); })()")
+        browser.focus("#editor textarea")
+        browser.type(f"PRINT '{topic}' FROM BEGINNING LIMIT 3;")
+        browser.press(**CTRL_ENTER)
+        printed = browser.wait_for(
+            "(() => { const cells = [...document.querySelectorAll('#results td')].map(c => c.textContent);"
+            " return cells.filter(c => c.includes('rowtime:')).length >= 3 && cells; })()", 30,
+            what="PRINT's records in the table")
+        assert any('"temp":' in c for c in printed), printed
 
         # A statement error, marked where the server says it is.
         browser.evaluate("(() => { const t = document.querySelector('#editor textarea'); t.value = '';"

@@ -1,6 +1,7 @@
 """The shell (`eddy`) in a terminal 100 columns wide (tmux), against a server over the real broker:
-Tab completes a column name after SELECT from the server's catalog, and SHOW QUERIES — whose query
-text is far wider than the terminal — is drawn within the 100 columns, the text wrapped.
+Tab completes a column name after SELECT from the server's catalog, SHOW QUERIES — whose query text
+is far wider than the terminal — is drawn within the 100 columns, the text wrapped, and a statement
+error points at its position.
 
 Run by scripts/test:  python tests/e2e/test_shell.py --server-bin target/release/eddy-server
 """
@@ -74,6 +75,13 @@ def test_shell_in_a_terminal(ctx):
         assert "speed_kmh*15AStimes_15" in text.replace(" ", ""), shown
         print(f"   SHOW QUERIES drawn in {len(table)} lines within {WIDTH} columns; "
               f"the widest is {max(len(line) for line in lines)}")
+        # A statement error points at its position.
+        typed(session, "SELECT * FORM trips;")
+        tmux("send-keys", "-t", session, "Enter")
+        shown = wait_for(session, "Syntax Error")
+        lines = shown.splitlines()
+        at = max(i for i, line in enumerate(lines) if line == "SELECT * FORM trips;")
+        assert lines[at + 1] == "         ^", lines[at:at + 3]
         tmux("send-keys", "-t", session, "exit", "Enter")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -118,6 +118,27 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// A statement's error pointed at: when the message names a position in the statement (`line 1:10:
+/// ...`, as the server reports syntax errors), that line of the statement with a caret under the
+/// column, then the message; else the message alone.
+pub fn error_at(statement: &str, message: &str) -> String {
+    let position = message.strip_prefix("line ").and_then(|rest| {
+        let (line, rest) = rest.split_once(':')?;
+        let (column, _) = rest.split_once(':')?;
+        Some((line.parse::<usize>().ok()?, column.parse::<usize>().ok()?))
+    });
+    let pointed = position.and_then(|(line, column)| {
+        let text = statement.lines().nth(line.checked_sub(1)?)?;
+        let before: String = text
+            .chars()
+            .take(column.checked_sub(1)?)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        (before.chars().count() + 1 == column).then(|| format!("{text}\n{before}^\n"))
+    });
+    format!("{}{message}", pointed.unwrap_or_default())
+}
+
 fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -565,6 +586,22 @@ mod tests {
                 .count(),
             4
         );
+    }
+
+    #[test]
+    fn an_error_with_a_position_points_at_it() {
+        let message = "line 2:3: Syntax Error\nUnexpected 'FORM'";
+        assert_eq!(
+            error_at("SELECT *\n  FORM t;", message),
+            format!("  FORM t;\n  ^\n{message}")
+        );
+        // No position, or one outside the statement: the message alone.
+        assert_eq!(
+            error_at("SELECT 1;", "Unknown column X"),
+            "Unknown column X"
+        );
+        assert_eq!(error_at("SELECT 1;", "line 4:1: x"), "line 4:1: x");
+        assert_eq!(error_at("SELECT 1;", "line 1:40: x"), "line 1:40: x");
     }
 
     #[test]

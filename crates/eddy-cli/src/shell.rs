@@ -499,12 +499,10 @@ impl Session {
             .json()
             .context("the server sent an unreadable answer")?;
         if !ok {
-            return Err(anyhow!(
-                "{}",
-                body["message"]
-                    .as_str()
-                    .unwrap_or("the server refused the statement")
-            ));
+            let message = body["message"]
+                .as_str()
+                .unwrap_or("the server refused the statement");
+            return Err(anyhow!("{}", render::error_at(stmt, message)));
         }
         match self.output {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&body)?),
@@ -529,12 +527,10 @@ impl Session {
             .with_context(|| format!("cannot reach the server at {}", self.server))?;
         if !resp.status().is_success() {
             let body: Value = resp.json().unwrap_or(Value::Null);
-            return Err(anyhow!(
-                "{}",
-                body["message"]
-                    .as_str()
-                    .unwrap_or("the server refused the query")
-            ));
+            let message = body["message"]
+                .as_str()
+                .unwrap_or("the server refused the query");
+            return Err(anyhow!("{}", render::error_at(stmt, message)));
         }
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         std::thread::spawn(move || {

@@ -27,7 +27,8 @@ const queries = new Queries($("#queries"), () => catalog.refresh().catch(() => {
 const results = new Results($("#results"), () => stop(running));
 const demo = new Results($("#demo-results"), () => stop(running), { series: "CAR" });
 
-// Completion: names the statement around the caret can use, the likeliest first.
+// Completion: names the statement around the caret can use, the likeliest first (models too,
+// for the scoring functions' first argument).
 function complete(before) {
   const words = tokens(before).filter((t) => t.type === "word");
   const last = words.length ? words[words.length - 1].text.toUpperCase() : "";
@@ -38,10 +39,15 @@ function complete(before) {
   const columns = (used.length ? used : catalog.sources)
     .flatMap((s) => s.fields.map((f) => ({ label: f.name, kind: `column of ${s.name}` })));
   const functions = catalog.functions.map((f) => ({ label: f.name, kind: "function" }));
+  // Models as a scoring function names them: 'name@version' or 'name@alias'.
+  const models = catalog.models.flatMap((m) => [
+    ...Object.keys(m.aliases || {}).map((a) => ({ label: `${m.name}@${a}`, kind: "model" })),
+    ...(m.versions || []).map((v) => ({ label: `${m.name}@${v}`, kind: "model" })),
+  ]);
   const keywords = KEYWORDS.map((k) => ({ label: k, kind: "keyword" }));
   return SOURCE_CONTEXT.has(last)
     ? [...sources, ...keywords]
-    : [...columns, ...functions, ...sources, ...keywords];
+    : [...columns, ...functions, ...models, ...sources, ...keywords];
 }
 
 const editor = new Editor($("#editor"), { complete, run: (all) => run(all) });

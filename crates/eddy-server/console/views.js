@@ -63,10 +63,10 @@ export class Catalog {
   async refreshFunctions() {
     const [fns, models] = await Promise.all([
       ksql("SHOW FUNCTIONS;").then((e) => e[0]?.functions || []).catch(() => []),
-      get("/models").then((m) => m.models || m || []).catch(() => []),
+      get("/models").then((m) => m.models || []).catch(() => []),
     ]);
     this.functions = fns;
-    this.models = Array.isArray(models) ? models : [];
+    this.models = models;
     this.renderFunctions();
   }
 
@@ -86,8 +86,8 @@ export class Catalog {
       `<li><button class="link describe-function" data-name="${escape(f.name)}">${escape(f.name)}</button> <span class="muted">${escape(f.category || f.type || "")}</span></li>`).join("");
     const models = this.root.querySelector(".models");
     models.innerHTML = this.models.map((m) => {
-      const name = m.name || m.model || "";
-      const versions = (m.versions || []).map((v) => (typeof v === "object" ? v.version : v)).join(", ");
+      const name = m.name;
+      const versions = (m.versions || []).join(", ");
       const aliases = Object.entries(m.aliases || {}).map(([a, v]) => `${a}→${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
       return `<li><b>${escape(name)}</b> <span class="muted">versions ${escape(versions)} ${escape(aliases)}</span></li>`;
     }).join("") || `<li class="muted">No models.</li>`;

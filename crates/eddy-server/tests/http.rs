@@ -239,7 +239,6 @@ async fn with_authentication_on_callers_are_named_and_read_only_ones_cannot_chan
 
     // Every endpoint but the health checks needs credentials, and says which kind.
     let endpoints = [
-        ("GET", "/"),
         ("GET", "/info"),
         ("GET", "/is_valid_property/auto.offset.reset"),
         ("POST", "/ksql"),
@@ -280,6 +279,46 @@ async fn with_authentication_on_callers_are_named_and_read_only_ones_cannot_chan
     assert_eq!(
         response.headers()["www-authenticate"],
         "Basic realm=\"Eddy\""
+    );
+    // The console's own requests are refused without a challenge (a browser would open its login
+    // dialog over the console's).
+    let request = Request::builder()
+        .uri("/info")
+        .header("x-requested-with", "XMLHttpRequest")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(!response.headers().contains_key("www-authenticate"));
+    // The console's page and scripts hold no data: served without credentials; an API client asking
+    // for `/` is sent to `/info`, which needs them.
+    let page = |accept: &'static str| {
+        Request::builder()
+            .uri("/")
+            .header("accept", accept)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let response = app.clone().oneshot(page("text/html,*/*")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    let response = app.clone().oneshot(page("application/json")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(response.headers()["location"], "/info");
+    let (status, script) = call(app, "GET", "/console/console.js", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(script.contains("import"), "{script}");
+    let (status, keywords) = call(app, "GET", "/console/keywords.js", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(keywords.contains("\"SELECT\""), "{keywords}");
+    assert_eq!(
+        call(app, "GET", "/console/no-such.js", None).await.0,
+        StatusCode::NOT_FOUND
     );
 
     // Read-only callers (a user, an API token) read; changing anything is 403.
