@@ -83,6 +83,15 @@ def console_steps(ctx, browser, server, name):
         browser.evaluate("(() => { const t = document.querySelector('#editor textarea'); t.value = '';"
                          " t.dispatchEvent(new Event('input')); })()")
         browser.focus("#editor textarea")
+        # At a statement's start: templates and keywords.
+        browser.type("cr")
+        offered = browser.wait_for(
+            "[...document.querySelectorAll('#editor .completions li .label')].map(l => l.textContent)", 10,
+            what="completions for 'cr'")
+        assert offered[:2] == ["CREATE STREAM", "CREATE TABLE"], offered
+        browser.evaluate("(() => { const t = document.querySelector('#editor textarea'); t.value = '';"
+                         " t.dispatchEvent(new Event('input')); })()")
+        browser.focus("#editor textarea")
         browser.type("SELECT site, id, te")
         offered = browser.wait_for(
             "[...document.querySelectorAll('#editor .completions li .label')].map(l => l.textContent)", 10,

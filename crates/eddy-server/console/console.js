@@ -14,6 +14,15 @@ const HISTORY = "eddy.history";
 const MAX_HISTORY = 100;
 const REFRESH_MS = 2000;
 const DEMO_SQL = "SELECT car, window_start, score, cause, version FROM car_alerts EMIT CHANGES;";
+// Statements to start from, offered at the start of a statement (as ksqlDB's CLI snippets).
+const TEMPLATES = [
+  ["CREATE STREAM", "CREATE STREAM name (id STRING KEY, reading DOUBLE) WITH (kafka_topic='topic', value_format='JSON', partitions=1);"],
+  ["CREATE TABLE", "CREATE TABLE name (id STRING PRIMARY KEY, reading DOUBLE) WITH (kafka_topic='topic', value_format='JSON', partitions=1);"],
+  ["CREATE STREAM AS SELECT", "CREATE STREAM name AS SELECT * FROM source WHERE condition EMIT CHANGES;"],
+  ["CREATE TABLE AS SELECT", "CREATE TABLE name AS SELECT id, COUNT(*) AS n FROM source WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY id EMIT CHANGES;"],
+  ["INSERT INTO", "INSERT INTO target SELECT * FROM source;"],
+  ["SELECT ... EMIT CHANGES", "SELECT * FROM source EMIT CHANGES;"],
+].map(([label, insert]) => ({ label, insert, kind: "statement" }));
 // After these words the next name is a stream or a table.
 const SOURCE_CONTEXT = new Set(["FROM", "JOIN", "INTO", "DESCRIBE", "STREAM", "TABLE", "EXTENDED"]);
 
@@ -30,7 +39,13 @@ const demo = new Results($("#demo-results"), () => stop(running), { series: "CAR
 // Completion: names the statement around the caret can use, the likeliest first (models too,
 // for the scoring functions' first argument).
 function complete(before) {
-  const words = tokens(before).filter((t) => t.type === "word");
+  const all = tokens(before);
+  const afterLast = all.slice(all.map((t) => t.text).lastIndexOf(";") + 1);
+  if (afterLast.every((t) => t.type === "space" || t.type === "comment")) {
+    // The start of a statement: a template, or a keyword.
+    return [...TEMPLATES, ...KEYWORDS.map((k) => ({ label: k, kind: "keyword" }))];
+  }
+  const words = all.filter((t) => t.type === "word");
   const last = words.length ? words[words.length - 1].text.toUpperCase() : "";
   const statement = statementAt(editor.value, editor.caret)?.text || before;
   const named = new Set(tokens(statement).filter((t) => t.type === "word").map((t) => t.text.toUpperCase()));

@@ -105,7 +105,8 @@ export class Editor {
     return m ? m[0] : "";
   }
 
-  // Opens the list for the word before the caret (`always`: even for no word yet).
+  // Opens the list for the word before the caret (`always`: even for no word yet). A suggestion's
+  // `insert` (a template) replaces the word; else its label does.
   suggest(always) {
     const word = this.word();
     if (!always && word.length === 0) return this.close();
@@ -159,8 +160,9 @@ export class Editor {
     const word = this.word();
     const at = this.caret - word.length;
     const text = this.text.value;
-    this.text.value = text.slice(0, at) + s.label + text.slice(this.caret);
-    this.text.selectionStart = this.text.selectionEnd = at + s.label.length;
+    const insert = s.insert || s.label;
+    this.text.value = text.slice(0, at) + insert + text.slice(this.caret);
+    this.text.selectionStart = this.text.selectionEnd = at + insert.length;
     this.close();
     this.render();
     this.text.focus();
