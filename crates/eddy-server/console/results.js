@@ -1,6 +1,8 @@
 // A query's results as they arrive: a table (pause, resume, stop, a row limit) and a live chart of
 // one numeric column over arrival time or over a time column (WINDOWSTART), a line per series.
 
+import { escape } from "./html.js";
+
 const NUMERIC = /^(INTEGER|INT|BIGINT|DOUBLE|DECIMAL|FLOAT|REAL)/i;
 const TIME_COLUMN = /^(WINDOWSTART|WINDOWEND|WINDOW_START|ROWTIME|TS)$/i;
 const COLORS = ["#2f6fde", "#d9480f", "#2b8a3e", "#ae3ec9", "#e8590c", "#1098ad", "#c2255c", "#5c940d"];
@@ -73,7 +75,7 @@ export class Results {
   start(columns, types) {
     this.columns = columns;
     this.types = types || [];
-    this.table.innerHTML = `<thead><tr>${columns.map((c) => `<th>${c}</th>`).join("")}</tr></thead><tbody></tbody>`;
+    this.table.innerHTML = `<thead><tr>${columns.map((c) => `<th>${escape(c)}</th>`).join("")}</tr></thead><tbody></tbody>`;
     this.chart.reset(columns, this.types);
     this.setRunning(true);
   }
@@ -149,7 +151,7 @@ class Chart {
     this.rows = [];
     const numeric = columns.filter((c, i) => NUMERIC.test(types[i] || ""));
     const options = (list, first) => first.concat(list).map(([value, label]) =>
-      `<option value="${value}">${label}</option>`).join("");
+      `<option value="${escape(value)}">${escape(label)}</option>`).join("");
     this.yPick.innerHTML = options(numeric.map((c) => [c, c]), []);
     // A score or a value rather than an id or a time, when there is one.
     const y = numeric.find((c) => !TIME_COLUMN.test(c) && !/ID$/i.test(c)) || numeric[0];
