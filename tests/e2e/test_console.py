@@ -37,12 +37,17 @@ def produce_forever(bootstrap, topic, stop):
     p.flush(10)
 
 
-def run_in_editor(browser, sql, expect, timeout=30):
-    """Replaces the editor's text with `sql`, runs the statement at the caret (its end) and waits for
-    a message containing `expect`."""
+def clear_editor(browser):
+    """Empties the editor (as a user selecting all and deleting) and puts the caret in it."""
     browser.evaluate("(() => { const t = document.querySelector('#editor textarea'); t.value = '';"
                      " t.dispatchEvent(new Event('input')); })()")
     browser.focus("#editor textarea")
+
+
+def run_in_editor(browser, sql, expect, timeout=30):
+    """Replaces the editor's text with `sql`, runs the statement at the caret (its end) and waits for
+    a message containing `expect`."""
+    clear_editor(browser)
     browser.type(sql)
     browser.press(**CTRL_ENTER)
     return browser.wait_for(
@@ -80,18 +85,14 @@ def console_steps(ctx, browser, server, name):
         browser.click("nav button[data-tab=editor]")
         browser.wait_for(f"!!document.querySelector('#catalog details[data-name=\"{stream.upper()}\"]')", 30,
                          what="the stream in the catalog")
-        browser.evaluate("(() => { const t = document.querySelector('#editor textarea'); t.value = '';"
-                         " t.dispatchEvent(new Event('input')); })()")
-        browser.focus("#editor textarea")
+        clear_editor(browser)
         # At a statement's start: templates and keywords.
         browser.type("cr")
         offered = browser.wait_for(
             "[...document.querySelectorAll('#editor .completions li .label')].map(l => l.textContent)", 10,
             what="completions for 'cr'")
         assert offered[:2] == ["CREATE STREAM", "CREATE TABLE"], offered
-        browser.evaluate("(() => { const t = document.querySelector('#editor textarea'); t.value = '';"
-                         " t.dispatchEvent(new Event('input')); })()")
-        browser.focus("#editor textarea")
+        clear_editor(browser)
         browser.type("SELECT site, id, te")
         offered = browser.wait_for(
             "[...document.querySelectorAll('#editor .completions li .label')].map(l => l.textContent)", 10,
@@ -116,9 +117,7 @@ def console_steps(ctx, browser, server, name):
         browser.wait_for("document.querySelector('#results button.stop').disabled", 10, what="the query stopped")
 
         # PRINT of the topic: its lines in the table.
-        browser.evaluate("(() => { const t = document.querySelector('#editor textarea'); t.value = '';"
-                         " t.dispatchEvent(new Event('input')); })()")
-        browser.focus("#editor textarea")
+        clear_editor(browser)
         browser.type(f"PRINT '{topic}' FROM BEGINNING LIMIT 3;")
         browser.press(**CTRL_ENTER)
         printed = browser.wait_for(
@@ -128,9 +127,7 @@ def console_steps(ctx, browser, server, name):
         assert any('"temp":' in c for c in printed), printed
 
         # A statement error, marked where the server says it is.
-        browser.evaluate("(() => { const t = document.querySelector('#editor textarea'); t.value = '';"
-                         " t.dispatchEvent(new Event('input')); })()")
-        browser.focus("#editor textarea")
+        clear_editor(browser)
         browser.type(f"SELECT * FORM {stream};")
         browser.press(**CTRL_ENTER)
         message = browser.wait_for("document.querySelector('#messages li.error .text')?.textContent", 10,
